@@ -1,0 +1,44 @@
+#!/bin/sh
+# test-all.sh: install what is missing, build, and run every test:
+#   1. make check (warnings are errors)
+#   2. make check built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. make check with every cohortd and test binary under valgrind
+#   4. make distcheck (the release tarball builds and passes)
+# This is the README's test command and what CI runs (.ci/run).
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+jobs=$(nproc)
+
+sh contrib/bootstrap.sh --no-build
+autoreconf -fi
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "build + make check (build/)"
+mkdir -p build && cd build
+[ -f Makefile ] || ../configure --enable-werror
+make -j"$jobs"
+make -j"$jobs" check || { cat test-suite.log; exit 1; }
+cd "$top"
+
+step "make check under ASan + UBSan (build-asan/)"
+mkdir -p build-asan && cd build-asan
+[ -f Makefile ] || ../configure --enable-werror --enable-sanitizers
+make -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	make -j"$jobs" check || { cat test-suite.log; exit 1; }
+cd "$top"
+
+step "make check under valgrind (build/)"
+cd build
+VG="valgrind -q --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+COHORT_VALGRIND="$VG" make -j"$jobs" check LOG_COMPILER="$top/tests/valgrind-wrap.sh" \
+	|| { cat test-suite.log; exit 1; }
+cd "$top"
+
+step "make distcheck"
+cd build
+make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+cd "$top"
+step "all tests passed"

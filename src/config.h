@@ -1,0 +1,149 @@
+/*
+ * config.h - the parsed configuration: the [cohort] section and one
+ * struct svc_config per [service:NAME].  config_load() reads a file and its
+ * includes with inih and fills these from the key table in config_keys.c;
+ * every problem found is collected in a struct diag as "FILE:LINE: message".
+ * A config is immutable once loaded: reload builds a new one and swaps.
+ */
+#ifndef COHORT_CONFIG_H
+#define COHORT_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "map.h"
+#include "util.h"
+
+#define SVC_NAME_MAX 64
+#define LOCK_NAME_MAX 255
+
+enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
+enum fsync_policy { FSYNC_ALWAYS, FSYNC_BATCH, FSYNC_NEVER };
+
+/* Where a service's stdout or stderr goes. */
+enum out_kind { OUT_LOG, OUT_INHERIT, OUT_NULL, OUT_PATH, OUT_STDOUT };
+struct output {
+	enum out_kind kind;
+	char *path;		/* OUT_PATH: absolute or relative to cwd */
+};
+
+/* A readiness or health check. */
+enum check_kind { CHECK_NONE, CHECK_NOTIFY, CHECK_DELAY, CHECK_TCP, CHECK_HTTP, CHECK_EXEC };
+struct check {
+	enum check_kind kind;
+	int64_t delay_ms;	/* CHECK_DELAY */
+	char *host;		/* CHECK_TCP, CHECK_HTTP */
+	char *port;
+	char *path;		/* CHECK_HTTP: "/..." */
+	struct strv argv;	/* CHECK_EXEC */
+	char *text;		/* as written, for messages */
+};
+
+struct svc_config {
+	char *name;
+	size_t index;		/* position in cohort_config.services */
+	char *file;		/* where the section is, for messages */
+	int line;
+	int *key_line;		/* line of each key as set, 0 if defaulted */
+
+	char *command;		/* as written */
+	struct strv argv;	/* command split into words (or sh -c) */
+	bool shell;
+	char *directory;
+	struct strv environment;	/* "NAME=VALUE" */
+	char *user;
+	char *group;
+	bool autostart;
+	struct strv requires;
+	struct strv after;
+	uint64_t phase;		/* 0: not set */
+	struct check ready;
+	int64_t ready_timeout_ms;
+	struct check health;
+	int64_t health_interval_ms;
+	int64_t health_timeout_ms;
+	uint64_t health_retries;
+	enum restart_policy restart;
+	uint8_t success_exit[32];	/* bitmap of exit codes 0..255 */
+	int64_t backoff_initial_ms;
+	double backoff_factor;
+	int64_t backoff_max_ms;
+	double backoff_jitter;
+	int64_t backoff_reset_ms;
+	uint64_t breaker_failures;
+	int64_t breaker_window_ms;
+	int64_t breaker_cooldown_ms;
+	int stop_signal;
+	int64_t stop_timeout_ms;
+	struct output out;
+	struct output err;
+	uint64_t log_max_size;
+	uint64_t log_backups;
+	struct strv locks;
+	struct strv publish;
+	struct strv subscribe;
+};
+
+struct cohort_config {
+	char *file;		/* main file as given */
+	char *run_dir;
+	char *state_dir;
+	char *log_dir;
+	struct strv include;
+	uint64_t control_mode;
+	char *control_group;
+	uint64_t bus_mode;
+	char *bus_listen;	/* "HOST:PORT" or NULL */
+	enum fsync_policy bus_fsync;
+	uint64_t bus_max_message;
+	int64_t shutdown_timeout_ms;
+	int *key_line;
+
+	struct svc_config **services;	/* in file order */
+	size_t nservices;
+	struct map by_name;	/* name -> struct svc_config */
+};
+
+/* Errors, kept sorted by file (in the order files were read) and line, so
+ * they read top to bottom whatever stage found them. */
+struct diag {
+	struct strv lines;	/* "FILE:LINE: message" */
+	int64_t *keys;		/* file order << 32 | line, parallel to lines */
+	struct strv files;	/* file names in the order first seen */
+	size_t count;		/* all errors, including those not kept */
+};
+void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...) PRINTF(4, 5);
+void diag_print(const struct diag *d, FILE *f);
+void diag_free(struct diag *d);
+
+/* Loads path and its includes.  Returns the config, or NULL with every
+ * problem in *d (which may also hold problems when a config is returned:
+ * no, a config is returned only when d is empty). */
+struct cohort_config *config_load(const char *path, struct diag *d);
+void config_free(struct cohort_config *c);
+struct svc_config *config_find(const struct cohort_config *c, const char *name);
+/* True when the two definitions differ in anything that matters to a
+ * running process (reload restarts only those). */
+bool svc_config_equal(const struct svc_config *a, const struct svc_config *b);
+bool svc_name_valid(const char *name);
+bool exit_is_success(const struct svc_config *s, int code);
+/* Line of key in s, or the section's line when it was defaulted. */
+int svc_key_line(const struct svc_config *s, const char *key);
+
+/* The key table, for docs and did-you-mean (config_keys.c). */
+enum key_section { KS_DAEMON, KS_SERVICE };
+struct key_def {
+	enum key_section section;
+	const char *name;
+	int type;		/* enum key_type in config_keys.c */
+	size_t offset;
+	const char *def;	/* default as written in the config, "" for empty */
+	const char *doc;
+};
+extern const struct key_def config_keys[];
+extern const size_t config_nkeys;
+const char *signal_name(int sig);
+int signal_number(const char *name);
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * map.c - see map.h.  Linear probing keeps lookups to one cache line in the
+ * common case; the table doubles at 70% load (tombstones included) so
+ * every operation is O(1) amortised.
+ */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "map.h"
+#include "util.h"
+
+static const char tombstone_key[] = "";
+#define TOMBSTONE tombstone_key
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	while (*s) {
+		h ^= (unsigned char)*s++;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static struct map_slot *map_find(const struct map *m, const char *key, uint32_t h)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct map_slot *s = &m->slots[i];
+		if (!s->key)
+			return NULL;
+		if (s->key != TOMBSTONE && s->hash == h && strcmp(s->key, key) == 0)
+			return s;
+	}
+}
+
+static void map_grow(struct map *m)
+{
+	struct map old = *m;
+	size_t cap = m->cap ? m->cap * 2 : 16;
+
+	/* Shrink back when mostly tombstones. */
+	if (m->cap && m->len * 4 < m->cap)
+		cap = m->cap;
+	m->slots = xcalloc(cap, sizeof(*m->slots));
+	m->cap = cap;
+	m->len = m->used = 0;
+	for (size_t i = 0; i < old.cap; i++) {
+		struct map_slot *s = &old.slots[i];
+		if (s->key && s->key != TOMBSTONE)
+			map_put(m, s->key, s->value);
+	}
+	free(old.slots);
+}
+
+void *map_get(const struct map *m, const char *key)
+{
+	struct map_slot *s = map_find(m, key, hash_str(key));
+
+	return s ? s->value : NULL;
+}
+
+void *map_put(struct map *m, const char *key, void *value)
+{
+	uint32_t h = hash_str(key);
+	struct map_slot *s = map_find(m, key, h);
+
+	if (s) {
+		void *old = s->value;
+		s->key = key;
+		s->value = value;
+		return old;
+	}
+	if ((m->used + 1) * 10 > m->cap * 7)
+		map_grow(m);
+	size_t mask = m->cap - 1;
+	size_t i = h & mask;
+	while (m->slots[i].key && m->slots[i].key != TOMBSTONE)
+		i = (i + 1) & mask;
+	if (!m->slots[i].key)
+		m->used++;
+	m->slots[i] = (struct map_slot){key, value, h};
+	m->len++;
+	return NULL;
+}
+
+void *map_del(struct map *m, const char *key)
+{
+	struct map_slot *s = map_find(m, key, hash_str(key));
+
+	if (!s)
+		return NULL;
+	void *old = s->value;
+	s->key = TOMBSTONE;
+	s->value = NULL;
+	m->len--;
+	return old;
+}
+
+void map_free(struct map *m)
+{
+	free(m->slots);
+	*m = (struct map){0};
+}
+
+int map_next(const struct map *m, size_t *iter, const char **key, void **value)
+{
+	while (*iter < m->cap) {
+		struct map_slot *s = &m->slots[(*iter)++];
+		if (s->key && s->key != TOMBSTONE) {
+			if (key)
+				*key = s->key;
+			if (value)
+				*value = s->value;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static uint64_t hash_int(int64_t k)
+{
+	uint64_t x = (uint64_t)k;
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static struct imap_slot *imap_find(const struct imap *m, int64_t key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1;
+	for (size_t i = hash_int(key) & mask;; i = (i + 1) & mask) {
+		struct imap_slot *s = &m->slots[i];
+		if (s->state == 0)
+			return NULL;
+		if (s->state == 1 && s->key == key)
+			return s;
+	}
+}
+
+static void imap_grow(struct imap *m)
+{
+	struct imap old = *m;
+	size_t cap = m->cap ? m->cap * 2 : 16;
+
+	if (m->cap && m->len * 4 < m->cap)
+		cap = m->cap;
+	m->slots = xcalloc(cap, sizeof(*m->slots));
+	m->cap = cap;
+	m->len = m->used = 0;
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.slots[i].state == 1)
+			imap_put(m, old.slots[i].key, old.slots[i].value);
+	free(old.slots);
+}
+
+void *imap_get(const struct imap *m, int64_t key)
+{
+	struct imap_slot *s = imap_find(m, key);
+
+	return s ? s->value : NULL;
+}
+
+void *imap_put(struct imap *m, int64_t key, void *value)
+{
+	struct imap_slot *s = imap_find(m, key);
+
+	if (s) {
+		void *old = s->value;
+		s->value = value;
+		return old;
+	}
+	if ((m->used + 1) * 10 > m->cap * 7)
+		imap_grow(m);
+	size_t mask = m->cap - 1;
+	size_t i = hash_int(key) & mask;
+	while (m->slots[i].state == 1)
+		i = (i + 1) & mask;
+	if (m->slots[i].state == 0)
+		m->used++;
+	m->slots[i] = (struct imap_slot){key, value, 1};
+	m->len++;
+	return NULL;
+}
+
+void *imap_del(struct imap *m, int64_t key)
+{
+	struct imap_slot *s = imap_find(m, key);
+
+	if (!s)
+		return NULL;
+	void *old = s->value;
+	s->state = 2;
+	s->value = NULL;
+	m->len--;
+	return old;
+}
+
+void imap_free(struct imap *m)
+{
+	free(m->slots);
+	*m = (struct imap){0};
+}
+
+int imap_next(const struct imap *m, size_t *iter, int64_t *key, void **value)
+{
+	while (*iter < m->cap) {
+		struct imap_slot *s = &m->slots[(*iter)++];
+		if (s->state == 1) {
+			if (key)
+				*key = s->key;
+			if (value)
+				*value = s->value;
+			return 1;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * map.h - a string-keyed hash table (open addressing, linear probing).
+ * Keys are borrowed: the caller keeps them alive as long as the entry.
+ * Used wherever cohort looks things up by name (services, locks, topics).
+ */
+#ifndef COHORT_MAP_H
+#define COHORT_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct map_slot {
+	const char *key;	/* NULL: empty; TOMBSTONE: deleted */
+	void *value;
+	uint32_t hash;
+};
+
+struct map {
+	struct map_slot *slots;
+	size_t cap;		/* power of two or 0 */
+	size_t len;		/* live entries */
+	size_t used;		/* live + tombstones */
+};
+
+void *map_get(const struct map *m, const char *key);
+/* Inserts or replaces; returns the previous value or NULL. */
+void *map_put(struct map *m, const char *key, void *value);
+void *map_del(struct map *m, const char *key);
+void map_free(struct map *m);
+/* Iteration: for (size_t i = 0; map_next(m, &i, &k, &v);) */
+int map_next(const struct map *m, size_t *iter, const char **key, void **value);
+
+/* The same for integer keys (pids, sequence numbers). */
+struct imap_slot {
+	int64_t key;
+	void *value;		/* NULL: empty or deleted */
+	int state;		/* 0 empty, 1 live, 2 deleted */
+};
+
+struct imap {
+	struct imap_slot *slots;
+	size_t cap;
+	size_t len;
+	size_t used;
+};
+
+void *imap_get(const struct imap *m, int64_t key);
+void *imap_put(struct imap *m, int64_t key, void *value);
+void *imap_del(struct imap *m, int64_t key);
+void imap_free(struct imap *m);
+int imap_next(const struct imap *m, size_t *iter, int64_t *key, void **value);
+
+#endif

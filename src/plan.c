@@ -1,0 +1,269 @@
+/*
+ * plan.c - see plan.h.  One iterative depth-first search over the
+ * requires + after graph computes every phase in post-order and finds
+ * every cycle (an edge back to a service still on the stack); the stack
+ * itself gives the cycle's path for the message.
+ */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+
+enum color { WHITE, GRAY, BLACK };
+
+static void edges_free(struct edges *e)
+{
+	free(e->off);
+	free(e->to);
+}
+
+static const struct strv *list_of(const struct svc_config *s, size_t off)
+{
+	return (const struct strv *)((const char *)s + off);
+}
+
+/* Resolves the names of one list (requires or after) into edges. */
+static void resolve(const struct cohort_config *cfg, struct diag *d, size_t list_off,
+		    const char *key, const char **names, struct edges *e)
+{
+	size_t n = cfg->nservices, total = 0;
+
+	e->off = xcalloc(n + 1, sizeof(size_t));
+	for (size_t i = 0; i < n; i++)
+		total += list_of(cfg->services[i], list_off)->n;
+	e->to = xcalloc(total + 1, sizeof(size_t));
+	total = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct svc_config *s = cfg->services[i];
+		const struct strv *list = list_of(s, list_off);
+		int line = svc_key_line(s, key);
+
+		e->off[i] = total;
+		for (size_t k = 0; k < list->n; k++) {
+			const char *dep = list->v[k];
+			const struct svc_config *t = config_find(cfg, dep);
+			if (!t) {
+				const char *m = did_you_mean(dep, names, n);
+				diag_add(d, s->file, line, "[service:%s]: %s \"%s\": no such service%s%s%s",
+					 s->name, key, dep, m ? " (did you mean \"" : "",
+					 m ? m : "", m ? "\"?)" : "");
+			} else if (t == s) {
+				diag_add(d, s->file, line, "[service:%s]: %s itself", s->name, key);
+			} else {
+				e->to[total++] = t->index;
+			}
+		}
+	}
+	e->off[n] = total;
+}
+
+static void report_cycle(const struct cohort_config *cfg, struct diag *d,
+			 const size_t *stack, size_t depth, size_t target)
+{
+	struct sbuf b = {0};
+	size_t from = depth;
+
+	while (from > 0 && stack[from - 1] != target)
+		from--;
+	from = from ? from - 1 : 0;
+	for (size_t k = from; k < depth; k++)
+		sbuf_addf(&b, "%s -> ", cfg->services[stack[k]]->name);
+	sbuf_adds(&b, cfg->services[target]->name);
+	const struct svc_config *s = cfg->services[target];
+	int line = svc_key_line(s, s->requires.n ? "requires" : "after");
+	diag_add(d, s->file, line, "[service:%s]: dependency cycle: %s", s->name, b.buf);
+	sbuf_free(&b);
+}
+
+/* Phases by iterative DFS.  deps(i) = requires(i) + after(i). */
+static int compute_phases(struct plan *p, struct diag *d)
+{
+	size_t n = p->n;
+	unsigned char *color = xcalloc(n ? n : 1, 1);
+	size_t *stack = xmalloc((n ? n : 1) * sizeof(size_t));
+	size_t *next = xcalloc(n ? n : 1, sizeof(size_t));	/* next edge to visit */
+	bool *broken = xcalloc(n ? n : 1, sizeof(bool));
+	size_t before = d->count;
+
+	for (size_t root = 0; root < n; root++) {
+		if (color[root] != WHITE)
+			continue;
+		size_t depth = 0;
+		stack[depth++] = root;
+		color[root] = GRAY;
+		while (depth) {
+			size_t i = stack[depth - 1];
+			size_t nreq = p->requires.off[i + 1] - p->requires.off[i];
+			size_t nall = nreq + p->after.off[i + 1] - p->after.off[i];
+			if (next[i] < nall) {
+				size_t k = next[i]++;
+				size_t j = k < nreq ? p->requires.to[p->requires.off[i] + k]
+						    : p->after.to[p->after.off[i] + k - nreq];
+				if (color[j] == WHITE) {
+					color[j] = GRAY;
+					stack[depth++] = j;
+				} else if (color[j] == GRAY) {
+					report_cycle(p->cfg, d, stack, depth, j);
+					broken[j] = true;
+				} else if (broken[j]) {
+					broken[i] = true;
+				} else if (p->phase[j] + 1 > p->phase[i]) {
+					p->phase[i] = p->phase[j] + 1;
+				}
+				continue;
+			}
+			/* All deps done: i's implied phase is final. */
+			depth--;
+			color[i] = BLACK;
+			if (p->phase[i] == 0)
+				p->phase[i] = 1;
+			const struct svc_config *s = p->cfg->services[i];
+			if (s->phase && s->phase < p->phase[i] && !broken[i]) {
+				diag_add(d, s->file, svc_key_line(s, "phase"),
+					 "[service:%s]: phase = %llu is lower than the %u its dependencies imply",
+					 s->name, (unsigned long long)s->phase, p->phase[i]);
+			} else if (s->phase) {
+				p->phase[i] = (unsigned)s->phase;
+			}
+			if (depth) {
+				size_t parent = stack[depth - 1];
+				if (broken[i])
+					broken[parent] = true;
+				else if (p->phase[i] + 1 > p->phase[parent])
+					p->phase[parent] = p->phase[i] + 1;
+			}
+		}
+	}
+	free(color);
+	free(stack);
+	free(next);
+	free(broken);
+	return d->count > before ? -1 : 0;
+}
+
+/* Counting sort of services by phase, keeping config order. */
+static void order_by_phase(struct plan *p)
+{
+	p->nphases = 0;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->phase[i] > p->nphases)
+			p->nphases = p->phase[i];
+	p->phase_start = xcalloc(p->nphases + 2, sizeof(size_t));
+	for (size_t i = 0; i < p->n; i++)
+		p->phase_start[p->phase[i] + 1]++;
+	for (unsigned ph = 1; ph <= p->nphases; ph++)
+		p->phase_start[ph + 1] += p->phase_start[ph];
+	size_t *fill = xmalloc((p->nphases + 2) * sizeof(size_t));
+	memcpy(fill, p->phase_start, (p->nphases + 2) * sizeof(size_t));
+	p->order = xmalloc((p->n ? p->n : 1) * sizeof(size_t));
+	for (size_t i = 0; i < p->n; i++)
+		p->order[fill[p->phase[i]]++] = i;
+	free(fill);
+}
+
+/* required_by: the reverse of requires. */
+static void reverse_requires(struct plan *p)
+{
+	struct edges *r = &p->required_by;
+	size_t n = p->n;
+
+	r->off = xcalloc(n + 1, sizeof(size_t));
+	r->to = xcalloc(p->requires.off[n] + 1, sizeof(size_t));
+	for (size_t i = 0; i < n; i++)
+		PLAN_EACH_EDGE(&p->requires, i, j)
+			r->off[j + 1]++;
+	for (size_t i = 0; i < n; i++)
+		r->off[i + 1] += r->off[i];
+	size_t *fill = xmalloc((n + 1) * sizeof(size_t));
+	memcpy(fill, r->off, (n + 1) * sizeof(size_t));
+	for (size_t i = 0; i < n; i++)
+		PLAN_EACH_EDGE(&p->requires, i, j)
+			r->to[fill[j]++] = i;
+	free(fill);
+}
+
+struct plan *plan_build(const struct cohort_config *cfg, struct diag *d)
+{
+	struct plan *p = xcalloc(1, sizeof(*p));
+	size_t before = d->count;
+	const char **names = xmalloc((cfg->nservices + 1) * sizeof(char *));
+
+	p->cfg = cfg;
+	p->n = cfg->nservices;
+	for (size_t i = 0; i < p->n; i++)
+		names[i] = cfg->services[i]->name;
+	resolve(cfg, d, offsetof(struct svc_config, requires), "requires", names, &p->requires);
+	resolve(cfg, d, offsetof(struct svc_config, after), "after", names, &p->after);
+	free(names);
+	p->phase = xcalloc(p->n + 1, sizeof(unsigned));
+	if (compute_phases(p, d) < 0 || d->count > before) {
+		plan_free(p);
+		return NULL;
+	}
+	order_by_phase(p);
+	reverse_requires(p);
+	return p;
+}
+
+void plan_free(struct plan *p)
+{
+	if (!p)
+		return;
+	edges_free(&p->requires);
+	edges_free(&p->after);
+	edges_free(&p->required_by);
+	free(p->phase);
+	free(p->order);
+	free(p->phase_start);
+	free(p);
+}
+
+size_t plan_index(const struct plan *p, const char *name)
+{
+	const struct svc_config *s = config_find(p->cfg, name);
+
+	return s ? s->index : (size_t)-1;
+}
+
+static void print_names(FILE *f, const char *label, const struct strv *names, bool *first)
+{
+	if (!names->n)
+		return;
+	fprintf(f, "%s%s ", *first ? "" : "; ", label);
+	for (size_t i = 0; i < names->n; i++)
+		fprintf(f, "%s%s", i ? ", " : "", names->v[i]);
+	*first = false;
+}
+
+void plan_print(const struct plan *p, FILE *f)
+{
+	unsigned used = 0;
+	size_t width = 4;
+
+	for (unsigned ph = 1; ph <= p->nphases; ph++)
+		if (p->phase_start[ph + 1] > p->phase_start[ph])
+			used++;
+	for (size_t i = 0; i < p->n; i++)
+		if (strlen(p->cfg->services[i]->name) > width)
+			width = strlen(p->cfg->services[i]->name);
+	fprintf(f, "%s: %zu service%s in %u phase%s\n", p->cfg->file, p->n, p->n == 1 ? "" : "s",
+		used, used == 1 ? "" : "s");
+	for (unsigned ph = 1; ph <= p->nphases; ph++) {
+		if (p->phase_start[ph + 1] == p->phase_start[ph])
+			continue;
+		fprintf(f, "phase %u:\n", ph);
+		for (size_t k = p->phase_start[ph]; k < p->phase_start[ph + 1]; k++) {
+			const struct svc_config *s = p->cfg->services[p->order[k]];
+			bool first = true;
+			fprintf(f, "  %-*s  ", (int)width, s->name);
+			print_names(f, "requires", &s->requires, &first);
+			print_names(f, "after", &s->after, &first);
+			fprintf(f, "%sready %s", first ? "" : "; ", s->ready.text);
+			if (!s->autostart)
+				fprintf(f, "; autostart no");
+			fprintf(f, "\n");
+		}
+	}
+}

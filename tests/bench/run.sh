@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# make bench: runs every benchmark under tests/bench and prints its figures.
+# Benchmarks are not tests: they assert nothing, they measure.
+set -eu
+B=${COHORT_BUILDDIR:-.}
+S=${COHORT_SRCDIR:-.}
+export COHORT_BUILDDIR=$B COHORT_SRCDIR=$S
+
+echo "== cohort benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r))"
+echo
+"$B/tests/bench/bench_config"
+echo
+echo "cohortd --check wall time (whole process, best of 5):"
+for n in 1000 10000; do
+	f=$(mktemp /tmp/cohort-bench-XXXXXX.ini)
+	for ((i = 0; i < n; i++)); do
+		printf '[service:s%d]\ncommand = /bin/sleep 1000\n' "$i"
+	done > "$f"
+	best=
+	for _ in 1 2 3 4 5; do
+		t0=$(date +%s%N)
+		"$B/cohortd" --check -c "$f" > /dev/null
+		t1=$(date +%s%N)
+		ms=$(( (t1 - t0) / 1000 ))
+		if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+	done
+	printf '  %6d services: %d.%03d ms\n' "$n" $((best / 1000)) $((best % 1000))
+	rm -f "$f"
+done
+for extra in "$S"/tests/bench/bench_*.sh; do
+	[ -e "$extra" ] || continue
+	echo
+	bash "$extra"
+done

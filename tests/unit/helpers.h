@@ -1,0 +1,28 @@
+/* helpers.h - temp dirs, files and child processes for the tests. */
+#ifndef COHORT_TEST_HELPERS_H
+#define COHORT_TEST_HELPERS_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* A fresh directory under $TMPDIR, removed by th_cleanup(). */
+const char *th_tmpdir(void);
+void th_cleanup(void);
+/* Writes text to <tmpdir>/name (making subdirectories); returns the path
+ * (static storage until the next call). */
+const char *th_write(const char *name, const char *text);
+/* Loads text as a config file named cohort.ini in a fresh tmpdir. */
+struct cohort_config *th_load(const char *text, struct diag *d);
+/* True when some diag line contains needle. */
+int th_diag_has(const struct diag *d, const char *needle);
+/* All diag lines joined with newlines (static buffer), for messages. */
+const char *th_diag_text(const struct diag *d);
+/* Runs argv, capturing stdout+stderr into *out (malloc'd); returns the
+ * exit status or -1.  Kills the child after timeout_ms. */
+int th_run(char *const argv[], char **out, int timeout_ms);
+/* Path of a built program or source file. */
+const char *th_builddir(void);
+const char *th_srcdir(void);
+
+#endif

@@ -1,0 +1,185 @@
+/* Unit tests of util.c and map.c: value parsers, formatting, the maps. */
+#include "autoconfig.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "map.h"
+#include "util.h"
+
+Test(duration, units_and_bare_seconds)
+{
+	int64_t ms;
+	const char *why;
+	struct {
+		const char *in;
+		int64_t ms;
+	} ok[] = {
+		{"250ms", 250}, {"10s", 10000}, {"2m", 120000}, {"1h", 3600000},
+		{"5", 5000}, {"0", 0}, {"1.5s", 1500}, {" 3s ", 3000}, {"1d", 86400000},
+		{"100d", 8640000000LL}, {"0.25", 250}, {"2 min", 120000},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
+		cr_assert_eq(parse_duration_ms(ok[i].in, &ms, &why), 0, "%s", ok[i].in);
+		cr_assert_eq(ms, ok[i].ms, "%s -> %lld", ok[i].in, (long long)ms);
+	}
+}
+
+Test(duration, rejects_garbage)
+{
+	int64_t ms;
+	const char *why = NULL;
+	const char *bad[] = {"", "s", "-1s", "10x", "1e3", "0x10", "10 s s", "101d", "nan", "inf", "1..2s"};
+
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		cr_assert_eq(parse_duration_ms(bad[i], &ms, &why), -1, "%s", bad[i]);
+		cr_assert(strstr(why, "duration"), "%s", why);
+	}
+}
+
+Test(size, units)
+{
+	uint64_t v;
+	const char *why;
+
+	cr_assert_eq(parse_size("512K", &v, &why), 0);
+	cr_assert_eq(v, 512 * 1024);
+	cr_assert_eq(parse_size("10M", &v, &why), 0);
+	cr_assert_eq(v, 10 * 1048576);
+	cr_assert_eq(parse_size("1G", &v, &why), 0);
+	cr_assert_eq(v, 1073741824ULL);
+	cr_assert_eq(parse_size("100", &v, &why), 0);
+	cr_assert_eq(v, 100);
+	cr_assert_eq(parse_size("1.5K", &v, &why), 0);
+	cr_assert_eq(v, 1536);
+	cr_assert_eq(parse_size("10X", &v, &why), -1);
+	cr_assert_eq(parse_size("-1", &v, &why), -1);
+	cr_assert_eq(parse_size("2048G", &v, &why), -1);
+}
+
+Test(bool, every_spelling)
+{
+	bool b;
+	const char *why;
+	const char *yes[] = {"yes", "true", "on", "1", "YES", "True"};
+	const char *no[] = {"no", "false", "off", "0", "No"};
+
+	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+		b = false;
+		cr_assert_eq(parse_bool(yes[i], &b, &why), 0);
+		cr_assert(b, "%s", yes[i]);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(no); i++) {
+		b = true;
+		cr_assert_eq(parse_bool(no[i], &b, &why), 0);
+		cr_assert(!b, "%s", no[i]);
+	}
+	cr_assert_eq(parse_bool("maybe", &b, &why), -1);
+	cr_assert(strstr(why, "yes/no"));
+}
+
+Test(format, durations_for_humans)
+{
+	char buf[32];
+	struct {
+		int64_t ms;
+		const char *s;
+	} cases[] = {
+		{250, "250ms"}, {1000, "1s"}, {130000, "2m10s"}, {3 * 86400000LL + 4 * 3600000LL, "3d4h"},
+		{3600000, "1h"}, {59999, "59s"}, {-5, "0ms"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		format_duration_ms(cases[i].ms, buf, sizeof(buf));
+		cr_assert_str_eq(buf, cases[i].s);
+	}
+}
+
+Test(suggest, edit_distance_and_did_you_mean)
+{
+	const char *keys[] = {"command", "directory", "restart", "ready", "requires"};
+
+	cr_assert_eq(edit_distance("comand", "command", 3), 1);
+	cr_assert_eq(edit_distance("kitten", "sitting", 5), 3);
+	cr_assert_eq(edit_distance("abc", "abcdefgh", 2), 3);	/* capped */
+	cr_assert_str_eq(did_you_mean("comand", keys, 5), "command");
+	cr_assert_str_eq(did_you_mean("requirs", keys, 5), "requires");
+	cr_assert_str_eq(did_you_mean("Restart", keys, 5), "restart");
+	cr_assert_null(did_you_mean("zzzzzzzz", keys, 5));
+}
+
+Test(glob, star_and_question)
+{
+	cr_assert(glob_match("*", "anything"));
+	cr_assert(glob_match("db.*", "db.users"));
+	cr_assert(glob_match("a?c", "abc"));
+	cr_assert(glob_match("*x*y", "axxby"));
+	cr_assert(!glob_match("db.*", "cache.x"));
+	cr_assert(!glob_match("a?c", "ac"));
+	cr_assert(glob_match("", ""));
+	cr_assert(!glob_match("", "a"));
+}
+
+Test(map, put_get_delete_grow)
+{
+	struct map m = {0};
+	char keys[2000][16];
+
+	for (int i = 0; i < 2000; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		cr_assert_null(map_put(&m, keys[i], (void *)(intptr_t)(i + 1)));
+	}
+	cr_assert_eq(m.len, 2000);
+	for (int i = 0; i < 2000; i++)
+		cr_assert_eq((intptr_t)map_get(&m, keys[i]), i + 1);
+	for (int i = 0; i < 2000; i += 2)
+		cr_assert_eq((intptr_t)map_del(&m, keys[i]), i + 1);
+	cr_assert_eq(m.len, 1000);
+	for (int i = 0; i < 2000; i++)
+		cr_assert_eq((intptr_t)map_get(&m, keys[i]), i % 2 ? i + 1 : 0);
+	size_t it = 0, seen = 0;
+	const char *k;
+	while (map_next(&m, &it, &k, NULL))
+		seen++;
+	cr_assert_eq(seen, 1000);
+	map_free(&m);
+}
+
+Test(imap, put_get_delete_churn)
+{
+	struct imap m = {0};
+
+	/* Churn: many inserts and deletes must not fill the table with
+	 * tombstones forever. */
+	for (int64_t i = 0; i < 100000; i++) {
+		imap_put(&m, i, (void *)(intptr_t)(i + 1));
+		if (i >= 10)
+			cr_assert_eq((intptr_t)imap_del(&m, i - 10), i - 9);
+	}
+	cr_assert_eq(m.len, 10);
+	cr_assert_leq(m.cap, 64);
+	cr_assert_eq((intptr_t)imap_get(&m, 99999), 100000);
+	cr_assert_null(imap_get(&m, 5));
+	imap_free(&m);
+}
+
+Test(paths, join_and_dirname)
+{
+	char *s;
+
+	s = path_join("/etc/cohort", "conf.d/*.ini");
+	cr_assert_str_eq(s, "/etc/cohort/conf.d/*.ini");
+	free(s);
+	s = path_join("/etc/cohort", "/abs");
+	cr_assert_str_eq(s, "/abs");
+	free(s);
+	s = path_dirname("/etc/cohort/cohort.ini");
+	cr_assert_str_eq(s, "/etc/cohort");
+	free(s);
+	s = path_dirname("cohort.ini");
+	cr_assert_str_eq(s, ".");
+	free(s);
+	s = path_dirname("/x");
+	cr_assert_str_eq(s, "/");
+	free(s);
+}
