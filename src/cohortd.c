@@ -4,12 +4,14 @@
  */
 #include "autoconfig.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "plan.h"
 
@@ -71,6 +73,12 @@ int main(int argc, char **argv)
 	bool check = false;
 	int c;
 
+	/* Started with 0-2 closed (some inits do), our own sockets and pipes
+	 * would land there and be handed to children as their stdio. */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+			return 1;
+
 	if (!path || !*path)
 		path = DEFAULT_CONFIG;
 	while ((c = getopt_long(argc, argv, "c:Fvqh", opts, NULL)) != -1) {
@@ -116,8 +124,5 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	plan_free(plan);
-	config_free(cfg);
-	fprintf(stderr, "cohortd: the supervision engine is not built yet; only --check works\n");
-	return 1;
+	return daemon_run(path, cfg, plan);
 }

@@ -623,6 +623,7 @@ struct cohort_config *config_load(const char *path, struct diag *d)
 	size_t before = d->count;
 
 	c->file = xstrdup(path);
+	c->refs = 1;
 	c->key_line = xcalloc(config_nkeys, sizeof(int));
 	if (load_file(&l, c->file, true, &st) < 0) {
 		config_free(c);
@@ -657,6 +658,18 @@ void config_free(struct cohort_config *c)
 	free(c->key_line);
 	free(c->file);
 	free(c);
+}
+
+struct cohort_config *config_ref(struct cohort_config *c)
+{
+	c->refs++;
+	return c;
+}
+
+void config_unref(struct cohort_config *c)
+{
+	if (c && --c->refs == 0)
+		config_free(c);
 }
 
 struct svc_config *config_find(const struct cohort_config *c, const char *name)

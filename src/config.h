@@ -100,6 +100,8 @@ struct cohort_config {
 	int64_t shutdown_timeout_ms;
 	int *key_line;
 
+	int refs;		/* config_ref/config_unref; config_load gives 1 */
+
 	struct svc_config **services;	/* in file order */
 	size_t nservices;
 	struct map by_name;	/* name -> struct svc_config */
@@ -122,6 +124,10 @@ void diag_free(struct diag *d);
  * no, a config is returned only when d is empty). */
 struct cohort_config *config_load(const char *path, struct diag *d);
 void config_free(struct cohort_config *c);
+/* A running daemon shares a config between the services that use it;
+ * the last unref frees it. */
+struct cohort_config *config_ref(struct cohort_config *c);
+void config_unref(struct cohort_config *c);
 struct svc_config *config_find(const struct cohort_config *c, const char *name);
 /* True when the two definitions differ in anything that matters to a
  * running process (reload restarts only those). */

@@ -461,6 +461,18 @@ const char *did_you_mean(const char *word, const char *const *cands, size_t n)
 	return best;
 }
 
+void str_copy(char *dst, size_t len, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (len == 0)
+		return;
+	if (n >= len)
+		n = len - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 char *str_trim(char *s)
 {
 	while (isspace((unsigned char)*s))

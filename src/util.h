@@ -77,6 +77,8 @@ size_t edit_distance(const char *a, const char *b, size_t cap);
 /* Among cands[0..n), the closest to word within a sensible distance, or NULL. */
 const char *did_you_mean(const char *word, const char *const *cands, size_t n);
 
+/* Copies src into dst[len], cutting it short if it must (log text). */
+void str_copy(char *dst, size_t len, const char *src);
 /* Trims ASCII whitespace in place; returns s advanced past leading space. */
 char *str_trim(char *s);
 bool str_starts(const char *s, const char *prefix);

@@ -1,0 +1,421 @@
+/*
+ * daemon.c - cohortd's set-up and tear-down around one libev loop: the
+ * directories and sockets, the signals (TERM/INT: orderly shutdown, a
+ * second one: KILL everything; HUP: reload), the one child watcher that
+ * reaps every child and every orphan we inherit, and the final sweep that
+ * leaves no process of ours behind.
+ *
+ * libev's default loop owns SIGCHLD: it calls waitpid(-1, WNOHANG) and
+ * hands each status to the ev_child watchers; ours listens on pid 0 (all
+ * children) and routes by pid through d->children.  Nothing else here
+ * waits for children while the loop runs.
+ */
+#include "autoconfig.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define EXIT_GRACE_S 5.0	/* after KILL, how long we wait for the exits */
+
+void daemon_track_child(struct cohortd *d, pid_t pid, enum child_kind kind, struct service *s)
+{
+	struct child_ref *ref = xmalloc(sizeof(*ref));
+
+	*ref = (struct child_ref){kind, s};
+	free(imap_put(&d->children, pid, ref));
+}
+
+/* A freed service's children are reaped as orphans. */
+static void forget_children(struct cohortd *d, struct service *s)
+{
+	size_t it = 0;
+	int64_t pid;
+	void *v;
+
+	while (imap_next(&d->children, &it, &pid, &v)) {
+		struct child_ref *ref = v;
+		if (ref->svc == s) {
+			imap_del(&d->children, pid);
+			free(ref);
+		}
+	}
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by SIG%s", signal_name(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct cohortd *d = container_of(w, struct cohortd, child_w);
+	struct child_ref *ref = imap_del(&d->children, w->rpid);
+	char how[64];
+	(void)loop;
+	(void)revents;
+
+	if (!ref) {
+		describe_status(w->rstatus, how, sizeof(how));
+		log_debug(NULL, "reaped orphan pid %d (%s)", w->rpid, how);
+		return;
+	}
+	struct service *s = ref->svc;
+	enum child_kind kind = ref->kind;
+	free(ref);
+	if (kind == CHILD_PROBE)
+		probe_child_exited(&s->probe, w->rpid, w->rstatus);
+	else if (w->rpid == s->pid)
+		svc_main_exited(s, w->rstatus);
+	stack_settle(d);
+}
+
+static void kill_all(struct cohortd *d, const char *why)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->plan->n; i++)
+		if (svc_live(d->svcs[i])) {
+			svc_kill_now(d->svcs[i]);
+			n++;
+		}
+	for (size_t i = 0; i < d->nleaving; i++)
+		if (svc_live(d->leaving[i])) {
+			svc_kill_now(d->leaving[i]);
+			n++;
+		}
+	log_warn(NULL, "%s: KILL to %zu process group%s", why, n, n == 1 ? "" : "s");
+	d->killed_all = true;
+	d->exit_code = 1;
+	ev_timer_stop(d->loop, &d->shutdown_timer);
+	ev_timer_set(&d->exit_timer, EXIT_GRACE_S, 0);
+	ev_timer_start(d->loop, &d->exit_timer);
+	if (stack_all_down(d))
+		ev_break(d->loop, EVBREAK_ALL);
+}
+
+void daemon_begin_shutdown(struct cohortd *d, const char *why)
+{
+	if (d->shutting_down)
+		return;
+	log_info(NULL, "shutting down (%s): stopping %s in reverse phase order", why,
+		 d->plan->n == 1 ? "1 service" : "the services");
+	d->shutting_down = true;
+	ev_timer_set(&d->shutdown_timer, (double)d->cfg->shutdown_timeout_ms / 1000.0, 0);
+	ev_timer_start(d->loop, &d->shutdown_timer);
+	for (size_t i = 0; i < d->plan->n; i++) {
+		d->svcs[i]->want_up = false;
+		stack_dirty(d, d->svcs[i]);
+	}
+	for (size_t i = 0; i < d->nleaving; i++)
+		stack_dirty(d, d->leaving[i]);
+	stack_settle(d);
+	if (stack_all_down(d))
+		ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct cohortd *d;
+	(void)loop;
+	(void)revents;
+
+	if (w->signum == SIGHUP) {
+		d = container_of(w, struct cohortd, sig_hup);
+		log_info(NULL, "SIGHUP: reloading %s", d->config_path);
+		reload_config(d, NULL, NULL, NULL, NULL);
+		return;
+	}
+	d = w->signum == SIGTERM ? container_of(w, struct cohortd, sig_term)
+				 : container_of(w, struct cohortd, sig_int);
+	if (!d->shutting_down)
+		daemon_begin_shutdown(d, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	else if (!d->killed_all)
+		kill_all(d, w->signum == SIGTERM ? "second SIGTERM" : "second SIGINT");
+}
+
+static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cohortd *d = container_of(w, struct cohortd, shutdown_timer);
+	char dur[32];
+	(void)loop;
+	(void)revents;
+
+	format_duration_ms(d->cfg->shutdown_timeout_ms, dur, sizeof(dur));
+	char why[80];
+	snprintf(why, sizeof(why), "shutdown_timeout (%s) expired", dur);
+	kill_all(d, why);
+}
+
+static void exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	log_error(NULL, "processes still not reaped %.0fs after KILL; exiting anyway", EXIT_GRACE_S);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void notify_cb(struct notify *n, pid_t pid, char *msg)
+{
+	struct cohortd *d = container_of(n, struct cohortd, notify);
+	pid_t pgid = getpgid(pid);
+
+	/* The sender may be the main process or anything in its group. */
+	for (size_t i = 0; i < d->plan->n; i++) {
+		struct service *s = d->svcs[i];
+		if (svc_live(s) && (s->pid == pid || s->pid == pgid)) {
+			svc_notify(s, msg);
+			stack_settle(d);
+			return;
+		}
+	}
+	log_debug(NULL, "notify message from pid %d, which is no service's: ignored", pid);
+}
+
+void daemon_subscribe(struct cohortd *d, event_fn fn, void *arg)
+{
+	struct event_sub *e = xmalloc(sizeof(*e));
+
+	*e = (struct event_sub){fn, arg, d->event_subs};
+	d->event_subs = e;
+}
+
+void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg)
+{
+	for (struct event_sub **pp = &d->event_subs; *pp; pp = &(*pp)->next) {
+		if ((*pp)->fn == fn && (*pp)->arg == arg) {
+			struct event_sub *e = *pp;
+			*pp = e->next;
+			free(e);
+			return;
+		}
+	}
+}
+
+/* Our children right now, from /proc (the loop has stopped). */
+static size_t kill_our_children(void)
+{
+	DIR *dh = opendir("/proc");
+	struct dirent *e;
+	pid_t self = getpid();
+	size_t n = 0;
+
+	if (!dh)
+		return 0;
+	while ((e = readdir(dh))) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		char *rp = strrchr(buf, ')');
+		int ppid = 0;
+		char st;
+		if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2 || ppid != self || st == 'Z')
+			continue;
+		pid_t pid = (pid_t)atoi(e->d_name);
+		kill(pid, SIGKILL);
+		n++;
+	}
+	closedir(dh);
+	return n;
+}
+
+/* After the loop: no process of ours outlives us, zombies included. */
+static void reap_everything(void)
+{
+	int64_t deadline = now_mono_ms() + (int64_t)(EXIT_GRACE_S * 1000);
+	size_t killed = 0;
+	struct timespec tick = {0, 10 * 1000 * 1000};
+
+	for (;;) {
+		killed += kill_our_children();
+		pid_t pid;
+		int st;
+		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+			;
+		if (pid < 0 && errno == ECHILD)
+			break;
+		if (now_mono_ms() > deadline) {
+			log_error(NULL, "some processes did not exit after KILL");
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	if (killed)
+		log_info(NULL, "killed %zu leftover process%s that had escaped their service's group",
+			 killed, killed == 1 ? "" : "es");
+}
+
+static int make_dirs(const struct cohort_config *c)
+{
+	bool wants_logs = false;
+
+	for (size_t i = 0; i < c->nservices; i++)
+		if (c->services[i]->out.kind == OUT_LOG || c->services[i]->err.kind == OUT_LOG)
+			wants_logs = true;
+	const char *dirs[] = {c->run_dir, wants_logs ? c->log_dir : NULL};
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		if (dirs[i] && mkdir_p(dirs[i], 0755) < 0) {
+			log_error(NULL, "cannot make directory %s: %s", dirs[i], strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void log_plan(const struct cohortd *d)
+{
+	const struct plan *p = d->plan;
+
+	for (unsigned ph = 1; ph <= p->nphases; ph++) {
+		if (p->phase_start[ph + 1] == p->phase_start[ph])
+			continue;
+		struct sbuf b = {0};
+		for (size_t k = p->phase_start[ph]; k < p->phase_start[ph + 1]; k++)
+			sbuf_addf(&b, "%s%s", k > p->phase_start[ph] ? ", " : "", d->svcs[p->order[k]]->name);
+		log_info(NULL, "phase %u: %s", ph, b.buf);
+		sbuf_free(&b);
+	}
+}
+
+static void daemon_free(struct cohortd *d)
+{
+	for (size_t i = 0; d->svcs && i < d->plan->n; i++) {
+		forget_children(d, d->svcs[i]);
+		svc_free(d->svcs[i]);
+	}
+	for (size_t i = 0; i < d->nleaving; i++) {
+		forget_children(d, d->leaving[i]);
+		svc_free(d->leaving[i]);
+	}
+	size_t it = 0;
+	void *v;
+	while (imap_next(&d->children, &it, NULL, &v))
+		free(v);
+	imap_free(&d->children);
+	map_free(&d->by_name);
+	while (d->event_subs)
+		daemon_unsubscribe(d, d->event_subs->fn, d->event_subs->arg);
+	free(d->svcs);
+	free(d->leaving);
+	free(d->dirty);
+	plan_free(d->plan);
+	config_unref(d->cfg);
+	free(d->control_path);
+	free(d->bus_path);
+	free(d->config_path);
+	if (d->devnull >= 0)
+		close(d->devnull);
+	free(d);
+}
+
+void daemon_release_service(struct cohortd *d, struct service *s)
+{
+	forget_children(d, s);
+	svc_free(s);
+}
+
+int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
+{
+	struct cohortd *d = xcalloc(1, sizeof(*d));
+	char err[256];
+	int rc;
+
+	d->loop = ev_default_loop(EVFLAG_AUTO);
+	d->config_path = xstrdup(config_path);
+	d->cfg = cfg;
+	d->plan = plan;
+	d->exit_code = 0;
+	d->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (!d->loop || d->devnull < 0) {
+		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
+		daemon_free(d);
+		return 1;
+	}
+	/* Orphans of our services are re-parented to us, not to init: we reap
+	 * them (and kill the ones left at exit). */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		log_warn(NULL, "cannot become a child subreaper: %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
+	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	if (make_dirs(cfg) < 0) {
+		rc = 1;
+		goto out_early;
+	}
+	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
+	if (notify_open(&d->notify, d->loop, notify_path, notify_cb, err, sizeof(err)) < 0)
+		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
+	free(notify_path);
+	d->logw = logw_start();
+
+	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
+	for (size_t i = 0; i < plan->n; i++) {
+		d->svcs[i] = svc_new(d, cfg->services[i], cfg, i);
+		map_put(&d->by_name, d->svcs[i]->name, d->svcs[i]);
+	}
+	ev_child_init(&d->child_w, child_cb, 0, 0);
+	ev_child_start(d->loop, &d->child_w);
+	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&d->sig_int, signal_cb, SIGINT);
+	ev_signal_init(&d->sig_hup, signal_cb, SIGHUP);
+	ev_signal_start(d->loop, &d->sig_term);
+	ev_signal_start(d->loop, &d->sig_int);
+	ev_signal_start(d->loop, &d->sig_hup);
+	ev_init(&d->shutdown_timer, shutdown_timer_cb);
+	ev_init(&d->exit_timer, exit_timer_cb);
+
+	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
+		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
+		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
+	log_plan(d);
+	stack_start(d);
+	ev_run(d->loop, 0);
+
+	rc = d->exit_code;
+	if (!d->killed_all && d->shutting_down)
+		log_info(NULL, "every service has stopped");
+	ev_signal_stop(d->loop, &d->sig_term);
+	ev_signal_stop(d->loop, &d->sig_int);
+	ev_signal_stop(d->loop, &d->sig_hup);
+	ev_child_stop(d->loop, &d->child_w);
+	ev_timer_stop(d->loop, &d->shutdown_timer);
+	ev_timer_stop(d->loop, &d->exit_timer);
+	reap_everything();
+	notify_close(&d->notify, d->loop);
+	for (size_t i = 0; i < d->plan->n; i++)
+		svc_free_outputs(d->svcs[i]);
+	for (size_t i = 0; i < d->nleaving; i++)
+		svc_free_outputs(d->leaving[i]);
+	logw_stop(d->logw);
+	d->logw = NULL;
+	log_info(NULL, "exiting with status %d", rc);
+out_early:
+	daemon_free(d);
+	ev_default_destroy();
+	return rc;
+}

@@ -1,0 +1,54 @@
+/*
+ * logfile.h - services' stdout and stderr, into time-stamped, rotated log
+ * files, without ever blocking the event loop on the disk.
+ *
+ * The loop reads each service's output pipe (struct outpipe) a bounded
+ * chunk at a time, stamps every line, and appends it to the file's sink.
+ * One writer thread (struct logwriter) owns every file descriptor of every
+ * log file: it writes what the sinks hold and rotates the files.  A sink
+ * holds at most LOG_PENDING_MAX bytes; what does not fit is dropped,
+ * counted, and said in the log file once there is room again.
+ */
+#ifndef COHORT_LOGFILE_H
+#define COHORT_LOGFILE_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define LOG_PENDING_MAX (1u << 20)	/* bytes a sink buffers for the writer */
+#define LOG_READ_CHUNK (64u << 10)	/* bytes read from a pipe per wake-up */
+#define LOG_LINE_MAX (16u << 10)	/* a longer line is cut into pieces */
+
+struct logwriter;
+struct logsink;
+
+struct logwriter *logw_start(void);
+/* Writes out what is pending, stops the thread, closes every file. */
+void logw_stop(struct logwriter *w);
+/* The sink of path, shared by everyone who writes there (refcounted). */
+struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size,
+			  unsigned backups);
+void logw_sink_put(struct logsink *s);
+/* Appends whole lines; drops (and counts) what does not fit. */
+void logw_append(struct logsink *s, const char *data, size_t n);
+/* Counters of a sink, for status. */
+void logw_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written);
+const char *logw_sink_path(const struct logsink *s);
+
+/* A pipe from a service's stdout/stderr into a sink. */
+struct outpipe {
+	ev_io io;		/* read end, non-blocking */
+	int wfd;		/* write end, handed to each new child */
+	struct logsink *sink;
+	struct sbuf partial;	/* a line not yet ended */
+	uint64_t dropped_lines;	/* dropped by the sink while we wrote */
+};
+
+/* Opens the pipe and starts reading it on loop.  -1 with errno. */
+int outpipe_open(struct outpipe *p, struct ev_loop *loop, struct logsink *sink);
+/* Reads whatever is there now (used before shutdown), then stops. */
+void outpipe_close(struct outpipe *p, struct ev_loop *loop);
+
+#endif

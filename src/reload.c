@@ -1,0 +1,176 @@
+/*
+ * reload.c - applying a new config to a running stack, all or nothing.
+ *
+ * The new file is loaded and planned apart from the running one; any error
+ * keeps the old config and is reported whole.  Otherwise services are
+ * matched by name: an unchanged definition keeps its process (only the
+ * config pointer moves to the new config), a changed one is restarted with
+ * the new definition, a new one is added and a removed one stopped, then
+ * dropped.  Services hold a reference on the config they use, so the old
+ * config lives until the last service using it has moved on.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+static bool str_differs(const char *a, const char *b)
+{
+	return (a && b) ? strcmp(a, b) != 0 : a != b;
+}
+
+/* [cohort] keys are read at start-up; say which changes wait for a restart. */
+static void warn_daemon_changes(const struct cohort_config *o, const struct cohort_config *n)
+{
+	const struct {
+		const char *key;
+		bool changed;
+	} keys[] = {
+		{"run_dir", str_differs(o->run_dir, n->run_dir)},
+		{"state_dir", str_differs(o->state_dir, n->state_dir)},
+		{"log_dir", str_differs(o->log_dir, n->log_dir)},
+		{"control_mode", o->control_mode != n->control_mode},
+		{"control_group", str_differs(o->control_group, n->control_group)},
+		{"bus_mode", o->bus_mode != n->bus_mode},
+		{"bus_listen", str_differs(o->bus_listen, n->bus_listen)},
+		{"bus_fsync", o->bus_fsync != n->bus_fsync},
+		{"bus_max_message", o->bus_max_message != n->bus_max_message},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (keys[i].changed)
+			log_warn(NULL, "reload: [cohort] %s changed: it takes effect when cohortd restarts",
+				 keys[i].key);
+}
+
+static void leave(struct cohortd *d, struct service *s)
+{
+	s->removed = true;
+	s->index = SIZE_MAX;
+	s->want_up = false;
+	d->leaving = xrealloc(d->leaving, (d->nleaving + 1) * sizeof(*d->leaving));
+	d->leaving[d->nleaving++] = s;
+}
+
+static void unleave(struct cohortd *d, struct service *s)
+{
+	for (size_t i = 0; i < d->nleaving; i++) {
+		if (d->leaving[i] == s) {
+			d->leaving[i] = d->leaving[--d->nleaving];
+			break;
+		}
+	}
+	s->removed = false;
+}
+
+static void push(struct strv *list, const char *name)
+{
+	if (list)
+		strv_push(list, name);
+}
+
+int reload_config(struct cohortd *d, struct diag *errors, struct strv *added,
+		  struct strv *removed, struct strv *changed)
+{
+	struct diag diag = {0};
+	struct cohort_config *nc = config_load(d->config_path, &diag);
+	struct plan *np = (nc && !diag.count) ? plan_build(nc, &diag) : NULL;
+
+	if (diag.count) {
+		log_error(NULL, "reload: %s has %zu error%s; still running the old config:", d->config_path,
+			  diag.count, diag.count == 1 ? "" : "s");
+		for (size_t i = 0; i < diag.lines.n; i++) {
+			log_error(NULL, "  %s", diag.lines.v[i]);
+			if (errors)
+				diag_add(errors, d->config_path, 0, "%s", diag.lines.v[i]);
+		}
+		diag_free(&diag);
+		plan_free(np);
+		config_unref(nc);
+		return -1;
+	}
+	warn_daemon_changes(d->cfg, nc);
+
+	struct service **svcs = xcalloc(np->n + 1, sizeof(*svcs));
+	struct service **restart = xcalloc(np->n + 1, sizeof(*restart));
+	size_t nrestart = 0, nadded = 0, nchanged = 0, nremoved = 0;
+
+	for (size_t i = 0; i < np->n; i++) {
+		struct svc_config *c = nc->services[i];
+		struct service *s = stack_find(d, c->name);
+
+		if (s && s->removed) {
+			unleave(d, s);
+			s->want_up = c->autostart;
+		}
+		if (!s) {
+			s = svc_new(d, c, nc, i);
+			s->want_up = c->autostart;
+			map_put(&d->by_name, s->name, s);
+			push(added, s->name);
+			nadded++;
+		} else if (svc_config_equal(s->next_cfg ? s->next_cfg : s->cfg, c)) {
+			if (s->next_cfg) {	/* changed earlier, still stopping */
+				config_unref(s->next_owner);
+				s->next_cfg = c;
+				s->next_owner = config_ref(nc);
+			} else {
+				svc_set_config(s, c, nc);
+			}
+		} else {
+			push(changed, s->name);
+			nchanged++;
+			if (svc_live(s)) {
+				config_unref(s->next_owner);
+				s->next_cfg = c;
+				s->next_owner = config_ref(nc);
+				restart[nrestart++] = s;
+			} else {
+				svc_set_config(s, c, nc);
+				s->failures = 0;
+				breaker_reset(&s->breaker);
+				if (s->state == SVC_FAILED && s->want_up)
+					s->kick = true;
+			}
+		}
+		s->index = i;
+		svcs[i] = s;
+	}
+	for (size_t i = 0; i < d->plan->n; i++) {
+		struct service *s = d->svcs[i];
+		if (!config_find(nc, s->name)) {
+			leave(d, s);
+			push(removed, s->name);
+			nremoved++;
+		}
+	}
+
+	free(d->svcs);
+	d->svcs = svcs;
+	plan_free(d->plan);
+	d->plan = np;
+	config_unref(d->cfg);
+	d->cfg = nc;
+	if (!d->stack_up && d->phase_open > np->nphases)
+		d->phase_open = np->nphases;
+
+	log_info(NULL, "reload: %zu added, %zu removed, %zu changed, %zu unchanged", nadded, nremoved,
+		 nchanged, np->n - nadded - nchanged);
+	for (size_t i = 0; i < nrestart; i++) {
+		struct service *s = restart[i];
+		if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
+			s->stop_cause = STOP_RESTART;
+			svc_fire(s, SE_STOP, "definition changed by reload");
+		}
+	}
+	free(restart);
+	for (size_t i = 0; i < np->n; i++)
+		stack_dirty(d, svcs[i]);
+	for (size_t i = 0; i < d->nleaving; i++)
+		stack_dirty(d, d->leaving[i]);
+	stack_settle(d);
+	return 0;
+}
