@@ -265,9 +265,11 @@ static void reap_everything(void)
 		}
 		nanosleep(&tick, NULL);
 	}
-	if (killed)
-		log_info(NULL, "killed %zu leftover process%s that had escaped their service's group",
-			 killed, killed == 1 ? "" : "es");
+	if (killed == 1)
+		log_info(NULL, "killed 1 leftover process (it had left its service's process group)");
+	else if (killed)
+		log_info(NULL, "killed %zu leftover processes (they had left their services' process groups)",
+			 killed);
 }
 
 static int make_dirs(const struct cohort_config *c)
@@ -402,6 +404,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_signal_stop(d->loop, &d->sig_term);
 	ev_signal_stop(d->loop, &d->sig_int);
 	ev_signal_stop(d->loop, &d->sig_hup);
+	/* We are on our way out already: one more TERM must not cut the
+	 * final sweep short. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	ev_child_stop(d->loop, &d->child_w);
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);

@@ -89,26 +89,36 @@ static void sink_rotate(struct logsink *s)
 	sink_open(s);
 }
 
+/* Length of the longest prefix of data[0..room) that ends a line, 0 if none. */
+static size_t whole_lines(const char *data, size_t room)
+{
+	for (size_t i = room; i > 0; i--)
+		if (data[i - 1] == '\n')
+			return i;
+	return 0;
+}
+
+/* Writes data, rotating first whenever the next lines would push the file
+ * past max_size, so no file grows beyond it and no line is split across
+ * two files (a single line longer than max_size gets a file of its own). */
 static void sink_write(struct logsink *s, const char *data, size_t len)
 {
-	if (s->fd < 0)
-		sink_open(s);
-	while (len && s->fd >= 0) {
+	while (len) {
+		if (s->fd < 0)
+			sink_open(s);
+		if (s->fd < 0)
+			return;	/* said in sink_open; retried at the next write */
 		size_t chunk = len;
-		if (s->max_size && s->size + chunk > s->max_size && s->size > 0) {
-			/* Cut at a line end inside the room left, so a line is never
-			 * split across two files. */
+		if (s->max_size && s->size + len > s->max_size) {
 			size_t room = s->max_size > s->size ? (size_t)(s->max_size - s->size) : 0;
-			const char *nl = NULL;
-			for (size_t i = room; i > 0; i--)
-				if (data[i - 1] == '\n') {
-					nl = data + i;
-					break;
-				}
-			chunk = nl ? (size_t)(nl - data) : 0;
-			if (chunk == 0) {
+			chunk = whole_lines(data, room < len ? room : len);
+			if (chunk == 0 && s->size > 0) {
 				sink_rotate(s);
 				continue;
+			}
+			if (chunk == 0) {
+				const char *nl = memchr(data, '\n', len);
+				chunk = nl ? (size_t)(nl - data) + 1 : len;
 			}
 		}
 		ssize_t n = write(s->fd, data, chunk);

@@ -145,13 +145,11 @@ static void followup(struct service *s, enum svc_event ev, const char *reason)
 static void emit(struct service *s, enum svc_state from, const char *reason)
 {
 	struct cohortd *d = s->d;
-	bool changed = from != s->state;
 
-	if (changed)
-		log_info(s->name, "%s -> %s%s%s", svc_state_name(from), svc_state_name(s->state),
-			 *reason ? ": " : "", reason);
-	else
-		log_debug(s->name, "%s: %s", svc_state_name(s->state), reason);
+	/* A new reason in the same state (waiting on something else now) is
+	 * news too, and reads the same way. */
+	log_info(s->name, "%s -> %s%s%s", svc_state_name(from), svc_state_name(s->state),
+		 *reason ? ": " : "", reason);
 	d->events_seq++;
 	for (struct event_sub *e = d->event_subs, *next; e; e = next) {
 		next = e->next;
@@ -172,11 +170,13 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason)
 	bool same = from == t->next && strcmp(s->reason, reason) == 0;
 	s->state = t->next;
 	str_copy(s->reason, sizeof(s->reason), reason);
-	t->act(s);
 	if (from != s->state)
 		s->since_ms = now_wall_ms();
+	/* Said before it is done, so the log reads in order: the transition,
+	 * then what its action did. */
 	if (!same)
 		emit(s, from, s->reason);
+	t->act(s);
 	if (s->has_followup) {
 		char r[256];
 		s->has_followup = false;
@@ -631,6 +631,8 @@ static void probe_done(struct probe *p, bool ok, const char *why)
 	if (ok) {
 		if (s->health_failures)
 			log_info(s->name, "health check passes again: %s", why);
+		else
+			log_debug(s->name, "health ok: %s", why);
 		s->health_failures = 0;
 		snprintf(s->health, sizeof(s->health), "ok");
 	} else {

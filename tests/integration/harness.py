@@ -1,0 +1,277 @@
+"""Integration test harness: a private cohortd in a temporary directory,
+driven only from outside (its log on stderr, signals, the processes and
+files its services leave), with every wait bounded by a deadline.
+
+Environment:
+  COHORT_BUILDDIR   where cohortd and cohortctl were built
+  COHORT_SRCDIR     the source tree (demo services, fixtures)
+  COHORT_VALGRIND   if set, the valgrind command to run cohortd under; its
+                    report must be empty for the test to pass
+  COHORT_TIME_FACTOR  multiplies every deadline (valgrind is slow)
+"""
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+BUILD = os.environ.get("COHORT_BUILDDIR", os.getcwd())
+SRC = os.environ.get("COHORT_SRCDIR", os.getcwd())
+COHORTD = os.path.join(BUILD, "cohortd")
+COHORTCTL = os.path.join(BUILD, "cohortctl")
+VALGRIND = os.environ.get("COHORT_VALGRIND", "")
+FACTOR = float(os.environ.get("COHORT_TIME_FACTOR", "6" if VALGRIND else "1"))
+PY = "/usr/bin/python3"
+
+LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\w+)\s+(\S+): (.*)$")
+TRANSITION = re.compile(r"^(\w+) -> (\w+)(?:: (.*))?$")
+
+
+def wall_ms(stamp):
+    """'2026-11-26T10:00:00.123' -> ms since the epoch (UTC)."""
+    t = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+    import calendar
+    return calendar.timegm(t) * 1000 + int(stamp[20:23])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LogLine:
+    def __init__(self, raw):
+        self.raw = raw
+        m = LINE.match(raw)
+        self.ms = wall_ms(m.group(1)) if m else None
+        self.level = m.group(2) if m else None
+        self.who = m.group(3) if m else None
+        self.msg = m.group(4) if m else raw
+        t = TRANSITION.match(self.msg) if m else None
+        self.frm, self.to, self.reason = (t.group(1), t.group(2), t.group(3) or "") if t else (None, None, None)
+
+    def __repr__(self):
+        return self.raw
+
+
+class Cohortd:
+    """A cohortd running config_text (run_dir etc. set to the temp dir)."""
+
+    def __init__(self, test, config_text, name="cohort.ini", wrap=None, args=("-v",)):
+        self.test = test
+        self.dir = tempfile.mkdtemp(prefix="cohort-it.")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.log_dir = os.path.join(self.dir, "log")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.path = os.path.join(self.dir, name)
+        self.write_config(config_text)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.vg_dir = None
+        cmd = [COHORTD, *args, "-c", self.path]
+        if VALGRIND:
+            self.vg_dir = os.path.join(self.dir, "vg")
+            os.mkdir(self.vg_dir)
+            cmd = shlex.split(VALGRIND) + [f"--log-file={self.vg_dir}/vg.%p"] + cmd
+        if wrap:
+            cmd = wrap + cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=self.dir)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.returncode = None
+
+    def write_config(self, text):
+        """Writes text as the config, with run_dir, log_dir, state_dir and
+        shutdown_timeout in the temp dir unless text sets them."""
+        defaults = {"run_dir": self.run_dir, "log_dir": self.log_dir,
+                    "state_dir": self.state_dir, "shutdown_timeout": "20s"}
+        head = "".join(f"{k} = {v}\n" for k, v in defaults.items()
+                       if not re.search(rf"^{k}\s*=", text, re.M))
+        if "[cohort]\n" in text:
+            text = text.replace("[cohort]\n", "[cohort]\n" + head, 1)
+        else:
+            text = "[cohort]\n" + head + text
+        for n, line in enumerate(text.split("\n"), 1):
+            if len(line) > 199 and "comand" not in text:
+                raise ValueError(f"test config line {n} is {len(line)} long: split it")
+        with open(self.path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(self.path + ".tmp", self.path)
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = LogLine(raw.decode(errors="replace").rstrip("\n"))
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    # --- waiting -----------------------------------------------------------
+    def wait_for(self, pred, timeout=10.0, start=0, what="a log line"):
+        """First line (from index start) with pred(line) true; fails the test
+        at the deadline with the log so far."""
+        deadline = time.monotonic() + timeout * FACTOR
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    if pred(self.lines[i]):
+                        return i, self.lines[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    break
+                self.cond.wait(min(left, 0.2))
+        self.test.fail(f"timed out waiting for {what}; log:\n" + self.dump())
+
+    def wait_log(self, regex, timeout=10.0, start=0, who=None):
+        rx = re.compile(regex)
+        return self.wait_for(lambda l: (who is None or l.who == who) and rx.search(l.msg),
+                             timeout, start, f"/{regex}/" + (f" from {who}" if who else ""))
+
+    def wait_state(self, who, state, timeout=10.0, start=0):
+        return self.wait_for(lambda l: l.who == who and l.to == state, timeout, start,
+                             f"{who} -> {state}")
+
+    def transitions(self, who):
+        with self.cond:
+            return [l for l in self.lines if l.who == who and l.to]
+
+    def state(self, who):
+        t = self.transitions(who)
+        return t[-1].to if t else None
+
+    def count(self, regex, who=None):
+        rx = re.compile(regex)
+        with self.cond:
+            return sum(1 for l in self.lines if (who is None or l.who == who) and rx.search(l.msg))
+
+    def dump(self):
+        with self.cond:
+            return "\n".join(l.raw for l in self.lines[-200:])
+
+    # --- control -----------------------------------------------------------
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, text):
+        mark = len(self.lines)
+        self.write_config(text)
+        self.send(signal.SIGHUP)
+        self.wait_log(r"^reload: ", start=mark)
+        return mark
+
+    def stop(self, sig=signal.SIGTERM, expect=0, timeout=30.0):
+        if sig is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.returncode = self.proc.wait(timeout * FACTOR)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.test.fail("cohortd did not exit; log:\n" + self.dump())
+        self.reader.join(5)
+        self.check_clean()
+        if expect is not None:
+            self.test.assertEqual(self.returncode, expect, "exit status; log:\n" + self.dump())
+        return self.returncode
+
+    def check_clean(self):
+        """No sanitizer or valgrind report."""
+        text = self.dump()
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            self.test.assertNotIn(bad, text, "sanitizer report:\n" + text)
+        if self.vg_dir:
+            for f in os.listdir(self.vg_dir):
+                with open(os.path.join(self.vg_dir, f)) as fh:
+                    report = fh.read()
+                self.test.assertEqual(report, "", f"valgrind report {f}:\n{report}")
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pid_of(self, who, start=0):
+        """pid of the most recent spawn of who (needs -v)."""
+        _, line = self.wait_log(r"^spawned pid (\d+)", who=who, start=start)
+        return int(re.search(r"pid (\d+)", line.msg).group(1))
+
+    def last_pid(self, who):
+        with self.cond:
+            for l in reversed(self.lines):
+                if l.who == who:
+                    m = re.match(r"^spawned pid (\d+)", l.msg)
+                    if m:
+                        return int(m.group(1))
+        return None
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append((int(d), fields[0]))
+    return out
+
+
+def wait_until(test, pred, timeout=10.0, what="a condition"):
+    """Polls pred until true; fails at the deadline, or at once when a
+    cohortd of the test has exited (its log says why)."""
+    deadline = time.monotonic() + timeout * FACTOR
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        for d in getattr(test, "daemons", []):
+            if d.proc.poll() is not None and d.returncode is None:
+                test.fail(f"cohortd exited ({d.proc.returncode}) while waiting for {what}; log:\n"
+                          + d.dump())
+        time.sleep(0.02)
+    test.fail(f"timed out waiting for {what}")
+
+
+class CohortTest(unittest.TestCase):
+    """Starts cohortd instances and always cleans them up."""
+
+    def setUp(self):
+        self.daemons = []
+        self.tmp = tempfile.mkdtemp(prefix="cohort-t.")
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def cohortd(self, text, **kw):
+        d = Cohortd(self, text, **kw)
+        self.daemons.append(d)
+        return d
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)

@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""One service's life under cohortd: restart policies, backoff law,
+circuit breaker and its half-open trial, kill -9, start failures, users."""
+import os
+import re
+import signal
+import unittest
+
+from harness import CohortTest, FACTOR, pid_alive, wait_until  # noqa: F401
+
+
+class Lifecycle(CohortTest):
+    def test_crash_loop_backoff_breaker_and_trial(self):
+        d = self.cohortd("""
+[service:crashy]
+command = /bin/sh -c "exit 3"
+ready = delay:100ms
+backoff_initial = 200ms
+backoff_factor = 2
+backoff_max = 5s
+backoff_jitter = 0.1
+breaker_failures = 4
+breaker_window = 60s
+breaker_cooldown = 1500ms
+""")
+        # Failures 1..3 back off 200, 400, 800 ms (+-10%); the 4th opens the breaker.
+        i = 0
+        for n, base in enumerate([200, 400, 800], start=1):
+            i, exit_line = d.wait_for(lambda l: l.who == "crashy" and l.to == "backoff", start=i)
+            self.assertIn(f"exited with code 3; restart in", exit_line.reason)
+            self.assertIn(f"(failure {n})", exit_line.reason)
+            i, start_line = d.wait_for(lambda l: l.who == "crashy" and l.frm == "backoff"
+                                       and l.to == "starting", start=i)
+            delay = start_line.ms - exit_line.ms
+            self.assertGreaterEqual(delay, base * 0.9 - 5, f"failure {n}: {delay} ms")
+            self.assertLessEqual(delay, base * 1.1 + 60 * FACTOR, f"failure {n}: {delay} ms")
+        i, opened = d.wait_for(lambda l: l.who == "crashy" and l.to == "failed", start=i)
+        self.assertIn("breaker open: 4 failures within 60s (last: exited with code 3); next trial in 1s",
+                      opened.reason)
+        # Half-open: one trial after the cooldown; it fails and re-opens.
+        i, trial = d.wait_for(lambda l: l.who == "crashy" and l.frm == "failed"
+                              and l.to == "starting", start=i)
+        self.assertEqual(trial.reason, "trial start (breaker half-open)")
+        self.assertGreaterEqual(trial.ms - opened.ms, 1500 - 5)
+        self.assertLessEqual(trial.ms - opened.ms, 1500 + 150 * FACTOR)
+        i, again = d.wait_for(lambda l: l.who == "crashy" and l.to == "failed", start=i)
+        self.assertIn("trial start failed (exited with code 3); breaker open again", again.reason)
+        # and no restart in between
+        self.assertEqual(d.count(r"-> backoff", "crashy"), 3)
+        d.stop()
+
+    def test_trial_that_succeeds_closes_the_breaker(self):
+        flag = self.path("healthy")
+        d = self.cohortd(f"""
+[service:flaky]
+command = /bin/sh -c "test -f {flag} && exec sleep 1000; exit 1"
+ready = delay:100ms
+backoff_initial = 50ms
+breaker_failures = 2
+breaker_cooldown = 1s
+""")
+        i, _ = d.wait_state("flaky", "failed")
+        open(flag, "w").close()
+        i, trial = d.wait_state("flaky", "starting", start=i)
+        self.assertEqual(trial.reason, "trial start (breaker half-open)")
+        i, _ = d.wait_state("flaky", "running", start=i)
+        d.wait_log("^breaker closed: the trial start is ready$", who="flaky", start=i)
+        d.stop()
+
+    def test_kill9_restarts_and_counts(self):
+        d = self.cohortd("""
+[service:victim]
+command = /bin/sleep 1000
+ready = delay:0
+backoff_initial = 100ms
+""")
+        i, _ = d.wait_state("victim", "running")
+        pid1 = d.last_pid("victim")
+        os.kill(pid1, signal.SIGKILL)
+        i, line = d.wait_state("victim", "backoff", start=i)
+        self.assertIn("killed by SIGKILL; restart in", line.reason)
+        i, line = d.wait_for(lambda l: l.who == "victim" and l.to == "starting", start=i)
+        self.assertEqual(line.reason, "restart 1")
+        d.wait_state("victim", "running", start=i)
+        pid2 = d.last_pid("victim")
+        self.assertNotEqual(pid1, pid2)
+        self.assertTrue(pid_alive(pid2))
+        os.kill(pid2, signal.SIGKILL)
+        i, line = d.wait_for(lambda l: l.who == "victim" and l.to == "starting", start=i + 1)
+        self.assertEqual(line.reason, "restart 2")
+        d.stop()
+
+    def test_restart_policies(self):
+        d = self.cohortd("""
+[service:never-ok]
+command = /bin/sh -c "exit 0"
+restart = never
+
+[service:never-fail]
+command = /bin/sh -c "exit 3"
+restart = never
+ready = delay:0
+
+[service:onfail-ok]
+command = /bin/sh -c "exit 0"
+restart = on-failure
+ready = delay:0
+
+[service:onfail-fail]
+command = /bin/sh -c "exit 3"
+restart = on-failure
+ready = delay:0
+backoff_initial = 100ms
+
+[service:onfail-custom]
+command = /bin/sh -c "exit 3"
+restart = on-failure
+success_exit = 0, 3
+ready = delay:0
+
+[service:always-ok]
+command = /bin/sh -c "exit 0"
+restart = always
+ready = delay:0
+backoff_initial = 100ms
+""")
+        # exits 0 before it is ready (delay:1s): a one-shot that succeeded
+        _, l = d.wait_state("never-ok", "exited")
+        self.assertEqual(l.frm, "starting")
+        self.assertEqual(l.reason, "exited with code 0")
+        _, l = d.wait_state("never-fail", "failed")
+        self.assertEqual(l.reason, "exited with code 3 (restart = never)")
+        _, l = d.wait_state("onfail-ok", "exited")
+        _, l = d.wait_state("onfail-fail", "backoff")
+        self.assertIn("exited with code 3; restart in", l.reason)
+        d.wait_for(lambda l: l.who == "onfail-fail" and l.reason == "restart 1")
+        _, l = d.wait_state("onfail-custom", "exited")
+        self.assertEqual(l.reason, "exited with code 3")
+        # restart = always restarts a clean exit too, without counting a failure
+        _, l = d.wait_state("always-ok", "backoff")
+        self.assertRegex(l.reason, r"^exited with code 0; restart in \d+ms$")
+        d.wait_for(lambda l: l.who == "always-ok" and l.reason == "restart 1")
+        d.stop()
+        # the one-shots never restarted
+        for who in ("never-ok", "never-fail", "onfail-ok", "onfail-custom"):
+            self.assertEqual(d.count(r"-> starting", who), 1, who)
+
+    def test_exec_of_missing_binary_fails_with_reason(self):
+        d = self.cohortd("""
+[service:ghost]
+command = /nonexistent/program --flag
+ready = delay:0
+
+[service:nodir]
+command = /bin/sleep 1000
+directory = /nonexistent-dir
+ready = delay:0
+
+[service:nopath]
+command = no-such-program-anywhere
+ready = delay:0
+
+[service:noexec]
+command = /etc/passwd
+ready = delay:0
+""")
+        _, l = d.wait_state("ghost", "failed")
+        self.assertEqual(l.frm, "starting")
+        self.assertEqual(l.reason, "cannot start: exec /nonexistent/program: No such file or directory; "
+                         "next trial in 2m")
+        _, l = d.wait_state("nodir", "failed")
+        self.assertIn("cannot start: chdir /nonexistent-dir: No such file or directory", l.reason)
+        _, l = d.wait_state("nopath", "failed")
+        self.assertIn("cannot start: exec no-such-program-anywhere: No such file or directory", l.reason)
+        _, l = d.wait_state("noexec", "failed")
+        self.assertIn("cannot start: exec /etc/passwd: Permission denied", l.reason)
+        d.stop()
+        for who in ("ghost", "nodir", "nopath", "noexec"):
+            self.assertEqual(d.count(r"-> running", who), 0, f"{who} was never running")
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_user_nobody_drops_privileges(self):
+        out = self.path("ids")
+        os.chmod(self.tmp, 0o777)
+        d = self.cohortd(f"""
+[service:who]
+command = /bin/sh -c "(id -u; id -g; id -G; echo $HOME) > {out}.tmp
+    && mv {out}.tmp {out}; exec sleep 1000"
+user = nobody
+ready = delay:0
+
+[service:nouser]
+command = /bin/true
+user = no-such-user-xyz
+""")
+        wait_until(self, lambda: os.path.exists(out), what="the ids file")
+        with open(out) as f:
+            uid, gid, groups, home = f.read().split("\n")[:4]
+        self.assertEqual(uid, "65534")
+        self.assertEqual(gid, "65534")
+        self.assertNotIn("0", groups.split())
+        self.assertEqual(home, "/nonexistent")
+        _, l = d.wait_state("nouser", "failed")
+        self.assertIn('cannot start: no such user "no-such-user-xyz"', l.reason)
+        d.stop()
+
+    def test_environment_of_a_service(self):
+        out = self.path("env")
+        d = self.cohortd(f"""
+[service:envy]
+command = /bin/sh -c "env > {out}.tmp && mv {out}.tmp {out}; exec sleep 1000"
+environment = GREETING=hello world, LIST=a\\,b, PATH=/usr/bin:/bin
+ready = notify
+ready_timeout = 1s
+""")
+        wait_until(self, lambda: os.path.exists(out), what="the env file")
+        with open(out) as f:
+            env = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+        self.assertEqual(env["GREETING"], "hello world")
+        self.assertEqual(env["LIST"], "a,b")
+        self.assertEqual(env["PATH"], "/usr/bin:/bin")
+        self.assertEqual(env["COHORT_SERVICE"], "envy")
+        self.assertEqual(env["COHORT_SOCKET"], f"{d.run_dir}/control.sock")
+        self.assertEqual(env["COHORT_BUS"], f"unix:{d.run_dir}/bus.sock")
+        self.assertEqual(env["NOTIFY_SOCKET"], f"{d.run_dir}/notify.sock")
+        self.assertRegex(env["COHORT_TOKEN"], r"^[0-9a-f]{32}$")
+        # a fresh token per start
+        i, _ = d.wait_state("envy", "backoff")
+        os.unlink(out)
+        wait_until(self, lambda: os.path.exists(out), what="the env file again")
+        with open(out) as f:
+            env2 = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+        self.assertNotEqual(env["COHORT_TOKEN"], env2["COHORT_TOKEN"])
+        d.stop()
+
+    def test_fds_closed_and_own_process_group(self):
+        out = self.path("fds")
+        d = self.cohortd(f"""
+[service:fds]
+command = /bin/sh -c "ls /proc/self/fd > {out}.tmp;
+    ps -o pid=,pgid=,sid= -p $$ >> {out}.tmp;
+    mv {out}.tmp {out}; exec sleep 1000"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(out), what="the fd list")
+        with open(out) as f:
+            lines = f.read().split()
+        # 0-2, plus the one ls opened to read the directory
+        fds = sorted(int(x) for x in lines[:-3])
+        self.assertLessEqual(len(fds), 4, fds)
+        self.assertEqual(fds[:3], [0, 1, 2])
+        pid, pgid, sid = lines[-3:]
+        self.assertEqual(pid, pgid)
+        self.assertEqual(pid, sid)
+        d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

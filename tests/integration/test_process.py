@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""Processes and output: stop_timeout and KILL of the whole group,
+grandchildren, orphan reaping, cohortd as PID 1, service logs with
+timestamps and rotation, and a flood that must not slow anything else."""
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import unittest
+
+from harness import FACTOR, CohortTest, children_of, pid_alive, wait_until
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def read_pid(path):
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+class Processes(CohortTest):
+    def test_stop_timeout_kills_the_group_grandchildren_included(self):
+        gc = self.path("gc.pid")
+        d = self.cohortd(f"""
+[service:stubborn]
+command = trap "" TERM
+    /bin/sh -c 'echo $$ > {gc}.tmp; mv {gc}.tmp {gc}; exec sleep 1000' &
+    while :; do sleep 1; done
+shell = yes
+stop_timeout = 500ms
+ready = delay:0
+""".replace("TERM\n", "TERM;\n").replace("& \n", "&\n"))
+        d.wait_state("stubborn", "running")
+        wait_until(self, lambda: os.path.exists(gc), what="the grandchild's pid")
+        main, grandchild = d.last_pid("stubborn"), read_pid(gc)
+        self.assertTrue(pid_alive(grandchild))
+        d.send(signal.SIGTERM)
+        i, stopping = d.wait_state("stubborn", "stopping")
+        i, kill = d.wait_log(r"^still running 0\.5s after SIGTERM: sending KILL to process group \d+$",
+                             who="stubborn", start=i)
+        self.assertGreaterEqual(kill.ms - stopping.ms, 500 - 5)
+        self.assertLessEqual(kill.ms - stopping.ms, 500 + 200 * FACTOR)
+        _, l = d.wait_state("stubborn", "stopped", start=i)
+        self.assertIn("killed by SIGKILL", l.reason)
+        d.stop()
+        self.assertFalse(pid_alive(main))
+        self.assertFalse(pid_alive(grandchild))
+
+    def test_leftovers_of_a_crashed_service_are_killed(self):
+        gc = self.path("gc.pid")
+        d = self.cohortd(f"""
+[service:leaky]
+command = /bin/sh -c "sleep 1000 & echo $! > {gc}.tmp; mv {gc}.tmp {gc}; sleep 0.3; exit 1"
+ready = delay:0
+backoff_initial = 10s
+""")
+        d.wait_state("leaky", "backoff")
+        # the child the main process left in its group went with it
+        wait_until(self, lambda: not pid_alive(read_pid(gc)), what="the leftover to die")
+        d.stop()
+
+    def test_orphans_are_reaped(self):
+        d = self.cohortd("""
+[service:parent]
+command = /bin/sh -c "for i in 1 2 3 4 5; do (setsid sleep 0.2 &); done; exec sleep 1000"
+ready = delay:0
+""")
+        d.wait_state("parent", "running")
+        # five double-forked grandchildren end up ours (subreaper) and exit
+        for _ in range(5):
+            d.wait_log(r"^reaped orphan pid \d+ \(exited with code 0\)$")
+        zombies = [c for c in children_of(d.proc.pid) if c[1] == "Z"]
+        self.assertEqual(zombies, [])
+        d.stop()
+
+    def test_no_process_outlives_an_orderly_exit(self):
+        esc = self.path("escaped.pid")
+        d = self.cohortd(f"""
+[service:escaper]
+command = /bin/sh -c "setsid /bin/sh -c 'echo \\$\\$ > {esc}.tmp;
+    mv {esc}.tmp {esc}; exec sleep 1000' & exec sleep 1000"
+ready = delay:0
+""")
+        d.wait_state("escaper", "running")
+        wait_until(self, lambda: os.path.exists(esc), what="the escaped pid")
+        escaped = read_pid(esc)
+        self.assertTrue(pid_alive(escaped))
+        d.stop()
+        self.assertFalse(pid_alive(escaped), "a process in its own session outlived cohortd")
+        d.wait_log(r"^killed 1 leftover process \(it had left its service's process group\)$")
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare")
+    def test_pid1_in_a_pid_namespace(self):
+        d = self.cohortd("""
+[service:parent]
+command = /bin/sh -c "for i in 1 2 3; do (setsid sleep 0.1 &); done; exec sleep 1000"
+ready = delay:0
+
+[service:other]
+command = /bin/sleep 1000
+requires = parent
+ready = delay:0
+""", wrap=["unshare", "--pid", "--fork", "--mount-proc"])
+        d.wait_log(r"^cohortd \S+ \(pid 1, init\)")
+        d.wait_log(r"^stack is up: 2 of 2 services running$")
+        for _ in range(3):
+            d.wait_log(r"^reaped orphan pid \d+")
+        # TERM goes to cohortd itself: the child unshare forked
+        inner = wait_until(self, lambda: children_of(d.proc.pid), what="unshare's child")[0][0]
+        os.kill(inner, signal.SIGTERM)
+        d.wait_log(r"^every service has stopped$")
+        d.stop(sig=None, expect=0)
+        self.assertEqual(children_of(inner), [])
+
+    def test_service_logs_are_stamped_and_rotated(self):
+        d = self.cohortd("""
+[service:talker]
+command = /bin/sh -c "i=0; while [ $i -lt 3000 ]; do echo line $i of the talker; echo err $i >&2; i=$((i+1)); done; echo the end; exec sleep 1000"
+ready = delay:0
+log_max_size = 40K
+log_backups = 2
+
+[service:quiet]
+command = /bin/sh -c "printf 'no newline at the end'; exec sleep 1000"
+ready = delay:0
+stdout = {out}
+stderr = null
+""".replace("{out}", self.path("quiet.out")))
+        log = os.path.join(d.log_dir, "talker.log")
+        def ended():
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return "the end" in f.read()
+        wait_until(self, ended, what="the end")
+        files = sorted(glob.glob(log + "*"))
+        self.assertEqual(files, [log, log + ".1", log + ".2"])
+        for f in files:
+            self.assertLessEqual(os.path.getsize(f), 40 * 1024, f)
+            with open(f) as fh:
+                lines = fh.read().splitlines()
+            self.assertTrue(lines)
+            for line in lines:
+                self.assertRegex(line, STAMP, f)
+        with open(log + ".1") as f:
+            older = f.read()
+        self.assertIn("line ", older)
+        self.assertIn("err ", older)  # stderr = stdout by default
+        d.stop()
+        # the partial line was written when the service stopped
+        with open(self.path("quiet.out")) as f:
+            self.assertRegex(f.read(), STAMP.pattern + "no newline at the end\n$")
+
+    def test_flood_does_not_delay_another_restart(self):
+        d = self.cohortd("""
+[service:flood]
+command = /bin/sh -c "yes 0123456789012345678901234567890123456789 | head -c 100000000; echo done; exec sleep 1000"
+ready = delay:0
+log_max_size = 20M
+log_backups = 1
+restart = never
+
+[service:victim]
+command = /bin/sleep 1000
+ready = delay:0
+backoff_initial = 0
+backoff_jitter = 0
+breaker_failures = 0
+""")
+        d.wait_state("victim", "running")
+        d.wait_state("flood", "running")
+        latencies = []
+        for _ in range(5):
+            mark = len(d.lines)
+            os.kill(d.last_pid("victim"), signal.SIGKILL)
+            _, down = d.wait_state("victim", "backoff", start=mark)
+            _, up = d.wait_state("victim", "running", start=mark)
+            latencies.append(up.ms - down.ms)
+        self.assertLess(max(latencies), 250 * FACTOR, latencies)
+        # the flood was logged (at least in part) and nothing blocked
+        log = os.path.join(d.log_dir, "flood.log")
+        wait_until(self, lambda: os.path.exists(log) and os.path.getsize(log) > 0, what="flood.log")
+        d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Readiness (delay, notify, tcp, http, exec, and ready_timeout) and
+health checks, with real listeners and real probes."""
+import os
+import unittest
+
+from harness import PY, CohortTest, free_port, pid_alive
+
+NOTIFY = """import os, socket, sys, time
+time.sleep(float(sys.argv[1]))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=warming up", os.environ["NOTIFY_SOCKET"])
+s.sendto(b"READY=1\\nSTATUS=all good", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"""
+
+LISTEN = """import socket, sys, time
+time.sleep(float(sys.argv[2]))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+
+class Readiness(CohortTest):
+    def script(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_each_readiness_kind(self):
+        notify = self.script("notify.py", NOTIFY)
+        listen = self.script("listen.py", LISTEN)
+        flag = self.path("flag")
+        tcp_port, http_port, closed_port, http404_port = (free_port() for _ in range(4))
+        d = self.cohortd(f"""
+[service:by-delay]
+command = /bin/sleep 1000
+ready = delay:300ms
+
+[service:by-notify]
+command = {PY} {notify} 0.3
+ready = notify
+
+[service:by-tcp]
+command = {PY} {listen} {tcp_port} 0.3
+ready = tcp:127.0.0.1:{tcp_port}
+
+[service:by-http]
+command = {PY} -m http.server {http_port} --bind 127.0.0.1
+directory = {self.tmp}
+ready = http://127.0.0.1:{http_port}/
+
+[service:by-exec]
+command = /bin/sh -c "sleep 0.3; touch {flag}; exec sleep 1000"
+ready = exec:test -f {flag}
+
+[service:never-tcp]
+command = /bin/sleep 1000
+ready = tcp:127.0.0.1:{closed_port}
+ready_timeout = 1s
+backoff_initial = 10s
+
+[service:http-404]
+command = {PY} -m http.server {http404_port} --bind 127.0.0.1
+directory = {self.tmp}
+ready = http://127.0.0.1:{http404_port}/no/such/page
+ready_timeout = 1500ms
+backoff_initial = 10s
+""")
+        for who, reason in [("by-delay", "still up after 300ms"),
+                            ("by-notify", "all good"),
+                            ("by-tcp", f"ready: tcp:127.0.0.1:{tcp_port} connected"),
+                            ("by-http", f"ready: http://127.0.0.1:{http_port}/ GET / answered 200"),
+                            ("by-exec", f"ready: exec:test -f {flag} exited 0")]:
+            _, start = d.wait_state(who, "starting")
+            _, up = d.wait_state(who, "running", timeout=15)
+            self.assertEqual(up.reason, reason, who)
+            if who != "by-http":
+                self.assertGreaterEqual(up.ms - start.ms, 300 - 5, f"{who} ready too early")
+        _, l = d.wait_state("never-tcp", "stopping")
+        self.assertEqual(l.frm, "starting")
+        self.assertIn("not ready within 1s (not ready: connect 127.0.0.1:", l.reason)
+        self.assertIn("Connection refused", l.reason)
+        _, l = d.wait_state("never-tcp", "backoff")
+        self.assertIn("not ready within 1s", l.reason)
+        _, l = d.wait_state("http-404", "stopping")
+        self.assertIn("GET /no/such/page answered 404", l.reason)
+        d.stop()
+
+    def test_notify_from_a_child_of_the_service(self):
+        notify = self.script("notify.py", NOTIFY)
+        d = self.cohortd(f"""
+[service:forks]
+command = /bin/sh -c "{PY} {notify} 0.1; true"
+ready = notify
+""")
+        _, up = d.wait_state("forks", "running")
+        self.assertEqual(up.reason, "all good")
+        d.stop()
+
+    def test_notify_ignored_from_other_processes(self):
+        # A READY=1 from a process that is no service's is dropped.
+        import socket
+        d = self.cohortd("""
+[service:slow]
+command = /bin/sleep 1000
+ready = notify
+ready_timeout = 60s
+""")
+        d.wait_state("slow", "starting")
+        sock = os.path.join(d.run_dir, "notify.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(b"READY=1", sock)
+        d.wait_log(r"notify message from pid \d+, which is no service's")
+        self.assertEqual(d.state("slow"), "starting")
+        d.stop()
+
+    def test_health_failures_restart_the_service(self):
+        flag = self.path("healthy")
+        d = self.cohortd(f"""
+[service:sick]
+command = /bin/sh -c "touch {flag}; exec sleep 1000"
+ready = delay:0
+health = exec:test -f {flag}
+health_interval = 200ms
+health_timeout = 1s
+health_retries = 2
+backoff_initial = 100ms
+""")
+        i, _ = d.wait_state("sick", "running")
+        pid1 = d.last_pid("sick")
+        # passing probes first
+        d.wait_log(r"^health ok: exited 0", who="sick", start=i)
+        os.unlink(flag)
+        i, l = d.wait_state("sick", "stopping", start=i)
+        self.assertEqual(l.reason, f"health check failed 2 times: test exited 1")
+        self.assertEqual(d.count(r"health check failed \(1 of 2\)", "sick"), 1)
+        i, l = d.wait_state("sick", "backoff", start=i)
+        self.assertIn("health check failed 2 times", l.reason)
+        self.assertIn("restart in", l.reason)
+        d.wait_state("sick", "running", start=i)
+        self.assertNotEqual(d.last_pid("sick"), pid1)
+        self.assertFalse(pid_alive(pid1))
+        d.stop()
+
+    def test_health_over_http_and_tcp(self):
+        http_port, tcp_port = free_port(), free_port()
+        listen = self.script("listen.py", LISTEN)
+        d = self.cohortd(f"""
+[service:web]
+command = {PY} -m http.server {http_port} --bind 127.0.0.1
+directory = {self.tmp}
+ready = http://127.0.0.1:{http_port}/
+health = http://127.0.0.1:{http_port}/
+health_interval = 100ms
+
+[service:tcp]
+command = {PY} {listen} {tcp_port} 0
+ready = tcp:127.0.0.1:{tcp_port}
+health = tcp:127.0.0.1:{tcp_port}
+health_interval = 100ms
+""")
+        for who, why in (("web", "GET / answered 200"), ("tcp", "connected")):
+            i, _ = d.wait_state(who, "running")
+            for _ in range(5):
+                i, _ = d.wait_log(f"^health ok: {why}$", who=who, start=i + 1)
+        self.assertEqual(d.count(r"health check failed"), 0)
+        d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""The services together: phases (proven by the demo services' own
+clocks), the requires cascade, reload, shutdown order, second TERM."""
+import os
+import random
+import signal
+import socket
+import unittest
+
+from harness import PY, SRC, CohortTest, pid_alive, wait_until
+
+
+def free_port_block(n):
+    """n consecutive free loopback ports."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+class Stack(CohortTest):
+    def test_demo_stack_phase_order_from_service_clocks(self):
+        base = free_port_block(4)
+        record = self.path("record")
+        demo = os.path.join(SRC, "contrib", "demo")
+        env = f"environment = DEMO_PORT_BASE={base}, DEMO_RECORD={record}, DEMO_START_DELAY=0.2"
+        d = self.cohortd(f"""
+[service:trinity]
+command = {PY} {demo}/trinity.py
+requires = prime, reactor
+ready = http://127.0.0.1:{base + 3}/health
+{env}
+
+[service:prime]
+command = {PY} {demo}/prime.py
+requires = core
+ready = tcp:127.0.0.1:{base + 1}
+{env}
+
+[service:reactor]
+command = {PY} {demo}/reactor.py
+requires = core
+ready = notify
+{env}
+
+[service:core]
+command = {PY} {demo}/core.py
+ready = http://127.0.0.1:{base}/health
+{env}
+""")
+        d.wait_log(r"^stack is up: 4 of 4 services running$", timeout=30)
+        with open(record) as f:
+            started = {}
+            for line in f:
+                name, _, ms, pid = line.split()
+                started[name] = int(ms)
+        # Each service records when it listens; phase N+1 is spawned only
+        # after phase N is ready, so its record comes later.
+        self.assertLess(started["core"], started["prime"])
+        self.assertLess(started["core"], started["reactor"])
+        self.assertLess(started["prime"], started["trinity"])
+        self.assertLess(started["reactor"], started["trinity"])
+        # and cohortd spawned phase 2 only after core was running
+        _, core_up = d.wait_state("core", "running")
+        _, prime_start = d.wait_state("prime", "starting")
+        self.assertGreaterEqual(prime_start.ms, core_up.ms)
+        _, reactor_up = d.wait_state("reactor", "running")
+        _, trinity_start = d.wait_state("trinity", "starting")
+        self.assertGreaterEqual(trinity_start.ms, reactor_up.ms)
+        # and phase 3 was held back with a reason
+        _, w = d.wait_state("trinity", "waiting")
+        self.assertEqual(w.reason, "phase 3 starts once phase 1 is ready")
+        d.stop()
+        # reverse order on the way down: trinity first, core last
+        order = [l.who for l in d.lines if l.to == "stopped"]
+        self.assertEqual(order[0], "trinity")
+        self.assertEqual(order[-1], "core")
+
+    def test_phase_waits_for_a_crash_looping_service(self):
+        d = self.cohortd("""
+[service:shaky]
+command = /bin/sh -c "exit 1"
+ready = delay:200ms
+backoff_initial = 50ms
+breaker_failures = 3
+breaker_cooldown = 10m
+
+[service:next]
+command = /bin/sleep 1000
+after = shaky
+ready = delay:0
+""")
+        # phase 2 starts only when phase 1 settled: here, when the breaker opened
+        _, failed = d.wait_state("shaky", "failed")
+        _, started = d.wait_state("next", "starting")
+        self.assertGreaterEqual(started.ms, failed.ms)
+        d.stop()
+
+    def test_requires_cascade_stops_and_restarts_dependents(self):
+        d = self.cohortd("""
+[service:base]
+command = /bin/sleep 1000
+ready = delay:0
+backoff_initial = 700ms
+backoff_jitter = 0
+
+[service:dep]
+command = /bin/sleep 1000
+requires = base
+ready = delay:0
+
+[service:soft]
+command = /bin/sleep 1000
+after = base
+ready = delay:0
+""")
+        d.wait_log(r"^stack is up")
+        dep_pid, soft_pid = d.last_pid("dep"), d.last_pid("soft")
+        mark = len(d.lines)
+        os.kill(d.last_pid("base"), signal.SIGKILL)
+        i, l = d.wait_state("dep", "stopping", start=mark)
+        self.assertEqual(l.reason, "requires base, which is backoff")
+        i, l = d.wait_state("dep", "waiting", start=i)
+        self.assertIn("requires base", l.reason)
+        _, base_up = d.wait_state("base", "running", start=mark)
+        i, l = d.wait_state("dep", "starting", start=i)
+        self.assertGreaterEqual(l.ms, base_up.ms)
+        d.wait_state("dep", "running", start=i)
+        self.assertNotEqual(d.last_pid("dep"), dep_pid)
+        self.assertFalse(pid_alive(dep_pid))
+        # `after` only orders: soft kept running
+        self.assertEqual(d.last_pid("soft"), soft_pid)
+        self.assertTrue(pid_alive(soft_pid))
+        d.stop()
+
+    def test_one_shot_job_before_its_dependents(self):
+        out = self.path("migrated")
+        d = self.cohortd(f"""
+[service:migrate]
+command = /bin/sh -c "sleep 0.2; touch {out}"
+restart = on-failure
+
+[service:app]
+command = /bin/sh -c "test -f {out} && exec sleep 1000; exit 9"
+requires = migrate
+ready = delay:0
+""")
+        _, done = d.wait_state("migrate", "exited")
+        _, up = d.wait_state("app", "running")
+        self.assertGreaterEqual(up.ms, done.ms)
+        d.wait_log(r"^stack is up: 1 of 2 services running$")
+        d.stop()
+
+    def test_failed_one_shot_blocks_what_requires_it(self):
+        d = self.cohortd("""
+[service:migrate]
+command = /bin/sh -c "exit 2"
+restart = never
+
+[service:app]
+command = /bin/sleep 1000
+requires = migrate
+""")
+        _, l = d.wait_state("migrate", "failed")
+        d.wait_for(lambda l: l.who == "app" and l.to == "waiting"
+                   and l.reason == "requires migrate, which is failed", what="app waiting on migrate")
+        d.wait_log(r"^stack is up: 0 of 2 services running$")
+        d.stop()
+
+    def test_reload_keeps_untouched_services(self):
+        base = """
+[service:keep]
+command = /bin/sleep 1000
+ready = delay:0
+"""
+        d = self.cohortd(base + """
+[service:change]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:drop]
+command = /bin/sleep 1000
+ready = delay:0
+""")
+        d.wait_log(r"^stack is up")
+        keep, change, drop = d.last_pid("keep"), d.last_pid("change"), d.last_pid("drop")
+        mark = d.reload(base + """
+[service:change]
+command = /bin/sleep 2000
+ready = delay:0
+
+[service:add]
+command = /bin/sleep 1000
+ready = delay:0
+""")
+        d.wait_log(r"^reload: 1 added, 1 removed, 1 changed, 1 unchanged$", start=mark)
+        i, l = d.wait_state("change", "stopping", start=mark)
+        self.assertEqual(l.reason, "definition changed by reload")
+        d.wait_state("change", "running", start=i)
+        d.wait_state("add", "running", start=mark)
+        d.wait_state("drop", "stopped", start=mark)
+        d.wait_log(r"^removed$", who="drop", start=mark)
+        self.assertNotEqual(d.last_pid("change"), change)
+        self.assertFalse(pid_alive(drop))
+        # untouched: same pid, no transition since the reload
+        self.assertEqual(d.last_pid("keep"), keep)
+        self.assertTrue(pid_alive(keep))
+        self.assertEqual([l for l in d.lines[mark:] if l.who == "keep" and l.to], [])
+
+        # An invalid config is refused whole; everything keeps running.
+        mark = len(d.lines)
+        d.write_config(base + "\n[service:broken]\ncomand = x\n")
+        d.send(signal.SIGHUP)
+        d.wait_log(r"^reload: .* has 2 errors; still running the old config:$", start=mark)
+        d.wait_log(r'unknown key "comand" \(did you mean "command"\?\)', start=mark)
+        self.assertEqual(d.last_pid("keep"), keep)
+        self.assertEqual(d.state("add"), "running")
+        d.stop()
+
+    def test_shutdown_in_reverse_phase_order(self):
+        d = self.cohortd("""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:b]
+command = /bin/sleep 1000
+requires = a
+ready = delay:0
+
+[service:c]
+command = /bin/sleep 1000
+requires = b
+ready = delay:0
+
+[service:c2]
+command = /bin/sleep 1000
+after = b
+ready = delay:0
+""")
+        d.wait_log(r"^stack is up")
+        pids = [d.last_pid(x) for x in ("a", "b", "c", "c2")]
+        mark = len(d.lines)
+        d.stop()
+        events = [(l.who, l.to) for l in d.lines[mark:] if l.to in ("stopping", "stopped")]
+        def at(who, to):
+            return events.index((who, to))
+        self.assertLess(at("c", "stopped"), at("b", "stopping"))
+        self.assertLess(at("c2", "stopped"), at("b", "stopping"))
+        self.assertLess(at("b", "stopped"), at("a", "stopping"))
+        for p in pids:
+            self.assertFalse(pid_alive(p))
+
+    def test_second_term_kills_everything(self):
+        d = self.cohortd("""
+[service:deaf]
+command = /bin/sh -c "trap '' TERM; touch {flag}; while :; do sleep 1; done"
+ready = exec:test -f {flag}
+stop_timeout = 60s
+""".replace("{flag}", self.path("trapped")))
+        d.wait_state("deaf", "running")
+        pid = d.last_pid("deaf")
+        d.send(signal.SIGTERM)
+        d.wait_state("deaf", "stopping")
+        d.send(signal.SIGTERM)
+        d.wait_log(r"^second SIGTERM: KILL to 1 process group$")
+        d.stop(sig=None, expect=1, timeout=10)
+        self.assertFalse(pid_alive(pid))
+
+    def test_shutdown_timeout(self):
+        d = self.cohortd("""
+[cohort]
+shutdown_timeout = 500ms
+
+[service:deaf]
+command = /bin/sh -c "trap '' TERM; touch {flag}; while :; do sleep 1; done"
+ready = exec:test -f {flag}
+stop_timeout = 60s
+""".replace("{flag}", self.path("trapped")))
+        d.wait_state("deaf", "running")
+        pid = d.last_pid("deaf")
+        d.stop(expect=1, timeout=10)
+        d.wait_log(r"^shutdown_timeout \(500ms\) expired: KILL to 1 process group$")
+        self.assertFalse(pid_alive(pid))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
