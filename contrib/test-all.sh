@@ -32,7 +32,7 @@ cd "$top"
 
 step "make check under valgrind (build/)"
 cd build
-VG="valgrind -q --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+VG="valgrind -q --vgdb=no --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 COHORT_VALGRIND="$VG" make -j"$jobs" check LOG_COMPILER="$top/tests/valgrind-wrap.sh" \
 	|| { cat test-suite.log; exit 1; }
 cd "$top"

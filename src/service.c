@@ -782,6 +782,10 @@ void svc_kill_now(struct service *s)
 static void act_backoff(struct service *s)
 {
 	stop_watchers(s);
+	/* No delay: the reconcile that follows this transition starts it in
+	 * the same loop iteration. */
+	if (s->next_delay_ms <= 0)
+		return;
 	ev_timer_set(&s->timer, (double)s->next_delay_ms / 1000.0, 0);
 	ev_timer_start(s->d->loop, &s->timer);
 }

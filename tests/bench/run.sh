@@ -6,6 +6,23 @@ B=${COHORT_BUILDDIR:-.}
 S=${COHORT_SRCDIR:-.}
 export COHORT_BUILDDIR=$B COHORT_SRCDIR=$S
 
+# The peers cohort is measured against, from Debian, installed when missing
+# (and when we may: as root with apt-get).
+peers="runit s6 supervisor"
+missing=""
+for p in $peers; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "installing benchmark peers:$missing"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null ||
+			echo "could not install$missing: those peers are skipped"
+	else
+		echo "peers not installed:$missing (run as root to install them): skipped"
+	fi
+fi
+
 echo "== cohort benchmarks ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r))"
 echo
 "$B/tests/bench/bench_config"
@@ -27,6 +44,8 @@ for n in 1000 10000; do
 	printf '  %6d services: %d.%03d ms\n' "$n" $((best / 1000)) $((best % 1000))
 	rm -f "$f"
 done
+echo
+/usr/bin/python3 "$S/tests/bench/bench_supervise.py"
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo
