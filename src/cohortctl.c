@@ -1,18 +1,677 @@
 /*
  * cohortctl.c - the command-line client of cohortd's control socket.
+ *
+ * One table of commands (name, usage, summary, runner) gives the help,
+ * the per-command --help and the list the shell completion reads.  Each
+ * runner builds one JSON request, sends it, and prints the answer for
+ * humans (or as the daemon wrote it, with --json).
+ *
+ * Exit status: 0 success; 1 the operation failed (a start target ended
+ * failed, the daemon refused the request); 2 usage error; 3 cohortd
+ * cannot be reached.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+#define DEFAULT_CONFIG "/etc/cohort/cohort.ini"
+#define DEFAULT_SOCKET "/run/cohort/control.sock"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+struct ctl {
+	const char *socket;
+	bool json;
+	bool color;
+	int fd;
+	struct sbuf in;
+};
+
+struct command {
+	const char *name;
+	const char *usage;	/* arguments after the name */
+	const char *summary;
+	int (*run)(struct ctl *c, int argc, char **argv);
+};
+
+static const struct command commands[];
+
+static void die_usage(const char *fmt, ...) PRINTF(1, 2);
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "cohortctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see cohortctl --help)\n");
+	exit(EXIT_USAGE);
+}
+
+/* --- the socket ------------------------------------------------------------ */
+
+static void connect_daemon(struct ctl *c)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	if (strlen(c->socket) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "cohortctl: socket path too long: %s\n", c->socket);
+		exit(EXIT_USAGE);
+	}
+	strcpy(sa.sun_path, c->socket);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "cohortctl: cannot reach cohortd at %s: %s (is it running? try -s or -c)\n",
+			c->socket, strerror(errno));
+		exit(EXIT_UNREACHABLE);
+	}
+}
+
+static void send_request(struct ctl *c, json_t *req)
+{
+	char *text = json_dumps(req, JSON_COMPACT);
+	size_t len = strlen(text);
+
+	json_decref(req);
+	text = xrealloc(text, len + 2);
+	text[len++] = '\n';
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(c->fd, text + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "cohortctl: lost cohortd at %s: %s\n", c->socket, strerror(errno));
+			exit(EXIT_UNREACHABLE);
+		}
+		off += (size_t)n;
+	}
+	free(text);
+}
+
+/* The next line from the daemon, or NULL at end of stream. */
+static char *read_line(struct ctl *c)
+{
+	for (;;) {
+		char *nl = c->in.len ? memchr(c->in.buf, '\n', c->in.len) : NULL;
+		if (nl) {
+			char *line = xstrndup(c->in.buf, (size_t)(nl - c->in.buf));
+			sbuf_consume(&c->in, (size_t)(nl - c->in.buf) + 1);
+			return line;
+		}
+		char buf[65536];
+		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		sbuf_add(&c->in, buf, (size_t)n);
+	}
+}
+
+/* One answer; exits 3 if the daemon went away, 1 if it said no (after
+ * printing its error), unless keep_errors. */
+static json_t *read_answer(struct ctl *c, char **raw, bool keep_errors)
+{
+	char *line = read_line(c);
+	json_error_t err;
+
+	if (!line) {
+		fprintf(stderr, "cohortctl: cohortd at %s closed the connection without an answer\n",
+			c->socket);
+		exit(EXIT_UNREACHABLE);
+	}
+	json_t *resp = json_loads(line, 0, &err);
+	if (!resp || !json_is_object(resp)) {
+		fprintf(stderr, "cohortctl: cohortd sent something that is not JSON: %.80s\n", line);
+		exit(EXIT_FAILED);
+	}
+	if (!json_is_true(json_object_get(resp, "ok")) && !keep_errors) {
+		if (c->json)
+			printf("%s\n", line);
+		else
+			fprintf(stderr, "cohortctl: %s\n", json_string_value(json_object_get(resp, "error"))
+				? json_string_value(json_object_get(resp, "error")) : line);
+		exit(EXIT_FAILED);
+	}
+	if (raw)
+		*raw = line;
+	else
+		free(line);
+	return resp;
+}
+
+static json_t *call(struct ctl *c, json_t *req, char **raw)
+{
+	connect_daemon(c);
+	send_request(c, req);
+	return read_answer(c, raw, false);
+}
+
+/* --- output helpers -------------------------------------------------------- */
+
+static const char *state_color(const char *state)
+{
+	if (!strcmp(state, "running") || !strcmp(state, "exited"))
+		return "\033[32m";
+	if (!strcmp(state, "failed"))
+		return "\033[31m";
+	if (!strcmp(state, "stopped"))
+		return "";
+	return "\033[33m";
+}
+
+static const char *str_of(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+/* Prints rows of cells in aligned columns (the last one free). */
+static void print_table(struct ctl *c, char ***rows, size_t nrows, size_t ncols, size_t color_col)
+{
+	size_t width[16] = {0};
+
+	for (size_t r = 0; r < nrows; r++)
+		for (size_t k = 0; k + 1 < ncols; k++)
+			if (strlen(rows[r][k]) > width[k])
+				width[k] = strlen(rows[r][k]);
+	for (size_t r = 0; r < nrows; r++) {
+		for (size_t k = 0; k < ncols; k++) {
+			const char *cell = rows[r][k];
+			bool colored = c->color && r > 0 && k == color_col && *state_color(cell);
+			if (colored)
+				printf("%s", state_color(cell));
+			if (k + 1 < ncols)
+				printf("%-*s", (int)width[k], cell);
+			else
+				printf("%s", cell);
+			if (colored)
+				printf("\033[0m");
+			if (k + 1 < ncols)
+				printf("  ");
+		}
+		printf("\n");
+	}
+}
+
+static void free_rows(char ***rows, size_t nrows, size_t ncols)
+{
+	for (size_t r = 0; r < nrows; r++) {
+		for (size_t k = 0; k < ncols; k++)
+			free(rows[r][k]);
+		free(rows[r]);
+	}
+	free(rows);
+}
+
+/* --- commands -------------------------------------------------------------- */
+
+static void no_args(const char *cmd, int argc)
+{
+	if (argc > 1)
+		die_usage("%s takes no arguments", cmd);
+}
+
+static int run_status(struct ctl *c, int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "status");
+	char *raw;
+
+	if (argc > 1) {
+		json_t *names = json_array();
+		for (int i = 1; i < argc; i++)
+			json_array_append_new(names, json_string(argv[i]));
+		json_object_set_new(req, "services", names);
+	}
+	json_t *resp = call(c, req, &raw);
+	if (c->json) {
+		printf("%s\n", raw);
+	} else {
+		json_t *list = json_object_get(resp, "services");
+		int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
+		size_t n = json_array_size(list), i;
+		char ***rows = xcalloc(n + 1, sizeof(char **));
+		static const char *const head[] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
+		rows[0] = xcalloc(7, sizeof(char *));
+		for (size_t k = 0; k < 7; k++)
+			rows[0][k] = xstrdup(head[k]);
+		json_t *s;
+		json_array_foreach(list, i, s) {
+			char **row = rows[i + 1] = xcalloc(7, sizeof(char *));
+			const char *state = str_of(s, "state");
+			json_t *pid = json_object_get(s, "pid"), *phase = json_object_get(s, "phase");
+			char up[32] = "-";
+			if (!strcmp(state, "running") || !strcmp(state, "starting") || !strcmp(state, "stopping"))
+				format_duration_ms(now - json_integer_value(json_object_get(s, "since_ms")), up,
+						   sizeof(up));
+			row[0] = xstrdup(str_of(s, "name"));
+			row[1] = xstrdup(state);
+			row[2] = json_is_integer(pid) ? xasprintf("%lld", json_integer_value(pid)) : xstrdup("-");
+			row[3] = json_is_integer(phase) ? xasprintf("%lld", json_integer_value(phase)) : xstrdup("-");
+			row[4] = xstrdup(up);
+			row[5] = xasprintf("%lld", json_integer_value(json_object_get(s, "restarts")));
+			const char *health = str_of(s, "health");
+			row[6] = str_starts(health, "failing") ? xasprintf("%s (health %s)", str_of(s, "reason"), health)
+							       : xstrdup(str_of(s, "reason"));
+		}
+		print_table(c, rows, n + 1, 7, 1);
+		free_rows(rows, n + 1, 7);
+	}
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int run_change(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"no-wait", no_argument, NULL, 'n'},
+		{"timeout", required_argument, NULL, 't'},
+		{0},
+	};
+	bool wait = true;
+	int64_t timeout = 0;
+	const char *why;
+	int o;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (o == 'n')
+			wait = false;
+		else if (o == 't' && parse_duration_ms(optarg, &timeout, &why) < 0)
+			die_usage("--timeout: expected %s", why);
+		else if (o != 't')
+			die_usage("%s: unknown option", argv[0]);
+	}
+	if (optind >= argc)
+		die_usage("%s needs at least one target (a name, @PHASE or all)", argv[0]);
+	json_t *targets = json_array();
+	for (int i = optind; i < argc; i++)
+		json_array_append_new(targets, json_string(argv[i]));
+	json_t *req = json_pack("{s:s,s:o,s:b}", "cmd", argv[0], "targets", targets, "wait", wait);
+	if (timeout > 0)
+		json_object_set_new(req, "timeout_ms", json_integer(timeout));
+	connect_daemon(c);
+	send_request(c, req);
+	char *raw;
+	json_t *resp = read_answer(c, &raw, true);
+	bool ok = json_is_true(json_object_get(resp, "ok"));
+	size_t nfailed = json_array_size(json_object_get(resp, "failed"));
+	if (c->json) {
+		printf("%s\n", raw);
+	} else {
+		size_t i;
+		json_t *s;
+		json_array_foreach(json_object_get(resp, "services"), i, s) {
+			const char *state = str_of(s, "state");
+			printf("%s: %s%s%s%s%s\n", str_of(s, "name"), c->color ? state_color(state) : "", state,
+			       c->color && *state_color(state) ? "\033[0m" : "",
+			       *str_of(s, "reason") ? " - " : "", str_of(s, "reason"));
+		}
+		if (!ok)
+			fprintf(stderr, "cohortctl: %s\n", str_of(resp, "error"));
+	}
+	free(raw);
+	json_decref(resp);
+	return ok && nfailed == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+static int run_signal(struct ctl *c, int argc, char **argv)
+{
+	if (argc != 3)
+		die_usage("usage: cohortctl signal SIGNAL NAME");
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s,s:s,s:s}", "cmd", "signal", "signal", argv[1], "service",
+					 argv[2]), &raw);
+	if (c->json)
+		printf("%s\n", raw);
+	else
+		printf("sent SIG%s to %s (process group %lld)\n", str_of(resp, "signal"), argv[2],
+		       json_integer_value(json_object_get(resp, "pid")));
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static void print_names(const char *label, json_t *list)
+{
+	size_t i;
+	json_t *v;
+
+	if (!json_array_size(list))
+		return;
+	printf("%s:", label);
+	json_array_foreach(list, i, v)
+		printf(" %s", json_string_value(v));
+	printf("\n");
+}
+
+static int run_reload(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	connect_daemon(c);
+	send_request(c, json_pack("{s:s}", "cmd", "reload"));
+	char *raw;
+	json_t *resp = read_answer(c, &raw, true);
+	bool ok = json_is_true(json_object_get(resp, "ok"));
+	if (c->json) {
+		printf("%s\n", raw);
+	} else if (ok) {
+		print_names("added", json_object_get(resp, "added"));
+		print_names("removed", json_object_get(resp, "removed"));
+		print_names("changed", json_object_get(resp, "changed"));
+		if (!json_array_size(json_object_get(resp, "added")) &&
+		    !json_array_size(json_object_get(resp, "removed")) &&
+		    !json_array_size(json_object_get(resp, "changed")))
+			printf("reloaded: nothing changed\n");
+	} else {
+		size_t i;
+		json_t *v;
+		fprintf(stderr, "cohortctl: %s\n", str_of(resp, "error"));
+		json_array_foreach(json_object_get(resp, "errors"), i, v)
+			fprintf(stderr, "%s\n", json_string_value(v));
+	}
+	free(raw);
+	json_decref(resp);
+	return ok ? EXIT_OK : EXIT_FAILED;
+}
+
+static int run_shutdown(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s}", "cmd", "shutdown"), &raw);
+	if (c->json)
+		printf("%s\n", raw);
+	else
+		printf("cohortd is shutting down\n");
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int run_plan(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s}", "cmd", "plan"), &raw);
+	if (c->json) {
+		printf("%s\n", raw);
+	} else {
+		size_t i, j;
+		json_t *phase, *name;
+		json_array_foreach(json_object_get(resp, "phases"), i, phase) {
+			if (!json_array_size(phase))
+				continue;
+			printf("phase %zu:", i + 1);
+			json_array_foreach(phase, j, name)
+				printf(" %s", json_string_value(name));
+			printf("\n");
+		}
+	}
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int run_log(struct ctl *c, int argc, char **argv)
+{
+	long long lines = 50;
+	bool follow = false;
+	uint64_t v;
+	const char *why;
+	int o;
+
+	optind = 1;
+	while ((o = getopt(argc, argv, "+n:f")) != -1) {
+		if (o == 'n') {
+			if (parse_uint(optarg, 100000, &v, &why) < 0)
+				die_usage("-n: expected a number of lines from 0 to 100000");
+			lines = (long long)v;
+		} else if (o == 'f') {
+			follow = true;
+		} else {
+			die_usage("usage: cohortctl log [-n N] [-f] NAME");
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("usage: cohortctl log [-n N] [-f] NAME");
+	connect_daemon(c);
+	send_request(c, json_pack("{s:s,s:s,s:I,s:b}", "cmd", "log", "service", argv[optind], "lines",
+				  (json_int_t)lines, "follow", follow));
+	char *raw;
+	json_t *resp = read_answer(c, &raw, false);
+	size_t i;
+	json_t *l;
+	if (c->json)
+		printf("%s\n", raw);
+	else
+		json_array_foreach(json_object_get(resp, "lines"), i, l)
+			printf("%s\n", json_string_value(l));
+	free(raw);
+	json_decref(resp);
+	fflush(stdout);
+	while (follow) {
+		char *line = read_line(c);
+		if (!line)
+			break;
+		json_t *o2 = json_loads(line, 0, NULL);
+		if (c->json)
+			printf("%s\n", line);
+		else if (json_string_value(json_object_get(o2, "line")))
+			printf("%s\n", json_string_value(json_object_get(o2, "line")));
+		else if (json_string_value(json_object_get(o2, "error")))
+			fprintf(stderr, "cohortctl: %s\n", json_string_value(json_object_get(o2, "error")));
+		fflush(stdout);
+		json_decref(o2);
+		free(line);
+	}
+	return EXIT_OK;
+}
+
+static int run_events(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	connect_daemon(c);
+	send_request(c, json_pack("{s:s}", "cmd", "events"));
+	json_decref(read_answer(c, NULL, false));
+	for (;;) {
+		char *line = read_line(c);
+		if (!line)
+			break;
+		json_t *e = json_loads(line, 0, NULL);
+		if (c->json || !e) {
+			printf("%s\n", line);
+		} else if (json_object_get(e, "error")) {
+			fprintf(stderr, "cohortctl: %s\n", str_of(e, "error"));
+		} else {
+			char ts[40];
+			format_wall_ms(json_integer_value(json_object_get(e, "ts_ms")), ts, sizeof(ts));
+			printf("%s %s: %s -> %s%s%s\n", ts, str_of(e, "service"), str_of(e, "from"),
+			       str_of(e, "to"), *str_of(e, "reason") ? ": " : "", str_of(e, "reason"));
+		}
+		fflush(stdout);
+		json_decref(e);
+		free(line);
+	}
+	return EXIT_OK;
+}
+
+static int run_help(struct ctl *c, int argc, char **argv);
+
+static const struct command commands[] = {
+	{"status", "[NAME...]", "the services: state, pid, phase, uptime, restarts, reason", run_status},
+	{"start", "[--no-wait] [--timeout DUR] TARGET...", "start services (NAME, @PHASE or all); waits until running or failed", run_change},
+	{"stop", "[--no-wait] [--timeout DUR] TARGET...", "stop services, dependents first; waits until stopped", run_change},
+	{"restart", "[--no-wait] [--timeout DUR] TARGET...", "stop, then start again; waits until running or failed", run_change},
+	{"signal", "SIGNAL NAME", "send a signal (TERM, HUP, USR1, ...) to a service's process group", run_signal},
+	{"reload", "", "re-read the config: start added, stop removed, restart changed services", run_reload},
+	{"shutdown", "", "stop the whole stack and cohortd", run_shutdown},
+	{"plan", "", "the start-up phases", run_plan},
+	{"log", "[-n N] [-f] NAME", "the last N lines (default 50) of a service's log; -f follows", run_log},
+	{"events", "", "every state change as it happens", run_events},
+	{"help", "[COMMAND]", "this help, or one command's", run_help},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct command *find(const char *name)
+{
+	for (const struct command *cmd = commands; cmd->name; cmd++)
+		if (strcmp(cmd->name, name) == 0)
+			return cmd;
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cohortctl [-s SOCKET] [-c CONFIG] [--json] COMMAND [ARGS...]\n\n"
+		   "Drive cohortd through its control socket.\n\ncommands:\n");
+	for (const struct command *cmd = commands; cmd->name; cmd++)
+		fprintf(f, "  %-9s %s\n", cmd->name, cmd->summary);
+	fprintf(f, "\noptions:\n"
+		   "  -s, --socket SOCKET  the control socket (default: $COHORT_SOCKET, else the\n"
+		   "                       run_dir of -c / $COHORT_CONFIG, else %s)\n"
+		   "  -c, --config CONFIG  find the socket through this config file\n"
+		   "      --json           print cohortd's JSON answers as they are\n"
+		   "  -h, --help           this help; cohortctl COMMAND --help for one command\n"
+		   "      --version        print the version\n\n"
+		   "exit status: 0 success, 1 the operation failed, 2 usage error, 3 cohortd unreachable\n",
+		DEFAULT_SOCKET);
+}
+
+static void command_help(const struct command *cmd)
+{
+	printf("usage: cohortctl %s%s%s\n\n%s\n", cmd->name, *cmd->usage ? " " : "", cmd->usage,
+	       cmd->summary);
+}
+
+static int run_help(struct ctl *c, int argc, char **argv)
+{
+	(void)c;
+	if (argc > 1) {
+		const struct command *cmd = find(argv[1]);
+		if (!cmd)
+			die_usage("unknown command \"%s\"", argv[1]);
+		command_help(cmd);
+	} else {
+		usage(stdout);
+	}
+	return EXIT_OK;
+}
+
+/* -s, else $COHORT_SOCKET, else run_dir of -c / $COHORT_CONFIG, else the default. */
+static const char *find_socket(const char *opt_socket, const char *opt_config)
+{
+	static char path[4096];
+	const char *env = getenv("COHORT_SOCKET");
+	const char *config = opt_config ? opt_config : getenv("COHORT_CONFIG");
+
+	if (opt_socket)
+		return opt_socket;
+	if (env && *env)
+		return env;
+	if (config && *config) {
+		struct diag d = {0};
+		struct cohort_config *cfg = config_load(config, &d);
+		if (!cfg) {
+			fprintf(stderr, "cohortctl: cannot read %s:\n", config);
+			diag_print(&d, stderr);
+			exit(EXIT_USAGE);
+		}
+		snprintf(path, sizeof(path), "%s/control.sock", cfg->run_dir);
+		config_free(cfg);
+		diag_free(&d);
+		return path;
+	}
+	/* cohortd's own default config may move run_dir; use it when it reads. */
+	struct diag d = {0};
+	struct cohort_config *cfg = access(DEFAULT_CONFIG, R_OK) == 0 ? config_load(DEFAULT_CONFIG, &d) : NULL;
+	diag_free(&d);
+	if (cfg) {
+		snprintf(path, sizeof(path), "%s/control.sock", cfg->run_dir);
+		config_free(cfg);
+		return path;
+	}
+	return DEFAULT_SOCKET;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		printf("cohortctl %s\n", PACKAGE_VERSION);
-		return 0;
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"config", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"commands", no_argument, NULL, 'L'},
+		{0},
+	};
+	struct ctl c = {.fd = -1};
+	const char *opt_socket = NULL, *opt_config = NULL;
+	int o;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((o = getopt_long(argc, argv, "+s:c:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			opt_socket = optarg;
+			break;
+		case 'c':
+			opt_config = optarg;
+			break;
+		case 'j':
+			c.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("cohortctl %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		case 'L':	/* for shell completion */
+			for (const struct command *cmd = commands; cmd->name; cmd++)
+				printf("%s\n", cmd->name);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
 	}
-	fprintf(argc > 1 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
-		"usage: cohortctl [-s SOCKET] [-c CONFIG] [--json] COMMAND ...\n");
-	return argc > 1 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const struct command *cmd = find(argv[optind]);
+	if (!cmd)
+		die_usage("unknown command \"%s\"", argv[optind]);
+	for (int i = optind + 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			command_help(cmd);
+			return EXIT_OK;
+		}
+	}
+	c.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+	if (cmd->run != run_help)
+		c.socket = find_socket(opt_socket, opt_config);
+	int rc = cmd->run(&c, argc - optind, argv + optind);
+	if (c.fd >= 0)
+		close(c.fd);
+	sbuf_free(&c.in);
+	return rc;
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -272,6 +273,17 @@ static void reap_everything(void)
 			 killed);
 }
 
+/* Hundreds of control and bus clients need more than the usual 1024 fds. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int make_dirs(const struct cohort_config *c)
 {
 	bool wants_logs = false;
@@ -337,6 +349,7 @@ static void daemon_free(struct cohortd *d)
 
 void daemon_release_service(struct cohortd *d, struct service *s)
 {
+	ctl_log_service_gone(&d->ctl, s);
 	forget_children(d, s);
 	svc_free(s);
 }
@@ -363,6 +376,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_warn(NULL, "cannot become a child subreaper: %s", strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
 	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
 	if (make_dirs(cfg) < 0) {
@@ -373,7 +387,16 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (notify_open(&d->notify, d->loop, notify_path, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
-	d->logw = logw_start();
+	d->logw = logw_start(d->loop);
+	if (control_open(&d->ctl, d, err, sizeof(err)) < 0) {
+		log_error(NULL, "cannot open the control socket: %s", err);
+		notify_close(&d->notify, d->loop);
+		logw_stop(d->logw);
+		d->logw = NULL;
+		rc = 1;
+		goto out_early;
+	}
+	daemon_subscribe(d, ctl_on_event, &d->ctl);
 
 	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
 	for (size_t i = 0; i < plan->n; i++) {
@@ -413,6 +436,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
+	control_close(&d->ctl);
 	notify_close(&d->notify, d->loop);
 	for (size_t i = 0; i < d->plan->n; i++)
 		svc_free_outputs(d->svcs[i]);

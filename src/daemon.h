@@ -19,6 +19,7 @@
 
 #include "backoff.h"
 #include "config.h"
+#include "control.h"
 #include "logfile.h"
 #include "map.h"
 #include "notify.h"
@@ -152,6 +153,7 @@ struct cohortd {
 	ev_timer exit_timer;		/* bounds the wait for KILLed processes */
 	ev_idle settle_w;		/* runs the reconcile queue */
 	struct notify notify;
+	struct control ctl;		/* the control socket and its clients */
 	struct logwriter *logw;
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */
@@ -220,8 +222,8 @@ bool svc_ready_for_dependents(const struct service *s);
 
 /* reload.c */
 /* Re-reads the config: 0 applied, -1 invalid (every error logged and,
- * when errors is not NULL, added to it). */
-int reload_config(struct cohortd *d, struct diag *errors, struct strv *added,
+ * when errors is not NULL, added to it as "FILE:LINE: message"). */
+int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
 		  struct strv *removed, struct strv *changed);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,12 +40,29 @@ struct logsink {
 	bool open_failed;	/* said once, retried at each write */
 };
 
+/* A tail request, and then its answer. */
+struct tail_req {
+	char *path;
+	unsigned backups;
+	unsigned lines;
+	logw_tail_fn fn;
+	void *arg;
+	uint64_t tag;
+	struct sbuf text;
+	char err[200];
+	struct tail_req *next;
+};
+
 struct logwriter {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
+	struct ev_loop *loop;
+	ev_async done_w;		/* wakes the loop for finished tails */
 	struct logsink *sinks;		/* loop thread only */
 	struct logsink *work;		/* sinks with pending data or closing */
+	struct tail_req *tails;		/* to read (FIFO) */
+	struct tail_req *done;		/* read, for the loop */
 	bool stop;
 };
 
@@ -135,14 +153,107 @@ static void sink_write(struct logsink *s, const char *data, size_t len)
 	}
 }
 
+/* Reads the last want lines of one file into out (before what is there). */
+static int tail_file(const char *path, unsigned *want, struct sbuf *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
+	off_t end = st.st_size, start = end;
+	if (end == 0) {
+		close(fd);
+		return 0;
+	}
+	size_t budget = 8u << 20;	/* never more than 8 MiB from the disk */
+	char buf[65536];
+	unsigned found = 0;
+	/* A last line without its newline still counts as a line. */
+	bool skip_final_nl = true;
+	while (start > 0 && found <= *want && (size_t)(end - start) < budget) {
+		size_t n = start > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)start;
+		start -= (off_t)n;
+		if (pread(fd, buf, n, start) != (ssize_t)n)
+			break;
+		for (size_t i = n; i > 0; i--) {
+			if (buf[i - 1] != '\n')
+				continue;
+			if (skip_final_nl && start + (off_t)i == end) {
+				skip_final_nl = false;
+				continue;
+			}
+			if (++found == *want) {
+				start += (off_t)i;
+				goto have;
+			}
+		}
+		skip_final_nl = false;
+	}
+	if (found < *want)
+		found++;	/* the first line of the file */
+have:;
+	struct sbuf text = {0};
+	size_t len = (size_t)(end - start);
+	text.buf = xmalloc(len + out->len + 1);
+	text.cap = len + out->len + 1;
+	if (pread(fd, text.buf, len, start) != (ssize_t)len)
+		len = 0;
+	text.len = len;
+	if (out->len)
+		sbuf_add(&text, out->buf, out->len);
+	text.buf[text.len] = '\0';
+	sbuf_free(out);
+	*out = text;
+	close(fd);
+	*want = found >= *want ? 0 : *want - found;
+	return 0;
+}
+
+static void tail_read(struct tail_req *r)
+{
+	unsigned want = r->lines;
+	char path[4200];
+
+	if (want == 0)
+		return;
+	for (unsigned i = 0; i <= r->backups && want > 0; i++) {
+		if (i == 0)
+			snprintf(path, sizeof(path), "%s", r->path);
+		else
+			snprintf(path, sizeof(path), "%s.%u", r->path, i);
+		if (tail_file(path, &want, &r->text) < 0) {
+			if (i == 0 && errno != ENOENT)
+				snprintf(r->err, sizeof(r->err), "%s: %s", r->path, strerror(errno));
+			break;
+		}
+	}
+}
+
 static void *writer_main(void *arg)
 {
 	struct logwriter *w = arg;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (!w->work && !w->stop)
+		while (!w->work && !w->tails && !w->stop)
 			pthread_cond_wait(&w->wake, &w->lock);
+		if (!w->work && w->tails) {
+			/* Everything queued before it is on disk now. */
+			struct tail_req *r = w->tails;
+			w->tails = r->next;
+			pthread_mutex_unlock(&w->lock);
+			tail_read(r);
+			pthread_mutex_lock(&w->lock);
+			r->next = w->done;
+			w->done = r;
+			ev_async_send(w->loop, &w->done_w);
+			continue;
+		}
 		if (!w->work && w->stop)
 			break;
 		struct logsink *s = w->work;
@@ -168,10 +279,68 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-struct logwriter *logw_start(void)
+static void tail_free(struct tail_req *r)
+{
+	free(r->path);
+	sbuf_free(&r->text);
+	free(r);
+}
+
+/* On the loop: hands finished tails to their callers, oldest first. */
+static void done_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	struct logwriter *w = container_of(a, struct logwriter, done_w);
+	struct tail_req *list, *rev = NULL;
+	(void)loop;
+	(void)revents;
+
+	pthread_mutex_lock(&w->lock);
+	list = w->done;
+	w->done = NULL;
+	pthread_mutex_unlock(&w->lock);
+	while (list) {
+		struct tail_req *next = list->next;
+		list->next = rev;
+		rev = list;
+		list = next;
+	}
+	while (rev) {
+		struct tail_req *next = rev->next;
+		rev->fn(rev->arg, rev->tag, rev->err[0] ? NULL : (rev->text.buf ? rev->text.buf : ""),
+			rev->text.len, rev->err[0] ? rev->err : NULL);
+		tail_free(rev);
+		rev = next;
+	}
+}
+
+void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
+	       logw_tail_fn fn, void *arg, uint64_t tag)
+{
+	struct tail_req *r = xcalloc(1, sizeof(*r));
+	struct tail_req **pp;
+
+	r->path = xstrdup(path);
+	r->backups = backups;
+	r->lines = lines;
+	r->fn = fn;
+	r->arg = arg;
+	r->tag = tag;
+	pthread_mutex_lock(&w->lock);
+	for (pp = &w->tails; *pp; pp = &(*pp)->next)
+		;
+	*pp = r;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct logwriter *logw_start(struct ev_loop *loop)
 {
 	struct logwriter *w = xcalloc(1, sizeof(*w));
 	sigset_t all, old;
+
+	w->loop = loop;
+	ev_async_init(&w->done_w, done_cb);
+	ev_async_start(loop, &w->done_w);
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
@@ -213,6 +382,15 @@ void logw_stop(struct logwriter *w)
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	ev_async_stop(w->loop, &w->done_w);
+	for (struct tail_req *r = w->tails, *next; r; r = next) {
+		next = r->next;
+		tail_free(r);
+	}
+	for (struct tail_req *r = w->done, *next; r; r = next) {
+		next = r->next;
+		tail_free(r);
+	}
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
 	free(w);
@@ -329,8 +507,11 @@ static void outpipe_feed(struct outpipe *p, const char *data, size_t n)
 		data += take;
 		n -= take;
 	}
-	if (out.len)
+	if (out.len) {
 		logw_append(p->sink, out.buf, out.len);
+		if (p->on_lines)
+			p->on_lines(p, out.buf, out.len);
+	}
 	sbuf_free(&out);
 }
 

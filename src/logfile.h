@@ -24,7 +24,8 @@
 struct logwriter;
 struct logsink;
 
-struct logwriter *logw_start(void);
+/* loop: where answers to logw_tail() are delivered (through an ev_async). */
+struct logwriter *logw_start(struct ev_loop *loop);
 /* Writes out what is pending, stops the thread, closes every file. */
 void logw_stop(struct logwriter *w);
 /* The sink of path, shared by everyone who writes there (refcounted). */
@@ -37,9 +38,22 @@ void logw_append(struct logsink *s, const char *data, size_t n);
 void logw_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written);
 const char *logw_sink_path(const struct logsink *s);
 
+/* The last `lines` lines of path (rotated files included), read by the
+ * writer thread once everything pending has been written.  fn runs on the
+ * loop with the text (NULL and err set on failure); tag is passed back. */
+typedef void (*logw_tail_fn)(void *arg, uint64_t tag, const char *text, size_t len, const char *err);
+void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
+	       logw_tail_fn fn, void *arg, uint64_t tag);
+
 /* A pipe from a service's stdout/stderr into a sink. */
+struct outpipe;
+/* Sees every stamped line as it is logged (for `log --follow`). */
+typedef void (*outpipe_lines_fn)(struct outpipe *p, const char *lines, size_t len);
+
 struct outpipe {
 	ev_io io;		/* read end, non-blocking */
+	outpipe_lines_fn on_lines;	/* optional */
+	void *owner;
 	int wfd;		/* write end, handed to each new child */
 	struct logsink *sink;
 	struct sbuf partial;	/* a line not yet ended */

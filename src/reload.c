@@ -72,7 +72,7 @@ static void push(struct strv *list, const char *name)
 		strv_push(list, name);
 }
 
-int reload_config(struct cohortd *d, struct diag *errors, struct strv *added,
+int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
 		  struct strv *removed, struct strv *changed)
 {
 	struct diag diag = {0};
@@ -82,10 +82,12 @@ int reload_config(struct cohortd *d, struct diag *errors, struct strv *added,
 	if (diag.count) {
 		log_error(NULL, "reload: %s has %zu error%s; still running the old config:", d->config_path,
 			  diag.count, diag.count == 1 ? "" : "s");
+		if (errors && diag.count > diag.lines.n)
+			strv_push_owned(errors, xasprintf("... and %zu more errors", diag.count - diag.lines.n));
 		for (size_t i = 0; i < diag.lines.n; i++) {
 			log_error(NULL, "  %s", diag.lines.v[i]);
 			if (errors)
-				diag_add(errors, d->config_path, 0, "%s", diag.lines.v[i]);
+				strv_push(errors, diag.lines.v[i]);
 		}
 		diag_free(&diag);
 		plan_free(np);

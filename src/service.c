@@ -195,6 +195,14 @@ static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void probe_done(struct probe *p, bool ok, const char *why);
 static pid_t probe_spawn(struct probe *p, char *err, size_t errlen);
 
+static void output_lines(struct outpipe *p, const char *lines, size_t len)
+{
+	struct service *s = p->owner;
+
+	if (s->d->ctl.clients)
+		ctl_log_lines(&s->d->ctl, s, lines, len);
+}
+
 static int open_outputs(struct service *s)
 {
 	struct cohortd *d = s->d;
@@ -209,6 +217,8 @@ static int open_outputs(struct service *s)
 			logw_sink_put(sink);
 			goto fail;
 		}
+		s->out.on_lines = output_lines;
+		s->out.owner = s;
 		s->out_open = true;
 	}
 	bool err_separate = c->err.kind == OUT_PATH ||
@@ -225,6 +235,8 @@ static int open_outputs(struct service *s)
 				free(epath);
 				goto fail;
 			}
+			s->err.on_lines = output_lines;
+			s->err.owner = s;
 			s->err_open = true;
 		}
 		free(epath);

@@ -163,7 +163,7 @@ static void reconcile(struct cohortd *d, struct service *s)
 		return;
 	}
 	bool startable = s->state == SVC_STOPPED || s->state == SVC_WAITING ||
-			 (s->state == SVC_BACKOFF && !ev_is_active(&s->timer)) ||
+			 (s->state == SVC_BACKOFF && (!ev_is_active(&s->timer) || s->kick)) ||
 			 (s->state == SVC_FAILED && (s->trial_due || s->kick)) ||
 			 (s->state == SVC_EXITED && s->kick);
 	if (!startable)
@@ -303,6 +303,8 @@ void stack_want(struct cohortd *d, struct service *s, bool up, bool restart)
 {
 	if (up) {
 		s->want_up = true;
+		if (s->state == SVC_BACKOFF)
+			s->kick = true;	/* asked for now: no need to wait the delay out */
 		if (s->state == SVC_EXITED || s->state == SVC_FAILED) {
 			/* An explicit start: a fresh breaker and backoff. */
 			s->kick = true;

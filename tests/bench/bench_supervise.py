@@ -287,8 +287,8 @@ def main():
     base = res["cohortd"]
     for label, lat in res.items():
         if label != "cohortd":
-            print(f"  cohortd/{label}: p50 x{pct(base, 50) / pct(lat, 50):.2f}, "
-                  f"p99 x{pct(base, 99) / pct(lat, 99):.2f}")
+            print(f"  cohortd/{label}: p50 x{pct(base, 50) / pct(lat, 50):.3g}, "
+                  f"p99 x{pct(base, 99) / pct(lat, 99):.3g}")
 
     print("\nmemory: PSS of the supervisor processes (services not counted)")
     for n in (50, 500):

@@ -1,0 +1,489 @@
+/*
+ * control.c - the control socket's listener and clients (see control.h):
+ * accepting, SO_PEERCRED authorisation, line framing with the 64 KiB
+ * limit, JSON decoding, dispatch through one command table, and the
+ * bounded, non-blocking output side.  Client errors are answered to the
+ * client and not logged.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "daemon.h"
+#include "log.h"
+
+#define ACCEPT_BURST 64		/* clients accepted per wake-up */
+#define READ_CHUNK 16384
+
+static const struct ctl_command *const families[] = {
+	ctl_status_commands, ctl_service_commands, ctl_daemon_commands, ctl_log_commands,
+};
+
+static const struct ctl_command *find_command(const char *name)
+{
+	for (size_t f = 0; f < ARRAY_LEN(families); f++)
+		for (const struct ctl_command *c = families[f]; c->name; c++)
+			if (strcmp(c->name, name) == 0)
+				return c;
+	return NULL;
+}
+
+static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void client_update(struct ctl_client *c)
+{
+	struct ev_loop *loop = c->ctl->d->loop;
+	int want = 0;
+
+	if ((!c->busy || c->streaming) && !c->closing)
+		want |= EV_READ;
+	/* A closing client is closed from its write callback, never under a
+	 * caller that still holds it. */
+	if (c->out.len || c->closing)
+		want |= EV_WRITE;
+	if (want == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
+		return;
+	ev_io_stop(loop, &c->io);
+	ev_io_set(&c->io, c->io.fd, want);
+	if (want)
+		ev_io_start(loop, &c->io);
+}
+
+void ctl_client_close(struct ctl_client *c)
+{
+	struct control *ctl = c->ctl;
+
+	ctl_wait_cancel(c);
+	ctl_stream_stop(c);
+	ev_io_stop(ctl->d->loop, &c->io);
+	close(c->io.fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ctl->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ctl->nclients--;
+	sbuf_free(&c->in);
+	sbuf_free(&c->out);
+	free(c);
+}
+
+/* Writes what it can now; 0, or -1 when the client is gone. */
+static int client_flush(struct ctl_client *c)
+{
+	while (c->out.len) {
+		ssize_t n = send(c->io.fd, c->out.buf, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		sbuf_consume(&c->out, (size_t)n);
+	}
+	if (!c->out.len && c->closing)
+		return -1;
+	return 0;
+}
+
+void ctl_send(struct ctl_client *c, json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+
+	json_decref(obj);
+	if (!text)
+		return;
+	sbuf_adds(&c->out, text);
+	sbuf_addc(&c->out, '\n');
+	free(text);
+	/* Write now if the socket takes it; the watcher does the rest, and
+	 * closes a client that is gone. */
+	if (client_flush(c) < 0)
+		c->closing = true;
+	client_update(c);
+}
+
+bool ctl_stream_ok(struct ctl_client *c)
+{
+	if (c->closing)
+		return false;
+	if (c->out.len <= CTL_STREAM_MAX)
+		return true;
+	/* Fell behind: say so once, then close when that is written. */
+	sbuf_free(&c->out);
+	json_t *e = json_pack("{s:b,s:s}", "ok", 0, "error",
+			      "client too slow: output buffer over 1 MiB; closing");
+	c->events = false;
+	ctl_stream_stop(c);
+	c->closing = true;
+	ctl_send(c, e);
+	return false;
+}
+
+enum ctl_result ctl_error(json_t *resp, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_object_set_new(resp, "ok", json_false());
+	json_object_set_new(resp, "error", json_string(buf));
+	return CTL_ERROR;
+}
+
+int ctl_get_string(json_t *req, json_t *resp, const char *field, bool required, const char **out)
+{
+	json_t *v = json_object_get(req, field);
+
+	*out = NULL;
+	if (!v) {
+		if (required) {
+			ctl_error(resp, "missing field \"%s\" (a string)", field);
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_is_string(v)) {
+		ctl_error(resp, "field \"%s\" must be a string", field);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int ctl_get_int(json_t *req, json_t *resp, const char *field, long long min, long long max,
+		long long *out)
+{
+	json_t *v = json_object_get(req, field);
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		ctl_error(resp, "field \"%s\" must be an integer from %lld to %lld", field, min, max);
+		return -1;
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out)
+{
+	json_t *v = json_object_get(req, field);
+
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		ctl_error(resp, "field \"%s\" must be true or false", field);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+void ctl_reply_later(struct ctl_client *c, json_t *resp)
+{
+	c->busy = false;
+	ctl_send(c, resp);
+	client_update(c);
+}
+
+static void handle_line(struct ctl_client *c, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *resp = json_pack("{s:b}", "ok", 1);	/* first key; errors flip it */
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	const char *name;
+
+	if (!req) {
+		ctl_error(resp, "bad JSON: %s (at column %d)", jerr.text, jerr.column);
+		ctl_send(c, resp);
+		return;
+	}
+	if (!json_is_object(req)) {
+		ctl_error(resp, "a request is a JSON object such as {\"cmd\":\"status\"}");
+		goto out;
+	}
+	if (ctl_get_string(req, resp, "cmd", true, &name) < 0)
+		goto out;
+	const struct ctl_command *cmd = find_command(name);
+	if (!cmd) {
+		ctl_error(resp, "unknown command \"%s\"", name);
+		goto out;
+	}
+	enum ctl_result r = cmd->handler(c, req, resp);
+	if (r == CTL_LATER) {
+		c->busy = true;
+		json_decref(resp);
+		json_decref(req);
+		client_update(c);
+		ctl_wait_event(c);	/* maybe settled already */
+		return;
+	}
+out:
+	ctl_send(c, resp);
+	json_decref(req);
+}
+
+/* Splits what was read into lines and handles each complete one. */
+static void handle_input(struct ctl_client *c)
+{
+	while (c->in.len && !c->busy && !c->closing) {
+		char *nl = memchr(c->in.buf, '\n', c->in.len);
+		if (c->skipping) {
+			if (!nl) {
+				sbuf_consume(&c->in, c->in.len);
+				return;
+			}
+			sbuf_consume(&c->in, (size_t)(nl - c->in.buf) + 1);
+			c->skipping = false;
+			continue;
+		}
+		if (!nl) {
+			if (c->in.len > CTL_REQUEST_MAX) {
+				json_t *r = json_object();
+				ctl_error(r, "request over %u KiB: refused", CTL_REQUEST_MAX >> 10);
+				ctl_send(c, r);
+				sbuf_consume(&c->in, c->in.len);
+				c->skipping = true;
+			}
+			return;
+		}
+		size_t len = (size_t)(nl - c->in.buf);
+		if (len > CTL_REQUEST_MAX) {
+			json_t *r = json_object();
+			ctl_error(r, "request over %u KiB: refused", CTL_REQUEST_MAX >> 10);
+			ctl_send(c, r);
+		} else if (len && !(len == 1 && c->in.buf[0] == '\r')) {
+			char *line = xstrndup(c->in.buf, len);
+			sbuf_consume(&c->in, len + 1);
+			handle_line(c, line, len);
+			free(line);
+			continue;
+		}
+		sbuf_consume(&c->in, len + 1);
+	}
+}
+
+static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ctl_client *c = container_of(w, struct ctl_client, io);
+	(void)loop;
+
+	if (revents & EV_WRITE) {
+		if (client_flush(c) < 0) {
+			ctl_client_close(c);
+			return;
+		}
+	}
+	if ((revents & EV_READ) && (!c->busy || c->streaming) && !c->closing) {
+		char buf[READ_CHUNK];
+		ssize_t n = recv(c->io.fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			/* Half a line and gone: nothing to answer. */
+			ctl_client_close(c);
+			return;
+		}
+		if (n > 0 && c->streaming)
+			n = 0;	/* a stream takes no more requests */
+		if (n > 0) {
+			sbuf_add(&c->in, buf, (size_t)n);
+			handle_input(c);
+		}
+	}
+	if (c->closing && !c->out.len) {
+		ctl_client_close(c);
+		return;
+	}
+	client_update(c);
+}
+
+static bool in_group(struct control *ctl, uid_t uid)
+{
+	void *cached = imap_get(&ctl->members, uid);
+
+	if (cached)
+		return cached == (void *)1;
+	bool member = false;
+	struct passwd pw, *pwp = NULL;
+	char buf[8192];
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
+		gid_t groups[256];
+		int n = ARRAY_LEN(groups);
+		if (pw.pw_gid == ctl->group)
+			member = true;
+		else if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) >= 0)
+			for (int i = 0; i < n && !member; i++)
+				member = groups[i] == ctl->group;
+	}
+	imap_put(&ctl->members, uid, member ? (void *)1 : (void *)2);
+	return member;
+}
+
+/* Root, cohortd's own uid, or a member of control_group. */
+static bool authorised(struct control *ctl, const struct ucred *cr)
+{
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return true;
+	if (!ctl->has_group)
+		return false;
+	return cr->gid == ctl->group || in_group(ctl, cr->uid);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control *ctl = container_of(w, struct control, listen_io);
+	(void)revents;
+
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn(NULL, "control socket: accept: %s", strerror(errno));
+			return;
+		}
+		struct ucred cr;
+		socklen_t len = sizeof(cr);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !authorised(ctl, &cr)) {
+			char msg[200];
+			int n = snprintf(msg, sizeof(msg),
+					 "{\"ok\":false,\"error\":\"permission denied: uid %u may not use "
+					 "this control socket\"}\n", (unsigned)cr.uid);
+			(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+			close(fd);
+			continue;
+		}
+		struct ctl_client *c = xcalloc(1, sizeof(*c));
+		c->ctl = ctl;
+		c->id = ++ctl->next_id;
+		c->uid = cr.uid;
+		c->pid = cr.pid;
+		ev_io_init(&c->io, client_io_cb, fd, EV_READ);
+		ev_io_start(loop, &c->io);
+		c->next = ctl->clients;
+		if (c->next)
+			c->next->prev = c;
+		ctl->clients = c;
+		ctl->nclients++;
+	}
+}
+
+/* A socket file left by a cohortd that died is replaced; one that answers
+ * belongs to a cohortd that runs, and we must not steal it. */
+static int claim_path(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen, "another cohortd is running: %s answers (stop it, or use another run_dir)",
+			 path);
+		return -1;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "removing stale %s: %s", path, strerror(errno));
+		return -1;
+	}
+	log_info(NULL, "replaced the stale control socket %s", path);
+	return 0;
+}
+
+int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	const struct cohort_config *cfg = d->cfg;
+	int fd;
+
+	*ctl = (struct control){.d = d};
+	ctl->path = xasprintf("%s/control.sock", cfg->run_dir);
+	if (strlen(ctl->path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: path too long for a unix socket", ctl->path);
+		goto fail;
+	}
+	if (cfg->control_group) {
+		struct group gr, *grp = NULL;
+		char buf[8192];
+		getgrnam_r(cfg->control_group, &gr, buf, sizeof(buf), &grp);
+		if (!grp) {
+			snprintf(err, errlen, "control_group \"%s\": no such group", cfg->control_group);
+			goto fail;
+		}
+		ctl->group = gr.gr_gid;
+		ctl->has_group = true;
+	}
+	if (claim_path(ctl->path, err, errlen) < 0)
+		goto fail;
+	strcpy(sa.sun_path, ctl->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	/* Bind under a umask that lets nobody in before the chmod. */
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || listen(fd, 1024) < 0) {
+		snprintf(err, errlen, "%s: %s", ctl->path, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	if ((ctl->has_group && chown(ctl->path, (uid_t)-1, ctl->group) < 0) ||
+	    chmod(ctl->path, (mode_t)cfg->control_mode) < 0) {
+		snprintf(err, errlen, "%s: setting owner and mode: %s", ctl->path, strerror(errno));
+		close(fd);
+		unlink(ctl->path);
+		goto fail;
+	}
+	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
+	ev_io_start(d->loop, &ctl->listen_io);
+	return 0;
+fail:
+	free(ctl->path);
+	ctl->path = NULL;
+	return -1;
+}
+
+void control_close(struct control *ctl)
+{
+	if (!ctl->path)
+		return;
+	while (ctl->clients) {
+		struct ctl_client *c = ctl->clients;
+		(void)client_flush(c);
+		ctl_client_close(c);
+	}
+	ev_io_stop(ctl->d->loop, &ctl->listen_io);
+	close(ctl->listen_io.fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	ctl->path = NULL;
+	imap_free(&ctl->members);
+}

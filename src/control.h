@@ -1,0 +1,128 @@
+/*
+ * control.h - the control socket: a unix stream socket speaking
+ * newline-delimited JSON, one request object per line, one response object
+ * per line; `events` and `log --follow` stream further lines.
+ *
+ *   control.c      the listener, clients, buffers, auth, dispatch
+ *   ctl_status.c   status, plan
+ *   ctl_service.c  start, stop, restart (with wait), signal
+ *   ctl_daemon.c   reload, shutdown
+ *   ctl_log.c      log (with follow), events
+ *
+ * Every client is non-blocking on the loop.  A request line may be at most
+ * CTL_REQUEST_MAX bytes; output waits in a per-client buffer, and a
+ * streaming client whose buffer passes CTL_STREAM_MAX is told and closed.
+ * A client with a request in progress (a wait) is not read until it is
+ * answered, so answers always come in request order.
+ */
+#ifndef COHORT_CONTROL_H
+#define COHORT_CONTROL_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "map.h"
+#include "util.h"
+
+#define CTL_REQUEST_MAX (64u << 10)
+#define CTL_STREAM_MAX (1u << 20)
+
+struct cohortd;
+struct service;
+struct ctl_wait;
+
+struct ctl_client {
+	struct control *ctl;
+	ev_io io;
+	uint64_t id;
+	uid_t uid;
+	pid_t pid;
+	struct sbuf in;		/* bytes of the request line being read */
+	struct sbuf out;	/* bytes not yet written */
+	bool skipping;		/* discarding the rest of an oversize line */
+	bool closing;		/* close once out is written */
+	bool busy;		/* a request is in progress: do not read more */
+	bool streaming;		/* events or follow: input is only watched for EOF */
+	bool events;		/* streams state changes */
+	struct service *follow;	/* streams this service's log lines */
+	struct ctl_wait *wait;	/* the request waiting for targets to settle */
+	struct ctl_client *prev, *next;
+};
+
+struct control {
+	struct cohortd *d;
+	ev_io listen_io;
+	char *path;
+	bool has_group;
+	gid_t group;
+	struct ctl_client *clients;
+	size_t nclients;
+	uint64_t next_id;
+	/* uid -> 1 member of control_group, 2 not; cached because the
+	 * group lookup may block */
+	struct imap members;
+};
+
+/* Handler results. */
+enum ctl_result {
+	CTL_REPLY,	/* resp holds the answer */
+	CTL_ERROR,	/* resp holds {"error": ...} */
+	CTL_LATER,	/* the handler answers later (ctl_reply_later) */
+};
+
+typedef enum ctl_result (*ctl_handler)(struct ctl_client *c, json_t *req, json_t *resp);
+
+struct ctl_command {
+	const char *name;
+	ctl_handler handler;
+	const char *help;
+};
+
+int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
+void control_close(struct control *ctl);
+
+/* Sends one JSON object as a line (takes the reference). */
+void ctl_send(struct ctl_client *c, json_t *obj);
+/* Answers a CTL_LATER request and reads the client again. */
+void ctl_reply_later(struct ctl_client *c, json_t *resp);
+/* Sets resp's error text; returns CTL_ERROR. */
+enum ctl_result ctl_error(json_t *resp, const char *fmt, ...) PRINTF(2, 3);
+/* Streaming: is c still able to take more? */
+bool ctl_stream_ok(struct ctl_client *c);
+void ctl_client_close(struct ctl_client *c);
+
+/* Field helpers: 0 ok, -1 with the error set in resp. */
+int ctl_get_string(json_t *req, json_t *resp, const char *field, bool required, const char **out);
+int ctl_get_int(json_t *req, json_t *resp, const char *field, long long min, long long max,
+		long long *out);
+int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out);
+
+/* The command families. */
+extern const struct ctl_command ctl_status_commands[];
+extern const struct ctl_command ctl_service_commands[];
+extern const struct ctl_command ctl_daemon_commands[];
+extern const struct ctl_command ctl_log_commands[];
+
+/* ctl_service.c: a client went away: forget its wait. */
+void ctl_wait_cancel(struct ctl_client *c);
+/* ctl_service.c: something changed: answer c's wait if it is over. */
+void ctl_wait_event(struct ctl_client *c);
+/* ctl_log.c: a client went away: stop its streams. */
+void ctl_stream_stop(struct ctl_client *c);
+/* ctl_log.c: a service is going away: its followers are told and closed. */
+void ctl_log_service_gone(struct control *ctl, struct service *s);
+
+/* ctl_log.c: new lines of a service's output, for its followers. */
+void ctl_log_lines(struct control *ctl, struct service *s, const char *data, size_t len);
+/* ctl_log.c: the daemon's state-change subscriber (events, waits). */
+enum svc_state;
+void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
+		  const char *reason, void *arg);
+
+/* For status: one service as JSON. */
+json_t *ctl_service_json(const struct cohortd *d, const struct service *s);
+
+#endif
