@@ -84,6 +84,7 @@ struct service {
 	bool half_open;		/* this start is the breaker's trial */
 	bool removed;		/* reload dropped it: free once stopped */
 	bool dirty;		/* queued for reconcile */
+	bool restarting;	/* restart asked: stop (dependents first), then start */
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 	enum stop_cause stop_cause;

@@ -131,6 +131,9 @@ int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
 				s->next_owner = config_ref(nc);
 				restart[nrestart++] = s;
 			} else {
+				/* Turning autostart on or off is a wish to have it up or down. */
+				if (s->cfg->autostart != c->autostart)
+					s->want_up = c->autostart;
 				svc_set_config(s, c, nc);
 				s->failures = 0;
 				breaker_reset(&s->breaker);
@@ -161,12 +164,11 @@ int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
 
 	log_info(NULL, "reload: %zu added, %zu removed, %zu changed, %zu unchanged", nadded, nremoved,
 		 nchanged, np->n - nadded - nchanged);
+	/* Changed and running: restarted, what requires them stopping first. */
 	for (size_t i = 0; i < nrestart; i++) {
 		struct service *s = restart[i];
-		if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
-			s->stop_cause = STOP_RESTART;
-			svc_fire(s, SE_STOP, "definition changed by reload");
-		}
+		if (s->state == SVC_STARTING || s->state == SVC_RUNNING)
+			s->restarting = true;
 	}
 	free(restart);
 	for (size_t i = 0; i < np->n; i++)

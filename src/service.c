@@ -822,6 +822,7 @@ static void act_stopped(struct service *s)
 {
 	stop_watchers(s);
 	s->stop_cause = STOP_NONE;
+	s->restarting = false;
 	if (s->next_cfg) {
 		svc_set_config(s, s->next_cfg, s->next_owner);
 		config_unref(s->next_owner);

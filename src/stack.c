@@ -58,10 +58,17 @@ static struct service *missing_dependency(const struct cohortd *d, const struct 
 		return NULL;
 	PLAN_EACH_EDGE(&d->plan->requires, s->index, j) {
 		struct service *t = d->svcs[j];
-		if (!svc_ready_for_dependents(t) || !t->want_up)
+		if (!svc_ready_for_dependents(t) || !t->want_up || t->restarting)
 			return t;
 	}
 	return NULL;
+}
+
+static const char *dep_state(const struct service *t)
+{
+	if (t->restarting)
+		return "restarting";
+	return t->want_up ? svc_state_name(t->state) : "not wanted up";
 }
 
 /* A service waiting on a failed dependency will not move on its own: for
@@ -147,6 +154,7 @@ static void reconcile_down(struct cohortd *d, struct service *s)
 static void reconcile(struct cohortd *d, struct service *s)
 {
 	char r[256];
+	const char *who;
 
 	if (!s->want_up) {
 		reconcile_down(d, s);
@@ -155,10 +163,12 @@ static void reconcile(struct cohortd *d, struct service *s)
 	struct service *dep = missing_dependency(d, s);
 	if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
 		if (dep) {
-			snprintf(r, sizeof(r), "requires %s, which is %s", dep->name,
-				 dep->want_up ? svc_state_name(dep->state) : "going down");
+			snprintf(r, sizeof(r), "requires %s, which is %s", dep->name, dep_state(dep));
 			s->stop_cause = STOP_DEPENDENCY;
 			svc_fire(s, SE_STOP, r);
+		} else if (s->restarting && stop_allowed(d, s, &who)) {
+			s->stop_cause = STOP_RESTART;
+			svc_fire(s, SE_STOP, s->next_cfg ? "definition changed by reload" : "restart requested");
 		}
 		return;
 	}
@@ -173,8 +183,7 @@ static void reconcile(struct cohortd *d, struct service *s)
 			 d->phase_open);
 		svc_fire(s, SE_BLOCK, r);
 	} else if (dep) {
-		snprintf(r, sizeof(r), "requires %s, which is %s", dep->name,
-			 dep->want_up ? svc_state_name(dep->state) : "not wanted up");
+		snprintf(r, sizeof(r), "requires %s, which is %s", dep->name, dep_state(dep));
 		svc_fire(s, SE_BLOCK, r);
 	} else {
 		if (s->state == SVC_FAILED && s->trial_due && !s->kick)
@@ -265,9 +274,9 @@ void stack_settle(struct cohortd *d)
 		ev_break(d->loop, EVBREAK_ALL);
 }
 
-void stack_changed(struct cohortd *d, struct service *s, enum svc_state from)
+/* s and the services whose next step may depend on s. */
+static void touch(struct cohortd *d, struct service *s)
 {
-	(void)from;
 	stack_dirty(d, s);
 	if (s->index < d->plan->n) {
 		PLAN_EACH_EDGE(&d->plan->required_by, s->index, j)
@@ -275,6 +284,12 @@ void stack_changed(struct cohortd *d, struct service *s, enum svc_state from)
 		PLAN_EACH_EDGE(&d->plan->requires, s->index, j)
 			stack_dirty(d, d->svcs[j]);
 	}
+}
+
+void stack_changed(struct cohortd *d, struct service *s, enum svc_state from)
+{
+	(void)from;
+	touch(d, s);
 	if (d->shutting_down) {
 		/* A lower phase may stop once this one is down. */
 		for (size_t i = 0; i < d->plan->n; i++)
@@ -312,14 +327,15 @@ void stack_want(struct cohortd *d, struct service *s, bool up, bool restart)
 			breaker_reset(&s->breaker);
 			s->started_once = false;
 		}
-		if (restart && (s->state == SVC_STARTING || s->state == SVC_RUNNING)) {
-			s->stop_cause = STOP_RESTART;
-			svc_fire(s, SE_STOP, "restart requested");
-		}
+		if (restart && (s->state == SVC_STARTING || s->state == SVC_RUNNING))
+			s->restarting = true;	/* what requires it stops first */
+		else if (restart)
+			s->kick = true;
 	} else {
 		s->want_up = false;
 		s->kick = false;
+		s->restarting = false;
 	}
-	stack_dirty(d, s);
+	touch(d, s);
 	stack_settle(d);
 }

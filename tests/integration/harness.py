@@ -9,6 +9,7 @@ Environment:
                     report must be empty for the test to pass
   COHORT_TIME_FACTOR  multiplies every deadline (valgrind is slow)
 """
+import json
 import os
 import re
 import shlex
@@ -202,6 +203,44 @@ class Cohortd:
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    # --- the control socket -------------------------------------------------
+    @property
+    def socket(self):
+        return os.path.join(self.run_dir, "control.sock")
+
+    def wait_socket(self):
+        wait_until(self.test, lambda: os.path.exists(self.socket), what="the control socket")
+
+    def ctl(self, *args, expect=0, user=None, timeout=30, env=None):
+        """Runs cohortctl -s SOCKET ARGS; returns (exit status, stdout, stderr)."""
+        cmd = [COHORTCTL, "-s", self.socket, *args]
+        if user:   # a uid, run as that uid and its gid
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
+        e = dict(os.environ, NO_COLOR="1")
+        if env:
+            e.update(env)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * FACTOR, env=e)
+        if expect is not None:
+            self.test.assertEqual(p.returncode, expect,
+                                  f"cohortctl {' '.join(args)}: stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        return p.returncode, p.stdout, p.stderr
+
+    def ctl_json(self, *args, expect=0):
+        _, out, _ = self.ctl("--json", *args, expect=expect)
+        return json.loads(out.splitlines()[0])
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10 * FACTOR)
+        s.connect(self.socket)
+        return s
+
+    def request(self, obj=None, raw=None):
+        """One request (an object, or raw bytes) and its one-line answer."""
+        with self.connect() as s:
+            s.sendall(raw if raw is not None else (json.dumps(obj) + "\n").encode())
+            return json.loads(read_line(s))
+
     def pid_of(self, who, start=0):
         """pid of the most recent spawn of who (needs -v)."""
         _, line = self.wait_log(r"^spawned pid (\d+)", who=who, start=start)
@@ -215,6 +254,19 @@ class Cohortd:
                     if m:
                         return int(m.group(1))
         return None
+
+
+def read_line(sock, buf=None):
+    """Reads one line from sock (bytes kept in buf, a bytearray, across calls)."""
+    buf = bytearray() if buf is None else buf
+    while b"\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        buf += chunk
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line.decode()
 
 
 def pid_alive(pid):

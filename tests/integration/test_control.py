@@ -1,0 +1,440 @@
+#!/usr/bin/python3
+"""The control socket and cohortctl: every command through cohortctl and
+through the raw socket, exit codes, authorisation, and bad input."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import unittest
+
+from harness import COHORTCTL, FACTOR, CohortTest, pid_alive, read_line, wait_until
+
+STACK = """
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:b]
+command = /bin/sleep 1000
+requires = a
+ready = delay:0
+
+[service:c]
+command = /bin/sleep 1000
+autostart = no
+ready = delay:0
+"""
+
+
+class Control(CohortTest):
+    def stack(self, text=STACK, **kw):
+        d = self.cohortd(text, **kw)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        return d
+
+    def test_status_table_and_json(self):
+        d = self.stack()
+        _, out, _ = d.ctl("status")
+        lines = out.splitlines()
+        self.assertRegex(lines[0], r"^NAME +STATE +PID +PHASE +UPTIME +RESTARTS +REASON$")
+        self.assertEqual(len(lines), 4)
+        cols = [m.start() for m in re.finditer(r"\S+", lines[0])]
+        for line in lines[1:]:
+            # aligned: each cell starts where its header does
+            for col in cols[:6]:
+                self.assertNotEqual(line[col], " ", line)
+        # in plan order: phase 1 (a, c), then phase 2 (b)
+        self.assertRegex(lines[1], r"^a +running +\d+ +1 +\d+(ms|s) +0 +started")
+        self.assertRegex(lines[2], r"^c +stopped +- +1 +- +0 *$")
+        self.assertRegex(lines[3], r"^b +running +\d+ +2 ")
+        j = d.ctl_json("status")
+        self.assertTrue(j["ok"])
+        by = {s["name"]: s for s in j["services"]}
+        self.assertEqual(set(by), {"a", "b", "c"})
+        for key in ("name", "state", "pid", "phase", "since_ms", "restarts", "last_exit", "reason",
+                    "health"):
+            self.assertIn(key, by["a"])
+        self.assertEqual(by["b"]["phase"], 2)
+        self.assertEqual(by["a"]["pid"], d.last_pid("a"))
+        j = d.ctl_json("status", "b")
+        self.assertEqual([s["name"] for s in j["services"]], ["b"])
+        _, _, err = d.ctl("status", "nosuch", expect=1)
+        self.assertIn("no such service: nosuch", err)
+        d.stop()
+
+    def test_start_stop_restart_with_wait(self):
+        d = self.stack(STACK + """
+[service:broken]
+command = /nonexistent/binary
+autostart = no
+""")
+        _, out, _ = d.ctl("start", "c")
+        self.assertRegex(out, r"^c: running - started")
+        self.assertEqual(d.state("c"), "running")
+        # stop a: b (which requires it) stops first, then a; b waits for a
+        mark = len(d.lines)
+        _, out, _ = d.ctl("stop", "a")
+        self.assertRegex(out, r"^a: stopped")
+        order = [(l.who, l.to) for l in d.lines[mark:] if l.to == "stopped"]
+        self.assertEqual(order[:2], [("b", "stopped"), ("a", "stopped")])
+        d.wait_for(lambda l: l.who == "b" and l.to == "waiting" and "requires a" in l.reason, start=mark)
+        # start a: b comes back on its own
+        _, out, _ = d.ctl("start", "a")
+        self.assertRegex(out, r"^a: running")
+        d.wait_state("b", "running", start=mark)
+        b_pid = d.last_pid("b")
+        _, out, _ = d.ctl("restart", "b")
+        self.assertRegex(out, r"^b: running")
+        self.assertNotEqual(d.last_pid("b"), b_pid)
+        self.assertFalse(pid_alive(b_pid))
+        # phases and all
+        _, out, _ = d.ctl("stop", "@2")
+        self.assertRegex(out, r"^b: stopped")
+        _, out, _ = d.ctl("stop", "all")
+        self.assertEqual(sorted(l.split(":")[0] for l in out.splitlines()), ["a", "b", "broken", "c"])
+        _, out, _ = d.ctl("start", "all", expect=1)   # broken ends failed
+        self.assertIn("broken: failed - cannot start: exec /nonexistent/binary: No such file", out)
+        self.assertIn("a: running", out)
+        # --no-wait answers at once with the state then
+        d.ctl("stop", "--no-wait", "c")
+        d.wait_state("c", "stopped")
+        # a timeout while waiting
+        _, out, err = d.ctl("stop", "--timeout", "1ms", "nosuch", expect=1)
+        self.assertIn("no such service: nosuch", err)
+        _, _, err = d.ctl("stop", "@9", expect=1)
+        self.assertIn("no phase 9", err)
+        d.stop()
+
+    def test_wait_timeout(self):
+        d = self.stack("""
+[service:slow]
+command = /bin/sleep 1000
+ready = exec:false
+ready_timeout = 60s
+autostart = no
+""")
+        _, out, err = d.ctl("start", "--timeout", "300ms", "slow", expect=1)
+        self.assertIn("timed out waiting for slow (starting)", err)
+        self.assertIn("slow: starting", out)
+        d.stop()
+
+    def test_signal(self):
+        got = self.path("got")
+        d = self.stack(f"""
+[service:trap]
+command = /bin/sh -c "trap 'echo usr1 >> {got}' USR1; touch {got}.ready;
+    while :; do sleep 0.05; done"
+ready = exec:test -f {got}.ready
+""")
+        _, out, _ = d.ctl("signal", "USR1", "trap")
+        self.assertRegex(out, r"^sent SIGUSR1 to trap \(process group \d+\)$")
+        wait_until(self, lambda: os.path.exists(got), what="the trap to run")
+        _, _, err = d.ctl("signal", "NOPE", "trap", expect=1)
+        self.assertIn('unknown signal "NOPE"', err)
+        _, _, err = d.ctl("signal", "USR1", "ghost", expect=1)
+        self.assertIn("no such service: ghost", err)
+        d.ctl("stop", "trap")
+        _, _, err = d.ctl("signal", "USR1", "trap", expect=1)
+        self.assertIn("trap: not running", err)
+        d.ctl("signal", "trap", expect=2)   # usage
+        d.stop()
+
+    def test_reload_and_plan(self):
+        d = self.stack()
+        _, out, _ = d.ctl("plan")
+        self.assertEqual(out, "phase 1: a c\nphase 2: b\n")
+        self.assertEqual(d.ctl_json("plan")["phases"], [["a", "c"], ["b"]])
+        d.write_config(STACK.replace("autostart = no\n", "") + "\n[service:d]\ncommand = /bin/sleep 5\n")
+        _, out, _ = d.ctl("reload")
+        self.assertEqual(out, "added: d\nchanged: c\n")
+        d.wait_state("c", "running")
+        _, out, _ = d.ctl("reload")
+        self.assertEqual(out, "reloaded: nothing changed\n")
+        d.write_config(STACK + "\n[service:e]\ncomand = x\n")
+        _, out, err = d.ctl("reload", expect=1)
+        self.assertIn("the new config is invalid", err)
+        self.assertIn('unknown key "comand" (did you mean "command"?)', err)
+        self.assertIn('[service:e]: missing "command"', err)
+        j = d.ctl_json("reload", expect=1)
+        self.assertFalse(j["ok"])
+        self.assertEqual(len(j["errors"]), 2)
+        # still the previous config
+        self.assertEqual(d.ctl_json("plan")["phases"], [["a", "c", "d"], ["b"]])
+        d.stop()
+
+    def test_log_tail_and_follow(self):
+        d = self.stack("""
+[service:talk]
+command = /bin/sh -c "i=0; while [ $i -lt 120 ]; do echo line $i; i=$((i+1)); done;
+    exec sleep 1000"
+ready = delay:0
+
+[service:quiet]
+command = /bin/sleep 1000
+stdout = inherit
+ready = delay:0
+""")
+        log = os.path.join(d.log_dir, "talk.log")
+
+        def logged():
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return "line 119" in f.read()
+        wait_until(self, logged, what="the log")
+        _, out, _ = d.ctl("log", "-n", "3", "talk")
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertRegex(lines[0], r"^\d{4}-\d\d-\d\dT[\d:.]+Z line 117$")
+        self.assertTrue(lines[2].endswith(" line 119"))
+        _, out, _ = d.ctl("log", "talk")
+        self.assertEqual(len(out.splitlines()), 50)
+        j = d.ctl_json("log", "-n", "1", "talk")
+        self.assertEqual(len(j["lines"]), 1)
+        _, _, err = d.ctl("log", "quiet", expect=1)
+        self.assertIn("quiet does not log to a file (stdout = inherit)", err)
+        _, _, err = d.ctl("log", "ghost", expect=1)
+        self.assertIn("no such service: ghost", err)
+        d.ctl("log", "-n", "x", "talk", expect=2)
+        # follow: the tail, then new lines as the service writes them
+        f = subprocess.Popen([COHORTCTL, "-s", d.socket, "log", "-n", "1", "-f", "talk"],
+                             stdout=subprocess.PIPE, text=True)
+        self.assertTrue(f.stdout.readline().endswith(" line 119\n"))
+        d.ctl("restart", "--no-wait", "talk")
+        self.assertTrue(f.stdout.readline().endswith(" line 0\n"))
+        self.assertTrue(f.stdout.readline().endswith(" line 1\n"))
+        f.terminate()
+        f.wait()
+        f.stdout.close()
+        d.stop()
+
+    def test_events_stream(self):
+        d = self.stack()
+        s = d.connect()
+        buf = bytearray()
+        s.sendall(b'{"cmd":"events"}\n')
+        self.assertEqual(json.loads(read_line(s, buf)), {"ok": True})
+        d.ctl("restart", "a")
+        seen = []
+        while not any(e["service"] == "b" and e["to"] == "running" for e in seen):
+            seen.append(json.loads(read_line(s, buf)))
+        for e in seen:
+            self.assertEqual(set(e), {"ts_ms", "service", "from", "to", "reason"})
+        # the dependent goes down first, comes back last
+        self.assertEqual((seen[0]["service"], seen[0]["from"], seen[0]["to"]), ("b", "running", "stopping"))
+        self.assertEqual(seen[0]["reason"], "requires a, which is restarting")
+        order = [(e["service"], e["to"]) for e in seen]
+        self.assertLess(order.index(("b", "stopped")), order.index(("a", "stopping")))
+        self.assertLess(order.index(("a", "running")), order.index(("b", "starting")))
+        s.close()
+        # the CLI prints them for humans
+        p = subprocess.Popen([COHORTCTL, "-s", d.socket, "events"], stdout=subprocess.PIPE, text=True)
+        d.ctl("stop", "c")
+        d.ctl("start", "c")
+        line = p.stdout.readline()
+        self.assertRegex(line, r"^\d{4}-.*Z c: stopped -> starting: starting$")
+        p.terminate()
+        p.wait()
+        p.stdout.close()
+        d.stop()
+
+    def test_shutdown_command(self):
+        d = self.stack()
+        pids = [d.last_pid(x) for x in ("a", "b")]
+        _, out, _ = d.ctl("shutdown")
+        self.assertEqual(out, "cohortd is shutting down\n")
+        self.assertEqual(d.proc.wait(20 * FACTOR), 0)
+        d.stop(sig=None)
+        for p in pids:
+            self.assertFalse(pid_alive(p))
+        self.assertFalse(os.path.exists(d.socket))
+
+    def test_bad_requests(self):
+        d = self.stack()
+        cases = [
+            (b"nonsense\n", "bad JSON"),
+            (b"[1, 2]\n", "a request is a JSON object"),
+            (b'{"cmd": 5}\n', 'field "cmd" must be a string'),
+            (b'{"nocmd": 1}\n', 'missing field "cmd"'),
+            (b'{"cmd":"frobnicate"}\n', 'unknown command "frobnicate"'),
+            (b'{"cmd":"start"}\n', 'field "targets" must be a non-empty list'),
+            (b'{"cmd":"start","targets":"a"}\n', 'field "targets" must be a non-empty list'),
+            (b'{"cmd":"start","targets":[1]}\n', 'field "targets" must hold strings'),
+            (b'{"cmd":"start","targets":["ghost"]}\n', "no such service: ghost"),
+            (b'{"cmd":"start","targets":["a"],"wait":"yes"}\n', 'field "wait" must be true or false'),
+            (b'{"cmd":"log","service":"a","lines":"ten"}\n', 'field "lines" must be an integer'),
+            (b'{"cmd":"log","service":"a","lines":-1}\n', 'field "lines" must be an integer'),
+            (b'{"cmd":"log"}\n', 'missing field "service"'),
+            (b'{"cmd":"signal","service":"a","signal":"KIL"}\n', 'unknown signal "KIL"'),
+            (b'{"cmd":"status","services":"a"}\n', 'field "services" must be a list'),
+            (b'{"cmd":"status","cmd":"plan"}\n', "bad JSON"),
+        ]
+        for raw, want in cases:
+            r = d.request(raw=raw)
+            self.assertFalse(r["ok"], raw)
+            self.assertIn(want, r["error"], raw)
+        # over 64 KiB: refused, and the same connection still works
+        with d.connect() as s:
+            buf = bytearray()
+            s.sendall(b'{"cmd":"status","x":"' + b"x" * 70000 + b'"}\n{"cmd":"plan"}\n')
+            r = json.loads(read_line(s, buf))
+            self.assertEqual(r["error"], "request over 64 KiB: refused")
+            self.assertEqual(json.loads(read_line(s, buf))["phases"], [["a", "c"], ["b"]])
+        # several requests in one write, answered in order
+        with d.connect() as s:
+            buf = bytearray()
+            s.sendall(b'{"cmd":"plan"}\n\n{"cmd":"nope"}\n{"cmd":"status","services":["a"]}\n')
+            self.assertIn("phases", json.loads(read_line(s, buf)))
+            self.assertIn("unknown command", json.loads(read_line(s, buf))["error"])
+            self.assertEqual(json.loads(read_line(s, buf))["services"][0]["name"], "a")
+        # half a line, then gone: nothing breaks
+        with d.connect() as s:
+            s.sendall(b'{"cmd":"sta')
+        self.assertTrue(d.request({"cmd": "status"})["ok"])
+        d.stop()
+
+    def test_a_thousand_clients_at_once(self):
+        d = self.stack()
+        socks = []
+        for _ in range(1000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30 * FACTOR)
+            s.connect(d.socket)
+            socks.append(s)
+        for s in socks:
+            s.sendall(b'{"cmd":"status","services":["a"]}\n')
+        for s in socks:
+            r = json.loads(read_line(s))
+            self.assertEqual(r["services"][0]["state"], "running")
+            s.close()
+        # and a thousand that connect and leave at once
+        for _ in range(1000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.socket)
+            s.close()
+        self.assertTrue(d.request({"cmd": "status"})["ok"])
+        d.stop()
+
+    def test_slow_event_reader_is_told_and_closed(self):
+        d = self.stack("""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:churn]
+command = /bin/true
+ready = delay:0
+backoff_initial = 0
+breaker_failures = 0
+autostart = no
+""")
+        slow = d.connect()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b'{"cmd":"events"}\n')
+        d.ctl("start", "--no-wait", "churn")
+        # ~4 events per restart: thousands of restarts overflow 1 MiB
+        wait_until(self, lambda: d.ctl_json("status", "churn")["services"][0]["restarts"] > 6000,
+                   timeout=120, what="many restarts")
+        d.ctl("stop", "churn")
+        # the daemon kept answering others; the slow reader got a last word
+        data = b""
+        slow.settimeout(10 * FACTOR)
+        while True:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        last = json.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+        self.assertEqual(last["error"], "client too slow: output buffer over 1 MiB; closing")
+        d.stop()
+
+    def test_exit_codes_and_discovery(self):
+        # 3: no daemon
+        p = subprocess.run([COHORTCTL, "-s", "/nonexistent/control.sock", "status"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 3)
+        self.assertEqual(p.stderr, "cohortctl: cannot reach cohortd at /nonexistent/control.sock: "
+                         "No such file or directory (is it running? try -s or -c)\n")
+        # 2: usage
+        for args in (["bogus"], ["start"], [], ["--bad"], ["plan", "extra"], ["log"]):
+            p = subprocess.run([COHORTCTL, "-s", "/nonexistent", *args], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 2, args)
+        p = subprocess.run([COHORTCTL, "start", "--help"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("usage: cohortctl start [--no-wait] [--timeout DUR] TARGET...", p.stdout)
+        p = subprocess.run([COHORTCTL, "--commands"], capture_output=True, text=True)
+        self.assertIn("status\nstart\n", p.stdout)
+        # discovery: -c, then $COHORT_CONFIG, then $COHORT_SOCKET wins over both
+        d = self.stack()
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("COHORT_SOCKET", None)
+        p = subprocess.run([COHORTCTL, "-c", d.path, "plan"], capture_output=True, text=True, env=env)
+        self.assertEqual((p.returncode, p.stdout), (0, "phase 1: a c\nphase 2: b\n"))
+        p = subprocess.run([COHORTCTL, "plan"], capture_output=True, text=True,
+                           env=dict(env, COHORT_CONFIG=d.path))
+        self.assertEqual(p.returncode, 0)
+        p = subprocess.run([COHORTCTL, "plan"], capture_output=True, text=True,
+                           env=dict(env, COHORT_CONFIG=d.path, COHORT_SOCKET="/nonexistent/s"))
+        self.assertEqual(p.returncode, 3)
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run as nobody")
+    def test_unauthorised_uid_is_refused(self):
+        os.chmod(self.tmp, 0o755)
+        d = self.cohortd(STACK.replace("[service:a]", "[cohort]\ncontrol_mode = 0666\n\n[service:a]", 1))
+        os.chmod(d.dir, 0o755)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        os.chmod(d.run_dir, 0o755)
+        _, _, err = d.ctl("status", user=65534, expect=1)
+        self.assertIn("permission denied: uid 65534 may not use this control socket", err)
+        self.assertTrue(d.request({"cmd": "status"})["ok"])   # root still may
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run as nobody")
+    def test_socket_mode_and_group(self):
+        os.chmod(self.tmp, 0o755)
+        d = self.cohortd(STACK.replace("[service:a]", "[cohort]\ncontrol_mode = 0660\n"
+                                       "control_group = nogroup\n\n[service:a]", 1))
+        os.chmod(d.dir, 0o755)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        os.chmod(d.run_dir, 0o755)
+        st = os.stat(d.socket)
+        self.assertEqual(st.st_mode & 0o777, 0o660)
+        self.assertEqual(st.st_gid, 65534)
+        d.ctl("status", user=65534, expect=0)   # nobody is in nogroup
+        d.stop()
+
+    def test_stale_socket_replaced_live_one_refused(self):
+        run = self.path("run")
+        text = f"[cohort]\nrun_dir = {run}\n" + STACK
+        first = self.cohortd(text)
+        first.run_dir = run
+        first.wait_log(r"^stack is up")
+        first.wait_socket()
+        # a second cohortd on the same run_dir is refused, and says why
+        second = self.cohortd(text)
+        second.run_dir = run
+        second.wait_log(r"^cannot open the control socket: another cohortd is running: "
+                        + re.escape(first.socket) + " answers")
+        second.stop(sig=None, expect=1)
+        self.assertTrue(first.request({"cmd": "status"})["ok"])
+        # kill -9 leaves the socket file behind; the next cohortd replaces it
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        self.assertTrue(os.path.exists(first.socket))
+        third = self.cohortd(text)
+        third.run_dir = run
+        third.wait_log(r"^replaced the stale control socket ")
+        third.wait_log(r"^stack is up")
+        self.assertTrue(third.request({"cmd": "status"})["ok"])
+        third.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
