@@ -13,6 +13,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -20,8 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -94,8 +97,9 @@ static void send_request(struct ctl *c, json_t *req)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			fprintf(stderr, "cohortctl: lost cohortd at %s: %s\n", c->socket, strerror(errno));
-			exit(EXIT_UNREACHABLE);
+			/* cohortd may have said why before it closed (a refusal):
+			 * the answer is read next either way. */
+			break;
 		}
 		off += (size_t)n;
 	}
@@ -511,6 +515,226 @@ static int run_events(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int run_locks(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s}", "cmd", "locks"), &raw);
+	if (c->json) {
+		printf("%s\n", raw);
+	} else {
+		static const char *const head[] = {"NAME", "MODE", "HOLDER", "TOKEN", "EXPIRES", "WAITERS"};
+		int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
+		size_t n = 1, cap = 16, i, k;
+		char ***rows = xcalloc(cap, sizeof(char **));
+		json_t *l, *h;
+		rows[0] = xcalloc(6, sizeof(char *));
+		for (k = 0; k < 6; k++)
+			rows[0][k] = xstrdup(head[k]);
+		json_array_foreach(json_object_get(resp, "locks"), i, l) {
+			json_t *holders = json_object_get(l, "holders");
+			size_t nw = json_array_size(json_object_get(l, "waiters"));
+			size_t nh = json_array_size(holders);
+			for (k = 0; k < (nh ? nh : 1); k++) {
+				if (n + 1 >= cap)
+					rows = xrealloc(rows, (cap *= 2) * sizeof(char **));
+				char **row = rows[n++] = xcalloc(6, sizeof(char *));
+				h = json_array_get(holders, k);
+				char left[32] = "-";
+				if (h)
+					format_duration_ms(json_integer_value(json_object_get(h, "expires_ms")) - now,
+							   left, sizeof(left));
+				row[0] = xstrdup(str_of(l, "name"));
+				row[1] = xstrdup(str_of(l, "mode"));
+				row[2] = xstrdup(h ? str_of(h, "owner") : "-");
+				row[3] = h ? xasprintf("%lld", json_integer_value(json_object_get(h, "token")))
+					   : xstrdup("-");
+				row[4] = h ? xasprintf("in %s", left) : xstrdup("-");
+				row[5] = xasprintf("%zu", nw);
+			}
+		}
+		if (n > 1)
+			print_table(c, rows, n, 6, 99);
+		else
+			printf("no locks are held or awaited\n");
+		free_rows(rows, n, 6);
+	}
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+/* --- cohortctl lock NAME -- CMD ---------------------------------------------- */
+
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t forward_sig;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	char b = (char)sig;
+
+	if (sig != SIGCHLD)
+		forward_sig = sig;
+	(void)!write(sig_pipe[1], &b, 1);
+	errno = saved;
+}
+
+/* One request and its answer on the open connection. */
+static json_t *roundtrip(struct ctl *c, json_t *req)
+{
+	send_request(c, req);
+	char *line = read_line(c);
+	if (!line)
+		return NULL;
+	json_t *resp = json_loads(line, 0, NULL);
+	free(line);
+	return resp;
+}
+
+static int child_status(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int lost_lease(pid_t child, const char *name, const char *why)
+{
+	int st;
+
+	fprintf(stderr, "cohortctl: lock %s lost (%s): stopping the command\n", name, why);
+	kill(child, SIGTERM);
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+		;
+	return EXIT_FAILED;
+}
+
+static int run_lock(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"ttl", required_argument, NULL, 't'},
+		{"wait", required_argument, NULL, 'w'},
+		{"shared", no_argument, NULL, 's'},
+		{0},
+	};
+	int64_t ttl = 30000, wait = 7 * 86400000LL;
+	bool shared = false;
+	const char *why;
+	int o;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (o == 't' && (parse_duration_ms(optarg, &ttl, &why) < 0 || ttl < 3))
+			die_usage("--ttl: expected a duration of at least 3ms");
+		else if (o == 'w' && parse_duration_ms(optarg, &wait, &why) < 0)
+			die_usage("--wait: expected %s", why);
+		else if (o == 's')
+			shared = true;
+		else if (o != 't' && o != 'w')
+			die_usage("usage: cohortctl lock [--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]");
+	}
+	if (optind >= argc)
+		die_usage("lock needs a NAME and a command: cohortctl lock NAME -- CMD [ARG...]");
+	const char *name = argv[optind++];
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		die_usage("lock needs a command to run: cohortctl lock %s -- CMD [ARG...]", name);
+	char **cmd = argv + optind;
+
+	connect_daemon(c);
+	json_t *resp = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I,s:s}", "cmd", "lock.acquire", "name", name,
+					      "ttl_ms", (json_int_t)ttl, "wait_ms", (json_int_t)wait,
+					      "mode", shared ? "shared" : "exclusive"));
+	if (!resp) {
+		fprintf(stderr, "cohortctl: cohortd at %s went away\n", c->socket);
+		return EXIT_UNREACHABLE;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		const char *err = str_of(resp, "error");
+		if (strcmp(err, "timeout") == 0) {
+			char dur[32];
+			format_duration_ms(wait, dur, sizeof(dur));
+			fprintf(stderr, "cohortctl: lock %s not had within %s\n", name, dur);
+		} else {
+			fprintf(stderr, "cohortctl: lock %s: %s\n", name, err);
+		}
+		json_decref(resp);
+		return EXIT_FAILED;
+	}
+	uint64_t token = (uint64_t)json_integer_value(json_object_get(resp, "token"));
+	json_decref(resp);
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		perror("cohortctl: pipe");
+		return EXIT_FAILED;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
+	char tok[32];
+	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+	pid_t child = fork();
+	if (child < 0) {
+		perror("cohortctl: fork");
+		return EXIT_FAILED;
+	}
+	if (child == 0) {
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+			sigaction(sigs[i], &dfl, NULL);
+		setenv("COHORT_LOCK_TOKEN", tok, 1);
+		setenv("COHORT_LOCK_NAME", name, 1);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "cohortctl: %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	/* Hold the lease while the command runs: renew every ttl/3. */
+	int64_t every = ttl / 3, next = now_mono_ms() + every;
+	for (;;) {
+		struct pollfd p[2] = {{sig_pipe[0], POLLIN, 0}, {c->fd, POLLIN, 0}};
+		int64_t left = next - now_mono_ms();
+		int n = poll(p, 2, left > 0 ? (int)left : 0);
+		if (n < 0 && errno != EINTR)
+			return lost_lease(child, name, strerror(errno));
+		if (p[0].revents & POLLIN) {
+			char b[64];
+			while (read(sig_pipe[0], b, sizeof(b)) > 0)
+				;
+			if (forward_sig) {
+				kill(child, forward_sig);
+				forward_sig = 0;
+			}
+			int st;
+			pid_t r = waitpid(child, &st, WNOHANG);
+			if (r == child) {
+				json_t *rel = roundtrip(c, json_pack("{s:s,s:s,s:I}", "cmd", "lock.release", "name",
+								     name, "token", (json_int_t)token));
+				json_decref(rel);
+				return child_status(st);
+			}
+		}
+		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
+			return lost_lease(child, name, "cohortd closed the connection");
+		if (now_mono_ms() >= next) {
+			json_t *r = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I}", "cmd", "lock.renew", "name", name,
+							   "token", (json_int_t)token, "ttl_ms", (json_int_t)ttl));
+			if (!r)
+				return lost_lease(child, name, "cohortd went away");
+			if (!json_is_true(json_object_get(r, "ok"))) {
+				char why2[200];
+				snprintf(why2, sizeof(why2), "renew refused: %s", str_of(r, "error"));
+				json_decref(r);
+				return lost_lease(child, name, why2);
+			}
+			json_decref(r);
+			next = now_mono_ms() + every;
+		}
+	}
+}
+
 static int run_help(struct ctl *c, int argc, char **argv);
 
 static const struct command commands[] = {
@@ -524,6 +748,8 @@ static const struct command commands[] = {
 	{"plan", "", "the start-up phases", run_plan},
 	{"log", "[-n N] [-f] NAME", "the last N lines (default 50) of a service's log; -f follows", run_log},
 	{"events", "", "every state change as it happens", run_events},
+	{"locks", "", "every lock: name, mode, holder, token, expiry, waiters", run_locks},
+	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock},
 	{"help", "[COMMAND]", "this help, or one command's", run_help},
 	{NULL, NULL, NULL, NULL},
 };
@@ -659,7 +885,7 @@ int main(int argc, char **argv)
 	if (!cmd)
 		die_usage("unknown command \"%s\"", argv[optind]);
 	for (int i = optind + 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
+		if (strcmp(argv[i], "--") == 0 || (cmd->run == run_lock && argv[i][0] != '-'))
 			break;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			command_help(cmd);

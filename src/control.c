@@ -21,6 +21,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "lock.h"
 #include "log.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
@@ -28,6 +29,7 @@
 
 static const struct ctl_command *const families[] = {
 	ctl_status_commands, ctl_service_commands, ctl_daemon_commands, ctl_log_commands,
+	ctl_lock_commands,
 };
 
 static const struct ctl_command *find_command(const char *name)
@@ -46,7 +48,10 @@ static void client_update(struct ctl_client *c)
 	struct ev_loop *loop = c->ctl->d->loop;
 	int want = 0;
 
-	if ((!c->busy || c->streaming) && !c->closing)
+	/* Busy clients are still read, so one that leaves is noticed (and its
+	 * lock wait dropped) at once; what they send meanwhile waits its turn,
+	 * up to one request's worth. */
+	if (!c->closing && (!c->busy || c->streaming || c->in.len <= CTL_REQUEST_MAX))
 		want |= EV_READ;
 	/* A closing client is closed from its write callback, never under a
 	 * caller that still holds it. */
@@ -66,6 +71,7 @@ void ctl_client_close(struct ctl_client *c)
 
 	ctl_wait_cancel(c);
 	ctl_stream_stop(c);
+	lock_session_close(c->locks);	/* a client that leaves lets go */
 	ev_io_stop(ctl->d->loop, &c->io);
 	close(c->io.fd);
 	if (c->prev)
@@ -199,6 +205,10 @@ void ctl_reply_later(struct ctl_client *c, json_t *resp)
 	c->busy = false;
 	ctl_send(c, resp);
 	client_update(c);
+	/* Requests that came meanwhile: handled from the watcher, not under
+	 * whoever answered this one. */
+	if (c->in.len && !c->closing)
+		ev_feed_event(c->ctl->d->loop, &c->io, EV_READ);
 }
 
 static void handle_line(struct ctl_client *c, const char *line, size_t len)
@@ -289,7 +299,7 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 	}
-	if ((revents & EV_READ) && (!c->busy || c->streaming) && !c->closing) {
+	if ((revents & EV_READ) && !c->closing) {
 		char buf[READ_CHUNK];
 		ssize_t n = recv(c->io.fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -297,12 +307,10 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			ctl_client_close(c);
 			return;
 		}
-		if (n > 0 && c->streaming)
-			n = 0;	/* a stream takes no more requests */
-		if (n > 0) {
+		if (n > 0 && !c->streaming)	/* a stream takes no more requests */
 			sbuf_add(&c->in, buf, (size_t)n);
+		if (!c->busy)
 			handle_input(c);
-		}
 	}
 	if (c->closing && !c->out.len) {
 		ctl_client_close(c);

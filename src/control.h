@@ -33,6 +33,7 @@
 struct cohortd;
 struct service;
 struct ctl_wait;
+struct lock_session;
 
 struct ctl_client {
 	struct control *ctl;
@@ -49,6 +50,7 @@ struct ctl_client {
 	bool events;		/* streams state changes */
 	struct service *follow;	/* streams this service's log lines */
 	struct ctl_wait *wait;	/* the request waiting for targets to settle */
+	struct lock_session *locks;	/* opened by the first lock command */
 	struct ctl_client *prev, *next;
 };
 
@@ -105,6 +107,9 @@ extern const struct ctl_command ctl_status_commands[];
 extern const struct ctl_command ctl_service_commands[];
 extern const struct ctl_command ctl_daemon_commands[];
 extern const struct ctl_command ctl_log_commands[];
+extern const struct ctl_command ctl_lock_commands[];
+struct lock_table;
+json_t *ctl_locks_json(const struct lock_table *t);
 
 /* ctl_service.c: a client went away: forget its wait. */
 void ctl_wait_cancel(struct ctl_client *c);

@@ -291,7 +291,7 @@ static int make_dirs(const struct cohort_config *c)
 	for (size_t i = 0; i < c->nservices; i++)
 		if (c->services[i]->out.kind == OUT_LOG || c->services[i]->err.kind == OUT_LOG)
 			wants_logs = true;
-	const char *dirs[] = {c->run_dir, wants_logs ? c->log_dir : NULL};
+	const char *dirs[] = {c->run_dir, c->state_dir, wants_logs ? c->log_dir : NULL};
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
 		if (dirs[i] && mkdir_p(dirs[i], 0755) < 0) {
 			log_error(NULL, "cannot make directory %s: %s", dirs[i], strerror(errno));
@@ -350,6 +350,7 @@ static void daemon_free(struct cohortd *d)
 void daemon_release_service(struct cohortd *d, struct service *s)
 {
 	ctl_log_service_gone(&d->ctl, s);
+	lock_drop_service(&d->locks, s, true);
 	forget_children(d, s);
 	svc_free(s);
 }
@@ -388,8 +389,20 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
 	d->logw = logw_start(d->loop);
+	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
+	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
+	free(tokens);
+	if (rc < 0) {
+		log_error(NULL, "cannot start the lock service: %s", err);
+		notify_close(&d->notify, d->loop);
+		logw_stop(d->logw);
+		d->logw = NULL;
+		rc = 1;
+		goto out_early;
+	}
 	if (control_open(&d->ctl, d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
+		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
 		logw_stop(d->logw);
 		d->logw = NULL;
@@ -437,6 +450,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
 	control_close(&d->ctl);
+	lock_table_free(&d->locks);
 	notify_close(&d->notify, d->loop);
 	for (size_t i = 0; i < d->plan->n; i++)
 		svc_free_outputs(d->svcs[i]);

@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "control.h"
+#include "lock.h"
 #include "logfile.h"
 #include "map.h"
 #include "notify.h"
@@ -155,6 +156,7 @@ struct cohortd {
 	ev_idle settle_w;		/* runs the reconcile queue */
 	struct notify notify;
 	struct control ctl;		/* the control socket and its clients */
+	struct lock_table locks;	/* the lock service */
 	struct logwriter *logw;
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */

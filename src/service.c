@@ -958,6 +958,8 @@ void svc_main_exited(struct service *s, int status)
 	if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
+	/* A crash never holds a lock. */
+	lock_drop_service(&s->d->locks, s, false);
 
 	if (read_exec_status(s, reason, sizeof(reason)) == 1)
 		str_copy(s->exec_error, sizeof(s->exec_error), reason);

@@ -46,6 +46,8 @@ for n in 1000 10000; do
 done
 echo
 /usr/bin/python3 "$S/tests/bench/bench_supervise.py"
+echo
+/usr/bin/python3 "$S/tests/bench/bench_control.py"
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo

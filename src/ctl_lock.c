@@ -1,0 +1,187 @@
+/*
+ * ctl_lock.c - the lock commands on the control socket: locks,
+ * lock.acquire, lock.renew, lock.release.  Each client connection is one
+ * lock session, opened at its first lock command and closed with it (so a
+ * client that dies lets go at once).  A client that is a process of a
+ * service is held to that service's locks patterns, and its leases end
+ * when that service's process ends.
+ */
+#include "autoconfig.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "daemon.h"
+#include "lock.h"
+
+/* The service a peer process belongs to (its process group), or NULL. */
+static struct service *service_of_pid(struct cohortd *d, pid_t pid)
+{
+	pid_t pgid = getpgid(pid);
+
+	for (size_t i = 0; i < d->plan->n; i++) {
+		struct service *s = d->svcs[i];
+		if (svc_live(s) && (s->pid == pid || s->pid == pgid))
+			return s;
+	}
+	return NULL;
+}
+
+static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uint64_t token,
+			int64_t expires_ms, const char *why)
+{
+	struct ctl_client *c = cookie;
+	json_t *resp = json_object();
+	(void)ls;
+
+	if (granted) {
+		json_object_set_new(resp, "ok", json_true());
+		json_object_set_new(resp, "token", json_integer((json_int_t)token));
+		json_object_set_new(resp, "expires_ms", json_integer(expires_ms));
+	} else {
+		ctl_error(resp, "%s", why);
+	}
+	ctl_reply_later(c, resp);
+}
+
+static struct lock_session *session_of(struct ctl_client *c)
+{
+	struct cohortd *d = c->ctl->d;
+
+	if (!c->locks) {
+		char owner[160];
+		struct service *s = service_of_pid(d, c->pid);
+		if (s)
+			snprintf(owner, sizeof(owner), "service %s (pid %d)", s->name, (int)c->pid);
+		else
+			snprintf(owner, sizeof(owner), "uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
+		c->locks = lock_session_open(&d->locks, owner, s ? &s->cfg->locks : NULL, s, lock_waited);
+	}
+	return c->locks;
+}
+
+static int get_token(json_t *req, json_t *resp, uint64_t *token)
+{
+	json_t *v = json_object_get(req, "token");
+
+	if (!v) {
+		ctl_error(resp, "missing field \"token\" (the token lock.acquire gave)");
+		return -1;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 1) {
+		ctl_error(resp, "field \"token\" must be a positive integer");
+		return -1;
+	}
+	*token = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *resp)
+{
+	const char *name, *mode_name = "exclusive";
+	long long ttl = 30000, wait = 0;
+	uint64_t token;
+	int64_t expires;
+	const char *why;
+
+	if (ctl_get_string(req, resp, "name", true, &name) < 0 ||
+	    ctl_get_string(req, resp, "mode", false, &mode_name) < 0)
+		return CTL_ERROR;
+	if (!mode_name)
+		mode_name = "exclusive";
+	if (strcmp(mode_name, "exclusive") && strcmp(mode_name, "shared"))
+		return ctl_error(resp, "field \"mode\" must be \"exclusive\" or \"shared\"");
+	json_t *tv = json_object_get(req, "ttl_ms"), *wv = json_object_get(req, "wait_ms");
+	if ((tv && !json_is_integer(tv)) || (wv && !json_is_integer(wv)))
+		return ctl_error(resp, "fields \"ttl_ms\" and \"wait_ms\" must be integers (milliseconds)");
+	if (tv)
+		ttl = json_integer_value(tv);
+	if (wv)
+		wait = json_integer_value(wv);
+	enum lock_mode mode = strcmp(mode_name, "shared") ? LOCK_EXCLUSIVE : LOCK_SHARED;
+	switch (lock_acquire(session_of(c), name, mode, ttl, wait, c, &token, &expires, &why)) {
+	case LOCK_GRANTED:
+		json_object_set_new(resp, "token", json_integer((json_int_t)token));
+		json_object_set_new(resp, "expires_ms", json_integer(expires));
+		return CTL_REPLY;
+	case LOCK_QUEUED:
+		return CTL_LATER;	/* lock_waited answers */
+	default:
+		return ctl_error(resp, "%s", why);
+	}
+}
+
+static enum ctl_result cmd_renew(struct ctl_client *c, json_t *req, json_t *resp)
+{
+	const char *name, *why;
+	long long ttl = 30000;
+	uint64_t token;
+	int64_t expires;
+
+	if (ctl_get_string(req, resp, "name", true, &name) < 0 || get_token(req, resp, &token) < 0)
+		return CTL_ERROR;
+	json_t *tv = json_object_get(req, "ttl_ms");
+	if (tv && !json_is_integer(tv))
+		return ctl_error(resp, "field \"ttl_ms\" must be an integer (milliseconds)");
+	if (tv)
+		ttl = json_integer_value(tv);
+	if (lock_renew(session_of(c), name, token, ttl, &expires, &why) < 0)
+		return ctl_error(resp, "%s", why);
+	json_object_set_new(resp, "expires_ms", json_integer(expires));
+	return CTL_REPLY;
+}
+
+static enum ctl_result cmd_release(struct ctl_client *c, json_t *req, json_t *resp)
+{
+	const char *name, *why;
+	uint64_t token;
+
+	if (ctl_get_string(req, resp, "name", true, &name) < 0 || get_token(req, resp, &token) < 0)
+		return CTL_ERROR;
+	if (lock_release(session_of(c), name, token, &why) < 0)
+		return ctl_error(resp, "%s", why);
+	return CTL_REPLY;
+}
+
+json_t *ctl_locks_json(const struct lock_table *t)
+{
+	json_t *list = json_array();
+	size_t it = 0;
+	void *v;
+
+	while (map_next(&t->locks, &it, NULL, &v)) {
+		const struct lock *l = v;
+		json_t *holders = json_array(), *waiters = json_array();
+		for (const struct lock_lease *le = l->holders; le; le = le->next)
+			json_array_append_new(holders, json_pack("{s:s,s:I,s:I}", "owner", le->session->owner,
+								 "token", (json_int_t)le->token,
+								 "expires_ms", (json_int_t)le->expires_ms));
+		for (const struct lock_wait *w = l->head; w; w = w->next)
+			json_array_append_new(waiters, json_pack("{s:s,s:s}", "owner", w->session->owner,
+								 "mode", lock_mode_name(w->mode)));
+		json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:o}", "name", l->name, "mode",
+						      l->nholders ? lock_mode_name(l->held_mode) : "none",
+						      "holders", holders, "waiters", waiters));
+	}
+	return list;
+}
+
+static enum ctl_result cmd_locks(struct ctl_client *c, json_t *req, json_t *resp)
+{
+	(void)req;
+	json_object_set_new(resp, "locks", ctl_locks_json(&c->ctl->d->locks));
+	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
+	json_object_set_new(resp, "next_token", json_integer((json_int_t)c->ctl->d->locks.next_token));
+	return CTL_REPLY;
+}
+
+const struct ctl_command ctl_lock_commands[] = {
+	{"locks", cmd_locks, "every lock: name, mode, holders (owner, token, expires_ms), waiters"},
+	{"lock.acquire", cmd_acquire, "take a lease: name, ttl_ms, wait_ms, mode"},
+	{"lock.renew", cmd_renew, "extend a lease: name, token, ttl_ms"},
+	{"lock.release", cmd_release, "end a lease: name, token"},
+	{NULL, NULL, NULL},
+};

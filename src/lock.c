@@ -1,0 +1,470 @@
+/*
+ * lock.c - see lock.h.
+ *
+ * Fencing tokens come from one counter for all locks.  Its high-water mark
+ * is on disk: tokens are reserved LOCK_TOKEN_BLOCK at a time, the new mark
+ * written atomically (.new, fsync, rename) before any token of the block
+ * is handed out, so after any crash the counter restarts above every
+ * token ever given, with one disk write per block rather than per grant.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config_keys.h"
+#include "lock.h"
+#include "log.h"
+
+const char *lock_mode_name(enum lock_mode m)
+{
+	return m == LOCK_SHARED ? "shared" : "exclusive";
+}
+
+/* --- the token counter ------------------------------------------------------ */
+
+static int write_reserve(struct lock_table *t, uint64_t upto)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", upto);
+
+	if (t->counter_path && write_file_atomic(t->counter_path, buf, (size_t)n) < 0)
+		return -1;
+	t->reserved = upto;
+	return 0;
+}
+
+static int take_token(struct lock_table *t, uint64_t *token, const char **why)
+{
+	if (t->next_token > t->reserved &&
+	    write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0) {
+		log_error(NULL, "cannot write the fencing token counter %s: %s (no lock is granted "
+			  "until it can be written)", t->counter_path, strerror(errno));
+		*why = "cannot persist the fencing token counter (see cohortd's log)";
+		return -1;
+	}
+	*token = t->next_token++;
+	return 0;
+}
+
+int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
+		    char *err, size_t errlen)
+{
+	*t = (struct lock_table){.loop = loop, .next_token = 1};
+	if (counter_path) {
+		t->counter_path = xstrdup(counter_path);
+		char buf[64] = "";
+		int fd = open(counter_path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(buf, &end, 10);
+			if (n <= 0 || errno || end == buf || (*end && *end != '\n')) {
+				snprintf(err, errlen, "%s: not a token count; refusing to start rather than "
+					 "hand out tokens that might go backwards", counter_path);
+				return -1;
+			}
+			t->next_token = v + 1;
+		} else if (errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", counter_path, strerror(errno));
+			return -1;
+		}
+	}
+	/* Reserve the first block now: a failure shows at start-up. */
+	if (write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0) {
+		snprintf(err, errlen, "%s: %s", counter_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* --- locks ----------------------------------------------------------------- */
+
+static struct lock *lock_get(struct lock_table *t, const char *name)
+{
+	struct lock *l = map_get(&t->locks, name);
+
+	if (!l) {
+		l = xcalloc(1, sizeof(*l));
+		l->name = xstrdup(name);
+		map_put(&t->locks, l->name, l);
+	}
+	return l;
+}
+
+static void lock_maybe_free(struct lock_table *t, struct lock *l)
+{
+	if (l->nholders || l->nwaiters)
+		return;
+	map_del(&t->locks, l->name);
+	free(l->name);
+	free(l);
+}
+
+static bool compatible(const struct lock *l, enum lock_mode mode)
+{
+	return l->nholders == 0 || (mode == LOCK_SHARED && l->held_mode == LOCK_SHARED);
+}
+
+bool lock_allowed(const struct lock_session *s, const char *name)
+{
+	if (!s->restricted)
+		return true;
+	for (size_t i = 0; i < s->patterns.n; i++)
+		if (glob_match(s->patterns.v[i], name))
+			return true;
+	return false;
+}
+
+static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum lock_mode mode,
+				int64_t ttl_ms, uint64_t token)
+{
+	struct lock_lease *le = xcalloc(1, sizeof(*le));
+
+	le->lock = l;
+	le->session = s;
+	le->mode = mode;
+	le->token = token;
+	le->expires_ms = now_wall_ms() + ttl_ms;
+	ev_timer_init(&le->timer, lease_expired, (double)ttl_ms / 1000.0, 0);
+	ev_timer_start(s->t->loop, &le->timer);
+	le->next = l->holders;
+	if (le->next)
+		le->next->prev = le;
+	l->holders = le;
+	l->nholders++;
+	l->held_mode = mode;
+	le->s_next = s->leases;
+	if (le->s_next)
+		le->s_next->s_prev = le;
+	s->leases = le;
+	s->t->grants++;
+	return le;
+}
+
+static void lease_remove(struct lock_lease *le)
+{
+	struct lock *l = le->lock;
+	struct lock_session *s = le->session;
+
+	ev_timer_stop(s->t->loop, &le->timer);
+	if (le->prev)
+		le->prev->next = le->next;
+	else
+		l->holders = le->next;
+	if (le->next)
+		le->next->prev = le->prev;
+	l->nholders--;
+	if (le->s_prev)
+		le->s_prev->s_next = le->s_next;
+	else
+		s->leases = le->s_next;
+	if (le->s_next)
+		le->s_next->s_prev = le->s_prev;
+	free(le);
+}
+
+static void wait_unlink(struct lock_wait *w)
+{
+	struct lock *l = w->lock;
+	struct lock_session *s = w->session;
+
+	ev_timer_stop(s->t->loop, &w->timer);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		l->tail = w->prev;
+	l->nwaiters--;
+	if (w->s_prev)
+		w->s_prev->s_next = w->s_next;
+	else
+		s->waits = w->s_next;
+	if (w->s_next)
+		w->s_next->s_prev = w->s_prev;
+}
+
+/* Grants the head of the queue while it fits: one exclusive, or every
+ * consecutive shared request. */
+static void process_queue(struct lock_table *t, struct lock *l)
+{
+	while (l->head && compatible(l, l->head->mode)) {
+		struct lock_wait *w = l->head;
+		uint64_t token;
+		const char *why;
+		if (take_token(t, &token, &why) < 0) {
+			/* Cannot grant safely: the waiter keeps its place and its
+			 * deadline; the next release tries again. */
+			return;
+		}
+		wait_unlink(w);
+		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, token);
+		struct lock_session *s = w->session;
+		void *cookie = w->cookie;
+		bool exclusive = w->mode == LOCK_EXCLUSIVE;
+		free(w);
+		s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
+		if (exclusive)
+			break;
+	}
+}
+
+static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lock_lease *le = container_of(w, struct lock_lease, timer);
+	struct lock *l = le->lock;
+	struct lock_table *t = le->session->t;
+	(void)loop;
+	(void)revents;
+
+	log_info(NULL, "lock %s: lease %" PRIu64 " of %s expired", l->name, le->token,
+		 le->session->owner);
+	lease_remove(le);
+	process_queue(t, l);
+	lock_maybe_free(t, l);
+}
+
+static void wait_expired(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+	struct lock_wait *w = container_of(tw, struct lock_wait, timer);
+	struct lock *l = w->lock;
+	struct lock_session *s = w->session;
+	void *cookie = w->cookie;
+	(void)loop;
+	(void)revents;
+
+	wait_unlink(w);
+	free(w);
+	/* An exclusive waiter leaving the head may let shared ones through. */
+	process_queue(s->t, l);
+	lock_maybe_free(s->t, l);
+	s->on_wait(s, cookie, false, 0, 0, "timeout");
+}
+
+enum lock_result lock_acquire(struct lock_session *s, const char *name, enum lock_mode mode,
+			      int64_t ttl_ms, int64_t wait_ms, void *cookie, uint64_t *token,
+			      int64_t *expires_ms, const char **why)
+{
+	struct lock_table *t = s->t;
+
+	if (!lock_name_valid(name)) {
+		*why = "bad lock name (1-255 of A-Z a-z 0-9 _ . : / -)";
+		return LOCK_ERROR;
+	}
+	if (ttl_ms < 1 || ttl_ms > LOCK_TTL_MAX_MS) {
+		*why = "ttl_ms must be from 1 to 86400000 (one day)";
+		return LOCK_ERROR;
+	}
+	if (wait_ms < 0 || wait_ms > LOCK_WAIT_MAX_MS) {
+		*why = "wait_ms must be from 0 to 604800000 (a week)";
+		return LOCK_ERROR;
+	}
+	if (!lock_allowed(s, name)) {
+		*why = "not allowed: the name matches none of this service's locks patterns";
+		return LOCK_ERROR;
+	}
+	struct lock *l = lock_get(t, name);
+	if (!l->head && compatible(l, mode)) {
+		if (take_token(t, token, why) < 0) {
+			lock_maybe_free(t, l);
+			return LOCK_ERROR;
+		}
+		struct lock_lease *le = grant(l, s, mode, ttl_ms, *token);
+		*expires_ms = le->expires_ms;
+		return LOCK_GRANTED;
+	}
+	if (wait_ms == 0) {
+		lock_maybe_free(t, l);
+		*why = "timeout";
+		return LOCK_ERROR;
+	}
+	struct lock_wait *w = xcalloc(1, sizeof(*w));
+	w->lock = l;
+	w->session = s;
+	w->mode = mode;
+	w->ttl_ms = ttl_ms;
+	w->cookie = cookie;
+	ev_timer_init(&w->timer, wait_expired, (double)wait_ms / 1000.0, 0);
+	ev_timer_start(t->loop, &w->timer);
+	w->prev = l->tail;
+	if (l->tail)
+		l->tail->next = w;
+	else
+		l->head = w;
+	l->tail = w;
+	l->nwaiters++;
+	w->s_next = s->waits;
+	if (w->s_next)
+		w->s_next->s_prev = w;
+	s->waits = w;
+	return LOCK_QUEUED;
+}
+
+static struct lock_lease *find_lease(struct lock_session *s, const char *name, uint64_t token)
+{
+	struct lock *l = map_get(&s->t->locks, name);
+
+	for (struct lock_lease *le = l ? l->holders : NULL; le; le = le->next)
+		if (le->token == token && le->session == s)
+			return le;
+	return NULL;
+}
+
+int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t ttl_ms,
+	       int64_t *expires_ms, const char **why)
+{
+	if (ttl_ms < 1 || ttl_ms > LOCK_TTL_MAX_MS) {
+		*why = "ttl_ms must be from 1 to 86400000 (one day)";
+		return -1;
+	}
+	struct lock_lease *le = find_lease(s, name, token);
+	if (!le) {
+		*why = "not held";
+		return -1;
+	}
+	le->expires_ms = now_wall_ms() + ttl_ms;
+	ev_timer_stop(s->t->loop, &le->timer);
+	ev_timer_set(&le->timer, (double)ttl_ms / 1000.0, 0);
+	ev_timer_start(s->t->loop, &le->timer);
+	*expires_ms = le->expires_ms;
+	return 0;
+}
+
+int lock_release(struct lock_session *s, const char *name, uint64_t token, const char **why)
+{
+	struct lock_lease *le = find_lease(s, name, token);
+
+	if (!le) {
+		*why = "not held";
+		return -1;
+	}
+	struct lock *l = le->lock;
+	lease_remove(le);
+	process_queue(s->t, l);
+	lock_maybe_free(s->t, l);
+	return 0;
+}
+
+void lock_cancel_wait(struct lock_session *s, void *cookie)
+{
+	for (struct lock_wait *w = s->waits; w; w = w->s_next) {
+		if (w->cookie != cookie)
+			continue;
+		struct lock *l = w->lock;
+		wait_unlink(w);
+		free(w);
+		process_queue(s->t, l);
+		lock_maybe_free(s->t, l);
+		return;
+	}
+}
+
+/* Ends every lease and wait of s; notify: tell the waiters why. */
+static void session_clear(struct lock_session *s, const char *why)
+{
+	struct lock_table *t = s->t;
+	struct lock **touched = NULL;
+	size_t n = 0, cap = 0;
+
+	while (s->leases || s->waits) {
+		struct lock *l;
+		if (s->leases) {
+			l = s->leases->lock;
+			lease_remove(s->leases);
+		} else {
+			struct lock_wait *w = s->waits;
+			void *cookie = w->cookie;
+			l = w->lock;
+			wait_unlink(w);
+			free(w);
+			if (why)
+				s->on_wait(s, cookie, false, 0, 0, why);
+		}
+		bool seen = false;
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = touched[i] == l;
+		if (!seen) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 8;
+				touched = xrealloc(touched, cap * sizeof(*touched));
+			}
+			touched[n++] = l;
+		}
+	}
+	/* Now that all of them are gone, the next holders, in one go. */
+	for (size_t i = 0; i < n; i++) {
+		process_queue(t, touched[i]);
+		lock_maybe_free(t, touched[i]);
+	}
+	free(touched);
+}
+
+struct lock_session *lock_session_open(struct lock_table *t, const char *owner,
+				       const struct strv *patterns, void *svc, lock_wait_fn on_wait)
+{
+	struct lock_session *s = xcalloc(1, sizeof(*s));
+
+	s->t = t;
+	s->owner = xstrdup(owner);
+	s->restricted = patterns != NULL;
+	if (patterns)
+		strv_copy(&s->patterns, patterns);
+	s->svc = svc;
+	s->on_wait = on_wait;
+	s->next = t->sessions;
+	if (s->next)
+		s->next->prev = s;
+	t->sessions = s;
+	return s;
+}
+
+void lock_session_close(struct lock_session *s)
+{
+	if (!s)
+		return;
+	session_clear(s, NULL);
+	struct lock_table *t = s->t;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		t->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s->owner);
+	strv_free(&s->patterns);
+	free(s);
+}
+
+void lock_drop_service(struct lock_table *t, void *svc, bool forget)
+{
+	for (struct lock_session *s = t->sessions; s; s = s->next) {
+		if (s->svc != svc)
+			continue;
+		if (s->leases || s->waits) {
+			log_info(NULL, "locks of %s released: its service ended", s->owner);
+			session_clear(s, "the service that asked ended");
+		}
+		if (forget)
+			s->svc = NULL;
+	}
+}
+
+void lock_table_free(struct lock_table *t)
+{
+	while (t->sessions)
+		lock_session_close(t->sessions);
+	map_free(&t->locks);
+	free(t->counter_path);
+}

@@ -1,0 +1,124 @@
+/*
+ * lock.h - the lock table: named leases with a TTL, exclusive or shared,
+ * FIFO waiters (consecutive shared waiters at the head are granted
+ * together), fencing tokens that only grow, and sessions whose end ends
+ * their leases and waits at once.
+ *
+ * It knows no transport: the control socket and the bus each open a
+ * session per connection and turn requests into these calls.  Each lease
+ * and each waiting request has its own libev timer, so expiry is exact and
+ * nothing sweeps.  Every operation is O(1) on the lock's lists, plus a
+ * hash lookup of the name.
+ */
+#ifndef COHORT_LOCK_H
+#define COHORT_LOCK_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "map.h"
+#include "util.h"
+
+#define LOCK_TTL_MAX_MS (86400000LL)	/* a lease lasts at most a day per renewal */
+#define LOCK_WAIT_MAX_MS (7 * 86400000LL)
+#define LOCK_TOKEN_BLOCK 10000		/* tokens reserved per write of the counter */
+
+enum lock_mode { LOCK_EXCLUSIVE, LOCK_SHARED };
+
+struct lock;
+struct lock_table;
+struct lock_session;
+struct lock_wait;
+
+/* A waiting request ended: granted (token and expiry set) or not (why). */
+typedef void (*lock_wait_fn)(struct lock_session *s, void *cookie, bool granted, uint64_t token,
+			     int64_t expires_ms, const char *why);
+
+struct lock_lease {
+	struct lock *lock;
+	struct lock_session *session;
+	enum lock_mode mode;
+	uint64_t token;
+	int64_t expires_ms;	/* wall clock, for humans and clients */
+	ev_timer timer;		/* fires at expiry */
+	struct lock_lease *prev, *next;		/* holders of the lock */
+	struct lock_lease *s_prev, *s_next;	/* leases of the session */
+};
+
+struct lock_wait {
+	struct lock *lock;
+	struct lock_session *session;
+	enum lock_mode mode;
+	int64_t ttl_ms;
+	void *cookie;
+	ev_timer timer;		/* gives up at wait_ms */
+	struct lock_wait *prev, *next;		/* FIFO of the lock */
+	struct lock_wait *s_prev, *s_next;	/* waits of the session */
+};
+
+struct lock {
+	char *name;
+	struct lock_lease *holders;	/* all shared, or one exclusive */
+	enum lock_mode held_mode;
+	size_t nholders;
+	struct lock_wait *head, *tail;	/* FIFO */
+	size_t nwaiters;
+};
+
+struct lock_session {
+	struct lock_table *t;
+	char *owner;		/* "service core (pid 12)", "uid 0 (pid 123)" */
+	bool restricted;	/* only names matching patterns */
+	struct strv patterns;	/* a copy: a reload may free the config */
+	void *svc;		/* the service it belongs to, or NULL */
+	lock_wait_fn on_wait;
+	struct lock_lease *leases;
+	struct lock_wait *waits;
+	struct lock_session *prev, *next;
+};
+
+struct lock_table {
+	struct ev_loop *loop;
+	struct map locks;		/* name -> struct lock (only while held or awaited) */
+	struct lock_session *sessions;
+	uint64_t next_token;		/* the next token handed out */
+	uint64_t reserved;		/* tokens up to here are on disk as used */
+	char *counter_path;		/* NULL: not persisted (tests) */
+	uint64_t grants;		/* since start, for status */
+};
+
+/* Results of an acquire. */
+enum lock_result { LOCK_GRANTED, LOCK_QUEUED, LOCK_ERROR };
+
+/* counter_path: where the token high-water mark lives (NULL: memory only).
+ * -1 with err when the counter cannot be read or written. */
+int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
+		    char *err, size_t errlen);
+void lock_table_free(struct lock_table *t);
+
+/* patterns NULL: any name (an admin). */
+struct lock_session *lock_session_open(struct lock_table *t, const char *owner,
+				       const struct strv *patterns, void *svc, lock_wait_fn on_wait);
+/* Ends the session: its leases end, its waits leave the queues (without
+ * calling on_wait), and the next waiters are granted now. */
+void lock_session_close(struct lock_session *s);
+/* Ends the leases and waits of every session that belongs to svc (the
+ * service exited); the sessions stay open.  forget: svc is going away. */
+void lock_drop_service(struct lock_table *t, void *svc, bool forget);
+
+/* Granted: token and expires_ms set.  Queued: on_wait(cookie) runs later.
+ * Error: *why says what ("timeout" when busy and wait_ms is 0). */
+enum lock_result lock_acquire(struct lock_session *s, const char *name, enum lock_mode mode,
+			      int64_t ttl_ms, int64_t wait_ms, void *cookie, uint64_t *token,
+			      int64_t *expires_ms, const char **why);
+int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t ttl_ms,
+	       int64_t *expires_ms, const char **why);
+int lock_release(struct lock_session *s, const char *name, uint64_t token, const char **why);
+/* Cancels a queued request by its cookie (the client gave up). */
+void lock_cancel_wait(struct lock_session *s, void *cookie);
+
+const char *lock_mode_name(enum lock_mode m);
+bool lock_allowed(const struct lock_session *s, const char *name);
+
+#endif

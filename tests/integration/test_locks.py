@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""The lock service through the control socket and `cohortctl lock`:
+mutual exclusion, exact TTL expiry, renew, release on holder death, FIFO,
+shared and exclusive, tokens across a kill -9, service patterns, bad input."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import COHORTCTL, FACTOR, CohortTest, pid_alive, read_line, wait_until
+
+BASE = """
+[service:idle]
+command = /bin/sleep 1000
+ready = delay:0
+"""
+
+
+class Client:
+    """A raw control-socket connection: one lock session."""
+
+    def __init__(self, d):
+        self.s = d.connect()
+        self.buf = bytearray()
+
+    def send(self, obj):
+        self.s.sendall((json.dumps(obj) + "\n").encode())
+
+    def recv(self):
+        return json.loads(read_line(self.s, self.buf))
+
+    def call(self, **obj):
+        self.send(obj)
+        return self.recv()
+
+    def acquire(self, name, **kw):
+        return self.call(cmd="lock.acquire", name=name, **kw)
+
+    def close(self):
+        self.s.close()
+
+
+class Locks(CohortTest):
+    def daemon(self, text=BASE, **kw):
+        d = self.cohortd(text, **kw)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        return d
+
+    def test_mutual_exclusion_under_contention(self):
+        d = self.daemon()
+        counter, log = self.path("counter"), self.path("log")
+        with open(counter, "w") as f:
+            f.write("0\n")
+        script = (f"read n < {counter}; echo start $$ >> {log}; sleep 0.01; "
+                  f"echo $((n+1)) > {counter}; echo end $$ >> {log}")
+        procs = [subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "counter", "--", "/bin/sh", "-c",
+                                   script]) for _ in range(24)]
+        for p in procs:
+            self.assertEqual(p.wait(60 * FACTOR), 0)
+        with open(counter) as f:
+            self.assertEqual(f.read().strip(), "24")
+        with open(log) as f:
+            lines = f.read().split("\n")[:-1]
+        self.assertEqual(len(lines), 48)
+        for i in range(0, 48, 2):   # start/end pairs never interleave
+            a, b = lines[i].split(), lines[i + 1].split()
+            self.assertEqual((a[0], b[0], a[1]), ("start", "end", b[1]), lines[i:i + 2])
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        d.stop()
+
+    def test_ttl_expiry_is_on_time(self):
+        d = self.daemon()
+        a, b = Client(d), Client(d)
+        for ttl in (300, 1000):
+            r = a.acquire(f"exp{ttl}", ttl_ms=ttl)
+            t0 = time.monotonic()
+            self.assertTrue(r["ok"])
+            self.assertGreater(r["token"], 0)
+            self.assertAlmostEqual(r["expires_ms"], time.time() * 1000 + ttl, delta=50)
+            g = b.acquire(f"exp{ttl}", wait_ms=5000)
+            took = (time.monotonic() - t0) * 1000
+            self.assertTrue(g["ok"])
+            self.assertGreater(g["token"], r["token"])
+            # within 20 ms of the deadline (more under valgrind)
+            self.assertGreaterEqual(took, ttl - 2)
+            self.assertLessEqual(took, ttl + 20 * FACTOR, f"granted {took:.1f} ms after a {ttl} ms lease")
+        d.wait_log(r"^lock exp300: lease \d+ of uid 0 \(pid \d+\) expired$")
+        self.assertEqual(a.call(cmd="lock.renew", name="exp300", token=r["token"])["error"], "not held")
+        d.stop()
+
+    def test_renew_keeps_the_lease(self):
+        d = self.daemon()
+        a, b = Client(d), Client(d)
+        r = a.acquire("job", ttl_ms=200)
+        b.send({"cmd": "lock.acquire", "name": "job", "wait_ms": 10000})
+        b.s.setblocking(False)
+        for _ in range(8):          # 800 ms of renewals every 80 ms
+            time.sleep(0.08)
+            n = a.call(cmd="lock.renew", name="job", token=r["token"], ttl_ms=200)
+            self.assertTrue(n["ok"], n)
+            with self.assertRaises(BlockingIOError):
+                b.s.recv(1)          # b still waits
+        b.s.setblocking(True)
+        t0 = time.monotonic()
+        g = b.recv()                 # renewals stop: b gets it when the TTL runs out
+        self.assertTrue(g["ok"])
+        self.assertLess(time.monotonic() - t0, 0.2 + 0.05 * FACTOR)
+        d.stop()
+
+    def test_holder_killed_next_waiter_granted_quickly(self):
+        d = self.daemon()
+        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "db", "--", "/bin/sleep", "1000"],
+                                  start_new_session=True)
+        wait_until(self, lambda: d.ctl_json("locks")["locks"], what="the holder's lease")
+        w = Client(d)
+        w.send({"cmd": "lock.acquire", "name": "db", "wait_ms": 10000})
+        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["waiters"], what="the waiter")
+        t0 = time.monotonic()
+        os.kill(holder.pid, signal.SIGKILL)
+        g = w.recv()
+        took = (time.monotonic() - t0) * 1000
+        self.assertTrue(g["ok"])
+        self.assertLess(took, 50 * FACTOR, f"{took:.1f} ms")
+        holder.wait()
+        os.killpg(holder.pid, signal.SIGKILL)
+        d.stop()
+
+    def test_fifo_and_a_waiter_that_leaves(self):
+        d = self.daemon()
+        a = Client(d)
+        ta = a.acquire("q")["token"]
+        waiters = []
+        for i in range(4):
+            c = Client(d)
+            c.send({"cmd": "lock.acquire", "name": "q", "wait_ms": 10000})
+            wait_until(self, lambda: len(d.ctl_json("locks")["locks"][0]["waiters"]) == i + 1,
+                       what=f"waiter {i}")
+            waiters.append(c)
+        waiters[1].close()           # leaves the queue
+        wait_until(self, lambda: len(d.ctl_json("locks")["locks"][0]["waiters"]) == 3,
+                   what="the leaver gone")
+        self.assertTrue(a.call(cmd="lock.release", name="q", token=ta)["ok"])
+        prev = ta
+        for i in (0, 2, 3):
+            g = waiters[i].recv()
+            self.assertTrue(g["ok"])
+            self.assertGreater(g["token"], prev)
+            prev = g["token"]
+            self.assertTrue(waiters[i].call(cmd="lock.release", name="q", token=g["token"])["ok"])
+        d.stop()
+
+    def test_shared_and_exclusive(self):
+        d = self.daemon()
+        r1, r2, w, r3 = Client(d), Client(d), Client(d), Client(d)
+        t1 = r1.acquire("cfg", mode="shared")["token"]
+        t2 = r2.acquire("cfg", mode="shared")["token"]
+        self.assertEqual(w.acquire("cfg")["error"], "timeout")          # try once
+        w.send({"cmd": "lock.acquire", "name": "cfg", "wait_ms": 10000})
+        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["waiters"], what="w queued")
+        r3.send({"cmd": "lock.acquire", "name": "cfg", "mode": "shared", "wait_ms": 10000})
+        info = d.ctl_json("locks")["locks"][0]
+        self.assertEqual(info["mode"], "shared")
+        self.assertEqual(len(info["holders"]), 2)
+        wait_until(self, lambda: len(d.ctl_json("locks")["locks"][0]["waiters"]) == 2, what="r3 queued")
+        r1.call(cmd="lock.release", name="cfg", token=t1)
+        r2.call(cmd="lock.release", name="cfg", token=t2)
+        gw = w.recv()
+        self.assertTrue(gw["ok"])
+        self.assertEqual(d.ctl_json("locks")["locks"][0]["mode"], "exclusive")
+        w.call(cmd="lock.release", name="cfg", token=gw["token"])
+        self.assertTrue(r3.recv()["ok"])
+        _, out, _ = d.ctl("locks")
+        self.assertRegex(out.splitlines()[0], r"^NAME +MODE +HOLDER +TOKEN +EXPIRES +WAITERS$")
+        self.assertRegex(out.splitlines()[1], r"^cfg +shared +uid 0 \(pid \d+\) +\d+ +in \d+s +0$")
+        d.stop()
+
+    def test_tokens_increase_across_kill9_and_restart(self):
+        state = self.path("state")
+        text = f"[cohort]\nstate_dir = {state}\n" + BASE
+        d = self.daemon(text)
+        c = Client(d)
+        tokens = [c.acquire(f"t{i}")["token"] for i in range(5)]
+        self.assertEqual(tokens, sorted(set(tokens)))
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        d.returncode = -9
+        e = self.daemon(text)
+        t = Client(e).acquire("t0")["token"]
+        self.assertGreater(t, tokens[-1])
+        e.stop()
+
+    def test_service_patterns(self):
+        out = self.path("out")
+        d = self.daemon(BASE + f"""
+[service:worker]
+command = /bin/sh -c "{COHORTCTL} lock jobs.nightly -- true; echo $? >> {out};
+    {COHORTCTL} lock other -- true 2>> {out}.err; echo $? >> {out}; exec sleep 1000"
+locks = jobs.*
+ready = delay:0
+""".replace("{COHORTCTL}", COHORTCTL))
+        wait_until(self, lambda: os.path.exists(out) and len(open(out).read().split()) == 2,
+                   what="the worker's two tries")
+        with open(out) as f:
+            self.assertEqual(f.read().split(), ["0", "1"])
+        with open(out + ".err") as f:
+            self.assertIn("lock other: not allowed: the name matches none of this service's locks patterns",
+                          f.read())
+        d.stop()
+
+    def test_bad_requests(self):
+        d = self.daemon()
+        c = Client(d)
+        cases = [
+            ({"name": "bad name"}, "bad lock name"),
+            ({"name": ""}, "bad lock name"),
+            ({"name": "x" * 256}, "bad lock name"),
+            ({"name": "x", "ttl_ms": -1}, "ttl_ms must be from 1 to 86400000"),
+            ({"name": "x", "ttl_ms": 0}, "ttl_ms must be from 1"),
+            ({"name": "x", "ttl_ms": 10 ** 15}, "ttl_ms must be from 1"),
+            ({"name": "x", "ttl_ms": "5s"}, "must be integers"),
+            ({"name": "x", "wait_ms": -3}, "wait_ms must be from 0"),
+            ({"name": "x", "mode": "both"}, 'field "mode" must be "exclusive" or "shared"'),
+            ({}, 'missing field "name"'),
+        ]
+        for extra, want in cases:
+            r = c.call(cmd="lock.acquire", **extra)
+            self.assertFalse(r["ok"], extra)
+            self.assertIn(want, r["error"], extra)
+        self.assertEqual(c.call(cmd="lock.renew", name="x", token=12345)["error"], "not held")
+        self.assertEqual(c.call(cmd="lock.release", name="x", token=12345)["error"], "not held")
+        self.assertIn('missing field "token"', c.call(cmd="lock.release", name="x")["error"])
+        self.assertIn('"token" must be a positive integer', c.call(cmd="lock.renew", name="x", token=-4)["error"])
+        d.stop()
+
+    def test_cohortctl_lock_wait_and_lost_lease(self):
+        d = self.daemon()
+        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "--ttl", "2s", "res", "--",
+                                   "/bin/sleep", "1000"], start_new_session=True)
+        wait_until(self, lambda: d.ctl_json("locks")["locks"], what="the lease")
+        rc, _, err = d.ctl("lock", "--wait", "200ms", "res", "--", "true", expect=1)
+        self.assertIn("lock res not had within 200ms", err)
+        _, out, _ = d.ctl("lock", "--shared", "other", "--", "/bin/sh", "-c",
+                          "echo $COHORT_LOCK_NAME $COHORT_LOCK_TOKEN; exit 3", expect=3)
+        self.assertRegex(out, r"^other \d+\n$")
+        d.ctl("lock", "res", expect=2)   # no command
+        # cohortd goes away: the holder stops its command and exits 1
+        child = [int(x) for x in subprocess.run(["pgrep", "-s", str(holder.pid)], capture_output=True,
+                                                text=True).stdout.split() if int(x) != holder.pid]
+        d.stop()
+        self.assertEqual(holder.wait(10 * FACTOR), 1)
+        for p in child:
+            wait_until(self, lambda: not pid_alive(p), what="the command to stop")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

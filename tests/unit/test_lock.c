@@ -1,0 +1,334 @@
+/* Unit tests of the lock table (lock.c), on a real libev loop. */
+#include "autoconfig.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "lock.h"
+
+static struct ev_loop *loop;
+static struct lock_table t;
+
+/* What on_wait saw, in order. */
+struct event {
+	void *cookie;
+	bool granted;
+	uint64_t token;
+	char why[64];
+	ev_tstamp at;
+};
+static struct event seen[64];
+static int nseen;
+
+static void on_wait(struct lock_session *s, void *cookie, bool granted, uint64_t token,
+		    int64_t expires_ms, const char *why)
+{
+	(void)s;
+	(void)expires_ms;
+	seen[nseen++] = (struct event){cookie, granted, token, "", ev_time()};
+	if (why)
+		snprintf(seen[nseen - 1].why, sizeof(seen[0].why), "%s", why);
+}
+
+static void setup(void)
+{
+	char err[200];
+
+	loop = ev_loop_new(0);
+	nseen = 0;
+	cr_assert_eq(lock_table_init(&t, loop, NULL, err, sizeof(err)), 0, "%s", err);
+}
+
+static void teardown(void)
+{
+	lock_table_free(&t);
+	ev_loop_destroy(loop);
+	th_cleanup();
+}
+
+TestSuite(lock, .init = setup, .fini = teardown);
+
+static struct lock_session *session(const char *name)
+{
+	return lock_session_open(&t, name, NULL, NULL, on_wait);
+}
+
+static uint64_t must_get(struct lock_session *s, const char *name, enum lock_mode m, int64_t ttl)
+{
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+
+	cr_assert_eq(lock_acquire(s, name, m, ttl, 0, NULL, &token, &exp, &why), LOCK_GRANTED, "%s", why);
+	return token;
+}
+
+static void queue(struct lock_session *s, const char *name, enum lock_mode m, int64_t wait, void *cookie)
+{
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+
+	cr_assert_eq(lock_acquire(s, name, m, 30000, wait, cookie, &token, &exp, &why), LOCK_QUEUED,
+		     "%s", why);
+}
+
+/* Runs the loop until n events were seen or the deadline passes. */
+static void run_until(int n, double deadline_s)
+{
+	ev_tstamp end = ev_time() + deadline_s;
+
+	while (nseen < n && ev_time() < end)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_geq(nseen, n, "only %d of %d events", nseen, n);
+}
+
+Test(lock, exclusive_then_try_once_fails)
+{
+	struct lock_session *a = session("a"), *b = session("b");
+	uint64_t token;
+	int64_t exp;
+	const char *why;
+
+	must_get(a, "db", LOCK_EXCLUSIVE, 30000);
+	cr_assert_eq(lock_acquire(b, "db", LOCK_EXCLUSIVE, 30000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert_str_eq(why, "timeout");
+	cr_assert_eq(lock_acquire(b, "db", LOCK_SHARED, 30000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+}
+
+Test(lock, release_grants_the_next_in_fifo_order)
+{
+	struct lock_session *a = session("a"), *b = session("b"), *c = session("c"), *d = session("d");
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 30000);
+	const char *why;
+
+	queue(b, "db", LOCK_EXCLUSIVE, 10000, "b");
+	queue(c, "db", LOCK_EXCLUSIVE, 10000, "c");
+	queue(d, "db", LOCK_EXCLUSIVE, 10000, "d");
+	cr_assert_eq(lock_release(a, "db", ta, &why), 0);
+	cr_assert_eq(nseen, 1);	/* granted in the same call, no loop turn */
+	cr_assert_str_eq(seen[0].cookie, "b");
+	cr_assert(seen[0].granted);
+	cr_assert_gt(seen[0].token, ta);
+	cr_assert_eq(lock_release(b, "db", seen[0].token, &why), 0);
+	cr_assert_str_eq(seen[1].cookie, "c");
+	cr_assert_eq(lock_release(c, "db", seen[1].token, &why), 0);
+	cr_assert_str_eq(seen[2].cookie, "d");
+	cr_assert_gt(seen[2].token, seen[1].token);
+}
+
+Test(lock, shared_holders_together_and_no_starvation)
+{
+	struct lock_session *r1 = session("r1"), *r2 = session("r2"), *w = session("w"),
+			    *r3 = session("r3"), *r4 = session("r4");
+	uint64_t t1 = must_get(r1, "cfg", LOCK_SHARED, 30000);
+	uint64_t t2 = must_get(r2, "cfg", LOCK_SHARED, 30000);
+	const char *why;
+
+	cr_assert_neq(t1, t2);
+	queue(w, "cfg", LOCK_EXCLUSIVE, 10000, "w");
+	/* a reader arriving after a queued writer waits behind it */
+	queue(r3, "cfg", LOCK_SHARED, 10000, "r3");
+	queue(r4, "cfg", LOCK_SHARED, 10000, "r4");
+	cr_assert_eq(lock_release(r1, "cfg", t1, &why), 0);
+	cr_assert_eq(nseen, 0);
+	cr_assert_eq(lock_release(r2, "cfg", t2, &why), 0);
+	cr_assert_eq(nseen, 1);
+	cr_assert_str_eq(seen[0].cookie, "w");
+	cr_assert_eq(lock_release(w, "cfg", seen[0].token, &why), 0);
+	/* consecutive shared waiters at the head: both at once */
+	cr_assert_eq(nseen, 3);
+	cr_assert_str_eq(seen[1].cookie, "r3");
+	cr_assert_str_eq(seen[2].cookie, "r4");
+}
+
+Test(lock, wait_times_out_and_leaves_the_queue)
+{
+	struct lock_session *a = session("a"), *b = session("b"), *c = session("c");
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 30000);
+	const char *why;
+
+	queue(b, "db", LOCK_EXCLUSIVE, 50, "b");
+	queue(c, "db", LOCK_EXCLUSIVE, 5000, "c");
+	ev_tstamp start = ev_time();
+	run_until(1, 2.0);
+	cr_assert_str_eq(seen[0].cookie, "b");
+	cr_assert(!seen[0].granted);
+	cr_assert_str_eq(seen[0].why, "timeout");
+	cr_assert_geq(seen[0].at - start, 0.045);
+	cr_assert_eq(lock_release(a, "db", ta, &why), 0);
+	cr_assert_str_eq(seen[1].cookie, "c");
+	cr_assert(seen[1].granted);
+}
+
+Test(lock, exclusive_waiter_timing_out_lets_shared_ones_in)
+{
+	struct lock_session *r = session("r"), *w = session("w"), *r2 = session("r2");
+
+	must_get(r, "cfg", LOCK_SHARED, 30000);
+	queue(w, "cfg", LOCK_EXCLUSIVE, 50, "w");
+	queue(r2, "cfg", LOCK_SHARED, 5000, "r2");
+	run_until(2, 2.0);
+	cr_assert_str_eq(seen[0].cookie, "r2");	/* granted as w leaves the head */
+	cr_assert(seen[0].granted);
+	cr_assert_str_eq(seen[1].cookie, "w");
+	cr_assert(!seen[1].granted);
+}
+
+Test(lock, ttl_expiry_is_exact_and_grants_the_waiter)
+{
+	struct lock_session *a = session("a"), *b = session("b");
+	const char *why;
+
+	ev_now_update(loop);
+	ev_tstamp start = ev_time();
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 200);
+	queue(b, "db", LOCK_EXCLUSIVE, 5000, "b");
+	run_until(1, 2.0);
+	double took = seen[0].at - start;
+	cr_assert(seen[0].granted);
+	cr_assert_geq(took, 0.195, "granted after %.3f s", took);
+	cr_assert_leq(took, 0.220, "granted after %.3f s", took);
+	cr_assert_eq(lock_release(a, "db", ta, &why), -1);
+	cr_assert_str_eq(why, "not held");
+}
+
+Test(lock, renew_extends_the_lease)
+{
+	struct lock_session *a = session("a"), *b = session("b");
+	int64_t exp;
+	const char *why;
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 100);
+
+	queue(b, "db", LOCK_EXCLUSIVE, 5000, "b");
+	ev_tstamp start = ev_time();
+	/* renew every 50 ms for 300 ms: b must not get it meanwhile */
+	while (ev_time() - start < 0.3) {
+		ev_tstamp until = ev_time() + 0.05;
+		while (ev_time() < until)
+			ev_run(loop, EVRUN_NOWAIT);
+		cr_assert_eq(lock_renew(a, "db", ta, 100, &exp, &why), 0, "%s", why);
+		cr_assert_eq(nseen, 0);
+	}
+	run_until(1, 2.0);
+	cr_assert(seen[0].granted);
+	cr_assert_geq(seen[0].at - start, 0.35);
+}
+
+Test(lock, tokens_of_other_sessions_and_unknown_tokens)
+{
+	struct lock_session *a = session("a"), *b = session("b");
+	int64_t exp;
+	const char *why;
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 30000);
+
+	cr_assert_eq(lock_release(b, "db", ta, &why), -1);
+	cr_assert_str_eq(why, "not held");
+	cr_assert_eq(lock_renew(b, "db", ta, 1000, &exp, &why), -1);
+	cr_assert_eq(lock_release(a, "db", ta + 1, &why), -1);
+	cr_assert_eq(lock_release(a, "other", ta, &why), -1);
+	cr_assert_eq(lock_release(a, "db", ta, &why), 0);
+	cr_assert_eq(lock_release(a, "db", ta, &why), -1);
+}
+
+Test(lock, closing_a_session_lets_go_at_once)
+{
+	struct lock_session *a = session("a"), *b = session("b"), *c = session("c");
+
+	must_get(a, "x", LOCK_EXCLUSIVE, 30000);
+	must_get(a, "y", LOCK_EXCLUSIVE, 30000);
+	must_get(c, "z", LOCK_EXCLUSIVE, 30000);
+	queue(a, "z", LOCK_EXCLUSIVE, 5000, "a-waits");
+	queue(b, "x", LOCK_EXCLUSIVE, 5000, "b");
+	queue(c, "y", LOCK_EXCLUSIVE, 5000, "c");
+	lock_session_close(a);
+	/* both granted at once; a's own wait left without a word */
+	cr_assert_eq(nseen, 2);
+	cr_assert(seen[0].granted && seen[1].granted);
+	cr_assert_eq(t.locks.len, 3);
+	struct lock *z = map_get(&t.locks, "z");
+	cr_assert_eq(z->nwaiters, 0);
+}
+
+Test(lock, dropping_a_service_ends_its_sessions_leases)
+{
+	int svc;
+	struct lock_session *a = lock_session_open(&t, "service a", NULL, &svc, on_wait);
+	struct lock_session *b = session("b");
+
+	must_get(a, "x", LOCK_EXCLUSIVE, 30000);
+	queue(b, "x", LOCK_EXCLUSIVE, 5000, "b");
+	lock_drop_service(&t, &svc, false);
+	cr_assert_eq(nseen, 1);
+	cr_assert(seen[0].granted);
+	must_get(a, "y", LOCK_EXCLUSIVE, 30000);	/* the session itself stays usable */
+}
+
+Test(lock, patterns_and_bad_input)
+{
+	struct strv pats = {0};
+	uint64_t token;
+	int64_t exp;
+	const char *why;
+
+	strv_push(&pats, "jobs.*");
+	strv_push(&pats, "db:?");
+	struct lock_session *s = lock_session_open(&t, "service x", &pats, NULL, on_wait);
+	strv_free(&pats);	/* the session keeps its own copy */
+	must_get(s, "jobs.nightly", LOCK_EXCLUSIVE, 1000);
+	must_get(s, "db:1", LOCK_EXCLUSIVE, 1000);
+	cr_assert_eq(lock_acquire(s, "db:12", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "not allowed"));
+	cr_assert_eq(lock_acquire(s, "bad name", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "bad lock name"));
+	cr_assert_eq(lock_acquire(s, "", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert_eq(lock_acquire(s, "jobs.a", LOCK_EXCLUSIVE, 0, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "ttl_ms"));
+	cr_assert_eq(lock_acquire(s, "jobs.a", LOCK_EXCLUSIVE, -5, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert_eq(lock_acquire(s, "jobs.a", LOCK_EXCLUSIVE, LOCK_TTL_MAX_MS + 1, 0, NULL, &token, &exp, &why),
+		     LOCK_ERROR);
+	cr_assert_eq(lock_acquire(s, "jobs.a", LOCK_EXCLUSIVE, 1000, -1, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "wait_ms"));
+}
+
+Test(lock, tokens_increase_across_restarts_with_the_counter_on_disk)
+{
+	char err[200];
+	char *path = xasprintf("%s/lock.tokens", th_tmpdir());
+	struct lock_table t2;
+	uint64_t last = 0;
+
+	for (int round = 0; round < 3; round++) {
+		cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+		struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
+		for (int i = 0; i < 25000; i++) {	/* crosses block boundaries */
+			uint64_t token;
+			int64_t exp;
+			const char *why;
+			cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why),
+				     LOCK_GRANTED);
+			cr_assert_gt(token, last);
+			last = token;
+			lock_release(s, "x", token, &why);
+		}
+		/* no lock_table_free: like a kill -9, nothing is written at exit */
+		map_free(&t2.locks);
+		lock_session_close(s);
+		free(t2.counter_path);
+	}
+	free(path);
+}
+
+Test(lock, a_corrupt_counter_refuses_to_start)
+{
+	char err[200];
+	struct lock_table t2;
+	const char *path = th_write("lock.tokens", "garbage\n");
+
+	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "not a token count"), "%s", err);
+	free(t2.counter_path);
+}
