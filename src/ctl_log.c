@@ -9,6 +9,7 @@
  */
 #include "autoconfig.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "control.h"
@@ -30,7 +31,9 @@ static void split_lines(json_t *arr, const char *text, size_t len)
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		json_array_append_new(arr, json_stringn_nocheck(p, n));
+		char *clean = utf8_clean(p, n);	/* services write any bytes */
+		json_array_append_new(arr, json_string(clean));
+		free(clean);
 		p += n + (nl ? 1 : 0);
 	}
 }
@@ -135,7 +138,9 @@ void ctl_log_lines(struct control *ctl, struct service *s, const char *data, siz
 			const char *nl = memchr(p, '\n', (size_t)(end - p));
 			size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 			json_t *o = json_object();
-			json_object_set_new(o, "line", json_stringn_nocheck(p, n));
+			char *clean = utf8_clean(p, n);
+			json_object_set_new(o, "line", json_string(clean));
+			free(clean);
 			ctl_send(c, o);
 			p += n + (nl ? 1 : 0);
 		}

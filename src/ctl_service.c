@@ -85,12 +85,15 @@ fail:
 	return -1;
 }
 
-static bool settled_for(enum wait_kind kind, const struct service *s)
+/* Done for a start: up (or ended, or failed), or held back by something
+ * that will not come up by itself; a restart is done once it ran again. */
+static bool settled_for(const struct cohortd *d, enum wait_kind kind, const struct service *s)
 {
 	if (!s)
 		return kind == WAIT_STOP;	/* removed meanwhile */
 	if (kind == WAIT_START)
-		return s->state == SVC_RUNNING || s->state == SVC_EXITED || s->state == SVC_FAILED;
+		return !s->restarting && (s->state == SVC_RUNNING || s->state == SVC_EXITED ||
+					  s->state == SVC_FAILED || stack_blocked(d, s));
 	return s->state == SVC_STOPPED || s->state == SVC_EXITED || s->state == SVC_FAILED;
 }
 
@@ -106,7 +109,7 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 		json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
 						      s ? svc_state_name(s->state) : "removed", "reason",
 						      s ? s->reason : ""));
-		if (kind == WAIT_START && s && s->state == SVC_FAILED)
+		if (kind == WAIT_START && s && (s->state == SVC_FAILED || stack_blocked(d, s)))
 			json_array_append_new(failed, json_string(names->v[i]));
 	}
 	json_object_set_new(resp, "ok", json_true());
@@ -128,7 +131,7 @@ static void wait_check(struct ctl_wait *w)
 	struct cohortd *d = w->c->ctl->d;
 
 	for (size_t i = 0; i < w->names.n; i++)
-		if (!settled_for(w->kind, stack_find(d, w->names.v[i])))
+		if (!settled_for(d, w->kind, stack_find(d, w->names.v[i])))
 			return;
 	struct ctl_client *c = w->c;
 	json_t *resp = outcome(d, w->kind, &w->names);
@@ -146,7 +149,7 @@ static void wait_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 	for (size_t i = 0; i < w->names.n; i++) {
 		struct service *s = stack_find(d, w->names.v[i]);
-		if (!settled_for(w->kind, s))
+		if (!settled_for(d, w->kind, s))
 			sbuf_addf(&pending, "%s%s (%s)", pending.len ? ", " : "", w->names.v[i],
 				  s ? svc_state_name(s->state) : "removed");
 	}

@@ -139,6 +139,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	if (w->signum == SIGHUP) {
 		d = container_of(w, struct cohortd, sig_hup);
+		if (d->shutting_down) {
+			log_info(NULL, "SIGHUP ignored: shutting down");
+			return;
+		}
 		log_info(NULL, "SIGHUP: reloading %s", d->config_path);
 		reload_config(d, NULL, NULL, NULL, NULL);
 		return;

@@ -220,6 +220,9 @@ void stack_settle(struct cohortd *d);
 void stack_want(struct cohortd *d, struct service *s, bool up, bool restart);
 bool stack_all_down(const struct cohortd *d);
 struct service *stack_find(const struct cohortd *d, const char *name);
+/* Waiting on something that will not come up by itself (a failed
+ * dependency, or one not wanted up), once start-up is over. */
+bool stack_blocked(const struct cohortd *d, const struct service *s);
 /* Ready for what requires it: running, or exited with success. */
 bool svc_ready_for_dependents(const struct service *s);
 

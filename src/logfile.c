@@ -29,14 +29,18 @@ struct logsink {
 	uint64_t dropped_lines;	/* not yet reported in the file */
 	uint64_t dropped_bytes;
 	uint64_t dropped_total;
+	uint64_t written;
 	bool queued;		/* in the writer's work list */
 	struct logsink *next_work;
 	bool closing;		/* refs hit 0: writer closes and frees it */
 
-	/* Writer thread only. */
+	/* Writer thread only (w_max_size and w_backups copied from the
+	 * shared ones under the lock when work is taken). */
 	int fd;
 	uint64_t size;
-	uint64_t written;
+	uint64_t w_max_size;
+	unsigned w_backups;
+	uint64_t rotate_retry_at;	/* a rotation failed: not again before this size */
 	bool open_failed;	/* said once, retried at each write */
 };
 
@@ -82,29 +86,44 @@ static void sink_open(struct logsink *s)
 		log_info(NULL, "log %s is writable again", s->path);
 	s->open_failed = false;
 	s->size = fstat(s->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	s->rotate_retry_at = 0;
 }
 
-/* name.log -> name.log.1 -> ... -> name.log.<backups>; the oldest goes. */
-static void sink_rotate(struct logsink *s)
+/* name.log -> name.log.1 -> ... -> name.log.<backups>; the oldest goes.
+ * false when the file could not be moved aside (it is kept, and grows). */
+static bool sink_rotate(struct logsink *s)
 {
 	char from[4200], to[4200];
+	bool moved = true;
 
-	close(s->fd);
-	s->fd = -1;
-	if (s->backups == 0) {
-		unlink(s->path);
+	if (s->w_backups == 0) {
+		if (unlink(s->path) < 0 && errno != ENOENT)
+			moved = false;
 	} else {
-		for (unsigned i = s->backups; i >= 1; i--) {
+		for (unsigned i = s->w_backups; i >= 1; i--) {
 			if (i == 1)
 				snprintf(from, sizeof(from), "%s", s->path);
 			else
 				snprintf(from, sizeof(from), "%s.%u", s->path, i - 1);
 			snprintf(to, sizeof(to), "%s.%u", s->path, i);
-			if (rename(from, to) < 0 && errno != ENOENT)
+			if (rename(from, to) < 0 && errno != ENOENT) {
 				log_warn(NULL, "rotating %s: rename %s: %s", s->path, from, strerror(errno));
+				if (i == 1)
+					moved = false;
+			}
 		}
 	}
+	if (!moved) {
+		/* Keep writing to the big file rather than spin; try again once it
+		 * has grown by another log_max_size. */
+		log_warn(NULL, "cannot rotate %s: %s; it grows past log_max_size", s->path, strerror(errno));
+		s->rotate_retry_at = s->size + (s->w_max_size ? s->w_max_size : 1);
+		return false;
+	}
+	close(s->fd);
+	s->fd = -1;
 	sink_open(s);
+	return true;
 }
 
 /* Length of the longest prefix of data[0..room) that ends a line, 0 if none. */
@@ -127,12 +146,13 @@ static void sink_write(struct logsink *s, const char *data, size_t len)
 		if (s->fd < 0)
 			return;	/* said in sink_open; retried at the next write */
 		size_t chunk = len;
-		if (s->max_size && s->size + len > s->max_size) {
-			size_t room = s->max_size > s->size ? (size_t)(s->max_size - s->size) : 0;
+		if (s->w_max_size && s->size + len > s->w_max_size && s->size >= s->rotate_retry_at) {
+			size_t room = s->w_max_size > s->size ? (size_t)(s->w_max_size - s->size) : 0;
 			chunk = whole_lines(data, room < len ? room : len);
 			if (chunk == 0 && s->size > 0) {
-				sink_rotate(s);
-				continue;
+				if (sink_rotate(s))
+					continue;
+				chunk = len;
 			}
 			if (chunk == 0) {
 				const char *nl = memchr(data, '\n', len);
@@ -147,7 +167,9 @@ static void sink_write(struct logsink *s, const char *data, size_t len)
 			return;
 		}
 		s->size += (uint64_t)n;
+		pthread_mutex_lock(&s->w->lock);
 		s->written += (uint64_t)n;
+		pthread_mutex_unlock(&s->w->lock);
 		data += n;
 		len -= (size_t)n;
 	}
@@ -262,6 +284,8 @@ static void *writer_main(void *arg)
 		struct sbuf data = s->pending;
 		s->pending = (struct sbuf){0};
 		bool closing = s->closing;
+		s->w_max_size = s->max_size;
+		s->w_backups = s->backups;
 		pthread_mutex_unlock(&w->lock);
 
 		if (data.len)

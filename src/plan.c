@@ -163,23 +163,20 @@ static void order_by_phase(struct plan *p)
 	free(fill);
 }
 
-/* required_by: the reverse of requires. */
-static void reverse_requires(struct plan *p)
+/* The reverse of a set of edges. */
+static void reverse(size_t n, const struct edges *fwd, struct edges *r)
 {
-	struct edges *r = &p->required_by;
-	size_t n = p->n;
-
 	r->off = xcalloc(n + 1, sizeof(size_t));
-	r->to = xcalloc(p->requires.off[n] + 1, sizeof(size_t));
+	r->to = xcalloc(fwd->off[n] + 1, sizeof(size_t));
 	for (size_t i = 0; i < n; i++)
-		PLAN_EACH_EDGE(&p->requires, i, j)
+		PLAN_EACH_EDGE(fwd, i, j)
 			r->off[j + 1]++;
 	for (size_t i = 0; i < n; i++)
 		r->off[i + 1] += r->off[i];
 	size_t *fill = xmalloc((n + 1) * sizeof(size_t));
 	memcpy(fill, r->off, (n + 1) * sizeof(size_t));
 	for (size_t i = 0; i < n; i++)
-		PLAN_EACH_EDGE(&p->requires, i, j)
+		PLAN_EACH_EDGE(fwd, i, j)
 			r->to[fill[j]++] = i;
 	free(fill);
 }
@@ -203,7 +200,8 @@ struct plan *plan_build(const struct cohort_config *cfg, struct diag *d)
 		return NULL;
 	}
 	order_by_phase(p);
-	reverse_requires(p);
+	reverse(p->n, &p->requires, &p->required_by);
+	reverse(p->n, &p->after, &p->after_by);
 	return p;
 }
 
@@ -214,6 +212,7 @@ void plan_free(struct plan *p)
 	edges_free(&p->requires);
 	edges_free(&p->after);
 	edges_free(&p->required_by);
+	edges_free(&p->after_by);
 	free(p->phase);
 	free(p->order);
 	free(p->phase_start);

@@ -28,6 +28,7 @@ struct plan {
 	struct edges requires;
 	struct edges after;
 	struct edges required_by;
+	struct edges after_by;	/* the reverse of after */
 };
 
 /* Returns NULL with errors in d when the graph is not valid. */

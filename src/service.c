@@ -33,6 +33,7 @@ typedef void (*action_fn)(struct service *s);
 
 static void act_none(struct service *s);
 static void act_spawn(struct service *s);
+static void apply_next_config(struct service *s);
 static void act_ready(struct service *s);
 static void act_stop(struct service *s);
 static void act_kill(struct service *s);
@@ -170,6 +171,7 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason)
 	bool same = from == t->next && strcmp(s->reason, reason) == 0;
 	s->state = t->next;
 	str_copy(s->reason, sizeof(s->reason), reason);
+	utf8_fix(s->reason, strlen(s->reason));	/* it goes out as JSON */
 	if (from != s->state)
 		s->since_ms = now_wall_ms();
 	/* Said before it is done, so the log reads in order: the transition,
@@ -190,6 +192,7 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason)
 /* --- set-up -------------------------------------------------------------- */
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void start_health(struct service *s);
 static void ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void probe_done(struct probe *p, bool ok, const char *why);
@@ -323,11 +326,22 @@ void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_con
 			       (old->err.path && cfg->err.path && strcmp(old->err.path, cfg->err.path)) ||
 			       old->log_max_size != cfg->log_max_size || old->log_backups != cfg->log_backups;
 
+	/* The probe points into the old config: drop it, and try again at
+	 * once rather than lose the probe cycle it was in. */
+	bool probing = s->probe.active;
+	probe_reset(&s->probe);
 	config_ref(owner);
 	config_unref(s->cfg_owner);
 	s->cfg = cfg;
 	s->cfg_owner = owner;
-	probe_reset(&s->probe);
+	if (probing && s->state == SVC_STARTING) {
+		ev_timer_stop(s->d->loop, &s->probe_timer);
+		ev_timer_set(&s->probe_timer, 0, 0);
+		ev_timer_start(s->d->loop, &s->probe_timer);
+	} else if (probing && s->state == SVC_RUNNING) {
+		ev_timer_stop(s->d->loop, &s->probe_timer);
+		start_health(s);
+	}
 	if (outputs_changed && !svc_live(s)) {
 		close_outputs(s);
 		open_outputs(s);
@@ -407,10 +421,14 @@ static void new_token(char out[33])
 {
 	unsigned char raw[16];
 
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-		/* Never fails for 16 bytes once the pool is ready; be safe anyway. */
-		for (size_t i = 0; i < sizeof(raw); i++)
-			raw[i] = (unsigned char)(random() >> 7);
+	/* Never block the loop, even as PID 1 early in boot before the pool
+	 * is ready: then take what the kernel has (GRND_INSECURE). */
+	if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t)sizeof(raw)) {
+#ifdef GRND_INSECURE
+		if (getrandom(raw, sizeof(raw), GRND_INSECURE) != (ssize_t)sizeof(raw))
+#endif
+			for (size_t i = 0; i < sizeof(raw); i++)
+				raw[i] = (unsigned char)(random() >> 7);
 	}
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
@@ -469,7 +487,7 @@ static void spawn_failed(struct service *s, const char *why)
 
 static void act_spawn(struct service *s)
 {
-	const struct svc_config *c = s->cfg;
+	const struct svc_config *c;
 	struct spawn_spec sp;
 	struct spawn_ids ids = {0};
 	struct strv env = {0};
@@ -478,6 +496,8 @@ static void act_spawn(struct service *s)
 	int status_fd;
 
 	stop_watchers(s);
+	apply_next_config(s);	/* e.g. changed while it was failing */
+	c = s->cfg;
 	if (s->started_once)
 		s->restarts++;
 	s->started_once = true;
@@ -713,6 +733,7 @@ void svc_notify(struct service *s, const char *msg)
 			len = sizeof(s->status_text) - 1;
 		memcpy(s->status_text, v, len);
 		s->status_text[len] = '\0';
+		utf8_fix(s->status_text, len);	/* it goes out as JSON */
 		log_debug(s->name, "status: %s", s->status_text);
 	}
 	if ((v = notify_field(msg, "READY", &len)) && len == 1 && *v == '1') {
@@ -818,20 +839,27 @@ static void act_ended(struct service *s)
 	stop_watchers(s);
 }
 
+/* A definition a reload changed takes effect once no process runs the
+ * old one. */
+static void apply_next_config(struct service *s)
+{
+	if (!s->next_cfg || svc_live(s))
+		return;
+	svc_set_config(s, s->next_cfg, s->next_owner);
+	config_unref(s->next_owner);
+	s->next_cfg = NULL;
+	s->next_owner = NULL;
+	s->failures = 0;
+	breaker_reset(&s->breaker);
+	log_info(s->name, "new definition in effect");
+}
+
 static void act_stopped(struct service *s)
 {
 	stop_watchers(s);
 	s->stop_cause = STOP_NONE;
 	s->restarting = false;
-	if (s->next_cfg) {
-		svc_set_config(s, s->next_cfg, s->next_owner);
-		config_unref(s->next_owner);
-		s->next_cfg = NULL;
-		s->next_owner = NULL;
-		s->failures = 0;
-		breaker_reset(&s->breaker);
-		log_info(s->name, "new definition in effect");
-	}
+	apply_next_config(s);
 }
 
 static void act_cancel(struct service *s)
@@ -883,7 +911,7 @@ static double jitter_rnd(void)
 }
 
 /* Decides what an exit means: the event, its reason, and the delay. */
-static enum svc_event classify_exit(struct service *s, char *reason, size_t len)
+static enum svc_event classify_exit(struct service *s, bool was_ready, char *reason, size_t len)
 {
 	const struct svc_config *c = s->cfg;
 	char what[64], dur[32];
@@ -901,10 +929,16 @@ static enum svc_event classify_exit(struct service *s, char *reason, size_t len)
 		str_copy(reason, len, buf);
 		return SE_EXIT_STOPPED;
 	}
+	/* A service meant to keep running that ends before it was ready did
+	 * not start: a failure, even with a success code (for on-failure and
+	 * never, that is a one-shot job done). */
 	bool failure = s->stop_cause == STOP_FAILURE || s->last_exit.signal ||
-		       !exit_is_success(c, s->last_exit.code);
+		       !exit_is_success(c, s->last_exit.code) ||
+		       (!was_ready && c->restart == RESTART_ALWAYS);
 	if (s->stop_cause == STOP_FAILURE)
-		snprintf(what, sizeof(what), "%.60s", s->reason);
+		str_copy(what, 61, s->reason);
+	else if (failure && !s->last_exit.signal && exit_is_success(c, s->last_exit.code))
+		strcat(what, " before it was ready");
 	if (!failure) {
 		if (c->restart != RESTART_ALWAYS) {
 			snprintf(reason, len, "%s", what);
@@ -958,11 +992,17 @@ void svc_main_exited(struct service *s, int status)
 	if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
+	s->restarting = false;	/* the stop half of a restart is done, however */
 	/* A crash never holds a lock. */
 	lock_drop_service(&s->d->locks, s, false);
 
-	if (read_exec_status(s, reason, sizeof(reason)) == 1)
+	int exec_rc = read_exec_status(s, reason, sizeof(reason));
+	if (exec_rc == 1)
 		str_copy(s->exec_error, sizeof(s->exec_error), reason);
+	/* ready = delay:0 means ready once exec'd, even if the exit got here
+	 * before the exec's own news did. */
+	bool was_ready = s->state != SVC_STARTING ||
+			 (exec_rc == 0 && s->cfg->ready.kind == CHECK_DELAY && s->cfg->ready.delay_ms == 0);
 	if (s->exec_error[0] && s->state == SVC_STARTING) {
 		char msg[320];
 		s->failures++;
@@ -970,6 +1010,6 @@ void svc_main_exited(struct service *s, int status)
 		svc_fire(s, SE_EXEC_FAIL, msg);
 		return;
 	}
-	enum svc_event ev = classify_exit(s, reason, sizeof(reason));
+	enum svc_event ev = classify_exit(s, was_ready, reason, sizeof(reason));
 	svc_fire(s, ev, reason);
 }

@@ -86,6 +86,32 @@ static bool blocked_by_failure(const struct cohortd *d, const struct service *s,
 	return false;
 }
 
+/* An `after` service still on its way up (ordering only: one that is
+ * down and not wanted, or failed, does not hold anything back). */
+static struct service *pending_after(const struct cohortd *d, const struct service *s)
+{
+	if (s->index >= d->plan->n)
+		return NULL;
+	PLAN_EACH_EDGE(&d->plan->after, s->index, j) {
+		struct service *t = d->svcs[j];
+		if (t->want_up && (t->state == SVC_STARTING || t->state == SVC_BACKOFF ||
+				   t->state == SVC_STOPPED ||
+				   (t->state == SVC_WAITING && !blocked_by_failure(d, t, 0))))
+			return t;
+	}
+	return NULL;
+}
+
+bool stack_blocked(const struct cohortd *d, const struct service *s)
+{
+	if (s->state != SVC_WAITING || !d->stack_up)
+		return false;
+	if (blocked_by_failure(d, s, 0))
+		return true;
+	const struct service *dep = missing_dependency(d, s);
+	return dep && !dep->want_up;
+}
+
 static bool settled(const struct cohortd *d, const struct service *s)
 {
 	return s->state == SVC_RUNNING || s->state == SVC_EXITED || s->state == SVC_FAILED ||
@@ -178,12 +204,16 @@ static void reconcile(struct cohortd *d, struct service *s)
 			 (s->state == SVC_EXITED && s->kick);
 	if (!startable)
 		return;
+	struct service *before = pending_after(d, s);
 	if (!d->stack_up && phase_of(d, s) > d->phase_open) {
 		snprintf(r, sizeof(r), "phase %u starts once phase %u is ready", phase_of(d, s),
 			 d->phase_open);
 		svc_fire(s, SE_BLOCK, r);
 	} else if (dep) {
 		snprintf(r, sizeof(r), "requires %s, which is %s", dep->name, dep_state(dep));
+		svc_fire(s, SE_BLOCK, r);
+	} else if (before) {
+		snprintf(r, sizeof(r), "after %s, which is %s", before->name, svc_state_name(before->state));
 		svc_fire(s, SE_BLOCK, r);
 	} else {
 		if (s->state == SVC_FAILED && s->trial_due && !s->kick)
@@ -282,6 +312,8 @@ static void touch(struct cohortd *d, struct service *s)
 		PLAN_EACH_EDGE(&d->plan->required_by, s->index, j)
 			stack_dirty(d, d->svcs[j]);
 		PLAN_EACH_EDGE(&d->plan->requires, s->index, j)
+			stack_dirty(d, d->svcs[j]);
+		PLAN_EACH_EDGE(&d->plan->after_by, s->index, j)
 			stack_dirty(d, d->svcs[j]);
 	}
 }

@@ -467,10 +467,76 @@ void str_copy(char *dst, size_t len, const char *src)
 
 	if (len == 0)
 		return;
-	if (n >= len)
+	if (n >= len) {
 		n = len - 1;
+		/* Back off to the start of a character. */
+		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+			n--;
+	}
 	memcpy(dst, src, n);
 	dst[n] = '\0';
+}
+
+size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xBF;
+
+	if (c >= 0x01 && c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		if (c == 0xE0)
+			lo = 0xA0;	/* no overlong forms */
+		if (c == 0xED)
+			hi = 0x9F;	/* no surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		if (c == 0xF4)
+			hi = 0x8F;	/* nothing above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+void utf8_fix(char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+		if (k == 0) {
+			s[i++] = '?';
+			continue;
+		}
+		i += k;
+	}
+}
+
+char *utf8_clean(const char *s, size_t n)
+{
+	struct sbuf b = {0};
+
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+		if (k == 0) {
+			sbuf_add(&b, "\xEF\xBF\xBD", 3);	/* U+FFFD */
+			i++;
+			continue;
+		}
+		sbuf_add(&b, s + i, k);
+		i += k;
+	}
+	return sbuf_steal(&b);
 }
 
 char *str_trim(char *s)

@@ -77,8 +77,15 @@ size_t edit_distance(const char *a, const char *b, size_t cap);
 /* Among cands[0..n), the closest to word within a sensible distance, or NULL. */
 const char *did_you_mean(const char *word, const char *const *cands, size_t n);
 
-/* Copies src into dst[len], cutting it short if it must (log text). */
+/* Copies src into dst[len], cutting it short if it must (log text), never
+ * in the middle of a UTF-8 character. */
 void str_copy(char *dst, size_t len, const char *src);
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+size_t utf8_seq(const unsigned char *s, size_t n);
+/* Replaces every byte that is not valid UTF-8 (and NUL) with '?', in place. */
+void utf8_fix(char *s, size_t n);
+/* A NUL-terminated copy of s[0..n) with bad bytes as U+FFFD. */
+char *utf8_clean(const char *s, size_t n);
 /* Trims ASCII whitespace in place; returns s advanced past leading space. */
 char *str_trim(char *s);
 bool str_starts(const char *s, const char *prefix);

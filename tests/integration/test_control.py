@@ -438,3 +438,48 @@ autostart = no
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class ControlEdges(CohortTest):
+    def test_restart_with_wait_answers_after_the_restart(self):
+        d = self.cohortd(STACK)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        a_pid, b_pid = d.last_pid("a"), d.last_pid("b")
+        _, out, _ = d.ctl("restart", "a")
+        self.assertRegex(out, r"^a: running")
+        self.assertNotEqual(d.ctl_json("status", "a")["services"][0]["pid"], a_pid)
+        self.assertFalse(pid_alive(a_pid))
+        # b, which requires a, went down first and comes back
+        d.wait_state("b", "running", start=0)
+        wait_until(self, lambda: d.last_pid("b") != b_pid, what="b restarted")
+        d.stop()
+
+    def test_start_of_a_blocked_target_answers(self):
+        d = self.cohortd(STACK)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        d.ctl("stop", "a")
+        _, out, _ = d.ctl("start", "b", expect=1)
+        self.assertEqual(out, "b: waiting - requires a, which is not wanted up\n")
+        d.stop()
+
+    def test_bad_utf8_from_services(self):
+        d = self.cohortd("""
+[service:garbled]
+command = /usr/bin/python3 -c "import os,socket,sys,time;
+    sys.stdout.buffer.write(b'bytes \\xff\\xfe here\\n'); sys.stdout.flush();
+    socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b'STATUS=bad \\xc3 status',
+    os.environ['NOTIFY_SOCKET']); time.sleep(1000)"
+ready = delay:0
+""")
+        d.wait_state("garbled", "running")
+        d.wait_socket()
+        log = os.path.join(d.log_dir, "garbled.log")
+        wait_until(self, lambda: os.path.exists(log) and os.path.getsize(log) > 0, what="the log")
+        wait_until(self, lambda: d.ctl_json("status", "garbled")["services"][0].get("status"),
+                   what="the status text")
+        self.assertEqual(d.ctl_json("status", "garbled")["services"][0]["status"], "bad ? status")
+        lines = d.ctl_json("log", "garbled")["lines"]
+        self.assertTrue(lines[-1].endswith("bytes \ufffd\ufffd here"), lines)
+        d.stop()

@@ -297,3 +297,95 @@ stop_timeout = 60s
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class StackEdges(CohortTest):
+    """Cases a review found: each once broke the stack."""
+
+    def test_reload_keeps_probes_of_untouched_services(self):
+        text = """
+[service:checked]
+command = /bin/sleep 1000
+ready = delay:0
+health = exec:true
+health_interval = 100ms
+
+[service:slowready]
+command = /bin/sleep 1000
+ready = exec:sleep 0.4
+ready_timeout = 5s
+"""
+        d = self.cohortd(text)
+        d.wait_state("checked", "running")
+        d.wait_state("slowready", "starting")
+        mark = d.reload(text)   # while slowready's probe is in flight
+        for _ in range(3):
+            mark, _ = d.wait_log(r"^health ok", who="checked", start=mark + 1)
+        d.wait_state("slowready", "running")
+        self.assertEqual(d.count(r"not ready within", "slowready"), 0)
+        d.stop()
+
+    def test_hup_during_shutdown_is_ignored(self):
+        flag = self.path("trapped")
+        d = self.cohortd(f"""
+[service:deaf]
+command = /bin/sh -c "trap '' TERM; touch {flag}; while :; do sleep 1; done"
+ready = exec:test -f {flag}
+stop_timeout = 2s
+""")
+        d.wait_state("deaf", "running")
+        d.write_config(f"""
+[service:deaf]
+command = /bin/sh -c "trap '' TERM; touch {flag}; while :; do sleep 1; done"
+ready = exec:test -f {flag}
+stop_timeout = 2s
+
+[service:new]
+command = /bin/sleep 1000
+""")
+        d.send(signal.SIGTERM)
+        d.wait_state("deaf", "stopping")
+        d.send(signal.SIGHUP)
+        d.wait_log(r"^SIGHUP ignored: shutting down$")
+        d.stop(sig=None)
+        self.assertEqual(d.count(r"-> starting", "new"), 0)
+
+    def test_definition_changed_while_failing_takes_effect(self):
+        port = 1   # nothing listens on port 1
+        d = self.cohortd(f"""
+[service:s]
+command = /bin/sleep 1000
+ready = tcp:127.0.0.1:{port}
+ready_timeout = 300ms
+backoff_initial = 100ms
+""")
+        d.wait_state("s", "backoff")
+        mark = d.reload("""
+[service:s]
+command = /bin/sleep 1000
+ready = delay:0
+backoff_initial = 100ms
+""")
+        d.wait_log(r"^new definition in effect$", who="s", start=mark)
+        d.wait_state("s", "running", start=mark)
+        d.stop()
+
+    def test_always_service_exiting_before_ready_is_a_failure(self):
+        d = self.cohortd("""
+[service:quick]
+command = /bin/true
+ready = delay:500ms
+backoff_initial = 10ms
+breaker_failures = 3
+breaker_cooldown = 10m
+
+[service:next]
+command = /bin/sleep 1000
+after = quick
+ready = delay:0
+""")
+        _, l = d.wait_state("quick", "failed")
+        self.assertIn("breaker open: 3 failures", l.reason)
+        self.assertIn("exited with code 0 before it was ready", l.reason)
+        d.wait_state("next", "running")   # the phase gate opened
+        d.stop()

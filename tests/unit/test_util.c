@@ -183,3 +183,28 @@ Test(paths, join_and_dirname)
 	cr_assert_str_eq(s, "/");
 	free(s);
 }
+
+Test(utf8, sequences_and_cleaning)
+{
+	const unsigned char ok[] = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
+	cr_assert_eq(utf8_seq(ok, 1), 1);
+	cr_assert_eq(utf8_seq(ok + 1, 2), 2);
+	cr_assert_eq(utf8_seq(ok + 3, 3), 3);
+	cr_assert_eq(utf8_seq(ok + 6, 4), 4);
+	cr_assert_eq(utf8_seq((const unsigned char *)"\xC3", 1), 0);	/* cut short */
+	cr_assert_eq(utf8_seq((const unsigned char *)"\xC0\xAF", 2), 0);	/* overlong */
+	cr_assert_eq(utf8_seq((const unsigned char *)"\xED\xA0\x80", 3), 0);	/* surrogate */
+	cr_assert_eq(utf8_seq((const unsigned char *)"\xFF", 1), 0);
+	cr_assert_eq(utf8_seq((const unsigned char *)"\0", 1), 0);
+
+	char bad[] = "ok\xFF\xC3x";
+	utf8_fix(bad, strlen(bad));
+	cr_assert_str_eq(bad, "ok??x");
+	char *c = utf8_clean("a\xFE" "b", 3);
+	cr_assert_str_eq(c, "a\xEF\xBF\xBD" "b");
+	free(c);
+
+	char dst[4];
+	str_copy(dst, sizeof(dst), "ab\xC3\xA9");	/* would cut the e-acute */
+	cr_assert_str_eq(dst, "ab");
+}
