@@ -436,9 +436,6 @@ autostart = no
         third.stop()
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
 
 class ControlEdges(CohortTest):
     def test_restart_with_wait_answers_after_the_restart(self):
@@ -483,3 +480,7 @@ ready = delay:0
         lines = d.ctl_json("log", "garbled")["lines"]
         self.assertTrue(lines[-1].endswith("bytes \ufffd\ufffd here"), lines)
         d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

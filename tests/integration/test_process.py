@@ -187,9 +187,6 @@ breaker_failures = 0
         d.stop()
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
 
 class LogEdges(CohortTest):
     def test_rotation_that_cannot_happen_does_not_spin(self):
@@ -215,3 +212,7 @@ autostart = no
         self.assertGreater(os.path.getsize(log), 1024)
         self.assertLess(d.count(r"^cannot rotate "), 40)
         d.stop(timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -295,9 +295,6 @@ stop_timeout = 60s
         self.assertFalse(pid_alive(pid))
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
 
 class StackEdges(CohortTest):
     """Cases a review found: each once broke the stack."""
@@ -351,21 +348,25 @@ command = /bin/sleep 1000
         self.assertEqual(d.count(r"-> starting", "new"), 0)
 
     def test_definition_changed_while_failing_takes_effect(self):
-        port = 1   # nothing listens on port 1
+        # reloaded while it is being stopped for failing its readiness check
+        cmd = "/bin/sh -c \"trap '' TERM; while :; do sleep 0.1; done\""
         d = self.cohortd(f"""
 [service:s]
-command = /bin/sleep 1000
-ready = tcp:127.0.0.1:{port}
+command = {cmd}
+ready = tcp:127.0.0.1:1
 ready_timeout = 300ms
+stop_timeout = 1s
 backoff_initial = 100ms
 """)
-        d.wait_state("s", "backoff")
-        mark = d.reload("""
+        d.wait_state("s", "stopping")
+        mark = d.reload(f"""
 [service:s]
-command = /bin/sleep 1000
+command = {cmd}
 ready = delay:0
+stop_timeout = 1s
 backoff_initial = 100ms
 """)
+        d.wait_state("s", "backoff", start=mark)
         d.wait_log(r"^new definition in effect$", who="s", start=mark)
         d.wait_state("s", "running", start=mark)
         d.stop()
@@ -389,3 +390,7 @@ ready = delay:0
         self.assertIn("exited with code 0 before it was ready", l.reason)
         d.wait_state("next", "running")   # the phase gate opened
         d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
