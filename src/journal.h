@@ -1,0 +1,87 @@
+/*
+ * journal.h - the bus's crash-safe store: an append-only log of records
+ * in segment files under <state_dir>/bus, each record framed as
+ *
+ *     u32 length (of the payload, little-endian) | u32 CRC-32C of the payload | payload
+ *
+ * so recovery can tell a torn tail (cut there) from the records before it.
+ * A compaction writes the live state as a new snapshot segment (written
+ * .tmp, fsynced, renamed: it exists whole or not at all) and drops the
+ * older segments; recovery starts at the newest snapshot.
+ *
+ * Appends never block the loop: a writer thread writes them and, per
+ * bus_fsync, fsyncs (always: as soon as anything is pending; batch: what
+ * one loop iteration appended, as one group), then reports through an
+ * ev_async the highest ticket that is on disk.  The payload format is the
+ * caller's; jbuf below is the shared codec.
+ */
+#ifndef COHORT_JOURNAL_H
+#define COHORT_JOURNAL_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "util.h"
+
+#define JRNL_SEGMENT_MAX (64u << 20)	/* roll to a new segment past this */
+#define JRNL_RECORD_MAX (64u << 20)	/* a longer length field is corruption */
+
+struct journal;
+
+/* Every ticket up to `ticket` is as durable as bus_fsync makes it. */
+typedef void (*jrnl_done_fn)(void *arg, uint64_t ticket);
+/* One record read back at recovery (payload valid during the call).
+ * snapshot: the record opens a snapshot, state so far is to be dropped. */
+typedef void (*jrnl_record_fn)(void *arg, const unsigned char *payload, size_t len);
+
+struct jrnl_recovery {
+	size_t segments;	/* read */
+	size_t records;
+	uint64_t bytes;
+	uint64_t truncated;	/* torn-tail bytes cut off */
+	size_t corrupt;		/* bad records found before the tail (skipped) */
+};
+
+/* Opens (making) dir, replays it through fn (snapshot_fn first receives
+ * nothing: fn sees the snapshot's records like any other, after reset()
+ * was called), then starts the writer.  -1 with err. */
+struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_loop *loop,
+			  void (*reset)(void *arg), jrnl_record_fn fn, jrnl_done_fn done, void *arg,
+			  struct jrnl_recovery *rec, char *err, size_t errlen);
+/* Queues one record; returns its ticket. */
+uint64_t jrnl_append(struct journal *j, const void *payload, size_t len);
+/* Replaces everything written so far with these records (a snapshot of
+ * the live state, built by the caller from payloads framed with
+ * jrnl_frame).  Appends made after this call go after the snapshot. */
+void jrnl_compact(struct journal *j, struct sbuf *framed);
+/* Frames one payload into out (for jrnl_compact). */
+void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
+/* Bytes in all segments (as last written). */
+uint64_t jrnl_size(const struct journal *j);
+uint64_t jrnl_last_ticket(const struct journal *j);
+/* Rolls segments at this size instead of JRNL_SEGMENT_MAX (tests). */
+void jrnl_set_segment_max(struct journal *j, uint64_t bytes);
+/* Writes and syncs what is pending, stops the writer, closes. */
+void jrnl_close(struct journal *j);
+
+/* --- the record codec ----------------------------------------------------- */
+
+struct jbuf {
+	struct sbuf b;
+};
+void jb_u8(struct jbuf *j, uint8_t v);
+void jb_u64(struct jbuf *j, uint64_t v);	/* varint */
+void jb_str(struct jbuf *j, const char *s, size_t n);	/* varint length + bytes */
+
+struct jreader {
+	const unsigned char *p, *end;
+	bool bad;		/* read past the end: the record is malformed */
+};
+uint8_t jr_u8(struct jreader *r);
+uint64_t jr_u64(struct jreader *r);
+/* Points into the record; *n its length. */
+const char *jr_str(struct jreader *r, size_t *n);
+
+#endif

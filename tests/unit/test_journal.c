@@ -1,0 +1,260 @@
+/* Unit tests of the journal (journal.c): framing, replay, torn tails,
+ * corruption, segments, compaction; and of CRC-32C. */
+#include "autoconfig.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "helpers.h"
+#include "journal.h"
+
+static struct ev_loop *loop;
+static struct strv replayed;
+static int resets;
+static uint64_t durable;
+
+static void reset(void *arg)
+{
+	(void)arg;
+	resets++;
+	strv_free(&replayed);
+}
+
+static void on_record(void *arg, const unsigned char *p, size_t len)
+{
+	(void)arg;
+	strv_push_owned(&replayed, xstrndup((const char *)p, len));
+}
+
+static void on_done(void *arg, uint64_t ticket)
+{
+	(void)arg;
+	durable = ticket;
+}
+
+static void setup(void)
+{
+	loop = ev_loop_new(0);
+	replayed = (struct strv){0};
+	resets = 0;
+	durable = 0;
+}
+
+static void teardown(void)
+{
+	strv_free(&replayed);
+	ev_loop_destroy(loop);
+	th_cleanup();
+}
+
+TestSuite(journal, .init = setup, .fini = teardown);
+
+static struct journal *open_j(const char *dir, enum fsync_policy pol, struct jrnl_recovery *rec)
+{
+	char err[256];
+	struct journal *j = jrnl_open(dir, pol, loop, reset, on_record, on_done, NULL, rec, err, sizeof(err));
+	cr_assert_not_null(j, "%s", err);
+	return j;
+}
+
+static void wait_durable(uint64_t ticket)
+{
+	for (int i = 0; i < 2000 && durable < ticket; i++)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_geq(durable, ticket);
+}
+
+static char *dir_of(const char *name)
+{
+	return xasprintf("%s/%s", th_tmpdir(), name);
+}
+
+Test(journal, crc32c_known_values)
+{
+	cr_assert_eq(crc32c(0, "123456789", 9), 0xE3069283);
+	cr_assert_eq(crc32c(0, "", 0), 0);
+	char big[1000];
+	memset(big, 'x', sizeof(big));
+	/* incremental equals one-shot */
+	cr_assert_eq(crc32c(crc32c(0, big, 300), big + 300, 700), crc32c(0, big, 1000));
+}
+
+Test(journal, codec_round_trip)
+{
+	struct jbuf b = {0};
+	jb_u8(&b, 7);
+	jb_u64(&b, 0);
+	jb_u64(&b, 300);
+	jb_u64(&b, UINT64_MAX);
+	jb_str(&b, "topic.a", 7);
+	struct jreader r = {(const unsigned char *)b.b.buf, (const unsigned char *)b.b.buf + b.b.len, false};
+	size_t n;
+	cr_assert_eq(jr_u8(&r), 7);
+	cr_assert_eq(jr_u64(&r), 0);
+	cr_assert_eq(jr_u64(&r), 300);
+	cr_assert_eq(jr_u64(&r), UINT64_MAX);
+	const char *s = jr_str(&r, &n);
+	cr_assert_eq(n, 7);
+	cr_assert(memcmp(s, "topic.a", 7) == 0);
+	cr_assert(!r.bad);
+	jr_u8(&r);
+	cr_assert(r.bad);	/* past the end */
+	sbuf_free(&b.b);
+}
+
+Test(journal, append_close_replay)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("j");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	cr_assert_eq(rec.records, 0);
+	for (int i = 0; i < 100; i++) {
+		char buf[32];
+		int n = snprintf(buf, sizeof(buf), "record %d", i);
+		t = jrnl_append(j, buf, (size_t)n);
+	}
+	wait_durable(t);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_BATCH, &rec);
+	cr_assert_eq(rec.records, 100);
+	cr_assert_eq(replayed.n, 100);
+	cr_assert_str_eq(replayed.v[0], "record 0");
+	cr_assert_str_eq(replayed.v[99], "record 99");
+	cr_assert_eq(rec.truncated, 0);
+	/* batch: handed over once per loop iteration */
+	t = jrnl_append(j, "more", 4);
+	wait_durable(t);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	cr_assert_eq(replayed.n, 101);
+	jrnl_close(j);
+	free(dir);
+}
+
+static char *only_segment(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+	char *path = NULL;
+	while ((e = readdir(dh)))
+		if (strstr(e->d_name, ".seg")) {
+			free(path);
+			path = xasprintf("%s/%s", dir, e->d_name);
+		}
+	closedir(dh);
+	return path;
+}
+
+Test(journal, torn_tail_is_cut_and_the_rest_kept)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("torn");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 10; i++)
+		t = jrnl_append(j, "0123456789", 10);
+	wait_durable(t);
+	jrnl_close(j);
+	char *seg = only_segment(dir);
+	struct stat st;
+	stat(seg, &st);
+	/* a record cut in its middle, as a crash mid-write leaves it */
+	cr_assert_eq(truncate(seg, st.st_size - 4), 0);
+	j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 9);
+	cr_assert_eq(rec.truncated, 14);
+	t = jrnl_append(j, "after", 5);
+	wait_durable(t);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 10);
+	cr_assert_str_eq(replayed.v[9], "after");
+	jrnl_close(j);
+	free(seg);
+	free(dir);
+}
+
+Test(journal, a_bad_checksum_ends_the_segment)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("crc");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 5; i++)
+		t = jrnl_append(j, "abcdefgh", 8);
+	wait_durable(t);
+	jrnl_close(j);
+	char *seg = only_segment(dir);
+	int fd = open(seg, O_RDWR);
+	/* flip a byte in the third record's payload: 8 magic + 2 * 16 + 8 header */
+	cr_assert_eq(pwrite(fd, "X", 1, 8 + 2 * 16 + 8 + 3), 1);
+	close(fd);
+	j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 2);	/* the rest is a tail we cannot trust */
+	jrnl_close(j);
+	free(seg);
+	free(dir);
+}
+
+Test(journal, garbage_file_is_not_a_journal)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("garb");
+	mkdir(dir, 0700);
+	char *p = xasprintf("%s/0000000000000001.seg", dir);
+	FILE *f = fopen(p, "w");
+	fputs("this is not a journal at all", f);
+	fclose(f);
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 0);
+	cr_assert_eq(rec.corrupt, 1);
+	uint64_t t = jrnl_append(j, "x", 1);
+	wait_durable(t);
+	jrnl_close(j);
+	free(p);
+	free(dir);
+}
+
+Test(journal, segments_roll_and_compaction_replaces_them)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("roll");
+	struct journal *j = open_j(dir, FSYNC_NEVER, &rec);
+	uint64_t t = 0;
+	char rec200[200];
+
+	jrnl_set_segment_max(j, 4096);
+	memset(rec200, 'r', sizeof(rec200));
+	for (int i = 0; i < 200; i++) {
+		t = jrnl_append(j, rec200, sizeof(rec200));
+		ev_run(loop, EVRUN_NOWAIT);
+	}
+	wait_durable(t);
+	cr_assert_gt(jrnl_size(j), 200 * 200);
+	/* compact: the live state is two records */
+	struct sbuf snap = {0};
+	jrnl_frame(&snap, "live one", 8);
+	jrnl_frame(&snap, "live two", 8);
+	jrnl_compact(j, &snap);
+	t = jrnl_append(j, "after snap", 10);
+	wait_durable(t);
+	cr_assert_lt(jrnl_size(j), 200);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	cr_assert_eq(replayed.n, 3, "%zu records", replayed.n);
+	cr_assert_str_eq(replayed.v[0], "live one");
+	cr_assert_str_eq(replayed.v[2], "after snap");
+	cr_assert_eq(rec.segments, 2);	/* the snapshot and the one after it */
+	jrnl_close(j);
+	free(dir);
+}
