@@ -218,11 +218,20 @@ static size_t kill_our_children(void)
 {
 	DIR *dh = opendir("/proc");
 	struct dirent *e;
-	pid_t self = getpid();
+	pid_t self_pid = getpid();
 	size_t n = 0;
 
 	if (!dh)
 		return 0;
+	/* A /proc of another pid namespace (ours unmounted) would name other
+	 * processes with our pid as their parent: then touch nothing. */
+	char self[32] = "";
+	ssize_t sl = readlink("/proc/self", self, sizeof(self) - 1);
+	if (sl <= 0 || (self[sl] = '\0', atoi(self) != self_pid)) {
+		log_warn(NULL, "/proc is not of our pid namespace: leftover processes not swept");
+		closedir(dh);
+		return 0;
+	}
 	while ((e = readdir(dh))) {
 		if (!isdigit((unsigned char)e->d_name[0]))
 			continue;
@@ -239,7 +248,7 @@ static size_t kill_our_children(void)
 		char *rp = strrchr(buf, ')');
 		int ppid = 0;
 		char st;
-		if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2 || ppid != self || st == 'Z')
+		if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2 || ppid != self_pid || st == 'Z')
 			continue;
 		pid_t pid = (pid_t)atoi(e->d_name);
 		kill(pid, SIGKILL);
