@@ -97,6 +97,9 @@ struct cohort_config {
 	char *bus_listen;	/* "HOST:PORT" or NULL */
 	enum fsync_policy bus_fsync;
 	uint64_t bus_max_message;
+	int64_t bus_ack_timeout_ms;	/* qos-1 redelivery after this */
+	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
+	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;
 	int *key_line;
 

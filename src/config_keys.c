@@ -30,6 +30,9 @@ const struct key_def config_keys[] = {
 	{D("bus_listen", bus_listen, K_LISTEN), "", "HOST:PORT: the bus also on TCP (off when empty)"},
 	{D("bus_fsync", bus_fsync, K_FSYNC), "batch", "always | batch | never: when bus writes reach the disk"},
 	{D("bus_max_message", bus_max_message, K_SIZE), "1M", "largest bus frame accepted"},
+	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION), "30s", "an unacked qos-1 delivery is sent again after this"},
+	{D("bus_queue_max", bus_queue_max, K_SIZE), "64M", "a durable session's queue while it is away, at most"},
+	{D("bus_queue_age", bus_queue_age_ms, K_DURATION), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION), "30s", "whole-stack stop budget; then KILL"},
 
 	{S("command", command, K_COMMAND), "", "what to run, split like a shell splits words (required)"},

@@ -341,14 +341,13 @@ static bool in_group(struct control *ctl, uid_t uid)
 	return member;
 }
 
-/* Root, cohortd's own uid, or a member of control_group. */
-static bool authorised(struct control *ctl, const struct ucred *cr)
+bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid)
 {
-	if (cr->uid == 0 || cr->uid == geteuid())
+	if (uid == 0 || uid == geteuid())
 		return true;
 	if (!ctl->has_group)
 		return false;
-	return cr->gid == ctl->group || in_group(ctl, cr->uid);
+	return gid == ctl->group || in_group(ctl, uid);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -365,7 +364,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !authorised(ctl, &cr)) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !ctl_uid_allowed(ctl, cr.uid, cr.gid)) {
 			char msg[200];
 			int n = snprintf(msg, sizeof(msg),
 					 "{\"ok\":false,\"error\":\"permission denied: uid %u may not use "

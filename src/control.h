@@ -84,6 +84,9 @@ struct ctl_command {
 };
 
 int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
+/* Root, cohortd's own uid, or control_group: who may drive cohortd (and
+ * is an admin on the bus). */
+bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid);
 void control_close(struct control *ctl);
 
 /* Sends one JSON object as a line (takes the reference). */

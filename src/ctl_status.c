@@ -67,6 +67,7 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
 	json_object_set_new(resp, "stack_up", json_boolean(d->stack_up));
 	json_object_set_new(resp, "shutting_down", json_boolean(d->shutting_down));
+	json_object_set_new(resp, "bus", bus_status_json((struct bus *)&d->bus));
 	return CTL_REPLY;
 }
 

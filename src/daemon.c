@@ -345,6 +345,7 @@ static void daemon_free(struct cohortd *d)
 		free(v);
 	imap_free(&d->children);
 	map_free(&d->by_name);
+	map_free(&d->tokens);
 	while (d->event_subs)
 		daemon_unsubscribe(d, d->event_subs->fn, d->event_subs->arg);
 	free(d->svcs);
@@ -423,6 +424,16 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		goto out_early;
 	}
 	daemon_subscribe(d, ctl_on_event, &d->ctl);
+	if (bus_open(&d->bus, d, err, sizeof(err)) < 0) {
+		log_error(NULL, "cannot start the bus: %s", err);
+		control_close(&d->ctl);
+		lock_table_free(&d->locks);
+		notify_close(&d->notify, d->loop);
+		logw_stop(d->logw);
+		d->logw = NULL;
+		rc = 1;
+		goto out_early;
+	}
 
 	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
 	for (size_t i = 0; i < plan->n; i++) {
@@ -462,6 +473,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
+	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);
 	notify_close(&d->notify, d->loop);

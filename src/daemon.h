@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "backoff.h"
+#include "bus.h"
 #include "config.h"
 #include "control.h"
 #include "lock.h"
@@ -157,6 +158,8 @@ struct cohortd {
 	struct notify notify;
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
+	struct bus bus;			/* the message bus */
+	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
 	struct logwriter *logw;
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */

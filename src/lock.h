@@ -72,6 +72,7 @@ struct lock_session {
 	bool restricted;	/* only names matching patterns */
 	struct strv patterns;	/* a copy: a reload may free the config */
 	void *svc;		/* the service it belongs to, or NULL */
+	void *user;		/* the transport's own (its connection) */
 	lock_wait_fn on_wait;
 	struct lock_lease *leases;
 	struct lock_wait *waits;

@@ -34,6 +34,7 @@ typedef void (*action_fn)(struct service *s);
 static void act_none(struct service *s);
 static void act_spawn(struct service *s);
 static void apply_next_config(struct service *s);
+static void forget_token(struct service *s);
 static void act_ready(struct service *s);
 static void act_stop(struct service *s);
 static void act_kill(struct service *s);
@@ -308,6 +309,7 @@ void svc_free(struct service *s)
 {
 	if (!s)
 		return;
+	forget_token(s);
 	stop_watchers(s);
 	probe_reset(&s->probe);
 	close_outputs(s);
@@ -417,6 +419,14 @@ static const char *env_path(const struct strv *env)
 	return NULL;
 }
 
+/* The token of the last start stops naming the service on the bus. */
+static void forget_token(struct service *s)
+{
+	if (s->token[0] && map_get(&s->d->tokens, s->token) == s)
+		map_del(&s->d->tokens, s->token);
+	s->token[0] = '\0';
+}
+
 static void new_token(char out[33])
 {
 	unsigned char raw[16];
@@ -509,7 +519,9 @@ static void act_spawn(struct service *s)
 	s->health[0] = '\0';
 	s->status_text[0] = '\0';
 	s->exec_error[0] = '\0';
+	forget_token(s);
 	new_token(s->token);
+	map_put(&s->d->tokens, s->token, s);	/* the bus knows this start by it */
 	if (prepare(s, c->argv.v, &sp, &ids, &env, err, sizeof(err)) < 0) {
 		spawn_failed(s, err);
 		return;
@@ -993,6 +1005,7 @@ void svc_main_exited(struct service *s, int status)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
 	s->restarting = false;	/* the stop half of a restart is done, however */
+	forget_token(s);
 	/* A crash never holds a lock. */
 	lock_drop_service(&s->d->locks, s, false);
 

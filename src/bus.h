@@ -1,0 +1,251 @@
+/*
+ * bus.h - the message bus cohortd embeds for its children: WebSocket
+ * (libwebsockets on cohortd's own libev loop), subprotocol cohort.v1, one
+ * JSON object per text frame.
+ *
+ *   bus_server.c  libwebsockets: listeners, connections, frames in and out, auth
+ *   bus_ops.c     one handler per op (hello, sub, unsub, pub, ack, get, ping, lock.*)
+ *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
+ *                 qos-1 state (acks, redelivery, dead letters), retained values
+ *   bus_store.c   what goes to the journal, recovery, compaction
+ *   bus_trie.c    subscriptions by topic pattern
+ *   journal.c     the crash-safe log under it all
+ *
+ * A message is encoded once per variant (qos 0 / 1) into a reference-
+ * counted frame that every subscriber's send queue shares.  A qos-1
+ * message owed to a session is a struct bus_delivery in the session's
+ * queue, in publish order, until acked; a durable session's queue outlives
+ * its connection and a restart of cohortd.
+ */
+#ifndef COHORT_BUS_H
+#define COHORT_BUS_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bus_trie.h"
+#include "journal.h"
+#include "map.h"
+#include "util.h"
+
+#define BUS_PROTOCOL "cohort.v1"
+#define BUS_MAX_DELIVERIES 10		/* then $dead.<topic> */
+#define BUS_MID_WINDOW_MS 120000	/* a repeated mid within this is a no-op */
+#define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
+#define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
+#define BUS_ABUSE_MAX 20		/* error frames before the connection is closed */
+
+struct cohortd;
+struct service;
+struct lws;
+struct lws_context;
+struct lws_vhost;
+struct lock_session;
+
+/* An encoded text frame, with LWS_PRE bytes of room in front for lws. */
+struct bus_frame {
+	int refs;
+	size_t len;
+	unsigned char data[];
+};
+
+struct bus_msg {
+	int refs;
+	uint64_t seq;
+	char *topic;
+	char *data;		/* the JSON text of "data" */
+	size_t data_len;
+	int64_t ts_ms;
+	bool retain;
+	uint8_t qos;
+	char *mid;		/* NULL if none */
+	char *publisher;	/* identity */
+	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
+	bool retained;		/* it is its topic's retained value now */
+	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
+};
+
+struct bus_session;
+
+/* A qos-1 message owed to a session. */
+struct bus_delivery {
+	struct bus_msg *msg;
+	struct bus_session *s;
+	uint32_t deliveries;
+	int64_t queued_at;	/* monotonic ms */
+	bool inflight;
+	ev_timer ack_timer;
+	struct bus_delivery *prev, *next;
+};
+
+struct bus_sub {
+	struct bus_session *s;
+	char *pattern;
+	uint8_t qos;
+};
+
+struct bus_session {
+	struct bus *bus;
+	char *key;		/* durable: identity "/" name; else NULL */
+	char *name;		/* as the client gave it; NULL: not durable */
+	char *identity;		/* "service:core", "admin" */
+	struct bus_conn *conn;	/* NULL while away */
+	struct bus_sub **subs;
+	size_t nsubs;
+	struct bus_delivery *qhead, *qtail;	/* publish order */
+	struct bus_delivery *cursor;	/* the first not sent yet */
+	size_t qlen;
+	uint64_t qbytes;
+	size_t inflight;
+	struct imap by_seq;	/* seq -> delivery */
+	uint64_t epoch;		/* the last publish that reached it (no double delivery) */
+	uint8_t epoch_qos;
+	uint64_t dropped;	/* queue bound or age */
+	uint64_t dead;		/* sent to $dead after too many deliveries */
+	uint64_t delivered;
+};
+
+struct bus_out {
+	struct bus_frame *f;
+	struct bus_out *next;
+};
+
+struct bus_conn {
+	struct bus *bus;
+	struct lws *wsi;
+	uint64_t id;
+	bool unix_peer;
+	bool admin;
+	uid_t uid;
+	pid_t pid;
+	struct service *svc;	/* whose token it presented */
+	char *identity;
+	struct bus_session *session;	/* after hello */
+	struct bus_out *out_head, *out_tail;
+	size_t out_len;
+	uint64_t out_bytes;
+	bool rx_paused;
+	struct sbuf rx;		/* fragments of the message being received */
+	bool rx_too_big;
+	unsigned errors;
+	uint64_t dropped_qos0;
+	bool closing;		/* close at the next writeable callback */
+	int close_status;
+	char close_reason[64];
+	struct lock_session *locks;
+	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
+	uint64_t next_cookie;
+	struct bus_conn *prev, *next;
+};
+
+/* A publisher's ok, sent once its record is durable. */
+struct bus_ok {
+	uint64_t ticket;
+	uint64_t conn_id;
+	json_t *id;
+	uint64_t seq;
+	struct bus_ok *next;
+};
+
+struct bus_mid {
+	char *key;		/* publisher "\n" mid */
+	uint64_t seq;
+	int64_t ts_ms;
+	struct bus_mid *next;	/* in arrival order */
+};
+
+struct bus {
+	struct cohortd *d;
+	struct ev_loop *loop;
+	struct lws_context *ctx;
+	struct lws_vhost *unix_vh, *tcp_vh;
+	char *unix_path;
+	struct trie subs;
+	struct map sessions;		/* durable sessions by key */
+	struct map retained;		/* topic -> struct bus_msg */
+	struct bus_conn *conns;
+	size_t nconns;
+	struct imap conns_by_id;
+	uint64_t next_conn_id;
+	struct journal *j;
+	uint64_t seq;			/* last message seq */
+	struct map mids;		/* key -> struct bus_mid */
+	struct bus_mid *mid_head, *mid_tail;
+	struct bus_ok *ok_head, *ok_tail;
+	uint64_t durable_ticket;
+	uint64_t live_bytes;		/* of retained and durably queued messages */
+	bool compacting;
+	/* limits, from [cohort] */
+	int64_t ack_timeout_ms;
+	uint64_t queue_max;
+	int64_t queue_age_ms;
+	uint64_t max_message;
+	/* counters, for status */
+	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
+	struct jrnl_recovery recovery;
+};
+
+/* bus_server.c */
+int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen);
+void bus_close(struct bus *b);
+/* Queues a frame (takes a reference) and asks for a writeable callback. */
+void bus_conn_send(struct bus_conn *c, struct bus_frame *f);
+/* Sends one JSON object (takes it). */
+void bus_conn_send_json(struct bus_conn *c, json_t *o);
+/* An error frame; closes the connection after too many. */
+void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
+void bus_conn_close(struct bus_conn *c, int status, const char *reason);
+struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
+json_t *bus_status_json(struct bus *b);
+
+/* bus_ops.c */
+void bus_handle(struct bus_conn *c, const char *text, size_t len);
+/* The connection is going: what it held ends. */
+void bus_ops_conn_gone(struct bus_conn *c);
+
+/* bus_core.c */
+struct bus_frame *bus_frame_new(const char *text, size_t len);
+void bus_frame_put(struct bus_frame *f);
+void bus_msg_put(struct bus_msg *m);
+/* Stores (qos 1, retain) and routes a message to every matching
+ * subscription; returns the journal ticket to wait for, or 0. */
+uint64_t bus_publish(struct bus *b, struct bus_msg *m);
+struct bus_session *bus_session_new(struct bus *b, const char *identity, const char *name);
+void bus_session_free(struct bus_session *s);
+void bus_session_attach(struct bus_session *s, struct bus_conn *c);
+void bus_session_detach(struct bus_session *s);
+int bus_subscribe(struct bus_session *s, const char *pattern, uint8_t qos);
+bool bus_unsubscribe(struct bus_session *s, const char *pattern);
+void bus_send_retained(struct bus_session *s, const char *pattern);
+/* The client acked seq: -1 when it owed nothing by that number. */
+int bus_ack(struct bus_session *s, uint64_t seq);
+/* Sends what the session's queue holds, up to the in-flight window. */
+void bus_pump(struct bus_session *s);
+void bus_free_all(struct bus *b);
+/* Recovery: a message the session still owes an ack for; one it no longer does. */
+void bus_session_restore(struct bus_session *s, struct bus_msg *m);
+void bus_session_forget(struct bus_session *s, uint64_t seq);
+/* Recovery: m is its topic's retained value (NULL data clears it). */
+void bus_retain(struct bus *b, struct bus_msg *m);
+
+/* bus_store.c */
+int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen);
+void bus_store_close(struct bus *b);
+/* Appends the records; returns the ticket to wait for (0: none written). */
+uint64_t bus_store_pub(struct bus *b, const struct bus_msg *m, struct bus_session **durable,
+		       size_t ndurable);
+void bus_store_ack(struct bus *b, const struct bus_session *s, uint64_t seq);
+void bus_store_sub(struct bus *b, const struct bus_session *s, const char *pattern, uint8_t qos);
+void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern);
+void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
+void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
+/* Compacts when the journal has grown well past the live data. */
+void bus_store_maybe_compact(struct bus *b);
+/* mid de-duplication: the seq of an earlier publish, or 0. */
+uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid);
+void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms);
+
+#endif

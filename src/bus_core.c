@@ -1,0 +1,497 @@
+/*
+ * bus_core.c - routing and delivery (see bus.h): sessions and their
+ * subscriptions, the fan-out of one publish to every matching session,
+ * qos-1 deliveries with acks, redelivery and dead letters, retained values.
+ * No socket code: frames go out through bus_conn_send().
+ */
+#include "autoconfig.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "log.h"
+
+/* --- frames and messages ----------------------------------------------------- */
+
+struct bus_frame *bus_frame_new(const char *text, size_t len)
+{
+	struct bus_frame *f = xmalloc(sizeof(*f) + LWS_PRE + len + 1);
+
+	f->refs = 1;
+	f->len = len;
+	memcpy(f->data + LWS_PRE, text, len);
+	f->data[LWS_PRE + len] = '\0';
+	return f;
+}
+
+void bus_frame_put(struct bus_frame *f)
+{
+	if (f && --f->refs == 0)
+		free(f);
+}
+
+void bus_msg_put(struct bus_msg *m)
+{
+	if (!m || --m->refs > 0)
+		return;
+	bus_frame_put(m->frame[0]);
+	bus_frame_put(m->frame[1]);
+	free(m->topic);
+	free(m->data);
+	free(m->mid);
+	free(m->publisher);
+	free(m);
+}
+
+static size_t msg_size(const struct bus_msg *m)
+{
+	return strlen(m->topic) + m->data_len + 64;
+}
+
+/* The "msg" frame of m as delivered with qos, retained, redelivered; the
+ * plain variants are built once and shared. */
+static struct bus_frame *msg_frame(struct bus_msg *m, uint8_t qos, bool retained, bool redelivered)
+{
+	bool plain = !retained && !redelivered;
+
+	if (plain && m->frame[qos]) {
+		m->frame[qos]->refs++;
+		return m->frame[qos];
+	}
+	struct sbuf b = {0};
+	/* Topics are [A-Za-z0-9_.$-]: nothing to escape. */
+	sbuf_adds(&b, "{\"op\":\"msg\",\"topic\":\"");
+	sbuf_adds(&b, m->topic);
+	sbuf_adds(&b, "\",\"data\":");
+	sbuf_add(&b, m->data, m->data_len);
+	sbuf_addf(&b, ",\"seq\":%llu,\"qos\":%u,\"ts_ms\":%lld,\"retained\":%s,\"redelivered\":%s}",
+		  (unsigned long long)m->seq, qos, (long long)m->ts_ms, retained ? "true" : "false",
+		  redelivered ? "true" : "false");
+	struct bus_frame *f = bus_frame_new(b.buf, b.len);
+	sbuf_free(&b);
+	if (plain) {
+		m->frame[qos] = f;
+		f->refs++;
+	}
+	return f;
+}
+
+/* --- sessions -------------------------------------------------------------------- */
+
+struct bus_session *bus_session_new(struct bus *b, const char *identity, const char *name)
+{
+	struct bus_session *s = xcalloc(1, sizeof(*s));
+
+	s->bus = b;
+	s->identity = xstrdup(identity);
+	if (name) {
+		s->name = xstrdup(name);
+		s->key = xasprintf("%s/%s", identity, name);
+		map_put(&b->sessions, s->key, s);
+	}
+	return s;
+}
+
+/* Live messages (retained, or owed to a durable session) are what a
+ * compaction keeps; live_bytes tells when one is worth it. */
+static bool is_live(const struct bus_msg *m)
+{
+	return m->durable_refs > 0 || m->retained;
+}
+
+static void live_change(struct bus *b, struct bus_msg *m, int durable_delta, int retained)
+{
+	bool before = is_live(m);
+
+	m->durable_refs = (unsigned)((int)m->durable_refs + durable_delta);
+	if (retained >= 0)
+		m->retained = retained;
+	bool after = is_live(m);
+	if (!before && after)
+		b->live_bytes += msg_size(m);
+	else if (before && !after)
+		b->live_bytes -= msg_size(m);
+}
+
+static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
+{
+	struct bus *b = s->bus;
+
+	ev_timer_stop(b->loop, &d->ack_timer);
+	if (s->cursor == d)
+		s->cursor = d->next;
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		s->qhead = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	else
+		s->qtail = d->prev;
+	imap_del(&s->by_seq, (int64_t)d->msg->seq);
+	s->qlen--;
+	s->qbytes -= msg_size(d->msg);
+	if (d->inflight)
+		s->inflight--;
+	if (s->key)
+		live_change(b, d->msg, -1, -1);
+	bus_msg_put(d->msg);
+	free(d);
+}
+
+void bus_session_free(struct bus_session *s)
+{
+	struct bus *b = s->bus;
+
+	for (size_t i = 0; i < s->nsubs; i++) {
+		trie_remove(&b->subs, s->subs[i]->pattern, s->subs[i]);
+		free(s->subs[i]->pattern);
+		free(s->subs[i]);
+	}
+	free(s->subs);
+	while (s->qhead)
+		delivery_remove(s, s->qhead);
+	imap_free(&s->by_seq);
+	if (s->key)
+		map_del(&b->sessions, s->key);
+	free(s->key);
+	free(s->name);
+	free(s->identity);
+	free(s);
+}
+
+void bus_session_attach(struct bus_session *s, struct bus_conn *c)
+{
+	s->conn = c;
+	c->session = s;
+}
+
+/* Away: what was sent and not acked is owed again, marked redelivered. */
+void bus_session_detach(struct bus_session *s)
+{
+	if (s->conn)
+		s->conn->session = NULL;
+	s->conn = NULL;
+	for (struct bus_delivery *d = s->qhead; d; d = d->next) {
+		ev_timer_stop(s->bus->loop, &d->ack_timer);
+		d->inflight = false;
+	}
+	s->inflight = 0;
+	s->cursor = s->qhead;
+}
+
+/* --- subscriptions ------------------------------------------------------------------ */
+
+int bus_subscribe(struct bus_session *s, const char *pattern, uint8_t qos)
+{
+	for (size_t i = 0; i < s->nsubs; i++) {
+		if (strcmp(s->subs[i]->pattern, pattern) == 0) {
+			s->subs[i]->qos = qos;	/* the same pattern again: new qos */
+			return 0;
+		}
+	}
+	struct bus_sub *sub = xcalloc(1, sizeof(*sub));
+	sub->s = s;
+	sub->pattern = xstrdup(pattern);
+	sub->qos = qos;
+	s->subs = xrealloc(s->subs, (s->nsubs + 1) * sizeof(*s->subs));
+	s->subs[s->nsubs++] = sub;
+	trie_add(&s->bus->subs, sub->pattern, sub);
+	return 1;
+}
+
+bool bus_unsubscribe(struct bus_session *s, const char *pattern)
+{
+	for (size_t i = 0; i < s->nsubs; i++) {
+		struct bus_sub *sub = s->subs[i];
+		if (strcmp(sub->pattern, pattern) != 0)
+			continue;
+		trie_remove(&s->bus->subs, sub->pattern, sub);
+		free(sub->pattern);
+		free(sub);
+		s->subs[i] = s->subs[--s->nsubs];
+		return true;
+	}
+	return false;
+}
+
+void bus_send_retained(struct bus_session *s, const char *pattern)
+{
+	size_t it = 0;
+	void *v;
+
+	if (!s->conn)
+		return;
+	while (map_next(&s->bus->retained, &it, NULL, &v)) {
+		struct bus_msg *m = v;
+		if (!topic_matches(pattern, m->topic))
+			continue;
+		/* Retained values arrive as qos 0: they are state, not a stream
+		 * to acknowledge. */
+		struct bus_frame *f = msg_frame(m, 0, true, false);
+		bus_conn_send(s->conn, f);
+		bus_frame_put(f);
+	}
+}
+
+/* --- qos 1 ---------------------------------------------------------------------------- */
+
+static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void send_delivery(struct bus_session *s, struct bus_delivery *d)
+{
+	struct bus_frame *f = msg_frame(d->msg, 1, false, d->deliveries > 0);
+
+	d->deliveries++;
+	if (!d->inflight) {
+		d->inflight = true;
+		s->inflight++;
+	}
+	ev_timer_set(&d->ack_timer, (double)s->bus->ack_timeout_ms / 1000.0, 0);
+	ev_timer_start(s->bus->loop, &d->ack_timer);
+	bus_conn_send(s->conn, f);
+	bus_frame_put(f);
+}
+
+void bus_pump(struct bus_session *s)
+{
+	while (s->conn && !s->conn->closing && s->cursor && s->inflight < BUS_INFLIGHT_MAX) {
+		struct bus_delivery *d = s->cursor;
+		s->cursor = d->next;
+		send_delivery(s, d);
+	}
+}
+
+static void dead_letter(struct bus *b, struct bus_session *s, struct bus_delivery *d)
+{
+	struct bus_msg *m = d->msg;
+	struct bus_msg *dead = xcalloc(1, sizeof(*dead));
+
+	log_warn(NULL, "bus: message %llu on %s not acknowledged by %s after %u deliveries: "
+		 "moved to $dead.%s", (unsigned long long)m->seq, m->topic, s->key ? s->key : s->identity,
+		 d->deliveries, m->topic);
+	dead->refs = 1;
+	dead->seq = ++b->seq;
+	dead->topic = xasprintf("$dead.%s", m->topic);
+	dead->data = xstrndup(m->data, m->data_len);
+	dead->data_len = m->data_len;
+	dead->ts_ms = now_wall_ms();
+	dead->qos = 1;
+	dead->publisher = xstrdup("cohortd");
+	s->dead++;
+	b->dead_lettered++;
+	if (s->key)
+		bus_store_ack(b, s, m->seq);
+	delivery_remove(s, d);
+	bus_publish(b, dead);
+	bus_msg_put(dead);
+}
+
+static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct bus_delivery *d = container_of(w, struct bus_delivery, ack_timer);
+	struct bus_session *s = d->s;
+	(void)loop;
+	(void)revents;
+
+	if (d->deliveries >= BUS_MAX_DELIVERIES) {
+		dead_letter(s->bus, s, d);
+		bus_pump(s);
+		return;
+	}
+	if (s->conn && !s->conn->closing)
+		send_delivery(s, d);
+}
+
+int bus_ack(struct bus_session *s, uint64_t seq)
+{
+	struct bus_delivery *d = imap_get(&s->by_seq, (int64_t)seq);
+
+	if (!d || !d->inflight)
+		return -1;
+	if (s->key)
+		bus_store_ack(s->bus, s, seq);
+	s->delivered++;
+	delivery_remove(s, d);
+	bus_pump(s);
+	return 0;
+}
+
+/* Drops the oldest while the queue is over its bounds (counted). */
+static void enforce_bounds(struct bus_session *s)
+{
+	struct bus *b = s->bus;
+	int64_t now = now_wall_ms();
+
+	while (s->qhead && (s->qbytes > b->queue_max || now - s->qhead->msg->ts_ms > b->queue_age_ms)) {
+		struct bus_delivery *d = s->qhead;
+		s->dropped++;
+		b->dropped_queue++;
+		if (s->key)
+			bus_store_ack(b, s, d->msg->seq);
+		delivery_remove(s, d);
+	}
+}
+
+static void enqueue(struct bus_session *s, struct bus_msg *m, uint32_t deliveries)
+{
+	struct bus_delivery *d = xcalloc(1, sizeof(*d));
+
+	d->msg = m;
+	m->refs++;
+	d->s = s;
+	d->deliveries = deliveries;
+	d->queued_at = now_mono_ms();
+	ev_init(&d->ack_timer, ack_timeout_cb);
+	d->prev = s->qtail;
+	if (s->qtail)
+		s->qtail->next = d;
+	else
+		s->qhead = d;
+	s->qtail = d;
+	if (!s->cursor)
+		s->cursor = d;
+	imap_put(&s->by_seq, (int64_t)m->seq, d);
+	s->qlen++;
+	s->qbytes += msg_size(m);
+	if (s->key)
+		live_change(s->bus, m, +1, -1);
+	enforce_bounds(s);
+}
+
+/* Recovery: a message a durable session still owes an ack for. */
+void bus_session_restore(struct bus_session *s, struct bus_msg *m)
+{
+	/* It may have been sent before the crash: count it as delivered once,
+	 * so it goes out marked redelivered. */
+	enqueue(s, m, 1);
+}
+
+/* Recovery: the session acked (or dropped) seq. */
+void bus_session_forget(struct bus_session *s, uint64_t seq)
+{
+	struct bus_delivery *d = imap_get(&s->by_seq, (int64_t)seq);
+
+	if (d)
+		delivery_remove(s, d);
+}
+
+/* --- publish -------------------------------------------------------------------------- */
+
+struct fanout {
+	struct bus_msg *m;
+	struct bus_session **hit;
+	size_t n, cap;
+};
+
+static void collect(void *sub, void *arg)
+{
+	struct bus_sub *bs = sub;
+	struct fanout *f = arg;
+	struct bus_session *s = bs->s;
+
+	if (s->epoch == f->m->seq) {
+		if (bs->qos > s->epoch_qos)
+			s->epoch_qos = bs->qos;
+		return;
+	}
+	s->epoch = f->m->seq;
+	s->epoch_qos = bs->qos;
+	if (f->n == f->cap)
+		f->hit = xrealloc(f->hit, (f->cap = f->cap ? f->cap * 2 : 16) * sizeof(*f->hit));
+	f->hit[f->n++] = s;
+}
+
+void bus_retain(struct bus *b, struct bus_msg *m)
+{
+	struct bus_msg *old = map_get(&b->retained, m->topic);
+
+	if (old) {
+		map_del(&b->retained, old->topic);
+		live_change(b, old, 0, 0);
+		bus_msg_put(old);
+	}
+	if (m->data_len == 4 && memcmp(m->data, "null", 4) == 0)
+		return;	/* retain with data null clears the value */
+	m->refs++;
+	live_change(b, m, 0, 1);
+	map_put(&b->retained, m->topic, m);
+}
+
+uint64_t bus_publish(struct bus *b, struct bus_msg *m)
+{
+	struct fanout f = {.m = m};
+	size_t ndurable = 0;
+	uint64_t ticket = 0;
+
+	b->published++;
+	trie_match(&b->subs, m->topic, collect, &f);
+	struct bus_session **durable = xmalloc((f.n + 1) * sizeof(*durable));
+	for (size_t i = 0; i < f.n; i++) {
+		struct bus_session *s = f.hit[i];
+		if (m->qos && s->epoch_qos && s->key)
+			durable[ndurable++] = s;
+	}
+	if (m->qos || m->retain)
+		ticket = bus_store_pub(b, m, durable, ndurable);
+	if (m->retain)
+		bus_retain(b, m);
+	for (size_t i = 0; i < f.n; i++) {
+		struct bus_session *s = f.hit[i];
+		uint8_t q = m->qos < s->epoch_qos ? m->qos : s->epoch_qos;
+		if (q == 1) {
+			enqueue(s, m, 0);
+			bus_pump(s);
+			continue;
+		}
+		if (!s->conn || s->conn->closing)
+			continue;
+		if (s->conn->out_bytes > BUS_OUT_MAX) {
+			/* A slow qos-0 subscriber loses messages, nobody waits for it. */
+			s->conn->dropped_qos0++;
+			b->dropped_qos0++;
+			continue;
+		}
+		struct bus_frame *fr = msg_frame(m, 0, false, false);
+		bus_conn_send(s->conn, fr);
+		bus_frame_put(fr);
+		s->delivered++;
+	}
+	free(durable);
+	free(f.hit);
+	return ticket;
+}
+
+void bus_free_all(struct bus *b)
+{
+	size_t it = 0;
+	void *v;
+
+	while (b->sessions.len) {
+		it = 0;
+		map_next(&b->sessions, &it, NULL, &v);
+		bus_session_free(v);
+	}
+	map_free(&b->sessions);
+	it = 0;
+	while (map_next(&b->retained, &it, NULL, &v))
+		bus_msg_put(v);
+	map_free(&b->retained);
+	trie_free(&b->subs);
+	while (b->mid_head) {
+		struct bus_mid *x = b->mid_head;
+		b->mid_head = x->next;
+		free(x->key);
+		free(x);
+	}
+	map_free(&b->mids);
+	while (b->ok_head) {
+		struct bus_ok *o = b->ok_head;
+		b->ok_head = o->next;
+		json_decref(o->id);
+		free(o);
+	}
+}

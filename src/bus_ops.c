@@ -1,0 +1,456 @@
+/*
+ * bus_ops.c - one handler per op of the cohort.v1 protocol, dispatched
+ * through one table; every request is checked here (fields, the peer's
+ * hello, the service's publish / subscribe / locks patterns) before the
+ * core sees it, and every client mistake is an error frame to it, never a
+ * log line of ours.
+ */
+#include "autoconfig.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "config_keys.h"
+#include "daemon.h"
+#include "lock.h"
+
+struct bus_op {
+	const char *name;
+	void (*fn)(struct bus_conn *c, json_t *req, json_t *id);
+};
+
+static bool allowed(const struct bus_conn *c, const struct strv *pats, const char *topic, bool pattern)
+{
+	if (c->admin && !c->svc)
+		return true;
+	for (size_t i = 0; i < pats->n; i++)
+		if (pattern ? pattern_within(topic, pats->v[i]) : topic_matches(pats->v[i], topic))
+			return true;
+	return false;
+}
+
+static const char *get_str(json_t *req, const char *field)
+{
+	return json_string_value(json_object_get(req, field));
+}
+
+/* --- hello ------------------------------------------------------------------------ */
+
+static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
+{
+	struct bus *b = c->bus;
+	json_t *tok = json_object_get(req, "token"), *sess = json_object_get(req, "session");
+	json_t *clean_v = json_object_get(req, "clean");
+
+	if (c->session) {
+		bus_conn_error(c, id, "hello was already said on this connection");
+		return;
+	}
+	if ((tok && !json_is_string(tok)) || (sess && !json_is_string(sess) && !json_is_null(sess)) ||
+	    (clean_v && !json_is_boolean(clean_v))) {
+		bus_conn_error(c, id, "hello: token and session are strings, clean is true or false");
+		return;
+	}
+	if (tok) {
+		struct service *s = map_get(&b->d->tokens, json_string_value(tok));
+		if (!s || !svc_live(s)) {
+			bus_conn_error(c, id, "bad token: not the COHORT_TOKEN of a running service");
+			bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad token");
+			return;
+		}
+		c->svc = s;
+		c->admin = false;
+		c->identity = xasprintf("service:%s", s->name);
+	} else if (!c->unix_peer) {
+		bus_conn_error(c, id, "a token is required over TCP (the service's COHORT_TOKEN)");
+		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no token");
+		return;
+	} else if (!c->admin) {
+		bus_conn_error(c, id, "uid %u may not use the bus without a token (present COHORT_TOKEN)",
+			       (unsigned)c->uid);
+		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no token");
+		return;
+	} else {
+		c->identity = xstrdup("admin");
+	}
+	const char *name = sess && json_is_string(sess) ? json_string_value(sess) : NULL;
+	if (name && !svc_name_valid(name)) {
+		bus_conn_error(c, id, "bad session name (1-64 of A-Z a-z 0-9 _ . -)");
+		free(c->identity);
+		c->identity = NULL;
+		return;
+	}
+	bool resumed = false;
+	struct bus_session *s = NULL;
+	if (name) {
+		char *key = xasprintf("%s/%s", c->identity, name);
+		s = map_get(&b->sessions, key);
+		free(key);
+		if (s && json_is_true(clean_v)) {
+			bus_store_session(b, s, true);
+			if (s->conn)
+				bus_conn_close(s->conn, LWS_CLOSE_STATUS_NORMAL, "session cleaned by a new connection");
+			bus_session_detach(s);
+			bus_session_free(s);
+			s = NULL;
+		}
+		resumed = s != NULL;
+		if (!s) {
+			s = bus_session_new(b, c->identity, name);
+			bus_store_session(b, s, false);
+		}
+		if (s->conn) {	/* one connection per session: the newest wins */
+			struct bus_conn *old = s->conn;
+			bus_session_detach(s);
+			bus_conn_close(old, LWS_CLOSE_STATUS_NORMAL, "session taken over by a new connection");
+		}
+	} else {
+		s = bus_session_new(b, c->identity, NULL);
+	}
+	bus_session_attach(s, c);
+	bus_conn_send_json(c, json_pack("{s:s,s:s?,s:b}", "op", "welcome", "session", name, "resumed", resumed));
+	bus_pump(s);	/* what it missed while away, in order */
+}
+
+/* --- subscriptions ------------------------------------------------------------------ */
+
+static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *pat = get_str(req, "topic");
+	json_t *qv = json_object_get(req, "qos");
+	long long qos = qv ? json_integer_value(qv) : 0;
+
+	if (!pat || !topic_pattern_valid(pat, true)) {
+		bus_conn_error(c, id, "sub: \"topic\" must be a pattern: dot-separated [A-Za-z0-9_-] "
+			       "segments, * for one, a last > for the rest");
+		return;
+	}
+	if (qv && (!json_is_integer(qv) || qos < 0 || qos > 1)) {
+		bus_conn_error(c, id, "sub: qos is 0 or 1");
+		return;
+	}
+	if (c->svc && !allowed(c, &c->svc->cfg->subscribe, pat, true)) {
+		bus_conn_error(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
+		return;
+	}
+	struct bus_session *s = c->session;
+	bus_subscribe(s, pat, (uint8_t)qos);
+	if (s->key)
+		bus_store_sub(c->bus, s, pat, (uint8_t)qos);
+	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
+	bus_send_retained(s, pat);	/* the state first, then what changes */
+}
+
+static void op_unsub(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *pat = get_str(req, "topic");
+
+	if (!pat) {
+		bus_conn_error(c, id, "unsub: \"topic\" is the pattern to drop");
+		return;
+	}
+	if (!bus_unsubscribe(c->session, pat)) {
+		bus_conn_error(c, id, "not subscribed to %s", pat);
+		return;
+	}
+	if (c->session->key)
+		bus_store_unsub(c->bus, c->session, pat);
+	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
+}
+
+/* --- publish ------------------------------------------------------------------------- */
+
+static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
+{
+	struct bus *b = c->bus;
+	const char *topic = get_str(req, "topic");
+	json_t *data = json_object_get(req, "data");
+	json_t *qv = json_object_get(req, "qos"), *rv = json_object_get(req, "retain");
+	json_t *mv = json_object_get(req, "mid");
+	long long qos = qv ? json_integer_value(qv) : 0;
+
+	if (!topic || !topic_pattern_valid(topic, false) || topic[0] == '$') {
+		bus_conn_error(c, id, "pub: \"topic\" must be dot-separated [A-Za-z0-9_-] segments "
+			       "(no wildcards; $ topics are cohortd's)");
+		return;
+	}
+	if ((qv && (!json_is_integer(qv) || qos < 0 || qos > 1)) || (rv && !json_is_boolean(rv)) ||
+	    (mv && (!json_is_string(mv) || !json_string_length(mv) || json_string_length(mv) > 200))) {
+		bus_conn_error(c, id, "pub: qos is 0 or 1, retain true or false, mid a string of 1-200 characters");
+		return;
+	}
+	if (c->svc && !allowed(c, &c->svc->cfg->publish, topic, false)) {
+		bus_conn_error(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
+		return;
+	}
+	const char *mid = mv ? json_string_value(mv) : NULL;
+	if (mid) {
+		uint64_t earlier = bus_mid_seen(b, c->identity, mid);
+		if (earlier) {	/* a retry of what we have: a no-op */
+			b->duplicates++;
+			if (qos)
+				bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:b}", "op", "ok", "id", id, "seq",
+								(json_int_t)earlier, "duplicate", 1));
+			return;
+		}
+	}
+	char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	struct bus_msg *m = xcalloc(1, sizeof(*m));
+	m->refs = 1;
+	m->seq = ++b->seq;
+	m->topic = xstrdup(topic);
+	m->data = text;
+	m->data_len = strlen(text);
+	m->ts_ms = now_wall_ms();
+	m->qos = (uint8_t)qos;
+	m->retain = json_is_true(rv);
+	m->mid = mid ? xstrdup(mid) : NULL;
+	m->publisher = xstrdup(c->identity);
+	if (mid)
+		bus_mid_add(b, c->identity, mid, m->seq, m->ts_ms);
+	uint64_t ticket = bus_publish(b, m);
+	uint64_t seq = m->seq;
+	bus_msg_put(m);
+	if (!qos)
+		return;
+	if (!ticket || ticket <= b->durable_ticket) {
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
+		return;
+	}
+	/* Stored before the ok: it goes once the journal says so. */
+	struct bus_ok *o = xcalloc(1, sizeof(*o));
+	o->ticket = ticket;
+	o->conn_id = c->id;
+	o->id = json_incref(id);
+	o->seq = seq;
+	if (b->ok_tail)
+		b->ok_tail->next = o;
+	else
+		b->ok_head = o;
+	b->ok_tail = o;
+}
+
+static void op_ack(struct bus_conn *c, json_t *req, json_t *id)
+{
+	json_t *sv = json_object_get(req, "seq");
+
+	if (!json_is_integer(sv) || json_integer_value(sv) < 1) {
+		bus_conn_error(c, id, "ack: \"seq\" is the seq of a qos-1 message");
+		return;
+	}
+	/* An ack for what is not owed (a duplicate after a redelivery) is
+	 * harmless: nothing to say. */
+	bus_ack(c->session, (uint64_t)json_integer_value(sv));
+}
+
+static void op_get(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *pat = get_str(req, "topic");
+	json_t *list = json_array();
+	size_t it = 0;
+	void *v;
+
+	if (!pat || !topic_pattern_valid(pat, true)) {
+		json_decref(list);
+		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
+		return;
+	}
+	if (c->svc && !allowed(c, &c->svc->cfg->subscribe, pat, true)) {
+		json_decref(list);
+		bus_conn_error(c, id, "not allowed: %s may not read %s", c->identity, pat);
+		return;
+	}
+	while (map_next(&c->bus->retained, &it, NULL, &v)) {
+		struct bus_msg *m = v;
+		if (!topic_matches(pat, m->topic))
+			continue;
+		json_t *data = json_loadb(m->data, m->data_len, JSON_DECODE_ANY, NULL);
+		json_array_append_new(list, json_pack("{s:s,s:o,s:I,s:I}", "topic", m->topic, "data",
+						      data ? data : json_null(), "seq", (json_int_t)m->seq,
+						      "ts_ms", (json_int_t)m->ts_ms));
+	}
+	bus_conn_send_json(c, json_pack("{s:s,s:O,s:o}", "op", "ok", "id", id, "messages", list));
+}
+
+static void op_ping(struct bus_conn *c, json_t *req, json_t *id)
+{
+	(void)req;
+	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "pong", "id", id));
+}
+
+/* --- locks over the bus ---------------------------------------------------------------- */
+
+static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uint64_t token,
+			int64_t expires_ms, const char *why)
+{
+	struct bus_conn *c = ls->user;
+	json_t *id = imap_del(&c->lock_waits, (int64_t)(uintptr_t)cookie);
+
+	if (!id)
+		return;
+	if (granted)
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:I}", "op", "ok", "id", id, "token",
+						(json_int_t)token, "expires_ms", (json_int_t)expires_ms));
+	else
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:s}", "op", "error", "id", id, "error", why));
+	json_decref(id);
+}
+
+static struct lock_session *locks_of(struct bus_conn *c)
+{
+	if (!c->locks) {
+		char owner[160];
+		snprintf(owner, sizeof(owner), "%s (bus, pid %d)", c->identity, (int)c->pid);
+		c->locks = lock_session_open(&c->bus->d->locks, owner, c->svc ? &c->svc->cfg->locks : NULL,
+					     c->svc, lock_waited);
+		c->locks->user = c;
+	}
+	return c->locks;
+}
+
+static bool get_ms(struct bus_conn *c, json_t *req, json_t *id, const char *field, int64_t *v)
+{
+	json_t *x = json_object_get(req, field);
+
+	if (!x)
+		return true;
+	if (!json_is_integer(x)) {
+		bus_conn_error(c, id, "%s must be an integer (milliseconds)", field);
+		return false;
+	}
+	*v = json_integer_value(x);
+	return true;
+}
+
+static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *name = get_str(req, "name"), *mode = get_str(req, "mode"), *why;
+	int64_t ttl = 30000, wait = 0, expires;
+	uint64_t token;
+
+	if (!name) {
+		bus_conn_error(c, id, "lock.acquire: \"name\" is required");
+		return;
+	}
+	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "shared")) {
+		bus_conn_error(c, id, "lock.acquire: mode is \"exclusive\" or \"shared\"");
+		return;
+	}
+	if (!get_ms(c, req, id, "ttl_ms", &ttl) || !get_ms(c, req, id, "wait_ms", &wait))
+		return;
+	uint64_t cookie = ++c->next_cookie;
+	switch (lock_acquire(locks_of(c), name, mode && !strcmp(mode, "shared") ? LOCK_SHARED : LOCK_EXCLUSIVE,
+			     ttl, wait, (void *)(uintptr_t)cookie, &token, &expires, &why)) {
+	case LOCK_GRANTED:
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:I}", "op", "ok", "id", id, "token",
+						(json_int_t)token, "expires_ms", (json_int_t)expires));
+		break;
+	case LOCK_QUEUED:
+		imap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
+		break;
+	default:
+		bus_conn_error(c, id, "%s", why);
+		break;
+	}
+}
+
+static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *name = get_str(req, "name"), *why;
+	json_t *tv = json_object_get(req, "token");
+	int64_t ttl = 30000, expires;
+
+	if (!name || !json_is_integer(tv)) {
+		bus_conn_error(c, id, "lock.renew: \"name\" and \"token\" are required");
+		return;
+	}
+	if (!get_ms(c, req, id, "ttl_ms", &ttl))
+		return;
+	if (lock_renew(locks_of(c), name, (uint64_t)json_integer_value(tv), ttl, &expires, &why) < 0)
+		bus_conn_error(c, id, "%s", why);
+	else
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "expires_ms",
+						(json_int_t)expires));
+}
+
+static void op_lock_release(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *name = get_str(req, "name"), *why;
+	json_t *tv = json_object_get(req, "token");
+
+	if (!name || !json_is_integer(tv)) {
+		bus_conn_error(c, id, "lock.release: \"name\" and \"token\" are required");
+		return;
+	}
+	if (lock_release(locks_of(c), name, (uint64_t)json_integer_value(tv), &why) < 0)
+		bus_conn_error(c, id, "%s", why);
+	else
+		bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
+}
+
+static const struct bus_op ops[] = {
+	{"hello", op_hello},
+	{"sub", op_sub},
+	{"unsub", op_unsub},
+	{"pub", op_pub},
+	{"ack", op_ack},
+	{"get", op_get},
+	{"ping", op_ping},
+	{"lock.acquire", op_lock_acquire},
+	{"lock.renew", op_lock_renew},
+	{"lock.release", op_lock_release},
+};
+
+void bus_handle(struct bus_conn *c, const char *text, size_t len)
+{
+	json_error_t err;
+	json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+
+	if (!req) {
+		bus_conn_error(c, NULL, "bad JSON: %s (at column %d)", err.text, err.column);
+		return;
+	}
+	json_t *id = json_object_get(req, "id");
+	const char *name = json_is_object(req) ? get_str(req, "op") : NULL;
+	if (!json_is_object(req)) {
+		bus_conn_error(c, NULL, "a frame is one JSON object with an \"op\"");
+	} else if (!name) {
+		bus_conn_error(c, id, "missing \"op\"");
+	} else {
+		size_t i;
+		for (i = 0; i < ARRAY_LEN(ops); i++)
+			if (strcmp(ops[i].name, name) == 0)
+				break;
+		if (i == ARRAY_LEN(ops))
+			bus_conn_error(c, id, "unknown op \"%s\"", name);
+		else if (!c->session && ops[i].fn != op_hello)
+			bus_conn_error(c, id, "say hello first: {\"op\":\"hello\",\"token\":...}");
+		else
+			ops[i].fn(c, req, id);
+	}
+	json_decref(req);
+}
+
+void bus_ops_conn_gone(struct bus_conn *c)
+{
+	size_t it = 0;
+	void *v;
+
+	lock_session_close(c->locks);	/* a client that leaves lets go */
+	c->locks = NULL;
+	while (imap_next(&c->lock_waits, &it, NULL, &v))
+		json_decref(v);
+	imap_free(&c->lock_waits);
+	struct bus_session *s = c->session;
+	if (!s)
+		return;
+	if (s->key) {
+		bus_session_detach(s);	/* durable: its queue waits for it */
+	} else {
+		bus_session_detach(s);
+		bus_session_free(s);
+	}
+}

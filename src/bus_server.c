@@ -1,0 +1,420 @@
+/*
+ * bus_server.c - the bus's WebSocket side: libwebsockets on cohortd's own
+ * libev loop (a foreign loop: cohortd runs ev_run, never lws_service),
+ * one vhost for <run_dir>/bus.sock and one for bus_listen, the cohort.v1
+ * subprotocol required, peers identified by SO_PEERCRED, messages
+ * reassembled from fragments up to bus_max_message, and every write made
+ * from the writeable callback, one queued frame at a time.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "log.h"
+
+static void lws_log(int level, const char *line)
+{
+	char buf[512];
+	size_t n = strlen(line);
+
+	(void)level;
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, line);
+	log_warn(NULL, "bus: libwebsockets: %s", buf);
+}
+
+struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id)
+{
+	return imap_get(&b->conns_by_id, (int64_t)id);
+}
+
+void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
+{
+	if (c->closing)
+		return;
+	struct bus_out *o = xmalloc(sizeof(*o));
+	o->f = f;
+	f->refs++;
+	o->next = NULL;
+	if (c->out_tail)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	c->out_len++;
+	c->out_bytes += f->len;
+	if (!c->rx_paused && c->out_bytes > BUS_OUT_MAX) {
+		/* It does not read what we send: stop reading what it sends. */
+		lws_rx_flow_control(c->wsi, 0);
+		c->rx_paused = true;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+void bus_conn_send_json(struct bus_conn *c, json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+
+	json_decref(o);
+	if (!text)
+		return;
+	struct bus_frame *f = bus_frame_new(text, strlen(text));
+	free(text);
+	bus_conn_send(c, f);
+	bus_frame_put(f);
+}
+
+void bus_conn_close(struct bus_conn *c, int status, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->close_status = status;
+	str_copy(c->close_reason, sizeof(c->close_reason), reason);
+	lws_callback_on_writable(c->wsi);
+}
+
+void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_t *o = json_pack("{s:s,s:O,s:s}", "op", "error", "id", id ? id : json_null(), "error", buf);
+	bus_conn_send_json(c, o);
+	if (++c->errors >= BUS_ABUSE_MAX) {
+		bus_conn_send_json(c, json_pack("{s:s,s:n,s:s}", "op", "error", "id", "error",
+						"too many bad requests: closing"));
+		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many bad requests");
+	}
+}
+
+static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
+{
+	struct bus_conn *c = xcalloc(1, sizeof(*c));
+	int fd = lws_get_socket_fd(wsi);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	c->bus = b;
+	c->wsi = wsi;
+	c->id = ++b->next_conn_id;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		c->unix_peer = true;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+			c->uid = cr.uid;
+			c->pid = cr.pid;
+			/* The same people who may use the control socket are admins. */
+			c->admin = ctl_uid_allowed(&b->d->ctl, cr.uid, cr.gid);
+		}
+	}
+	c->next = b->conns;
+	if (c->next)
+		c->next->prev = c;
+	b->conns = c;
+	b->nconns++;
+	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	return c;
+}
+
+static void conn_free(struct bus_conn *c)
+{
+	struct bus *b = c->bus;
+
+	bus_ops_conn_gone(c);
+	while (c->out_head) {
+		struct bus_out *o = c->out_head;
+		c->out_head = o->next;
+		bus_frame_put(o->f);
+		free(o);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		b->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	b->nconns--;
+	imap_del(&b->conns_by_id, (int64_t)c->id);
+	sbuf_free(&c->rx);
+	free(c->identity);
+	free(c);
+}
+
+/* Does the comma-separated header list name our subprotocol? */
+static bool offers_protocol(const char *list)
+{
+	for (const char *p = list; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t n = strcspn(p, ", ");
+		if (n == strlen(BUS_PROTOCOL) && strncmp(p, BUS_PROTOCOL, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static int write_one(struct bus_conn *c)
+{
+	struct bus_out *o = c->out_head;
+
+	if (o) {
+		c->out_head = o->next;
+		if (!c->out_head)
+			c->out_tail = NULL;
+		c->out_len--;
+		c->out_bytes -= o->f->len;
+		int n = lws_write(c->wsi, o->f->data + LWS_PRE, o->f->len, LWS_WRITE_TEXT);
+		bool short_write = n < (int)o->f->len;
+		bus_frame_put(o->f);
+		free(o);
+		if (short_write)
+			return -1;
+	}
+	if (c->rx_paused && c->out_bytes < BUS_OUT_MAX / 2) {
+		lws_rx_flow_control(c->wsi, 1);
+		c->rx_paused = false;
+	}
+	if (c->out_head) {
+		lws_callback_on_writable(c->wsi);
+	} else if (c->closing) {
+		lws_close_reason(c->wsi, (enum lws_close_status)c->close_status,
+				 (unsigned char *)c->close_reason, strlen(c->close_reason));
+		return -1;
+	}
+	return 0;
+}
+
+static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct bus *b = lws_context_user(lws_get_context(wsi));
+	struct bus_conn **slot = user;
+	struct bus_conn *c = slot ? *slot : NULL;
+	char proto[128];
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* Only clients that speak cohort.v1 get the upgrade. */
+		if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0 || !offers_protocol(proto))
+			return -1;
+		return 0;
+	case LWS_CALLBACK_ESTABLISHED:
+		*slot = conn_new(b, wsi);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		if (!c || c->closing)
+			return 0;
+		if (lws_frame_is_binary(wsi)) {
+			bus_conn_error(c, NULL, "binary frames are not understood: send JSON text frames");
+			return 0;
+		}
+		if (c->rx.len + len > b->max_message) {
+			char why[80];
+			int n = snprintf(why, sizeof(why), "message over bus_max_message (%llu bytes)",
+					 (unsigned long long)b->max_message);
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, (size_t)n);
+			return -1;
+		}
+		sbuf_add(&c->rx, in, len);
+		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+			bus_handle(c, c->rx.buf, c->rx.len);
+			c->rx.len = 0;
+		}
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return c ? write_one(c) : 0;
+	case LWS_CALLBACK_CLOSED:
+		if (c) {
+			conn_free(c);
+			*slot = NULL;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{BUS_PROTOCOL, bus_cb, sizeof(struct bus_conn *), 65536, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+static int split_listen(const char *hp, char **host, int *port)
+{
+	const char *colon = strrchr(hp, ':');
+
+	if (!colon)
+		return -1;
+	const char *h = hp;
+	size_t hl = (size_t)(colon - hp);
+	if (*h == '[') {
+		h++;
+		hl -= 2;
+	}
+	*host = xstrndup(h, hl);
+	*port = atoi(colon + 1);
+	return 0;
+}
+
+int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
+{
+	const struct cohort_config *cfg = d->cfg;
+	struct lws_context_creation_info info;
+	void *loops[1] = {d->loop};
+	char *dir;
+
+	*b = (struct bus){.d = d, .loop = d->loop};
+	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
+	b->queue_max = cfg->bus_queue_max;
+	b->queue_age_ms = cfg->bus_queue_age_ms;
+	b->max_message = cfg->bus_max_message;
+	dir = xasprintf("%s/bus", cfg->state_dir);
+	int rc = bus_store_open(b, dir, err, errlen);
+	free(dir);
+	if (rc < 0)
+		return -1;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.foreign_loops = loops;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.user = b;
+	info.uid = -1;
+	info.gid = -1;
+	b->ctx = lws_create_context(&info);
+	if (!b->ctx) {
+		snprintf(err, errlen, "libwebsockets could not start on the libev loop (is the package "
+			 "libwebsockets-evlib-ev installed?)");
+		goto fail;
+	}
+	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_UNIX_SOCK;
+	info.iface = b->unix_path;
+	info.port = 0;
+	info.protocols = protocols;
+	info.vhost_name = "bus-unix";
+	info.uid = -1;
+	info.gid = -1;
+	b->unix_vh = lws_create_vhost(b->ctx, &info);
+	if (!b->unix_vh) {
+		snprintf(err, errlen, "cannot listen on %s", b->unix_path);
+		goto fail;
+	}
+	/* lws binds with our umask: set the mode (and group) ourselves. */
+	if (chmod(b->unix_path, (mode_t)cfg->bus_mode) < 0 ||
+	    (d->ctl.has_group && chown(b->unix_path, (uid_t)-1, d->ctl.group) < 0)) {
+		snprintf(err, errlen, "%s: setting mode: %s", b->unix_path, strerror(errno));
+		goto fail;
+	}
+	if (cfg->bus_listen) {
+		char *host = NULL;
+		int port = 0;
+		if (split_listen(cfg->bus_listen, &host, &port) < 0) {
+			snprintf(err, errlen, "bus_listen %s: expected HOST:PORT", cfg->bus_listen);
+			goto fail;
+		}
+		memset(&info, 0, sizeof(info));
+		info.iface = host;
+		info.port = port;
+		info.protocols = protocols;
+		info.vhost_name = "bus-tcp";
+		info.uid = -1;
+		info.gid = -1;
+		/* Without it, a vhost given 127.0.0.1 listens on every interface. */
+		if (!strchr(host, ':'))
+			info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+		b->tcp_vh = lws_create_vhost(b->ctx, &info);
+		free(host);
+		if (!b->tcp_vh) {
+			snprintf(err, errlen, "cannot listen on %s", cfg->bus_listen);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	if (b->ctx)
+		lws_context_destroy(b->ctx);
+	b->ctx = NULL;
+	bus_store_close(b);
+	bus_free_all(b);
+	free(b->unix_path);
+	b->unix_path = NULL;
+	return -1;
+}
+
+void bus_close(struct bus *b)
+{
+	if (!b->ctx)
+		return;
+	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
+	b->ctx = NULL;
+	bus_store_close(b);
+	bus_free_all(b);
+	imap_free(&b->conns_by_id);
+	unlink(b->unix_path);
+	free(b->unix_path);
+	b->unix_path = NULL;
+}
+
+json_t *bus_status_json(struct bus *b)
+{
+	size_t subs = b->subs.nsubs, queued = 0, inflight = 0, durable_away = 0, it = 0;
+	void *v;
+
+	while (map_next(&b->sessions, &it, NULL, &v)) {
+		struct bus_session *s = v;
+		queued += s->qlen;
+		inflight += s->inflight;
+		durable_away += s->conn == NULL;
+	}
+	json_t *conns = json_array();
+	for (struct bus_conn *c = b->conns; c; c = c->next) {
+		struct bus_session *s = c->session;
+		if (s && !s->key) {
+			queued += s->qlen;
+			inflight += s->inflight;
+		}
+		json_array_append_new(conns, json_pack("{s:I,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I}",
+			"id", (json_int_t)c->id, "identity", c->identity ? c->identity : "(no hello yet)",
+			"session", s && s->name ? s->name : NULL, "transport", c->unix_peer ? "unix" : "tcp",
+			"subscriptions", (json_int_t)(s ? s->nsubs : 0), "queued", (json_int_t)(s ? s->qlen : 0),
+			"inflight", (json_int_t)(s ? s->inflight : 0), "out_bytes", (json_int_t)c->out_bytes,
+			"dropped_qos0", (json_int_t)c->dropped_qos0));
+	}
+	json_t *sessions = json_array();
+	it = 0;
+	while (map_next(&b->sessions, &it, NULL, &v)) {
+		struct bus_session *s = v;
+		json_array_append_new(sessions, json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I}", "session", s->key,
+			"connected", s->conn != NULL, "subscriptions", (json_int_t)s->nsubs,
+			"queued", (json_int_t)s->qlen, "queued_bytes", (json_int_t)s->qbytes,
+			"dropped", (json_int_t)s->dropped, "dead", (json_int_t)s->dead));
+	}
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+		"connections", (json_int_t)b->nconns, "subscriptions", (json_int_t)subs,
+		"durable_sessions", (json_int_t)b->sessions.len, "durable_away", (json_int_t)durable_away,
+		"queued", (json_int_t)queued, "inflight", (json_int_t)inflight,
+		"retained", (json_int_t)b->retained.len, "published", (json_int_t)b->published,
+		"dropped_qos0", (json_int_t)b->dropped_qos0, "dropped_queue", (json_int_t)b->dropped_queue,
+		"dead_lettered", (json_int_t)b->dead_lettered, "journal_bytes",
+		(json_int_t)(b->j ? jrnl_size(b->j) : 0), "live_bytes", (json_int_t)b->live_bytes,
+		"conns", conns, "sessions", sessions);
+}

@@ -1,0 +1,443 @@
+/*
+ * bus_store.c - what the bus keeps in its journal, and getting it back.
+ *
+ * Records (the first byte is the type; fields in the jbuf codec):
+ *   PUB      seq, ts_ms, flags (1 retain, 2 qos 1), topic, data, mid,
+ *            publisher, and the durable sessions it was queued for
+ *   ACK      session, seq          (acked, dropped or dead-lettered)
+ *   SESSION  session, identity, name, clean
+ *   SUB      session, qos, pattern
+ *   UNSUB    session, pattern
+ *   MID      publisher "\n" mid, seq, ts_ms   (compaction keeps de-dup alive)
+ *
+ * Recovery replays them in order into an empty bus: durable sessions with
+ * their subscriptions and owed messages, retained values, the seq counter
+ * and the recent mids.  Every qos-1 publish and every retained value is
+ * written before its ok is sent (per bus_fsync), so whatever got an ok is
+ * back after a crash.  A compaction writes exactly that live state.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "log.h"
+
+enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID };
+
+#define COMPACT_MIN (16u << 20)	/* never compact a journal smaller than this */
+
+static uint64_t append(struct bus *b, struct jbuf *j)
+{
+	uint64_t t = 0;
+
+	if (b->j)	/* not while recovering */
+		t = jrnl_append(b->j, j->b.buf, j->b.len);
+	sbuf_free(&j->b);
+	return t;
+}
+
+static void put_pub(struct jbuf *j, const struct bus_msg *m, const char *const *keys, size_t n)
+{
+	jb_u8(j, R_PUB);
+	jb_u64(j, m->seq);
+	jb_u64(j, (uint64_t)m->ts_ms);
+	jb_u8(j, (uint8_t)((m->retain ? 1 : 0) | (m->qos ? 2 : 0)));
+	jb_str(j, m->topic, strlen(m->topic));
+	jb_str(j, m->data, m->data_len);
+	jb_str(j, m->mid ? m->mid : "", m->mid ? strlen(m->mid) : 0);
+	jb_str(j, m->publisher, strlen(m->publisher));
+	jb_u64(j, n);
+	for (size_t i = 0; i < n; i++)
+		jb_str(j, keys[i], strlen(keys[i]));
+}
+
+uint64_t bus_store_pub(struct bus *b, const struct bus_msg *m, struct bus_session **durable,
+		       size_t ndurable)
+{
+	struct jbuf j = {0};
+	const char **keys = xmalloc((ndurable + 1) * sizeof(char *));
+
+	for (size_t i = 0; i < ndurable; i++)
+		keys[i] = durable[i]->key;
+	put_pub(&j, m, keys, ndurable);
+	free(keys);
+	uint64_t t = append(b, &j);
+	bus_store_maybe_compact(b);
+	return t;
+}
+
+void bus_store_ack(struct bus *b, const struct bus_session *s, uint64_t seq)
+{
+	struct jbuf j = {0};
+
+	jb_u8(&j, R_ACK);
+	jb_str(&j, s->key, strlen(s->key));
+	jb_u64(&j, seq);
+	append(b, &j);
+}
+
+static void put_session(struct jbuf *j, const struct bus_session *s, bool clean)
+{
+	jb_u8(j, R_SESSION);
+	jb_str(j, s->key, strlen(s->key));
+	jb_str(j, s->identity, strlen(s->identity));
+	jb_str(j, s->name, strlen(s->name));
+	jb_u8(j, clean);
+}
+
+void bus_store_session(struct bus *b, const struct bus_session *s, bool clean)
+{
+	struct jbuf j = {0};
+
+	put_session(&j, s, clean);
+	append(b, &j);
+}
+
+static void put_sub(struct jbuf *j, const struct bus_session *s, const char *pattern, uint8_t qos)
+{
+	jb_u8(j, R_SUB);
+	jb_str(j, s->key, strlen(s->key));
+	jb_u8(j, qos);
+	jb_str(j, pattern, strlen(pattern));
+}
+
+void bus_store_sub(struct bus *b, const struct bus_session *s, const char *pattern, uint8_t qos)
+{
+	struct jbuf j = {0};
+
+	put_sub(&j, s, pattern, qos);
+	append(b, &j);
+}
+
+void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern)
+{
+	struct jbuf j = {0};
+
+	jb_u8(&j, R_UNSUB);
+	jb_str(&j, s->key, strlen(s->key));
+	jb_str(&j, pattern, strlen(pattern));
+	append(b, &j);
+}
+
+/* --- mid de-duplication ---------------------------------------------------------- */
+
+static void mid_prune(struct bus *b, int64_t now)
+{
+	while (b->mid_head && now - b->mid_head->ts_ms > BUS_MID_WINDOW_MS) {
+		struct bus_mid *x = b->mid_head;
+		b->mid_head = x->next;
+		if (!b->mid_head)
+			b->mid_tail = NULL;
+		if (map_get(&b->mids, x->key) == x)
+			map_del(&b->mids, x->key);
+		free(x->key);
+		free(x);
+	}
+}
+
+uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid)
+{
+	char *key = xasprintf("%s\n%s", publisher, mid);
+	mid_prune(b, now_wall_ms());
+	struct bus_mid *x = map_get(&b->mids, key);
+	free(key);
+	return x ? x->seq : 0;
+}
+
+static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
+{
+	struct bus_mid *x = xcalloc(1, sizeof(*x));
+
+	x->key = key;
+	x->seq = seq;
+	x->ts_ms = ts;
+	if (b->mid_tail)
+		b->mid_tail->next = x;
+	else
+		b->mid_head = x;
+	b->mid_tail = x;
+	map_put(&b->mids, x->key, x);
+}
+
+void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms)
+{
+	mid_add_key(b, xasprintf("%s\n%s", publisher, mid), seq, ts_ms);
+}
+
+/* --- recovery -------------------------------------------------------------------------- */
+
+static void reset(void *arg)
+{
+	struct bus *b = arg;
+
+	bus_free_all(b);
+	b->seq = 0;
+	b->live_bytes = 0;
+}
+
+static char *dup_str(struct jreader *r)
+{
+	size_t n;
+	const char *s = jr_str(r, &n);
+	return xstrndup(s, n);
+}
+
+static struct bus_session *session_of(struct bus *b, struct jreader *r)
+{
+	size_t n;
+	const char *k = jr_str(r, &n);
+	char *key = xstrndup(k, n);
+	struct bus_session *s = map_get(&b->sessions, key);
+	free(key);
+	return s;
+}
+
+static void replay_pub(struct bus *b, struct jreader *r)
+{
+	struct bus_msg *m = xcalloc(1, sizeof(*m));
+
+	m->refs = 1;
+	m->seq = jr_u64(r);
+	m->ts_ms = (int64_t)jr_u64(r);
+	uint8_t flags = jr_u8(r);
+	m->retain = flags & 1;
+	m->qos = flags & 2 ? 1 : 0;
+	m->topic = dup_str(r);
+	size_t n;
+	const char *data = jr_str(r, &n);
+	m->data = xstrndup(data, n);
+	m->data_len = n;
+	char *mid = dup_str(r);
+	m->publisher = dup_str(r);
+	if (*mid)
+		m->mid = mid;
+	else
+		free(mid);
+	uint64_t nkeys = jr_u64(r);
+	if (r->bad) {
+		bus_msg_put(m);
+		return;
+	}
+	if (m->seq > b->seq)
+		b->seq = m->seq;
+	if (m->mid && now_wall_ms() - m->ts_ms <= BUS_MID_WINDOW_MS)
+		bus_mid_add(b, m->publisher, m->mid, m->seq, m->ts_ms);
+	if (m->retain)
+		bus_retain(b, m);
+	for (uint64_t i = 0; i < nkeys && !r->bad; i++) {
+		struct bus_session *s = session_of(b, r);
+		if (s)
+			bus_session_restore(s, m);
+	}
+	bus_msg_put(m);
+}
+
+static void on_record(void *arg, const unsigned char *p, size_t len)
+{
+	struct bus *b = arg;
+	struct jreader r = {p, p + len, false};
+	struct bus_session *s;
+	size_t n;
+
+	switch (jr_u8(&r)) {
+	case R_PUB:
+		replay_pub(b, &r);
+		break;
+	case R_ACK: {
+		s = session_of(b, &r);
+		uint64_t acked = jr_u64(&r);
+		if (s && !r.bad)
+			bus_session_forget(s, acked);
+		break;
+	}
+	case R_SESSION: {
+		s = session_of(b, &r);
+		char *identity = dup_str(&r), *name = dup_str(&r);
+		bool clean = jr_u8(&r);
+		if (!r.bad) {
+			if (s && clean) {
+				bus_session_free(s);
+				s = NULL;
+			}
+			if (!s)
+				bus_session_new(b, identity, name);
+		}
+		free(identity);
+		free(name);
+		break;
+	}
+	case R_SUB: {
+		s = session_of(b, &r);
+		uint8_t qos = jr_u8(&r);
+		const char *pat = jr_str(&r, &n);
+		if (s && !r.bad) {
+			char *p2 = xstrndup(pat, n);
+			bus_subscribe(s, p2, qos);
+			free(p2);
+		}
+		break;
+	}
+	case R_UNSUB: {
+		s = session_of(b, &r);
+		const char *pat = jr_str(&r, &n);
+		if (s && !r.bad) {
+			char *p2 = xstrndup(pat, n);
+			bus_unsubscribe(s, p2);
+			free(p2);
+		}
+		break;
+	}
+	case R_MID: {
+		char *key = dup_str(&r);
+		uint64_t seq = jr_u64(&r);
+		int64_t ts = (int64_t)jr_u64(&r);
+		if (!r.bad && now_wall_ms() - ts <= BUS_MID_WINDOW_MS)
+			mid_add_key(b, key, seq, ts);
+		else
+			free(key);
+		break;
+	}
+	default:
+		log_warn(NULL, "bus journal: a record of unknown type %u (skipped)", p[0]);
+		break;
+	}
+}
+
+/* Publisher oks whose records are now on disk. */
+static void on_durable(void *arg, uint64_t ticket)
+{
+	struct bus *b = arg;
+
+	b->durable_ticket = ticket;
+	while (b->ok_head && b->ok_head->ticket <= ticket) {
+		struct bus_ok *o = b->ok_head;
+		b->ok_head = o->next;
+		if (!b->ok_head)
+			b->ok_tail = NULL;
+		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);
+		if (c) {
+			json_t *resp = json_pack("{s:s,s:O,s:I}", "op", "ok", "id", o->id, "seq",
+						 (json_int_t)o->seq);
+			bus_conn_send_json(c, resp);
+		}
+		json_decref(o->id);
+		free(o);
+	}
+}
+
+int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
+{
+	b->j = NULL;
+	struct journal *j = jrnl_open(dir, b->d->cfg->bus_fsync, b->loop, reset, on_record, on_durable,
+				      b, &b->recovery, err, errlen);
+	if (!j)
+		return -1;
+	b->j = j;
+	size_t queued = 0, it = 0;
+	void *v;
+	while (map_next(&b->sessions, &it, NULL, &v))
+		queued += ((struct bus_session *)v)->qlen;
+	log_info(NULL, "bus: recovered %zu records (%zu durable session%s, %zu queued message%s, "
+		 "%zu retained value%s)%s", b->recovery.records, b->sessions.len,
+		 b->sessions.len == 1 ? "" : "s", queued, queued == 1 ? "" : "s", b->retained.len,
+		 b->retained.len == 1 ? "" : "s", b->recovery.truncated ? "; cut a torn tail" : "");
+	if (b->recovery.truncated)
+		log_warn(NULL, "bus journal: cut %llu bytes of a torn tail (a crash mid-write)",
+			 (unsigned long long)b->recovery.truncated);
+	return 0;
+}
+
+void bus_store_close(struct bus *b)
+{
+	jrnl_close(b->j);
+	b->j = NULL;
+}
+
+/* --- compaction -------------------------------------------------------------------------- */
+
+static int by_seq(const void *x, const void *y)
+{
+	const struct bus_msg *a = *(struct bus_msg *const *)x, *c = *(struct bus_msg *const *)y;
+	return (a->seq > c->seq) - (a->seq < c->seq);
+}
+
+/* The live state, as records. */
+static void snapshot(struct bus *b, struct sbuf *out)
+{
+	struct imap owners = {0};	/* seq -> struct strv* of session keys */
+	struct bus_msg **msgs = NULL;
+	size_t n = 0, cap = 0, it = 0;
+	void *v;
+	struct jbuf j = {0};
+
+	while (map_next(&b->sessions, &it, NULL, &v)) {
+		struct bus_session *s = v;
+		put_session(&j, s, false);
+		for (size_t i = 0; i < s->nsubs; i++)
+			put_sub(&j, s, s->subs[i]->pattern, s->subs[i]->qos);
+		jrnl_frame(out, j.b.buf, j.b.len);
+		sbuf_free(&j.b);
+		for (struct bus_delivery *d = s->qhead; d; d = d->next) {
+			struct strv *keys = imap_get(&owners, (int64_t)d->msg->seq);
+			if (!keys) {
+				keys = xcalloc(1, sizeof(*keys));
+				imap_put(&owners, (int64_t)d->msg->seq, keys);
+				if (n == cap)
+					msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
+				msgs[n++] = d->msg;
+			}
+			strv_push(keys, s->key);
+		}
+	}
+	it = 0;
+	while (map_next(&b->retained, &it, NULL, &v)) {
+		struct bus_msg *m = v;
+		if (imap_get(&owners, (int64_t)m->seq))
+			continue;
+		imap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
+		if (n == cap)
+			msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
+		msgs[n++] = m;
+	}
+	qsort(msgs, n, sizeof(*msgs), by_seq);
+	for (size_t i = 0; i < n; i++) {
+		struct strv *keys = imap_get(&owners, (int64_t)msgs[i]->seq);
+		struct bus_msg tmp = *msgs[i];
+		tmp.retain = msgs[i]->retained;	/* no longer the topic's value: not retained */
+		put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
+		jrnl_frame(out, j.b.buf, j.b.len);
+		sbuf_free(&j.b);
+		strv_free(keys);
+		free(keys);
+	}
+	free(msgs);
+	imap_free(&owners);
+	for (struct bus_mid *x = b->mid_head; x; x = x->next) {
+		jb_u8(&j, R_MID);
+		jb_str(&j, x->key, strlen(x->key));
+		jb_u64(&j, x->seq);
+		jb_u64(&j, (uint64_t)x->ts_ms);
+		jrnl_frame(out, j.b.buf, j.b.len);
+		sbuf_free(&j.b);
+	}
+}
+
+void bus_store_maybe_compact(struct bus *b)
+{
+	if (!b->j)
+		return;
+	uint64_t size = jrnl_size(b->j);
+	if (size < COMPACT_MIN || size < 4 * b->live_bytes)
+		return;
+	struct sbuf snap = {0};
+	int64_t t0 = now_mono_ms();
+	snapshot(b, &snap);
+	log_info(NULL, "bus journal: compacting %llu bytes to %zu bytes of live state (%lld ms)",
+		 (unsigned long long)size, snap.len, (long long)(now_mono_ms() - t0));
+	jrnl_compact(b->j, &snap);
+}
