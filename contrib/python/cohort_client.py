@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""cohort_client: the Python client of cohortd's message bus and lock
+service (asyncio, and the `websockets` package: Debian python3-websockets).
+
+    import asyncio, cohort_client
+
+    async def main():
+        bus = cohort_client.Client()            # $COHORT_BUS, $COHORT_TOKEN
+        await bus.connect()
+        await bus.subscribe("orders.>", on_order, qos=1)
+        seq = await bus.publish("stack.state", {"up": True}, qos=1, retain=True)
+        token = await bus.lock_acquire("db.migrate", ttl_ms=10000, wait_ms=5000)
+
+Inside a service cohortd started, the environment says where the bus is
+(COHORT_BUS=unix:PATH) and who we are (COHORT_TOKEN).  The client keeps
+itself connected: when the connection drops it reconnects with exponential
+backoff and jitter (100 ms doubling to 30 s), says hello with the same
+session, subscribes again, and re-sends every qos-1 publish that got no ok
+yet, with its mid, so the bus drops the ones it already had.  qos-1
+messages are acknowledged once the callback returns (raise to get one
+again later).
+
+Wire protocol: one JSON object per WebSocket text frame, subprotocol
+cohort.v1 (see cohortctl(1) and the README).
+"""
+import asyncio
+import itertools
+import json
+import os
+import random
+import uuid
+
+try:
+    import websockets
+except ImportError as e:  # pragma: no cover
+    raise ImportError("cohort_client needs the websockets package: apt-get install python3-websockets "
+                      "(and run /usr/bin/python3)") from e
+
+PROTOCOL = "cohort.v1"
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 30.0
+
+
+class BusError(Exception):
+    """The bus answered a request with an error."""
+
+
+def topic_matches(pattern, topic):
+    """Does a subscription pattern (`*` one segment, `>` the rest) match topic?"""
+    p, t = pattern.split("."), topic.split(".")
+    if t and t[0].startswith("$") and p and p[0] in ("*", ">"):
+        return False
+    for i, seg in enumerate(p):
+        if seg == ">":
+            return len(t) > i
+        if i >= len(t) or (seg != "*" and seg != t[i]):
+            return False
+    return len(p) == len(t)
+
+
+class Client:
+    def __init__(self, bus=None, token=None, session=None, clean=False, reconnect=True):
+        self.bus = bus or os.environ.get("COHORT_BUS") or "unix:/run/cohort/bus.sock"
+        self.token = token if token is not None else os.environ.get("COHORT_TOKEN")
+        self.session = session
+        self.clean = clean
+        self.reconnect = reconnect
+        self.ws = None
+        self.ids = itertools.count(1)
+        self.waiting = {}        # id -> future
+        self.subs = {}           # pattern -> (callback, qos)
+        self.unacked = {}        # id -> qos-1 publish request, re-sent after a reconnect
+        self.connected = asyncio.Event()
+        self.closed = False
+        self.reader = None
+        self.resumed = False
+        self.reconnects = 0
+
+    # --- connection ---------------------------------------------------------
+    async def _open(self):
+        if self.bus.startswith("unix:"):
+            ws = await websockets.unix_connect(self.bus[5:], uri="ws://localhost/",
+                                               subprotocols=[PROTOCOL], max_size=None)
+        else:
+            ws = await websockets.connect(self.bus, subprotocols=[PROTOCOL], max_size=None)
+        hello = {"op": "hello"}
+        if self.token:
+            hello["token"] = self.token
+        if self.session:
+            hello["session"] = self.session
+            hello["clean"] = self.clean
+            self.clean = False       # only the first hello cleans
+        await ws.send(json.dumps(hello))
+        answer = json.loads(await ws.recv())
+        if answer.get("op") != "welcome":
+            await ws.close()
+            raise BusError(answer.get("error", f"unexpected answer to hello: {answer}"))
+        self.resumed = answer.get("resumed", False)
+        self.ws = ws
+        # subscribe again, then send again what was not acknowledged
+        for pattern, (_, qos) in self.subs.items():
+            await self._send({"op": "sub", "id": next(self.ids), "topic": pattern, "qos": qos})
+        for req in list(self.unacked.values()):
+            await self._send(req)
+        self.connected.set()
+
+    async def connect(self):
+        """Connects (and says hello); raises if the first attempt fails."""
+        await self._open()
+        self.reader = asyncio.ensure_future(self._read_loop())
+        return self
+
+    async def close(self):
+        self.closed = True
+        if self.reader:
+            self.reader.cancel()
+        if self.ws:
+            await self.ws.close()
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("client closed"))
+
+    async def __aenter__(self):
+        return await self.connect()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def _send(self, obj):
+        await self.ws.send(json.dumps(obj))
+
+    async def _read_loop(self):
+        while not self.closed:
+            try:
+                async for frame in self.ws:
+                    await self._dispatch(json.loads(frame))
+            except (websockets.ConnectionClosed, OSError):
+                pass
+            except asyncio.CancelledError:
+                return
+            if self.closed:
+                return
+            self.connected.clear()
+            self._fail_waiting(all_of_them=not self.reconnect)
+            if not self.reconnect:
+                return
+            await self._reconnect()
+
+    def _fail_waiting(self, all_of_them=False):
+        # qos-1 publishes wait on (they are sent again after a reconnect);
+        # other requests fail, and everything does without reconnecting
+        for rid, fut in list(self.waiting.items()):
+            if (all_of_them or rid not in self.unacked) and not fut.done():
+                fut.set_exception(ConnectionError("connection to cohortd lost"))
+                del self.waiting[rid]
+                self.unacked.pop(rid, None)
+
+    async def _reconnect(self):
+        delay = BACKOFF_FIRST
+        while not self.closed:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                await self._open()
+                self.reconnects += 1
+                return
+            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, BusError):
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _dispatch(self, m):
+        op = m.get("op")
+        if op == "msg":
+            for pattern, (cb, _) in list(self.subs.items()):
+                if topic_matches(pattern, m["topic"]):
+                    r = cb(m)
+                    if asyncio.iscoroutine(r):
+                        await r
+            if m.get("qos") == 1 and not m.get("retained"):
+                await self._send({"op": "ack", "seq": m["seq"]})
+            return
+        fut = self.waiting.pop(m.get("id"), None)
+        self.unacked.pop(m.get("id"), None)
+        if fut is None or fut.done():
+            return
+        if op == "error":
+            fut.set_exception(BusError(m.get("error")))
+        else:
+            fut.set_result(m)
+
+    async def _request(self, obj, keep=False):
+        rid = next(self.ids)
+        obj["id"] = rid
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[rid] = fut
+        if keep:
+            self.unacked[rid] = obj
+        await self.connected.wait()
+        try:
+            await self._send(obj)
+        except websockets.ConnectionClosed:
+            if not keep:
+                self.waiting.pop(rid, None)
+                raise ConnectionError("connection to cohortd lost")
+        return await fut
+
+    # --- the ops ---------------------------------------------------------------
+    async def publish(self, topic, data, qos=0, retain=False, mid=None):
+        """qos 0: fire and forget.  qos 1: returns the seq once cohortd stored it."""
+        req = {"op": "pub", "topic": topic, "data": data, "qos": qos, "retain": retain}
+        if qos == 1:
+            req["mid"] = mid or uuid.uuid4().hex
+            return (await self._request(req, keep=True))["seq"]
+        if mid:
+            req["mid"] = mid
+        await self.connected.wait()
+        await self._send(req)
+        return None
+
+    async def subscribe(self, pattern, callback, qos=0):
+        """callback(msg) (may be async) gets each matching message."""
+        self.subs[pattern] = (callback, qos)
+        await self._request({"op": "sub", "topic": pattern, "qos": qos})
+
+    async def unsubscribe(self, pattern):
+        self.subs.pop(pattern, None)
+        await self._request({"op": "unsub", "topic": pattern})
+
+    async def get(self, pattern):
+        """The retained values matching pattern: [{topic, data, seq, ts_ms}]."""
+        return (await self._request({"op": "get", "topic": pattern}))["messages"]
+
+    async def ping(self):
+        await self._request({"op": "ping"})
+
+    async def lock_acquire(self, name, ttl_ms=30000, wait_ms=0, mode="exclusive"):
+        """Returns the fencing token; BusError("timeout") if not had within wait_ms."""
+        r = await self._request({"op": "lock.acquire", "name": name, "ttl_ms": ttl_ms,
+                                 "wait_ms": wait_ms, "mode": mode})
+        return r["token"]
+
+    async def lock_renew(self, name, token, ttl_ms=30000):
+        return (await self._request({"op": "lock.renew", "name": name, "token": token,
+                                     "ttl_ms": ttl_ms}))["expires_ms"]
+
+    async def lock_release(self, name, token):
+        await self._request({"op": "lock.release", "name": name, "token": token})
