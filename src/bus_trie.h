@@ -38,6 +38,9 @@ void trie_match(const struct trie *t, const char *topic, void (*fn)(void *sub, v
 void trie_free(struct trie *t);
 /* Does pattern match topic (no trie: for retained values, permissions). */
 bool topic_matches(const char *pattern, const char *topic);
+/* Dot-separated [A-Za-z0-9_-] segments (the first may start with $);
+ * with wildcards, a segment may be * and the last one >. */
+bool topic_pattern_valid(const char *pat, bool allow_wildcards);
 /* Is every topic pattern `inner` matches also matched by `outer`? */
 bool pattern_within(const char *inner, const char *outer);
 

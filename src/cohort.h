@@ -1,15 +1,116 @@
 /*
- * cohort.h - libcohort, the C client of cohortd's bus and lock service.
+ * cohort.h - libcohort, the C client of cohortd's message bus and lock
+ * service, for the programs cohortd supervises.
+ *
+ *     cohort_t *c = cohort_new(NULL);          // $COHORT_BUS, $COHORT_TOKEN
+ *     if (cohort_connect(c) < 0)
+ *             errx(1, "%s", cohort_error(c));
+ *     cohort_subscribe(c, "orders.>", 1, on_order, NULL);
+ *     cohort_publish(c, "stack.state", "{\"up\":true}", 1, true, &seq);
+ *     for (;;)
+ *             cohort_step(c, -1);              // or poll cohort_fd() yourself
+ *
+ * Blocking calls (publish with qos 1, subscribe, get, locks) wait for
+ * their answer and deliver messages to callbacks meanwhile.  To use your
+ * own event loop, watch cohort_fd() for reading (and for writing when
+ * cohort_wants_write()), call cohort_step(c, 0) when it is ready or when
+ * cohort_next_timeout_ms() has passed, and use cohort_publish_nowait().
+ *
+ * The client stays connected on its own: when the connection drops it
+ * reconnects with exponential backoff and jitter (100 ms doubling to
+ * 30 s), says hello with the same session, subscribes again and re-sends
+ * every qos-1 publish that has no ok yet, with its mid.
+ *
+ * A cohort_t is not thread-safe: use one per thread.  Functions returning
+ * int give 0 on success and -1 on failure (cohort_error() says why); a
+ * lock not had within wait_ms is -1 with the error "timeout".
  */
 #ifndef COHORT_H
 #define COHORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* The library's version, "MAJOR.MINOR.PATCH". */
+typedef struct cohort cohort_t;
+
+struct cohort_options {
+	const char *bus;	/* "unix:PATH" or "ws://HOST:PORT/" (NULL: $COHORT_BUS) */
+	const char *token;	/* NULL: $COHORT_TOKEN; "" for none (an admin) */
+	const char *session;	/* a durable session's name, or NULL */
+	bool clean;		/* drop the session's state at the first hello */
+	bool no_reconnect;	/* fail instead of reconnecting */
+};
+
+struct cohort_msg {
+	const char *topic;
+	const char *data;	/* the JSON text of the message's data */
+	size_t data_len;
+	uint64_t seq;
+	int qos;
+	int64_t ts_ms;
+	bool retained;
+	bool redelivered;
+};
+
+/* A message matching a subscription.  qos-1 messages are acked when it
+ * returns. */
+typedef void (*cohort_msg_fn)(cohort_t *c, const struct cohort_msg *m, void *arg);
+
 const char *cohort_version(void);
+
+cohort_t *cohort_new(const struct cohort_options *opt);
+void cohort_free(cohort_t *c);
+const char *cohort_error(const cohort_t *c);
+
+/* Connects and says hello (blocking, bounded by a few seconds). */
+int cohort_connect(cohort_t *c);
+bool cohort_connected(const cohort_t *c);
+/* The durable session existed already (its state was kept). */
+bool cohort_resumed(const cohort_t *c);
+/* How many times the connection was made again. */
+unsigned cohort_reconnects(const cohort_t *c);
+
+/* qos 0: sent (queued) and done.  qos 1: waits until cohortd stored it;
+ * *seq (if not NULL) its seq.  data is JSON text ("\"a string\"", "42",
+ * "{...}"); mid may be NULL (one is made up for qos 1). */
+int cohort_publish(cohort_t *c, const char *topic, const char *data, int qos, bool retain,
+		   uint64_t *seq);
+int cohort_publish_mid(cohort_t *c, const char *topic, const char *data, int qos, bool retain,
+		       const char *mid, uint64_t *seq);
+/* Queues a publish and returns at once; qos-1 oks are tracked (and the
+ * message re-sent after a reconnect) without waiting. */
+int cohort_publish_nowait(cohort_t *c, const char *topic, const char *data, int qos, bool retain);
+/* qos-1 publishes still waiting for their ok. */
+size_t cohort_unacked(const cohort_t *c);
+/* Steps until every qos-1 publish has its ok, or timeout_ms passes. */
+int cohort_flush(cohort_t *c, int timeout_ms);
+
+int cohort_subscribe(cohort_t *c, const char *pattern, int qos, cohort_msg_fn fn, void *arg);
+int cohort_unsubscribe(cohort_t *c, const char *pattern);
+/* The retained values matching pattern, as a JSON array of
+ * {topic, data, seq, ts_ms} in *json (free() it). */
+int cohort_get(cohort_t *c, const char *pattern, char **json);
+int cohort_ping(cohort_t *c);
+
+int cohort_lock_acquire(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
+			uint64_t *token, int64_t *expires_ms);
+int cohort_lock_renew(cohort_t *c, const char *name, uint64_t token, int64_t ttl_ms, int64_t *expires_ms);
+int cohort_lock_release(cohort_t *c, const char *name, uint64_t token);
+
+/* For your own event loop. */
+int cohort_fd(const cohort_t *c);	/* -1 while disconnected */
+bool cohort_wants_write(const cohort_t *c);
+/* Milliseconds until cohort_step must run even with no I/O, or -1. */
+int cohort_next_timeout_ms(const cohort_t *c);
+/* Does the I/O that is ready (waiting up to timeout_ms, -1: until
+ * something happens), delivers messages, reconnects when due.  -1 only
+ * when the connection is lost and reconnecting is off. */
+int cohort_step(cohort_t *c, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cohort.h"
 #include "config.h"
 #include "util.h"
 
@@ -67,7 +68,8 @@ static void die_usage(const char *fmt, ...)
 
 /* --- the socket ------------------------------------------------------------ */
 
-static void connect_daemon(struct ctl *c)
+/* 0, or -1 with errno. */
+static int try_connect(struct ctl *c)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
@@ -78,6 +80,19 @@ static void connect_daemon(struct ctl *c)
 	strcpy(sa.sun_path, c->socket);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = -1;
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static void connect_daemon(struct ctl *c)
+{
+	if (try_connect(c) < 0) {
 		fprintf(stderr, "cohortctl: cannot reach cohortd at %s: %s (is it running? try -s or -c)\n",
 			c->socket, strerror(errno));
 		exit(EXIT_UNREACHABLE);
@@ -564,6 +579,236 @@ static int run_locks(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+
+/* --- the bus: pub, sub, get, bus ------------------------------------------------- */
+
+/* $COHORT_BUS, else bus.sock beside the control socket. */
+static const char *bus_address(struct ctl *c)
+{
+	static char addr[4200];
+	const char *env = getenv("COHORT_BUS");
+
+	if (env && *env)
+		return env;
+	char *dir = path_dirname(c->socket);
+	snprintf(addr, sizeof(addr), "unix:%s/bus.sock", dir);
+	free(dir);
+	return addr;
+}
+
+static cohort_t *bus_connect(struct ctl *c, const char *session, bool reconnect)
+{
+	struct cohort_options o = {.bus = bus_address(c), .session = session, .no_reconnect = !reconnect};
+	cohort_t *b = cohort_new(&o);
+
+	if (cohort_connect(b) < 0) {
+		fprintf(stderr, "cohortctl: %s\n", cohort_error(b));
+		bool refused = strstr(cohort_error(b), "refused hello") != NULL;
+		cohort_free(b);
+		exit(refused ? EXIT_FAILED : EXIT_UNREACHABLE);
+	}
+	return b;
+}
+
+/* DATA as JSON text: itself if it is JSON, else as a JSON string. */
+static char *as_json(const char *data)
+{
+	json_t *j = json_loads(data, JSON_DECODE_ANY, NULL);
+	if (!j)
+		j = json_string(data);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(j);
+	return text;
+}
+
+static int run_pub(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"qos", required_argument, NULL, 'q'},
+		{"retain", no_argument, NULL, 'r'},
+		{0},
+	};
+	int qos = 0, o;
+	bool retain = false;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (o == 'q' && (strcmp(optarg, "0") == 0 || strcmp(optarg, "1") == 0))
+			qos = atoi(optarg);
+		else if (o == 'r')
+			retain = true;
+		else
+			die_usage("usage: cohortctl pub [--qos 0|1] [--retain] TOPIC DATA");
+	}
+	if (argc - optind != 2)
+		die_usage("usage: cohortctl pub [--qos 0|1] [--retain] TOPIC DATA");
+	cohort_t *b = bus_connect(c, NULL, false);
+	char *data = as_json(argv[optind + 1]);
+	uint64_t seq = 0;
+	int rc = cohort_publish(b, argv[optind], data, qos, retain, &seq);
+	if (rc == 0 && qos == 0)
+		rc = cohort_flush(b, 5000);
+	if (rc < 0)
+		fprintf(stderr, "cohortctl: pub %s: %s\n", argv[optind], cohort_error(b));
+	else if (c->json)
+		printf("{\"ok\":true,\"seq\":%llu}\n", (unsigned long long)seq);
+	else if (qos == 1)
+		printf("stored as seq %llu\n", (unsigned long long)seq);
+	free(data);
+	cohort_free(b);
+	return rc < 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+struct sub_state {
+	struct ctl *c;
+	long left;	/* messages still to print, -1: no end */
+};
+
+static void print_msg(cohort_t *b, const struct cohort_msg *m, void *arg)
+{
+	struct sub_state *st = arg;
+	(void)b;
+
+	if (st->left == 0)
+		return;
+	if (st->c->json)
+		printf("{\"topic\":\"%s\",\"data\":%.*s,\"seq\":%llu,\"qos\":%d,\"ts_ms\":%lld,"
+		       "\"retained\":%s,\"redelivered\":%s}\n", m->topic, (int)m->data_len, m->data,
+		       (unsigned long long)m->seq, m->qos, (long long)m->ts_ms, m->retained ? "true" : "false",
+		       m->redelivered ? "true" : "false");
+	else
+		printf("%s %.*s%s%s\n", m->topic, (int)m->data_len, m->data, m->retained ? " (retained)" : "",
+		       m->redelivered ? " (redelivered)" : "");
+	fflush(stdout);
+	if (st->left > 0)
+		st->left--;
+}
+
+static int run_sub(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"qos", required_argument, NULL, 'q'},
+		{"durable", required_argument, NULL, 'd'},
+		{0},
+	};
+	const char *usage = "usage: cohortctl sub [--qos 0|1] [--durable SESSION] [-n COUNT] PATTERN...";
+	struct sub_state st = {c, -1};
+	const char *session = NULL, *why;
+	uint64_t n;
+	int qos = 0, o;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+		if (o == 'q' && (strcmp(optarg, "0") == 0 || strcmp(optarg, "1") == 0))
+			qos = atoi(optarg);
+		else if (o == 'd')
+			session = optarg;
+		else if (o == 'n' && parse_uint(optarg, 1u << 30, &n, &why) == 0)
+			st.left = (long)n;
+		else
+			die_usage("%s", usage);
+	}
+	if (optind >= argc)
+		die_usage("%s", usage);
+	cohort_t *b = bus_connect(c, session, true);
+	for (int i = optind; i < argc; i++) {
+		if (cohort_subscribe(b, argv[i], qos, print_msg, &st) < 0) {
+			fprintf(stderr, "cohortctl: sub %s: %s\n", argv[i], cohort_error(b));
+			cohort_free(b);
+			return EXIT_FAILED;
+		}
+	}
+	while (st.left != 0)
+		cohort_step(b, 1000);
+	cohort_flush(b, 2000);	/* the last acks */
+	cohort_free(b);
+	return EXIT_OK;
+}
+
+static int run_get(struct ctl *c, int argc, char **argv)
+{
+	if (argc != 2)
+		die_usage("usage: cohortctl get PATTERN");
+	cohort_t *b = bus_connect(c, NULL, false);
+	char *text = NULL;
+	if (cohort_get(b, argv[1], &text) < 0) {
+		fprintf(stderr, "cohortctl: get %s: %s\n", argv[1], cohort_error(b));
+		cohort_free(b);
+		return EXIT_FAILED;
+	}
+	if (c->json) {
+		printf("%s\n", text);
+	} else {
+		json_t *list = json_loads(text, 0, NULL), *m;
+		size_t i;
+		json_array_foreach(list, i, m) {
+			char *d = json_dumps(json_object_get(m, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("%s %s\n", str_of(m, "topic"), d);
+			free(d);
+		}
+		json_decref(list);
+	}
+	free(text);
+	cohort_free(b);
+	return EXIT_OK;
+}
+
+static int run_bus(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s,s:[]}", "cmd", "status", "services"), &raw);
+	json_t *bus = json_object_get(resp, "bus");
+	if (c->json) {
+		char *t = json_dumps(bus, JSON_COMPACT);
+		printf("%s\n", t);
+		free(t);
+	} else {
+		static const char *const head[] = {"CONN", "IDENTITY", "SESSION", "VIA", "SUBS", "QUEUED",
+						   "INFLIGHT", "DROPPED"};
+		json_t *conns = json_object_get(bus, "conns"), *x;
+		size_t n = json_array_size(conns), i;
+		char ***rows = xcalloc(n + 1, sizeof(char **));
+		rows[0] = xcalloc(8, sizeof(char *));
+		for (size_t k = 0; k < 8; k++)
+			rows[0][k] = xstrdup(head[k]);
+		json_array_foreach(conns, i, x) {
+			char **r = rows[i + 1] = xcalloc(8, sizeof(char *));
+			r[0] = xasprintf("%lld", json_integer_value(json_object_get(x, "id")));
+			r[1] = xstrdup(str_of(x, "identity"));
+			r[2] = xstrdup(*str_of(x, "session") ? str_of(x, "session") : "-");
+			r[3] = xstrdup(str_of(x, "transport"));
+			r[4] = xasprintf("%lld", json_integer_value(json_object_get(x, "subscriptions")));
+			r[5] = xasprintf("%lld", json_integer_value(json_object_get(x, "queued")));
+			r[6] = xasprintf("%lld", json_integer_value(json_object_get(x, "inflight")));
+			r[7] = xasprintf("%lld", json_integer_value(json_object_get(x, "dropped_qos0")));
+		}
+		if (n)
+			print_table(c, rows, n + 1, 8, 99);
+		free_rows(rows, n + 1, 8);
+		json_array_foreach(json_object_get(bus, "sessions"), i, x)
+			if (!json_is_true(json_object_get(x, "connected")))
+				printf("away: session %s, %lld queued, %lld dropped\n", str_of(x, "session"),
+				       json_integer_value(json_object_get(x, "queued")),
+				       json_integer_value(json_object_get(x, "dropped")));
+		printf("%lld connection%s, %lld subscription%s, %lld retained, %lld published, "
+		       "%lld qos-0 dropped, %lld queue drops, %lld dead letters, journal %lld bytes\n",
+		       json_integer_value(json_object_get(bus, "connections")),
+		       json_integer_value(json_object_get(bus, "connections")) == 1 ? "" : "s",
+		       json_integer_value(json_object_get(bus, "subscriptions")),
+		       json_integer_value(json_object_get(bus, "subscriptions")) == 1 ? "" : "s",
+		       json_integer_value(json_object_get(bus, "retained")),
+		       json_integer_value(json_object_get(bus, "published")),
+		       json_integer_value(json_object_get(bus, "dropped_qos0")),
+		       json_integer_value(json_object_get(bus, "dropped_queue")),
+		       json_integer_value(json_object_get(bus, "dead_lettered")),
+		       json_integer_value(json_object_get(bus, "journal_bytes")));
+	}
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
 /* --- cohortctl lock NAME -- CMD ---------------------------------------------- */
 
 static int sig_pipe[2] = {-1, -1};
@@ -608,6 +853,96 @@ static int lost_lease(pid_t child, const char *name, const char *why)
 	return EXIT_FAILED;
 }
 
+static pid_t start_command(char **cmd, uint64_t token, const char *name)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+	char tok[32];
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
+	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+	pid_t child = fork();
+	if (child == 0) {
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+			sigaction(sigs[i], &dfl, NULL);
+		setenv("COHORT_LOCK_TOKEN", tok, 1);
+		setenv("COHORT_LOCK_NAME", name, 1);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "cohortctl: %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	return child;
+}
+
+/* After a signal: forwards TERM/INT/HUP to the command; its status if it ended. */
+static bool command_ended(pid_t child, int *status)
+{
+	char b[64];
+
+	while (read(sig_pipe[0], b, sizeof(b)) > 0)
+		;
+	if (forward_sig) {
+		kill(child, forward_sig);
+		forward_sig = 0;
+	}
+	return waitpid(child, status, WNOHANG) == child;
+}
+
+/* lock NAME -- CMD through the bus, with $COHORT_TOKEN. */
+static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared, char **cmd)
+{
+	cohort_t *b = bus_connect(c, NULL, false);
+	uint64_t token;
+	int64_t exp;
+	int st;
+
+	if (cohort_lock_acquire(b, name, ttl, wait, shared, &token, &exp) < 0) {
+		char dur[32];
+		format_duration_ms(wait, dur, sizeof(dur));
+		if (strcmp(cohort_error(b), "timeout") == 0)
+			fprintf(stderr, "cohortctl: lock %s not had within %s\n", name, dur);
+		else
+			fprintf(stderr, "cohortctl: lock %s: %s\n", name, cohort_error(b));
+		cohort_free(b);
+		return EXIT_FAILED;
+	}
+	pid_t child = start_command(cmd, token, name);
+	if (child < 0) {
+		cohort_free(b);
+		return EXIT_FAILED;
+	}
+	int64_t every = ttl / 3, next = now_mono_ms() + every;
+	for (;;) {
+		struct pollfd p[2] = {{sig_pipe[0], POLLIN, 0}, {cohort_fd(b), POLLIN, 0}};
+		int64_t left = next - now_mono_ms();
+		poll(p, 2, left > 0 ? (int)left : 0);
+		if ((p[0].revents & POLLIN) && command_ended(child, &st)) {
+			cohort_lock_release(b, name, token);
+			cohort_free(b);
+			return child_status(st);
+		}
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && (cohort_step(b, 0) < 0 || !cohort_connected(b))) {
+			cohort_free(b);
+			return lost_lease(child, name, "the bus connection ended");
+		}
+		if (now_mono_ms() >= next) {
+			if (cohort_lock_renew(b, name, token, ttl, &exp) < 0) {
+				char why[300];
+				snprintf(why, sizeof(why), "renew refused: %s", cohort_error(b));
+				cohort_free(b);
+				return lost_lease(child, name, why);
+			}
+			next = now_mono_ms() + every;
+		}
+	}
+}
+
 static int run_lock(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -641,13 +976,26 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 		die_usage("lock needs a command to run: cohortctl lock %s -- CMD [ARG...]", name);
 	char **cmd = argv + optind;
 
-	connect_daemon(c);
+	/* The control socket when we may use it, else the bus with our token
+	 * (a service running as another user). */
+	const char *bus_token = getenv("COHORT_TOKEN");
+	if (try_connect(c) < 0) {
+		if (errno == EACCES && bus_token && *bus_token)
+			return lock_over_bus(c, name, ttl, wait, shared, cmd);
+		connect_daemon(c);
+	}
 	json_t *resp = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I,s:s}", "cmd", "lock.acquire", "name", name,
 					      "ttl_ms", (json_int_t)ttl, "wait_ms", (json_int_t)wait,
 					      "mode", shared ? "shared" : "exclusive"));
 	if (!resp) {
 		fprintf(stderr, "cohortctl: cohortd at %s went away\n", c->socket);
 		return EXIT_UNREACHABLE;
+	}
+	if (strstr(str_of(resp, "error"), "permission denied") && bus_token && *bus_token) {
+		json_decref(resp);
+		close(c->fd);
+		c->fd = -1;
+		return lock_over_bus(c, name, ttl, wait, shared, cmd);
 	}
 	if (!json_is_true(json_object_get(resp, "ok"))) {
 		const char *err = str_of(resp, "error");
@@ -664,32 +1012,10 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 	uint64_t token = (uint64_t)json_integer_value(json_object_get(resp, "token"));
 	json_decref(resp);
 
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		perror("cohortctl: pipe");
-		return EXIT_FAILED;
-	}
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
-	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-		sigaction(sigs[i], &sa, NULL);
-	char tok[32];
-	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
-	pid_t child = fork();
+	pid_t child = start_command(cmd, token, name);
 	if (child < 0) {
-		perror("cohortctl: fork");
+		perror("cohortctl: starting the command");
 		return EXIT_FAILED;
-	}
-	if (child == 0) {
-		struct sigaction dfl = {.sa_handler = SIG_DFL};
-		for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-			sigaction(sigs[i], &dfl, NULL);
-		setenv("COHORT_LOCK_TOKEN", tok, 1);
-		setenv("COHORT_LOCK_NAME", name, 1);
-		execvp(cmd[0], cmd);
-		fprintf(stderr, "cohortctl: %s: %s\n", cmd[0], strerror(errno));
-		_exit(127);
 	}
 	/* Hold the lease while the command runs: renew every ttl/3. */
 	int64_t every = ttl / 3, next = now_mono_ms() + every;
@@ -699,17 +1025,9 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 		int n = poll(p, 2, left > 0 ? (int)left : 0);
 		if (n < 0 && errno != EINTR)
 			return lost_lease(child, name, strerror(errno));
+		int st;
 		if (p[0].revents & POLLIN) {
-			char b[64];
-			while (read(sig_pipe[0], b, sizeof(b)) > 0)
-				;
-			if (forward_sig) {
-				kill(child, forward_sig);
-				forward_sig = 0;
-			}
-			int st;
-			pid_t r = waitpid(child, &st, WNOHANG);
-			if (r == child) {
+			if (command_ended(child, &st)) {
 				json_t *rel = roundtrip(c, json_pack("{s:s,s:s,s:I}", "cmd", "lock.release", "name",
 								     name, "token", (json_int_t)token));
 				json_decref(rel);
@@ -749,6 +1067,10 @@ static const struct command commands[] = {
 	{"log", "[-n N] [-f] NAME", "the last N lines (default 50) of a service's log; -f follows", run_log},
 	{"events", "", "every state change as it happens", run_events},
 	{"locks", "", "every lock: name, mode, holder, token, expiry, waiters", run_locks},
+	{"pub", "[--qos 0|1] [--retain] TOPIC DATA", "publish DATA (JSON, or taken as a string) on the bus", run_pub},
+	{"sub", "[--qos 0|1] [--durable SESSION] [-n COUNT] PATTERN...", "print the bus messages matching the patterns", run_sub},
+	{"get", "PATTERN", "print the retained values matching PATTERN", run_get},
+	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus},
 	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock},
 	{"help", "[COMMAND]", "this help, or one command's", run_help},
 	{NULL, NULL, NULL, NULL},

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus_trie.h"
 #include "config_keys.h"
 #include "words.h"
 
@@ -194,36 +195,6 @@ bool lock_pattern_valid(const char *pat)
 		return false;
 	return strspn(pat, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			   "0123456789_.:/-*?") == n;
-}
-
-bool topic_pattern_valid(const char *pat, bool wild)
-{
-	const char *seg = pat;
-
-	if (!*pat || strlen(pat) > 1024)
-		return false;
-	for (;;) {
-		size_t len = strcspn(seg, ".");
-		bool last = seg[len] == '\0';
-		const char *body = seg;
-		size_t blen = len;
-
-		if (seg == pat && *seg == '$') {	/* the daemon's own topics */
-			body++;
-			blen--;
-		}
-		if (len == 0)
-			return false;
-		if (wild && len == 1 && (*seg == '*' || (*seg == '>' && last))) {
-			/* a wildcard segment */
-		} else if (blen == 0 || strspn(body, "abcdefghijklmnopqrstuvwxyz"
-					"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") < blen) {
-			return false;
-		}
-		if (last)
-			return true;
-		seg += len + 1;
-	}
 }
 
 /* Host and port of "HOST:PORT" ("[v6]:PORT" too). */

@@ -5,6 +5,7 @@
 #ifndef COHORT_CONFIG_KEYS_H
 #define COHORT_CONFIG_KEYS_H
 
+#include "bus_trie.h"
 #include "config.h"
 
 enum key_type {
@@ -30,7 +31,6 @@ int key_index(enum key_section sec, const char *name);
 /* The nearest key name of the section, for "did you mean". */
 const char *key_suggest(enum key_section sec, const char *name);
 
-bool topic_pattern_valid(const char *pat, bool allow_wildcards);
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);
 

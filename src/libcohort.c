@@ -1,11 +1,574 @@
 /*
- * libcohort.c - the client library (see cohort.h).
+ * libcohort.c - the client library (see cohort.h): the cohort.v1 protocol
+ * over the WebSocket transport in wsc.c, with requests matched to answers
+ * by id, subscriptions matched client-side to route messages to their
+ * callbacks, and a reconnect that puts everything back as it was.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "bus_trie.h"
 #include "cohort.h"
+#include "map.h"
+#include "wsc.h"
+
+#define OPEN_TIMEOUT_MS 3000
+#define CALL_TIMEOUT_MS 30000
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 30000
+
+struct sub {
+	char *pattern;
+	int qos;
+	cohort_msg_fn fn;
+	void *arg;
+};
+
+struct cohort {
+	char *bus, *token, *session;
+	bool clean, no_reconnect;
+	struct wsc ws;
+	bool connected, resumed;
+	unsigned reconnects;
+	uint64_t next_id;
+	struct sub *subs;
+	size_t nsubs;
+	struct imap unacked;	/* id -> request text of a qos-1 publish */
+	uint64_t wait_id;	/* the answer a blocking call waits for */
+	json_t *answer;
+	int64_t backoff_ms, next_attempt;
+	unsigned mid_counter;
+	char mid_prefix[24];
+	char err[300];
+};
 
 const char *cohort_version(void)
 {
 	return PACKAGE_VERSION;
+}
+
+static int set_err(cohort_t *c, const char *fmt, ...) PRINTF(2, 3);
+static int set_err(cohort_t *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+const char *cohort_error(const cohort_t *c)
+{
+	return c->err;
+}
+
+cohort_t *cohort_new(const struct cohort_options *opt)
+{
+	cohort_t *c = xcalloc(1, sizeof(*c));
+	const char *bus = opt && opt->bus ? opt->bus : getenv("COHORT_BUS");
+	const char *token = opt && opt->token ? opt->token : getenv("COHORT_TOKEN");
+	unsigned char r[8];
+
+	c->bus = xstrdup(bus && *bus ? bus : "unix:/run/cohort/bus.sock");
+	c->token = token && *token ? xstrdup(token) : NULL;
+	c->session = opt && opt->session ? xstrdup(opt->session) : NULL;
+	c->clean = opt && opt->clean;
+	c->no_reconnect = opt && opt->no_reconnect;
+	c->ws.fd = -1;
+	c->backoff_ms = BACKOFF_FIRST_MS;
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)random();
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(c->mid_prefix + 2 * i, 3, "%02x", r[i]);
+	return c;
+}
+
+void cohort_free(cohort_t *c)
+{
+	if (!c)
+		return;
+	wsc_close(&c->ws);
+	for (size_t i = 0; i < c->nsubs; i++)
+		free(c->subs[i].pattern);
+	free(c->subs);
+	size_t it = 0;
+	void *v;
+	while (imap_next(&c->unacked, &it, NULL, &v))
+		free(v);
+	imap_free(&c->unacked);
+	json_decref(c->answer);
+	free(c->bus);
+	free(c->token);
+	free(c->session);
+	free(c);
+}
+
+bool cohort_connected(const cohort_t *c)
+{
+	return c->connected;
+}
+
+bool cohort_resumed(const cohort_t *c)
+{
+	return c->resumed;
+}
+
+unsigned cohort_reconnects(const cohort_t *c)
+{
+	return c->reconnects;
+}
+
+int cohort_fd(const cohort_t *c)
+{
+	return c->connected ? c->ws.fd : -1;
+}
+
+bool cohort_wants_write(const cohort_t *c)
+{
+	return c->connected && c->ws.out.len > 0;
+}
+
+size_t cohort_unacked(const cohort_t *c)
+{
+	return c->unacked.len;
+}
+
+/* --- frames in -------------------------------------------------------------------- */
+
+static void deliver(cohort_t *c, json_t *m)
+{
+	struct cohort_msg msg = {0};
+	char *data = json_dumps(json_object_get(m, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+
+	msg.topic = json_string_value(json_object_get(m, "topic"));
+	msg.data = data ? data : "null";
+	msg.data_len = strlen(msg.data);
+	msg.seq = (uint64_t)json_integer_value(json_object_get(m, "seq"));
+	msg.qos = (int)json_integer_value(json_object_get(m, "qos"));
+	msg.ts_ms = json_integer_value(json_object_get(m, "ts_ms"));
+	msg.retained = json_is_true(json_object_get(m, "retained"));
+	msg.redelivered = json_is_true(json_object_get(m, "redelivered"));
+	if (msg.topic)
+		for (size_t i = 0; i < c->nsubs; i++)
+			if (c->subs[i].fn && topic_matches(c->subs[i].pattern, msg.topic))
+				c->subs[i].fn(c, &msg, c->subs[i].arg);
+	if (msg.qos == 1 && !msg.retained && c->connected) {
+		char ack[64];
+		int n = snprintf(ack, sizeof(ack), "{\"op\":\"ack\",\"seq\":%llu}", (unsigned long long)msg.seq);
+		wsc_send(&c->ws, ack, (size_t)n);
+	}
+	free(data);
+}
+
+static void dispatch(cohort_t *c, const char *text, size_t len)
+{
+	json_t *m = json_loadb(text, len, 0, NULL);
+	const char *op = json_string_value(json_object_get(m, "op"));
+
+	if (!op) {
+		json_decref(m);
+		return;
+	}
+	if (strcmp(op, "msg") == 0) {
+		deliver(c, m);
+		json_decref(m);
+		return;
+	}
+	json_t *idv = json_object_get(m, "id");
+	uint64_t id = json_is_integer(idv) ? (uint64_t)json_integer_value(idv) : 0;
+	if (id)
+		free(imap_del(&c->unacked, (int64_t)id));
+	if (id && id == c->wait_id) {
+		json_decref(c->answer);
+		c->answer = m;
+		return;
+	}
+	json_decref(m);
+}
+
+/* --- connection -------------------------------------------------------------------- */
+
+static void lost(cohort_t *c)
+{
+	if (!c->connected)
+		return;
+	str_copy(c->err, sizeof(c->err), c->ws.err[0] ? c->ws.err : "lost the connection to the bus");
+	wsc_close(&c->ws);
+	c->connected = false;
+	c->backoff_ms = BACKOFF_FIRST_MS;
+	c->next_attempt = now_mono_ms() + c->backoff_ms;
+}
+
+/* Sends text now (or queues it while the socket is full). */
+static int send_text(cohort_t *c, const char *text, size_t len)
+{
+	if (!c->connected)
+		return set_err(c, "not connected to the bus");
+	if (wsc_send(&c->ws, text, len) < 0) {
+		lost(c);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_and_hello(cohort_t *c)
+{
+	if (wsc_open(&c->ws, c->bus, "cohort.v1", OPEN_TIMEOUT_MS) < 0)
+		return set_err(c, "%s", c->ws.err);
+	json_t *hello = json_pack("{s:s}", "op", "hello");
+	if (c->token)
+		json_object_set_new(hello, "token", json_string(c->token));
+	if (c->session) {
+		json_object_set_new(hello, "session", json_string(c->session));
+		json_object_set_new(hello, "clean", json_boolean(c->clean));
+	}
+	char *text = json_dumps(hello, JSON_COMPACT);
+	json_decref(hello);
+	int rc = wsc_send(&c->ws, text, strlen(text));
+	free(text);
+	int64_t deadline = now_mono_ms() + OPEN_TIMEOUT_MS;
+	while (rc == 0) {
+		size_t len;
+		const char *f = wsc_next(&c->ws, &len);
+		if (f) {
+			json_t *m = json_loadb(f, len, 0, NULL);
+			const char *op = json_string_value(json_object_get(m, "op"));
+			if (op && strcmp(op, "welcome") == 0) {
+				c->resumed = json_is_true(json_object_get(m, "resumed"));
+				json_decref(m);
+				break;
+			}
+			set_err(c, "the bus refused hello: %s",
+				json_string_value(json_object_get(m, "error")) ? json_string_value(json_object_get(m, "error")) : "?");
+			json_decref(m);
+			wsc_close(&c->ws);
+			return -1;
+		}
+		int left = (int)(deadline - now_mono_ms());
+		struct pollfd p = {c->ws.fd, POLLIN, 0};
+		if (c->ws.closed || left <= 0 || poll(&p, 1, left) <= 0 || wsc_read(&c->ws) < 0) {
+			set_err(c, "no welcome from the bus: %s", c->ws.err[0] ? c->ws.err : "timed out");
+			wsc_close(&c->ws);
+			return -1;
+		}
+	}
+	if (rc < 0) {
+		set_err(c, "%s", c->ws.err);
+		wsc_close(&c->ws);
+		return -1;
+	}
+	c->clean = false;	/* only the first hello cleans */
+	c->connected = true;
+	/* Put back what was there: subscriptions, then unacked publishes. */
+	for (size_t i = 0; i < c->nsubs; i++) {
+		char *req = xasprintf("{\"op\":\"sub\",\"id\":%llu,\"topic\":\"%s\",\"qos\":%d}",
+				      (unsigned long long)++c->next_id, c->subs[i].pattern, c->subs[i].qos);
+		send_text(c, req, strlen(req));
+		free(req);
+	}
+	size_t it = 0;
+	int64_t key;
+	void *v;
+	while (c->connected && imap_next(&c->unacked, &it, &key, &v))
+		send_text(c, v, strlen(v));
+	return c->connected ? 0 : -1;
+}
+
+int cohort_connect(cohort_t *c)
+{
+	if (c->connected)
+		return 0;
+	return open_and_hello(c);
+}
+
+static void try_reconnect(cohort_t *c)
+{
+	if (c->connected || c->no_reconnect || now_mono_ms() < c->next_attempt)
+		return;
+	if (open_and_hello(c) == 0) {
+		c->reconnects++;
+		c->backoff_ms = BACKOFF_FIRST_MS;
+		return;
+	}
+	/* Exponential backoff with +-20% jitter. */
+	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+	double jitter = 0.8 + 0.4 * ((double)random() / RAND_MAX);
+	c->next_attempt = now_mono_ms() + (int64_t)((double)c->backoff_ms * jitter);
+}
+
+int cohort_next_timeout_ms(const cohort_t *c)
+{
+	if (c->connected || c->no_reconnect)
+		return -1;
+	int64_t left = c->next_attempt - now_mono_ms();
+	return left < 0 ? 0 : (int)left;
+}
+
+int cohort_step(cohort_t *c, int timeout_ms)
+{
+	if (!c->connected) {
+		if (c->no_reconnect)
+			return -1;
+		try_reconnect(c);
+		if (!c->connected) {
+			int wait = cohort_next_timeout_ms(c);
+			if (timeout_ms >= 0 && (wait < 0 || wait > timeout_ms))
+				wait = timeout_ms;
+			struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000};
+			nanosleep(&ts, NULL);
+			return 0;
+		}
+	}
+	struct pollfd p = {c->ws.fd, (short)(POLLIN | (c->ws.out.len ? POLLOUT : 0)), 0};
+	int n = poll(&p, 1, timeout_ms);
+	if (n < 0 && errno != EINTR)
+		return set_err(c, "poll: %s", strerror(errno));
+	if (n > 0 && (p.revents & POLLOUT) && wsc_flush(&c->ws) < 0) {
+		lost(c);
+		return c->no_reconnect ? -1 : 0;
+	}
+	if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && wsc_read(&c->ws) < 0) {
+		/* deliver what came before the end, then go */
+	}
+	size_t len;
+	const char *f;
+	while (c->connected && (f = wsc_next(&c->ws, &len)))
+		dispatch(c, f, len);
+	if (c->ws.closed)
+		lost(c);
+	return !c->connected && c->no_reconnect ? -1 : 0;
+}
+
+/* Sends a request and steps until its answer (or the deadline). */
+static json_t *call(cohort_t *c, json_t *req, bool keep_across_reconnects)
+{
+	uint64_t id = ++c->next_id;
+	int64_t deadline = now_mono_ms() + CALL_TIMEOUT_MS;
+
+	json_object_set_new(req, "id", json_integer((json_int_t)id));
+	char *text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (keep_across_reconnects)
+		imap_put(&c->unacked, (int64_t)id, xstrdup(text));
+	c->wait_id = id;
+	json_decref(c->answer);
+	c->answer = NULL;
+	if (c->connected)
+		send_text(c, text, strlen(text));
+	free(text);
+	while (!c->answer) {
+		if (!c->connected && (c->no_reconnect || !keep_across_reconnects)) {
+			free(imap_del(&c->unacked, (int64_t)id));
+			set_err(c, "%s", c->err[0] ? c->err : "not connected to the bus");
+			c->wait_id = 0;
+			return NULL;
+		}
+		int left = (int)(deadline - now_mono_ms());
+		if (left <= 0) {
+			set_err(c, "no answer from the bus within %d s", CALL_TIMEOUT_MS / 1000);
+			c->wait_id = 0;
+			return NULL;
+		}
+		if (cohort_step(c, left < 100 ? left : 100) < 0 && !c->connected) {
+			c->wait_id = 0;
+			return NULL;
+		}
+	}
+	json_t *a = c->answer;
+	c->answer = NULL;
+	c->wait_id = 0;
+	const char *op = json_string_value(json_object_get(a, "op"));
+	if (op && strcmp(op, "error") == 0) {
+		set_err(c, "%s", json_string_value(json_object_get(a, "error")) ? json_string_value(json_object_get(a, "error")) : "error");
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* --- the ops ---------------------------------------------------------------------------- */
+
+static json_t *parse_data(const char *data)
+{
+	json_t *d = json_loads(data ? data : "null", JSON_DECODE_ANY, NULL);
+	return d;
+}
+
+static json_t *pub_request(cohort_t *c, const char *topic, const char *data, int qos, bool retain,
+			   const char *mid)
+{
+	json_t *d = parse_data(data);
+
+	if (!topic_pattern_valid(topic, false) || topic[0] == '$') {
+		json_decref(d);
+		set_err(c, "bad topic \"%s\": dot-separated [A-Za-z0-9_-] segments, no wildcards", topic);
+		return NULL;
+	}
+	if (!d) {
+		set_err(c, "publish: data is not JSON text: %.60s", data);
+		return NULL;
+	}
+	json_t *req = json_pack("{s:s,s:s,s:o,s:i,s:b}", "op", "pub", "topic", topic, "data", d, "qos", qos,
+				"retain", retain);
+	if (mid) {
+		json_object_set_new(req, "mid", json_string(mid));
+	} else if (qos == 1) {
+		char m[48];
+		snprintf(m, sizeof(m), "%s-%u", c->mid_prefix, ++c->mid_counter);
+		json_object_set_new(req, "mid", json_string(m));
+	}
+	return req;
+}
+
+int cohort_publish_mid(cohort_t *c, const char *topic, const char *data, int qos, bool retain,
+		       const char *mid, uint64_t *seq)
+{
+	json_t *req = pub_request(c, topic, data, qos, retain, mid);
+
+	if (!req)
+		return -1;
+	if (qos != 1) {
+		char *text = json_dumps(req, JSON_COMPACT);
+		json_decref(req);
+		int rc = send_text(c, text, strlen(text));
+		free(text);
+		return rc;
+	}
+	json_t *a = call(c, req, true);
+	if (!a)
+		return -1;
+	if (seq)
+		*seq = (uint64_t)json_integer_value(json_object_get(a, "seq"));
+	json_decref(a);
+	return 0;
+}
+
+int cohort_publish(cohort_t *c, const char *topic, const char *data, int qos, bool retain, uint64_t *seq)
+{
+	return cohort_publish_mid(c, topic, data, qos, retain, NULL, seq);
+}
+
+int cohort_publish_nowait(cohort_t *c, const char *topic, const char *data, int qos, bool retain)
+{
+	json_t *req = pub_request(c, topic, data, qos, retain, NULL);
+
+	if (!req)
+		return -1;
+	if (qos == 1)
+		json_object_set_new(req, "id", json_integer((json_int_t)++c->next_id));
+	char *text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (qos == 1)
+		imap_put(&c->unacked, (int64_t)c->next_id, xstrdup(text));
+	int rc = c->connected ? send_text(c, text, strlen(text)) : (qos == 1 ? 0 : -1);
+	free(text);
+	return rc;
+}
+
+int cohort_flush(cohort_t *c, int timeout_ms)
+{
+	int64_t deadline = now_mono_ms() + timeout_ms;
+
+	while (c->unacked.len || (c->connected && c->ws.out.len)) {
+		int left = (int)(deadline - now_mono_ms());
+		if (left <= 0)
+			return set_err(c, "%zu publishes still unacknowledged", c->unacked.len);
+		if (cohort_step(c, left < 100 ? left : 100) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int cohort_subscribe(cohort_t *c, const char *pattern, int qos, cohort_msg_fn fn, void *arg)
+{
+	if (!topic_pattern_valid(pattern, true))
+		return set_err(c, "bad topic pattern: %s", pattern);
+	c->subs = xrealloc(c->subs, (c->nsubs + 1) * sizeof(*c->subs));
+	c->subs[c->nsubs++] = (struct sub){xstrdup(pattern), qos, fn, arg};
+	json_t *a = call(c, json_pack("{s:s,s:s,s:i}", "op", "sub", "topic", pattern, "qos", qos), false);
+	if (!a) {
+		free(c->subs[--c->nsubs].pattern);
+		return -1;
+	}
+	json_decref(a);
+	return 0;
+}
+
+int cohort_unsubscribe(cohort_t *c, const char *pattern)
+{
+	for (size_t i = 0; i < c->nsubs; i++) {
+		if (strcmp(c->subs[i].pattern, pattern) == 0) {
+			free(c->subs[i].pattern);
+			c->subs[i] = c->subs[--c->nsubs];
+			break;
+		}
+	}
+	json_t *a = call(c, json_pack("{s:s,s:s}", "op", "unsub", "topic", pattern), false);
+	json_decref(a);
+	return a ? 0 : -1;
+}
+
+int cohort_get(cohort_t *c, const char *pattern, char **json)
+{
+	json_t *a = call(c, json_pack("{s:s,s:s}", "op", "get", "topic", pattern), false);
+
+	if (!a)
+		return -1;
+	*json = json_dumps(json_object_get(a, "messages"), JSON_COMPACT);
+	json_decref(a);
+	return 0;
+}
+
+int cohort_ping(cohort_t *c)
+{
+	json_t *a = call(c, json_pack("{s:s}", "op", "ping"), false);
+	json_decref(a);
+	return a ? 0 : -1;
+}
+
+int cohort_lock_acquire(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
+			uint64_t *token, int64_t *expires_ms)
+{
+	json_t *a = call(c, json_pack("{s:s,s:s,s:I,s:I,s:s}", "op", "lock.acquire", "name", name,
+				      "ttl_ms", (json_int_t)ttl_ms, "wait_ms", (json_int_t)wait_ms,
+				      "mode", shared ? "shared" : "exclusive"), false);
+	if (!a)
+		return -1;
+	if (token)
+		*token = (uint64_t)json_integer_value(json_object_get(a, "token"));
+	if (expires_ms)
+		*expires_ms = json_integer_value(json_object_get(a, "expires_ms"));
+	json_decref(a);
+	return 0;
+}
+
+int cohort_lock_renew(cohort_t *c, const char *name, uint64_t token, int64_t ttl_ms, int64_t *expires_ms)
+{
+	json_t *a = call(c, json_pack("{s:s,s:s,s:I,s:I}", "op", "lock.renew", "name", name, "token",
+				      (json_int_t)token, "ttl_ms", (json_int_t)ttl_ms), false);
+	if (!a)
+		return -1;
+	if (expires_ms)
+		*expires_ms = json_integer_value(json_object_get(a, "expires_ms"));
+	json_decref(a);
+	return 0;
+}
+
+int cohort_lock_release(cohort_t *c, const char *name, uint64_t token)
+{
+	json_t *a = call(c, json_pack("{s:s,s:s,s:I}", "op", "lock.release", "name", name, "token",
+				      (json_int_t)token), false);
+	json_decref(a);
+	return a ? 0 : -1;
 }
