@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """core: the stack's core repository (phase 1). Serves the stack state over
 HTTP on DEMO_PORT_BASE; ready when /health answers."""
+import asyncio
 import os
 import sys
 import time
@@ -23,9 +24,19 @@ def get_state():
     return state
 
 
+async def keep_state(bus):
+    """The stack's shared state: a retained value everyone reads on subscribe."""
+    while True:
+        state["generation"] += 1
+        await bus.publish("stack.state", {"core": "up", "generation": state["generation"],
+                                          "ts": time.time()}, qos=1, retain=True)
+        await asyncio.sleep(5)
+
+
 def main():
     demo.startup_delay()
     server = httpd.serve(demo.HOST, demo.PORTS[NAME], {"/health": health, "/state": get_state})
+    demo.run_bus(NAME, keep_state)
     demo.record(NAME)
     demo.log(NAME, f"serving the stack state on http://{demo.HOST}:{demo.PORTS[NAME]}/state")
     server.serve_forever()

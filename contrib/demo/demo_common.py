@@ -14,10 +14,12 @@ Environment:
   DEMO_START_DELAY   seconds to wait before listening (optional), to make
                      readiness observable
 """
+import asyncio
 import json
 import os
 import socket
 import sys
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -79,3 +81,35 @@ def wait_for(port, name, deadline_s=30.0):
                 log(name, f"dependency on port {port} not reachable: {e}")
                 sys.exit(1)
             time.sleep(0.1)
+
+
+def bus_client():
+    """A cohort bus client for this service (COHORT_BUS / COHORT_TOKEN come
+    from cohortd), or None when not run under cohortd."""
+    if not os.environ.get("COHORT_BUS"):
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "python"))
+    import cohort_client
+    return cohort_client.Client()
+
+
+def run_bus(name, main):
+    """Runs `async main(client)` on an asyncio loop in a thread of its own,
+    beside the service's (threaded) server; does nothing without a bus."""
+    client = bus_client()
+    if client is None:
+        log(name, "no COHORT_BUS: not on the bus")
+        return
+
+    async def runner():
+        await client.connect()
+        await main(client)
+
+    def thread():
+        try:
+            asyncio.run(runner())
+        except Exception as e:   # the service goes on without the bus
+            log(name, f"bus: {e}")
+
+    threading.Thread(target=thread, daemon=True).start()

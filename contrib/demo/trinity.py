@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """trinity: the integration layer (phase 3, requires prime and reactor).
 Combines what the other three serve into one view on DEMO_PORT_BASE+3."""
+import asyncio
 import os
 import socket
 import sys
@@ -26,13 +27,30 @@ def view():
     }
 
 
+heard = {"messages": 0}
+
+
+async def listen(bus):
+    """Integrates by listening: what prime and reactor publish, and the
+    stack state core keeps retained (pushed, no polling)."""
+    def got(m):
+        heard["messages"] += 1
+        heard[m["topic"]] = m["data"]
+        demo.log(NAME, f"heard {m['topic']}: {m['data']}")
+    await bus.subscribe("prime.>", got, qos=1)
+    await bus.subscribe("reactor.>", got, qos=1)
+    await bus.subscribe("stack.state", got)
+    await asyncio.Event().wait()
+
+
 def main():
     demo.wait_for(demo.PORTS["core"], NAME)
     demo.wait_for(demo.PORTS["reactor"], NAME)
     demo.log(NAME, f"prime says: {ask_prime(7919)}")
     demo.startup_delay()
     server = httpd.serve(demo.HOST, demo.PORTS[NAME],
-                         {"/health": lambda: {"ok": True}, "/view": view})
+                         {"/health": lambda: {"ok": True}, "/view": view, "/heard": lambda: heard})
+    demo.run_bus(NAME, listen)
     demo.record(NAME)
     demo.log(NAME, f"integrating on http://{demo.HOST}:{demo.PORTS[NAME]}/view")
     server.serve_forever()
