@@ -404,7 +404,8 @@ static void snapshot(struct bus *b, struct sbuf *out)
 			msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
 		msgs[n++] = m;
 	}
-	qsort(msgs, n, sizeof(*msgs), by_seq);
+	if (n)
+		qsort(msgs, n, sizeof(*msgs), by_seq);
 	for (size_t i = 0; i < n; i++) {
 		struct strv *keys = imap_get(&owners, (int64_t)msgs[i]->seq);
 		struct bus_msg tmp = *msgs[i];

@@ -231,6 +231,8 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 		v[cnt++] = (struct seg){id, strcmp(ext, "snap") == 0};
 	}
 	closedir(dh);
+	if (!cnt)
+		return NULL;
 	qsort(v, cnt, sizeof(*v), seg_cmp);
 	size_t first = 0;
 	for (size_t i = 0; i < cnt; i++)

@@ -90,7 +90,8 @@ static void sbuf_grow(struct sbuf *b, size_t extra)
 void sbuf_add(struct sbuf *b, const void *data, size_t n)
 {
 	sbuf_grow(b, n);
-	memcpy(b->buf + b->len, data, n);
+	if (n)
+		memcpy(b->buf + b->len, data, n);
 	b->len += n;
 	b->buf[b->len] = '\0';
 }

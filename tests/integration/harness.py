@@ -188,7 +188,8 @@ class Cohortd:
 
     def check_clean(self):
         """No sanitizer or valgrind report."""
-        text = self.dump()
+        with self.cond:
+            text = "\n".join(l.raw for l in self.lines)
         for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
             self.test.assertNotIn(bad, text, "sanitizer report:\n" + text)
         if self.vg_dir:
