@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""Message bus benchmarks: tests/bench/bench_bus with libcohort against
+cohortd's bus, with libmosquitto against mosquitto and with RESP against
+redis pub/sub, the same client pattern for all, in the same run; each
+server started fresh, alone on the machine while it is measured; over
+unix sockets and over TCP 127.0.0.1.
+
+  latency      one-way, the send time (CLOCK_MONOTONIC) in the payload:
+               p50 / p99 / p99.9 at 1,000 msg/s, 100-byte payloads
+               (5,000 messages after 500 of warm-up), qos 0 and qos 1
+  throughput   one publisher as fast as its client lets it (qos 1: at most
+               1,000 unacknowledged), 1 -> 1 and 1 -> 100 subscribers;
+               deliveries per second at the subscribers, and the messages
+               lost (qos 0 may drop under load: it is shown)
+
+cohortd: bus_fsync = batch.  mosquitto: persistence off, no Nagle on its
+listener and its clients.  redis: no persistence; it has no qos 1.
+Goal: cohortd's p99 at most mosquitto's and its throughput at least
+mosquitto's, both qos levels.
+
+Environment: COHORT_BUILDDIR (the build tree), BENCH_TRANSPORTS (unix,tcp),
+BENCH_LAT_COUNT (5000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000).
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("COHORT_BUILDDIR", ".")
+COHORTD = os.path.abspath(os.path.join(BUILD, "cohortd"))
+BENCH = os.path.abspath(os.path.join(BUILD, "tests", "bench", "bench_bus"))
+TRANSPORTS = [t for t in os.environ.get("BENCH_TRANSPORTS", "unix,tcp").split(",") if t]
+LAT_COUNT = os.environ.get("BENCH_LAT_COUNT", "5000")
+TP_COUNT = os.environ.get("BENCH_TP_COUNT", "100000")
+FANOUT_COUNT = os.environ.get("BENCH_FANOUT_COUNT", "3000")
+RUN_TIMEOUT = 150
+
+# (key, bench_bus arguments after the address)
+MEASUREMENTS = [
+    ("lat0", ["latency", "0", "1000", LAT_COUNT]),
+    ("lat1", ["latency", "1", "1000", LAT_COUNT]),
+    ("tp0_1", ["throughput", "0", "1", TP_COUNT]),
+    ("tp0_100", ["throughput", "0", "100", FANOUT_COUNT]),
+    ("tp1_1", ["throughput", "1", "1", TP_COUNT]),
+    ("tp1_100", ["throughput", "1", "100", FANOUT_COUNT]),
+]
+
+procs = []  # every process we started, for the cleanup
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def log_tail(proc):
+    try:
+        with open(proc.log_path) as f:
+            return "".join(f.readlines()[-5:])
+    except (OSError, AttributeError):
+        return ""
+
+
+def wait_for(check, what, proc, timeout=20):
+    end = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: the server exited ({proc.returncode}):\n{log_tail(proc)}")
+        if time.monotonic() > end:
+            raise RuntimeError(f"{what} did not appear")
+        time.sleep(0.02)
+
+
+def port_open(port):
+    def check():
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            return False
+    return check
+
+
+def start(argv, log):
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p.log_path = log.name
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    if p is not None and p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def kill_pidfile(path, comm):
+    """Kills the process a pid file names if it is still comm (an orphan)."""
+    try:
+        pid = int(open(path).read().split()[0])
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == comm:
+                os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+class Cohortd:
+    label = "cohortd"
+
+    def __init__(self, work):
+        self.work = work
+        self.port = free_port()
+
+    def launch(self):
+        w = self.work
+        ini = os.path.join(w, "cohort.ini")
+        # The idle service tells us its pid (for the cleanup) and its token
+        # (the bus over TCP wants a service's token).
+        with open(os.path.join(w, "idle.sh"), "w") as f:
+            f.write(f'echo $$ > "{w}/idle.pid"\necho "$COHORT_TOKEN" > "{w}/token.tmp"\n'
+                    f'mv "{w}/token.tmp" "{w}/token"\nexec /bin/sleep 100000\n')
+        with open(ini, "w") as f:
+            f.write(f"[cohort]\nrun_dir = {w}/run\nstate_dir = {w}/state\nlog_dir = {w}/log\n"
+                    f"bus_fsync = batch\nbus_listen = 127.0.0.1:{self.port}\n"
+                    f"[service:idle]\ncommand = /bin/sh {w}/idle.sh\n"
+                    "ready = delay:0\nstdout = null\n")
+        self.log = open(os.path.join(w, "cohortd.log"), "w")
+        self.proc = start([COHORTD, "-q", "-c", ini], self.log)
+        wait_for(lambda: os.path.exists(f"{w}/run/bus.sock"), "cohortd's bus.sock", self.proc)
+        wait_for(lambda: os.path.exists(f"{w}/token"), "the idle service's token", self.proc)
+        wait_for(port_open(self.port), f"cohortd's bus on 127.0.0.1:{self.port}", self.proc)
+        self.token = open(f"{w}/token").read().strip()
+
+    def address(self, transport):
+        if transport == "unix":
+            return f"unix:{self.work}/run/bus.sock", {"COHORT_TOKEN": ""}   # root: an admin
+        # TCP needs a service's token: the idle service's
+        return f"ws://127.0.0.1:{self.port}/", {"COHORT_TOKEN": self.token}
+
+    def stop(self):
+        stop(getattr(self, "proc", None))
+        kill_pidfile(f"{self.work}/idle.pid", "sleep")
+
+
+class Mosquitto:
+    label = "mosquitto"
+
+    def __init__(self, work):
+        self.work = work
+        self.port = free_port()
+
+    def launch(self):
+        w = self.work
+        conf = os.path.join(w, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nset_tcp_nodelay true\n"
+                    f"listener 0 {w}/mosquitto.sock\n"
+                    "allow_anonymous true\npersistence false\nlog_dest stderr\n")
+            if os.geteuid() == 0:
+                # As root it drops to the mosquitto user, which may not
+                # create the socket in our directory.
+                f.write("user root\n")
+        self.log = open(os.path.join(w, "mosquitto.log"), "w")
+        self.proc = start(["mosquitto", "-c", conf], self.log)
+        wait_for(lambda: os.path.exists(f"{w}/mosquitto.sock"), "mosquitto's socket", self.proc)
+        wait_for(port_open(self.port), f"mosquitto on 127.0.0.1:{self.port}", self.proc)
+
+    def address(self, transport):
+        if transport == "unix":
+            return f"unix:{self.work}/mosquitto.sock", {}
+        return f"127.0.0.1:{self.port}", {}
+
+    def stop(self):
+        stop(getattr(self, "proc", None))
+
+
+class Redis:
+    label = "redis"
+
+    def __init__(self, work):
+        self.work = work
+        self.port = free_port()
+
+    def launch(self):
+        w = self.work
+        self.log = open(os.path.join(w, "redis.log"), "w")
+        self.proc = start(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                           "--unixsocket", f"{w}/redis.sock", "--save", "", "--appendonly", "no",
+                           "--daemonize", "no", "--dir", w], self.log)
+        wait_for(lambda: os.path.exists(f"{w}/redis.sock"), "redis's socket", self.proc)
+        wait_for(port_open(self.port), f"redis on 127.0.0.1:{self.port}", self.proc)
+
+    def address(self, transport):
+        if transport == "unix":
+            return f"unix:{self.work}/redis.sock", {}
+        return f"127.0.0.1:{self.port}", {}
+
+    def stop(self):
+        stop(getattr(self, "proc", None))
+
+
+KIND = {Cohortd: "cohort", Mosquitto: "mosquitto", Redis: "redis"}
+
+
+def version(argv, pattern):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        m = re.search(pattern, out.stdout + out.stderr)
+        return m.group(1) if m else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def run_one(kind, address, env, args):
+    """One bench_bus run: its key=value line as a dict, or {"error": ...}."""
+    try:
+        r = subprocess.run([BENCH, kind, address] + args, capture_output=True, text=True,
+                           timeout=RUN_TIMEOUT, env=dict(os.environ, **env))
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {RUN_TIMEOUT} s"}
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(latency|throughput|unsupported) (.*)$", line)
+        if m:
+            d = dict(re.findall(r"(\w+)=(\S+)", m.group(2)))
+            d["type"] = m.group(1)
+            if r.returncode:
+                d["error"] = f"exit {r.returncode}"
+            return d
+    return {"error": (r.stderr.strip() or f"exit {r.returncode}, no result").splitlines()[-1]}
+
+
+def measure(cls, work):
+    """Starts the server fresh, runs every measurement over every transport."""
+    server = cls(os.path.join(work, cls.label))
+    os.makedirs(server.work)
+    res = {}
+    try:
+        server.launch()
+        for transport in TRANSPORTS:
+            address, env = server.address(transport)
+            for key, args in MEASUREMENTS:
+                res[(transport, key)] = run_one(KIND[cls], address, env, args)
+                if "error" in res[(transport, key)]:
+                    print(f"  ({cls.label} {transport} {key}: {res[(transport, key)]['error']})",
+                          file=sys.stderr)
+    finally:
+        server.stop()
+    return res
+
+
+def num(d, field):
+    try:
+        return float(d[field])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def cell(d, field, fmt):
+    if d is None:
+        return "-"
+    if "error" in d and num(d, field) is None:
+        return "error"
+    if d.get("type") == "unsupported":
+        return "n/a"
+    v = num(d, field)
+    return "-" if v is None else fmt.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "   -"
+    return f"x{a / b:.2f}"
+
+
+ROWS = [
+    # label, key, field, format, lower is better
+    ("latency qos 0   p50 us", "lat0", "p50_us", "{:.1f}", True),
+    ("                p99 us", "lat0", "p99_us", "{:.1f}", True),
+    ("              p99.9 us", "lat0", "p999_us", "{:.1f}", True),
+    ("latency qos 1   p50 us", "lat1", "p50_us", "{:.1f}", True),
+    ("                p99 us", "lat1", "p99_us", "{:.1f}", True),
+    ("              p99.9 us", "lat1", "p999_us", "{:.1f}", True),
+    ("qos 0  1->1     msg/s", "tp0_1", "msgs_per_s", "{:.0f}", False),
+    ("                 lost", "tp0_1", "lost", "{:.0f}", None),
+    ("qos 0  1->100   msg/s", "tp0_100", "msgs_per_s", "{:.0f}", False),
+    ("                 lost", "tp0_100", "lost", "{:.0f}", None),
+    ("qos 1  1->1     msg/s", "tp1_1", "msgs_per_s", "{:.0f}", False),
+    ("                 lost", "tp1_1", "lost", "{:.0f}", None),
+    ("qos 1  1->100   msg/s", "tp1_100", "msgs_per_s", "{:.0f}", False),
+    ("                 lost", "tp1_100", "lost", "{:.0f}", None),
+]
+
+GOALS = [
+    ("p99 latency qos 0", "lat0", "p99_us", True),
+    ("p99 latency qos 1", "lat1", "p99_us", True),
+    ("throughput qos 0 1->1", "tp0_1", "msgs_per_s", False),
+    ("throughput qos 0 1->100", "tp0_100", "msgs_per_s", False),
+    ("throughput qos 1 1->1", "tp1_1", "msgs_per_s", False),
+    ("throughput qos 1 1->100", "tp1_100", "msgs_per_s", False),
+]
+
+
+def report(results, labels):
+    w = 12
+    for transport in TRANSPORTS:
+        title = "unix sockets" if transport == "unix" else "TCP 127.0.0.1"
+        print(f"\n  {title}:")
+        head = "".join(f"{lab:>{w}}" for lab in labels)
+        rhead = "".join(f"{'cohortd/' + lab:>{w + 6}}" for lab in labels if lab != "cohortd")
+        print(f"    {'':24s}{head}{rhead}")
+        for label, key, field, fmt, _ in ROWS:
+            ds = {lab: results[lab].get((transport, key)) for lab in labels}
+            cells = "".join(f"{cell(ds[lab], field, fmt):>{w}}" for lab in labels)
+            rs = ""
+            if field != "lost":
+                base = num(ds["cohortd"], field) if ds["cohortd"] else None
+                for lab in labels:
+                    if lab == "cohortd":
+                        continue
+                    other = ds[lab]
+                    o = None if other is None or other.get("type") == "unsupported" else num(other, field)
+                    rs += f"{ratio(base, o):>{w + 6}}"
+            print(f"    {label:24s}{cells}{rs}")
+        extra = []
+        for lab in labels:
+            for key, _ in MEASUREMENTS:
+                d = results[lab].get((transport, key)) or {}
+                for f in ("dups", "reconnects", "closed", "unacked"):
+                    if num(d, f):
+                        extra.append(f"{lab} {key}: {f} {d[f]}")
+        if extra:
+            print("    note: " + "; ".join(extra))
+    if "mosquitto" not in labels:
+        return
+    print("\n  goals (cohortd against mosquitto: p99 at most its, throughput at least its):")
+    met_all = True
+    for transport in TRANSPORTS:
+        for name, key, field, lower in GOALS:
+            a = num(results["cohortd"].get((transport, key)) or {}, field)
+            b = num(results["mosquitto"].get((transport, key)) or {}, field)
+            if a is None or b is None:
+                verdict = "not measured"
+                met_all = False
+            else:
+                ok = a <= b if lower else a >= b
+                met_all &= ok
+                unit = "us" if lower else "msg/s"
+                verdict = (f"{'met    ' if ok else 'NOT met'}  cohortd {a:.0f} {unit} vs "
+                           f"mosquitto {b:.0f} {unit} (x{a / b:.2f})" if b else "-")
+            print(f"    {transport:4s} {name:26s} {verdict}")
+    print(f"  all goals met: {'yes' if met_all else 'no'}")
+
+
+def main():
+    if not os.path.exists(BENCH):
+        sys.exit(f"build {BENCH} first (make tests/bench/bench_bus)")
+    peers = [Cohortd]
+    for cls, exe in ((Mosquitto, "mosquitto"), (Redis, "redis-server")):
+        if shutil.which(exe):
+            peers.append(cls)
+        else:
+            print(f"  ({exe} not installed: skipped)")
+    mver = version(["mosquitto", "-h"], r"mosquitto version (\S+)")
+    rver = version(["redis-server", "--version"], r"v=(\S+)")
+    print("bus: cohortd (libcohort) beside mosquitto " + mver + " (libmosquitto) and redis " + rver +
+          " (pub/sub, RESP), same client pattern, same run")
+    print(f"  100-byte payloads; latency: {LAT_COUNT} messages at 1000 msg/s after 500 of warm-up; "
+          f"throughput: 1->1 {TP_COUNT} messages, 1->100 {FANOUT_COUNT} messages")
+    print("  cohortd bus_fsync = batch; mosquitto persistence off; redis without persistence "
+          "(no qos 1: n/a)")
+    work = tempfile.mkdtemp(prefix="cohort-bbus.")
+    results = {}
+    t0 = time.monotonic()
+    try:
+        for cls in peers:
+            results[cls.label] = measure(cls, work)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, [cls.label for cls in peers])
+    print(f"  ({time.monotonic() - t0:.0f} s)")
+    errors = sum(1 for r in results.values() for d in r.values() if "error" in d)
+    return 1 if errors else 0
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    sys.exit(main())
