@@ -31,6 +31,10 @@
  * arrived is reported as lost.
  *
  * One line per measurement, key=value, for bench_bus.py.
+ *
+ * Diagnostic: BENCH_COHORT_NODELAY=1 sets TCP_NODELAY on libcohort's
+ * sockets over ws:// (libcohort leaves Nagle on; cohortd, mosquitto here
+ * and redis turn it off on their side).
  */
 #include "autoconfig.h"
 
@@ -313,6 +317,15 @@ static int resp_next(struct rconn *r, const char **payload, size_t *plen)
 	return 1;
 }
 
+/* BENCH_COHORT_NODELAY=1: Nagle off on libcohort's TCP socket. */
+static void cohort_nodelay(cohort_t *c)
+{
+	int one = 1;
+	const char *e = getenv("BENCH_COHORT_NODELAY");
+	if (e && *e == '1' && strncmp(address, "ws:", 3) == 0)
+		setsockopt(cohort_fd(c), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* --- subscribers ------------------------------------------------------------------------ */
 
 struct subset;
@@ -476,6 +489,7 @@ static void sub_open(struct subset *set, struct sub *s, const char *topic_c, con
 		s->c = cohort_new(&o);
 		if (cohort_connect(s->c) < 0)
 			die("cohort_connect %s: %s", address, cohort_error(s->c));
+		cohort_nodelay(s->c);
 		if (cohort_subscribe(s->c, topic_c, set->qos, cohort_on_msg, s) < 0)
 			die("cohort_subscribe %s: %s", topic_c, cohort_error(s->c));
 		break;
@@ -681,6 +695,7 @@ static void pub_open(struct pub *p, int qos)
 		p->c = cohort_new(&o);
 		if (cohort_connect(p->c) < 0)
 			die("cohort_connect %s: %s", address, cohort_error(p->c));
+		cohort_nodelay(p->c);
 		break;
 	}
 	case K_MOSQ:

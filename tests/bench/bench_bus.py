@@ -21,6 +21,7 @@ mosquitto's, both qos levels.
 Environment: COHORT_BUILDDIR (the build tree), BENCH_TRANSPORTS (unix,tcp),
 BENCH_LAT_COUNT (5000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000).
 """
+import json
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ import time
 
 BUILD = os.environ.get("COHORT_BUILDDIR", ".")
 COHORTD = os.path.abspath(os.path.join(BUILD, "cohortd"))
+COHORTCTL = os.path.abspath(os.path.join(BUILD, "cohortctl"))
 BENCH = os.path.abspath(os.path.join(BUILD, "tests", "bench", "bench_bus"))
 TRANSPORTS = [t for t in os.environ.get("BENCH_TRANSPORTS", "unix,tcp").split(",") if t]
 LAT_COUNT = os.environ.get("BENCH_LAT_COUNT", "5000")
@@ -144,6 +146,15 @@ class Cohortd:
         wait_for(port_open(self.port), f"cohortd's bus on 127.0.0.1:{self.port}", self.proc)
         self.token = open(f"{w}/token").read().strip()
 
+    def dropped(self):
+        """cohortd's own count of qos-0 messages it dropped (cohortctl bus)."""
+        try:
+            out = subprocess.run([COHORTCTL, "-s", f"{self.work}/run/control.sock", "--json", "bus"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            return int(json.loads(out)["dropped_qos0"])
+        except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+            return None
+
     def address(self, transport):
         if transport == "unix":
             return f"unix:{self.work}/run/bus.sock", {"COHORT_TOKEN": ""}   # root: an admin
@@ -252,7 +263,11 @@ def measure(cls, work):
         for transport in TRANSPORTS:
             address, env = server.address(transport)
             for key, args in MEASUREMENTS:
+                before = server.dropped() if cls is Cohortd else None
                 res[(transport, key)] = run_one(KIND[cls], address, env, args)
+                after = server.dropped() if cls is Cohortd else None
+                if before is not None and after is not None:
+                    res[(transport, key)]["server_dropped"] = str(after - before)
                 if "error" in res[(transport, key)]:
                     print(f"  ({cls.label} {transport} {key}: {res[(transport, key)]['error']})",
                           file=sys.stderr)
@@ -334,15 +349,25 @@ def report(results, labels):
                     o = None if other is None or other.get("type") == "unsupported" else num(other, field)
                     rs += f"{ratio(base, o):>{w + 6}}"
             print(f"    {label:24s}{cells}{rs}")
-        extra = []
+        notes = []
         for lab in labels:
             for key, _ in MEASUREMENTS:
                 d = results[lab].get((transport, key)) or {}
                 for f in ("dups", "reconnects", "closed", "unacked"):
                     if num(d, f):
-                        extra.append(f"{lab} {key}: {f} {d[f]}")
-        if extra:
-            print("    note: " + "; ".join(extra))
+                        notes.append(f"{lab} {key}: {f} {d[f]}")
+                lost = num(d, "lost")
+                if lab == "cohortd" and lost and "server_dropped" in d:
+                    notes.append(f"cohortd {key}: {d['lost']} lost, cohortd counted {d['server_dropped']} "
+                                 "qos-0 drops (a subscriber's send queue over 8 MiB)")
+                if lab == "mosquitto" and lost and d.get("qos") == "1":
+                    notes.append(f"mosquitto {key}: {d['lost']} qos-1 messages dropped (its default "
+                                 "max_queued_messages 1000 per client)")
+                if lab == "redis" and num(d, "closed"):
+                    notes.append(f"redis {key}: subscribers disconnected (client-output-buffer-limit "
+                                 "pubsub)")
+        for n in notes:
+            print("    note: " + n)
     if "mosquitto" not in labels:
         return
     print("\n  goals (cohortd against mosquitto: p99 at most its, throughput at least its):")
@@ -350,7 +375,8 @@ def report(results, labels):
     for transport in TRANSPORTS:
         for name, key, field, lower in GOALS:
             a = num(results["cohortd"].get((transport, key)) or {}, field)
-            b = num(results["mosquitto"].get((transport, key)) or {}, field)
+            theirs = results["mosquitto"].get((transport, key)) or {}
+            b = num(theirs, field)
             if a is None or b is None:
                 verdict = "not measured"
                 met_all = False
@@ -360,6 +386,11 @@ def report(results, labels):
                 unit = "us" if lower else "msg/s"
                 verdict = (f"{'met    ' if ok else 'NOT met'}  cohortd {a:.0f} {unit} vs "
                            f"mosquitto {b:.0f} {unit} (x{a / b:.2f})" if b else "-")
+                if num(theirs, "lost"):
+                    verdict += f"; mosquitto lost {theirs['lost']}"
+                mine = results["cohortd"].get((transport, key)) or {}
+                if num(mine, "lost"):
+                    verdict += f"; cohortd lost {mine['lost']}"
             print(f"    {transport:4s} {name:26s} {verdict}")
     print(f"  all goals met: {'yes' if met_all else 'no'}")
 

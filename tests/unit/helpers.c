@@ -149,3 +149,12 @@ const char *th_srcdir(void)
 	const char *d = getenv("COHORT_SRCDIR");
 	return d && *d ? d : ".";
 }
+
+double th_time_factor(void)
+{
+	const char *f = getenv("COHORT_TIME_FACTOR");
+
+	if (f && *f)
+		return atof(f);
+	return getenv("COHORT_VALGRIND") && *getenv("COHORT_VALGRIND") ? 6.0 : 1.0;
+}
