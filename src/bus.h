@@ -37,6 +37,7 @@
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
 #define BUS_ABUSE_MAX 20		/* error frames before the connection is closed */
+#define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
 
 struct cohortd;
 struct service;
@@ -128,6 +129,7 @@ struct bus_conn {
 	size_t out_len;
 	uint64_t out_bytes;
 	bool rx_paused;
+	bool write_asked;	/* a writeable callback is on its way */
 	struct sbuf rx;		/* fragments of the message being received */
 	bool rx_too_big;
 	unsigned errors;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "evtimer.h"
 #include "log.h"
 
 /* --- frames and messages ----------------------------------------------------- */
@@ -163,10 +164,13 @@ void bus_session_free(struct bus_session *s)
 	free(s);
 }
 
+static void enforce_bounds(struct bus_session *s);
+
 void bus_session_attach(struct bus_session *s, struct bus_conn *c)
 {
 	s->conn = c;
 	c->session = s;
+	enforce_bounds(s);	/* what grew too old while it was away goes now */
 }
 
 /* Away: what was sent and not acked is owed again, marked redelivered. */
@@ -250,8 +254,7 @@ static void send_delivery(struct bus_session *s, struct bus_delivery *d)
 		d->inflight = true;
 		s->inflight++;
 	}
-	ev_timer_set(&d->ack_timer, (double)s->bus->ack_timeout_ms / 1000.0, 0);
-	ev_timer_start(s->bus->loop, &d->ack_timer);
+	evtimer_start_ms(s->bus->loop, &d->ack_timer, s->bus->ack_timeout_ms);
 	bus_conn_send(s->conn, f);
 	bus_frame_put(f);
 }

@@ -59,7 +59,10 @@ void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
 		lws_rx_flow_control(c->wsi, 0);
 		c->rx_paused = true;
 	}
-	lws_callback_on_writable(c->wsi);
+	if (!c->write_asked) {
+		c->write_asked = true;
+		lws_callback_on_writable(c->wsi);
+	}
 }
 
 void bus_conn_send_json(struct bus_conn *c, json_t *o)
@@ -170,11 +173,19 @@ static bool offers_protocol(const char *list)
 	return false;
 }
 
-static int write_one(struct bus_conn *c)
+/*
+ * Writes queued frames while the socket takes them: one frame per writeable
+ * callback would cost an epoll round per message and let a busy subscriber's
+ * queue grow although it reads as fast as we write.  lws buffers the tail of
+ * a short write itself; lws_send_pipe_choked() then says stop.
+ */
+static int write_some(struct bus_conn *c)
 {
-	struct bus_out *o = c->out_head;
-
-	if (o) {
+	c->write_asked = false;
+	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; i++) {
+		if (i > 0 && lws_send_pipe_choked(c->wsi))
+			break;
+		struct bus_out *o = c->out_head;
 		c->out_head = o->next;
 		if (!c->out_head)
 			c->out_tail = NULL;
@@ -192,6 +203,7 @@ static int write_one(struct bus_conn *c)
 		c->rx_paused = false;
 	}
 	if (c->out_head) {
+		c->write_asked = true;
 		lws_callback_on_writable(c->wsi);
 	} else if (c->closing) {
 		lws_close_reason(c->wsi, (enum lws_close_status)c->close_status,
@@ -238,7 +250,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return c ? write_one(c) : 0;
+		return c ? write_some(c) : 0;
 	case LWS_CALLBACK_CLOSED:
 		if (c) {
 			conn_free(c);

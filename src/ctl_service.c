@@ -15,6 +15,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "evtimer.h"
 
 enum wait_kind { WAIT_START, WAIT_STOP };
 
@@ -208,8 +209,7 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 	w->names = names;
 	ev_init(&w->timeout, wait_timeout_cb);
 	if (timeout_ms > 0) {
-		ev_timer_set(&w->timeout, (double)timeout_ms / 1000.0, 0);
-		ev_timer_start(d->loop, &w->timeout);
+		evtimer_start_ms(d->loop, &w->timeout, timeout_ms);
 	}
 	c->wait = w;
 	/* control.c checks it at once too: a start of a running service is

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "evtimer.h"
 #include "log.h"
 
 #define EXIT_GRACE_S 5.0	/* after KILL, how long we wait for the exits */
@@ -118,8 +119,7 @@ void daemon_begin_shutdown(struct cohortd *d, const char *why)
 	log_info(NULL, "shutting down (%s): stopping %s in reverse phase order", why,
 		 d->plan->n == 1 ? "1 service" : "the services");
 	d->shutting_down = true;
-	ev_timer_set(&d->shutdown_timer, (double)d->cfg->shutdown_timeout_ms / 1000.0, 0);
-	ev_timer_start(d->loop, &d->shutdown_timer);
+	evtimer_start_ms(d->loop, &d->shutdown_timer, d->cfg->shutdown_timeout_ms);
 	for (size_t i = 0; i < d->plan->n; i++) {
 		d->svcs[i]->want_up = false;
 		stack_dirty(d, d->svcs[i]);

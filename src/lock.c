@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config_keys.h"
+#include "evtimer.h"
 #include "lock.h"
 #include "log.h"
 
@@ -125,18 +126,6 @@ bool lock_allowed(const struct lock_session *s, const char *name)
 
 static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents);
 
-/*
- * libev counts a timer from ev_now(), the time the loop woke up; under load
- * that is milliseconds stale, and neither a lease nor a wait may end before
- * the time the client was promised, so the gap is added.
- */
-static void arm_after(struct ev_loop *loop, ev_timer *w, int64_t ttl_ms)
-{
-	double lag = ev_time() - ev_now(loop);
-
-	ev_timer_set(w, (double)ttl_ms / 1000.0 + (lag > 0 ? lag : 0), 0);
-	ev_timer_start(loop, w);
-}
 
 static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum lock_mode mode,
 				int64_t ttl_ms, uint64_t token)
@@ -149,7 +138,7 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->token = token;
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	ev_init(&le->timer, lease_expired);
-	arm_after(s->t->loop, &le->timer, ttl_ms);
+	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
 	le->next = l->holders;
 	if (le->next)
 		le->next->prev = le;
@@ -310,7 +299,7 @@ enum lock_result lock_acquire(struct lock_session *s, const char *name, enum loc
 	w->ttl_ms = ttl_ms;
 	w->cookie = cookie;
 	ev_init(&w->timer, wait_expired);
-	arm_after(t->loop, &w->timer, wait_ms);
+	evtimer_start_ms(t->loop, &w->timer, wait_ms);
 	w->prev = l->tail;
 	if (l->tail)
 		l->tail->next = w;
@@ -349,7 +338,7 @@ int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t
 	}
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	ev_timer_stop(s->t->loop, &le->timer);
-	arm_after(s->t->loop, &le->timer, ttl_ms);
+	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
 	*expires_ms = le->expires_ms;
 	return 0;
 }

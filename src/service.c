@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "evtimer.h"
 #include "log.h"
 #include "spawn.h"
 
@@ -555,8 +556,7 @@ static void act_spawn(struct service *s)
 	daemon_track_child(s->d, pid, CHILD_MAIN, s);
 	ev_io_init(&s->exec_io, exec_status_cb, status_fd, EV_READ);
 	ev_io_start(s->d->loop, &s->exec_io);
-	ev_timer_set(&s->ready_timer, (double)c->ready_timeout_ms / 1000.0, 0);
-	ev_timer_start(s->d->loop, &s->ready_timer);
+	evtimer_start_ms(s->d->loop, &s->ready_timer, c->ready_timeout_ms);
 	log_debug(s->name, "spawned pid %d: %s", pid, c->command);
 }
 
@@ -612,8 +612,7 @@ static void begin_readiness(struct service *s)
 			svc_fire(s, SE_READY, "started (ready = delay:0)");
 			return;
 		}
-		ev_timer_set(&s->probe_timer, (double)r->delay_ms / 1000.0, 0);
-		ev_timer_start(s->d->loop, &s->probe_timer);
+		evtimer_start_ms(s->d->loop, &s->probe_timer, r->delay_ms);
 		break;
 	case CHECK_NOTIFY:
 		break;	/* READY=1 will come through the notify socket */
@@ -627,8 +626,7 @@ static void start_health(struct service *s)
 {
 	if (s->cfg->health.kind == CHECK_NONE)
 		return;
-	ev_timer_set(&s->probe_timer, (double)s->cfg->health_interval_ms / 1000.0, 0);
-	ev_timer_start(s->d->loop, &s->probe_timer);
+	evtimer_start_ms(s->d->loop, &s->probe_timer, s->cfg->health_interval_ms);
 }
 
 static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -807,8 +805,7 @@ static void act_stop(struct service *s)
 	if (svc_signal(s, s->cfg->stop_signal) < 0 && errno != ESRCH)
 		log_warn(s->name, "sending SIG%s to process group %d: %s", signal_name(s->cfg->stop_signal),
 			 s->pid, strerror(errno));
-	ev_timer_set(&s->timer, (double)s->cfg->stop_timeout_ms / 1000.0, 0);
-	ev_timer_start(s->d->loop, &s->timer);
+	evtimer_start_ms(s->d->loop, &s->timer, s->cfg->stop_timeout_ms);
 }
 
 static void act_kill(struct service *s)
@@ -831,8 +828,7 @@ static void act_backoff(struct service *s)
 	 * the same loop iteration. */
 	if (s->next_delay_ms <= 0)
 		return;
-	ev_timer_set(&s->timer, (double)s->next_delay_ms / 1000.0, 0);
-	ev_timer_start(s->d->loop, &s->timer);
+	evtimer_start_ms(s->d->loop, &s->timer, s->next_delay_ms);
 }
 
 static void act_failed(struct service *s)
@@ -842,8 +838,7 @@ static void act_failed(struct service *s)
 	/* restart = never: no trial either, it waits for a start command. */
 	if (s->cfg->restart == RESTART_NEVER)
 		return;
-	ev_timer_set(&s->timer, (double)s->cfg->breaker_cooldown_ms / 1000.0, 0);
-	ev_timer_start(s->d->loop, &s->timer);
+	evtimer_start_ms(s->d->loop, &s->timer, s->cfg->breaker_cooldown_ms);
 }
 
 static void act_ended(struct service *s)

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -164,8 +166,10 @@ static int connect_url(struct wsc *w, const char *url, char *host, size_t hostle
 	}
 	if (rc < 0)
 		return fail(w, "cannot reach the bus at %s: %s", url);
-	int fl = fcntl(w->fd, F_GETFL);
+	int fl = fcntl(w->fd, F_GETFL), one = 1;
 	fcntl(w->fd, F_SETFL, fl & ~O_NONBLOCK);
+	/* Each frame is a whole message someone waits for: no Nagle delay. */
+	setsockopt(w->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return 0;
 }
 

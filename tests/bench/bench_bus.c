@@ -31,10 +31,6 @@
  * arrived is reported as lost.
  *
  * One line per measurement, key=value, for bench_bus.py.
- *
- * Diagnostic: BENCH_COHORT_NODELAY=1 sets TCP_NODELAY on libcohort's
- * sockets over ws:// (libcohort leaves Nagle on; cohortd, mosquitto here
- * and redis turn it off on their side).
  */
 #include "autoconfig.h"
 
@@ -317,15 +313,6 @@ static int resp_next(struct rconn *r, const char **payload, size_t *plen)
 	return 1;
 }
 
-/* BENCH_COHORT_NODELAY=1: Nagle off on libcohort's TCP socket. */
-static void cohort_nodelay(cohort_t *c)
-{
-	int one = 1;
-	const char *e = getenv("BENCH_COHORT_NODELAY");
-	if (e && *e == '1' && strncmp(address, "ws:", 3) == 0)
-		setsockopt(cohort_fd(c), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 /* --- subscribers ------------------------------------------------------------------------ */
 
 struct subset;
@@ -480,6 +467,7 @@ static void mq_read(struct mosquitto *m)
 
 static void sub_open(struct subset *set, struct sub *s, const char *topic_c, const char *topic_m)
 {
+	(void)topic_m;
 	s->set = set;
 	s->seen = calloc((size_t)set->count / 8 + 1, 1);
 	switch (kind) {
@@ -489,7 +477,6 @@ static void sub_open(struct subset *set, struct sub *s, const char *topic_c, con
 		s->c = cohort_new(&o);
 		if (cohort_connect(s->c) < 0)
 			die("cohort_connect %s: %s", address, cohort_error(s->c));
-		cohort_nodelay(s->c);
 		if (cohort_subscribe(s->c, topic_c, set->qos, cohort_on_msg, s) < 0)
 			die("cohort_subscribe %s: %s", topic_c, cohort_error(s->c));
 		break;
@@ -594,14 +581,12 @@ static void sub_service(struct sub *s, short revents)
 		if (revents & POLLOUT)
 			rconn_flush(&s->r);
 		if (revents & (POLLIN | POLLERR | POLLHUP)) {
-			bool alive = rconn_read(&s->r);
+			rconn_read(&s->r);	/* closed: r.closed, counted at the end */
 			const char *pl;
 			size_t plen;
 			while (resp_next(&s->r, &pl, &plen))
 				if (pl)
 					got_message(s, pl, plen);
-			if (!alive && !s->r.closed)
-				s->r.closed = true;
 		}
 		break;
 	}
@@ -695,7 +680,6 @@ static void pub_open(struct pub *p, int qos)
 		p->c = cohort_new(&o);
 		if (cohort_connect(p->c) < 0)
 			die("cohort_connect %s: %s", address, cohort_error(p->c));
-		cohort_nodelay(p->c);
 		break;
 	}
 	case K_MOSQ:
@@ -928,7 +912,6 @@ static void latency(int qos, int rate, int64_t count)
 	subset_start(&set, 1, qos, count, true, LAT_TOPIC_COHORT, LAT_TOPIC_MQTT);
 	pub_open(&p, qos);
 	int64_t next = now_ns();
-	uint64_t max_out = 0;
 	for (int64_t i = -WARMUP; i < count; i++) {
 		/* Paced on an absolute schedule; meanwhile, read (oks, acks). */
 		for (int64_t now = now_ns(); now < next; now = now_ns())
@@ -937,8 +920,6 @@ static void latency(int qos, int rate, int64_t count)
 		int64_t t = now_ns();
 		make_payload(payload, t, i < 0 ? -1 : i);
 		pub_send(&p, LAT_TOPIC_COHORT, LAT_TOPIC_MQTT, payload);
-		if (pub_outstanding(&p) > max_out)
-			max_out = pub_outstanding(&p);
 	}
 	pub_finish(&p);
 	subset_stop(&set, now_ns());
@@ -951,7 +932,6 @@ static void latency(int qos, int rate, int64_t count)
 	       kind_name, qos, rate, count, n, count - (int64_t)n, set.dups, PCT(0.50), PCT(0.99),
 	       PCT(0.999), PCT(1.0), pub_outstanding(&p), subset_reconnects(&set));
 	fflush(stdout);
-	(void)max_out;
 	pub_close(&p);
 	subset_free(&set);
 }

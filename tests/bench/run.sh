@@ -8,7 +8,7 @@ export COHORT_BUILDDIR=$B COHORT_SRCDIR=$S
 
 # The peers cohort is measured against, from Debian, installed when missing
 # (and when we may: as root with apt-get).
-peers="runit s6 supervisor redis-server"
+peers="runit s6 supervisor redis-server mosquitto"
 missing=""
 for p in $peers; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -50,6 +50,8 @@ echo
 /usr/bin/python3 "$S/tests/bench/bench_control.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_locks.py"
+echo
+/usr/bin/python3 "$S/tests/bench/bench_bus.py"
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo

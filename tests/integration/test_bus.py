@@ -305,6 +305,103 @@ locks = narrow.*
         self.assertTrue(d.request({"cmd": "status"})["ok"])
         d.stop()
 
+    def test_slow_qos0_subscriber_loses_and_nobody_waits(self):
+        d = self.daemon()
+
+        async def go():
+            # reads one message and then nothing: its queue in cohortd fills
+            slow = await raw(self.bus(d), max_queue=1, read_limit=2 ** 12)
+            await slow.send(json.dumps({"op": "sub", "id": 1, "topic": "flood"}))
+            self.assertEqual((await recv(slow))["op"], "ok")
+            fast_got = []
+            async with self.client(d) as fast, self.client(d) as pub:
+                await fast.subscribe("flood", fast_got.append)
+                blob = "x" * 60000
+                t0 = time.monotonic()
+                for i in range(300):          # 18 MB: over the 8 MiB a client may lag
+                    await pub.publish("flood", {"i": i, "pad": blob})
+                seq = await pub.publish("after", 1, qos=1)   # the publisher was never held up
+                self.assertGreater(seq, 0)
+                while len(fast_got) < 300:
+                    await asyncio.sleep(0.01)
+                self.assertEqual([m["data"]["i"] for m in fast_got], list(range(300)))
+                took = time.monotonic() - t0
+                conns = d.ctl_json("status")["bus"]["conns"]
+            drops = sorted(c["dropped_qos0"] for c in conns)
+            self.assertEqual(len(drops), 3, conns)
+            self.assertEqual(drops[:2], [0, 0], conns)     # the publisher and the fast one
+            self.assertGreater(drops[2], 100, conns)        # the slow one, counted
+            self.assertEqual(d.ctl_json("status")["bus"]["dropped_qos0"], drops[2])
+            self.assertLess(took, 30 * FACTOR)
+            slow.transport.abort()      # a close handshake would wait behind 8 MiB
+        run(go())
+        d.stop()
+
+    def test_queued_messages_older_than_queue_age_are_dropped(self):
+        d = self.daemon("[cohort]\nbus_queue_age = 300ms\n" + IDLE)
+
+        async def go():
+            async with self.client(d, session="late") as s:
+                await s.subscribe("old.>", lambda m: None, qos=1)
+            async with self.client(d) as pub:
+                for i in range(5):
+                    await pub.publish("old.a", i, qos=1)
+                t_old = time.monotonic()
+                # let the first five grow older than bus_queue_age, then add one
+                await asyncio.sleep(max(0, 0.4 - (time.monotonic() - t_old)))
+                await pub.publish("old.a", 5, qos=1)
+            got = []
+            w = self.client(d, session="late")
+            w.subs["old.>"] = (got.append, 1)
+            await w.connect()
+            await w.ping()
+            while not got:
+                await asyncio.sleep(0.01)
+            self.assertEqual([g["data"] for g in got], [5])
+            await w.close()
+            # and without a new message: the age is checked when the session is back
+            async with self.client(d) as pub:
+                await pub.publish("old.b", 6, qos=1)
+            await asyncio.sleep(0.4)
+            got.clear()
+            w = self.client(d, session="late")
+            w.subs["old.>"] = (got.append, 1)
+            await w.connect()
+            await w.ping()
+            await w.ping()
+            self.assertEqual(got, [])
+            await w.close()
+        run(go())
+        sess = [s for s in d.ctl_json("status")["bus"]["sessions"] if s["session"] == "admin/late"][0]
+        self.assertEqual(sess["dropped"], 6)
+        d.stop()
+
+    def test_compaction_keeps_the_journal_near_the_live_data(self):
+        state = self.path("state")
+        text = f"[cohort]\nstate_dir = {state}\nbus_fsync = never\n" + IDLE
+        d = self.daemon(text)
+
+        async def go():
+            async with self.client(d) as pub:
+                blob = "y" * 50000
+                for i in range(500):          # 25 MB of overwrites of two values
+                    await pub.publish(f"cfg.v{i % 2}", {"i": i, "pad": blob}, qos=1, retain=True)
+        run(go())
+        d.wait_log(r"^bus journal: compacting \d+ bytes to \d+ bytes of live state")
+        bus = d.ctl_json("status")["bus"]
+        self.assertLess(bus["journal_bytes"], 17 << 20, bus)
+        self.assertLess(bus["live_bytes"], 200000, bus)
+        d.stop()
+        # what the compaction kept is what comes back
+        d = self.daemon(text)
+
+        async def check():
+            async with self.client(d) as c:
+                vals = {m["topic"]: m["data"]["i"] for m in await c.get("cfg.>")}
+            self.assertEqual(vals, {"cfg.v0": 498, "cfg.v1": 499})
+        run(check())
+        d.stop()
+
     def test_tcp_listener_needs_a_token_and_binds_one_address(self):
         port = free_port()
         tok = self.path("token")

@@ -201,21 +201,23 @@ Test(lock, renew_extends_the_lease)
 	struct lock_session *a = session("a"), *b = session("b");
 	int64_t exp;
 	const char *why;
-	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 100);
+	uint64_t ta = must_get(a, "db", LOCK_EXCLUSIVE, 250);
 
 	queue(b, "db", LOCK_EXCLUSIVE, 5000, "b");
-	ev_tstamp start = ev_time();
-	/* renew every 50 ms for 300 ms: b must not get it meanwhile */
-	while (ev_time() - start < 0.3) {
+	ev_tstamp start = ev_time(), last = start;
+	/* renew every 50 ms for 600 ms (a 250 ms lease: a loaded machine may
+	 * stall us 200 ms): b must not get it meanwhile */
+	while (ev_time() - start < 0.6) {
 		ev_tstamp until = ev_time() + 0.05;
 		while (ev_time() < until)
 			ev_run(loop, EVRUN_NOWAIT);
-		cr_assert_eq(lock_renew(a, "db", ta, 100, &exp, &why), 0, "%s", why);
+		cr_assert_eq(lock_renew(a, "db", ta, 250, &exp, &why), 0, "%s", why);
+		last = ev_time();
 		cr_assert_eq(nseen, 0);
 	}
 	run_until(1, 2.0);
 	cr_assert(seen[0].granted);
-	cr_assert_geq(seen[0].at - start, 0.35);
+	cr_assert_geq(seen[0].at - last, 0.245);
 }
 
 Test(lock, tokens_of_other_sessions_and_unknown_tokens)

@@ -1,0 +1,24 @@
+/*
+ * evtimer.h - starting a libev timer that runs from now.
+ *
+ * libev counts a relative timer from ev_now(), the time the loop woke up.
+ * After a long iteration (a burst of work, a slow machine, valgrind) that
+ * is milliseconds in the past, and the timer would fire that much before
+ * the delay we promised (a backoff, a lease, a stop_timeout) has passed
+ * since the moment we logged or answered.  So the gap is added.
+ */
+#ifndef COHORT_EVTIMER_H
+#define COHORT_EVTIMER_H
+
+#include <ev.h>
+#include <stdint.h>
+
+static inline void evtimer_start_ms(struct ev_loop *loop, ev_timer *w, int64_t ms)
+{
+	double lag = ev_time() - ev_now(loop);
+
+	ev_timer_set(w, (double)ms / 1000.0 + (lag > 0 ? lag : 0), 0);
+	ev_timer_start(loop, w);
+}
+
+#endif
