@@ -136,10 +136,11 @@ stderr = null
 """.replace("{out}", self.path("quiet.out")))
         log = os.path.join(d.log_dir, "talker.log")
         def ended():
-            if not os.path.exists(log):
+            try:
+                with open(log) as f:
+                    return "the end" in f.read()
+            except FileNotFoundError:   # not yet, or between a rotation's rename and open
                 return False
-            with open(log) as f:
-                return "the end" in f.read()
         wait_until(self, ended, what="the end")
         files = sorted(glob.glob(log + "*"))
         self.assertEqual(files, [log, log + ".1", log + ".2"])
