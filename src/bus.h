@@ -34,6 +34,7 @@
 #define BUS_PROTOCOL "cohort.v1"
 #define BUS_MAX_DELIVERIES 10		/* then $dead.<topic> */
 #define BUS_MID_WINDOW_MS 120000	/* a repeated mid within this is a no-op */
+#define BUS_MID_MAX 500000		/* ... or among this many latest: bounds memory */
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
 #define BUS_ABUSE_MAX 20		/* error frames before the connection is closed */
@@ -179,6 +180,9 @@ struct bus {
 	struct bus_ok *ok_head, *ok_tail;
 	uint64_t durable_ticket;
 	uint64_t live_bytes;		/* of retained and durably queued messages */
+	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
+	size_t nmids;
+	uint64_t last_snapshot;		/* bytes the last compaction wrote */
 	bool compacting;
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;

@@ -490,6 +490,7 @@ void bus_free_all(struct bus *b)
 		free(x->key);
 		free(x);
 	}
+	b->mid_tail = NULL;
 	map_free(&b->mids);
 	while (b->ok_head) {
 		struct bus_ok *o = b->ok_head;

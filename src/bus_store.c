@@ -126,15 +126,23 @@ void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pat
 
 /* --- mid de-duplication ---------------------------------------------------------- */
 
+/* What one remembered mid costs in a snapshot: its key, seq, ts, framing. */
+static uint64_t mid_size(const struct bus_mid *x)
+{
+	return strlen(x->key) + 32;
+}
+
 static void mid_prune(struct bus *b, int64_t now)
 {
-	while (b->mid_head && now - b->mid_head->ts_ms > BUS_MID_WINDOW_MS) {
+	while (b->mid_head && (now - b->mid_head->ts_ms > BUS_MID_WINDOW_MS || b->nmids > BUS_MID_MAX)) {
 		struct bus_mid *x = b->mid_head;
 		b->mid_head = x->next;
 		if (!b->mid_head)
 			b->mid_tail = NULL;
 		if (map_get(&b->mids, x->key) == x)
 			map_del(&b->mids, x->key);
+		b->mid_bytes -= mid_size(x);
+		b->nmids--;
 		free(x->key);
 		free(x);
 	}
@@ -162,6 +170,9 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
 		b->mid_head = x;
 	b->mid_tail = x;
 	map_put(&b->mids, x->key, x);
+	b->mid_bytes += mid_size(x);
+	if (++b->nmids > BUS_MID_MAX)
+		mid_prune(b, ts);
 }
 
 void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms)
@@ -178,6 +189,8 @@ static void reset(void *arg)
 	bus_free_all(b);
 	b->seq = 0;
 	b->live_bytes = 0;
+	b->mid_bytes = 0;
+	b->nmids = 0;
 }
 
 static char *dup_str(struct jreader *r)
@@ -433,11 +446,16 @@ void bus_store_maybe_compact(struct bus *b)
 	if (!b->j)
 		return;
 	uint64_t size = jrnl_size(b->j);
-	if (size < COMPACT_MIN || size < 4 * b->live_bytes)
+	/* Worth it once the journal is 4x what a snapshot would keep; and never
+	 * again before it has doubled since the last one, whatever the
+	 * estimate says (a compaction takes the loop for a while). */
+	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes) || size < 2 * b->last_snapshot ||
+	    jrnl_compacting(b->j))
 		return;
 	struct sbuf snap = {0};
 	int64_t t0 = now_mono_ms();
 	snapshot(b, &snap);
+	b->last_snapshot = snap.len;
 	log_info(NULL, "bus journal: compacting %llu bytes to %zu bytes of live state (%lld ms)",
 		 (unsigned long long)size, snap.len, (long long)(now_mono_ms() - t0));
 	jrnl_compact(b->j, &snap);

@@ -44,6 +44,7 @@ struct journal {
 	struct sbuf snapshot;		/* a compaction to do, after `before` */
 	bool want_snapshot;
 	uint64_t durable_ticket;	/* reported to the loop */
+	bool compacting;		/* a snapshot is queued or being written */
 	uint64_t size;			/* bytes in all segments */
 	bool stop;
 	/* writer thread only */
@@ -406,6 +407,8 @@ static void *writer_main(void *arg)
 
 		pthread_mutex_lock(&j->lock);
 		j->size += grew;
+		if (compact && !j->want_snapshot)
+			j->compacting = false;
 		if (upto > j->durable_ticket)
 			j->durable_ticket = upto;
 		ev_async_send(j->loop, &j->done_w);
@@ -470,8 +473,18 @@ void jrnl_compact(struct journal *j, struct sbuf *framed)
 	j->snapshot = *framed;
 	*framed = (struct sbuf){0};
 	j->want_snapshot = true;
+	j->compacting = true;
 	pthread_cond_signal(&j->wake);
 	pthread_mutex_unlock(&j->lock);
+}
+
+bool jrnl_compacting(const struct journal *j)
+{
+	struct journal *m = (struct journal *)j;
+	pthread_mutex_lock(&m->lock);
+	bool busy = j->compacting;
+	pthread_mutex_unlock(&m->lock);
+	return busy;
 }
 
 uint64_t jrnl_size(const struct journal *j)

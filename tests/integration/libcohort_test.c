@@ -79,14 +79,19 @@ static int basic(void)
 	CHECK(g.n == 3);
 	CHECK(g.seq[1] == s2 && g.qos[1] == 1 && strcmp(g.data[1], "{\"cpu\":0.5}") == 0);
 	CHECK(g.qos[2] == 0 && strcmp(g.data[2], "7") == 0);
+	/* data with a "seq" of its own, and one inside a string, comes whole */
+	const char *tricky = "{\"a\":1,\"seq\":2,\"s\":\"x,\\\"seq\\\":3\"}";
+	CHECK(cohort_publish(pub, "state.t", tricky, 1, false, NULL) == 0);
+	step_until(sub, &g, 4);
+	CHECK(strcmp(g.data[3], tricky) == 0);
 	/* a retry with the same mid is a no-op */
 	CHECK(cohort_publish_mid(pub, "state.x", "1", 1, false, "once", &s1) == 0);
 	CHECK(cohort_publish_mid(pub, "state.x", "1", 1, false, "once", &s3) == 0);
 	CHECK(s1 == s3);
-	step_until(sub, &g, 4);
+	step_until(sub, &g, 5);
 	for (int i = 0; i < 10; i++)
 		cohort_step(sub, 10);
-	CHECK(g.n == 4);
+	CHECK(g.n == 5);
 	CHECK(cohort_get(pub, "state.>", &json) == 0);
 	CHECK(strstr(json, "\"state.mode\"") && strstr(json, "\"prod\""));
 	free(json);
@@ -95,7 +100,7 @@ static int basic(void)
 	CHECK(cohort_publish(pub, "state.mode", "\"dev\"", 1, true, NULL) == 0);
 	for (int i = 0; i < 10; i++)
 		cohort_step(sub, 10);
-	CHECK(g.n == 4);
+	CHECK(g.n == 5);
 	/* errors come back as errors */
 	CHECK(cohort_publish(pub, "bad..topic", "1", 1, false, NULL) == -1);
 	CHECK(strstr(cohort_error(pub), "bad topic"));
