@@ -183,7 +183,7 @@ struct bus {
 	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
 	size_t nmids;
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
-	bool compacting;
+	ev_check compact_w;		/* once per loop iteration: compact? */
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
@@ -249,7 +249,6 @@ void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pat
 void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
 /* Compacts when the journal has grown well past the live data. */
-void bus_store_maybe_compact(struct bus *b);
 /* mid de-duplication: the seq of an earlier publish, or 0. */
 uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid);
 void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms);

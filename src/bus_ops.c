@@ -197,7 +197,8 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 			return;
 		}
 	}
-	char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	/* UTF-8 as it came (WebSocket text is UTF-8): a subscriber gets the same text */
+	char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 	m->refs = 1;
 	m->seq = ++b->seq;

@@ -9,6 +9,7 @@
  *   SUB      session, qos, pattern
  *   UNSUB    session, pattern
  *   MID      publisher "\n" mid, seq, ts_ms   (compaction keeps de-dup alive)
+ *   SEQ      seq                   (a compaction's counter: seqs never go back)
  *
  * Recovery replays them in order into an empty bus: durable sessions with
  * their subscriptions and owed messages, retained values, the seq counter
@@ -27,7 +28,7 @@
 #include "daemon.h"
 #include "log.h"
 
-enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID };
+enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID, R_SEQ };
 
 #define COMPACT_MIN (16u << 20)	/* never compact a journal smaller than this */
 
@@ -66,9 +67,7 @@ uint64_t bus_store_pub(struct bus *b, const struct bus_msg *m, struct bus_sessio
 		keys[i] = durable[i]->key;
 	put_pub(&j, m, keys, ndurable);
 	free(keys);
-	uint64_t t = append(b, &j);
-	bus_store_maybe_compact(b);
-	return t;
+	return append(b, &j);
 }
 
 void bus_store_ack(struct bus *b, const struct bus_session *s, uint64_t seq)
@@ -159,6 +158,10 @@ uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid)
 
 static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
 {
+	if (map_get(&b->mids, key)) {	/* recovery: a snapshot's PUB and its MID */
+		free(key);
+		return;
+	}
 	struct bus_mid *x = xcalloc(1, sizeof(*x));
 
 	x->key = key;
@@ -315,6 +318,12 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 			free(key);
 		break;
 	}
+	case R_SEQ: {
+		uint64_t seq = jr_u64(&r);
+		if (!r.bad && seq > b->seq)
+			b->seq = seq;
+		break;
+	}
 	default:
 		log_warn(NULL, "bus journal: a record of unknown type %u (skipped)", p[0]);
 		break;
@@ -343,6 +352,8 @@ static void on_durable(void *arg, uint64_t ticket)
 	}
 }
 
+static void compact_cb(struct ev_loop *loop, ev_check *w, int revents);
+
 int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 {
 	b->j = NULL;
@@ -351,6 +362,8 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 	if (!j)
 		return -1;
 	b->j = j;
+	ev_check_init(&b->compact_w, compact_cb);
+	ev_check_start(b->loop, &b->compact_w);
 	size_t queued = 0, it = 0;
 	void *v;
 	while (map_next(&b->sessions, &it, NULL, &v))
@@ -367,6 +380,7 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 
 void bus_store_close(struct bus *b)
 {
+	ev_check_stop(b->loop, &b->compact_w);
 	jrnl_close(b->j);
 	b->j = NULL;
 }
@@ -388,6 +402,11 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	void *v;
 	struct jbuf j = {0};
 
+	mid_prune(b, now_wall_ms());
+	jb_u8(&j, R_SEQ);
+	jb_u64(&j, b->seq);
+	jrnl_frame(out, j.b.buf, j.b.len);
+	sbuf_free(&j.b);
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
 		put_session(&j, s, false);
@@ -441,8 +460,16 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	}
 }
 
-void bus_store_maybe_compact(struct bus *b)
+/*
+ * Runs once per loop iteration, after every handler of it: a snapshot taken
+ * in the middle of a publish would miss the message whose record it drops.
+ */
+static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
+	struct bus *b = container_of(w, struct bus, compact_w);
+	(void)loop;
+	(void)revents;
+
 	if (!b->j)
 		return;
 	uint64_t size = jrnl_size(b->j);
@@ -450,7 +477,7 @@ void bus_store_maybe_compact(struct bus *b)
 	 * again before it has doubled since the last one, whatever the
 	 * estimate says (a compaction takes the loop for a while). */
 	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes) || size < 2 * b->last_snapshot ||
-	    jrnl_compacting(b->j))
+	    !jrnl_may_compact(b->j))
 		return;
 	struct sbuf snap = {0};
 	int64_t t0 = now_mono_ms();

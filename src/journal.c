@@ -45,6 +45,7 @@ struct journal {
 	bool want_snapshot;
 	uint64_t durable_ticket;	/* reported to the loop */
 	bool compacting;		/* a snapshot is queued or being written */
+	uint64_t failed_compact_size;	/* the size when the last compaction failed */
 	uint64_t size;			/* bytes in all segments */
 	bool stop;
 	/* writer thread only */
@@ -323,7 +324,8 @@ static void write_failed(struct journal *j, const char *what)
 	j->failed = true;
 }
 
-static void do_compact(struct journal *j, struct sbuf *snap)
+/* Writes the snapshot and drops what it supersedes; false if it could not. */
+static bool do_compact(struct journal *j, struct sbuf *snap)
 {
 	uint64_t id = j->next_id++;
 	char *tmp = seg_path(j, id, "tmp"), *final = seg_path(j, id, "snap");
@@ -353,9 +355,13 @@ static void do_compact(struct journal *j, struct sbuf *snap)
 	pthread_mutex_lock(&j->lock);
 	j->size = sizeof(magic) + snap->len + j->seg_size;
 	pthread_mutex_unlock(&j->lock);
+	free(tmp);
+	free(final);
+	return true;
 out:
 	free(tmp);
 	free(final);
+	return false;
 }
 
 /* Appends framed records to the current segment; returns bytes written. */
@@ -398,10 +404,9 @@ static void *writer_main(void *arg)
 
 		/* Order: what came before a compaction, the snapshot, what came after. */
 		uint64_t grew = write_records(j, &before);
-		if (compact) {
-			do_compact(j, &snap);
+		bool compacted = compact && do_compact(j, &snap);
+		if (compacted)
 			grew = 0;	/* do_compact set the size afresh */
-		}
 		grew += write_records(j, &data);
 		sbuf_free(&snap);
 
@@ -409,6 +414,8 @@ static void *writer_main(void *arg)
 		j->size += grew;
 		if (compact && !j->want_snapshot)
 			j->compacting = false;
+		if (compact && !compacted)	/* no new try before the journal doubles */
+			j->failed_compact_size = j->size;
 		if (upto > j->durable_ticket)
 			j->durable_ticket = upto;
 		ev_async_send(j->loop, &j->done_w);
@@ -478,13 +485,13 @@ void jrnl_compact(struct journal *j, struct sbuf *framed)
 	pthread_mutex_unlock(&j->lock);
 }
 
-bool jrnl_compacting(const struct journal *j)
+bool jrnl_may_compact(const struct journal *j)
 {
 	struct journal *m = (struct journal *)j;
 	pthread_mutex_lock(&m->lock);
-	bool busy = j->compacting;
+	bool may = !j->compacting && j->size >= 2 * j->failed_compact_size;
 	pthread_mutex_unlock(&m->lock);
-	return busy;
+	return may;
 }
 
 uint64_t jrnl_size(const struct journal *j)

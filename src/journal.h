@@ -62,8 +62,10 @@ void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 uint64_t jrnl_size(const struct journal *j);
 uint64_t jrnl_last_ticket(const struct journal *j);
 
-/* A compaction is queued or being written: its size is not yet known. */
-bool jrnl_compacting(const struct journal *j);
+/* False while a compaction is queued or being written (the size it will
+ * leave is not known yet), and after one failed until the journal has
+ * doubled. */
+bool jrnl_may_compact(const struct journal *j);
 /* Rolls segments at this size instead of JRNL_SEGMENT_MAX (tests). */
 void jrnl_set_segment_max(struct journal *j, uint64_t bytes);
 /* Writes and syncs what is pending, stops the writer, closes. */

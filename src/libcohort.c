@@ -146,15 +146,39 @@ size_t cohort_unacked(const cohort_t *c)
 
 /* --- frames in -------------------------------------------------------------------- */
 
+/* Skips what matches lit at p (within end); NULL if it does not. */
+static const char *skip_lit(const char *p, const char *end, const char *lit)
+{
+	size_t n = strlen(lit);
+	return p && (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+static const char *skip_digits(const char *p, const char *end)
+{
+	const char *q = p;
+	while (q && q < end && *q >= '0' && *q <= '9')
+		q++;
+	return q && q > p ? q : NULL;
+}
+
+static const char *skip_bool(const char *p, const char *end)
+{
+	const char *q = skip_lit(p, end, "true");
+	return q ? q : skip_lit(p, end, "false");
+}
+
 /*
- * The data of a msg frame as cohortd wrote it.  cohortd writes
- * {"op":"msg","topic":T,"data":DATA,"seq":... with only numbers and
- * booleans after DATA, so DATA ends at the last ,"seq": of the (already
- * parsed, so valid) frame; anything else is printed from the tree.
+ * The data of a msg frame as cohortd wrote it, without a jansson round
+ * trip.  msg_frame() writes {"op":"msg","topic":T,"data":DATA,"seq":N,
+ * "qos":N,"ts_ms":N,"retained":B,"redelivered":B}: inside DATA a quote is
+ * always escaped, so ,"seq": can only be one of its keys, and the last one
+ * followed by exactly that tail ends DATA.  Any other shape: NULL, and the
+ * caller prints the parsed value instead.
  */
 static const char *raw_data(const char *text, size_t len, size_t *n)
 {
 	static const char head[] = "{\"op\":\"msg\",\"topic\":\"", mid[] = "\",\"data\":", tail[] = ",\"seq\":";
+	const char *end = text + len;
 
 	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
 		return NULL;
@@ -162,11 +186,19 @@ static const char *raw_data(const char *text, size_t len, size_t *n)
 	if (!start)
 		return NULL;
 	start += sizeof(mid) - 1;
-	for (const char *p = text + len - (sizeof(tail) - 1); p > start; p--) {
-		if (memcmp(p, tail, sizeof(tail) - 1) == 0) {
-			*n = (size_t)(p - start);
-			return start;
-		}
+	for (const char *p = end - (sizeof(tail) - 1); p > start; p--) {
+		if (memcmp(p, tail, sizeof(tail) - 1) != 0)
+			continue;
+		const char *q = skip_digits(p + sizeof(tail) - 1, end);
+		q = skip_digits(skip_lit(q, end, ",\"qos\":"), end);
+		q = skip_digits(skip_lit(q, end, ",\"ts_ms\":"), end);
+		q = skip_bool(skip_lit(q, end, ",\"retained\":"), end);
+		q = skip_bool(skip_lit(q, end, ",\"redelivered\":"), end);
+		q = skip_lit(q, end, "}");
+		if (q != end)
+			return NULL;
+		*n = (size_t)(p - start);
+		return start;
 	}
 	return NULL;
 }
@@ -401,6 +433,7 @@ static json_t *call_text(cohort_t *c, char *text, uint64_t id, bool keep_across_
 		int left = (int)(deadline - now_mono_ms());
 		if (left <= 0) {
 			set_err(c, "no answer from the bus within %d s", CALL_TIMEOUT_MS / 1000);
+			free(imap_del(&c->unacked, (int64_t)id));	/* given up: not re-sent */
 			c->wait_id = 0;
 			return NULL;
 		}
@@ -446,9 +479,10 @@ static char *pub_text(cohort_t *c, const char *topic, const char *data, int qos,
 		set_err(c, "bad topic \"%s\": dot-separated [A-Za-z0-9_-] segments, no wildcards", topic);
 		return NULL;
 	}
-	json_t *d = json_loads(data ? data : "null", JSON_DECODE_ANY, NULL);
+	/* cohortd reads frames with JSON_REJECT_DUPLICATES: so do we, or it would refuse it */
+	json_t *d = json_loads(data ? data : "null", JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 	if (!d) {
-		set_err(c, "publish: data is not JSON text: %.60s", data);
+		set_err(c, "publish: data is not JSON text (or repeats a key): %.60s", data);
 		return NULL;
 	}
 	json_decref(d);

@@ -79,8 +79,8 @@ static int basic(void)
 	CHECK(g.n == 3);
 	CHECK(g.seq[1] == s2 && g.qos[1] == 1 && strcmp(g.data[1], "{\"cpu\":0.5}") == 0);
 	CHECK(g.qos[2] == 0 && strcmp(g.data[2], "7") == 0);
-	/* data with a "seq" of its own, and one inside a string, comes whole */
-	const char *tricky = "{\"a\":1,\"seq\":2,\"s\":\"x,\\\"seq\\\":3\"}";
+	/* data with a "seq" of its own, one inside a string, and UTF-8 come whole */
+	const char *tricky = "{\"a\":1,\"seq\":2,\"s\":\"x,\\\"seq\\\":3\",\"u\":\"caf\xc3\xa9\"}";
 	CHECK(cohort_publish(pub, "state.t", tricky, 1, false, NULL) == 0);
 	step_until(sub, &g, 4);
 	CHECK(strcmp(g.data[3], tricky) == 0);
@@ -105,6 +105,7 @@ static int basic(void)
 	CHECK(cohort_publish(pub, "bad..topic", "1", 1, false, NULL) == -1);
 	CHECK(strstr(cohort_error(pub), "bad topic"));
 	CHECK(cohort_publish(pub, "a.b", "{not json", 1, false, NULL) == -1);
+	CHECK(cohort_publish(pub, "a.b", "{\"k\":1,\"k\":2}", 0, false, NULL) == -1);	/* cohortd would refuse it */
 	CHECK(cohort_subscribe(sub, "a.>.b", 0, on_msg, &g) == -1);
 	cohort_free(pub);
 	cohort_free(sub);
