@@ -11,7 +11,7 @@
  *        | throughput QOS SUBSCRIBERS COUNT
  *
  * Every payload is the same 100 bytes of text, a JSON string (cohortd's
- * data must be JSON): "t=<CLOCK_MONOTONIC ns> i=<index> xxx...".  The
+ * data must be JSON): "t=<CLOCK_MONOTONIC ns> i=<index> <padding to 100 bytes>".  The
  * subscribers (a thread of their own, one poll() over every connection)
  * take now - t for the latency and count each index once.
  *
