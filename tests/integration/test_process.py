@@ -24,7 +24,7 @@ class Processes(CohortTest):
     def test_stop_timeout_kills_the_group_grandchildren_included(self):
         gc = self.path("gc.pid")
         d = self.cohortd(f"""
-[service:stubborn]
+[service:obstinate]
 command = trap "" TERM
     /bin/sh -c 'echo $$ > {gc}.tmp; mv {gc}.tmp {gc}; exec sleep 1000' &
     while :; do sleep 1; done
@@ -32,17 +32,17 @@ shell = yes
 stop_timeout = 500ms
 ready = delay:0
 """.replace("TERM\n", "TERM;\n").replace("& \n", "&\n"))
-        d.wait_state("stubborn", "running")
+        d.wait_state("obstinate", "running")
         wait_until(self, lambda: os.path.exists(gc), what="the grandchild's pid")
-        main, grandchild = d.last_pid("stubborn"), read_pid(gc)
+        main, grandchild = d.last_pid("obstinate"), read_pid(gc)
         self.assertTrue(pid_alive(grandchild))
         d.send(signal.SIGTERM)
-        i, stopping = d.wait_state("stubborn", "stopping")
+        i, stopping = d.wait_state("obstinate", "stopping")
         i, kill = d.wait_log(r"^still running 0\.5s after SIGTERM: sending KILL to process group \d+$",
-                             who="stubborn", start=i)
+                             who="obstinate", start=i)
         self.assertGreaterEqual(kill.ms - stopping.ms, 500 - 5)
         self.assertLessEqual(kill.ms - stopping.ms, 500 + 200 * FACTOR)
-        _, l = d.wait_state("stubborn", "stopped", start=i)
+        _, l = d.wait_state("obstinate", "stopped", start=i)
         self.assertIn("killed by SIGKILL", l.reason)
         d.stop()
         self.assertFalse(pid_alive(main))
