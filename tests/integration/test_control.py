@@ -4,9 +4,11 @@ through the raw socket, exit codes, authorisation, and bad input."""
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
+import time
 import unittest
 
 from harness import COHORTCTL, FACTOR, CohortTest, pid_alive, read_line, wait_until
@@ -232,10 +234,19 @@ ready = delay:0
         s.close()
         # the CLI prints them for humans
         p = subprocess.Popen([COHORTCTL, "-s", d.socket, "events"], stdout=subprocess.PIPE, text=True)
+        # cohortctl says nothing when it has subscribed: make events until
+        # one reaches it, so the stop and start below are seen whole
+        deadline = time.monotonic() + 20 * FACTOR
+        while not select.select([p.stdout], [], [], 0.2)[0]:
+            self.assertLess(time.monotonic(), deadline, "cohortctl events printed nothing")
+            d.ctl("restart", "a")
+        self.assertRegex(p.stdout.readline(), r"^\d{4}-.*Z [ab]: \w+ -> \w+: ")
         d.ctl("stop", "c")
         d.ctl("start", "c")
-        line = p.stdout.readline()
-        self.assertRegex(line, r"^\d{4}-.*Z c: stopped -> starting: starting$")
+        lines = []
+        while not lines or " c: " not in lines[-1]:
+            lines.append(p.stdout.readline())
+        self.assertRegex(lines[-1], r"^\d{4}-.*Z c: stopped -> starting: starting$")
         p.terminate()
         p.wait()
         p.stdout.close()
