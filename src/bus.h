@@ -132,6 +132,8 @@ struct bus_conn {
 	bool rx_paused;
 	bool write_asked;	/* a writeable callback is on its way */
 	struct sbuf rx;		/* fragments of the message being received */
+	const char *frame;	/* the text bus_handle is handling, for its ops */
+	size_t frame_len;
 	bool rx_too_big;
 	unsigned errors;
 	uint64_t dropped_qos0;
@@ -201,6 +203,8 @@ void bus_close(struct bus *b);
 void bus_conn_send(struct bus_conn *c, struct bus_frame *f);
 /* Sends one JSON object (takes it). */
 void bus_conn_send_json(struct bus_conn *c, json_t *o);
+/* {"op":"ok","id":ID,"seq":SEQ}, the answer to a qos-1 pub */
+void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq);
 /* An error frame; closes the connection after too many. */
 void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
 void bus_conn_close(struct bus_conn *c, int status, const char *reason);

@@ -52,8 +52,29 @@ static size_t msg_size(const struct bus_msg *m)
 	return strlen(m->topic) + m->data_len + 64;
 }
 
+static char *put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static char *put_decimal(char *p, uint64_t v)
+{
+	char digits[20];
+	size_t i = sizeof(digits);
+
+	do
+		digits[--i] = (char)('0' + v % 10);
+	while (v /= 10);
+	return put(p, digits + i, sizeof(digits) - i);
+}
+
+#define PUT_LIT(p, lit) put(p, lit, sizeof(lit) - 1)
+#define MSG_FRAME_FIXED 160	/* every byte of a msg frame but topic and data */
+
 /* The "msg" frame of m as delivered with qos, retained, redelivered; the
- * plain variants are built once and shared. */
+ * plain variants are built once and shared.  Every delivery passes here:
+ * the frame is written in place, no printf. */
 static struct bus_frame *msg_frame(struct bus_msg *m, uint8_t qos, bool retained, bool redelivered)
 {
 	bool plain = !retained && !redelivered;
@@ -62,17 +83,24 @@ static struct bus_frame *msg_frame(struct bus_msg *m, uint8_t qos, bool retained
 		m->frame[qos]->refs++;
 		return m->frame[qos];
 	}
-	struct sbuf b = {0};
+	size_t tlen = strlen(m->topic);
+	struct bus_frame *f = xmalloc(sizeof(*f) + LWS_PRE + tlen + m->data_len + MSG_FRAME_FIXED);
+	char *start = (char *)f->data + LWS_PRE, *p = start;
+
 	/* Topics are [A-Za-z0-9_.$-]: nothing to escape. */
-	sbuf_adds(&b, "{\"op\":\"msg\",\"topic\":\"");
-	sbuf_adds(&b, m->topic);
-	sbuf_adds(&b, "\",\"data\":");
-	sbuf_add(&b, m->data, m->data_len);
-	sbuf_addf(&b, ",\"seq\":%llu,\"qos\":%u,\"ts_ms\":%lld,\"retained\":%s,\"redelivered\":%s}",
-		  (unsigned long long)m->seq, qos, (long long)m->ts_ms, retained ? "true" : "false",
-		  redelivered ? "true" : "false");
-	struct bus_frame *f = bus_frame_new(b.buf, b.len);
-	sbuf_free(&b);
+	p = PUT_LIT(p, "{\"op\":\"msg\",\"topic\":\"");
+	p = put(p, m->topic, tlen);
+	p = PUT_LIT(p, "\",\"data\":");
+	p = put(p, m->data, m->data_len);
+	p = PUT_LIT(p, ",\"seq\":");
+	p = put_decimal(p, m->seq);
+	p = qos ? PUT_LIT(p, ",\"qos\":1,\"ts_ms\":") : PUT_LIT(p, ",\"qos\":0,\"ts_ms\":");
+	p = put_decimal(p, m->ts_ms > 0 ? (uint64_t)m->ts_ms : 0);
+	p = retained ? PUT_LIT(p, ",\"retained\":true") : PUT_LIT(p, ",\"retained\":false");
+	p = redelivered ? PUT_LIT(p, ",\"redelivered\":true}") : PUT_LIT(p, ",\"redelivered\":false}");
+	*p = '\0';
+	f->refs = 1;
+	f->len = (size_t)(p - start);
 	if (plain) {
 		m->frame[qos] = f;
 		f->refs++;

@@ -15,6 +15,7 @@
 #include "bus.h"
 #include "config_keys.h"
 #include "daemon.h"
+#include "jscan.h"
 #include "lock.h"
 
 struct bus_op {
@@ -197,14 +198,21 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 			return;
 		}
 	}
-	/* UTF-8 as it came (WebSocket text is UTF-8): a subscriber gets the same text */
-	char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+	/* UTF-8 as it came (WebSocket text is UTF-8): a subscriber gets the
+	 * same text, taken from the frame when it can be (no second dump), and
+	 * on one line (a raw CR or LF in JSON is white space: dump it away). */
+	size_t raw_len = 0;
+	const char *raw = data ? jscan_member(c->frame, c->frame_len, "data", &raw_len) : NULL;
+	if (raw && (memchr(raw, '\n', raw_len) || memchr(raw, '\r', raw_len)))
+		raw = NULL;
+	char *text = raw ? xstrndup(raw, raw_len)
+			 : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 	m->refs = 1;
 	m->seq = ++b->seq;
 	m->topic = xstrdup(topic);
 	m->data = text;
-	m->data_len = strlen(text);
+	m->data_len = raw ? raw_len : strlen(text);
 	m->ts_ms = now_wall_ms();
 	m->qos = (uint8_t)qos;
 	m->retain = json_is_true(rv);
@@ -218,7 +226,7 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 	if (!qos)
 		return;
 	if (!ticket || ticket <= b->durable_ticket) {
-		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
+		bus_conn_send_ok(c, id, seq);
 		return;
 	}
 	/* Stored before the ok: it goes once the journal says so. */
@@ -415,6 +423,9 @@ void bus_handle(struct bus_conn *c, const char *text, size_t len)
 		return;
 	}
 	json_t *id = json_object_get(req, "id");
+
+	if (!id)	/* answered all the same, with "id": null */
+		id = json_null();
 	const char *name = json_is_object(req) ? get_str(req, "op") : NULL;
 	if (!json_is_object(req)) {
 		bus_conn_error(c, NULL, "a frame is one JSON object with an \"op\"");
@@ -429,8 +440,12 @@ void bus_handle(struct bus_conn *c, const char *text, size_t len)
 			bus_conn_error(c, id, "unknown op \"%s\"", name);
 		else if (!c->session && ops[i].fn != op_hello)
 			bus_conn_error(c, id, "say hello first: {\"op\":\"hello\",\"token\":...}");
-		else
+		else {
+			c->frame = text;
+			c->frame_len = len;
 			ops[i].fn(c, req, id);
+			c->frame = NULL;
+		}
 	}
 	json_decref(req);
 }

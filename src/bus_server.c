@@ -9,6 +9,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libwebsockets.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,6 +75,23 @@ void bus_conn_send_json(struct bus_conn *c, json_t *o)
 		return;
 	struct bus_frame *f = bus_frame_new(text, strlen(text));
 	free(text);
+	bus_conn_send(c, f);
+	bus_frame_put(f);
+}
+
+void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq)
+{
+	char text[96];
+
+	/* A publisher's ok follows every qos-1 message: ids are numbers in
+	 * every client we know, and those skip jansson. */
+	if (!json_is_integer(id)) {
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
+		return;
+	}
+	int n = snprintf(text, sizeof(text), "{\"op\":\"ok\",\"id\":%" JSON_INTEGER_FORMAT ",\"seq\":%" PRIu64 "}",
+			 json_integer_value(id), seq);
+	struct bus_frame *f = bus_frame_new(text, (size_t)n);
 	bus_conn_send(c, f);
 	bus_frame_put(f);
 }

@@ -147,9 +147,21 @@ static void mid_prune(struct bus *b, int64_t now)
 	}
 }
 
+/* "publisher\nmid": the key of the mid window; every qos-1 pub makes one. */
+static char *mid_key(const char *publisher, const char *mid)
+{
+	size_t p = strlen(publisher), m = strlen(mid);
+	char *key = xmalloc(p + m + 2);
+
+	memcpy(key, publisher, p);
+	key[p] = '\n';
+	memcpy(key + p + 1, mid, m + 1);
+	return key;
+}
+
 uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid)
 {
-	char *key = xasprintf("%s\n%s", publisher, mid);
+	char *key = mid_key(publisher, mid);
 	mid_prune(b, now_wall_ms());
 	struct bus_mid *x = map_get(&b->mids, key);
 	free(key);
@@ -180,7 +192,7 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
 
 void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms)
 {
-	mid_add_key(b, xasprintf("%s\n%s", publisher, mid), seq, ts_ms);
+	mid_add_key(b, mid_key(publisher, mid), seq, ts_ms);
 }
 
 /* --- recovery -------------------------------------------------------------------------- */
@@ -342,11 +354,8 @@ static void on_durable(void *arg, uint64_t ticket)
 		if (!b->ok_head)
 			b->ok_tail = NULL;
 		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);
-		if (c) {
-			json_t *resp = json_pack("{s:s,s:O,s:I}", "op", "ok", "id", o->id, "seq",
-						 (json_int_t)o->seq);
-			bus_conn_send_json(c, resp);
-		}
+		if (c)
+			bus_conn_send_ok(c, o->id, o->seq);
 		json_decref(o->id);
 		free(o);
 	}

@@ -104,16 +104,26 @@ static int client_flush(struct ctl_client *c)
 	return 0;
 }
 
+static int append_cb(const char *buf, size_t size, void *data)
+{
+	sbuf_add(data, buf, size);
+	return 0;
+}
+
 void ctl_send(struct ctl_client *c, json_t *obj)
 {
-	char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+	size_t before = c->out.len;
 
+	/* Straight into the output buffer: no string to allocate and copy. */
+	int rc = json_dump_callback(obj, append_cb, &c->out, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_decref(obj);
-	if (!text)
+	if (rc < 0) {	/* cannot happen with what we build; leave no half */
+		c->out.len = before;
+		if (c->out.buf)
+			c->out.buf[before] = '\0';
 		return;
-	sbuf_adds(&c->out, text);
+	}
 	sbuf_addc(&c->out, '\n');
-	free(text);
 	/* Write now if the socket takes it; the watcher does the rest, and
 	 * closes a client that is gone. */
 	if (client_flush(c) < 0)

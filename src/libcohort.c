@@ -153,85 +153,114 @@ static const char *skip_lit(const char *p, const char *end, const char *lit)
 	return p && (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
 }
 
-static const char *skip_digits(const char *p, const char *end)
+/* Takes the decimal number at p (at most 19 digits: no overflow). */
+static const char *take_u64(const char *p, const char *end, uint64_t *v)
 {
 	const char *q = p;
-	while (q && q < end && *q >= '0' && *q <= '9')
-		q++;
-	return q && q > p ? q : NULL;
+
+	*v = 0;
+	while (q && q < end && q - p < 19 && *q >= '0' && *q <= '9')
+		*v = *v * 10 + (uint64_t)(*q++ - '0');
+	return q && q > p && (q == end || *q < '0' || *q > '9') ? q : NULL;
 }
 
-static const char *skip_bool(const char *p, const char *end)
+static const char *take_bool(const char *p, const char *end, bool *v)
 {
 	const char *q = skip_lit(p, end, "true");
+
+	*v = q != NULL;
 	return q ? q : skip_lit(p, end, "false");
 }
 
 /*
- * The data of a msg frame as cohortd wrote it, without a jansson round
- * trip.  msg_frame() writes {"op":"msg","topic":T,"data":DATA,"seq":N,
- * "qos":N,"ts_ms":N,"retained":B,"redelivered":B}: inside DATA a quote is
- * always escaped, so ,"seq": can only be one of its keys, and the last one
- * followed by exactly that tail ends DATA.  Any other shape: NULL, and the
- * caller prints the parsed value instead.
+ * A msg frame as cohortd writes it, read without jansson: every message
+ * passes here.  msg_frame() writes {"op":"msg","topic":T,"data":DATA,
+ * "seq":N,"qos":N,"ts_ms":N,"retained":B,"redelivered":B}; topics have
+ * nothing to escape, and inside DATA a quote is always escaped, so ,"seq":
+ * can only be one of its keys, and the last one followed by exactly that
+ * tail ends DATA.  Any other shape: false, and the caller parses the frame.
+ * m's topic and data point into *buf, which the caller frees.
  */
-static const char *raw_data(const char *text, size_t len, size_t *n)
+static bool msg_fast(const char *text, size_t len, struct cohort_msg *m, char **buf)
 {
 	static const char head[] = "{\"op\":\"msg\",\"topic\":\"", mid[] = "\",\"data\":", tail[] = ",\"seq\":";
 	const char *end = text + len;
 
 	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
-		return NULL;
-	const char *start = memmem(text + sizeof(head) - 1, len - (sizeof(head) - 1), mid, sizeof(mid) - 1);
+		return false;
+	const char *topic = text + sizeof(head) - 1;
+	const char *start = memmem(topic, (size_t)(end - topic), mid, sizeof(mid) - 1);
 	if (!start)
-		return NULL;
+		return false;
+	size_t tlen = (size_t)(start - topic);
 	start += sizeof(mid) - 1;
 	for (const char *p = end - (sizeof(tail) - 1); p > start; p--) {
 		if (memcmp(p, tail, sizeof(tail) - 1) != 0)
 			continue;
-		const char *q = skip_digits(p + sizeof(tail) - 1, end);
-		q = skip_digits(skip_lit(q, end, ",\"qos\":"), end);
-		q = skip_digits(skip_lit(q, end, ",\"ts_ms\":"), end);
-		q = skip_bool(skip_lit(q, end, ",\"retained\":"), end);
-		q = skip_bool(skip_lit(q, end, ",\"redelivered\":"), end);
+		uint64_t qos, ts;
+		const char *q = take_u64(p + sizeof(tail) - 1, end, &m->seq);
+		q = take_u64(skip_lit(q, end, ",\"qos\":"), end, &qos);
+		q = take_u64(skip_lit(q, end, ",\"ts_ms\":"), end, &ts);
+		q = take_bool(skip_lit(q, end, ",\"retained\":"), end, &m->retained);
+		q = take_bool(skip_lit(q, end, ",\"redelivered\":"), end, &m->redelivered);
 		q = skip_lit(q, end, "}");
-		if (q != end)
-			return NULL;
-		*n = (size_t)(p - start);
-		return start;
+		if (q != end || qos > 1)
+			return false;
+		size_t dlen = (size_t)(p - start);
+		*buf = xmalloc(tlen + dlen + 2);
+		memcpy(*buf, topic, tlen);
+		(*buf)[tlen] = '\0';
+		memcpy(*buf + tlen + 1, start, dlen);
+		(*buf)[tlen + 1 + dlen] = '\0';
+		m->topic = *buf;
+		m->data = *buf + tlen + 1;
+		m->data_len = dlen;
+		m->qos = (int)qos;
+		m->ts_ms = (int64_t)ts;
+		return true;
 	}
-	return NULL;
+	return false;
 }
 
-static void deliver(cohort_t *c, json_t *m, const char *text, size_t len)
+/* The same from the parsed frame, for any other shape. */
+static bool msg_parsed(json_t *f, struct cohort_msg *m, char **buf)
 {
-	struct cohort_msg msg = {0};
-	size_t raw_len = 0;
-	const char *raw = raw_data(text, len, &raw_len);
-	char *data = raw ? xstrndup(raw, raw_len) : json_dumps(json_object_get(m, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+	m->topic = json_string_value(json_object_get(f, "topic"));
+	if (!m->topic)
+		return false;
+	*buf = json_dumps(json_object_get(f, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+	m->data = *buf ? *buf : "null";
+	m->data_len = strlen(m->data);
+	m->seq = (uint64_t)json_integer_value(json_object_get(f, "seq"));
+	m->qos = (int)json_integer_value(json_object_get(f, "qos"));
+	m->ts_ms = json_integer_value(json_object_get(f, "ts_ms"));
+	m->retained = json_is_true(json_object_get(f, "retained"));
+	m->redelivered = json_is_true(json_object_get(f, "redelivered"));
+	return true;
+}
 
-	msg.topic = json_string_value(json_object_get(m, "topic"));
-	msg.data = data ? data : "null";
-	msg.data_len = strlen(msg.data);
-	msg.seq = (uint64_t)json_integer_value(json_object_get(m, "seq"));
-	msg.qos = (int)json_integer_value(json_object_get(m, "qos"));
-	msg.ts_ms = json_integer_value(json_object_get(m, "ts_ms"));
-	msg.retained = json_is_true(json_object_get(m, "retained"));
-	msg.redelivered = json_is_true(json_object_get(m, "redelivered"));
-	if (msg.topic)
-		for (size_t i = 0; i < c->nsubs; i++)
-			if (c->subs[i].fn && topic_matches(c->subs[i].pattern, msg.topic))
-				c->subs[i].fn(c, &msg, c->subs[i].arg);
-	if (msg.qos == 1 && !msg.retained && c->connected) {
+static void deliver(cohort_t *c, const struct cohort_msg *msg)
+{
+	for (size_t i = 0; i < c->nsubs; i++)
+		if (c->subs[i].fn && topic_matches(c->subs[i].pattern, msg->topic))
+			c->subs[i].fn(c, msg, c->subs[i].arg);
+	if (msg->qos == 1 && !msg->retained && c->connected) {
 		char ack[64];
-		int n = snprintf(ack, sizeof(ack), "{\"op\":\"ack\",\"seq\":%llu}", (unsigned long long)msg.seq);
+		int n = snprintf(ack, sizeof(ack), "{\"op\":\"ack\",\"seq\":%llu}", (unsigned long long)msg->seq);
 		wsc_send(&c->ws, ack, (size_t)n);
 	}
-	free(data);
 }
 
 static void dispatch(cohort_t *c, const char *text, size_t len)
 {
+	struct cohort_msg msg = {0};
+	char *buf = NULL;
+
+	if (msg_fast(text, len, &msg, &buf)) {
+		deliver(c, &msg);
+		free(buf);
+		return;
+	}
 	json_t *m = json_loadb(text, len, 0, NULL);
 	const char *op = json_string_value(json_object_get(m, "op"));
 
@@ -240,7 +269,9 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 		return;
 	}
 	if (strcmp(op, "msg") == 0) {
-		deliver(c, m, text, len);
+		if (msg_parsed(m, &msg, &buf))
+			deliver(c, &msg);
+		free(buf);
 		json_decref(m);
 		return;
 	}

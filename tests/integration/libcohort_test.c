@@ -192,6 +192,30 @@ static int reconnect(int n)
 	return 0;
 }
 
+static void print_msg(cohort_t *c, const struct cohort_msg *m, void *arg)
+{
+	int *n = arg;
+	(void)c;
+	printf("%s|%.*s|%llu|%d|%lld|%d|%d\n", m->topic, (int)m->data_len, m->data,
+	       (unsigned long long)m->seq, m->qos, (long long)m->ts_ms, m->retained, m->redelivered);
+	fflush(stdout);
+	(*n)++;
+}
+
+/* Prints the first n messages on any topic, one line each, every field. */
+static int print(int n)
+{
+	cohort_t *c = open_client(NULL);
+	int got = 0;
+
+	CHECK(cohort_subscribe(c, ">", 1, print_msg, &got) == 0);
+	for (int i = 0; i < 500 && got < n; i++)
+		cohort_step(c, 20);
+	CHECK(got == n);
+	cohort_free(c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -202,5 +226,7 @@ int main(int argc, char **argv)
 		return locks();
 	if (strcmp(argv[1], "reconnect") == 0)
 		return reconnect(argc > 2 ? atoi(argv[2]) : 200);
+	if (strcmp(argv[1], "print") == 0 && argc > 2)
+		return print(atoi(argv[2]));
 	return 2;
 }

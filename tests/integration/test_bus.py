@@ -305,6 +305,38 @@ locks = narrow.*
         self.assertTrue(d.request({"cmd": "status"})["ok"])
         d.stop()
 
+    def test_data_as_published_and_answers_without_id(self):
+        d = self.daemon()
+
+        async def go():
+            sub = await raw(self.bus(d))
+            await sub.send('{"op":"sub","topic":"t.>"}')
+            self.assertEqual(await recv(sub), {"op": "ok", "id": None})
+            pub = await raw(self.bus(d))
+            # the data's text as the publisher wrote it: spaces, key order, 2.50
+            data = '{"b": [1, {"x": "}\\""}], "a":  2.50}'
+            await pub.send('{"op":"pub","topic":"t.a","qos":1,"data": ' + data + ' }')
+            self.assertEqual(await recv(pub), {"op": "ok", "id": None, "seq": 1})
+            text = await asyncio.wait_for(sub.recv(), 10 * FACTOR)
+            self.assertIn('"data":' + data + ',"seq":1,', text)
+            # a raw line break is white space: the frame stays on one line
+            await pub.send('{"op":"pub","topic":"t.b","data":{"k":\n 1,\r\n"l":[]}}')
+            text = await asyncio.wait_for(sub.recv(), 10 * FACTOR)
+            self.assertIn('"data":{"k":1,"l":[]},', text)
+            # and a key spelt with escapes is found by the parser
+            await pub.send('{"op":"pub","topic":"t.c","d\\u0061ta":[ 3 ]}')
+            self.assertIn('"data":[3],', await asyncio.wait_for(sub.recv(), 10 * FACTOR))
+            # every answer comes, with "id": null, when the request had no id
+            await pub.send('{"op":"lock.acquire","name":"noid"}')
+            r = await recv(pub)
+            self.assertEqual((r["op"], r["id"]), ("ok", None))
+            await pub.send('{"op":"ping"}')
+            self.assertEqual(await recv(pub), {"op": "pong", "id": None})
+            await pub.close()
+            await sub.close()
+        run(go())
+        d.stop()
+
     def test_slow_qos0_subscriber_loses_and_nobody_waits(self):
         d = self.daemon()
 

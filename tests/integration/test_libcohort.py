@@ -1,10 +1,15 @@
 #!/usr/bin/python3
 """libcohort, the C client, against a real cohortd: its ops, errors, its
 own-event-loop use, locks, and reconnecting across a kill -9."""
+import asyncio
+import json
 import os
 import signal
 import subprocess
+import time
 import unittest
+
+import websockets
 
 from harness import BUILD, FACTOR, CohortTest
 
@@ -33,6 +38,58 @@ class LibCohort(CohortTest):
 
     def test_locks(self):
         self.scenario("locks")
+
+    def test_every_shape_of_msg_frame(self):
+        """libcohort reads cohortd's own msg frames without jansson and any
+        other shape through it: a stand-in bus sends both, the fields must
+        agree, and qos-1 messages are acked."""
+        canonical = ('{"op":"msg","topic":"a.b","data":{"x":[1,"}\\",\\"seq\\":9"],"seq":2},'
+                     '"seq":41,"qos":1,"ts_ms":1795693516945,"retained":false,"redelivered":true}')
+        frames = [
+            canonical,
+            # the same message, other key order and white space
+            '{ "seq": 41, "op": "msg", "qos": 1, "topic": "a.b", "redelivered": true,'
+            ' "data": {"x": [1, "}\\",\\"seq\\":9"], "seq": 2}, "retained": false, "ts_ms": 1795693516945 }',
+            # cut short of the canonical tail: parsed, not guessed
+            '{"op":"msg","topic":"a.c","data":"v","seq":42,"qos":0,"ts_ms":5,"retained":true}',
+            '{"op":"msg","topic":"a.d","data":7,"seq":43,"qos":0,"ts_ms":6,"retained":false,"redelivered":false}',
+        ]
+        sock = self.path("bus.sock")
+        acks = []
+
+        async def handler(ws, path=None):
+            try:
+                async for text in ws:
+                    req = json.loads(text)
+                    if req["op"] == "hello":
+                        await ws.send('{"op":"welcome","session":null}')
+                    elif req["op"] == "sub":
+                        await ws.send(json.dumps({"op": "ok", "id": req["id"]}))
+                        for f in frames:
+                            await ws.send(f)
+                    elif req["op"] == "ack":
+                        acks.append(req["seq"])
+            except websockets.ConnectionClosed:
+                pass    # the client leaves without a close frame when it exits
+
+        async def go():
+            async with websockets.unix_serve(handler, sock, subprotocols=["cohort.v1"]):
+                p = await asyncio.create_subprocess_exec(
+                    PROG, "print", str(len(frames)), stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, env=dict(os.environ, COHORT_BUS="unix:" + sock, COHORT_TOKEN=""))
+                out, err = await asyncio.wait_for(p.communicate(), 30 * FACTOR)
+                self.assertEqual(p.returncode, 0, err)
+                deadline = time.monotonic() + 10 * FACTOR
+                while len(acks) < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                return out.decode().splitlines()
+        lines = asyncio.run(go())
+        data = '{"x":[1,"}\\",\\"seq\\":9"],"seq":2}'
+        self.assertEqual(lines[0], f"a.b|{data}|41|1|1795693516945|0|1")
+        self.assertEqual(lines[1], lines[0])
+        self.assertEqual(lines[2], 'a.c|"v"|42|0|5|1|0')
+        self.assertEqual(lines[3], "a.d|7|43|0|6|0|0")
+        self.assertEqual(acks, [41, 41])
 
     def test_reconnect_across_kill9(self):
         state, run_dir = self.path("state"), self.path("run")
