@@ -39,6 +39,7 @@
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
 #define BUS_ABUSE_MAX 20		/* error frames before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
+#define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
 
 struct cohortd;
 struct service;

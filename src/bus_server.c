@@ -191,29 +191,76 @@ static bool offers_protocol(const char *list)
 	return false;
 }
 
+/* The RFC 6455 header of an unmasked, final text frame of len bytes (a
+ * batch is under 64 KiB: two sizes of header). */
+_Static_assert(BUS_BATCH_MAX < 65536, "a batched frame needs at most a 4-byte header");
+static size_t ws_header(unsigned char *h, size_t len)
+{
+	h[0] = 0x81;
+	if (len < 126) {
+		h[1] = (unsigned char)len;
+		return 2;
+	}
+	h[1] = 126;
+	h[2] = (unsigned char)(len >> 8);
+	h[3] = (unsigned char)len;
+	return 4;
+}
+
+static void out_pop(struct bus_conn *c)
+{
+	struct bus_out *o = c->out_head;
+
+	c->out_head = o->next;
+	if (!c->out_head)
+		c->out_tail = NULL;
+	c->out_len--;
+	c->out_bytes -= o->f->len;
+	bus_frame_put(o->f);
+	free(o);
+}
+
 /*
  * Writes queued frames while the socket takes them: one frame per writeable
  * callback would cost an epoll round per message and let a busy subscriber's
- * queue grow although it reads as fast as we write.  lws buffers the tail of
- * a short write itself; lws_send_pipe_choked() then says stop.
+ * queue grow although it reads as fast as we write.  And one send() per
+ * frame is most of the cost of a fan-out, so frames go out together: their
+ * headers are written here and the batch handed to lws as bytes that need
+ * no framing (LWS_WRITE_HTTP, which goes straight to lws_issue_raw; lws
+ * still buffers the tail of a short write and sends it first).  A frame
+ * too big for a batch goes alone through lws's own framing.
+ * lws_send_pipe_choked() says when to stop.
  */
 static int write_some(struct bus_conn *c)
 {
+	static unsigned char batch[LWS_PRE + BUS_BATCH_MAX];
+
 	c->write_asked = false;
-	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; i++) {
+	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; ) {
 		if (i > 0 && lws_send_pipe_choked(c->wsi))
 			break;
-		struct bus_out *o = c->out_head;
-		c->out_head = o->next;
-		if (!c->out_head)
-			c->out_tail = NULL;
-		c->out_len--;
-		c->out_bytes -= o->f->len;
-		int n = lws_write(c->wsi, o->f->data + LWS_PRE, o->f->len, LWS_WRITE_TEXT);
-		bool short_write = n < (int)o->f->len;
-		bus_frame_put(o->f);
-		free(o);
-		if (short_write)
+		struct bus_frame *f = c->out_head->f;
+		if (f->len + 4 > BUS_BATCH_MAX) {
+			int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+			bool short_write = n < (int)f->len;
+			out_pop(c);
+			i++;
+			if (short_write)
+				return -1;
+			continue;
+		}
+		size_t used = 0;
+		while (c->out_head && i < BUS_WRITE_BURST) {
+			f = c->out_head->f;
+			if (used + f->len + 4 > BUS_BATCH_MAX)
+				break;
+			used += ws_header(batch + LWS_PRE + used, f->len);
+			memcpy(batch + LWS_PRE + used, f->data + LWS_PRE, f->len);
+			used += f->len;
+			out_pop(c);
+			i++;
+		}
+		if (lws_write(c->wsi, batch + LWS_PRE, used, LWS_WRITE_HTTP) < (int)used)
 			return -1;
 	}
 	if (c->rx_paused && c->out_bytes < BUS_OUT_MAX / 2) {

@@ -251,6 +251,27 @@ static void deliver(cohort_t *c, const struct cohort_msg *msg)
 	}
 }
 
+/*
+ * {"op":"ok","id":N,"seq":N} as cohortd writes it for a qos-1 publish that
+ * nobody waits for (cohort_publish_nowait): the id leaves the unacked set,
+ * no jansson.  An answer a call waits for is parsed, as is any other shape.
+ */
+static bool ok_fast(cohort_t *c, const char *text, size_t len)
+{
+	static const char head[] = "{\"op\":\"ok\",\"id\":";
+	const char *end = text + len;
+	uint64_t id, seq;
+
+	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
+		return false;
+	const char *q = take_u64(text + sizeof(head) - 1, end, &id);
+	q = take_u64(skip_lit(q, end, ",\"seq\":"), end, &seq);
+	if (skip_lit(q, end, "}") != end || !id || id == c->wait_id)
+		return false;
+	free(imap_del(&c->unacked, (int64_t)id));
+	return true;
+}
+
 static void dispatch(cohort_t *c, const char *text, size_t len)
 {
 	struct cohort_msg msg = {0};
@@ -261,6 +282,8 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 		free(buf);
 		return;
 	}
+	if (ok_fast(c, text, len))
+		return;
 	json_t *m = json_loadb(text, len, 0, NULL);
 	const char *op = json_string_value(json_object_get(m, "op"));
 

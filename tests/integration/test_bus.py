@@ -262,6 +262,9 @@ locks = narrow.*
                 ('{"op":"pub","id":7,"topic":"a","qos":2}', "qos is 0 or 1"),
                 ('{"op":"sub","id":8,"topic":"a.>.b"}', "sub: \"topic\" must be a pattern"),
                 ('{"op":"ack","seq":"x"}', "ack: \"seq\""),
+                ('{"op":"ack","seq":0}', "ack: \"seq\""),
+                ('{"op":"ack","seq":01}', "bad JSON"),
+                ('{"op":"ack","seq":123456789012345678901}', "bad JSON"),
                 ('{"op":"unsub","id":9,"topic":"never"}', "not subscribed to never"),
                 ('{"op":"hello","id":10}', "already said"),
                 ('{"op":"lock.acquire","id":11,"name":"bad name"}', "bad lock name"),
@@ -332,6 +335,28 @@ locks = narrow.*
             self.assertEqual((r["op"], r["id"]), ("ok", None))
             await pub.send('{"op":"ping"}')
             self.assertEqual(await recv(pub), {"op": "pong", "id": None})
+            await pub.close()
+            await sub.close()
+        run(go())
+        d.stop()
+
+    def test_a_burst_of_every_size_arrives_whole_and_in_order(self):
+        # frames of every header size, batched into one send or sent alone
+        d = self.daemon("[cohort]\nbus_max_message = 1M\n" + IDLE)
+        sizes = [1, 10, 100, 1000, 30000, 32760, 40000, 70000, 500000] * 3 + [1] * 200
+
+        async def go():
+            sub = await raw(self.bus(d))
+            await sub.send('{"op":"sub","id":1,"topic":"burst"}')
+            self.assertEqual(await recv(sub), {"op": "ok", "id": 1})
+            pub = await raw(self.bus(d))
+            for i, n in enumerate(sizes):
+                await pub.send(json.dumps({"op": "pub", "topic": "burst", "data": f"{i}:" + "x" * n}))
+            await pub.send('{"op":"ping","id":2}')
+            self.assertEqual(await recv(pub), {"op": "pong", "id": 2})
+            for i, n in enumerate(sizes):
+                m = await recv(sub)
+                self.assertEqual(m["data"], f"{i}:" + "x" * n)
             await pub.close()
             await sub.close()
         run(go())
