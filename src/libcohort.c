@@ -98,6 +98,7 @@ void cohort_free(cohort_t *c)
 {
 	if (!c)
 		return;
+	wsc_bye(&c->ws);
 	wsc_close(&c->ws);
 	for (size_t i = 0; i < c->nsubs; i++)
 		free(c->subs[i].pattern);

@@ -313,6 +313,14 @@ int wsc_flush(struct wsc *w)
 	return 0;
 }
 
+void wsc_bye(struct wsc *w)
+{
+	if (w->fd < 0 || w->closed)
+		return;
+	put_frame(w, 0x8, "\x03\xe8", 2);	/* 1000: normal closure */
+	wsc_flush(w);
+}
+
 int wsc_send(struct wsc *w, const char *text, size_t len)
 {
 	if (w->closed || w->fd < 0)

@@ -55,7 +55,7 @@ class LibCohort(CohortTest):
             '{"op":"msg","topic":"a.d","data":7,"seq":43,"qos":0,"ts_ms":6,"retained":false,"redelivered":false}',
         ]
         sock = self.path("bus.sock")
-        acks = []
+        acks, closes = [], []
 
         async def handler(ws, path=None):
             try:
@@ -69,8 +69,8 @@ class LibCohort(CohortTest):
                             await ws.send(f)
                     elif req["op"] == "ack":
                         acks.append(req["seq"])
-            except websockets.ConnectionClosed:
-                pass    # the client leaves without a close frame when it exits
+            finally:
+                closes.append(ws.close_code)
 
         async def go():
             async with websockets.unix_serve(handler, sock, subprotocols=["cohort.v1"]):
@@ -80,7 +80,7 @@ class LibCohort(CohortTest):
                 out, err = await asyncio.wait_for(p.communicate(), 30 * FACTOR)
                 self.assertEqual(p.returncode, 0, err)
                 deadline = time.monotonic() + 10 * FACTOR
-                while len(acks) < 2 and time.monotonic() < deadline:
+                while (len(acks) < 2 or not closes) and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 return out.decode().splitlines()
         lines = asyncio.run(go())
@@ -90,6 +90,7 @@ class LibCohort(CohortTest):
         self.assertEqual(lines[2], 'a.c|"v"|42|0|5|1|0')
         self.assertEqual(lines[3], "a.d|7|43|0|6|0|0")
         self.assertEqual(acks, [41, 41])
+        self.assertEqual(closes, [1000])     # cohort_free says goodbye
 
     def test_reconnect_across_kill9(self):
         state, run_dir = self.path("state"), self.path("run")
