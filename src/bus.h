@@ -132,6 +132,8 @@ struct bus_conn {
 	uint64_t out_bytes;
 	bool rx_paused;
 	bool write_asked;	/* a writeable callback is on its way */
+	bool flush_queued;	/* on bus->flush: written before the loop sleeps */
+	struct bus_conn *flush_next;
 	struct sbuf rx;		/* fragments of the message being received */
 	const char *frame;	/* the text bus_handle is handling, for its ops */
 	size_t frame_len;
@@ -187,6 +189,8 @@ struct bus {
 	size_t nmids;
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
 	ev_check compact_w;		/* once per loop iteration: compact? */
+	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
+	struct bus_conn *flush;		/* connections with frames queued this iteration */
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;

@@ -60,9 +60,10 @@ void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
 		lws_rx_flow_control(c->wsi, 0);
 		c->rx_paused = true;
 	}
-	if (!c->write_asked) {
-		c->write_asked = true;
-		lws_callback_on_writable(c->wsi);
+	if (!c->write_asked && !c->flush_queued) {	/* flush_cb writes it */
+		c->flush_queued = true;
+		c->flush_next = c->bus->flush;
+		c->bus->flush = c;
 	}
 }
 
@@ -158,6 +159,12 @@ static void conn_free(struct bus_conn *c)
 	struct bus *b = c->bus;
 
 	bus_ops_conn_gone(c);
+	if (c->flush_queued)
+		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
+			if (*p == c) {
+				*p = c->flush_next;
+				break;
+			}
 	while (c->out_head) {
 		struct bus_out *o = c->out_head;
 		c->out_head = o->next;
@@ -278,6 +285,36 @@ static int write_some(struct bus_conn *c)
 	return 0;
 }
 
+/*
+ * Before the loop sleeps, writes what this iteration queued, from here
+ * rather than from a writeable callback, which would cost every message an
+ * epoll_ctl and an epoll round before its send() (and another epoll_ctl
+ * after).  lws takes a write outside its callbacks; what the socket does
+ * not take it buffers and sends first when it can.  A connection with
+ * such a tail pending, or closing, is left to the writeable callback.
+ */
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct bus *b = container_of(w, struct bus, flush_w);
+	(void)loop;
+	(void)revents;
+
+	while (b->flush) {
+		struct bus_conn *c = b->flush;
+		b->flush = c->flush_next;
+		c->flush_queued = false;
+		if (c->write_asked || !c->out_head)
+			continue;
+		if (c->closing || lws_partial_buffered(c->wsi)) {
+			c->write_asked = true;
+			lws_callback_on_writable(c->wsi);
+		} else if (write_some(c) < 0) {
+			c->closing = true;	/* the socket failed: lws closes it */
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+		}
+	}
+}
+
 static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct bus *b = lws_context_user(lws_get_context(wsi));
@@ -381,6 +418,8 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 			 "libwebsockets-evlib-ev installed?)");
 		goto fail;
 	}
+	ev_prepare_init(&b->flush_w, flush_cb);
+	ev_prepare_start(b->loop, &b->flush_w);
 	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_UNIX_SOCK;
@@ -427,6 +466,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	}
 	return 0;
 fail:
+	ev_prepare_stop(b->loop, &b->flush_w);
 	if (b->ctx)
 		lws_context_destroy(b->ctx);
 	b->ctx = NULL;
@@ -441,6 +481,7 @@ void bus_close(struct bus *b)
 {
 	if (!b->ctx)
 		return;
+	ev_prepare_stop(b->loop, &b->flush_w);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
 	bus_store_close(b);

@@ -3,7 +3,10 @@
 cohortd's bus, with libmosquitto against mosquitto and with RESP against
 redis pub/sub, the same client pattern for all, in the same run; each
 server started fresh, alone on the machine while it is measured; over
-unix sockets and over TCP 127.0.0.1.
+unix sockets and over TCP 127.0.0.1.  The servers take turns over
+BENCH_ROUNDS rounds (3) and each figure is the median over the rounds: a
+shared VM has slow spells of tens of seconds, and one server measured in
+one of them would otherwise carry it alone.
 
   latency      one-way, the send time (CLOCK_MONOTONIC) in the payload:
                p50 / p99 / p99.9 at 1,000 msg/s, 100-byte payloads
@@ -21,7 +24,8 @@ Goal: cohortd's p99 at most mosquitto's and its throughput at least
 mosquitto's, both qos levels.
 
 Environment: COHORT_BUILDDIR (the build tree), BENCH_TRANSPORTS (unix,tcp),
-BENCH_LAT_COUNT (5000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000).
+BENCH_LAT_COUNT (5000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000),
+BENCH_ROUNDS (3).
 """
 import json
 import os
@@ -29,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ TRANSPORTS = [t for t in os.environ.get("BENCH_TRANSPORTS", "unix,tcp").split(",
 LAT_COUNT = os.environ.get("BENCH_LAT_COUNT", "5000")
 TP_COUNT = os.environ.get("BENCH_TP_COUNT", "100000")
 FANOUT_COUNT = os.environ.get("BENCH_FANOUT_COUNT", "3000")
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 RUN_TIMEOUT = 150
 
 # (key, bench_bus arguments after the address)
@@ -290,6 +296,34 @@ def num(d, field):
         return None
 
 
+FIGURES = ("p50_us", "p99_us", "p999_us", "msgs_per_s")
+COUNTS = ("lost", "dups", "reconnects", "closed", "unacked", "server_dropped")
+
+
+def combine(rounds):
+    """One result per measurement from the rounds: the median of each
+    figure, the worst of each count, the first error if any round had one."""
+    out = {}
+    for key in {k for r in rounds for k in r}:
+        ds = [r[key] for r in rounds if key in r]
+        d = dict(ds[0])
+        d.pop("error", None)
+        for field in FIGURES:
+            vals = sorted(v for v in (num(x, field) for x in ds) if v is not None)
+            if vals:
+                d[field] = str(statistics.median(vals))
+            d[field + "_rounds"] = vals
+        for field in COUNTS:
+            vals = [v for v in (num(x, field) for x in ds) if v is not None]
+            if vals:
+                d[field] = str(int(max(vals)))
+        errors = [x["error"] for x in ds if "error" in x]
+        if errors:
+            d["error"] = errors[0]
+        out[key] = d
+    return out
+
+
 def cell(d, field, fmt):
     if d is None:
         return "-"
@@ -393,6 +427,10 @@ def report(results, labels):
                 unit = "us" if lower else "msg/s"
                 verdict = (f"{'met    ' if ok else 'NOT met'}  cohortd {a:.0f} {unit} vs "
                            f"mosquitto {b:.0f} {unit} (x{a / b:.2f})" if b else "-")
+                mine = results["cohortd"].get((transport, key)) or {}
+                if len(mine.get(field + "_rounds", [])) > 1:
+                    each = lambda d: "/".join(f"{v:.0f}" for v in d.get(field + "_rounds", []))
+                    verdict += f"  [rounds, sorted: {each(mine)} vs {each(theirs)}]"
                 if num(theirs, "lost"):
                     verdict += f"; mosquitto lost {theirs['lost']}"
                 mine = results["cohortd"].get((transport, key)) or {}
@@ -421,18 +459,21 @@ def main():
           "max_queued_bytes 64M; redis without persistence (no qos 1: n/a)")
     print("  ratios: cohortd's figure / the peer's (latency: below 1 is better; msg/s: above 1 is "
           "better)")
+    print(f"  each figure: the median of {ROUNDS} rounds, the servers taking turns")
     work = tempfile.mkdtemp(prefix="cohort-bbus.")
-    results = {}
+    rounds = {cls.label: [] for cls in peers}
     t0 = time.monotonic()
     try:
-        for cls in peers:
-            results[cls.label] = measure(cls, work)
+        for r in range(ROUNDS):
+            for cls in peers[r % len(peers):] + peers[:r % len(peers)]:
+                rounds[cls.label].append(measure(cls, os.path.join(work, f"round{r}")))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
         shutil.rmtree(work, ignore_errors=True)
+    results = {label: combine(rs) for label, rs in rounds.items()}
     report(results, [cls.label for cls in peers])
     print(f"  ({time.monotonic() - t0:.0f} s)")
     errors = sum(1 for r in results.values() for d in r.values() if "error" in d)

@@ -362,6 +362,37 @@ locks = narrow.*
         run(go())
         d.stop()
 
+    def test_subscribers_that_vanish_mid_flood(self):
+        # their sockets fail under cohortd's writes; the bus carries on
+        d = self.daemon()
+
+        async def go():
+            stay = await raw(self.bus(d))
+            await stay.send('{"op":"sub","id":1,"topic":"flood"}')
+            await recv(stay)
+            gone = []
+            for i in range(20):
+                ws = await raw(self.bus(d))
+                await ws.send('{"op":"sub","id":1,"topic":"flood"}')
+                await recv(ws)
+                gone.append(ws)
+            pub = await raw(self.bus(d))
+            for i in range(2000):
+                await pub.send(json.dumps({"op": "pub", "topic": "flood", "data": i}))
+                if i == 500:
+                    for ws in gone:
+                        ws.transport.abort()   # no close frame, unread data dropped
+            await pub.send('{"op":"ping","id":2}')
+            self.assertEqual(await recv(pub), {"op": "pong", "id": 2})
+            got = [(await recv(stay))["data"] for _ in range(2000)]
+            self.assertEqual(got, list(range(2000)))
+            await pub.close()
+            await stay.close()
+        run(go())
+        wait_until(self, lambda: d.request({"cmd": "status"})["bus"]["connections"] == 0,
+                   what="every connection gone")
+        d.stop()
+
     def test_slow_qos0_subscriber_loses_and_nobody_waits(self):
         d = self.daemon()
 
