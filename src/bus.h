@@ -141,6 +141,7 @@ struct bus_conn {
 	unsigned errors;
 	uint64_t dropped_qos0;
 	bool closing;		/* close at the next writeable callback */
+	bool failed;		/* its socket failed under a write: close it */
 	int close_status;
 	char close_reason[64];
 	struct lock_session *locks;

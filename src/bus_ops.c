@@ -424,7 +424,8 @@ static bool ack_fast(struct bus_conn *c, const char *text, size_t len)
 	const size_t h = sizeof(head) - 1;
 	uint64_t seq = 0;
 
-	if (!c->session || len < h + 2 || len > h + 19 + 1 || memcmp(text, head, h) != 0 ||
+	/* at most 18 digits: every such number is a valid (positive) JSON integer */
+	if (!c->session || len < h + 2 || len > h + 18 + 1 || memcmp(text, head, h) != 0 ||
 	    text[len - 1] != '}' || text[h] == '0')
 		return false;
 	for (size_t i = h; i < len - 1; i++) {

@@ -227,6 +227,14 @@ static void out_pop(struct bus_conn *c)
 	free(o);
 }
 
+/* lws is closing it: nothing more may follow its Close frame. */
+static void stop_sending(struct bus_conn *c)
+{
+	c->closing = true;
+	while (c->out_head)
+		out_pop(c);
+}
+
 /*
  * Writes queued frames while the socket takes them: one frame per writeable
  * callback would cost an epoll round per message and let a busy subscriber's
@@ -309,8 +317,11 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			c->write_asked = true;
 			lws_callback_on_writable(c->wsi);
 		} else if (write_some(c) < 0) {
-			c->closing = true;	/* the socket failed: lws closes it */
-			lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+			/* The socket failed.  Not inside a callback, we cannot return
+			 * -1: the writeable callback does, at the next epoll round. */
+			c->closing = c->failed = true;
+			c->write_asked = true;
+			lws_callback_on_writable(c->wsi);
 		}
 	}
 }
@@ -343,6 +354,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			int n = snprintf(why, sizeof(why), "message over bus_max_message (%llu bytes)",
 					 (unsigned long long)b->max_message);
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, (size_t)n);
+			stop_sending(c);
 			return -1;
 		}
 		sbuf_add(&c->rx, in, len);
@@ -351,7 +363,13 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			c->rx.len = 0;
 		}
 		return 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (c)
+			stop_sending(c);	/* lws answers its Close */
+		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (c && c->failed)
+			return -1;
 		return c ? write_some(c) : 0;
 	case LWS_CALLBACK_CLOSED:
 		if (c) {

@@ -27,9 +27,9 @@ struct wsc {
  * blocking up to timeout_ms.  -1 with w->err. */
 int wsc_open(struct wsc *w, const char *url, const char *protocol, int timeout_ms);
 void wsc_close(struct wsc *w);
-/* Queues one text message and writes what the socket takes now. */
 /* A close frame (1000), best effort, before a client goes for good. */
 void wsc_bye(struct wsc *w);
+/* Queues one text message and writes what the socket takes now. */
 int wsc_send(struct wsc *w, const char *text, size_t len);
 /* Writes queued bytes; -1 when the connection is gone. */
 int wsc_flush(struct wsc *w);

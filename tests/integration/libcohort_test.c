@@ -209,7 +209,7 @@ static int print(int n)
 	int got = 0;
 
 	CHECK(cohort_subscribe(c, ">", 1, print_msg, &got) == 0);
-	for (int i = 0; i < 500 && got < n; i++)
+	for (int i = 0; i < 3000 && got < n; i++)	/* 60 s at most */
 		cohort_step(c, 20);
 	CHECK(got == n);
 	cohort_free(c);

@@ -265,6 +265,7 @@ locks = narrow.*
                 ('{"op":"ack","seq":0}', "ack: \"seq\""),
                 ('{"op":"ack","seq":01}', "bad JSON"),
                 ('{"op":"ack","seq":123456789012345678901}', "bad JSON"),
+                ('{"op":"ack","seq":9999999999999999999}', "bad JSON"),
                 ('{"op":"unsub","id":9,"topic":"never"}', "not subscribed to never"),
                 ('{"op":"hello","id":10}', "already said"),
                 ('{"op":"lock.acquire","id":11,"name":"bad name"}', "bad lock name"),
