@@ -58,17 +58,6 @@ static char *put(char *p, const char *s, size_t n)
 	return p + n;
 }
 
-static char *put_decimal(char *p, uint64_t v)
-{
-	char digits[20];
-	size_t i = sizeof(digits);
-
-	do
-		digits[--i] = (char)('0' + v % 10);
-	while (v /= 10);
-	return put(p, digits + i, sizeof(digits) - i);
-}
-
 #define PUT_LIT(p, lit) put(p, lit, sizeof(lit) - 1)
 #define MSG_FRAME_FIXED 160	/* every byte of a msg frame but topic and data */
 

@@ -29,6 +29,8 @@
 
 #include "cohort.h"
 #include "config.h"
+#include "jscan.h"
+#include "jstr.h"
 #include "util.h"
 
 #define DEFAULT_CONFIG "/etc/cohort/cohort.ini"
@@ -124,28 +126,35 @@ static void send_request(struct ctl *c, json_t *req)
 /* The next line from the daemon, or NULL at end of stream. */
 static char *read_line(struct ctl *c)
 {
+	size_t scanned = 0;
+
 	for (;;) {
-		char *nl = c->in.len ? memchr(c->in.buf, '\n', c->in.len) : NULL;
+		char *nl = c->in.len > scanned ? memchr(c->in.buf + scanned, '\n', c->in.len - scanned) : NULL;
 		if (nl) {
-			char *line = xstrndup(c->in.buf, (size_t)(nl - c->in.buf));
-			sbuf_consume(&c->in, (size_t)(nl - c->in.buf) + 1);
+			size_t len = (size_t)(nl - c->in.buf);
+			if (len + 1 == c->in.len) {	/* the usual case: no copy */
+				*nl = '\0';
+				return sbuf_steal(&c->in);
+			}
+			char *line = xstrndup(c->in.buf, len);
+			sbuf_consume(&c->in, len + 1);
 			return line;
 		}
-		char buf[65536];
-		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		scanned = c->in.len;
+		char *w = sbuf_reserve(&c->in, 65536);
+		ssize_t n = recv(c->fd, w, 65536, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return NULL;
-		sbuf_add(&c->in, buf, (size_t)n);
+		sbuf_commit(&c->in, w + n);
 	}
 }
 
 /* One answer; exits 3 if the daemon went away, 1 if it said no (after
  * printing its error), unless keep_errors. */
-static json_t *read_answer(struct ctl *c, char **raw, bool keep_errors)
+static json_t *parse_answer(struct ctl *c, char *line, char **raw, bool keep_errors)
 {
-	char *line = read_line(c);
 	json_error_t err;
 
 	if (!line) {
@@ -171,6 +180,11 @@ static json_t *read_answer(struct ctl *c, char **raw, bool keep_errors)
 	else
 		free(line);
 	return resp;
+}
+
+static json_t *read_answer(struct ctl *c, char **raw, bool keep_errors)
+{
+	return parse_answer(c, read_line(c), raw, keep_errors);
 }
 
 static json_t *call(struct ctl *c, json_t *req, char **raw)
@@ -245,6 +259,24 @@ static void no_args(const char *cmd, int argc)
 		die_usage("%s takes no arguments", cmd);
 }
 
+/* The table cohortd rendered, read without building the answer's JSON:
+ * false (LINE untouched) when the answer is anything else (an error). */
+static bool print_rendered(char *line)
+{
+	size_t len = strlen(line), n;
+	const char *v = jscan_member(line, len, "ok", &n);
+	char *end;
+
+	if (!v || n != 4 || memcmp(v, "true", 4) != 0 || !(v = jscan_member(line, len, "table", &n)))
+		return false;
+	if (!(end = jstr_unescape(line, v, n))) {	/* decoded in place: line is spoilt */
+		fprintf(stderr, "cohortctl: cohortd sent a table that is not a JSON string\n");
+		exit(EXIT_FAILED);
+	}
+	fwrite(line, 1, (size_t)(end - line), stdout);
+	return true;
+}
+
 static int run_status(struct ctl *c, int argc, char **argv)
 {
 	json_t *req = json_pack("{s:s}", "cmd", "status");
@@ -256,43 +288,26 @@ static int run_status(struct ctl *c, int argc, char **argv)
 			json_array_append_new(names, json_string(argv[i]));
 		json_object_set_new(req, "services", names);
 	}
-	json_t *resp = call(c, req, &raw);
 	if (c->json) {
+		json_decref(call(c, req, &raw));
 		printf("%s\n", raw);
-	} else {
-		json_t *list = json_object_get(resp, "services");
-		int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
-		size_t n = json_array_size(list), i;
-		char ***rows = xcalloc(n + 1, sizeof(char **));
-		static const char *const head[] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
-		rows[0] = xcalloc(7, sizeof(char *));
-		for (size_t k = 0; k < 7; k++)
-			rows[0][k] = xstrdup(head[k]);
-		json_t *s;
-		json_array_foreach(list, i, s) {
-			char **row = rows[i + 1] = xcalloc(7, sizeof(char *));
-			const char *state = str_of(s, "state");
-			json_t *pid = json_object_get(s, "pid"), *phase = json_object_get(s, "phase");
-			char up[32] = "-";
-			if (!strcmp(state, "running") || !strcmp(state, "starting") || !strcmp(state, "stopping"))
-				format_duration_ms(now - json_integer_value(json_object_get(s, "since_ms")), up,
-						   sizeof(up));
-			row[0] = xstrdup(str_of(s, "name"));
-			row[1] = xstrdup(state);
-			row[2] = json_is_integer(pid) ? xasprintf("%lld", json_integer_value(pid)) : xstrdup("-");
-			row[3] = json_is_integer(phase) ? xasprintf("%lld", json_integer_value(phase)) : xstrdup("-");
-			row[4] = xstrdup(up);
-			row[5] = xasprintf("%lld", json_integer_value(json_object_get(s, "restarts")));
-			const char *health = str_of(s, "health");
-			row[6] = str_starts(health, "failing") ? xasprintf("%s (health %s)", str_of(s, "reason"), health)
-							       : xstrdup(str_of(s, "reason"));
-		}
-		print_table(c, rows, n + 1, 7, 1);
-		free_rows(rows, n + 1, 7);
+		free(raw);
+		return EXIT_OK;
 	}
+	/* cohortd renders the human table: the JSON of 500 services took
+	 * longer to parse here than all the rest of the command. */
+	json_object_update_new(req, json_pack("{s:s,s:b}", "format", "table", "color", c->color));
+	connect_daemon(c);
+	send_request(c, req);
+	char *line = read_line(c);
+	if (line && print_rendered(line)) {
+		free(line);
+		return EXIT_OK;
+	}
+	json_decref(parse_answer(c, line, &raw, false));	/* exits on an error */
+	fprintf(stderr, "cohortctl: cohortd sent no table: %.80s\n", raw);
 	free(raw);
-	json_decref(resp);
-	return EXIT_OK;
+	return EXIT_FAILED;
 }
 
 static int run_change(struct ctl *c, int argc, char **argv)

@@ -123,7 +123,12 @@ void ctl_send(struct ctl_client *c, json_t *obj)
 			c->out.buf[before] = '\0';
 		return;
 	}
-	sbuf_addc(&c->out, '\n');
+	ctl_send_line(c, "\n", 1);
+}
+
+void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
+{
+	sbuf_add(&c->out, line, len);
 	/* Write now if the socket takes it; the watcher does the rest, and
 	 * closes a client that is gone. */
 	if (client_flush(c) < 0)
@@ -245,6 +250,11 @@ static void handle_line(struct ctl_client *c, const char *line, size_t len)
 		goto out;
 	}
 	enum ctl_result r = cmd->handler(c, req, resp);
+	if (r == CTL_SENT) {
+		json_decref(resp);
+		json_decref(req);
+		return;
+	}
 	if (r == CTL_LATER) {
 		c->busy = true;
 		json_decref(resp);

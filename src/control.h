@@ -73,6 +73,7 @@ enum ctl_result {
 	CTL_REPLY,	/* resp holds the answer */
 	CTL_ERROR,	/* resp holds {"error": ...} */
 	CTL_LATER,	/* the handler answers later (ctl_reply_later) */
+	CTL_SENT,	/* the handler sent its answer itself (ctl_send_line) */
 };
 
 typedef enum ctl_result (*ctl_handler)(struct ctl_client *c, json_t *req, json_t *resp);
@@ -91,6 +92,8 @@ void control_close(struct control *ctl);
 
 /* Sends one JSON object as a line (takes the reference). */
 void ctl_send(struct ctl_client *c, json_t *obj);
+/* Sends LEN bytes that are already one JSON line, newline included. */
+void ctl_send_line(struct ctl_client *c, const char *line, size_t len);
 /* Answers a CTL_LATER request and reads the client again. */
 void ctl_reply_later(struct ctl_client *c, json_t *resp);
 /* Sets resp's error text; returns CTL_ERROR. */

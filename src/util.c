@@ -87,6 +87,18 @@ static void sbuf_grow(struct sbuf *b, size_t extra)
 	b->cap = cap;
 }
 
+char *sbuf_reserve(struct sbuf *b, size_t n)
+{
+	sbuf_grow(b, n);
+	return b->buf + b->len;
+}
+
+void sbuf_commit(struct sbuf *b, char *end)
+{
+	b->len = (size_t)(end - b->buf);
+	b->buf[b->len] = '\0';
+}
+
 void sbuf_add(struct sbuf *b, const void *data, size_t n)
 {
 	sbuf_grow(b, n);
@@ -315,7 +327,7 @@ int parse_duration_ms(const char *s, int64_t *out, const char **why)
 		*why = "a duration such as 250ms, 10s, 2m or 1h (a bare number is seconds, at most 100d)";
 		return -1;
 	}
-	*out = (int64_t)llround(v);
+	*out = (int64_t)(v + 0.5);	/* v >= 0: llround without libm */
 	return 0;
 }
 
@@ -332,7 +344,7 @@ int parse_size(const char *s, uint64_t *out, const char **why)
 		*why = "a size such as 512K, 10M or 1G (a bare number is bytes, at most 1024G)";
 		return -1;
 	}
-	*out = (uint64_t)llround(v);
+	*out = (uint64_t)(v + 0.5);
 	return 0;
 }
 
@@ -371,36 +383,57 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out, const char **why)
 	return 0;
 }
 
+char *put_decimal(char *w, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		*w++ = tmp[--n];
+	return w;
+}
+
+/* Without printf: `cohortctl status` formats one per service. */
 void format_duration_ms(int64_t ms, char *buf, size_t len)
 {
 	static const struct {
-		const char *name;
+		char name;
 		int64_t ms;
 	} units[] = {
-		{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+		{'d', 86400000}, {'h', 3600000}, {'m', 60000}, {'s', 1000},
 	};
+	char tmp[48], *w = tmp;
 
 	if (ms < 0)
 		ms = 0;
 	if (ms < 1000) {
-		snprintf(buf, len, "%lldms", (long long)ms);
-		return;
-	}
-	for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-		if (ms < units[i].ms)
-			continue;
-		long long big = ms / units[i].ms;
+		w = put_decimal(w, (uint64_t)ms);
+		*w++ = 'm';
+		*w++ = 's';
+	} else {
+		size_t i = 0;
+		while (ms < units[i].ms)
+			i++;
+		w = put_decimal(w, (uint64_t)(ms / units[i].ms));
+		*w++ = units[i].name;
 		if (i + 1 < ARRAY_LEN(units)) {
-			long long small = (ms % units[i].ms) / units[i + 1].ms;
+			int64_t small = (ms % units[i].ms) / units[i + 1].ms;
 			if (small) {
-				snprintf(buf, len, "%lld%s%lld%s", big, units[i].name,
-					 small, units[i + 1].name);
-				return;
+				w = put_decimal(w, (uint64_t)small);
+				*w++ = units[i + 1].name;
 			}
 		}
-		snprintf(buf, len, "%lld%s", big, units[i].name);
-		return;
 	}
+	size_t n = (size_t)(w - tmp);
+	if (!len)
+		return;
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
 }
 
 /* Optimal string alignment distance: Levenshtein plus adjacent

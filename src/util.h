@@ -33,6 +33,10 @@ struct sbuf {
 	size_t len;
 	size_t cap;
 };
+/* Room for N more bytes at the end, written through the pointer; then
+ * sbuf_commit with the end of what was written. No other call between. */
+char *sbuf_reserve(struct sbuf *b, size_t n);
+void sbuf_commit(struct sbuf *b, char *end);
 void sbuf_add(struct sbuf *b, const void *data, size_t n);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);
@@ -69,6 +73,9 @@ int parse_duration_ms(const char *s, int64_t *out, const char **why);
 int parse_size(const char *s, uint64_t *out, const char **why);
 int parse_bool(const char *s, bool *out, const char **why);
 int parse_uint(const char *s, uint64_t max, uint64_t *out, const char **why);
+/* The decimal digits of v at w (at most 20, no NUL); returns the end.
+ * Without printf, for the hot paths that write numbers. */
+char *put_decimal(char *w, uint64_t v);
 /* "2m10s", "3d4h", "250ms": the two largest units, for humans. */
 void format_duration_ms(int64_t ms, char *buf, size_t len);
 

@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,6 +109,92 @@ static int fail(struct wsc *w, const char *fmt, const char *a)
 	return -1;
 }
 
+/*
+ * Weak: a cohortctl linked statically has no getaddrinfo (glibc's static
+ * one would load the NSS modules of the glibc it was built with, and the
+ * linker warns so). It then takes numeric addresses and localhost only.
+ * libcohort and a dynamic cohortctl have the real one.
+ */
+#pragma weak getaddrinfo
+#pragma weak freeaddrinfo
+
+enum { MAX_ADDRS = 4 };
+
+/* HOST:PORT as up to MAX_ADDRS socket addresses, to try in turn: their
+ * count, or -1 with errno. */
+static int resolve(const char *host, const char *port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char *end;
+	unsigned long pn = strtoul(port, &end, 10);
+	int n = 0;
+
+	memset(ss, 0, MAX_ADDRS * sizeof(*ss));
+	if (*port && !*end && pn <= 65535) {
+		bool local = !getaddrinfo && strcmp(host, "localhost") == 0;
+		const char *numeric[] = {local ? "127.0.0.1" : host, local ? "::1" : host};
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss[n];
+		if (inet_pton(AF_INET, numeric[0], &in->sin_addr) == 1) {
+			in->sin_family = AF_INET;
+			in->sin_port = htons((uint16_t)pn);
+			len[n++] = sizeof(*in);
+		}
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss[n];
+		if (inet_pton(AF_INET6, numeric[1], &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons((uint16_t)pn);
+			len[n++] = sizeof(*in6);
+		}
+		if (n)
+			return n;
+	}
+	if (!getaddrinfo) {
+		errno = EAFNOSUPPORT;
+		return -1;
+	}
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	if (getaddrinfo(host, port, &hints, &res) != 0 || !res) {
+		errno = EHOSTUNREACH;
+		return -1;
+	}
+	for (struct addrinfo *r = res; r && n < MAX_ADDRS; r = r->ai_next) {
+		if (r->ai_addrlen > sizeof(*ss))
+			continue;
+		memcpy(&ss[n], r->ai_addr, r->ai_addrlen);
+		len[n++] = r->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	if (!n)
+		errno = EHOSTUNREACH;
+	return n ? n : -1;
+}
+
+/* Connects w->fd to ADDR within timeout_ms; -1 with errno. */
+static int connect_to(struct wsc *w, const struct sockaddr_storage *addr, socklen_t len, int timeout_ms)
+{
+	w->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (w->fd < 0)
+		return -1;
+	int rc = connect(w->fd, (const struct sockaddr *)addr, len);
+	if (rc < 0 && errno == EINPROGRESS) {
+		struct pollfd p = {w->fd, POLLOUT, 0};
+		int err = 0;
+		socklen_t el = sizeof(err);
+		if (poll(&p, 1, timeout_ms) <= 0)
+			errno = ETIMEDOUT;
+		else if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+			rc = 0;
+		else
+			errno = err ? err : EIO;
+	}
+	if (rc < 0) {
+		int e = errno;
+		close(w->fd);
+		w->fd = -1;
+		errno = e;
+	}
+	return rc;
+}
+
 static int connect_url(struct wsc *w, const char *url, char *host, size_t hostlen, char *path,
 		       size_t pathlen, int timeout_ms)
 {
@@ -139,31 +226,22 @@ static int connect_url(struct wsc *w, const char *url, char *host, size_t hostle
 		*colon = '\0';
 	}
 	snprintf(host, hostlen, "%s", hostport);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
 	char h2[300];
 	snprintf(h2, sizeof(h2), "%s", hostport);
 	if (h2[0] == '[') {
 		memmove(h2, h2 + 1, strlen(h2));
 		h2[strlen(h2) - 1] = '\0';
 	}
-	if (getaddrinfo(h2, port, &hints, &res) != 0 || !res) {
-		errno = EHOSTUNREACH;
-		return fail(w, "cannot resolve %s: %s", h2);
-	}
-	w->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int rc = w->fd < 0 ? -1 : connect(w->fd, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	if (rc < 0 && errno == EINPROGRESS) {
-		struct pollfd p = {w->fd, POLLOUT, 0};
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (poll(&p, 1, timeout_ms) <= 0)
-			errno = ETIMEDOUT;
-		else if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
-			rc = 0;
-		else
-			errno = err ? err : EIO;
-	}
+	struct sockaddr_storage ss[MAX_ADDRS];
+	socklen_t sslen[MAX_ADDRS];
+	int naddr = resolve(h2, port, ss, sslen);
+	if (naddr < 0)
+		return fail(w, getaddrinfo ? "cannot resolve %s: %s"
+					   : "cannot resolve %s: a static build takes numeric addresses and localhost only (%s)",
+			    h2);
+	int rc = -1;
+	for (int i = 0; i < naddr && rc < 0; i++)
+		rc = connect_to(w, &ss[i], sslen[i], timeout_ms);
 	if (rc < 0)
 		return fail(w, "cannot reach the bus at %s: %s", url);
 	int fl = fcntl(w->fd, F_GETFL), one = 1;

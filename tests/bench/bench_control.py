@@ -5,10 +5,13 @@ of one fast service, beside `supervisorctl status` (50 programs),
 `sv status` over 50 runit service dirs and an `s6-svstat` loop over 50
 s6 service dirs, all measured in the same run.
 
-Each figure is the median (and p90) of RUNS runs of the whole command, as
-a user or a script would run it.
+Every supervisor runs at once, and the commands take turns run by run, so
+that the load of this shared machine falls on all of them alike. Each
+figure is the median (and p90) of the whole command as a user or a script
+runs it.
 """
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -20,19 +23,34 @@ import time
 BUILD = os.environ.get("COHORT_BUILDDIR", ".")
 COHORTD = os.path.abspath(os.path.join(BUILD, "cohortd"))
 COHORTCTL = os.path.abspath(os.path.join(BUILD, "cohortctl"))
-RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+RUNS = int(os.environ.get("BENCH_RUNS", "200"))
+SLOW_RUNS = int(os.environ.get("BENCH_SLOW_RUNS", "20"))
 
 
-def timed(cmd, runs=RUNS, shell=False):
-    times = []
+def run_once(cmd, shell=False):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd}: exit {p.returncode}: {p.stderr.decode()[:200]}")
+    return elapsed
+
+
+def interleaved(cmds, runs):
+    """{label: (median, p90)}: the commands run in a fresh random order
+    each round, one run each per round."""
+    times = {label: [] for label in cmds}
+    labels = list(cmds)
     for _ in range(runs):
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append((time.perf_counter() - t0) * 1000)
-        if p.returncode not in (0, 3) or (p.returncode == 3 and "sv" not in str(cmd)):
-            raise RuntimeError(f"{cmd}: exit {p.returncode}: {p.stderr.decode()[:200]}")
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.9) - 1]
+        random.shuffle(labels)
+        for label in labels:
+            cmd, shell = cmds[label]
+            times[label].append(run_once(cmd, shell))
+    out = {}
+    for label, t in times.items():
+        t.sort()
+        out[label] = (statistics.median(t), t[max(0, int(len(t) * 0.9) - 1)])
+    return out
 
 
 def wait_for(pred, timeout=60):
@@ -74,74 +92,106 @@ def make_dirs(root, n, run):
     return [os.path.join(root, f"s{i:03d}") for i in range(n)]
 
 
-def main():
-    print(f"control path: whole-command wall time, median / p90 of {RUNS} runs")
-    res = {}
-    for n in (50, 500):
-        c = Cohort(n)
-        res[f"status{n}"] = timed([COHORTCTL, "-s", c.sock, "status"])
-        if n == 50:
-            res["restart"] = timed([COHORTCTL, "-s", c.sock, "restart", "s000"])
-        c.stop()
-    print(f"  cohortctl status, 50 services      {res['status50'][0]:7.2f} ms  / {res['status50'][1]:7.2f} ms")
-    print(f"  cohortctl status, 500 services     {res['status500'][0]:7.2f} ms  / {res['status500'][1]:7.2f} ms")
-    print(f"  cohortctl restart (wait), 1 fast   {res['restart'][0]:7.2f} ms  / {res['restart'][1]:7.2f} ms")
-
-    peers = {}
-    if shutil.which("runsvdir") and shutil.which("sv"):
-        work = tempfile.mkdtemp(prefix="cohort-bctl-runit.")
-        dirs = make_dirs(work, 50, "#!/bin/sh\nexec sleep 100000\n")
-        p = subprocess.Popen(["runsvdir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class Runit:
+    def __init__(self, n):
+        self.work = tempfile.mkdtemp(prefix="cohort-bctl-runit.")
+        self.dirs = make_dirs(self.work, n, "#!/bin/sh\nexec sleep 100000\n")
+        self.proc = subprocess.Popen(["runsvdir", self.work], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         wait_for(lambda: all(os.path.exists(os.path.join(d, "supervise", "stat")) and
                              open(os.path.join(d, "supervise", "stat")).read().strip() == "run"
-                             for d in dirs))
-        peers["sv status, 50 dirs (one call)"] = timed(["sv", "status", *dirs])
-        p.send_signal(signal.SIGHUP)
-        p.wait(30)
-        time.sleep(0.5)
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("  (runit not installed: sv skipped)")
-    if shutil.which("s6-svscan") and shutil.which("s6-svstat"):
-        work = tempfile.mkdtemp(prefix="cohort-bctl-s6.")
-        dirs = make_dirs(work, 50, "#!/bin/sh\nexec sleep 100000\n")
-        p = subprocess.Popen(["s6-svscan", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             for d in self.dirs))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGHUP)
+        self.proc.wait(30)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class S6:
+    def __init__(self, n):
+        self.work = tempfile.mkdtemp(prefix="cohort-bctl-s6.")
+        self.dirs = make_dirs(self.work, n, "#!/bin/sh\nexec sleep 100000\n")
+        self.proc = subprocess.Popen(["s6-svscan", self.work], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         wait_for(lambda: all(subprocess.run(["s6-svstat", "-u", d], capture_output=True,
-                                            text=True).stdout.strip() == "true" for d in dirs))
-        loop = "for d in " + " ".join(dirs) + "; do s6-svstat $d; done"
-        peers["s6-svstat loop over 50 dirs"] = timed(loop, shell=True)
-        subprocess.run(["s6-svscanctl", "-t", work])
-        p.wait(30)
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("  (s6 not installed: s6-svstat skipped)")
-    if shutil.which("supervisord"):
-        work = tempfile.mkdtemp(prefix="cohort-bctl-sup.")
-        conf = os.path.join(work, "s.conf")
-        with open(conf, "w") as f:
-            f.write(f"[supervisord]\nnodaemon=true\nlogfile={work}/s.log\npidfile={work}/s.pid\n"
-                    f"[unix_http_server]\nfile={work}/s.sock\n[supervisorctl]\nserverurl=unix://{work}/s.sock\n"
+                                            text=True).stdout.strip() == "true" for d in self.dirs))
+
+    def stop(self):
+        subprocess.run(["s6-svscanctl", "-t", self.work])
+        self.proc.wait(30)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class Supervisor:
+    def __init__(self, n):
+        self.work = tempfile.mkdtemp(prefix="cohort-bctl-sup.")
+        self.conf = os.path.join(self.work, "s.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"[supervisord]\nnodaemon=true\nlogfile={self.work}/s.log\npidfile={self.work}/s.pid\n"
+                    f"[unix_http_server]\nfile={self.work}/s.sock\n[supervisorctl]\n"
+                    f"serverurl=unix://{self.work}/s.sock\n"
                     "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
                     "supervisor.rpcinterface:make_main_rpcinterface\n")
-            for i in range(50):
+            for i in range(n):
                 f.write(f"[program:s{i:03d}]\ncommand=sleep 100000\nstartsecs=0\n")
-        p = subprocess.Popen(["supervisord", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["supervisorctl", "-c", conf, "status"], capture_output=True,
-                                        text=True).stdout.count("RUNNING") == 50)
-        peers["supervisorctl status, 50 programs"] = timed(["supervisorctl", "-c", conf, "status"])
-        p.send_signal(signal.SIGTERM)
-        p.wait(60)
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("  (supervisor not installed: supervisorctl skipped)")
-    for label, (med, p90) in peers.items():
-        print(f"  {label:34s} {med:7.2f} ms  / {p90:7.2f} ms   cohortctl status 500 / this: "
-              f"x{res['status500'][0] / med:.3g}")
-    sv = peers.get("sv status, 50 dirs (one call)")
+        self.proc = subprocess.Popen(["supervisord", "-c", self.conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["supervisorctl", "-c", self.conf, "status"], capture_output=True,
+                                        text=True).stdout.count("RUNNING") == n)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main():
+    print(f"control path: whole-command wall time, median / p90; every supervisor up at once,\n"
+          f"commands taking turns ({RUNS} runs each, {SLOW_RUNS} for the slow peers)")
+    started = []
+    try:
+        c50, c500 = Cohort(50), Cohort(500)
+        started += [c50, c500]
+        fast = {
+            "cohortctl status, 50 services": ([COHORTCTL, "-s", c50.sock, "status"], False),
+            "cohortctl status, 500 services": ([COHORTCTL, "-s", c500.sock, "status"], False),
+            "cohortctl restart (wait), 1 fast": ([COHORTCTL, "-s", c50.sock, "restart", "s000"], False),
+        }
+        slow = {}
+        if shutil.which("runsvdir") and shutil.which("sv"):
+            r = Runit(50)
+            started.append(r)
+            fast["sv status, 50 dirs (one call)"] = (["sv", "status", *r.dirs], False)
+        else:
+            print("  (runit not installed: sv skipped)")
+        if shutil.which("s6-svscan") and shutil.which("s6-svstat"):
+            s = S6(50)
+            started.append(s)
+            slow["s6-svstat loop over 50 dirs"] = ("for d in " + " ".join(s.dirs) + "; do s6-svstat $d; done",
+                                                   True)
+        else:
+            print("  (s6 not installed: s6-svstat skipped)")
+        if shutil.which("supervisord"):
+            sup = Supervisor(50)
+            started.append(sup)
+            slow["supervisorctl status, 50 programs"] = (["supervisorctl", "-c", sup.conf, "status"], False)
+        else:
+            print("  (supervisor not installed: supervisorctl skipped)")
+        res = interleaved(fast, RUNS)
+        res.update(interleaved(slow, SLOW_RUNS) if slow else {})
+    finally:
+        for x in reversed(started):
+            x.stop()
+    mine = res["cohortctl status, 500 services"][0]
+    for label, (med, p90) in res.items():
+        ratio = "" if label.startswith("cohortctl") else f"   cohortctl status 500 / this: x{mine / med:.3g}"
+        print(f"  {label:34s} {med:7.2f} ms  / {p90:7.2f} ms{ratio}")
+    sv = res.get("sv status, 50 dirs (one call)")
     if sv:
-        verdict = "faster" if res["status500"][0] < sv[0] else "NOT faster"
+        verdict = "faster" if mine < sv[0] else "NOT faster"
         print(f"  goal: cohortctl status for 500 services {verdict} than sv status for 50 "
-              f"({res['status500'][0]:.2f} ms vs {sv[0]:.2f} ms)")
+              f"({mine:.2f} ms vs {sv[0]:.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -529,6 +529,14 @@ ready = delay:0
             async with cohort_client.Client(bus=f"ws://127.0.0.1:{port}/", token=token) as c:
                 await c.publish("app.up", True, qos=1)
         run(go())
+        # cohortctl over TCP: a numeric address, and localhost (which may
+        # name ::1 first, where nothing listens: the next address is tried)
+        for host in ("127.0.0.1", "localhost"):
+            d.ctl("pub", "--qos", "1", "app.up", "true",
+                  env={"COHORT_BUS": f"ws://{host}:{port}/", "COHORT_TOKEN": token})
+        _, _, err = d.ctl("pub", "app.up", "true", expect=3,
+                          env={"COHORT_BUS": f"ws://no-such-host.invalid:{port}/", "COHORT_TOKEN": token})
+        self.assertIn("cannot resolve no-such-host.invalid", err)
         d.stop()
 
     def test_client_reconnects_across_a_restart(self):

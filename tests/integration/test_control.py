@@ -67,6 +67,80 @@ class Control(CohortTest):
         self.assertIn("no such service: nosuch", err)
         d.stop()
 
+    def test_status_table_is_rendered_by_cohortd(self):
+        d = self.stack(STACK + """
+[service:sick]
+command = /bin/sleep 1000
+ready = delay:0
+health = exec:/bin/false
+health_interval = 50ms
+health_retries = 100000
+
+[service:accent]
+command = /nonexistent/caf\u00e9
+""".replace("\\u00e9", "\u00e9"))
+        wait_until(self, lambda: (d.ctl_json("status", "sick")["services"][0]["health"] or "")
+                   .startswith("failing"), what="sick's health failing")
+        wait_until(self, lambda: d.ctl_json("status", "accent")["services"][0]["state"] in ("backoff", "failed"),
+                   what="accent failing")
+        services = {s["name"]: s for s in d.ctl_json("status")["services"]}
+        table = d.request({"cmd": "status", "format": "table"})
+        self.assertEqual(set(table), {"ok", "table"})
+        lines = table["table"].splitlines()
+        self.assertRegex(lines[0], r"^NAME +STATE +PID +PHASE +UPTIME +RESTARTS +REASON$")
+        self.assertEqual([l.split()[0] for l in lines[1:]], ["a", "c", "sick", "accent", "b"])
+        rows = {l.split()[0]: l for l in lines[1:]}
+        self.assertIn("caf\u00e9", services["accent"]["reason"])
+        self.assertTrue(rows["accent"].endswith(services["accent"]["reason"]), rows["accent"])
+        self.assertRegex(rows["sick"], r"\(health failing \d+/100000")
+        self.assertNotIn("health", rows["a"])
+        # what cohortctl prints is that table
+        _, out, _ = d.ctl("status", "a", "b")
+        self.assertRegex(out.splitlines()[0], r"^NAME +STATE +PID +PHASE +UPTIME +RESTARTS +REASON$")
+        self.assertRegex(out.splitlines()[1], r"^a +running +\d+ +1 ")
+        self.assertRegex(out.splitlines()[2], r"^b +running +\d+ +2 ")
+        # colour only when asked: green running, red failed, none for stopped
+        colored = d.request({"cmd": "status", "format": "table", "color": True})["table"].splitlines()
+        self.assertIn("\x1b[32mrunning", colored[1])
+        self.assertRegex(colored[1], r"\x1b\[32mrunning *\x1b\[0m  \d")
+        self.assertNotIn("\x1b", colored[2])      # c: stopped
+        self.assertNotIn("\x1b", table["table"])
+        # cohortctl colours on a terminal only, and not with NO_COLOR
+        import pty
+        for no_color, want in ((None, True), ("1", False)):
+            master, slave = pty.openpty()
+            env = dict(os.environ)
+            env.pop("NO_COLOR", None)
+            if no_color:
+                env["NO_COLOR"] = no_color
+            p = subprocess.Popen([COHORTCTL, "-s", d.socket, "status", "a"], stdout=slave, env=env)
+            os.close(slave)
+            got = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            os.close(master)
+            self.assertEqual(p.wait(10 * FACTOR), 0)
+            self.assertEqual(b"\x1b[32m" in got, want, got)
+        # bad fields
+        for req, err in (({"cmd": "status", "format": "xml"}, 'field "format" must be "json" or "table"'),
+                         ({"cmd": "status", "format": 1}, 'field "format" must be'),
+                         ({"cmd": "status", "format": "table", "color": "yes"}, 'field "color" must be true or false'),
+                         ({"cmd": "status", "format": "table", "services": ["nosuch"]}, "no such service: nosuch"),
+                         ({"cmd": "status", "format": "table", "services": "a"}, 'field "services" must be a list')):
+            r = d.request(req)
+            self.assertFalse(r["ok"], req)
+            self.assertIn(err, r["error"], req)
+        self.assertEqual(d.request({"cmd": "status", "format": "table", "services": ["b"]})["table"]
+                         .splitlines()[1].split()[0], "b")
+        self.assertIn("services", d.request({"cmd": "status", "format": "json"}))
+        d.stop()
+
     def test_start_stop_restart_with_wait(self):
         d = self.stack(STACK + """
 [service:broken]

@@ -1,0 +1,23 @@
+/*
+ * jstr.h - JSON string text written and read without building a value.
+ * `cohortctl status` moves one long string (the rendered table) each way;
+ * through jansson that string cost more than the rest of the command.
+ */
+#ifndef COHORT_JSTR_H
+#define COHORT_JSTR_H
+
+#include <stddef.h>
+
+
+/* Writes S (N bytes) at W as the inside of a JSON string: quotes,
+ * backslashes and control characters escaped, bytes that are not UTF-8
+ * as U+FFFD. W has room for JSTR_ESCAPED_MAX(N) bytes; returns the end. */
+#define JSTR_ESCAPED_MAX(n) (6 * (n))
+char *jstr_escape(char *w, const char *s, size_t n);
+
+/* Writes at W the value of the JSON string TEXT (N bytes, quotes
+ * included), at most N - 2 bytes; W may be TEXT (decoding in place).
+ * Returns the end, or NULL when TEXT is not a well-formed JSON string. */
+char *jstr_unescape(char *w, const char *text, size_t n);
+
+#endif

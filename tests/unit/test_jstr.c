@@ -1,0 +1,136 @@
+/* Unit tests of jstr.c: JSON string text written and read without jansson,
+ * checked against jansson itself. */
+#include "autoconfig.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jstr.h"
+
+/* S escaped and quoted, as a new string. */
+static char *escaped(const char *s, size_t n)
+{
+	char *out = malloc(JSTR_ESCAPED_MAX(n) + 3);
+	char *w = out;
+
+	*w++ = '"';
+	w = jstr_escape(w, s, n);
+	*w++ = '"';
+	*w = '\0';
+	cr_assert_leq((size_t)(w - out), JSTR_ESCAPED_MAX(n) + 2);
+	return out;
+}
+
+/* The value jansson reads from the quoted text, or NULL if it refuses. */
+static char *jansson_reads(const char *quoted, size_t *len)
+{
+	json_error_t err;
+	json_t *v = json_loads(quoted, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+
+	if (!v)
+		return NULL;
+	*len = json_string_length(v);
+	char *s = malloc(*len + 1);
+	memcpy(s, json_string_value(v), *len + 1);
+	json_decref(v);
+	return s;
+}
+
+/* jstr_unescape of exactly N bytes, decoded in place (a copy with no NUL
+ * after it: ASan and valgrind see any read past the end): the value and
+ * *len, or NULL. */
+static char *unescaped(const char *text, size_t n, size_t *len)
+{
+	char *copy = malloc(n ? n : 1);
+	memcpy(copy, text, n);
+	char *end = jstr_unescape(copy, copy, n);
+	if (!end) {
+		free(copy);
+		return NULL;
+	}
+	*len = (size_t)(end - copy);
+	cr_assert_leq(*len + 2, n);
+	return copy;
+}
+
+Test(jstr, escape_round_trips_through_jansson_and_back)
+{
+	static const struct {
+		const char *s;
+		size_t n;
+	} cases[] = {
+#define CASE(lit) {lit, sizeof(lit) - 1}
+		CASE("plain text"),
+		CASE(""),
+		CASE("quote \" backslash \\ slash /"),
+		CASE("line\nbreak\ttab\rcr"),
+		CASE("\x01\x1f\x7f control"),
+		CASE("\033[32mrunning\033[0m"),
+		CASE("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+		CASE("nul \0 inside"),
+#undef CASE
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *q = escaped(cases[i].s, cases[i].n);
+		size_t len;
+		char *back = jansson_reads(q, &len);
+		cr_assert(back, "jansson refuses %s", q);
+		cr_assert_eq(len, cases[i].n, "case %zu", i);
+		cr_assert(memcmp(back, cases[i].s, len) == 0, "case %zu", i);
+		char *out = unescaped(q, strlen(q), &len);
+		cr_assert(out, "%s", q);
+		cr_assert_eq(len, cases[i].n, "case %zu", i);
+		cr_assert(memcmp(out, cases[i].s, len) == 0, "case %zu", i);
+		free(out);
+		free(back);
+		free(q);
+	}
+}
+
+Test(jstr, bytes_that_are_not_utf8_become_the_replacement_character)
+{
+	static const char *const bad[] = {
+		"\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf0\x9f\x98",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *q = escaped(bad[i], strlen(bad[i]));
+		size_t len;
+		char *back = jansson_reads(q, &len);
+		cr_assert(back, "jansson refuses %s (case %zu)", q, i);
+		cr_assert(strstr(back, "\xef\xbf\xbd"), "case %zu: %s", i, q);
+		free(back);
+		free(q);
+	}
+}
+
+Test(jstr, unescape_reads_what_jansson_writes)
+{
+	json_t *v = json_string("a\"b\\c\nd\x01 caf\xc3\xa9 \xf0\x9f\x98\x80");
+	char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);	/* \u00e9, a surrogate pair */
+	size_t len;
+
+	cr_assert(strstr(text, "\\uD83D\\uDE00"), "%s", text);
+	char *out = unescaped(text, strlen(text), &len);
+	cr_assert(out, "%s", text);
+	cr_assert_eq(len, json_string_length(v));
+	cr_assert(memcmp(out, json_string_value(v), len) == 0);
+	free(out);
+	free(text);
+	json_decref(v);
+}
+
+Test(jstr, malformed_strings_are_refused)
+{
+	static const char *const bad[] = {
+		"",		  "\"",		 "abc",		  "\"abc",	  "abc\"",
+		"\"a\"b\"",	  "\"a\\\"",	 "\"\\x\"",	  "\"\\u12\"",	  "\"\\u12g4\"",
+		"\"\\udc00\"",	  "\"\\ud83d\"", "\"\\ud83dx\"",  "\"\\ud83d\\u0041\"", "\"tab\there\"",
+		"\"nl\nhere\"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t len;
+		cr_assert_null(unescaped(bad[i], strlen(bad[i]), &len), "accepted %s", bad[i]);
+	}
+}
