@@ -215,10 +215,8 @@ int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out)
 	return 0;
 }
 
-void ctl_reply_later(struct ctl_client *c, json_t *resp)
+static void read_again(struct ctl_client *c)
 {
-	c->busy = false;
-	ctl_send(c, resp);
 	client_update(c);
 	/* Requests that came meanwhile: handled from the watcher, not under
 	 * whoever answered this one. */
@@ -226,13 +224,28 @@ void ctl_reply_later(struct ctl_client *c, json_t *resp)
 		ev_feed_event(c->ctl->d->loop, &c->io, EV_READ);
 }
 
+void ctl_reply_later(struct ctl_client *c, json_t *resp)
+{
+	c->busy = false;
+	ctl_send(c, resp);
+	read_again(c);
+}
+
+void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len)
+{
+	c->busy = false;
+	ctl_send_line(c, line, len);
+	read_again(c);
+}
+
 static void handle_line(struct ctl_client *c, const char *line, size_t len)
 {
 	json_error_t jerr;
-	json_t *resp = json_pack("{s:b}", "ok", 1);	/* first key; errors flip it */
+	json_t *resp = json_object();
 	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	const char *name;
 
+	json_object_set_new(resp, "ok", json_true());	/* first key; errors flip it */
 	if (!req) {
 		ctl_error(resp, "bad JSON: %s (at column %d)", jerr.text, jerr.column);
 		ctl_send(c, resp);

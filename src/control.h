@@ -96,6 +96,7 @@ void ctl_send(struct ctl_client *c, json_t *obj);
 void ctl_send_line(struct ctl_client *c, const char *line, size_t len);
 /* Answers a CTL_LATER request and reads the client again. */
 void ctl_reply_later(struct ctl_client *c, json_t *resp);
+void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len);
 /* Sets resp's error text; returns CTL_ERROR. */
 enum ctl_result ctl_error(json_t *resp, const char *fmt, ...) PRINTF(2, 3);
 /* Streaming: is c still able to take more? */

@@ -30,21 +30,44 @@ static struct service *service_of_pid(struct cohortd *d, pid_t pid)
 	return NULL;
 }
 
+/*
+ * The answers to grants and renewals are written as text, not built as
+ * JSON values and dumped: they are the lock service's hot path, and their
+ * layout is fixed. LINE has room for OK_LINE_MAX bytes; returns the length.
+ */
+enum { OK_LINE_MAX = 80 };
+
+static size_t ok_line(char *line, const uint64_t *token, int64_t expires_ms)
+{
+	static const char ok[] = "{\"ok\":true", tok[] = ",\"token\":", exp[] = ",\"expires_ms\":";
+	char *w = line;
+
+	memcpy(w, ok, sizeof(ok) - 1);
+	w += sizeof(ok) - 1;
+	if (token) {
+		memcpy(w, tok, sizeof(tok) - 1);
+		w = put_decimal(w + sizeof(tok) - 1, *token);
+	}
+	memcpy(w, exp, sizeof(exp) - 1);
+	w = put_decimal(w + sizeof(exp) - 1, expires_ms > 0 ? (uint64_t)expires_ms : 0);
+	memcpy(w, "}\n", 2);
+	return (size_t)(w + 2 - line);
+}
+
 static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uint64_t token,
 			int64_t expires_ms, const char *why)
 {
 	struct ctl_client *c = cookie;
-	json_t *resp = json_object();
 	(void)ls;
 
 	if (granted) {
-		json_object_set_new(resp, "ok", json_true());
-		json_object_set_new(resp, "token", json_integer((json_int_t)token));
-		json_object_set_new(resp, "expires_ms", json_integer(expires_ms));
+		char line[OK_LINE_MAX];
+		ctl_reply_later_line(c, line, ok_line(line, &token, expires_ms));
 	} else {
+		json_t *resp = json_object();
 		ctl_error(resp, "%s", why);
+		ctl_reply_later(c, resp);
 	}
-	ctl_reply_later(c, resp);
 }
 
 static struct lock_session *session_of(struct ctl_client *c)
@@ -103,10 +126,11 @@ static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *re
 		wait = json_integer_value(wv);
 	enum lock_mode mode = strcmp(mode_name, "shared") ? LOCK_EXCLUSIVE : LOCK_SHARED;
 	switch (lock_acquire(session_of(c), name, mode, ttl, wait, c, &token, &expires, &why)) {
-	case LOCK_GRANTED:
-		json_object_set_new(resp, "token", json_integer((json_int_t)token));
-		json_object_set_new(resp, "expires_ms", json_integer(expires));
-		return CTL_REPLY;
+	case LOCK_GRANTED: {
+		char line[OK_LINE_MAX];
+		ctl_send_line(c, line, ok_line(line, &token, expires));
+		return CTL_SENT;
+	}
 	case LOCK_QUEUED:
 		return CTL_LATER;	/* lock_waited answers */
 	default:
@@ -130,8 +154,9 @@ static enum ctl_result cmd_renew(struct ctl_client *c, json_t *req, json_t *resp
 		ttl = json_integer_value(tv);
 	if (lock_renew(session_of(c), name, token, ttl, &expires, &why) < 0)
 		return ctl_error(resp, "%s", why);
-	json_object_set_new(resp, "expires_ms", json_integer(expires));
-	return CTL_REPLY;
+	char line[OK_LINE_MAX];
+	ctl_send_line(c, line, ok_line(line, NULL, expires));
+	return CTL_SENT;
 }
 
 static enum ctl_result cmd_release(struct ctl_client *c, json_t *req, json_t *resp)

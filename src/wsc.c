@@ -130,7 +130,9 @@ static int resolve(const char *host, const char *port, struct sockaddr_storage *
 
 	memset(ss, 0, MAX_ADDRS * sizeof(*ss));
 	if (*port && !*end && pn <= 65535) {
-		bool local = !getaddrinfo && strcmp(host, "localhost") == 0;
+		/* localhost is the loopback without a lookup (RFC 6761, as curl
+		 * does): a system without /etc/hosts cannot resolve it. */
+		bool local = strcmp(host, "localhost") == 0;
 		const char *numeric[] = {local ? "127.0.0.1" : host, local ? "::1" : host};
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss[n];
 		if (inet_pton(AF_INET, numeric[0], &in->sin_addr) == 1) {
