@@ -277,7 +277,14 @@ static void handle_line(struct ctl_client *c, const char *line, size_t len)
 		return;
 	}
 out:
-	ctl_send(c, resp);
+	/* The most common answer (a lock release, a stop without wait), as text */
+	if (json_object_size(resp) == 1 && json_is_true(json_object_get(resp, "ok"))) {
+		static const char ok[] = "{\"ok\":true}\n";
+		json_decref(resp);
+		ctl_send_line(c, ok, sizeof(ok) - 1);
+	} else {
+		ctl_send(c, resp);
+	}
 	json_decref(req);
 }
 

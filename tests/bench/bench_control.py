@@ -103,6 +103,9 @@ class Runit:
                              for d in self.dirs))
 
     def stop(self):
+        # Each runsv stops its service and exits; then runsvdir. Removing
+        # the dirs under a runsv that is still stopping left it behind.
+        subprocess.run(["sv", "-w", "10", "exit", *self.dirs], capture_output=True)
         self.proc.send_signal(signal.SIGHUP)
         self.proc.wait(30)
         shutil.rmtree(self.work, ignore_errors=True)
