@@ -132,7 +132,7 @@ static char *read_line(struct ctl *c)
 		char *nl = c->in.len > scanned ? memchr(c->in.buf + scanned, '\n', c->in.len - scanned) : NULL;
 		if (nl) {
 			size_t len = (size_t)(nl - c->in.buf);
-			if (len + 1 == c->in.len) {	/* the usual case: no copy */
+			if (len + 1 == c->in.len && len >= 4096) {	/* a big answer: no copy */
 				*nl = '\0';
 				return sbuf_steal(&c->in);
 			}
@@ -260,7 +260,8 @@ static void no_args(const char *cmd, int argc)
 }
 
 /* The table cohortd rendered, read without building the answer's JSON:
- * false (LINE untouched) when the answer is anything else (an error). */
+ * false (LINE untouched) when the answer is anything else: an error, or
+ * the JSON of a cohortd older than "format":"table". */
 static bool print_rendered(char *line)
 {
 	size_t len = strlen(line), n;
@@ -269,12 +270,48 @@ static bool print_rendered(char *line)
 
 	if (!v || n != 4 || memcmp(v, "true", 4) != 0 || !(v = jscan_member(line, len, "table", &n)))
 		return false;
+	/* cohortd writes {"ok":true,"table":"..."}: anything after the table
+	 * (a cut line, say) goes through the parser, which says what is wrong */
+	if (v + n != line + len - 1 || line[len - 1] != '}')
+		return false;
 	if (!(end = jstr_unescape(line, v, n))) {	/* decoded in place: line is spoilt */
 		fprintf(stderr, "cohortctl: cohortd sent a table that is not a JSON string\n");
 		exit(EXIT_FAILED);
 	}
 	fwrite(line, 1, (size_t)(end - line), stdout);
 	return true;
+}
+
+/* The table from the services' JSON: what an older cohortd sends. */
+static void print_status_json(struct ctl *c, json_t *resp)
+{
+	static const char *const head[] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
+	json_t *list = json_object_get(resp, "services"), *s;
+	int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
+	size_t n = json_array_size(list), i;
+	char ***rows = xcalloc(n + 1, sizeof(char **));
+
+	rows[0] = xcalloc(7, sizeof(char *));
+	for (size_t k = 0; k < 7; k++)
+		rows[0][k] = xstrdup(head[k]);
+	json_array_foreach(list, i, s) {
+		char **row = rows[i + 1] = xcalloc(7, sizeof(char *));
+		const char *state = str_of(s, "state"), *health = str_of(s, "health");
+		json_t *pid = json_object_get(s, "pid"), *phase = json_object_get(s, "phase");
+		char up[32] = "-";
+		if (!strcmp(state, "running") || !strcmp(state, "starting") || !strcmp(state, "stopping"))
+			format_duration_ms(now - json_integer_value(json_object_get(s, "since_ms")), up, sizeof(up));
+		row[0] = xstrdup(str_of(s, "name"));
+		row[1] = xstrdup(state);
+		row[2] = json_is_integer(pid) ? xasprintf("%lld", json_integer_value(pid)) : xstrdup("-");
+		row[3] = json_is_integer(phase) ? xasprintf("%lld", json_integer_value(phase)) : xstrdup("-");
+		row[4] = xstrdup(up);
+		row[5] = xasprintf("%lld", json_integer_value(json_object_get(s, "restarts")));
+		row[6] = str_starts(health, "failing") ? xasprintf("%s (health %s)", str_of(s, "reason"), health)
+						       : xstrdup(str_of(s, "reason"));
+	}
+	print_table(c, rows, n + 1, 7, 1);
+	free_rows(rows, n + 1, 7);
 }
 
 static int run_status(struct ctl *c, int argc, char **argv)
@@ -304,10 +341,10 @@ static int run_status(struct ctl *c, int argc, char **argv)
 		free(line);
 		return EXIT_OK;
 	}
-	json_decref(parse_answer(c, line, &raw, false));	/* exits on an error */
-	fprintf(stderr, "cohortctl: cohortd sent no table: %.80s\n", raw);
-	free(raw);
-	return EXIT_FAILED;
+	json_t *resp = parse_answer(c, line, NULL, false);	/* exits on an error */
+	print_status_json(c, resp);
+	json_decref(resp);
+	return EXIT_OK;
 }
 
 static int run_change(struct ctl *c, int argc, char **argv)

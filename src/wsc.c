@@ -239,11 +239,16 @@ static int connect_url(struct wsc *w, const char *url, char *host, size_t hostle
 	int naddr = resolve(h2, port, ss, sslen);
 	if (naddr < 0)
 		return fail(w, getaddrinfo ? "cannot resolve %s: %s"
-					   : "cannot resolve %s: a static build takes numeric addresses and localhost only (%s)",
+					   : "cannot resolve %s: this program is linked statically and takes "
+					     "numeric addresses and localhost only",
 			    h2);
+	/* One deadline for them all, not timeout_ms each. */
+	int64_t deadline = now_mono_ms() + timeout_ms;
 	int rc = -1;
-	for (int i = 0; i < naddr && rc < 0; i++)
-		rc = connect_to(w, &ss[i], sslen[i], timeout_ms);
+	for (int i = 0; i < naddr && rc < 0; i++) {
+		int64_t left = deadline - now_mono_ms();
+		rc = connect_to(w, &ss[i], sslen[i], left > 0 ? (int)left : 0);
+	}
 	if (rc < 0)
 		return fail(w, "cannot reach the bus at %s: %s", url);
 	int fl = fcntl(w->fd, F_GETFL), one = 1;

@@ -14,10 +14,34 @@ import unittest
 
 import websockets
 
-from harness import FACTOR, SRC, CohortTest, free_port, wait_until
+from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, wait_until
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
+
+def is_static(path):
+    """True when the ELF program at path has no interpreter (PT_INTERP)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        phoff = int.from_bytes(head[32:40], "little")
+        phentsize = int.from_bytes(head[54:56], "little")
+        phnum = int.from_bytes(head[56:58], "little")
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(int.from_bytes(table[i * phentsize:i * phentsize + 4], "little") != 3 for i in range(phnum))
+
+
+def hosts_names(address):
+    """The names /etc/hosts gives address, but localhost."""
+    names = []
+    if os.path.exists("/etc/hosts"):
+        with open("/etc/hosts") as f:
+            for line in f:
+                words = line.split("#")[0].split()
+                if words and words[0] == address:
+                    names += [w for w in words[1:] if w != "localhost"]
+    return names
+
 
 IDLE = """
 [service:idle]
@@ -529,14 +553,50 @@ ready = delay:0
             async with cohort_client.Client(bus=f"ws://127.0.0.1:{port}/", token=token) as c:
                 await c.publish("app.up", True, qos=1)
         run(go())
-        # cohortctl over TCP: a numeric address, and localhost (which may
-        # name ::1 first, where nothing listens: the next address is tried)
+        # cohortctl over TCP: a numeric address, and localhost
         for host in ("127.0.0.1", "localhost"):
             d.ctl("pub", "--qos", "1", "app.up", "true",
                   env={"COHORT_BUS": f"ws://{host}:{port}/", "COHORT_TOKEN": token})
+        # a name looked up (in /etc/hosts): not by a static cohortctl, which says why
+        names = hosts_names("127.0.0.1")
+        if names:
+            _, _, err = d.ctl("pub", "--qos", "1", "app.up", "true", expect=3 if is_static(COHORTCTL) else 0,
+                              env={"COHORT_BUS": f"ws://{names[0]}:{port}/", "COHORT_TOKEN": token})
+            if is_static(COHORTCTL):
+                self.assertIn("linked statically", err)
         _, _, err = d.ctl("pub", "app.up", "true", expect=3,
                           env={"COHORT_BUS": f"ws://no-such-host.invalid:{port}/", "COHORT_TOKEN": token})
         self.assertIn("cannot resolve no-such-host.invalid", err)
+        d.stop()
+
+    def test_cohortctl_tries_each_address_of_a_name(self):
+        port = free_port()
+        tok = self.path("token")
+        d = self.daemon(f"[cohort]\nbus_listen = [::1]:{port}\n" + IDLE + f"""
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            token = f.read().strip()
+        with open("/proc/net/tcp6") as f:
+            if f"{port:04X} 00000000000000000000000000000000:0000 0A" not in f.read():
+                d.stop()
+                self.skipTest("no IPv6 loopback here")
+
+        def pub(host, expect=0):
+            return d.ctl("pub", "--qos", "1", "app.up", "true", expect=expect,
+                         env={"COHORT_BUS": f"ws://{host}:{port}/", "COHORT_TOKEN": token})[2]
+        pub("[::1]")
+        pub("localhost")    # 127.0.0.1 first, where nothing listens; then ::1
+        # a name from /etc/hosts for ::1: a static cohortctl says it cannot look it up
+        names = hosts_names("::1")
+        if names:
+            if is_static(COHORTCTL):
+                self.assertIn("linked statically", pub(names[0], expect=3))
+            else:
+                pub(names[0])
         d.stop()
 
     def test_client_reconnects_across_a_restart(self):

@@ -94,7 +94,13 @@ command = /nonexistent/caf\u00e9
         self.assertTrue(rows["accent"].endswith(services["accent"]["reason"]), rows["accent"])
         self.assertRegex(rows["sick"], r"\(health failing \d+/100000")
         self.assertNotIn("health", rows["a"])
-        # what cohortctl prints is that table
+        # what cohortctl prints is that table, unescaped (numbers and
+        # alignment aside: uptimes, restarts and health counts move on)
+        def norm(text):
+            return [re.sub(r"\d+", "N", re.sub(r" +", " ", line)) for line in text.splitlines()]
+        _, out, _ = d.ctl("status")
+        self.assertEqual(norm(out), norm(d.request({"cmd": "status", "format": "table"})["table"]))
+        self.assertIn("caf\u00e9", out)
         _, out, _ = d.ctl("status", "a", "b")
         self.assertRegex(out.splitlines()[0], r"^NAME +STATE +PID +PHASE +UPTIME +RESTARTS +REASON$")
         self.assertRegex(out.splitlines()[1], r"^a +running +\d+ +1 ")
@@ -140,6 +146,56 @@ command = /nonexistent/caf\u00e9
                          .splitlines()[1].split()[0], "b")
         self.assertIn("services", d.request({"cmd": "status", "format": "json"}))
         d.stop()
+
+    def fake_cohortd(self, answer, *args):
+        """cohortctl ARGS against a socket that answers the line ANSWER:
+        (the completed process, the request it sent)."""
+        import threading
+        path = os.path.join(self.tmp, "fake.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        got = []
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                got.append(read_line(conn))
+                conn.sendall(answer.encode() + b"\n")
+        t = threading.Thread(target=serve)
+        t.start()
+        p = subprocess.run([COHORTCTL, "-s", path, *args], capture_output=True, text=True,
+                           env=dict(os.environ, NO_COLOR="1"), timeout=10 * FACTOR)
+        t.join(10 * FACTOR)
+        srv.close()
+        return p, json.loads(got[0])
+
+    def test_status_from_a_cohortd_without_tables(self):
+        # a cohortd from before "format":"table" answers with the services'
+        # JSON: cohortctl makes the table itself
+        answer = {"ok": True, "now_ms": 100000, "services": [
+            {"name": "web", "state": "running", "pid": 42, "phase": 1, "since_ms": 100000 - 130000,
+             "restarts": 2, "last_exit": None, "reason": "started", "health": "failing 1/3: refused"},
+            {"name": "caf\u00e9-job", "state": "failed", "pid": None, "phase": 2, "since_ms": 1,
+             "restarts": 0, "last_exit": {"code": 1}, "reason": "exited 1: \"quoted\"", "health": None}]}
+        p, req = self.fake_cohortd(json.dumps(answer), "status")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual((req["format"], req["color"]), ("table", False))
+        lines = p.stdout.splitlines()
+        self.assertRegex(lines[0], r"^NAME +STATE +PID +PHASE +UPTIME +RESTARTS +REASON$")
+        self.assertRegex(lines[1], r"^web +running +42 +1 +2m10s +2 +started \(health failing 1/3: refused\)$")
+        self.assertRegex(lines[2], r'^caf\u00e9-job +failed +- +2 +- +0 +exited 1: "quoted"$')
+        # answers that are not what cohortd writes: a cut line, a bad escape
+        for bad in ('{"ok":true,"table":"NAME\\n', '{"ok":true,"table":"NAME\\q"}'):
+            p, _ = self.fake_cohortd(bad, "status")
+            self.assertEqual(p.returncode, 1, bad)
+            self.assertEqual(p.stdout, "", bad)
+            self.assertRegex(p.stderr, r"^cohortctl: cohortd sent (something that is not JSON|a table that is not)", bad)
+        # an error answer is printed as before
+        p, _ = self.fake_cohortd('{"ok":false,"error":"no such service: x"}', "status", "x")
+        self.assertEqual((p.returncode, p.stderr), (1, "cohortctl: no such service: x\n"))
 
     def test_start_stop_restart_with_wait(self):
         d = self.stack(STACK + """
