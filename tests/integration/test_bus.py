@@ -523,17 +523,22 @@ locks = narrow.*
         run(check())
         d.stop()
 
-    def test_tcp_listener_needs_a_token_and_binds_one_address(self):
+    def tcp_daemon(self, host):
+        """A cohortd with bus_listen on HOST and a service "app":
+        (the daemon, the port, app's bus token)."""
         port = free_port()
         tok = self.path("token")
-        d = self.daemon(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n" + IDLE + f"""
+        d = self.daemon(f"[cohort]\nbus_listen = {host}:{port}\n" + IDLE + f"""
 [service:app]
 command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
 ready = delay:0
 """)
         wait_until(self, lambda: os.path.exists(tok), what="the token")
         with open(tok) as f:
-            token = f.read().strip()
+            return d, port, f.read().strip()
+
+    def test_tcp_listener_needs_a_token_and_binds_one_address(self):
+        d, port, token = self.tcp_daemon("127.0.0.1")
         # bound to exactly 127.0.0.1: not on the wildcard, not on IPv6
         with open("/proc/net/tcp") as f:
             listening = [l.split()[1] for l in f.read().splitlines()[1:] if l.split()[3] == "0A"]
@@ -570,16 +575,7 @@ ready = delay:0
         d.stop()
 
     def test_cohortctl_tries_each_address_of_a_name(self):
-        port = free_port()
-        tok = self.path("token")
-        d = self.daemon(f"[cohort]\nbus_listen = [::1]:{port}\n" + IDLE + f"""
-[service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
-ready = delay:0
-""")
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        d, port, token = self.tcp_daemon("[::1]")
         with open("/proc/net/tcp6") as f:
             if f"{port:04X} 00000000000000000000000000000000:0000 0A" not in f.read():
                 d.stop()
