@@ -365,6 +365,71 @@ locks = narrow.*
         run(go())
         d.stop()
 
+    def test_pub_in_libcohorts_layout_and_near_misses(self):
+        # cohortd reads libcohort's exact pub layout without jansson for the
+        # envelope: it must deliver the same, and refuse the same, as the
+        # parser does for any other spelling
+        d = self.daemon()
+
+        async def go():
+            sub = await raw(self.bus(d))
+            await sub.send('{"op":"sub","topic":"t.>","id":1}')
+            await recv(sub)
+            pub = await raw(self.bus(d))
+            good = [
+                ('{"op":"pub","topic":"t.a","data":"caf\u00e9 \u20ac","qos":0,"retain":false}',
+                 '"caf\u00e9 \u20ac"'),
+                ('{"op":"pub","topic":"t.b","data":{"k":[1,2.50]},"qos":0,"retain":false}', '{"k":[1,2.50]}'),
+                ('{"op":"pub","topic":"t.c","data":"a\\"b","qos":0,"retain":false}', '"a\\"b"'),
+                ('{"op":"pub","topic":"t.d","data":5,"qos":0,"retain":false}', '5'),
+                ('{"op":"pub","topic":"t.e","data":null,"qos":0,"retain":true}', 'null'),
+                ('{"op":"pub","topic":"t.f","data": [ 1 ],"qos":0,"retain":false}', '[ 1 ]'),
+            ]
+            for frame, data in good:
+                await pub.send(frame)
+                text = await asyncio.wait_for(sub.recv(), 10 * FACTOR)
+                self.assertIn('"data":' + data + ',', text, frame)
+                self.assertEqual(json.loads(text)["topic"], json.loads(frame)["topic"])
+            # qos 1 with a mid and an id: the ok carries the id; the same mid is a no-op
+            frame = '{"op":"pub","topic":"t.f","data":[1],"qos":1,"retain":false,"mid":"m-1","id":7}'
+            await pub.send(frame)
+            ok = await recv(pub)
+            self.assertEqual((ok["op"], ok["id"]), ("ok", 7))
+            m = await recv(sub)
+            self.assertEqual((m["topic"], m["data"], m["seq"]), ("t.f", [1], ok["seq"]))
+            await pub.send(frame.replace('"id":7', '"id":8'))
+            again = await recv(pub)
+            self.assertEqual((again["id"], again["seq"], again.get("duplicate")), (8, ok["seq"], True))
+            await pub.send('{"op":"pub","topic":"t.g","data":2,"qos":1,"retain":false}')
+            self.assertEqual((await recv(pub))["id"], None)
+            self.assertEqual((await recv(sub))["data"], 2)
+            bad = [
+                ('{"op":"pub","topic":"t.a","data":"x\ty","qos":0,"retain":false}', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":01,"qos":0,"retain":false}', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":{"a":1,"a":2},"qos":0,"retain":false}', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":1,"qos":0,"retain":false,"id":07}', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":1,"qos":0,"retain":false}x', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":"x,"qos":0,"retain":false}', "bad JSON"),
+                ('{"op":"pub","topic":"$dead.a","data":1,"qos":0,"retain":false,"id":9}', "$ topics"),
+                ('{"op":"pub","topic":"t..a","data":1,"qos":0,"retain":false,"id":9}', '"topic" must be'),
+                ('{"op":"pub","topic":"t.a","data":1,"qos":2,"retain":false,"id":9}', "qos is 0 or 1"),
+                ('{"op":"pub","topic":"t.a","data":1,"qos":1,"retain":false,"mid":"","id":9}', "mid a string"),
+                ('{"op":"pub","topic":"t.a","data":1,"qos":1,"retain":false,"mid":"' + "m" * 201 + '","id":9}',
+                 "mid a string"),
+            ]
+            for frame, want in bad:
+                await pub.send(frame)
+                r = await recv(pub)
+                self.assertEqual(r["op"], "error", frame)
+                self.assertIn(want, r["error"], frame)
+            # nothing of those reached the subscriber
+            await pub.send('{"op":"pub","topic":"t.z","data":"end","qos":0,"retain":false}')
+            self.assertEqual((await recv(sub))["topic"], "t.z")
+            await pub.close()
+            await sub.close()
+        run(go())
+        d.stop()
+
     def test_a_burst_of_every_size_arrives_whole_and_in_order(self):
         # frames of every header size, batched into one send or sent alone
         d = self.daemon("[cohort]\nbus_max_message = 1M\n" + IDLE)
