@@ -147,3 +147,26 @@ char *jstr_unescape(char *w, const char *text, size_t n)
 	}
 	return w;
 }
+
+const char *jstr_plain_end(const char *p, const char *end)
+{
+	const unsigned char *q = (const unsigned char *)p + 1, *e = (const unsigned char *)end;
+
+	if (p >= end || *p != '"')
+		return NULL;
+	while (q < e) {
+		if (*q == '"')
+			return (const char *)q + 1;
+		if (*q < 0x20 || *q == '\\')
+			return NULL;
+		if (*q < 0x80) {
+			q++;
+			continue;
+		}
+		size_t n = utf8_seq(q, (size_t)(e - q));
+		if (!n)
+			return NULL;
+		q += n;
+	}
+	return NULL;
+}

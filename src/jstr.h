@@ -20,4 +20,10 @@ char *jstr_escape(char *w, const char *s, size_t n);
  * Returns the end, or NULL when TEXT is not a well-formed JSON string. */
 char *jstr_unescape(char *w, const char *text, size_t n);
 
+/* P (before END) starts a JSON string without escapes, valid UTF-8 and
+ * free of control characters: the end past its closing quote, else NULL.
+ * The common bus data, checked without jansson, which takes about 24 ns a
+ * byte for strings; a NULL means "ask the parser", not "invalid". */
+const char *jstr_plain_end(const char *p, const char *end);
+
 #endif

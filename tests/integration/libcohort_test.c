@@ -106,6 +106,15 @@ static int basic(void)
 	CHECK(strstr(cohort_error(pub), "bad topic"));
 	CHECK(cohort_publish(pub, "a.b", "{not json", 1, false, NULL) == -1);
 	CHECK(cohort_publish(pub, "a.b", "{\"k\":1,\"k\":2}", 0, false, NULL) == -1);	/* cohortd would refuse it */
+	/* strings: a plain one is checked without the parser, the rest with it */
+	CHECK(cohort_publish(pub, "a.b", "\"tab\there\"", 0, false, NULL) == -1);
+	CHECK(cohort_publish(pub, "a.b", "\"\xff\"", 0, false, NULL) == -1);
+	CHECK(cohort_publish(pub, "a.b", "\"open", 0, false, NULL) == -1);
+	CHECK(cohort_publish(pub, "a.b", "\"a\" \"b\"", 0, false, NULL) == -1);
+	CHECK(cohort_publish(pub, "a.b", "\"esc \\\" \\u00e9\"", 1, false, NULL) == 0);
+	CHECK(cohort_publish(pub, "a.b", "\"caf\xc3\xa9\"", 1, false, NULL) == 0);
+	CHECK(cohort_publish(pub, "a.b", "1", 2, false, NULL) == -1);
+	CHECK(strstr(cohort_error(pub), "qos is 0 or 1"));
 	CHECK(cohort_subscribe(sub, "a.>.b", 0, on_msg, &g) == -1);
 	cohort_free(pub);
 	cohort_free(sub);

@@ -134,3 +134,31 @@ Test(jstr, malformed_strings_are_refused)
 		cr_assert_null(unescaped(bad[i], strlen(bad[i]), &len), "accepted %s", bad[i]);
 	}
 }
+
+Test(jstr, plain_strings_end_where_jansson_says)
+{
+	static const char *const plain[] = {"\"\"", "\"abc\"", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"", "\"x\",1"};
+	static const size_t ends[] = {2, 5, 12, 3};
+	static const char *const ask[] = {
+		"", "abc", "\"", "\"open", "\"esc\\n\"", "\"tab\there\"", "\"\xff\"", "\"\xc3\"", "\"nul\0\"",
+	};
+
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		size_t n = strlen(plain[i]);
+		char *copy = malloc(n);	/* no NUL after: a read past END shows */
+		memcpy(copy, plain[i], n);
+		cr_assert_eq(jstr_plain_end(copy, copy + n), copy + ends[i], "%s", plain[i]);
+		json_error_t err;
+		json_t *v = json_loadb(copy, n, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &err);
+		cr_assert(v && (size_t)err.position == ends[i], "jansson agrees on %s", plain[i]);
+		json_decref(v);
+		free(copy);
+	}
+	for (size_t i = 0; i < sizeof(ask) / sizeof(ask[0]); i++) {
+		size_t n = i == 8 ? 7 : strlen(ask[i]);
+		char *copy = malloc(n ? n : 1);
+		memcpy(copy, ask[i], n);
+		cr_assert_null(jstr_plain_end(copy, copy + n), "case %zu", i);
+		free(copy);
+	}
+}
