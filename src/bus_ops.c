@@ -252,6 +252,26 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 	free(dumped);
 }
 
+/* The deepest nesting of arrays and objects in the valid JSON text at p. */
+static int depth_of(const char *p, const char *end)
+{
+	int depth = 0, deepest = 0;
+
+	for (; p < end; p++) {
+		if (*p == '"') {	/* skip the string: valid JSON, so it ends */
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+		} else if (*p == '[' || *p == '{') {
+			if (++depth > deepest)
+				deepest = depth;
+		} else if (*p == ']' || *p == '}') {
+			depth--;
+		}
+	}
+	return deepest;
+}
+
 /* Matches LIT at *p; advances past it. */
 static bool take(const char **p, const char *end, const char *lit)
 {
@@ -283,7 +303,7 @@ static bool pub_fast(struct bus_conn *c, const char *text, size_t len)
 	if (!c->session || !take(&p, end, "{\"op\":\"pub\",\"topic\":\""))
 		return false;
 	const char *t = p;
-	while (p < end && *p != '"' && *p != '\\')
+	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
 		p++;
 	if (p == end || *p != '"' || (size_t)(p - t) >= sizeof(topic))
 		return false;
@@ -303,6 +323,11 @@ static bool pub_fast(struct bus_conn *c, const char *text, size_t len)
 				       JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &err);
 		data_end = v ? p + err.position : NULL;
 		json_decref(v);
+		/* jansson counts its depth limit from the frame, one level above
+		 * the data: data that reaches it alone is refused there */
+		if (data_end && data_end - data >= 2 * JSON_PARSER_MAX_DEPTH &&
+		    depth_of(data, data_end) >= JSON_PARSER_MAX_DEPTH)
+			return false;
 	}
 	if (!data_end || memchr(data, '\n', (size_t)(data_end - data)) || memchr(data, '\r', (size_t)(data_end - data)))
 		return false;

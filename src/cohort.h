@@ -77,7 +77,9 @@ unsigned cohort_reconnects(const cohort_t *c);
 
 /* qos 0: sent (queued) and done.  qos 1: waits until cohortd stored it;
  * *seq (if not NULL) its seq.  data is JSON text ("\"a string\"", "42",
- * "{...}"); mid may be NULL (one is made up for qos 1). */
+ * "{...}"); mid may be NULL (one is made up for qos 1).  -1 (see
+ * cohort_error) for a bad topic, data that is not JSON, or a qos other
+ * than 0 or 1, before anything is sent. */
 int cohort_publish(cohort_t *c, const char *topic, const char *data, int qos, bool retain,
 		   uint64_t *seq);
 int cohort_publish_mid(cohort_t *c, const char *topic, const char *data, int qos, bool retain,

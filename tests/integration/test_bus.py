@@ -384,12 +384,15 @@ locks = narrow.*
                 ('{"op":"pub","topic":"t.d","data":5,"qos":0,"retain":false}', '5'),
                 ('{"op":"pub","topic":"t.e","data":null,"qos":0,"retain":true}', 'null'),
                 ('{"op":"pub","topic":"t.f","data": [ 1 ],"qos":0,"retain":false}', '[ 1 ]'),
+                ('{"op":"pub","topic":"t.g","data":' + "[" * 2047 + "]" * 2047 + ',"qos":0,"retain":false}',
+                 "[" * 2047 + "]" * 2047),
             ]
             for frame, data in good:
                 await pub.send(frame)
                 text = await asyncio.wait_for(sub.recv(), 10 * FACTOR)
                 self.assertIn('"data":' + data + ',', text, frame)
-                self.assertEqual(json.loads(text)["topic"], json.loads(frame)["topic"])
+                # (no json.loads: Python's stops at 1000 levels)
+                self.assertIn(frame[frame.index('"topic"'):frame.index(',"data"')], text)
             # qos 1 with a mid and an id: the ok carries the id; the same mid is a no-op
             frame = '{"op":"pub","topic":"t.f","data":[1],"qos":1,"retain":false,"mid":"m-1","id":7}'
             await pub.send(frame)
@@ -416,6 +419,9 @@ locks = narrow.*
                 ('{"op":"pub","topic":"t.a","data":1,"qos":1,"retain":false,"mid":"","id":9}', "mid a string"),
                 ('{"op":"pub","topic":"t.a","data":1,"qos":1,"retain":false,"mid":"' + "m" * 201 + '","id":9}',
                  "mid a string"),
+                ('{"op":"pub","topic":"t.a\x00zz","data":1,"qos":0,"retain":false}', "bad JSON"),
+                ('{"op":"pub","topic":"t.a","data":' + "[" * 2048 + "]" * 2048 + ',"qos":0,"retain":false}',
+                 "bad JSON"),
             ]
             for frame, want in bad:
                 await pub.send(frame)
