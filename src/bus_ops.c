@@ -275,12 +275,11 @@ static int depth_of(const char *p, const char *end)
 /* Matches LIT at *p; advances past it. */
 static bool take(const char **p, const char *end, const char *lit)
 {
-	size_t n = strlen(lit);
+	const char *q = jstr_lit(*p, end, lit);
 
-	if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
-		return false;
-	*p += n;
-	return true;
+	if (q)
+		*p = q;
+	return q != NULL;
 }
 
 /*

@@ -170,3 +170,10 @@ const char *jstr_plain_end(const char *p, const char *end)
 	}
 	return NULL;
 }
+
+const char *jstr_lit(const char *p, const char *end, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return p && (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}

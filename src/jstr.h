@@ -26,4 +26,8 @@ char *jstr_unescape(char *w, const char *text, size_t n);
  * byte for strings; a NULL means "ask the parser", not "invalid". */
 const char *jstr_plain_end(const char *p, const char *end);
 
+/* Past LIT when the text at P (before END) starts with it, else NULL; a
+ * NULL P gives NULL, so calls chain. For frames of a fixed layout. */
+const char *jstr_lit(const char *p, const char *end, const char *lit);
+
 #endif

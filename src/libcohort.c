@@ -148,13 +148,6 @@ size_t cohort_unacked(const cohort_t *c)
 
 /* --- frames in -------------------------------------------------------------------- */
 
-/* Skips what matches lit at p (within end); NULL if it does not. */
-static const char *skip_lit(const char *p, const char *end, const char *lit)
-{
-	size_t n = strlen(lit);
-	return p && (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
-}
-
 /* Takes the decimal number at p (at most 19 digits: no overflow). */
 static const char *take_u64(const char *p, const char *end, uint64_t *v)
 {
@@ -168,10 +161,10 @@ static const char *take_u64(const char *p, const char *end, uint64_t *v)
 
 static const char *take_bool(const char *p, const char *end, bool *v)
 {
-	const char *q = skip_lit(p, end, "true");
+	const char *q = jstr_lit(p, end, "true");
 
 	*v = q != NULL;
-	return q ? q : skip_lit(p, end, "false");
+	return q ? q : jstr_lit(p, end, "false");
 }
 
 /*
@@ -201,11 +194,11 @@ static bool msg_fast(const char *text, size_t len, struct cohort_msg *m, char **
 			continue;
 		uint64_t qos, ts;
 		const char *q = take_u64(p + sizeof(tail) - 1, end, &m->seq);
-		q = take_u64(skip_lit(q, end, ",\"qos\":"), end, &qos);
-		q = take_u64(skip_lit(q, end, ",\"ts_ms\":"), end, &ts);
-		q = take_bool(skip_lit(q, end, ",\"retained\":"), end, &m->retained);
-		q = take_bool(skip_lit(q, end, ",\"redelivered\":"), end, &m->redelivered);
-		q = skip_lit(q, end, "}");
+		q = take_u64(jstr_lit(q, end, ",\"qos\":"), end, &qos);
+		q = take_u64(jstr_lit(q, end, ",\"ts_ms\":"), end, &ts);
+		q = take_bool(jstr_lit(q, end, ",\"retained\":"), end, &m->retained);
+		q = take_bool(jstr_lit(q, end, ",\"redelivered\":"), end, &m->redelivered);
+		q = jstr_lit(q, end, "}");
 		if (q != end || qos > 1)
 			return false;
 		size_t dlen = (size_t)(p - start);
@@ -267,8 +260,8 @@ static bool ok_fast(cohort_t *c, const char *text, size_t len)
 	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
 		return false;
 	const char *q = take_u64(text + sizeof(head) - 1, end, &id);
-	q = take_u64(skip_lit(q, end, ",\"seq\":"), end, &seq);
-	if (skip_lit(q, end, "}") != end || !id || id == c->wait_id)
+	q = take_u64(jstr_lit(q, end, ",\"seq\":"), end, &seq);
+	if (jstr_lit(q, end, "}") != end || !id || id == c->wait_id)
 		return false;
 	free(imap_del(&c->unacked, (int64_t)id));
 	return true;
