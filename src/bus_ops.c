@@ -15,6 +15,7 @@
 #include "bus.h"
 #include "config_keys.h"
 #include "daemon.h"
+#include "jflat.h"
 #include "jscan.h"
 #include "jstr.h"
 #include "lock.h"
@@ -566,8 +567,10 @@ void bus_handle(struct bus_conn *c, const char *text, size_t len)
 		return;
 
 	json_error_t err;
-	json_t *req = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	json_t *req = jflat_load(text, len);
 
+	if (!req)
+		req = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
 	if (!req) {
 		bus_conn_error(c, NULL, "bad JSON: %s (at column %d)", err.text, err.column);
 		return;

@@ -21,6 +21,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "jflat.h"
 #include "lock.h"
 #include "log.h"
 
@@ -55,7 +56,7 @@ static void client_update(struct ctl_client *c)
 		want |= EV_READ;
 	/* A closing client is closed from its write callback, never under a
 	 * caller that still holds it. */
-	if (c->out.len || c->closing)
+	if ((c->out.len && !c->flush_queued) || c->closing)
 		want |= EV_WRITE;
 	if (want == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
 		return;
@@ -72,6 +73,12 @@ void ctl_client_close(struct ctl_client *c)
 	ctl_wait_cancel(c);
 	ctl_stream_stop(c);
 	lock_session_close(c->locks);	/* a client that leaves lets go */
+	if (c->flush_queued)
+		for (struct ctl_client **p = &ctl->flush; *p; p = &(*p)->flush_next)
+			if (*p == c) {
+				*p = c->flush_next;
+				break;
+			}
 	ev_io_stop(ctl->d->loop, &c->io);
 	close(c->io.fd);
 	if (c->prev)
@@ -129,11 +136,29 @@ void ctl_send(struct ctl_client *c, json_t *obj)
 void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 {
 	sbuf_add(&c->out, line, len);
-	/* Write now if the socket takes it; the watcher does the rest, and
-	 * closes a client that is gone. */
-	if (client_flush(c) < 0)
-		c->closing = true;
-	client_update(c);
+	if (c->flush_queued || (c->io.events & EV_WRITE))
+		return;	/* written by flush_cb or by the write watcher */
+	c->flush_queued = true;
+	c->flush_next = c->ctl->flush;
+	c->ctl->flush = c;
+}
+
+/* Before the loop waits: writes what the socket takes now; the watcher
+ * does the rest, and closes a client that is gone. */
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct control *ctl = container_of(w, struct control, flush_w);
+	(void)loop;
+	(void)revents;
+
+	while (ctl->flush) {
+		struct ctl_client *c = ctl->flush;
+		ctl->flush = c->flush_next;
+		c->flush_queued = false;
+		if (client_flush(c) < 0)
+			c->closing = true;
+		client_update(c);
+	}
 }
 
 bool ctl_stream_ok(struct ctl_client *c)
@@ -242,8 +267,11 @@ static void handle_line(struct ctl_client *c, const char *line, size_t len)
 {
 	json_error_t jerr;
 	json_t *resp = json_object();
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *req = jflat_load(line, len);
 	const char *name;
+
+	if (!req)
+		req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 
 	json_object_set_new(resp, "ok", json_true());	/* first key; errors flip it */
 	if (!req) {
@@ -511,6 +539,8 @@ int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errle
 	}
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
 	ev_io_start(d->loop, &ctl->listen_io);
+	ev_prepare_init(&ctl->flush_w, flush_cb);
+	ev_prepare_start(d->loop, &ctl->flush_w);
 	return 0;
 fail:
 	free(ctl->path);
@@ -528,6 +558,7 @@ void control_close(struct control *ctl)
 		ctl_client_close(c);
 	}
 	ev_io_stop(ctl->d->loop, &ctl->listen_io);
+	ev_prepare_stop(ctl->d->loop, &ctl->flush_w);
 	close(ctl->listen_io.fd);
 	unlink(ctl->path);
 	free(ctl->path);

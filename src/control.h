@@ -52,6 +52,8 @@ struct ctl_client {
 	struct ctl_wait *wait;	/* the request waiting for targets to settle */
 	struct lock_session *locks;	/* opened by the first lock command */
 	struct ctl_client *prev, *next;
+	struct ctl_client *flush_next;	/* in control.flush, when flush_queued */
+	bool flush_queued;
 };
 
 struct control {
@@ -62,6 +64,11 @@ struct control {
 	gid_t group;
 	struct ctl_client *clients;
 	size_t nclients;
+	/* Clients with answers to write, written just before the loop waits:
+	 * each answer wakes its client, which would otherwise take the CPU
+	 * from the rest of the batch (as redis does it, in beforeSleep). */
+	ev_prepare flush_w;
+	struct ctl_client *flush;
 	uint64_t next_id;
 	/* uid -> 1 member of control_group, 2 not; cached because the
 	 * group lookup may block */

@@ -415,6 +415,14 @@ ready = delay:0
             (b'{"cmd":"signal","service":"a","signal":"KIL"}\n', 'unknown signal "KIL"'),
             (b'{"cmd":"status","services":"a"}\n', 'field "services" must be a list'),
             (b'{"cmd":"status","cmd":"plan"}\n', "bad JSON"),
+            # the flat-request reader (src/jflat.c) hands these to jansson
+            (b'{"cmd":"log","service":"a","lines":1.5}\n', 'field "lines" must be an integer'),
+            (b'{"cmd":"log","service":"a","lines":123456789012345678901234}\n', "bad JSON"),
+            (b'{"cmd":"log","service":"a","lines":01}\n', "bad JSON"),
+            (b'{"cmd":"st\\u0061tus","services":"a"}\n', 'field "services" must be a list'),
+            (b'{"cmd":"plan"} x\n', "bad JSON"),
+            (b'{"cmd":"plan",}\n', "bad JSON"),
+            (b'{"cmd":"pl\xe9n"}\n', "bad JSON"),
         ]
         for raw, want in cases:
             r = d.request(raw=raw)
@@ -437,6 +445,11 @@ ready = delay:0
         # half a line, then gone: nothing breaks
         with d.connect() as s:
             s.sendall(b'{"cmd":"sta')
+        # a whole request, then gone before its answer is written (answers
+        # wait for the end of the loop iteration): nothing breaks either
+        for _ in range(200):
+            with d.connect() as s:
+                s.sendall(b'{"cmd":"status"}\n{"cmd":"plan"}\n')
         self.assertTrue(d.request({"cmd": "status"})["ok"])
         d.stop()
 
