@@ -77,6 +77,8 @@ void ctl_client_close(struct ctl_client *c)
 		for (struct ctl_client **p = &ctl->flush; *p; p = &(*p)->flush_next)
 			if (*p == c) {
 				*p = c->flush_next;
+				if (ctl->flush_tail == &c->flush_next)
+					ctl->flush_tail = p;
 				break;
 			}
 	ev_io_stop(ctl->d->loop, &c->io);
@@ -138,9 +140,12 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 	sbuf_add(&c->out, line, len);
 	if (c->flush_queued || (c->io.events & EV_WRITE))
 		return;	/* written by flush_cb or by the write watcher */
+	/* In the order answered: a lock's next holder, granted by a release,
+	 * hears before the releaser hears "ok". */
 	c->flush_queued = true;
-	c->flush_next = c->ctl->flush;
-	c->ctl->flush = c;
+	c->flush_next = NULL;
+	*c->ctl->flush_tail = c;
+	c->ctl->flush_tail = &c->flush_next;
 }
 
 /* Before the loop waits: writes what the socket takes now; the watcher
@@ -154,6 +159,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	while (ctl->flush) {
 		struct ctl_client *c = ctl->flush;
 		ctl->flush = c->flush_next;
+		if (!ctl->flush)
+			ctl->flush_tail = &ctl->flush;
 		c->flush_queued = false;
 		if (client_flush(c) < 0)
 			c->closing = true;
@@ -539,6 +546,7 @@ int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errle
 	}
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
 	ev_io_start(d->loop, &ctl->listen_io);
+	ctl->flush_tail = &ctl->flush;
 	ev_prepare_init(&ctl->flush_w, flush_cb);
 	ev_prepare_start(d->loop, &ctl->flush_w);
 	return 0;

@@ -68,7 +68,7 @@ struct control {
 	 * each answer wakes its client, which would otherwise take the CPU
 	 * from the rest of the batch (as redis does it, in beforeSleep). */
 	ev_prepare flush_w;
-	struct ctl_client *flush;
+	struct ctl_client *flush, **flush_tail;	/* in the order answered */
 	uint64_t next_id;
 	/* uid -> 1 member of control_group, 2 not; cached because the
 	 * group lookup may block */

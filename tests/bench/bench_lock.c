@@ -139,41 +139,55 @@ static void redis_release(struct conn *c, const char *name, const char *token)
 
 /* --- cohortd ------------------------------------------------------------------ */
 
-static json_t *cohort_call(struct conn *c, const char *req)
+/*
+ * The answers are read the way the redis answers are, by what they start
+ * with ("+OK", ":1"), not by a JSON parser: a parse per answer would cost
+ * this client more than the server spends, and the 16 clients share the
+ * machine's two cores with the server.  Anything else is parsed, to say
+ * what went wrong.
+ */
+static const char grant_prefix[] = "{\"ok\":true,\"token\":";
+
+static void cohort_call(struct conn *c, const char *req, char *line, size_t len)
 {
-	char line[4096];
 	conn_send(c, req, strlen(req));
-	conn_line(c, line, sizeof(line));
-	return json_loads(line, 0, NULL);
+	conn_line(c, line, len);
+}
+
+static const char *cohort_error(const char *line)
+{
+	static char msg[256];
+	json_t *r = json_loads(line, 0, NULL);
+	const char *e = r ? json_string_value(json_object_get(r, "error")) : NULL;
+
+	snprintf(msg, sizeof(msg), "%s", e ? e : line);
+	json_decref(r);
+	return msg;
 }
 
 static uint64_t cohort_acquire(struct conn *c, const char *name, int64_t wait_ms)
 {
-	char req[512];
+	char req[512], line[4096];
 	snprintf(req, sizeof(req), "{\"cmd\":\"lock.acquire\",\"name\":\"%s\",\"ttl_ms\":30000,"
 		 "\"wait_ms\":%" PRId64 "}\n", name, wait_ms);
-	json_t *r = cohort_call(c, req);
-	uint64_t token = r && json_is_true(json_object_get(r, "ok"))
-		? (uint64_t)json_integer_value(json_object_get(r, "token")) : 0;
+	cohort_call(c, req, line, sizeof(line));
+	uint64_t token = strncmp(line, grant_prefix, sizeof(grant_prefix) - 1) == 0
+		? strtoull(line + sizeof(grant_prefix) - 1, NULL, 10) : 0;
 	if (!token)
-		fprintf(stderr, "acquire %s (wait %" PRId64 " ms): %s\n", name, wait_ms,
-			r ? json_string_value(json_object_get(r, "error")) : "bad answer");
-	json_decref(r);
+		fprintf(stderr, "acquire %s (wait %" PRId64 " ms): %s\n", name, wait_ms, cohort_error(line));
 	return token;
 }
 
 static void cohort_release(struct conn *c, const char *name, uint64_t token)
 {
-	char req[512];
+	char req[512], line[4096];
 	snprintf(req, sizeof(req), "{\"cmd\":\"lock.release\",\"name\":\"%s\",\"token\":%" PRIu64 "}\n",
 		 name, token);
-	json_t *r = cohort_call(c, req);
-	if (!r || !json_is_true(json_object_get(r, "ok"))) {
-		fprintf(stderr, "release of %s token %" PRIu64 " failed\n", name, token);
-		exit(1);
+	cohort_call(c, req, line, sizeof(line));
+	if (strcmp(line, "{\"ok\":true}") != 0) {
+		fprintf(stderr, "release of %s token %" PRIu64 " failed: %s\n", name, token, cohort_error(line));
 		exit(1);
 	}
-	json_decref(r);
 }
 
 /* --- uncontended -------------------------------------------------------------- */
@@ -251,9 +265,12 @@ static void uncontended(int nclients)
 		free(ws[i].lat);
 	}
 	qsort(all, total, sizeof(int64_t), cmp64);
-	printf("uncontended %2d client%s: acquire+release p50 %7.1f us  p99 %7.1f us  %9.0f pairs/s\n",
+	printf("uncontended %2d client%s: acquire+release p50 %7.1f us  p99 %7.1f us  %9.0f pairs/s"
+	       "  (p90 %.1f p99.9 %.1f us)\n",
 	       nclients, nclients == 1 ? " " : "s", (double)all[total / 2] / 1e3,
-	       (double)all[(size_t)((double)total * 0.99)] / 1e3, (double)total / elapsed);
+	       (double)all[(size_t)((double)total * 0.99)] / 1e3, (double)total / elapsed,
+	       (double)all[(size_t)((double)total * 0.9)] / 1e3,
+	       (double)all[(size_t)((double)total * 0.999)] / 1e3);
 	free(all);
 	free(ws);
 }
