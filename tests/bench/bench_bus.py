@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Message bus benchmarks: tests/bench/bench_bus with libcohort against
 cohortd's bus, with libmosquitto against mosquitto and with RESP against
-redis pub/sub, the same client pattern for all, in the same run; each
-server started fresh, alone on the machine while it is measured; over
-unix sockets and over TCP 127.0.0.1.  The servers take turns over
-BENCH_ROUNDS rounds (3) and each figure is the median over the rounds: a
-shared VM has slow spells of tens of seconds, and one server measured in
-one of them would otherwise carry it alone.
+redis pub/sub, the same client pattern for all, in the same run; over
+unix sockets and over TCP 127.0.0.1.  Each round (BENCH_ROUNDS, 3)
+starts every server fresh and takes each measurement of each server in
+turn, back to back, and each figure is the median over the rounds: a
+shared VM has slow spells of tens of seconds, and a server measured a
+minute apart from its peer could carry one alone.  The servers are idle
+while another is measured.
 
   latency      one-way, the send time (CLOCK_MONOTONIC) in the payload:
                p50 / p99 / p99.9 at 1,000 msg/s, 100-byte payloads
@@ -266,26 +267,36 @@ def run_one(kind, address, env, args):
     return {"error": (r.stderr.strip() or f"exit {r.returncode}, no result").splitlines()[-1]}
 
 
-def measure(cls, work):
-    """Starts the server fresh, runs every measurement over every transport."""
-    server = cls(os.path.join(work, cls.label))
-    os.makedirs(server.work)
-    res = {}
+def measure_round(peers, work, r):
+    """One round: every server started fresh, all up at once; each
+    measurement is then taken of each server in turn, back to back (the
+    order rotating from one measurement to the next), so that a slow spell
+    of this shared VM falls on all of them alike rather than on whichever
+    was being measured.  {label: {(transport, key): result}}."""
+    servers = [cls(os.path.join(work, cls.label)) for cls in peers]
+    res = {cls.label: {} for cls in peers}
     try:
-        server.launch()
+        for server in servers:
+            os.makedirs(server.work)
+            server.launch()
+        turn = r
         for transport in TRANSPORTS:
-            address, env = server.address(transport)
             for key, args in MEASUREMENTS:
-                before = server.dropped() if cls is Cohortd else None
-                res[(transport, key)] = run_one(KIND[cls], address, env, args)
-                after = server.dropped() if cls is Cohortd else None
-                if before is not None and after is not None:
-                    res[(transport, key)]["server_dropped"] = str(after - before)
-                if "error" in res[(transport, key)]:
-                    print(f"  ({cls.label} {transport} {key}: {res[(transport, key)]['error']})",
-                          file=sys.stderr)
+                turn += 1
+                for server in servers[turn % len(servers):] + servers[:turn % len(servers)]:
+                    address, env = server.address(transport)
+                    mine = isinstance(server, Cohortd)
+                    before = server.dropped() if mine else None
+                    d = run_one(KIND[type(server)], address, env, args)
+                    after = server.dropped() if mine else None
+                    if before is not None and after is not None:
+                        d["server_dropped"] = str(after - before)
+                    if "error" in d:
+                        print(f"  ({server.label} {transport} {key}: {d['error']})", file=sys.stderr)
+                    res[server.label][(transport, key)] = d
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return res
 
 
@@ -459,14 +470,15 @@ def main():
           "max_queued_bytes 64M; redis without persistence (no qos 1: n/a)")
     print("  ratios: cohortd's figure / the peer's (latency: below 1 is better; msg/s: above 1 is "
           "better)")
-    print(f"  each figure: the median of {ROUNDS} rounds, the servers taking turns")
+    print(f"  each figure: the median of {ROUNDS} rounds; in a round the servers take turns "
+          "at each measurement")
     work = tempfile.mkdtemp(prefix="cohort-bbus.")
     rounds = {cls.label: [] for cls in peers}
     t0 = time.monotonic()
     try:
         for r in range(ROUNDS):
-            for cls in peers[r % len(peers):] + peers[:r % len(peers)]:
-                rounds[cls.label].append(measure(cls, os.path.join(work, f"round{r}")))
+            for label, res in measure_round(peers, os.path.join(work, f"round{r}"), r).items():
+                rounds[label].append(res)
     finally:
         for p in procs:
             if p.poll() is None:
