@@ -495,11 +495,41 @@ fail:
 	return -1;
 }
 
+/*
+ * lws_context_destroy drops the sockets without a Close frame: clients
+ * would see 1006, "abnormal closure", for an orderly stop.  So each gets
+ * 1001, "going away", first, written as raw bytes as write_some writes
+ * (the loop no longer runs to drive a writeable callback), after the
+ * queued frames the socket takes at once; the rest are not sent (qos 1
+ * ones are redelivered after the restart).
+ */
+static void say_goodbye(struct bus *b)
+{
+	static const char reason[] = "cohortd is stopping";
+	unsigned char frame[LWS_PRE + 4 + sizeof(reason)];
+	unsigned char *f = frame + LWS_PRE;
+	size_t n = 4 + sizeof(reason) - 1;
+
+	f[0] = 0x88;	/* FIN, Close */
+	f[1] = (unsigned char)(n - 2);
+	f[2] = LWS_CLOSE_STATUS_GOINGAWAY >> 8;
+	f[3] = LWS_CLOSE_STATUS_GOINGAWAY & 0xff;
+	memcpy(f + 4, reason, sizeof(reason) - 1);
+	for (struct bus_conn *c = b->conns; c; c = c->next) {
+		if (c->closing)
+			continue;
+		if (c->out_head && !lws_partial_buffered(c->wsi))
+			(void)write_some(c);	/* what the socket takes now */
+		(void)lws_write(c->wsi, f, n, LWS_WRITE_HTTP);
+	}
+}
+
 void bus_close(struct bus *b)
 {
 	if (!b->ctx)
 		return;
 	ev_prepare_stop(b->loop, &b->flush_w);
+	say_goodbye(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
 	bus_store_close(b);

@@ -333,6 +333,20 @@ locks = narrow.*
         self.assertTrue(d.request({"cmd": "status"})["ok"])
         d.stop()
 
+    def test_clients_hear_going_away_at_shutdown(self):
+        d = self.daemon()
+
+        async def go():
+            said_hello = await raw(self.bus(d))
+            silent = await raw(self.bus(d), hello=False)
+            await asyncio.get_running_loop().run_in_executor(None, d.stop)
+            for ws in (said_hello, silent):
+                with self.assertRaises(websockets.ConnectionClosed) as cm:
+                    await recv(ws)
+                self.assertEqual(cm.exception.code, 1001)	# not 1006, abnormal
+                self.assertEqual(cm.exception.reason, "cohortd is stopping")
+        run(go())
+
     def test_data_as_published_and_answers_without_id(self):
         d = self.daemon()
 
