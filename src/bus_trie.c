@@ -227,32 +227,41 @@ bool pattern_within(const char *in, const char *out)
 	}
 }
 
+/* A character of a literal topic segment: [A-Za-z0-9_-]. */
+static bool segment_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+	       c == '-';
+}
+
+/* One pass, no strspn: every pub checks its topic here, and glibc's
+ * strspn builds a table of its accept set on each call. */
 bool topic_pattern_valid(const char *pat, bool wild)
 {
-	const char *seg = pat;
+	const unsigned char *begin = (const unsigned char *)pat, *p = begin;
+	bool literal = false;
 
-	if (!*pat || strlen(pat) > 1024)
-		return false;
+	if (*p == '$') {	/* the daemon's own topics: the first segment is a name */
+		p++;
+		literal = true;
+	}
 	for (;;) {
-		size_t len = strcspn(seg, ".");
-		bool last = seg[len] == '\0';
-		const char *body = seg;
-		size_t blen = len;
-
-		if (seg == pat && *seg == '$') {	/* the daemon's own topics */
-			body++;
-			blen--;
+		const unsigned char *seg = p;
+		if (wild && !literal && (*p == '*' || *p == '>') && (p[1] == '.' || p[1] == '\0')) {
+			if (*p == '>' && p[1] != '\0')
+				return false;	/* ">" only as the last segment */
+			p++;
+		} else {
+			while (segment_char(*p))
+				p++;
+			if (p == seg)
+				return false;	/* an empty segment, or a bad character */
 		}
-		if (len == 0)
+		literal = false;
+		if (*p == '\0')
+			return p - begin <= 1024;
+		if (*p != '.')
 			return false;
-		if (wild && len == 1 && (*seg == '*' || (*seg == '>' && last))) {
-			/* a wildcard segment */
-		} else if (blen == 0 || strspn(body, "abcdefghijklmnopqrstuvwxyz"
-					"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") < blen) {
-			return false;
-		}
-		if (last)
-			return true;
-		seg += len + 1;
+		p++;
 	}
 }

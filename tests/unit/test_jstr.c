@@ -162,3 +162,54 @@ Test(jstr, plain_strings_end_where_jansson_says)
 		free(copy);
 	}
 }
+
+/* The byte loop jstr_plain_end was first (and still ends with): the
+ * eight-bytes-at-a-time front must give the same answer everywhere. */
+static const char *plain_end_bytewise(const char *p, const char *end)
+{
+	json_error_t err;
+	json_t *v;
+
+	if (p >= end || *p != '"')
+		return NULL;
+	for (const char *q = p + 1; q < end; q++) {
+		if (*q == '\\' || (unsigned char)*q < 0x20)
+			return NULL;
+		if (*q == '"') {
+			/* the UTF-8 check: jansson's, on what was scanned */
+			v = json_loadb(p, (size_t)(q + 1 - p), JSON_DECODE_ANY, &err);
+			json_decref(v);
+			return v ? q + 1 : NULL;
+		}
+	}
+	return NULL;
+}
+
+Test(jstr, plain_end_word_at_a_time_agrees_at_every_offset)
+{
+	static const char *const specials[] = {
+		"\"", "\\", "\x01", "\x1f", "\x20", "\x7f", "\x80", "\xff", "\xc3\xa9", "\xe2\x82\xac", "\xc3",
+	};
+	static const size_t lens[] = {1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 1};
+	size_t matched = 0;
+
+	for (size_t body = 0; body <= 40; body++)
+		for (size_t s = 0; s < sizeof(specials) / sizeof(specials[0]); s++)
+			for (size_t at = 0; at <= body; at++)
+				for (int closed = 0; closed < 2; closed++) {
+					size_t n = 1 + body + lens[s] + (size_t)closed;
+					char *text = malloc(n);	/* no NUL after it */
+					text[0] = '"';
+					memset(text + 1, 'a', body);
+					memmove(text + 1 + at + lens[s], text + 1 + at, body - at);
+					memcpy(text + 1 + at, specials[s], lens[s]);
+					if (closed)
+						text[n - 1] = '"';
+					const char *want = plain_end_bytewise(text, text + n);
+					cr_assert_eq(jstr_plain_end(text, text + n), want,
+						     "body %zu, special %zu at %zu, closed %d", body, s, at, closed);
+					matched += want != NULL;
+					free(text);
+				}
+	cr_assert_gt(matched, 1000);
+}

@@ -125,3 +125,75 @@ Test(trie, pattern_within)
 	cr_assert(pattern_within("$dead.>", "$dead.>"));
 	cr_assert(!pattern_within("a.b", "a.b.c"));
 }
+
+/* The rule as it was first written, segment by segment with strspn: the
+ * one-pass topic_pattern_valid must agree with it on every string. */
+static bool reference_valid(const char *pat, bool wild)
+{
+	const char *seg = pat;
+
+	if (!*pat || strlen(pat) > 1024)
+		return false;
+	for (;;) {
+		size_t len = strcspn(seg, ".");
+		bool last = seg[len] == '\0';
+		const char *body = seg;
+		size_t blen = len;
+
+		if (seg == pat && *seg == '$') {
+			body++;
+			blen--;
+		}
+		if (len == 0)
+			return false;
+		if (wild && len == 1 && (*seg == '*' || (*seg == '>' && last))) {
+			/* a wildcard segment */
+		} else if (blen == 0 || strspn(body, "abcdefghijklmnopqrstuvwxyz"
+					"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") < blen) {
+			return false;
+		}
+		if (last)
+			return true;
+		seg += len + 1;
+	}
+}
+
+Test(trie, pattern_validity_agrees_with_the_reference_on_every_short_string)
+{
+	static const char alphabet[] = "aZ9_-.*>$ \xc3";
+	const size_t k = sizeof(alphabet) - 1;
+	char s[8];
+	size_t checked = 0;
+
+	for (size_t len = 0; len <= 6; len++) {
+		size_t total = 1;
+		for (size_t i = 0; i < len; i++)
+			total *= k;
+		for (size_t n = 0; n < total; n++) {
+			size_t v = n;
+			for (size_t i = 0; i < len; i++, v /= k)
+				s[i] = alphabet[v % k];
+			s[len] = '\0';
+			for (int wild = 0; wild < 2; wild++)
+				cr_assert_eq(topic_pattern_valid(s, wild), reference_valid(s, wild),
+					     "\"%s\" (wild %d)", s, wild);
+			checked++;
+		}
+	}
+	cr_assert_gt(checked, 1900000);	/* 11^6 + 11^5 + ... */
+}
+
+Test(trie, pattern_length_limit)
+{
+	char s[1100];
+
+	memset(s, 'a', sizeof(s) - 1);
+	s[sizeof(s) - 1] = '\0';
+	s[1024] = '\0';
+	cr_assert(topic_pattern_valid(s, false));
+	s[1024] = 'a';
+	s[1025] = '\0';
+	cr_assert_not(topic_pattern_valid(s, false));
+	s[1023] = '.';
+	cr_assert_not(topic_pattern_valid(s, true));
+}
