@@ -28,7 +28,7 @@ struct journal {
 	jrnl_done_fn done;
 	void *arg;
 	ev_async done_w;
-	ev_check batch_w;		/* batch: hands the iteration's records over */
+	ev_prepare batch_w;		/* batch: hands the iteration's records over */
 	struct sbuf local;		/* batch: records of this loop iteration */
 	uint64_t local_ticket;
 	uint64_t ticket;		/* last ticket given (loop thread) */
@@ -449,7 +449,14 @@ static void handover(struct journal *j)
 	j->local.len = 0;
 }
 
-static void batch_cb(struct ev_loop *loop, ev_check *w, int revents)
+/*
+ * Just before the loop sleeps, after every other callback of the
+ * iteration (lowest priority): a check watcher would run first in the
+ * next iteration, before that iteration's records exist, so a record would
+ * wait for some later event; and the writer woken before the bus's own
+ * prepare watcher would take the CPU from the deliveries it sends.
+ */
+static void batch_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)loop;
 	(void)revents;
@@ -571,8 +578,9 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	pthread_cond_init(&j->wake, NULL);
 	ev_async_init(&j->done_w, done_cb);
 	ev_async_start(loop, &j->done_w);
-	ev_check_init(&j->batch_w, batch_cb);
-	ev_check_start(loop, &j->batch_w);
+	ev_prepare_init(&j->batch_w, batch_cb);
+	ev_set_priority(&j->batch_w, EV_MINPRI);
+	ev_prepare_start(loop, &j->batch_w);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -596,7 +604,7 @@ void jrnl_close(struct journal *j)
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->thread, NULL);
 	ev_async_stop(j->loop, &j->done_w);
-	ev_check_stop(j->loop, &j->batch_w);
+	ev_prepare_stop(j->loop, &j->batch_w);
 	if (j->fd >= 0)
 		close(j->fd);
 	pthread_mutex_destroy(&j->lock);
