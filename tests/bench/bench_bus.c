@@ -15,7 +15,8 @@
  * subscribers (a thread of their own, one poll() over every connection)
  * take now - t for the latency and count each index once.
  *
- * latency: one publisher paces COUNT messages at RATE msg/s (after 500
+ * latency: one publisher paces COUNT messages at RATE msg/s on average,
+ * gaps drawn evenly from 0.5 to 1.5 periods (after 500
  * warm-up messages that are not counted) to one subscriber; one-way
  * latency p50 / p99 / p99.9.  qos 1: cohort publishes with
  * cohort_publish_nowait (not paced by the oks) and subscribes with qos 1
@@ -912,11 +913,15 @@ static void latency(int qos, int rate, int64_t count)
 	subset_start(&set, 1, qos, count, true, LAT_TOPIC_COHORT, LAT_TOPIC_MQTT);
 	pub_open(&p, qos);
 	int64_t next = now_ns();
+	unsigned seed = (unsigned)getpid() ^ (unsigned)next;
 	for (int64_t i = -WARMUP; i < count; i++) {
 		/* Paced on an absolute schedule; meanwhile, read (oks, acks). */
 		for (int64_t now = now_ns(); now < next; now = now_ns())
 			pub_service(&p, next - now);
-		next += period;
+		/* Gaps of 0.5 to 1.5 periods (the same rate): runs against
+		 * several servers at once must not fall into step, one server's
+		 * messages always arriving with another's. */
+		next += period / 2 + (int64_t)((double)period * rand_r(&seed) / ((double)RAND_MAX + 1));
 		int64_t t = now_ns();
 		make_payload(payload, t, i < 0 ? -1 : i);
 		pub_send(&p, LAT_TOPIC_COHORT, LAT_TOPIC_MQTT, payload);
