@@ -139,7 +139,7 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 {
 	sbuf_add(&c->out, line, len);
 	if (c->flush_queued || (c->io.events & EV_WRITE))
-		return;	/* written by flush_cb or by the write watcher */
+		return;	/* written by control_flush or by the write watcher */
 	/* In the order answered: a lock's next holder, granted by a release,
 	 * hears before the releaser hears "ok". */
 	c->flush_queued = true;
@@ -148,14 +148,10 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 	c->ctl->flush_tail = &c->flush_next;
 }
 
-/* Before the loop waits: writes what the socket takes now; the watcher
- * does the rest, and closes a client that is gone. */
-static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+/* Writes what the socket takes now; the watcher does the rest, and
+ * closes a client that is gone. */
+void control_flush(struct control *ctl)
 {
-	struct control *ctl = container_of(w, struct control, flush_w);
-	(void)loop;
-	(void)revents;
-
 	while (ctl->flush) {
 		struct ctl_client *c = ctl->flush;
 		ctl->flush = c->flush_next;
@@ -166,6 +162,14 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			c->closing = true;
 		client_update(c);
 	}
+}
+
+/* Before the loop waits. */
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	control_flush(container_of(w, struct control, flush_w));
 }
 
 bool ctl_stream_ok(struct ctl_client *c)

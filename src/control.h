@@ -92,6 +92,10 @@ struct ctl_command {
 };
 
 int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
+/* Writes the queued answers now: done before the loop sleeps, and by
+ * cohortd once the loop has ended, so that the last answers (the one to
+ * "shutdown") do not wait for the final sweep. */
+void control_flush(struct control *ctl);
 /* Root, cohortd's own uid, or control_group: who may drive cohortd (and
  * is an admin on the bus). */
 bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid);

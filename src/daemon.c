@@ -457,6 +457,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	log_plan(d);
 	stack_start(d);
 	ev_run(d->loop, 0);
+	control_flush(&d->ctl);
 
 	rc = d->exit_code;
 	if (!d->killed_all && d->shutting_down)

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -323,14 +324,22 @@ def become_subreaper():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def end_orphans():
-    """Kills (with their process groups) and reaps every child this
-    process has left once its cohortds are gone: inherited orphans."""
-    for _ in range(50):
+def end_orphans(timeout=10.0):
+    """Kills (with their process groups) and reaps every child this process
+    still has once its cohortds are gone: inherited orphans, and anything a
+    test started and left running.  Never blocks past the deadline; what
+    is left then is reported on stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
         kids = children_of(os.getpid())
         if not kids:
             return
-        for pid, _state in kids:
+        if time.monotonic() > deadline:
+            print(f"harness: could not end children {kids}", file=sys.stderr)
+            return
+        for pid, state in kids:
+            if state == "Z":
+                continue
             for kill, target in ((os.killpg, pid), (os.kill, pid)):
                 try:
                     kill(target, signal.SIGKILL)
@@ -338,9 +347,10 @@ def end_orphans():
                     pass
         for pid, _state in kids:
             try:
-                os.waitpid(pid, 0)
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+        time.sleep(0.01)
 
 
 class CohortTest(unittest.TestCase):
