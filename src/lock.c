@@ -6,6 +6,8 @@
  * written atomically (.new, fsync, rename) before any token of the block
  * is handed out, so after any crash the counter restarts above every
  * token ever given, with one disk write per block rather than per grant.
+ * That write is made by a thread while the previous block still lasts
+ * (see ahead_start), so the loop does not stop for it.
  */
 #include "autoconfig.h"
 
@@ -37,11 +39,61 @@ static int write_reserve(struct lock_table *t, uint64_t upto)
 	if (t->counter_path && write_file_atomic(t->counter_path, buf, (size_t)n) < 0)
 		return -1;
 	t->reserved = upto;
+	t->ahead_failed = false;
 	return 0;
+}
+
+static void *ahead_main(void *arg)
+{
+	struct lock_table *t = arg;
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", t->ahead_upto);
+
+	t->ahead_errno = write_file_atomic(t->counter_path, buf, (size_t)n) < 0 ? errno : 0;
+	atomic_store(&t->ahead_finished, true);
+	ev_async_send(t->loop, &t->ahead_done);
+	return NULL;
+}
+
+/* Joins the write ahead and takes its mark, in the loop's thread. */
+static void ahead_join(struct lock_table *t)
+{
+	pthread_join(t->ahead_thread, NULL);
+	t->ahead_running = false;
+	if (!t->ahead_errno) {
+		if (t->ahead_upto > t->reserved)
+			t->reserved = t->ahead_upto;
+		return;
+	}
+	/* Not fatal yet: the block in hand lasts, and the write is tried
+	 * again, in the loop, when it runs out (grants are refused if it
+	 * fails then). */
+	t->ahead_failed = true;
+	log_warn(NULL, "cannot write the fencing token counter %s ahead: %s", t->counter_path,
+		 strerror(t->ahead_errno));
+}
+
+static void ahead_done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct lock_table *t = container_of(w, struct lock_table, ahead_done);
+	(void)loop;
+	(void)revents;
+
+	if (t->ahead_running && atomic_load(&t->ahead_finished))
+		ahead_join(t);
+}
+
+static void ahead_start(struct lock_table *t)
+{
+	t->ahead_upto = t->reserved + LOCK_TOKEN_BLOCK;
+	atomic_store(&t->ahead_finished, false);
+	t->ahead_running = pthread_create(&t->ahead_thread, NULL, ahead_main, t) == 0;
 }
 
 static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 {
+	if (t->next_token > t->reserved && t->ahead_running)
+		ahead_join(t);	/* the block ran out under the write: wait for it */
 	if (t->next_token > t->reserved &&
 	    write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0) {
 		log_error(NULL, "cannot write the fencing token counter %s: %s (no lock is granted "
@@ -50,6 +102,9 @@ static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 		return -1;
 	}
 	*token = t->next_token++;
+	if (t->counter_path && !t->ahead_running && !t->ahead_failed &&
+	    t->next_token + LOCK_TOKEN_BLOCK / 2 > t->reserved)
+		ahead_start(t);
 	return 0;
 }
 
@@ -83,6 +138,9 @@ int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *coun
 		snprintf(err, errlen, "%s: %s", counter_path, strerror(errno));
 		return -1;
 	}
+	ev_async_init(&t->ahead_done, ahead_done_cb);
+	ev_async_start(loop, &t->ahead_done);
+	ev_unref(loop);	/* it alone must not keep the loop running */
 	return 0;
 }
 
@@ -467,5 +525,11 @@ void lock_table_free(struct lock_table *t)
 	while (t->sessions)
 		lock_session_close(t->sessions);
 	map_free(&t->locks);
+	if (t->ahead_running)
+		ahead_join(t);
+	if (ev_is_active(&t->ahead_done)) {
+		ev_ref(t->loop);
+		ev_async_stop(t->loop, &t->ahead_done);
+	}
 	free(t->counter_path);
 }

@@ -14,6 +14,8 @@
 #define COHORT_LOCK_H
 
 #include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -87,6 +89,17 @@ struct lock_table {
 	uint64_t reserved;		/* tokens up to here are on disk as used */
 	char *counter_path;		/* NULL: not persisted (tests) */
 	uint64_t grants;		/* since start, for status */
+	/* The next block is written ahead by a thread once half of this one
+	 * is handed out, so that a grant waits for the disk (a write and two
+	 * fsyncs, which stopped the whole loop) only when half a block goes
+	 * faster than one write. */
+	pthread_t ahead_thread;
+	bool ahead_running;		/* ahead_thread to be joined */
+	atomic_bool ahead_finished;	/* set by the thread when it is done */
+	uint64_t ahead_upto;		/* the mark it writes */
+	int ahead_errno;		/* 0 when written */
+	bool ahead_failed;		/* no more until a write in the loop works */
+	ev_async ahead_done;		/* wakes the loop when it is done */
 };
 
 /* Results of an acquire. */

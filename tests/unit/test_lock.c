@@ -2,8 +2,11 @@
 #include "autoconfig.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -316,12 +319,121 @@ Test(lock, tokens_increase_across_restarts_with_the_counter_on_disk)
 			last = token;
 			lock_release(s, "x", token, &why);
 		}
-		/* no lock_table_free: like a kill -9, nothing is written at exit */
+		/* no lock_table_free: like a kill -9, nothing is written at
+		 * exit (a write ahead still running is let finish: a kill in
+		 * its middle leaves the old file or the new, both above every
+		 * token given) */
 		map_free(&t2.locks);
 		lock_session_close(s);
+		if (t2.ahead_running)
+			pthread_join(t2.ahead_thread, NULL);
+		ev_ref(loop);
+		ev_async_stop(loop, &t2.ahead_done);
 		free(t2.counter_path);
 	}
 	free(path);
+}
+
+static uint64_t counter_on_disk(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "r");
+
+	cr_assert(f, "%s", path);
+	cr_assert(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	return strtoull(buf, NULL, 10);
+}
+
+static void wake_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(l, EVBREAK_ONE);
+}
+
+Test(lock, the_next_block_is_written_ahead_off_the_loop)
+{
+	char err[200];
+	char *path = xasprintf("%s/lock.tokens", th_tmpdir());
+	struct lock_table t2;
+	uint64_t token = 0;
+	int64_t exp;
+	const char *why;
+
+	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(counter_on_disk(path), LOCK_TOKEN_BLOCK);
+	struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
+	/* Until half the block is handed out: nothing written yet. */
+	for (int i = 0; i < LOCK_TOKEN_BLOCK / 2 - 1; i++) {
+		cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why),
+			     LOCK_GRANTED);
+		lock_release(s, "x", token, &why);
+	}
+	cr_assert_not(t2.ahead_running);
+	/* One more starts the write of the next block, in a thread; the loop
+	 * hears when it is done. */
+	cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
+	lock_release(s, "x", token, &why);
+	cr_assert(t2.ahead_running);
+	cr_assert_eq(t2.reserved, LOCK_TOKEN_BLOCK, "not taken before it is on disk");
+	ev_timer tick;
+	ev_timer_init(&tick, wake_cb, 0.01, 0.01);
+	ev_timer_start(loop, &tick);
+	for (int i = 0; i < 1000 && t2.ahead_running; i++)	/* 10 s at most */
+		ev_run(loop, 0);
+	ev_timer_stop(loop, &tick);
+	cr_assert_not(t2.ahead_running, "the write ahead did not finish in 10 s");
+	cr_assert_eq(t2.reserved, 2 * LOCK_TOKEN_BLOCK);
+	cr_assert_eq(counter_on_disk(path), 2 * LOCK_TOKEN_BLOCK);
+	/* The rest of the block, and past it, without a wait. */
+	for (int i = 0; i < LOCK_TOKEN_BLOCK; i++) {
+		uint64_t last = token;
+		cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why),
+			     LOCK_GRANTED);
+		cr_assert_gt(token, last);
+		cr_assert_leq(token, t2.reserved, "a token above the mark on disk");
+		lock_release(s, "x", token, &why);
+	}
+	lock_table_free(&t2);
+	cr_assert_geq(counter_on_disk(path), token);
+	free(path);
+}
+
+Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
+{
+	char err[200];
+	char *dir = xasprintf("%s/gone", th_tmpdir());
+	char *path = xasprintf("%s/lock.tokens", dir);
+	struct lock_table t2;
+	uint64_t token = 0;
+	int64_t exp;
+	const char *why;
+
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);	/* every write of the counter fails now */
+	for (int i = 0; i < LOCK_TOKEN_BLOCK; i++) {
+		cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why),
+			     LOCK_GRANTED, "token %d of the block in hand", i + 1);
+		lock_release(s, "x", token, &why);
+	}
+	cr_assert_eq(token, LOCK_TOKEN_BLOCK);
+	cr_assert(t2.ahead_failed || t2.ahead_running);
+	/* Past the block: refused, not handed out beyond the mark. */
+	cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "fencing token counter"), "%s", why);
+	cr_assert(t2.ahead_failed);
+	/* The directory back: the write in the loop works, and so do grants. */
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
+	cr_assert_eq(token, LOCK_TOKEN_BLOCK + 1);
+	cr_assert_not(t2.ahead_failed);
+	lock_table_free(&t2);
+	free(path);
+	free(dir);
 }
 
 Test(lock, a_corrupt_counter_refuses_to_start)
