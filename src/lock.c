@@ -88,6 +88,7 @@ static void ahead_start(struct lock_table *t)
 	t->ahead_upto = t->reserved + LOCK_TOKEN_BLOCK;
 	atomic_store(&t->ahead_finished, false);
 	t->ahead_running = pthread_create(&t->ahead_thread, NULL, ahead_main, t) == 0;
+	t->ahead_failed = !t->ahead_running;	/* not again each grant: the loop writes it */
 }
 
 static int take_token(struct lock_table *t, uint64_t *token, const char **why)
