@@ -219,6 +219,17 @@ static const char *str_of(json_t *o, const char *key)
 	return s ? s : "";
 }
 
+/* Room for CAP rows of NCOLS cells, the first filled with HEAD. */
+static char ***table_new(const char *const *head, size_t ncols, size_t cap)
+{
+	char ***rows = xcalloc(cap, sizeof(char **));
+
+	rows[0] = xcalloc(ncols, sizeof(char *));
+	for (size_t k = 0; k < ncols; k++)
+		rows[0][k] = xstrdup(head[k]);
+	return rows;
+}
+
 /* Prints rows of cells in aligned columns (the last one free). */
 static void print_table(struct ctl *c, char ***rows, size_t nrows, size_t ncols, size_t color_col)
 {
@@ -295,11 +306,8 @@ static void print_status_json(struct ctl *c, json_t *resp)
 	json_t *list = json_object_get(resp, "services"), *s;
 	int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
 	size_t n = json_array_size(list), i;
-	char ***rows = xcalloc(n + 1, sizeof(char **));
+	char ***rows = table_new(head, 7, n + 1);
 
-	rows[0] = xcalloc(7, sizeof(char *));
-	for (size_t k = 0; k < 7; k++)
-		rows[0][k] = xstrdup(head[k]);
 	json_array_foreach(list, i, s) {
 		char **row = rows[i + 1] = xcalloc(7, sizeof(char *));
 		const char *state = str_of(s, "state"), *health = str_of(s, "health");
@@ -599,11 +607,8 @@ static int run_locks(struct ctl *c, int argc, char **argv)
 		static const char *const head[] = {"NAME", "MODE", "HOLDER", "TOKEN", "EXPIRES", "WAITERS"};
 		int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
 		size_t n = 1, cap = 16, i, k;
-		char ***rows = xcalloc(cap, sizeof(char **));
+		char ***rows = table_new(head, 6, cap);
 		json_t *l, *h;
-		rows[0] = xcalloc(6, sizeof(char *));
-		for (k = 0; k < 6; k++)
-			rows[0][k] = xstrdup(head[k]);
 		json_array_foreach(json_object_get(resp, "locks"), i, l) {
 			json_t *holders = json_object_get(l, "holders");
 			size_t nw = json_array_size(json_object_get(l, "waiters"));
@@ -826,10 +831,7 @@ static int run_bus(struct ctl *c, int argc, char **argv)
 						   "INFLIGHT", "DROPPED"};
 		json_t *conns = json_object_get(bus, "conns"), *x;
 		size_t n = json_array_size(conns), i;
-		char ***rows = xcalloc(n + 1, sizeof(char **));
-		rows[0] = xcalloc(8, sizeof(char *));
-		for (size_t k = 0; k < 8; k++)
-			rows[0][k] = xstrdup(head[k]);
+		char ***rows = table_new(head, 8, n + 1);
 		json_array_foreach(conns, i, x) {
 			char **r = rows[i + 1] = xcalloc(8, sizeof(char *));
 			r[0] = xasprintf("%lld", json_integer_value(json_object_get(x, "id")));
