@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Message bus benchmarks: tests/bench/bench_bus with libcohort against
 cohortd's bus, with libmosquitto against mosquitto and with RESP against
-redis pub/sub, the same client pattern for all, in the same run; over
+redis pub/sub and against tests/bench/relay (the floor: a bare relay,
+latency only), the same client pattern for all, in the same run; over
 unix sockets and over TCP 127.0.0.1.  Each round (BENCH_ROUNDS, 3)
 starts every server fresh; a latency measurement runs against all of
 them at once (1000 msg/s each), a throughput measurement against each in
@@ -11,7 +12,7 @@ carry one alone.
 
   latency      one-way, the send time (CLOCK_MONOTONIC) in the payload:
                p50 / p99 / p99.9 at 1,000 msg/s, 100-byte payloads
-               (5,000 messages after 500 of warm-up), qos 0 and qos 1
+               (10,000 messages after 500 of warm-up), qos 0 and qos 1
   throughput   one publisher as fast as its client lets it (qos 1: at most
                1,000 unacknowledged), 1 -> 1 and 1 -> 100 subscribers;
                deliveries per second at the subscribers, and the messages
@@ -25,7 +26,7 @@ Goal: cohortd's p99 at most mosquitto's and its throughput at least
 mosquitto's, both qos levels.
 
 Environment: COHORT_BUILDDIR (the build tree), BENCH_TRANSPORTS (unix,tcp),
-BENCH_LAT_COUNT (5000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000),
+BENCH_LAT_COUNT (10000), BENCH_TP_COUNT (100000), BENCH_FANOUT_COUNT (3000),
 BENCH_ROUNDS (3).
 """
 import json
@@ -45,8 +46,9 @@ BUILD = os.environ.get("COHORT_BUILDDIR", ".")
 COHORTD = os.path.abspath(os.path.join(BUILD, "cohortd"))
 COHORTCTL = os.path.abspath(os.path.join(BUILD, "cohortctl"))
 BENCH = os.path.abspath(os.path.join(BUILD, "tests", "bench", "bench_bus"))
+RELAY = os.path.abspath(os.path.join(BUILD, "tests", "bench", "relay"))
 TRANSPORTS = [t for t in os.environ.get("BENCH_TRANSPORTS", "unix,tcp").split(",") if t]
-LAT_COUNT = os.environ.get("BENCH_LAT_COUNT", "5000")
+LAT_COUNT = os.environ.get("BENCH_LAT_COUNT", "10000")
 TP_COUNT = os.environ.get("BENCH_TP_COUNT", "100000")
 FANOUT_COUNT = os.environ.get("BENCH_FANOUT_COUNT", "3000")
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
@@ -238,7 +240,39 @@ class Redis:
         stop(getattr(self, "proc", None))
 
 
-KIND = {Cohortd: "cohort", Mosquitto: "mosquitto", Redis: "redis"}
+class Floor:
+    """tests/bench/relay: a bare pub/sub relay that speaks the two redis
+    commands bench_bus sends, on one epoll loop, and does nothing else.
+    Measured at the same time as the servers, with redis's client, its
+    latency is what this machine and the client pattern cost; a server's
+    figure above it is the server's own.  Latency only: it drops what a
+    full socket does not take, so its throughput would not compare."""
+    label = "floor"
+    latency_only = True
+
+    def __init__(self, work):
+        self.work = work
+        self.port = free_port()
+
+    def launch(self):
+        w = self.work
+        self.log = open(os.path.join(w, "relay.log"), "w")
+        self.proc = start([RELAY, f"unix:{w}/relay.sock"], self.log)
+        self.tcp = start([RELAY, f"127.0.0.1:{self.port}"], self.log)
+        wait_for(lambda: os.path.exists(f"{w}/relay.sock"), "the relay's socket", self.proc)
+        wait_for(port_open(self.port), f"the relay on 127.0.0.1:{self.port}", self.tcp)
+
+    def address(self, transport):
+        if transport == "unix":
+            return f"unix:{self.work}/relay.sock", {}
+        return f"127.0.0.1:{self.port}", {}
+
+    def stop(self):
+        stop(getattr(self, "proc", None))
+        stop(getattr(self, "tcp", None))
+
+
+KIND = {Cohortd: "cohort", Mosquitto: "mosquitto", Redis: "redis", Floor: "redis"}
 
 
 def version(argv, pattern):
@@ -302,6 +336,8 @@ def measure_round(peers, work, r):
                 else:
                     got = {}
                     for s in order:
+                        if getattr(s, "latency_only", False):
+                            continue
                         got[s] = one(s, transport, args)
                         if s is cohortd:
                             after = cohortd.dropped()
@@ -466,6 +502,21 @@ def report(results, labels):
                     verdict += f"; cohortd lost {mine['lost']}"
             print(f"    {transport:4s} {name:26s} {verdict}")
     print(f"  all goals met: {'yes' if met_all else 'no'}")
+    if "floor" not in labels:
+        return
+    print("\n  above the floor (a bare relay measured at the same time, the same client as redis's):")
+    for transport in TRANSPORTS:
+        floor = results["floor"].get((transport, "lat0")) or {}
+        for field in ("p50_us", "p99_us"):
+            f = num(floor, field)
+            if f is None:
+                continue
+            above = []
+            for lab in labels:
+                v = num(results[lab].get((transport, "lat0")) or {}, field)
+                if lab != "floor" and v is not None:
+                    above.append(f"{lab} {v - f:+.0f}")
+            print(f"    {transport:4s} qos 0 {field[:-3]:4s} floor {f:.0f} us; " + ", ".join(above))
 
 
 def main():
@@ -477,6 +528,8 @@ def main():
             peers.append(cls)
         else:
             print(f"  ({exe} not installed: skipped)")
+    if os.path.exists(RELAY):
+        peers.append(Floor)
     mver = version(["mosquitto", "-h"], r"mosquitto version (\S+)")
     rver = version(["redis-server", "--version"], r"v=(\S+)")
     print("bus: cohortd (libcohort) beside mosquitto " + mver + " (libmosquitto) and redis " + rver +
