@@ -37,7 +37,7 @@
 #define BUS_MID_MAX 500000		/* ... or among this many latest: bounds memory */
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
-#define BUS_ABUSE_MAX 20		/* error frames before the connection is closed */
+#define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
 
@@ -125,6 +125,10 @@ struct bus_conn {
 	uid_t uid;
 	pid_t pid;
 	struct service *svc;	/* whose token it presented */
+	/* The service was removed by a reload while this connection was open:
+	 * it keeps that service's last patterns until it closes. */
+	struct svc_config *gone_cfg;
+	struct cohort_config *gone_owner;
 	char *identity;
 	struct bus_session *session;	/* after hello */
 	struct bus_out *out_head, *out_tail;
@@ -213,6 +217,9 @@ void bus_conn_send_json(struct bus_conn *c, json_t *o);
 void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq);
 /* An error frame; closes the connection after too many. */
 void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
+/* An error frame for a well-formed request that was refused (not allowed,
+ * lock busy, not held): unlike bus_conn_error it is no abuse. */
+void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
 void bus_conn_close(struct bus_conn *c, int status, const char *reason);
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
 json_t *bus_status_json(struct bus *b);
@@ -221,6 +228,9 @@ json_t *bus_status_json(struct bus *b);
 void bus_handle(struct bus_conn *c, const char *text, size_t len);
 /* The connection is going: what it held ends. */
 void bus_ops_conn_gone(struct bus_conn *c);
+/* s is about to be freed: connections that presented its token keep its
+ * patterns, not a pointer to it. */
+void bus_drop_service(struct bus *b, struct service *s);
 
 /* bus_core.c */
 struct bus_frame *bus_frame_new(const char *text, size_t len);

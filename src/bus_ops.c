@@ -25,10 +25,24 @@ struct bus_op {
 	void (*fn)(struct bus_conn *c, json_t *req, json_t *id);
 };
 
-static bool allowed(const struct bus_conn *c, const struct strv *pats, const char *topic, bool pattern)
+/* The patterns a connection is held to: its service's, NULL for an admin. */
+static const struct svc_config *conn_cfg(const struct bus_conn *c)
 {
-	if (c->admin && !c->svc)
-		return true;
+	return c->svc ? c->svc->cfg : c->gone_cfg;
+}
+
+void bus_drop_service(struct bus *b, struct service *s)
+{
+	for (struct bus_conn *c = b->conns; c; c = c->next)
+		if (c->svc == s) {
+			c->gone_cfg = s->cfg;
+			c->gone_owner = config_ref(s->cfg_owner);
+			c->svc = NULL;
+		}
+}
+
+static bool allowed(const struct strv *pats, const char *topic, bool pattern)
+{
 	for (size_t i = 0; i < pats->n; i++)
 		if (pattern ? pattern_within(topic, pats->v[i]) : topic_matches(pats->v[i], topic))
 			return true;
@@ -135,8 +149,8 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "sub: qos is 0 or 1");
 		return;
 	}
-	if (c->svc && !allowed(c, &c->svc->cfg->subscribe, pat, true)) {
-		bus_conn_error(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
+	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
+		bus_conn_refuse(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
 		return;
 	}
 	struct bus_session *s = c->session;
@@ -156,7 +170,7 @@ static void op_unsub(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	if (!bus_unsubscribe(c->session, pat)) {
-		bus_conn_error(c, id, "not subscribed to %s", pat);
+		bus_conn_refuse(c, id, "not subscribed to %s", pat);
 		return;
 	}
 	if (c->session->key)
@@ -173,8 +187,8 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 {
 	struct bus *b = c->bus;
 
-	if (c->svc && !allowed(c, &c->svc->cfg->publish, topic, false)) {
-		bus_conn_error(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
+	if (conn_cfg(c) && !allowed(&conn_cfg(c)->publish, topic, false)) {
+		bus_conn_refuse(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
 		return;
 	}
 	if (mid) {
@@ -391,9 +405,9 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
 		return;
 	}
-	if (c->svc && !allowed(c, &c->svc->cfg->subscribe, pat, true)) {
+	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
 		json_decref(list);
-		bus_conn_error(c, id, "not allowed: %s may not read %s", c->identity, pat);
+		bus_conn_refuse(c, id, "not allowed: %s may not read %s", c->identity, pat);
 		return;
 	}
 	while (map_next(&c->bus->retained, &it, NULL, &v)) {
@@ -437,7 +451,7 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	if (!c->locks) {
 		char owner[160];
 		snprintf(owner, sizeof(owner), "%s (bus, pid %d)", c->identity, (int)c->pid);
-		c->locks = lock_session_open(&c->bus->d->locks, owner, c->svc ? &c->svc->cfg->locks : NULL,
+		c->locks = lock_session_open(&c->bus->d->locks, owner, conn_cfg(c) ? &conn_cfg(c)->locks : NULL,
 					     c->svc, lock_waited);
 		c->locks->user = c;
 	}
@@ -485,7 +499,7 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 		imap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
 		break;
 	default:
-		bus_conn_error(c, id, "%s", why);
+		bus_conn_refuse(c, id, "%s", why);
 		break;
 	}
 }
@@ -503,7 +517,7 @@ static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
 	if (!get_ms(c, req, id, "ttl_ms", &ttl))
 		return;
 	if (lock_renew(locks_of(c), name, (uint64_t)json_integer_value(tv), ttl, &expires, &why) < 0)
-		bus_conn_error(c, id, "%s", why);
+		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "expires_ms",
 						(json_int_t)expires));
@@ -519,7 +533,7 @@ static void op_lock_release(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	if (lock_release(locks_of(c), name, (uint64_t)json_integer_value(tv), &why) < 0)
-		bus_conn_error(c, id, "%s", why);
+		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
 }

@@ -107,16 +107,30 @@ void bus_conn_close(struct bus_conn *c, int status, const char *reason)
 	lws_callback_on_writable(c->wsi);
 }
 
-void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...)
+static void send_error(struct bus_conn *c, json_t *id, const char *fmt, va_list ap)
 {
 	char buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	bus_conn_send_json(c, json_pack("{s:s,s:O,s:s}", "op", "error", "id", id ? id : json_null(), "error", buf));
+}
+
+void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	send_error(c, id, fmt, ap);
 	va_end(ap);
-	json_t *o = json_pack("{s:s,s:O,s:s}", "op", "error", "id", id ? id : json_null(), "error", buf);
-	bus_conn_send_json(c, o);
+}
+
+void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	send_error(c, id, fmt, ap);
+	va_end(ap);
 	if (++c->errors >= BUS_ABUSE_MAX) {
 		bus_conn_send_json(c, json_pack("{s:s,s:n,s:s}", "op", "error", "id", "error",
 						"too many bad requests: closing"));
@@ -181,6 +195,8 @@ static void conn_free(struct bus_conn *c)
 	imap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
+	if (c->gone_owner)
+		config_unref(c->gone_owner);
 	free(c);
 }
 

@@ -365,6 +365,7 @@ void daemon_release_service(struct cohortd *d, struct service *s)
 {
 	ctl_log_service_gone(&d->ctl, s);
 	lock_drop_service(&d->locks, s, true);
+	bus_drop_service(&d->bus, s);
 	forget_children(d, s);
 	svc_free(s);
 }

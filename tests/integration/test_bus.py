@@ -266,6 +266,71 @@ locks = narrow.*
         run(go())
         d.stop()
 
+    def test_a_connection_outlives_its_removed_service(self):
+        """A reload that removes a service frees it; a connection that
+        presented its token (here a process outside the service) keeps the
+        service's patterns, and the token opens no new connection."""
+        tok = self.path("token")
+        narrow = f"""
+[service:narrow]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+publish = narrow.>
+locks = narrow.*
+"""
+        d = self.daemon(IDLE + narrow)
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            token = f.read().strip()
+
+        async def go():
+            async with self.client(d, token=token) as c:
+                await c.publish("narrow.before", 1, qos=1)
+                d.reload(IDLE)
+                wait_until(self, lambda: all(s["name"] != "narrow" for s in d.ctl_json("status")["services"]),
+                           what="narrow removed")
+                await c.publish("narrow.after", 2, qos=1)
+                with self.assertRaisesRegex(cohort_client.BusError, "not allowed"):
+                    await c.publish("other.x", 1, qos=1)
+                t = await c.lock_acquire("narrow.job")
+                await c.lock_release("narrow.job", t)
+                with self.assertRaisesRegex(cohort_client.BusError, "not allowed"):
+                    await c.lock_acquire("wide")
+            with self.assertRaisesRegex(cohort_client.BusError, "bad token"):
+                await self.client(d, token=token).connect()
+        run(go())
+        d.stop()
+
+    def test_refusals_are_not_abuse(self):
+        """Polling a busy lock (wait_ms 0), releasing what is not held and
+        unsubscribing what was not subscribed are answered with an error
+        each, as often as asked: only malformed requests count toward
+        closing a connection, which would end its leases."""
+        d = self.daemon()
+
+        async def go():
+            async with self.client(d) as a, self.client(d) as b:
+                held = await b.lock_acquire("mine")
+                await a.lock_acquire("busy")
+                for _ in range(60):
+                    with self.assertRaisesRegex(cohort_client.BusError, "timeout"):
+                        await b.lock_acquire("busy")
+                    with self.assertRaisesRegex(cohort_client.BusError, "not held"):
+                        await b.lock_release("busy", 1)
+                ws = await raw(self.bus(d))
+                for i in range(60):
+                    await ws.send(json.dumps({"op": "unsub", "id": i, "topic": "never.subscribed"}))
+                    self.assertRegex((await recv(ws))["error"], "not subscribed")
+                await ws.send(json.dumps({"op": "ping", "id": "still"}))
+                self.assertEqual(await recv(ws), {"op": "pong", "id": "still"})
+                await ws.close()
+                # b never lost its connection, so it still holds its lease
+                self.assertEqual(await b.lock_renew("mine", held) > 0, True)
+                locks = {l["name"]: l for l in d.ctl_json("locks")["locks"]}
+                self.assertEqual([h["token"] for h in locks["mine"]["holders"]], [held])
+        run(go())
+        d.stop()
+
     def test_bad_input(self):
         d = self.daemon("[cohort]\nbus_max_message = 64K\n" + IDLE)
 
