@@ -160,12 +160,14 @@ struct bus_ok {
 	uint64_t conn_id;
 	json_t *id;
 	uint64_t seq;
+	bool duplicate;		/* the answer to a retry (same mid) */
 	struct bus_ok *next;
 };
 
 struct bus_mid {
 	char *key;		/* publisher "\n" mid */
 	uint64_t seq;
+	uint64_t ticket;	/* its journal ticket: a retry's ok waits for it too */
 	int64_t ts_ms;
 	struct bus_mid *next;	/* in arrival order */
 };
@@ -214,7 +216,7 @@ void bus_conn_send(struct bus_conn *c, struct bus_frame *f);
 /* Sends one JSON object (takes it). */
 void bus_conn_send_json(struct bus_conn *c, json_t *o);
 /* {"op":"ok","id":ID,"seq":SEQ}, the answer to a qos-1 pub */
-void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq);
+void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplicate);
 /* An error frame; closes the connection after too many. */
 void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
 /* An error frame for a well-formed request that was refused (not allowed,
@@ -270,7 +272,8 @@ void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
 /* Compacts when the journal has grown well past the live data. */
 /* mid de-duplication: the seq of an earlier publish, or 0. */
-uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid);
-void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms);
+const struct bus_mid *bus_mid_seen(struct bus *b, const char *publisher, const char *mid);
+void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, uint64_t ticket,
+		 int64_t ts_ms);
 
 #endif

@@ -180,6 +180,28 @@ static void op_unsub(struct bus_conn *c, json_t *req, json_t *id)
 
 /* --- publish ------------------------------------------------------------------------- */
 
+/* Stored before the ok: it goes once the journal has the ticket. */
+static void ok_when_stored(struct bus_conn *c, json_t *id, uint64_t seq, uint64_t ticket, bool duplicate)
+{
+	struct bus *b = c->bus;
+
+	if (!ticket || ticket <= b->durable_ticket) {
+		bus_conn_send_ok(c, id, seq, duplicate);
+		return;
+	}
+	struct bus_ok *o = xcalloc(1, sizeof(*o));
+	o->ticket = ticket;
+	o->conn_id = c->id;
+	o->id = json_incref(id);
+	o->seq = seq;
+	o->duplicate = duplicate;
+	if (b->ok_tail)
+		b->ok_tail->next = o;
+	else
+		b->ok_head = o;
+	b->ok_tail = o;
+}
+
 /* A publish whose fields are checked: DATA (DATA_LEN bytes) is JSON text
  * on one line, MID NULL or 1-200 bytes. */
 static void publish(struct bus_conn *c, const char *topic, const char *data, size_t data_len, int qos,
@@ -192,14 +214,19 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 		return;
 	}
 	if (mid) {
-		uint64_t earlier = bus_mid_seen(b, c->identity, mid);
+		const struct bus_mid *earlier = bus_mid_seen(b, c->identity, mid);
 		if (earlier) {	/* a retry of what we have: a no-op */
 			b->duplicates++;
 			if (qos)
-				bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:b}", "op", "ok", "id", id, "seq",
-								(json_int_t)earlier, "duplicate", 1));
+				ok_when_stored(c, id, earlier->seq, earlier->ticket, true);
 			return;
 		}
+	}
+	int jerr = (qos || retain) && b->j ? jrnl_failing(b->j) : 0;
+	if (jerr) {
+		bus_conn_refuse(c, id, "not stored: the bus journal cannot be written (%s); try again",
+				strerror(jerr));
+		return;
 	}
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 	m->refs = 1;
@@ -212,28 +239,13 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 	m->retain = retain;
 	m->mid = mid ? xstrdup(mid) : NULL;
 	m->publisher = xstrdup(c->identity);
-	if (mid)
-		bus_mid_add(b, c->identity, mid, m->seq, m->ts_ms);
 	uint64_t ticket = bus_publish(b, m);
 	uint64_t seq = m->seq;
+	if (mid)
+		bus_mid_add(b, c->identity, mid, seq, ticket, m->ts_ms);
 	bus_msg_put(m);
-	if (!qos)
-		return;
-	if (!ticket || ticket <= b->durable_ticket) {
-		bus_conn_send_ok(c, id, seq);
-		return;
-	}
-	/* Stored before the ok: it goes once the journal says so. */
-	struct bus_ok *o = xcalloc(1, sizeof(*o));
-	o->ticket = ticket;
-	o->conn_id = c->id;
-	o->id = json_incref(id);
-	o->seq = seq;
-	if (b->ok_tail)
-		b->ok_tail->next = o;
-	else
-		b->ok_head = o;
-	b->ok_tail = o;
+	if (qos)
+		ok_when_stored(c, id, seq, ticket, false);
 }
 
 static void op_pub(struct bus_conn *c, json_t *req, json_t *id)

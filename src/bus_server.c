@@ -80,12 +80,17 @@ void bus_conn_send_json(struct bus_conn *c, json_t *o)
 	bus_frame_put(f);
 }
 
-void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq)
+void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplicate)
 {
 	char text[96];
 
 	/* A publisher's ok follows every qos-1 message: ids are numbers in
 	 * every client we know, and those skip jansson. */
+	if (duplicate) {
+		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:b}", "op", "ok", "id", id, "seq", (json_int_t)seq,
+						"duplicate", 1));
+		return;
+	}
 	if (!json_is_integer(id)) {
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
 		return;

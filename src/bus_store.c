@@ -159,16 +159,16 @@ static char *mid_key(const char *publisher, const char *mid)
 	return key;
 }
 
-uint64_t bus_mid_seen(struct bus *b, const char *publisher, const char *mid)
+const struct bus_mid *bus_mid_seen(struct bus *b, const char *publisher, const char *mid)
 {
 	char *key = mid_key(publisher, mid);
 	mid_prune(b, now_wall_ms());
 	struct bus_mid *x = map_get(&b->mids, key);
 	free(key);
-	return x ? x->seq : 0;
+	return x;
 }
 
-static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
+static void mid_add_key(struct bus *b, char *key, uint64_t seq, uint64_t ticket, int64_t ts)
 {
 	if (map_get(&b->mids, key)) {	/* recovery: a snapshot's PUB and its MID */
 		free(key);
@@ -178,6 +178,7 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
 
 	x->key = key;
 	x->seq = seq;
+	x->ticket = ticket;
 	x->ts_ms = ts;
 	if (b->mid_tail)
 		b->mid_tail->next = x;
@@ -190,9 +191,10 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, int64_t ts)
 		mid_prune(b, ts);
 }
 
-void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, int64_t ts_ms)
+void bus_mid_add(struct bus *b, const char *publisher, const char *mid, uint64_t seq, uint64_t ticket,
+		 int64_t ts_ms)
 {
-	mid_add_key(b, mid_key(publisher, mid), seq, ts_ms);
+	mid_add_key(b, mid_key(publisher, mid), seq, ticket, ts_ms);
 }
 
 /* --- recovery -------------------------------------------------------------------------- */
@@ -254,7 +256,7 @@ static void replay_pub(struct bus *b, struct jreader *r)
 	if (m->seq > b->seq)
 		b->seq = m->seq;
 	if (m->mid && now_wall_ms() - m->ts_ms <= BUS_MID_WINDOW_MS)
-		bus_mid_add(b, m->publisher, m->mid, m->seq, m->ts_ms);
+		bus_mid_add(b, m->publisher, m->mid, m->seq, 0, m->ts_ms);
 	if (m->retain)
 		bus_retain(b, m);
 	for (uint64_t i = 0; i < nkeys && !r->bad; i++) {
@@ -271,8 +273,9 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 	struct jreader r = {p, p + len, false};
 	struct bus_session *s;
 	size_t n;
+	uint8_t type = jr_u8(&r);
 
-	switch (jr_u8(&r)) {
+	switch (type) {
 	case R_PUB:
 		replay_pub(b, &r);
 		break;
@@ -325,7 +328,7 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 		uint64_t seq = jr_u64(&r);
 		int64_t ts = (int64_t)jr_u64(&r);
 		if (!r.bad && now_wall_ms() - ts <= BUS_MID_WINDOW_MS)
-			mid_add_key(b, key, seq, ts);
+			mid_add_key(b, key, seq, 0, ts);
 		else
 			free(key);
 		break;
@@ -337,7 +340,7 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 		break;
 	}
 	default:
-		log_warn(NULL, "bus journal: a record of unknown type %u (skipped)", p[0]);
+		log_warn(NULL, "bus journal: a record of unknown type %u, %zu bytes (skipped)", type, len);
 		break;
 	}
 }
@@ -355,7 +358,7 @@ static void on_durable(void *arg, uint64_t ticket)
 			b->ok_tail = NULL;
 		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);
 		if (c)
-			bus_conn_send_ok(c, o->id, o->seq);
+			bus_conn_send_ok(c, o->id, o->seq, o->duplicate);
 		json_decref(o->id);
 		free(o);
 	}

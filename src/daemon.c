@@ -392,6 +392,9 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_warn(NULL, "cannot become a child subreaper: %s", strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
+	/* A file past RLIMIT_FSIZE is a write error (EFBIG) we handle, like a
+	 * full disk, not a reason to die. */
+	signal(SIGXFSZ, SIG_IGN);
 	raise_fd_limit();
 	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
 	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);

@@ -3,12 +3,14 @@
  */
 #include "autoconfig.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +50,16 @@ struct journal {
 	uint64_t failed_compact_size;	/* the size when the last compaction failed */
 	uint64_t size;			/* bytes in all segments */
 	bool stop;
+	atomic_int failed_errno;	/* the last write failed (0: it did not); read unlocked */
 	/* writer thread only */
-	int fd;				/* current append segment */
+	int fd;				/* current append segment (-1: open a new one) */
 	uint64_t seg_id;		/* its id */
-	uint64_t seg_size;
+	uint64_t seg_size;		/* bytes in it, up to its last good record */
 	uint64_t seg_max;
 	uint64_t next_id;
-	bool failed;			/* a write failed: said once */
+	bool failed;			/* a write failed and was said; not mended yet */
+	int werrno;			/* why */
+	struct timespec retry_at;	/* after a failure: no new try before this */
 };
 
 /* --- codec ------------------------------------------------------------------ */
@@ -297,7 +302,9 @@ static size_t replay_file(const char *path, bool last, jrnl_record_fn fn, void *
 		const unsigned char *h = (const unsigned char *)buf + off;
 		uint32_t l = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
 		uint32_t c = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
-		if (l > JRNL_RECORD_MAX || off + 8 + l > len || crc32c(0, h + 8, l) != c) {
+		/* No record is empty: zeros where records were (a file system
+		 * that extended the file but lost the data) are a torn tail. */
+		if (l == 0 || l > JRNL_RECORD_MAX || off + 8 + l > len || crc32c(0, h + 8, l) != c) {
 			if (!last) {
 				log_error(NULL, "bus journal %s: bad record at byte %zu; the rest of this "
 					  "segment is skipped", path, off);
@@ -319,9 +326,24 @@ static size_t replay_file(const char *path, bool last, jrnl_record_fn fn, void *
 static void write_failed(struct journal *j, const char *what)
 {
 	if (!j->failed)
-		log_error(NULL, "bus journal %s: %s: %s (durable bus messages are not stored until "
-			  "this is mended)", j->dir, what, strerror(errno));
+		log_error(NULL, "bus journal %s: %s: %s (nothing more is stored or acknowledged "
+			  "until this is mended; tried again every second)", j->dir, what, strerror(errno));
 	j->failed = true;
+	j->werrno = errno;
+}
+
+/*
+ * A write or sync of records failed: none of them may be read back ahead
+ * of their retry, nor may a later record follow a partial one.  Cut the
+ * segment back to its last good record; if that fails too, leave the
+ * segment (its torn end is where its reading stops) and roll to a new one.
+ */
+static void drop_tail(struct journal *j)
+{
+	if (ftruncate(j->fd, (off_t)j->seg_size) == 0 && (j->policy == FSYNC_NEVER || fdatasync(j->fd) == 0))
+		return;
+	close(j->fd);
+	j->fd = -1;
 }
 
 /* Writes the snapshot and drops what it supersedes; false if it could not. */
@@ -346,12 +368,15 @@ static bool do_compact(struct journal *j, struct sbuf *snap)
 		goto out;
 	}
 	fsync_dir(j->dir);
-	/* Everything before the snapshot is now redundant. */
+	/* Everything before the snapshot is now redundant, the append segment
+	 * too: the next write opens a new one. */
 	size_t n;
 	struct seg *segs = list_segments(j, &n);
 	free(segs);
-	if (seg_new(j) < 0)
-		write_failed(j, "opening a segment");
+	if (j->fd >= 0)
+		close(j->fd);
+	j->fd = -1;
+	j->seg_size = 0;
 	pthread_mutex_lock(&j->lock);
 	j->size = sizeof(magic) + snap->len + j->seg_size;
 	pthread_mutex_unlock(&j->lock);
@@ -364,25 +389,67 @@ out:
 	return false;
 }
 
-/* Appends framed records to the current segment; returns bytes written. */
-static uint64_t write_records(struct journal *j, struct sbuf *data)
+/* Appends framed records to the append segment and syncs them (per the
+ * policy); false, with none of them in the segment, if it could not. */
+static bool write_records(struct journal *j, const struct sbuf *data)
 {
-	uint64_t n = data->len;
-
 	if (!data->len)
-		return 0;
-	if (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(magic) && seg_new(j) < 0)
+		return true;
+	if ((j->fd < 0 || (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(magic))) &&
+	    seg_new(j) < 0) {
 		write_failed(j, "opening a segment");
-	if (j->fd >= 0 && write_all(j->fd, data->buf, data->len) == 0) {
-		j->seg_size += data->len;
-		if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0)
-			write_failed(j, "fsync");
-	} else {
-		write_failed(j, "write");
-		n = 0;
+		return false;
 	}
-	sbuf_free(data);
-	return n;
+	if (write_all(j->fd, data->buf, data->len) < 0) {
+		write_failed(j, "write");
+		drop_tail(j);
+		return false;
+	}
+	/* After a failed fdatasync the kernel may have dropped the pages it
+	 * could not write: the records are written again, never trusted. */
+	if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0) {
+		write_failed(j, "fsync");
+		drop_tail(j);
+		return false;
+	}
+	j->seg_size += data->len;
+	return true;
+}
+
+/* Puts records that could not be written back ahead of what came since. */
+static void put_back(struct sbuf *queue, struct sbuf *failed)
+{
+	if (!failed->len)
+		return;
+	sbuf_add(failed, queue->buf, queue->len);
+	sbuf_free(queue);
+	*queue = *failed;
+	*failed = (struct sbuf){0};
+}
+
+static bool has_work(const struct journal *j)
+{
+	return j->pending.len || j->before.len || j->want_snapshot;
+}
+
+/* Sleeps until there is work, or until stop; after a failure, not before
+ * retry_at unless stopping (then one last try). */
+static void wait_for_work(struct journal *j)
+{
+	for (;;) {
+		if (j->stop)
+			return;
+		if (has_work(j)) {
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			if (!j->failed || now.tv_sec > j->retry_at.tv_sec ||
+			    (now.tv_sec == j->retry_at.tv_sec && now.tv_nsec >= j->retry_at.tv_nsec))
+				return;
+			pthread_cond_timedwait(&j->wake, &j->lock, &j->retry_at);
+		} else {
+			pthread_cond_wait(&j->wake, &j->lock);
+		}
+	}
 }
 
 static void *writer_main(void *arg)
@@ -390,24 +457,31 @@ static void *writer_main(void *arg)
 	struct journal *j = arg;
 
 	pthread_mutex_lock(&j->lock);
-	for (;;) {
-		while (!j->pending.len && !j->before.len && !j->want_snapshot && !j->stop)
-			pthread_cond_wait(&j->wake, &j->lock);
-		if (!j->pending.len && !j->before.len && !j->want_snapshot && j->stop)
-			break;
+	for (bool last_try = false;;) {
+		wait_for_work(j);
+		if (!has_work(j) || last_try)
+			break;	/* stopping, and nothing left, or it cannot be written */
+		last_try = j->stop;
 		struct sbuf data = j->pending, before = j->before, snap = j->snapshot;
-		uint64_t upto = j->pending_ticket > j->before_ticket ? j->pending_ticket : j->before_ticket;
+		uint64_t data_ticket = j->pending_ticket, before_ticket = j->before_ticket;
 		bool compact = j->want_snapshot;
 		j->pending = j->before = j->snapshot = (struct sbuf){0};
 		j->want_snapshot = false;
 		pthread_mutex_unlock(&j->lock);
 
-		/* Order: what came before a compaction, the snapshot, what came after. */
-		uint64_t grew = write_records(j, &before);
+		/* Order: what came before a compaction, the snapshot, what came
+		 * after.  A snapshot holds the effect of every record before it,
+		 * so once it is written what failed before it is moot. */
+		uint64_t grew = 0;
+		bool before_ok = write_records(j, &before);
+		if (before_ok)
+			grew += before.len;
 		bool compacted = compact && do_compact(j, &snap);
 		if (compacted)
 			grew = 0;	/* do_compact set the size afresh */
-		grew += write_records(j, &data);
+		bool data_ok = write_records(j, &data);
+		if (data_ok)
+			grew += data.len;
 		sbuf_free(&snap);
 
 		pthread_mutex_lock(&j->lock);
@@ -416,8 +490,34 @@ static void *writer_main(void *arg)
 			j->compacting = false;
 		if (compact && !compacted)	/* no new try before the journal doubles */
 			j->failed_compact_size = j->size;
-		if (upto > j->durable_ticket)
-			j->durable_ticket = upto;
+		/* What failed is written again, in order, before anything newer;
+		 * a snapshot queued meanwhile supersedes it. */
+		if (!j->want_snapshot) {
+			if (!data_ok)
+				put_back(&j->pending, &data);
+			if (!before_ok && !compacted) {
+				put_back(&j->pending, &before);
+				if (data_ticket < before_ticket)
+					data_ticket = before_ticket;
+			}
+			if ((!data_ok || (!before_ok && !compacted)) && j->pending_ticket < data_ticket)
+				j->pending_ticket = data_ticket;
+		}
+		sbuf_free(&data);
+		sbuf_free(&before);
+		uint64_t upto = data_ticket > before_ticket ? data_ticket : before_ticket;
+		if (data_ok && (before_ok || compacted)) {
+			if (j->failed)
+				log_info(NULL, "bus journal %s: written again", j->dir);
+			j->failed = false;
+			j->failed_errno = 0;
+			if (upto > j->durable_ticket)
+				j->durable_ticket = upto;
+		} else {
+			j->failed_errno = j->werrno ? j->werrno : EIO;
+			clock_gettime(CLOCK_REALTIME, &j->retry_at);
+			j->retry_at.tv_sec += 1;
+		}
 		ev_async_send(j->loop, &j->done_w);
 	}
 	pthread_mutex_unlock(&j->lock);
@@ -465,6 +565,7 @@ static void batch_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 uint64_t jrnl_append(struct journal *j, const void *payload, size_t len)
 {
+	assert(len > 0);	/* an empty record reads back as a torn tail */
 	jrnl_frame(&j->local, payload, len);
 	j->local_ticket = ++j->ticket;
 	if (j->policy != FSYNC_BATCH)
@@ -508,6 +609,11 @@ uint64_t jrnl_size(const struct journal *j)
 	uint64_t s = j->size + j->pending.len + j->before.len + j->local.len;
 	pthread_mutex_unlock(&m->lock);
 	return s;
+}
+
+int jrnl_failing(const struct journal *j)
+{
+	return atomic_load_explicit(&j->failed_errno, memory_order_relaxed);
 }
 
 uint64_t jrnl_last_ticket(const struct journal *j)

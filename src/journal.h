@@ -50,7 +50,7 @@ struct jrnl_recovery {
 struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_loop *loop,
 			  void (*reset)(void *arg), jrnl_record_fn fn, jrnl_done_fn done, void *arg,
 			  struct jrnl_recovery *rec, char *err, size_t errlen);
-/* Queues one record; returns its ticket. */
+/* Queues one record (not empty); returns its ticket. */
 uint64_t jrnl_append(struct journal *j, const void *payload, size_t len);
 /* Replaces everything written so far with these records (a snapshot of
  * the live state, built by the caller from payloads framed with
@@ -61,6 +61,9 @@ void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 /* Bytes in all segments (as last written). */
 uint64_t jrnl_size(const struct journal *j);
 uint64_t jrnl_last_ticket(const struct journal *j);
+/* The errno of the writer's last try when it failed (what failed is tried
+ * again, every second, and nothing after it is reported durable), else 0. */
+int jrnl_failing(const struct journal *j);
 
 /* False while a compaction is queued or being written (the size it will
  * leave is not known yet), and after one failed until the journal has

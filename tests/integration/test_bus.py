@@ -165,6 +165,27 @@ class Bus(CohortTest):
         run(go())
         d.stop()
 
+    def test_a_retry_is_not_acknowledged_before_the_original_is_stored(self):
+        """A retry (same mid) sent while the original's record is still
+        being written gets its ok no sooner than the original does: an ok
+        means stored, whichever publish it answers."""
+        d = self.daemon("[cohort]\nbus_fsync = always\n" + IDLE)
+
+        async def go():
+            ws = await raw(self.bus(d))
+            for i in range(20):
+                pub = {"op": "pub", "topic": "pay.y", "data": i, "qos": 1, "mid": f"retry-{i}"}
+                # back to back: the retry arrives while the record is being written
+                await ws.send(json.dumps(dict(pub, id=f"a{i}")))
+                await ws.send(json.dumps(dict(pub, id=f"b{i}")))
+                first, second = await recv(ws), await recv(ws)
+                self.assertEqual((first["id"], first["op"]), (f"a{i}", "ok"))
+                self.assertEqual((second["id"], second.get("duplicate")), (f"b{i}", True))
+                self.assertEqual(first["seq"], second["seq"])
+            await ws.close()
+        run(go())
+        d.stop()
+
     def test_redelivery_and_dead_letters(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 100ms\n" + IDLE)
 
@@ -854,6 +875,65 @@ class Durability(CohortTest):
         self.assertEqual(missing, [], f"{len(missing)} acked messages lost ({fsync})")
         self.assertEqual(len(values), 1)
         self.assertGreaterEqual(values[0]["data"], last_retained[0])
+        d.stop()
+
+    def test_a_journal_that_cannot_be_written(self):
+        """While the journal cannot be written (here: its segment is at
+        cohortd's RLIMIT_FSIZE, as on a full disk), a qos-1 publish is not
+        acknowledged, later ones are refused with the reason, and once
+        the file may grow again what was accepted is written and
+        acknowledged; after kill -9 every acknowledged value is back and
+        nothing refused is."""
+        import resource
+        state, run_dir = self.path("state"), self.path("run")
+        text = f"[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\nbus_fsync = always\n" + IDLE
+        d = self.cohortd(text)
+        d.run_dir = run_dir
+        d.wait_log(r"^stack is up")
+        seg_dir = os.path.join(state, "bus")
+
+        def seg_size():
+            return max(os.path.getsize(os.path.join(seg_dir, f)) for f in os.listdir(seg_dir)
+                       if f.endswith(".seg"))
+
+        async def go():
+            acked, refused = [], []
+            async with cohort_client.Client(bus="unix:" + os.path.join(run_dir, "bus.sock")) as c:
+                for i in range(5):
+                    await c.publish(f"full.k{i}", "x" * 1000, qos=1, retain=True)
+                    acked.append(i)
+                resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (seg_size() + 1500, resource.RLIM_INFINITY))
+                await c.publish("full.k5", "x" * 1000, qos=1, retain=True)   # fits
+                acked.append(5)
+                stuck = asyncio.ensure_future(c.publish("full.k6", "x" * 1000, qos=1, retain=True))
+                await asyncio.get_running_loop().run_in_executor(
+                    None, d.wait_log, r"bus journal .*: write: File too large")
+                for i in range(7, 10):
+                    with self.assertRaisesRegex(cohort_client.BusError,
+                                                r"not stored: the bus journal cannot be written \(File too large\)"):
+                        await c.publish(f"full.k{i}", "x" * 1000, qos=1, retain=True)
+                    refused.append(i)
+                self.assertFalse(stuck.done(), "acknowledged while not written")
+                resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+                await asyncio.wait_for(stuck, 10 * FACTOR)
+                acked.append(6)
+                await c.publish("full.k10", "x" * 1000, qos=1, retain=True)
+                acked.append(10)
+            return acked, refused
+        acked, refused = run(go())
+        d.wait_log(r"bus journal .*: written again")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10 * FACTOR)
+        d.returncode = -9
+        d.cleanup()
+        d = self.cohortd(text)
+        d.run_dir = run_dir
+        d.wait_log(r"^stack is up")
+
+        async def values():
+            async with cohort_client.Client(bus="unix:" + os.path.join(run_dir, "bus.sock")) as c:
+                return {m["topic"] for m in await c.get("full.*")}
+        self.assertEqual(run(values()), {f"full.k{i}" for i in acked})
         d.stop()
 
     def test_crash_safety_batch(self):

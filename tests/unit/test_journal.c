@@ -4,9 +4,12 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,6 +207,103 @@ Test(journal, a_bad_checksum_ends_the_segment)
 	jrnl_close(j);
 	free(seg);
 	free(dir);
+}
+
+Test(journal, a_zero_filled_tail_is_cut)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("zeros");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 3; i++)
+		t = jrnl_append(j, "abcdefgh", 8);
+	wait_durable(t);
+	jrnl_close(j);
+	char *seg = only_segment(dir);
+	struct stat st;
+	stat(seg, &st);
+	/* a file system that extended the file and lost what was in it */
+	cr_assert_eq(truncate(seg, st.st_size + 4096), 0);
+	j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 3);
+	cr_assert_eq(rec.truncated, 4096);
+	t = jrnl_append(j, "after", 5);
+	wait_durable(t);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_ALWAYS, &rec);
+	cr_assert_eq(rec.records, 4);
+	cr_assert_eq(rec.truncated, 0);
+	cr_assert_str_eq(replayed.v[3], "after");
+	jrnl_close(j);
+	free(seg);
+	free(dir);
+}
+
+/* Runs the loop until the writer reports a failure (it wakes the loop). */
+static void wait_failing(struct journal *j)
+{
+	for (int i = 0; i < 2000 && !jrnl_failing(j); i++)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_neq(jrnl_failing(j), 0);
+}
+
+/*
+ * A write that fails (here: past RLIMIT_FSIZE, as on a full disk) is not
+ * reported durable, leaves no part of itself in the segment, and is
+ * written again, in order, once it can be.
+ */
+static void failed_write_is_retried(enum fsync_policy pol)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("full");
+	struct journal *j = open_j(dir, pol, &rec);
+	struct rlimit old, lim;
+	char big[200];
+
+	signal(SIGXFSZ, SIG_IGN);
+	uint64_t t1 = jrnl_append(j, "first", 5);
+	wait_durable(t1);
+	char *seg = only_segment(dir);
+	struct stat st;
+	stat(seg, &st);
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 50;	/* part of the next record fits */
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	memset(big, 'b', sizeof(big));
+	uint64_t t2 = jrnl_append(j, big, sizeof(big));
+	wait_failing(j);
+	cr_assert_eq(jrnl_failing(j), EFBIG);
+	cr_assert_lt(durable, t2, "a record that is not on disk was reported durable");
+	struct stat now;
+	stat(seg, &now);
+	cr_assert_eq(now.st_size, st.st_size, "a part of the failed record stayed in the segment");
+	uint64_t t3 = jrnl_append(j, "third", 5);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	wait_durable(t3);	/* the next try, a second later */
+	cr_assert_eq(jrnl_failing(j), 0);
+	jrnl_close(j);
+	j = open_j(dir, pol, &rec);
+	cr_assert_eq(rec.records, 3);
+	cr_assert_eq(rec.truncated, 0);
+	cr_assert_eq(rec.corrupt, 0);
+	cr_assert_str_eq(replayed.v[0], "first");
+	cr_assert_eq(strlen(replayed.v[1]), sizeof(big));
+	cr_assert_str_eq(replayed.v[2], "third");
+	jrnl_close(j);
+	free(seg);
+	free(dir);
+}
+
+Test(journal, a_failed_write_is_not_durable_and_is_written_again_always)
+{
+	failed_write_is_retried(FSYNC_ALWAYS);
+}
+
+Test(journal, a_failed_write_is_not_durable_and_is_written_again_batch)
+{
+	failed_write_is_retried(FSYNC_BATCH);
 }
 
 Test(journal, garbage_file_is_not_a_journal)
