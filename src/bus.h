@@ -80,6 +80,9 @@ struct bus_delivery {
 	uint32_t deliveries;
 	int64_t queued_at;	/* monotonic ms */
 	bool inflight;
+	/* A qos-0 delivery queued behind qos-1 ones not sent yet, to keep a
+	 * publisher's order: sent once, never acked, never stored. */
+	bool qos0;
 	ev_timer ack_timer;
 	struct bus_delivery *prev, *next;
 };

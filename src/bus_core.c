@@ -154,7 +154,7 @@ static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 	s->qbytes -= msg_size(d->msg);
 	if (d->inflight)
 		s->inflight--;
-	if (s->key)
+	if (s->key && !d->qos0)
 		live_change(b, d->msg, -1, -1);
 	bus_msg_put(d->msg);
 	free(d);
@@ -196,7 +196,12 @@ void bus_session_detach(struct bus_session *s)
 	if (s->conn)
 		s->conn->session = NULL;
 	s->conn = NULL;
-	for (struct bus_delivery *d = s->qhead; d; d = d->next) {
+	for (struct bus_delivery *d = s->qhead, *next; d; d = next) {
+		next = d->next;
+		if (d->qos0) {	/* qos 0 is for connected subscribers only */
+			delivery_remove(s, d);
+			continue;
+		}
 		ev_timer_stop(s->bus->loop, &d->ack_timer);
 		d->inflight = false;
 	}
@@ -264,6 +269,14 @@ static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void send_delivery(struct bus_session *s, struct bus_delivery *d)
 {
+	if (d->qos0) {
+		struct bus_frame *f = msg_frame(d->msg, 0, false, false);
+		bus_conn_send(s->conn, f);
+		bus_frame_put(f);
+		s->delivered++;
+		delivery_remove(s, d);
+		return;
+	}
 	struct bus_frame *f = msg_frame(d->msg, 1, false, d->deliveries > 0);
 
 	d->deliveries++;
@@ -350,16 +363,17 @@ static void enforce_bounds(struct bus_session *s)
 		struct bus_delivery *d = s->qhead;
 		s->dropped++;
 		b->dropped_queue++;
-		if (s->key)
+		if (s->key && !d->qos0)
 			bus_store_ack(b, s, d->msg->seq);
 		delivery_remove(s, d);
 	}
 }
 
-static void enqueue(struct bus_session *s, struct bus_msg *m, uint32_t deliveries)
+static void enqueue(struct bus_session *s, struct bus_msg *m, uint32_t deliveries, bool qos0)
 {
 	struct bus_delivery *d = xcalloc(1, sizeof(*d));
 
+	d->qos0 = qos0;
 	d->msg = m;
 	m->refs++;
 	d->s = s;
@@ -377,7 +391,7 @@ static void enqueue(struct bus_session *s, struct bus_msg *m, uint32_t deliverie
 	imap_put(&s->by_seq, (int64_t)m->seq, d);
 	s->qlen++;
 	s->qbytes += msg_size(m);
-	if (s->key)
+	if (s->key && !qos0)
 		live_change(s->bus, m, +1, -1);
 	enforce_bounds(s);
 }
@@ -387,7 +401,7 @@ void bus_session_restore(struct bus_session *s, struct bus_msg *m)
 {
 	/* It may have been sent before the crash: count it as delivered once,
 	 * so it goes out marked redelivered. */
-	enqueue(s, m, 1);
+	enqueue(s, m, 1, false);
 }
 
 /* Recovery: the session acked (or dropped) seq. */
@@ -463,7 +477,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		struct bus_session *s = f.hit[i];
 		uint8_t q = m->qos < s->epoch_qos ? m->qos : s->epoch_qos;
 		if (q == 1) {
-			enqueue(s, m, 0);
+			enqueue(s, m, 0, false);
 			bus_pump(s);
 			continue;
 		}
@@ -473,6 +487,10 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 			/* A slow qos-0 subscriber loses messages, nobody waits for it. */
 			s->conn->dropped_qos0++;
 			b->dropped_qos0++;
+			continue;
+		}
+		if (s->cursor) {	/* behind qos-1 messages not sent yet: in order */
+			enqueue(s, m, 0, true);
 			continue;
 		}
 		struct bus_frame *fr = msg_frame(m, 0, false, false);

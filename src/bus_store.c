@@ -427,6 +427,8 @@ static void snapshot(struct bus *b, struct sbuf *out)
 		jrnl_frame(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
 		for (struct bus_delivery *d = s->qhead; d; d = d->next) {
+			if (d->qos0)
+				continue;
 			struct strv *keys = imap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {
 				keys = xcalloc(1, sizeof(*keys));

@@ -186,6 +186,37 @@ class Bus(CohortTest):
         run(go())
         d.stop()
 
+    def test_qos0_keeps_its_place_behind_a_qos1_backlog(self):
+        """A subscriber with 1000 qos-1 messages in flight (the most) has
+        the publisher's next qos-1 message waiting; the qos-0 one published
+        after it on the same topic must not overtake it."""
+        d = self.daemon()
+
+        async def go():
+            sub = await raw(self.bus(d))
+            await sub.send(json.dumps({"op": "sub", "id": 1, "topic": "ord.>", "qos": 1}))
+            self.assertEqual((await recv(sub))["op"], "ok")
+            pub = await raw(self.bus(d))
+            for i in range(1001):
+                await pub.send(json.dumps({"op": "pub", "topic": "ord.x", "data": i, "qos": 1}))
+            await pub.send(json.dumps({"op": "pub", "topic": "ord.x", "data": "after", "qos": 0}))
+            await pub.send(json.dumps({"op": "ping", "id": "p"}))
+            answers = [(await recv(pub))["op"] for _ in range(1002)]   # oks and the pong
+            self.assertEqual(sorted(set(answers)), ["ok", "pong"])
+            seqs = []
+            for _ in range(1000):
+                m = await recv(sub)
+                self.assertEqual(m["data"], len(seqs))
+                seqs.append(m["seq"])
+            for s in seqs:
+                await sub.send(json.dumps({"op": "ack", "seq": s}))
+            rest = [await recv(sub), await recv(sub)]
+            self.assertEqual([(m["data"], m["qos"]) for m in rest], [(1000, 1), ("after", 0)])
+            await sub.close()
+            await pub.close()
+        run(go())
+        d.stop()
+
     def test_redelivery_and_dead_letters(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 100ms\n" + IDLE)
 
