@@ -37,6 +37,7 @@
 #define BUS_MID_MAX 500000		/* ... or among this many latest: bounds memory */
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
+#define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
@@ -248,6 +249,8 @@ struct bus_session *bus_session_new(struct bus *b, const char *identity, const c
 void bus_session_free(struct bus_session *s);
 void bus_session_attach(struct bus_session *s, struct bus_conn *c);
 void bus_session_detach(struct bus_session *s);
+/* 1: a new subscription; 0: the pattern was there (its qos is set); -1: the
+ * session has BUS_SUBS_MAX already. */
 int bus_subscribe(struct bus_session *s, const char *pattern, uint8_t qos);
 bool bus_unsubscribe(struct bus_session *s, const char *pattern);
 void bus_send_retained(struct bus_session *s, const char *pattern);

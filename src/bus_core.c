@@ -219,6 +219,8 @@ int bus_subscribe(struct bus_session *s, const char *pattern, uint8_t qos)
 			return 0;
 		}
 	}
+	if (s->nsubs >= BUS_SUBS_MAX)
+		return -1;
 	struct bus_sub *sub = xcalloc(1, sizeof(*sub));
 	sub->s = s;
 	sub->pattern = xstrdup(pattern);

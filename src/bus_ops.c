@@ -154,7 +154,10 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	struct bus_session *s = c->session;
-	bus_subscribe(s, pat, (uint8_t)qos);
+	if (bus_subscribe(s, pat, (uint8_t)qos) < 0) {
+		bus_conn_refuse(c, id, "sub: a session has at most %d subscriptions", BUS_SUBS_MAX);
+		return;
+	}
 	if (s->key)
 		bus_store_sub(c->bus, s, pat, (uint8_t)qos);
 	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));

@@ -421,11 +421,15 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	sbuf_free(&j.b);
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
+		/* A record each: replay reads one op per record. */
 		put_session(&j, s, false);
-		for (size_t i = 0; i < s->nsubs; i++)
-			put_sub(&j, s, s->subs[i]->pattern, s->subs[i]->qos);
 		jrnl_frame(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
+		for (size_t i = 0; i < s->nsubs; i++) {
+			put_sub(&j, s, s->subs[i]->pattern, s->subs[i]->qos);
+			jrnl_frame(out, j.b.buf, j.b.len);
+			sbuf_free(&j.b);
+		}
 		for (struct bus_delivery *d = s->qhead; d; d = d->next) {
 			if (d->qos0)
 				continue;

@@ -30,7 +30,7 @@ const struct key_def config_keys[] = {
 	{D("bus_mode", bus_mode, K_MODE), "0666", "permissions of bus.sock"},
 	{D("bus_listen", bus_listen, K_LISTEN), "", "HOST:PORT: the bus also on TCP (off when empty)"},
 	{D("bus_fsync", bus_fsync, K_FSYNC), "batch", "always | batch | never: when bus writes reach the disk"},
-	{D("bus_max_message", bus_max_message, K_SIZE), "1M", "largest bus frame accepted"},
+	{D("bus_max_message", bus_max_message, K_MSGSIZE), "1M", "largest bus frame accepted (1K to 16M)"},
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION), "30s", "an unacked qos-1 delivery is sent again after this"},
 	{D("bus_queue_max", bus_queue_max, K_SIZE), "64M", "a durable session's queue while it is away, at most"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION), "7d", "queued messages older than this are dropped"},
@@ -438,6 +438,15 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		if (parse_size(v, p, &w) < 0)
 			break;
 		return 0;
+	case K_MSGSIZE:
+		/* A message is one journal record, which may not pass
+		 * JRNL_RECORD_MAX with its topic and the keys of its durable
+		 * subscribers: 16M leaves room for 48M of those. */
+		if (parse_size(v, p, &w) < 0 || *(uint64_t *)p < 1024 || *(uint64_t *)p > (16u << 20)) {
+			w = "a size from 1K to 16M";
+			break;
+		}
+		return 0;
 	case K_COUNT:
 		if (parse_uint(v, 1000000, p, &w) < 0) {
 			w = "a whole number from 0 to 1000000";
@@ -625,6 +634,7 @@ bool key_equal(const struct key_def *k, const void *a, const void *b)
 	case K_DURATION:
 		return *(const int64_t *)a == *(const int64_t *)b;
 	case K_SIZE:
+	case K_MSGSIZE:
 	case K_COUNT:
 	case K_POSITIVE:
 	case K_PHASE:

@@ -383,6 +383,24 @@ locks = narrow.*
         run(go())
         d.stop()
 
+    def test_a_session_has_at_most_10000_subscriptions(self):
+        d = self.daemon()
+
+        async def go():
+            ws = await raw(self.bus(d))
+            for i in range(10001):
+                await ws.send(json.dumps({"op": "sub", "id": i, "topic": f"many.t{i}"}))
+            answers = [await recv(ws) for _ in range(10001)]
+            self.assertEqual([a["op"] for a in answers[:10000]], ["ok"] * 10000)
+            self.assertEqual(answers[10000], {"op": "error", "id": 10000,
+                                              "error": "sub: a session has at most 10000 subscriptions"})
+            # the same pattern again is no new subscription: still fine
+            await ws.send(json.dumps({"op": "sub", "id": "again", "topic": "many.t5", "qos": 1}))
+            self.assertEqual(await recv(ws), {"op": "ok", "id": "again"})
+            await ws.close()
+        run(go())
+        d.stop()
+
     def test_bad_input(self):
         d = self.daemon("[cohort]\nbus_max_message = 64K\n" + IDLE)
 
@@ -698,6 +716,10 @@ locks = narrow.*
         compacting = r"^bus journal: compacting \d+ bytes to \d+ bytes of live state"
 
         async def go():
+            # a durable session with two subscriptions, from before the compaction
+            async with self.client(d, session="keep") as keep:
+                await keep.subscribe("kept.>", lambda m: None, qos=1)
+                await keep.subscribe("also.*", lambda m: None, qos=1)
             async with self.client(d) as pub:
                 blob = "y" * 50000
                 # overwrites of two values (50 KB each) until the journal
@@ -721,7 +743,17 @@ locks = narrow.*
         async def check():
             async with self.client(d) as c:
                 vals = {m["topic"]: m["data"]["i"] for m in await c.get("cfg.>")}
-            self.assertEqual(vals, {f"cfg.v{last % 2}": last, f"cfg.v{(last - 1) % 2}": last - 1})
+                self.assertEqual(vals, {f"cfg.v{last % 2}": last, f"cfg.v{(last - 1) % 2}": last - 1})
+                # the session's subscriptions came back too: it is sent what
+                # was published while it was away, without subscribing again
+                await c.publish("kept.a", 1, qos=1)
+                await c.publish("also.b", 2, qos=1)
+            ws = await raw(self.bus(d), hello=False)
+            await ws.send(json.dumps({"op": "hello", "session": "keep"}))
+            self.assertEqual(await recv(ws), {"op": "welcome", "session": "keep", "resumed": True})
+            got = [await recv(ws), await recv(ws)]
+            self.assertEqual(sorted(m["topic"] for m in got), ["also.b", "kept.a"])
+            await ws.close()
         run(check())
         d.stop()
 

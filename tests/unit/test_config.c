@@ -390,6 +390,12 @@ Test(config, bad_values_say_what_was_expected)
 	    "cohort.ini:2: [cohort]: bus_fsync = \"sometimes\": expected always, batch or never");
 	bad("[cohort]\ncontrol_mode = 999\n[service:a]\ncommand = x\n", "expected an octal file mode");
 	bad("[cohort]\nbus_listen = 7420\n[service:a]\ncommand = x\n", "expected HOST:PORT");
+	bad("[cohort]\nbus_max_message = 17M\n[service:a]\ncommand = x\n",
+	    "cohort.ini:2: [cohort]: bus_max_message = \"17M\": expected a size from 1K to 16M");
+	bad("[cohort]\nbus_max_message = 100\n[service:a]\ncommand = x\n", "expected a size from 1K to 16M");
+	struct cohort_config *c = good("[cohort]\nbus_max_message = 16M\n[service:a]\ncommand = x\n");
+	cr_assert_eq(c->bus_max_message, 16u << 20);
+	config_free(c);
 }
 
 Test(config, bad_value_names_file_and_line)
