@@ -337,6 +337,10 @@ enum lock_result lock_acquire(struct lock_session *s, const char *name, enum loc
 		return LOCK_ERROR;
 	}
 	struct lock *l = lock_get(t, name);
+	/* Waiters left at the head while no token could be had (the counter
+	 * could not be written) go first, now that it may work again. */
+	if (l->head && compatible(l, l->head->mode))
+		process_queue(t, l);
 	if (!l->head && compatible(l, mode)) {
 		if (take_token(t, token, why) < 0) {
 			lock_maybe_free(t, l);

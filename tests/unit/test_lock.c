@@ -436,6 +436,48 @@ Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
 	free(dir);
 }
 
+/* A waiter that could not be granted for want of a token (the counter's
+ * directory gone) is granted by the next request for the lock once the
+ * counter can be written again, ahead of that request. */
+Test(lock, a_waiter_stuck_without_a_token_goes_first_when_tokens_return)
+{
+	char err[200];
+	char *dir = xasprintf("%s/gone2", th_tmpdir());
+	char *path = xasprintf("%s/lock.tokens", dir);
+	struct lock_table t2;
+	uint64_t token = 0;
+	int64_t exp;
+	const char *why;
+
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	struct lock_session *a = lock_session_open(&t2, "a", NULL, NULL, on_wait);
+	struct lock_session *b = lock_session_open(&t2, "b", NULL, NULL, on_wait);
+	struct lock_session *c = lock_session_open(&t2, "c", NULL, NULL, on_wait);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);
+	for (int i = 0; i < LOCK_TOKEN_BLOCK - 1; i++) {
+		cr_assert_eq(lock_acquire(a, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
+		lock_release(a, "x", token, &why);
+	}
+	cr_assert_eq(lock_acquire(a, "x", LOCK_EXCLUSIVE, 60000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
+	cr_assert_eq(lock_acquire(b, "x", LOCK_EXCLUSIVE, 60000, 600000, (void *)1, &token, &exp, &why),
+		     LOCK_QUEUED);
+	cr_assert_eq(lock_release(a, "x", LOCK_TOKEN_BLOCK, &why), 0);
+	cr_assert_eq(nseen, 0, "granted without a token on disk");
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	/* c asks: b, first in line, is granted, and c waits behind it. */
+	cr_assert_eq(lock_acquire(c, "x", LOCK_EXCLUSIVE, 60000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert_str_eq(why, "timeout");
+	cr_assert_eq(nseen, 1);
+	cr_assert_eq(seen[0].cookie, (void *)1);
+	cr_assert(seen[0].granted);
+	cr_assert_eq(seen[0].token, LOCK_TOKEN_BLOCK + 1);
+	lock_table_free(&t2);
+	free(path);
+	free(dir);
+}
+
 Test(lock, a_corrupt_counter_refuses_to_start)
 {
 	char err[200];
