@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -31,6 +32,7 @@
 #include "config.h"
 #include "jscan.h"
 #include "jstr.h"
+#include "lock.h"
 #include "util.h"
 
 #define DEFAULT_CONFIG "/etc/cohort/cohort.ini"
@@ -926,11 +928,16 @@ static pid_t start_command(char **cmd, uint64_t token, const char *name)
 	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
 		sigaction(sigs[i], &sa, NULL);
 	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+	pid_t parent = getpid();
 	pid_t child = fork();
 	if (child == 0) {
 		struct sigaction dfl = {.sa_handler = SIG_DFL};
 		for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
 			sigaction(sigs[i], &dfl, NULL);
+		/* The lease is ours, not CMD's: it ends when we do (kill -9
+		 * included), and then CMD gets TERM as on any lost lease. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+			_exit(1);
 		setenv("COHORT_LOCK_TOKEN", tok, 1);
 		setenv("COHORT_LOCK_NAME", name, 1);
 		execvp(cmd[0], cmd);
@@ -1018,10 +1025,18 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		if (o == 't' && (parse_duration_ms(optarg, &ttl, &why) < 0 || ttl < 3))
-			die_usage("--ttl: expected a duration of at least 3ms");
+		/* cohortd's bounds, checked here so that a bad value is a usage
+		 * error (exit 2) like any other, before anything runs.  Under
+		 * 100ms a lease would be renewed faster than a loaded machine
+		 * answers. */
+		if (o == 't' && parse_duration_ms(optarg, &ttl, &why) < 0)
+			die_usage("--ttl: expected %s", why);
+		else if (o == 't' && (ttl < 100 || ttl > LOCK_TTL_MAX_MS))
+			die_usage("--ttl: expected a duration from 100ms to 1d, got %s", optarg);
 		else if (o == 'w' && parse_duration_ms(optarg, &wait, &why) < 0)
 			die_usage("--wait: expected %s", why);
+		else if (o == 'w' && wait > LOCK_WAIT_MAX_MS)
+			die_usage("--wait: expected a duration of at most 7d, got %s", optarg);
 		else if (o == 's')
 			shared = true;
 		else if (o != 't' && o != 'w')

@@ -131,6 +131,30 @@ class Locks(CohortTest):
         os.killpg(holder.pid, signal.SIGKILL)
         d.stop()
 
+    def test_cmd_is_ended_when_cohortctl_lock_is_killed(self):
+        """flock's lock lives as long as its command; cohortctl's lease ends
+        with cohortctl, so CMD must not go on unprotected: it gets TERM."""
+        d = self.daemon()
+        pidfile = self.path("cmd.pid")
+        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "db", "--", "/bin/sh", "-c",
+                                   f'echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 1000'],
+                                  start_new_session=True)
+        wait_until(self, lambda: os.path.exists(pidfile), what="the command")
+        with open(pidfile) as f:
+            cmd = int(f.read())
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+        def cmd_gone():
+            try:
+                with open(f"/proc/{cmd}/stat") as f:
+                    return f.read().split(") ")[1][0] == "Z"
+            except FileNotFoundError:
+                return True
+        wait_until(self, cmd_gone, what="the command's end")
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        d.stop()
+
     def test_fifo_and_a_waiter_that_leaves(self):
         d = self.daemon()
         a = Client(d)
@@ -236,6 +260,16 @@ ready = delay:0
         self.assertEqual(c.call(cmd="lock.release", name="x", token=12345)["error"], "not held")
         self.assertIn('missing field "token"', c.call(cmd="lock.release", name="x")["error"])
         self.assertIn('"token" must be a positive integer', c.call(cmd="lock.renew", name="x", token=-4)["error"])
+        # cohortctl lock checks durations itself: a usage error, exit 2, nothing run
+        for args, want in [(["--ttl", "1h30m"], "--ttl: expected a duration such as"),
+                           (["--ttl", "-1"], "--ttl: expected a duration such as"),
+                           (["--ttl", "50ms"], "--ttl: expected a duration from 100ms to 1d, got 50ms"),
+                           (["--ttl", "2d"], "--ttl: expected a duration from 100ms to 1d, got 2d"),
+                           (["--wait", "8d"], "--wait: expected a duration of at most 7d, got 8d"),
+                           (["--wait", "soon"], "--wait: expected a duration such as")]:
+            rc, out, err = d.ctl("lock", *args, "x", "--", "touch", self.path("ran"), expect=2)
+            self.assertIn(want, err, args)
+        self.assertFalse(os.path.exists(self.path("ran")))
         d.stop()
 
     def test_cohortctl_lock_wait_and_lost_lease(self):
