@@ -57,9 +57,16 @@ struct cohort_msg {
 	bool redelivered;
 };
 
-/* A message matching a subscription.  qos-1 messages are acked when it
- * returns. */
+/* A message matching a subscription.  A qos-1 message is acked once the
+ * callbacks of every matching subscription returned, unless one of them
+ * called cohort_keep; one that no subscription of this client matches (a
+ * durable session's subscription from an earlier client) is not acked
+ * either.  cohortd sends what was not acked again: after bus_ack_timeout,
+ * and when the session says hello again. */
 typedef void (*cohort_msg_fn)(cohort_t *c, const struct cohort_msg *m, void *arg);
+/* From a callback: do not ack the message being delivered (not handled:
+ * let cohortd send it again later). */
+void cohort_keep(cohort_t *c);
 
 const char *cohort_version(void);
 

@@ -727,15 +727,20 @@ static int run_pub(struct ctl *c, int argc, char **argv)
 struct sub_state {
 	struct ctl *c;
 	long left;	/* messages still to print, -1: no end */
+	bool printed;
+	uint64_t last_seq;	/* of the last message printed */
 };
 
 static void print_msg(cohort_t *b, const struct cohort_msg *m, void *arg)
 {
 	struct sub_state *st = arg;
-	(void)b;
 
-	if (st->left == 0)
+	if (st->printed && m->seq == st->last_seq)
+		return;	/* the same message again, through a second matching pattern */
+	if (st->left == 0) {	/* -n COUNT is done: not printed, so not acked */
+		cohort_keep(b);
 		return;
+	}
 	if (st->c->json)
 		printf("{\"topic\":\"%s\",\"data\":%.*s,\"seq\":%llu,\"qos\":%d,\"ts_ms\":%lld,"
 		       "\"retained\":%s,\"redelivered\":%s}\n", m->topic, (int)m->data_len, m->data,
@@ -745,6 +750,8 @@ static void print_msg(cohort_t *b, const struct cohort_msg *m, void *arg)
 		printf("%s %.*s%s%s\n", m->topic, (int)m->data_len, m->data, m->retained ? " (retained)" : "",
 		       m->redelivered ? " (redelivered)" : "");
 	fflush(stdout);
+	st->printed = true;
+	st->last_seq = m->seq;
 	if (st->left > 0)
 		st->left--;
 }
@@ -757,7 +764,7 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 		{0},
 	};
 	const char *usage = "usage: cohortctl sub [--qos 0|1] [--durable SESSION] [-n COUNT] PATTERN...";
-	struct sub_state st = {c, -1};
+	struct sub_state st = {.c = c, .left = -1};
 	const char *session = NULL, *why;
 	uint64_t n;
 	int qos = 0, o;

@@ -39,6 +39,7 @@ struct cohort {
 	bool clean, no_reconnect;
 	struct wsc ws;
 	bool connected, resumed;
+	bool keep;		/* cohort_keep was called for the message in hand */
 	unsigned reconnects;
 	uint64_t next_id;
 	struct sub *subs;
@@ -234,12 +235,24 @@ static bool msg_parsed(json_t *f, struct cohort_msg *m, char **buf)
 	return true;
 }
 
+void cohort_keep(cohort_t *c)
+{
+	c->keep = true;
+}
+
 static void deliver(cohort_t *c, const struct cohort_msg *msg)
 {
+	bool taken = false;
+
+	c->keep = false;
 	for (size_t i = 0; i < c->nsubs; i++)
-		if (c->subs[i].fn && topic_matches(c->subs[i].pattern, msg->topic))
+		if (c->subs[i].fn && topic_matches(c->subs[i].pattern, msg->topic)) {
 			c->subs[i].fn(c, msg, c->subs[i].arg);
-	if (msg->qos == 1 && !msg->retained && c->connected) {
+			taken = true;
+		}
+	/* An ack says the message was handled: not when nothing here took it,
+	 * nor when a callback kept it.  cohortd sends it again. */
+	if (msg->qos == 1 && !msg->retained && c->connected && taken && !c->keep) {
 		char ack[64];
 		int n = snprintf(ack, sizeof(ack), "{\"op\":\"ack\",\"seq\":%llu}", (unsigned long long)msg->seq);
 		wsc_send(&c->ws, ack, (size_t)n);

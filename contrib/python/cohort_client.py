@@ -16,9 +16,11 @@ Inside a service cohortd started, the environment says where the bus is
 itself connected: when the connection drops it reconnects with exponential
 backoff and jitter (100 ms doubling to 30 s), says hello with the same
 session, subscribes again, and re-sends every qos-1 publish that got no ok
-yet, with its mid, so the bus drops the ones it already had.  qos-1
-messages are acknowledged once the callback returns (raise to get one
-again later).
+yet, with its mid, so the bus drops the ones it already had.  A qos-1
+message is acknowledged once the callbacks of every matching subscription
+returned; if one raises (the error is logged, the client goes on), or no
+subscription of this client matches (a durable session's subscription
+from an earlier client), it is not, and cohortd sends it again later.
 
 Wire protocol: one JSON object per WebSocket text frame, subprotocol
 cohort.v1 (see cohortctl(1) and the README).
@@ -26,6 +28,7 @@ cohort.v1 (see cohortctl(1) and the README).
 import asyncio
 import itertools
 import json
+import logging
 import os
 import random
 import uuid
@@ -35,6 +38,8 @@ try:
 except ImportError as e:  # pragma: no cover
     raise ImportError("cohort_client needs the websockets package: apt-get install python3-websockets "
                       "(and run /usr/bin/python3)") from e
+
+log = logging.getLogger("cohort_client")
 
 PROTOCOL = "cohort.v1"
 BACKOFF_FIRST = 0.1
@@ -169,12 +174,19 @@ class Client:
     async def _dispatch(self, m):
         op = m.get("op")
         if op == "msg":
+            taken, failed = False, False
             for pattern, (cb, _) in list(self.subs.items()):
                 if topic_matches(pattern, m["topic"]):
-                    r = cb(m)
-                    if asyncio.iscoroutine(r):
-                        await r
-            if m.get("qos") == 1 and not m.get("retained"):
+                    taken = True
+                    try:
+                        r = cb(m)
+                        if asyncio.iscoroutine(r):
+                            await r
+                    except Exception:
+                        failed = True
+                        log.exception("cohort_client: the callback of %s failed on %s (seq %s): "
+                                      "not acknowledged", pattern, m["topic"], m.get("seq"))
+            if m.get("qos") == 1 and not m.get("retained") and taken and not failed:
                 await self._send({"op": "ack", "seq": m["seq"]})
             return
         fut = self.waiting.pop(m.get("id"), None)

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -284,6 +285,59 @@ class Bus(CohortTest):
             async with self.client(d, session="worker", clean=True) as c:
                 self.assertFalse(c.resumed)
         run(go())
+        d.stop()
+
+    def test_python_callback_that_raises_gets_the_message_again(self):
+        d = self.daemon("[cohort]\nbus_ack_timeout = 300ms\n" + IDLE)
+
+        async def go():
+            got = []
+
+            def cb(m):
+                got.append((m["data"], m["redelivered"]))
+                if m["data"] == 1 and not m["redelivered"]:
+                    raise ValueError("not now")
+            async with self.client(d) as sub, self.client(d) as pub:
+                await sub.subscribe("cb.>", cb, qos=1)
+                await pub.publish("cb.x", 1, qos=1)
+                await pub.publish("cb.x", 2, qos=1)
+                deadline = time.monotonic() + 10 * FACTOR
+                while len(got) < 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await sub.ping()    # the client went on
+            self.assertEqual(got, [(1, False), (2, False), (1, True)])
+        with self.assertLogs("cohort_client", "ERROR") as logs:
+            run(go())
+        self.assertIn("the callback of cb.> failed on cb.x", logs.output[0])
+        d.stop()
+
+    def test_cohortctl_sub_acks_only_what_it_prints(self):
+        """sub -n COUNT stops after COUNT messages: what came in the same
+        read is not printed, so it is not acked, and the next sub of the
+        durable session gets it.  A message that two patterns match is
+        printed once."""
+        d = self.daemon()
+
+        async def setup():
+            async with self.client(d, session="nq") as s:
+                await s.subscribe("nq.>", lambda m: None, qos=1)
+            async with self.client(d) as pub:
+                for i in range(1, 5):
+                    await pub.publish("nq.n", i, qos=1)
+        run(setup())
+        _, out, _ = d.ctl("sub", "--qos", "1", "--durable", "nq", "-n", "1", "nq.>")
+        self.assertEqual(out, "nq.n 1\n")
+        _, out, _ = d.ctl("sub", "--qos", "1", "--durable", "nq", "-n", "3", "nq.>", timeout=20)
+        self.assertEqual([l.split(" (")[0] for l in out.splitlines()], ["nq.n 2", "nq.n 3", "nq.n 4"])
+
+        sub = subprocess.Popen([COHORTCTL, "-s", d.socket, "sub", "-n", "2", "ov.>", "ov.*"],
+                               stdout=subprocess.PIPE, text=True)
+        wait_until(self, lambda: any(c["subscriptions"] == 2 for c in d.ctl_json("status")["bus"]["conns"]),
+                   what="the two subscriptions")
+        d.ctl("pub", "ov.a", "1")
+        d.ctl("pub", "ov.b", "2")
+        out, _ = sub.communicate(timeout=10 * FACTOR)
+        self.assertEqual(out, "ov.a 1\nov.b 2\n")
         d.stop()
 
     def test_permissions_of_a_service_token(self):
