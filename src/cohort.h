@@ -104,6 +104,9 @@ int cohort_unsubscribe(cohort_t *c, const char *pattern);
 /* The retained values matching pattern, as a JSON array of
  * {topic, data, seq, ts_ms} in *json (free() it). */
 int cohort_get(cohort_t *c, const char *pattern, char **json);
+/* A round trip.  -1 also when cohortd refused something sent before it
+ * that has no answer of its own (a qos-0 publish outside the service's
+ * patterns): cohort_error says what, once. */
 int cohort_ping(cohort_t *c);
 
 int cohort_lock_acquire(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,

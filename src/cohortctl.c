@@ -711,8 +711,8 @@ static int run_pub(struct ctl *c, int argc, char **argv)
 	char *data = as_json(argv[optind + 1]);
 	uint64_t seq = 0;
 	int rc = cohort_publish(b, argv[optind], data, qos, retain, &seq);
-	if (rc == 0 && qos == 0)
-		rc = cohort_flush(b, 5000);
+	if (rc == 0 && qos == 0)	/* no answer of its own: a ping says if it was refused */
+		rc = cohort_ping(b);
 	if (rc < 0)
 		fprintf(stderr, "cohortctl: pub %s: %s\n", argv[optind], cohort_error(b));
 	else if (c->json)

@@ -40,6 +40,7 @@ struct cohort {
 	struct wsc ws;
 	bool connected, resumed;
 	bool keep;		/* cohort_keep was called for the message in hand */
+	char refused[256];	/* an error with no request waiting for it, for cohort_ping */
 	unsigned reconnects;
 	uint64_t next_id;
 	struct sub *subs;
@@ -315,6 +316,11 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 		c->answer = m;
 		return;
 	}
+	/* A refusal nobody waits for (a qos-0 publish has no answer of its
+	 * own): cohort_ping reports it. */
+	if (strcmp(op, "error") == 0 && !c->refused[0])
+		str_copy(c->refused, sizeof(c->refused), json_string_value(json_object_get(m, "error")) ?
+			 json_string_value(json_object_get(m, "error")) : "refused");
 	json_decref(m);
 }
 
@@ -679,6 +685,11 @@ int cohort_ping(cohort_t *c)
 {
 	json_t *a = call(c, json_pack("{s:s}", "op", "ping"), false);
 	json_decref(a);
+	if (a && c->refused[0]) {
+		set_err(c, "%s", c->refused);
+		c->refused[0] = '\0';
+		return -1;
+	}
 	return a ? 0 : -1;
 }
 

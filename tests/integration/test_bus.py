@@ -370,6 +370,13 @@ locks = narrow.*
             with self.assertRaisesRegex(cohort_client.BusError, "bad token"):
                 await self.client(d, token="0" * 32).connect()
         run(go())
+        # cohortctl pub says when a qos-0 (or retained) publish is refused:
+        # exit 1 and cohortd's reason, though qos 0 has no answer of its own
+        env = {"COHORT_TOKEN": token}
+        for args in (["other.x", "1"], ["--retain", "stack.state", "1"]):
+            _, _, err = d.ctl("pub", *args, expect=1, env=env)
+            self.assertIn("not allowed: service:narrow may not publish to", err)
+        d.ctl("pub", "narrow.fine", "1", env=env)
         d.stop()
 
     def test_a_connection_outlives_its_removed_service(self):
