@@ -107,6 +107,7 @@ struct bus_session {
 	size_t qlen;
 	uint64_t qbytes;
 	size_t inflight;
+	uint64_t inflight_bytes;	/* of qbytes */
 	struct imap by_seq;	/* seq -> delivery */
 	uint64_t epoch;		/* the last publish that reached it (no double delivery) */
 	uint8_t epoch_qos;

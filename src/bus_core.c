@@ -152,8 +152,10 @@ static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 	imap_del(&s->by_seq, (int64_t)d->msg->seq);
 	s->qlen--;
 	s->qbytes -= msg_size(d->msg);
-	if (d->inflight)
+	if (d->inflight) {
 		s->inflight--;
+		s->inflight_bytes -= msg_size(d->msg);
+	}
 	if (s->key && !d->qos0)
 		live_change(b, d->msg, -1, -1);
 	bus_msg_put(d->msg);
@@ -206,6 +208,7 @@ void bus_session_detach(struct bus_session *s)
 		d->inflight = false;
 	}
 	s->inflight = 0;
+	s->inflight_bytes = 0;
 	s->cursor = s->qhead;
 }
 
@@ -285,6 +288,7 @@ static void send_delivery(struct bus_session *s, struct bus_delivery *d)
 	if (!d->inflight) {
 		d->inflight = true;
 		s->inflight++;
+		s->inflight_bytes += msg_size(d->msg);
 	}
 	evtimer_start_ms(s->bus->loop, &d->ack_timer, s->bus->ack_timeout_ms);
 	bus_conn_send(s->conn, f);
@@ -355,14 +359,19 @@ int bus_ack(struct bus_session *s, uint64_t seq)
 	return 0;
 }
 
-/* Drops the oldest while the queue is over its bounds (counted). */
+/* Drops the oldest of what waits to be sent while it is over the bounds
+ * (counted); never a message in flight: its subscriber has it and may be
+ * acking it (BUS_INFLIGHT_MAX bounds those). */
 static void enforce_bounds(struct bus_session *s)
 {
 	struct bus *b = s->bus;
 	int64_t now = now_wall_ms();
 
-	while (s->qhead && (s->qbytes > b->queue_max || now - s->qhead->msg->ts_ms > b->queue_age_ms)) {
-		struct bus_delivery *d = s->qhead;
+	/* What is before the cursor is in flight, what is after it waits. */
+	for (struct bus_delivery *d = s->cursor, *next; d; d = next) {
+		next = d->next;
+		if (s->qbytes - s->inflight_bytes <= b->queue_max && now - d->msg->ts_ms <= b->queue_age_ms)
+			break;
 		s->dropped++;
 		b->dropped_queue++;
 		if (s->key && !d->qos0)

@@ -287,6 +287,32 @@ class Bus(CohortTest):
         run(go())
         d.stop()
 
+    def test_queue_bounds_never_drop_a_message_in_flight(self):
+        """bus_queue_max bounds what waits; what a connected subscriber was
+        sent and may be acking stays until it is acked."""
+        d = self.daemon("[cohort]\nbus_queue_max = 4K\n" + IDLE)
+
+        async def go():
+            sub = await raw(self.bus(d), hello=False)
+            await sub.send(json.dumps({"op": "hello", "session": "slowpoke"}))
+            await recv(sub)
+            await sub.send(json.dumps({"op": "sub", "id": 1, "topic": "big.>", "qos": 1}))
+            await recv(sub)
+            async with self.client(d) as pub:
+                for i in range(20):
+                    await pub.publish("big.x", {"i": i, "pad": "p" * 500}, qos=1)
+            got = [await recv(sub) for _ in range(20)]
+            self.assertEqual([m["data"]["i"] for m in got], list(range(20)))
+            for m in got:
+                await sub.send(json.dumps({"op": "ack", "seq": m["seq"]}))
+            await sub.send(json.dumps({"op": "ping", "id": "p"}))
+            self.assertEqual(await recv(sub), {"op": "pong", "id": "p"})   # no error for any ack
+            st = [s for s in d.ctl_json("status")["bus"]["sessions"] if s["session"] == "admin/slowpoke"][0]
+            self.assertEqual((st["dropped"], st["queued"]), (0, 0))
+            await sub.close()
+        run(go())
+        d.stop()
+
     def test_python_callback_that_raises_gets_the_message_again(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 300ms\n" + IDLE)
 
