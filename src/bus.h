@@ -37,6 +37,9 @@
 #define BUS_MID_MAX 500000		/* ... or among this many latest: bounds memory */
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
+/* The close status of a connection whose session a new hello took: clients
+ * do not reconnect after it (they would take it back, forever). */
+#define BUS_CLOSE_TAKEN_OVER 4000
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */

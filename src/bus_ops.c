@@ -109,7 +109,7 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		if (s && json_is_true(clean_v)) {
 			bus_store_session(b, s, true);
 			if (s->conn)
-				bus_conn_close(s->conn, LWS_CLOSE_STATUS_NORMAL, "session cleaned by a new connection");
+				bus_conn_close(s->conn, BUS_CLOSE_TAKEN_OVER, "session cleaned by a new connection");
 			bus_session_detach(s);
 			bus_session_free(s);
 			s = NULL;
@@ -122,7 +122,7 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		if (s->conn) {	/* one connection per session: the newest wins */
 			struct bus_conn *old = s->conn;
 			bus_session_detach(s);
-			bus_conn_close(old, LWS_CLOSE_STATUS_NORMAL, "session taken over by a new connection");
+			bus_conn_close(old, BUS_CLOSE_TAKEN_OVER, "session taken over by a new connection");
 		}
 	} else {
 		s = bus_session_new(b, c->identity, NULL);

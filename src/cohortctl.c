@@ -791,7 +791,11 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 		}
 	}
 	while (st.left != 0)
-		cohort_step(b, 1000);
+		if (cohort_step(b, 1000) < 0) {	/* for good: say why */
+			fprintf(stderr, "cohortctl: sub: %s\n", cohort_error(b));
+			cohort_free(b);
+			return EXIT_FAILED;
+		}
 	cohort_flush(b, 2000);	/* the last acks */
 	cohort_free(b);
 	return EXIT_OK;

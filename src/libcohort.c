@@ -331,6 +331,10 @@ static void lost(cohort_t *c)
 	if (!c->connected)
 		return;
 	str_copy(c->err, sizeof(c->err), c->ws.err[0] ? c->ws.err : "lost the connection to the bus");
+	/* Another client said hello with our session: going back would take it
+	 * from that one, which would take it back, forever. */
+	if (c->ws.close_code == 4000)
+		c->no_reconnect = true;
 	wsc_close(&c->ws);
 	c->connected = false;
 	c->backoff_ms = BACKOFF_FIRST_MS;

@@ -486,7 +486,13 @@ const char *wsc_next(struct wsc *w, size_t *len)
 				put_frame(w, 0x8, "", 0);
 			wsc_flush(w);
 			w->closed = true;
-			snprintf(w->err, sizeof(w->err), "the bus closed the connection");
+			if (plen >= 2) {
+				w->close_code = data[0] << 8 | data[1];
+				snprintf(w->err, sizeof(w->err), "the bus closed the connection: %.*s (%d)",
+					 (int)(plen - 2 > 200 ? 200 : plen - 2), (const char *)data + 2, w->close_code);
+			} else {
+				snprintf(w->err, sizeof(w->err), "the bus closed the connection");
+			}
 			return NULL;
 		case 0x9:	/* ping */
 			put_frame(w, 0xA, (const char *)data, plen);

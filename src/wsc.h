@@ -20,6 +20,7 @@ struct wsc {
 	struct sbuf out;	/* bytes to write */
 	struct sbuf msg;	/* fragments of the message being received */
 	bool closed;
+	int close_code;		/* of the bus's close frame (0: none, or none said) */
 	char err[256];
 };
 

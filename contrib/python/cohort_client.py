@@ -42,6 +42,7 @@ except ImportError as e:  # pragma: no cover
 log = logging.getLogger("cohort_client")
 
 PROTOCOL = "cohort.v1"
+CLOSE_TAKEN_OVER = 4000     # a new hello took our session
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
 
@@ -80,6 +81,7 @@ class Client:
         self.reader = None
         self.resumed = False
         self.reconnects = 0
+        self.taken_over = False  # another client took our session: we stopped
 
     # --- connection ---------------------------------------------------------
     async def _open(self):
@@ -136,18 +138,27 @@ class Client:
 
     async def _read_loop(self):
         while not self.closed:
+            taken_over = False
             try:
                 async for frame in self.ws:
                     await self._dispatch(json.loads(frame))
-            except (websockets.ConnectionClosed, OSError):
+            except websockets.ConnectionClosed as e:
+                # Another client said hello with our session: taking it back
+                # would start a tug of war that never ends.
+                rcvd = getattr(e, "rcvd", None)
+                if rcvd is not None and rcvd.code == CLOSE_TAKEN_OVER:
+                    taken_over = True
+                    log.error("cohort_client: %s: not reconnecting", rcvd.reason)
+            except OSError:
                 pass
             except asyncio.CancelledError:
                 return
             if self.closed:
                 return
             self.connected.clear()
-            self._fail_waiting(all_of_them=not self.reconnect)
-            if not self.reconnect:
+            self._fail_waiting(all_of_them=not self.reconnect or taken_over)
+            if not self.reconnect or taken_over:
+                self.taken_over = taken_over
                 return
             await self._reconnect()
 

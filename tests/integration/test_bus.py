@@ -313,6 +313,35 @@ class Bus(CohortTest):
         run(go())
         d.stop()
 
+    def test_a_client_whose_session_is_taken_over_stops(self):
+        """Two clients of one durable session would take it from each
+        other forever: the one taken over (close status 4000) stops."""
+        d = self.daemon()
+        first = subprocess.Popen([COHORTCTL, "-s", d.socket, "sub", "--qos", "1", "--durable", "tk", "tk.>"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(self, lambda: any(c.get("session") == "tk" for c in d.ctl_json("status")["bus"]["conns"]),
+                   what="the first subscriber")
+
+        async def go():
+            async with self.client(d, session="tk") as second:
+                await second.subscribe("tk.>", lambda m: None, qos=1)
+                _, err = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: first.communicate(timeout=10 * FACTOR))
+                self.assertEqual(first.returncode, 1)
+                self.assertIn("session taken over by a new connection (4000)", err)
+                # and the Python client, taken over in turn by a raw hello
+                with self.assertLogs("cohort_client", "ERROR") as logs:
+                    ws = await raw(self.bus(d), hello=False)
+                    await ws.send(json.dumps({"op": "hello", "session": "tk"}))
+                    await recv(ws)
+                    await asyncio.wait_for(second.reader, 10 * FACTOR)
+                self.assertIn("session taken over by a new connection: not reconnecting", logs.output[0])
+                self.assertTrue(second.taken_over)
+                self.assertEqual(second.reconnects, 0)
+                await ws.close()
+        run(go())
+        d.stop()
+
     def test_python_callback_that_raises_gets_the_message_again(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 300ms\n" + IDLE)
 
