@@ -1299,6 +1299,12 @@ int main(int argc, char **argv)
 			command_help(cmd);
 			return EXIT_OK;
 		}
+		if (strcmp(argv[i], "--json") == 0) {	/* after the command too, as people type it */
+			c.json = true;
+			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+			argc--;
+			i--;
+		}
 	}
 	c.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 	if (cmd->run != run_help)

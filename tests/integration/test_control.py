@@ -530,6 +530,11 @@ autostart = no
         env.pop("COHORT_SOCKET", None)
         p = subprocess.run([COHORTCTL, "-c", d.path, "plan"], capture_output=True, text=True, env=env)
         self.assertEqual((p.returncode, p.stdout), (0, "phase 1: a c\nphase 2: b\n"))
+        # --json after the command counts as before it
+        for args in (["status", "--json"], ["locks", "--json"], ["bus", "--json"]):
+            p = subprocess.run([COHORTCTL, "-c", d.path, *args], capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, (args, p.stderr))
+            json.loads(p.stdout.splitlines()[0])
         p = subprocess.run([COHORTCTL, "plan"], capture_output=True, text=True,
                            env=dict(env, COHORT_CONFIG=d.path))
         self.assertEqual(p.returncode, 0)
