@@ -19,28 +19,25 @@ static json_t *strv_json(const struct strv *sv)
 
 static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	struct strv errors = {0};
-	struct strv added = {0}, removed = {0}, changed = {0};
+	struct reload_report r = {0};
 	(void)req;
 
 	if (c->ctl->d->shutting_down)
 		return ctl_error(resp, "cohortd is shutting down");
-	int rc = reload_config(c->ctl->d, &errors, &added, &removed, &changed);
-	json_object_set_new(resp, "added", strv_json(&added));
-	json_object_set_new(resp, "removed", strv_json(&removed));
-	json_object_set_new(resp, "changed", strv_json(&changed));
-	json_object_set_new(resp, "errors", strv_json(&errors));
+	int rc = reload_config(c->ctl->d, &r);
+	json_object_set_new(resp, "added", strv_json(&r.added));
+	json_object_set_new(resp, "removed", strv_json(&r.removed));
+	json_object_set_new(resp, "changed", strv_json(&r.changed));
+	json_object_set_new(resp, "needs_restart", strv_json(&r.restart));
+	json_object_set_new(resp, "errors", strv_json(&r.errors));
 	if (rc < 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "the new config is invalid (%zu error line%s); still running the old one",
-			 errors.n, errors.n == 1 ? "" : "s");
+			 r.errors.n, r.errors.n == 1 ? "" : "s");
 		json_object_set_new(resp, "ok", json_false());
 		json_object_set_new(resp, "error", json_string(msg));
 	}
-	strv_free(&errors);
-	strv_free(&added);
-	strv_free(&removed);
-	strv_free(&changed);
+	reload_report_free(&r);
 	return rc < 0 ? CTL_ERROR : CTL_REPLY;
 }
 

@@ -144,7 +144,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			return;
 		}
 		log_info(NULL, "SIGHUP: reloading %s", d->config_path);
-		reload_config(d, NULL, NULL, NULL, NULL);
+		reload_config(d, NULL);
 		return;
 	}
 	d = w->signum == SIGTERM ? container_of(w, struct cohortd, sig_term)

@@ -230,9 +230,15 @@ bool stack_blocked(const struct cohortd *d, const struct service *s);
 bool svc_ready_for_dependents(const struct service *s);
 
 /* reload.c */
-/* Re-reads the config: 0 applied, -1 invalid (every error logged and,
- * when errors is not NULL, added to it as "FILE:LINE: message"). */
-int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
-		  struct strv *removed, struct strv *changed);
+/* What a reload did, for its caller (lists of names, or of "FILE:LINE:
+ * message" for errors; restart: [cohort] keys that changed but take effect
+ * only when cohortd restarts). */
+struct reload_report {
+	struct strv errors, added, removed, changed, restart;
+};
+/* Re-reads the config: 0 applied, -1 invalid (every error logged and, when
+ * r is not NULL, listed in it). */
+int reload_config(struct cohortd *d, struct reload_report *r);
+void reload_report_free(struct reload_report *r);
 
 #endif

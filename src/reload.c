@@ -24,7 +24,8 @@ static bool str_differs(const char *a, const char *b)
 }
 
 /* [cohort] keys are read at start-up; say which changes wait for a restart. */
-static void warn_daemon_changes(const struct cohort_config *o, const struct cohort_config *n)
+static void warn_daemon_changes(const struct cohort_config *o, const struct cohort_config *n,
+				struct strv *restart)
 {
 	const struct {
 		const char *key;
@@ -41,9 +42,12 @@ static void warn_daemon_changes(const struct cohort_config *o, const struct coho
 		{"bus_max_message", o->bus_max_message != n->bus_max_message},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-		if (keys[i].changed)
+		if (keys[i].changed) {
 			log_warn(NULL, "reload: [cohort] %s changed: it takes effect when cohortd restarts",
 				 keys[i].key);
+			if (restart)
+				strv_push(restart, keys[i].key);
+		}
 }
 
 static void leave(struct cohortd *d, struct service *s)
@@ -72,9 +76,19 @@ static void push(struct strv *list, const char *name)
 		strv_push(list, name);
 }
 
-int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
-		  struct strv *removed, struct strv *changed)
+void reload_report_free(struct reload_report *r)
 {
+	strv_free(&r->errors);
+	strv_free(&r->added);
+	strv_free(&r->removed);
+	strv_free(&r->changed);
+	strv_free(&r->restart);
+}
+
+int reload_config(struct cohortd *d, struct reload_report *r)
+{
+	struct strv *errors = r ? &r->errors : NULL, *added = r ? &r->added : NULL;
+	struct strv *removed = r ? &r->removed : NULL, *changed = r ? &r->changed : NULL;
 	struct diag diag = {0};
 	struct cohort_config *nc = config_load(d->config_path, &diag);
 	struct plan *np = (nc && !diag.count) ? plan_build(nc, &diag) : NULL;
@@ -94,7 +108,7 @@ int reload_config(struct cohortd *d, struct strv *errors, struct strv *added,
 		config_unref(nc);
 		return -1;
 	}
-	warn_daemon_changes(d->cfg, nc);
+	warn_daemon_changes(d->cfg, nc, r ? &r->restart : NULL);
 
 	struct service **svcs = xcalloc(np->n + 1, sizeof(*svcs));
 	struct service **restart = xcalloc(np->n + 1, sizeof(*restart));

@@ -288,6 +288,14 @@ ready = exec:test -f {got}.ready
         d.wait_state("c", "running")
         _, out, _ = d.ctl("reload")
         self.assertEqual(out, "reloaded: nothing changed\n")
+        # a [cohort] key read only at start-up: said, not hidden
+        with open(d.path) as f:
+            text = f.read()
+        d.write_config("[cohort]\nbus_fsync = always\nbus_max_message = 2M\n" + text)
+        _, out, _ = d.ctl("reload")
+        self.assertEqual(out, "takes effect when cohortd restarts: bus_fsync bus_max_message\n")
+        d.write_config(text)
+        d.ctl("reload")
         d.write_config(STACK + "\n[service:e]\ncomand = x\n")
         _, out, err = d.ctl("reload", expect=1)
         self.assertIn("the new config is invalid", err)
