@@ -685,11 +685,32 @@ static cohort_t *bus_connect(struct ctl *c, const char *session, bool reconnect)
 }
 
 /* DATA as JSON text: itself if it is JSON, else as a JSON string. */
-static char *as_json(const char *data)
+/*
+ * DATA as JSON text: as given when it is JSON (subscribers get it as it
+ * was written), a JSON string when it is plain text; NULL, with why, when
+ * it starts as an object, array or string would but is not one: a typo
+ * must not go out as a string.
+ */
+static char *as_json(const char *data, char *why, size_t whylen)
 {
-	json_t *j = json_loads(data, JSON_DECODE_ANY, NULL);
-	if (!j)
-		j = json_string(data);
+	json_error_t err;
+	json_t *j = json_loads(data, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+
+	if (j) {
+		json_decref(j);
+		return xstrdup(data);
+	}
+	const char *p = data + strspn(data, " \t\r\n");
+	if (*p == '{' || *p == '[' || *p == '"') {
+		snprintf(why, whylen, "DATA is not JSON: %s (at column %d); quote it as a JSON string "
+			 "to send text", err.text, err.column);
+		return NULL;
+	}
+	j = json_string(data);
+	if (!j) {
+		snprintf(why, whylen, "DATA is neither JSON nor UTF-8 text");
+		return NULL;
+	}
 	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(j);
 	return text;
@@ -716,8 +737,11 @@ static int run_pub(struct ctl *c, int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		die_usage("usage: cohortctl pub [--qos 0|1] [--retain] TOPIC DATA");
+	char why[300];
+	char *data = as_json(argv[optind + 1], why, sizeof(why));
+	if (!data)
+		die_usage("pub: %s", why);
 	cohort_t *b = bus_connect(c, NULL, false);
-	char *data = as_json(argv[optind + 1]);
 	uint64_t seq = 0;
 	int rc = cohort_publish(b, argv[optind], data, qos, retain, &seq);
 	if (rc == 0 && qos == 0)	/* no answer of its own: a ping says if it was refused */

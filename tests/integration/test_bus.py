@@ -366,6 +366,28 @@ class Bus(CohortTest):
         self.assertIn("the callback of cb.> failed on cb.x", logs.output[0])
         d.stop()
 
+    def test_cohortctl_pub_sends_data_as_written(self):
+        d = self.daemon()
+
+        async def go():
+            ws = await raw(self.bus(d))
+            await ws.send(json.dumps({"op": "sub", "id": 1, "topic": "as.>"}))
+            await recv(ws)
+            loop = asyncio.get_running_loop()
+            for data, want in [('{"x": 1,  "y":[1,2]}', '"data":{"x": 1,  "y":[1,2]}'),
+                               ("hello world", '"data":"hello world"'),
+                               ("007", '"data":"007"')]:
+                await loop.run_in_executor(None, lambda: d.ctl("pub", "as.it", data))
+                frame = await asyncio.wait_for(ws.recv(), 10 * FACTOR)
+                self.assertIn(want, frame)
+            await ws.close()
+        run(go())
+        for data, want in [('{"a":', "DATA is not JSON: "), ('{"a":1,"a":2}', "duplicate object key"),
+                           ("[1,]", "DATA is not JSON: ")]:
+            _, _, err = d.ctl("pub", "as.it", data, expect=2)
+            self.assertIn(want, err)
+        d.stop()
+
     def test_cohortctl_sub_acks_only_what_it_prints(self):
         """sub -n COUNT stops after COUNT messages: what came in the same
         read is not printed, so it is not acked, and the next sub of the
