@@ -97,8 +97,10 @@ static int try_connect(struct ctl *c)
 static void connect_daemon(struct ctl *c)
 {
 	if (try_connect(c) < 0) {
-		fprintf(stderr, "cohortctl: cannot reach cohortd at %s: %s (is it running? try -s or -c)\n",
-			c->socket, strerror(errno));
+		int e = errno;
+		fprintf(stderr, "cohortctl: cannot reach cohortd at %s: %s (%s)\n", c->socket, strerror(e),
+			e == EACCES ? "cohortd's control_mode and control_group say who may use it"
+				    : "is it running? try -s or -c");
 		exit(EXIT_UNREACHABLE);
 	}
 }

@@ -577,6 +577,9 @@ autostart = no
         self.assertEqual(st.st_mode & 0o777, 0o660)
         self.assertEqual(st.st_gid, 65534)
         d.ctl("status", user=65534, expect=0)   # nobody is in nogroup
+        os.chmod(d.socket, 0o600)                # and now may not connect at all
+        _, _, err = d.ctl("status", user=65534, expect=3)
+        self.assertIn(": Permission denied (cohortd's control_mode and control_group say who may use it)", err)
         d.stop()
 
     def test_stale_socket_replaced_live_one_refused(self):
