@@ -58,7 +58,6 @@ struct journal {
 	uint64_t seg_max;
 	uint64_t next_id;
 	bool failed;			/* a write failed and was said; not mended yet */
-	int werrno;			/* why */
 	struct timespec retry_at;	/* after a failure: no new try before this */
 };
 
@@ -325,11 +324,12 @@ static size_t replay_file(const char *path, bool last, jrnl_record_fn fn, void *
 
 static void write_failed(struct journal *j, const char *what)
 {
+	/* Refusals start now, before the log line that says why. */
+	atomic_store_explicit(&j->failed_errno, errno ? errno : EIO, memory_order_relaxed);
 	if (!j->failed)
 		log_error(NULL, "bus journal %s: %s: %s (nothing more is stored or acknowledged "
 			  "until this is mended; tried again every second)", j->dir, what, strerror(errno));
 	j->failed = true;
-	j->werrno = errno;
 }
 
 /*
@@ -514,7 +514,6 @@ static void *writer_main(void *arg)
 			if (upto > j->durable_ticket)
 				j->durable_ticket = upto;
 		} else {
-			j->failed_errno = j->werrno ? j->werrno : EIO;
 			clock_gettime(CLOCK_REALTIME, &j->retry_at);
 			j->retry_at.tv_sec += 1;
 		}
