@@ -269,6 +269,10 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "pub: qos is 0 or 1, retain true or false, mid a string of 1-200 characters");
 		return;
 	}
+	if (!data) {
+		bus_conn_error(c, id, "pub: \"data\" is required (null for nothing)");
+		return;
+	}
 	/* UTF-8 as it came (WebSocket text is UTF-8): a subscriber gets the
 	 * same text, taken from the frame when it can be (no second dump), and
 	 * on one line (a raw CR or LF in JSON is white space: dump it away). */

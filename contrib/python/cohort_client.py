@@ -240,8 +240,17 @@ class Client:
 
     async def subscribe(self, pattern, callback, qos=0):
         """callback(msg) (may be async) gets each matching message."""
-        self.subs[pattern] = (callback, qos)
-        await self._request({"op": "sub", "topic": pattern, "qos": qos})
+        prev = self.subs.get(pattern)
+        self.subs[pattern] = (callback, qos)    # before the ok: retained values follow it
+        try:
+            await self._request({"op": "sub", "topic": pattern, "qos": qos})
+        except BusError:
+            # refused: not to be sent again at every reconnect
+            if prev is None:
+                self.subs.pop(pattern, None)
+            else:
+                self.subs[pattern] = prev
+            raise
 
     async def unsubscribe(self, pattern):
         self.subs.pop(pattern, None)

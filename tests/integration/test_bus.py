@@ -439,6 +439,7 @@ locks = narrow.*
                 await c.subscribe("stack.state", lambda m: None)
                 with self.assertRaisesRegex(cohort_client.BusError, "may not subscribe to stack.>"):
                     await c.subscribe("stack.>", lambda m: None)
+                self.assertNotIn("stack.>", c.subs)     # not asked again at a reconnect
                 t = await c.lock_acquire("narrow.job")
                 await c.lock_release("narrow.job", t)
                 with self.assertRaisesRegex(cohort_client.BusError, "not allowed"):
@@ -557,6 +558,7 @@ locks = narrow.*
                 ('{"op":"pub","id":5,"topic":"a.*","data":1}', "pub: \"topic\" must be"),
                 ('{"op":"pub","id":6,"topic":"$dead.x","data":1}', "$ topics are cohortd's"),
                 ('{"op":"pub","id":7,"topic":"a","qos":2}', "qos is 0 or 1"),
+                ('{"op":"pub","id":"nodata","topic":"a","qos":1}', 'pub: "data" is required'),
                 ('{"op":"sub","id":8,"topic":"a.>.b"}', "sub: \"topic\" must be a pattern"),
                 ('{"op":"ack","seq":"x"}', "ack: \"seq\""),
                 ('{"op":"ack","seq":0}', "ack: \"seq\""),
