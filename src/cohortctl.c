@@ -672,6 +672,21 @@ static const char *bus_address(struct ctl *c)
 	return addr;
 }
 
+/* The bus refused a request: on standard error, or with --json as an
+ * answer on standard output, like the control commands' errors. */
+static void bus_failed(const struct ctl *c, const char *what, const char *arg, const char *why)
+{
+	if (!c->json) {
+		fprintf(stderr, "cohortctl: %s%s%s: %s\n", what, arg ? " " : "", arg ? arg : "", why);
+		return;
+	}
+	json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", why);
+	char *text = json_dumps(o, JSON_COMPACT);
+	printf("%s\n", text);
+	free(text);
+	json_decref(o);
+}
+
 static cohort_t *bus_connect(struct ctl *c, const char *session, bool reconnect)
 {
 	struct cohort_options o = {.bus = bus_address(c), .session = session, .no_reconnect = !reconnect};
@@ -686,7 +701,6 @@ static cohort_t *bus_connect(struct ctl *c, const char *session, bool reconnect)
 	return b;
 }
 
-/* DATA as JSON text: itself if it is JSON, else as a JSON string. */
 /*
  * DATA as JSON text: as given when it is JSON (subscribers get it as it
  * was written), a JSON string when it is plain text; NULL, with why, when
@@ -749,7 +763,7 @@ static int run_pub(struct ctl *c, int argc, char **argv)
 	if (rc == 0 && qos == 0)	/* no answer of its own: a ping says if it was refused */
 		rc = cohort_ping(b);
 	if (rc < 0)
-		fprintf(stderr, "cohortctl: pub %s: %s\n", argv[optind], cohort_error(b));
+		bus_failed(c, "pub", argv[optind], cohort_error(b));
 	else if (c->json)
 		printf("{\"ok\":true,\"seq\":%llu}\n", (unsigned long long)seq);
 	else if (qos == 1)
@@ -820,14 +834,14 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 	cohort_t *b = bus_connect(c, session, true);
 	for (int i = optind; i < argc; i++) {
 		if (cohort_subscribe(b, argv[i], qos, print_msg, &st) < 0) {
-			fprintf(stderr, "cohortctl: sub %s: %s\n", argv[i], cohort_error(b));
+			bus_failed(c, "sub", argv[i], cohort_error(b));
 			cohort_free(b);
 			return EXIT_FAILED;
 		}
 	}
 	while (st.left != 0)
 		if (cohort_step(b, 1000) < 0) {	/* for good: say why */
-			fprintf(stderr, "cohortctl: sub: %s\n", cohort_error(b));
+			bus_failed(c, "sub", NULL, cohort_error(b));
 			cohort_free(b);
 			return EXIT_FAILED;
 		}
@@ -843,7 +857,7 @@ static int run_get(struct ctl *c, int argc, char **argv)
 	cohort_t *b = bus_connect(c, NULL, false);
 	char *text = NULL;
 	if (cohort_get(b, argv[1], &text) < 0) {
-		fprintf(stderr, "cohortctl: get %s: %s\n", argv[1], cohort_error(b));
+		bus_failed(c, "get", argv[1], cohort_error(b));
 		cohort_free(b);
 		return EXIT_FAILED;
 	}

@@ -455,6 +455,15 @@ locks = narrow.*
             _, _, err = d.ctl("pub", *args, expect=1, env=env)
             self.assertIn("not allowed: service:narrow may not publish to", err)
         d.ctl("pub", "narrow.fine", "1", env=env)
+        # with --json, such an error is an answer on stdout, as for control commands
+        for args, want in [(["pub", "other.x", "1"], "not allowed: service:narrow may not publish"),
+                           (["get", "a..b"], "must be a topic pattern"),
+                           (["sub", "-n", "1", "other.>"], "may not subscribe to other.>")]:
+            _, out, err = d.ctl("--json", *args, expect=1, env=env)
+            self.assertEqual(err, "", args)
+            answer = json.loads(out)
+            self.assertFalse(answer["ok"], args)
+            self.assertIn(want, answer["error"], args)
         d.stop()
 
     def test_a_connection_outlives_its_removed_service(self):
