@@ -400,26 +400,47 @@ Test(lock, the_next_block_is_written_ahead_off_the_loop)
 	free(path);
 }
 
-Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
+/* A lock table in t2 whose counter's directory (returned) is gone once the
+ * first block is reserved: every write of the counter fails until the
+ * directory is made again. */
+static char *table_losing_its_counter(struct lock_table *t2, const char *name)
 {
 	char err[200];
-	char *dir = xasprintf("%s/gone", th_tmpdir());
+	char *dir = xasprintf("%s/%s", th_tmpdir(), name);
 	char *path = xasprintf("%s/lock.tokens", dir);
-	struct lock_table t2;
+
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(lock_table_init(t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);
+	free(path);
+	return dir;
+}
+
+/* Takes and releases "x" n times; the last token. */
+static uint64_t take_and_release(struct lock_session *s, int n)
+{
 	uint64_t token = 0;
 	int64_t exp;
 	const char *why;
 
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
-	struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
-	cr_assert_eq(unlink(path), 0);
-	cr_assert_eq(rmdir(dir), 0);	/* every write of the counter fails now */
-	for (int i = 0; i < LOCK_TOKEN_BLOCK; i++) {
+	for (int i = 0; i < n; i++) {
 		cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why),
 			     LOCK_GRANTED, "token %d of the block in hand", i + 1);
 		lock_release(s, "x", token, &why);
 	}
+	return token;
+}
+
+Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
+{
+	struct lock_table t2;
+	char *dir = table_losing_its_counter(&t2, "gone");
+	struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
+	uint64_t token = take_and_release(s, LOCK_TOKEN_BLOCK);
+	int64_t exp;
+	const char *why;
+
 	cr_assert_eq(token, LOCK_TOKEN_BLOCK);
 	cr_assert(t2.ahead_failed || t2.ahead_running);
 	/* Past the block: refused, not handed out beyond the mark. */
@@ -432,7 +453,6 @@ Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
 	cr_assert_eq(token, LOCK_TOKEN_BLOCK + 1);
 	cr_assert_not(t2.ahead_failed);
 	lock_table_free(&t2);
-	free(path);
 	free(dir);
 }
 
@@ -441,25 +461,15 @@ Test(lock, a_write_ahead_that_fails_is_retried_when_the_block_runs_out)
  * counter can be written again, ahead of that request. */
 Test(lock, a_waiter_stuck_without_a_token_goes_first_when_tokens_return)
 {
-	char err[200];
-	char *dir = xasprintf("%s/gone2", th_tmpdir());
-	char *path = xasprintf("%s/lock.tokens", dir);
 	struct lock_table t2;
-	uint64_t token = 0;
-	int64_t exp;
-	const char *why;
-
-	cr_assert_eq(mkdir(dir, 0700), 0);
-	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	char *dir = table_losing_its_counter(&t2, "gone2");
 	struct lock_session *a = lock_session_open(&t2, "a", NULL, NULL, on_wait);
 	struct lock_session *b = lock_session_open(&t2, "b", NULL, NULL, on_wait);
 	struct lock_session *c = lock_session_open(&t2, "c", NULL, NULL, on_wait);
-	cr_assert_eq(unlink(path), 0);
-	cr_assert_eq(rmdir(dir), 0);
-	for (int i = 0; i < LOCK_TOKEN_BLOCK - 1; i++) {
-		cr_assert_eq(lock_acquire(a, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
-		lock_release(a, "x", token, &why);
-	}
+	uint64_t token = take_and_release(a, LOCK_TOKEN_BLOCK - 1);
+	int64_t exp;
+	const char *why;
+
 	cr_assert_eq(lock_acquire(a, "x", LOCK_EXCLUSIVE, 60000, 0, NULL, &token, &exp, &why), LOCK_GRANTED);
 	cr_assert_eq(lock_acquire(b, "x", LOCK_EXCLUSIVE, 60000, 600000, (void *)1, &token, &exp, &why),
 		     LOCK_QUEUED);
@@ -474,7 +484,6 @@ Test(lock, a_waiter_stuck_without_a_token_goes_first_when_tokens_return)
 	cr_assert(seen[0].granted);
 	cr_assert_eq(seen[0].token, LOCK_TOKEN_BLOCK + 1);
 	lock_table_free(&t2);
-	free(path);
 	free(dir);
 }
 
