@@ -339,6 +339,7 @@ struct subset {
 	bool latency;
 	int64_t *lat;
 	size_t nlat;
+	int64_t *by_index;	/* each message's latency, -1 if it never came */
 	uint64_t total, dups;
 	int64_t first_rx, last_rx;
 	int64_t idle_ns;	/* after the publisher is done: silence that ends it */
@@ -375,7 +376,7 @@ static void got_message(struct sub *s, const char *data, size_t len)
 		set->first_rx = now;
 	set->last_rx = now;
 	if (set->latency && set->nlat < (size_t)set->count)
-		set->lat[set->nlat++] = now - t;
+		set->lat[set->nlat++] = set->by_index[i] = now - t;
 }
 
 static void cohort_on_msg(cohort_t *c, const struct cohort_msg *m, void *arg)
@@ -858,8 +859,12 @@ static void subset_start(struct subset *set, int n, int qos, int64_t count, bool
 	set->count = count;
 	set->latency = latency;
 	set->idle_ns = qos ? 5000000000LL : 1500000000LL;
-	if (latency)
+	if (latency) {
 		set->lat = malloc((size_t)count * sizeof(int64_t));
+		set->by_index = malloc((size_t)count * sizeof(int64_t));
+		for (int64_t i = 0; i < count; i++)
+			set->by_index[i] = -1;
+	}
 	set->subs = calloc((size_t)n, sizeof(*set->subs));
 	for (int i = 0; i < n; i++) {
 		set->subs[i].no = i;
@@ -901,6 +906,30 @@ static void subset_free(struct subset *set)
 		sub_close(&set->subs[i]);
 	free(set->subs);
 	free(set->lat);
+	free(set->by_index);
+}
+
+/* $BENCH_SAMPLES names a file that gets each message's latency in ns, one
+ * a line in the order they were sent, -1 for one that never came:
+ * bench_bus.py pools the rounds and pairs the servers' messages by their
+ * send time. */
+static void write_samples(const int64_t *lat, size_t n)
+{
+	const char *path = getenv("BENCH_SAMPLES");
+	FILE *f;
+
+	if (!path || !*path)
+		return;
+	if (!(f = fopen(path, "w"))) {
+		fprintf(stderr, "bench_bus: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%" PRId64 "\n", lat[i]);
+	if (fclose(f) != 0) {
+		fprintf(stderr, "bench_bus: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
 }
 
 static void latency(int qos, int rate, int64_t count)
@@ -937,6 +966,7 @@ static void latency(int qos, int rate, int64_t count)
 	       kind_name, qos, rate, count, n, count - (int64_t)n, set.dups, PCT(0.50), PCT(0.99),
 	       PCT(0.999), PCT(1.0), pub_outstanding(&p), subset_reconnects(&set));
 	fflush(stdout);
+	write_samples(set.by_index, (size_t)count);
 	pub_close(&p);
 	subset_free(&set);
 }
