@@ -664,8 +664,11 @@ static const char *bus_address(struct ctl *c)
 	static char addr[4200];
 	const char *env = getenv("COHORT_BUS");
 
-	if (env && *env)
+	if (env && *env) {
+		if (strncmp(env, "unix:", 5) != 0 && strncmp(env, "ws://", 5) != 0)
+			die_usage("COHORT_BUS=%s: expected unix:PATH or ws://HOST:PORT/", env);
 		return env;
+	}
 	char *dir = path_dirname(c->socket);
 	snprintf(addr, sizeof(addr), "unix:%s/bus.sock", dir);
 	free(dir);
@@ -936,12 +939,18 @@ static int run_bus(struct ctl *c, int argc, char **argv)
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t forward_sig;
 
-static void on_signal(int sig)
+/*
+ * TERM, INT and HUP sent to cohortctl go on to the command.  Not those the
+ * terminal sent (Ctrl-C): they went to its whole foreground process group,
+ * the command included, which would get them twice.
+ */
+static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
 	int saved = errno;
 	char b = (char)sig;
 
-	if (sig != SIGCHLD)
+	(void)ctx;
+	if (sig != SIGCHLD && si->si_code != SI_KERNEL)
 		forward_sig = sig;
 	(void)!write(sig_pipe[1], &b, 1);
 	errno = saved;
@@ -977,14 +986,14 @@ static int lost_lease(pid_t child, const char *name, const char *why)
 
 static pid_t start_command(char **cmd, uint64_t token, const char *name)
 {
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = {.sa_sigaction = on_signal};
 	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
 	char tok[32];
 
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -1;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
 		sigaction(sigs[i], &sa, NULL);
 	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);

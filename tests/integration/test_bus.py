@@ -955,6 +955,10 @@ ready = delay:0
         _, _, err = d.ctl("pub", "app.up", "true", expect=3,
                           env={"COHORT_BUS": f"ws://no-such-host.invalid:{port}/", "COHORT_TOKEN": token})
         self.assertIn("cannot resolve no-such-host.invalid", err)
+        # an address that is neither form is a usage error, not "cannot be reached"
+        for bad in ("127.0.0.1:%d" % port, "http://127.0.0.1:%d/" % port, "/run/cohort/bus.sock"):
+            _, _, err = d.ctl("pub", "app.up", "true", expect=2, env={"COHORT_BUS": bad, "COHORT_TOKEN": token})
+            self.assertIn(f"COHORT_BUS={bad}: expected unix:PATH or ws://HOST:PORT/", err)
         d.stop()
 
     def test_cohortctl_tries_each_address_of_a_name(self):

@@ -4,6 +4,8 @@ mutual exclusion, exact TTL expiry, renew, release on holder death, FIFO,
 shared and exclusive, tokens across a kill -9, service patterns, bad input."""
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -290,6 +292,58 @@ ready = delay:0
         self.assertEqual(holder.wait(10 * FACTOR), 1)
         for p in child:
             wait_until(self, lambda: not pid_alive(p), what="the command to stop")
+
+    def test_cohortctl_lock_ctrl_c_reaches_the_command_once(self):
+        """Ctrl-C on a terminal goes to the whole foreground group, the
+        command included: cohortctl must not send it a second INT.  A TERM
+        sent to cohortctl alone does go on to the command."""
+        d = self.daemon()
+        script = ("import os, signal\n"
+                  "n = 0\n"
+                  "def on_int(s, f):\n"
+                  "    global n\n"
+                  "    n += 1\n"
+                  "    os.write(1, b'INT\\n')\n"
+                  "def on_term(s, f):\n"
+                  "    os.write(1, b'TERM after %d INT\\n' % n)\n"
+                  "    os._exit(10 + n)\n"
+                  "signal.signal(signal.SIGINT, on_int)\n"
+                  "signal.signal(signal.SIGTERM, on_term)\n"
+                  "os.write(1, b'ready\\n')\n"
+                  "while True:\n"
+                  "    signal.pause()\n")
+        pid, master = pty.fork()
+        if pid == 0:
+            try:
+                os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
+                                     "-c", script])
+            finally:
+                os._exit(127)
+        out = bytearray()
+
+        def output_has(text):
+            while select.select([master], [], [], 0)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:     # EIO: every slave side closed
+                    break
+                if not chunk:
+                    break
+                out.extend(chunk)
+            return text in out
+        try:
+            wait_until(self, lambda: output_has(b"ready"), what="the command under a terminal")
+            os.write(master, b"\x03")     # the terminal's INT to its foreground group
+            wait_until(self, lambda: output_has(b"INT"), what="the command's INT")
+            os.kill(pid, signal.SIGTERM)    # to cohortctl alone: passed on
+            wait_until(self, lambda: output_has(b"TERM after"), what="the command's TERM")
+            _, st = os.waitpid(pid, 0)
+            self.assertIn(b"TERM after 1 INT", out, out.decode(errors="replace"))
+            self.assertEqual(os.waitstatus_to_exitcode(st), 11)
+        finally:
+            os.close(master)
+        wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
+        d.stop()
 
 
 if __name__ == "__main__":
