@@ -979,6 +979,13 @@ static int lost_lease(pid_t child, const char *name, const char *why)
 
 	fprintf(stderr, "cohortctl: lock %s lost (%s): stopping the command\n", name, why);
 	kill(child, SIGTERM);
+	/* What CMD started must not go on without the lock either.  When the
+	 * process group is cohortctl's own (a shell's job, a service's
+	 * command), all of it is ours to stop; else only CMD is. */
+	if (getpgrp() == getpid()) {
+		signal(SIGTERM, SIG_IGN);
+		kill(0, SIGTERM);
+	}
 	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
 		;
 	return EXIT_FAILED;

@@ -293,6 +293,25 @@ ready = delay:0
         for p in child:
             wait_until(self, lambda: not pid_alive(p), what="the command to stop")
 
+    def test_lost_lease_stops_what_the_command_started(self):
+        """A shell script's child would go on without the lock if only the
+        shell got TERM: cohortctl, leading its process group (a service's
+        command, a shell's job), stops the whole group."""
+        d = self.daemon()
+        pidfile = self.path("bg.pid")
+        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "res", "--", "/bin/sh", "-c",
+                                   f"sleep 1000 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait"],
+                                  start_new_session=True, stderr=subprocess.PIPE, text=True)
+        wait_until(self, lambda: os.path.exists(pidfile), what="the command's child")
+        with open(pidfile) as f:
+            bg = int(f.read())
+        self.addCleanup(lambda: pid_alive(bg) and os.kill(bg, signal.SIGKILL))
+        d.stop()    # the lease is lost
+        self.assertEqual(holder.wait(10 * FACTOR), 1)
+        self.assertIn("lock res lost", holder.stderr.read())
+        holder.stderr.close()
+        wait_until(self, lambda: not pid_alive(bg), what="the command's child to stop")
+
     def test_cohortctl_lock_ctrl_c_reaches_the_command_once(self):
         """Ctrl-C on a terminal goes to the whole foreground group, the
         command included: cohortctl must not send it a second INT.  A TERM
