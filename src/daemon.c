@@ -155,6 +155,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		kill_all(d, w->signum == SIGTERM ? "second SIGTERM" : "second SIGINT");
 }
 
+/* A stray signal's default action would end cohortd and leave the stack
+ * unsupervised. */
+static const int stray_signals[] = {SIGUSR1, SIGUSR2, SIGALRM};
+
+static void stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT and HUP", signal_name(w->signum));
+}
+
 static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct cohortd *d = container_of(w, struct cohortd, shutdown_timer);
@@ -452,6 +463,10 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
+	for (size_t i = 0; i < ARRAY_LEN(stray_signals); i++) {
+		ev_signal_init(&d->sig_stray[i], stray_cb, stray_signals[i]);
+		ev_signal_start(d->loop, &d->sig_stray[i]);
+	}
 	ev_init(&d->shutdown_timer, shutdown_timer_cb);
 	ev_init(&d->exit_timer, exit_timer_cb);
 
@@ -469,6 +484,10 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_signal_stop(d->loop, &d->sig_term);
 	ev_signal_stop(d->loop, &d->sig_int);
 	ev_signal_stop(d->loop, &d->sig_hup);
+	for (size_t i = 0; i < ARRAY_LEN(stray_signals); i++) {
+		ev_signal_stop(d->loop, &d->sig_stray[i]);
+		signal(stray_signals[i], SIG_IGN);
+	}
 	/* We are on our way out already: one more TERM must not cut the
 	 * final sweep short. */
 	signal(SIGTERM, SIG_IGN);

@@ -152,6 +152,7 @@ struct cohortd {
 
 	ev_child child_w;		/* every child: pid 0 */
 	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_stray[3];		/* USR1, USR2, ALRM: logged, not fatal */
 	ev_timer shutdown_timer;
 	ev_timer exit_timer;		/* bounds the wait for KILLed processes */
 	ev_idle settle_w;		/* runs the reconcile queue */

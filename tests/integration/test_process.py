@@ -93,6 +93,23 @@ ready = delay:0
         self.assertFalse(pid_alive(escaped), "a process in its own session outlived cohortd")
         d.wait_log(r"^killed 1 leftover process \(it had left its service's process group\)$")
 
+    def test_stray_signals_do_not_end_cohortd(self):
+        """USR1, USR2 and ALRM would end cohortd by their default action and
+        leave the stack unsupervised: they are logged and ignored."""
+        d = self.cohortd("""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+""")
+        d.wait_state("a", "running")
+        pid = d.ctl_json("status")["services"][0]["pid"]
+        for name in ("USR1", "USR2", "ALRM"):
+            d.proc.send_signal(getattr(signal, "SIG" + name))
+            d.wait_log(rf"^SIG{name} ignored: cohortd acts on TERM, INT and HUP$")
+        self.assertIsNone(d.proc.poll())
+        self.assertEqual(d.ctl_json("status")["services"][0]["pid"], pid)
+        d.stop()
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare")
     def test_pid1_in_a_pid_namespace(self):
         probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
