@@ -87,11 +87,14 @@ fail:
 }
 
 /* Done for a start: up (or ended, or failed), or held back by something
- * that will not come up by itself; a restart is done once it ran again. */
+ * that will not come up by itself, or removed by a reload meanwhile; a
+ * restart is done once it ran again. */
 static bool settled_for(const struct cohortd *d, enum wait_kind kind, const struct service *s)
 {
 	if (!s)
-		return kind == WAIT_STOP;	/* removed meanwhile */
+		return true;
+	if (kind == WAIT_START && s->removed)
+		return true;
 	if (kind == WAIT_START)
 		return !s->restarting && (s->state == SVC_RUNNING || s->state == SVC_EXITED ||
 					  s->state == SVC_FAILED || stack_blocked(d, s));
@@ -107,10 +110,11 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 
 	for (size_t i = 0; i < names->n; i++) {
 		struct service *s = stack_find(d, names->v[i]);
+		bool gone = !s || s->removed;
 		json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
 						      s ? svc_state_name(s->state) : "removed", "reason",
-						      s ? s->reason : ""));
-		if (kind == WAIT_START && s && (s->state == SVC_FAILED || stack_blocked(d, s)))
+						      gone ? "removed by a reload" : s->reason));
+		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(d, s)))
 			json_array_append_new(failed, json_string(names->v[i]));
 	}
 	json_object_set_new(resp, "ok", json_true());

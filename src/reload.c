@@ -145,6 +145,13 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 				s->next_owner = config_ref(nc);
 				restart[nrestart++] = s;
 			} else {
+				/* A definition from an earlier reload, waiting for
+				 * the next spawn, is out of date now. */
+				if (s->next_cfg) {
+					config_unref(s->next_owner);
+					s->next_cfg = NULL;
+					s->next_owner = NULL;
+				}
 				/* Turning autostart on or off is a wish to have it up or down. */
 				if (s->cfg->autostart != c->autostart)
 					s->want_up = c->autostart;
@@ -190,5 +197,10 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 	for (size_t i = 0; i < d->nleaving; i++)
 		stack_dirty(d, d->leaving[i]);
 	stack_settle(d);
+	/* A start waiting for a service this reload removed is over. */
+	for (struct ctl_client *c = d->ctl.clients, *next; c; c = next) {
+		next = c->next;
+		ctl_wait_event(c);
+	}
 	return 0;
 }

@@ -634,6 +634,67 @@ class ControlEdges(CohortTest):
         self.assertEqual(out, "b: waiting - requires a, which is not wanted up\n")
         d.stop()
 
+    def test_start_of_a_service_a_reload_removes_answers(self):
+        d = self.cohortd("""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:x]
+command = /bin/sleep 1000
+autostart = no
+ready = exec:false
+ready_timeout = 1h
+""")
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        start = subprocess.Popen([COHORTCTL, "-s", d.socket, "start", "x"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        d.wait_state("x", "starting")
+        d.write_config("[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n")
+        _, out, _ = d.ctl("reload")
+        self.assertEqual(out, "removed: x\n")
+        out, err = start.communicate(timeout=10 * FACTOR)
+        self.assertEqual(start.returncode, 1, err)
+        self.assertRegex(out, r"^x: \w+ - removed by a reload\n$")
+        d.stop()
+
+    def test_a_second_reload_wins_over_a_pending_change(self):
+        """A change made while the service stops waits for its next start;
+        a later change, made while it waits in backoff, replaces it."""
+        go, ver = self.path("go"), self.path("version")
+
+        def config(version):
+            return f"""
+[service:v]
+command = /bin/sh -c "echo {version} > {ver}; trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 1' TERM;
+    while :; do sleep 0.1; done"
+ready = exec:false
+ready_timeout = 300ms
+backoff_initial = 1h
+backoff_max = 1h
+backoff_jitter = 0
+"""
+        d = self.cohortd(config("V1"))
+        d.wait_socket()
+        d.wait_state("v", "stopping")       # not ready in time
+        d.write_config(config("V2"))
+        self.assertEqual(d.ctl("reload")[1], "changed: v\n")
+        open(go, "w").close()
+        d.wait_state("v", "backoff")
+        d.write_config(config("V3"))
+        self.assertEqual(d.ctl("reload")[1], "changed: v\n")
+        os.unlink(go)
+        d.ctl("start", "--no-wait", "v")
+
+        def version():
+            with open(ver) as f:
+                return f.read().strip()
+        wait_until(self, lambda: version() != "V1", what="v started again")
+        self.assertEqual(version(), "V3")
+        open(go, "w").close()
+        d.stop()
+
     def test_bad_utf8_from_services(self):
         d = self.cohortd("""
 [service:garbled]
