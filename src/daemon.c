@@ -366,6 +366,7 @@ static void daemon_free(struct cohortd *d)
 	config_unref(d->cfg);
 	free(d->control_path);
 	free(d->bus_path);
+	free(d->log_dir);
 	free(d->config_path);
 	if (d->devnull >= 0)
 		close(d->devnull);
@@ -409,6 +410,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	raise_fd_limit();
 	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
 	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	d->log_dir = xstrdup(cfg->log_dir);
 	if (make_dirs(cfg) < 0) {
 		rc = 1;
 		goto out_early;

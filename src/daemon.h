@@ -165,6 +165,7 @@ struct cohortd {
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */
 	char *bus_path;			/* for COHORT_BUS */
+	char *log_dir;			/* as at start-up: a reload does not move it */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
 	bool stack_up;			/* every phase has been opened */

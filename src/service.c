@@ -215,7 +215,7 @@ static int open_outputs(struct service *s)
 	char *path = NULL;
 
 	if (c->out.kind == OUT_LOG || c->out.kind == OUT_PATH) {
-		path = c->out.kind == OUT_LOG ? xasprintf("%s/%s.log", d->cfg->log_dir, s->name)
+		path = c->out.kind == OUT_LOG ? xasprintf("%s/%s.log", d->log_dir, s->name)
 					      : xstrdup(c->out.path);
 		struct logsink *sink = logw_sink(d->logw, path, c->log_max_size, (unsigned)c->log_backups);
 		if (outpipe_open(&s->out, d->loop, sink) < 0) {
@@ -229,7 +229,7 @@ static int open_outputs(struct service *s)
 	bool err_separate = c->err.kind == OUT_PATH ||
 			    (c->err.kind == OUT_LOG && c->out.kind != OUT_LOG);
 	if (err_separate) {
-		char *epath = c->err.kind == OUT_LOG ? xasprintf("%s/%s.log", d->cfg->log_dir, s->name)
+		char *epath = c->err.kind == OUT_LOG ? xasprintf("%s/%s.log", d->log_dir, s->name)
 						     : xstrdup(c->err.path);
 		bool same = path && strcmp(path, epath) == 0;
 		if (!same) {

@@ -695,6 +695,32 @@ backoff_jitter = 0
         open(go, "w").close()
         d.stop()
 
+    def test_a_log_dir_change_waits_for_a_restart(self):
+        """log_dir is read at start-up: a service restarted after a reload
+        that changed it still logs where the others do."""
+        def config(word):
+            # the output's settings change too: its log is opened again
+            return f"""
+[service:c]
+command = /bin/sh -c "echo {word}; exec sleep 1000"
+ready = delay:0
+log_max_size = {"1M" if word == "one" else "2M"}
+"""
+        d = self.cohortd(config("one"))
+        d.wait_state("c", "running")
+        d.wait_socket()
+        moved = self.path("elsewhere")
+        d.write_config(f"[cohort]\nlog_dir = {moved}\n" + config("one"))
+        self.assertEqual(d.ctl("reload")[1], "takes effect when cohortd restarts: log_dir\n")
+        d.write_config(f"[cohort]\nlog_dir = {moved}\n" + config("two"))
+        self.assertIn("changed: c\n", d.ctl("reload")[1])
+        wait_until(self, lambda: any(l.endswith(" two") for l in d.ctl_json("log", "c")["lines"]),
+                   what="c's new output in its log")
+        self.assertFalse(os.path.exists(moved))
+        with open(os.path.join(d.log_dir, "c.log")) as f:
+            self.assertIn(" two\n", f.read())
+        d.stop()
+
     def test_bad_utf8_from_services(self):
         d = self.cohortd("""
 [service:garbled]
