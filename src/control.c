@@ -21,11 +21,13 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "evtimer.h"
 #include "jflat.h"
 #include "lock.h"
 #include "log.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
+#define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
 #define READ_CHUNK 16384
 
 static const struct ctl_command *const families[] = {
@@ -51,8 +53,10 @@ static void client_update(struct ctl_client *c)
 
 	/* Busy clients are still read, so one that leaves is noticed (and its
 	 * lock wait dropped) at once; what they send meanwhile waits its turn,
-	 * up to one request's worth. */
-	if (!c->closing && (!c->busy || c->streaming || c->in.len <= CTL_REQUEST_MAX))
+	 * up to one request's worth.  So do clients that do not read their
+	 * answers: their requests wait until the answers drain. */
+	bool held = c->busy || c->out.len > CTL_OUT_MAX;
+	if (!c->closing && (!held || c->streaming || c->in.len <= CTL_REQUEST_MAX))
 		want |= EV_READ;
 	/* A closing client is closed from its write callback, never under a
 	 * caller that still holds it. */
@@ -148,6 +152,15 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 	c->ctl->flush_tail = &c->flush_next;
 }
 
+static void handle_input(struct ctl_client *c);
+
+/* Answers were written: requests held back while they piled up go on. */
+static void resume_input(struct ctl_client *c)
+{
+	if (c->in.len && !c->busy && !c->streaming && !c->closing && c->out.len <= CTL_OUT_MAX)
+		handle_input(c);
+}
+
 /* Writes what the socket takes now; the watcher does the rest, and
  * closes a client that is gone. */
 void control_flush(struct control *ctl)
@@ -160,6 +173,8 @@ void control_flush(struct control *ctl)
 		c->flush_queued = false;
 		if (client_flush(c) < 0)
 			c->closing = true;
+		else
+			resume_input(c);
 		client_update(c);
 	}
 }
@@ -330,7 +345,7 @@ out:
 /* Splits what was read into lines and handles each complete one. */
 static void handle_input(struct ctl_client *c)
 {
-	while (c->in.len && !c->busy && !c->closing) {
+	while (c->in.len && !c->busy && !c->closing && c->out.len <= CTL_OUT_MAX) {
 		char *nl = memchr(c->in.buf, '\n', c->in.len);
 		if (c->skipping) {
 			if (!nl) {
@@ -377,6 +392,7 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			ctl_client_close(c);
 			return;
 		}
+		resume_input(c);
 	}
 	if ((revents & EV_READ) && !c->closing) {
 		char buf[READ_CHUNK];
@@ -436,10 +452,25 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			/* The client stays queued and the socket readable: accepting
+			 * again at once would spin.  Wait for a descriptor to free. */
+			if (!ctl->fd_warned)
+				log_warn(NULL, "control socket: accept: %s: new clients wait until "
+					 "descriptors free up", strerror(errno));
+			ctl->fd_warned = true;
+			ev_io_stop(loop, w);
+			evtimer_start_ms(loop, &ctl->accept_pause, ACCEPT_PAUSE_MS);
+			return;
+		}
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_warn(NULL, "control socket: accept: %s", strerror(errno));
 			return;
+		}
+		if (ctl->fd_warned) {
+			log_info(NULL, "control socket: accepting clients again");
+			ctl->fd_warned = false;
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
@@ -465,6 +496,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ctl->clients = c;
 		ctl->nclients++;
 	}
+}
+
+static void accept_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct control *ctl = container_of(w, struct control, accept_pause);
+	(void)revents;
+
+	ev_io_start(loop, &ctl->listen_io);
 }
 
 /* A socket file left by a cohortd that died is replaced; one that answers
@@ -550,6 +589,7 @@ int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errle
 	}
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
 	ev_io_start(d->loop, &ctl->listen_io);
+	ev_init(&ctl->accept_pause, accept_again_cb);
 	ctl->flush_tail = &ctl->flush;
 	ev_prepare_init(&ctl->flush_w, flush_cb);
 	ev_prepare_start(d->loop, &ctl->flush_w);
@@ -570,6 +610,7 @@ void control_close(struct control *ctl)
 		ctl_client_close(c);
 	}
 	ev_io_stop(ctl->d->loop, &ctl->listen_io);
+	ev_timer_stop(ctl->d->loop, &ctl->accept_pause);
 	ev_prepare_stop(ctl->d->loop, &ctl->flush_w);
 	close(ctl->listen_io.fd);
 	unlink(ctl->path);

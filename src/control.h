@@ -12,6 +12,8 @@
  * Every client is non-blocking on the loop.  A request line may be at most
  * CTL_REQUEST_MAX bytes; output waits in a per-client buffer, and a
  * streaming client whose buffer passes CTL_STREAM_MAX is told and closed.
+ * A client whose answers pile up past CTL_OUT_MAX unread is not read
+ * until they drain (at most a request's worth waits meanwhile).
  * A client with a request in progress (a wait) is not read until it is
  * answered, so answers always come in request order.
  */
@@ -29,6 +31,7 @@
 
 #define CTL_REQUEST_MAX (64u << 10)
 #define CTL_STREAM_MAX (1u << 20)
+#define CTL_OUT_MAX (1u << 20)
 
 struct cohortd;
 struct service;
@@ -59,6 +62,8 @@ struct ctl_client {
 struct control {
 	struct cohortd *d;
 	ev_io listen_io;
+	ev_timer accept_pause;	/* out of file descriptors: accept again later */
+	bool fd_warned;		/* said so, this time */
 	char *path;
 	bool has_group;
 	gid_t group;

@@ -483,6 +483,83 @@ ready = delay:0
         self.assertTrue(d.request({"cmd": "status"})["ok"])
         d.stop()
 
+    def test_out_of_descriptors_the_accept_waits(self):
+        """At the descriptor limit a pending client keeps the socket
+        readable: accepting again at once would spin on a core and flood
+        the log.  cohortd waits, says so once, and serves them later."""
+        d = self.cohortd(STACK, wrap=["prlimit", "--nofile=128:128", "--"])
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        socks = []
+        for _ in range(160):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30 * FACTOR)
+            s.connect(d.socket)     # the ones not accepted wait in the backlog
+            socks.append(s)
+        d.wait_log(r"^control socket: accept: Too many open files: new clients wait until "
+                   r"descriptors free up$")
+
+        def cpu():
+            with open(f"/proc/{d.proc.pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(1)   # a window to measure: a spinning accept takes the whole of it
+        used = cpu() - c0
+        self.assertLess(used, 0.3 * (time.monotonic() - t0), "cohortd spins at the descriptor limit")
+        for s in socks[:100]:
+            s.close()
+        for s in socks[100:]:
+            s.sendall(b'{"cmd":"status","services":["a"]}\n')
+            self.assertTrue(json.loads(read_line(s))["ok"])
+            s.close()
+        d.wait_log(r"^control socket: accepting clients again$")
+        self.assertEqual(len([l for l in d.lines if "new clients wait" in l.msg]), 1)
+        d.stop()
+
+    def test_answers_nobody_reads_do_not_pile_up(self):
+        """A client that sends requests and reads no answer: cohortd stops
+        reading it while a megabyte of answers waits, instead of growing
+        without bound; every request is still answered, in order."""
+        d = self.stack()
+        n = 20000
+        req = b'{"cmd":"status","services":["a"]}\n'
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)   # little in flight
+        s.connect(d.socket)
+        s.setblocking(False)
+        data, sent = req * n, 0
+        while sent < len(data):
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                # no progress for a while: cohortd has stopped reading us
+                if not select.select([], [s], [], 2 * FACTOR)[1]:
+                    break
+        self.assertLess(sent, len(data), "cohortd read every request with its answers unread")
+        got, buf = 0, b""
+        while got < n:
+            r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 30 * FACTOR)
+            self.assertTrue(r or w, f"stuck after {got} answers")
+            if w:
+                try:
+                    sent += s.send(data[sent:sent + 65536])
+                except BlockingIOError:
+                    pass
+            if r:
+                chunk = s.recv(1 << 20)
+                self.assertTrue(chunk, f"closed after {got} answers")
+                buf += chunk
+                lines = buf.split(b"\n")
+                buf = lines.pop()
+                for line in lines:
+                    self.assertTrue(json.loads(line)["ok"], line)
+                got += len(lines)
+        self.assertEqual(got, n)
+        s.close()
+        self.assertTrue(d.request({"cmd": "status"})["ok"])
+        d.stop()
+
     def test_slow_event_reader_is_told_and_closed(self):
         d = self.stack("""
 [service:a]
