@@ -87,6 +87,7 @@ struct service {
 	bool removed;		/* reload dropped it: free once stopped */
 	bool dirty;		/* queued for reconcile */
 	bool restarting;	/* restart asked: stop (dependents first), then start */
+	bool dep_lost;		/* a service it requires went: it stops once its dependents have */
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 	enum stop_cause stop_cause;

@@ -58,7 +58,7 @@ static struct service *missing_dependency(const struct cohortd *d, const struct 
 		return NULL;
 	PLAN_EACH_EDGE(&d->plan->requires, s->index, j) {
 		struct service *t = d->svcs[j];
-		if (!svc_ready_for_dependents(t) || !t->want_up || t->restarting)
+		if (!svc_ready_for_dependents(t) || !t->want_up || t->restarting || t->dep_lost)
 			return t;
 	}
 	return NULL;
@@ -68,6 +68,8 @@ static const char *dep_state(const struct service *t)
 {
 	if (t->restarting)
 		return "restarting";
+	if (t->dep_lost && svc_ready_for_dependents(t))
+		return "going down";
 	return t->want_up ? svc_state_name(t->state) : "not wanted up";
 }
 
@@ -177,6 +179,8 @@ static void reconcile_down(struct cohortd *d, struct service *s)
 	}
 }
 
+static void touch(struct cohortd *d, struct service *s);
+
 static void reconcile(struct cohortd *d, struct service *s)
 {
 	char r[256];
@@ -187,8 +191,19 @@ static void reconcile(struct cohortd *d, struct service *s)
 		return;
 	}
 	struct service *dep = missing_dependency(d, s);
+	if (!dep)
+		s->dep_lost = false;
 	if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
 		if (dep) {
+			/* Its dependents stop first: they see it going down. */
+			if (!stop_allowed(d, s, &who)) {
+				if (!s->dep_lost) {
+					s->dep_lost = true;
+					touch(d, s);
+				}
+				log_debug(s->name, "stop waits for %s", who);
+				return;
+			}
 			snprintf(r, sizeof(r), "requires %s, which is %s", dep->name, dep_state(dep));
 			s->stop_cause = STOP_DEPENDENCY;
 			svc_fire(s, SE_STOP, r);

@@ -5,9 +5,10 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import unittest
 
-from harness import PY, SRC, CohortTest, pid_alive, wait_until
+from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
 
 
 def free_port_block(n):
@@ -142,6 +143,46 @@ ready = delay:0
         # `after` only orders: soft kept running
         self.assertEqual(d.last_pid("soft"), soft_pid)
         self.assertTrue(pid_alive(soft_pid))
+        d.stop()
+
+    def test_a_chain_stops_from_the_top(self):
+        """a <- b <- c (each requires the one before): when a goes, c stops
+        first, then b, then a, though only b requires a."""
+        go = self.path("go")
+        d = self.cohortd(f"""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:b]
+command = /bin/sleep 1000
+requires = a
+ready = delay:0
+
+[service:c]
+command = /bin/sh -c "trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.1; done"
+requires = b
+ready = delay:0
+""")
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        mark = len(d.lines)
+        stop = subprocess.Popen([COHORTCTL, "-s", d.socket, "stop", "a"], stdout=subprocess.PIPE, text=True)
+        _, l = d.wait_state("c", "stopping", start=mark)
+        self.assertEqual(l.reason, "requires b, which is going down")
+        # c takes its time: b and a wait for it
+        self.assertEqual(d.ctl_json("status", "a", "b")["services"][0]["state"], "running")
+        self.assertEqual(d.ctl_json("status", "a", "b")["services"][1]["state"], "running")
+        open(go, "w").close()
+        self.assertEqual(stop.wait(10 * FACTOR), 0)
+        self.assertRegex(stop.stdout.read(), r"^a: stopped")
+        stop.stdout.close()
+        stopped = [(l.who, l.ms) for l in d.lines[mark:] if l.to == "stopped" or
+                   (l.to == "waiting" and l.frm == "stopping")]
+        self.assertEqual([w for w, _ in stopped], ["c", "b", "a"], stopped)
+        # and all of it comes back when a does
+        d.ctl("start", "a")
+        d.wait_state("c", "running", start=mark)
         d.stop()
 
     def test_one_shot_job_before_its_dependents(self):
