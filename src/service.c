@@ -329,6 +329,21 @@ void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_con
 			       (old->err.path && cfg->err.path && strcmp(old->err.path, cfg->err.path)) ||
 			       old->log_max_size != cfg->log_max_size || old->log_backups != cfg->log_backups;
 
+	/* The same definition (a reload that did not touch it): the probe
+	 * under way goes on with its check, now the new config's.  Killing
+	 * it would lose its result, and reloads often enough would keep a
+	 * failing health check from ever being seen. */
+	if (svc_config_equal(old, cfg)) {
+		if (s->probe.check == &old->ready)
+			s->probe.check = &cfg->ready;
+		else if (s->probe.check == &old->health)
+			s->probe.check = &cfg->health;
+		config_ref(owner);
+		config_unref(s->cfg_owner);
+		s->cfg = cfg;
+		s->cfg_owner = owner;
+		return;
+	}
 	/* The probe points into the old config: drop it, and try again at
 	 * once rather than lose the probe cycle it was in. */
 	bool probing = s->probe.active;

@@ -6,6 +6,7 @@ import random
 import signal
 import socket
 import subprocess
+import time
 import unittest
 
 from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
@@ -361,6 +362,29 @@ ready_timeout = 5s
             mark, _ = d.wait_log(r"^health ok", who="checked", start=mark + 1)
         d.wait_state("slowready", "running")
         self.assertEqual(d.count(r"not ready within", "slowready"), 0)
+        d.stop()
+
+    def test_frequent_reloads_do_not_hide_a_failing_health_check(self):
+        """A probe under way when a reload leaves its service untouched
+        goes on: killing it lost its result, and reloads every few hundred
+        ms kept a failing health check from ever being seen."""
+        text = """
+[service:sick]
+command = /bin/sleep 1000
+ready = delay:0
+health = exec:sh -c 'sleep 0.6; exit 1'
+health_interval = 100ms
+health_timeout = 5s
+health_retries = 2
+"""
+        d = self.cohortd(text)
+        _, up = d.wait_state("sick", "running")
+        deadline = time.monotonic() + 15 * FACTOR
+        while not d.count(r"^health check failed", "sick"):
+            self.assertLess(time.monotonic(), deadline, "no health check ever ended")
+            d.reload(text)      # unchanged, every 300 ms
+            time.sleep(0.3)
+        d.wait_log(r"^health check failed \(1 of 2\)", who="sick")
         d.stop()
 
     def test_hup_during_shutdown_is_ignored(self):
