@@ -367,6 +367,7 @@ static void daemon_free(struct cohortd *d)
 	free(d->control_path);
 	free(d->bus_path);
 	free(d->log_dir);
+	free(d->run_dir);
 	free(d->config_path);
 	if (d->devnull >= 0)
 		close(d->devnull);
@@ -411,12 +412,13 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
 	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
 	d->log_dir = xstrdup(cfg->log_dir);
+	d->run_dir = xstrdup(cfg->run_dir);
 	if (make_dirs(cfg) < 0) {
 		rc = 1;
 		goto out_early;
 	}
 	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
-	if (notify_open(&d->notify, d->loop, notify_path, notify_cb, err, sizeof(err)) < 0)
+	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
 	d->logw = logw_start(d->loop);

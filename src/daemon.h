@@ -88,6 +88,7 @@ struct service {
 	bool dirty;		/* queued for reconcile */
 	bool restarting;	/* restart asked: stop (dependents first), then start */
 	bool dep_lost;		/* a service it requires went: it stops once its dependents have */
+	struct notify notify;	/* ready = notify: its own socket, which names it */
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 	enum stop_cause stop_cause;
@@ -167,6 +168,7 @@ struct cohortd {
 	char *control_path;		/* for COHORT_SOCKET */
 	char *bus_path;			/* for COHORT_BUS */
 	char *log_dir;			/* as at start-up: a reload does not move it */
+	char *run_dir;			/* as at start-up */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
 	bool stack_up;			/* every phase has been opened */

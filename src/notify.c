@@ -57,7 +57,7 @@ static void notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-int notify_open(struct notify *n, struct ev_loop *loop, const char *path, notify_fn fn,
+int notify_open(struct notify *n, struct ev_loop *loop, const char *path, mode_t mode, notify_fn fn,
 		char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -81,8 +81,7 @@ int notify_open(struct notify *n, struct ev_loop *loop, const char *path, notify
 		close(fd);
 		return -1;
 	}
-	/* Services may run as other users: they must be able to send. */
-	chmod(path, 0666);
+	chmod(path, mode);
 	int size = 1 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	n->path = xstrdup(path);

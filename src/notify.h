@@ -19,7 +19,8 @@ struct notify {
 	notify_fn on_msg;
 };
 
-int notify_open(struct notify *n, struct ev_loop *loop, const char *path, notify_fn fn,
+/* Binds path with the given mode (0666: services may run as other users). */
+int notify_open(struct notify *n, struct ev_loop *loop, const char *path, mode_t mode, notify_fn fn,
 		char *err, size_t errlen);
 void notify_close(struct notify *n, struct ev_loop *loop);
 /* The value of KEY= in a notify message, or NULL (points into msg, up to

@@ -313,6 +313,7 @@ void svc_free(struct service *s)
 	forget_token(s);
 	stop_watchers(s);
 	probe_reset(&s->probe);
+	notify_close(&s->notify, s->d->loop);
 	close_outputs(s);
 	breaker_free(&s->breaker);
 	config_unref(s->cfg_owner);
@@ -416,7 +417,8 @@ static void build_env(struct service *s, const struct spawn_ids *ids, struct str
 		xasprintf("COHORT_SOCKET=%s", d->control_path),
 		xasprintf("COHORT_BUS=unix:%s", d->bus_path),
 		xasprintf("COHORT_TOKEN=%s", s->token),
-		d->notify.path ? xasprintf("NOTIFY_SOCKET=%s", d->notify.path) : NULL,
+		s->notify.path ? xasprintf("NOTIFY_SOCKET=%s", s->notify.path)
+		: d->notify.path ? xasprintf("NOTIFY_SOCKET=%s", d->notify.path) : NULL,
 	};
 	for (size_t i = 0; i < ARRAY_LEN(ours); i++) {
 		if (ours[i])
@@ -461,6 +463,42 @@ static void new_token(char out[33])
 }
 
 /* Fills sp for running argv in the service's world. */
+static void own_notify_cb(struct notify *n, pid_t pid, char *msg)
+{
+	struct service *s = container_of(n, struct service, notify);
+	(void)pid;
+
+	if (svc_live(s)) {
+		svc_notify(s, msg);
+		stack_settle(s->d);
+	}
+}
+
+/*
+ * With ready = notify, a socket of the service's own, which only it (and
+ * root) may write to: a message on it is the service's whoever sent it.
+ * On the shared socket the sender is found by its pid, and a helper that
+ * sent READY=1 and exited at once (systemd-notify in a script) may be gone
+ * before its message is read.
+ */
+static void own_notify_socket(struct service *s, const struct spawn_ids *ids)
+{
+	char err[300];
+
+	if (s->cfg->ready.kind != CHECK_NOTIFY)
+		return;
+	if (!s->notify.path) {
+		char *path = xasprintf("%s/notify.%s.sock", s->d->run_dir, s->name);
+		if (notify_open(&s->notify, s->d->loop, path, 0600, own_notify_cb, err, sizeof(err)) < 0)
+			log_warn(s->name, "no notify socket of its own (%s): it uses the shared one", err);
+		free(path);
+		if (!s->notify.path)
+			return;
+	}
+	if (ids && chown(s->notify.path, ids->uid, ids->gid) < 0)
+		log_warn(s->name, "%s: %s", s->notify.path, strerror(errno));
+}
+
 static int prepare(struct service *s, char *const *argv, struct spawn_spec *sp,
 		   struct spawn_ids *ids, struct strv *env, char *err, size_t errlen)
 {
@@ -474,6 +512,7 @@ static int prepare(struct service *s, char *const *argv, struct spawn_spec *sp,
 	} else if (c->user) {
 		log_debug(s->name, "user = %s ignored: cohortd is not root", c->user);
 	}
+	own_notify_socket(s, use_ids ? ids : NULL);
 	build_env(s, use_ids ? ids : NULL, env);
 	*sp = (struct spawn_spec){
 		.argv = argv,

@@ -2,9 +2,11 @@
 """Readiness (delay, notify, tcp, http, exec, and ready_timeout) and
 health checks, with real listeners and real probes."""
 import os
+import signal
+import subprocess
 import unittest
 
-from harness import PY, CohortTest, free_port, pid_alive
+from harness import PY, CohortTest, free_port, pid_alive, wait_until
 
 NOTIFY = """import os, socket, sys, time
 time.sleep(float(sys.argv[1]))
@@ -120,6 +122,47 @@ ready_timeout = 60s
         d.wait_log(r"notify message from pid \d+, which is no service's")
         self.assertEqual(d.state("slow"), "starting")
         d.stop()
+
+    def test_notify_from_a_helper_that_exits_at_once(self):
+        """systemd-notify in a script: the sender exits (and is reaped by
+        the script) before cohortd reads its READY=1, so its pid names no
+        one.  A ready = notify service has a socket of its own, and the
+        message is its by where it came.  cohortd is held stopped while the
+        helpers send and exit, so that their pids are gone for certain."""
+        send = self.script("send.py", "import os, socket\n"
+                           "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto("
+                           "b'READY=1\\nSTATUS=sent and gone', os.environ['NOTIFY_SOCKET'])\n")
+        go = self.path("go")
+        names = [f"s{i}" for i in range(4)]
+        d = self.cohortd("".join(f"""
+[service:{n}]
+command = /bin/sh -c "while [ ! -e {go} ]; do sleep 0.02; done; {PY} {send}; touch {go}.{n};
+    exec sleep 1000"
+ready = notify
+ready_timeout = 1h
+""" for n in names))
+        for n in names:
+            d.wait_state(n, "starting")
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            open(go, "w").close()
+            wait_until(self, lambda: all(os.path.exists(f"{go}.{n}") for n in names),
+                       what="every helper to send and be reaped")
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        for n in names:
+            _, up = d.wait_state(n, "running")
+            self.assertEqual(up.reason, "sent and gone")
+        sock = os.path.join(d.run_dir, "notify.s0.sock")
+        self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
+        if os.geteuid() == 0:
+            # another user may not write to it
+            r = subprocess.run([PY, "-c", "import socket, sys; socket.socket(socket.AF_UNIX, "
+                                "socket.SOCK_DGRAM).sendto(b'READY=1', sys.argv[1])", sock],
+                               user=65534, group=65534, capture_output=True, text=True)
+            self.assertIn("PermissionError", r.stderr)
+        d.stop()
+        self.assertFalse(os.path.exists(sock))
 
     def test_health_failures_restart_the_service(self):
         flag = self.path("healthy")
