@@ -690,9 +690,10 @@ static void bus_failed(const struct ctl *c, const char *what, const char *arg, c
 	json_decref(o);
 }
 
-static cohort_t *bus_connect(struct ctl *c, const char *session, bool reconnect)
+static cohort_t *bus_connect(struct ctl *c, const char *session, bool clean, bool reconnect)
 {
-	struct cohort_options o = {.bus = bus_address(c), .session = session, .no_reconnect = !reconnect};
+	struct cohort_options o = {.bus = bus_address(c), .session = session, .clean = clean,
+				   .no_reconnect = !reconnect};
 	cohort_t *b = cohort_new(&o);
 
 	if (cohort_connect(b) < 0) {
@@ -760,7 +761,7 @@ static int run_pub(struct ctl *c, int argc, char **argv)
 	char *data = as_json(argv[optind + 1], why, sizeof(why));
 	if (!data)
 		die_usage("pub: %s", why);
-	cohort_t *b = bus_connect(c, NULL, false);
+	cohort_t *b = bus_connect(c, NULL, false, false);
 	uint64_t seq = 0;
 	int rc = cohort_publish(b, argv[optind], data, qos, retain, &seq);
 	if (rc == 0 && qos == 0)	/* no answer of its own: a ping says if it was refused */
@@ -813,9 +814,11 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 	static const struct option opts[] = {
 		{"qos", required_argument, NULL, 'q'},
 		{"durable", required_argument, NULL, 'd'},
+		{"clean", no_argument, NULL, 'C'},
 		{0},
 	};
-	const char *usage = "usage: cohortctl sub [--qos 0|1] [--durable SESSION] [-n COUNT] PATTERN...";
+	const char *usage = "usage: cohortctl sub [--qos 0|1] [--durable SESSION [--clean]] [-n COUNT] PATTERN...";
+	bool clean = false;
 	struct sub_state st = {.c = c, .left = -1};
 	const char *session = NULL, *why;
 	uint64_t n;
@@ -827,14 +830,16 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 			qos = atoi(optarg);
 		else if (o == 'd')
 			session = optarg;
+		else if (o == 'C')
+			clean = true;
 		else if (o == 'n' && parse_uint(optarg, 1u << 30, &n, &why) == 0)
 			st.left = (long)n;
 		else
 			die_usage("%s", usage);
 	}
-	if (optind >= argc)
+	if (optind >= argc || (clean && !session))
 		die_usage("%s", usage);
-	cohort_t *b = bus_connect(c, session, true);
+	cohort_t *b = bus_connect(c, session, clean, true);
 	for (int i = optind; i < argc; i++) {
 		if (cohort_subscribe(b, argv[i], qos, print_msg, &st) < 0) {
 			bus_failed(c, "sub", argv[i], cohort_error(b));
@@ -857,7 +862,7 @@ static int run_get(struct ctl *c, int argc, char **argv)
 {
 	if (argc != 2)
 		die_usage("usage: cohortctl get PATTERN");
-	cohort_t *b = bus_connect(c, NULL, false);
+	cohort_t *b = bus_connect(c, NULL, false, false);
 	char *text = NULL;
 	if (cohort_get(b, argv[1], &text) < 0) {
 		bus_failed(c, "get", argv[1], cohort_error(b));
@@ -1040,7 +1045,7 @@ static bool command_ended(pid_t child, int *status)
 /* lock NAME -- CMD through the bus, with $COHORT_TOKEN. */
 static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared, char **cmd)
 {
-	cohort_t *b = bus_connect(c, NULL, false);
+	cohort_t *b = bus_connect(c, NULL, false, false);
 	uint64_t token;
 	int64_t exp;
 	int st;
@@ -1219,7 +1224,7 @@ static const struct command commands[] = {
 	{"events", "", "every state change as it happens", run_events},
 	{"locks", "", "every lock: name, mode, holder, token, expiry, waiters", run_locks},
 	{"pub", "[--qos 0|1] [--retain] TOPIC DATA", "publish DATA (JSON, or taken as a string) on the bus", run_pub},
-	{"sub", "[--qos 0|1] [--durable SESSION] [-n COUNT] PATTERN...", "print the bus messages matching the patterns", run_sub},
+	{"sub", "[--qos 0|1] [--durable SESSION [--clean]] [-n COUNT] PATTERN...", "print the bus messages matching the patterns", run_sub},
 	{"get", "PATTERN", "print the retained values matching PATTERN", run_get},
 	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus},
 	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock},

@@ -406,6 +406,17 @@ class Bus(CohortTest):
         self.assertEqual(out, "nq.n 1\n")
         _, out, _ = d.ctl("sub", "--qos", "1", "--durable", "nq", "-n", "3", "nq.>", timeout=20)
         self.assertEqual([l.split(" (")[0] for l in out.splitlines()], ["nq.n 2", "nq.n 3", "nq.n 4"])
+        # --clean starts the session afresh: what waited for it is dropped
+        run(setup())
+        sub = subprocess.Popen([COHORTCTL, "-s", d.socket, "sub", "--qos", "1", "--durable", "nq", "--clean",
+                                "-n", "1", "nq.>"], stdout=subprocess.PIPE, text=True)
+        wait_until(self, lambda: any(c["session"] == "nq" and c["subscriptions"] == 1
+                                     for c in d.ctl_json("status")["bus"]["conns"]),
+                   what="the clean session's subscription")
+        d.ctl("pub", "--qos", "1", "nq.n", "5")
+        out, _ = sub.communicate(timeout=10 * FACTOR)
+        self.assertEqual(out, "nq.n 5\n")
+        d.ctl("sub", "--clean", "nq.>", expect=2)    # --clean needs --durable
 
         sub = subprocess.Popen([COHORTCTL, "-s", d.socket, "sub", "-n", "2", "ov.>", "ov.*"],
                                stdout=subprocess.PIPE, text=True)
