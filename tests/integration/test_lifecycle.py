@@ -222,7 +222,7 @@ ready_timeout = 1s
         self.assertEqual(env["COHORT_SERVICE"], "envy")
         self.assertEqual(env["COHORT_SOCKET"], f"{d.run_dir}/control.sock")
         self.assertEqual(env["COHORT_BUS"], f"unix:{d.run_dir}/bus.sock")
-        self.assertEqual(env["NOTIFY_SOCKET"], f"{d.run_dir}/notify.sock")
+        self.assertEqual(env["NOTIFY_SOCKET"], f"{d.run_dir}/notify.envy.sock")   # ready = notify: its own
         self.assertRegex(env["COHORT_TOKEN"], r"^[0-9a-f]{32}$")
         # a fresh token per start
         i, _ = d.wait_state("envy", "backoff")
