@@ -136,13 +136,14 @@ ready_timeout = 60s
         names = [f"s{i}" for i in range(4)]
         d = self.cohortd("".join(f"""
 [service:{n}]
-command = /bin/sh -c "while [ ! -e {go} ]; do sleep 0.02; done; {PY} {send}; touch {go}.{n};
-    exec sleep 1000"
+command = /bin/sh -c "touch {go}.{n}.up; while [ ! -e {go} ]; do sleep 0.02; done; {PY} {send};
+    touch {go}.{n}; exec sleep 1000"
 ready = notify
 ready_timeout = 1h
 """ for n in names))
-        for n in names:
-            d.wait_state(n, "starting")
+        # each one's process runs (the log says "starting" before the spawn)
+        wait_until(self, lambda: all(os.path.exists(f"{go}.{n}.up") for n in names),
+                   what="every service's process")
         d.proc.send_signal(signal.SIGSTOP)
         try:
             open(go, "w").close()
