@@ -191,8 +191,10 @@ static void reconcile(struct cohortd *d, struct service *s)
 		return;
 	}
 	struct service *dep = missing_dependency(d, s);
-	if (!dep)
+	if (!dep && s->dep_lost) {	/* what waited on it going down may go on */
 		s->dep_lost = false;
+		touch(d, s);
+	}
 	if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
 		if (dep) {
 			/* Its dependents stop first: they see it going down. */

@@ -186,6 +186,46 @@ ready = delay:0
         d.wait_state("c", "running", start=mark)
         d.stop()
 
+    def test_a_base_back_before_the_chain_is_down(self):
+        """a comes back while b waits for c1 to stop: b is no longer going
+        down, and c2, which waited on that, starts."""
+        go = self.path("go")
+        d = self.cohortd(f"""
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:b]
+command = /bin/sleep 1000
+requires = a
+ready = delay:0
+
+[service:c1]
+command = /bin/sh -c "trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.1; done"
+requires = b
+ready = delay:0
+
+[service:c2]
+command = /bin/sleep 1000
+requires = b
+ready = delay:0
+""")
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        d.ctl("stop", "c2")
+        mark = len(d.lines)
+        d.ctl("stop", "--no-wait", "a")
+        d.wait_state("c1", "stopping", start=mark)
+        d.ctl("start", "--no-wait", "c2")
+        _, l = d.wait_state("c2", "waiting", start=mark)
+        self.assertEqual(l.reason, "requires b, which is going down")
+        d.ctl("start", "--no-wait", "a")
+        _, out, _ = d.ctl("start", "c2", timeout=10 * FACTOR)
+        self.assertRegex(out, r"^c2: running")
+        open(go, "w").close()
+        d.wait_state("c1", "running", start=mark)
+        d.stop()
+
     def test_one_shot_job_before_its_dependents(self):
         out = self.path("migrated")
         d = self.cohortd(f"""
