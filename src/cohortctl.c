@@ -945,9 +945,10 @@ static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t forward_sig;
 
 /*
- * TERM, INT and HUP sent to cohortctl go on to the command.  Not those the
- * terminal sent (Ctrl-C): they went to its whole foreground process group,
- * the command included, which would get them twice.
+ * TERM, INT and HUP sent to cohortctl go on to the command.  Not an INT
+ * from the terminal (Ctrl-C): it went to the whole foreground process
+ * group, the command included, which would get it twice.  A hangup the
+ * kernel sends reaches only the session leader, so it does go on.
  */
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
@@ -955,7 +956,7 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
 	char b = (char)sig;
 
 	(void)ctx;
-	if (sig != SIGCHLD && si->si_code != SI_KERNEL)
+	if (sig != SIGCHLD && !(sig == SIGINT && si->si_code == SI_KERNEL))
 		forward_sig = sig;
 	(void)!write(sig_pipe[1], &b, 1);
 	errno = saved;
@@ -983,13 +984,14 @@ static int lost_lease(pid_t child, const char *name, const char *why)
 	int st;
 
 	fprintf(stderr, "cohortctl: lock %s lost (%s): stopping the command\n", name, why);
-	kill(child, SIGTERM);
 	/* What CMD started must not go on without the lock either.  When the
 	 * process group is cohortctl's own (a shell's job, a service's
 	 * command), all of it is ours to stop; else only CMD is. */
 	if (getpgrp() == getpid()) {
 		signal(SIGTERM, SIG_IGN);
 		kill(0, SIGTERM);
+	} else {
+		kill(child, SIGTERM);
 	}
 	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
 		;

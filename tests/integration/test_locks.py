@@ -364,6 +364,56 @@ ready = delay:0
         wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
         d.stop()
 
+    def test_cohortctl_lock_passes_a_hangup_on(self):
+        """A terminal that goes away sends HUP to its session leader only:
+        cohortctl passes it on, so the command ends instead of holding the
+        lock with nobody to see it."""
+        d = self.daemon()
+        got = self.path("hup")
+        script = ("import os, signal\n"
+                  "def on_hup(s, f):\n"
+                  f"    open({got!r}, 'w').close()\n"
+                  "    os._exit(7)\n"
+                  "signal.signal(signal.SIGHUP, on_hup)\n"
+                  "os.write(1, b'ready\\n')\n"
+                  "while True:\n"
+                  "    signal.pause()\n")
+        pid, master = pty.fork()
+        if pid == 0:
+            try:
+                os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
+                                     "-c", script])
+            finally:
+                os._exit(127)
+        out = bytearray()
+
+        def output_has(text):
+            while select.select([master], [], [], 0)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out.extend(chunk)
+            return text in out
+        wait_until(self, lambda: output_has(b"ready"), what="the command under a terminal")
+        self.addCleanup(lambda: pid_alive(pid) and os.killpg(pid, signal.SIGKILL))
+        os.close(master)    # the terminal goes away
+        status = []
+
+        def ended():
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p:
+                status.append(st)
+            return p
+        wait_until(self, ended, what="cohortctl to end")
+        self.assertEqual(os.waitstatus_to_exitcode(status[0]), 7)
+        self.assertTrue(os.path.exists(got))
+        wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
+        d.stop()
+
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
