@@ -187,10 +187,11 @@ static void exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void notify_cb(struct notify *n, pid_t pid, char *msg)
+static void notify_cb(struct notify *n, pid_t pid, uid_t uid, char *msg)
 {
 	struct cohortd *d = container_of(n, struct cohortd, notify);
 	pid_t pgid = getpgid(pid);
+	(void)uid;
 
 	/* The sender may be the main process or anything in its group. */
 	for (size_t i = 0; i < d->plan->n; i++) {

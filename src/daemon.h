@@ -89,6 +89,8 @@ struct service {
 	bool restarting;	/* restart asked: stop (dependents first), then start */
 	bool dep_lost;		/* a service it requires went: it stops once its dependents have */
 	struct notify notify;	/* ready = notify: its own socket, which names it */
+	uid_t notify_uid;	/* the user it runs as */
+	bool notify_failed;	/* its own socket could not be made: the shared one */
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 	enum stop_cause stop_cause;

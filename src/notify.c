@@ -39,11 +39,13 @@ static void notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;	/* too big to be a notification */
 		buf[len] = '\0';
 		pid_t pid = 0;
+		uid_t uid = (uid_t)-1;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
 				struct ucred uc;
 				memcpy(&uc, CMSG_DATA(c), sizeof(uc));
 				pid = uc.pid;
+				uid = uc.uid;
 			} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 				/* fd store is not supported: close what we were sent */
 				int *fds = (int *)(void *)CMSG_DATA(c);
@@ -53,7 +55,7 @@ static void notify_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 		}
 		if (pid > 0)
-			n->on_msg(n, pid, buf);
+			n->on_msg(n, pid, uid, buf);
 	}
 }
 
@@ -100,6 +102,16 @@ void notify_close(struct notify *n, struct ev_loop *loop)
 	unlink(n->path);
 	free(n->path);
 	n->path = NULL;
+}
+
+void notify_drain(struct notify *n)
+{
+	char buf[64];
+
+	if (!n->path)
+		return;
+	while (recv(n->io.fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC) >= 0)
+		;
 }
 
 const char *notify_field(const char *msg, const char *key, size_t *len)

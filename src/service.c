@@ -463,43 +463,57 @@ static void new_token(char out[33])
 }
 
 /* Fills sp for running argv in the service's world. */
-static void own_notify_cb(struct notify *n, pid_t pid, char *msg)
+/*
+ * A message on the service's own socket is its when the sender is its
+ * process or in its process group, as on the shared socket; or, when the
+ * sender is gone already (a helper that sent READY=1 and exited at once,
+ * systemd-notify in a script), when it ran as the service's user or root.
+ */
+static void own_notify_cb(struct notify *n, pid_t pid, uid_t uid, char *msg)
 {
 	struct service *s = container_of(n, struct service, notify);
-	(void)pid;
 
-	if (svc_live(s)) {
-		svc_notify(s, msg);
-		stack_settle(s->d);
+	if (!svc_live(s))
+		return;
+	pid_t pgid = getpgid(pid);
+	bool gone = pgid < 0 && errno == ESRCH;
+	if (pid != s->pid && pgid != s->pid && !(gone && (uid == s->notify_uid || uid == 0))) {
+		log_debug(s->name, "notify message from pid %d (uid %u), which is not its: ignored", pid,
+			  (unsigned)uid);
+		return;
 	}
+	svc_notify(s, msg);
+	stack_settle(s->d);
 }
 
 /*
- * With ready = notify, a socket of the service's own, which only it (and
- * root) may write to: a message on it is the service's whoever sent it.
- * On the shared socket the sender is found by its pid, and a helper that
- * sent READY=1 and exited at once (systemd-notify in a script) may be gone
- * before its message is read.
+ * With ready = notify, a socket of the service's own: a message there
+ * names the service even when its sender has exited before it is read,
+ * which on the shared socket (where the sender's pid names the service)
+ * loses it.
  */
 static void own_notify_socket(struct service *s, const struct spawn_ids *ids)
 {
 	char err[300];
 
-	if (s->cfg->ready.kind != CHECK_NOTIFY)
+	if (s->cfg->ready.kind != CHECK_NOTIFY) {
+		notify_close(&s->notify, s->d->loop);	/* a reload changed ready */
 		return;
-	if (!s->notify.path) {
-		char *path = xasprintf("%s/notify.%s.sock", s->d->run_dir, s->name);
-		if (notify_open(&s->notify, s->d->loop, path, 0600, own_notify_cb, err, sizeof(err)) < 0)
-			log_warn(s->name, "no notify socket of its own (%s): it uses the shared one", err);
-		free(path);
-		if (!s->notify.path)
-			return;
 	}
-	if (ids && chown(s->notify.path, ids->uid, ids->gid) < 0)
-		log_warn(s->name, "%s: %s", s->notify.path, strerror(errno));
+	s->notify_uid = ids ? ids->uid : geteuid();
+	if (!s->notify.path && !s->notify_failed) {
+		char *path = xasprintf("%s/notify.%s.sock", s->d->run_dir, s->name);
+		if (notify_open(&s->notify, s->d->loop, path, 0666, own_notify_cb, err, sizeof(err)) < 0) {
+			log_warn(s->name, "no notify socket of its own (%s): it uses the shared one", err);
+			s->notify_failed = true;
+		}
+		free(path);
+	}
+	notify_drain(&s->notify);	/* nothing of an earlier run counts for this one */
 }
 
-static int prepare(struct service *s, char *const *argv, struct spawn_spec *sp,
+/* own: the service's own process (else a probe's). */
+static int prepare(struct service *s, bool own, char *const *argv, struct spawn_spec *sp,
 		   struct spawn_ids *ids, struct strv *env, char *err, size_t errlen)
 {
 	const struct svc_config *c = s->cfg;
@@ -512,7 +526,8 @@ static int prepare(struct service *s, char *const *argv, struct spawn_spec *sp,
 	} else if (c->user) {
 		log_debug(s->name, "user = %s ignored: cohortd is not root", c->user);
 	}
-	own_notify_socket(s, use_ids ? ids : NULL);
+	if (own)
+		own_notify_socket(s, use_ids ? ids : NULL);
 	build_env(s, use_ids ? ids : NULL, env);
 	*sp = (struct spawn_spec){
 		.argv = argv,
@@ -577,7 +592,7 @@ static void act_spawn(struct service *s)
 	forget_token(s);
 	new_token(s->token);
 	map_put(&s->d->tokens, s->token, s);	/* the bus knows this start by it */
-	if (prepare(s, c->argv.v, &sp, &ids, &env, err, sizeof(err)) < 0) {
+	if (prepare(s, true, c->argv.v, &sp, &ids, &env, err, sizeof(err)) < 0) {
 		spawn_failed(s, err);
 		return;
 	}
@@ -756,7 +771,7 @@ static pid_t probe_spawn(struct probe *p, char *err, size_t errlen)
 	pid_t pid;
 	int status_fd;
 
-	if (prepare(s, p->check->argv.v, &sp, &ids, &env, err, errlen) < 0)
+	if (prepare(s, false, p->check->argv.v, &sp, &ids, &env, err, errlen) < 0)
 		return -1;
 	sp.fd_out = sp.fd_err = s->d->devnull;
 	int rc = spawn_start(&sp, &pid, &status_fd, err, errlen);

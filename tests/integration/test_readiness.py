@@ -2,6 +2,7 @@
 """Readiness (delay, notify, tcp, http, exec, and ready_timeout) and
 health checks, with real listeners and real probes."""
 import os
+import shutil
 import signal
 import subprocess
 import unittest
@@ -155,15 +156,50 @@ ready_timeout = 1h
             _, up = d.wait_state(n, "running")
             self.assertEqual(up.reason, "sent and gone")
         sock = os.path.join(d.run_dir, "notify.s0.sock")
-        self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
-        if os.geteuid() == 0:
-            # another user may not write to it
-            r = subprocess.run([PY, "-c", "import socket, sys; socket.socket(socket.AF_UNIX, "
-                                "socket.SOCK_DGRAM).sendto(b'READY=1', sys.argv[1])", sock],
-                               user=65534, group=65534, capture_output=True, text=True)
-            self.assertIn("PermissionError", r.stderr)
         d.stop()
         self.assertFalse(os.path.exists(sock))
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_notify_socket_of_a_service_is_not_anyones(self):
+        """On a service's own socket a message counts when its sender is in
+        the service's process group (whatever its user: a service may drop
+        privileges itself), or is gone and ran as the service's user; not
+        from a process of another user that is gone."""
+        send = self.script("send.py", "import os, socket, sys, time\n"
+                           "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto("
+                           "b'READY=1\\nSTATUS=' + sys.argv[1].encode(), "
+                           "sys.argv[2] if len(sys.argv) > 2 else os.environ['NOTIFY_SOCKET'])\n"
+                           "if sys.argv[1] == 'dropped': time.sleep(1000)\n")
+        up = self.path("up")
+        os.chmod(self.tmp, 0o755)   # nobody reads the script
+        os.chmod(send, 0o644)
+        d = self.cohortd(f"""
+[service:dropper]
+command = /bin/sh -c "while [ ! -e {up}.go ]; do sleep 0.02; done;
+    exec setpriv --reuid=65534 --regid=65534 --clear-groups {PY} {send} dropped"
+ready = notify
+
+[service:target]
+command = /bin/sh -c "touch {up}; exec sleep 1000"
+ready = notify
+ready_timeout = 1h
+""")
+        d.wait_socket()
+        for p in (d.dir, d.run_dir):    # nobody reaches the sockets
+            os.chmod(p, 0o755)
+        open(up + ".go", "w").close()
+        _, l = d.wait_state("dropper", "running")
+        self.assertEqual(l.reason, "dropped")
+        wait_until(self, lambda: os.path.exists(up), what="target's process")
+        sock = os.path.join(d.run_dir, "notify.target.sock")
+        d.proc.send_signal(signal.SIGSTOP)
+        try:    # another user's process sends and is gone before cohortd reads
+            subprocess.run([PY, send, "spoofed", sock], user=65534, group=65534, check=True)
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        d.wait_log(r"^notify message from pid \d+ \(uid 65534\), which is not its: ignored$", who="target")
+        self.assertEqual(d.state("target"), "starting")
+        d.stop()
 
     def test_health_failures_restart_the_service(self):
         flag = self.path("healthy")
