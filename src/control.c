@@ -56,7 +56,7 @@ static void client_update(struct ctl_client *c)
 	 * up to one request's worth.  So do clients that do not read their
 	 * answers: their requests wait until the answers drain. */
 	bool held = c->busy || c->out.len > CTL_OUT_MAX;
-	if (!c->closing && (!held || c->streaming || c->in.len <= CTL_REQUEST_MAX))
+	if (!c->closing && !c->eof && (!held || c->streaming || c->in.len <= CTL_REQUEST_MAX))
 		want |= EV_READ;
 	/* A closing client is closed from its write callback, never under a
 	 * caller that still holds it. */
@@ -157,7 +157,8 @@ static void handle_input(struct ctl_client *c);
 /* Answers were written: requests held back while they piled up go on. */
 static void resume_input(struct ctl_client *c)
 {
-	if (c->in.len && !c->busy && !c->streaming && !c->closing && c->out.len <= CTL_OUT_MAX)
+	if (c->in.len && !c->busy && !c->streaming && !c->closing && c->out.len <= CTL_OUT_MAX &&
+	    !c->ctl->draining)
 		handle_input(c);
 }
 
@@ -343,7 +344,7 @@ out:
 }
 
 /* Splits what was read into lines and handles each complete one. */
-static void handle_input(struct ctl_client *c)
+static void handle_lines(struct ctl_client *c)
 {
 	while (c->in.len && !c->busy && !c->closing && c->out.len <= CTL_OUT_MAX) {
 		char *nl = memchr(c->in.buf, '\n', c->in.len);
@@ -382,6 +383,14 @@ static void handle_input(struct ctl_client *c)
 	}
 }
 
+static void handle_input(struct ctl_client *c)
+{
+	handle_lines(c);
+	/* Shut and every whole line answered: close once that is written. */
+	if (c->eof && !c->busy && !c->closing && !memchr(c->in.buf ? c->in.buf : "", '\n', c->in.len))
+		c->closing = true;
+}
+
 static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ctl_client *c = container_of(w, struct ctl_client, io);
@@ -396,9 +405,13 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	if ((revents & EV_READ) && !c->closing) {
 		char buf[READ_CHUNK];
-		ssize_t n = recv(c->io.fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-			/* Half a line and gone: nothing to answer. */
+		ssize_t n = c->eof ? -1 : recv(c->io.fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 && !c->busy && !c->streaming) {
+			/* The end of its side (shutdown, or gone): what it sent
+			 * is still answered, and what waits is written. */
+			c->eof = true;
+		} else if (!c->eof && (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))) {
+			/* Half a line, or a request in progress, and gone. */
 			ctl_client_close(c);
 			return;
 		}

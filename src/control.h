@@ -48,6 +48,7 @@ struct ctl_client {
 	struct sbuf out;	/* bytes not yet written */
 	bool skipping;		/* discarding the rest of an oversize line */
 	bool closing;		/* close once out is written */
+	bool eof;		/* it shut its side: answer what it sent, then close */
 	bool busy;		/* a request is in progress: do not read more */
 	bool streaming;		/* events or follow: input is only watched for EOF */
 	bool events;		/* streams state changes */
@@ -64,6 +65,7 @@ struct control {
 	ev_io listen_io;
 	ev_timer accept_pause;	/* out of file descriptors: accept again later */
 	bool fd_warned;		/* said so, this time */
+	bool draining;		/* the loop has ended: write what waits, run nothing more */
 	char *path;
 	bool has_group;
 	gid_t group;

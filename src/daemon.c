@@ -481,6 +481,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	log_plan(d);
 	stack_start(d);
 	ev_run(d->loop, 0);
+	d->ctl.draining = true;
 	control_flush(&d->ctl);
 
 	rc = d->exit_code;

@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -558,6 +559,34 @@ ready = delay:0
         self.assertEqual(got, n)
         s.close()
         self.assertTrue(d.request({"cmd": "status"})["ok"])
+        d.stop()
+
+    def test_a_batch_then_shutdown_is_answered_whole(self):
+        """A client writes a batch of requests, shuts its side, then reads:
+        every request is answered before cohortd closes, even those held
+        back while the answers piled up."""
+        d = self.stack()
+        n = 20000
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60 * FACTOR)
+        s.connect(d.socket)
+
+        def write():
+            s.sendall(b'{"cmd":"status","services":["a"]}\n' * n)
+            s.shutdown(socket.SHUT_WR)
+        writer = threading.Thread(target=write)
+        writer.start()
+        data = bytearray()
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data.extend(chunk)
+        writer.join()
+        s.close()
+        lines = bytes(data).splitlines()
+        self.assertEqual(len(lines), n)
+        self.assertTrue(all(json.loads(l)["ok"] for l in lines[:10] + lines[-10:]))
         d.stop()
 
     def test_slow_event_reader_is_told_and_closed(self):
