@@ -396,8 +396,11 @@ def combine(rounds):
             if vals:
                 d[field] = str(statistics.median(vals))
             d[field + "_rounds"] = vals
-        d["samples_rounds"] = [x["samples"] for x in ds if "samples" in x]
-        pooled = sorted(v for r in d["samples_rounds"] for v in r if v is not None)
+        # by round: a server's round k was measured at the same time as
+        # its peer's round k, and only those two may be paired
+        d["samples_rounds"] = {k: r[key]["samples"] for k, r in enumerate(rounds)
+                               if key in r and "samples" in r[key]}
+        pooled = sorted(v for r in d["samples_rounds"].values() for v in r if v is not None)
         if pooled and len(d["samples_rounds"]) == len(ds):
             for field, q in (("p50_us", 0.50), ("p99_us", 0.99), ("p999_us", 0.999)):
                 d[field] = str(percentile(pooled, q))
@@ -419,12 +422,12 @@ BOOTSTRAP = 1000
 def p99_difference(mine, theirs, q=0.99):
     """How sure we may be of a difference of two servers' p99 measured at
     the same time: its 95% interval by a paired block bootstrap.  The
-    samples (per round, in the order sent) are cut into blocks of a
+    samples ({round: latencies in the order sent}) are cut into blocks of a
     second; block k of one server was measured during block k of the
     other, through the same slow spells of the host, so a resample draws
     blocks, each for both servers at once.  (lo, hi) in us, or None."""
     blocks = []
-    for a, b in zip(mine, theirs):
+    for a, b in ((mine[k], theirs[k]) for k in sorted(set(mine) & set(theirs))):
         for i in range(0, min(len(a), len(b)), BLOCK):
             pair = []
             for s in (a, b):
