@@ -317,50 +317,22 @@ ready = delay:0
         command included: cohortctl must not send it a second INT.  A TERM
         sent to cohortctl alone does go on to the command."""
         d = self.daemon()
-        script = ("import os, signal\n"
-                  "n = 0\n"
-                  "def on_int(s, f):\n"
-                  "    global n\n"
-                  "    n += 1\n"
-                  "    os.write(1, b'INT\\n')\n"
-                  "def on_term(s, f):\n"
-                  "    os.write(1, b'TERM after %d INT\\n' % n)\n"
-                  "    os._exit(10 + n)\n"
-                  "signal.signal(signal.SIGINT, on_int)\n"
-                  "signal.signal(signal.SIGTERM, on_term)\n"
-                  "os.write(1, b'ready\\n')\n"
-                  "while True:\n"
-                  "    signal.pause()\n")
-        pid, master = pty.fork()
-        if pid == 0:
-            try:
-                os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
-                                     "-c", script])
-            finally:
-                os._exit(127)
-        out = bytearray()
-
-        def output_has(text):
-            while select.select([master], [], [], 0)[0]:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:     # EIO: every slave side closed
-                    break
-                if not chunk:
-                    break
-                out.extend(chunk)
-            return text in out
-        try:
-            wait_until(self, lambda: output_has(b"ready"), what="the command under a terminal")
-            os.write(master, b"\x03")     # the terminal's INT to its foreground group
-            wait_until(self, lambda: output_has(b"INT"), what="the command's INT")
-            os.kill(pid, signal.SIGTERM)    # to cohortctl alone: passed on
-            wait_until(self, lambda: output_has(b"TERM after"), what="the command's TERM")
-            _, st = os.waitpid(pid, 0)
-            self.assertIn(b"TERM after 1 INT", out, out.decode(errors="replace"))
-            self.assertEqual(os.waitstatus_to_exitcode(st), 11)
-        finally:
-            os.close(master)
+        t = Terminal(self, d, "n = 0\n"
+                              "def on_int(s, f):\n"
+                              "    global n\n"
+                              "    n += 1\n"
+                              "    os.write(1, b'INT\\n')\n"
+                              "def on_term(s, f):\n"
+                              "    os.write(1, b'TERM after %d INT\\n' % n)\n"
+                              "    os._exit(10 + n)\n"
+                              "signal.signal(signal.SIGINT, on_int)\n"
+                              "signal.signal(signal.SIGTERM, on_term)\n")
+        os.write(t.master, b"\x03")     # the terminal's INT to its foreground group
+        t.wait_output(b"INT", "the command's INT")
+        os.kill(t.pid, signal.SIGTERM)  # to cohortctl alone: passed on
+        t.wait_output(b"TERM after", "the command's TERM")
+        self.assertEqual(t.wait_exit(), 11)
+        self.assertIn(b"TERM after 1 INT", t.out, t.out.decode(errors="replace"))
         wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
         d.stop()
 
@@ -370,50 +342,69 @@ ready = delay:0
         lock with nobody to see it."""
         d = self.daemon()
         got = self.path("hup")
-        script = ("import os, signal\n"
-                  "def on_hup(s, f):\n"
-                  f"    open({got!r}, 'w').close()\n"
-                  "    os._exit(7)\n"
-                  "signal.signal(signal.SIGHUP, on_hup)\n"
-                  "os.write(1, b'ready\\n')\n"
-                  "while True:\n"
-                  "    signal.pause()\n")
-        pid, master = pty.fork()
-        if pid == 0:
-            try:
-                os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
-                                     "-c", script])
-            finally:
-                os._exit(127)
-        out = bytearray()
-
-        def output_has(text):
-            while select.select([master], [], [], 0)[0]:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out.extend(chunk)
-            return text in out
-        wait_until(self, lambda: output_has(b"ready"), what="the command under a terminal")
-        self.addCleanup(lambda: pid_alive(pid) and os.killpg(pid, signal.SIGKILL))
-        os.close(master)    # the terminal goes away
-        status = []
-
-        def ended():
-            p, st = os.waitpid(pid, os.WNOHANG)
-            if p:
-                status.append(st)
-            return p
-        wait_until(self, ended, what="cohortctl to end")
-        self.assertEqual(os.waitstatus_to_exitcode(status[0]), 7)
+        t = Terminal(self, d, "def on_hup(s, f):\n"
+                              f"    open({got!r}, 'w').close()\n"
+                              "    os._exit(7)\n"
+                              "signal.signal(signal.SIGHUP, on_hup)\n")
+        t.close()       # the terminal goes away
+        self.assertEqual(t.wait_exit(), 7)
         self.assertTrue(os.path.exists(got))
         wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
         d.stop()
 
 
+class Terminal:
+    """cohortctl lock tty -- python3 -c SETUP... under a pty of its own (it
+    leads the session and the terminal's foreground group); the command
+    says "ready" once SETUP has run, then waits for signals."""
+
+    def __init__(self, test, d, setup):
+        self.test = test
+        script = "import os, signal\n" + setup + "os.write(1, b'ready\\n')\nwhile True:\n    signal.pause()\n"
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            try:
+                os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
+                                     "-c", script])
+            finally:
+                os._exit(127)
+        self.out = bytearray()
+        self.status = None
+        test.addCleanup(self.cleanup)
+        self.wait_output(b"ready", "the command under a terminal")
+
+    def wait_output(self, text, what):
+        def has():
+            while self.master >= 0 and select.select([self.master], [], [], 0)[0]:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:     # EIO: every slave side closed
+                    break
+                if not chunk:
+                    break
+                self.out.extend(chunk)
+            return text in self.out
+        wait_until(self.test, has, what=what)
+
+    def close(self):
+        os.close(self.master)
+        self.master = -1
+
+    def wait_exit(self):
+        def ended():
+            p, st = os.waitpid(self.pid, os.WNOHANG)
+            if p:
+                self.status = os.waitstatus_to_exitcode(st)
+            return p
+        wait_until(self.test, ended, what="cohortctl to end")
+        return self.status
+
+    def cleanup(self):
+        if self.status is None and pid_alive(self.pid):
+            os.killpg(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        if self.master >= 0:
+            self.close()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

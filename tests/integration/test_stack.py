@@ -146,11 +146,10 @@ ready = delay:0
         self.assertTrue(pid_alive(soft_pid))
         d.stop()
 
-    def test_a_chain_stops_from_the_top(self):
-        """a <- b <- c (each requires the one before): when a goes, c stops
-        first, then b, then a, though only b requires a."""
-        go = self.path("go")
-        d = self.cohortd(f"""
+    def chain(self, go, top):
+        """a <- b <- each of top (each requires the one before); the first
+        of top takes until the file go exists to stop."""
+        text = """
 [service:a]
 command = /bin/sleep 1000
 ready = delay:0
@@ -159,12 +158,18 @@ ready = delay:0
 command = /bin/sleep 1000
 requires = a
 ready = delay:0
+"""
+        slow = ("/bin/sh -c \"trap 'while [ ! -e " + go + " ]; do sleep 0.05; done; exit 0' TERM; "
+                "while :; do sleep 0.1; done\"")
+        for i, name in enumerate(top):
+            text += f"\n[service:{name}]\ncommand = {slow if i == 0 else '/bin/sleep 1000'}\nrequires = b\nready = delay:0\n"
+        return self.cohortd(text)
 
-[service:c]
-command = /bin/sh -c "trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.1; done"
-requires = b
-ready = delay:0
-""")
+    def test_a_chain_stops_from_the_top(self):
+        """a <- b <- c (each requires the one before): when a goes, c stops
+        first, then b, then a, though only b requires a."""
+        go = self.path("go")
+        d = self.chain(go, ["c"])
         d.wait_log(r"^stack is up")
         d.wait_socket()
         mark = len(d.lines)
@@ -190,26 +195,7 @@ ready = delay:0
         """a comes back while b waits for c1 to stop: b is no longer going
         down, and c2, which waited on that, starts."""
         go = self.path("go")
-        d = self.cohortd(f"""
-[service:a]
-command = /bin/sleep 1000
-ready = delay:0
-
-[service:b]
-command = /bin/sleep 1000
-requires = a
-ready = delay:0
-
-[service:c1]
-command = /bin/sh -c "trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 0' TERM; while :; do sleep 0.1; done"
-requires = b
-ready = delay:0
-
-[service:c2]
-command = /bin/sleep 1000
-requires = b
-ready = delay:0
-""")
+        d = self.chain(go, ["c1", "c2"])
         d.wait_log(r"^stack is up")
         d.wait_socket()
         d.ctl("stop", "c2")
