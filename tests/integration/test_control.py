@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, CohortTest, pid_alive, read_line, wait_until
+from harness import COHORTCTL, FACTOR, VALGRIND, CohortTest, pid_alive, read_line, wait_until
 
 STACK = """
 [service:a]
@@ -510,10 +510,20 @@ ready = delay:0
         self.assertLess(used, 0.3 * (time.monotonic() - t0), "cohortd spins at the descriptor limit")
         for s in socks[:100]:
             s.close()
+        served = 0
         for s in socks[100:]:
-            s.sendall(b'{"cmd":"status","services":["a"]}\n')
-            self.assertTrue(json.loads(read_line(s))["ok"])
+            try:
+                s.sendall(b'{"cmd":"status","services":["a"]}\n')
+                self.assertTrue(json.loads(read_line(s))["ok"])
+                served += 1
+            except (BrokenPipeError, ConnectionResetError):
+                # Under valgrind only: it closes a descriptor accept returns
+                # past the range it keeps for the program, and says EMFILE;
+                # that client is gone, not left in the backlog.
+                if not VALGRIND:
+                    raise
             s.close()
+        self.assertGreater(served, 0)
         d.wait_log(r"^control socket: accepting clients again$")
         self.assertEqual(len([l for l in d.lines if "new clients wait" in l.msg]), 1)
         d.stop()
