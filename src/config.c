@@ -36,6 +36,8 @@
 enum sec_kind { SEC_NONE, SEC_DAEMON, SEC_SERVICE, SEC_BAD };
 
 /* One section's keys as written, before parsing. */
+#define HEALTH_INTERVAL_MIN_MS 10	/* 0 would spawn probes back to back */
+
 struct raw_section {
 	enum sec_kind kind;
 	int line;
@@ -192,6 +194,32 @@ static void parse_section(struct loader *l, struct raw_section *r, void *base,
 	sbuf_free(&why);
 }
 
+/* The line of key in the section, else the section's own. */
+static int line_of(const struct raw_section *r, const char *key)
+{
+	int i = key_index(KS_SERVICE, key);
+	return i >= 0 && r->key_line[i] ? r->key_line[i] : r->line;
+}
+
+/* Values each valid alone that together cannot work. */
+static void check_timing(struct loader *l, const struct raw_section *r, const struct svc_config *s,
+			 const char *label)
+{
+	char a[32], b[32];
+
+	if (s->health.kind != CHECK_NONE && s->health_interval_ms < HEALTH_INTERVAL_MIN_MS) {
+		format_duration_ms(s->health_interval_ms, a, sizeof(a));
+		lerr(l, line_of(r, "health_interval"), "%s: health_interval = %s: probes would run without "
+		     "a pause; give at least %dms", label, a, HEALTH_INTERVAL_MIN_MS);
+	}
+	if (s->ready.kind == CHECK_DELAY && s->ready.delay_ms > 0 && s->ready.delay_ms >= s->ready_timeout_ms) {
+		format_duration_ms(s->ready.delay_ms, a, sizeof(a));
+		format_duration_ms(s->ready_timeout_ms, b, sizeof(b));
+		lerr(l, line_of(r, "ready"), "%s: ready = delay:%s is not shorter than ready_timeout (%s): "
+		     "it could never be ready", label, a, b);
+	}
+}
+
 static void finish_service(struct loader *l)
 {
 	struct raw_section *r = &l->sec;
@@ -218,6 +246,7 @@ static void finish_service(struct loader *l)
 		else if (s->argv.n == 0 || !s->argv.v[0][0])
 			lerr(l, r->key_line[ci], "%s: command: no program to run", label.buf);
 	}
+	check_timing(l, r, s, label.buf);
 	sbuf_free(&label);
 }
 

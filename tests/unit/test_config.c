@@ -379,6 +379,11 @@ Test(config, bad_values_say_what_was_expected)
 		{"command = echo 'open", "[service:a]: command: unterminated single quote"},
 		{"command = ''", "command: no program to run"},
 		{"command =", "command is empty"},
+		{"ready = delay:70s", "cohort.ini:3: [service:a]: ready = delay:1m10s is not shorter than "
+				      "ready_timeout (1m): it could never be ready"},
+		{"ready = delay:2s\nready_timeout = 2s", "ready = delay:2s is not shorter than ready_timeout (2s)"},
+		{"health = exec:true\nhealth_interval = 0", "cohort.ini:4: [service:a]: health_interval = 0ms: "
+							 "probes would run without a pause; give at least 10ms"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		char *text = xasprintf("[service:a]\n%s%s\n", strstr(cases[i].line, "command") == cases[i].line
