@@ -201,6 +201,32 @@ ready_timeout = 1h
         self.assertEqual(d.state("target"), "starting")
         d.stop()
 
+    def test_notify_falls_back_to_the_shared_socket(self):
+        """A run_dir and service name too long for a socket path of the
+        service's own: it uses the shared socket (the sender found by its
+        process group), and says so once, not at each start."""
+        notify = self.script("notify.py", NOTIFY)
+        run_dir = self.path("r" * 40)
+        name = "n" * 64
+        d = self.cohortd(f"""
+[cohort]
+run_dir = {run_dir}
+
+[service:{name}]
+command = {PY} {notify} 0.1
+ready = notify
+backoff_initial = 100ms
+""")
+        _, up = d.wait_state(name, "running")
+        self.assertEqual(up.reason, "all good")
+        os.kill(d.last_pid(name), signal.SIGKILL)
+        mark = len(d.lines)
+        d.wait_state(name, "running", start=mark)
+        self.assertEqual(d.count(r"^no notify socket of its own \(.*path too long.*\): it uses the shared one$",
+                                 name), 1)
+        self.assertFalse(os.path.exists(os.path.join(run_dir, f"notify.{name}.sock")))
+        d.stop()
+
     def test_health_failures_restart_the_service(self):
         flag = self.path("healthy")
         d = self.cohortd(f"""
