@@ -372,6 +372,7 @@ static void daemon_free(struct cohortd *d)
 	free(d->config_path);
 	if (d->devnull >= 0)
 		close(d->devnull);
+	instance_unlock(d->instance_fd);
 	free(d);
 }
 
@@ -395,6 +396,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->cfg = cfg;
 	d->plan = plan;
 	d->exit_code = 0;
+	d->instance_fd = -1;
 	d->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (!d->loop || d->devnull < 0) {
 		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
@@ -414,6 +416,18 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
 	d->log_dir = xstrdup(cfg->log_dir);
 	d->run_dir = xstrdup(cfg->run_dir);
+	/* A cohortd that runs on run_dir already must find nothing changed
+	 * by our attempt: the lock comes before any file is touched. */
+	if (mkdir_p(cfg->run_dir, 0755) < 0) {
+		log_error(NULL, "cannot make directory %s: %s", cfg->run_dir, strerror(errno));
+		rc = 1;
+		goto out_early;
+	}
+	if (instance_lock(cfg->run_dir, &d->instance_fd, err, sizeof(err)) < 0) {
+		log_error(NULL, "%s", err);
+		rc = 1;
+		goto out_early;
+	}
 	if (make_dirs(cfg) < 0) {
 		rc = 1;
 		goto out_early;

@@ -171,6 +171,7 @@ struct cohortd {
 	char *bus_path;			/* for COHORT_BUS */
 	char *log_dir;			/* as at start-up: a reload does not move it */
 	char *run_dir;			/* as at start-up */
+	int instance_fd;		/* run_dir/cohortd.pid, locked while we run */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
 	bool stack_up;			/* every phase has been opened */
@@ -195,6 +196,12 @@ void daemon_begin_shutdown(struct cohortd *d, const char *why);
 void daemon_release_service(struct cohortd *d, struct service *s);
 void daemon_subscribe(struct cohortd *d, event_fn fn, void *arg);
 void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg);
+
+/* instance.c */
+/* Takes run_dir's single-instance lock (before any other file there is
+ * touched); -1 with a message when another cohortd holds it. */
+int instance_lock(const char *run_dir, int *fd, char *err, size_t errlen);
+void instance_unlock(int fd);
 
 /* service.c */
 

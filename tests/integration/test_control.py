@@ -708,8 +708,8 @@ autostart = no
         # a second cohortd on the same run_dir is refused, and says why
         second = self.cohortd(text)
         second.run_dir = run
-        second.wait_log(r"^cannot open the control socket: another cohortd is running: "
-                        + re.escape(first.socket) + " answers")
+        second.wait_log(rf"^another cohortd is running: pid {first.proc.pid} holds "
+                        + re.escape(os.path.join(run, "cohortd.pid")))
         second.stop(sig=None, expect=1)
         self.assertTrue(first.request({"cmd": "status"})["ok"])
         # kill -9 leaves the socket file behind; the next cohortd replaces it

@@ -255,5 +255,57 @@ ready = delay:0
         d.stop()
 
 
+
+class Instances(CohortTest):
+    """One cohortd per run_dir: a second one refused touches nothing."""
+
+    def test_second_cohortd_refused_changes_nothing(self):
+        run, state = self.path("run"), self.path("state")
+        go = self.path("go")
+        script = self.path("status.py")
+        with open(script, "w") as f:
+            f.write(f"""import os, socket, time
+while not os.path.exists({go!r}):
+    time.sleep(0.02)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=after the second cohortd", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+""")
+        text = f"""[cohort]
+run_dir = {run}
+state_dir = {state}
+
+[service:talker]
+command = /usr/bin/python3 {script}
+ready = delay:0
+"""
+        first = self.cohortd(text)
+        first.run_dir = run
+        first.wait_log(r"^stack is up")
+        first.wait_socket()
+        _, out, _ = first.ctl("lock", "t.x", "--", "sh", "-c", "echo $COHORT_LOCK_TOKEN")
+        token = int(out)
+        with open(os.path.join(state, "lock.tokens")) as f:
+            mark = f.read()
+        sockets = {n: os.stat(os.path.join(run, n)).st_ino
+                   for n in ("control.sock", "bus.sock", "notify.sock")}
+
+        second = self.cohortd(text)
+        second.wait_log(rf"^another cohortd is running: pid {first.proc.pid} holds "
+                        + re.escape(os.path.join(run, "cohortd.pid")))
+        second.stop(sig=None, expect=1)
+
+        # nothing of the first one's moved: its sockets, its token mark
+        self.assertEqual({n: os.stat(os.path.join(run, n)).st_ino for n in sockets}, sockets)
+        with open(os.path.join(state, "lock.tokens")) as f:
+            self.assertEqual(f.read(), mark)
+        # the shared notify socket still hears its services
+        open(go, "w").close()
+        first.wait_log(r"^status: after the second cohortd$", who="talker")
+        _, out, _ = first.ctl("lock", "t.x", "--", "sh", "-c", "echo $COHORT_LOCK_TOKEN")
+        self.assertEqual(int(out), token + 1)
+        first.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
