@@ -432,6 +432,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		rc = 1;
 		goto out_early;
 	}
+	instance_sweep(cfg->run_dir);
 	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
@@ -517,6 +518,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
+	instance_forget(d->run_dir);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);

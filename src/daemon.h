@@ -96,6 +96,8 @@ struct service {
 	enum stop_cause stop_cause;
 
 	pid_t pid;		/* main process (also its process group), 0 if none */
+	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
+	unsigned long long recorded_start;	/* its start time, /proc ticks */
 	int64_t since_ms;	/* wall clock of the last state change */
 	int64_t running_since;	/* monotonic ms when it became ready */
 	int64_t spawned_at;	/* monotonic ms of the last spawn */
@@ -172,6 +174,7 @@ struct cohortd {
 	char *log_dir;			/* as at start-up: a reload does not move it */
 	char *run_dir;			/* as at start-up */
 	int instance_fd;		/* run_dir/cohortd.pid, locked while we run */
+	bool groups_write_failed;	/* run_dir/cohortd.groups: warned once */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
 	bool stack_up;			/* every phase has been opened */
@@ -202,6 +205,13 @@ void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg);
  * touched); -1 with a message when another cohortd holds it. */
 int instance_lock(const char *run_dir, int *fd, char *err, size_t errlen);
 void instance_unlock(int fd);
+/* Stops the services a killed cohortd left running (before any starts);
+ * bounded by their stop_timeout. */
+void instance_sweep(const char *run_dir);
+/* Rewrites the record of running process groups (at every spawn and exit). */
+void instance_record(struct cohortd *d);
+/* Nothing runs any more (orderly exit): no record. */
+void instance_forget(const char *run_dir);
 
 /* service.c */
 

@@ -1,11 +1,21 @@
 /*
- * instance.c - one cohortd per run_dir.
+ * instance.c - one cohortd per run_dir, and what a killed one left behind.
  *
  * run_dir/cohortd.pid is held with flock() for cohortd's whole life, and
  * taken before any other file is touched: a second cohortd on the same
  * run_dir is refused without having removed a socket of the first or
  * moved its lock token counter.  The kernel drops the lock when its
  * holder dies, however it dies, so a stale file never blocks a start.
+ *
+ * run_dir/cohortd.groups names the process group of every service that
+ * runs, with the start time of its leader (field 22 of /proc/PID/stat,
+ * which tells a recycled pid from the process we started).  After a
+ * kill -9 of cohortd its services run on; the next cohortd reads the file
+ * before it starts anything and stops each group that still lives (its
+ * stop signal, SIGCONT, then KILL after its stop_timeout), so no service
+ * ends up running twice.  The file is rewritten (.new + rename) at every
+ * spawn and exit.  No fsync: it must survive a crash of cohortd, not of
+ * the machine, whose reboot ends the processes it names anyway.
  */
 #include "autoconfig.h"
 
@@ -26,7 +36,9 @@
 #include "daemon.h"
 #include "log.h"
 
+#define GROUPS_FILE "cohortd.groups"
 #define LOCK_FILE "cohortd.pid"
+#define KILL_GRACE_MS 5000	/* after KILL, how long we wait for a group to go */
 
 /* --- the single-instance lock ---------------------------------------------- */
 
@@ -76,4 +88,298 @@ void instance_unlock(int fd)
 		return;
 	(void)ftruncate(fd, 0);
 	close(fd);
+}
+
+/* --- /proc ------------------------------------------------------------------ */
+
+struct proc_stat {
+	char state;			/* R S D Z T ... */
+	pid_t pgrp;
+	unsigned long long start;	/* clock ticks after boot */
+};
+
+/* 0, or -1 when pid is gone (or /proc cannot say). */
+static int proc_stat_read(pid_t pid, struct proc_stat *ps)
+{
+	char path[64], buf[1024];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The name (field 2) may hold spaces and parentheses: count from the
+	 * last ')'.  Fields 3 (state), 5 (pgrp) and 22 (starttime). */
+	char *p = strrchr(buf, ')');
+	int pgrp;
+	if (!p || sscanf(p + 1, " %c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+			 "%*d %*d %llu", &ps->state, &pgrp, &ps->start) != 3)
+		return -1;
+	ps->pgrp = pgrp;
+	return 0;
+}
+
+/* Leader start time of pid's group when pid leads a live group: 0 else. */
+static unsigned long long group_start(pid_t pid)
+{
+	struct proc_stat ps;
+
+	if (proc_stat_read(pid, &ps) < 0 || ps.state == 'Z' || ps.pgrp != pid)
+		return 0;
+	return ps.start;
+}
+
+/*
+ * Whether anything of group pgid lives (zombies do not count: they are
+ * not ours to reap).  started_after: only members that started at or after
+ * that tick, so the group of a recycled pid is not taken for ours.
+ */
+static bool group_alive(pid_t pgid, unsigned long long started_after)
+{
+	DIR *dh = opendir("/proc");
+	struct dirent *e;
+	bool alive = false;
+
+	if (!dh)
+		return kill(-pgid, 0) == 0;
+	while (!alive && (e = readdir(dh))) {
+		struct proc_stat ps;
+		if (!isdigit((unsigned char)e->d_name[0]) ||
+		    proc_stat_read((pid_t)atoi(e->d_name), &ps) < 0)
+			continue;
+		alive = ps.pgrp == pgid && ps.state != 'Z' && ps.start >= started_after;
+	}
+	closedir(dh);
+	return alive;
+}
+
+/* --- the record --------------------------------------------------------------- */
+
+static void record_line(struct sbuf *b, struct service *s)
+{
+	if (!svc_live(s))
+		return;
+	/* Read once per spawn: the leader's start time does not change. */
+	if (s->recorded_pid != s->pid) {
+		s->recorded_pid = s->pid;
+		s->recorded_start = group_start(s->pid);
+	}
+	sbuf_addf(b, "%d %llu %d %" PRId64 " %s\n", (int)s->pid, s->recorded_start,
+		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);
+}
+
+void instance_record(struct cohortd *d)
+{
+	struct sbuf b = {0};
+
+	sbuf_adds(&b, "# pgid start_ticks stop_signal stop_timeout_ms service\n");
+	for (size_t i = 0; d->svcs && i < d->plan->n; i++)
+		record_line(&b, d->svcs[i]);
+	for (size_t i = 0; i < d->nleaving; i++)
+		record_line(&b, d->leaving[i]);
+
+	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
+	char *tmp = xasprintf("%s.new", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	bool ok = fd >= 0 && write(fd, b.buf, b.len) == (ssize_t)b.len;
+	if (fd >= 0 && close(fd) < 0)
+		ok = false;
+	if (ok && rename(tmp, path) < 0)
+		ok = false;
+	if (!ok) {
+		/* Once per failure streak: this runs at every spawn and exit. */
+		if (!d->groups_write_failed)
+			log_warn(NULL, "%s: %s: a cohortd started after a crash of this one may "
+				 "not find its services", path, strerror(errno));
+		unlink(tmp);
+	} else if (d->groups_write_failed) {
+		log_info(NULL, "%s written again", path);
+	}
+	d->groups_write_failed = !ok;
+	free(tmp);
+	free(path);
+	sbuf_free(&b);
+}
+
+void instance_forget(const char *run_dir)
+{
+	char *path = xasprintf("%s/%s", run_dir, GROUPS_FILE);
+
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn(NULL, "%s: %s", path, strerror(errno));
+	free(path);
+}
+
+/* --- the sweep at start ------------------------------------------------------ */
+
+/* A group a previous cohortd recorded. */
+struct leftover {
+	pid_t pgid;
+	unsigned long long start;
+	int sig;
+	int64_t timeout_ms;
+	char name[128];
+	int64_t deadline;	/* monotonic ms: KILL, or give up once killed */
+	bool leader_gone;	/* what it started still runs in its group */
+	bool killed;
+	bool done;
+};
+
+/* One line of the record; false when it is not one. */
+static bool parse_leftover(const char *line, struct leftover *l)
+{
+	int pgid, sig, used = 0;
+
+	*l = (struct leftover){0};
+	if (sscanf(line, "%d %llu %d %" SCNd64 " %n", &pgid, &l->start, &sig, &l->timeout_ms,
+		   &used) != 4 || used == 0 || pgid <= 1 || sig <= 0 || sig >= NSIG ||
+	    l->timeout_ms < 0 || !line[used])
+		return false;
+	l->pgid = pgid;
+	l->sig = sig;
+	str_copy(l->name, sizeof(l->name), line + used);
+	l->name[strcspn(l->name, "\n")] = '\0';
+	return l->name[0] != '\0';
+}
+
+/*
+ * Whether l's group is the one the previous cohortd started: its leader
+ * lives and started when recorded, or the leader is gone and members
+ * that started after it remain (what it forked, when the main process
+ * died after cohortd).
+ */
+static bool leftover_is_ours(struct leftover *l)
+{
+	struct proc_stat ps;
+
+	if (l->start == 0)
+		return false;
+	if (proc_stat_read(l->pgid, &ps) == 0 && ps.state != 'Z')
+		return ps.pgrp == l->pgid && ps.start == l->start;
+	l->leader_gone = true;
+	return group_alive(l->pgid, l->start);
+}
+
+static void leftover_signal(struct leftover *l, int sig)
+{
+	if (kill(-l->pgid, sig) < 0 && errno != ESRCH)
+		log_warn(l->name, "SIG%s to old process group %d: %s", signal_name(sig), l->pgid,
+			 strerror(errno));
+}
+
+static void leftover_stop(struct leftover *l)
+{
+	char dur[32];
+
+	format_duration_ms(l->timeout_ms, dur, sizeof(dur));
+	log_warn(l->name, "old pid %d, left by a cohortd that ended without stopping it, %s: "
+		 "SIG%s to its process group, KILL after %s", l->pgid,
+		 l->leader_gone ? "is gone but its process group still runs" : "still runs",
+		 signal_name(l->sig), dur);
+	leftover_signal(l, l->sig);
+	/* A stopped (SIGSTOP) process would not act on the signal until KILL. */
+	if (l->sig != SIGCONT && l->sig != SIGKILL)
+		leftover_signal(l, SIGCONT);
+	l->deadline = now_mono_ms() + l->timeout_ms;
+}
+
+/* One look at l; true while it needs more waiting. */
+static bool leftover_step(struct leftover *l, int64_t now)
+{
+	if (!group_alive(l->pgid, l->start)) {
+		log_info(l->name, "old pid %d has stopped", l->pgid);
+		return false;
+	}
+	if (now < l->deadline)
+		return true;
+	if (!l->killed) {
+		log_warn(l->name, "old pid %d still runs after stop_timeout: KILL to its process group",
+			 l->pgid);
+		leftover_signal(l, SIGKILL);
+		l->killed = true;
+		l->deadline = now + KILL_GRACE_MS;
+		return true;
+	}
+	log_error(l->name, "old process group %d still runs after KILL; starting anyway", l->pgid);
+	return false;
+}
+
+static size_t read_leftovers(const char *path, struct leftover **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	size_t n = 0, cap = 0, lineno = 0;
+	char line[512];
+
+	*out = NULL;
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn(NULL, "%s: %s: services a killed cohortd left are not looked for", path,
+				 strerror(errno));
+		return 0;
+	}
+	/* It names groups to signal: only a file of our own user is trusted. */
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
+		log_warn(NULL, "%s: not owned by us or writable by others: ignored", path);
+		close(fd);
+		return 0;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		struct leftover l;
+		lineno++;
+		if (line[0] == '#')
+			continue;
+		if (!parse_leftover(line, &l)) {
+			log_warn(NULL, "%s:%zu: not a process group record: ignored", path, lineno);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 8;
+			*out = xrealloc(*out, cap * sizeof(**out));
+		}
+		(*out)[n++] = l;
+	}
+	fclose(f);
+	return n;
+}
+
+void instance_sweep(const char *run_dir)
+{
+	char *path = xasprintf("%s/%s", run_dir, GROUPS_FILE);
+	struct leftover *ls;
+	size_t n = read_leftovers(path, &ls), pending = 0;
+	struct timespec tick = {0, 20 * 1000 * 1000};
+
+	for (size_t i = 0; i < n; i++) {
+		if (leftover_is_ours(&ls[i])) {
+			leftover_stop(&ls[i]);
+			pending++;
+		} else {
+			ls[i].done = true;
+			log_debug(ls[i].name, "old process group %d is gone (or its pid is another "
+				  "process's now): left alone", ls[i].pgid);
+		}
+	}
+	/* Before the loop, and bounded: every group has a deadline. */
+	while (pending) {
+		nanosleep(&tick, NULL);
+		int64_t now = now_mono_ms();
+		for (size_t i = 0; i < n; i++) {
+			if (!ls[i].done && !leftover_step(&ls[i], now)) {
+				ls[i].done = true;
+				pending--;
+			}
+		}
+	}
+	free(ls);
+	free(path);
 }

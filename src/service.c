@@ -623,6 +623,7 @@ static void act_spawn(struct service *s)
 	s->spawned_at = now_mono_ms();
 	s->running_since = 0;
 	daemon_track_child(s->d, pid, CHILD_MAIN, s);
+	instance_record(s->d);	/* a cohortd after a crash of ours finds it */
 	ev_io_init(&s->exec_io, exec_status_cb, status_fd, EV_READ);
 	ev_io_start(s->d->loop, &s->exec_io);
 	evtimer_start_ms(s->d->loop, &s->ready_timer, c->ready_timeout_ms);
@@ -1068,6 +1069,7 @@ void svc_main_exited(struct service *s, int status)
 	if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
+	instance_record(s->d);
 	s->restarting = false;	/* the stop half of a restart is done, however */
 	forget_token(s);
 	/* A crash never holds a lock. */

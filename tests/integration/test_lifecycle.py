@@ -4,6 +4,7 @@ circuit breaker and its half-open trial, kill -9, start failures, users."""
 import os
 import re
 import signal
+import subprocess
 import unittest
 
 from harness import CohortTest, FACTOR, pid_alive, wait_until  # noqa: F401
@@ -255,9 +256,29 @@ ready = delay:0
         d.stop()
 
 
+def procs_with(marker):
+    """pids of the live processes whose command line holds marker."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read() and pid_alive(int(d)):
+                    out.append(int(d))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def start_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
 
 class Instances(CohortTest):
-    """One cohortd per run_dir: a second one refused touches nothing."""
+    """One cohortd per run_dir: a second one refused touches nothing, and
+    one started after a kill -9 stops what the killed one left running."""
 
     def test_second_cohortd_refused_changes_nothing(self):
         run, state = self.path("run"), self.path("state")
@@ -305,6 +326,93 @@ ready = delay:0
         _, out, _ = first.ctl("lock", "t.x", "--", "sh", "-c", "echo $COHORT_LOCK_TOKEN")
         self.assertEqual(int(out), token + 1)
         first.stop()
+
+    def test_services_left_by_a_killed_cohortd_are_stopped_first(self):
+        marker = "cohort-left-" + os.path.basename(self.tmp)
+        forks = self.path("forks.py")
+        with open(forks, "w") as f:
+            f.write("import os, time\nos.fork()\ntime.sleep(1000)\n")   # a child in its group
+        deaf = self.path("deaf.py")
+        with open(deaf, "w") as f:
+            f.write("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                    "time.sleep(1000)\n")
+        run = self.path("run")
+        text = f"""[cohort]
+run_dir = {run}
+
+[service:forks]
+command = /usr/bin/python3 {forks} {marker}-forks
+ready = delay:0
+
+[service:deaf]
+command = /usr/bin/python3 {deaf} {marker}-deaf
+ready = delay:0
+stop_timeout = 300ms
+
+[service:orphan]
+command = /usr/bin/python3 {forks} {marker}-orphan
+ready = delay:0
+"""
+        first = self.cohortd(text)
+        first.wait_log(r"^stack is up")
+        for name in ("forks", "orphan"):
+            wait_until(self, lambda: len(procs_with(f"{marker}-{name}")) == 2,
+                       what=f"{name} and its child")
+        old = {n: procs_with(f"{marker}-{n}") for n in ("forks", "deaf", "orphan")}
+        self.assertEqual(len(old["deaf"]), 1)
+        self.assertIn(first.last_pid("forks"), old["forks"])
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        # the kernel keeps them running: nobody supervises them now
+        for name, pids in old.items():
+            self.assertEqual(procs_with(f"{marker}-{name}"), pids)
+        # orphan's main process dies too: what it forked is left in its group
+        os.kill(first.last_pid("orphan"), signal.SIGKILL)
+        wait_until(self, lambda: len(procs_with(marker + "-orphan")) == 1, what="orphan's leader gone")
+
+        second = self.cohortd(text)
+        second.wait_log(r"^stack is up")
+        for name in ("forks", "deaf", "orphan"):
+            leader = first.last_pid(name)
+            runs = "is gone but its process group still runs" if name == "orphan" else "still runs"
+            i, _ = second.wait_log(rf"^old pid {leader}, left by a cohortd that ended without "
+                                   rf"stopping it, {runs}: SIGTERM to its process group", who=name)
+            j, _ = second.wait_log(rf"^old pid {leader} has stopped$", who=name, start=i)
+            # and only then the new one starts
+            k, _ = second.wait_state(name, "starting")
+            self.assertLess(j, k)
+        second.wait_log(r"^old pid \d+ still runs after stop_timeout: KILL", who="deaf")
+        self.assertEqual(second.count(r"^old pid", "forks"), 2)
+        for pid in old["forks"] + old["deaf"] + old["orphan"]:
+            self.assertFalse(pid_alive(pid), pid)
+        for name in ("forks", "orphan"):
+            wait_until(self, lambda: len(procs_with(f"{marker}-{name}")) == 2, what=f"the new {name}")
+            self.assertIn(second.last_pid(name), procs_with(f"{marker}-{name}"))
+        self.assertEqual(len(procs_with(marker + "-deaf")), 1)
+        self.assertEqual(procs_with(marker + "-deaf"), [second.last_pid("deaf")])
+        second.stop()
+        self.assertFalse(os.path.exists(os.path.join(run, "cohortd.groups")))
+
+    def test_a_record_whose_pid_another_process_took_is_left_alone(self):
+        run = self.path("run")
+        os.mkdir(run)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write("# pgid start_ticks stop_signal stop_timeout_ms service\n")
+                f.write(f"{other.pid} {start_ticks(other.pid) - 1} 15 1000 a\n")
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(rf"^old process group {other.pid} is gone \(or its pid is another "
+                       r"process's now\): left alone$", who="a")
+            d.wait_log(r"^stack is up")
+            self.assertEqual(d.count(r"^old pid"), 0)
+            self.assertTrue(pid_alive(other.pid))
+            d.stop()
+        finally:
+            other.kill()
+            other.wait()
 
 
 if __name__ == "__main__":
