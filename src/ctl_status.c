@@ -3,6 +3,7 @@
  */
 #include "autoconfig.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "control.h"
@@ -27,6 +28,8 @@ json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
 	json_object_set_new(o, "last_exit", exit_info);
 	json_object_set_new(o, "reason", json_string(s->reason));
+	if (s->paused_by)
+		json_object_set_new(o, "paused", json_string(signal_name(s->paused_by)));
 	json_object_set_new(o, "health", s->health[0] ? json_string(s->health) : json_null());
 	json_object_set_new(o, "autostart", json_boolean(s->cfg->autostart));
 	json_object_set_new(o, "wanted", json_string(s->want_up ? "up" : "down"));
@@ -48,6 +51,7 @@ struct table_row {
 	const char *cell[TABLE_COLS];
 	size_t len[TABLE_COLS];
 	char pid[24], phase[24], up[32], restarts[24];
+	char paused[sizeof(((struct service *)0)->reason) + 32];	/* "paused (SIGSTOP); REASON" */
 	const char *health; /* appended to the reason when failing */
 };
 
@@ -100,6 +104,11 @@ static void fill_row(struct table_row *r, const struct cohortd *d, const struct 
 	r->cell[4] = r->up;
 	r->cell[5] = r->restarts;
 	r->cell[6] = s->reason;
+	if (s->paused_by) {
+		snprintf(r->paused, sizeof(r->paused), "paused (SIG%s); %s", signal_name(s->paused_by),
+			 s->reason);
+		r->cell[6] = r->paused;
+	}
 	r->health = str_starts(s->health, "failing") ? s->health : NULL;
 	for (int k = 0; k < TABLE_COLS; k++)
 		r->len[k] = strlen(r->cell[k]);
