@@ -538,6 +538,8 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 		.fd_err = 2,
 		.ids = use_ids ? ids : NULL,
 		.path = env_path(env),
+		.set_umask = c->umask >= 0,
+		.umask = (mode_t)(c->umask >= 0 ? c->umask : 0),
 	};
 	return 0;
 }

@@ -183,6 +183,34 @@ stop_timeout = 30s
         self.assertNotIn("paused", table)
         d.stop()
 
+    def test_umask_sets_the_mode_of_the_files_a_service_creates(self):
+        """umask = 027 gives a file 0640 (0666 & ~027) and a directory 0750;
+        without umask a service keeps cohortd's (022 here)."""
+        old = os.umask(0o022)   # cohortd inherits it
+        try:
+            d = self.cohortd(f"""
+[service:masked]
+command = /bin/sh -c "mkdir {self.path('d027')} && touch {self.path('f027')}.tmp &&
+    mv {self.path('f027')}.tmp {self.path('f027')}"
+umask = 027
+ready = delay:0
+restart = on-failure
+
+[service:plain]
+command = /bin/sh -c "touch {self.path('f022')}.tmp && mv {self.path('f022')}.tmp {self.path('f022')}"
+ready = delay:0
+restart = on-failure
+""")
+        finally:
+            os.umask(old)
+        d.wait_state("masked", "exited")
+        d.wait_state("plain", "exited")
+        mode = lambda name: os.stat(self.path(name)).st_mode & 0o7777
+        self.assertEqual(oct(mode("f027")), oct(0o640))
+        self.assertEqual(oct(mode("d027")), oct(0o750))
+        self.assertEqual(oct(mode("f022")), oct(0o644))
+        d.stop()
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare")
     def test_pid1_in_a_pid_namespace(self):
         probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
