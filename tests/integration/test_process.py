@@ -137,7 +137,7 @@ time.sleep(1000)
 [service:catcher]
 command = /usr/bin/python3 {script} {ready}
 ready = delay:0
-stop_timeout = 30s
+stop_timeout = 60s
 """)
         d.wait_state("catcher", "running")
         wait_until(self, lambda: os.path.exists(ready), what="the TERM handler")
@@ -146,13 +146,13 @@ stop_timeout = 30s
     def test_stop_reaches_a_paused_service_at_once(self):
         """A stopped (SIGSTOP) process cannot run its TERM handler: the stop
         signal is followed by CONT, so it stops well before stop_timeout
-        (30s) instead of being KILLed at its end."""
+        (60s) instead of being KILLed at its end."""
         d, pid = self.start_catcher()
         os.killpg(pid, signal.SIGSTOP)
         wait_until(self, lambda: proc_state(pid) == "T", what="the service to be stopped")
         mark = len(d.lines)
         t0 = time.monotonic()
-        d.ctl("stop", "catcher", timeout=60)
+        d.ctl("stop", "catcher", timeout=90)
         took = time.monotonic() - t0
         self.assertLess(took, 5.0 * FACTOR, d.dump())
         _, l = d.wait_state("catcher", "stopped", start=mark)
