@@ -326,9 +326,12 @@ static void open_section(struct loader *l, char *name)
 	if (colon)
 		*colon = '\0';
 	const char *m = did_you_mean(name, cands, ARRAY_LEN(cands));
+	const char *hint = section_hint(name);
 	if (colon)
 		*colon = ':';
-	if (m && strcmp(m, "service") == 0)
+	if (hint)
+		lerr(l, l->lineno, "unknown section [%s] (%s)", name, hint);
+	else if (m && strcmp(m, "service") == 0)
 		lerr(l, l->lineno, "unknown section [%s] (did you mean [service:%s]?)", name,
 		     colon ? colon + 1 : "NAME");
 	else if (m)
@@ -456,9 +459,14 @@ static int config_handler(void *user, const char *section, const char *name, con
 	enum key_section ks = r->kind == SEC_DAEMON ? KS_DAEMON : KS_SERVICE;
 	int i = key_index(ks, name);
 	if (i < 0) {
+		/* A supervisord or systemd key says what to use instead; that
+		 * beats a near spelling ("User" is not a typo of "user"). */
+		const char *hint = ks == KS_SERVICE ? key_hint(name) : NULL;
 		const char *m = key_suggest(ks, name);
 		enum key_section other = ks == KS_DAEMON ? KS_SERVICE : KS_DAEMON;
-		if (m)
+		if (hint)
+			lerr(l, l->lineno, "%s: unknown key \"%s\" (%s)", sec_label(l, &label), name, hint);
+		else if (m)
 			lerr(l, l->lineno, "%s: unknown key \"%s\" (did you mean \"%s\"?)",
 			     sec_label(l, &label), name, m);
 		else if (key_index(other, name) >= 0)

@@ -54,6 +54,7 @@ struct svc_config {
 	struct strv environment;	/* "NAME=VALUE" */
 	char *user;
 	char *group;
+	int umask;		/* set before exec; -1: cohortd's own */
 	bool autostart;
 	struct strv requires;
 	struct strv after;

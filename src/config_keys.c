@@ -10,8 +10,10 @@
 #include <ctype.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bus_trie.h"
 #include "config_keys.h"
@@ -39,9 +41,10 @@ const struct key_def config_keys[] = {
 	{S("command", command, K_COMMAND), "", "what to run, split like a shell splits words (required)"},
 	{S("shell", shell, K_BOOL), "no", "yes: run command with /bin/sh -c"},
 	{S("directory", directory, K_PATH), "", "working directory (default: the directory of the file defining the service)"},
-	{S("environment", environment, K_ENV), "", "NAME=VALUE, ... added to cohortd's environment (\\, for a literal comma)"},
+	{S("environment", environment, K_ENV), "", "NAME=VALUE, ... added to cohortd's environment (NAME=\"a, b\" or \\, for a comma)"},
 	{S("user", user, K_STR), "", "when cohortd runs as root: run as this user, with its groups"},
 	{S("group", group, K_STR), "", "when cohortd runs as root: run with this group"},
+	{S("umask", umask, K_UMASK), "", "octal file mode creation mask, such as 027 (default: cohortd's)"},
 	{S("autostart", autostart, K_BOOL), "yes", "start with the stack"},
 	{S("requires", requires, K_NAMES), "", "services that must be ready first; stopping them stops this one"},
 	{S("after", after, K_NAMES), "", "services to start after (ready or failed); ordering only"},
@@ -96,6 +99,97 @@ const char *key_suggest(enum key_section sec, const char *name)
 		if (config_keys[i].section == sec)
 			cands[n++] = config_keys[i].name;
 	return did_you_mean(name, cands, n);
+}
+
+/*
+ * Keys and sections of supervisord's [program:x] and of systemd units, and
+ * what cohort uses instead.  People migrate by copying their old file, and
+ * "unknown key" alone tells them nothing.  Matched without case: systemd
+ * writes ExecStart, and a key of cohort's own is found before this table
+ * is looked at.  Sections are written "[name]".
+ */
+static const struct {
+	const char *name;
+	const char *hint;
+} foreign_keys[] = {
+	/* supervisord */
+	{"numprocs", "cohort runs one process per service: write a [service:NAME] section for each"},
+	{"numprocs_start", "cohort runs one process per service: write a [service:NAME] section for each"},
+	{"process_name", "the process is named by its [service:NAME] section"},
+	{"priority", "the start order comes from requires and after (phases), or phase = N"},
+	{"startsecs", "use ready = delay:DURATION; startsecs = 2 is ready = delay:2s"},
+	{"startretries", "restarts back off (backoff_initial, backoff_max), and breaker_failures "
+			 "within breaker_window end a crash loop"},
+	{"autorestart", "use restart; true is always, unexpected is on-failure, false is never"},
+	{"exitcodes", "use success_exit"},
+	{"stopsignal", "use stop_signal"},
+	{"stopwaitsecs", "use stop_timeout; stopwaitsecs = 10 is stop_timeout = 10s"},
+	{"stopasgroup", "not needed: cohort always signals the whole process group"},
+	{"killasgroup", "not needed: cohort always signals the whole process group"},
+	{"redirect_stderr", "use stderr = stdout (the default)"},
+	{"stdout_logfile", "use stdout = PATH, or stdout = log for log_dir/NAME.log"},
+	{"stderr_logfile", "use stderr = PATH, stderr = log or stderr = stdout"},
+	{"stdout_logfile_maxbytes", "use log_max_size"},
+	{"stderr_logfile_maxbytes", "use log_max_size"},
+	{"stdout_logfile_backups", "use log_backups"},
+	{"stderr_logfile_backups", "use log_backups"},
+	/* systemd */
+	{"ExecStart", "use command; ExecStart=/usr/bin/app -x is command = /usr/bin/app -x"},
+	{"ExecStartPre", "make it a service of its own with restart = on-failure, and requires = it here"},
+	{"ExecStop", "stopping sends stop_signal to the process group: there is no stop command"},
+	{"ExecReload", "reload a service with: cohortctl signal HUP NAME"},
+	{"Type", "Type=notify is ready = notify; simple and exec are the default (ready = delay:1s); "
+		 "oneshot is restart = on-failure"},
+	{"Restart", "use restart = always, on-failure or never"},
+	{"RestartSec", "use backoff_initial; RestartSec=5 is backoff_initial = 5s, "
+		       "and later restarts back off up to backoff_max"},
+	{"After", "use after with service names; After=db.service is after = db"},
+	{"Requires", "use requires with service names; Requires=db.service is requires = db"},
+	{"Wants", "use after = NAME: every service starts with the stack unless autostart = no"},
+	{"BindsTo", "use requires: a service stops when one it requires stops"},
+	{"User", "use user"},
+	{"Group", "use group"},
+	{"UMask", "use umask"},
+	{"WorkingDirectory", "use directory"},
+	{"Environment", "use environment = NAME=VALUE, NAME2=\"VALUE, with a comma\""},
+	{"EnvironmentFile", "not supported: list the variables in environment"},
+	{"KillSignal", "use stop_signal"},
+	{"TimeoutStopSec", "use stop_timeout"},
+	{"TimeoutStartSec", "use ready_timeout"},
+	{"SuccessExitStatus", "use success_exit"},
+	{"StartLimitBurst", "use breaker_failures"},
+	{"StartLimitIntervalSec", "use breaker_window"},
+	{"StandardOutput", "use stdout = log, inherit, null or a path"},
+	{"StandardError", "use stderr = stdout, log, inherit, null or a path"},
+	{"Description", "not a key here: write a comment (; or #)"},
+	{"WantedBy", "not needed: services start with the stack unless autostart = no"},
+	/* sections */
+	{"[program]", "supervisord's [program:NAME] is [service:NAME] here"},
+	{"[supervisord]", "cohortd's own settings go in [cohort]"},
+	{"[Unit]", "a unit's keys go in one [service:NAME] section"},
+	{"[Service]", "a unit's keys go in one [service:NAME] section"},
+	{"[Install]", "not needed: services start with the stack unless autostart = no"},
+};
+
+static const char *foreign_hint(const char *name, size_t len)
+{
+	for (size_t i = 0; i < ARRAY_LEN(foreign_keys); i++)
+		if (strlen(foreign_keys[i].name) == len && strncasecmp(foreign_keys[i].name, name, len) == 0)
+			return foreign_keys[i].hint;
+	return NULL;
+}
+
+const char *key_hint(const char *name)
+{
+	return *name == '[' ? NULL : foreign_hint(name, strlen(name));
+}
+
+const char *section_hint(const char *name)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "[%s]", name);
+
+	return n > 0 && (size_t)n < sizeof(buf) ? foreign_hint(buf, (size_t)n) : NULL;
 }
 
 /* Signals by name. */
@@ -332,30 +426,108 @@ static int parse_output(const char *v, struct output *o, bool is_err,
 	return 0;
 }
 
+/* A value quoted as supervisord users write it: "..." (where \" and \\
+ * are a quote and a backslash) or '...'; *pp is at the opening quote and
+ * is left after the closing one.  -1 when it does not close. */
+static int env_quoted(const char **pp, struct sbuf *val)
+{
+	const char *p = *pp;
+	char q = *p++;
+
+	for (; *p && *p != q; p++) {
+		if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
+			p++;
+		sbuf_addc(val, *p);
+	}
+	if (!*p)
+		return -1;
+	*pp = p + 1;
+	return 0;
+}
+
+/* True for a variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool env_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || isdigit((unsigned char)*s))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return false;
+	return true;
+}
+
+/* One NAME=VALUE item, from *pp up to the comma that ends it; *pp is left
+ * past that comma.  An unquoted value runs to the next comma ("\," is a
+ * literal one) and is trimmed; a quoted one keeps commas and blanks.
+ * *item is NULL for an empty item ("A=1,,B=2", a trailing comma).  -1 with
+ * why filled. */
+static int env_item(const char **pp, char **item, struct sbuf *why)
+{
+	const char *start = *pp + strspn(*pp, " \t");
+	const char *eq = start + strcspn(start, "=,");
+	size_t seg = strcspn(start, ",");	/* the item as written, for messages */
+	size_t n = (size_t)(eq - start);
+	struct sbuf val = {0};
+	const char *p;
+
+	*item = NULL;
+	while (n && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+		n--;	/* "A = 1" is written for humans */
+	if (*eq != '=' && n == 0 && strspn(start, " \t") == seg) {
+		*pp = start + seg + (start[seg] == ',');
+		return 0;
+	}
+	if (*eq != '=' || !env_name_valid(start, n)) {
+		char *shown = xstrndup(start, seg);
+		sbuf_addf(why, "expected NAME=VALUE items, got \"%s\"", str_trim(shown));
+		free(shown);
+		return -1;
+	}
+	p = eq + 1 + strspn(eq + 1, " \t");
+	if (*p == '"' || *p == '\'') {
+		char q = *p;
+		if (env_quoted(&p, &val) < 0) {
+			sbuf_addf(why, "%.*s: the value's opening %c has no closing one", (int)n, start, q);
+			sbuf_free(&val);
+			return -1;
+		}
+		p += strspn(p, " \t");
+		if (*p && *p != ',') {
+			sbuf_addf(why, "%.*s: text after the closing %c (quote the whole value)", (int)n, start, q);
+			sbuf_free(&val);
+			return -1;
+		}
+	} else {
+		for (; *p && *p != ','; p++) {
+			if (*p == '\\' && p[1] == ',')
+				p++;
+			sbuf_addc(&val, *p);
+		}
+		while (val.len && (val.buf[val.len - 1] == ' ' || val.buf[val.len - 1] == '\t'))
+			val.buf[--val.len] = '\0';
+	}
+	*item = xasprintf("%.*s=%s", (int)n, start, val.len ? val.buf : "");
+	sbuf_free(&val);
+	*pp = p + (*p == ',');
+	return 0;
+}
+
+/* environment: NAME=VALUE items separated by commas.  The quoted forms
+ * are supervisord's (KEY="value, with comma"); the unquoted ones, with
+ * "\," for a comma, are cohort's from the start. */
 static int parse_env(const char *v, struct strv *out, struct sbuf *why)
 {
-	struct strv items;
+	struct strv items = {0};
+	const char *p = v;
 
-	split_list(v, &items);
-	for (size_t i = 0; i < items.n; i++) {
-		const char *eq = strchr(items.v[i], '=');
-		/* "A = 1" is written for humans: drop the space around '='. */
-		char *name = eq ? str_trim(xstrndup(items.v[i], (size_t)(eq - items.v[i]))) : NULL;
-		bool ok = name && *name && !isdigit((unsigned char)*name);
-		for (const char *c = name; ok && *c; c++)
-			ok = isalnum((unsigned char)*c) || *c == '_';
-		if (!ok) {
-			sbuf_addf(why, "expected NAME=VALUE items, got \"%s\"", items.v[i]);
-			free(name);
+	while (*p) {
+		char *item;
+		if (env_item(&p, &item, why) < 0) {
 			strv_free(&items);
 			return -1;
 		}
-		char *val = xstrdup(eq + 1);
-		char *item = xasprintf("%s=%s", name, str_trim(val));
-		free(items.v[i]);
-		items.v[i] = item;
-		free(name);
-		free(val);
+		if (item)
+			strv_push_owned(&items, item);
 	}
 	strv_free(out);
 	*out = items;
@@ -564,6 +736,19 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		return parse_output(v, p, false, ctx, why);
 	case K_STDERR:
 		return parse_output(v, p, true, ctx, why);
+	case K_UMASK:
+		/* Octal digits only: "27" is 027, as umask(1) reads it; "0o27"
+		 * or "rwx" would be guesses. */
+		if (!*v) {
+			*(int *)p = -1;
+			return 0;
+		}
+		if (strlen(v) > 4 || strspn(v, "01234567") != strlen(v) || strtoul(v, NULL, 8) > 0777) {
+			w = "an octal umask from 000 to 777, such as 022 or 027, or nothing";
+			break;
+		}
+		*(int *)p = (int)strtoul(v, NULL, 8);
+		return 0;
 	case K_NTYPES:
 		break;
 	}
@@ -648,6 +833,7 @@ bool key_equal(const struct key_def *k, const void *a, const void *b)
 	case K_RESTART:
 		return *(const enum restart_policy *)a == *(const enum restart_policy *)b;
 	case K_SIGNAL:
+	case K_UMASK:
 		return *(const int *)a == *(const int *)b;
 	case K_EXITCODES:
 		return memcmp(a, b, 32) == 0;

@@ -12,7 +12,7 @@ enum key_type {
 	K_STR, K_PATH, K_BOOL, K_DURATION, K_SIZE, K_MSGSIZE, K_COUNT, K_POSITIVE,
 	K_PHASE, K_FACTOR, K_FRACTION, K_MODE, K_LISTEN, K_FSYNC, K_COMMAND,
 	K_ENV, K_NAMES, K_INCLUDE, K_LOCKPATS, K_TOPICPATS, K_RESTART,
-	K_EXITCODES, K_READY, K_HEALTH, K_SIGNAL, K_STDOUT, K_STDERR,
+	K_EXITCODES, K_READY, K_HEALTH, K_SIGNAL, K_STDOUT, K_STDERR, K_UMASK,
 	K_NTYPES
 };
 
@@ -30,6 +30,11 @@ bool key_equal(const struct key_def *k, const void *a, const void *b);
 int key_index(enum key_section sec, const char *name);
 /* The nearest key name of the section, for "did you mean". */
 const char *key_suggest(enum key_section sec, const char *name);
+/* What cohort uses instead of a supervisord or systemd key of a service
+ * ("ExecStart", "startsecs"), or NULL. */
+const char *key_hint(const char *name);
+/* The same for a section name without its ":NAME" ("program", "Unit"). */
+const char *section_hint(const char *name);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);

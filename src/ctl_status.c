@@ -27,6 +27,8 @@ json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
 	json_object_set_new(o, "last_exit", exit_info);
 	json_object_set_new(o, "reason", json_string(s->reason));
+	if (s->paused_by)
+		json_object_set_new(o, "paused", json_string(signal_name(s->paused_by)));
 	json_object_set_new(o, "health", s->health[0] ? json_string(s->health) : json_null());
 	json_object_set_new(o, "autostart", json_boolean(s->cfg->autostart));
 	json_object_set_new(o, "wanted", json_string(s->want_up ? "up" : "down"));
@@ -48,6 +50,7 @@ struct table_row {
 	const char *cell[TABLE_COLS];
 	size_t len[TABLE_COLS];
 	char pid[24], phase[24], up[32], restarts[24];
+	const char *paused; /* signal name, "paused (SIGSTOP); " before the reason while stopped */
 	const char *health; /* appended to the reason when failing */
 };
 
@@ -100,6 +103,7 @@ static void fill_row(struct table_row *r, const struct cohortd *d, const struct 
 	r->cell[4] = r->up;
 	r->cell[5] = r->restarts;
 	r->cell[6] = s->reason;
+	r->paused = s->paused_by ? signal_name(s->paused_by) : NULL;
 	r->health = str_starts(s->health, "failing") ? s->health : NULL;
 	for (int k = 0; k < TABLE_COLS; k++)
 		r->len[k] = strlen(r->cell[k]);
@@ -130,7 +134,7 @@ static void render_table(struct sbuf *b, const struct cohortd *d, const struct s
 	 * so are the other cells but the reason and health, escaped here. */
 	room = sizeof(open) + line + strlen(head[TABLE_COLS - 1]) + 2 + sizeof(close);
 	for (size_t i = 0; i < n; i++)
-		room += line + 32 + JSTR_ESCAPED_MAX(rows[i].len[6]) +
+		room += line + 32 + (rows[i].paused ? 32 : 0) + JSTR_ESCAPED_MAX(rows[i].len[6]) +
 			(rows[i].health ? 10 + JSTR_ESCAPED_MAX(strlen(rows[i].health)) : 0);
 	char *w = sbuf_reserve(b, room);
 	memcpy(w, open, sizeof(open) - 1);
@@ -153,6 +157,11 @@ static void render_table(struct sbuf *b, const struct cohortd *d, const struct s
 		}
 		for (int k = 2; k + 1 < TABLE_COLS; k++)
 			w = put_padded(w, r->cell[k], r->len[k], width[k] + 2);
+		if (r->paused) {	/* a name from the signal table: plain ASCII */
+			w = stpcpy(w, "paused (SIG");
+			w = stpcpy(w, r->paused);
+			w = stpcpy(w, "); ");
+		}
 		w = jstr_escape(w, r->cell[6], r->len[6]);
 		if (r->health) {
 			w = stpcpy(w, " (health ");

@@ -5,10 +5,12 @@
  * reaps every child and every orphan we inherit, and the final sweep that
  * leaves no process of ours behind.
  *
- * libev's default loop owns SIGCHLD: it calls waitpid(-1, WNOHANG) and
- * hands each status to the ev_child watchers; ours listens on pid 0 (all
- * children) and routes by pid through d->children.  Nothing else here
- * waits for children while the loop runs.
+ * libev's default loop owns SIGCHLD: it calls waitpid(-1, WNOHANG |
+ * WUNTRACED | WCONTINUED) and hands each status to the ev_child watchers;
+ * ours listens on pid 0 (all children), with stops and continues too (a
+ * service paused by SIGSTOP shows so in its status), and routes by pid
+ * through d->children.  Nothing else here waits for children while the
+ * loop runs.
  */
 #include "autoconfig.h"
 
@@ -65,14 +67,28 @@ static void describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
 }
 
+/* A child stopped or continued: still a child.  Only a main process's
+ * pause is shown; a probe's or an orphan's is nobody's business. */
+static void child_paused(struct cohortd *d, pid_t pid, int status)
+{
+	const struct child_ref *ref = imap_get(&d->children, pid);
+
+	if (ref && ref->kind == CHILD_MAIN && ref->svc->pid == pid)
+		svc_main_paused(ref->svc, WIFSTOPPED(status) ? WSTOPSIG(status) : 0);
+}
+
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct cohortd *d = container_of(w, struct cohortd, child_w);
-	struct child_ref *ref = imap_del(&d->children, w->rpid);
 	char how[64];
 	(void)loop;
 	(void)revents;
 
+	if (WIFSTOPPED(w->rstatus) || WIFCONTINUED(w->rstatus)) {
+		child_paused(d, w->rpid, w->rstatus);
+		return;
+	}
+	struct child_ref *ref = imap_del(&d->children, w->rpid);
 	if (!ref) {
 		describe_status(w->rstatus, how, sizeof(how));
 		log_debug(NULL, "reaped orphan pid %d (%s)", w->rpid, how);
@@ -475,7 +491,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		d->svcs[i] = svc_new(d, cfg->services[i], cfg, i);
 		map_put(&d->by_name, d->svcs[i]->name, d->svcs[i]);
 	}
-	ev_child_init(&d->child_w, child_cb, 0, 0);
+	ev_child_init(&d->child_w, child_cb, 0, 1);	/* 1: stops and continues too */
 	ev_child_start(d->loop, &d->child_w);
 	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&d->sig_int, signal_cb, SIGINT);

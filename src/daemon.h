@@ -98,6 +98,7 @@ struct service {
 	pid_t pid;		/* main process (also its process group), 0 if none */
 	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
 	unsigned long long recorded_start;	/* its start time, /proc ticks */
+	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
 	int64_t since_ms;	/* wall clock of the last state change */
 	int64_t running_since;	/* monotonic ms when it became ready */
 	int64_t spawned_at;	/* monotonic ms of the last spawn */
@@ -224,6 +225,9 @@ void svc_free_outputs(struct service *s);
 void svc_fire(struct service *s, enum svc_event ev, const char *reason);
 /* The main process ended with status (from waitpid). */
 void svc_main_exited(struct service *s, int status);
+/* The main process was stopped by sig (waitpid's WIFSTOPPED), or continued
+ * (sig 0). */
+void svc_main_paused(struct service *s, int sig);
 void svc_notify(struct service *s, const char *msg);
 /* Sends sig to the service's process group; -1 with errno. */
 int svc_signal(struct service *s, int sig);

@@ -538,6 +538,8 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 		.fd_err = 2,
 		.ids = use_ids ? ids : NULL,
 		.path = env_path(env),
+		.set_umask = c->umask >= 0,
+		.umask = (mode_t)(c->umask >= 0 ? c->umask : 0),
 	};
 	return 0;
 }
@@ -875,7 +877,25 @@ static void act_stop(struct service *s)
 	if (svc_signal(s, s->cfg->stop_signal) < 0 && errno != ESRCH)
 		log_warn(s->name, "sending SIG%s to process group %d: %s", signal_name(s->cfg->stop_signal),
 			 s->pid, strerror(errno));
+	/* As systemd does: a stopped (SIGSTOP, TSTP) process keeps a caught
+	 * stop signal pending until it runs again, and would wait out
+	 * stop_timeout for the KILL.  CONT after the stop signal lets it act
+	 * on it; to a process that runs, CONT does nothing. */
+	if (s->cfg->stop_signal != SIGCONT && s->cfg->stop_signal != SIGKILL &&
+	    svc_signal(s, SIGCONT) < 0 && errno != ESRCH)
+		log_warn(s->name, "sending SIGCONT to process group %d: %s", s->pid, strerror(errno));
 	evtimer_start_ms(s->d->loop, &s->timer, s->cfg->stop_timeout_ms);
+}
+
+void svc_main_paused(struct service *s, int sig)
+{
+	if (sig == s->paused_by)
+		return;
+	if (sig)
+		log_info(s->name, "paused: pid %d stopped by SIG%s", s->pid, signal_name(sig));
+	else
+		log_info(s->name, "continued: pid %d runs again", s->pid);
+	s->paused_by = sig;
 }
 
 static void act_kill(struct service *s)
@@ -1070,6 +1090,7 @@ void svc_main_exited(struct service *s, int status)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
 	instance_record(s->d);
+	s->paused_by = 0;
 	s->restarting = false;	/* the stop half of a restart is done, however */
 	forget_token(s);
 	/* A crash never holds a lock. */

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -169,6 +170,8 @@ static void child(const struct spawn_spec *sp, int fd)
 		if (syscall(SYS_setuid, sp->ids->uid) < 0)
 			child_fail(fd, ST_UID, errno);
 	}
+	if (sp->set_umask)
+		umask(sp->umask);	/* async-signal-safe, and cannot fail */
 	child_exec(sp, fd);
 }
 

@@ -29,6 +29,8 @@ struct spawn_spec {
 	int fd_in, fd_out, fd_err;
 	const struct spawn_ids *ids;	/* NULL: keep cohortd's */
 	const char *path;	/* PATH to search argv[0] in, if it has no '/' */
+	bool set_umask;		/* false: the child keeps cohortd's umask */
+	mode_t umask;
 };
 
 /* Resolves user (and group, if given) into ids.  -1 with err filled

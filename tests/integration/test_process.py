@@ -8,11 +8,21 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import unittest
 
 from harness import FACTOR, CohortTest, children_of, pid_alive, wait_until
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (T: stopped), or None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def read_pid(path):
@@ -108,6 +118,97 @@ ready = delay:0
             d.wait_log(rf"^SIG{name} ignored: cohortd acts on TERM, INT and HUP$")
         self.assertIsNone(d.proc.poll())
         self.assertEqual(d.ctl_json("status")["services"][0]["pid"], pid)
+        d.stop()
+
+    # A service that catches TERM (as redis, nginx and Python programs do)
+    # and writes a file once its handler is in place.
+    CATCHER = """import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+open(sys.argv[1] + ".tmp", "w").close()
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(1000)
+"""
+
+    def start_catcher(self):
+        ready, script = self.path("handler.ready"), self.path("catcher.py")
+        with open(script, "w") as f:
+            f.write(self.CATCHER)
+        d = self.cohortd(f"""
+[service:catcher]
+command = /usr/bin/python3 {script} {ready}
+ready = delay:0
+stop_timeout = 60s
+""")
+        d.wait_state("catcher", "running")
+        wait_until(self, lambda: os.path.exists(ready), what="the TERM handler")
+        return d, d.last_pid("catcher")
+
+    def test_stop_reaches_a_paused_service_at_once(self):
+        """A stopped (SIGSTOP) process cannot run its TERM handler: the stop
+        signal is followed by CONT, so it stops well before stop_timeout
+        (60s) instead of being KILLed at its end."""
+        d, pid = self.start_catcher()
+        os.killpg(pid, signal.SIGSTOP)
+        wait_until(self, lambda: proc_state(pid) == "T", what="the service to be stopped")
+        mark = len(d.lines)
+        t0 = time.monotonic()
+        d.ctl("stop", "catcher", timeout=90)
+        took = time.monotonic() - t0
+        self.assertLess(took, 5.0 * FACTOR, d.dump())
+        _, l = d.wait_state("catcher", "stopped", start=mark)
+        self.assertEqual(l.reason, "stopped (exited with code 0)")   # its handler ran: no KILL
+        self.assertEqual(d.count(r"sending KILL"), 0)
+        d.stop()
+
+    def test_status_shows_a_paused_service(self):
+        """cohortctl signal NAME STOP shows in status (JSON and table), with
+        a log line; CONT clears it."""
+        d, pid = self.start_catcher()
+        _, out, _ = d.ctl("signal", "STOP", "catcher")
+        self.assertIn("SIGSTOP", out)
+        d.wait_log(rf"^paused: pid {pid} stopped by SIGSTOP$", who="catcher")
+        self.assertEqual(proc_state(pid), "T")
+        s = d.ctl_json("status", "catcher")["services"][0]
+        self.assertEqual((s["state"], s.get("paused")), ("running", "STOP"))
+        _, table, _ = d.ctl("status", "catcher")
+        row = table.splitlines()[1].split()
+        self.assertEqual(row[:2], ["catcher", "running"])
+        self.assertIn("  paused (SIGSTOP); ", table)
+        mark = len(d.lines)
+        d.ctl("signal", "CONT", "catcher")
+        d.wait_log(rf"^continued: pid {pid} runs again$", who="catcher", start=mark)
+        s = d.ctl_json("status", "catcher")["services"][0]
+        self.assertNotIn("paused", s)
+        _, table, _ = d.ctl("status", "catcher")
+        self.assertNotIn("paused", table)
+        d.stop()
+
+    def test_umask_sets_the_mode_of_the_files_a_service_creates(self):
+        """umask = 027 gives a file 0640 (0666 & ~027) and a directory 0750;
+        without umask a service keeps cohortd's (022 here)."""
+        old = os.umask(0o022)   # cohortd inherits it
+        try:
+            d = self.cohortd(f"""
+[service:masked]
+command = /bin/sh -c "mkdir {self.path('d027')} && touch {self.path('f027')}.tmp &&
+    mv {self.path('f027')}.tmp {self.path('f027')}"
+umask = 027
+ready = delay:0
+restart = on-failure
+
+[service:plain]
+command = /bin/sh -c "touch {self.path('f022')}.tmp && mv {self.path('f022')}.tmp {self.path('f022')}"
+ready = delay:0
+restart = on-failure
+""")
+        finally:
+            os.umask(old)
+        d.wait_state("masked", "exited")
+        d.wait_state("plain", "exited")
+        mode = lambda name: os.stat(self.path(name)).st_mode & 0o7777
+        self.assertEqual(oct(mode("f027")), oct(0o640))
+        self.assertEqual(oct(mode("d027")), oct(0o750))
+        self.assertEqual(oct(mode("f022")), oct(0o644))
         d.stop()
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare")

@@ -72,6 +72,7 @@ Test(config, defaults_of_every_key)
 	cr_assert_eq(s->environment.n, 0);
 	cr_assert_null(s->user);
 	cr_assert_null(s->group);
+	cr_assert_eq(s->umask, -1);	/* cohortd's own */
 	cr_assert(s->autostart);
 	cr_assert_eq(s->requires.n + s->after.n, 0);
 	cr_assert_eq(s->phase, 0);
@@ -130,6 +131,7 @@ Test(config, every_key_set)
 		"environment = JARVIS_MODE=prod, LOG_LEVEL = info, LIST=a\\,b\n"
 		"user = nobody\n"
 		"group = nogroup\n"
+		"umask = 027\n"
 		"autostart = off\n"
 		"requires = db\n"
 		"after = db\n"
@@ -184,6 +186,7 @@ Test(config, every_key_set)
 	cr_assert_str_eq(s->environment.v[2], "LIST=a,b");
 	cr_assert_str_eq(s->user, "nobody");
 	cr_assert_str_eq(s->group, "nogroup");
+	cr_assert_eq(s->umask, 027);
 	cr_assert(!s->autostart);
 	cr_assert_str_eq(s->requires.v[0], "db");
 	cr_assert_str_eq(s->after.v[0], "db");
@@ -332,6 +335,112 @@ Test(config, unknown_key_with_suggestion)
 	    "cohort.ini:3: [service:a]: unknown key \"whatever\"");
 	bad("[cohort]\ncommand = x\n[service:a]\ncommand = x\n",
 	    "cohort.ini:2: [cohort]: unknown key \"command\" (it belongs in a [service:NAME] section)");
+}
+
+Test(config, supervisord_and_systemd_keys_say_what_to_use)
+{
+	struct {
+		const char *line;
+		const char *want;
+	} cases[] = {
+		{"numprocs = 4", "unknown key \"numprocs\" (cohort runs one process per service: "
+				 "write a [service:NAME] section for each)"},
+		{"priority = 10", "unknown key \"priority\" (the start order comes from requires and after"},
+		{"startsecs = 2", "unknown key \"startsecs\" (use ready = delay:DURATION; startsecs = 2 is "
+				  "ready = delay:2s)"},
+		{"startretries = 3", "unknown key \"startretries\" (restarts back off (backoff_initial"},
+		{"autorestart = unexpected", "unknown key \"autorestart\" (use restart; true is always, "
+					     "unexpected is on-failure, false is never)"},
+		{"exitcodes = 0,2", "unknown key \"exitcodes\" (use success_exit)"},
+		{"stopsignal = INT", "unknown key \"stopsignal\" (use stop_signal)"},
+		{"stopwaitsecs = 10", "unknown key \"stopwaitsecs\" (use stop_timeout; stopwaitsecs = 10 is "
+				      "stop_timeout = 10s)"},
+		{"stopasgroup = true", "unknown key \"stopasgroup\" (not needed: cohort always signals the whole process group)"},
+		{"redirect_stderr = true", "unknown key \"redirect_stderr\" (use stderr = stdout (the default))"},
+		{"stdout_logfile = /var/log/a.log", "unknown key \"stdout_logfile\" (use stdout = PATH"},
+		{"ExecStart = /usr/bin/app -x", "unknown key \"ExecStart\" (use command; ExecStart=/usr/bin/app -x "
+						"is command = /usr/bin/app -x)"},
+		{"Restart = on-failure", "unknown key \"Restart\" (use restart = always, on-failure or never)"},
+		{"RestartSec = 5", "unknown key \"RestartSec\" (use backoff_initial; RestartSec=5 is "
+				   "backoff_initial = 5s"},
+		{"After = db.service", "unknown key \"After\" (use after with service names; After=db.service "
+				       "is after = db)"},
+		{"Requires = db.service", "unknown key \"Requires\" (use requires with service names"},
+		{"User = www-data", "unknown key \"User\" (use user)"},
+		{"WorkingDirectory = /srv", "unknown key \"WorkingDirectory\" (use directory)"},
+		{"Environment = A=1", "unknown key \"Environment\" (use environment = NAME=VALUE"},
+		{"Type = notify", "unknown key \"Type\" (Type=notify is ready = notify;"},
+		{"execstart = /bin/x", "unknown key \"execstart\" (use command;"},	/* any case */
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *text = xasprintf("[service:a]\ncommand = x\n%s\n", cases[i].line);
+		char *want = xasprintf("cohort.ini:3: [service:a]: %s", cases[i].want);
+		bad(text, want);
+		free(want);
+		free(text);
+	}
+	/* Only in a service: [cohort] has no such keys to point to. */
+	config_free(th_load("[cohort]\nstartsecs = 2\n[service:a]\ncommand = x\n", &d));
+	cr_assert(th_diag_has(&d, "cohort.ini:2: [cohort]: unknown key \"startsecs\""), "%s", th_diag_text(&d));
+	cr_assert(!th_diag_has(&d, "delay"), "%s", th_diag_text(&d));
+}
+
+Test(config, supervisord_and_systemd_sections_say_what_to_use)
+{
+	bad("[program:web]\ncommand = x\n[service:b]\ncommand = y\n",
+	    "cohort.ini:1: unknown section [program:web] (supervisord's [program:NAME] is [service:NAME] here)");
+	bad("[supervisord]\n[service:b]\ncommand = y\n",
+	    "cohort.ini:1: unknown section [supervisord] (cohortd's own settings go in [cohort])");
+	bad("[Service]\nExecStart = /bin/x\n[service:b]\ncommand = y\n",
+	    "cohort.ini:1: unknown section [Service] (a unit's keys go in one [service:NAME] section)");
+	bad("[Unit]\n[service:b]\ncommand = y\n", "cohort.ini:1: unknown section [Unit] (a unit's keys go in");
+}
+
+Test(config, environment_quoted_as_supervisord_writes_it)
+{
+	struct cohort_config *c = good(
+		"[service:a]\ncommand = x\n"
+		"environment = A=\"bar\", B=\"value, with comma\",C='x, \"y\"', D=\"say \\\"hi\\\" \\\\o/\",\n"
+		"    E=plain,F = \" padded \" ,G=\"\",H=it's,I=a\\,b,J=\"a\\,b\",K=x=y\n");
+	const struct strv *e = &config_find(c, "a")->environment;
+	const char *want[] = {"A=bar", "B=value, with comma", "C=x, \"y\"", "D=say \"hi\" \\o/",
+			      "E=plain", "F= padded ", "G=", "H=it's", "I=a,b", "J=a\\,b", "K=x=y"};
+
+	cr_assert_eq(e->n, ARRAY_LEN(want), "%zu items", e->n);
+	for (size_t i = 0; i < ARRAY_LEN(want); i++)
+		cr_assert_str_eq(e->v[i], want[i]);
+	config_free(c);
+
+	bad("[service:a]\ncommand = x\nenvironment = A=\"open, B=1\n",
+	    "cohort.ini:3: [service:a]: environment = \"A=\"open, B=1\": A: the value's opening \" has no "
+	    "closing one");
+	bad("[service:a]\ncommand = x\nenvironment = A='x' y\n",
+	    "cohort.ini:3: [service:a]: environment = \"A='x' y\": A: text after the closing ' "
+	    "(quote the whole value)");
+	bad("[service:a]\ncommand = x\nenvironment = A=1, \"B\"=2\n",
+	    "expected NAME=VALUE items, got \"\"B\"=2\"");
+}
+
+Test(config, umask_is_octal)
+{
+	struct cohort_config *c = good("[service:a]\ncommand = x\numask = 022\n"
+				       "[service:b]\ncommand = x\numask = 0\n"
+				       "[service:c]\ncommand = x\numask = 77\n"
+				       "[service:d]\ncommand = x\numask = 0777\n");
+	cr_assert_eq(config_find(c, "a")->umask, 022);
+	cr_assert_eq(config_find(c, "b")->umask, 0);
+	cr_assert_eq(config_find(c, "c")->umask, 077);
+	cr_assert_eq(config_find(c, "d")->umask, 0777);
+	config_free(c);
+	const char *bads[] = {"8", "0o27", "1777", "u=rwx", "-1", "00777"};
+	for (size_t i = 0; i < ARRAY_LEN(bads); i++) {
+		char *text = xasprintf("[service:a]\ncommand = x\n\numask = %s\n", bads[i]);
+		char *want = xasprintf("cohort.ini:4: [service:a]: umask = \"%s\": expected an octal umask "
+				       "from 000 to 777, such as 022 or 027, or nothing", bads[i]);
+		bad(text, want);
+		free(want);
+		free(text);
+	}
 }
 
 Test(config, unknown_section_with_suggestion)
