@@ -3,13 +3,14 @@
 clocks), the requires cascade, reload, shutdown order, second TERM."""
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
+from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
 
 
 def free_port_block(n):
@@ -482,6 +483,44 @@ ready = delay:0
         d.wait_state("next", "running")   # the phase gate opened
         d.stop()
 
+
+    def test_readme_transcript_runs_as_written(self):
+        """Every command of the README's cohortctl transcript, typed as
+        written from a checkout in a shell with no COHORT_* variables,
+        against the example stack (etc/cohort.ini, moved to free ports and
+        a private directory): each exits 0."""
+        with open(os.path.join(SRC, "README.md")) as f:
+            readme = f.read()
+        block = readme.split("From another terminal", 1)[1].split("```", 2)[1]
+        commands = [l[2:] for l in block.split("\n") if l.startswith("$ ")]
+        self.assertIn("build/cohortctl status", commands)
+        base = free_port_block(4)
+        demo = os.path.abspath(os.path.join(SRC, "contrib", "demo"))
+        with open(os.path.join(SRC, "etc", "cohort.ini")) as f:
+            text = f.read()
+        text = re.sub(r"^(run_dir|state_dir|log_dir)\s*=.*$", "", text, flags=re.M)
+        text = text.replace("../contrib/demo", demo)
+        for i in range(4):
+            text = text.replace(f"127.0.0.1:{7400 + i}", f"127.0.0.1:{base + i}")
+        text = re.sub(r"^(\[service:\w+\])$", rf"\1\nenvironment = DEMO_PORT_BASE={base}", text,
+                      flags=re.M)
+        d = self.cohortd(text)
+        d.wait_log(r"^stack is up: 4 of 4 services running$", timeout=30)
+        # the checkout the README's commands run in
+        checkout = self.path("checkout")
+        os.makedirs(os.path.join(checkout, "etc"))
+        os.symlink(os.path.abspath(BUILD), os.path.join(checkout, "build"))
+        os.symlink(d.path, os.path.join(checkout, "etc", "cohort.ini"))
+        rcs = self.path("rcs")
+        script = "".join(f"{c}\necho $? >>{rcs}\n" for c in commands)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COHORT_")}
+        p = subprocess.run(["sh", "-c", script], cwd=checkout, env=env, capture_output=True,
+                           text=True, timeout=60 * FACTOR)
+        with open(rcs) as f:
+            got = [int(x) for x in f.read().split()]
+        self.assertEqual(list(zip(commands, got)), [(c, 0) for c in commands],
+                         f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        d.stop(None)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
