@@ -147,6 +147,47 @@ ready = delay:0
         self.assertTrue(pid_alive(soft_pid))
         d.stop()
 
+    def test_restart_waits_for_the_dependents_it_took_down(self):
+        """restart --wait answers once the dependents it stopped (directly or
+        through others) are running again, not only the target; a dependent
+        that was not up is not waited for."""
+        d = self.cohortd("""
+[service:base]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:mid]
+command = /bin/sleep 1000
+requires = base
+ready = delay:1s
+
+[service:top]
+command = /bin/sleep 1000
+requires = mid
+ready = delay:1s
+
+[service:idle]
+command = /bin/sleep 1000
+requires = base
+autostart = no
+""")
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        old = {n: d.last_pid(n) for n in ("base", "mid", "top")}
+        _, out, _ = d.ctl("restart", "base")
+        self.assertEqual([l.split(" - ")[0] for l in out.splitlines()],
+                         ["base: running", "mid: running", "top: running"], out)
+        by = {s["name"]: s for s in d.ctl_json("status")["services"]}
+        for n in ("base", "mid", "top"):
+            self.assertEqual(by[n]["state"], "running", n)
+            self.assertNotEqual(by[n]["pid"], old[n], n)
+        self.assertEqual(by["idle"]["state"], "stopped")
+        j = d.ctl_json("restart", "mid")
+        self.assertEqual([(s["name"], s["state"], s.get("dependent", False)) for s in j["services"]],
+                         [("mid", "running", False), ("top", "running", True)])
+        self.assertEqual(j["failed"], [])
+        d.stop()
+
     def chain(self, go, top):
         """a <- b <- each of top (each requires the one before); the first
         of top takes until the file go exists to stop."""
