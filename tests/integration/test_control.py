@@ -408,8 +408,9 @@ ready = delay:0
 
     def test_log_of_several_services_interleaved_by_time(self):
         # Each writes its next line once the other's previous line is in
-        # its log file, so the order in time is a1 b2 a3 b4 for certain.
-        wait = 'until grep -q {0} log/{1}.log 2>/dev/null; do sleep 0.01; done'
+        # its log file, and 10 ms more (a different stamp), so the order in
+        # time is a1 b2 a3 b4 for certain.
+        wait = 'until grep -q {0} log/{1}.log 2>/dev/null; do sleep 0.01; done; sleep 0.01'
         d = self.stack(f"""
 [service:a]
 command = /bin/sh -c "echo a1; {wait.format('b2', 'b')}; echo a3; exec sleep 1000"
