@@ -53,6 +53,11 @@ struct command {
 	const char *usage;	/* arguments after the name */
 	const char *summary;
 	int (*run)(struct ctl *c, int argc, char **argv);
+	/* Its options, for getopt_long ("+": the runner's getopt stops at the
+	 * operands), or NULL: it takes none but --json and --help. */
+	const char *shortopts;
+	const struct option *longopts;
+	bool then_command;	/* NAME [--] CMD...: nothing in CMD is an option */
 };
 
 static const struct command commands[];
@@ -365,20 +370,21 @@ static int run_status(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static const struct option change_opts[] = {
+	{"no-wait", no_argument, NULL, 'n'},
+	{"timeout", required_argument, NULL, 't'},
+	{0},
+};
+
 static int run_change(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"no-wait", no_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{0},
-	};
 	bool wait = true;
 	int64_t timeout = 0;
 	const char *why;
 	int o;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+", change_opts, NULL)) != -1) {
 		if (o == 'n')
 			wait = false;
 		else if (o == 't' && parse_duration_ms(optarg, &timeout, &why) < 0)
@@ -526,8 +532,25 @@ static int run_plan(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static const char log_shortopts[] = "+n:f";
+
+/* One log line; with several services, the service's name after the time
+ * stamp (before the line when it has none), as journalctl puts the unit. */
+static void print_log_line(const char *line, const char *service)
+{
+	size_t n = strlen(line);
+
+	if (!service)
+		printf("%s\n", line);
+	else if (n > 24 && line[10] == 'T' && line[23] == 'Z' && line[24] == ' ')
+		printf("%.25s%s: %s\n", line, service, line + 25);
+	else
+		printf("%s: %s\n", service, line);
+}
+
 static int run_log(struct ctl *c, int argc, char **argv)
 {
+	static const char usage[] = "usage: cohortctl log [-n N] [-f] NAME...";
 	long long lines = 50;
 	bool follow = false;
 	uint64_t v;
@@ -535,7 +558,7 @@ static int run_log(struct ctl *c, int argc, char **argv)
 	int o;
 
 	optind = 1;
-	while ((o = getopt(argc, argv, "+n:f")) != -1) {
+	while ((o = getopt(argc, argv, log_shortopts)) != -1) {
 		if (o == 'n') {
 			if (parse_uint(optarg, 100000, &v, &why) < 0)
 				die_usage("-n: expected a number of lines from 0 to 100000");
@@ -543,23 +566,33 @@ static int run_log(struct ctl *c, int argc, char **argv)
 		} else if (o == 'f') {
 			follow = true;
 		} else {
-			die_usage("usage: cohortctl log [-n N] [-f] NAME");
+			die_usage("%s", usage);
 		}
 	}
-	if (optind != argc - 1)
-		die_usage("usage: cohortctl log [-n N] [-f] NAME");
+	if (optind >= argc)
+		die_usage("%s", usage);
+	bool several = argc - optind > 1;
+	json_t *req = json_pack("{s:s,s:I,s:b}", "cmd", "log", "lines", (json_int_t)lines, "follow", follow);
+	if (several) {
+		json_t *names = json_array();
+		for (int i = optind; i < argc; i++)
+			json_array_append_new(names, json_string(argv[i]));
+		json_object_set_new(req, "services", names);
+	} else {
+		json_object_set_new(req, "service", json_string(argv[optind]));
+	}
 	connect_daemon(c);
-	send_request(c, json_pack("{s:s,s:s,s:I,s:b}", "cmd", "log", "service", argv[optind], "lines",
-				  (json_int_t)lines, "follow", follow));
+	send_request(c, req);
 	char *raw;
 	json_t *resp = read_answer(c, &raw, false);
+	json_t *whose = json_object_get(resp, "services"), *l;
 	size_t i;
-	json_t *l;
 	if (c->json)
 		printf("%s\n", raw);
 	else
 		json_array_foreach(json_object_get(resp, "lines"), i, l)
-			printf("%s\n", json_string_value(l));
+			print_log_line(json_string_value(l), several ? json_string_value(json_array_get(whose, i))
+								     : NULL);
 	free(raw);
 	json_decref(resp);
 	fflush(stdout);
@@ -571,9 +604,11 @@ static int run_log(struct ctl *c, int argc, char **argv)
 		if (c->json)
 			printf("%s\n", line);
 		else if (json_string_value(json_object_get(o2, "line")))
-			printf("%s\n", json_string_value(json_object_get(o2, "line")));
+			print_log_line(json_string_value(json_object_get(o2, "line")),
+				       several ? str_of(o2, "service") : NULL);
 		else if (json_string_value(json_object_get(o2, "error")))
-			fprintf(stderr, "cohortctl: %s\n", json_string_value(json_object_get(o2, "error")));
+			fprintf(stderr, "cohortctl: %s%s%s\n", str_of(o2, "service"), *str_of(o2, "service") ? ": " : "",
+				json_string_value(json_object_get(o2, "error")));
 		fflush(stdout);
 		json_decref(o2);
 		free(line);
@@ -736,18 +771,19 @@ static char *as_json(const char *data, char *why, size_t whylen)
 	return text;
 }
 
+static const struct option pub_opts[] = {
+	{"qos", required_argument, NULL, 'q'},
+	{"retain", no_argument, NULL, 'r'},
+	{0},
+};
+
 static int run_pub(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"qos", required_argument, NULL, 'q'},
-		{"retain", no_argument, NULL, 'r'},
-		{0},
-	};
 	int qos = 0, o;
 	bool retain = false;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+", pub_opts, NULL)) != -1) {
 		if (o == 'q' && (strcmp(optarg, "0") == 0 || strcmp(optarg, "1") == 0))
 			qos = atoi(optarg);
 		else if (o == 'r')
@@ -809,14 +845,16 @@ static void print_msg(cohort_t *b, const struct cohort_msg *m, void *arg)
 		st->left--;
 }
 
+static const char sub_shortopts[] = "+n:";
+static const struct option sub_opts[] = {
+	{"qos", required_argument, NULL, 'q'},
+	{"durable", required_argument, NULL, 'd'},
+	{"clean", no_argument, NULL, 'C'},
+	{0},
+};
+
 static int run_sub(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"qos", required_argument, NULL, 'q'},
-		{"durable", required_argument, NULL, 'd'},
-		{"clean", no_argument, NULL, 'C'},
-		{0},
-	};
 	const char *usage = "usage: cohortctl sub [--qos 0|1] [--durable SESSION [--clean]] [-n COUNT] PATTERN...";
 	bool clean = false;
 	struct sub_state st = {.c = c, .left = -1};
@@ -825,7 +863,7 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 	int qos = 0, o;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, sub_shortopts, sub_opts, NULL)) != -1) {
 		if (o == 'q' && (strcmp(optarg, "0") == 0 || strcmp(optarg, "1") == 0))
 			qos = atoi(optarg);
 		else if (o == 'd')
@@ -1093,21 +1131,22 @@ static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t w
 	}
 }
 
+static const struct option lock_opts[] = {
+	{"ttl", required_argument, NULL, 't'},
+	{"wait", required_argument, NULL, 'w'},
+	{"shared", no_argument, NULL, 's'},
+	{0},
+};
+
 static int run_lock(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"ttl", required_argument, NULL, 't'},
-		{"wait", required_argument, NULL, 'w'},
-		{"shared", no_argument, NULL, 's'},
-		{0},
-	};
 	int64_t ttl = 30000, wait = 7 * 86400000LL;
 	bool shared = false;
 	const char *why;
 	int o;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+", lock_opts, NULL)) != -1) {
 		/* cohortd's bounds, checked here so that a bad value is a usage
 		 * error (exit 2) like any other, before anything runs.  Under
 		 * 100ms a lease would be renewed faster than a loaded machine
@@ -1214,24 +1253,41 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 static int run_help(struct ctl *c, int argc, char **argv);
 
 static const struct command commands[] = {
-	{"status", "[NAME...]", "the services: state, pid, phase, uptime, restarts, reason", run_status},
-	{"start", "[--no-wait] [--timeout DUR] TARGET...", "start services (NAME, @PHASE or all); waits until running or failed", run_change},
-	{"stop", "[--no-wait] [--timeout DUR] TARGET...", "stop services, dependents first; waits until stopped", run_change},
-	{"restart", "[--no-wait] [--timeout DUR] TARGET...", "stop, then start again; waits until running or failed", run_change},
-	{"signal", "SIGNAL NAME", "send a signal (TERM, HUP, USR1, ...) to a service's process group", run_signal},
-	{"reload", "", "re-read the config: start added, stop removed, restart changed services", run_reload},
-	{"shutdown", "", "stop the whole stack and cohortd", run_shutdown},
-	{"plan", "", "the start-up phases", run_plan},
-	{"log", "[-n N] [-f] NAME", "the last N lines (default 50) of a service's log; -f follows", run_log},
-	{"events", "", "every state change as it happens", run_events},
-	{"locks", "", "every lock: name, mode, holder, token, expiry, waiters", run_locks},
-	{"pub", "[--qos 0|1] [--retain] TOPIC DATA", "publish DATA (JSON, or taken as a string) on the bus", run_pub},
-	{"sub", "[--qos 0|1] [--durable SESSION [--clean]] [-n COUNT] PATTERN...", "print the bus messages matching the patterns", run_sub},
-	{"get", "PATTERN", "print the retained values matching PATTERN", run_get},
-	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus},
-	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock},
-	{"help", "[COMMAND]", "this help, or one command's", run_help},
-	{NULL, NULL, NULL, NULL},
+	{"status", "[NAME...]", "the services: state, pid, phase, uptime, restarts, reason", run_status,
+	 NULL, NULL, false},
+	{"start", "[--no-wait] [--timeout DUR] TARGET...", "start services (NAME, @PHASE or all); waits until running or failed", run_change,
+	 "+", change_opts, false},
+	{"stop", "[--no-wait] [--timeout DUR] TARGET...", "stop services, dependents first; waits until stopped", run_change,
+	 "+", change_opts, false},
+	{"restart", "[--no-wait] [--timeout DUR] TARGET...", "stop, then start again; waits until running or failed", run_change,
+	 "+", change_opts, false},
+	{"signal", "SIGNAL NAME", "send a signal (TERM, HUP, USR1, ...) to a service's process group", run_signal,
+	 NULL, NULL, false},
+	{"reload", "", "re-read the config: start added, stop removed, restart changed services", run_reload,
+	 NULL, NULL, false},
+	{"shutdown", "", "stop the whole stack and cohortd", run_shutdown,
+	 NULL, NULL, false},
+	{"plan", "", "the start-up phases", run_plan,
+	 NULL, NULL, false},
+	{"log", "[-n N] [-f] NAME...", "the last N lines (default 50) of services' logs, interleaved by time; -f follows", run_log,
+	 log_shortopts, NULL, false},
+	{"events", "", "every state change as it happens", run_events,
+	 NULL, NULL, false},
+	{"locks", "", "every lock: name, mode, holder, token, expiry, waiters", run_locks,
+	 NULL, NULL, false},
+	{"pub", "[--qos 0|1] [--retain] TOPIC DATA", "publish DATA (JSON, or taken as a string) on the bus", run_pub,
+	 "+", pub_opts, false},
+	{"sub", "[--qos 0|1] [--durable SESSION [--clean]] [-n COUNT] PATTERN...", "print the bus messages matching the patterns", run_sub,
+	 sub_shortopts, sub_opts, false},
+	{"get", "PATTERN", "print the retained values matching PATTERN", run_get,
+	 NULL, NULL, false},
+	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus,
+	 NULL, NULL, false},
+	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock,
+	 "+", lock_opts, true},
+	{"help", "[COMMAND]", "this help, or one command's", run_help,
+	 NULL, NULL, false},
+	{NULL, NULL, NULL, NULL, NULL, NULL, false},
 };
 
 static const struct command *find(const char *name)
@@ -1277,6 +1333,79 @@ static int run_help(struct ctl *c, int argc, char **argv)
 		usage(stdout);
 	}
 	return EXIT_OK;
+}
+
+/* An operand: a word that is not an option, or "-", or a negative number
+ * (pub's DATA may be one). */
+static bool is_operand(const char *w)
+{
+	return w[0] != '-' || w[1] == '\0' || (w[1] >= '0' && w[1] <= '9') ||
+	       (w[1] == '.' && w[2] >= '0' && w[2] <= '9');
+}
+
+/* Does option word W of CMD take the next word as its argument? */
+static bool takes_next(const struct command *cmd, const char *w)
+{
+	if (w[1] == '-') {
+		size_t n = strcspn(w + 2, "=");
+		if (w[2 + n] == '=' || !cmd->longopts)
+			return false;
+		for (const struct option *o = cmd->longopts; o->name; o++)	/* getopt takes prefixes */
+			if (strncmp(o->name, w + 2, n) == 0)
+				return o->has_arg == required_argument;
+		return false;
+	}
+	for (const char *p = w + 1; *p && cmd->shortopts; p++) {
+		const char *def = *p == '+' || *p == ':' ? NULL : strchr(cmd->shortopts, *p);
+		if (!def)
+			return false;
+		if (def[1] == ':')
+			return p[1] == '\0';	/* -n5 holds its argument, -n takes the next word */
+	}
+	return false;
+}
+
+/*
+ * Options may come after the operands, as in most CLIs (log NAME -n 5):
+ * returns CMD's words with its options first, then "--" when CMD has
+ * options (the runner's getopt stops there, so an operand such as -5 is
+ * not read as one), then the operands, in their order; *nopts is the
+ * number of option words.  "--" ends the options; so does, for lock, the
+ * word after NAME: CMD and its arguments are never ours.
+ */
+static char **args_hoist(const struct command *cmd, int argc, char **argv, int *newargc, int *nopts)
+{
+	char **out = xcalloc((size_t)argc + 2, sizeof(char *));
+	char **operands = xcalloc((size_t)argc + 1, sizeof(char *));
+	int no = 0, nop = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		const char *w = argv[i];
+		if (strcmp(w, "--") == 0) {
+			i++;
+			break;
+		}
+		if (is_operand(w)) {
+			if (cmd->then_command && nop == 1)
+				break;
+			operands[nop++] = argv[i];
+			continue;
+		}
+		out[1 + no++] = argv[i];
+		if (takes_next(cmd, w) && i + 1 < argc)
+			out[1 + no++] = argv[++i];
+	}
+	while (i < argc)
+		operands[nop++] = argv[i++];
+	out[0] = argv[0];
+	*nopts = no;
+	int n = 1 + no;
+	if (cmd->shortopts || cmd->longopts)
+		out[n++] = (char *)"--";
+	memcpy(out + n, operands, (size_t)nop * sizeof(char *));
+	free(operands);
+	*newargc = n + nop;
+	return out;
 }
 
 /* -s, else $COHORT_SOCKET, else run_dir of -c / $COHORT_CONFIG, else the default. */
@@ -1364,24 +1493,29 @@ int main(int argc, char **argv)
 	const struct command *cmd = find(argv[optind]);
 	if (!cmd)
 		die_usage("unknown command \"%s\"", argv[optind]);
-	for (int i = optind + 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0 || (cmd->run == run_lock && argv[i][0] != '-'))
-			break;
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+	int cargc, nopts;
+	char **cargv = args_hoist(cmd, argc - optind, argv + optind, &cargc, &nopts);
+	for (int i = 1; i <= nopts; i++) {
+		if (strcmp(cargv[i], "--help") == 0 || strcmp(cargv[i], "-h") == 0) {
 			command_help(cmd);
+			free(cargv);
 			return EXIT_OK;
 		}
-		if (strcmp(argv[i], "--json") == 0) {	/* after the command too, as people type it */
+		if (strcmp(cargv[i], "--json") == 0) {	/* after the command too, as people type it */
 			c.json = true;
-			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
-			argc--;
+			memmove(cargv + i, cargv + i + 1, (size_t)(cargc - i) * sizeof(*cargv));
+			cargc--;
+			nopts--;
 			i--;
+		} else if (!cmd->shortopts && !cmd->longopts) {
+			die_usage("%s: unknown option %s", cmd->name, cargv[i]);
 		}
 	}
 	c.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 	if (cmd->run != run_help)
 		c.socket = find_socket(opt_socket, opt_config);
-	int rc = cmd->run(&c, argc - optind, argv + optind);
+	int rc = cmd->run(&c, cargc, cargv);
+	free(cargv);
 	if (c.fd >= 0)
 		close(c.fd);
 	sbuf_free(&c.in);

@@ -4,6 +4,7 @@
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -20,12 +21,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cohortd [-c FILE] [--check] [--foreground|-F] [-v|-q] [--version]\n"
+		"usage: cohortd [-c FILE] [--check] [--log-file FILE] [--foreground|-F] [-v|-q] [--version]\n"
 		"\n"
 		"Supervise the services of FILE on one event loop.\n"
 		"\n"
 		"  -c, --config FILE  config file (default: $COHORT_CONFIG, else %s)\n"
 		"      --check        validate the config, print the phase plan and exit\n"
+		"      --log-file FILE  log to FILE as well as stderr (over log_file; reopened on SIGUSR1)\n"
 		"  -F, --foreground   run in the foreground (the default; cohortd never forks away)\n"
 		"  -v, --verbose      log debug lines too\n"
 		"  -q, --quiet        log warnings and errors only\n"
@@ -62,6 +64,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check", no_argument, NULL, 'C'},
+		{"log-file", required_argument, NULL, 'l'},
 		{"foreground", no_argument, NULL, 'F'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
 		{0},
 	};
 	const char *path = getenv("COHORT_CONFIG");
+	const char *log_file = NULL;
 	bool check = false;
 	int c;
 
@@ -88,6 +92,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check = true;
+			break;
+		case 'l':
+			log_file = optarg;
 			break;
 		case 'F':
 			break;
@@ -124,5 +131,15 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	return daemon_run(path, cfg, plan);
+	/* Before anything is logged: the file must have every line of this run. */
+	const char *lf = log_file ? log_file : cfg->log_file;
+	if (lf && log_file_open(lf, log_file != NULL) < 0) {
+		fprintf(stderr, "cohortd: cannot open the log file %s: %s\n", lf, strerror(errno));
+		plan_free(plan);
+		config_free(cfg);
+		return 1;
+	}
+	int rc = daemon_run(path, cfg, plan);
+	log_file_open(NULL, false);
+	return rc;
 }

@@ -91,6 +91,7 @@ struct cohort_config {
 	char *run_dir;
 	char *state_dir;
 	char *log_dir;
+	char *log_file;		/* cohortd's own log too, or NULL */
 	struct strv include;
 	uint64_t control_mode;
 	char *control_group;

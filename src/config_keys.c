@@ -26,6 +26,7 @@ const struct key_def config_keys[] = {
 	{D("run_dir", run_dir, K_PATH), "/run/cohort", "directory of control.sock, bus.sock and notify.sock"},
 	{D("state_dir", state_dir, K_PATH), "/var/lib/cohort", "bus journal, retained values, lock token counter"},
 	{D("log_dir", log_dir, K_PATH), "/var/log/cohort", "per-service logs (stdout = log)"},
+	{D("log_file", log_file, K_PATH), "", "cohortd's own log, here as well as on stderr (reopened on SIGUSR1)"},
 	{D("include", include, K_INCLUDE), "conf.d/*.ini", "more files with [service:*] sections (globs, sorted; no match is fine)"},
 	{D("control_mode", control_mode, K_MODE), "0600", "permissions of control.sock"},
 	{D("control_group", control_group, K_STR), "", "group given access to control.sock (and admin on the bus)"},

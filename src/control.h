@@ -52,7 +52,8 @@ struct ctl_client {
 	bool busy;		/* a request is in progress: do not read more */
 	bool streaming;		/* events or follow: input is only watched for EOF */
 	bool events;		/* streams state changes */
-	struct service *follow;	/* streams this service's log lines */
+	struct service **follow;	/* streams these services' log lines */
+	size_t nfollow;
 	struct ctl_wait *wait;	/* the request waiting for targets to settle */
 	struct lock_session *locks;	/* opened by the first lock command */
 	struct ctl_client *prev, *next;

@@ -5,7 +5,9 @@
  *
  * A command only changes the wanted state (stack_want); the stack makes
  * it so.  A waiting request keeps the target names (a reload may free the
- * services) and is re-checked on every state change.
+ * services) and is re-checked on every state change.  A restart's wait
+ * also covers the dependents it takes down with its targets: it is over
+ * once they are back too.
  */
 #include "autoconfig.h"
 
@@ -22,7 +24,8 @@ enum wait_kind { WAIT_START, WAIT_STOP };
 struct ctl_wait {
 	struct ctl_client *c;
 	enum wait_kind kind;
-	struct strv names;
+	struct strv names;	/* the targets, then the dependents they take down */
+	size_t ntargets;
 	ev_timer timeout;
 };
 
@@ -86,6 +89,33 @@ fail:
 	return -1;
 }
 
+/*
+ * A restart takes down, first, what requires its targets, directly or not
+ * (stack.c), and starts it again after them: those up now are added to
+ * NAMES, after the targets, for the wait to cover.
+ */
+static void add_dependents(struct cohortd *d, struct strv *names)
+{
+	struct map seen = {0};
+
+	for (size_t i = 0; i < names->n; i++)
+		map_put(&seen, names->v[i], (void *)1);
+	for (size_t i = 0; i < names->n; i++) {	/* names grows: breadth first */
+		struct service *s = stack_find(d, names->v[i]);
+		if (!s || s->index >= d->plan->n || (s->state != SVC_STARTING && s->state != SVC_RUNNING))
+			continue;
+		PLAN_EACH_EDGE(&d->plan->required_by, s->index, j) {
+			struct service *t = d->svcs[j];
+			if (!t->want_up || (t->state != SVC_STARTING && t->state != SVC_RUNNING) ||
+			    map_get(&seen, t->name))
+				continue;
+			strv_push(names, t->name);
+			map_put(&seen, names->v[names->n - 1], (void *)1);
+		}
+	}
+	map_free(&seen);
+}
+
 /* Done for a start: up (or ended, or failed), or held back by something
  * that will not come up by itself, or removed by a reload meanwhile; a
  * restart is done once it ran again. */
@@ -101,8 +131,9 @@ static bool settled_for(const struct cohortd *d, enum wait_kind kind, const stru
 	return s->state == SVC_STOPPED || s->state == SVC_EXITED || s->state == SVC_FAILED;
 }
 
-/* The answer: each target's state, and the start targets that failed. */
-static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv *names)
+/* The answer: each target's state (then each dependent's, marked so), and
+ * the start targets and dependents that failed. */
+static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv *names, size_t ntargets)
 {
 	json_t *resp = json_object();
 	json_t *list = json_array();
@@ -111,9 +142,12 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 	for (size_t i = 0; i < names->n; i++) {
 		struct service *s = stack_find(d, names->v[i]);
 		bool gone = !s || s->removed;
-		json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
-						      s ? svc_state_name(s->state) : "removed", "reason",
-						      gone ? "removed by a reload" : s->reason));
+		json_t *o = json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
+				      s ? svc_state_name(s->state) : "removed", "reason",
+				      gone ? "removed by a reload" : s->reason);
+		if (i >= ntargets)
+			json_object_set_new(o, "dependent", json_true());
+		json_array_append_new(list, o);
 		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(d, s)))
 			json_array_append_new(failed, json_string(names->v[i]));
 	}
@@ -131,15 +165,23 @@ static void wait_free(struct ctl_wait *w)
 	free(w);
 }
 
+/* A dependent someone stopped meanwhile is not waited for. */
+static bool wait_settled(const struct cohortd *d, const struct ctl_wait *w, size_t i)
+{
+	struct service *s = stack_find(d, w->names.v[i]);
+
+	return settled_for(d, w->kind, s) || (i >= w->ntargets && !s->want_up);
+}
+
 static void wait_check(struct ctl_wait *w)
 {
 	struct cohortd *d = w->c->ctl->d;
 
 	for (size_t i = 0; i < w->names.n; i++)
-		if (!settled_for(d, w->kind, stack_find(d, w->names.v[i])))
+		if (!wait_settled(d, w, i))
 			return;
 	struct ctl_client *c = w->c;
-	json_t *resp = outcome(d, w->kind, &w->names);
+	json_t *resp = outcome(d, w->kind, &w->names, w->ntargets);
 	wait_free(w);
 	ctl_reply_later(c, resp);
 }
@@ -154,11 +196,11 @@ static void wait_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 	for (size_t i = 0; i < w->names.n; i++) {
 		struct service *s = stack_find(d, w->names.v[i]);
-		if (!settled_for(d, w->kind, s))
+		if (!wait_settled(d, w, i))
 			sbuf_addf(&pending, "%s%s (%s)", pending.len ? ", " : "", w->names.v[i],
 				  s ? svc_state_name(s->state) : "removed");
 	}
-	json_t *resp = outcome(d, w->kind, &w->names);
+	json_t *resp = outcome(d, w->kind, &w->names, w->ntargets);
 	json_object_set_new(resp, "ok", json_false());
 	char *msg = xasprintf("timed out waiting for %s", pending.buf ? pending.buf : "?");
 	json_object_set_new(resp, "error", json_string(msg));
@@ -197,11 +239,14 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 		strv_free(&names);
 		return ctl_error(resp, "cohortd is shutting down");
 	}
-	for (size_t i = 0; i < names.n; i++)
+	size_t ntargets = names.n;
+	if (restart && wait)
+		add_dependents(d, &names);
+	for (size_t i = 0; i < ntargets; i++)
 		stack_want(d, stack_find(d, names.v[i]), up, restart);
 	enum wait_kind kind = up ? WAIT_START : WAIT_STOP;
 	if (!wait) {
-		json_t *o = outcome(d, kind, &names);
+		json_t *o = outcome(d, kind, &names, ntargets);
 		json_object_update(resp, o);
 		json_decref(o);
 		strv_free(&names);
@@ -211,6 +256,7 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 	w->c = c;
 	w->kind = kind;
 	w->names = names;
+	w->ntargets = ntargets;
 	ev_init(&w->timeout, wait_timeout_cb);
 	if (timeout_ms > 0) {
 		evtimer_start_ms(d->loop, &w->timeout, timeout_ms);

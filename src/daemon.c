@@ -179,6 +179,15 @@ static void stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)loop;
 	(void)revents;
+	/* USR1 after logrotate has moved the log file: the same path, anew. */
+	if (w->signum == SIGUSR1 && log_file_path()) {
+		if (log_file_reopen() < 0)
+			log_error(NULL, "SIGUSR1: cannot reopen the log file %s: %s; still writing to the "
+				  "old one", log_file_path(), strerror(errno));
+		else
+			log_info(NULL, "SIGUSR1: reopened the log file %s", log_file_path());
+		return;
+	}
 	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT and HUP", signal_name(w->signum));
 }
 

@@ -1,7 +1,7 @@
 /*
  * log.h - cohortd's own log: one line per event on stderr,
- * "TIME LEVEL SERVICE: message".  Services' output goes elsewhere
- * (logfile.c).
+ * "TIME LEVEL SERVICE: message", and in a file too when log_file (or
+ * --log-file) names one.  Services' output goes elsewhere (logfile.c).
  */
 #ifndef COHORT_LOG_H
 #define COHORT_LOG_H
@@ -13,6 +13,20 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Lines below min are not written (-v: debug, -q: warn). */
 void log_set_level(enum log_level min);
 bool log_enabled(enum log_level level);
+/*
+ * Also log to PATH (appended to, made 0640 if missing; NULL: stop).  0, or
+ * -1 with errno and the file in use unchanged.  PINNED (the command line)
+ * wins over every later log_file_configure.
+ */
+int log_file_open(const char *path, bool pinned);
+/* A reload's log_file: opened when it changed, unless the command line
+ * named the file.  0, or -1 with errno and the old file still in use. */
+int log_file_configure(const char *path);
+/* SIGUSR1, after logrotate moved the file: the same path again.  0 (also
+ * when there is no file), or -1 with errno and the old file kept. */
+int log_file_reopen(void);
+const char *log_file_path(void);	/* NULL: stderr only */
+
 /* svc may be NULL for the daemon itself. */
 void log_msg(enum log_level level, const char *svc, const char *fmt, ...) PRINTF(3, 4);
 

@@ -11,6 +11,7 @@
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,9 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 	d->cfg = nc;
 	if (!d->stack_up && d->phase_open > np->nphases)
 		d->phase_open = np->nphases;
+	if (log_file_configure(nc->log_file) < 0)	/* a new log_file applies now */
+		log_error(NULL, "reload: cannot open the log file %s: %s; still logging to %s", nc->log_file,
+			  strerror(errno), log_file_path() ? log_file_path() : "stderr only");
 
 	log_info(NULL, "reload: %zu added, %zu removed, %zu changed, %zu unchanged", nadded, nremoved,
 		 nchanged, np->n - nadded - nchanged);

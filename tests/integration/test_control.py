@@ -3,6 +3,7 @@
 through the raw socket, exit codes, authorisation, and bad input."""
 import json
 import os
+import queue
 import re
 import select
 import signal
@@ -13,6 +14,21 @@ import time
 import unittest
 
 from harness import COHORTCTL, FACTOR, VALGRIND, CohortTest, pid_alive, read_line, wait_until
+
+def file_has(path, text):
+    try:
+        with open(path) as f:
+            return text in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def line_queue(stream):
+    """The lines of stream, read by a thread: get() them with a deadline."""
+    q = queue.Queue()
+    threading.Thread(target=lambda: [q.put(l) for l in stream], daemon=True).start()
+    return q
+
 
 STACK = """
 [service:a]
@@ -350,6 +366,85 @@ ready = delay:0
         d.ctl("restart", "--no-wait", "talk")
         self.assertTrue(f.stdout.readline().endswith(" line 0\n"))
         self.assertTrue(f.stdout.readline().endswith(" line 1\n"))
+        f.terminate()
+        f.wait()
+        f.stdout.close()
+        d.stop()
+
+    def test_options_after_the_operands(self):
+        """Options may follow the names, as in most CLIs; nothing after
+        lock's NAME -- (or after CMD's first word) is taken for one."""
+        d = self.stack(STACK + """
+[service:talk]
+command = /bin/sh -c "for i in 1 2 3 4; do echo line $i; done; exec sleep 1000"
+ready = delay:0
+""")
+        log = os.path.join(d.log_dir, "talk.log")
+        wait_until(self, lambda: file_has(log, "line 4"), what="the log")
+        _, out, _ = d.ctl("log", "talk", "-n", "2")
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()], ["line 3", "line 4"])
+        _, out, _ = d.ctl("log", "talk", "-n1")
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()], ["line 4"])
+        j = json.loads(d.ctl("log", "talk", "--json", "-n", "1")[1])
+        self.assertEqual(len(j["lines"]), 1)
+        _, out, _ = d.ctl("restart", "a", "--no-wait")
+        self.assertRegex(out, r"^a: (running|stopping|stopped|waiting|starting)")
+        d.ctl("start", "c", "--timeout", "10s")
+        d.ctl("log", "talk", "-n", "x", expect=2)
+        d.ctl("status", "a", "--bogus", expect=2)
+        # lock: options between NAME and "--"; CMD's own words stay CMD's
+        _, out, _ = d.ctl("lock", "demo.x", "--wait", "5s", "--", "sh", "-c", 'echo "$COHORT_LOCK_NAME $1"',
+                          "sh", "--json")
+        self.assertEqual(out, "demo.x --json\n")
+        _, out, _ = d.ctl("lock", "demo.x", "--ttl", "2s", "echo", "--ttl", "-n", "1")
+        self.assertEqual(out, "--ttl -n 1\n")
+        # pub: DATA may be a negative number; options after it still count
+        _, out, _ = d.ctl("pub", "demo.n", "-5", "--qos", "1")
+        self.assertRegex(out, r"^stored as seq \d+$")
+        _, out, _ = d.ctl("pub", "demo.n", "--retain", "--", "--text")
+        _, out, _ = d.ctl("get", "demo.n")
+        self.assertEqual(out, 'demo.n "--text"\n')
+        d.stop()
+
+    def test_log_of_several_services_interleaved_by_time(self):
+        # Each writes its next line once the other's previous line is in
+        # its log file, and 10 ms more (a different stamp), so the order in
+        # time is a1 b2 a3 b4 for certain.
+        wait = 'until grep -q {0} log/{1}.log 2>/dev/null; do sleep 0.01; done; sleep 0.01'
+        d = self.stack(f"""
+[service:a]
+command = /bin/sh -c "echo a1; {wait.format('b2', 'b')}; echo a3; exec sleep 1000"
+ready = delay:0
+
+[service:b]
+command = /bin/sh -c "{wait.format('a1', 'a')}; echo b2; {wait.format('a3', 'a')}; echo b4;
+    exec sleep 1000"
+ready = delay:0
+""")
+        blog = os.path.join(d.log_dir, "b.log")
+        wait_until(self, lambda: file_has(blog, "b4"), what="b4")
+        _, out, _ = d.ctl("log", "a", "b")
+        got = [re.sub(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ", "", l) for l in out.splitlines()]
+        self.assertEqual(got, ["a: a1", "b: b2", "a: a3", "b: b4"], out)
+        _, out, _ = d.ctl("log", "-n", "3", "b", "a")
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()], ["b: b2", "a: a3", "b: b4"])
+        j = json.loads(d.ctl("--json", "log", "a", "b", "-n", "2")[1])
+        self.assertEqual([l.split(" ", 1)[1] for l in j["lines"]], ["a3", "b4"])
+        self.assertEqual(j["services"], ["a", "b"])
+        _, _, err = d.ctl("log", "a", "ghost", expect=1)
+        self.assertIn("no such service: ghost", err)
+        # follow: the tail (once read, the stream is on), then new lines of
+        # either, each with its service
+        f = subprocess.Popen([COHORTCTL, "-s", d.socket, "log", "-n", "1", "-f", "a", "b"],
+                             stdout=subprocess.PIPE, text=True)
+        lines = line_queue(f.stdout)
+        self.assertTrue(lines.get(timeout=10 * FACTOR).endswith(" b: b4\n"))
+        d.ctl("restart", "a")
+        self.assertTrue(lines.get(timeout=10 * FACTOR).endswith(" a: a1\n"))
+        self.assertTrue(lines.get(timeout=10 * FACTOR).endswith(" a: a3\n"))
+        d.ctl("restart", "--no-wait", "b")
+        self.assertTrue(lines.get(timeout=10 * FACTOR).endswith(" b: b2\n"))
+        self.assertTrue(lines.get(timeout=10 * FACTOR).endswith(" b: b4\n"))
         f.terminate()
         f.wait()
         f.stdout.close()

@@ -415,5 +415,81 @@ ready = delay:0
             other.wait()
 
 
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+class DaemonLog(CohortTest):
+    SVC = """
+[service:a]
+command = /bin/sh -c "ls -l /proc/self/fd > fds; exec sleep 1000"
+ready = delay:0
+"""
+
+    def test_log_file_as_well_as_stderr_reopened_on_usr1(self):
+        """log_file gets every line stderr gets; no service inherits it;
+        after logrotate's rename, SIGUSR1 reopens the path."""
+        d = self.cohortd("[cohort]\nlog_file = cohortd.log\n" + self.SVC)
+        d.wait_log(r"^stack is up")
+        log = os.path.join(d.dir, "cohortd.log")
+        wait_until(self, lambda: "stack is up" in read(log), what="the log file")
+        self.assertRegex(read(log).splitlines()[0], r"^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  cohortd: ")
+        self.assertIn("INFO  a: starting -> running: ", read(log))
+        wait_until(self, lambda: "/proc/" in read(os.path.join(d.dir, "fds")), what="a's fds")
+        self.assertNotIn("cohortd.log", read(os.path.join(d.dir, "fds")))
+        self.assertEqual(os.stat(log).st_mode & 0o137, 0)     # 0640 at most
+        # logrotate: rename, then USR1
+        os.rename(log, log + ".1")
+        mark = len(d.lines)
+        d.send(signal.SIGUSR1)
+        d.wait_log(r"^SIGUSR1: reopened the log file .*/cohortd\.log$", start=mark)
+        d.ctl("restart", "a")
+        _, l = d.wait_state("a", "running", start=mark)
+        wait_until(self, lambda: l.raw in read(log), what="the restart in the new file")
+        self.assertIn("SIGUSR1: reopened the log file", read(log))
+        self.assertNotIn("restart requested", read(log + ".1"))
+        d.stop()
+        self.assertIn("exiting with status 0", read(log))
+        # the two files together hold exactly what stderr got
+        self.assertEqual((read(log + ".1") + read(log)).splitlines(), [l.raw for l in d.lines if l.level])
+
+    def test_log_file_option_reload_and_errors(self):
+        """--log-file wins over log_file (at reload too); a reload's new
+        log_file applies at once; one that cannot be opened is an error."""
+        first, second, cmdline = self.path("first.log"), self.path("second.log"), self.path("cmd.log")
+        d = self.cohortd(f"[cohort]\nlog_file = {first}\n" + self.SVC, args=("-v", "--log-file", cmdline))
+        d.wait_log(r"^stack is up")
+        wait_until(self, lambda: "stack is up" in read(cmdline), what="the --log-file file")
+        d.reload(f"[cohort]\nlog_file = {second}\n" + self.SVC)
+        d.wait_log(r"^reload: 0 added")
+        wait_until(self, lambda: "reload: 0 added" in read(cmdline), what="the reload line")
+        self.assertFalse(os.path.exists(first) or os.path.exists(second))
+        d.stop()
+        # without --log-file, a reload moves to the new file at once
+        d = self.cohortd(f"[cohort]\nlog_file = {first}\n" + self.SVC)
+        d.wait_log(r"^stack is up")
+        d.reload(f"[cohort]\nlog_file = {second}\n" + self.SVC)
+        wait_until(self, lambda: "reload: 0 added" in read(second), what="the new file")
+        self.assertNotIn("reload: 0 added", read(first))
+        d.reload(f"[cohort]\nlog_file = /nonexistent/dir/x.log\n" + self.SVC)
+        d.wait_log(r"^reload: cannot open the log file /nonexistent/dir/x\.log: No such file or "
+                   r"directory; still logging to .*/second\.log$")
+        d.stop()
+        # at start: an error, nothing runs
+        d = self.cohortd("[cohort]\nlog_file = /nonexistent/dir/x.log\n" + self.SVC)
+        d.wait_log(r"cohortd: cannot open the log file /nonexistent/dir/x\.log: No such file or directory")
+        self.assertEqual(d.stop(None, expect=1), 1)
+        self.assertFalse(os.path.exists(os.path.join(d.dir, "fds")))
+        # and USR1 without a log file is still ignored (test_process too)
+        d = self.cohortd(self.SVC)
+        d.wait_log(r"^stack is up")
+        d.send(signal.SIGUSR1)
+        d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+        d.stop()
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -3,13 +3,14 @@
 clocks), the requires cascade, reload, shutdown order, second TERM."""
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
+from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
 
 
 def free_port_block(n):
@@ -144,6 +145,47 @@ ready = delay:0
         # `after` only orders: soft kept running
         self.assertEqual(d.last_pid("soft"), soft_pid)
         self.assertTrue(pid_alive(soft_pid))
+        d.stop()
+
+    def test_restart_waits_for_the_dependents_it_took_down(self):
+        """restart --wait answers once the dependents it stopped (directly or
+        through others) are running again, not only the target; a dependent
+        that was not up is not waited for."""
+        d = self.cohortd("""
+[service:base]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:mid]
+command = /bin/sleep 1000
+requires = base
+ready = delay:1s
+
+[service:top]
+command = /bin/sleep 1000
+requires = mid
+ready = delay:1s
+
+[service:idle]
+command = /bin/sleep 1000
+requires = base
+autostart = no
+""")
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        old = {n: d.last_pid(n) for n in ("base", "mid", "top")}
+        _, out, _ = d.ctl("restart", "base")
+        self.assertEqual([l.split(" - ")[0] for l in out.splitlines()],
+                         ["base: running", "mid: running", "top: running"], out)
+        by = {s["name"]: s for s in d.ctl_json("status")["services"]}
+        for n in ("base", "mid", "top"):
+            self.assertEqual(by[n]["state"], "running", n)
+            self.assertNotEqual(by[n]["pid"], old[n], n)
+        self.assertEqual(by["idle"]["state"], "stopped")
+        j = d.ctl_json("restart", "mid")
+        self.assertEqual([(s["name"], s["state"], s.get("dependent", False)) for s in j["services"]],
+                         [("mid", "running", False), ("top", "running", True)])
+        self.assertEqual(j["failed"], [])
         d.stop()
 
     def chain(self, go, top):
@@ -482,6 +524,44 @@ ready = delay:0
         d.wait_state("next", "running")   # the phase gate opened
         d.stop()
 
+
+    def test_readme_transcript_runs_as_written(self):
+        """Every command of the README's cohortctl transcript, typed as
+        written from a checkout in a shell with no COHORT_* variables,
+        against the example stack (etc/cohort.ini, moved to free ports and
+        a private directory): each exits 0."""
+        with open(os.path.join(SRC, "README.md")) as f:
+            readme = f.read()
+        block = readme.split("From another terminal", 1)[1].split("```", 2)[1]
+        commands = [l[2:] for l in block.split("\n") if l.startswith("$ ")]
+        self.assertIn("build/cohortctl status", commands)
+        base = free_port_block(4)
+        demo = os.path.abspath(os.path.join(SRC, "contrib", "demo"))
+        with open(os.path.join(SRC, "etc", "cohort.ini")) as f:
+            text = f.read()
+        text = re.sub(r"^(run_dir|state_dir|log_dir)\s*=.*$", "", text, flags=re.M)
+        text = text.replace("../contrib/demo", demo)
+        for i in range(4):
+            text = text.replace(f"127.0.0.1:{7400 + i}", f"127.0.0.1:{base + i}")
+        text = re.sub(r"^(\[service:\w+\])$", rf"\1\nenvironment = DEMO_PORT_BASE={base}", text,
+                      flags=re.M)
+        d = self.cohortd(text)
+        d.wait_log(r"^stack is up: 4 of 4 services running$", timeout=30)
+        # the checkout the README's commands run in
+        checkout = self.path("checkout")
+        os.makedirs(os.path.join(checkout, "etc"))
+        os.symlink(os.path.abspath(BUILD), os.path.join(checkout, "build"))
+        os.symlink(d.path, os.path.join(checkout, "etc", "cohort.ini"))
+        rcs = self.path("rcs")
+        script = "".join(f"{c}\necho $? >>{rcs}\n" for c in commands)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COHORT_")}
+        p = subprocess.run(["sh", "-c", script], cwd=checkout, env=env, capture_output=True,
+                           text=True, timeout=60 * FACTOR)
+        with open(rcs) as f:
+            got = [int(x) for x in f.read().split()]
+        self.assertEqual(list(zip(commands, got)), [(c, 0) for c in commands],
+                         f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        d.stop(None)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
