@@ -201,10 +201,15 @@ command = /bin/sleep 1000
 requires = a
 ready = delay:0
 """
+        # Ready only once its trap is set: a TERM before that would end it
+        # at once, and the chain would not wait on it (seen under load).
+        trapped = go + ".trapped"
         slow = ("/bin/sh -c \"trap 'while [ ! -e " + go + " ]; do sleep 0.05; done; exit 0' TERM; "
-                "while :; do sleep 0.1; done\"")
+                "touch " + trapped + "; while :; do sleep 0.1; done\"")
         for i, name in enumerate(top):
-            text += f"\n[service:{name}]\ncommand = {slow if i == 0 else '/bin/sleep 1000'}\nrequires = b\nready = delay:0\n"
+            ready = f"exec:/usr/bin/test -e {trapped}" if i == 0 else "delay:0"
+            text += (f"\n[service:{name}]\ncommand = {slow if i == 0 else '/bin/sleep 1000'}\n"
+                     f"requires = b\nready = {ready}\n")
         return self.cohortd(text)
 
     def test_a_chain_stops_from_the_top(self):
