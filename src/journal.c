@@ -322,13 +322,20 @@ static size_t replay_file(const char *path, bool last, jrnl_record_fn fn, void *
 
 /* --- the writer thread -------------------------------------------------------- */
 
-static void write_failed(struct journal *j, const char *what)
+/*
+ * Makes a failure visible.  Called only once the segment is back to its
+ * last good record: whoever sees the failure (the bus refusing, a test
+ * looking at the segment) must not see the part of a record that failed.
+ */
+static void write_failed(struct journal *j, const char *what, int err)
 {
+	if (!err)
+		err = EIO;
 	/* Refusals start now, before the log line that says why. */
-	atomic_store_explicit(&j->failed_errno, errno ? errno : EIO, memory_order_relaxed);
+	atomic_store_explicit(&j->failed_errno, err, memory_order_relaxed);
 	if (!j->failed)
 		log_error(NULL, "bus journal %s: %s: %s (nothing more is stored or acknowledged "
-			  "until this is mended; tried again every second)", j->dir, what, strerror(errno));
+			  "until this is mended; tried again every second)", j->dir, what, strerror(err));
 	j->failed = true;
 }
 
@@ -355,16 +362,18 @@ static bool do_compact(struct journal *j, struct sbuf *snap)
 
 	if (fd < 0 || write_all(fd, magic, sizeof(magic)) < 0 ||
 	    write_all(fd, snap->buf ? snap->buf : "", snap->len) < 0 || fsync(fd) < 0) {
-		write_failed(j, "writing a compacted snapshot");
+		int err = errno;
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
+		write_failed(j, "writing a compacted snapshot", err);
 		goto out;
 	}
 	close(fd);
 	if (rename(tmp, final) < 0) {
-		write_failed(j, "renaming a compacted snapshot");
+		int err = errno;
 		unlink(tmp);
+		write_failed(j, "renaming a compacted snapshot", err);
 		goto out;
 	}
 	fsync_dir(j->dir);
@@ -397,19 +406,22 @@ static bool write_records(struct journal *j, const struct sbuf *data)
 		return true;
 	if ((j->fd < 0 || (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(magic))) &&
 	    seg_new(j) < 0) {
-		write_failed(j, "opening a segment");
+		write_failed(j, "opening a segment", errno);
 		return false;
 	}
+	/* The part written is cut before the failure is made visible. */
 	if (write_all(j->fd, data->buf, data->len) < 0) {
-		write_failed(j, "write");
+		int err = errno;
 		drop_tail(j);
+		write_failed(j, "write", err);
 		return false;
 	}
 	/* After a failed fdatasync the kernel may have dropped the pages it
 	 * could not write: the records are written again, never trusted. */
 	if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0) {
-		write_failed(j, "fsync");
+		int err = errno;
 		drop_tail(j);
+		write_failed(j, "fsync", err);
 		return false;
 	}
 	j->seg_size += data->len;
