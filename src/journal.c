@@ -178,6 +178,10 @@ static int write_all(int fd, const char *p, size_t n)
 /* Opens a new, empty append segment. */
 static int seg_new(struct journal *j)
 {
+	/* After a failure the directory itself may be missing (a full disk
+	 * when it was to be made at start). */
+	if (j->failed && mkdir_p(j->dir, 0700) < 0)
+		return -1;
 	char *path = seg_path(j, j->next_id, "seg");
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 
@@ -207,7 +211,8 @@ static int seg_cmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Segments in id order, from the newest snapshot on; older ones deleted. */
+/* Segments in id order, from the newest snapshot on; older ones deleted.
+ * NULL with *n 0 and errno set if the directory cannot be read. */
 static struct seg *list_segments(struct journal *j, size_t *n)
 {
 	DIR *dh = opendir(j->dir);
@@ -218,6 +223,7 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 	*n = 0;
 	if (!dh)
 		return NULL;
+	errno = 0;
 	while ((e = readdir(dh))) {
 		char ext[8];
 		unsigned long long id;
@@ -237,8 +243,10 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 		v[cnt++] = (struct seg){id, strcmp(ext, "snap") == 0};
 	}
 	closedir(dh);
-	if (!cnt)
+	if (!cnt) {
+		errno = 0;
 		return NULL;
+	}
 	qsort(v, cnt, sizeof(*v), seg_cmp);
 	size_t first = 0;
 	for (size_t i = 0; i < cnt; i++)
@@ -402,7 +410,10 @@ out:
  * policy); false, with none of them in the segment, if it could not. */
 static bool write_records(struct journal *j, const struct sbuf *data)
 {
-	if (!data->len)
+	/* Nothing to write, unless there is no segment since a failure: then
+	 * opening one is the work that ends the failure (at start, on a full
+	 * disk, nothing else would try). */
+	if (!data->len && (j->fd >= 0 || !j->failed))
 		return true;
 	if ((j->fd < 0 || (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(magic))) &&
 	    seg_new(j) < 0) {
@@ -441,7 +452,7 @@ static void put_back(struct sbuf *queue, struct sbuf *failed)
 
 static bool has_work(const struct journal *j)
 {
-	return j->pending.len || j->before.len || j->want_snapshot;
+	return j->pending.len || j->before.len || j->want_snapshot || (j->failed && j->fd < 0);
 }
 
 /* Sleeps until there is work, or until stop; after a failure, not before
@@ -654,13 +665,17 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	j->done = done;
 	j->arg = arg;
 	j->fd = -1;
-	if (mkdir_p(dir, 0700) < 0) {
+	/* A directory that cannot be made holds nothing to recover: the
+	 * journal starts failing (below), as on a full disk. */
+	int mkdir_errno = mkdir_p(dir, 0700) < 0 ? errno : 0;
+	struct seg *segs = list_segments(j, &n);
+	if (!segs && errno && !mkdir_errno) {
+		/* What is there is unknown: starting afresh could overwrite it. */
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		free(j->dir);
 		free(j);
 		return NULL;
 	}
-	struct seg *segs = list_segments(j, &n);
 	reset(arg);
 	for (size_t i = 0; i < n; i++) {
 		char *p = seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
@@ -685,11 +700,17 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	}
 	j->size = rec->bytes;
 	free(segs);
-	if (j->fd < 0 && seg_new(j) < 0) {
-		snprintf(err, errlen, "%s: cannot open a journal segment: %s", dir, strerror(errno));
-		free(j->dir);
-		free(j);
-		return NULL;
+	/* A full state_dir at start must not stop the stack: the journal
+	 * starts failing (what is to be stored is refused, with the reason)
+	 * and the writer tries to open a segment every second, as after a
+	 * failed write at runtime. */
+	if (mkdir_errno)
+		write_failed(j, "making the journal directory", mkdir_errno);
+	else if (j->fd < 0 && seg_new(j) < 0)
+		write_failed(j, "opening a segment", errno);
+	if (j->failed) {
+		clock_gettime(CLOCK_REALTIME, &j->retry_at);
+		j->retry_at.tv_sec += 1;
 	}
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->wake, NULL);

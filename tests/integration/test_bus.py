@@ -3,6 +3,7 @@
 and raw WebSocket connections: every op and guarantee, permissions, bad
 input, durability across kill -9, client reconnect."""
 import asyncio
+import errno
 import json
 import os
 import random
@@ -15,7 +16,7 @@ import unittest
 
 import websockets
 
-from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, wait_until
+from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, read_line, wait_until
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -1161,6 +1162,59 @@ class Durability(CohortTest):
             async with cohort_client.Client(bus="unix:" + os.path.join(run_dir, "bus.sock")) as c:
                 return {m["topic"] for m in await c.get("full.*")}
         self.assertEqual(run(values()), {f"full.k{i}" for i in acked})
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs")
+    def test_a_full_state_dir_at_start(self):
+        """With state_dir 100 % full at start (a small tmpfs, filled),
+        cohortd still supervises; locks and qos-1/retained publishes are
+        refused with the reason, qos-0 goes on; once the disk has room
+        both work again without a restart."""
+        state = self.path("state")
+        os.mkdir(state)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", state])
+        filler = os.path.join(state, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 4096)
+        except OSError as e:
+            self.assertEqual(e.errno, errno.ENOSPC)
+        os.close(fd)
+        d = self.cohortd(f"[cohort]\nstate_dir = {state}\n" + IDLE)
+        d.wait_log(r"^stack is up")
+        bus = os.path.join(d.run_dir, "bus.sock")
+        d.wait_log(r"cannot write the fencing token counter .*lock\.tokens: No space left on device")
+        d.wait_log(r"bus journal .*: (opening a segment|making the journal directory): No space left on device")
+        self.assertEqual(d.state("idle"), "running")
+        ctl = d.connect()
+        buf = bytearray()
+
+        def acquire():
+            ctl.sendall(b'{"cmd":"lock.acquire","name":"full"}\n')
+            return json.loads(read_line(ctl, buf))
+        r = acquire()
+        self.assertFalse(r["ok"])
+        self.assertIn("cannot persist the fencing token counter (No space left on device)", r["error"])
+
+        async def publish(qos, retain=False):
+            async with cohort_client.Client(bus="unix:" + bus) as c:
+                await c.publish("full.x", "1", qos=qos, retain=retain)
+        run(publish(0))
+        for qos, retain in ((1, False), (1, True)):
+            with self.assertRaisesRegex(cohort_client.BusError, r"not stored: the bus journal cannot "
+                                        r"be written \(No space left on device\)"):
+                run(publish(qos, retain))
+        os.unlink(filler)
+        r = wait_until(self, lambda: (lambda a: a if a["ok"] else None)(acquire()), what="a lock grant")
+        self.assertGreater(r["token"], 0)
+        d.wait_log(r"bus journal .*: written again")
+        run(publish(1, True))
+        ctl.close()
         d.stop()
 
     def test_crash_safety_batch(self):
