@@ -351,7 +351,9 @@ static size_t resync(struct scan *sc, size_t off)
 	return 0;
 }
 
-/* Is what follows the last good record a torn write (see above)? */
+/* Is what follows the last good record a torn write (see above)?  Not if
+ * the bytes to the end match the record's CRC: then they are its whole
+ * payload, and the damage is in its length. */
 static bool tail_is_torn(const unsigned char *buf, size_t len, size_t off)
 {
 	size_t p = off;
@@ -361,7 +363,8 @@ static bool tail_is_torn(const unsigned char *buf, size_t len, size_t off)
 	if (p == len || len - off < 8)
 		return true;
 	uint32_t l = get_u32(buf + off);
-	return l && l <= JRNL_RECORD_MAX && l > len - off - 8;
+	return l && l <= JRNL_RECORD_MAX && l > len - off - 8 &&
+	       crc32c(0, buf + off + 8, len - off - 8) != get_u32(buf + off + 4);
 }
 
 static void scan_good(struct scan *sc, size_t from, size_t to)

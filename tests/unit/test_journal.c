@@ -262,6 +262,7 @@ Test(journal, one_flipped_bit_costs_one_record)
 		{0, 8, 1},	/* the first record */
 		{5, 12, 2},	/* another one */
 		{9, 10, 4},	/* the last one: a whole record, damaged, is no torn tail */
+		{9, 0, 5},	/* nor is one whose length alone runs past the end */
 	};
 
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
