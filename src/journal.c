@@ -600,6 +600,39 @@ out:
 	return after;
 }
 
+/* Replays segs (from the newest snapshot on) and opens the last one for
+ * appending when it may be. */
+static void recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_record_fn fn,
+			void *arg, struct jrnl_recovery *rec)
+{
+	/* From the newest snapshot on (the first), ids are consecutive. */
+	bool snap_whole = n && segs[0].snap;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && segs[i].id != segs[i - 1].id + 1) {
+			uint64_t lost = segs[i].id - segs[i - 1].id - 1;
+			log_error(NULL, "bus journal %s: %" PRIu64 " segment%s missing, from %016" PRIx64
+				  " to %016" PRIx64 " (deleted?): the records in %s are lost", j->dir, lost,
+				  lost == 1 ? "" : "s", segs[i - 1].id + 1, segs[i].id - 1,
+				  lost == 1 ? "it" : "them");
+			rec->missing += lost;
+		}
+		size_t good = recover_file(j, &segs[i], fn, arg, rec);
+		rec->segments++;
+		if (segs[i].snap && rec->corrupt)
+			snap_whole = false;
+		if (i == n - 1 && !segs[i].snap && good >= sizeof(magic)) {
+			char *p = seg_path(j, segs[i].id, "seg");
+			j->fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+			j->seg_id = segs[i].id;
+			j->seg_size = good;
+			free(p);
+		}
+	}
+	size_t left;
+	if (snap_whole)	/* what it supersedes can go now */
+		free(list_segments(j, &left, true));
+}
+
 /* --- the writer thread -------------------------------------------------------- */
 
 /*
@@ -953,32 +986,8 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 		return NULL;
 	}
 	reset(arg);
-	/* From the newest snapshot on (the first), ids are consecutive. */
-	bool snap_whole = n && segs[0].snap;
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && segs[i].id != segs[i - 1].id + 1) {
-			uint64_t lost = segs[i].id - segs[i - 1].id - 1;
-			log_error(NULL, "bus journal %s: %" PRIu64 " segment%s missing, from %016" PRIx64
-				  " to %016" PRIx64 " (deleted?): the records in %s are lost", dir, lost,
-				  lost == 1 ? "" : "s", segs[i - 1].id + 1, segs[i].id - 1,
-				  lost == 1 ? "it" : "them");
-			rec->missing += lost;
-		}
-		size_t good = recover_file(j, &segs[i], fn, arg, rec);
-		rec->segments++;
-		if (segs[i].snap && rec->corrupt)
-			snap_whole = false;
-		if (i == n - 1 && !segs[i].snap && good >= sizeof(magic)) {
-			char *p = seg_path(j, segs[i].id, "seg");
-			j->fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
-			j->seg_id = segs[i].id;
-			j->seg_size = good;
-			free(p);
-		}
-	}
+	recover_all(j, segs, n, fn, arg, rec);
 	free(segs);
-	if (snap_whole)	/* what it supersedes can go now */
-		free(list_segments(j, &n, true));
 	j->size = rec->bytes;
 	/* A full state_dir at start must not stop the stack: the journal
 	 * starts failing (what is to be stored is refused, with the reason)
