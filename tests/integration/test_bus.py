@@ -1235,6 +1235,7 @@ class Durability(CohortTest):
                                  capture_output=True, text=True)
         if mounted.returncode != 0:
             self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(os.rmdir, state)   # cleanups run last first: after the umount
         self.addCleanup(subprocess.run, ["umount", "-l", state])
         filler = os.path.join(state, "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
