@@ -586,11 +586,13 @@ static size_t recover_file(struct journal *j, const struct seg *sg, jrnl_record_
 		after = truncate(path, (off_t)sc.tail) == 0 ? sc.tail : 0;
 	else
 		after = len;
-	if (sc.torn) {
-		log_warn(NULL, "bus journal %s: %s %zu bytes of a torn tail at byte %zu (a crash "
-			 "mid-write)", path, after ? "cut" : "cannot cut", len - sc.tail, sc.tail);
-		if (after)
-			rec->truncated += len - sc.tail;
+	if (sc.torn && after) {
+		log_warn(NULL, "bus journal %s: cut %zu bytes of a torn tail at byte %zu (a crash "
+			 "mid-write)", path, len - sc.tail, sc.tail);
+		rec->truncated += len - sc.tail;
+	} else if (sc.torn && !sc.damaged && len == size) {
+		log_error(NULL, "bus journal %s: cannot cut %zu bytes of a torn tail at byte %zu: %s "
+			  "(not written to)", path, len - sc.tail, sc.tail, strerror(errno));
 	}
 out:
 	rec->bytes += after ? after : len;
