@@ -384,9 +384,16 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 		 "%zu retained value%s)%s", b->recovery.records, b->sessions.len,
 		 b->sessions.len == 1 ? "" : "s", queued, queued == 1 ? "" : "s", b->retained.len,
 		 b->retained.len == 1 ? "" : "s", b->recovery.truncated ? "; cut a torn tail" : "");
-	if (b->recovery.truncated)
-		log_warn(NULL, "bus journal: cut %llu bytes of a torn tail (a crash mid-write)",
-			 (unsigned long long)b->recovery.truncated);
+	/* Each damaged place was logged with its file and offset; the sum,
+	 * once, where an operator looks first. */
+	const struct jrnl_recovery *r = &b->recovery;
+	if (r->corrupt)
+		log_error(NULL, "bus journal: corruption: %zu damaged place%s (%llu bytes) left out; "
+			  "the records around them were kept (see above)", r->corrupt,
+			  r->corrupt == 1 ? "" : "s", (unsigned long long)r->corrupt_bytes);
+	if (r->missing)
+		log_error(NULL, "bus journal: corruption: %llu segment%s missing (see above)",
+			  (unsigned long long)r->missing, r->missing == 1 ? "" : "s");
 	return 0;
 }
 

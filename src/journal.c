@@ -178,6 +178,10 @@ static int write_all(int fd, const char *p, size_t n)
 /* Opens a new, empty append segment. */
 static int seg_new(struct journal *j)
 {
+	/* After a failure the directory itself may be missing (a full disk
+	 * when it was to be made at start). */
+	if (j->failed && mkdir_p(j->dir, 0700) < 0)
+		return -1;
 	char *path = seg_path(j, j->next_id, "seg");
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 
@@ -207,8 +211,9 @@ static int seg_cmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Segments in id order, from the newest snapshot on; older ones deleted. */
-static struct seg *list_segments(struct journal *j, size_t *n)
+/* Segments in id order, from the newest snapshot on; older ones deleted if
+ * prune.  NULL with *n 0 and errno set if the directory cannot be read. */
+static struct seg *list_segments(struct journal *j, size_t *n, bool prune)
 {
 	DIR *dh = opendir(j->dir);
 	struct dirent *e;
@@ -218,6 +223,7 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 	*n = 0;
 	if (!dh)
 		return NULL;
+	errno = 0;
 	while ((e = readdir(dh))) {
 		char ext[8];
 		unsigned long long id;
@@ -237,14 +243,16 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 		v[cnt++] = (struct seg){id, strcmp(ext, "snap") == 0};
 	}
 	closedir(dh);
-	if (!cnt)
+	if (!cnt) {
+		errno = 0;
 		return NULL;
+	}
 	qsort(v, cnt, sizeof(*v), seg_cmp);
 	size_t first = 0;
 	for (size_t i = 0; i < cnt; i++)
 		if (v[i].snap)
 			first = i;
-	for (size_t i = 0; i < first; i++) {	/* superseded by the snapshot */
+	for (size_t i = 0; prune && i < first; i++) {	/* superseded by the snapshot */
 		char *p = seg_path(j, v[i].id, v[i].snap ? "snap" : "seg");
 		unlink(p);
 		free(p);
@@ -256,22 +264,191 @@ static struct seg *list_segments(struct journal *j, size_t *n)
 	return v;
 }
 
-static char *slurp(const char *path, size_t *len)
+/* --- recovery ------------------------------------------------------------------ */
+
+/*
+ * Recovery tells two kinds of damage apart.  A torn tail is what a crash
+ * mid-write leaves after the last record: zeros (a file system that grew
+ * the file and lost the data), or the beginning of one record whose length
+ * runs past the end.  It holds nothing that was acknowledged, and is cut.
+ * Anything else that does not read as records (a flipped bit, a damaged
+ * magic, a tail with whole but bad records in it, any shortfall in a
+ * snapshot, which is written whole or not at all) is corruption: the
+ * records around it are kept (reading resumes at the next offset where a
+ * plausible header has a matching CRC), the file as found is kept aside as
+ * <file>.corrupt, and the file is rewritten with only its good records, so
+ * that new records follow good ones and the next start does not report
+ * the same damage again.  Nothing is unlinked or cut at start that could
+ * hold a record.
+ *
+ * No manifest of segments: ids are consecutive from the newest snapshot
+ * on (a failed compaction gives its id back), so a segment missing in the
+ * middle shows as a gap and is logged.  A manifest would also notice the
+ * loss of the newest or the oldest file, but it is one more file that must
+ * be rewritten durably at every roll and compaction, and that can itself
+ * be lost or damaged; files vanish from a directory through an operator's
+ * rm or a repaired file system, not through a crash, and the gap check
+ * covers the common case of those for free.
+ */
+
+/* What reading one file found. */
+struct scan {
+	const char *path;
+	const unsigned char *buf;
+	size_t len;			/* bytes read */
+	size_t records;
+	bool bad_magic;
+	size_t damaged;			/* stretches skipped (the tail's included) */
+	uint64_t damaged_bytes;
+	size_t tail;			/* where the tail starts (len: none) */
+	bool torn;			/* the tail is a torn write, not damage */
+	struct span { size_t from, to; } *good;	/* stretches of good records */
+	size_t ngood;
+	uint64_t budget;		/* bytes resync may still checksum */
+};
+
+#define SCAN_LOG_MAX 5	/* damaged stretches logged one by one, per file */
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The length of the whole, valid record at off, or 0; what its checksum
+ * cost is taken from *budget (NULL: no limit). */
+static size_t record_at(const unsigned char *buf, size_t len, size_t off, uint64_t *budget)
+{
+	if (off + 8 > len)
+		return 0;
+	uint32_t l = get_u32(buf + off);
+	/* No record is empty: zeros are never a record. */
+	if (l == 0 || l > JRNL_RECORD_MAX || l > len - off - 8)
+		return 0;
+	if (budget)
+		*budget = *budget > l ? *budget - l : 0;
+	return crc32c(0, buf + off + 8, l) == get_u32(buf + off + 4) ? 8 + (size_t)l : 0;
+}
+
+/*
+ * The next offset after off where a valid record starts, or 0.  A record
+ * whose payload took the damage has its successor right after it: tried
+ * first.  Then every offset; as random bytes often look like a length
+ * that fits, the checksums this costs are bounded (a few passes over the
+ * file): past that the rest of the file counts as damaged, and is kept
+ * aside with the rest.
+ */
+static size_t resync(struct scan *sc, size_t off)
+{
+	const unsigned char *buf = sc->buf;
+	size_t len = sc->len;
+	uint32_t l = off + 8 <= len ? get_u32(buf + off) : 0;
+
+	if (l && l <= JRNL_RECORD_MAX && l <= len - off - 8 && record_at(buf, len, off + 8 + l, NULL))
+		return off + 8 + l;
+	for (size_t p = off + 1; p + 8 < len && sc->budget; p++)
+		if (record_at(buf, len, p, &sc->budget))
+			return p;
+	return 0;
+}
+
+/* Is what follows the last good record a torn write (see above)?  Not if
+ * the bytes to the end match the record's CRC: then they are its whole
+ * payload, and the damage is in its length. */
+static bool tail_is_torn(const unsigned char *buf, size_t len, size_t off)
+{
+	size_t p = off;
+
+	while (p < len && buf[p] == 0)
+		p++;
+	if (p == len || len - off < 8)
+		return true;
+	uint32_t l = get_u32(buf + off);
+	return l && l <= JRNL_RECORD_MAX && l > len - off - 8 &&
+	       crc32c(0, buf + off + 8, len - off - 8) != get_u32(buf + off + 4);
+}
+
+static void scan_good(struct scan *sc, size_t from, size_t to)
+{
+	if (to <= from)
+		return;
+	if (sc->ngood && sc->good[sc->ngood - 1].to == from) {
+		sc->good[sc->ngood - 1].to = to;
+		return;
+	}
+	sc->good = xrealloc(sc->good, (sc->ngood + 1) * sizeof(*sc->good));
+	sc->good[sc->ngood++] = (struct span){from, to};
+}
+
+static void scan_damaged(struct scan *sc, size_t from, size_t to)
+{
+	/* A damaged header and damage right after it are one place. */
+	if (!(sc->bad_magic && sc->damaged == 1 && from == sizeof(magic)))
+		sc->damaged++;
+	sc->damaged_bytes += to - from;
+	if (sc->damaged > SCAN_LOG_MAX)
+		return;
+	if (to == sc->len)
+		log_error(NULL, "bus journal %s: corrupt data from byte %zu to the end (%zu bytes) "
+			  "left out", sc->path, from, to - from);
+	else
+		log_error(NULL, "bus journal %s: corrupt data at byte %zu (%zu bytes) skipped; "
+			  "reading resumes at byte %zu", sc->path, from, to - from, to);
+}
+
+/* Replays the records of sc->buf through fn, noting what is damaged.  In
+ * a snapshot (written whole, then renamed) no tail is a torn write. */
+static void scan_file(struct scan *sc, bool snap, jrnl_record_fn fn, void *arg)
+{
+	size_t off = sizeof(magic);
+
+	if (sc->len < sizeof(magic) || memcmp(sc->buf, magic, sizeof(magic)) != 0) {
+		log_error(NULL, "bus journal %s: the segment header is damaged; the records after "
+			  "it are read all the same", sc->path);
+		sc->bad_magic = true;
+		sc->damaged++;
+		sc->damaged_bytes += sc->len < sizeof(magic) ? sc->len : sizeof(magic);
+	}
+	while (off < sc->len) {
+		size_t n = record_at(sc->buf, sc->len, off, NULL);
+		if (n) {
+			fn(arg, sc->buf + off + 8, n - 8);
+			sc->records++;
+			scan_good(sc, off, off + n);
+			off += n;
+			continue;
+		}
+		size_t next = resync(sc, off);
+		if (!next)
+			break;
+		scan_damaged(sc, off, next);
+		off = next;
+	}
+	sc->tail = off < sc->len ? off : sc->len;
+	sc->torn = sc->tail < sc->len && !snap && tail_is_torn(sc->buf, sc->len, sc->tail);
+	if (sc->tail < sc->len && !sc->torn)
+		scan_damaged(sc, sc->tail, sc->len);
+}
+
+static char *slurp(const char *path, size_t *len, size_t *size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	char *buf;
 
+	*len = *size = 0;
 	if (fd < 0)
 		return NULL;
 	if (fstat(fd, &st) < 0) {
 		close(fd);
 		return NULL;
 	}
+	*size = (size_t)st.st_size;
 	buf = xmalloc((size_t)st.st_size + 1);
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
 		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r <= 0)
 			break;
 		got += (size_t)r;
@@ -281,54 +458,199 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-/* Replays one file; returns the offset after its last good record. */
-static size_t replay_file(const char *path, bool last, jrnl_record_fn fn, void *arg,
-			  struct jrnl_recovery *rec)
+/* Keeps the file as found beside it, as <path>.corrupt (.1, .2, ... if that
+ * is taken): a hard link, else a copy.  The name, or NULL. */
+static char *keep_aside(const char *path, const char *buf, size_t len)
 {
-	size_t len = 0;
-	char *buf = slurp(path, &len);
-	size_t off = sizeof(magic);
-
-	if (!buf)
-		return 0;
-	if (len < sizeof(magic) || memcmp(buf, magic, sizeof(magic)) != 0) {
-		log_error(NULL, "bus journal %s: not a journal segment (skipped)", path);
-		rec->corrupt++;
-		free(buf);
-		return 0;
-	}
-	while (off + 8 <= len) {
-		const unsigned char *h = (const unsigned char *)buf + off;
-		uint32_t l = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-		uint32_t c = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
-		/* No record is empty: zeros where records were (a file system
-		 * that extended the file but lost the data) are a torn tail. */
-		if (l == 0 || l > JRNL_RECORD_MAX || off + 8 + l > len || crc32c(0, h + 8, l) != c) {
-			if (!last) {
-				log_error(NULL, "bus journal %s: bad record at byte %zu; the rest of this "
-					  "segment is skipped", path, off);
-				rec->corrupt++;
-			}
-			break;
+	for (int i = 0; i < 100; i++) {
+		char *aside = i ? xasprintf("%s.corrupt.%d", path, i) : xasprintf("%s.corrupt", path);
+		if (link(path, aside) == 0)
+			return aside;
+		if (errno == EEXIST) {
+			free(aside);
+			continue;
 		}
-		fn(arg, h + 8, l);
-		rec->records++;
-		off += 8 + l;
+		/* No hard links here: a copy. */
+		int fd = open(aside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0 && write_all(fd, buf, len) == 0 && fsync(fd) == 0) {
+			close(fd);
+			return aside;
+		}
+		int err = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(aside);
+		}
+		free(aside);
+		errno = err;
+		return NULL;
 	}
-	rec->bytes += off;
+	errno = EEXIST;
+	return NULL;
+}
+
+/* Rewrites path with the magic and sc's good records (tmp, fsync, rename):
+ * the file's size after, or 0 if it could not (path is then as it was). */
+static size_t rewrite(struct journal *j, uint64_t id, const char *path, const struct scan *sc)
+{
+	char *tmp = seg_path(j, id, "tmp");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t size = sizeof(magic);
+	bool ok = fd >= 0 && write_all(fd, magic, sizeof(magic)) == 0;
+
+	for (size_t i = 0; ok && i < sc->ngood; i++) {
+		ok = write_all(fd, (const char *)sc->buf + sc->good[i].from,
+			       sc->good[i].to - sc->good[i].from) == 0;
+		size += sc->good[i].to - sc->good[i].from;
+	}
+	ok = ok && fsync(fd) == 0;
+	int err = errno;
+	if (fd >= 0)
+		close(fd);
+	if (ok && rename(tmp, path) < 0) {
+		err = errno;
+		ok = false;
+	}
+	if (!ok) {
+		unlink(tmp);
+		errno = err;
+	}
+	free(tmp);
+	if (!ok)
+		return 0;
+	fsync_dir(j->dir);
+	return size;
+}
+
+/* Keeps the damaged file aside and rewrites it with its good records: its
+ * size after, or 0 (logged) if either cannot be done. */
+static size_t mend(struct journal *j, const struct seg *sg, struct scan *sc, const char *buf)
+{
+	char *aside = keep_aside(sc->path, buf, sc->len);
+	size_t size = aside ? rewrite(j, sg->id, sc->path, sc) : 0;
+	int err = errno;
+
+	if (aside && !size)
+		unlink(aside);	/* the file itself is still as found */
+	if (size)
+		log_error(NULL, "bus journal %s: %zu records kept, %llu damaged bytes in %zu place%s "
+			  "left out; the file as found is kept as %s", sc->path, sc->records,
+			  (unsigned long long)sc->damaged_bytes, sc->damaged, sc->damaged == 1 ? "" : "s",
+			  aside);
+	else
+		log_error(NULL, "bus journal %s: cannot %s: %s (the damaged file is left as it is, "
+			  "and not written to)", sc->path, aside ? "rewrite it" : "keep a copy of it",
+			  strerror(err));
+	free(aside);
+	return size;
+}
+
+/*
+ * Replays one file and mends it (see above).  Returns the offset new
+ * records may follow at (its size after); 0 when it must not be appended
+ * to: it could not be read whole, or not be mended, and is left as found.
+ */
+static size_t recover_file(struct journal *j, const struct seg *sg, jrnl_record_fn fn, void *arg,
+			   struct jrnl_recovery *rec)
+{
+	char *path = seg_path(j, sg->id, sg->snap ? "snap" : "seg");
+	size_t len, size, after = 0;
+	errno = 0;
+	char *buf = slurp(path, &len, &size);
+	struct scan sc = {.path = path, .buf = (const unsigned char *)buf, .len = len,
+			  .budget = 16 * (uint64_t)len + (1u << 20)};
+
+	if (!buf || len < size) {
+		log_error(NULL, "bus journal %s: cannot read %s: %s (%zu of %zu bytes read; what "
+			  "was read is replayed, the file is left as it is)", path,
+			  buf ? "all of it" : "it", errno ? strerror(errno) : "short read", len, size);
+		rec->corrupt++;
+		if (!buf)
+			goto out;
+	}
+	if (!sg->snap && len == size && len < sizeof(magic) && memcmp(buf, magic, len) == 0) {
+		/* Its creation was cut short (a crash, a full disk): no record
+		 * was ever in it.  Made whole again, it keeps its id. */
+		after = rewrite(j, sg->id, path, &sc);
+		goto out;
+	}
+	scan_file(&sc, sg->snap, fn, arg);
+	rec->records += sc.records;
+	rec->corrupt += sc.damaged;
+	rec->corrupt_bytes += sc.damaged_bytes;
+	if (len < size)
+		after = 0;	/* not read whole: not touched */
+	else if (sc.damaged)
+		after = mend(j, sg, &sc, buf);
+	else if (sc.tail < len)
+		after = truncate(path, (off_t)sc.tail) == 0 ? sc.tail : 0;
+	else
+		after = len;
+	if (sc.torn && after) {
+		log_warn(NULL, "bus journal %s: cut %zu bytes of a torn tail at byte %zu (a crash "
+			 "mid-write)", path, len - sc.tail, sc.tail);
+		rec->truncated += len - sc.tail;
+	} else if (sc.torn && !sc.damaged && len == size) {
+		log_error(NULL, "bus journal %s: cannot cut %zu bytes of a torn tail at byte %zu: %s "
+			  "(not written to)", path, len - sc.tail, sc.tail, strerror(errno));
+	}
+out:
+	rec->bytes += after ? after : len;
+	free(sc.good);
 	free(buf);
-	return off;
+	free(path);
+	return after;
+}
+
+/* Replays segs (from the newest snapshot on) and opens the last one for
+ * appending when it may be. */
+static void recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_record_fn fn,
+			void *arg, struct jrnl_recovery *rec)
+{
+	/* From the newest snapshot on (the first), ids are consecutive. */
+	bool snap_whole = n && segs[0].snap;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && segs[i].id != segs[i - 1].id + 1) {
+			uint64_t lost = segs[i].id - segs[i - 1].id - 1;
+			log_error(NULL, "bus journal %s: %" PRIu64 " segment%s missing, from %016" PRIx64
+				  " to %016" PRIx64 " (deleted?): the records in %s are lost", j->dir, lost,
+				  lost == 1 ? "" : "s", segs[i - 1].id + 1, segs[i].id - 1,
+				  lost == 1 ? "it" : "them");
+			rec->missing += lost;
+		}
+		size_t good = recover_file(j, &segs[i], fn, arg, rec);
+		rec->segments++;
+		if (segs[i].snap && rec->corrupt)
+			snap_whole = false;
+		if (i == n - 1 && !segs[i].snap && good >= sizeof(magic)) {
+			char *p = seg_path(j, segs[i].id, "seg");
+			j->fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+			j->seg_id = segs[i].id;
+			j->seg_size = good;
+			free(p);
+		}
+	}
+	size_t left;
+	if (snap_whole)	/* what it supersedes can go now */
+		free(list_segments(j, &left, true));
 }
 
 /* --- the writer thread -------------------------------------------------------- */
 
-static void write_failed(struct journal *j, const char *what)
+/*
+ * Makes a failure visible.  Called only once the segment is back to its
+ * last good record: whoever sees the failure (the bus refusing, a test
+ * looking at the segment) must not see the part of a record that failed.
+ */
+static void write_failed(struct journal *j, const char *what, int err)
 {
+	if (!err)
+		err = EIO;
 	/* Refusals start now, before the log line that says why. */
-	atomic_store_explicit(&j->failed_errno, errno ? errno : EIO, memory_order_relaxed);
+	atomic_store_explicit(&j->failed_errno, err, memory_order_relaxed);
 	if (!j->failed)
 		log_error(NULL, "bus journal %s: %s: %s (nothing more is stored or acknowledged "
-			  "until this is mended; tried again every second)", j->dir, what, strerror(errno));
+			  "until this is mended; tried again every second)", j->dir, what, strerror(err));
 	j->failed = true;
 }
 
@@ -355,23 +677,27 @@ static bool do_compact(struct journal *j, struct sbuf *snap)
 
 	if (fd < 0 || write_all(fd, magic, sizeof(magic)) < 0 ||
 	    write_all(fd, snap->buf ? snap->buf : "", snap->len) < 0 || fsync(fd) < 0) {
-		write_failed(j, "writing a compacted snapshot");
+		int err = errno;
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
+		write_failed(j, "writing a compacted snapshot", err);
+		j->next_id = id;	/* ids stay consecutive: a gap means a lost file */
 		goto out;
 	}
 	close(fd);
 	if (rename(tmp, final) < 0) {
-		write_failed(j, "renaming a compacted snapshot");
+		int err = errno;
 		unlink(tmp);
+		write_failed(j, "renaming a compacted snapshot", err);
+		j->next_id = id;
 		goto out;
 	}
 	fsync_dir(j->dir);
 	/* Everything before the snapshot is now redundant, the append segment
 	 * too: the next write opens a new one. */
 	size_t n;
-	struct seg *segs = list_segments(j, &n);
+	struct seg *segs = list_segments(j, &n, true);
 	free(segs);
 	if (j->fd >= 0)
 		close(j->fd);
@@ -393,23 +719,29 @@ out:
  * policy); false, with none of them in the segment, if it could not. */
 static bool write_records(struct journal *j, const struct sbuf *data)
 {
-	if (!data->len)
+	/* Nothing to write, unless there is no segment since a failure: then
+	 * opening one is the work that ends the failure (at start, on a full
+	 * disk, nothing else would try). */
+	if (!data->len && (j->fd >= 0 || !j->failed))
 		return true;
 	if ((j->fd < 0 || (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(magic))) &&
 	    seg_new(j) < 0) {
-		write_failed(j, "opening a segment");
+		write_failed(j, "opening a segment", errno);
 		return false;
 	}
+	/* The part written is cut before the failure is made visible. */
 	if (write_all(j->fd, data->buf, data->len) < 0) {
-		write_failed(j, "write");
+		int err = errno;
 		drop_tail(j);
+		write_failed(j, "write", err);
 		return false;
 	}
 	/* After a failed fdatasync the kernel may have dropped the pages it
 	 * could not write: the records are written again, never trusted. */
 	if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0) {
-		write_failed(j, "fsync");
+		int err = errno;
 		drop_tail(j);
+		write_failed(j, "fsync", err);
 		return false;
 	}
 	j->seg_size += data->len;
@@ -429,7 +761,7 @@ static void put_back(struct sbuf *queue, struct sbuf *failed)
 
 static bool has_work(const struct journal *j)
 {
-	return j->pending.len || j->before.len || j->want_snapshot;
+	return j->pending.len || j->before.len || j->want_snapshot || (j->failed && j->fd < 0);
 }
 
 /* Sleeps until there is work, or until stop; after a failure, not before
@@ -642,42 +974,34 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	j->done = done;
 	j->arg = arg;
 	j->fd = -1;
-	if (mkdir_p(dir, 0700) < 0) {
+	/* A directory that cannot be made holds nothing to recover: the
+	 * journal starts failing (below), as on a full disk. */
+	int mkdir_errno = mkdir_p(dir, 0700) < 0 ? errno : 0;
+	/* Older segments are dropped only once their snapshot has been read
+	 * whole: at start nothing is destroyed that might be needed. */
+	struct seg *segs = list_segments(j, &n, false);
+	if (!segs && errno && !mkdir_errno) {
+		/* What is there is unknown: starting afresh could overwrite it. */
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		free(j->dir);
 		free(j);
 		return NULL;
 	}
-	struct seg *segs = list_segments(j, &n);
 	reset(arg);
-	for (size_t i = 0; i < n; i++) {
-		char *p = seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
-		bool last = i == n - 1;
-		size_t good = replay_file(p, last, fn, arg, rec);
-		rec->segments++;
-		struct stat st;
-		if (last && !segs[i].snap && stat(p, &st) == 0 && (uint64_t)st.st_size > good) {
-			/* A torn tail: cut it, so new records follow good ones. */
-			rec->truncated = (uint64_t)st.st_size - good;
-			if (good < sizeof(magic) || truncate(p, (off_t)good) < 0) {
-				unlink(p);
-				rec->truncated = (uint64_t)st.st_size;
-			}
-		}
-		if (last && !segs[i].snap && good >= sizeof(magic)) {
-			j->fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
-			j->seg_id = segs[i].id;
-			j->seg_size = good;
-		}
-		free(p);
-	}
-	j->size = rec->bytes;
+	recover_all(j, segs, n, fn, arg, rec);
 	free(segs);
-	if (j->fd < 0 && seg_new(j) < 0) {
-		snprintf(err, errlen, "%s: cannot open a journal segment: %s", dir, strerror(errno));
-		free(j->dir);
-		free(j);
-		return NULL;
+	j->size = rec->bytes;
+	/* A full state_dir at start must not stop the stack: the journal
+	 * starts failing (what is to be stored is refused, with the reason)
+	 * and the writer tries to open a segment every second, as after a
+	 * failed write at runtime. */
+	if (mkdir_errno)
+		write_failed(j, "making the journal directory", mkdir_errno);
+	else if (j->fd < 0 && seg_new(j) < 0)
+		write_failed(j, "opening a segment", errno);
+	if (j->failed) {
+		clock_gettime(CLOCK_REALTIME, &j->retry_at);
+		j->retry_at.tv_sec += 1;
 	}
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->wake, NULL);

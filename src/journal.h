@@ -4,7 +4,9 @@
  *
  *     u32 length (of the payload, little-endian) | u32 CRC-32C of the payload | payload
  *
- * so recovery can tell a torn tail (cut there) from the records before it.
+ * so recovery can tell a torn tail (cut there) from the records before it,
+ * and a damaged record (skipped, the file kept aside as *.corrupt and
+ * rewritten with its good records) from the good ones after it.
  * A compaction writes the live state as a new snapshot segment (written
  * .tmp, fsynced, renamed: it exists whole or not at all) and drops the
  * older segments; recovery starts at the newest snapshot.
@@ -41,7 +43,9 @@ struct jrnl_recovery {
 	size_t records;
 	uint64_t bytes;
 	uint64_t truncated;	/* torn-tail bytes cut off */
-	size_t corrupt;		/* bad records found before the tail (skipped) */
+	size_t corrupt;		/* damaged stretches skipped (each logged with its offset) */
+	uint64_t corrupt_bytes;	/* in them */
+	uint64_t missing;	/* segments missing between the first and the last */
 };
 
 /* Opens (making) dir, replays it through fn (snapshot_fn first receives

@@ -99,7 +99,9 @@ static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 	    write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0) {
 		log_error(NULL, "cannot write the fencing token counter %s: %s (no lock is granted "
 			  "until it can be written)", t->counter_path, strerror(errno));
-		*why = "cannot persist the fencing token counter (see cohortd's log)";
+		snprintf(t->refusal, sizeof(t->refusal), "cannot persist the fencing token counter "
+			 "(%s); no lock is granted until it can be written", strerror(errno));
+		*why = t->refusal;
 		return -1;
 	}
 	*token = t->next_token++;
@@ -126,23 +128,29 @@ int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *coun
 			if (n <= 0 || errno || end == buf || (*end && *end != '\n')) {
 				snprintf(err, errlen, "%s: not a token count; refusing to start rather than "
 					 "hand out tokens that might go backwards", counter_path);
-				return -1;
+				goto fail;
 			}
 			t->next_token = v + 1;
 		} else if (errno != ENOENT) {
 			snprintf(err, errlen, "%s: %s", counter_path, strerror(errno));
-			return -1;
+			goto fail;
 		}
 	}
-	/* Reserve the first block now: a failure shows at start-up. */
-	if (write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0) {
-		snprintf(err, errlen, "%s: %s", counter_path, strerror(errno));
-		return -1;
-	}
+	/* Reserve the first block now.  A full state_dir must not stop the
+	 * stack: supervision goes on, and grants are refused with the reason
+	 * until the counter can be written (each grant tries, as at runtime). */
+	t->reserved = t->next_token - 1;
+	if (write_reserve(t, t->next_token + LOCK_TOKEN_BLOCK - 1) < 0)
+		log_error(NULL, "cannot write the fencing token counter %s: %s (supervising anyway; "
+			  "no lock is granted until it can be written)", counter_path, strerror(errno));
 	ev_async_init(&t->ahead_done, ahead_done_cb);
 	ev_async_start(loop, &t->ahead_done);
 	ev_unref(loop);	/* it alone must not keep the loop running */
 	return 0;
+fail:
+	free(t->counter_path);
+	t->counter_path = NULL;
+	return -1;
 }
 
 /* --- locks ----------------------------------------------------------------- */

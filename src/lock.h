@@ -100,13 +100,16 @@ struct lock_table {
 	int ahead_errno;		/* 0 when written */
 	bool ahead_failed;		/* no more until a write in the loop works */
 	ev_async ahead_done;		/* wakes the loop when it is done */
+	char refusal[160];		/* why grants are refused while the counter cannot be written */
 };
 
 /* Results of an acquire. */
 enum lock_result { LOCK_GRANTED, LOCK_QUEUED, LOCK_ERROR };
 
 /* counter_path: where the token high-water mark lives (NULL: memory only).
- * -1 with err when the counter cannot be read or written. */
+ * -1 with err when the counter cannot be read (or says nothing sensible).
+ * One that cannot be written (a full disk) is no reason not to start: it is
+ * logged, and grants are refused with the reason until a write works. */
 int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
 		    char *err, size_t errlen);
 void lock_table_free(struct lock_table *t);

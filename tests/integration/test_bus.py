@@ -3,9 +3,11 @@
 and raw WebSocket connections: every op and guarantee, permissions, bad
 input, durability across kill -9, client reconnect."""
 import asyncio
+import errno
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +17,7 @@ import unittest
 
 import websockets
 
-from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, wait_until
+from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, read_line, wait_until
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -1161,6 +1163,118 @@ class Durability(CohortTest):
             async with cohort_client.Client(bus="unix:" + os.path.join(run_dir, "bus.sock")) as c:
                 return {m["topic"] for m in await c.get("full.*")}
         self.assertEqual(run(values()), {f"full.k{i}" for i in acked})
+        d.stop()
+
+    def test_a_corrupt_record_costs_that_record(self):
+        """One flipped bit in a record in the middle of the journal costs
+        that record, not the ones after it: the qos-1 messages queued for
+        a durable subscriber are all delivered after a restart but the
+        damaged one, the damage is logged with its offset, and the segment
+        as found is kept as *.corrupt."""
+        state, run_dir = self.path("state"), self.path("run")
+        text = f"[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\nbus_fsync = always\n" + IDLE
+        bus = os.path.join(run_dir, "bus.sock")
+        d = self.cohortd(text)
+        d.run_dir = run_dir
+        d.wait_log(r"^stack is up")
+
+        async def fill():
+            async with cohort_client.Client(bus="unix:" + bus, session="keeper") as s:
+                await s.subscribe("kept.>", lambda m: None, qos=1)
+            async with cohort_client.Client(bus="unix:" + bus) as c:
+                for i in range(20):
+                    await c.publish("kept.x", f"message-{i:02d}", qos=1)
+        run(fill())
+        d.stop()
+        seg_dir = os.path.join(state, "bus")
+        segs = [f for f in os.listdir(seg_dir) if f.endswith(".seg")]
+        self.assertEqual(len(segs), 1, segs)
+        seg = os.path.join(seg_dir, segs[0])
+        with open(seg, "r+b") as f:
+            data = f.read()
+            at = data.index(b"message-07")
+            self.assertEqual(data.count(b"message-07"), 1)
+            f.seek(at)
+            f.write(b"l")   # one bit: 'm' is 0x6d, 'l' 0x6c
+        d = self.cohortd(text)
+        d.run_dir = run_dir
+        d.wait_log(r"^stack is up")
+        d.wait_log(rf"bus journal {re.escape(seg)}: corrupt data at byte \d+ \(\d+ bytes\) skipped")
+        d.wait_log(r"bus journal: corruption: 1 damaged place")
+        self.assertTrue(os.path.exists(seg + ".corrupt"))
+
+        async def collect():
+            got = []
+            done = asyncio.Event()
+
+            def on(m):
+                got.append(m["data"])
+                if m["data"] == "marker":
+                    done.set()
+            s = cohort_client.Client(bus="unix:" + bus, session="keeper")
+            s.subs["kept.>"] = (on, 1)
+            await s.connect()
+            async with cohort_client.Client(bus="unix:" + bus) as c:
+                await c.publish("kept.x", "marker", qos=1)
+            await asyncio.wait_for(done.wait(), 10 * FACTOR)
+            await s.close()
+            return got
+        got = run(collect())
+        self.assertEqual(got, [f"message-{i:02d}" for i in range(20) if i != 7] + ["marker"])
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs")
+    def test_a_full_state_dir_at_start(self):
+        """With state_dir 100 % full at start (a small tmpfs, filled),
+        cohortd still supervises; locks and qos-1/retained publishes are
+        refused with the reason, qos-0 goes on; once the disk has room
+        both work again without a restart."""
+        state = self.path("state")
+        os.mkdir(state)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(os.rmdir, state)   # cleanups run last first: after the umount
+        self.addCleanup(subprocess.run, ["umount", "-l", state])
+        filler = os.path.join(state, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 4096)
+        except OSError as e:
+            self.assertEqual(e.errno, errno.ENOSPC)
+        os.close(fd)
+        d = self.cohortd(f"[cohort]\nstate_dir = {state}\n" + IDLE)
+        d.wait_log(r"^stack is up")
+        bus = os.path.join(d.run_dir, "bus.sock")
+        d.wait_log(r"cannot write the fencing token counter .*lock\.tokens: No space left on device")
+        d.wait_log(r"bus journal .*: (opening a segment|making the journal directory): No space left on device")
+        self.assertEqual(d.state("idle"), "running")
+        ctl = d.connect()
+        buf = bytearray()
+
+        def acquire():
+            ctl.sendall(b'{"cmd":"lock.acquire","name":"full"}\n')
+            return json.loads(read_line(ctl, buf))
+        r = acquire()
+        self.assertFalse(r["ok"])
+        self.assertIn("cannot persist the fencing token counter (No space left on device)", r["error"])
+
+        async def publish(qos, retain=False):
+            async with cohort_client.Client(bus="unix:" + bus) as c:
+                await c.publish("full.x", "1", qos=qos, retain=retain)
+        run(publish(0))
+        for qos, retain in ((1, False), (1, True)):
+            with self.assertRaisesRegex(cohort_client.BusError, r"not stored: the bus journal cannot "
+                                        r"be written \(No space left on device\)"):
+                run(publish(qos, retain))
+        os.unlink(filler)
+        r = wait_until(self, lambda: (lambda a: a if a["ok"] else None)(acquire()), what="a lock grant")
+        self.assertGreater(r["token"], 0)
+        d.wait_log(r"bus journal .*: written again")
+        run(publish(1, True))
+        ctl.close()
         d.stop()
 
     def test_crash_safety_batch(self):

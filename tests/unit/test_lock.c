@@ -495,5 +495,33 @@ Test(lock, a_corrupt_counter_refuses_to_start)
 
 	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "not a token count"), "%s", err);
-	free(t2.counter_path);
+	cr_assert_null(t2.counter_path, "a refused start keeps what it allocated (a leak)");
+}
+
+/* A counter that cannot be written at start (a full state_dir; here its
+ * directory is missing) does not stop the start: grants are refused with
+ * the reason until the write works, then they begin at 1. */
+Test(lock, a_counter_that_cannot_be_written_at_start_refuses_grants_until_it_can)
+{
+	char err[200];
+	struct lock_table t2;
+	char *dir = xasprintf("%s/not-yet", th_tmpdir());
+	char *path = xasprintf("%s/lock.tokens", dir);
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+
+	cr_assert_eq(lock_table_init(&t2, loop, path, err, sizeof(err)), 0, "%s", err);
+	struct lock_session *s = lock_session_open(&t2, "s", NULL, NULL, on_wait);
+	cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_ERROR);
+	cr_assert(strstr(why, "cannot persist the fencing token counter (No such file or directory)"),
+		  "%s", why);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	cr_assert_eq(lock_acquire(s, "x", LOCK_EXCLUSIVE, 1000, 0, NULL, &token, &exp, &why), LOCK_GRANTED,
+		     "%s", why);
+	cr_assert_eq(token, 1);
+	cr_assert_eq(access(path, F_OK), 0);
+	lock_table_free(&t2);
+	free(path);
+	free(dir);
 }
