@@ -168,7 +168,14 @@ class Client:
         await self.close()
 
     async def _send(self, obj):
-        await self.ws.send(json.dumps(obj))
+        try:
+            await self.ws.send(json.dumps(obj))
+        except websockets.ConnectionClosed as e:
+            # the reader says it (once); the caller sees it now
+            rcvd = getattr(e, "rcvd", None)
+            if rcvd is not None and rcvd.code in FINAL_CLOSES:
+                raise self.ended or Closed(rcvd.code, rcvd.reason) from None
+            raise
 
     async def wait_closed(self):
         """Returns when the client stopped (closed, or not reconnecting);

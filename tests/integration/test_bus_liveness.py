@@ -5,8 +5,10 @@ client as a close frame with its code, even from a client that keeps
 writing; a connection is closed for liveness only when it made no progress
 either way for bus_idle_timeout; one that never says hello is closed after
 the handshake timeout; and each close is logged once with its reason."""
+import asyncio
 import base64
 import json
+import logging
 import os
 import select
 import signal
@@ -18,7 +20,10 @@ import threading
 import time
 import unittest
 
-from harness import FACTOR, CohortTest, free_port, wait_until
+from harness import FACTOR, SRC, CohortTest, free_port, wait_until
+
+sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
+import cohort_client  # noqa: E402
 
 IDLE = """
 [service:idle]
@@ -311,6 +316,51 @@ ready = delay:0
                          [(1001, "cohortd is stopping", False)] * len(clients))
         for ws in clients:
             ws.close()
+
+    def test_two_python_clients_of_one_session_publishing_take_it_once(self):
+        """Two cohort_client.py clients of one session, both publishing: the
+        older reads 4000 and stops; the session is taken once, not back and
+        forth for ever."""
+        d, port, token = self.tcp_daemon()
+        urls = {"tcp": f"ws://127.0.0.1:{port}/", "unix": "unix:" + self.bus(d)}
+
+        async def flood(c):
+            try:
+                while True:
+                    await c.publish("tug.x", "p" * 100)
+                    await asyncio.sleep(0)
+            except cohort_client.Closed:
+                pass
+
+        async def round_(transport, i):
+            session = f"tug-{transport}-{i}"
+            older = cohort_client.Client(bus=urls[transport], token=token, session=session)
+            await older.connect()
+            older_flood = asyncio.ensure_future(flood(older))
+            await asyncio.sleep(0.05)
+            newer = cohort_client.Client(bus=urls[transport], token=token, session=session)
+            await newer.connect()
+            newer_flood = asyncio.ensure_future(flood(newer))
+            with self.assertRaises(cohort_client.Closed) as cm:
+                await asyncio.wait_for(older.wait_closed(), 10 * FACTOR)
+            self.assertEqual((transport, i, cm.exception.code), (transport, i, 4000))
+            await asyncio.sleep(0.2)
+            self.assertIsNone(newer.ended)
+            newer_flood.cancel()
+            await older_flood
+            await newer.close()
+
+        async def go():
+            for transport in ("tcp", "unix"):
+                for i in range(10):
+                    await round_(transport, i)
+        logging.disable(logging.ERROR)  # each older client says it stops, once
+        try:
+            asyncio.run(asyncio.wait_for(go(), 120 * FACTOR))
+        finally:
+            logging.disable(logging.NOTSET)
+        self.assertEqual(d.count(r"^bus: closing connection .*: session taken over by a new connection \(4000\)$"),
+                         20)
 
 
 def peer(path):
