@@ -82,11 +82,11 @@ class RawWs:
         self.buf += data
         return True
 
-    def send(self, obj, opcode=1):
+    def send(self, obj, opcode=1, fin=True):
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         mask = os.urandom(4)
         n = len(data)
-        head = bytes([0x80 | opcode])
+        head = bytes([(0x80 if fin else 0) | opcode])
         if n < 126:
             head += bytes([0x80 | n])
         elif n < 65536:
@@ -287,6 +287,25 @@ ready = delay:0
             if not backlog:     # its socket had room for the Close frame
                 self.assertEqual(out.strip(), "closed 4001")
             self.assertEqual(d.count(rf"^bus: closing connection \d+ \(admin, unix, pid {peer.pid}\)"), 1, line)
+
+    def test_a_message_too_large_in_fragments_reads_1009(self):
+        """2 MB (bus_max_message is 1M) sent as 64 KiB fragments, the sender
+        writing on after cohortd closes: it reads 1009, and no RST."""
+        d, port, token = self.tcp_daemon()
+        for transport in ("tcp", "unix"):
+            ws = self.connect(d, transport, port)
+            ws.send({"op": "hello", "token": token})
+            chunk = b"x" * 65536
+            try:
+                for i in range(32):
+                    ws.send(chunk, opcode=1 if i == 0 else 0, fin=i == 31)
+                    ws._recv(0)
+            except OSError:
+                ws.reset = True
+            ws.read_until_closed(10, keep_writing=True)
+            self.assertEqual((transport, ws.close_code, ws.reset), (transport, 1009, False))
+            self.assertEqual(ws.close_reason, "message over bus_max_message (1048576 bytes)")
+            ws.close()
 
     def test_clients_that_keep_writing_read_1001_at_shutdown(self):
         d, port, token = self.tcp_daemon()
