@@ -193,6 +193,7 @@ ready = delay:0
                 self.assertEqual((transport, i, ws.close_code, ws.reset), (transport, i, 1008, False))
                 self.assertEqual((ws.close_reason, ws.closes), ("bad token", 1))
                 ws.close()
+        d.stop()
 
     def test_the_older_of_two_connections_of_a_session_reads_4000(self):
         d, port, token = self.tcp_daemon()
@@ -211,6 +212,7 @@ ready = delay:0
                 self.assertEqual(older.closes, 1)
                 older.close()
                 newer.close()
+        d.stop()
 
     def test_a_connection_without_hello_is_closed_after_5_s(self):
         d = self.daemon()
@@ -222,6 +224,7 @@ ready = delay:0
         self.assertTrue(4.5 <= waited < 10 * FACTOR, waited)
         d.wait_log(r"^bus: closing connection \d+ \(no hello, unix, pid \d+\): no hello within 5 s \(4001\)$")
         ws.close()
+        d.stop()
 
     def publish(self, d, topic, count, size):
         """count qos-0 messages of size bytes on topic, from a raw admin
@@ -261,6 +264,7 @@ ready = delay:0
         self.assertEqual((got, sub.close_code, sub.eof), (count, None, False))
         self.assertEqual(d.count(r"^bus: closing connection"), 0)
         sub.close()
+        d.stop()
 
     def test_a_stopped_peer_is_closed_after_bus_idle_timeout(self):
         """A subscriber stopped with SIGSTOP: it answers no PING and reads
@@ -287,6 +291,7 @@ ready = delay:0
             if not backlog:     # its socket had room for the Close frame
                 self.assertEqual(out.strip(), "closed 4001")
             self.assertEqual(d.count(rf"^bus: closing connection \d+ \(admin, unix, pid {peer.pid}\)"), 1, line)
+        d.stop()
 
     def test_a_message_too_large_in_fragments_reads_1009(self):
         """2 MB (bus_max_message is 1M) sent as 64 KiB fragments, the sender
@@ -306,6 +311,7 @@ ready = delay:0
             self.assertEqual((transport, ws.close_code, ws.reset), (transport, 1009, False))
             self.assertEqual(ws.close_reason, "message over bus_max_message (1048576 bytes)")
             ws.close()
+        d.stop()
 
     def test_clients_that_keep_writing_read_1001_at_shutdown(self):
         d, port, token = self.tcp_daemon()
@@ -380,6 +386,7 @@ ready = delay:0
             logging.disable(logging.NOTSET)
         self.assertEqual(d.count(r"^bus: closing connection .*: session taken over by a new connection \(4000\)$"),
                          20)
+        d.stop()
 
 
 def peer(path):
