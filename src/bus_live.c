@@ -106,8 +106,9 @@ static void live_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 
 	if (c->closing) {
-		/* Its Close frame could not go out (it reads nothing): drop it. */
-		log_info(NULL, "bus: connection %llu: the Close frame was not taken within %d ms: dropped",
+		/* Its Close frame could not go out (it reads nothing): drop it.
+		 * The close itself was logged already. */
+		log_debug(NULL, "bus: connection %llu: the Close frame was not taken within %d ms: dropped",
 			 (unsigned long long)c->id, BUS_LINGER_MS);
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 		return;

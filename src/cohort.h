@@ -15,6 +15,10 @@
  * own event loop, watch cohort_fd() for reading (and for writing when
  * cohort_wants_write()), call cohort_step(c, 0) when it is ready or when
  * cohort_next_timeout_ms() has passed, and use cohort_publish_nowait().
+ * cohortd closes (4001) a connection that neither sends nor reads for
+ * bus_idle_timeout (60 s by default), after a PING halfway that
+ * cohort_step answers: a program that does not step for that long is
+ * taken for dead, and the client reconnects at its next step.
  *
  * The client stays connected on its own: when the connection drops it
  * reconnects with exponential backoff and jitter (100 ms doubling to
