@@ -4,6 +4,7 @@
  * JSON object per text frame.
  *
  *   bus_server.c  libwebsockets: listeners, connections, frames in and out, auth
+ *   bus_live.c    liveness (hello deadline, pings, bus_idle_timeout) and closes
  *   bus_ops.c     one handler per op (hello, sub, unsub, pub, ack, get, ping, lock.*)
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
  *                 qos-1 state (acks, redelivery, dead letters), retained values
@@ -40,6 +41,12 @@
 /* The close status of a connection whose session a new hello took: clients
  * do not reconnect after it (they would take it back, forever). */
 #define BUS_CLOSE_TAKEN_OVER 4000
+/* The close status of a connection closed for time: no hello within
+ * BUS_HELLO_TIMEOUT_MS, or no progress for bus_idle_timeout.  Unlike 1008
+ * and 4000, trying again may work. */
+#define BUS_CLOSE_TIMEOUT 4001
+#define BUS_HELLO_TIMEOUT_MS 5000	/* from the upgrade to hello */
+#define BUS_LINGER_MS 2000		/* our Close frame going out, then what the peer still sends */
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
@@ -154,8 +161,17 @@ struct bus_conn {
 	uint64_t dropped_qos0;
 	bool closing;		/* close at the next writeable callback */
 	bool failed;		/* its socket failed under a write: close it */
+	bool close_sent;	/* our Close frame is written: linger, then close */
 	int close_status;
-	char close_reason[64];
+	char close_reason[96];
+	/* liveness (bus_live.c) */
+	ev_timer live_w;	/* the next deadline: hello, ping, idle, close */
+	ev_tstamp opened;	/* ev_now at the upgrade */
+	ev_tstamp progress;	/* ev_now when the peer last read or sent something */
+	bool choked;		/* the socket took no more: the next writeable is progress */
+	bool pinged;		/* a PING went out since the last progress */
+	bool ping_due;		/* write_some sends a PING */
+	int outq;		/* unread bytes in the socket at the last check */
 	struct lock_session *locks;
 	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
 	uint64_t next_cookie;
@@ -211,6 +227,8 @@ struct bus {
 	uint64_t queue_max;
 	int64_t queue_age_ms;
 	uint64_t max_message;
+	ev_tstamp idle_timeout;		/* 0: no liveness closes */
+	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
@@ -230,9 +248,27 @@ void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF
 /* An error frame for a well-formed request that was refused (not allowed,
  * lock busy, not held): unlike bus_conn_error it is no abuse. */
 void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINTF(3, 4);
-void bus_conn_close(struct bus_conn *c, int status, const char *reason);
+/* Sends what is queued, then a Close frame with status and the reason;
+ * logs it, once. */
+void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...) PRINTF(3, 4);
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
 json_t *bus_status_json(struct bus *b);
+
+/* bus_live.c */
+/* A connection upgraded: the hello deadline starts, and the idle one. */
+void bus_live_start(struct bus_conn *c);
+void bus_live_stop(struct bus_conn *c);
+/* The peer sent something, or read what was waiting. */
+void bus_live_progress(struct bus_conn *c);
+/* Our Close frame is queued: bounds how long it may take to go out. */
+void bus_live_closing(struct bus_conn *c);
+/* lws is about to close the socket of a connection whose Close frame we
+ * sent: keep it open, its write side shut, reading and dropping what the
+ * peer still sends until it closes too or BUS_LINGER_MS pass.  Closing
+ * with unread input would send a RST, which loses our Close frame. */
+void bus_linger(struct bus *b, int fd);
+/* At shutdown: waits (at most BUS_LINGER_MS) for the lingering sockets. */
+void bus_linger_finish(struct bus *b);
 
 /* bus_ops.c */
 void bus_handle(struct bus_conn *c, const char *text, size_t len);

@@ -102,13 +102,21 @@ void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplica
 	bus_frame_put(f);
 }
 
-void bus_conn_close(struct bus_conn *c, int status, const char *reason)
+void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...)
 {
+	va_list ap;
+
 	if (c->closing)
 		return;
 	c->closing = true;
 	c->close_status = status;
-	str_copy(c->close_reason, sizeof(c->close_reason), reason);
+	va_start(ap, fmt);
+	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
+	va_end(ap);
+	log_info(NULL, "bus: closing connection %llu (%s, %s, pid %ld): %s (%d)", (unsigned long long)c->id,
+		 c->identity ? c->identity : "no hello", c->unix_peer ? "unix" : "tcp", (long)c->pid,
+		 c->close_reason, status);
+	bus_live_closing(c);
 	lws_callback_on_writable(c->wsi);
 }
 
@@ -170,6 +178,7 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 	b->conns = c;
 	b->nconns++;
 	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	bus_live_start(c);
 	return c;
 }
 
@@ -178,6 +187,7 @@ static void conn_free(struct bus_conn *c)
 	struct bus *b = c->bus;
 
 	bus_ops_conn_gone(c);
+	bus_live_stop(c);
 	if (c->flush_queued)
 		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
 			if (*p == c) {
@@ -235,6 +245,22 @@ static size_t ws_header(unsigned char *h, size_t len)
 	return 4;
 }
 
+/* A Close frame with status and reason (at most 123 bytes), unmasked, at f;
+ * its length. */
+static size_t close_frame(unsigned char *f, int status, const char *reason)
+{
+	size_t n = strlen(reason);
+
+	if (n > 123)
+		n = 123;
+	f[0] = 0x88;	/* FIN, Close */
+	f[1] = (unsigned char)(2 + n);
+	f[2] = (unsigned char)(status >> 8);
+	f[3] = (unsigned char)status;
+	memcpy(f + 4, reason, n);
+	return 4 + n;
+}
+
 static void out_pop(struct bus_conn *c)
 {
 	struct bus_out *o = c->out_head;
@@ -272,6 +298,15 @@ static int write_some(struct bus_conn *c)
 	static unsigned char batch[LWS_PRE + BUS_BATCH_MAX];
 
 	c->write_asked = false;
+	if (c->choked)	/* the socket was full and took more: the peer reads */
+		bus_live_progress(c);
+	c->choked = false;
+	if (c->ping_due && !c->closing) {
+		unsigned char ping[LWS_PRE + 2] = {[LWS_PRE] = 0x89, [LWS_PRE + 1] = 0};
+		c->ping_due = false;
+		if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_HTTP) < 2)
+			return -1;
+	}
 	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; ) {
 		if (i > 0 && lws_send_pipe_choked(c->wsi))
 			break;
@@ -304,12 +339,26 @@ static int write_some(struct bus_conn *c)
 		c->rx_paused = false;
 	}
 	if (c->out_head) {
+		c->choked = lws_send_pipe_choked(c->wsi);
 		c->write_asked = true;
 		lws_callback_on_writable(c->wsi);
 	} else if (c->closing) {
-		lws_close_reason(c->wsi, (enum lws_close_status)c->close_status,
-				 (unsigned char *)c->close_reason, strlen(c->close_reason));
-		return -1;
+		/* Our Close frame, after what was queued; lws is not told (it
+		 * would close the socket at once, see bus_live.c): once the
+		 * frame is out, the connection is closed and lingers. */
+		unsigned char f[LWS_PRE + 4 + 123];
+		if (c->close_sent)
+			return -1;
+		size_t n = close_frame(f + LWS_PRE, c->close_status, c->close_reason);
+		if (lws_write(c->wsi, f + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
+			return -1;
+		c->close_sent = true;
+		if (!lws_partial_buffered(c->wsi))
+			return -1;
+		c->write_asked = true;
+		lws_callback_on_writable(c->wsi);
+	} else if (lws_partial_buffered(c->wsi)) {
+		c->choked = true;
 	}
 	return 0;
 }
@@ -366,17 +415,16 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RECEIVE:
 		if (!c || c->closing)
 			return 0;
+		bus_live_progress(c);
 		if (lws_frame_is_binary(wsi)) {
 			bus_conn_error(c, NULL, "binary frames are not understood: send JSON text frames");
 			return 0;
 		}
 		if (c->rx.len + len > b->max_message) {
-			char why[80];
-			int n = snprintf(why, sizeof(why), "message over bus_max_message (%llu bytes)",
-					 (unsigned long long)b->max_message);
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, (size_t)n);
-			stop_sending(c);
-			return -1;
+			sbuf_free(&c->rx);
+			bus_conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over bus_max_message (%llu bytes)",
+				       (unsigned long long)b->max_message);
+			return 0;
 		}
 		sbuf_add(&c->rx, in, len);
 		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
@@ -384,7 +432,13 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			c->rx.len = 0;
 		}
 		return 0;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (c)
+			bus_live_progress(c);
+		return 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (c && c->close_sent)
+			return -1;	/* the answer to ours: no second Close */
 		if (c)
 			stop_sending(c);	/* lws answers its Close */
 		return 0;
@@ -394,6 +448,8 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return c ? write_some(c) : 0;
 	case LWS_CALLBACK_CLOSED:
 		if (c) {
+			if (c->close_sent)
+				bus_linger(b, lws_get_socket_fd(wsi));
 			conn_free(c);
 			*slot = NULL;
 		}
@@ -406,6 +462,12 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 static const struct lws_protocols protocols[] = {
 	{BUS_PROTOCOL, bus_cb, sizeof(struct bus_conn *), 65536, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* lws's own idle policy, out of the way (see bus_live.c): 18 hours. */
+static const lws_retry_bo_t idle_policy = {
+	.secs_since_valid_ping = 65000,
+	.secs_since_valid_hangup = 65535,
 };
 
 static int split_listen(const char *hp, char **host, int *port)
@@ -437,6 +499,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	b->queue_max = cfg->bus_queue_max;
 	b->queue_age_ms = cfg->bus_queue_age_ms;
 	b->max_message = cfg->bus_max_message;
+	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
 	dir = xasprintf("%s/bus", cfg->state_dir);
 	int rc = bus_store_open(b, dir, err, errlen);
 	free(dir);
@@ -465,6 +528,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	info.iface = b->unix_path;
 	info.port = 0;
 	info.protocols = protocols;
+	info.retry_and_idle_policy = &idle_policy;
 	info.vhost_name = "bus-unix";
 	info.uid = -1;
 	info.gid = -1;
@@ -490,6 +554,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 		info.iface = host;
 		info.port = port;
 		info.protocols = protocols;
+	info.retry_and_idle_policy = &idle_policy;
 		info.vhost_name = "bus-tcp";
 		info.uid = -1;
 		info.gid = -1;
@@ -519,30 +584,35 @@ fail:
 /*
  * lws_context_destroy drops the sockets without a Close frame: clients
  * would see 1006, "abnormal closure", for an orderly stop.  So each gets
- * 1001, "going away", first, written as raw bytes as write_some writes
- * (the loop no longer runs to drive a writeable callback), after the
- * queued frames the socket takes at once; the rest are not sent (qos 1
- * ones are redelivered after the restart).
+ * 1001, "going away", first, written as write_some writes (the loop no
+ * longer runs to drive a writeable callback), after the queued frames the
+ * socket takes at once; the rest are not sent (qos 1 ones are redelivered
+ * after the restart).  Then they linger as every close we decide does
+ * (bus_close waits for them).  A socket holding the tail of a frame lws
+ * could not write cannot take a Close frame: it gets none.
  */
 static void say_goodbye(struct bus *b)
 {
-	static const char reason[] = "cohortd is stopping";
-	unsigned char frame[LWS_PRE + 4 + sizeof(reason)];
-	unsigned char *f = frame + LWS_PRE;
-	size_t n = 4 + sizeof(reason) - 1;
+	size_t n = 0;
 
-	f[0] = 0x88;	/* FIN, Close */
-	f[1] = (unsigned char)(n - 2);
-	f[2] = LWS_CLOSE_STATUS_GOINGAWAY >> 8;
-	f[3] = LWS_CLOSE_STATUS_GOINGAWAY & 0xff;
-	memcpy(f + 4, reason, sizeof(reason) - 1);
 	for (struct bus_conn *c = b->conns; c; c = c->next) {
-		if (c->closing)
+		if (c->close_sent || lws_partial_buffered(c->wsi))
 			continue;
-		if (c->out_head && !lws_partial_buffered(c->wsi))
+		if (c->out_head)
 			(void)write_some(c);	/* what the socket takes now */
-		(void)lws_write(c->wsi, f, n, LWS_WRITE_HTTP);
+		if (c->close_sent || lws_partial_buffered(c->wsi))
+			continue;
+		if (!c->closing) {
+			c->close_status = LWS_CLOSE_STATUS_GOINGAWAY;
+			str_copy(c->close_reason, sizeof(c->close_reason), "cohortd is stopping");
+		}
+		stop_sending(c);
+		(void)write_some(c);
+		n++;
 	}
+	if (n)
+		log_info(NULL, "bus: closing %zu connection%s: cohortd is stopping (%d)", n, n == 1 ? "" : "s",
+			 LWS_CLOSE_STATUS_GOINGAWAY);
 }
 
 void bus_close(struct bus *b)
@@ -553,6 +623,7 @@ void bus_close(struct bus *b)
 	say_goodbye(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
+	bus_linger_finish(b);
 	bus_store_close(b);
 	bus_free_all(b);
 	imap_free(&b->conns_by_id);

@@ -15,11 +15,17 @@
  * own event loop, watch cohort_fd() for reading (and for writing when
  * cohort_wants_write()), call cohort_step(c, 0) when it is ready or when
  * cohort_next_timeout_ms() has passed, and use cohort_publish_nowait().
+ * cohortd closes (4001) a connection that neither sends nor reads for
+ * bus_idle_timeout (60 s by default), after a PING halfway that
+ * cohort_step answers: a program that does not step for that long is
+ * taken for dead, and the client reconnects at its next step.
  *
  * The client stays connected on its own: when the connection drops it
  * reconnects with exponential backoff and jitter (100 ms doubling to
  * 30 s), says hello with the same session, subscribes again and re-sends
- * every qos-1 publish that has no ok yet, with its mid.
+ * every qos-1 publish that has no ok yet, with its mid.  Except when
+ * cohortd closes it for a reason trying again cannot mend (see
+ * cohort_on_closed): then the client stops for good.
  *
  * A cohort_t is not thread-safe: use one per thread.  Functions returning
  * int give 0 on success and -1 on failure (cohort_error() says why); a
@@ -73,6 +79,20 @@ const char *cohort_version(void);
 cohort_t *cohort_new(const struct cohort_options *opt);
 void cohort_free(cohort_t *c);
 const char *cohort_error(const cohort_t *c);
+
+/*
+ * cohortd closed the connection for a reason trying again cannot mend, and
+ * the client stopped for good: code 1008 (a token cohortd does not know,
+ * as after cohortd restarted, no token where one is needed, or too many
+ * bad requests) or 4000 (another connection said hello with this
+ * session).  reason is cohort_error()'s text.  Called once; without a
+ * callback, that text goes to stderr, once.  Every call fails after it
+ * (cohort_step returns -1), and cohort_close_code() says which code.
+ */
+typedef void (*cohort_closed_fn)(cohort_t *c, int code, const char *reason, void *arg);
+void cohort_on_closed(cohort_t *c, cohort_closed_fn fn, void *arg);
+/* The close code that stopped the client for good, or 0. */
+int cohort_close_code(const cohort_t *c);
 
 /* Connects and says hello (blocking, bounded by a few seconds). */
 int cohort_connect(cohort_t *c);

@@ -725,11 +725,21 @@ static void bus_failed(const struct ctl *c, const char *what, const char *arg, c
 	json_decref(o);
 }
 
+/* libcohort stopped for good: the command says why (cohort_error), once. */
+static void bus_closed(cohort_t *b, int code, const char *reason, void *arg)
+{
+	(void)b;
+	(void)code;
+	(void)reason;
+	(void)arg;
+}
+
 static cohort_t *bus_connect(struct ctl *c, const char *session, bool clean, bool reconnect)
 {
 	struct cohort_options o = {.bus = bus_address(c), .session = session, .clean = clean,
 				   .no_reconnect = !reconnect};
 	cohort_t *b = cohort_new(&o);
+	cohort_on_closed(b, bus_closed, NULL);
 
 	if (cohort_connect(b) < 0) {
 		fprintf(stderr, "cohortctl: %s\n", cohort_error(b));

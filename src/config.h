@@ -100,6 +100,7 @@ struct cohort_config {
 	enum fsync_policy bus_fsync;
 	uint64_t bus_max_message;
 	int64_t bus_ack_timeout_ms;	/* qos-1 redelivery after this */
+	int64_t bus_idle_timeout_ms;	/* no progress either way: closed (0: never) */
 	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;

@@ -35,6 +35,7 @@ const struct key_def config_keys[] = {
 	{D("bus_fsync", bus_fsync, K_FSYNC), "batch", "always | batch | never: when bus writes reach the disk"},
 	{D("bus_max_message", bus_max_message, K_MSGSIZE), "1M", "largest bus frame accepted (1K to 16M)"},
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION), "30s", "an unacked qos-1 delivery is sent again after this"},
+	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION), "60s", "a bus connection that neither reads nor sends for this long is closed (0: never)"},
 	{D("bus_queue_max", bus_queue_max, K_SIZE), "64M", "a durable session's queue while it is away, at most"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION), "30s", "whole-stack stop budget; then KILL"},

@@ -26,6 +26,8 @@
 #define CALL_TIMEOUT_MS 30000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
+#define REFUSAL_CLOSE_MS 1000	/* after a refused hello, the Close frame that says why */
+#define CLOSE_TAKEN_OVER 4000	/* bus.h: BUS_CLOSE_TAKEN_OVER */
 
 struct sub {
 	char *pattern;
@@ -52,6 +54,9 @@ struct cohort {
 	unsigned mid_counter;
 	char mid_prefix[24];
 	char err[300];
+	int final_code;		/* the close code that ended the client for good, or 0 */
+	cohort_closed_fn closed_fn;
+	void *closed_arg;
 };
 
 const char *cohort_version(void)
@@ -116,6 +121,17 @@ void cohort_free(cohort_t *c)
 	free(c->token);
 	free(c->session);
 	free(c);
+}
+
+void cohort_on_closed(cohort_t *c, cohort_closed_fn fn, void *arg)
+{
+	c->closed_fn = fn;
+	c->closed_arg = arg;
+}
+
+int cohort_close_code(const cohort_t *c)
+{
+	return c->final_code;
 }
 
 bool cohort_connected(const cohort_t *c)
@@ -326,15 +342,37 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 
 /* --- connection -------------------------------------------------------------------- */
 
+/* Closes that trying again cannot mend: 1008, a token cohortd does not
+ * know (a process left from before cohortd restarted), or too many bad
+ * requests; 4000, another client said hello with our session (going back
+ * would take it from that one, which would take it back, forever). */
+static bool close_is_final(int code)
+{
+	return code == 1008 || code == CLOSE_TAKEN_OVER;
+}
+
+/* The client stops for good: said once, to the callback or on stderr. */
+static void end_for_good(cohort_t *c, int code)
+{
+	char why[sizeof(c->err)];
+
+	str_copy(why, sizeof(why), c->err);
+	set_err(c, "%s: not reconnecting", why);
+	c->no_reconnect = true;
+	c->final_code = code;
+	if (c->closed_fn)
+		c->closed_fn(c, code, c->err, c->closed_arg);
+	else
+		fprintf(stderr, "libcohort: %s\n", c->err);
+}
+
 static void lost(cohort_t *c)
 {
 	if (!c->connected)
 		return;
 	str_copy(c->err, sizeof(c->err), c->ws.err[0] ? c->ws.err : "lost the connection to the bus");
-	/* Another client said hello with our session: going back would take it
-	 * from that one, which would take it back, forever. */
-	if (c->ws.close_code == 4000)
-		c->no_reconnect = true;
+	if (close_is_final(c->ws.close_code))
+		end_for_good(c, c->ws.close_code);
 	wsc_close(&c->ws);
 	c->connected = false;
 	c->backoff_ms = BACKOFF_FIRST_MS;
@@ -351,6 +389,24 @@ static int send_text(cohort_t *c, const char *text, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+/* After a refused hello: the code of the Close frame that may follow it
+ * (0 if none comes within REFUSAL_CLOSE_MS). */
+static int refusal_close_code(cohort_t *c)
+{
+	int64_t deadline = now_mono_ms() + REFUSAL_CLOSE_MS;
+	size_t len;
+
+	for (;;) {
+		while (wsc_next(&c->ws, &len))
+			;
+		int left = (int)(deadline - now_mono_ms());
+		struct pollfd p = {c->ws.fd, POLLIN, 0};
+		if (c->ws.closed || left <= 0 || poll(&p, 1, left) <= 0)
+			return c->ws.close_code;
+		(void)wsc_read(&c->ws);
+	}
 }
 
 static int open_and_hello(cohort_t *c)
@@ -383,7 +439,10 @@ static int open_and_hello(cohort_t *c)
 			set_err(c, "the bus refused hello: %s",
 				json_string_value(json_object_get(m, "error")) ? json_string_value(json_object_get(m, "error")) : "?");
 			json_decref(m);
+			int code = refusal_close_code(c);
 			wsc_close(&c->ws);
+			if (close_is_final(code))
+				end_for_good(c, code);
 			return -1;
 		}
 		int left = (int)(deadline - now_mono_ms());

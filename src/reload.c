@@ -41,6 +41,7 @@ static void warn_daemon_changes(const struct cohort_config *o, const struct coho
 		{"bus_listen", str_differs(o->bus_listen, n->bus_listen)},
 		{"bus_fsync", o->bus_fsync != n->bus_fsync},
 		{"bus_max_message", o->bus_max_message != n->bus_max_message},
+		{"bus_idle_timeout", o->bus_idle_timeout_ms != n->bus_idle_timeout_ms},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
 		if (keys[i].changed) {

@@ -22,6 +22,19 @@ returned; if one raises (the error is logged, the client goes on), or no
 subscription of this client matches (a durable session's subscription
 from an earlier client), it is not, and cohortd sends it again later.
 
+A close that trying again cannot mend stops the client for good, logged
+once: 1008 (a token cohortd does not know, as when the process outlived the
+cohortd that started it; no token where one is needed; too many bad
+requests) or 4000 (another client said hello with our session).  Every call
+waiting or made after it raises Closed (a BusError) with the code and
+reason, and so does `await bus.wait_closed()`, for a program that only
+subscribes:
+
+    try:
+        await bus.wait_closed()
+    except cohort_client.Closed as e:
+        sys.exit(f"bus: {e}")
+
 Wire protocol: one JSON object per WebSocket text frame, subprotocol
 cohort.v1 (see cohortctl(1) and the README).
 """
@@ -43,12 +56,24 @@ log = logging.getLogger("cohort_client")
 
 PROTOCOL = "cohort.v1"
 CLOSE_TAKEN_OVER = 4000     # a new hello took our session
+CLOSE_POLICY = 1008         # bad or no token, too many bad requests
+FINAL_CLOSES = (CLOSE_POLICY, CLOSE_TAKEN_OVER)     # trying again cannot mend these
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
 
 
 class BusError(Exception):
     """The bus answered a request with an error."""
+
+
+class Closed(BusError):
+    """cohortd closed the connection for a reason trying again cannot mend:
+    the client stopped for good.  code: 1008 or 4000; reason: why."""
+
+    def __init__(self, code, reason):
+        super().__init__(f"{reason} (close code {code}): not reconnecting")
+        self.code = code
+        self.reason = reason
 
 
 def topic_matches(pattern, topic):
@@ -82,6 +107,7 @@ class Client:
         self.resumed = False
         self.reconnects = 0
         self.taken_over = False  # another client took our session: we stopped
+        self.ended = None        # the Closed that stopped the client for good
 
     # --- connection ---------------------------------------------------------
     async def _open(self):
@@ -100,8 +126,12 @@ class Client:
         await ws.send(json.dumps(hello))
         answer = json.loads(await ws.recv())
         if answer.get("op") != "welcome":
+            why = answer.get("error", f"unexpected answer to hello: {answer}")
+            # the Close frame that follows a refusal says if trying again can help
             await ws.close()
-            raise BusError(answer.get("error", f"unexpected answer to hello: {answer}"))
+            if ws.close_rcvd is not None and ws.close_rcvd.code in FINAL_CLOSES:
+                raise Closed(ws.close_rcvd.code, why)
+            raise BusError(why)
         self.resumed = answer.get("resumed", False)
         self.ws = ws
         # subscribe again, then send again what was not acknowledged
@@ -113,7 +143,11 @@ class Client:
 
     async def connect(self):
         """Connects (and says hello); raises if the first attempt fails."""
-        await self._open()
+        try:
+            await self._open()
+        except Closed as e:
+            self._end(e)
+            raise
         self.reader = asyncio.ensure_future(self._read_loop())
         return self
 
@@ -134,21 +168,48 @@ class Client:
         await self.close()
 
     async def _send(self, obj):
-        await self.ws.send(json.dumps(obj))
+        try:
+            await self.ws.send(json.dumps(obj))
+        except websockets.ConnectionClosed as e:
+            # the reader says it (once); the caller sees it now
+            rcvd = getattr(e, "rcvd", None)
+            if rcvd is not None and rcvd.code in FINAL_CLOSES:
+                raise self.ended or Closed(rcvd.code, rcvd.reason) from None
+            raise
+
+    async def wait_closed(self):
+        """Returns when the client stopped (closed, or not reconnecting);
+        raises Closed if cohortd ended it for good."""
+        if self.reader:
+            await asyncio.shield(self.reader)
+        if self.ended:
+            raise self.ended
+
+    def _end(self, e):
+        """Stops for good on a close trying again cannot mend: said once."""
+        log.error("cohort_client: %s", e)
+        self.ended = e
+        self.taken_over = e.code == CLOSE_TAKEN_OVER
+        self.connected.set()     # wakes who waits to send: they raise e
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.set_exception(e)
+        self.waiting.clear()
+        self.unacked.clear()
 
     async def _read_loop(self):
         while not self.closed:
-            taken_over = False
             try:
                 async for frame in self.ws:
                     await self._dispatch(json.loads(frame))
             except websockets.ConnectionClosed as e:
-                # Another client said hello with our session: taking it back
-                # would start a tug of war that never ends.
+                # Another client said hello with our session (taking it back
+                # would start a tug of war that never ends), or our token
+                # died with the cohortd that gave it.
                 rcvd = getattr(e, "rcvd", None)
-                if rcvd is not None and rcvd.code == CLOSE_TAKEN_OVER:
-                    taken_over = True
-                    log.error("cohort_client: %s: not reconnecting", rcvd.reason)
+                if rcvd is not None and rcvd.code in FINAL_CLOSES and not self.closed:
+                    self._end(Closed(rcvd.code, rcvd.reason))
+                    return
             except OSError:
                 pass
             except asyncio.CancelledError:
@@ -156,11 +217,14 @@ class Client:
             if self.closed:
                 return
             self.connected.clear()
-            self._fail_waiting(all_of_them=not self.reconnect or taken_over)
-            if not self.reconnect or taken_over:
-                self.taken_over = taken_over
+            self._fail_waiting(all_of_them=not self.reconnect)
+            if not self.reconnect:
                 return
-            await self._reconnect()
+            try:
+                await self._reconnect()
+            except Closed as e:
+                self._end(e)
+                return
 
     def _fail_waiting(self, all_of_them=False):
         # qos-1 publishes wait on (they are sent again after a reconnect);
@@ -179,6 +243,8 @@ class Client:
                 await self._open()
                 self.reconnects += 1
                 return
+            except Closed:
+                raise
             except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, BusError):
                 delay = min(delay * 2, BACKOFF_MAX)
 
@@ -210,6 +276,8 @@ class Client:
             fut.set_result(m)
 
     async def _request(self, obj, keep=False):
+        if self.ended:
+            raise self.ended
         rid = next(self.ids)
         obj["id"] = rid
         fut = asyncio.get_running_loop().create_future()
@@ -217,6 +285,8 @@ class Client:
         if keep:
             self.unacked[rid] = obj
         await self.connected.wait()
+        if self.ended:
+            raise self.ended
         try:
             await self._send(obj)
         except websockets.ConnectionClosed:
@@ -235,6 +305,8 @@ class Client:
         if mid:
             req["mid"] = mid
         await self.connected.wait()
+        if self.ended:
+            raise self.ended
         await self._send(req)
         return None
 

@@ -225,6 +225,50 @@ static int print(int n)
 	return 0;
 }
 
+struct ended {
+	int calls, code;
+	char reason[300];
+};
+
+static void on_closed(cohort_t *c, int code, const char *reason, void *arg)
+{
+	struct ended *e = arg;
+	(void)c;
+	e->calls++;
+	e->code = code;
+	snprintf(e->reason, sizeof(e->reason), "%s", reason);
+}
+
+/* Connected with $COHORT_TOKEN, then cohortd restarts (the harness does it
+ * after "connected"): the token is dead, the client stops for good, once. */
+static int dead_token(void)
+{
+	cohort_t *c = open_client(NULL);
+	struct ended e = {0};
+	struct got g = {0};
+
+	cohort_on_closed(c, on_closed, &e);
+	CHECK(cohort_subscribe(c, "x.>", 1, on_msg, &g) == 0);
+	printf("connected\n");
+	fflush(stdout);
+	time_t deadline = time(NULL) + 60;
+	int rc = 0;
+	while (time(NULL) < deadline && (rc = cohort_step(c, 100)) == 0)
+		;
+	CHECK(rc == -1);
+	CHECK(e.calls == 1 && e.code == 1008 && cohort_close_code(c) == 1008);
+	CHECK(strstr(e.reason, "bad token") && strstr(e.reason, "not reconnecting"));
+	CHECK(strcmp(cohort_error(c), e.reason) == 0);
+	/* and every call after it fails at once, without trying again */
+	CHECK(cohort_step(c, 1000) == -1);
+	CHECK(cohort_publish(c, "x.y", "1", 1, false, NULL) == -1);
+	CHECK(cohort_ping(c) == -1);
+	CHECK(e.calls == 1 && cohort_reconnects(c) == 0);
+	printf("ended: %s\n", e.reason);
+	cohort_free(c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -235,6 +279,8 @@ int main(int argc, char **argv)
 		return locks();
 	if (strcmp(argv[1], "reconnect") == 0)
 		return reconnect(argc > 2 ? atoi(argv[2]) : 200);
+	if (strcmp(argv[1], "dead-token") == 0)
+		return dead_token();
 	if (strcmp(argv[1], "print") == 0 && argc > 2)
 		return print(atoi(argv[2]));
 	return 2;

@@ -337,12 +337,66 @@ class Bus(CohortTest):
                     await ws.send(json.dumps({"op": "hello", "session": "tk"}))
                     await recv(ws)
                     await asyncio.wait_for(second.reader, 10 * FACTOR)
-                self.assertIn("session taken over by a new connection: not reconnecting", logs.output[0])
+                self.assertIn("session taken over by a new connection (close code 4000): not reconnecting",
+                              logs.output[0])
+                self.assertEqual(len(logs.output), 1)
+                with self.assertRaises(cohort_client.Closed) as cm:
+                    await second.wait_closed()
+                self.assertEqual(cm.exception.code, 4000)
                 self.assertTrue(second.taken_over)
                 self.assertEqual(second.reconnects, 0)
                 await ws.close()
         run(go())
         d.stop()
+
+    def test_a_python_client_whose_token_died_stops(self):
+        """After cohortd restarts, a process left from before reconnects
+        with its old COHORT_TOKEN: refused (1008), the client stops for
+        good, says so once, and the program sees it."""
+        state, run_dir, tok = self.path("state"), self.path("run"), self.path("token")
+        text = f"""[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\n{IDLE}
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+"""
+
+        def start():
+            d = self.cohortd(text)
+            d.run_dir = run_dir
+            d.wait_log(r"^stack is up")
+            return d
+        d = start()
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            token = f.read().strip()
+        box = {}
+
+        async def go():
+            c = cohort_client.Client(bus="unix:" + os.path.join(run_dir, "bus.sock"), token=token)
+            await c.connect()
+            await c.subscribe("x.>", lambda m: None, qos=1)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, d.stop)
+            box["again"] = await loop.run_in_executor(None, start)
+            with self.assertLogs("cohort_client", "ERROR") as logs:
+                # it stops (it used to try again every 30 s, for ever)
+                await asyncio.wait_for(c.reader, 30 * FACTOR)
+            with self.assertRaises(cohort_client.Closed) as cm:
+                await c.wait_closed()
+            self.assertEqual(cm.exception.code, 1008)
+            self.assertIn("bad token: not the COHORT_TOKEN of a running service", str(cm.exception))
+            self.assertEqual(len(logs.output), 1, logs.output)
+            self.assertIn("(close code 1008): not reconnecting", logs.output[0])
+            self.assertEqual(c.reconnects, 0)
+            # and every call after it raises the same, at once
+            with self.assertRaises(cohort_client.Closed):
+                await asyncio.wait_for(c.publish("x.y", 1, qos=1), 5 * FACTOR)
+            with self.assertRaises(cohort_client.Closed):
+                await asyncio.wait_for(c.ping(), 5 * FACTOR)
+            await c.close()
+        run(go())
+        self.assertEqual(box["again"].count(r"^bus: closing connection .*: bad token \(1008\)$"), 1)
+        box["again"].stop()
 
     def test_python_callback_that_raises_gets_the_message_again(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 300ms\n" + IDLE)

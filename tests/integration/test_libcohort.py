@@ -11,7 +11,7 @@ import unittest
 
 import websockets
 
-from harness import BUILD, FACTOR, CohortTest
+from harness import BUILD, FACTOR, CohortTest, wait_until
 
 PROG = os.path.join(BUILD, "tests", "integration", "libcohort_test")
 IDLE = """
@@ -113,6 +113,34 @@ class LibCohort(CohortTest):
         out, err = p.communicate(timeout=90 * FACTOR)
         self.assertEqual(p.returncode, 0, err)
         again.wait_log(r"^stack is up")
+        again.stop()
+
+    def test_a_client_whose_token_died_stops_once(self):
+        """After cohortd restarts, a process left from before reconnects
+        with its old COHORT_TOKEN: refused (1008), it stops for good and
+        says so once, through its callback, instead of trying for ever."""
+        state, run_dir, tok = self.path("state"), self.path("run"), self.path("token")
+        text = f"""[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\n{IDLE}
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+"""
+        d = self.cohortd(text)
+        d.wait_log(r"^stack is up")
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            env = dict(self.env(run_dir), COHORT_TOKEN=f.read().strip())
+        p = subprocess.Popen([PROG, "dead-token"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        self.assertEqual(p.stdout.readline(), "connected\n")
+        d.stop()
+        again = self.cohortd(text)
+        out, err = p.communicate(timeout=90 * FACTOR)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertRegex(out, r"^ended: the bus refused hello: bad token: not the COHORT_TOKEN of a running "
+                              r"service: not reconnecting\n$")
+        self.assertEqual(err, "")       # the callback was told: nothing on stderr
+        self.assertEqual(again.count(r"^bus: closing connection .*: bad token \(1008\)$"), 1)
         again.stop()
 
 

@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""The bus's connection policy, seen from raw sockets (no client library
+between the test and the wire): every close cohortd decides reaches the
+client as a close frame with its code, even from a client that keeps
+writing; a connection is closed for liveness only when it made no progress
+either way for bus_idle_timeout; one that never says hello is closed after
+the handshake timeout; and each close is logged once with its reason."""
+import asyncio
+import base64
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from harness import FACTOR, SRC, CohortTest, free_port, wait_until
+
+sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
+import cohort_client  # noqa: E402
+
+IDLE = """
+[service:idle]
+command = /bin/sleep 1000
+ready = delay:0
+"""
+
+
+class RawWs:
+    """A WebSocket client on a plain socket: it can keep writing while the
+    server closes, stop reading, and tell exactly which frames arrived."""
+
+    def __init__(self, sock):
+        self.s = sock
+        self.buf = b""
+        self.close_code = None      # of the server's close frame, once read
+        self.close_reason = None
+        self.eof = False            # FIN or RST seen
+        self.reset = False          # RST seen
+        self.answered = False       # we answered the server's close frame
+        self.closes = 0             # close frames read
+        self.s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+                       + base64.b64encode(os.urandom(16)) +
+                       b"\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: cohort.v1\r\n\r\n")
+        deadline = time.monotonic() + 10 * FACTOR
+        while b"\r\n\r\n" not in self.buf:
+            if time.monotonic() > deadline or not self._recv(deadline - time.monotonic()):
+                raise ConnectionError("no upgrade")
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise ConnectionError(head.decode(errors="replace"))
+
+    @classmethod
+    def unix(cls, path):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        return cls(s)
+
+    @classmethod
+    def tcp(cls, port):
+        return cls(socket.create_connection(("127.0.0.1", port)))
+
+    def _recv(self, timeout):
+        r, _, _ = select.select([self.s], [], [], max(timeout, 0))
+        if not r:
+            return False
+        try:
+            data = self.s.recv(65536)
+        except ConnectionResetError:
+            self.eof = self.reset = True
+            return False
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def send(self, obj, opcode=1, fin=True):
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        mask = os.urandom(4)
+        n = len(data)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        self.s.sendall(head + mask + body)
+
+    def frames(self):
+        """The whole frames read so far: [(opcode, payload)]; a close frame
+        sets close_code."""
+        out = []
+        while len(self.buf) >= 2:
+            n, h = self.buf[1] & 0x7F, 2
+            if n == 126:
+                if len(self.buf) < 4:
+                    break
+                n, h = struct.unpack(">H", self.buf[2:4])[0], 4
+            elif n == 127:
+                if len(self.buf) < 10:
+                    break
+                n, h = struct.unpack(">Q", self.buf[2:10])[0], 10
+            if len(self.buf) < h + n:
+                break
+            op, payload = self.buf[0] & 0x0F, self.buf[h:h + n]
+            self.buf = self.buf[h + n:]
+            self.closes += op == 8
+            if op == 8 and self.close_code is None:
+                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+                self.close_reason = payload[2:].decode(errors="replace")
+            out.append((op, payload))
+        return out
+
+    def read_until_closed(self, timeout, keep_writing=False):
+        """Reads (and, with keep_writing, sends a ping op every few ms) until
+        the server's close frame and the end of the stream, or timeout."""
+        deadline = time.monotonic() + timeout * FACTOR
+        got = []
+        while not self.eof and time.monotonic() < deadline:
+            if keep_writing and self.close_code is None:
+                try:
+                    for _ in range(20):
+                        self.send({"op": "ping"})
+                except (BrokenPipeError, ConnectionResetError):
+                    # the server dropped it: what it sent before is still
+                    # to be read, but a real client would have failed here
+                    self.reset = True
+                    keep_writing = None
+                    continue
+                self._recv(0.002)
+            else:
+                self._recv(min(0.2, deadline - time.monotonic()))
+            got += self.frames()
+            if self.close_code is not None and not self.answered:
+                # answer it, as a client does, and wait for the end
+                self.answered = True
+                try:
+                    self.send(struct.pack(">H", self.close_code), opcode=8)
+                except OSError:
+                    pass
+                keep_writing = None
+        got += self.frames()
+        return got
+
+    def close(self):
+        self.s.close()
+
+
+class BusLiveness(CohortTest):
+    def daemon(self, text=IDLE):
+        d = self.cohortd(text)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        return d
+
+    def bus(self, d):
+        return os.path.join(d.run_dir, "bus.sock")
+
+    def tcp_daemon(self, extra=""):
+        """A cohortd with bus_listen on 127.0.0.1 and a service "app":
+        (the daemon, the port, app's bus token)."""
+        port = free_port()
+        tok = self.path("token")
+        d = self.daemon(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n{extra}" + IDLE + f"""
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            return d, port, f.read().strip()
+
+    def connect(self, d, transport, port):
+        return RawWs.tcp(port) if transport == "tcp" else RawWs.unix(self.bus(d))
+
+    def test_a_refused_client_that_keeps_writing_reads_1008(self):
+        d, port, _ = self.tcp_daemon()
+        for transport in ("tcp", "unix"):
+            for i in range(20):
+                ws = self.connect(d, transport, port)
+                ws.send({"op": "hello", "token": "not-a-token"})
+                ws.read_until_closed(10, keep_writing=True)
+                self.assertEqual((transport, i, ws.close_code, ws.reset), (transport, i, 1008, False))
+                self.assertEqual((ws.close_reason, ws.closes), ("bad token", 1))
+                ws.close()
+        d.stop()
+
+    def test_the_older_of_two_connections_of_a_session_reads_4000(self):
+        d, port, token = self.tcp_daemon()
+        hello = {"op": "hello", "token": token, "session": "tug"}
+        for transport in ("tcp", "unix"):
+            for i in range(20):
+                older = self.connect(d, transport, port)
+                older.send(hello)
+                wait_until(self, lambda: older._recv(0.1) or older.buf, what="the welcome")
+                # the older one keeps writing while a newer one takes over
+                older.send({"op": "ping"})
+                newer = self.connect(d, transport, port)
+                newer.send(hello)
+                older.read_until_closed(10, keep_writing=True)
+                self.assertEqual((transport, i, older.close_code, older.reset), (transport, i, 4000, False))
+                self.assertEqual(older.closes, 1)
+                older.close()
+                newer.close()
+        d.stop()
+
+    def test_a_connection_without_hello_is_closed_after_5_s(self):
+        d = self.daemon()
+        start = time.monotonic()
+        ws = RawWs.unix(self.bus(d))
+        ws.read_until_closed(20)
+        waited = time.monotonic() - start
+        self.assertEqual((ws.close_code, ws.close_reason, ws.reset), (4001, "no hello within 5 s", False))
+        self.assertTrue(4.5 <= waited < 10 * FACTOR, waited)
+        d.wait_log(r"^bus: closing connection \d+ \(no hello, unix, pid \d+\): no hello within 5 s \(4001\)$")
+        ws.close()
+        d.stop()
+
+    def publish(self, d, topic, count, size):
+        """count qos-0 messages of size bytes on topic, from a raw admin
+        connection; returns once cohortd has them all (a ping answered)."""
+        pub = RawWs.unix(self.bus(d))
+        pub.send({"op": "hello"})
+        for i in range(count):
+            pub.send({"op": "pub", "topic": topic, "data": {"i": i, "pad": "x" * size}})
+        pub.send({"op": "ping", "id": "done"})
+        deadline = time.monotonic() + 30 * FACTOR
+        while not any(b'"done"' in f for _, f in pub.frames()):
+            self.assertLess(time.monotonic(), deadline, "no pong from the publisher's connection")
+            pub._recv(0.2)
+        pub.close()
+
+    def test_a_slow_reader_draining_a_backlog_is_kept(self):
+        """bus_idle_timeout 2 s; a subscriber takes 12 s to read a backlog
+        of 3 MB, 256 KB a second: it makes progress, so it stays."""
+        d = self.daemon("[cohort]\nbus_idle_timeout = 2s\n" + IDLE)
+        sub = RawWs.unix(self.bus(d))
+        sub.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sub.send({"op": "hello"})
+        sub.send({"op": "sub", "topic": "slow.>", "id": 1})
+        while sub.buf.count(b'"op"') < 2:
+            self.assertTrue(sub._recv(10 * FACTOR), "no welcome and ok")
+        sub.frames()
+        count, got = 3000, 0
+        self.publish(d, "slow.x", count, 1000)
+        deadline = time.monotonic() + 60 * FACTOR
+        while got < count and not sub.eof:
+            self.assertLess(time.monotonic(), deadline, f"{got} of {count} messages read")
+            before = len(sub.buf)
+            while len(sub.buf) - before < 256 * 1024 and sub._recv(0.05):
+                pass
+            got += sum(op == 1 and b'"msg"' in f for op, f in sub.frames())
+            time.sleep(1)
+        self.assertEqual((got, sub.close_code, sub.eof), (count, None, False))
+        self.assertEqual(d.count(r"^bus: closing connection"), 0)
+        sub.close()
+        d.stop()
+
+    def test_a_stopped_peer_is_closed_after_bus_idle_timeout(self):
+        """A subscriber stopped with SIGSTOP: it answers no PING and reads
+        nothing, with messages waiting for it or not: closed after
+        bus_idle_timeout, logged with the reason, and the Close frame (4001)
+        is what it reads when it runs again."""
+        d = self.daemon("[cohort]\nbus_idle_timeout = 2s\n" + IDLE)
+        for backlog in (0, 3000):
+            peer = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peer", self.bus(d)],
+                                    stdout=subprocess.PIPE, text=True)
+            self.assertEqual(peer.stdout.readline().strip(), "subscribed")
+            mark = len(d.lines)
+            peer.send_signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            if backlog:
+                self.publish(d, "slow.x", backlog, 1000)
+            line = d.wait_log(rf"^bus: closing connection \d+ \(admin, unix, pid {peer.pid}\): no progress "
+                              r"reading or writing for 2 s \(bus_idle_timeout\) \(4001\)$",
+                              timeout=20, start=mark)
+            waited = time.monotonic() - stopped
+            self.assertTrue(1.9 <= waited < 10 * FACTOR, waited)
+            peer.send_signal(signal.SIGCONT)
+            out, _ = peer.communicate(timeout=30 * FACTOR)
+            if not backlog:     # its socket had room for the Close frame
+                self.assertEqual(out.strip(), "closed 4001")
+            self.assertEqual(d.count(rf"^bus: closing connection \d+ \(admin, unix, pid {peer.pid}\)"), 1, line)
+        d.stop()
+
+    def test_a_message_too_large_in_fragments_reads_1009(self):
+        """2 MB (bus_max_message is 1M) sent as 64 KiB fragments, the sender
+        writing on after cohortd closes: it reads 1009, and no RST."""
+        d, port, token = self.tcp_daemon()
+        for transport in ("tcp", "unix"):
+            ws = self.connect(d, transport, port)
+            ws.send({"op": "hello", "token": token})
+            chunk = b"x" * 65536
+            try:
+                for i in range(32):
+                    ws.send(chunk, opcode=1 if i == 0 else 0, fin=i == 31)
+                    ws._recv(0)
+            except OSError:
+                ws.reset = True
+            ws.read_until_closed(10, keep_writing=True)
+            self.assertEqual((transport, ws.close_code, ws.reset), (transport, 1009, False))
+            self.assertEqual(ws.close_reason, "message over bus_max_message (1048576 bytes)")
+            ws.close()
+        d.stop()
+
+    def test_clients_that_keep_writing_read_1001_at_shutdown(self):
+        d, port, token = self.tcp_daemon()
+        clients = []
+        for transport in ("tcp", "unix"):
+            for _ in range(5):
+                ws = self.connect(d, transport, port)
+                ws.send({"op": "hello", "token": token})
+                clients.append(ws)
+        stopper = threading.Thread(target=d.stop)
+        stopper.start()
+        # every client writes until it reads the Close frame
+        deadline = time.monotonic() + 30 * FACTOR
+        while any(ws.close_code is None and not ws.eof for ws in clients) and time.monotonic() < deadline:
+            for ws in clients:
+                if ws.close_code is None and not ws.eof:
+                    try:
+                        ws.send({"op": "ping"})
+                    except OSError:
+                        ws.reset = True
+                    ws._recv(0.001)
+                    ws.frames()
+        for ws in clients:
+            ws.read_until_closed(10)
+        stopper.join()
+        self.assertEqual([(ws.close_code, ws.close_reason, ws.reset) for ws in clients],
+                         [(1001, "cohortd is stopping", False)] * len(clients))
+        for ws in clients:
+            ws.close()
+
+    def test_two_python_clients_of_one_session_publishing_take_it_once(self):
+        """Two cohort_client.py clients of one session, both publishing: the
+        older reads 4000 and stops; the session is taken once, not back and
+        forth for ever."""
+        d, port, token = self.tcp_daemon()
+        urls = {"tcp": f"ws://127.0.0.1:{port}/", "unix": "unix:" + self.bus(d)}
+
+        async def flood(c):
+            try:
+                while True:
+                    await c.publish("tug.x", "p" * 100)
+                    await asyncio.sleep(0)
+            except cohort_client.Closed:
+                pass
+
+        async def round_(transport, i):
+            session = f"tug-{transport}-{i}"
+            older = cohort_client.Client(bus=urls[transport], token=token, session=session)
+            await older.connect()
+            older_flood = asyncio.ensure_future(flood(older))
+            await asyncio.sleep(0.05)
+            newer = cohort_client.Client(bus=urls[transport], token=token, session=session)
+            await newer.connect()
+            newer_flood = asyncio.ensure_future(flood(newer))
+            with self.assertRaises(cohort_client.Closed) as cm:
+                await asyncio.wait_for(older.wait_closed(), 10 * FACTOR)
+            self.assertEqual((transport, i, cm.exception.code), (transport, i, 4000))
+            await asyncio.sleep(0.2)
+            self.assertIsNone(newer.ended)
+            newer_flood.cancel()
+            await older_flood
+            await newer.close()
+
+        async def go():
+            for transport in ("tcp", "unix"):
+                for i in range(10):
+                    await round_(transport, i)
+        logging.disable(logging.ERROR)  # each older client says it stops, once
+        try:
+            asyncio.run(asyncio.wait_for(go(), 120 * FACTOR))
+        finally:
+            logging.disable(logging.NOTSET)
+        self.assertEqual(d.count(r"^bus: closing connection .*: session taken over by a new connection \(4000\)$"),
+                         20)
+        d.stop()
+
+
+def peer(path):
+    """A subscriber to slow.> that reads everything it is sent, run as a
+    process of its own to be stopped; at the end, prints the close code."""
+    ws = RawWs.unix(path)
+    ws.send({"op": "hello"})
+    ws.send({"op": "sub", "topic": "slow.>", "id": 1})
+    while ws.buf.count(b'"op"') < 2:
+        ws._recv(10)
+    print("subscribed", flush=True)
+    ws.read_until_closed(60)
+    print("closed", ws.close_code, flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--peer":
+        peer(sys.argv[2])
+    else:
+        unittest.main(verbosity=2)
