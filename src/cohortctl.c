@@ -463,18 +463,13 @@ static int run_reload(struct ctl *c, int argc, char **argv)
 		print_names("added", json_object_get(resp, "added"));
 		print_names("removed", json_object_get(resp, "removed"));
 		print_names("changed", json_object_get(resp, "changed"));
-		json_t *later = json_object_get(resp, "needs_restart");
-		if (json_array_size(later)) {
-			size_t i;
-			json_t *v;
-			printf("takes effect when cohortd restarts:");
-			json_array_foreach(later, i, v)
-				printf(" %s", json_string_value(v));
-			printf("\n");
-		}
+		print_names("applied", json_object_get(resp, "applied"));
+		print_names("takes effect when cohortd restarts", json_object_get(resp, "needs_restart"));
 		if (!json_array_size(json_object_get(resp, "added")) &&
 		    !json_array_size(json_object_get(resp, "removed")) &&
-		    !json_array_size(json_object_get(resp, "changed")) && !json_array_size(later))
+		    !json_array_size(json_object_get(resp, "changed")) &&
+		    !json_array_size(json_object_get(resp, "applied")) &&
+		    !json_array_size(json_object_get(resp, "needs_restart")))
 			printf("reloaded: nothing changed\n");
 	} else {
 		size_t i;

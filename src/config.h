@@ -142,11 +142,17 @@ int svc_key_line(const struct svc_config *s, const char *key);
 
 /* The key table, for docs and did-you-mean (config_keys.c). */
 enum key_section { KS_DAEMON, KS_SERVICE };
+/* What a reload does with a changed value (see the table's comment). */
+enum key_apply {
+	KEY_RESTART,	/* [cohort]: at the next start of cohortd; service: restarts it */
+	KEY_LIVE,	/* applies to what runs, at once */
+};
 struct key_def {
 	enum key_section section;
 	const char *name;
 	int type;		/* enum key_type in config_keys.c */
 	size_t offset;
+	enum key_apply apply;
 	const char *def;	/* default as written in the config, "" for empty */
 	const char *doc;
 };

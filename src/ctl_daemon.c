@@ -28,6 +28,7 @@ static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *res
 	json_object_set_new(resp, "added", strv_json(&r.added));
 	json_object_set_new(resp, "removed", strv_json(&r.removed));
 	json_object_set_new(resp, "changed", strv_json(&r.changed));
+	json_object_set_new(resp, "applied", strv_json(&r.applied));
 	json_object_set_new(resp, "needs_restart", strv_json(&r.restart));
 	json_object_set_new(resp, "errors", strv_json(&r.errors));
 	if (rc < 0) {

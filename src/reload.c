@@ -8,6 +8,11 @@
  * the new definition, a new one is added and a removed one stopped, then
  * dropped.  Services hold a reference on the config they use, so the old
  * config lives until the last service using it has moved on.
+ *
+ * [cohort] keys are compared with what runs, not with the previous file:
+ * a live key with the config in use, a start-up key with the config
+ * cohortd started with (d->started_cfg), so a start-up key is reported at
+ * every reload until cohortd restarts, and not once it is put back.
  */
 #include "autoconfig.h"
 
@@ -15,39 +20,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_keys.h"
 #include "daemon.h"
 #include "log.h"
 
-static bool str_differs(const char *a, const char *b)
+static const void *field(const void *cfg, const struct key_def *k)
 {
-	return (a && b) ? strcmp(a, b) != 0 : a != b;
+	return (const char *)cfg + k->offset;
 }
 
-/* [cohort] keys are read at start-up; say which changes wait for a restart. */
-static void warn_daemon_changes(const struct cohort_config *o, const struct cohort_config *n,
-				struct strv *restart)
+/* Says which [cohort] keys of the new config apply now, and which differ
+ * from the value cohortd started with (and wait for its restart). */
+static void compare_daemon(const struct cohortd *d, const struct cohort_config *n,
+			   struct strv *applied, struct strv *restart)
 {
-	const struct {
-		const char *key;
-		bool changed;
-	} keys[] = {
-		{"run_dir", str_differs(o->run_dir, n->run_dir)},
-		{"state_dir", str_differs(o->state_dir, n->state_dir)},
-		{"log_dir", str_differs(o->log_dir, n->log_dir)},
-		{"control_mode", o->control_mode != n->control_mode},
-		{"control_group", str_differs(o->control_group, n->control_group)},
-		{"bus_mode", o->bus_mode != n->bus_mode},
-		{"bus_listen", str_differs(o->bus_listen, n->bus_listen)},
-		{"bus_fsync", o->bus_fsync != n->bus_fsync},
-		{"bus_max_message", o->bus_max_message != n->bus_max_message},
-	};
-	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-		if (keys[i].changed) {
-			log_warn(NULL, "reload: [cohort] %s changed: it takes effect when cohortd restarts",
-				 keys[i].key);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct key_def *k = &config_keys[i];
+		if (k->section != KS_DAEMON)
+			continue;
+		bool live = k->apply == KEY_LIVE;
+		const struct cohort_config *running = live ? d->cfg : d->started_cfg;
+		if (key_equal(k, field(running, k), field(n, k)))
+			continue;
+		if (live) {
+			log_info(NULL, "reload: [cohort] %s changed: applied", k->name);
+			if (applied)
+				strv_push(applied, k->name);
+		} else {
+			log_warn(NULL, "reload: [cohort] %s differs from the value cohortd runs with: "
+				 "it takes effect when cohortd restarts", k->name);
 			if (restart)
-				strv_push(restart, keys[i].key);
+				strv_push(restart, k->name);
 		}
+	}
+}
+
+/* The live [cohort] keys the bus copied at start-up (the others are read
+ * from d->cfg when they are needed). */
+static void apply_daemon(struct cohortd *d)
+{
+	d->bus.ack_timeout_ms = d->cfg->bus_ack_timeout_ms;
+	d->bus.queue_max = d->cfg->bus_queue_max;
+	d->bus.queue_age_ms = d->cfg->bus_queue_age_ms;
 }
 
 static void leave(struct cohortd *d, struct service *s)
@@ -82,6 +96,7 @@ void reload_report_free(struct reload_report *r)
 	strv_free(&r->added);
 	strv_free(&r->removed);
 	strv_free(&r->changed);
+	strv_free(&r->applied);
 	strv_free(&r->restart);
 }
 
@@ -108,7 +123,7 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 		config_unref(nc);
 		return -1;
 	}
-	warn_daemon_changes(d->cfg, nc, r ? &r->restart : NULL);
+	compare_daemon(d, nc, r ? &r->applied : NULL, r ? &r->restart : NULL);
 
 	struct service **svcs = xcalloc(np->n + 1, sizeof(*svcs));
 	struct service **restart = xcalloc(np->n + 1, sizeof(*restart));
@@ -180,6 +195,7 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 	d->plan = np;
 	config_unref(d->cfg);
 	d->cfg = nc;
+	apply_daemon(d);
 	if (!d->stack_up && d->phase_open > np->nphases)
 		d->phase_open = np->nphases;
 
