@@ -132,9 +132,14 @@ void config_free(struct cohort_config *c);
 struct cohort_config *config_ref(struct cohort_config *c);
 void config_unref(struct cohort_config *c);
 struct svc_config *config_find(const struct cohort_config *c, const char *name);
-/* True when the two definitions differ in anything that matters to a
- * running process (reload restarts only those). */
+/* True when the two definitions are the same in every key. */
 bool svc_config_equal(const struct svc_config *a, const struct svc_config *b);
+/* The keys in which b differs from a, in table order, pushed to keys
+ * (when not NULL); their number.  *restart (when not NULL) says whether
+ * one of them is a KEY_RESTART key: a running process must be restarted
+ * to see it. */
+size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
+		       bool *restart);
 bool svc_name_valid(const char *name);
 bool exit_is_success(const struct svc_config *s, int code);
 /* Line of key in s, or the section's line when it was defaulted. */

@@ -240,11 +240,14 @@ bool svc_ready_for_dependents(const struct service *s);
 
 /* reload.c */
 /* What a reload did, for its caller: lists of names, or of "FILE:LINE:
- * message" for errors.  applied: [cohort] keys that changed and apply
+ * message" for errors.  changed: every service whose definition changed,
+ * keys: the keys that changed in each (space-separated, parallel to
+ * changed); restarted and updated: those of changed restarted for it, and
+ * those changed in place.  applied: [cohort] keys that changed and apply
  * now; restart: [cohort] keys that differ from the value cohortd runs
  * with, until it restarts. */
 struct reload_report {
-	struct strv errors, added, removed, changed, applied, restart;
+	struct strv errors, added, removed, changed, keys, restarted, updated, applied, restart;
 };
 /* Re-reads the config: 0 applied, -1 invalid (every error logged and, when
  * r is not NULL, listed in it). */

@@ -420,16 +420,21 @@ void logw_stop(struct logwriter *w)
 	free(w);
 }
 
+void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups)
+{
+	pthread_mutex_lock(&s->w->lock);
+	s->max_size = max_size;
+	s->backups = backups;
+	pthread_mutex_unlock(&s->w->lock);
+}
+
 struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size, unsigned backups)
 {
 	for (struct logsink *s = w->sinks; s; s = s->next) {
 		if (strcmp(s->path, path) == 0) {
 			s->refs++;
 			/* The latest definition's limits win (reload may change them). */
-			pthread_mutex_lock(&w->lock);
-			s->max_size = max_size;
-			s->backups = backups;
-			pthread_mutex_unlock(&w->lock);
+			logw_sink_limits(s, max_size, backups);
 			return s;
 		}
 	}

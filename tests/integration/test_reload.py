@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Reload against what runs: [cohort] keys compared with the values cohortd
 runs with (live ones applied and named, start-up ones reported until a
-restart)."""
+restart), and service changes that the process cannot see applied to the
+running process instead of restarting it."""
 import os
 import signal
 import socket
@@ -73,6 +74,133 @@ stop_timeout = 1h
         mark = len(d.lines)
         d.stop(expect=1, timeout=20)
         d.wait_log(r"^shutdown_timeout \(3s\) expired: KILL to 1 process group$", start=mark)
+
+
+class ServiceKeys(CohortTest):
+    def test_what_the_process_cannot_see_applies_without_a_restart(self):
+        """log_backups, log_max_size and health_interval of a service that
+        another requires, and backoff of the other: both keep their pid, and
+        the new values are in force."""
+        def config(size, backups, interval, backoff):
+            return f"""
+[service:base]
+command = /bin/sh -c 'i=0; while :; do i=$((i+1)); echo "line $i of base output"; sleep 0.01; done'
+ready = delay:0
+health = exec:true
+health_interval = {interval}
+log_max_size = {size}
+log_backups = {backups}
+
+[service:app]
+command = /bin/sleep 1000
+requires = base
+ready = delay:0
+backoff_initial = {backoff}
+backoff_jitter = 0
+"""
+        d = self.cohortd(config("1M", 5, "1h", "1h"))
+        d.wait_state("app", "running")
+        d.wait_socket()
+        base, app = d.last_pid("base"), d.last_pid("app")
+        log = os.path.join(d.log_dir, "base.log")
+        mark = len(d.lines)
+        d.write_config(config("2K", 1, "100ms", "100ms"))
+        out = d.ctl("reload")[1]
+        # the new health interval: probes every 100 ms, not every hour
+        at = mark
+        for _ in range(3):
+            at, _ = d.wait_log(r"^health ok", who="base", start=at + 1, timeout=5)
+        # the new log size and backups: rotated at 2K, one backup kept
+        wait_until(self, lambda: os.path.exists(log + ".1"), what="base.log rotated")
+
+        def first_line():
+            with open(log + ".1") as f:
+                return f.readline()
+        first = first_line()
+        wait_until(self, lambda: first_line() != first, what="base.log rotated again")
+        self.assertLessEqual(os.path.getsize(log + ".1"), 2048)
+        self.assertFalse(os.path.exists(log + ".2"))
+        # neither restarted: same pids, no transition since the reload
+        self.assertEqual((d.last_pid("base"), d.last_pid("app")), (base, app))
+        self.assertTrue(pid_alive(base) and pid_alive(app))
+        self.assertEqual([l for l in d.lines[mark:] if l.to], [])
+        self.assertEqual(out, "updated: base (health_interval, log_max_size, log_backups) "
+                         "app (backoff_initial)\n")
+        # the new backoff at the next crash
+        os.kill(app, signal.SIGKILL)
+        _, l = d.wait_state("app", "backoff", start=mark)
+        self.assertEqual(l.reason, "killed by SIGKILL; restart in 100ms (failure 1)")
+        d.wait_state("app", "running", start=mark)
+        self.assertEqual(d.last_pid("base"), base)
+        d.stop()
+
+    def test_a_requires_change_replans_without_a_restart(self):
+        text = """
+[service:a]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:b]
+command = /bin/sleep 1000
+ready = delay:0
+
+[service:c]
+command = /bin/sleep 1000
+ready = delay:0
+requires = a
+"""
+        d = self.cohortd(text)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        self.assertEqual(d.ctl("plan")[1], "phase 1: a b\nphase 2: c\n")
+        pids = [d.last_pid(n) for n in "abc"]
+        mark = len(d.lines)
+        d.write_config(text.replace("[service:b]\n", "[service:b]\nrequires = c\n"))
+        out = d.ctl("reload")[1]
+        # a second reload's summary: what the first one did is logged before it
+        self.assertEqual(d.ctl("reload")[1], "reloaded: nothing changed\n")
+        d.wait_log(r"^reload: 0 added, 0 removed, 0 changed, 3 unchanged$", start=mark)
+        self.assertEqual([l for l in d.lines[mark:] if l.to], [])
+        self.assertEqual([d.last_pid(n) for n in "abc"], pids)
+        self.assertEqual(d.ctl("plan")[1], "phase 1: a\nphase 2: c\nphase 3: b\n")
+        self.assertEqual(out, "updated: b (requires)\n")
+        # and it holds: c going down takes b with it now
+        mark = len(d.lines)
+        d.ctl("restart", "c")
+        d.wait_state("b", "stopping", start=mark)
+        d.wait_state("b", "running", start=mark)
+        d.stop()
+
+    def test_a_change_the_process_sees_restarts_it(self):
+        text = """
+[service:base]
+command = /bin/sleep 1000
+ready = delay:0
+log_backups = 5
+
+[service:app]
+command = /bin/sleep 1000
+requires = base
+ready = delay:0
+"""
+        d = self.cohortd(text)
+        d.wait_state("app", "running")
+        d.wait_socket()
+        base, app = d.last_pid("base"), d.last_pid("app")
+        mark = len(d.lines)
+        d.write_config(text.replace("sleep 1000\nready = delay:0\nlog_backups = 5",
+                                    "sleep 2000\nready = delay:0\nlog_backups = 2"))
+        self.assertEqual(d.ctl("reload")[1], "restarted: base (command, log_backups)\n")
+        i, l = d.wait_state("base", "stopping", start=mark)
+        self.assertEqual(l.reason, "definition changed by reload")
+        d.wait_state("base", "running", start=i)
+        d.wait_state("app", "running", start=i)
+        self.assertNotEqual(d.last_pid("base"), base)
+        self.assertNotEqual(d.last_pid("app"), app)
+        self.assertFalse(pid_alive(base))
+        with open(f"/proc/{d.last_pid('base')}/cmdline") as f:
+            self.assertEqual(f.read(), "/bin/sleep\x002000\x00")
+        d.stop()
 
 
 if __name__ == "__main__":
