@@ -745,3 +745,36 @@ Test(config, man_page_lists_every_key_with_its_default)
 	sbuf_free(&man);
 	free(path);
 }
+
+/* What a reload does with each key is documented from the key table's
+ * own column: "Reload: live" or "Reload: restart" after its default. */
+Test(config, man_page_says_what_a_reload_does_with_every_key)
+{
+	char *path = xasprintf("%s/doc/cohort.ini.5", th_srcdir());
+	FILE *f = fopen(path, "r");
+	struct sbuf man = {0};
+	char line[1024];
+
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f))
+		sbuf_adds(&man, line);
+	fclose(f);
+	/* The [service:NAME] keys come after the [cohort] ones. */
+	const char *services = strstr(man.buf, ".SH THE [service:NAME] SECTIONS\n");
+	cr_assert_not_null(services);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct key_def *k = &config_keys[i];
+		char *entry = xasprintf(".TP\n.B %s\n", k->name);
+		const char *at = strstr(k->section == KS_SERVICE ? services : man.buf, entry);
+		cr_assert_not_null(at, "doc/cohort.ini.5 does not describe \"%s\"", k->name);
+		const char *def = strstr(at, "\nDefault: ");
+		cr_assert_not_null(def);
+		const char *mark = strchr(def + 1, '\n');
+		const char *want = k->apply == KEY_LIVE ? "\n.br\nReload: live\n" : "\n.br\nReload: restart\n";
+		cr_assert(mark && str_starts(mark, want), "%s: the man page should say \"%s\" after its default",
+			  k->name, want + 5);
+		free(entry);
+	}
+	sbuf_free(&man);
+	free(path);
+}
