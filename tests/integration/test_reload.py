@@ -171,6 +171,63 @@ requires = a
         d.wait_state("b", "running", start=mark)
         d.stop()
 
+    def test_a_start_under_way_takes_the_new_ready_settings(self):
+        """ready and ready_timeout of a service still starting: the new
+        check judges it from now on, the new timeout counts from its spawn."""
+        text = """
+[service:slow]
+command = /bin/sleep 1000
+ready = exec:false
+ready_timeout = 1h
+
+[service:late]
+command = /bin/sleep 1000
+ready = exec:false
+ready_timeout = 1h
+backoff_initial = 1h
+"""
+        d = self.cohortd(text)
+        d.wait_state("slow", "starting")
+        d.wait_state("late", "starting")
+        d.wait_socket()
+        slow, late = d.pid_of("slow"), d.pid_of("late")
+        mark = len(d.lines)
+        d.write_config(text.replace("exec:false\nready_timeout = 1h\n\n", "exec:true\nready_timeout = 1h\n\n")
+                       .replace("ready_timeout = 1h\nbackoff", "ready_timeout = 300ms\nbackoff"))
+        out = d.ctl("reload")[1]
+        _, l = d.wait_state("slow", "running", start=mark)
+        self.assertEqual(l.reason, "ready: exec:true exited 0")
+        _, l = d.wait_state("late", "stopping", start=mark)
+        self.assertRegex(l.reason, r"^not ready within 300ms")
+        self.assertEqual((d.last_pid("slow"), d.last_pid("late")), (slow, late))
+        self.assertEqual(d.count(r"^spawned pid", "slow"), 1)
+        self.assertEqual(out, "updated: slow (ready) late (ready_timeout)\n")
+        d.stop()
+
+    def test_a_new_stop_signal_is_used_at_the_next_stop(self):
+        """stop_signal is cohortd's to send: changed, it does not restart
+        the service, and the next stop sends the new one."""
+        text = """
+[service:s]
+command = /bin/sh -c "trap '' TERM; trap 'exit 0' INT; while :; do sleep 0.05; done"
+ready = delay:200ms
+stop_signal = TERM
+stop_timeout = 1h
+"""
+        d = self.cohortd(text)
+        d.wait_state("s", "running")
+        d.wait_socket()
+        pid = d.last_pid("s")
+        mark = len(d.lines)
+        d.write_config(text.replace("stop_signal = TERM", "stop_signal = INT"))
+        reloaded = d.ctl("reload")[1]
+        _, out, _ = d.ctl("stop", "s", timeout=20)
+        self.assertEqual([l.to for l in d.lines[mark:] if l.who == "s" and l.to], ["stopping", "stopped"])
+        self.assertEqual(out, "s: stopped - stopped (exited with code 0)\n")
+        self.assertFalse(pid_alive(pid))
+        self.assertEqual(reloaded, "updated: s (stop_signal)\n")
+        d.stop()
+
     def test_a_change_the_process_sees_restarts_it(self):
         text = """
 [service:base]
