@@ -778,3 +778,36 @@ Test(config, man_page_says_what_a_reload_does_with_every_key)
 	sbuf_free(&man);
 	free(path);
 }
+
+/* The keys two definitions differ in, in table order, and whether one of
+ * them is something the running process sees. */
+Test(config, svc_config_diff_names_the_keys_and_what_they_need)
+{
+	/* directory set: its default is the file's, another for each of these */
+	struct cohort_config *x = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\nlog_backups = 5\n"
+				       "health_interval = 10s\n");
+	struct cohort_config *y = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\nlog_backups = 1\n"
+				       "health_interval = 1s\nrequires = \n");
+	struct cohort_config *z = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 2\nlog_backups = 5\n"
+				       "health_interval = 10s\nenvironment = A=1\n");
+	struct strv keys = {0};
+	bool restart = true;
+
+	cr_assert_eq(svc_config_diff(x->services[0], x->services[0], &keys, &restart), 0);
+	cr_assert(!restart);
+	cr_assert_eq(svc_config_diff(x->services[0], y->services[0], &keys, &restart), 2);
+	cr_assert(!restart, "log_backups and health_interval apply live");
+	cr_assert_str_eq(keys.v[0], "health_interval");
+	cr_assert_str_eq(keys.v[1], "log_backups");
+	strv_free(&keys);
+	cr_assert_eq(svc_config_diff(x->services[0], z->services[0], &keys, &restart), 2);
+	cr_assert(restart, "command and environment restart the process");
+	cr_assert_str_eq(keys.v[0], "command");
+	cr_assert_str_eq(keys.v[1], "environment");
+	strv_free(&keys);
+	cr_assert(svc_config_equal(x->services[0], x->services[0]));
+	cr_assert(!svc_config_equal(x->services[0], y->services[0]));
+	config_free(x);
+	config_free(y);
+	config_free(z);
+}
