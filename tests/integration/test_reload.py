@@ -247,7 +247,9 @@ ready = delay:0
         mark = len(d.lines)
         d.write_config(text.replace("sleep 1000\nready = delay:0\nlog_backups = 5",
                                     "sleep 2000\nready = delay:0\nlog_backups = 2"))
-        self.assertEqual(d.ctl("reload")[1], "restarted: base (command, log_backups)\n")
+        j = d.ctl_json("reload")
+        self.assertEqual((j["changed"], j["restarted"], j["updated"]), (["base"], ["base"], []))
+        self.assertEqual(j["keys"], {"base": ["command", "log_backups"]})
         i, l = d.wait_state("base", "stopping", start=mark)
         self.assertEqual(l.reason, "definition changed by reload")
         d.wait_state("base", "running", start=i)
