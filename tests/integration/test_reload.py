@@ -134,6 +134,30 @@ backoff_jitter = 0
         self.assertEqual(d.last_pid("base"), base)
         d.stop()
 
+    def test_fewer_log_backups_drop_the_surplus_at_the_next_rotation(self):
+        def config(backups):
+            return f"""
+[service:chatty]
+command = /bin/sh -c 'i=0; while :; do i=$((i+1)); echo "line $i of chatty output"; sleep 0.01; done'
+ready = delay:0
+log_max_size = 2K
+log_backups = {backups}
+"""
+        d = self.cohortd(config(3))
+        d.wait_state("chatty", "running")
+        d.wait_socket()
+        log = os.path.join(d.log_dir, "chatty.log")
+        wait_until(self, lambda: os.path.exists(log + ".3"), what="three rotated files")
+        pid = d.last_pid("chatty")
+        d.write_config(config(1))
+        reloaded = d.ctl("reload")[1]
+        # at its next rotation (every second or so) .2 and .3 go
+        wait_until(self, lambda: sorted(f for f in os.listdir(d.log_dir) if f.startswith("chatty.log"))
+                   == ["chatty.log", "chatty.log.1"], what="chatty.log.2 and .3 gone")
+        self.assertEqual(d.last_pid("chatty"), pid)
+        self.assertEqual(reloaded, "updated: chatty (log_backups)\n")
+        d.stop()
+
     def test_a_requires_change_replans_without_a_restart(self):
         text = """
 [service:a]
