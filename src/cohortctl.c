@@ -455,6 +455,48 @@ static void print_names(const char *label, json_t *list)
 	printf("\n");
 }
 
+enum changes { CHANGES_RESTARTED, CHANGES_UPDATED, CHANGES_OTHER };
+
+static bool listed(json_t *list, const char *name)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(list, i, v)
+		if (strcmp(json_string_value(v), name) == 0)
+			return true;
+	return false;
+}
+
+/* "LABEL: NAME (key, key) NAME (key)": the changed services of one kind
+ * (restarted, updated in place, or neither: not running now). */
+static void print_changes(json_t *resp, const char *label, enum changes which)
+{
+	json_t *restarted = json_object_get(resp, "restarted");
+	json_t *updated = json_object_get(resp, "updated");
+	json_t *keys = json_object_get(resp, "keys");
+	bool any = false;
+	size_t i, k;
+	json_t *v, *key;
+
+	json_array_foreach(json_object_get(resp, "changed"), i, v) {
+		const char *name = json_string_value(v);
+		enum changes is = listed(restarted, name) ? CHANGES_RESTARTED
+				  : listed(updated, name) ? CHANGES_UPDATED : CHANGES_OTHER;
+		if (is != which)
+			continue;
+		if (!any)
+			printf("%s:", label);
+		printf(" %s (", name);
+		json_array_foreach(json_object_get(keys, name), k, key)
+			printf("%s%s", k ? ", " : "", json_string_value(key));
+		printf(")");
+		any = true;
+	}
+	if (any)
+		printf("\n");
+}
+
 static int run_reload(struct ctl *c, int argc, char **argv)
 {
 	no_args(argv[0], argc);
@@ -468,19 +510,16 @@ static int run_reload(struct ctl *c, int argc, char **argv)
 	} else if (ok) {
 		print_names("added", json_object_get(resp, "added"));
 		print_names("removed", json_object_get(resp, "removed"));
-		print_names("changed", json_object_get(resp, "changed"));
-		json_t *later = json_object_get(resp, "needs_restart");
-		if (json_array_size(later)) {
-			size_t i;
-			json_t *v;
-			printf("takes effect when cohortd restarts:");
-			json_array_foreach(later, i, v)
-				printf(" %s", json_string_value(v));
-			printf("\n");
-		}
+		print_changes(resp, "restarted", CHANGES_RESTARTED);
+		print_changes(resp, "updated", CHANGES_UPDATED);
+		print_changes(resp, "changed", CHANGES_OTHER);
+		print_names("applied", json_object_get(resp, "applied"));
+		print_names("takes effect when cohortd restarts", json_object_get(resp, "needs_restart"));
 		if (!json_array_size(json_object_get(resp, "added")) &&
 		    !json_array_size(json_object_get(resp, "removed")) &&
-		    !json_array_size(json_object_get(resp, "changed")) && !json_array_size(later))
+		    !json_array_size(json_object_get(resp, "changed")) &&
+		    !json_array_size(json_object_get(resp, "applied")) &&
+		    !json_array_size(json_object_get(resp, "needs_restart")))
 			printf("reloaded: nothing changed\n");
 	} else {
 		size_t i;
@@ -1273,7 +1312,7 @@ static const struct command commands[] = {
 	 "+", change_opts, false},
 	{"signal", "SIGNAL NAME", "send a signal (TERM, HUP, USR1, ...) to a service's process group", run_signal,
 	 NULL, NULL, false},
-	{"reload", "", "re-read the config: start added, stop removed, restart changed services", run_reload,
+	{"reload", "", "re-read the config: start added, stop removed, apply or restart changed services", run_reload,
 	 NULL, NULL, false},
 	{"shutdown", "", "stop the whole stack and cohortd", run_shutdown,
 	 NULL, NULL, false},

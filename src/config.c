@@ -716,13 +716,28 @@ struct svc_config *config_find(const struct cohort_config *c, const char *name)
 
 bool svc_config_equal(const struct svc_config *a, const struct svc_config *b)
 {
+	return svc_config_diff(a, b, NULL, NULL) == 0;
+}
+
+size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
+		       bool *restart)
+{
+	size_t n = 0;
+
+	if (restart)
+		*restart = false;
 	for (size_t k = 0; k < config_nkeys; k++) {
 		const struct key_def *kd = &config_keys[k];
-		if (kd->section == KS_SERVICE &&
-		    !key_equal(kd, (const char *)a + kd->offset, (const char *)b + kd->offset))
-			return false;
+		if (kd->section != KS_SERVICE ||
+		    key_equal(kd, (const char *)a + kd->offset, (const char *)b + kd->offset))
+			continue;
+		n++;
+		if (keys)
+			strv_push(keys, kd->name);
+		if (restart && kd->apply == KEY_RESTART)
+			*restart = true;
 	}
-	return true;
+	return n;
 }
 
 bool exit_is_success(const struct svc_config *s, int code)

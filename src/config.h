@@ -135,9 +135,14 @@ void config_free(struct cohort_config *c);
 struct cohort_config *config_ref(struct cohort_config *c);
 void config_unref(struct cohort_config *c);
 struct svc_config *config_find(const struct cohort_config *c, const char *name);
-/* True when the two definitions differ in anything that matters to a
- * running process (reload restarts only those). */
+/* True when the two definitions are the same in every key. */
 bool svc_config_equal(const struct svc_config *a, const struct svc_config *b);
+/* The keys in which b differs from a, in table order, pushed to keys
+ * (when not NULL); their number.  *restart (when not NULL) says whether
+ * one of them is a KEY_RESTART key: a running process must be restarted
+ * to see it. */
+size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
+		       bool *restart);
 bool svc_name_valid(const char *name);
 bool exit_is_success(const struct svc_config *s, int code);
 /* Line of key in s, or the section's line when it was defaulted. */
@@ -145,11 +150,17 @@ int svc_key_line(const struct svc_config *s, const char *key);
 
 /* The key table, for docs and did-you-mean (config_keys.c). */
 enum key_section { KS_DAEMON, KS_SERVICE };
+/* What a reload does with a changed value (see the table's comment). */
+enum key_apply {
+	KEY_RESTART,	/* [cohort]: at the next start of cohortd; service: restarts it */
+	KEY_LIVE,	/* applies to what runs, at once */
+};
 struct key_def {
 	enum key_section section;
 	const char *name;
 	int type;		/* enum key_type in config_keys.c */
 	size_t offset;
+	enum key_apply apply;
 	const char *def;	/* default as written in the config, "" for empty */
 	const char *doc;
 };

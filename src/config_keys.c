@@ -19,63 +19,74 @@
 #include "config_keys.h"
 #include "words.h"
 
-#define D(k, f, t) KS_DAEMON, k, t, offsetof(struct cohort_config, f)
-#define S(k, f, t) KS_SERVICE, k, t, offsetof(struct svc_config, f)
+/*
+ * The fourth column says what a reload does with a changed value.
+ * [cohort]: LIVE keys are read afresh (or handed over by reload.c) and
+ * apply at once; RESTART keys (listeners, directories, the journal) keep
+ * the value cohortd started with until it restarts.  [service:NAME]: LIVE
+ * keys are cohortd's own business (probes, backoff, log rotation, order)
+ * and apply to the running process; RESTART keys are what the process
+ * itself sees (its command, environment, ids, directory, output
+ * descriptors, bus and lock rights), so a change restarts it.  A new key
+ * must choose: the macros take the column.
+ */
+#define D(k, f, t, a) KS_DAEMON, k, t, offsetof(struct cohort_config, f), KEY_##a
+#define S(k, f, t, a) KS_SERVICE, k, t, offsetof(struct svc_config, f), KEY_##a
 
 const struct key_def config_keys[] = {
-	{D("run_dir", run_dir, K_PATH), "/run/cohort", "directory of control.sock, bus.sock and notify.sock"},
-	{D("state_dir", state_dir, K_PATH), "/var/lib/cohort", "bus journal, retained values, lock token counter"},
-	{D("log_dir", log_dir, K_PATH), "/var/log/cohort", "per-service logs (stdout = log)"},
-	{D("log_file", log_file, K_PATH), "", "cohortd's own log, here as well as on stderr (reopened on SIGUSR1)"},
-	{D("include", include, K_INCLUDE), "conf.d/*.ini", "more files with [service:*] sections (globs, sorted; no match is fine)"},
-	{D("control_mode", control_mode, K_MODE), "0600", "permissions of control.sock"},
-	{D("control_group", control_group, K_STR), "", "group given access to control.sock (and admin on the bus)"},
-	{D("bus_mode", bus_mode, K_MODE), "0666", "permissions of bus.sock"},
-	{D("bus_listen", bus_listen, K_LISTEN), "", "HOST:PORT: the bus also on TCP (off when empty)"},
-	{D("bus_fsync", bus_fsync, K_FSYNC), "batch", "always | batch | never: when bus writes reach the disk"},
-	{D("bus_max_message", bus_max_message, K_MSGSIZE), "1M", "largest bus frame accepted (1K to 16M)"},
-	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION), "30s", "an unacked qos-1 delivery is sent again after this"},
-	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION), "60s", "a bus connection that neither reads nor sends for this long is closed (0: never)"},
-	{D("bus_queue_max", bus_queue_max, K_SIZE), "64M", "a durable session's queue while it is away, at most"},
-	{D("bus_queue_age", bus_queue_age_ms, K_DURATION), "7d", "queued messages older than this are dropped"},
-	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION), "30s", "whole-stack stop budget; then KILL"},
+	{D("run_dir", run_dir, K_PATH, RESTART), "/run/cohort", "directory of control.sock, bus.sock and notify.sock"},
+	{D("state_dir", state_dir, K_PATH, RESTART), "/var/lib/cohort", "bus journal, retained values, lock token counter"},
+	{D("log_dir", log_dir, K_PATH, RESTART), "/var/log/cohort", "per-service logs (stdout = log)"},
+	{D("log_file", log_file, K_PATH, LIVE), "", "cohortd's own log, here as well as on stderr (reopened on SIGUSR1)"},
+	{D("include", include, K_INCLUDE, LIVE), "conf.d/*.ini", "more files with [service:*] sections (globs, sorted; no match is fine)"},
+	{D("control_mode", control_mode, K_MODE, RESTART), "0600", "permissions of control.sock"},
+	{D("control_group", control_group, K_STR, RESTART), "", "group given access to control.sock (and admin on the bus)"},
+	{D("bus_mode", bus_mode, K_MODE, RESTART), "0666", "permissions of bus.sock"},
+	{D("bus_listen", bus_listen, K_LISTEN, RESTART), "", "HOST:PORT: the bus also on TCP (off when empty)"},
+	{D("bus_fsync", bus_fsync, K_FSYNC, RESTART), "batch", "always | batch | never: when bus writes reach the disk"},
+	{D("bus_max_message", bus_max_message, K_MSGSIZE, RESTART), "1M", "largest bus frame accepted (1K to 16M)"},
+	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION, LIVE), "30s", "an unacked qos-1 delivery is sent again after this"},
+	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION, RESTART), "60s", "a bus connection that neither reads nor sends for this long is closed (0: never)"},
+	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M", "a durable session's queue while it is away, at most"},
+	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
+	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},
 
-	{S("command", command, K_COMMAND), "", "what to run, split like a shell splits words (required)"},
-	{S("shell", shell, K_BOOL), "no", "yes: run command with /bin/sh -c"},
-	{S("directory", directory, K_PATH), "", "working directory (default: the directory of the file defining the service)"},
-	{S("environment", environment, K_ENV), "", "NAME=VALUE, ... added to cohortd's environment (NAME=\"a, b\" or \\, for a comma)"},
-	{S("user", user, K_STR), "", "when cohortd runs as root: run as this user, with its groups"},
-	{S("group", group, K_STR), "", "when cohortd runs as root: run with this group"},
-	{S("umask", umask, K_UMASK), "", "octal file mode creation mask, such as 027 (default: cohortd's)"},
-	{S("autostart", autostart, K_BOOL), "yes", "start with the stack"},
-	{S("requires", requires, K_NAMES), "", "services that must be ready first; stopping them stops this one"},
-	{S("after", after, K_NAMES), "", "services to start after (ready or failed); ordering only"},
-	{S("phase", phase, K_PHASE), "", "explicit phase, at least the one the dependencies imply"},
-	{S("ready", ready, K_READY), "delay:1s", "notify | delay:DUR | tcp:HOST:PORT | http://HOST:PORT/PATH | exec:CMD"},
-	{S("ready_timeout", ready_timeout_ms, K_DURATION), "60s", "not ready by then: a failed start"},
-	{S("health", health, K_HEALTH), "", "tcp:HOST:PORT | http://HOST:PORT/PATH | exec:CMD (off when empty)"},
-	{S("health_interval", health_interval_ms, K_DURATION), "10s", "time between health probes"},
-	{S("health_timeout", health_timeout_ms, K_DURATION), "2s", "a probe taking longer fails"},
-	{S("health_retries", health_retries, K_POSITIVE), "3", "consecutive failed probes before a restart"},
-	{S("restart", restart, K_RESTART), "always", "always | on-failure | never"},
-	{S("success_exit", success_exit, K_EXITCODES), "0", "exit codes that are not failures"},
-	{S("backoff_initial", backoff_initial_ms, K_DURATION), "1s", "first restart delay"},
-	{S("backoff_factor", backoff_factor, K_FACTOR), "2", "each consecutive failure multiplies the delay by this"},
-	{S("backoff_max", backoff_max_ms, K_DURATION), "60s", "longest restart delay"},
-	{S("backoff_jitter", backoff_jitter, K_FRACTION), "0.1", "random spread of each delay (0.1 = +-10%)"},
-	{S("backoff_reset", backoff_reset_ms, K_DURATION), "30s", "running this long resets the backoff and failure count"},
-	{S("breaker_failures", breaker_failures, K_COUNT), "5", "failures within breaker_window that open the breaker (0: never)"},
-	{S("breaker_window", breaker_window_ms, K_DURATION), "60s", "window of the breaker's failure count"},
-	{S("breaker_cooldown", breaker_cooldown_ms, K_DURATION), "2m", "open breaker: time until one trial start"},
-	{S("stop_signal", stop_signal, K_SIGNAL), "TERM", "signal that asks the service to stop"},
-	{S("stop_timeout", stop_timeout_ms, K_DURATION), "10s", "then KILL to the whole process group"},
-	{S("stdout", out, K_STDOUT), "log", "log | inherit | null | PATH"},
-	{S("stderr", err, K_STDERR), "stdout", "stdout | log | inherit | null | PATH"},
-	{S("log_max_size", log_max_size, K_SIZE), "10M", "rotate the log at this size"},
-	{S("log_backups", log_backups, K_COUNT), "5", "rotated logs kept"},
-	{S("locks", locks, K_LOCKPATS), "*", "lock names this service may take (glob patterns)"},
-	{S("publish", publish, K_TOPICPATS), ">", "topic patterns it may publish to"},
-	{S("subscribe", subscribe, K_TOPICPATS), ">", "topic patterns it may subscribe to"},
+	{S("command", command, K_COMMAND, RESTART), "", "what to run, split like a shell splits words (required)"},
+	{S("shell", shell, K_BOOL, RESTART), "no", "yes: run command with /bin/sh -c"},
+	{S("directory", directory, K_PATH, RESTART), "", "working directory (default: the directory of the file defining the service)"},
+	{S("environment", environment, K_ENV, RESTART), "", "NAME=VALUE, ... added to cohortd's environment (NAME=\"a, b\" or \\, for a comma)"},
+	{S("user", user, K_STR, RESTART), "", "when cohortd runs as root: run as this user, with its groups"},
+	{S("group", group, K_STR, RESTART), "", "when cohortd runs as root: run with this group"},
+	{S("umask", umask, K_UMASK, RESTART), "", "octal file mode creation mask, such as 027 (default: cohortd's)"},
+	{S("autostart", autostart, K_BOOL, LIVE), "yes", "start with the stack"},
+	{S("requires", requires, K_NAMES, LIVE), "", "services that must be ready first; stopping them stops this one"},
+	{S("after", after, K_NAMES, LIVE), "", "services to start after (ready or failed); ordering only"},
+	{S("phase", phase, K_PHASE, LIVE), "", "explicit phase, at least the one the dependencies imply"},
+	{S("ready", ready, K_READY, LIVE), "delay:1s", "notify | delay:DUR | tcp:HOST:PORT | http://HOST:PORT/PATH | exec:CMD"},
+	{S("ready_timeout", ready_timeout_ms, K_DURATION, LIVE), "60s", "not ready by then: a failed start"},
+	{S("health", health, K_HEALTH, LIVE), "", "tcp:HOST:PORT | http://HOST:PORT/PATH | exec:CMD (off when empty)"},
+	{S("health_interval", health_interval_ms, K_DURATION, LIVE), "10s", "time between health probes"},
+	{S("health_timeout", health_timeout_ms, K_DURATION, LIVE), "2s", "a probe taking longer fails"},
+	{S("health_retries", health_retries, K_POSITIVE, LIVE), "3", "consecutive failed probes before a restart"},
+	{S("restart", restart, K_RESTART, LIVE), "always", "always | on-failure | never"},
+	{S("success_exit", success_exit, K_EXITCODES, LIVE), "0", "exit codes that are not failures"},
+	{S("backoff_initial", backoff_initial_ms, K_DURATION, LIVE), "1s", "first restart delay"},
+	{S("backoff_factor", backoff_factor, K_FACTOR, LIVE), "2", "each consecutive failure multiplies the delay by this"},
+	{S("backoff_max", backoff_max_ms, K_DURATION, LIVE), "60s", "longest restart delay"},
+	{S("backoff_jitter", backoff_jitter, K_FRACTION, LIVE), "0.1", "random spread of each delay (0.1 = +-10%)"},
+	{S("backoff_reset", backoff_reset_ms, K_DURATION, LIVE), "30s", "running this long resets the backoff and failure count"},
+	{S("breaker_failures", breaker_failures, K_COUNT, LIVE), "5", "failures within breaker_window that open the breaker (0: never)"},
+	{S("breaker_window", breaker_window_ms, K_DURATION, LIVE), "60s", "window of the breaker's failure count"},
+	{S("breaker_cooldown", breaker_cooldown_ms, K_DURATION, LIVE), "2m", "open breaker: time until one trial start"},
+	{S("stop_signal", stop_signal, K_SIGNAL, LIVE), "TERM", "signal that asks the service to stop"},
+	{S("stop_timeout", stop_timeout_ms, K_DURATION, LIVE), "10s", "then KILL to the whole process group"},
+	{S("stdout", out, K_STDOUT, RESTART), "log", "log | inherit | null | PATH"},
+	{S("stderr", err, K_STDERR, RESTART), "stdout", "stdout | log | inherit | null | PATH"},
+	{S("log_max_size", log_max_size, K_SIZE, LIVE), "10M", "rotate the log at this size"},
+	{S("log_backups", log_backups, K_COUNT, LIVE), "5", "rotated logs kept"},
+	{S("locks", locks, K_LOCKPATS, RESTART), "*", "lock names this service may take (glob patterns)"},
+	{S("publish", publish, K_TOPICPATS, RESTART), ">", "topic patterns it may publish to"},
+	{S("subscribe", subscribe, K_TOPICPATS, RESTART), ">", "topic patterns it may subscribe to"},
 };
 const size_t config_nkeys = ARRAY_LEN(config_keys);
 

@@ -4,6 +4,8 @@
 #include "autoconfig.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "control.h"
 #include "daemon.h"
@@ -17,6 +19,22 @@ static json_t *strv_json(const struct strv *sv)
 	return a;
 }
 
+/* {"NAME": ["key", ...], ...} for each changed service. */
+static json_t *keys_json(const struct reload_report *r)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < r->changed.n && i < r->keys.n; i++) {
+		json_t *a = json_array();
+		char *list = xstrdup(r->keys.v[i]), *save = NULL;
+		for (char *k = strtok_r(list, " ", &save); k; k = strtok_r(NULL, " ", &save))
+			json_array_append_new(a, json_string(k));
+		free(list);
+		json_object_set_new(o, r->changed.v[i], a);
+	}
+	return o;
+}
+
 static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *resp)
 {
 	struct reload_report r = {0};
@@ -28,6 +46,10 @@ static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *res
 	json_object_set_new(resp, "added", strv_json(&r.added));
 	json_object_set_new(resp, "removed", strv_json(&r.removed));
 	json_object_set_new(resp, "changed", strv_json(&r.changed));
+	json_object_set_new(resp, "restarted", strv_json(&r.restarted));
+	json_object_set_new(resp, "updated", strv_json(&r.updated));
+	json_object_set_new(resp, "keys", keys_json(&r));
+	json_object_set_new(resp, "applied", strv_json(&r.applied));
 	json_object_set_new(resp, "needs_restart", strv_json(&r.restart));
 	json_object_set_new(resp, "errors", strv_json(&r.errors));
 	if (rc < 0) {
@@ -54,7 +76,7 @@ static enum ctl_result cmd_shutdown(struct ctl_client *c, json_t *req, json_t *r
 }
 
 const struct ctl_command ctl_daemon_commands[] = {
-	{"reload", cmd_reload, "re-read the config: start added, stop removed, restart changed"},
+	{"reload", cmd_reload, "re-read the config: start added, stop removed, apply or restart changed"},
 	{"shutdown", cmd_shutdown, "answer, then stop the whole stack and exit"},
 	{NULL, NULL, NULL},
 };

@@ -390,6 +390,7 @@ static void daemon_free(struct cohortd *d)
 	free(d->dirty);
 	plan_free(d->plan);
 	config_unref(d->cfg);
+	config_unref(d->started_cfg);
 	free(d->control_path);
 	free(d->bus_path);
 	free(d->log_dir);
@@ -419,6 +420,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	d->config_path = xstrdup(config_path);
 	d->cfg = cfg;
+	d->started_cfg = config_ref(cfg);
 	d->plan = plan;
 	d->exit_code = 0;
 	d->instance_fd = -1;

@@ -150,6 +150,8 @@ struct cohortd {
 	struct ev_loop *loop;
 	char *config_path;
 	struct cohort_config *cfg;	/* current config (one reference) */
+	struct cohort_config *started_cfg;	/* the one cohortd started with (one reference):
+						 * what its listeners and directories run */
 	struct plan *plan;		/* of cfg */
 	struct service **svcs;		/* by plan index */
 	struct service **leaving;	/* removed by reload, still stopping */
@@ -258,11 +260,15 @@ bool stack_blocked(const struct cohortd *d, const struct service *s);
 bool svc_ready_for_dependents(const struct service *s);
 
 /* reload.c */
-/* What a reload did, for its caller (lists of names, or of "FILE:LINE:
- * message" for errors; restart: [cohort] keys that changed but take effect
- * only when cohortd restarts). */
+/* What a reload did, for its caller: lists of names, or of "FILE:LINE:
+ * message" for errors.  changed: every service whose definition changed,
+ * keys: the keys that changed in each (space-separated, parallel to
+ * changed); restarted and updated: those of changed restarted for it, and
+ * those changed in place.  applied: [cohort] keys that changed and apply
+ * now; restart: [cohort] keys that differ from the value cohortd runs
+ * with, until it restarts. */
 struct reload_report {
-	struct strv errors, added, removed, changed, restart;
+	struct strv errors, added, removed, changed, keys, restarted, updated, applied, restart;
 };
 /* Re-reads the config: 0 applied, -1 invalid (every error logged and, when
  * r is not NULL, listed in it). */

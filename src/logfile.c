@@ -40,6 +40,8 @@ struct logsink {
 	uint64_t size;
 	uint64_t w_max_size;
 	unsigned w_backups;
+	unsigned w_backups_made;	/* most rotated files kept so far: a reload lowered
+					 * log_backups when it is above w_backups */
 	uint64_t rotate_retry_at;	/* a rotation failed: not again before this size */
 	bool open_failed;	/* said once, retried at each write */
 };
@@ -120,6 +122,13 @@ static bool sink_rotate(struct logsink *s)
 		s->rotate_retry_at = s->size + (s->w_max_size ? s->w_max_size : 1);
 		return false;
 	}
+	/* Files past a log_backups a reload lowered go with this rotation. */
+	for (unsigned i = s->w_backups + 1; i <= s->w_backups_made; i++) {
+		snprintf(to, sizeof(to), "%s.%u", s->path, i);
+		if (unlink(to) < 0 && errno != ENOENT)
+			log_warn(NULL, "rotating %s: unlink %s: %s", s->path, to, strerror(errno));
+	}
+	s->w_backups_made = s->w_backups;
 	close(s->fd);
 	s->fd = -1;
 	sink_open(s);
@@ -286,6 +295,8 @@ static void *writer_main(void *arg)
 		bool closing = s->closing;
 		s->w_max_size = s->max_size;
 		s->w_backups = s->backups;
+		if (s->w_backups > s->w_backups_made)
+			s->w_backups_made = s->w_backups;
 		pthread_mutex_unlock(&w->lock);
 
 		if (data.len)
@@ -420,16 +431,21 @@ void logw_stop(struct logwriter *w)
 	free(w);
 }
 
+void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups)
+{
+	pthread_mutex_lock(&s->w->lock);
+	s->max_size = max_size;
+	s->backups = backups;
+	pthread_mutex_unlock(&s->w->lock);
+}
+
 struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size, unsigned backups)
 {
 	for (struct logsink *s = w->sinks; s; s = s->next) {
 		if (strcmp(s->path, path) == 0) {
 			s->refs++;
 			/* The latest definition's limits win (reload may change them). */
-			pthread_mutex_lock(&w->lock);
-			s->max_size = max_size;
-			s->backups = backups;
-			pthread_mutex_unlock(&w->lock);
+			logw_sink_limits(s, max_size, backups);
 			return s;
 		}
 	}

@@ -32,6 +32,8 @@ void logw_stop(struct logwriter *w);
 struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size,
 			  unsigned backups);
 void logw_sink_put(struct logsink *s);
+/* New rotation limits (a reload): the writer uses them from its next write. */
+void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups);
 /* Appends whole lines; drops (and counts) what does not fit. */
 void logw_append(struct logsink *s, const char *data, size_t n);
 /* Counters of a sink, for status. */

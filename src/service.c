@@ -322,49 +322,94 @@ void svc_free(struct service *s)
 	free(s);
 }
 
+static bool text_same(const char *a, const char *b)
+{
+	return (a && b) ? strcmp(a, b) == 0 : a == b;
+}
+
+/* A start under way is judged by the new ready check from now on; a delay
+ * counts from the spawn, as if it had been the check all along. */
+static void restart_readiness(struct service *s)
+{
+	const struct check *r = &s->cfg->ready;
+	int64_t at = 0;
+
+	ev_timer_stop(s->d->loop, &s->probe_timer);
+	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY)
+		return;	/* the exec's news begins readiness; READY=1 needs no timer */
+	if (r->kind == CHECK_DELAY)
+		at = r->delay_ms - (now_mono_ms() - s->spawned_at);
+	evtimer_start_ms(s->d->loop, &s->probe_timer, at > 0 ? at : 0);
+}
+
+/* A reload changed only what cohortd does around the running process:
+ * the new values take over now.  (Backoff, breaker, restart policy, stop
+ * settings and health_retries are read when they are needed.) */
+static void apply_live(struct service *s, const struct svc_config *old, bool probe_dropped)
+{
+	const struct svc_config *c = s->cfg;
+	bool health_changed = !text_same(old->health.text, c->health.text);
+
+	if (old->log_max_size != c->log_max_size || old->log_backups != c->log_backups) {
+		if (s->out_open)
+			logw_sink_limits(s->out.sink, c->log_max_size, (unsigned)c->log_backups);
+		if (s->err_open)
+			logw_sink_limits(s->err.sink, c->log_max_size, (unsigned)c->log_backups);
+	}
+	if (s->state == SVC_STARTING) {
+		if (!text_same(old->ready.text, c->ready.text))
+			restart_readiness(s);
+		if (old->ready_timeout_ms != c->ready_timeout_ms) {
+			int64_t left = c->ready_timeout_ms - (now_mono_ms() - s->spawned_at);
+			ev_timer_stop(s->d->loop, &s->ready_timer);
+			evtimer_start_ms(s->d->loop, &s->ready_timer, left > 0 ? left : 0);
+		}
+	} else if (s->state == SVC_RUNNING) {
+		if (health_changed) {	/* earlier failures were of another check */
+			s->health_failures = 0;
+			snprintf(s->health, sizeof(s->health), "%s", c->health.kind != CHECK_NONE ? "ok" : "");
+		}
+		/* The next probe at the new interval from now; one under way
+		 * (same check) schedules the next itself when it ends. */
+		if ((health_changed || probe_dropped || old->health_interval_ms != c->health_interval_ms) &&
+		    !s->probe.active) {
+			ev_timer_stop(s->d->loop, &s->probe_timer);
+			start_health(s);
+		}
+	}
+}
+
 void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_config *owner)
 {
-	const struct svc_config *old = s->cfg;
+	struct svc_config *old = s->cfg;
+	struct cohort_config *old_owner = s->cfg_owner;
 	bool outputs_changed = old->out.kind != cfg->out.kind || old->err.kind != cfg->err.kind ||
 			       (old->out.path && cfg->out.path && strcmp(old->out.path, cfg->out.path)) ||
 			       (old->err.path && cfg->err.path && strcmp(old->err.path, cfg->err.path)) ||
 			       old->log_max_size != cfg->log_max_size || old->log_backups != cfg->log_backups;
+	bool probe_dropped = false;
 
-	/* The same definition (a reload that did not touch it): the probe
-	 * under way goes on with its check, now the new config's.  Killing
-	 * it would lose its result, and reloads often enough would keep a
-	 * failing health check from ever being seen. */
-	if (svc_config_equal(old, cfg)) {
-		if (s->probe.check == &old->ready)
-			s->probe.check = &cfg->ready;
-		else if (s->probe.check == &old->health)
-			s->probe.check = &cfg->health;
-		config_ref(owner);
-		config_unref(s->cfg_owner);
-		s->cfg = cfg;
-		s->cfg_owner = owner;
-		return;
+	/* A probe under way goes on when its check is the same: killing it
+	 * would lose its result, and reloads often enough would keep a
+	 * failing health check from ever being seen.  A probe of a check
+	 * that changed is dropped (it points into the old config). */
+	if (s->probe.check == &old->ready && text_same(old->ready.text, cfg->ready.text)) {
+		s->probe.check = &cfg->ready;
+	} else if (s->probe.check == &old->health && text_same(old->health.text, cfg->health.text)) {
+		s->probe.check = &cfg->health;
+	} else if (s->probe.check == &old->ready || s->probe.check == &old->health) {
+		probe_dropped = s->probe.active;
+		probe_reset(&s->probe);
 	}
-	/* The probe points into the old config: drop it, and try again at
-	 * once rather than lose the probe cycle it was in. */
-	bool probing = s->probe.active;
-	probe_reset(&s->probe);
-	config_ref(owner);
-	config_unref(s->cfg_owner);
 	s->cfg = cfg;
-	s->cfg_owner = owner;
-	if (probing && s->state == SVC_STARTING) {
-		ev_timer_stop(s->d->loop, &s->probe_timer);
-		ev_timer_set(&s->probe_timer, 0, 0);
-		ev_timer_start(s->d->loop, &s->probe_timer);
-	} else if (probing && s->state == SVC_RUNNING) {
-		ev_timer_stop(s->d->loop, &s->probe_timer);
-		start_health(s);
-	}
-	if (outputs_changed && !svc_live(s)) {
+	s->cfg_owner = config_ref(owner);
+	if (svc_live(s)) {
+		apply_live(s, old, probe_dropped);
+	} else if (outputs_changed) {
 		close_outputs(s);
 		open_outputs(s);
 	}
+	config_unref(old_owner);	/* old may be gone from here on */
 }
 
 /* --- spawning ------------------------------------------------------------- */

@@ -301,7 +301,7 @@ ready = exec:test -f {got}.ready
         self.assertEqual(d.ctl_json("plan")["phases"], [["a", "c"], ["b"]])
         d.write_config(STACK.replace("autostart = no\n", "") + "\n[service:d]\ncommand = /bin/sleep 5\n")
         _, out, _ = d.ctl("reload")
-        self.assertEqual(out, "added: d\nchanged: c\n")
+        self.assertEqual(out, "added: d\nchanged: c (autostart)\n")
         d.wait_state("c", "running")
         _, out, _ = d.ctl("reload")
         self.assertEqual(out, "reloaded: nothing changed\n")
@@ -890,11 +890,11 @@ backoff_jitter = 0
         d.wait_socket()
         d.wait_state("v", "stopping")       # not ready in time
         d.write_config(config("V2"))
-        self.assertEqual(d.ctl("reload")[1], "changed: v\n")
+        self.assertEqual(d.ctl("reload")[1], "changed: v (command)\n")
         open(go, "w").close()
         d.wait_state("v", "backoff")
         d.write_config(config("V3"))
-        self.assertEqual(d.ctl("reload")[1], "changed: v\n")
+        self.assertEqual(d.ctl("reload")[1], "changed: v (command)\n")
         os.unlink(go)
         d.ctl("start", "--no-wait", "v")
 
@@ -924,7 +924,8 @@ log_max_size = {"1M" if word == "one" else "2M"}
         d.write_config(f"[cohort]\nlog_dir = {moved}\n" + config("one"))
         self.assertEqual(d.ctl("reload")[1], "takes effect when cohortd restarts: log_dir\n")
         d.write_config(f"[cohort]\nlog_dir = {moved}\n" + config("two"))
-        self.assertIn("changed: c\n", d.ctl("reload")[1])
+        self.assertEqual(d.ctl("reload")[1], "restarted: c (command, log_max_size)\n"
+                         "takes effect when cohortd restarts: log_dir\n")
         wait_until(self, lambda: any(l.endswith(" two") for l in d.ctl_json("log", "c")["lines"]),
                    what="c's new output in its log")
         self.assertFalse(os.path.exists(moved))

@@ -504,8 +504,10 @@ ready = delay:0
 stop_timeout = 1s
 backoff_initial = 100ms
 """)
+        # what cohortd does around the process: in force at once, no restart of its own
+        d.wait_log(r"^reload: ready, ready_timeout changed: applied to the running service$",
+                   who="s", start=mark)
         d.wait_state("s", "backoff", start=mark)
-        d.wait_log(r"^new definition in effect$", who="s", start=mark)
         d.wait_state("s", "running", start=mark)
         d.stop()
 

@@ -854,3 +854,69 @@ Test(config, man_page_lists_every_key_with_its_default)
 	sbuf_free(&man);
 	free(path);
 }
+
+/* What a reload does with each key is documented from the key table's
+ * own column: "Reload: live" or "Reload: restart" after its default. */
+Test(config, man_page_says_what_a_reload_does_with_every_key)
+{
+	char *path = xasprintf("%s/doc/cohort.ini.5", th_srcdir());
+	FILE *f = fopen(path, "r");
+	struct sbuf man = {0};
+	char line[1024];
+
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f))
+		sbuf_adds(&man, line);
+	fclose(f);
+	/* The [service:NAME] keys come after the [cohort] ones. */
+	const char *services = strstr(man.buf, ".SH THE [service:NAME] SECTIONS\n");
+	cr_assert_not_null(services);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct key_def *k = &config_keys[i];
+		char *entry = xasprintf(".TP\n.B %s\n", k->name);
+		const char *at = strstr(k->section == KS_SERVICE ? services : man.buf, entry);
+		cr_assert_not_null(at, "doc/cohort.ini.5 does not describe \"%s\"", k->name);
+		const char *def = strstr(at, "\nDefault: ");
+		cr_assert_not_null(def);
+		const char *mark = strchr(def + 1, '\n');
+		const char *want = k->apply == KEY_LIVE ? "\n.br\nReload: live\n" : "\n.br\nReload: restart\n";
+		cr_assert(mark && str_starts(mark, want), "%s: the man page should say \"%s\" after its default",
+			  k->name, want + 5);
+		free(entry);
+	}
+	sbuf_free(&man);
+	free(path);
+}
+
+/* The keys two definitions differ in, in table order, and whether one of
+ * them is something the running process sees. */
+Test(config, svc_config_diff_names_the_keys_and_what_they_need)
+{
+	/* directory set: its default is the file's, another for each of these */
+	struct cohort_config *x = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\nlog_backups = 5\n"
+				       "health_interval = 10s\n");
+	struct cohort_config *y = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\nlog_backups = 1\n"
+				       "health_interval = 1s\nrequires = \n");
+	struct cohort_config *z = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 2\nlog_backups = 5\n"
+				       "health_interval = 10s\nenvironment = A=1\n");
+	struct strv keys = {0};
+	bool restart = true;
+
+	cr_assert_eq(svc_config_diff(x->services[0], x->services[0], &keys, &restart), 0);
+	cr_assert(!restart);
+	cr_assert_eq(svc_config_diff(x->services[0], y->services[0], &keys, &restart), 2);
+	cr_assert(!restart, "log_backups and health_interval apply live");
+	cr_assert_str_eq(keys.v[0], "health_interval");
+	cr_assert_str_eq(keys.v[1], "log_backups");
+	strv_free(&keys);
+	cr_assert_eq(svc_config_diff(x->services[0], z->services[0], &keys, &restart), 2);
+	cr_assert(restart, "command and environment restart the process");
+	cr_assert_str_eq(keys.v[0], "command");
+	cr_assert_str_eq(keys.v[1], "environment");
+	strv_free(&keys);
+	cr_assert(svc_config_equal(x->services[0], x->services[0]));
+	cr_assert(!svc_config_equal(x->services[0], y->services[0]));
+	config_free(x);
+	config_free(y);
+	config_free(z);
+}
