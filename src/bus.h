@@ -40,6 +40,8 @@
 /* The close status of a connection whose session a new hello took: clients
  * do not reconnect after it (they would take it back, forever). */
 #define BUS_CLOSE_TAKEN_OVER 4000
+/* A refused origin is logged at most once in this long. */
+#define BUS_REFUSED_LOG_MS 10000
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
@@ -211,6 +213,9 @@ struct bus {
 	uint64_t queue_max;
 	int64_t queue_age_ms;
 	uint64_t max_message;
+	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
+	int64_t refused_log_ms;		/* when a refused origin was last logged */
+	uint64_t refused_unlogged;	/* refused since, not logged */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
