@@ -292,9 +292,18 @@ static bool origin_allowed(const struct bus *b, const char *origin, const char *
 	return *host && strcasecmp(o, host) == 0;
 }
 
+/* The header value S as it may go into our log: what a client sent, so
+ * a control character (an escape sequence for the terminal) becomes '?'. */
+static void make_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
 /* One line per BUS_REFUSED_LOG_MS at most: a page retrying in a loop must
  * not fill the log. */
-static void log_refused_origin(struct bus *b, const char *origin, const char *host)
+static void log_refused_origin(struct bus *b, char *origin, char *host)
 {
 	int64_t now = now_mono_ms();
 
@@ -302,6 +311,8 @@ static void log_refused_origin(struct bus *b, const char *origin, const char *ho
 		b->refused_unlogged++;
 		return;
 	}
+	make_printable(origin);
+	make_printable(host);
 	if (b->refused_unlogged)
 		log_warn(NULL, "bus: refused a WebSocket from origin %s (Host %s): not the bus's own origin nor "
 			 "in bus_allowed_origins (and %llu more such since the last line)", origin, host,

@@ -155,6 +155,16 @@ class Listeners(TcpBus):
         self.assertEqual(d.count(r"^bus: refused a WebSocket from origin"), 1)
         d.stop()
 
+    def test_a_refused_origin_is_logged_printable(self):
+        # what a client sent goes into the log: no control character with it
+        d, port, _ = self.daemon()
+        status, _, _, _ = http_exchange(("127.0.0.1", port), HANDSHAKE.format(
+            host=f"127.0.0.1:{port}",
+            extra="Origin: http://e\x1bvil\x01.example\r\nSec-WebSocket-Protocol: cohort.v1\r\n"))
+        self.assertEqual(status, 403)
+        d.wait_log(r"^bus: refused a WebSocket from origin http://e\?vil\?\.example \(Host ")
+        d.stop()
+
     def test_bus_allowed_origins(self):
         d, port, token = self.daemon("bus_allowed_origins = http://app.example:8080, HTTPS://Ops.Example\n")
         url = f"ws://127.0.0.1:{port}/"
