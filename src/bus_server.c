@@ -233,9 +233,10 @@ static int http_answer(struct lws *wsi, unsigned status, const char *text)
 
 	while (i < ARRAY_LEN(answers) - 1 && answers[i].status != status)
 		i++;
+	bool head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;	/* the headers alone */
 	int n = snprintf(p, sizeof(buf) - LWS_PRE, "HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n", answers[i].status,
-			 answers[i].reason, strlen(text) + 1, answers[i].extra, text);
+			 "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s%s", answers[i].status,
+			 answers[i].reason, strlen(text) + 1, answers[i].extra, head ? "" : text, head ? "" : "\n");
 	if (n > 0 && (size_t)n < sizeof(buf) - LWS_PRE)
 		(void)lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
 	return -1;

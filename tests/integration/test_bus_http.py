@@ -97,6 +97,10 @@ class Listeners(TcpBus):
             self.assertIn("cohort.v1", body)
             self.assertEqual(body.count("\n"), 1)	# one line
             self.assertEqual(int(headers["content-length"]), len(body.encode()))
+            # HEAD: the same headers, no body
+            status, headers, body, _ = http_exchange(address, f"HEAD / HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            self.assertEqual((status, body), (426, ""), where)
+            self.assertEqual(headers["connection"], "close")
             # another path: 404
             status, _, body, took = http_exchange(address, f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n")
             self.assertEqual(status, 404, where)
