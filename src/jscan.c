@@ -175,11 +175,13 @@ static bool is_number(const char *p, const char *end)
 }
 
 /*
- * Every well-formed number outside a string becomes a 0 padded with
- * spaces to its width, which jansson always holds: it still judges all
- * the rest (strings, nesting, duplicate keys, depth) and its error
- * positions stay those of the text.  A malformed number is left as it is,
- * for jansson to refuse.
+ * Every well-formed number outside a string becomes a 0 of its width,
+ * spaces before it (white space may come before any value, and the value
+ * still ends where the number did: JSON_DISABLE_EOF_CHECK's position is
+ * right), which jansson always holds: it still judges all the rest
+ * (strings, nesting, duplicate keys, depth) and its error positions stay
+ * those of the text.  A malformed number is left as it is, for jansson to
+ * refuse.
  */
 int jscan_check(const char *text, size_t len, size_t flags, json_error_t *err)
 {
@@ -200,8 +202,8 @@ int jscan_check(const char *text, size_t len, size_t flags, json_error_t *err)
 			while (q < end && (is_digit(*q) || memchr("+-.eE", *q, 5)))
 				q++;
 			if (is_number(p, q)) {
-				*p = '0';
-				memset(p + 1, ' ', (size_t)(q - p - 1));
+				memset(p, ' ', (size_t)(q - p - 1));
+				q[-1] = '0';
 			}
 			p = q;
 		} else {

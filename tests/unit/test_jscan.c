@@ -102,6 +102,10 @@ Test(jscan, numbers_of_any_size_are_json)
 	const char *t = "[123456789012345678901234567890],\"qos\":1}";
 	cr_assert_eq(jscan_check(t, strlen(t), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &err), 0);
 	cr_assert_eq(err.position, 32);
+	/* a bare number too: the value ends where the number does */
+	t = "-123456789012345678901234567890.5e+999,\"qos\":1}";
+	cr_assert_eq(jscan_check(t, strlen(t), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &err), 0);
+	cr_assert_eq(err.position, 38, "%d", err.position);
 }
 
 Test(jscan, load_around_a_member_jansson_cannot_hold)
