@@ -351,6 +351,9 @@ static int upgrade_check(struct bus *b, struct lws *wsi, const char *upgrade)
 	if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0 || !offers_protocol(proto))
 		return http_answer(wsi, 400, "the cohort bus needs the WebSocket subprotocol "
 				   BUS_PROTOCOL " (Sec-WebSocket-Protocol: " BUS_PROTOCOL ")");
+	/* lws would drop a handshake without them, without a word */
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HOST) <= 0 || lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
+		return http_answer(wsi, 400, "a WebSocket handshake needs a Host and a Sec-WebSocket-Key header");
 	return 0;
 }
 

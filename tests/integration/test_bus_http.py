@@ -111,6 +111,12 @@ class Listeners(TcpBus):
                 self.assertEqual(status, 400, (where, extra))
                 self.assertLess(took, 2 * FACTOR)
                 self.assertIn("subprotocol cohort.v1", body)
+            # with it but without a key: 400 too (lws would just hang up)
+            status, _, body, _ = http_exchange(address, HANDSHAKE.format(
+                host=host, extra="Sec-WebSocket-Protocol: cohort.v1\r\n").replace(
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""))
+            self.assertEqual(status, 400, where)
+            self.assertIn("Sec-WebSocket-Key", body)
             # with it, among others: the upgrade
             status, headers, _, _ = http_exchange(
                 address, HANDSHAKE.format(host=host, extra="Sec-WebSocket-Protocol: chat, cohort.v1\r\n"),
