@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 import websockets
 
@@ -248,7 +249,7 @@ class Page(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@__import__("unittest").skipUnless(CHROMIUM, "chromium is not installed (apt-get install chromium): "
+@unittest.skipUnless(CHROMIUM, "chromium is not installed (apt-get install chromium): "
                                    "the browser test of bus_allowed_origins is skipped")
 class Browser(TcpBus):
     def open_page(self, port, token, page_port=0):
@@ -288,4 +289,4 @@ class Browser(TcpBus):
 
 
 if __name__ == "__main__":
-    __import__("unittest").main()
+    unittest.main(verbosity=2)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import unittest
 
 from harness import FACTOR, SRC, CohortTest
 
@@ -243,4 +244,4 @@ class BusJson(CohortTest):
 
 
 if __name__ == "__main__":
-    __import__("unittest").main()
+    unittest.main(verbosity=2)
