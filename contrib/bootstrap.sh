@@ -5,11 +5,12 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# libmosquitto-dev only lets the bus benchmark drive mosquitto beside cohortd.
+# libmosquitto-dev only lets the bus benchmark drive mosquitto beside cohortd;
+# chromium only lets test_bus_http.py open the bus from a page of another origin.
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
       libcriterion-dev python3 python3-websockets valgrind procps util-linux
-      libmosquitto-dev"
+      libmosquitto-dev chromium"
 
 missing=""
 for p in $PKGS; do

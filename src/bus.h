@@ -47,6 +47,8 @@
 #define BUS_CLOSE_TIMEOUT 4001
 #define BUS_HELLO_TIMEOUT_MS 5000	/* from the upgrade to hello */
 #define BUS_LINGER_MS 2000		/* our Close frame going out, then what the peer still sends */
+/* A refused origin is logged at most once in this long. */
+#define BUS_REFUSED_LOG_MS 10000
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
@@ -229,6 +231,9 @@ struct bus {
 	uint64_t max_message;
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
 	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
+	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
+	int64_t refused_log_ms;		/* when a refused origin was last logged */
+	uint64_t refused_unlogged;	/* refused since, not logged */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;

@@ -274,33 +274,45 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	/* UTF-8 as it came (WebSocket text is UTF-8): a subscriber gets the
-	 * same text, taken from the frame when it can be (no second dump), and
-	 * on one line (a raw CR or LF in JSON is white space: dump it away). */
+	 * same text, taken from the frame (its numbers may be beyond what
+	 * jansson holds: see bus_handle), and on one line (a raw CR or LF in
+	 * JSON is white space between tokens: that is taken out, nothing
+	 * else).  Only a "data" key spelt with escapes needs the parsed value. */
 	size_t raw_len = 0;
-	const char *raw = data ? jscan_member(c->frame, c->frame_len, "data", &raw_len) : NULL;
-	if (raw && (memchr(raw, '\n', raw_len) || memchr(raw, '\r', raw_len)))
-		raw = NULL;
-	char *dumped = raw ? NULL : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-	publish(c, topic, raw ? raw : dumped, raw ? raw_len : strlen(dumped), (int)qos, json_is_true(rv),
-		mv ? json_string_value(mv) : NULL, id);
-	free(dumped);
+	const char *raw = jscan_member(c->frame, c->frame_len, "data", &raw_len);
+	char *text = NULL;
+	if (raw && (memchr(raw, '\n', raw_len) || memchr(raw, '\r', raw_len))) {
+		text = xmalloc(raw_len);
+		raw_len = jscan_compact(text, raw, raw_len);
+		raw = text;
+	} else if (!raw) {
+		text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+		raw = text;
+		raw_len = strlen(text);
+	}
+	publish(c, topic, raw, raw_len, (int)qos, json_is_true(rv), mv ? json_string_value(mv) : NULL, id);
+	free(text);
 }
 
-/* The deepest nesting of arrays and objects in the valid JSON text at p. */
+/* The deepest nesting of values in the valid JSON text at p, as jansson
+ * counts it: a value inside N arrays or objects is at depth N + 1. */
 static int depth_of(const char *p, const char *end)
 {
 	int depth = 0, deepest = 0;
 
 	for (; p < end; p++) {
-		if (*p == '"') {	/* skip the string: valid JSON, so it ends */
-			for (p++; p < end && *p != '"'; p++)
-				if (*p == '\\')
-					p++;
-		} else if (*p == '[' || *p == '{') {
+		if (*p == '[' || *p == '{') {
 			if (++depth > deepest)
 				deepest = depth;
 		} else if (*p == ']' || *p == '}') {
 			depth--;
+		} else if (*p != ',' && *p != ':' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+			if (depth + 1 > deepest)	/* a string, number or literal */
+				deepest = depth + 1;
+			if (*p == '"')	/* skip the string: valid JSON, so it ends */
+				for (p++; p < end && *p != '"'; p++)
+					if (*p == '\\')
+						p++;
 		}
 	}
 	return deepest;
@@ -352,13 +364,12 @@ static bool pub_fast(struct bus_conn *c, const char *text, size_t len)
 		data_end = jstr_plain_end(p, end);
 	} else {
 		json_error_t err;
-		json_t *v = json_loadb(p, (size_t)(end - p),
-				       JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &err);
-		data_end = v ? p + err.position : NULL;
-		json_decref(v);
+		data_end = jscan_check(p, (size_t)(end - p), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
+				       JSON_REJECT_DUPLICATES, &err) == 0 ? p + err.position : NULL;
 		/* jansson counts its depth limit from the frame, one level above
-		 * the data: data that reaches it alone is refused there */
-		if (data_end && data_end - data >= 2 * JSON_PARSER_MAX_DEPTH &&
+		 * the data: data that reaches it alone is refused there (and
+		 * reaching it takes 2047 brackets each way and a value) */
+		if (data_end && data_end - data >= 2 * JSON_PARSER_MAX_DEPTH - 1 &&
 		    depth_of(data, data_end) >= JSON_PARSER_MAX_DEPTH)
 			return false;
 	}
@@ -412,33 +423,42 @@ static void op_ack(struct bus_conn *c, json_t *req, json_t *id)
 	bus_ack(c->session, (uint64_t)json_integer_value(sv));
 }
 
+/* The answer to get is written as text: each value as it was published,
+ * as deliveries carry it (a value need not fit jansson's numbers). */
 static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 {
 	const char *pat = get_str(req, "topic");
-	json_t *list = json_array();
+	struct sbuf out = {0};
 	size_t it = 0;
 	void *v;
 
 	if (!pat || !topic_pattern_valid(pat, true)) {
-		json_decref(list);
 		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
 		return;
 	}
 	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
-		json_decref(list);
 		bus_conn_refuse(c, id, "not allowed: %s may not read %s", c->identity, pat);
 		return;
 	}
+	char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	sbuf_addf(&out, "{\"op\":\"ok\",\"id\":%s,\"messages\":[", idtext ? idtext : "null");
+	free(idtext);
+	bool first = true;
 	while (map_next(&c->bus->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
 		if (!topic_matches(pat, m->topic))
 			continue;
-		json_t *data = json_loadb(m->data, m->data_len, JSON_DECODE_ANY, NULL);
-		json_array_append_new(list, json_pack("{s:s,s:o,s:I,s:I}", "topic", m->topic, "data",
-						      data ? data : json_null(), "seq", (json_int_t)m->seq,
-						      "ts_ms", (json_int_t)m->ts_ms));
+		/* topics are checked [A-Za-z0-9_.-]: nothing to escape */
+		sbuf_addf(&out, "%s{\"topic\":\"%s\",\"data\":", first ? "" : ",", m->topic);
+		sbuf_add(&out, m->data, m->data_len);
+		sbuf_addf(&out, ",\"seq\":%llu,\"ts_ms\":%lld}", (unsigned long long)m->seq, (long long)m->ts_ms);
+		first = false;
 	}
-	bus_conn_send_json(c, json_pack("{s:s,s:O,s:o}", "op", "ok", "id", id, "messages", list));
+	sbuf_adds(&out, "]}");
+	struct bus_frame *f = bus_frame_new(out.buf, out.len);
+	sbuf_free(&out);
+	bus_conn_send(c, f);
+	bus_frame_put(f);
 }
 
 static void op_ping(struct bus_conn *c, json_t *req, json_t *id)
@@ -604,6 +624,10 @@ void bus_handle(struct bus_conn *c, const char *text, size_t len)
 
 	if (!req)
 		req = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	/* Refused only for the data (a number beyond 64 bits or a double, a
+	 * \u0000): valid JSON all the same, and op_pub takes its text. */
+	if (!req)
+		req = jscan_load_around(text, len, "data", JSON_REJECT_DUPLICATES, &err);
 	if (!req) {
 		bus_conn_error(c, NULL, "bad JSON: %s (at column %d)", err.text, err.column);
 		return;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -215,6 +216,56 @@ static void conn_free(struct bus_conn *c)
 	free(c);
 }
 
+/* --- what is not a cohort.v1 WebSocket ------------------------------------------------ */
+
+/*
+ * Answers an HTTP request at once with STATUS and one line of TEXT, and
+ * asks lws to close (the caller returns -1): a browser, curl or a client
+ * that got the handshake wrong learns why, rather than waiting for a
+ * timeout or reading an empty reply.  Written whole, as bytes: lws 4.1
+ * knows no reason phrase for 426.  The answer is a few hundred bytes on a
+ * socket that has sent nothing yet: the kernel takes it at once.
+ */
+static int http_answer(struct lws *wsi, unsigned status, const char *text)
+{
+	static const struct {
+		unsigned status;
+		const char *reason, *extra;
+	} answers[] = {
+		{400, "Bad Request", ""},
+		{403, "Forbidden", ""},
+		{404, "Not Found", ""},
+		{426, "Upgrade Required", "Upgrade: websocket\r\nSec-WebSocket-Protocol: " BUS_PROTOCOL "\r\n"},
+	};
+	unsigned char buf[LWS_PRE + 1024];
+	char *p = (char *)buf + LWS_PRE;
+	size_t i = 0;
+
+	while (i < ARRAY_LEN(answers) - 1 && answers[i].status != status)
+		i++;
+	bool head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;	/* the headers alone */
+	int n = snprintf(p, sizeof(buf) - LWS_PRE, "HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s%s", answers[i].status,
+			 answers[i].reason, strlen(text) + 1, answers[i].extra, head ? "" : text, head ? "" : "\n");
+	if (n > 0 && (size_t)n < sizeof(buf) - LWS_PRE)
+		(void)lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+	return -1;
+}
+
+/*
+ * Plain HTTP on a bus listener.  Nothing is served over it yet: this is
+ * the one place a path would be routed (a later /metrics or /healthz), so
+ * "/" says how to connect and any other path is not found.
+ */
+static int http_serve(struct lws *wsi, const char *path)
+{
+	if (!path || strcmp(path, "/") != 0)
+		return http_answer(wsi, 404, "not found: this is the cohort bus, a WebSocket "
+				   "on / with the subprotocol " BUS_PROTOCOL);
+	return http_answer(wsi, 426, "this is the cohort bus: open a WebSocket "
+			   "with the subprotocol " BUS_PROTOCOL);
+}
+
 /* Does the comma-separated header list name our subprotocol? */
 static bool offers_protocol(const char *list)
 {
@@ -227,6 +278,93 @@ static bool offers_protocol(const char *list)
 		p += n;
 	}
 	return false;
+}
+
+/*
+ * May a WebSocket opened from ORIGIN (the page's "scheme://host[:port]")
+ * use the bus?  A browser sends the Origin of the page that opens it and
+ * lets any page try, so a page of another site is refused unless it is the
+ * same origin as the Host it asked for or bus_allowed_origins names it
+ * ("*" for any).  Clients that are not browsers send no Origin: they pass.
+ */
+static bool origin_allowed(const struct bus *b, const char *origin, const char *host)
+{
+	const char *o = origin;
+
+	for (size_t i = 0; i < b->allowed_origins.n; i++)
+		if (strcmp(b->allowed_origins.v[i], "*") == 0 || strcasecmp(b->allowed_origins.v[i], origin) == 0)
+			return true;
+	if (strncasecmp(o, "http://", 7) == 0)
+		o += 7;
+	else if (strncasecmp(o, "https://", 8) == 0)
+		o += 8;
+	else
+		return false;	/* "null" (a file, a sandbox) or a scheme no page has */
+	return *host && strcasecmp(o, host) == 0;
+}
+
+/* The header value S as it may go into our log: what a client sent, so
+ * a control character (an escape sequence for the terminal) becomes '?'. */
+static void make_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
+/* One line per BUS_REFUSED_LOG_MS at most: a page retrying in a loop must
+ * not fill the log. */
+static void log_refused_origin(struct bus *b, char *origin, char *host)
+{
+	int64_t now = now_mono_ms();
+
+	if (b->refused_log_ms && now - b->refused_log_ms < BUS_REFUSED_LOG_MS) {
+		b->refused_unlogged++;
+		return;
+	}
+	make_printable(origin);
+	make_printable(host);
+	if (b->refused_unlogged)
+		log_warn(NULL, "bus: refused a WebSocket from origin %s (Host %s): not the bus's own origin nor "
+			 "in bus_allowed_origins (and %llu more such since the last line)", origin, host,
+			 (unsigned long long)b->refused_unlogged);
+	else
+		log_warn(NULL, "bus: refused a WebSocket from origin %s (Host %s): not the bus's own origin nor "
+			 "in bus_allowed_origins", origin, host);
+	b->refused_log_ms = now;
+	b->refused_unlogged = 0;
+}
+
+/*
+ * The last word on an upgrade request before lws answers it: a foreign
+ * origin gets 403, a handshake without cohort.v1 gets 400 (lws itself
+ * would drop it without a word).  0 lets the upgrade go on.
+ */
+static int upgrade_check(struct bus *b, struct lws *wsi, const char *upgrade)
+{
+	char origin[256], host[256], proto[128];
+
+	if (!upgrade || strcasecmp(upgrade, "websocket") != 0)
+		return http_answer(wsi, 400, "the cohort bus takes only WebSocket upgrades "
+				   "(subprotocol " BUS_PROTOCOL ")");
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0) {
+		if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+			str_copy(origin, sizeof(origin), "(too long)");
+		if (lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) < 0)
+			host[0] = '\0';
+		if (!origin_allowed(b, origin, host)) {
+			log_refused_origin(b, origin, host);
+			return http_answer(wsi, 403, "origin not allowed: a page may open the "
+					   "cohort bus only from its own origin or one in bus_allowed_origins");
+		}
+	}
+	if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0 || !offers_protocol(proto))
+		return http_answer(wsi, 400, "the cohort bus needs the WebSocket subprotocol "
+				   BUS_PROTOCOL " (Sec-WebSocket-Protocol: " BUS_PROTOCOL ")");
+	/* lws would drop a handshake without them, without a word */
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HOST) <= 0 || lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0)
+		return http_answer(wsi, 400, "a WebSocket handshake needs a Host and a Sec-WebSocket-Key header");
+	return 0;
 }
 
 /* The RFC 6455 header of an unmasked, final text frame of len bytes (a
@@ -404,8 +542,13 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	char proto[128];
 
 	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		return http_serve(wsi, in);
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		return upgrade_check(b, wsi, in);
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* Only clients that speak cohort.v1 get the upgrade. */
+		/* Only clients that speak cohort.v1 get the upgrade (upgrade_check
+		 * has answered the others; this is the backstop). */
 		if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0 || !offers_protocol(proto))
 			return -1;
 		return 0;
@@ -500,6 +643,8 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	b->queue_age_ms = cfg->bus_queue_age_ms;
 	b->max_message = cfg->bus_max_message;
 	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
+	for (size_t i = 0; i < cfg->bus_allowed_origins.n; i++)
+		strv_push(&b->allowed_origins, cfg->bus_allowed_origins.v[i]);
 	dir = xasprintf("%s/bus", cfg->state_dir);
 	int rc = bus_store_open(b, dir, err, errlen);
 	free(dir);
@@ -578,6 +723,7 @@ fail:
 	bus_free_all(b);
 	free(b->unix_path);
 	b->unix_path = NULL;
+	strv_free(&b->allowed_origins);
 	return -1;
 }
 
@@ -630,6 +776,7 @@ void bus_close(struct bus *b)
 	unlink(b->unix_path);
 	free(b->unix_path);
 	b->unix_path = NULL;
+	strv_free(&b->allowed_origins);
 }
 
 json_t *bus_status_json(struct bus *b)

@@ -122,7 +122,7 @@ int cohort_flush(cohort_t *c, int timeout_ms);
 int cohort_subscribe(cohort_t *c, const char *pattern, int qos, cohort_msg_fn fn, void *arg);
 int cohort_unsubscribe(cohort_t *c, const char *pattern);
 /* The retained values matching pattern, as a JSON array of
- * {topic, data, seq, ts_ms} in *json (free() it). */
+ * {topic, data, seq, ts_ms} in *json (free() it), each data as published. */
 int cohort_get(cohort_t *c, const char *pattern, char **json);
 /* A round trip.  -1 also when cohortd refused something sent before it
  * that has no answer of its own (a qos-0 publish outside the service's

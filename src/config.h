@@ -97,6 +97,7 @@ struct cohort_config {
 	char *control_group;
 	uint64_t bus_mode;
 	char *bus_listen;	/* "HOST:PORT" or NULL */
+	struct strv bus_allowed_origins;	/* origins of pages let in besides the bus's own */
 	enum fsync_policy bus_fsync;
 	uint64_t bus_max_message;
 	int64_t bus_ack_timeout_ms;	/* qos-1 redelivery after this */

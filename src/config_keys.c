@@ -43,6 +43,7 @@ const struct key_def config_keys[] = {
 	{D("control_group", control_group, K_STR, RESTART), "", "group given access to control.sock (and admin on the bus)"},
 	{D("bus_mode", bus_mode, K_MODE, RESTART), "0666", "permissions of bus.sock"},
 	{D("bus_listen", bus_listen, K_LISTEN, RESTART), "", "HOST:PORT: the bus also on TCP (off when empty)"},
+	{D("bus_allowed_origins", bus_allowed_origins, K_ORIGINS, RESTART), "", "origins (http[s]://HOST[:PORT], or *) of web pages that may open the bus, besides its own"},
 	{D("bus_fsync", bus_fsync, K_FSYNC, RESTART), "batch", "always | batch | never: when bus writes reach the disk"},
 	{D("bus_max_message", bus_max_message, K_MSGSIZE, RESTART), "1M", "largest bus frame accepted (1K to 16M)"},
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION, LIVE), "30s", "an unacked qos-1 delivery is sent again after this"},
@@ -575,6 +576,25 @@ static bool topic_pattern_wild(const char *s)
 	return topic_pattern_valid(s, true);
 }
 
+/* An origin as a browser sends it: a scheme, a host, maybe a port; no path. */
+static bool origin_valid(const char *s)
+{
+	const char *h;
+	size_t n;
+
+	if (strcmp(s, "*") == 0)
+		return true;
+	if (strncasecmp(s, "http://", 7) == 0)
+		h = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		h = s + 8;
+	else
+		return false;
+	n = strlen(h);
+	return n > 0 && n < 250 && strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789.-:[]") == n;
+}
+
 static int parse_exitcodes(const char *v, uint8_t *bits, struct sbuf *why)
 {
 	struct strv items;
@@ -730,6 +750,8 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		return parse_list(v, p, topic_pattern_wild,
 				  "a topic pattern (dot-separated [A-Za-z0-9_-] segments, * and a last >)",
 				  why);
+	case K_ORIGINS:
+		return parse_list(v, p, origin_valid, "an origin: http://HOST[:PORT], https://HOST[:PORT] or *", why);
 	case K_EXITCODES:
 		return parse_exitcodes(v, p, why);
 	case K_READY:
@@ -784,6 +806,7 @@ void key_free(const struct key_def *k, void *p)
 	case K_INCLUDE:
 	case K_LOCKPATS:
 	case K_TOPICPATS:
+	case K_ORIGINS:
 		strv_free(p);
 		break;
 	case K_READY:
@@ -818,6 +841,7 @@ bool key_equal(const struct key_def *k, const void *a, const void *b)
 	case K_INCLUDE:
 	case K_LOCKPATS:
 	case K_TOPICPATS:
+	case K_ORIGINS:
 		return strv_equal(a, b);
 	case K_READY:
 	case K_HEALTH:

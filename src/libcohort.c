@@ -18,6 +18,7 @@
 
 #include "bus_trie.h"
 #include "cohort.h"
+#include "jscan.h"
 #include "jstr.h"
 #include "map.h"
 #include "wsc.h"
@@ -50,6 +51,8 @@ struct cohort {
 	struct imap unacked;	/* id -> request text of a qos-1 publish */
 	uint64_t wait_id;	/* the answer a blocking call waits for */
 	json_t *answer;
+	char *answer_text;	/* its frame as it came (a get's values are taken from it) */
+	size_t answer_len;
 	int64_t backoff_ms, next_attempt;
 	unsigned mid_counter;
 	char mid_prefix[24];
@@ -117,6 +120,7 @@ void cohort_free(cohort_t *c)
 		free(v);
 	imap_free(&c->unacked);
 	json_decref(c->answer);
+	free(c->answer_text);
 	free(c->bus);
 	free(c->token);
 	free(c->session);
@@ -235,13 +239,21 @@ static bool msg_fast(const char *text, size_t len, struct cohort_msg *m, char **
 	return false;
 }
 
-/* The same from the parsed frame, for any other shape. */
-static bool msg_parsed(json_t *f, struct cohort_msg *m, char **buf)
+/* The same from the parsed frame, for any other shape; the data's text is
+ * taken from the frame, as it was published (the parsed value may be a
+ * null in its place: see jscan_load_around). */
+static bool msg_parsed(json_t *f, const char *text, size_t len, struct cohort_msg *m, char **buf)
 {
+	size_t n;
+	const char *raw = jscan_member(text, len, "data", &n);
+
 	m->topic = json_string_value(json_object_get(f, "topic"));
 	if (!m->topic)
 		return false;
-	*buf = json_dumps(json_object_get(f, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+	if (raw)
+		*buf = xstrndup(raw, n);
+	else
+		*buf = json_dumps(json_object_get(f, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
 	m->data = *buf ? *buf : "null";
 	m->data_len = strlen(m->data);
 	m->seq = (uint64_t)json_integer_value(json_object_get(f, "seq"));
@@ -309,7 +321,15 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 	}
 	if (ok_fast(c, text, len))
 		return;
-	json_t *m = json_loadb(text, len, 0, NULL);
+	json_error_t err;
+	json_t *m = json_loadb(text, len, 0, &err);
+
+	/* JSON that jansson cannot hold (numbers of any size are JSON) in the
+	 * data of a msg or the values of a get: their text is taken as is. */
+	if (!m)
+		m = jscan_load_around(text, len, "data", 0, &err);
+	if (!m)
+		m = jscan_load_around(text, len, "messages", 0, &err);
 	const char *op = json_string_value(json_object_get(m, "op"));
 
 	if (!op) {
@@ -317,7 +337,7 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 		return;
 	}
 	if (strcmp(op, "msg") == 0) {
-		if (msg_parsed(m, &msg, &buf))
+		if (msg_parsed(m, text, len, &msg, &buf))
 			deliver(c, &msg);
 		free(buf);
 		json_decref(m);
@@ -330,6 +350,9 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 	if (id && id == c->wait_id) {
 		json_decref(c->answer);
 		c->answer = m;
+		free(c->answer_text);
+		c->answer_text = xstrndup(text, len);
+		c->answer_len = len;
 		return;
 	}
 	/* A refusal nobody waits for (a qos-0 publish has no answer of its
@@ -617,15 +640,14 @@ static char *pub_text(cohort_t *c, const char *topic, const char *data, int qos,
 	if (!data)
 		data = "null";
 	size_t dlen = strlen(data);
-	/* A plain string is checked by a loop; anything else by jansson, with
-	 * JSON_REJECT_DUPLICATES as cohortd reads frames, or it would refuse it. */
-	if (jstr_plain_end(data, data + dlen) != data + dlen) {
-		json_t *d = json_loadb(data, dlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-		if (!d) {
-			set_err(c, "publish: data is not JSON text (or repeats a key): %.60s", data);
-			return NULL;
-		}
-		json_decref(d);
+	/* A plain string is checked by a loop; anything else as cohortd checks
+	 * data (numbers of any size, JSON_REJECT_DUPLICATES), or it would
+	 * refuse it. */
+	json_error_t err;
+	if (jstr_plain_end(data, data + dlen) != data + dlen &&
+	    jscan_check(data, dlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err) < 0) {
+		set_err(c, "publish: data is not JSON text: %s (at column %d): %.60s", err.text, err.column, data);
+		return NULL;
 	}
 	struct sbuf b = {0};
 	sbuf_adds(&b, "{\"op\":\"pub\",\"topic\":\"");
@@ -736,10 +758,13 @@ int cohort_unsubscribe(cohort_t *c, const char *pattern)
 int cohort_get(cohort_t *c, const char *pattern, char **json)
 {
 	json_t *a = call(c, json_pack("{s:s,s:s}", "op", "get", "topic", pattern), false);
+	size_t n;
 
 	if (!a)
 		return -1;
-	*json = json_dumps(json_object_get(a, "messages"), JSON_COMPACT);
+	/* the values as published, not as jansson would print them again */
+	const char *raw = jscan_member(c->answer_text, c->answer_len, "messages", &n);
+	*json = raw ? xstrndup(raw, n) : json_dumps(json_object_get(a, "messages"), JSON_COMPACT);
 	json_decref(a);
 	return 0;
 }

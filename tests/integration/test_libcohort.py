@@ -43,8 +43,8 @@ class LibCohort(CohortTest):
         """libcohort reads cohortd's own msg frames without jansson and any
         other shape through it: a stand-in bus sends both, the fields must
         agree, and qos-1 messages are acked."""
-        # the data's spaces tell the paths apart: the fast path passes the
-        # text on as it is, jansson prints it compact
+        # both paths pass the data's text on as it came, spaces and all
+        # (jansson would print it compact)
         canonical = ('{"op":"msg","topic":"a.b","data":{"x": [1, "}\\",\\"seq\\":9"], "seq": 2},'
                      '"seq":41,"qos":1,"ts_ms":1795693516945,"retained":false,"redelivered":true}')
         frames = [
@@ -88,7 +88,7 @@ class LibCohort(CohortTest):
         lines = asyncio.run(go())
         fields = "|41|1|1795693516945|0|1"
         self.assertEqual(lines[0], 'a.b|{"x": [1, "}\\",\\"seq\\":9"], "seq": 2}' + fields)
-        self.assertEqual(lines[1], 'a.b|{"x":[1,"}\\",\\"seq\\":9"],"seq":2}' + fields)
+        self.assertEqual(lines[1], lines[0])
         self.assertEqual(lines[2], 'a.c|"v"|42|0|5|1|0')
         self.assertEqual(lines[3], "a.d|7|43|0|6|0|0")
         self.assertEqual(acks, [41, 41])
