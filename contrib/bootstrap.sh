@@ -1,16 +1,27 @@
 #!/bin/sh
 # bootstrap.sh: install what is missing (Debian 12, as root), then build
 # cohort out of tree in ./build.  Safe to run again: it only does what is
-# not done yet.  Options: --no-build (install packages only).
+# not done yet.  Options: --no-build (install packages only), --tests (also
+# what only the tests and benchmarks use; contrib/test-all.sh passes it).
 set -eu
 cd "$(dirname "$0")/.."
 
-# libmosquitto-dev only lets the bus benchmark drive mosquitto beside cohortd;
-# chromium only lets test_bus_http.py open the bus from a page of another origin.
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
-      libcriterion-dev python3 python3-websockets valgrind procps util-linux
-      libmosquitto-dev chromium"
+      libcriterion-dev python3 python3-websockets procps util-linux"
+# Only for the tests and benchmarks: valgrind for CI's valgrind run;
+# libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
+# chromium lets test_bus_http.py open the bus from a page of another origin.
+TEST_PKGS="valgrind libmosquitto-dev chromium"
+
+build=yes
+for arg in "$@"; do
+	case "$arg" in
+	--no-build) build=no ;;
+	--tests) PKGS="$PKGS $TEST_PKGS" ;;
+	*) echo "bootstrap: unknown option $arg (--no-build, --tests)" >&2; exit 2 ;;
+	esac
+done
 
 missing=""
 for p in $PKGS; do
@@ -28,7 +39,7 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing
 fi
-[ "${1:-}" = "--no-build" ] && exit 0
+[ "$build" = no ] && exit 0
 
 [ -x configure ] || autoreconf -fi
 mkdir -p build

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 jobs=$(nproc)
 
-sh contrib/bootstrap.sh --no-build
+sh contrib/bootstrap.sh --no-build --tests
 autoreconf -fi
 
 step() { printf '\n=== %s\n' "$*"; }
