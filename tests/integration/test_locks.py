@@ -6,13 +6,14 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, CohortTest, pid_alive, read_line, wait_until
+from harness import COHORTCTL, FACTOR, PY, CohortTest, pid_alive, read_line, wait_until
 
 BASE = """
 [service:idle]
@@ -130,7 +131,6 @@ class Locks(CohortTest):
         self.assertTrue(g["ok"])
         self.assertLess(took, 50 * FACTOR, f"{took:.1f} ms")
         holder.wait()
-        os.killpg(holder.pid, signal.SIGKILL)
         d.stop()
 
     def test_cmd_is_ended_when_cohortctl_lock_is_killed(self):
@@ -258,6 +258,17 @@ ready = delay:0
             r = c.call(cmd="lock.acquire", **extra)
             self.assertFalse(r["ok"], extra)
             self.assertIn(want, r["error"], extra)
+        missing = next(p for p in range(4000000, 4100000) if not os.path.exists(f"/proc/{p}"))
+        for extra, want in [({"pgid": 1}, 'field "pgid" must be an integer from 2 to 2147483647'),
+                            ({"pgid": "7"}, 'field "pgid" must be an integer from 2 to 2147483647'),
+                            ({"pgid": missing}, f"pgid: no process group {missing}"),
+                            ({"pgid": os.getpgid(d.proc.pid)},
+                             f"pgid: process group {os.getpgid(d.proc.pid)} is cohortd's own"),
+                            ({"pgid": os.getpgrp(), "stop_timeout_ms": -1},
+                             'field "stop_timeout_ms" must be an integer from 0 to 3600000')]:
+            r = c.call(cmd="lock.acquire", name="x", **extra)
+            self.assertFalse(r["ok"], extra)
+            self.assertEqual(r["error"], want, extra)
         self.assertEqual(c.call(cmd="lock.renew", name="x", token=12345)["error"], "not held")
         self.assertEqual(c.call(cmd="lock.release", name="x", token=12345)["error"], "not held")
         self.assertIn('missing field "token"', c.call(cmd="lock.release", name="x")["error"])
@@ -268,7 +279,9 @@ ready = delay:0
                            (["--ttl", "50ms"], "--ttl: expected a duration from 100ms to 1d, got 50ms"),
                            (["--ttl", "2d"], "--ttl: expected a duration from 100ms to 1d, got 2d"),
                            (["--wait", "8d"], "--wait: expected a duration of at most 7d, got 8d"),
-                           (["--wait", "soon"], "--wait: expected a duration such as")]:
+                           (["--wait", "soon"], "--wait: expected a duration such as"),
+                           (["--stop-timeout", "2h"], "--stop-timeout: expected a duration of at most 1h, got 2h"),
+                           (["--stop-timeout", "x"], "--stop-timeout: expected a duration such as")]:
             rc, out, err = d.ctl("lock", *args, "x", "--", "touch", self.path("ran"), expect=2)
             self.assertIn(want, err, args)
         self.assertFalse(os.path.exists(self.path("ran")))
@@ -311,6 +324,126 @@ ready = delay:0
         self.assertIn("lock res lost", holder.stderr.read())
         holder.stderr.close()
         wait_until(self, lambda: not pid_alive(bg), what="the command's child to stop")
+
+    # --- a lost lease's work stops before the next holder starts ------------
+
+    def start_holder(self, d, *opts, trap=""):
+        """cohortctl lock OPTS demo.y -- a shell that starts a grandchild in
+        its process group and waits for it; returns cohortctl and the
+        grandchild's pid."""
+        bg = self.path("bg.pid")
+        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", *opts, "demo.y", "--", "/bin/sh", "-c",
+                                   f"{trap}sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"],
+                                  start_new_session=True, stderr=subprocess.DEVNULL)
+        wait_until(self, lambda: os.path.exists(bg), what="the holder's grandchild")
+        with open(bg) as f:
+            pid = int(f.read())
+        self.addCleanup(lambda: pid_alive(pid) and os.kill(pid, signal.SIGKILL))
+        self.addCleanup(lambda: holder.poll() is None and (holder.kill(), holder.wait()))
+        return holder, pid
+
+    def start_waiter(self, d):
+        """The next cohortctl lock demo.y: its command notes when it started
+        and whether the holder's grandchild was still there then."""
+        seen = self.path("seen")
+        check = ("import sys, time\n"
+                 "t = time.time()\n"
+                 "pid = open(sys.argv[1]).read().strip()\n"
+                 "try:\n"
+                 "    state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+                 "except OSError:\n"
+                 "    state = 'gone'\n"
+                 "open(sys.argv[2], 'w').write('%f %s' % (t, 'gone' if state in ('Z', 'gone') else 'alive'))\n")
+        w = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "demo.y", "--", PY, "-c", check,
+                              self.path("bg.pid"), seen], start_new_session=True)
+        self.addCleanup(lambda: w.poll() is None and (w.kill(), w.wait()))
+        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["waiters"], what="the waiter queued")
+        return w
+
+    def waiter_saw(self, w):
+        """(when the waiter's command started, what it saw)."""
+        self.assertEqual(w.wait(30 * FACTOR), 0)
+        with open(self.path("seen")) as f:
+            t, what = f.read().split()
+        return float(t), what
+
+    def test_killed_holders_group_ends_before_the_next_holder_runs(self):
+        """kill -9 of cohortctl lock: what its command started in its group
+        must be gone before the next holder's command starts."""
+        d = self.daemon()
+        holder, bg = self.start_holder(d)
+        w = self.start_waiter(d)
+        os.kill(holder.pid, signal.SIGKILL)
+        _, what = self.waiter_saw(w)
+        self.assertEqual(what, "gone", "the next holder ran beside the killed holder's grandchild")
+        self.assertFalse(pid_alive(bg))
+        d.wait_log(r"^lock demo\.y: lease \d+ of uid 0 \(pid \d+\) lost \(its holder went away\): "
+                   r"stopping its process group \d+$")
+        d.wait_log(r"^lock demo\.y: process group \d+ of lease \d+ ended \d+ ms after the stop signal$")
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        d.stop()
+
+    def test_expired_lease_group_ends_before_the_next_holder_runs(self):
+        """A holder that stops renewing (stopped here) loses its lease at
+        the TTL: its command's group is stopped by cohortd before the next
+        holder starts."""
+        d = self.daemon()
+        holder, bg = self.start_holder(d, "--ttl", "1s")
+        os.kill(holder.pid, signal.SIGSTOP)
+        w = self.start_waiter(d)
+        _, what = self.waiter_saw(w)
+        self.assertEqual(what, "gone", "the next holder ran beside the expired holder's grandchild")
+        d.wait_log(r"^lock demo\.y: lease \d+ of uid 0 \(pid \d+\) lost \(expired\): "
+                   r"stopping its process group \d+$")
+        os.kill(holder.pid, signal.SIGKILL)
+        d.stop()
+
+    def test_a_group_that_ignores_term_is_killed_after_the_stop_timeout(self):
+        d = self.daemon()
+        holder, bg = self.start_holder(d, "--stop-timeout", "1s", trap="trap '' TERM; ")
+        w = self.start_waiter(d)
+        t0 = time.time()
+        os.kill(holder.pid, signal.SIGKILL)
+        # meanwhile the lease is still held, as "stopping"
+        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["holders"][0]["stopping"],
+                   what="the lease shown as stopping")
+        _, out, _ = d.ctl("locks")
+        self.assertRegex(out.splitlines()[1], r"^demo\.y +exclusive +uid 0 \(pid \d+\) +\d+ +stopping +1$")
+        started, what = self.waiter_saw(w)
+        self.assertEqual(what, "gone")
+        self.assertGreaterEqual(started - t0, 1.0)
+        _, line = d.wait_log(r"^lock demo\.y: process group \d+ of lease \d+ still runs 1s after the stop "
+                             r"signal: killed$")
+        self.assertGreaterEqual(started * 1000, line.ms)
+        self.assertEqual(line.level, "WARN")
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_a_group_of_another_user_is_refused(self):
+        """cohortd signals a lost lease's group for the asker: only a group
+        the asker could signal itself is taken."""
+        os.chmod(self.tmp, 0o755)
+        d = self.daemon("[cohort]\ncontrol_mode = 0660\ncontrol_group = nogroup\n" + BASE)
+        os.chmod(d.dir, 0o755)
+        os.chmod(d.run_dir, 0o755)
+        roots = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
+        self.addCleanup(lambda: (roots.kill(), roots.wait()))
+        ask = ("import socket, sys\n"
+               "s = socket.socket(socket.AF_UNIX)\n"
+               "s.connect(sys.argv[1])\n"
+               "s.sendall(sys.argv[2].encode() + b'\\n')\n"
+               "print(s.makefile().readline(), end='')\n")
+        req = json.dumps({"cmd": "lock.acquire", "name": "x", "pgid": roots.pid})
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", ask,
+                            d.socket, req], capture_output=True, text=True, timeout=10 * FACTOR)
+        r = json.loads(p.stdout)
+        self.assertEqual(r, {"ok": False, "error": f"pgid: process group {roots.pid} is not yours: "
+                                                   "1 of its processes run as another user"})
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        # its own group is taken: cohortctl lock as nobody
+        _, out, _ = d.ctl("lock", "x", "--", "/bin/sh", "-c", "echo ran as $(id -u)", user=65534)
+        self.assertEqual(out, "ran as 65534\n")
+        d.stop()
 
     def test_cohortctl_lock_ctrl_c_reaches_the_command_once(self):
         """Ctrl-C on a terminal goes to the whole foreground group, the
