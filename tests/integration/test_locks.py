@@ -418,6 +418,17 @@ ready = delay:0
         self.assertEqual(line.level, "WARN")
         d.stop()
 
+    def test_cohortd_exits_while_a_lost_lease_group_is_stopping(self):
+        """A shutdown does not wait for the group of a lost lease (it has
+        had its TERM) and frees what it kept for it."""
+        d = self.daemon()
+        holder, bg = self.start_holder(d, "--stop-timeout", "1h", trap="trap '' TERM; ")
+        os.kill(holder.pid, signal.SIGKILL)
+        d.wait_log(r"^lock demo\.y: lease \d+ of .* lost \(its holder went away\): stopping its process group")
+        self.assertTrue(d.ctl_json("locks")["locks"][0]["holders"][0]["stopping"])
+        d.stop()
+        self.assertTrue(pid_alive(bg))     # not killed at exit: it ignores TERM, and 1h was asked
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
     def test_a_group_of_another_user_is_refused(self):
         """cohortd signals a lost lease's group for the asker: only a group
@@ -483,6 +494,50 @@ ready = delay:0
         self.assertEqual(t.wait_exit(), 7)
         self.assertTrue(os.path.exists(got))
         wait_until(self, lambda: not d.ctl_json("locks")["locks"], what="the lock released")
+        d.stop()
+
+
+    @unittest.skipUnless(shutil.which("bash"), "needs bash")
+    def test_cohortctl_lock_in_an_interactive_shell(self):
+        """CMD has a process group of its own, yet on a terminal it is the
+        foreground: it reads the terminal, Ctrl-Z stops the shell's job and
+        fg continues it, and the shell has the terminal back after it."""
+        d = self.daemon()
+        script = ("import sys\n"
+                  "print('ready', flush=True)\n"
+                  "for line in sys.stdin:\n"
+                  "    if line.strip() == 'quit':\n"
+                  "        sys.exit(5)\n"
+                  "    print('got:', line.strip().upper(), flush=True)\n")
+        pid, master = pty.fork()
+        if pid == 0:
+            try:
+                os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
+                          dict(os.environ, PS1="$ ", TERM="dumb"))
+            finally:
+                os._exit(127)
+        t = Terminal.__new__(Terminal)
+        t.test, t.pid, t.master, t.out, t.status = self, pid, master, bytearray(), None
+        self.addCleanup(t.cleanup)
+
+        def say(text):
+            os.write(master, text.encode() + b"\n")
+        say(f"{COHORTCTL} -s {d.socket} lock tty -- {PY} -c \"{script}\"")
+        t.wait_output(b"ready", "the command")
+        say("hello")
+        t.wait_output(b"got: HELLO", "the command to read the terminal")
+        os.write(master, b"\x1a")            # Ctrl-Z
+        t.wait_output(b"Stopped", "the shell to see its job stopped")
+        self.assertEqual(len(d.ctl_json("locks")["locks"][0]["holders"]), 1)
+        say("fg")
+        say("again")
+        t.wait_output(b"got: AGAIN", "the command continued, reading the terminal")
+        say("quit")
+        say("echo status=$?")
+        t.wait_output(b"status=5", "the shell back with the command's status")
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        say("exit")
+        self.assertEqual(t.wait_exit(), 0)
         d.stop()
 
 
