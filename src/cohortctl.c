@@ -951,14 +951,16 @@ static int run_bus(struct ctl *c, int argc, char **argv)
  * (it exits) if it is not.
  *
  * On a terminal, a group of its own would leave CMD in the background:
- * when we are in the terminal's foreground, we hand it to CMD's group and
- * take it back when CMD ends, and a stop from the terminal (Ctrl-Z) stops
- * us too, as a shell expects of its job (the way sudo relays it).
+ * whenever we are in the terminal's foreground, we hand it to CMD's group,
+ * and take it back when CMD ends; a stop for the terminal (Ctrl-Z, or CMD
+ * reading it from the background) stops us too, as a shell expects of its
+ * job (the way sudo relays it), and once continued in the foreground
+ * (fg), CMD gets the terminal.
  */
 struct job {
 	pid_t pid;	/* CMD, and its process group */
 	int go;		/* writes the token to it; -1 once written */
-	int tty;	/* the terminal whose foreground we hand on, or -1 */
+	int tty;	/* our controlling terminal, or -1 */
 };
 
 static int sig_pipe[2] = {-1, -1};
@@ -1013,6 +1015,13 @@ static void tty_give(int tty, pid_t pgrp)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/* If the terminal's foreground is FROM's, it becomes TO's. */
+static void tty_pass(int tty, pid_t from, pid_t to)
+{
+	if (tty >= 0 && tcgetpgrp(tty) == from)
+		tty_give(tty, to);
+}
+
 /* CMD's process, waiting in its own group for the token. */
 static int job_fork(struct job *job, char **cmd, const char *name)
 {
@@ -1056,11 +1065,7 @@ static int job_fork(struct job *job, char **cmd, const char *name)
 	close(go[0]);
 	job->pid = child;
 	job->go = go[1];
-	int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (tty >= 0 && tcgetpgrp(tty) == getpgrp())
-		job->tty = tty;
-	else if (tty >= 0)
-		close(tty);
+	job->tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	return 0;
 }
 
@@ -1089,8 +1094,7 @@ static void job_start(struct job *job, uint64_t token)
 	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
 		sigaction(sigs[i], &sa, NULL);
-	if (job->tty >= 0)
-		tty_give(job->tty, job->pid);
+	tty_pass(job->tty, getpgrp(), job->pid);
 	int n = snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
 	(void)!write(job->go, tok, (size_t)n);	/* if it died, its SIGCHLD says so */
 	close(job->go);
@@ -1101,23 +1105,21 @@ static void job_start(struct job *job, uint64_t token)
 static void job_ended(struct job *job)
 {
 	if (job->tty >= 0) {
-		if (tcgetpgrp(job->tty) == job->pid)
-			tty_give(job->tty, getpgrp());
+		tty_pass(job->tty, job->pid, getpgrp());
 		close(job->tty);
 		job->tty = -1;
 	}
 }
 
 /* CMD stopped for the terminal (Ctrl-Z, or it read or wrote it from the
- * background): we stop too, so that the shell sees its job stopped and
+ * background): our group stops too, as it would have with CMD in it, so
+ * that the shell sees its job stopped (a script that ran us included) and
  * takes the terminal; once continued, CMD is continued too. */
 static void job_suspend(struct job *job, int sig)
 {
-	if (job->tty >= 0)
-		tty_give(job->tty, getpgrp());
-	kill(getpid(), sig);
-	if (job->tty >= 0 && tcgetpgrp(job->tty) == getpgrp())
-		tty_give(job->tty, job->pid);
+	tty_pass(job->tty, job->pid, getpgrp());
+	killpg(getpgrp(), sig);
+	tty_pass(job->tty, getpgrp(), job->pid);
 	killpg(job->pid, SIGCONT);
 }
 
@@ -1152,7 +1154,8 @@ static bool command_ended(struct job *job, int *status)
 		return false;
 	if (WIFSTOPPED(*status)) {
 		int sig = WSTOPSIG(*status);
-		if (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+		/* Without a terminal, whoever stopped it meant it alone. */
+		if (job->tty >= 0 && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
 			job_suspend(job, sig);
 		return false;
 	}

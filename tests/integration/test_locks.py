@@ -500,15 +500,23 @@ ready = delay:0
     @unittest.skipUnless(shutil.which("bash"), "needs bash")
     def test_cohortctl_lock_in_an_interactive_shell(self):
         """CMD has a process group of its own, yet on a terminal it is the
-        foreground: it reads the terminal, Ctrl-Z stops the shell's job and
-        fg continues it, and the shell has the terminal back after it."""
+        foreground: it reads the terminal, Ctrl-Z stops the shell's job
+        (a script that runs cohortctl too) and fg continues it, a job
+        started in the background gets the terminal at fg, and the shell
+        has the terminal back after each."""
         d = self.daemon()
-        script = ("import sys\n"
-                  "print('ready', flush=True)\n"
-                  "for line in sys.stdin:\n"
-                  "    if line.strip() == 'quit':\n"
-                  "        sys.exit(5)\n"
-                  "    print('got:', line.strip().upper(), flush=True)\n")
+        cmd = self.path("cmd.py")
+        with open(cmd, "w") as f:
+            f.write("import sys\n"
+                    "print('ready', flush=True)\n"
+                    "for line in sys.stdin:\n"
+                    "    if line.strip() == 'quit':\n"
+                    "        sys.exit(5)\n"
+                    "    print('got:', line.strip().upper(), flush=True)\n")
+        lock = f"{COHORTCTL} -s {d.socket} lock tty -- {PY} {cmd}"
+        script = self.path("job.sh")
+        with open(script, "w") as f:
+            f.write(f"{lock}\necho script went on after $?\n")
         pid, master = pty.fork()
         if pid == 0:
             try:
@@ -522,20 +530,39 @@ ready = delay:0
 
         def say(text):
             os.write(master, text.encode() + b"\n")
-        say(f"{COHORTCTL} -s {d.socket} lock tty -- {PY} -c \"{script}\"")
-        t.wait_output(b"ready", "the command")
-        say("hello")
-        t.wait_output(b"got: HELLO", "the command to read the terminal")
-        os.write(master, b"\x1a")            # Ctrl-Z
-        t.wait_output(b"Stopped", "the shell to see its job stopped")
-        self.assertEqual(len(d.ctl_json("locks")["locks"][0]["holders"]), 1)
+
+        def expect(text, what):
+            t.wait_output(text.encode(), what)
+            del t.out[:t.out.index(text.encode()) + len(text)]
+
+        for run in (lock, f"sh {script}"):
+            say(run)
+            expect("ready", f"the command ({run})")
+            say("hello")
+            expect("got: HELLO", "the command to read the terminal")
+            os.write(master, b"\x1a")            # Ctrl-Z
+            expect("Stopped", "the shell to see its job stopped")
+            self.assertEqual(len(d.ctl_json("locks")["locks"][0]["holders"]), 1)
+            say("fg")
+            say("again")
+            expect("got: AGAIN", "the command continued, reading the terminal")
+            say("quit")
+            if run != lock:
+                expect("script went on after 5", "the script to go on")
+            say("echo status=$?")
+            expect(f"status={5 if run == lock else 0}", "the shell back with the status")
+            self.assertEqual(d.ctl_json("locks")["locks"], [])
+        # started in the background: it stops when it reads, and fg gives
+        # it the terminal
+        say("set -b")       # the shell tells of the stop at once
+        say(lock + " &")
+        expect("Stopped", "the background job to stop at its read")
         say("fg")
-        say("again")
-        t.wait_output(b"got: AGAIN", "the command continued, reading the terminal")
+        say("late")
+        expect("got: LATE", "the command in the foreground after fg")
         say("quit")
         say("echo status=$?")
-        t.wait_output(b"status=5", "the shell back with the command's status")
-        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        expect("status=5", "the shell back with the status")
         say("exit")
         self.assertEqual(t.wait_exit(), 0)
         d.stop()
