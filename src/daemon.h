@@ -193,7 +193,7 @@ struct cohortd {
 int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen);
 /* Lost leases with a group stop it before the next holder starts. */
 void lock_group_init(struct cohortd *d);
-/* At exit: no more stopping (what is being stopped stays as it is). */
+/* At exit: no more stopping; a group still stopping is killed now. */
 void lock_group_close(struct cohortd *d);
 
 /* daemon.c */

@@ -250,6 +250,13 @@ void lock_group_close(struct cohortd *d)
 	d->locks.on_end = NULL;
 	while (d->lock_stops) {
 		struct lock_stop *st = d->lock_stops;
+		/* Its stop timeout will not be kept any more: the KILL is now.
+		 * A lost lease's work must not go on just because we stop. */
+		if (st->term_at && !st->kill_at && group_alive(st->le->work.pgid)) {
+			log_warn(NULL, "lock %s: process group %d of lease %" PRIu64 " still runs at exit: "
+				 "killed", st->le->lock->name, (int)st->le->work.pgid, st->le->token);
+			killpg(st->le->work.pgid, SIGKILL);
+		}
 		ev_timer_stop(d->loop, &st->timer);
 		d->lock_stops = st->next;
 		free(st);
