@@ -1163,9 +1163,11 @@ static bool command_ended(struct job *job, int *status)
 	return true;
 }
 
-/* lock NAME -- CMD through the bus, with $COHORT_TOKEN.  The bus takes no
- * process group: only we stop CMD's group when the lease is lost. */
-static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared, char **cmd)
+/* lock NAME -- CMD through the bus, with $COHORT_TOKEN, and CMD's group as
+ * on the control socket; over TCP cohortd has no uid to check a group with,
+ * and only we stop it. */
+static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared,
+			 int64_t stop, char **cmd)
 {
 	cohort_t *b = bus_connect(c, NULL, false, false);
 	struct job job;
@@ -1178,7 +1180,8 @@ static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t w
 		cohort_free(b);
 		return EXIT_FAILED;
 	}
-	if (cohort_lock_acquire(b, name, ttl, wait, shared, &token, &exp) < 0) {
+	int pgid = strncmp(bus_address(c), "unix:", 5) == 0 ? job.pid : 0;
+	if (cohort_lock_acquire_group(b, name, ttl, wait, shared, pgid, stop, &token, &exp) < 0) {
 		char dur[32];
 		format_duration_ms(wait, dur, sizeof(dur));
 		if (strcmp(cohort_error(b), "timeout") == 0)
@@ -1269,7 +1272,7 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 	const char *bus_token = getenv("COHORT_TOKEN");
 	if (try_connect(c) < 0) {
 		if (errno == EACCES && bus_token && *bus_token)
-			return lock_over_bus(c, name, ttl, wait, shared, cmd);
+			return lock_over_bus(c, name, ttl, wait, shared, stop, cmd);
 		connect_daemon(c);
 	}
 	struct job job;
@@ -1291,7 +1294,7 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 		json_decref(resp);
 		close(c->fd);
 		c->fd = -1;
-		return lock_over_bus(c, name, ttl, wait, shared, cmd);
+		return lock_over_bus(c, name, ttl, wait, shared, stop, cmd);
 	}
 	if (!json_is_true(json_object_get(resp, "ok"))) {
 		const char *err = str_of(resp, "error");

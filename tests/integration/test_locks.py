@@ -327,14 +327,15 @@ ready = delay:0
 
     # --- a lost lease's work stops before the next holder starts ------------
 
-    def start_holder(self, d, *opts, trap=""):
+    def start_holder(self, d, *opts, trap="", user=None, env=None):
         """cohortctl lock OPTS demo.y -- a shell that starts a grandchild in
         its process group and waits for it; returns cohortctl and the
         grandchild's pid."""
         bg = self.path("bg.pid")
-        holder = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", *opts, "demo.y", "--", "/bin/sh", "-c",
-                                   f"{trap}sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"],
-                                  start_new_session=True, stderr=subprocess.DEVNULL)
+        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user else []
+        holder = subprocess.Popen(as_user + [COHORTCTL, "-s", d.socket, "lock", *opts, "demo.y", "--", "/bin/sh",
+                                             "-c", f"{trap}sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"],
+                                  start_new_session=True, stderr=subprocess.DEVNULL, env=env)
         wait_until(self, lambda: os.path.exists(bg), what="the holder's grandchild")
         with open(bg) as f:
             pid = int(f.read())
@@ -417,6 +418,33 @@ ready = delay:0
                              r"stop signal: killed$")
         self.assertGreaterEqual(started * 1000, line.ms)
         self.assertEqual(line.level, "WARN")
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_over_the_bus_too_the_killed_holders_group_ends_first(self):
+        """A service's process as another user takes its lock over the bus
+        (the control socket refuses it): the bus takes the group too."""
+        os.chmod(self.tmp, 0o777)
+        tok = self.path("token")
+        d = self.daemon(BASE + f"""
+[service:worker]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+user = nobody
+ready = delay:0
+""")
+        os.chmod(d.dir, 0o755)
+        os.chmod(d.run_dir, 0o755)
+        wait_until(self, lambda: os.path.exists(tok), what="the worker's token")
+        with open(tok) as f:
+            token = f.read().strip()
+        holder, bg = self.start_holder(d, user=65534, env=dict(os.environ, COHORT_TOKEN=token))
+        self.assertIn("(bus, pid", d.ctl_json("locks")["locks"][0]["holders"][0]["owner"])
+        w = self.start_waiter(d)
+        os.kill(holder.pid, signal.SIGKILL)
+        _, what = self.waiter_saw(w)
+        self.assertEqual(what, "gone", "the next holder ran beside the killed holder's grandchild")
+        d.wait_log(r"^lock demo\.y: lease \d+ of service:worker \(bus, pid \d+\) lost \(its holder went away\): "
+                   r"stopping its process group \d+$")
         d.stop()
 
     def test_cohortd_exits_while_a_lost_lease_group_is_stopping(self):
