@@ -961,25 +961,27 @@ struct job {
 	pid_t pid;	/* CMD, and its process group */
 	int go;		/* writes the token to it; -1 once written */
 	int tty;	/* our controlling terminal, or -1 */
+	bool had_tty;	/* CMD ended with the terminal's foreground */
 };
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t forward_sig;
 
 /*
- * TERM, INT and HUP sent to cohortctl go on to the command's group.  Not
- * an INT from the terminal (Ctrl-C): it went to the terminal's foreground
- * group, which is the command's (or ours with the command's in it), so it
- * would get it twice.  A hangup the kernel sends reaches only the session
- * leader, so it does go on.
+ * TERM, INT and HUP sent to cohortctl go on to the command's group; the
+ * terminal's Ctrl-C too, as it reaches us only when our group, not the
+ * command's, is the terminal's foreground.  A hangup the kernel sends
+ * reaches only the session leader, so it goes on as well.  CONT only
+ * wakes the loop: we may be in the foreground again (fg).
  */
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
 	int saved = errno;
 	char b = (char)sig;
 
+	(void)si;
 	(void)ctx;
-	if (sig != SIGCHLD && !(sig == SIGINT && si->si_code == SI_KERNEL))
+	if (sig != SIGCHLD && sig != SIGCONT)
 		forward_sig = sig;
 	(void)!write(sig_pipe[1], &b, 1);
 	errno = saved;
@@ -1043,6 +1045,7 @@ static int job_fork(struct job *job, char **cmd, const char *name)
 		ssize_t r;
 		close(go[1]);
 		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);	/* ours is ignored: CMD's must not be */
 		/* The lease is ours, not CMD's: it ends when we do (kill -9
 		 * included), and then CMD gets TERM as on any lost lease. */
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
@@ -1083,7 +1086,7 @@ static void job_abandon(struct job *job)
 static void job_start(struct job *job, uint64_t token)
 {
 	struct sigaction sa = {.sa_sigaction = on_signal};
-	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGCONT};
 	char tok[32];
 
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -1105,10 +1108,26 @@ static void job_start(struct job *job, uint64_t token)
 static void job_ended(struct job *job)
 {
 	if (job->tty >= 0) {
+		job->had_tty = tcgetpgrp(job->tty) == job->pid;
 		tty_pass(job->tty, job->pid, getpgrp());
 		close(job->tty);
 		job->tty = -1;
 	}
+}
+
+/* CMD's status as ours, once the lock is released.  Ended by INT or QUIT
+ * while it had the terminal (Ctrl-C, Ctrl-\), our group gets the signal
+ * too, as it would have with CMD in it: a shell script that ran us stops,
+ * as the user meant, rather than go on to its next command. */
+static int job_status(const struct job *job, int st)
+{
+	int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+
+	if (job->had_tty && (sig == SIGINT || sig == SIGQUIT)) {
+		signal(sig, SIG_DFL);
+		killpg(getpgrp(), sig);
+	}
+	return child_status(st);
 }
 
 /* CMD stopped for the terminal (Ctrl-Z, or it read or wrote it from the
@@ -1146,6 +1165,7 @@ static bool command_ended(struct job *job, int *status)
 
 	while (read(sig_pipe[0], b, sizeof(b)) > 0)
 		;
+	tty_pass(job->tty, getpgrp(), job->pid);	/* continued in the foreground */
 	if (forward_sig) {
 		killpg(job->pid, forward_sig);
 		forward_sig = 0;
@@ -1201,7 +1221,7 @@ static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t w
 		if ((p[0].revents & POLLIN) && command_ended(&job, &st)) {
 			cohort_lock_release(b, name, token);
 			cohort_free(b);
-			return child_status(st);
+			return job_status(&job, st);
 		}
 		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && (cohort_step(b, 0) < 0 || !cohort_connected(b))) {
 			cohort_free(b);
@@ -1326,7 +1346,7 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 				json_t *rel = roundtrip(c, json_pack("{s:s,s:s,s:I}", "cmd", "lock.release", "name",
 								     name, "token", (json_int_t)token));
 				json_decref(rel);
-				return child_status(st);
+				return job_status(&job, st);
 			}
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))

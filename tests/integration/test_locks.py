@@ -154,7 +154,8 @@ class Locks(CohortTest):
             except FileNotFoundError:
                 return True
         wait_until(self, cmd_gone, what="the command's end")
-        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        # the lease lasts until cohortd has seen the command's group gone
+        wait_until(self, lambda: d.ctl_json("locks")["locks"] == [], what="the lease to end")
         d.stop()
 
     def test_fifo_and_a_waiter_that_leaves(self):
@@ -487,6 +488,14 @@ ready = delay:0
         self.assertEqual(out, "ran as 65534\n")
         d.stop()
 
+    def test_the_command_gets_sigpipe(self):
+        """cohortctl ignores SIGPIPE for itself; its command must not."""
+        d = self.daemon()
+        _, out, err = d.ctl("lock", "p", "--", "/bin/sh", "-c", "yes | head -1; echo ${PIPESTATUS:-done}")
+        self.assertEqual(out, "y\ndone\n")
+        self.assertEqual(err, "")
+        d.stop()
+
     def test_cohortctl_lock_ctrl_c_reaches_the_command_once(self):
         """Ctrl-C on a terminal goes to the whole foreground group, the
         command included: cohortctl must not send it a second INT.  A TERM
@@ -583,6 +592,16 @@ ready = delay:0
             say("echo status=$?")
             expect(f"status={5 if run == lock else 0}", "the shell back with the status")
             self.assertEqual(d.ctl_json("locks")["locks"], [])
+        # Ctrl-C ends the command, and the script that ran cohortctl with it
+        say(f"sh {script}")
+        expect("ready", "the command in the script")
+        os.write(master, b"\x03")            # Ctrl-C
+        t.wait_output(b"$ ", "the prompt after Ctrl-C")   # typed before, it would be flushed
+        self.assertNotIn(b"script went on", t.out)
+        del t.out[:]
+        say("echo status=$?")
+        expect("status=130", "the shell back after Ctrl-C")
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
         # started in the background: it stops when it reads, and fg gives
         # it the terminal
         say("set -b")       # the shell tells of the stop at once
