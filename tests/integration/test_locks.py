@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """The lock service through the control socket and `cohortctl lock`:
 mutual exclusion, exact TTL expiry, renew, release on holder death, FIFO,
-shared and exclusive, tokens across a kill -9, service patterns, bad input."""
+shared and exclusive, tokens across a kill -9, service patterns, bad input;
+a lost lease's process group stopped before the next holder (also over the
+bus), and `cohortctl lock` on a terminal."""
+import asyncio
 import json
 import os
 import pty
@@ -10,10 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, PY, CohortTest, pid_alive, read_line, wait_until
+from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, free_port, pid_alive, read_line, wait_until
+
+sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
+import cohort_client  # noqa: E402
 
 BASE = """
 [service:idle]
@@ -446,6 +453,41 @@ ready = delay:0
         self.assertEqual(what, "gone", "the next holder ran beside the killed holder's grandchild")
         d.wait_log(r"^lock demo\.y: lease \d+ of service:worker \(bus, pid \d+\) lost \(its holder went away\): "
                    r"stopping its process group \d+$")
+        d.stop()
+
+    def test_the_bus_takes_a_group_on_its_unix_socket_only(self):
+        """cohort_client's lock_acquire(pgid=...): a TCP peer has no uid to
+        check the group with; on the unix socket a lost lease stops it."""
+        port = free_port()
+        tok = self.path("token")
+        d = self.daemon(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n" + BASE + f"""
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            token = f.read().strip()
+        work = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
+        self.addCleanup(lambda: work.poll() is None and (work.kill(), work.wait()))
+
+        async def go():
+            async with cohort_client.Client(bus=f"ws://127.0.0.1:{port}/", token=token) as c:
+                with self.assertRaisesRegex(cohort_client.BusError, r"^lock\.acquire: pgid is taken on the "
+                                                                    r"unix socket only \(its uid is checked\)$"):
+                    await c.lock_acquire("x", pgid=work.pid)
+                with self.assertRaisesRegex(cohort_client.BusError, "pgid must be an integer from 2 to"):
+                    await c.lock_acquire("x", pgid=1)
+            c = cohort_client.Client(bus=f"unix:{d.run_dir}/bus.sock", reconnect=False)
+            await c.connect()
+            await c.lock_acquire("x", pgid=work.pid, stop_timeout_ms=1000)
+            await c.close()     # the lease is lost with the connection
+        asyncio.run(asyncio.wait_for(go(), 30 * FACTOR))
+        d.wait_log(rf"^lock x: lease \d+ of admin \(bus, pid \d+\) lost \(its holder went away\): "
+                   rf"stopping its process group {work.pid}$")
+        wait_until(self, lambda: work.poll() is not None, what="the group stopped")
+        self.assertEqual(work.returncode, -signal.SIGTERM)
+        wait_until(self, lambda: d.ctl_json("locks")["locks"] == [], what="the lease to end")
         d.stop()
 
     def test_cohortd_exits_while_a_lost_lease_group_is_stopping(self):
