@@ -221,7 +221,8 @@ static void lock_group_end(struct lock_table *t, struct lock_lease *le, const ch
 	d->lock_stops = st;
 	/* Still the asker's?  Once a group is empty its number can be reused,
 	 * and then it is nobody's business of this lease. */
-	int live = le->work.uid == 0 ? kill(-pg, 0) == 0 : group_scan(pg, le->work.uid, &foreign);
+	int live = le->work.uid == 0 && geteuid() == 0 ? kill(-pg, 0) == 0
+						       : group_scan(pg, le->work.uid, &foreign);
 	if (live > 0 && foreign) {
 		log_warn(NULL, "lock %s: lease %" PRIu64 " of %s lost (%s): process group %d is no longer "
 			 "uid %u's: not signalled", le->lock->name, le->token, le->owner, why, (int)pg,
