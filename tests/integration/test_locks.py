@@ -136,7 +136,9 @@ class Locks(CohortTest):
         g = w.recv()
         took = (time.monotonic() - t0) * 1000
         self.assertTrue(g["ok"])
-        self.assertLess(took, 50 * FACTOR, f"{took:.1f} ms")
+        # the hand-over waits for the holder's command to have died of its
+        # TERM (a few ms; more on a loaded machine), not for the TTL (30 s)
+        self.assertLess(took, 100 * FACTOR, f"{took:.1f} ms")
         holder.wait()
         d.stop()
 
