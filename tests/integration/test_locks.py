@@ -368,7 +368,11 @@ ready = delay:0
         w = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "demo.y", "--", PY, "-c", check,
                               self.path("bg.pid"), seen], start_new_session=True)
         self.addCleanup(lambda: w.poll() is None and (w.kill(), w.wait()))
-        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["waiters"], what="the waiter queued")
+
+        def queued():   # or already through, if the lease ended meanwhile
+            locks = d.ctl_json("locks")["locks"]
+            return w.poll() is not None or (locks and locks[0]["waiters"])
+        wait_until(self, queued, what="the waiter queued")
         return w
 
     def waiter_saw(self, w):
@@ -399,7 +403,7 @@ ready = delay:0
         the TTL: its command's group is stopped by cohortd before the next
         holder starts."""
         d = self.daemon()
-        holder, bg = self.start_holder(d, "--ttl", "1s")
+        holder, bg = self.start_holder(d, "--ttl", f"{max(1, int(FACTOR))}s")
         os.kill(holder.pid, signal.SIGSTOP)
         w = self.start_waiter(d)
         _, what = self.waiter_saw(w)
