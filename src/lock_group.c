@@ -41,7 +41,7 @@ struct lock_stop {
 	struct cohortd *d;
 	struct lock_lease *le;	/* ending: still a holder of its lock */
 	ev_timer timer;		/* the next look at the group */
-	int64_t term_at;	/* monotonic ms of the stop signal */
+	int64_t term_at;	/* monotonic ms of the stop signal; 0: none sent */
 	int64_t kill_at;	/* of the KILL, 0 before */
 	unsigned looks;
 	struct lock_stop *prev, *next;	/* d->lock_stops */
