@@ -496,6 +496,27 @@ ready = delay:0
         wait_until(self, lambda: d.ctl_json("locks")["locks"] == [], what="the lease to end")
         d.stop()
 
+    def test_a_service_that_runs_cohortctl_lock_stops_with_its_command(self):
+        """CMD is no longer in the service's process group: the service's
+        stop signal reaches cohortctl, which passes it on to CMD's group."""
+        bg = self.path("bg.pid")
+        d = self.daemon(BASE + f"""
+[service:job]
+command = {COHORTCTL} lock svc.x -- /bin/sh -c "sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(bg), what="the command's child")
+        with open(bg) as f:
+            pid = int(f.read())
+        self.addCleanup(lambda: pid_alive(pid) and os.kill(pid, signal.SIGKILL))
+        d.ctl("stop", "job")
+        wait_until(self, lambda: not pid_alive(pid), what="the command's child to stop")
+        _, line = d.wait_state("job", "stopped")
+        self.assertEqual(line.reason, "stopped (exited with code 143)")   # CMD's TERM
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
+        self.assertEqual(d.count(r"^lock svc\.x: "), 0)      # stopped by TERM, released: not lost
+        d.stop()
+
     def test_cohortd_exits_while_a_lost_lease_group_is_stopping(self):
         """A shutdown does not wait out the stop timeout of a lost lease's
         group: its KILL comes at the exit."""
