@@ -502,7 +502,8 @@ ready = delay:0
         bg = self.path("bg.pid")
         d = self.daemon(BASE + f"""
 [service:job]
-command = {COHORTCTL} lock svc.x -- /bin/sh -c "sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"
+command = {COHORTCTL} lock svc.x --
+    /bin/sh -c "sleep 300 & echo $! > {bg}.tmp; mv {bg}.tmp {bg}; wait"
 ready = delay:0
 """)
         wait_until(self, lambda: os.path.exists(bg), what="the command's child")
