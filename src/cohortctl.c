@@ -1099,9 +1099,12 @@ static void job_start(struct job *job, uint64_t token)
 		sigaction(sigs[i], &sa, NULL);
 	tty_pass(job->tty, getpgrp(), job->pid);
 	int n = snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
-	(void)!write(job->go, tok, (size_t)n);	/* if it died, its SIGCHLD says so */
+	(void)!write(job->go, tok, (size_t)n);
 	close(job->go);
 	job->go = -1;
+	/* A look at it first thing: if it died while it waited, its SIGCHLD
+	 * came before our handler did. */
+	(void)!write(sig_pipe[1], "", 1);
 }
 
 /* CMD's leader ended: the terminal comes back to us. */

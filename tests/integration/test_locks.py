@@ -17,7 +17,8 @@ import sys
 import time
 import unittest
 
-from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, free_port, pid_alive, read_line, wait_until
+from harness import (COHORTCTL, FACTOR, PY, SRC, CohortTest, children_of, free_port, pid_alive, read_line,
+                     wait_until)
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -516,6 +517,23 @@ ready = delay:0
         self.assertEqual(line.reason, "stopped (exited with code 143)")   # CMD's TERM
         self.assertEqual(d.ctl_json("locks")["locks"], [])
         self.assertEqual(d.count(r"^lock svc\.x: "), 0)      # stopped by TERM, released: not lost
+        d.stop()
+
+    def test_a_command_killed_while_it_waits_for_the_lock(self):
+        """CMD's process waits for the lease in its group: killed meanwhile,
+        cohortctl still sees it once the lease comes, and lets go."""
+        d = self.daemon()
+        a = Client(d)
+        ta = a.acquire("w")["token"]
+        b = subprocess.Popen([COHORTCTL, "-s", d.socket, "lock", "w", "--", "true"], start_new_session=True)
+        self.addCleanup(lambda: b.poll() is None and (b.kill(), b.wait()))
+        wait_until(self, lambda: d.ctl_json("locks")["locks"][0]["waiters"], what="b queued")
+        kids = children_of(b.pid)
+        self.assertEqual(len(kids), 1, kids)
+        os.kill(kids[0][0], signal.SIGKILL)
+        self.assertTrue(a.call(cmd="lock.release", name="w", token=ta)["ok"])
+        self.assertEqual(b.wait(10 * FACTOR), 128 + signal.SIGKILL)
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
         d.stop()
 
     def test_cohortd_exits_while_a_lost_lease_group_is_stopping(self):
