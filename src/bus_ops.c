@@ -511,10 +511,46 @@ static bool get_ms(struct bus_conn *c, json_t *req, json_t *id, const char *fiel
 	return true;
 }
 
+/* "pgid" and "stop_timeout_ms", as on the control socket (lock_group.c);
+ * only from the unix socket, whose peer has a uid to check the group with. */
+static bool get_work(struct bus_conn *c, json_t *req, json_t *id, struct lock_work *work)
+{
+	json_t *pg = json_object_get(req, "pgid");
+	int64_t stop = LOCK_STOP_TIMEOUT_MS;
+	char err[200];
+
+	*work = (struct lock_work){0};
+	if (!pg)
+		return true;
+	if (!json_is_integer(pg) || json_integer_value(pg) < 2 || json_integer_value(pg) > INT32_MAX) {
+		bus_conn_error(c, id, "lock.acquire: pgid must be an integer from 2 to 2147483647");
+		return false;
+	}
+	if (!get_ms(c, req, id, "stop_timeout_ms", &stop))
+		return false;
+	if (stop < 0 || stop > LOCK_STOP_TIMEOUT_MAX_MS) {
+		bus_conn_error(c, id, "lock.acquire: stop_timeout_ms must be from 0 to 3600000");
+		return false;
+	}
+	if (!c->unix_peer) {
+		bus_conn_refuse(c, id, "lock.acquire: pgid is taken on the unix socket only (its uid is "
+				"checked)");
+		return false;
+	}
+	pid_t pgid = (pid_t)json_integer_value(pg);
+	if (lock_group_check(pgid, c->uid, err, sizeof(err)) < 0) {
+		bus_conn_refuse(c, id, "lock.acquire: pgid: %s", err);
+		return false;
+	}
+	*work = (struct lock_work){.pgid = pgid, .uid = c->uid, .stop_timeout_ms = stop};
+	return true;
+}
+
 static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 {
 	const char *name = get_str(req, "name"), *mode = get_str(req, "mode"), *why;
 	int64_t ttl = 30000, wait = 0, expires;
+	struct lock_work work;
 	uint64_t token;
 
 	if (!name) {
@@ -525,11 +561,12 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "lock.acquire: mode is \"exclusive\" or \"shared\"");
 		return;
 	}
-	if (!get_ms(c, req, id, "ttl_ms", &ttl) || !get_ms(c, req, id, "wait_ms", &wait))
+	if (!get_ms(c, req, id, "ttl_ms", &ttl) || !get_ms(c, req, id, "wait_ms", &wait) ||
+	    !get_work(c, req, id, &work))
 		return;
 	uint64_t cookie = ++c->next_cookie;
-	switch (lock_acquire(locks_of(c), name, mode && !strcmp(mode, "shared") ? LOCK_SHARED : LOCK_EXCLUSIVE,
-			     ttl, wait, (void *)(uintptr_t)cookie, &token, &expires, &why)) {
+	switch (lock_acquire_work(locks_of(c), name, mode && !strcmp(mode, "shared") ? LOCK_SHARED : LOCK_EXCLUSIVE,
+				  ttl, wait, &work, (void *)(uintptr_t)cookie, &token, &expires, &why)) {
 	case LOCK_GRANTED:
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:I}", "op", "ok", "id", id, "token",
 						(json_int_t)token, "expires_ms", (json_int_t)expires));

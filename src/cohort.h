@@ -131,6 +131,12 @@ int cohort_ping(cohort_t *c);
 
 int cohort_lock_acquire(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
 			uint64_t *token, int64_t *expires_ms);
+/* The same, naming the process group the work under the lease runs in (it
+ * must be the caller's; on the unix socket only): if the lease is lost
+ * other than by cohort_lock_release, cohortd stops that group (TERM, KILL
+ * after stop_timeout_ms) before the next holder starts. */
+int cohort_lock_acquire_group(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
+			      int pgid, int64_t stop_timeout_ms, uint64_t *token, int64_t *expires_ms);
 int cohort_lock_renew(cohort_t *c, const char *name, uint64_t token, int64_t ttl_ms, int64_t *expires_ms);
 int cohort_lock_release(cohort_t *c, const char *name, uint64_t token);
 

@@ -714,7 +714,8 @@ static int run_locks(struct ctl *c, int argc, char **argv)
 				row[2] = xstrdup(h ? str_of(h, "owner") : "-");
 				row[3] = h ? xasprintf("%lld", json_integer_value(json_object_get(h, "token")))
 					   : xstrdup("-");
-				row[4] = h ? xasprintf("in %s", left) : xstrdup("-");
+				row[4] = !h ? xstrdup("-") : json_is_true(json_object_get(h, "stopping"))
+					 ? xstrdup("stopping") : xasprintf("in %s", left);
 				row[5] = xasprintf("%zu", nw);
 			}
 		}
@@ -1028,22 +1029,46 @@ static int run_bus(struct ctl *c, int argc, char **argv)
 
 /* --- cohortctl lock NAME -- CMD ---------------------------------------------- */
 
+/*
+ * CMD runs in a process group of its own, which the lease names: when the
+ * lease is lost without us (we were killed, the TTL ran out), cohortd stops
+ * that whole group before the next holder starts.  The group must exist
+ * when the lease is asked for, so CMD's process is forked first and waits
+ * on a pipe: it gets the token there once the lease is granted, or EOF
+ * (it exits) if it is not.
+ *
+ * On a terminal, a group of its own would leave CMD in the background:
+ * whenever we are in the terminal's foreground, we hand it to CMD's group,
+ * and take it back when CMD ends; a stop for the terminal (Ctrl-Z, or CMD
+ * reading it from the background) stops us too, as a shell expects of its
+ * job (the way sudo relays it), and once continued in the foreground
+ * (fg), CMD gets the terminal.
+ */
+struct job {
+	pid_t pid;	/* CMD, and its process group */
+	int go;		/* writes the token to it; -1 once written */
+	int tty;	/* our controlling terminal, or -1 */
+	bool had_tty;	/* CMD ended with the terminal's foreground */
+};
+
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t forward_sig;
 
 /*
- * TERM, INT and HUP sent to cohortctl go on to the command.  Not an INT
- * from the terminal (Ctrl-C): it went to the whole foreground process
- * group, the command included, which would get it twice.  A hangup the
- * kernel sends reaches only the session leader, so it does go on.
+ * TERM, INT and HUP sent to cohortctl go on to the command's group; the
+ * terminal's Ctrl-C too, as it reaches us only when our group, not the
+ * command's, is the terminal's foreground.  A hangup the kernel sends
+ * reaches only the session leader, so it goes on as well.  CONT only
+ * wakes the loop: we may be in the foreground again (fg).
  */
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
 	int saved = errno;
 	char b = (char)sig;
 
+	(void)si;
 	(void)ctx;
-	if (sig != SIGCHLD && !(sig == SIGINT && si->si_code == SI_KERNEL))
+	if (sig != SIGCHLD && sig != SIGCONT)
 		forward_sig = sig;
 	(void)!write(sig_pipe[1], &b, 1);
 	errno = saved;
@@ -1066,114 +1091,238 @@ static int child_status(int st)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int lost_lease(pid_t child, const char *name, const char *why)
+/* Makes pgrp the terminal's foreground group.  From the background that
+ * would stop us with TTOU: it is blocked meanwhile. */
+static void tty_give(int tty, pid_t pgrp)
 {
-	int st;
+	sigset_t ttou, old;
 
-	fprintf(stderr, "cohortctl: lock %s lost (%s): stopping the command\n", name, why);
-	/* What CMD started must not go on without the lock either.  When the
-	 * process group is cohortctl's own (a shell's job, a service's
-	 * command), all of it is ours to stop; else only CMD is. */
-	if (getpgrp() == getpid()) {
-		signal(SIGTERM, SIG_IGN);
-		kill(0, SIGTERM);
-	} else {
-		kill(child, SIGTERM);
-	}
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-		;
-	return EXIT_FAILED;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	(void)tcsetpgrp(tty, pgrp);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
-static pid_t start_command(char **cmd, uint64_t token, const char *name)
+/* If the terminal's foreground is FROM's, it becomes TO's. */
+static void tty_pass(int tty, pid_t from, pid_t to)
 {
-	struct sigaction sa = {.sa_sigaction = on_signal};
-	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
-	char tok[32];
+	if (tty >= 0 && tcgetpgrp(tty) == from)
+		tty_give(tty, to);
+}
 
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+/* CMD's process, waiting in its own group for the token. */
+static int job_fork(struct job *job, char **cmd, const char *name)
+{
+	int go[2];
+
+	*job = (struct job){.pid = -1, .go = -1, .tty = -1};
+	if (pipe2(go, O_CLOEXEC) < 0)
 		return -1;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART | SA_SIGINFO;
-	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-		sigaction(sigs[i], &sa, NULL);
-	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
 	pid_t parent = getpid();
 	pid_t child = fork();
+	if (child < 0) {
+		close(go[0]);
+		close(go[1]);
+		return -1;
+	}
 	if (child == 0) {
-		struct sigaction dfl = {.sa_handler = SIG_DFL};
-		for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-			sigaction(sigs[i], &dfl, NULL);
+		char tok[32];
+		size_t n = 0;
+		ssize_t r;
+		close(go[1]);
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);	/* ours is ignored: CMD's must not be */
 		/* The lease is ours, not CMD's: it ends when we do (kill -9
 		 * included), and then CMD gets TERM as on any lost lease. */
 		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 			_exit(1);
+		while (n < sizeof(tok) - 1 && (r = read(go[0], tok + n, sizeof(tok) - 1 - n)) != 0)
+			if (r > 0)
+				n += (size_t)r;
+			else if (errno != EINTR)
+				_exit(1);
+		if (n == 0)
+			_exit(0);	/* no lease: CMD does not run */
+		tok[n] = '\0';
 		setenv("COHORT_LOCK_TOKEN", tok, 1);
 		setenv("COHORT_LOCK_NAME", name, 1);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "cohortctl: %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
 	}
-	return child;
+	setpgid(child, child);	/* as the child does: whichever runs first */
+	close(go[0]);
+	job->pid = child;
+	job->go = go[1];
+	job->tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	return 0;
 }
 
-/* After a signal: forwards TERM/INT/HUP to the command; its status if it ended. */
-static bool command_ended(pid_t child, int *status)
+/* No lease: CMD's process goes without running CMD. */
+static void job_abandon(struct job *job)
+{
+	close(job->go);
+	while (waitpid(job->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (job->tty >= 0)
+		close(job->tty);
+}
+
+/* The lease is granted: CMD runs, with the terminal if we have it. */
+static void job_start(struct job *job, uint64_t token)
+{
+	struct sigaction sa = {.sa_sigaction = on_signal};
+	int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGCONT};
+	char tok[32];
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		perror("cohortctl: pipe");
+		exit(EXIT_FAILED);
+	}
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
+	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
+	tty_pass(job->tty, getpgrp(), job->pid);
+	int n = snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+	(void)!write(job->go, tok, (size_t)n);
+	close(job->go);
+	job->go = -1;
+	/* A look at it first thing: if it died while it waited, its SIGCHLD
+	 * came before our handler did. */
+	(void)!write(sig_pipe[1], "", 1);
+}
+
+/* CMD's leader ended: the terminal comes back to us. */
+static void job_ended(struct job *job)
+{
+	if (job->tty >= 0) {
+		job->had_tty = tcgetpgrp(job->tty) == job->pid;
+		tty_pass(job->tty, job->pid, getpgrp());
+		close(job->tty);
+		job->tty = -1;
+	}
+}
+
+/* CMD's status as ours, once the lock is released.  Ended by INT or QUIT
+ * while it had the terminal (Ctrl-C, Ctrl-\), our group gets the signal
+ * too, as it would have with CMD in it: a shell script that ran us stops,
+ * as the user meant, rather than go on to its next command. */
+static int job_status(const struct job *job, int st)
+{
+	int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+
+	if (job->had_tty && (sig == SIGINT || sig == SIGQUIT)) {
+		signal(sig, SIG_DFL);
+		killpg(getpgrp(), sig);
+	}
+	return child_status(st);
+}
+
+/* CMD stopped for the terminal (Ctrl-Z, or it read or wrote it from the
+ * background): our group stops too, as it would have with CMD in it, so
+ * that the shell sees its job stopped (a script that ran us included) and
+ * takes the terminal; once continued, CMD is continued too. */
+static void job_suspend(struct job *job, int sig)
+{
+	tty_pass(job->tty, job->pid, getpgrp());
+	killpg(getpgrp(), sig);
+	tty_pass(job->tty, getpgrp(), job->pid);
+	killpg(job->pid, SIGCONT);
+}
+
+static int lost_lease(struct job *job, const char *name, const char *why)
+{
+	int st;
+
+	fprintf(stderr, "cohortctl: lock %s lost (%s): stopping the command\n", name, why);
+	/* What CMD started must not go on without the lock either: its whole
+	 * group is stopped (cohortd does the same when it sees the loss). */
+	killpg(job->pid, SIGTERM);
+	killpg(job->pid, SIGCONT);
+	while (waitpid(job->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	job_ended(job);
+	return EXIT_FAILED;
+}
+
+/* After a signal: forwards TERM/INT/HUP to the command's group, relays a
+ * stop; its status if it ended. */
+static bool command_ended(struct job *job, int *status)
 {
 	char b[64];
 
 	while (read(sig_pipe[0], b, sizeof(b)) > 0)
 		;
+	tty_pass(job->tty, getpgrp(), job->pid);	/* continued in the foreground */
 	if (forward_sig) {
-		kill(child, forward_sig);
+		killpg(job->pid, forward_sig);
 		forward_sig = 0;
 	}
-	return waitpid(child, status, WNOHANG) == child;
+	if (waitpid(job->pid, status, WNOHANG | WUNTRACED) != job->pid)
+		return false;
+	if (WIFSTOPPED(*status)) {
+		int sig = WSTOPSIG(*status);
+		/* Without a terminal, whoever stopped it meant it alone. */
+		if (job->tty >= 0 && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
+			job_suspend(job, sig);
+		return false;
+	}
+	job_ended(job);
+	return true;
 }
 
-/* lock NAME -- CMD through the bus, with $COHORT_TOKEN. */
-static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared, char **cmd)
+/* lock NAME -- CMD through the bus, with $COHORT_TOKEN, and CMD's group as
+ * on the control socket; over TCP cohortd has no uid to check a group with,
+ * and only we stop it. */
+static int lock_over_bus(struct ctl *c, const char *name, int64_t ttl, int64_t wait, bool shared,
+			 int64_t stop, char **cmd)
 {
 	cohort_t *b = bus_connect(c, NULL, false, false);
+	struct job job;
 	uint64_t token;
 	int64_t exp;
 	int st;
 
-	if (cohort_lock_acquire(b, name, ttl, wait, shared, &token, &exp) < 0) {
+	if (job_fork(&job, cmd, name) < 0) {
+		perror("cohortctl: starting the command");
+		cohort_free(b);
+		return EXIT_FAILED;
+	}
+	int pgid = strncmp(bus_address(c), "unix:", 5) == 0 ? job.pid : 0;
+	if (cohort_lock_acquire_group(b, name, ttl, wait, shared, pgid, stop, &token, &exp) < 0) {
 		char dur[32];
 		format_duration_ms(wait, dur, sizeof(dur));
 		if (strcmp(cohort_error(b), "timeout") == 0)
 			fprintf(stderr, "cohortctl: lock %s not had within %s\n", name, dur);
 		else
 			fprintf(stderr, "cohortctl: lock %s: %s\n", name, cohort_error(b));
+		job_abandon(&job);
 		cohort_free(b);
 		return EXIT_FAILED;
 	}
-	pid_t child = start_command(cmd, token, name);
-	if (child < 0) {
-		cohort_free(b);
-		return EXIT_FAILED;
-	}
+	job_start(&job, token);
 	int64_t every = ttl / 3, next = now_mono_ms() + every;
 	for (;;) {
 		struct pollfd p[2] = {{sig_pipe[0], POLLIN, 0}, {cohort_fd(b), POLLIN, 0}};
 		int64_t left = next - now_mono_ms();
 		poll(p, 2, left > 0 ? (int)left : 0);
-		if ((p[0].revents & POLLIN) && command_ended(child, &st)) {
+		if ((p[0].revents & POLLIN) && command_ended(&job, &st)) {
 			cohort_lock_release(b, name, token);
 			cohort_free(b);
-			return child_status(st);
+			return job_status(&job, st);
 		}
 		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && (cohort_step(b, 0) < 0 || !cohort_connected(b))) {
 			cohort_free(b);
-			return lost_lease(child, name, "the bus connection ended");
+			return lost_lease(&job, name, "the bus connection ended");
 		}
 		if (now_mono_ms() >= next) {
 			if (cohort_lock_renew(b, name, token, ttl, &exp) < 0) {
 				char why[300];
 				snprintf(why, sizeof(why), "renew refused: %s", cohort_error(b));
 				cohort_free(b);
-				return lost_lease(child, name, why);
+				return lost_lease(&job, name, why);
 			}
 			next = now_mono_ms() + every;
 		}
@@ -1184,12 +1333,15 @@ static const struct option lock_opts[] = {
 	{"ttl", required_argument, NULL, 't'},
 	{"wait", required_argument, NULL, 'w'},
 	{"shared", no_argument, NULL, 's'},
+	{"stop-timeout", required_argument, NULL, 'k'},
 	{0},
 };
 
 static int run_lock(struct ctl *c, int argc, char **argv)
 {
-	int64_t ttl = 30000, wait = 7 * 86400000LL;
+	static const char usage[] = "usage: cohortctl lock [--ttl DUR] [--wait DUR] [--shared] "
+				    "[--stop-timeout DUR] NAME -- CMD [ARG...]";
+	int64_t ttl = 30000, wait = 7 * 86400000LL, stop = LOCK_STOP_TIMEOUT_MS;
 	bool shared = false;
 	const char *why;
 	int o;
@@ -1208,10 +1360,14 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 			die_usage("--wait: expected %s", why);
 		else if (o == 'w' && wait > LOCK_WAIT_MAX_MS)
 			die_usage("--wait: expected a duration of at most 7d, got %s", optarg);
+		else if (o == 'k' && parse_duration_ms(optarg, &stop, &why) < 0)
+			die_usage("--stop-timeout: expected %s", why);
+		else if (o == 'k' && stop > LOCK_STOP_TIMEOUT_MAX_MS)
+			die_usage("--stop-timeout: expected a duration of at most 1h, got %s", optarg);
 		else if (o == 's')
 			shared = true;
-		else if (o != 't' && o != 'w')
-			die_usage("usage: cohortctl lock [--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]");
+		else if (o != 't' && o != 'w' && o != 'k')
+			die_usage("%s", usage);
 	}
 	if (optind >= argc)
 		die_usage("lock needs a NAME and a command: cohortctl lock NAME -- CMD [ARG...]");
@@ -1227,12 +1383,20 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 	const char *bus_token = getenv("COHORT_TOKEN");
 	if (try_connect(c) < 0) {
 		if (errno == EACCES && bus_token && *bus_token)
-			return lock_over_bus(c, name, ttl, wait, shared, cmd);
+			return lock_over_bus(c, name, ttl, wait, shared, stop, cmd);
 		connect_daemon(c);
 	}
-	json_t *resp = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I,s:s}", "cmd", "lock.acquire", "name", name,
-					      "ttl_ms", (json_int_t)ttl, "wait_ms", (json_int_t)wait,
-					      "mode", shared ? "shared" : "exclusive"));
+	struct job job;
+	if (job_fork(&job, cmd, name) < 0) {
+		perror("cohortctl: starting the command");
+		return EXIT_FAILED;
+	}
+	json_t *resp = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I,s:s,s:i,s:I}", "cmd", "lock.acquire",
+					      "name", name, "ttl_ms", (json_int_t)ttl, "wait_ms",
+					      (json_int_t)wait, "mode", shared ? "shared" : "exclusive",
+					      "pgid", (int)job.pid, "stop_timeout_ms", (json_int_t)stop));
+	if (!resp || !json_is_true(json_object_get(resp, "ok")))
+		job_abandon(&job);
 	if (!resp) {
 		fprintf(stderr, "cohortctl: cohortd at %s went away\n", c->socket);
 		return EXIT_UNREACHABLE;
@@ -1241,7 +1405,7 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 		json_decref(resp);
 		close(c->fd);
 		c->fd = -1;
-		return lock_over_bus(c, name, ttl, wait, shared, cmd);
+		return lock_over_bus(c, name, ttl, wait, shared, stop, cmd);
 	}
 	if (!json_is_true(json_object_get(resp, "ok"))) {
 		const char *err = str_of(resp, "error");
@@ -1258,11 +1422,7 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 	uint64_t token = (uint64_t)json_integer_value(json_object_get(resp, "token"));
 	json_decref(resp);
 
-	pid_t child = start_command(cmd, token, name);
-	if (child < 0) {
-		perror("cohortctl: starting the command");
-		return EXIT_FAILED;
-	}
+	job_start(&job, token);
 	/* Hold the lease while the command runs: renew every ttl/3. */
 	int64_t every = ttl / 3, next = now_mono_ms() + every;
 	for (;;) {
@@ -1270,28 +1430,28 @@ static int run_lock(struct ctl *c, int argc, char **argv)
 		int64_t left = next - now_mono_ms();
 		int n = poll(p, 2, left > 0 ? (int)left : 0);
 		if (n < 0 && errno != EINTR)
-			return lost_lease(child, name, strerror(errno));
+			return lost_lease(&job, name, strerror(errno));
 		int st;
 		if (p[0].revents & POLLIN) {
-			if (command_ended(child, &st)) {
+			if (command_ended(&job, &st)) {
 				json_t *rel = roundtrip(c, json_pack("{s:s,s:s,s:I}", "cmd", "lock.release", "name",
 								     name, "token", (json_int_t)token));
 				json_decref(rel);
-				return child_status(st);
+				return job_status(&job, st);
 			}
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
-			return lost_lease(child, name, "cohortd closed the connection");
+			return lost_lease(&job, name, "cohortd closed the connection");
 		if (now_mono_ms() >= next) {
 			json_t *r = roundtrip(c, json_pack("{s:s,s:s,s:I,s:I}", "cmd", "lock.renew", "name", name,
 							   "token", (json_int_t)token, "ttl_ms", (json_int_t)ttl));
 			if (!r)
-				return lost_lease(child, name, "cohortd went away");
+				return lost_lease(&job, name, "cohortd went away");
 			if (!json_is_true(json_object_get(r, "ok"))) {
 				char why2[200];
 				snprintf(why2, sizeof(why2), "renew refused: %s", str_of(r, "error"));
 				json_decref(r);
-				return lost_lease(child, name, why2);
+				return lost_lease(&job, name, why2);
 			}
 			json_decref(r);
 			next = now_mono_ms() + every;
@@ -1332,7 +1492,7 @@ static const struct command commands[] = {
 	 NULL, NULL, false},
 	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus,
 	 NULL, NULL, false},
-	{"lock", "[--ttl DUR] [--wait DUR] [--shared] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock,
+	{"lock", "[--ttl DUR] [--wait DUR] [--shared] [--stop-timeout DUR] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock,
 	 "+", lock_opts, true},
 	{"help", "[COMMAND]", "this help, or one command's", run_help,
 	 NULL, NULL, false},

@@ -4,11 +4,15 @@
  * lock session, opened at its first lock command and closed with it (so a
  * client that dies lets go at once).  A client that is a process of a
  * service is held to that service's locks patterns, and its leases end
- * when that service's process ends.
+ * when that service's process ends.  A lease may name the process group
+ * its holder's work runs in ("pgid", as `cohortctl lock` does): if the
+ * lease is lost, that group is stopped before the next holder starts
+ * (lock_group.c).
  */
 #include "autoconfig.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,10 +106,29 @@ static int get_token(json_t *req, json_t *resp, uint64_t *token)
 	return 0;
 }
 
+/* The optional "pgid" and "stop_timeout_ms" of an acquire: 0, or -1 with
+ * resp's error set. */
+static int get_work(struct ctl_client *c, json_t *req, json_t *resp, struct lock_work *work)
+{
+	long long pgid = 0, stop = LOCK_STOP_TIMEOUT_MS;
+	char err[200];
+
+	if (ctl_get_int(req, resp, "pgid", 2, INT32_MAX, &pgid) < 0 ||
+	    ctl_get_int(req, resp, "stop_timeout_ms", 0, LOCK_STOP_TIMEOUT_MAX_MS, &stop) < 0)
+		return -1;
+	if (pgid && lock_group_check((pid_t)pgid, c->uid, err, sizeof(err)) < 0) {
+		ctl_error(resp, "pgid: %s", err);
+		return -1;
+	}
+	*work = (struct lock_work){.pgid = (pid_t)pgid, .uid = c->uid, .stop_timeout_ms = stop};
+	return 0;
+}
+
 static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *resp)
 {
 	const char *name, *mode_name = "exclusive";
 	long long ttl = 30000, wait = 0;
+	struct lock_work work;
 	uint64_t token;
 	int64_t expires;
 	const char *why;
@@ -124,8 +147,10 @@ static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *re
 		ttl = json_integer_value(tv);
 	if (wv)
 		wait = json_integer_value(wv);
+	if (get_work(c, req, resp, &work) < 0)
+		return CTL_ERROR;
 	enum lock_mode mode = strcmp(mode_name, "shared") ? LOCK_EXCLUSIVE : LOCK_SHARED;
-	switch (lock_acquire(session_of(c), name, mode, ttl, wait, c, &token, &expires, &why)) {
+	switch (lock_acquire_work(session_of(c), name, mode, ttl, wait, &work, c, &token, &expires, &why)) {
 	case LOCK_GRANTED: {
 		char line[OK_LINE_MAX];
 		ctl_send_line(c, line, ok_line(line, &token, expires));
@@ -181,9 +206,10 @@ json_t *ctl_locks_json(const struct lock_table *t)
 		const struct lock *l = v;
 		json_t *holders = json_array(), *waiters = json_array();
 		for (const struct lock_lease *le = l->holders; le; le = le->next)
-			json_array_append_new(holders, json_pack("{s:s,s:I,s:I}", "owner", le->session->owner,
+			json_array_append_new(holders, json_pack("{s:s,s:I,s:I,s:b}", "owner", lock_lease_owner(le),
 								 "token", (json_int_t)le->token,
-								 "expires_ms", (json_int_t)le->expires_ms));
+								 "expires_ms", (json_int_t)le->expires_ms,
+								 "stopping", le->ending));
 		for (const struct lock_wait *w = l->head; w; w = w->next)
 			json_array_append_new(waiters, json_pack("{s:s,s:s}", "owner", w->session->owner,
 								 "mode", lock_mode_name(w->mode)));
@@ -205,7 +231,7 @@ static enum ctl_result cmd_locks(struct ctl_client *c, json_t *req, json_t *resp
 
 const struct ctl_command ctl_lock_commands[] = {
 	{"locks", cmd_locks, "every lock: name, mode, holders (owner, token, expires_ms), waiters"},
-	{"lock.acquire", cmd_acquire, "take a lease: name, ttl_ms, wait_ms, mode"},
+	{"lock.acquire", cmd_acquire, "take a lease: name, ttl_ms, wait_ms, mode, pgid, stop_timeout_ms"},
 	{"lock.renew", cmd_renew, "extend a lease: name, token, ttl_ms"},
 	{"lock.release", cmd_release, "end a lease: name, token"},
 	{NULL, NULL, NULL},

@@ -468,6 +468,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
 	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
 	free(tokens);
+	if (rc == 0)
+		lock_group_init(d);
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
 		notify_close(&d->notify, d->loop);
@@ -546,6 +548,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
 	instance_forget(d->run_dir);
+	lock_group_close(d);	/* before the clients close: they lose their leases */
 	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);

@@ -168,6 +168,7 @@ struct cohortd {
 	struct notify notify;
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
+	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
 	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
 	struct logwriter *logw;
@@ -193,6 +194,14 @@ struct cohortd {
 	struct event_sub *event_subs;
 	uint64_t events_seq;
 };
+
+/* lock_group.c: the process groups of `cohortctl lock` leases. */
+/* 0 when uid may hand cohortd group pgid to stop; else -1 and why in err. */
+int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen);
+/* Lost leases with a group stop it before the next holder starts. */
+void lock_group_init(struct cohortd *d);
+/* At exit: no more stopping; a group still stopping is killed now. */
+void lock_group_close(struct cohortd *d);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);

@@ -784,9 +784,20 @@ int cohort_ping(cohort_t *c)
 int cohort_lock_acquire(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
 			uint64_t *token, int64_t *expires_ms)
 {
-	json_t *a = call(c, json_pack("{s:s,s:s,s:I,s:I,s:s}", "op", "lock.acquire", "name", name,
-				      "ttl_ms", (json_int_t)ttl_ms, "wait_ms", (json_int_t)wait_ms,
-				      "mode", shared ? "shared" : "exclusive"), false);
+	return cohort_lock_acquire_group(c, name, ttl_ms, wait_ms, shared, 0, 0, token, expires_ms);
+}
+
+int cohort_lock_acquire_group(cohort_t *c, const char *name, int64_t ttl_ms, int64_t wait_ms, bool shared,
+			      int pgid, int64_t stop_timeout_ms, uint64_t *token, int64_t *expires_ms)
+{
+	json_t *req = json_pack("{s:s,s:s,s:I,s:I,s:s}", "op", "lock.acquire", "name", name, "ttl_ms",
+				(json_int_t)ttl_ms, "wait_ms", (json_int_t)wait_ms, "mode",
+				shared ? "shared" : "exclusive");
+	if (pgid) {
+		json_object_set_new(req, "pgid", json_integer(pgid));
+		json_object_set_new(req, "stop_timeout_ms", json_integer(stop_timeout_ms));
+	}
+	json_t *a = call(c, req, false);
 	if (!a)
 		return -1;
 	if (token)

@@ -192,10 +192,11 @@ bool lock_allowed(const struct lock_session *s, const char *name)
 }
 
 static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents);
+static void process_queue(struct lock_table *t, struct lock *l);
 
 
 static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum lock_mode mode,
-				int64_t ttl_ms, uint64_t token)
+				int64_t ttl_ms, const struct lock_work *work, uint64_t token)
 {
 	struct lock_lease *le = xcalloc(1, sizeof(*le));
 
@@ -203,6 +204,7 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->session = s;
 	le->mode = mode;
 	le->token = token;
+	le->work = *work;
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	ev_init(&le->timer, lease_expired);
 	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
@@ -220,12 +222,24 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	return le;
 }
 
-static void lease_remove(struct lock_lease *le)
+static void lease_unlink_session(struct lock_lease *le)
 {
-	struct lock *l = le->lock;
 	struct lock_session *s = le->session;
 
-	ev_timer_stop(s->t->loop, &le->timer);
+	if (le->s_prev)
+		le->s_prev->s_next = le->s_next;
+	else
+		s->leases = le->s_next;
+	if (le->s_next)
+		le->s_next->s_prev = le->s_prev;
+	le->s_prev = le->s_next = NULL;
+}
+
+static void lease_remove(struct lock_table *t, struct lock_lease *le)
+{
+	struct lock *l = le->lock;
+
+	ev_timer_stop(t->loop, &le->timer);
 	if (le->prev)
 		le->prev->next = le->next;
 	else
@@ -233,13 +247,40 @@ static void lease_remove(struct lock_lease *le)
 	if (le->next)
 		le->next->prev = le->prev;
 	l->nholders--;
-	if (le->s_prev)
-		le->s_prev->s_next = le->s_next;
-	else
-		s->leases = le->s_next;
-	if (le->s_next)
-		le->s_next->s_prev = le->s_prev;
+	if (le->session)
+		lease_unlink_session(le);
+	free(le->owner);
 	free(le);
+}
+
+/* The lease ends other than by its release.  With work to stop it stays a
+ * holder, leaves its session (which may go now), and on_end is told. */
+static void lease_lost(struct lock_table *t, struct lock_lease *le, const char *why)
+{
+	if (!le->work.pgid || !t->on_end) {
+		lease_remove(t, le);
+		return;
+	}
+	ev_timer_stop(t->loop, &le->timer);
+	lease_unlink_session(le);
+	le->owner = xstrdup(le->session->owner);
+	le->session = NULL;
+	le->ending = true;
+	t->on_end(t, le, why, t->end_arg);
+}
+
+const char *lock_lease_owner(const struct lock_lease *le)
+{
+	return le->session ? le->session->owner : le->owner;
+}
+
+void lock_lease_done(struct lock_table *t, struct lock_lease *le)
+{
+	struct lock *l = le->lock;
+
+	lease_remove(t, le);
+	process_queue(t, l);
+	lock_maybe_free(t, l);
 }
 
 static void wait_unlink(struct lock_wait *w)
@@ -279,7 +320,7 @@ static void process_queue(struct lock_table *t, struct lock *l)
 			return;
 		}
 		wait_unlink(w);
-		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, token);
+		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
 		struct lock_session *s = w->session;
 		void *cookie = w->cookie;
 		bool exclusive = w->mode == LOCK_EXCLUSIVE;
@@ -300,7 +341,7 @@ static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
 
 	log_info(NULL, "lock %s: lease %" PRIu64 " of %s expired", l->name, le->token,
 		 le->session->owner);
-	lease_remove(le);
+	lease_lost(t, le, "expired");
 	process_queue(t, l);
 	lock_maybe_free(t, l);
 }
@@ -325,6 +366,15 @@ static void wait_expired(struct ev_loop *loop, ev_timer *tw, int revents)
 enum lock_result lock_acquire(struct lock_session *s, const char *name, enum lock_mode mode,
 			      int64_t ttl_ms, int64_t wait_ms, void *cookie, uint64_t *token,
 			      int64_t *expires_ms, const char **why)
+{
+	static const struct lock_work none;
+
+	return lock_acquire_work(s, name, mode, ttl_ms, wait_ms, &none, cookie, token, expires_ms, why);
+}
+
+enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enum lock_mode mode,
+				   int64_t ttl_ms, int64_t wait_ms, const struct lock_work *work,
+				   void *cookie, uint64_t *token, int64_t *expires_ms, const char **why)
 {
 	struct lock_table *t = s->t;
 
@@ -354,7 +404,7 @@ enum lock_result lock_acquire(struct lock_session *s, const char *name, enum loc
 			lock_maybe_free(t, l);
 			return LOCK_ERROR;
 		}
-		struct lock_lease *le = grant(l, s, mode, ttl_ms, *token);
+		struct lock_lease *le = grant(l, s, mode, ttl_ms, work, *token);
 		*expires_ms = le->expires_ms;
 		return LOCK_GRANTED;
 	}
@@ -368,6 +418,7 @@ enum lock_result lock_acquire(struct lock_session *s, const char *name, enum loc
 	w->session = s;
 	w->mode = mode;
 	w->ttl_ms = ttl_ms;
+	w->work = *work;
 	w->cookie = cookie;
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
@@ -423,7 +474,7 @@ int lock_release(struct lock_session *s, const char *name, uint64_t token, const
 		return -1;
 	}
 	struct lock *l = le->lock;
-	lease_remove(le);
+	lease_remove(s->t, le);
 	process_queue(s->t, l);
 	lock_maybe_free(s->t, l);
 	return 0;
@@ -443,8 +494,9 @@ void lock_cancel_wait(struct lock_session *s, void *cookie)
 	}
 }
 
-/* Ends every lease and wait of s; notify: tell the waiters why. */
-static void session_clear(struct lock_session *s, const char *why)
+/* Ends every lease and wait of s (lost: why, for work to stop); why: tell
+ * the waiters, NULL: do not. */
+static void session_clear(struct lock_session *s, const char *lost, const char *why)
 {
 	struct lock_table *t = s->t;
 	struct lock **touched = NULL;
@@ -454,7 +506,7 @@ static void session_clear(struct lock_session *s, const char *why)
 		struct lock *l;
 		if (s->leases) {
 			l = s->leases->lock;
-			lease_remove(s->leases);
+			lease_lost(t, s->leases, lost);
 		} else {
 			struct lock_wait *w = s->waits;
 			void *cookie = w->cookie;
@@ -506,7 +558,7 @@ void lock_session_close(struct lock_session *s)
 {
 	if (!s)
 		return;
-	session_clear(s, NULL);
+	session_clear(s, "its holder went away", NULL);
 	struct lock_table *t = s->t;
 	if (s->prev)
 		s->prev->next = s->next;
@@ -526,7 +578,7 @@ void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 			continue;
 		if (s->leases || s->waits) {
 			log_info(NULL, "locks of %s released: its service ended", s->owner);
-			session_clear(s, "the service that asked ended");
+			session_clear(s, "its service ended", "the service that asked ended");
 		}
 		if (forget)
 			s->svc = NULL;
@@ -535,8 +587,17 @@ void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 
 void lock_table_free(struct lock_table *t)
 {
+	t->on_end = NULL;	/* nobody is left to stop work for */
 	while (t->sessions)
 		lock_session_close(t->sessions);
+	/* What is left are the leases still ending. */
+	void *v;
+	while (map_next(&t->locks, &(size_t){0}, NULL, &v)) {
+		struct lock *l = v;
+		while (l->holders)
+			lease_remove(t, l->holders);
+		lock_maybe_free(t, l);
+	}
 	map_free(&t->locks);
 	if (t->ahead_running)
 		ahead_join(t);

@@ -9,6 +9,14 @@
  * and each waiting request has its own libev timer, so expiry is exact and
  * nothing sweeps.  Every operation is O(1) on the lock's lists, plus a
  * hash lookup of the name.
+ *
+ * A lease may name its holder's work (a process group; struct lock_work).
+ * When such a lease ends other than by its release (it expired, its
+ * session ended), it is not gone yet: it is "ending", still a holder of
+ * its lock, until the transport has stopped that work and says so with
+ * lock_lease_done().  So the next holder never starts while the last
+ * one's work still runs.  The table only carries the work: stopping it is
+ * the daemon's (lock_group.c).
  */
 #ifndef COHORT_LOCK_H
 #define COHORT_LOCK_H
@@ -18,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "map.h"
 #include "util.h"
@@ -25,6 +34,8 @@
 #define LOCK_TTL_MAX_MS (86400000LL)	/* a lease lasts at most a day per renewal */
 #define LOCK_WAIT_MAX_MS (7 * 86400000LL)
 #define LOCK_TOKEN_BLOCK 10000		/* tokens reserved per write of the counter */
+#define LOCK_STOP_TIMEOUT_MS 5000LL	/* a lost lease's work: from TERM to KILL */
+#define LOCK_STOP_TIMEOUT_MAX_MS 3600000LL
 
 enum lock_mode { LOCK_EXCLUSIVE, LOCK_SHARED };
 
@@ -32,10 +43,24 @@ struct lock;
 struct lock_table;
 struct lock_session;
 struct lock_wait;
+struct lock_lease;
 
 /* A waiting request ended: granted (token and expiry set) or not (why). */
 typedef void (*lock_wait_fn)(struct lock_session *s, void *cookie, bool granted, uint64_t token,
 			     int64_t expires_ms, const char *why);
+
+/* What a holder runs under its lease, for whoever stops it when the lease
+ * is lost; pgid 0: nothing (the holder's own business). */
+struct lock_work {
+	pid_t pgid;		/* its process group */
+	uid_t uid;		/* who asked: the group was theirs */
+	int64_t stop_timeout_ms;	/* from the stop signal to KILL */
+};
+
+/* A lease with work ended other than by its release (why: "expired", ...):
+ * stop the work, then call lock_lease_done.  Never called back from
+ * within itself: it must not call into the table before it returns. */
+typedef void (*lock_end_fn)(struct lock_table *t, struct lock_lease *le, const char *why, void *arg);
 
 struct lock_lease {
 	struct lock *lock;
@@ -46,6 +71,9 @@ struct lock_lease {
 	ev_timer timer;		/* fires at expiry */
 	struct lock_lease *prev, *next;		/* holders of the lock */
 	struct lock_lease *s_prev, *s_next;	/* leases of the session */
+	struct lock_work work;
+	bool ending;		/* lost, its work being stopped; session is NULL */
+	char *owner;		/* the session's, copied once ending */
 };
 
 struct lock_wait {
@@ -53,6 +81,7 @@ struct lock_wait {
 	struct lock_session *session;
 	enum lock_mode mode;
 	int64_t ttl_ms;
+	struct lock_work work;
 	void *cookie;
 	ev_timer timer;		/* gives up at wait_ms */
 	struct lock_wait *prev, *next;		/* FIFO of the lock */
@@ -89,6 +118,8 @@ struct lock_table {
 	uint64_t reserved;		/* tokens up to here are on disk as used */
 	char *counter_path;		/* NULL: not persisted (tests) */
 	uint64_t grants;		/* since start, for status */
+	lock_end_fn on_end;		/* NULL: a lost lease ends at once, work or not */
+	void *end_arg;
 	/* The next block is written ahead by a thread once half of this one
 	 * is handed out, so that a grant waits for the disk (a write and two
 	 * fsyncs, which stopped the whole loop) only when half a block goes
@@ -129,6 +160,16 @@ void lock_drop_service(struct lock_table *t, void *svc, bool forget);
 enum lock_result lock_acquire(struct lock_session *s, const char *name, enum lock_mode mode,
 			      int64_t ttl_ms, int64_t wait_ms, void *cookie, uint64_t *token,
 			      int64_t *expires_ms, const char **why);
+/* The same, for a holder whose work (work->pgid not 0) is to be stopped
+ * before the next holder starts if the lease is lost. */
+enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enum lock_mode mode,
+				   int64_t ttl_ms, int64_t wait_ms, const struct lock_work *work,
+				   void *cookie, uint64_t *token, int64_t *expires_ms, const char **why);
+/* An ending lease's work has stopped: the lease goes, the next waiters
+ * are granted. */
+void lock_lease_done(struct lock_table *t, struct lock_lease *le);
+/* Who held it: the session's owner, or its copy once ending. */
+const char *lock_lease_owner(const struct lock_lease *le);
 int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t ttl_ms,
 	       int64_t *expires_ms, const char **why);
 int lock_release(struct lock_session *s, const char *name, uint64_t token, const char **why);

@@ -335,10 +335,16 @@ class Client:
     async def ping(self):
         await self._request({"op": "ping"})
 
-    async def lock_acquire(self, name, ttl_ms=30000, wait_ms=0, mode="exclusive"):
-        """Returns the fencing token; BusError("timeout") if not had within wait_ms."""
-        r = await self._request({"op": "lock.acquire", "name": name, "ttl_ms": ttl_ms,
-                                 "wait_ms": wait_ms, "mode": mode})
+    async def lock_acquire(self, name, ttl_ms=30000, wait_ms=0, mode="exclusive", pgid=None,
+                           stop_timeout_ms=5000):
+        """Returns the fencing token; BusError("timeout") if not had within wait_ms.
+        pgid (unix socket only): the process group of the work under the lease, which
+        cohortd stops (TERM, KILL after stop_timeout_ms) before the next holder starts
+        if the lease is lost other than by lock_release."""
+        req = {"op": "lock.acquire", "name": name, "ttl_ms": ttl_ms, "wait_ms": wait_ms, "mode": mode}
+        if pgid is not None:
+            req.update(pgid=pgid, stop_timeout_ms=stop_timeout_ms)
+        r = await self._request(req)
         return r["token"]
 
     async def lock_renew(self, name, token, ttl_ms=30000):

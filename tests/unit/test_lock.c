@@ -272,6 +272,88 @@ Test(lock, dropping_a_service_ends_its_sessions_leases)
 	must_get(a, "y", LOCK_EXCLUSIVE, 30000);	/* the session itself stays usable */
 }
 
+/* What on_end saw: leases whose work is to be stopped. */
+static struct lock_lease *ended[8];
+static char ended_why[8][64];
+static int nended;
+
+static void on_end(struct lock_table *tab, struct lock_lease *le, const char *why, void *arg)
+{
+	(void)tab;
+	cr_assert_eq(arg, &nended);
+	cr_assert(le->ending);
+	cr_assert_null(le->session);
+	snprintf(ended_why[nended], sizeof(ended_why[0]), "%s", why);
+	ended[nended++] = le;
+}
+
+static uint64_t must_get_work(struct lock_session *s, const char *name, int64_t ttl, pid_t pgid)
+{
+	struct lock_work work = {.pgid = pgid, .uid = 0, .stop_timeout_ms = 5000};
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+
+	cr_assert_eq(lock_acquire_work(s, name, LOCK_EXCLUSIVE, ttl, 0, &work, NULL, &token, &exp, &why),
+		     LOCK_GRANTED, "%s", why);
+	return token;
+}
+
+Test(lock, a_lost_lease_with_work_holds_the_lock_until_its_work_is_done)
+{
+	struct lock_session *a = session("a"), *b = session("b"), *c = session("c");
+	const char *why;
+
+	nended = 0;
+	t.on_end = on_end;
+	t.end_arg = &nended;
+	uint64_t ta = must_get_work(a, "x", 30000, 4242);
+	must_get_work(c, "y", 100, 4343);
+	queue(b, "x", LOCK_EXCLUSIVE, 5000, "b");
+	lock_session_close(a);
+	/* a's work may still run: x stays held, b waits */
+	cr_assert_eq(nended, 1);
+	cr_assert_str_eq(ended_why[0], "its holder went away");
+	cr_assert_eq(ended[0]->token, ta);
+	cr_assert_eq(ended[0]->work.pgid, 4242);
+	cr_assert_str_eq(lock_lease_owner(ended[0]), "a");
+	cr_assert_eq(nseen, 0);
+	struct lock *x = map_get(&t.locks, "x");
+	cr_assert_eq(x->nholders, 1);
+	/* nobody can renew or release it any more */
+	cr_assert_eq(lock_release(b, "x", ta, &why), -1);
+	lock_lease_done(&t, ended[0]);
+	cr_assert_eq(nseen, 1);
+	cr_assert(seen[0].granted);
+	/* an expiry too; the ending lease outlives its session's close */
+	ev_tstamp end = ev_time() + 2.0;
+	while (nended < 2 && ev_time() < end)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_eq(nended, 2);
+	cr_assert_str_eq(ended_why[1], "expired");
+	lock_session_close(c);
+	cr_assert_eq(nended, 2);
+	/* lock_table_free (teardown) frees y's ending lease */
+}
+
+Test(lock, a_released_lease_or_one_without_work_ends_at_once)
+{
+	struct lock_session *a = session("a"), *b = session("b");
+	const char *why;
+
+	nended = 0;
+	t.on_end = on_end;
+	t.end_arg = &nended;
+	uint64_t ta = must_get_work(a, "x", 30000, 4242);
+	cr_assert_eq(lock_release(a, "x", ta, &why), 0);
+	must_get(a, "x", LOCK_EXCLUSIVE, 30000);
+	queue(b, "x", LOCK_EXCLUSIVE, 5000, "b");
+	lock_session_close(a);
+	cr_assert_eq(nended, 0);
+	cr_assert_eq(nseen, 1);
+	cr_assert(seen[0].granted);
+}
+
 Test(lock, patterns_and_bad_input)
 {
 	struct strv pats = {0};
