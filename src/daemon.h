@@ -165,6 +165,8 @@ struct cohortd {
 	ev_timer shutdown_timer;
 	ev_timer exit_timer;		/* bounds the wait for KILLed processes */
 	ev_idle settle_w;		/* runs the reconcile queue */
+	ev_async log_repeat_w;		/* a log line is being counted (any thread) */
+	ev_timer log_flush_w;		/* writes the count once its second is over */
 	struct notify notify;
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
