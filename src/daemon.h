@@ -109,6 +109,7 @@ struct service {
 	struct exit_info last_exit;
 	char reason[256];	/* why it is in its state */
 	char exec_error[256];	/* the current spawn could not exec: why */
+	int exec_errno;		/* and the errno of the step that failed */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
 	bool has_followup;	/* an action asked for one more event: */
 	enum svc_event followup_ev;
