@@ -151,6 +151,49 @@ class FdLimit(CohortTest):
         # met: 256 less what is kept for cohortd and its service.
         self.flood(per_uid=100000, want_reason="the descriptor limit")
 
+    def test_the_bus_pauses_accepting_while_descriptors_are_out(self):
+        # Root's control clients (which nothing caps) take every descriptor
+        # the limit leaves: the bus cannot accept, and must wait, not spin.
+        d = self.cohortd("""
+[service:idle]
+command = /bin/sleep 1000
+ready = delay:0
+""", wrap=["prlimit", "--nofile=256:256", "--"])
+        d.wait_log(r"^stack is up")
+        held = []
+        try:
+            mark = len(d.lines)
+            while not d.count(r"^control socket: accept: Too many open files"):
+                held.append(d.connect())
+                self.assertLess(len(held), 300, "the control socket never ran out of descriptors")
+            bus = os.path.join(d.run_dir, "bus.sock")
+
+            async def hello():
+                async with websockets.unix_connect(bus, uri="ws://localhost/", subprotocols=["cohort.v1"],
+                                                   open_timeout=30 * FACTOR) as ws:
+                    await ws.send(json.dumps({"op": "hello"}))
+                    return json.loads(await asyncio.wait_for(ws.recv(), 10 * FACTOR))["op"]
+
+            async def go():
+                task = asyncio.ensure_future(hello())
+                i, _ = await asyncio.to_thread(d.wait_log, r"^bus: accept: Too many open files: new clients wait",
+                                               10, mark)
+                await asyncio.sleep(1)
+                quiet = len(d.lines) - i
+                self.assertFalse(task.done(), "the bus served a client with no descriptor to spare")
+                for s in held:
+                    s.close()
+                held.clear()
+                return quiet, await task
+            quiet, answer = asyncio.run(go())
+            self.assertLess(quiet, 20, "log lines in the second the bus waited; log:\n" + d.dump())
+            self.assertEqual(answer, "welcome")
+            d.wait_log(r"^bus: accepting clients again", start=mark)
+        finally:
+            for s in held:
+                s.close()
+        d.stop()
+
     def test_a_start_that_fails_for_a_passing_shortage_backs_off(self):
         # RLIMIT_NPROC 0: the exec of a process switched to nobody fails
         # with EAGAIN, as a fork does when processes run out.  That passes;
