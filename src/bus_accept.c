@@ -277,7 +277,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
 	int one = 1, fd = -1, rc = getaddrinfo(host, port, &hints, &res);
 
 	if (rc) {
-		snprintf(err, errlen, "%s: %s", host, gai_strerror(rc));
+		snprintf(err, errlen, "bus_listen %s:%s: %s", host, port, gai_strerror(rc));
 		return -1;
 	}
 	for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
@@ -289,7 +289,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
 			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-			snprintf(err, errlen, "%s: %s", host, strerror(errno));
+			snprintf(err, errlen, "bus_listen %s:%s: %s", host, port, strerror(errno));
 			close(fd);
 			fd = -1;
 		}

@@ -580,6 +580,8 @@ fail:
 	bus_accept_free(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	if (b->unix_path)
+		unlink(b->unix_path);	/* bound before a later step failed */
 	free(b->unix_path);
 	b->unix_path = NULL;
 	return -1;
