@@ -3,7 +3,8 @@
  * (libwebsockets on cohortd's own libev loop), subprotocol cohort.v1, one
  * JSON object per text frame.
  *
- *   bus_server.c  libwebsockets: listeners, connections, frames in and out, auth
+ *   bus_server.c  libwebsockets: connections, frames in and out, auth
+ *   bus_accept.c  the listening sockets: accepting, caps, descriptors kept for supervision
  *   bus_live.c    liveness (hello deadline, pings, bus_idle_timeout) and closes
  *   bus_ops.c     one handler per op (hello, sub, unsub, pub, ack, get, ping, lock.*)
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
@@ -198,6 +199,14 @@ struct bus_mid {
 	struct bus_mid *next;	/* in arrival order */
 };
 
+/* A listening socket of the bus (bus_accept.c). */
+struct bus_listener {
+	struct bus *bus;
+	ev_io io;
+	struct lws_vhost *vh;	/* where its clients are adopted */
+	bool unix_sock;
+};
+
 struct bus {
 	struct cohortd *d;
 	struct ev_loop *loop;
@@ -234,6 +243,15 @@ struct bus {
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
 	int64_t refused_log_ms;		/* when a refused origin was last logged */
 	uint64_t refused_unlogged;	/* refused since, not logged */
+	size_t nlingering;
+	/* bus_accept.c */
+	struct bus_listener listeners[2];	/* bus.sock, bus_listen */
+	size_t nlisteners;
+	ev_timer accept_pause_w;	/* out of descriptors: accepting again after it */
+	bool accept_paused;
+	struct imap peers;		/* wsi -> struct bus_peer, every accepted socket */
+	size_t npeers;
+	struct imap per_uid;		/* uid -> its unix connections (admins not counted) */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
@@ -258,6 +276,20 @@ void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINT
 void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...) PRINTF(3, 4);
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
 json_t *bus_status_json(struct bus *b);
+
+/* bus_accept.c */
+/* Listens on unix_path (mode bus_mode), or on host:port, and adopts
+ * clients into vh.  -1 with err. */
+int bus_accept_listen(struct bus *b, struct lws_vhost *vh, const char *unix_path, const char *host,
+		      const char *port, char *err, size_t errlen);
+/* A connection made its WebSocket upgrade (ESTABLISHED). */
+void bus_accept_upgraded(struct bus *b, struct lws *wsi);
+/* lws destroyed a wsi (LWS_CALLBACK_WSI_DESTROY): its descriptor is free. */
+void bus_accept_gone(struct bus *b, struct lws *wsi);
+/* Stops listening (before lws closes the connections). */
+void bus_accept_close(struct bus *b);
+/* After lws_context_destroy: what is left of the bookkeeping. */
+void bus_accept_free(struct bus *b);
 
 /* bus_live.c */
 /* A connection upgraded: the hello deadline starts, and the idle one. */

@@ -163,6 +163,7 @@ static void linger_end(struct bus_linger *l)
 	ev_io_stop(b->loop, &l->io_w);
 	ev_timer_stop(b->loop, &l->timer_w);
 	close(l->fd);
+	b->nlingering--;
 	if (l->prev)
 		l->prev->next = l->next;
 	else
@@ -217,6 +218,7 @@ void bus_linger(struct bus *b, int fd)
 	if (l->next)
 		l->next->prev = l;
 	b->lingering = l;
+	b->nlingering++;
 	ev_io_init(&l->io_w, linger_io_cb, mine, EV_READ);
 	ev_io_start(b->loop, &l->io_w);
 	ev_timer_init(&l->timer_w, linger_timer_cb, BUS_LINGER_MS / 1000.0, 0);

@@ -553,6 +553,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return -1;
 		return 0;
 	case LWS_CALLBACK_ESTABLISHED:
+		bus_accept_upgraded(b, wsi);
 		*slot = conn_new(b, wsi);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
@@ -596,6 +597,9 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			conn_free(c);
 			*slot = NULL;
 		}
+		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:	/* every accepted socket, upgraded or not */
+		bus_accept_gone(b, wsi);
 		return 0;
 	default:
 		return 0;
@@ -668,10 +672,10 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	ev_prepare_init(&b->flush_w, flush_cb);
 	ev_prepare_start(b->loop, &b->flush_w);
 	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	/* cohortd listens and accepts itself (bus_accept.c); lws serves the
+	 * sockets it is handed. */
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_UNIX_SOCK;
-	info.iface = b->unix_path;
-	info.port = 0;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	info.retry_and_idle_policy = &idle_policy;
 	info.vhost_name = "bus-unix";
@@ -682,12 +686,8 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot listen on %s", b->unix_path);
 		goto fail;
 	}
-	/* lws binds with our umask: set the mode (and group) ourselves. */
-	if (chmod(b->unix_path, (mode_t)cfg->bus_mode) < 0 ||
-	    (d->ctl.has_group && chown(b->unix_path, (uid_t)-1, d->ctl.group) < 0)) {
-		snprintf(err, errlen, "%s: setting mode: %s", b->unix_path, strerror(errno));
+	if (bus_accept_listen(b, b->unix_vh, b->unix_path, NULL, NULL, err, errlen) < 0)
 		goto fail;
-	}
 	if (cfg->bus_listen) {
 		char *host = NULL;
 		int port = 0;
@@ -695,32 +695,38 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 			snprintf(err, errlen, "bus_listen %s: expected HOST:PORT", cfg->bus_listen);
 			goto fail;
 		}
+		char port_text[16];
+		snprintf(port_text, sizeof(port_text), "%d", port);
 		memset(&info, 0, sizeof(info));
-		info.iface = host;
-		info.port = port;
+		info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 		info.protocols = protocols;
 	info.retry_and_idle_policy = &idle_policy;
 		info.vhost_name = "bus-tcp";
 		info.uid = -1;
 		info.gid = -1;
-		/* Without it, a vhost given 127.0.0.1 listens on every interface. */
-		if (!strchr(host, ':'))
-			info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
 		b->tcp_vh = lws_create_vhost(b->ctx, &info);
-		free(host);
 		if (!b->tcp_vh) {
+			free(host);
 			snprintf(err, errlen, "cannot listen on %s", cfg->bus_listen);
 			goto fail;
 		}
+		rc = bus_accept_listen(b, b->tcp_vh, NULL, host, port_text, err, errlen);
+		free(host);
+		if (rc < 0)
+			goto fail;
 	}
 	return 0;
 fail:
 	ev_prepare_stop(b->loop, &b->flush_w);
+	bus_accept_close(b);
 	if (b->ctx)
 		lws_context_destroy(b->ctx);
 	b->ctx = NULL;
+	bus_accept_free(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	if (b->unix_path)
+		unlink(b->unix_path);	/* bound before a later step failed */
 	free(b->unix_path);
 	b->unix_path = NULL;
 	strv_free(&b->allowed_origins);
@@ -766,9 +772,11 @@ void bus_close(struct bus *b)
 	if (!b->ctx)
 		return;
 	ev_prepare_stop(b->loop, &b->flush_w);
+	bus_accept_close(b);
 	say_goodbye(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
+	bus_accept_free(b);
 	bus_linger_finish(b);
 	bus_store_close(b);
 	bus_free_all(b);

@@ -102,6 +102,8 @@ struct cohort_config {
 	uint64_t bus_max_message;
 	int64_t bus_ack_timeout_ms;	/* qos-1 redelivery after this */
 	int64_t bus_idle_timeout_ms;	/* no progress either way: closed (0: never) */
+	uint64_t bus_max_connections;	/* open at once, at most */
+	uint64_t bus_max_connections_per_uid;	/* on bus.sock, for a uid that is no admin */
 	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;

@@ -48,6 +48,8 @@ const struct key_def config_keys[] = {
 	{D("bus_max_message", bus_max_message, K_MSGSIZE, RESTART), "1M", "largest bus frame accepted (1K to 16M)"},
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION, LIVE), "30s", "an unacked qos-1 delivery is sent again after this"},
 	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION, RESTART), "60s", "a bus connection that neither reads nor sends for this long is closed (0: never)"},
+	{D("bus_max_connections", bus_max_connections, K_POSITIVE, LIVE), "1024", "bus connections at most (fewer if the descriptor limit leaves fewer)"},
+	{D("bus_max_connections_per_uid", bus_max_connections_per_uid, K_POSITIVE, LIVE), "128", "bus.sock connections of one uid at most (admins aside)"},
 	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M", "a durable session's queue while it is away, at most"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},

@@ -323,6 +323,35 @@ static void reap_everything(void)
 			 killed);
 }
 
+/* log.c counts a repeated line: its count is written once the second is
+ * over, even if no other line comes to push it out. */
+static void log_repeat_hook(void *arg)
+{
+	struct cohortd *d = arg;
+
+	ev_async_send(d->loop, &d->log_repeat_w);	/* any thread may log */
+}
+
+static void log_repeat_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct cohortd *d = container_of(w, struct cohortd, log_repeat_w);
+	(void)revents;
+
+	if (!ev_is_active(&d->log_flush_w)) {
+		ev_timer_set(&d->log_flush_w, 1.0 - (double)(now_wall_ms() % 1000) / 1000 + 0.01, 0);
+		ev_timer_start(loop, &d->log_flush_w);
+	}
+}
+
+static void log_flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	if (log_flush_repeats(now_wall_ms())) {
+		ev_timer_set(w, 1.0, 0);
+		ev_timer_start(loop, w);
+	}
+}
+
 /* Hundreds of control and bus clients need more than the usual 1024 fds. */
 static void raise_fd_limit(void)
 {
@@ -518,6 +547,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	}
 	ev_init(&d->shutdown_timer, shutdown_timer_cb);
 	ev_init(&d->exit_timer, exit_timer_cb);
+	ev_async_init(&d->log_repeat_w, log_repeat_cb);
+	ev_async_start(d->loop, &d->log_repeat_w);
+	ev_unref(d->loop);	/* it alone must not keep the loop running */
+	ev_init(&d->log_flush_w, log_flush_cb);
+	log_set_repeat_hook(log_repeat_hook, d);
 
 	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
 		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
@@ -546,6 +580,10 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_child_stop(d->loop, &d->child_w);
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);
+	log_set_repeat_hook(NULL, NULL);
+	ev_ref(d->loop);
+	ev_async_stop(d->loop, &d->log_repeat_w);
+	ev_timer_stop(d->loop, &d->log_flush_w);
 	reap_everything();
 	instance_forget(d->run_dir);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
@@ -560,6 +598,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	logw_stop(d->logw);
 	d->logw = NULL;
 	log_info(NULL, "exiting with status %d", rc);
+	log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
 out_early:
 	daemon_free(d);
 	ev_default_destroy();

@@ -109,6 +109,7 @@ struct service {
 	struct exit_info last_exit;
 	char reason[256];	/* why it is in its state */
 	char exec_error[256];	/* the current spawn could not exec: why */
+	int exec_errno;		/* and the errno of the step that failed */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
 	bool has_followup;	/* an action asked for one more event: */
 	enum svc_event followup_ev;
@@ -165,6 +166,8 @@ struct cohortd {
 	ev_timer shutdown_timer;
 	ev_timer exit_timer;		/* bounds the wait for KILLed processes */
 	ev_idle settle_w;		/* runs the reconcile queue */
+	ev_async log_repeat_w;		/* a log line is being counted (any thread) */
+	ev_timer log_flush_w;		/* writes the count once its second is over */
 	struct notify notify;
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */

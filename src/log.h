@@ -27,8 +27,21 @@ int log_file_configure(const char *path);
 int log_file_reopen(void);
 const char *log_file_path(void);	/* NULL: stderr only */
 
-/* svc may be NULL for the daemon itself. */
+#define LOG_TEXT_MAX 2000	/* a message's text is cut there */
+
+/* svc may be NULL for the daemon itself.  A line identical to the one
+ * before it within the same second is counted, not written (see log.c). */
 void log_msg(enum log_level level, const char *svc, const char *fmt, ...) PRINTF(3, 4);
+
+/* log_msg with the time given: the clock-free core, for tests. */
+void log_write(int64_t now_ms, enum log_level level, const char *svc, const char *text);
+/* Writes the count of repeats of the last line once its second is over
+ * (NOW_MS).  True while a count waits: call again a second later. */
+bool log_flush_repeats(int64_t now_ms);
+/* FN(ARG) is called (from whatever thread logs, so ev_async_send) when a
+ * line is first counted instead of written: it arms a timer that calls
+ * log_flush_repeats.  NULL: none. */
+void log_set_repeat_hook(void (*fn)(void *), void *arg);
 
 #define log_debug(svc, ...) log_msg(LOG_DEBUG, svc, __VA_ARGS__)
 #define log_info(svc, ...) log_msg(LOG_INFO, svc, __VA_ARGS__)

@@ -549,8 +549,9 @@ static void own_notify_socket(struct service *s, const struct spawn_ids *ids)
 	if (!s->notify.path && !s->notify_failed) {
 		char *path = xasprintf("%s/notify.%s.sock", s->d->run_dir, s->name);
 		if (notify_open(&s->notify, s->d->loop, path, 0666, own_notify_cb, err, sizeof(err)) < 0) {
+			/* Out of descriptors: the next start tries again. */
+			s->notify_failed = !spawn_transient(errno);
 			log_warn(s->name, "no notify socket of its own (%s): it uses the shared one", err);
-			s->notify_failed = true;
 		}
 		free(path);
 	}
@@ -603,13 +604,33 @@ static void exec_fail_reason(const struct service *s, const char *why, char *buf
 		 s->cfg->restart == RESTART_NEVER ? "" : dur);
 }
 
-static void spawn_failed(struct service *s, const char *why)
+static enum svc_event failure_event(struct service *s, const char *what, char *reason, size_t len);
+
+/*
+ * A start that failed before the program ran.  A missing program, user or
+ * directory will not come back by itself: failed, one trial after
+ * breaker_cooldown.  A shortage that passes (no descriptors, processes or
+ * memory left, say while something floods cohortd with connections) is a
+ * failure like a crash: restarted with backoff, the breaker counting it.
+ * NOW: fire the event (else it follows the action under way).
+ */
+static void start_failed(struct service *s, const char *why, int err, bool now)
 {
 	char msg[320];
+	enum svc_event ev = SE_EXEC_FAIL;
 
-	s->failures++;
-	exec_fail_reason(s, why, msg, sizeof(msg));
-	followup(s, SE_EXEC_FAIL, msg);
+	if (spawn_transient(err)) {
+		char what[300];
+		snprintf(what, sizeof(what), "cannot start: %s", why);
+		ev = failure_event(s, what, msg, sizeof(msg));
+	} else {
+		s->failures++;
+		exec_fail_reason(s, why, msg, sizeof(msg));
+	}
+	if (now)
+		svc_fire(s, ev, msg);
+	else
+		followup(s, ev, msg);
 }
 
 static void act_spawn(struct service *s)
@@ -625,6 +646,8 @@ static void act_spawn(struct service *s)
 	stop_watchers(s);
 	apply_next_config(s);	/* e.g. changed while it was failing */
 	c = s->cfg;
+	if (!s->out_open && !s->err_open)
+		open_outputs(s);	/* they could not be made (no descriptors left) */
 	if (s->started_once)
 		s->restarts++;
 	s->started_once = true;
@@ -636,11 +659,12 @@ static void act_spawn(struct service *s)
 	s->health[0] = '\0';
 	s->status_text[0] = '\0';
 	s->exec_error[0] = '\0';
+	s->exec_errno = 0;
 	forget_token(s);
 	new_token(s->token);
 	map_put(&s->d->tokens, s->token, s);	/* the bus knows this start by it */
 	if (prepare(s, true, c->argv.v, &sp, &ids, &env, err, sizeof(err)) < 0) {
-		spawn_failed(s, err);
+		start_failed(s, err, errno, false);
 		return;
 	}
 	sp.fd_out = c->out.kind == OUT_INHERIT ? 1 : c->out.kind == OUT_NULL ? s->d->devnull
@@ -660,10 +684,11 @@ static void act_spawn(struct service *s)
 		break;
 	}
 	int rc = spawn_start(&sp, &pid, &status_fd, err, sizeof(err));
+	int saved = errno;
 	strv_free(&env);
 	spawn_ids_free(&ids);
 	if (rc < 0) {
-		spawn_failed(s, err);
+		start_failed(s, err, saved, false);
 		return;
 	}
 	s->pid = pid;
@@ -691,7 +716,7 @@ static int read_exec_status(struct service *s, char *reason, size_t len)
 	if (s->exec_io.fd < 0)
 		return 0;
 	status_spec(s, &sp);
-	int rc = spawn_read_status(s->exec_io.fd, &sp, reason, len);
+	int rc = spawn_read_status(s->exec_io.fd, &sp, reason, len, &s->exec_errno);
 	if (rc >= 0) {
 		ev_io_stop(s->d->loop, &s->exec_io);
 		close(s->exec_io.fd);
@@ -1096,6 +1121,17 @@ static enum svc_event classify_exit(struct service *s, bool was_ready, char *rea
 		s->failures = 0;
 		breaker_reset(&s->breaker);
 	}
+	return failure_event(s, what, reason, len);
+}
+
+/* One more failure (WHAT): restart after the backoff, or, with the
+ * breaker open or restart = never, failed. */
+static enum svc_event failure_event(struct service *s, const char *what, char *reason, size_t len)
+{
+	const struct svc_config *c = s->cfg;
+	char dur[32];
+	int64_t now = now_mono_ms();
+
 	s->failures++;
 	if (c->restart == RESTART_NEVER) {
 		snprintf(reason, len, "%s (restart = never)", what);
@@ -1149,10 +1185,7 @@ void svc_main_exited(struct service *s, int status)
 	bool was_ready = s->state != SVC_STARTING ||
 			 (exec_rc == 0 && s->cfg->ready.kind == CHECK_DELAY && s->cfg->ready.delay_ms == 0);
 	if (s->exec_error[0] && s->state == SVC_STARTING) {
-		char msg[320];
-		s->failures++;
-		exec_fail_reason(s, s->exec_error, msg, sizeof(msg));
-		svc_fire(s, SE_EXEC_FAIL, msg);
+		start_failed(s, s->exec_error, s->exec_errno, true);
 		return;
 	}
 	enum svc_event ev = classify_exit(s, was_ready, reason, sizeof(reason));

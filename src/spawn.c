@@ -52,6 +52,7 @@ int spawn_resolve_ids(const char *user, const char *group, struct spawn_ids *ids
 	if (!pwp) {
 		snprintf(err, errlen, "no such user \"%s\"%s%s", user, rc ? ": " : "",
 			 rc ? strerror(rc) : "");
+		errno = rc;	/* EMFILE reading /etc/passwd is not a missing user */
 		return -1;
 	}
 	ids->uid = pw.pw_uid;
@@ -64,6 +65,7 @@ int spawn_resolve_ids(const char *user, const char *group, struct spawn_ids *ids
 			snprintf(err, errlen, "no such group \"%s\"%s%s", group, rc ? ": " : "",
 				 rc ? strerror(rc) : "");
 			spawn_ids_free(ids);
+			errno = rc;
 			return -1;
 		}
 		ids->gid = gr.gr_gid;
@@ -180,7 +182,9 @@ int spawn_start(const struct spawn_spec *sp, pid_t *pid, int *status_fd, char *e
 	int p[2];
 
 	if (pipe2(p, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		int saved = errno;
+		snprintf(err, errlen, "pipe: %s", strerror(saved));
+		errno = saved;
 		return -1;
 	}
 	sigset_t all, old;
@@ -197,6 +201,7 @@ int spawn_start(const struct spawn_spec *sp, pid_t *pid, int *status_fd, char *e
 		snprintf(err, errlen, "vfork: %s", strerror(saved));
 		close(p[0]);
 		close(p[1]);
+		errno = saved;
 		return -1;
 	}
 	close(p[1]);
@@ -206,7 +211,12 @@ int spawn_start(const struct spawn_spec *sp, pid_t *pid, int *status_fd, char *e
 	return 0;
 }
 
-int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t len)
+bool spawn_transient(int err)
+{
+	return err == EMFILE || err == ENFILE || err == EAGAIN || err == ENOMEM;
+}
+
+int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t len, int *err)
 {
 	struct status_msg m;
 	ssize_t n;
@@ -220,8 +230,10 @@ int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t 
 		return 0;
 	if (n != sizeof(m)) {
 		snprintf(reason, len, "start failed (short status)");
+		*err = 0;
 		return 1;
 	}
+	*err = m.err;
 	const char *e = strerror(m.err);
 	switch (m.stage) {
 	case ST_SETSID:

@@ -34,18 +34,23 @@ struct spawn_spec {
 };
 
 /* Resolves user (and group, if given) into ids.  -1 with err filled
- * ("no such user \"x\""). */
+ * ("no such user \"x\"") and errno set (0: there is no such user). */
 int spawn_resolve_ids(const char *user, const char *group, struct spawn_ids *ids,
 		      char *err, size_t errlen);
 void spawn_ids_free(struct spawn_ids *ids);
 
 /* Forks and execs.  On success *pid is the child and *status_fd the read
  * end of the exec-status pipe (non-blocking, close-on-exec).  -1 with err
- * when fork or pipe fails. */
+ * and errno when fork or pipe fails. */
 int spawn_start(const struct spawn_spec *sp, pid_t *pid, int *status_fd, char *err, size_t errlen);
 
 /* Reads the exec-status pipe: 0 exec succeeded (EOF), 1 it failed (reason
- * filled, e.g. "exec foo: No such file or directory"), -1 nothing yet. */
-int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t len);
+ * filled, e.g. "exec foo: No such file or directory", and *err the errno
+ * of the failed step), -1 nothing yet. */
+int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t len, int *err);
+
+/* Is err a shortage that passes (descriptors, processes, memory), so that
+ * the start is worth trying again soon, unlike a missing program? */
+bool spawn_transient(int err);
 
 #endif
