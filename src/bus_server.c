@@ -179,6 +179,7 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 	b->conns = c;
 	b->nconns++;
 	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	bus_rx_watch(c);
 	bus_live_start(c);
 	return c;
 }
@@ -189,6 +190,7 @@ static void conn_free(struct bus_conn *c)
 
 	bus_ops_conn_gone(c);
 	bus_live_stop(c);
+	bus_rx_unwatch(c);
 	if (c->flush_queued)
 		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
 			if (*p == c) {
@@ -335,7 +337,7 @@ static int write_some(struct bus_conn *c)
 		if (lws_write(c->wsi, batch + LWS_PRE, used, LWS_WRITE_HTTP) < (int)used)
 			return -1;
 	}
-	if (c->rx_paused && c->out_bytes < BUS_OUT_MAX / 2) {
+	if (c->rx_paused && !c->rx_failed && c->out_bytes < BUS_OUT_MAX / 2) {
 		lws_rx_flow_control(c->wsi, 1);
 		c->rx_paused = false;
 	}
@@ -382,6 +384,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		struct bus_conn *c = b->flush;
 		b->flush = c->flush_next;
 		c->flush_queued = false;
+		if (c->rx_fault)
+			bus_rx_fail(c);
 		if (c->write_asked || !c->out_head)
 			continue;
 		if (c->closing || lws_partial_buffered(c->wsi)) {
@@ -578,6 +582,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 			 "libwebsockets-evlib-ev installed?)");
 		goto fail;
 	}
+	bus_rx_start(b);
 	ev_prepare_init(&b->flush_w, flush_cb);
 	ev_prepare_start(b->loop, &b->flush_w);
 	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
@@ -632,6 +637,7 @@ fail:
 	if (b->ctx)
 		lws_context_destroy(b->ctx);
 	b->ctx = NULL;
+	bus_rx_stop(b);
 	bus_store_close(b);
 	bus_free_all(b);
 	free(b->unix_path);
@@ -714,6 +720,7 @@ void bus_close(struct bus *b)
 	finish_frames(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
+	bus_rx_stop(b);
 	bus_linger_finish(b);
 	bus_store_close(b);
 	bus_free_all(b);

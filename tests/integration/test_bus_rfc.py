@@ -246,6 +246,70 @@ class BusRfc(CohortTest):
         self.assertEqual([f for f in frames if f[0] == 1], [], "no answer before the close")
         d.wait_log(rf"^bus: closing connection \d+ \(.*\): {re.escape(reason)} \({code}\)$", start=mark)
 
+    @staticmethod
+    def frame(opcode, payload, masked=True):
+        """A final frame built by hand; masked=False leaves out the mask
+        (and the mask bit), which only a server may do."""
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        bit = 0x80 if masked else 0
+        if n < 126:
+            head += bytes([bit | n])
+        elif n < 65536:
+            head += bytes([bit | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([bit | 127]) + struct.pack(">Q", n)
+        if not masked:
+            return head + payload
+        key = os.urandom(4)
+        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    def test_an_unmasked_frame_reads_1002_unanswered(self):
+        d = self.daemon()
+        ping = json.dumps({"op": "ping", "id": "unmasked"}).encode()
+        for before in (b"", self.frame(1, json.dumps({"op": "ping", "id": "masked"}).encode())):
+            with self.subTest(after_a_good_frame=bool(before)):
+                r = self.raw(d)
+                mark = len(d.lines)
+                # in one write: lws must not act on the bad frame, nor lose the good one
+                r.s.sendall(before + self.frame(1, ping, masked=False))
+                frames = r.read_until_closed(10)
+                self.assertEqual((r.close_code, r.close_reason, r.reset, r.closes),
+                                 (1002, "a frame from the client that is not masked", False, 1), frames)
+                answers = [json.loads(p)["id"] for op, p in frames if op == 1]
+                self.assertEqual(answers, ["masked"] if before else [])
+                d.wait_log(r"^bus: closing connection \d+ \(admin, unix, pid \d+\): "
+                           r"a frame from the client that is not masked \(1002\)$", start=mark)
+                r.close()
+        d.stop()
+
+    def test_a_control_frame_over_125_bytes_reads_1002(self):
+        d = self.daemon()
+        for opcode, what in ((9, "ping"), (10, "pong"), (8, "close")):
+            with self.subTest(what):
+                r = self.raw(d)
+                mark = len(d.lines)
+                payload = struct.pack(">H", 1000) + b"r" * 124 if opcode == 8 else b"p" * 126
+                r.s.sendall(self.frame(opcode, payload))
+                frames = r.read_until_closed(10)
+                self.assertEqual((r.close_code, r.close_reason, r.reset, r.closes),
+                                 (1002, "a control frame of more than 125 bytes", False, 1), frames)
+                d.wait_log(r"^bus: closing connection \d+ \(.*\): a control frame of more than 125 bytes "
+                           r"\(1002\)$", start=mark)
+                r.close()
+        # a 125-byte PING is answered, with its payload
+        r = self.raw(d)
+        r.s.sendall(self.frame(9, b"q" * 125))
+        deadline = time.monotonic() + 10 * FACTOR
+        got = []
+        while not any(op == 10 for op, _ in got):
+            self.assertLess(time.monotonic(), deadline, "no PONG")
+            r._recv(0.2)
+            got += r.frames()
+        self.assertIn((10, b"q" * 125), got)
+        r.close()
+        d.stop()
+
     def test_a_close_frame_with_a_1_byte_payload_reads_1002(self):
         d = self.daemon()
         r = self.raw(d)
