@@ -5,6 +5,7 @@ ws_client.js) and, for what ws refuses to send (unmasked frames, oversized
 pings, 1-byte close payloads, close reasons that are not UTF-8), a raw
 socket with hand-built frames.  Each bad input must end in a Close frame
 with the code the RFC names, logged once, never a silent drop."""
+import itertools
 import json
 import os
 import queue
@@ -112,8 +113,8 @@ class BusRfc(CohortTest):
         super().setUpClass()
         install_ws()
 
-    def daemon(self, extra=""):
-        d = self.cohortd("[cohort]\n" + extra + IDLE)
+    def daemon(self, extra="", services=""):
+        d = self.cohortd("[cohort]\n" + extra + IDLE + services)
         d.wait_log(r"^stack is up")
         d.wait_socket()
         return d
@@ -229,9 +230,11 @@ class BusRfc(CohortTest):
         d.stop(sig=None)
 
     # --- what ws will not send: a raw socket ----------------------------------
-    def raw(self, d):
-        r = RawWs.unix(self.bus(d))
-        r.send({"op": "hello"})
+    def raw(self, d, port=None, token=None):
+        """A raw connection, welcomed: on the unix socket as an admin, or
+        on TCP port with a service's token."""
+        r = RawWs.tcp(port) if port else RawWs.unix(self.bus(d))
+        r.send({"op": "hello", "token": token} if port else {"op": "hello"})
         deadline = time.monotonic() + 10 * FACTOR
         while b"welcome" not in r.buf:
             self.assertLess(time.monotonic(), deadline, "no welcome")
@@ -265,11 +268,21 @@ class BusRfc(CohortTest):
         return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
     def test_an_unmasked_frame_reads_1002_unanswered(self):
-        d = self.daemon()
+        port = free_port()
+        tok = self.path("token")
+        d = self.daemon(f"bus_listen = 127.0.0.1:{port}\n", f"""
+[service:app]
+command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+ready = delay:0
+""")
+        wait_until(self, lambda: os.path.exists(tok), what="the token")
+        with open(tok) as f:
+            token = f.read().strip()
         ping = json.dumps({"op": "ping", "id": "unmasked"}).encode()
-        for before in (b"", self.frame(1, json.dumps({"op": "ping", "id": "masked"}).encode())):
-            with self.subTest(after_a_good_frame=bool(before)):
-                r = self.raw(d)
+        for transport, before in itertools.product(
+                ("unix", "tcp"), (b"", self.frame(1, json.dumps({"op": "ping", "id": "masked"}).encode()))):
+            with self.subTest(transport=transport, after_a_good_frame=bool(before)):
+                r = self.raw(d, port if transport == "tcp" else None, token)
                 mark = len(d.lines)
                 # in one write: lws must not act on the bad frame, nor lose the good one
                 r.s.sendall(before + self.frame(1, ping, masked=False))
@@ -278,7 +291,7 @@ class BusRfc(CohortTest):
                                  (1002, "a frame from the client that is not masked", False, 1), frames)
                 answers = [json.loads(p)["id"] for op, p in frames if op == 1]
                 self.assertEqual(answers, ["masked"] if before else [])
-                d.wait_log(r"^bus: closing connection \d+ \(admin, unix, pid \d+\): "
+                d.wait_log(rf"^bus: closing connection \d+ \(.*, {transport}, pid \d+\): "
                            r"a frame from the client that is not masked \(1002\)$", start=mark)
                 r.close()
         d.stop()
