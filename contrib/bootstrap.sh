@@ -27,6 +27,11 @@ missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+# node and npm run test_bus_rfc.py's client, Node's ws (the test installs it
+# from the npm registry into the build tree).  Looked for as commands: a
+# node from elsewhere (NodeSource) brings its own npm, which Debian's npm
+# package would conflict with.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "bootstrap: missing packages:$missing" >&2

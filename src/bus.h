@@ -32,6 +32,7 @@
 #include "journal.h"
 #include "map.h"
 #include "util.h"
+#include "wsscan.h"
 
 #define BUS_PROTOCOL "cohort.v1"
 #define BUS_MAX_DELIVERIES 10		/* then $dead.<topic> */
@@ -157,6 +158,10 @@ struct bus_conn {
 	bool flush_queued;	/* on bus->flush: written before the loop sleeps */
 	struct bus_conn *flush_next;
 	struct sbuf rx;		/* fragments of the message being received */
+	int rx_fd;		/* its socket, as bus_rx.c knows it */
+	struct ws_scan rx_scan;	/* the client's frame headers, followed (bus_rx.c) */
+	bool rx_failed;		/* a frame lws must not see came: lws reads no more */
+	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb */
 	const char *frame;	/* the text bus_handle is handling, for its ops */
 	size_t frame_len;
 	bool rx_too_big;
@@ -219,6 +224,7 @@ struct bus {
 	struct bus_conn *conns;
 	size_t nconns;
 	struct imap conns_by_id;
+	struct imap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
 	uint64_t next_conn_id;
 	struct journal *j;
 	uint64_t seq;			/* last message seq */
@@ -306,6 +312,17 @@ void bus_live_closing(struct bus_conn *c);
 void bus_linger(struct bus *b, int fd);
 /* At shutdown: waits (at most BUS_LINGER_MS) for the lingering sockets. */
 void bus_linger_finish(struct bus *b);
+
+/* bus_rx.c */
+/* recv() follows the frame headers of b's connections from now on ... */
+void bus_rx_start(struct bus *b);
+/* ... and no longer. */
+void bus_rx_stop(struct bus *b);
+/* A connection upgraded (from its next byte), or going. */
+void bus_rx_watch(struct bus_conn *c);
+void bus_rx_unwatch(struct bus_conn *c);
+/* Closes c for the fault its frames showed (from flush_cb). */
+void bus_rx_fail(struct bus_conn *c);
 
 /* bus_ops.c */
 void bus_handle(struct bus_conn *c, const char *text, size_t len);

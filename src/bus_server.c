@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,7 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 	b->conns = c;
 	b->nconns++;
 	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	bus_rx_watch(c);
 	bus_live_start(c);
 	return c;
 }
@@ -189,6 +191,7 @@ static void conn_free(struct bus_conn *c)
 
 	bus_ops_conn_gone(c);
 	bus_live_stop(c);
+	bus_rx_unwatch(c);
 	if (c->flush_queued)
 		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
 			if (*p == c) {
@@ -472,7 +475,7 @@ static int write_some(struct bus_conn *c)
 		if (lws_write(c->wsi, batch + LWS_PRE, used, LWS_WRITE_HTTP) < (int)used)
 			return -1;
 	}
-	if (c->rx_paused && c->out_bytes < BUS_OUT_MAX / 2) {
+	if (c->rx_paused && !c->rx_failed && c->out_bytes < BUS_OUT_MAX / 2) {
 		lws_rx_flow_control(c->wsi, 1);
 		c->rx_paused = false;
 	}
@@ -519,6 +522,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		struct bus_conn *c = b->flush;
 		b->flush = c->flush_next;
 		c->flush_queued = false;
+		if (c->rx_fault)
+			bus_rx_fail(c);
 		if (c->write_asked || !c->out_head)
 			continue;
 		if (c->closing || lws_partial_buffered(c->wsi)) {
@@ -532,6 +537,70 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			lws_callback_on_writable(c->wsi);
 		}
 	}
+}
+
+/*
+ * A piece of a data message (lws hands a frame over in pieces of at most
+ * the protocol's rx_buffer_size).  RFC 6455 8.1: a text message must be
+ * UTF-8 as a whole, so it is checked once complete (a character may
+ * straddle two fragments); one that is not fails the connection (1007).
+ * The protocol is text only: a binary message is data of a type we
+ * cannot take (7.4.1: 1003), answered once, whatever its size.
+ */
+static void receive(struct bus_conn *c, const void *in, size_t len)
+{
+	struct lws *wsi = c->wsi;
+
+	if (lws_frame_is_binary(wsi)) {
+		bus_conn_close(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+			       "binary frames are not understood: send JSON text frames");
+		return;
+	}
+	if (c->rx.len + len > c->bus->max_message) {
+		sbuf_free(&c->rx);
+		bus_conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over bus_max_message (%llu bytes)",
+			       (unsigned long long)c->bus->max_message);
+		return;
+	}
+	sbuf_add(&c->rx, in, len);
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return;
+	if (!utf8_valid(c->rx.buf, c->rx.len)) {
+		sbuf_free(&c->rx);
+		bus_conn_close(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "a text message that is not UTF-8");
+		return;
+	}
+	bus_handle(c, c->rx.buf, c->rx.len);
+	c->rx.len = 0;
+}
+
+/*
+ * The payload of the peer's Close frame (RFC 6455 5.5.1): empty, or a
+ * status code and a UTF-8 reason.  A 1-byte payload, or a code no
+ * endpoint may send (7.4.1, 7.4.2), is a protocol error (1002); a reason
+ * that is not UTF-8 is 1007.  (lws 4.1 turns the codes under 3000 it
+ * knows to be bad into 1002 before we see them, and answers 1002 itself:
+ * what reaches this check is 5000 and over.)
+ * False when it is bad: the connection is closed with that code.
+ */
+static bool close_payload_ok(struct bus_conn *c, const unsigned char *p, size_t len)
+{
+	if (len == 0)
+		return true;
+	if (len == 1) {
+		bus_conn_close(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "a Close frame with a 1-byte payload");
+		return false;
+	}
+	int code = p[0] << 8 | p[1];
+	if (code < 1000 || (code >= 1004 && code <= 1006) || (code >= 1012 && code < 3000) || code >= 5000) {
+		bus_conn_close(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "a Close frame with status %d", code);
+		return false;
+	}
+	if (!utf8_valid(p + 2, len - 2)) {
+		bus_conn_close(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "a Close frame whose reason is not UTF-8");
+		return false;
+	}
+	return true;
 }
 
 static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -560,21 +629,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (!c || c->closing)
 			return 0;
 		bus_live_progress(c);
-		if (lws_frame_is_binary(wsi)) {
-			bus_conn_error(c, NULL, "binary frames are not understood: send JSON text frames");
-			return 0;
-		}
-		if (c->rx.len + len > b->max_message) {
-			sbuf_free(&c->rx);
-			bus_conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over bus_max_message (%llu bytes)",
-				       (unsigned long long)b->max_message);
-			return 0;
-		}
-		sbuf_add(&c->rx, in, len);
-		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-			bus_handle(c, c->rx.buf, c->rx.len);
-			c->rx.len = 0;
-		}
+		receive(c, in, len);
 		return 0;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c)
@@ -583,9 +638,16 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		if (c && c->close_sent)
 			return -1;	/* the answer to ours: no second Close */
-		if (c)
-			stop_sending(c);	/* lws answers its Close */
-		return 0;
+		if (!c)
+			return 0;
+		if (!c->closing && !close_payload_ok(c, in, len)) {
+			/* Ours goes out now, instead of lws's echo of theirs. */
+			stop_sending(c);
+			(void)write_some(c);
+			return -1;
+		}
+		stop_sending(c);
+		return 0;	/* lws answers its Close */
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (c && c->failed)
 			return -1;
@@ -669,6 +731,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 			 "libwebsockets-evlib-ev installed?)");
 		goto fail;
 	}
+	bus_rx_start(b);
 	ev_prepare_init(&b->flush_w, flush_cb);
 	ev_prepare_start(b->loop, &b->flush_w);
 	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
@@ -722,6 +785,7 @@ fail:
 	if (b->ctx)
 		lws_context_destroy(b->ctx);
 	b->ctx = NULL;
+	bus_rx_stop(b);
 	bus_accept_free(b);
 	bus_store_close(b);
 	bus_free_all(b);
@@ -739,32 +803,64 @@ fail:
  * 1001, "going away", first, written as write_some writes (the loop no
  * longer runs to drive a writeable callback), after the queued frames the
  * socket takes at once; the rest are not sent (qos 1 ones are redelivered
- * after the restart).  Then they linger as every close we decide does
- * (bus_close waits for them).  A socket holding the tail of a frame lws
- * could not write cannot take a Close frame: it gets none.
+ * after the restart).  A socket full with the tail of a frame (a
+ * subscriber behind on reading) takes its Close frame once the peer has
+ * read that tail: finish_frames waits for it.  Then they linger as every
+ * close we decide does (bus_close waits for them).
  */
 static void say_goodbye(struct bus *b)
 {
 	size_t n = 0;
 
 	for (struct bus_conn *c = b->conns; c; c = c->next) {
-		if (c->close_sent || lws_partial_buffered(c->wsi))
+		if (c->close_sent)
 			continue;
-		if (c->out_head)
+		if (c->out_head && !lws_partial_buffered(c->wsi))
 			(void)write_some(c);	/* what the socket takes now */
-		if (c->close_sent || lws_partial_buffered(c->wsi))
+		if (c->close_sent)
 			continue;
 		if (!c->closing) {
 			c->close_status = LWS_CLOSE_STATUS_GOINGAWAY;
 			str_copy(c->close_reason, sizeof(c->close_reason), "cohortd is stopping");
 		}
 		stop_sending(c);
-		(void)write_some(c);
+		if (lws_partial_buffered(c->wsi)) {
+			c->write_asked = true;	/* finish_frames writes it */
+			lws_callback_on_writable(c->wsi);
+		} else {
+			(void)write_some(c);
+		}
 		n++;
 	}
 	if (n)
 		log_info(NULL, "bus: closing %zu connection%s: cohortd is stopping (%d)", n, n == 1 ? "" : "s",
 			 LWS_CLOSE_STATUS_GOINGAWAY);
+}
+
+/*
+ * The Close frames that wait behind the tail of a frame: the loop no
+ * longer runs, so the sockets are polled here and lws serviced by hand
+ * (it writes the tail, then calls write_some for the Close frame), for
+ * BUS_LINGER_MS at most.  What is still stuck then gets no Close frame.
+ */
+static void finish_frames(struct bus *b)
+{
+	int64_t deadline = now_mono_ms() + BUS_LINGER_MS;
+
+	for (;;) {
+		struct pollfd p[64];
+		nfds_t n = 0;
+		for (struct bus_conn *c = b->conns; c && n < ARRAY_LEN(p); c = c->next)
+			if (!c->close_sent || lws_partial_buffered(c->wsi))
+				p[n++] = (struct pollfd){lws_get_socket_fd(c->wsi), POLLOUT, 0};
+		int left = (int)(deadline - now_mono_ms());
+		if (n == 0 || left <= 0 || poll(p, n, left) < 0)
+			return;
+		/* Servicing one may free its connection: only p[] is walked. */
+		for (nfds_t i = 0; i < n; i++)
+			if (p[i].revents)
+				(void)lws_service_fd(b->ctx, &p[i]);
+	}
 }
 
 void bus_close(struct bus *b)
@@ -774,8 +870,10 @@ void bus_close(struct bus *b)
 	ev_prepare_stop(b->loop, &b->flush_w);
 	bus_accept_close(b);
 	say_goodbye(b);
+	finish_frames(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
+	bus_rx_stop(b);
 	bus_accept_free(b);
 	bus_linger_finish(b);
 	bus_store_close(b);

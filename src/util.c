@@ -544,6 +544,19 @@ size_t utf8_seq(const unsigned char *s, size_t n)
 	return len;
 }
 
+bool utf8_valid(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = p[i] ? utf8_seq(p + i, n - i) : 1;
+		if (k == 0)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
 void utf8_fix(char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {

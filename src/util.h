@@ -89,6 +89,8 @@ const char *did_you_mean(const char *word, const char *const *cands, size_t n);
 void str_copy(char *dst, size_t len, const char *src);
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 size_t utf8_seq(const unsigned char *s, size_t n);
+/* Is s[0..n) all UTF-8 (NUL included: WebSocket text may hold it)? */
+bool utf8_valid(const void *s, size_t n);
 /* Replaces every byte that is not valid UTF-8 (and NUL) with '?', in place. */
 void utf8_fix(char *s, size_t n);
 /* A NUL-terminated copy of s[0..n) with bad bytes as U+FFFD. */

@@ -189,6 +189,17 @@ Test(paths, join_and_dirname)
 	free(s);
 }
 
+Test(utf8, whole_texts)
+{
+	cr_assert(utf8_valid("", 0));
+	cr_assert(utf8_valid("a\0b", 3));	/* NUL is a character */
+	cr_assert(utf8_valid("caf\xC3\xA9 \xF0\x9F\x98\x80", 10));
+	cr_assert_not(utf8_valid("caf\xC3", 4));	/* ends inside a character */
+	cr_assert_not(utf8_valid("\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5\xED\xA0\x80edited", 18));
+	cr_assert_not(utf8_valid("\xF4\x90\x80\x80", 4));	/* over U+10FFFF */
+	cr_assert_not(utf8_valid("ok\xFE", 3));
+}
+
 Test(utf8, sequences_and_cleaning)
 {
 	const unsigned char ok[] = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
