@@ -241,9 +241,11 @@ ready = delay:0
         pub.close()
 
     def test_a_slow_reader_draining_a_backlog_is_kept(self):
-        """bus_idle_timeout 2 s; a subscriber takes 12 s to read a backlog
-        of 3 MB, 256 KB a second: it makes progress, so it stays."""
-        d = self.daemon("[cohort]\nbus_idle_timeout = 2s\n" + IDLE)
+        """bus_idle_timeout 5 s; a subscriber takes 12 s to read a backlog
+        of 3 MB, 256 KB a second: it makes progress, so it stays.  (The
+        reader pauses 1 s between reads; the timeout leaves it room for a
+        loaded machine's pauses, and the backlog still outlasts it.)"""
+        d = self.daemon("[cohort]\nbus_idle_timeout = 5s\n" + IDLE)
         sub = RawWs.unix(self.bus(d))
         sub.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sub.send({"op": "hello"})
@@ -261,7 +263,7 @@ ready = delay:0
                 pass
             got += sum(op == 1 and b'"msg"' in f for op, f in sub.frames())
             time.sleep(1)
-        self.assertEqual((got, sub.close_code, sub.eof), (count, None, False))
+        self.assertEqual((got, sub.close_code, sub.eof), (count, None, False), d.dump())
         self.assertEqual(d.count(r"^bus: closing connection"), 0)
         sub.close()
         d.stop()
