@@ -5,9 +5,11 @@ processes, sockets and files (issue 14, item 6).  `make torture` runs it.
   kill9    for each bus_fsync (always, batch, never): a qos-1 publisher
            (the Python client, counting each acknowledged message), a
            durable subscriber (counting what it receives, de-duplicated by
-           the message's number) and two lock takers (recording every
-           fencing token granted) run while cohortd is killed with SIGKILL
-           at a random moment, then started again on the same state_dir.
+           the message's number; away every other round, so that what is
+           acknowledged then is queued only in the journal when the kill
+           comes) and two lock takers (recording every fencing token
+           granted) run while cohortd is killed with SIGKILL at a random
+           moment, then started again on the same state_dir.
            At the end every acknowledged message must have reached the
            subscriber, nothing it never published, and no token may repeat
            or go backwards across the restarts.
@@ -42,11 +44,11 @@ One line per round, a summary, exit 1 on any violation (2: usage).
 """
 import argparse
 import asyncio
-import errno
+import collections
 import json
+import logging
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -87,6 +89,7 @@ class Totals:
     def __init__(self):
         self.acked = self.received = self.lost = self.duplicated = self.phantom = 0
         self.tokens = self.repeats = 0
+        self.damaged = 0            # records lost to journal damage (allowed)
         self.rounds = 0
         self.violations = []
 
@@ -154,9 +157,11 @@ class KillState:
         self.tokens = set()
 
 
-async def kill_round(stack, st, rnd, seconds, totals):
-    """Publishes, subscribes and takes locks until cohortd is killed at a
-    random moment; returns (acked, received, tokens) of the round."""
+async def kill_round(stack, st, rnd, seconds, totals, online):
+    """Publishes, subscribes (if online) and takes locks until cohortd is
+    killed at a random moment; returns (acked, received, tokens) of the
+    round.  Every other round the subscriber stays away, so that what is
+    acknowledged then is only in the journal, queued for it, at the kill."""
     round_acked, round_tokens, got = [0], [], [0]
 
     def on_msg(m):
@@ -166,9 +171,11 @@ async def kill_round(stack, st, rnd, seconds, totals):
         st.received[n] = st.received.get(n, 0) + 1
         got[0] += 1
 
-    sub = cohort_client.Client(bus=stack.bus, session="torture-sub", reconnect=False)
-    await sub.connect()
-    await sub.subscribe("torture.>", on_msg, qos=1)
+    subs = []
+    if online:
+        subs.append(cohort_client.Client(bus=stack.bus, session="torture-sub", reconnect=False))
+        await subs[0].connect()
+        await subs[0].subscribe("torture.>", on_msg, qos=1)
     pub = cohort_client.Client(bus=stack.bus, reconnect=False)
     await pub.connect()
     takers = [cohort_client.Client(bus=stack.bus, reconnect=False) for _ in range(2)]
@@ -187,7 +194,7 @@ async def kill_round(stack, st, rnd, seconds, totals):
                 st.acked.add(n)
                 round_acked[0] += 1
                 if retain:
-                    st.last_retained = n
+                    st.last_retained = max(st.last_retained, n)
         except LOST_CONNECTION:
             pass
 
@@ -211,7 +218,9 @@ async def kill_round(stack, st, rnd, seconds, totals):
         except cohort_client.BusError as e:
             totals.violation(f"lock refused during a kill -9 round: {e}")
 
-    tasks = [asyncio.ensure_future(publish())] + [asyncio.ensure_future(take(t)) for t in takers]
+    # 16 publishes in flight: a batch's oks are pending at any moment
+    tasks = [asyncio.ensure_future(publish()) for _ in range(16)]
+    tasks += [asyncio.ensure_future(take(t)) for t in takers]
     delay = rnd.uniform(0.1, seconds)
     await asyncio.sleep(delay)
     stack.d.proc.send_signal(signal.SIGKILL)      # mid-stream: oks and grants in flight
@@ -222,7 +231,7 @@ async def kill_round(stack, st, rnd, seconds, totals):
     for t in done:
         if t.exception():
             totals.violation(f"a client failed: {t.exception()!r}")
-    for c in [sub, pub] + takers:
+    for c in subs + [pub] + takers:
         await c.close()
     return delay, round_acked[0], got[0], round_tokens
 
@@ -230,12 +239,12 @@ async def kill_round(stack, st, rnd, seconds, totals):
 def check_tokens(st, round_tokens, totals, where):
     """Tokens never repeat, and a restart never goes back below the
     highest token granted before it."""
-    repeats = 0
-    for t in round_tokens:
-        if t in st.tokens:
-            repeats += 1
-            totals.violation(f"{where}: token {t} granted twice")
-        st.tokens.add(t)
+    twice = [t for t in round_tokens if t in st.tokens]
+    st.tokens.update(round_tokens)
+    twice += [t for t, n in collections.Counter(round_tokens).items() if n > 1]
+    repeats = len(twice)
+    if twice:
+        totals.violation(f"{where}: {len(twice)} tokens granted twice: {sorted(twice)[:10]}")
     if round_tokens and min(round_tokens) <= st.max_token:
         repeats += 1
         totals.violation(f"{where}: token {min(round_tokens)} after a restart is not above "
@@ -276,12 +285,13 @@ def kill9(fsync, rounds, seconds, rnd, totals, top):
     st = KillState()
     for r in range(1, rounds + 1):
         stack.start()
-        delay, acked, got, tokens = run(kill_round(stack, st, rnd, seconds, totals))
+        delay, acked, got, tokens = run(kill_round(stack, st, rnd, seconds, totals, r % 2 == 1))
         stack.d.proc.wait(10 * harness.FACTOR)
         stack.kill()
-        check_tokens(st, tokens, totals, f"kill9 {fsync} round {r}")
+        seen = f"{got} received" if r % 2 == 1 else "subscriber away"
         say(f"kill9 {fsync:6} round {r}/{rounds}: killed after {delay:.2f}s; {acked} acked, "
-            f"{got} received, {len(tokens)} tokens (highest {st.max_token})")
+            f"{seen}, {len(tokens)} tokens (highest {max(tokens, default=st.max_token)})")
+        check_tokens(st, tokens, totals, f"kill9 {fsync} round {r}")
         totals.rounds += 1
     stack.start()
     values = run(drain(stack, st))
@@ -404,7 +414,8 @@ def corrupt_round(r, rounds, rnd, totals, top, count=40):
         f"(damaged: {len(lost)}), corruption {'logged' if corrupt_logged else 'not logged'}, "
         f"{'.corrupt kept' if os.path.exists(kept) else 'no .corrupt'}")
     totals.rounds += 1
-    totals.lost += max(0, len(expected) - len(set(got) & set(expected)))
+    totals.damaged += len(lost)
+    totals.lost += len(set(expected) - set(got))     # undamaged records lost
     if got != expected:
         missing = sorted(set(expected) - set(got))
         extra = sorted(set(got) - set(expected))
@@ -499,6 +510,12 @@ def soak(restarts, totals, top):
         f"RSS {base[2]} -> {' -> '.join(str(m[2]) for m in marks)} KiB")
     if p.returncode != 0:
         totals.violation(f"soak: cohortd exited with {p.returncode} at SIGTERM")
+    with open(os.path.join(d, "cohortd.log"), errors="replace") as f:
+        for line in f:
+            if any(bad in line for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                           "runtime error:")):
+                totals.violation(f"soak: sanitizer report: {line.strip()}")
+                break
     if end[0] > base[0] + 2:
         totals.violation(f"soak: descriptors grew from {base[0]} to {end[0]}")
     if end[1] > base[1] + 1:
@@ -673,6 +690,8 @@ def main():
     say(f"torture: --rounds {a.rounds} --seed {seed}: {s['kill9']} kill -9 rounds per bus_fsync, "
         f"{s['corrupt']} corruption rounds, {s['restarts']} restarts, the full-disk round")
     harness.become_subreaper()
+    # asyncio warns of every write to a socket cohortd's death closed
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     totals = Totals()
     top = tempfile.mkdtemp(prefix="cohort-torture.")
     t0 = time.monotonic()
@@ -699,7 +718,8 @@ def main():
         shutil.rmtree(top, ignore_errors=True)
     say(f"summary: {totals.rounds} rounds in {time.monotonic() - t0:.0f}s, seed {seed}: "
         f"acknowledged {totals.acked}, lost {totals.lost}, duplicated {totals.duplicated}, "
-        f"never published {totals.phantom}, tokens {totals.tokens}, repeats {totals.repeats}, "
+        f"never published {totals.phantom}, damaged records {totals.damaged}, "
+        f"tokens {totals.tokens}, repeats {totals.repeats}, "
         f"violations {len(totals.violations)}")
     return 1 if totals.violations else 0
 
