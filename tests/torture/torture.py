@@ -541,6 +541,7 @@ def soak(restarts, totals, top):
 # --- the full-disk round ------------------------------------------------------------
 
 NOSPACE = "No space left on device"
+LOCK_TOKEN_BLOCK = 10000        # src/lock.h: tokens reserved per write of the counter
 
 
 def full_disk(totals, top):
@@ -578,10 +579,13 @@ def full_disk_on(stack, totals):
         await taker.connect()
         stuck = {}
 
+        full = asyncio.Event()      # the first publish refused
+
         async def take():
-            # Tokens are reserved LOCK_TOKEN_BLOCK (10,000) at a time: the
-            # counter is written, and refused, once per block.
-            for _ in range(25000):
+            # Tokens are reserved LOCK_TOKEN_BLOCK at a time: once the disk
+            # is full, a grant is refused within one block.
+            since_full = 0
+            while since_full <= LOCK_TOKEN_BLOCK:
                 try:
                     t = await taker.lock_acquire("disk.lock", ttl_ms=5000)
                 except cohort_client.BusError as e:
@@ -589,6 +593,7 @@ def full_disk_on(stack, totals):
                     return
                 tokens.append(t)
                 await taker.lock_release("disk.lock", t)
+                since_full += full.is_set()
         taking = asyncio.ensure_future(take())
         n = 0
         while len(refusals["pub"]) < 3 and n < 5000:
@@ -600,6 +605,7 @@ def full_disk_on(stack, totals):
                 if not isinstance(task.exception(), cohort_client.BusError):
                     raise task.exception()
                 refusals["pub"].append(str(task.exception()))
+                full.set()
             else:
                 acked.add(n)
             n += 1
@@ -699,8 +705,11 @@ def main():
         ap.error(f"no cohortd at {harness.COHORTD}: set COHORT_BUILDDIR (make torture does)")
     seed = a.seed if a.seed is not None else int(time.time())
     rnd = random.Random(seed)
-    say(f"torture: --rounds {a.rounds} --seed {seed}: {s['kill9']} kill -9 rounds per bus_fsync, "
-        f"{s['corrupt']} corruption rounds, {s['restarts']} restarts, the full-disk round")
+    plan = {"kill9": f"{s['kill9']} kill -9 rounds per bus_fsync",
+            "corrupt": f"{s['corrupt']} corruption rounds", "soak": f"{s['restarts']} restarts",
+            "disk": "the full-disk round"}
+    say(f"torture: --rounds {a.rounds} --seed {seed}: "
+        + ", ".join(v for p, v in plan.items() if p in parts))
     harness.become_subreaper()
     # asyncio warns of every write to a socket cohortd's death closed
     logging.getLogger("asyncio").setLevel(logging.ERROR)
