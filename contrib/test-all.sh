@@ -4,6 +4,7 @@
 #   2. make check built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. make check with every cohortd, cohortctl and test binary under valgrind
 #   4. make distcheck (the release tarball builds and passes)
+#   5. make torture, short (kill -9, journal corruption, restarts, full disk)
 # This is the README's test command and what CI runs (.ci/run).
 set -eu
 cd "$(dirname "$0")/.."
@@ -44,5 +45,9 @@ cd "$top"
 step "make distcheck"
 cd build
 make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+cd "$top"
+step "make torture TORTURE_ROUNDS=small (build/)"
+cd build
+make torture TORTURE_ROUNDS=small
 cd "$top"
 step "all tests passed"
