@@ -201,6 +201,15 @@ ready = delay:0
         # RLIMIT_NPROC 0: the exec of a process switched to nobody fails
         # with EAGAIN, as a fork does when processes run out.  That passes;
         # a missing program does not: restarted with backoff, not failed.
+        # The kernel marks a setuid over the limit only when the user
+        # already has more processes than it (kernel/sys.c, set_user), so
+        # one process of nobody's must run meanwhile: without it the exec
+        # succeeds whenever nothing else on the machine runs as nobody.
+        holder = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                   "sleep", "1000"])
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.kill)
+        wait_until(self, lambda: uid_of(holder.pid) == nobody_uid(), what="a process running as nobody")
         d = self.cohortd("""
 [service:short]
 command = /bin/true
@@ -217,6 +226,22 @@ breaker_failures = 0
         self.assertFalse([t for t in d.transitions("short") if t.to == "failed"], d.dump())
         self.assertGreaterEqual(d.ctl_json("status")["services"][0]["restarts"], 3)
         d.stop()
+
+
+def uid_of(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def nobody_uid():
+    import pwd
+    return pwd.getpwnam("nobody").pw_uid
 
 
 if __name__ == "__main__":
