@@ -102,6 +102,7 @@ struct cohort_config {
 	int64_t bus_ack_timeout_ms;	/* qos-1 redelivery after this */
 	int64_t bus_idle_timeout_ms;	/* no progress either way: closed (0: never) */
 	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
+	uint64_t bus_memory_max;	/* all queues: over it qos-1 publishes are refused (0: no bound) */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;
 	int *key_line;

@@ -48,6 +48,7 @@ const struct key_def config_keys[] = {
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION, LIVE), "30s", "an unacked qos-1 delivery is sent again after this"},
 	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION, RESTART), "60s", "a bus connection that neither reads nor sends for this long is closed (0: never)"},
 	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M", "a durable session's queue while it is away, at most"},
+	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G", "memory all bus queues may hold; over it qos-1 publishes are refused (0: no bound)"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},
 
