@@ -125,6 +125,38 @@ class BusMemory(CohortTest):
         pub.close()
         d.stop()
 
+    @unittest.skipIf(VALGRIND, "valgrind's allocator is not malloc's")
+    def test_memory_goes_back_once_subscribers_read_their_backlog(self):
+        d = self.daemon()
+        pid = d.proc.pid
+        if sanitized(pid):
+            self.skipTest("AddressSanitizer's allocator keeps what is freed")
+        subs = [self.connect(d, "mem.t") for _ in range(10)]
+        pub = self.connect(d)
+        self.publish(pub, 1, 20)
+        before = rss_kb(pid)
+        self.publish(pub, 100, 3000)
+        peak = rss_kb(pid)
+        self.assertGreater(peak, before + 4096, (before, peak))
+        # each reads and acks all 3,020, and stays connected
+        seen = {ws: set() for ws in subs}
+        deadline = time.monotonic() + 60 * FACTOR
+        while any(len(v) < 3020 for v in seen.values()):
+            self.assertLess(time.monotonic(), deadline, [len(v) for v in seen.values()])
+            for ws in subs:
+                ws._recv(0.01)
+                for opcode, payload in ws.frames():
+                    f = json.loads(payload) if opcode == 1 else {}
+                    if f.get("op") == "msg":
+                        seen[ws].add(f["seq"])
+                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
+        margin = 3072
+        wait_until(self, lambda: rss_kb(pid) < before + margin, timeout=15,
+                   what=f"cohortd's RSS back under {before + margin} KiB (before {before}, peak {peak})")
+        for ws in subs + [pub]:
+            ws.close()
+        d.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
