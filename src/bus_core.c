@@ -211,6 +211,8 @@ static size_t queue_index(struct bus_session *s, uint64_t seq)
 {
 	size_t lo = 0, hi = s->qcount;
 
+	if (hi && slot_seq(bus_queue_at(s, 0)) == seq)
+		return 0;	/* the common ack: the oldest in flight */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		uint64_t at = slot_seq(bus_queue_at(s, mid));
