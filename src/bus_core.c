@@ -403,8 +403,9 @@ void bus_send_retained(struct bus_session *s, const char *pattern)
 
 /* --- qos 1 ---------------------------------------------------------------------------- */
 
-/* Low 32 bits of the monotonic clock in ms: an ack deadline is at most
- * bus_ack_timeout away, far less than the 49 days it takes to wrap. */
+/* Low 32 bits of the monotonic clock in ms: the age of a delivery in
+ * flight is the difference, right as long as it is under the 49 days it
+ * takes to wrap (an ack deadline is bus_ack_timeout away). */
 static uint32_t now32(void)
 {
 	return (uint32_t)now_mono_ms();
@@ -498,7 +499,7 @@ static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		struct bus_delivery *d = bus_queue_at(s, i);
 		if (!(d->flags & BUS_D_INFLIGHT))
 			continue;
-		int64_t age = (int32_t)(now32() - d->sent_ms);
+		int64_t age = (uint32_t)(now32() - d->sent_ms);
 		if (age < timeout) {
 			if (next < 0 || timeout - age < next)
 				next = timeout - age;
