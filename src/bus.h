@@ -54,6 +54,11 @@
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
 #define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
+/* When the memory queues hold has fallen to half its peak, and by at least
+ * BUS_TRIM_MIN, it is given back to the system (malloc_trim) once the
+ * burst of frees is over: BUS_TRIM_DELAY later, so at most once a delay. */
+#define BUS_TRIM_MIN (1u << 20)
+#define BUS_TRIM_DELAY 1.0
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
 
 struct cohortd;
@@ -83,24 +88,34 @@ struct bus_msg {
 	char *publisher;	/* identity */
 	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
 	bool retained;		/* it is its topic's retained value now */
+	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
 };
 
 struct bus_session;
 
-/* A qos-1 message owed to a session. */
+/* A qos-1 message owed to a session, or a qos-0 one queued behind those
+ * to keep a publisher's order (sent once, never acked, never stored): one
+ * 16-byte slot of the session's ring.  The message itself is shared by all
+ * its deliveries; an ack deadline is sent_ms + bus_ack_timeout, watched by
+ * the session's one timer, so a delivery carries no timer of its own.  A
+ * delivery acked or dropped before the ones ahead of it leaves a hole
+ * that keeps its seq (the ring stays sorted for bus_queue_find) until the
+ * head passes it. */
 struct bus_delivery {
-	struct bus_msg *msg;
-	struct bus_session *s;
-	uint32_t deliveries;
-	int64_t queued_at;	/* monotonic ms */
-	bool inflight;
-	/* A qos-0 delivery queued behind qos-1 ones not sent yet, to keep a
-	 * publisher's order: sent once, never acked, never stored. */
-	bool qos0;
-	ev_timer ack_timer;
-	struct bus_delivery *prev, *next;
+	union {
+		struct bus_msg *msg;	/* live */
+		uint64_t hole_seq;	/* BUS_D_HOLE */
+	};
+	uint32_t sent_ms;	/* BUS_D_INFLIGHT: when it went out (monotonic ms, wraps) */
+	uint8_t deliveries;	/* times sent; BUS_MAX_DELIVERIES, then $dead */
+	uint8_t flags;
 };
+_Static_assert(sizeof(struct bus_delivery) == 16, "a queued delivery is 16 bytes");
+
+#define BUS_D_HOLE 1u
+#define BUS_D_INFLIGHT 2u
+#define BUS_D_QOS0 4u
 
 struct bus_sub {
 	struct bus_session *s;
@@ -116,13 +131,16 @@ struct bus_session {
 	struct bus_conn *conn;	/* NULL while away */
 	struct bus_sub **subs;
 	size_t nsubs;
-	struct bus_delivery *qhead, *qtail;	/* publish order */
-	struct bus_delivery *cursor;	/* the first not sent yet */
-	size_t qlen;
+	/* The queue, in publish order: a ring of qcap slots (a power of 2, or
+	 * 0), qcount of them used from qhead, holes included.  Slots before
+	 * cursor (an index from the head) were sent: in flight, or holes. */
+	struct bus_delivery *q;
+	size_t qcap, qhead, qcount, cursor;
+	size_t qlen;		/* live deliveries */
+	ev_timer ack_w;		/* the first ack deadline of what is in flight */
 	uint64_t qbytes;
 	size_t inflight;
 	uint64_t inflight_bytes;	/* of qbytes */
-	struct imap by_seq;	/* seq -> delivery */
 	uint64_t epoch;		/* the last publish that reached it (no double delivery) */
 	uint8_t epoch_qos;
 	uint64_t dropped;	/* queue bound or age */
@@ -244,6 +262,11 @@ struct bus {
 	uint64_t queue_max;
 	int64_t queue_age_ms;
 	uint64_t max_message;
+	/* Memory held by queues: their rings and each message they hold (once,
+	 * with its frame).  Over bus_memory_max, qos-1 publishes are refused. */
+	uint64_t queued_mem;
+	uint64_t queued_mem_peak;	/* since the last malloc_trim */
+	ev_timer trim_w;		/* a malloc_trim after a queue drained */
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
 	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
@@ -350,6 +373,13 @@ bool bus_unsubscribe(struct bus_session *s, const char *pattern);
 void bus_send_retained(struct bus_session *s, const char *pattern);
 /* The client acked seq: -1 when it owed nothing by that number. */
 int bus_ack(struct bus_session *s, uint64_t seq);
+/* The delivery of seq in the session's queue, or NULL. */
+struct bus_delivery *bus_queue_find(struct bus_session *s, uint64_t seq);
+/* Slot i of the queue, 0 the head (i < s->qcount). */
+static inline struct bus_delivery *bus_queue_at(const struct bus_session *s, size_t i)
+{
+	return &s->q[(s->qhead + i) & (s->qcap - 1)];
+}
 /* Sends what the session's queue holds, up to the in-flight window. */
 void bus_pump(struct bus_session *s);
 void bus_free_all(struct bus *b);

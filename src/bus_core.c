@@ -7,6 +7,7 @@
 #include "autoconfig.h"
 
 #include <libwebsockets.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,8 @@ static struct bus_frame *msg_frame(struct bus_msg *m, uint8_t qos, bool retained
 	return f;
 }
 
+static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
 /* --- sessions -------------------------------------------------------------------- */
 
 struct bus_session *bus_session_new(struct bus *b, const char *identity, const char *name)
@@ -104,6 +107,7 @@ struct bus_session *bus_session_new(struct bus *b, const char *identity, const c
 	struct bus_session *s = xcalloc(1, sizeof(*s));
 
 	s->bus = b;
+	ev_init(&s->ack_w, ack_timeout_cb);
 	s->identity = xstrdup(identity);
 	if (name) {
 		s->name = xstrdup(name);
@@ -134,32 +138,158 @@ static void live_change(struct bus *b, struct bus_msg *m, int durable_delta, int
 		b->live_bytes -= msg_size(m);
 }
 
+/* --- the queue: a ring of 16-byte slots ------------------------------------------- */
+
+/* What a message costs while queues hold it: itself, its strings and the
+ * frame it is sent as; counted once however many queues hold it. */
+static uint64_t msg_mem(const struct bus_msg *m)
+{
+	size_t tlen = strlen(m->topic);
+
+	return sizeof(*m) + tlen + m->data_len + strlen(m->publisher) + (m->mid ? strlen(m->mid) : 0) + 4 +
+	       sizeof(struct bus_frame) + LWS_PRE + tlen + m->data_len + MSG_FRAME_FIXED;
+}
+
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct bus *b = container_of(w, struct bus, trim_w);
+	(void)loop;
+	(void)revents;
+
+	/* free() keeps what it got back for the next malloc; after a backlog
+	 * that is most of the process.  malloc_trim hands back every free
+	 * page, not only the top of the heap. */
+	malloc_trim(0);
+	b->queued_mem_peak = b->queued_mem;
+}
+
+static void mem_add(struct bus *b, uint64_t n)
+{
+	b->queued_mem += n;
+	if (b->queued_mem > b->queued_mem_peak)
+		b->queued_mem_peak = b->queued_mem;
+}
+
+static void mem_sub(struct bus *b, uint64_t n)
+{
+	b->queued_mem -= n;
+	uint64_t fallen = b->queued_mem_peak - b->queued_mem;
+	if (fallen < BUS_TRIM_MIN || fallen < b->queued_mem_peak / 2 || ev_is_active(&b->trim_w))
+		return;
+	if (!b->trim_w.cb)
+		ev_init(&b->trim_w, trim_cb);
+	ev_timer_set(&b->trim_w, BUS_TRIM_DELAY, 0);
+	ev_timer_start(b->loop, &b->trim_w);
+}
+
+/* Resizes the ring to cap slots (a power of 2 >= qcount, or 0), the head
+ * at slot 0. */
+static void ring_resize(struct bus_session *s, size_t cap)
+{
+	struct bus_delivery *q = cap ? xmalloc(cap * sizeof(*q)) : NULL;
+
+	for (size_t i = 0; i < s->qcount; i++)
+		q[i] = *bus_queue_at(s, i);
+	free(s->q);
+	if (cap > s->qcap)
+		mem_add(s->bus, (cap - s->qcap) * sizeof(*q));
+	else
+		mem_sub(s->bus, (s->qcap - cap) * sizeof(*q));
+	s->q = q;
+	s->qcap = cap;
+	s->qhead = 0;
+}
+
+static uint64_t slot_seq(const struct bus_delivery *d)
+{
+	return d->flags & BUS_D_HOLE ? d->hole_seq : d->msg->seq;
+}
+
+/* Index of seq in the queue, or qcount: seqs rise from head to tail (a
+ * message is queued when it is published, and recovery replays in order). */
+static size_t queue_index(struct bus_session *s, uint64_t seq)
+{
+	size_t lo = 0, hi = s->qcount;
+
+	if (hi && slot_seq(bus_queue_at(s, 0)) == seq)
+		return 0;	/* the common ack: the oldest in flight */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t at = slot_seq(bus_queue_at(s, mid));
+		if (at == seq)
+			return mid;
+		if (at < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return s->qcount;
+}
+
+struct bus_delivery *bus_queue_find(struct bus_session *s, uint64_t seq)
+{
+	size_t i = queue_index(s, seq);
+	struct bus_delivery *d = i < s->qcount ? bus_queue_at(s, i) : NULL;
+
+	return d && !(d->flags & BUS_D_HOLE) ? d : NULL;
+}
+
+/* The delivery becomes a hole; queue_trim takes the holes off the ends.
+ * Removing never moves a slot, so an index stays valid across it. */
 static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 {
 	struct bus *b = s->bus;
+	struct bus_msg *m = d->msg;
 
-	ev_timer_stop(b->loop, &d->ack_timer);
-	if (s->cursor == d)
-		s->cursor = d->next;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		s->qhead = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	else
-		s->qtail = d->prev;
-	imap_del(&s->by_seq, (int64_t)d->msg->seq);
 	s->qlen--;
-	s->qbytes -= msg_size(d->msg);
-	if (d->inflight) {
+	s->qbytes -= msg_size(m);
+	if (d->flags & BUS_D_INFLIGHT) {
 		s->inflight--;
-		s->inflight_bytes -= msg_size(d->msg);
+		s->inflight_bytes -= msg_size(m);
 	}
-	if (s->key && !d->qos0)
-		live_change(b, d->msg, -1, -1);
-	bus_msg_put(d->msg);
-	free(d);
+	if (s->key && !(d->flags & BUS_D_QOS0))
+		live_change(b, m, -1, -1);
+	d->hole_seq = m->seq;
+	d->flags = BUS_D_HOLE;
+	if (--m->queued_refs == 0)
+		mem_sub(b, msg_mem(m));
+	bus_msg_put(m);
+}
+
+/* Drops the holes at both ends; shrinks a ring that is mostly empty, so a
+ * drained backlog gives its memory back. */
+static void queue_trim(struct bus_session *s)
+{
+	while (s->qcount && bus_queue_at(s, 0)->flags & BUS_D_HOLE) {
+		s->qhead = (s->qhead + 1) & (s->qcap - 1);
+		s->qcount--;
+		if (s->cursor)
+			s->cursor--;
+	}
+	while (s->qcount > s->cursor && bus_queue_at(s, s->qcount - 1)->flags & BUS_D_HOLE)
+		s->qcount--;
+	if (!s->qcount)
+		s->qhead = 0;
+	if (s->qcap > 16 && s->qcount < s->qcap / 4)
+		ring_resize(s, s->qcount ? s->qcap / 2 : 0);
+}
+
+static void queue_push(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, uint8_t flags)
+{
+	if (s->qcount == s->qcap)
+		ring_resize(s, s->qcap ? s->qcap * 2 : 16);
+	struct bus_delivery *d = bus_queue_at(s, s->qcount++);
+	d->msg = m;
+	d->sent_ms = 0;
+	d->deliveries = deliveries;
+	d->flags = flags;
+	m->refs++;
+	if (m->queued_refs++ == 0)
+		mem_add(s->bus, msg_mem(m));
+	s->qlen++;
+	s->qbytes += msg_size(m);
+	if (s->key && !(flags & BUS_D_QOS0))
+		live_change(s->bus, m, +1, -1);
 }
 
 void bus_session_free(struct bus_session *s)
@@ -172,9 +302,12 @@ void bus_session_free(struct bus_session *s)
 		free(s->subs[i]);
 	}
 	free(s->subs);
-	while (s->qhead)
-		delivery_remove(s, s->qhead);
-	imap_free(&s->by_seq);
+	ev_timer_stop(b->loop, &s->ack_w);
+	for (size_t i = 0; i < s->qcount; i++)
+		if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
+			delivery_remove(s, bus_queue_at(s, i));
+	s->qcount = 0;
+	ring_resize(s, 0);
 	if (s->key)
 		map_del(&b->sessions, s->key);
 	free(s->key);
@@ -198,18 +331,18 @@ void bus_session_detach(struct bus_session *s)
 	if (s->conn)
 		s->conn->session = NULL;
 	s->conn = NULL;
-	for (struct bus_delivery *d = s->qhead, *next; d; d = next) {
-		next = d->next;
-		if (d->qos0) {	/* qos 0 is for connected subscribers only */
+	ev_timer_stop(s->bus->loop, &s->ack_w);
+	for (size_t i = 0; i < s->qcount; i++) {
+		struct bus_delivery *d = bus_queue_at(s, i);
+		if (d->flags & BUS_D_QOS0)	/* qos 0 is for connected subscribers only */
 			delivery_remove(s, d);
-			continue;
-		}
-		ev_timer_stop(s->bus->loop, &d->ack_timer);
-		d->inflight = false;
+		else
+			d->flags &= (uint8_t)~BUS_D_INFLIGHT;
 	}
 	s->inflight = 0;
 	s->inflight_bytes = 0;
-	s->cursor = s->qhead;
+	s->cursor = 0;
+	queue_trim(s);
 }
 
 /* --- subscriptions ------------------------------------------------------------------ */
@@ -270,11 +403,26 @@ void bus_send_retained(struct bus_session *s, const char *pattern)
 
 /* --- qos 1 ---------------------------------------------------------------------------- */
 
-static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
-
-static void send_delivery(struct bus_session *s, struct bus_delivery *d)
+/* Low 32 bits of the monotonic clock in ms: the age of a delivery in
+ * flight is the difference, right as long as it is under the 49 days it
+ * takes to wrap (an ack deadline is bus_ack_timeout away). */
+static uint32_t now32(void)
 {
-	if (d->qos0) {
+	return (uint32_t)now_mono_ms();
+}
+
+static void ack_timer_arm(struct bus_session *s, int64_t ms)
+{
+	ev_timer_stop(s->bus->loop, &s->ack_w);
+	evtimer_start_ms(s->bus->loop, &s->ack_w, ms > 0 ? ms : 0);
+}
+
+/* Sends slot i (i < cursor).  A qos-0 one is done once sent. */
+static void send_delivery(struct bus_session *s, size_t i)
+{
+	struct bus_delivery *d = bus_queue_at(s, i);
+
+	if (d->flags & BUS_D_QOS0) {
 		struct bus_frame *f = msg_frame(d->msg, 0, false, false);
 		bus_conn_send(s->conn, f);
 		bus_frame_put(f);
@@ -284,24 +432,28 @@ static void send_delivery(struct bus_session *s, struct bus_delivery *d)
 	}
 	struct bus_frame *f = msg_frame(d->msg, 1, false, d->deliveries > 0);
 
-	d->deliveries++;
-	if (!d->inflight) {
-		d->inflight = true;
+	if (d->deliveries < UINT8_MAX)
+		d->deliveries++;
+	if (!(d->flags & BUS_D_INFLIGHT)) {
+		d->flags |= BUS_D_INFLIGHT;
 		s->inflight++;
 		s->inflight_bytes += msg_size(d->msg);
 	}
-	evtimer_start_ms(s->bus->loop, &d->ack_timer, s->bus->ack_timeout_ms);
+	d->sent_ms = now32();
+	if (!ev_is_active(&s->ack_w))
+		ack_timer_arm(s, s->bus->ack_timeout_ms);
 	bus_conn_send(s->conn, f);
 	bus_frame_put(f);
 }
 
 void bus_pump(struct bus_session *s)
 {
-	while (s->conn && !s->conn->closing && s->cursor && s->inflight < BUS_INFLIGHT_MAX) {
-		struct bus_delivery *d = s->cursor;
-		s->cursor = d->next;
-		send_delivery(s, d);
+	while (s->conn && !s->conn->closing && s->cursor < s->qcount && s->inflight < BUS_INFLIGHT_MAX) {
+		size_t i = s->cursor++;
+		if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
+			send_delivery(s, i);
 	}
+	queue_trim(s);
 }
 
 static void dead_letter(struct bus *b, struct bus_session *s, struct bus_delivery *d)
@@ -325,36 +477,65 @@ static void dead_letter(struct bus *b, struct bus_session *s, struct bus_deliver
 	if (s->key)
 		bus_store_ack(b, s, m->seq);
 	delivery_remove(s, d);
-	bus_publish(b, dead);
+	bus_publish(b, dead);	/* may queue to s: its ring may move, not its indices */
 	bus_msg_put(dead);
 }
 
+/* The first ack deadline passed: each delivery in flight that is due goes
+ * again, or to $dead after BUS_MAX_DELIVERIES; the timer is set for the
+ * next one due.  What is in flight lies before the cursor.  Dead letters
+ * go after the scan: publishing one may pump this session, whose trim
+ * would shift the indices under it. */
 static void ack_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct bus_delivery *d = container_of(w, struct bus_delivery, ack_timer);
-	struct bus_session *s = d->s;
+	struct bus_session *s = container_of(w, struct bus_session, ack_w);
+	int64_t timeout = s->bus->ack_timeout_ms, next = -1;
+	uint64_t *dead = NULL;
+	size_t ndead = 0;
 	(void)loop;
 	(void)revents;
 
-	if (d->deliveries >= BUS_MAX_DELIVERIES) {
-		dead_letter(s->bus, s, d);
-		bus_pump(s);
-		return;
+	for (size_t i = 0; i < s->cursor && i < s->qcount; i++) {
+		struct bus_delivery *d = bus_queue_at(s, i);
+		if (!(d->flags & BUS_D_INFLIGHT))
+			continue;
+		int64_t age = (uint32_t)(now32() - d->sent_ms);
+		if (age < timeout) {
+			if (next < 0 || timeout - age < next)
+				next = timeout - age;
+		} else if (d->deliveries >= BUS_MAX_DELIVERIES) {
+			dead = xrealloc(dead, (ndead + 1) * sizeof(*dead));
+			dead[ndead++] = d->msg->seq;
+		} else if (s->conn && !s->conn->closing) {
+			send_delivery(s, i);
+			if (next < 0 || timeout < next)
+				next = timeout;
+		}
 	}
-	if (s->conn && !s->conn->closing)
-		send_delivery(s, d);
+	for (size_t k = 0; k < ndead; k++) {
+		struct bus_delivery *d = bus_queue_find(s, dead[k]);
+		if (d)
+			dead_letter(s->bus, s, d);
+	}
+	free(dead);
+	if (next >= 0 && s->conn)
+		ack_timer_arm(s, next);
+	bus_pump(s);
 }
 
 int bus_ack(struct bus_session *s, uint64_t seq)
 {
-	struct bus_delivery *d = imap_get(&s->by_seq, (int64_t)seq);
+	size_t i = queue_index(s, seq);
+	struct bus_delivery *d = i < s->cursor && i < s->qcount ? bus_queue_at(s, i) : NULL;
 
-	if (!d || !d->inflight)
+	if (!d || !(d->flags & BUS_D_INFLIGHT))
 		return -1;
 	if (s->key)
 		bus_store_ack(s->bus, s, seq);
 	s->delivered++;
 	delivery_remove(s, d);
+	if (!s->inflight)
+		ev_timer_stop(s->bus->loop, &s->ack_w);
 	bus_pump(s);
 	return 0;
 }
@@ -368,42 +549,24 @@ static void enforce_bounds(struct bus_session *s)
 	int64_t now = now_wall_ms();
 
 	/* What is before the cursor is in flight, what is after it waits. */
-	for (struct bus_delivery *d = s->cursor, *next; d; d = next) {
-		next = d->next;
+	for (size_t i = s->cursor; i < s->qcount; i++) {
+		struct bus_delivery *d = bus_queue_at(s, i);
+		if (d->flags & BUS_D_HOLE)
+			continue;
 		if (s->qbytes - s->inflight_bytes <= b->queue_max && now - d->msg->ts_ms <= b->queue_age_ms)
 			break;
 		s->dropped++;
 		b->dropped_queue++;
-		if (s->key && !d->qos0)
+		if (s->key && !(d->flags & BUS_D_QOS0))
 			bus_store_ack(b, s, d->msg->seq);
 		delivery_remove(s, d);
 	}
+	queue_trim(s);
 }
 
-static void enqueue(struct bus_session *s, struct bus_msg *m, uint32_t deliveries, bool qos0)
+static void enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0)
 {
-	struct bus_delivery *d = xcalloc(1, sizeof(*d));
-
-	d->qos0 = qos0;
-	d->msg = m;
-	m->refs++;
-	d->s = s;
-	d->deliveries = deliveries;
-	d->queued_at = now_mono_ms();
-	ev_init(&d->ack_timer, ack_timeout_cb);
-	d->prev = s->qtail;
-	if (s->qtail)
-		s->qtail->next = d;
-	else
-		s->qhead = d;
-	s->qtail = d;
-	if (!s->cursor)
-		s->cursor = d;
-	imap_put(&s->by_seq, (int64_t)m->seq, d);
-	s->qlen++;
-	s->qbytes += msg_size(m);
-	if (s->key && !qos0)
-		live_change(s->bus, m, +1, -1);
+	queue_push(s, m, deliveries, qos0 ? BUS_D_QOS0 : 0);
 	enforce_bounds(s);
 }
 
@@ -418,10 +581,12 @@ void bus_session_restore(struct bus_session *s, struct bus_msg *m)
 /* Recovery: the session acked (or dropped) seq. */
 void bus_session_forget(struct bus_session *s, uint64_t seq)
 {
-	struct bus_delivery *d = imap_get(&s->by_seq, (int64_t)seq);
+	struct bus_delivery *d = bus_queue_find(s, seq);
 
-	if (d)
+	if (d) {
 		delivery_remove(s, d);
+		queue_trim(s);
+	}
 }
 
 /* --- publish -------------------------------------------------------------------------- */
@@ -500,7 +665,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 			b->dropped_qos0++;
 			continue;
 		}
-		if (s->cursor) {	/* behind qos-1 messages not sent yet: in order */
+		if (s->cursor < s->qcount) {	/* behind qos-1 messages not sent yet: in order */
 			enqueue(s, m, 0, true);
 			continue;
 		}
@@ -530,6 +695,7 @@ void bus_free_all(struct bus *b)
 		bus_msg_put(v);
 	map_free(&b->retained);
 	trie_free(&b->subs);
+	ev_timer_stop(b->loop, &b->trim_w);
 	while (b->mid_head) {
 		struct bus_mid *x = b->mid_head;
 		b->mid_head = x->next;

@@ -437,8 +437,9 @@ static void snapshot(struct bus *b, struct sbuf *out)
 			jrnl_frame(out, j.b.buf, j.b.len);
 			sbuf_free(&j.b);
 		}
-		for (struct bus_delivery *d = s->qhead; d; d = d->next) {
-			if (d->qos0)
+		for (size_t q = 0; q < s->qcount; q++) {
+			const struct bus_delivery *d = bus_queue_at(s, q);
+			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0))
 				continue;
 			struct strv *keys = imap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {

@@ -105,6 +105,7 @@ struct cohort_config {
 	uint64_t bus_max_connections;	/* open at once, at most */
 	uint64_t bus_max_connections_per_uid;	/* on bus.sock, for a uid that is no admin */
 	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
+	uint64_t bus_memory_max;	/* all queues: over it qos-1 publishes are refused (0: no bound) */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;
 	int *key_line;

@@ -52,6 +52,8 @@ echo
 /usr/bin/python3 "$S/tests/bench/bench_locks.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_bus.py"
+echo
+/usr/bin/python3 "$S/tests/bench/bench_backlog.py"
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo
