@@ -66,6 +66,10 @@ void bus_rx_unwatch(struct bus_conn *c)
  * frames before the faulty one are handled and answered first. */
 static ssize_t rx_check(struct bus_conn *c, const void *buf, ssize_t n)
 {
+	/* Bytes from the peer are progress (bus_live.c), whatever frame they
+	 * belong to: lws tells us of no PING, and of no empty PONG. */
+	if (!c->closing)
+		bus_live_progress(c);
 	if (c->rx_failed) {
 		errno = EAGAIN;
 		return -1;

@@ -443,9 +443,11 @@ static int write_some(struct bus_conn *c)
 		bus_live_progress(c);
 	c->choked = false;
 	if (c->ping_due && !c->closing) {
-		unsigned char ping[LWS_PRE + 2] = {[LWS_PRE] = 0x89, [LWS_PRE + 1] = 0};
+		/* One byte of payload: lws 4.1 reports no PONG
+		 * (LWS_CALLBACK_RECEIVE_PONG) for an empty one. */
+		unsigned char ping[LWS_PRE + 3] = {[LWS_PRE] = 0x89, [LWS_PRE + 1] = 1, [LWS_PRE + 2] = 'p'};
 		c->ping_due = false;
-		if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_HTTP) < 2)
+		if (lws_write(c->wsi, ping + LWS_PRE, 3, LWS_WRITE_HTTP) < 3)
 			return -1;
 	}
 	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; ) {

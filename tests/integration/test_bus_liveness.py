@@ -268,6 +268,38 @@ ready = delay:0
         sub.close()
         d.stop()
 
+    def test_an_idle_peer_that_answers_pings_is_kept_with_its_lease(self):
+        """bus_idle_timeout 2 s; a client that says nothing but answers
+        cohortd's PINGs, once with an empty PONG (lws reports none for an
+        empty one) and once with the payload echoed, as RFC 6455 asks, and
+        one that sends only PINGs of its own: each stays open for three
+        timeouts, and a lease it holds stays held."""
+        d = self.daemon("[cohort]\nbus_idle_timeout = 2s\n" + IDLE)
+        for kind in ("empty pong", "echoed pong", "own pings"):
+            ws = RawWs.unix(self.bus(d))
+            ws.send({"op": "hello"})
+            name = "idle." + kind.replace(" ", "-")
+            ws.send({"op": "lock.acquire", "name": name, "ttl_ms": 600000, "id": 1})
+            deadline = time.monotonic() + 6
+            pings = 0
+            while time.monotonic() < deadline and not ws.eof:
+                if kind == "own pings":
+                    ws.send(b"", opcode=9)
+                ws._recv(0.5)
+                for op, payload in ws.frames():
+                    if op == 9:
+                        pings += 1
+                        if kind != "own pings":
+                            ws.send(b"" if kind == "empty pong" else payload, opcode=10)
+            self.assertEqual((ws.eof, ws.close_code), (False, None), f"{kind}:\n" + d.dump())
+            if kind != "own pings":
+                self.assertGreaterEqual(pings, 2, kind)
+            holders = [lk for lk in d.ctl_json("locks")["locks"] if lk["name"] == name]
+            self.assertEqual(len(holders), 1, (kind, d.ctl_json("locks")))
+            ws.close()
+        self.assertEqual(d.count(r"^bus: closing connection"), 0, d.dump())
+        d.stop()
+
     def test_a_stopped_peer_is_closed_after_bus_idle_timeout(self):
         """A subscriber stopped with SIGSTOP: it answers no PING and reads
         nothing, with messages waiting for it or not: closed after
