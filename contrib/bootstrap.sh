@@ -15,10 +15,11 @@ PKGS="build-essential autoconf automake libtool pkg-config
 TEST_PKGS="valgrind libmosquitto-dev chromium"
 
 build=yes
+tests=no
 for arg in "$@"; do
 	case "$arg" in
 	--no-build) build=no ;;
-	--tests) PKGS="$PKGS $TEST_PKGS" ;;
+	--tests) tests=yes; PKGS="$PKGS $TEST_PKGS" ;;
 	*) echo "bootstrap: unknown option $arg (--no-build, --tests)" >&2; exit 2 ;;
 	esac
 done
@@ -31,7 +32,9 @@ done
 # from the npm registry into the build tree).  Looked for as commands: a
 # node from elsewhere (NodeSource) brings its own npm, which Debian's npm
 # package would conflict with.
-command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+if [ "$tests" = yes ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "bootstrap: missing packages:$missing" >&2
