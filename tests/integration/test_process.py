@@ -99,6 +99,9 @@ ready = delay:0
         wait_until(self, lambda: os.path.exists(esc), what="the escaped pid")
         escaped = read_pid(esc)
         self.assertTrue(pid_alive(escaped))
+        # The pid file is there once mv has renamed it, but mv may not have
+        # exited yet: a second leftover.  Stop once the shell is sleep.
+        wait_until(self, lambda: comm_of(escaped) == "sleep", what="the escaped shell to exec sleep")
         d.stop()
         self.assertFalse(pid_alive(escaped), "a process in its own session outlived cohortd")
         d.wait_log(r"^killed 1 leftover process \(it had left its service's process group\)$")
@@ -335,6 +338,14 @@ autostart = no
         self.assertGreater(os.path.getsize(log), 1024)
         self.assertLess(d.count(r"^cannot rotate "), 40)
         d.stop(timeout=10)
+
+
+def comm_of(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 if __name__ == "__main__":
