@@ -545,7 +545,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_stop(d->loop, &d->exit_timer);
 	reap_everything();
-	instance_forget(d->run_dir);
+	instance_forget(d);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);

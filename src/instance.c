@@ -13,9 +13,11 @@
  * kill -9 of cohortd its services run on; the next cohortd reads the file
  * before it starts anything and stops each group that still lives (its
  * stop signal, SIGCONT, then KILL after its stop_timeout), so no service
- * ends up running twice.  The file is rewritten (.new + rename) at every
- * spawn and exit.  No fsync: it must survive a crash of cohortd, not of
- * the machine, whose reboot ends the processes it names anyway.
+ * ends up running twice.  The file is rewritten (.new + rename) after
+ * spawns and exits, once per loop iteration however many there were (a
+ * rewrite at each would cost O(n^2) for n services starting).  No fsync:
+ * it must survive a crash of cohortd, not of the machine, whose reboot
+ * ends the processes it names anyway.
  */
 #include "autoconfig.h"
 
@@ -172,7 +174,7 @@ static void record_line(struct sbuf *b, struct service *s)
 		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);
 }
 
-void instance_record(struct cohortd *d)
+static void groups_write(struct cohortd *d)
 {
 	struct sbuf b = {0};
 
@@ -205,9 +207,31 @@ void instance_record(struct cohortd *d)
 	sbuf_free(&b);
 }
 
-void instance_forget(const char *run_dir)
+/* Before the loop waits: the spawns and exits of this iteration, in one
+ * write.  A kill -9 can only come while the loop waits, or in the
+ * iteration that changed what runs. */
+static void groups_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-	char *path = xasprintf("%s/%s", run_dir, GROUPS_FILE);
+	struct cohortd *d = container_of(w, struct cohortd, groups_w);
+	(void)revents;
+
+	ev_prepare_stop(loop, w);
+	groups_write(d);
+}
+
+void instance_record(struct cohortd *d)
+{
+	if (ev_is_active(&d->groups_w))
+		return;
+	ev_prepare_init(&d->groups_w, groups_cb);
+	ev_prepare_start(d->loop, &d->groups_w);
+}
+
+void instance_forget(struct cohortd *d)
+{
+	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
+
+	ev_prepare_stop(d->loop, &d->groups_w);
 
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warn(NULL, "%s: %s", path, strerror(errno));

@@ -414,6 +414,56 @@ ready = delay:0
             other.kill()
             other.wait()
 
+    def test_groups_file_written_once_per_loop_iteration(self):
+        """200 services starting together: cohortd.groups is rewritten a
+        few times, not once per spawn (that was O(n^2) at scale), and it
+        still names every group and follows a stop."""
+        import ctypes
+        n = 200
+        run = self.path("run")
+        os.mkdir(run)
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.assertGreaterEqual(fd, 0)
+        self.addCleanup(os.close, fd)
+        # IN_CREATE and IN_MOVED_TO: the two of each write alternate, so
+        # the kernel cannot merge one write's event into the previous one's
+        self.assertGreaterEqual(libc.inotify_add_watch(fd, run.encode(), 0x100 | 0x80), 0)
+        writes = []
+
+        def count_writes():
+            while True:
+                try:
+                    buf = os.read(fd, 65536)
+                except BlockingIOError:
+                    return len(writes)
+                i = 0
+                while i < len(buf):
+                    size = int.from_bytes(buf[i + 12:i + 16], "little")
+                    name = buf[i + 16:i + 16 + size].rstrip(b"\0")
+                    if name.startswith(b"cohortd.groups"):     # not the sockets
+                        writes.append(name)
+                    i += 16 + size
+
+        text = f"[cohort]\nrun_dir = {run}\n" + "".join(
+            f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
+        d = self.cohortd(text)
+        d.run_dir = run
+        d.wait_log(r"^stack is up", timeout=60)
+        groups = os.path.join(run, "cohortd.groups")
+        wait_until(self, lambda: len(read(groups).splitlines()) == n + 1, what="every group in the record")
+        count_writes()
+        self.assertEqual(set(writes[::2]), {b"cohortd.groups.new"})
+        self.assertEqual(set(writes[1::2]), {b"cohortd.groups"})
+        self.assertLess(len(writes) // 2, n // 10, f"{len(writes) // 2} rewrites for {n} spawns")
+        pids = {int(line.split()[0]) for line in read(groups).splitlines()[1:]}
+        self.assertEqual(pids, {d.last_pid(f"s{i}") for i in range(n)})
+        d.ctl("stop", "s7")
+        wait_until(self, lambda: str(d.last_pid("s7")) not in
+                   [line.split()[0] for line in read(groups).splitlines()[1:]],
+                   what="the stopped group out of the record")
+        d.stop()
+
 
 def read(path):
     try:
