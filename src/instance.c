@@ -135,30 +135,6 @@ static unsigned long long group_start(pid_t pid)
 	return ps.start;
 }
 
-/*
- * Whether anything of group pgid lives (zombies do not count: they are
- * not ours to reap).  started_after: only members that started at or after
- * that tick, so the group of a recycled pid is not taken for ours.
- */
-static bool group_alive(pid_t pgid, unsigned long long started_after)
-{
-	DIR *dh = opendir("/proc");
-	struct dirent *e;
-	bool alive = false;
-
-	if (!dh)
-		return kill(-pgid, 0) == 0;
-	while (!alive && (e = readdir(dh))) {
-		struct proc_stat ps;
-		if (!isdigit((unsigned char)e->d_name[0]) ||
-		    proc_stat_read((pid_t)atoi(e->d_name), &ps) < 0)
-			continue;
-		alive = ps.pgrp == pgid && ps.state != 'Z' && ps.start >= started_after;
-	}
-	closedir(dh);
-	return alive;
-}
-
 /* --- the record --------------------------------------------------------------- */
 
 static void record_line(struct sbuf *b, struct service *s)
@@ -249,9 +225,46 @@ struct leftover {
 	char name[128];
 	int64_t deadline;	/* monotonic ms: KILL, or give up once killed */
 	bool leader_gone;	/* what it started still runs in its group */
+	bool alive;		/* at the last look at /proc (groups_look) */
 	bool killed;
 	bool done;
 };
+
+static int leftover_cmp(const void *a, const void *b)
+{
+	const struct leftover *x = a, *y = b;
+
+	return (x->pgid > y->pgid) - (x->pgid < y->pgid);
+}
+
+/*
+ * One pass over /proc for every group at once (ls sorted by pgid): alive
+ * is set on each group of which something lives (zombies do not count:
+ * they are not ours to reap) that started at or after its leader, so the
+ * group of a recycled pid is not taken for ours.  A pass per group would
+ * cost groups x processes reads every tick: minutes for 2,000 services.
+ */
+static void groups_look(struct leftover *ls, size_t n)
+{
+	DIR *dh = opendir("/proc");
+	struct dirent *e;
+
+	for (size_t i = 0; i < n; i++)
+		ls[i].alive = !dh && kill(-ls[i].pgid, 0) == 0;
+	if (!dh)
+		return;
+	while ((e = readdir(dh))) {
+		struct proc_stat ps;
+		if (!isdigit((unsigned char)e->d_name[0]) ||
+		    proc_stat_read((pid_t)atoi(e->d_name), &ps) < 0 || ps.state == 'Z')
+			continue;
+		struct leftover key = {.pgid = ps.pgrp};
+		struct leftover *l = bsearch(&key, ls, n, sizeof(*ls), leftover_cmp);
+		if (l && ps.start >= l->start)
+			l->alive = true;
+	}
+	closedir(dh);
+}
 
 /* One line of the record; false when it is not one. */
 static bool parse_leftover(const char *line, struct leftover *l)
@@ -285,7 +298,7 @@ static bool leftover_is_ours(struct leftover *l)
 	if (proc_stat_read(l->pgid, &ps) == 0 && ps.state != 'Z')
 		return ps.pgrp == l->pgid && ps.start == l->start;
 	l->leader_gone = true;
-	return group_alive(l->pgid, l->start);
+	return l->alive;
 }
 
 static void leftover_signal(struct leftover *l, int sig)
@@ -314,7 +327,7 @@ static void leftover_stop(struct leftover *l)
 /* One look at l; true while it needs more waiting. */
 static bool leftover_step(struct leftover *l, int64_t now)
 {
-	if (!group_alive(l->pgid, l->start)) {
+	if (!l->alive) {
 		log_info(l->name, "old pid %d has stopped", l->pgid);
 		return false;
 	}
@@ -330,6 +343,24 @@ static bool leftover_step(struct leftover *l, int64_t now)
 	}
 	log_error(l->name, "old process group %d still runs after KILL; starting anyway", l->pgid);
 	return false;
+}
+
+/* Sorted by pgid (for groups_look's bsearch), each pgid once: a file we
+ * did not write could name one twice.  The new count. */
+static size_t sort_leftovers(const char *path, struct leftover *ls, size_t n)
+{
+	size_t kept = 0;
+
+	qsort(ls, n, sizeof(*ls), leftover_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (kept > 0 && ls[kept - 1].pgid == ls[i].pgid) {
+			log_warn(ls[i].name, "%s: process group %d is named twice: the first is used", path,
+				 ls[i].pgid);
+			continue;
+		}
+		ls[kept++] = ls[i];
+	}
+	return kept;
 }
 
 static size_t read_leftovers(const char *path, struct leftover **out)
@@ -373,7 +404,7 @@ static size_t read_leftovers(const char *path, struct leftover **out)
 		(*out)[n++] = l;
 	}
 	fclose(f);
-	return n;
+	return sort_leftovers(path, *out, n);
 }
 
 void instance_sweep(const char *run_dir)
@@ -383,6 +414,8 @@ void instance_sweep(const char *run_dir)
 	size_t n = read_leftovers(path, &ls), pending = 0;
 	struct timespec tick = {0, 20 * 1000 * 1000};
 
+	if (n)
+		groups_look(ls, n);
 	for (size_t i = 0; i < n; i++) {
 		if (leftover_is_ours(&ls[i])) {
 			leftover_stop(&ls[i]);
@@ -396,6 +429,7 @@ void instance_sweep(const char *run_dir)
 	/* Before the loop, and bounded: every group has a deadline. */
 	while (pending) {
 		nanosleep(&tick, NULL);
+		groups_look(ls, n);
 		int64_t now = now_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			if (!ls[i].done && !leftover_step(&ls[i], now)) {

@@ -464,6 +464,57 @@ ready = delay:0
                    what="the stopped group out of the record")
         d.stop()
 
+    def test_sweep_of_many_groups_looks_at_proc_once_per_tick(self):
+        """100 groups left by a kill -9: the next cohortd reads /proc once
+        per look at all of them, not once per group (groups x processes
+        reads a tick took minutes with 2,000 services)."""
+        n = 100
+        run = self.path("run")
+        text = f"[cohort]\nrun_dir = {run}\n" + "".join(
+            f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
+        first = self.cohortd(text)
+        first.wait_log(r"^stack is up", timeout=60)
+        groups = os.path.join(run, "cohortd.groups")
+        wait_until(self, lambda: len(read(groups).splitlines()) == n + 1, what="every group recorded")
+        old = [first.last_pid(f"s{i}") for i in range(n)]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        trace = self.path("trace")
+        second = self.cohortd(text, wrap=["strace", "-o", trace, "-e", "trace=openat", "--"])
+        second.wait_log(r"^stack is up", timeout=60)
+        self.assertEqual(second.count(r"^old pid \d+ has stopped$"), n)
+        for pid in old:
+            self.assertFalse(pid_alive(pid), pid)
+        with open(trace) as f:
+            scans = sum('"/proc", O_RDONLY' in line for line in f)
+        self.assertGreater(scans, 0)
+        self.assertLess(scans, n // 4, f"{scans} scans of /proc to stop {n} groups")
+        with open(os.path.join(run, "cohortd.pid")) as f:
+            os.kill(int(f.read()), signal.SIGTERM)      # strace's pid is second.proc's
+        second.stop(sig=None)
+
+    def test_a_group_named_twice_is_stopped_once(self):
+        run = self.path("run")
+        os.mkdir(run)
+        old = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{old.pid} {start_ticks(old.pid)} 15 1000 a\n" * 2)
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(rf"^.*/cohortd\.groups: process group {old.pid} is named twice: the first "
+                       r"is used$", who="a")
+            d.wait_log(r"^stack is up")
+            self.assertEqual(old.wait(10 * FACTOR), -signal.SIGTERM)
+            self.assertEqual(d.count(rf"^old pid {old.pid}, left by"), 1)
+            self.assertEqual(d.count(rf"^old pid {old.pid} has stopped$"), 1)
+            d.stop()
+        finally:
+            if old.poll() is None:
+                old.kill()
+            old.wait()
+
 
 def read(path):
     try:
