@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import unittest
 
 from harness import CohortTest, FACTOR, pid_alive, wait_until  # noqa: F401
@@ -514,6 +515,36 @@ ready = delay:0
             if old.poll() is None:
                 old.kill()
             old.wait()
+
+    def test_hup_and_usr1_during_the_sweep_wait_for_the_loop(self):
+        """The sweep can last a stop_timeout: a reload's HUP or logrotate's
+        USR1 then must not kill cohortd (their default action)."""
+        run = self.path("run")
+        os.mkdir(run)
+        deaf = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                 "print(flush=True)\ntime.sleep(1000)"],
+                                stdout=subprocess.PIPE, start_new_session=True)
+        try:
+            deaf.stdout.readline()      # its TERM is ignored from here on
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{deaf.pid} {start_ticks(deaf.pid)} 15 1500 a\n")
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(rf"^old pid {deaf.pid}, left by a cohortd", who="a")
+            d.send(signal.SIGUSR1)
+            d.send(signal.SIGHUP)
+            d.wait_log(rf"^old pid {deaf.pid} still runs after stop_timeout: KILL", who="a")
+            d.wait_log(r"^stack is up")
+            d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+            d.wait_log(r"^reload: ")
+            self.assertIsNone(d.proc.poll())
+            self.assertEqual(deaf.wait(10 * FACTOR), -signal.SIGKILL)
+            d.stop()
+        finally:
+            if deaf.poll() is None:
+                deaf.kill()
+            deaf.wait()
 
 
 def read(path):
