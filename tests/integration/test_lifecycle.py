@@ -549,6 +549,24 @@ ready = delay:0
                 deaf.kill()
             deaf.wait()
 
+    def test_a_reload_of_the_stop_settings_is_recorded(self):
+        """stop_signal and stop_timeout apply live: the record a cohortd
+        after a crash reads has them too, not the values at spawn."""
+        run = self.path("run")
+        svc = "\n[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n"
+        d = self.cohortd(f"[cohort]\nrun_dir = {run}\n" + svc + "stop_timeout = 1s\n")
+        d.wait_log(r"^stack is up")
+        groups = os.path.join(run, "cohortd.groups")
+        pid = d.last_pid("a")
+        wait_until(self, lambda: f"{pid} " in read(groups), what="a in the record")
+        self.assertRegex(read(groups), rf"(?m)^{pid} \d+ 15 1000 a$")
+        d.reload(f"[cohort]\nrun_dir = {run}\n" + svc + "stop_signal = INT\nstop_timeout = 7s\n")
+        d.wait_log(r"^reload: 0 added, 0 removed, 1 changed")
+        wait_until(self, lambda: re.search(rf"(?m)^{pid} \d+ 2 7000 a$", read(groups)),
+                   what="the new stop settings in the record")
+        self.assertEqual(d.last_pid("a"), pid)      # applied, not restarted
+        d.stop()
+
 
 def read(path):
     try:
