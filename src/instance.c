@@ -308,9 +308,18 @@ static void leftover_signal(struct leftover *l, int sig)
 			 strerror(errno));
 }
 
-static void leftover_stop(struct leftover *l)
+/* Stops l; false when that cannot be tried: a group of another user (a
+ * record cohortd did not write, or a cohortd that ran as root) is left
+ * alone at once rather than waited for until its KILL fails too. */
+static bool leftover_stop(struct leftover *l)
 {
 	char dur[32];
+
+	if (kill(-l->pgid, 0) < 0 && errno == EPERM) {
+		log_error(l->name, "old process group %d still runs but is another user's: left alone "
+			  "(a cohortd of that user, or root, can stop it)", l->pgid);
+		return false;
+	}
 
 	format_duration_ms(l->timeout_ms, dur, sizeof(dur));
 	log_warn(l->name, "old pid %d, left by a cohortd that ended without stopping it, %s: "
@@ -322,6 +331,7 @@ static void leftover_stop(struct leftover *l)
 	if (l->sig != SIGCONT && l->sig != SIGKILL)
 		leftover_signal(l, SIGCONT);
 	l->deadline = now_mono_ms() + l->timeout_ms;
+	return true;
 }
 
 /* One look at l; true while it needs more waiting. */
@@ -417,13 +427,14 @@ void instance_sweep(const char *run_dir)
 	if (n)
 		groups_look(ls, n);
 	for (size_t i = 0; i < n; i++) {
-		if (leftover_is_ours(&ls[i])) {
-			leftover_stop(&ls[i]);
-			pending++;
-		} else {
+		if (!leftover_is_ours(&ls[i])) {
 			ls[i].done = true;
 			log_debug(ls[i].name, "old process group %d is gone (or its pid is another "
 				  "process's now): left alone", ls[i].pgid);
+		} else if (leftover_stop(&ls[i])) {
+			pending++;
+		} else {
+			ls[i].done = true;
 		}
 	}
 	/* Before the loop, and bounded: every group has a deadline. */

@@ -567,6 +567,36 @@ ready = delay:0
         self.assertEqual(d.last_pid("a"), pid)      # applied, not restarted
         d.stop()
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run cohortd as nobody")
+    def test_a_group_of_another_user_is_left_alone_at_once(self):
+        """A cohortd of nobody reading a record that names a group of
+        root's: it cannot signal it, so it does not wait a stop_timeout and
+        a KILL grace for it, and says so."""
+        run = self.path("run")
+        os.mkdir(run)
+        os.chmod(self.tmp, 0o755)
+        os.chown(run, 65534, 65534)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            groups = os.path.join(run, "cohortd.groups")
+            with open(groups, "w") as f:
+                f.write(f"{other.pid} {start_ticks(other.pid)} 15 3000 a\n")
+            os.chown(groups, 65534, 65534)
+            # the config's directory must be nobody's to read, then nobody runs it
+            as_nobody = ["sh", "-c", 'for a; do last=$a; done; chmod 0777 "$(dirname "$last")"; '
+                         'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh"]
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n", wrap=as_nobody)
+            d.wait_log(rf"^old process group {other.pid} still runs but is another user's: left "
+                       r"alone \(a cohortd of that user, or root, can stop it\)$", who="a")
+            d.wait_log(r"^stack is up", timeout=5)      # not after 3 s + 5 s after KILL
+            self.assertEqual(d.count(r"^old pid|^SIG|^old process group \d+ still runs after"), 0)
+            self.assertTrue(pid_alive(other.pid))
+            d.stop()
+        finally:
+            other.kill()
+            other.wait()
+
 
 def read(path):
     try:
