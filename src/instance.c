@@ -125,14 +125,15 @@ static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 	return 0;
 }
 
-/* Leader start time of pid's group when pid leads a live group: 0 else. */
-static unsigned long long group_start(pid_t pid)
+/* Start time of pid, a child not reaped yet (so its pid is not anyone
+ * else's): 0 when /proc cannot say.  Its group is not checked: after a
+ * fork (valgrind turns our vfork into one) the child may not have called
+ * setsid yet, and a record of 0 would leave it running after a crash. */
+static unsigned long long child_start(pid_t pid)
 {
 	struct proc_stat ps;
 
-	if (proc_stat_read(pid, &ps) < 0 || ps.state == 'Z' || ps.pgrp != pid)
-		return 0;
-	return ps.start;
+	return proc_stat_read(pid, &ps) < 0 ? 0 : ps.start;
 }
 
 /* --- the record --------------------------------------------------------------- */
@@ -144,7 +145,7 @@ static void record_line(struct sbuf *b, struct service *s)
 	/* Read once per spawn: the leader's start time does not change. */
 	if (s->recorded_pid != s->pid) {
 		s->recorded_pid = s->pid;
-		s->recorded_start = group_start(s->pid);
+		s->recorded_start = child_start(s->pid);
 	}
 	sbuf_addf(b, "%d %llu %d %" PRId64 " %s\n", (int)s->pid, s->recorded_start,
 		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);

@@ -582,8 +582,10 @@ ready = delay:0
             with open(groups, "w") as f:
                 f.write(f"{other.pid} {start_ticks(other.pid)} 15 3000 a\n")
             os.chown(groups, 65534, 65534)
-            # the config's directory must be nobody's to read, then nobody runs it
-            as_nobody = ["sh", "-c", 'for a; do last=$a; done; chmod 0777 "$(dirname "$last")"; '
+            # the config's directory (and valgrind's log one) must be
+            # nobody's to use, then nobody runs it
+            as_nobody = ["sh", "-c", 'for a; do last=$a; done; d=$(dirname "$last"); chmod 0777 "$d"; '
+                         '[ ! -d "$d/vg" ] || chmod 0777 "$d/vg"; '
                          'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh"]
             d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
                              "command = /bin/sleep 1000\nready = delay:0\n", wrap=as_nobody)
