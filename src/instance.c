@@ -41,6 +41,7 @@
 #define GROUPS_FILE "cohortd.groups"
 #define LOCK_FILE "cohortd.pid"
 #define KILL_GRACE_MS 5000	/* after KILL, how long we wait for a group to go */
+#define TIMEOUT_MAX_MS (100LL * 86400000)	/* a config's longest duration (util.c) */
 
 /* --- the single-instance lock ---------------------------------------------- */
 
@@ -275,7 +276,7 @@ static bool parse_leftover(const char *line, struct leftover *l)
 	*l = (struct leftover){0};
 	if (sscanf(line, "%d %llu %d %" SCNd64 " %n", &pgid, &l->start, &sig, &l->timeout_ms,
 		   &used) != 4 || used == 0 || pgid <= 1 || sig <= 0 || sig >= NSIG ||
-	    l->timeout_ms < 0 || !line[used])
+	    l->timeout_ms < 0 || l->timeout_ms > TIMEOUT_MAX_MS || !line[used])
 		return false;
 	l->pgid = pgid;
 	l->sig = sig;
@@ -362,6 +363,8 @@ static size_t sort_leftovers(const char *path, struct leftover *ls, size_t n)
 {
 	size_t kept = 0;
 
+	if (n == 0)
+		return 0;	/* ls is NULL: not for qsort */
 	qsort(ls, n, sizeof(*ls), leftover_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (kept > 0 && ls[kept - 1].pgid == ls[i].pgid) {

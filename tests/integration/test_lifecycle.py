@@ -599,6 +599,26 @@ ready = delay:0
             other.kill()
             other.wait()
 
+    def test_a_record_with_an_impossible_stop_timeout_is_ignored(self):
+        """A damaged record: a stop_timeout no config can hold (the sum
+        with the clock overflowed, a KILL at once) is not a record."""
+        run = self.path("run")
+        os.mkdir(run)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{other.pid} {start_ticks(other.pid)} 15 9223372036854775807 a\n")
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(r"^.*/cohortd\.groups:1: not a process group record: ignored$")
+            d.wait_log(r"^stack is up")
+            self.assertEqual(d.count(r"^old pid"), 0)
+            self.assertTrue(pid_alive(other.pid))
+            d.stop()
+        finally:
+            other.kill()
+            other.wait()
+
 
 def read(path):
     try:
