@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # libmosquitto-dev only lets the bus benchmark drive mosquitto beside cohortd.
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
-      libcriterion-dev python3 python3-websockets valgrind procps util-linux
+      libcriterion-dev python3 python3-websockets valgrind procps util-linux strace
       libmosquitto-dev"
 
 missing=""
