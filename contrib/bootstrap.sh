@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
       libcriterion-dev python3 python3-websockets procps util-linux"
-# Only for the tests and benchmarks: valgrind for CI's valgrind run;
+# Only for the tests and benchmarks: valgrind for CI's valgrind run; strace
+# counts a test's system calls;
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
 # chromium lets test_bus_http.py open the bus from a page of another origin.
-TEST_PKGS="valgrind libmosquitto-dev chromium"
+TEST_PKGS="valgrind strace libmosquitto-dev chromium"
 
 build=yes
 tests=no

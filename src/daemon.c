@@ -175,6 +175,25 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
  * unsupervised. */
 static const int stray_signals[] = {SIGUSR1, SIGUSR2, SIGALRM};
 
+/*
+ * HUP and the stray signals kill by default: held from before the
+ * start-up sweep (which lasts up to a stop_timeout) until their watchers
+ * are set, a reload or logrotate's USR1 meanwhile waits for the loop
+ * instead.  TERM and INT are not held: they end a cohortd that has not
+ * started anything, as they always did.  (libev's default loop installs
+ * handlers with sigaction and leaves the mask alone.)
+ */
+static void hold_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (size_t i = 0; i < ARRAY_LEN(stray_signals); i++)
+		sigaddset(&set, stray_signals[i]);
+	sigprocmask(how, &set, NULL);
+}
+
 static void stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)loop;
@@ -488,6 +507,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		rc = 1;
 		goto out_early;
 	}
+	hold_signals(SIG_BLOCK);
 	instance_sweep(cfg->run_dir);
 	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
@@ -545,6 +565,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		ev_signal_init(&d->sig_stray[i], stray_cb, stray_signals[i]);
 		ev_signal_start(d->loop, &d->sig_stray[i]);
 	}
+	hold_signals(SIG_UNBLOCK);
 	ev_init(&d->shutdown_timer, shutdown_timer_cb);
 	ev_init(&d->exit_timer, exit_timer_cb);
 	ev_async_init(&d->log_repeat_w, log_repeat_cb);
@@ -585,7 +606,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_async_stop(d->loop, &d->log_repeat_w);
 	ev_timer_stop(d->loop, &d->log_flush_w);
 	reap_everything();
-	instance_forget(d->run_dir);
+	instance_forget(d);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
 	bus_close(&d->bus);
 	control_close(&d->ctl);

@@ -181,6 +181,7 @@ struct cohortd {
 	char *log_dir;			/* as at start-up: a reload does not move it */
 	char *run_dir;			/* as at start-up */
 	int instance_fd;		/* run_dir/cohortd.pid, locked while we run */
+	ev_prepare groups_w;		/* writes run_dir/cohortd.groups, once per loop iteration */
 	bool groups_write_failed;	/* run_dir/cohortd.groups: warned once */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
@@ -223,10 +224,11 @@ void instance_unlock(int fd);
 /* Stops the services a killed cohortd left running (before any starts);
  * bounded by their stop_timeout. */
 void instance_sweep(const char *run_dir);
-/* Rewrites the record of running process groups (at every spawn and exit). */
+/* The record of running process groups is to be rewritten (a spawn or an
+ * exit): it is, once, before the loop next waits. */
 void instance_record(struct cohortd *d);
 /* Nothing runs any more (orderly exit): no record. */
-void instance_forget(const char *run_dir);
+void instance_forget(struct cohortd *d);
 
 /* service.c */
 

@@ -13,9 +13,11 @@
  * kill -9 of cohortd its services run on; the next cohortd reads the file
  * before it starts anything and stops each group that still lives (its
  * stop signal, SIGCONT, then KILL after its stop_timeout), so no service
- * ends up running twice.  The file is rewritten (.new + rename) at every
- * spawn and exit.  No fsync: it must survive a crash of cohortd, not of
- * the machine, whose reboot ends the processes it names anyway.
+ * ends up running twice.  The file is rewritten (.new + rename) after
+ * spawns and exits, once per loop iteration however many there were (a
+ * rewrite at each would cost O(n^2) for n services starting).  No fsync:
+ * it must survive a crash of cohortd, not of the machine, whose reboot
+ * ends the processes it names anyway.
  */
 #include "autoconfig.h"
 
@@ -39,6 +41,7 @@
 #define GROUPS_FILE "cohortd.groups"
 #define LOCK_FILE "cohortd.pid"
 #define KILL_GRACE_MS 5000	/* after KILL, how long we wait for a group to go */
+#define TIMEOUT_MAX_MS (100LL * 86400000)	/* a config's longest duration (util.c) */
 
 /* --- the single-instance lock ---------------------------------------------- */
 
@@ -123,38 +126,15 @@ static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 	return 0;
 }
 
-/* Leader start time of pid's group when pid leads a live group: 0 else. */
-static unsigned long long group_start(pid_t pid)
+/* Start time of pid, a child not reaped yet (so its pid is not anyone
+ * else's): 0 when /proc cannot say.  Its group is not checked: after a
+ * fork (valgrind turns our vfork into one) the child may not have called
+ * setsid yet, and a record of 0 would leave it running after a crash. */
+static unsigned long long child_start(pid_t pid)
 {
 	struct proc_stat ps;
 
-	if (proc_stat_read(pid, &ps) < 0 || ps.state == 'Z' || ps.pgrp != pid)
-		return 0;
-	return ps.start;
-}
-
-/*
- * Whether anything of group pgid lives (zombies do not count: they are
- * not ours to reap).  started_after: only members that started at or after
- * that tick, so the group of a recycled pid is not taken for ours.
- */
-static bool group_alive(pid_t pgid, unsigned long long started_after)
-{
-	DIR *dh = opendir("/proc");
-	struct dirent *e;
-	bool alive = false;
-
-	if (!dh)
-		return kill(-pgid, 0) == 0;
-	while (!alive && (e = readdir(dh))) {
-		struct proc_stat ps;
-		if (!isdigit((unsigned char)e->d_name[0]) ||
-		    proc_stat_read((pid_t)atoi(e->d_name), &ps) < 0)
-			continue;
-		alive = ps.pgrp == pgid && ps.state != 'Z' && ps.start >= started_after;
-	}
-	closedir(dh);
-	return alive;
+	return proc_stat_read(pid, &ps) < 0 ? 0 : ps.start;
 }
 
 /* --- the record --------------------------------------------------------------- */
@@ -166,13 +146,13 @@ static void record_line(struct sbuf *b, struct service *s)
 	/* Read once per spawn: the leader's start time does not change. */
 	if (s->recorded_pid != s->pid) {
 		s->recorded_pid = s->pid;
-		s->recorded_start = group_start(s->pid);
+		s->recorded_start = child_start(s->pid);
 	}
 	sbuf_addf(b, "%d %llu %d %" PRId64 " %s\n", (int)s->pid, s->recorded_start,
 		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);
 }
 
-void instance_record(struct cohortd *d)
+static void groups_write(struct cohortd *d)
 {
 	struct sbuf b = {0};
 
@@ -205,9 +185,31 @@ void instance_record(struct cohortd *d)
 	sbuf_free(&b);
 }
 
-void instance_forget(const char *run_dir)
+/* Before the loop waits: the spawns and exits of this iteration, in one
+ * write.  A kill -9 can only come while the loop waits, or in the
+ * iteration that changed what runs. */
+static void groups_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-	char *path = xasprintf("%s/%s", run_dir, GROUPS_FILE);
+	struct cohortd *d = container_of(w, struct cohortd, groups_w);
+	(void)revents;
+
+	ev_prepare_stop(loop, w);
+	groups_write(d);
+}
+
+void instance_record(struct cohortd *d)
+{
+	if (ev_is_active(&d->groups_w))
+		return;
+	ev_prepare_init(&d->groups_w, groups_cb);
+	ev_prepare_start(d->loop, &d->groups_w);
+}
+
+void instance_forget(struct cohortd *d)
+{
+	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
+
+	ev_prepare_stop(d->loop, &d->groups_w);
 
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warn(NULL, "%s: %s", path, strerror(errno));
@@ -225,9 +227,46 @@ struct leftover {
 	char name[128];
 	int64_t deadline;	/* monotonic ms: KILL, or give up once killed */
 	bool leader_gone;	/* what it started still runs in its group */
+	bool alive;		/* at the last look at /proc (groups_look) */
 	bool killed;
 	bool done;
 };
+
+static int leftover_cmp(const void *a, const void *b)
+{
+	const struct leftover *x = a, *y = b;
+
+	return (x->pgid > y->pgid) - (x->pgid < y->pgid);
+}
+
+/*
+ * One pass over /proc for every group at once (ls sorted by pgid): alive
+ * is set on each group of which something lives (zombies do not count:
+ * they are not ours to reap) that started at or after its leader, so the
+ * group of a recycled pid is not taken for ours.  A pass per group would
+ * cost groups x processes reads every tick: minutes for 2,000 services.
+ */
+static void groups_look(struct leftover *ls, size_t n)
+{
+	DIR *dh = opendir("/proc");
+	struct dirent *e;
+
+	for (size_t i = 0; i < n; i++)
+		ls[i].alive = !dh && kill(-ls[i].pgid, 0) == 0;
+	if (!dh)
+		return;
+	while ((e = readdir(dh))) {
+		struct proc_stat ps;
+		if (!isdigit((unsigned char)e->d_name[0]) ||
+		    proc_stat_read((pid_t)atoi(e->d_name), &ps) < 0 || ps.state == 'Z')
+			continue;
+		struct leftover key = {.pgid = ps.pgrp};
+		struct leftover *l = bsearch(&key, ls, n, sizeof(*ls), leftover_cmp);
+		if (l && ps.start >= l->start)
+			l->alive = true;
+	}
+	closedir(dh);
+}
 
 /* One line of the record; false when it is not one. */
 static bool parse_leftover(const char *line, struct leftover *l)
@@ -237,7 +276,7 @@ static bool parse_leftover(const char *line, struct leftover *l)
 	*l = (struct leftover){0};
 	if (sscanf(line, "%d %llu %d %" SCNd64 " %n", &pgid, &l->start, &sig, &l->timeout_ms,
 		   &used) != 4 || used == 0 || pgid <= 1 || sig <= 0 || sig >= NSIG ||
-	    l->timeout_ms < 0 || !line[used])
+	    l->timeout_ms < 0 || l->timeout_ms > TIMEOUT_MAX_MS || !line[used])
 		return false;
 	l->pgid = pgid;
 	l->sig = sig;
@@ -261,7 +300,7 @@ static bool leftover_is_ours(struct leftover *l)
 	if (proc_stat_read(l->pgid, &ps) == 0 && ps.state != 'Z')
 		return ps.pgrp == l->pgid && ps.start == l->start;
 	l->leader_gone = true;
-	return group_alive(l->pgid, l->start);
+	return l->alive;
 }
 
 static void leftover_signal(struct leftover *l, int sig)
@@ -271,9 +310,18 @@ static void leftover_signal(struct leftover *l, int sig)
 			 strerror(errno));
 }
 
-static void leftover_stop(struct leftover *l)
+/* Stops l; false when that cannot be tried: a group of another user (a
+ * record cohortd did not write, or a cohortd that ran as root) is left
+ * alone at once rather than waited for until its KILL fails too. */
+static bool leftover_stop(struct leftover *l)
 {
 	char dur[32];
+
+	if (kill(-l->pgid, 0) < 0 && errno == EPERM) {
+		log_error(l->name, "old process group %d still runs but is another user's: left alone "
+			  "(a cohortd of that user, or root, can stop it)", l->pgid);
+		return false;
+	}
 
 	format_duration_ms(l->timeout_ms, dur, sizeof(dur));
 	log_warn(l->name, "old pid %d, left by a cohortd that ended without stopping it, %s: "
@@ -285,12 +333,13 @@ static void leftover_stop(struct leftover *l)
 	if (l->sig != SIGCONT && l->sig != SIGKILL)
 		leftover_signal(l, SIGCONT);
 	l->deadline = now_mono_ms() + l->timeout_ms;
+	return true;
 }
 
 /* One look at l; true while it needs more waiting. */
 static bool leftover_step(struct leftover *l, int64_t now)
 {
-	if (!group_alive(l->pgid, l->start)) {
+	if (!l->alive) {
 		log_info(l->name, "old pid %d has stopped", l->pgid);
 		return false;
 	}
@@ -306,6 +355,26 @@ static bool leftover_step(struct leftover *l, int64_t now)
 	}
 	log_error(l->name, "old process group %d still runs after KILL; starting anyway", l->pgid);
 	return false;
+}
+
+/* Sorted by pgid (for groups_look's bsearch), each pgid once: a file we
+ * did not write could name one twice.  The new count. */
+static size_t sort_leftovers(const char *path, struct leftover *ls, size_t n)
+{
+	size_t kept = 0;
+
+	if (n == 0)
+		return 0;	/* ls is NULL: not for qsort */
+	qsort(ls, n, sizeof(*ls), leftover_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (kept > 0 && ls[kept - 1].pgid == ls[i].pgid) {
+			log_warn(ls[i].name, "%s: process group %d is named twice: the first is used", path,
+				 ls[i].pgid);
+			continue;
+		}
+		ls[kept++] = ls[i];
+	}
+	return kept;
 }
 
 static size_t read_leftovers(const char *path, struct leftover **out)
@@ -349,7 +418,7 @@ static size_t read_leftovers(const char *path, struct leftover **out)
 		(*out)[n++] = l;
 	}
 	fclose(f);
-	return n;
+	return sort_leftovers(path, *out, n);
 }
 
 void instance_sweep(const char *run_dir)
@@ -359,19 +428,23 @@ void instance_sweep(const char *run_dir)
 	size_t n = read_leftovers(path, &ls), pending = 0;
 	struct timespec tick = {0, 20 * 1000 * 1000};
 
+	if (n)
+		groups_look(ls, n);
 	for (size_t i = 0; i < n; i++) {
-		if (leftover_is_ours(&ls[i])) {
-			leftover_stop(&ls[i]);
-			pending++;
-		} else {
+		if (!leftover_is_ours(&ls[i])) {
 			ls[i].done = true;
 			log_debug(ls[i].name, "old process group %d is gone (or its pid is another "
 				  "process's now): left alone", ls[i].pgid);
+		} else if (leftover_stop(&ls[i])) {
+			pending++;
+		} else {
+			ls[i].done = true;
 		}
 	}
 	/* Before the loop, and bounded: every group has a deadline. */
 	while (pending) {
 		nanosleep(&tick, NULL);
+		groups_look(ls, n);
 		int64_t now = now_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			if (!ls[i].done && !leftover_step(&ls[i], now)) {

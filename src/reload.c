@@ -258,6 +258,7 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 	config_unref(d->cfg);
 	d->cfg = nc;
 	apply_daemon(d);
+	instance_record(d);	/* a stop_signal or stop_timeout applied live */
 	if (!d->stack_up && d->phase_open > np->nphases)
 		d->phase_open = np->nphases;
 	if (log_file_configure(nc->log_file) < 0)	/* a new log_file applies now */

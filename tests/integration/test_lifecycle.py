@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import unittest
 
 from harness import CohortTest, FACTOR, pid_alive, wait_until  # noqa: F401
@@ -406,6 +407,210 @@ ready = delay:0
                              "command = /bin/sleep 1000\nready = delay:0\n")
             d.wait_log(rf"^old process group {other.pid} is gone \(or its pid is another "
                        r"process's now\): left alone$", who="a")
+            d.wait_log(r"^stack is up")
+            self.assertEqual(d.count(r"^old pid"), 0)
+            self.assertTrue(pid_alive(other.pid))
+            d.stop()
+        finally:
+            other.kill()
+            other.wait()
+
+    def test_groups_file_written_once_per_loop_iteration(self):
+        """200 services starting together: cohortd.groups is rewritten a
+        few times, not once per spawn (that was O(n^2) at scale), and it
+        still names every group and follows a stop."""
+        import ctypes
+        n = 200
+        run = self.path("run")
+        os.mkdir(run)
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.assertGreaterEqual(fd, 0)
+        self.addCleanup(os.close, fd)
+        # IN_CREATE and IN_MOVED_TO: the two of each write alternate, so
+        # the kernel cannot merge one write's event into the previous one's
+        self.assertGreaterEqual(libc.inotify_add_watch(fd, run.encode(), 0x100 | 0x80), 0)
+        writes = []
+
+        def count_writes():
+            while True:
+                try:
+                    buf = os.read(fd, 65536)
+                except BlockingIOError:
+                    return len(writes)
+                i = 0
+                while i < len(buf):
+                    size = int.from_bytes(buf[i + 12:i + 16], "little")
+                    name = buf[i + 16:i + 16 + size].rstrip(b"\0")
+                    if name.startswith(b"cohortd.groups"):     # not the sockets
+                        writes.append(name)
+                    i += 16 + size
+
+        text = f"[cohort]\nrun_dir = {run}\n" + "".join(
+            f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
+        d = self.cohortd(text)
+        d.run_dir = run
+        d.wait_log(r"^stack is up", timeout=60)
+        groups = os.path.join(run, "cohortd.groups")
+        wait_until(self, lambda: len(read(groups).splitlines()) == n + 1, what="every group in the record")
+        count_writes()
+        self.assertEqual(set(writes[::2]), {b"cohortd.groups.new"})
+        self.assertEqual(set(writes[1::2]), {b"cohortd.groups"})
+        self.assertLess(len(writes) // 2, n // 10, f"{len(writes) // 2} rewrites for {n} spawns")
+        pids = {int(line.split()[0]) for line in read(groups).splitlines()[1:]}
+        self.assertEqual(pids, {d.last_pid(f"s{i}") for i in range(n)})
+        d.ctl("stop", "s7")
+        wait_until(self, lambda: str(d.last_pid("s7")) not in
+                   [line.split()[0] for line in read(groups).splitlines()[1:]],
+                   what="the stopped group out of the record")
+        d.stop()
+
+    def test_sweep_of_many_groups_looks_at_proc_once_per_tick(self):
+        """100 groups left by a kill -9: the next cohortd reads /proc once
+        per look at all of them, not once per group (groups x processes
+        reads a tick took minutes with 2,000 services)."""
+        n = 100
+        run = self.path("run")
+        text = f"[cohort]\nrun_dir = {run}\n" + "".join(
+            f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
+        first = self.cohortd(text)
+        first.wait_log(r"^stack is up", timeout=60)
+        groups = os.path.join(run, "cohortd.groups")
+        wait_until(self, lambda: len(read(groups).splitlines()) == n + 1, what="every group recorded")
+        old = [first.last_pid(f"s{i}") for i in range(n)]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        trace = self.path("trace")
+        # LeakSanitizer cannot work under ptrace: no leak check for this one
+        asan = os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+        second = self.cohortd(text, wrap=["env", f"ASAN_OPTIONS={asan}",
+                                          "strace", "-o", trace, "-e", "trace=openat", "--"])
+        second.wait_log(r"^stack is up", timeout=60)
+        self.assertEqual(second.count(r"^old pid \d+ has stopped$"), n)
+        for pid in old:
+            self.assertFalse(pid_alive(pid), pid)
+        with open(trace) as f:
+            scans = sum('"/proc", O_RDONLY' in line for line in f)
+        self.assertGreater(scans, 0)
+        self.assertLess(scans, n // 4, f"{scans} scans of /proc to stop {n} groups")
+        with open(os.path.join(run, "cohortd.pid")) as f:
+            os.kill(int(f.read()), signal.SIGTERM)      # strace's pid is second.proc's
+        second.stop(sig=None)
+
+    def test_a_group_named_twice_is_stopped_once(self):
+        run = self.path("run")
+        os.mkdir(run)
+        old = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{old.pid} {start_ticks(old.pid)} 15 1000 a\n" * 2)
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(rf"^.*/cohortd\.groups: process group {old.pid} is named twice: the first "
+                       r"is used$", who="a")
+            d.wait_log(r"^stack is up")
+            self.assertEqual(old.wait(10 * FACTOR), -signal.SIGTERM)
+            self.assertEqual(d.count(rf"^old pid {old.pid}, left by"), 1)
+            self.assertEqual(d.count(rf"^old pid {old.pid} has stopped$"), 1)
+            d.stop()
+        finally:
+            if old.poll() is None:
+                old.kill()
+            old.wait()
+
+    def test_hup_and_usr1_during_the_sweep_wait_for_the_loop(self):
+        """The sweep can last a stop_timeout: a reload's HUP or logrotate's
+        USR1 then must not kill cohortd (their default action)."""
+        run = self.path("run")
+        os.mkdir(run)
+        deaf = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                 "print(flush=True)\ntime.sleep(1000)"],
+                                stdout=subprocess.PIPE, start_new_session=True)
+        try:
+            deaf.stdout.readline()      # its TERM is ignored from here on
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{deaf.pid} {start_ticks(deaf.pid)} 15 1500 a\n")
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(rf"^old pid {deaf.pid}, left by a cohortd", who="a")
+            d.send(signal.SIGUSR1)
+            d.send(signal.SIGHUP)
+            d.wait_log(rf"^old pid {deaf.pid} still runs after stop_timeout: KILL", who="a")
+            d.wait_log(r"^stack is up")
+            d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+            d.wait_log(r"^reload: ")
+            self.assertIsNone(d.proc.poll())
+            self.assertEqual(deaf.wait(10 * FACTOR), -signal.SIGKILL)
+            d.stop()
+        finally:
+            if deaf.poll() is None:
+                deaf.kill()
+            deaf.wait()
+
+    def test_a_reload_of_the_stop_settings_is_recorded(self):
+        """stop_signal and stop_timeout apply live: the record a cohortd
+        after a crash reads has them too, not the values at spawn."""
+        run = self.path("run")
+        svc = "\n[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n"
+        d = self.cohortd(f"[cohort]\nrun_dir = {run}\n" + svc + "stop_timeout = 1s\n")
+        d.wait_log(r"^stack is up")
+        groups = os.path.join(run, "cohortd.groups")
+        pid = d.last_pid("a")
+        wait_until(self, lambda: f"{pid} " in read(groups), what="a in the record")
+        self.assertRegex(read(groups), rf"(?m)^{pid} \d+ 15 1000 a$")
+        d.reload(f"[cohort]\nrun_dir = {run}\n" + svc + "stop_signal = INT\nstop_timeout = 7s\n")
+        d.wait_log(r"^reload: 0 added, 0 removed, 1 changed")
+        wait_until(self, lambda: re.search(rf"(?m)^{pid} \d+ 2 7000 a$", read(groups)),
+                   what="the new stop settings in the record")
+        self.assertEqual(d.last_pid("a"), pid)      # applied, not restarted
+        d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run cohortd as nobody")
+    def test_a_group_of_another_user_is_left_alone_at_once(self):
+        """A cohortd of nobody reading a record that names a group of
+        root's: it cannot signal it, so it does not wait a stop_timeout and
+        a KILL grace for it, and says so."""
+        run = self.path("run")
+        os.mkdir(run)
+        os.chmod(self.tmp, 0o755)
+        os.chown(run, 65534, 65534)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            groups = os.path.join(run, "cohortd.groups")
+            with open(groups, "w") as f:
+                f.write(f"{other.pid} {start_ticks(other.pid)} 15 3000 a\n")
+            os.chown(groups, 65534, 65534)
+            # the config's directory (and valgrind's log one) must be
+            # nobody's to use, then nobody runs it
+            as_nobody = ["sh", "-c", 'for a; do last=$a; done; d=$(dirname "$last"); chmod 0777 "$d"; '
+                         '[ ! -d "$d/vg" ] || chmod 0777 "$d/vg"; '
+                         'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh"]
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n", wrap=as_nobody)
+            d.wait_log(rf"^old process group {other.pid} still runs but is another user's: left "
+                       r"alone \(a cohortd of that user, or root, can stop it\)$", who="a")
+            d.wait_log(r"^stack is up", timeout=5)      # not after 3 s + 5 s after KILL
+            self.assertEqual(d.count(r"^old pid|^SIG|^old process group \d+ still runs after"), 0)
+            self.assertTrue(pid_alive(other.pid))
+            d.stop()
+        finally:
+            other.kill()
+            other.wait()
+
+    def test_a_record_with_an_impossible_stop_timeout_is_ignored(self):
+        """A damaged record: a stop_timeout no config can hold (the sum
+        with the clock overflowed, a KILL at once) is not a record."""
+        run = self.path("run")
+        os.mkdir(run)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        try:
+            with open(os.path.join(run, "cohortd.groups"), "w") as f:
+                f.write(f"{other.pid} {start_ticks(other.pid)} 15 9223372036854775807 a\n")
+            d = self.cohortd(f"[cohort]\nrun_dir = {run}\n\n[service:a]\n"
+                             "command = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(r"^.*/cohortd\.groups:1: not a process group record: ignored$")
             d.wait_log(r"^stack is up")
             self.assertEqual(d.count(r"^old pid"), 0)
             self.assertTrue(pid_alive(other.pid))
