@@ -427,6 +427,7 @@ static void daemon_free(struct cohortd *d)
 	free(d->config_path);
 	if (d->devnull >= 0)
 		close(d->devnull);
+	instance_unlock(d->state_lock_fd);
 	instance_unlock(d->instance_fd);
 	free(d);
 }
@@ -453,6 +454,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->plan = plan;
 	d->exit_code = 0;
 	d->instance_fd = -1;
+	d->state_lock_fd = -1;
 	d->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (!d->loop || d->devnull < 0) {
 		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
@@ -485,6 +487,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		goto out_early;
 	}
 	if (make_dirs(cfg) < 0) {
+		rc = 1;
+		goto out_early;
+	}
+	if (instance_lock_state(cfg->state_dir, &d->state_lock_fd, err, sizeof(err)) < 0) {
+		log_error(NULL, "%s", err);
 		rc = 1;
 		goto out_early;
 	}
