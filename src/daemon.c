@@ -188,7 +188,8 @@ static void stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			log_info(NULL, "SIGUSR1: reopened the log file %s", log_file_path());
 		return;
 	}
-	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT and HUP", signal_name(w->signum));
+	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file",
+		 signal_name(w->signum));
 }
 
 static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -554,7 +554,7 @@ ready = delay:0
         d = self.cohortd(self.SVC)
         d.wait_log(r"^stack is up")
         d.send(signal.SIGUSR1)
-        d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+        d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file$")
         d.stop()
 
 if __name__ == "__main__":

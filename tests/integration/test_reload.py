@@ -9,7 +9,7 @@ import socket
 import subprocess
 import unittest
 
-from harness import COHORTD, CohortTest, free_port, pid_alive, wait_until
+from harness import COHORTCTL, COHORTD, CohortTest, free_port, pid_alive, wait_until
 
 
 def listening(port):
@@ -95,6 +95,12 @@ class Errors(CohortTest):
         self.assertEqual(err.splitlines()[1:], want)
         self.assertEqual(d.ctl_json("reload", expect=1)["errors"], want)
         d.wait_log(r"^reload: .* has 3 errors; still running the old config:$")
+        # cohortctl -c that file finds the socket all the same (its run_dir),
+        # so that reload can report the errors: exit 1, not a usage error
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("COHORT_SOCKET", None)
+        p = subprocess.run([COHORTCTL, "-c", d.path, "reload"], capture_output=True, text=True, env=env)
+        self.assertEqual((p.returncode, p.stderr.splitlines()[1:]), (1, want), p.stderr)
         # the plan's error alone, too
         d.write_config(SLEEPER + "\n[service:bad]\ncommand = x\nrequires = nosuch\n")
         _, out, err = d.ctl("reload", expect=1)
