@@ -370,7 +370,9 @@ static int run_status(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* --wait is the default, accepted so that a script can say so. */
 static const struct option change_opts[] = {
+	{"wait", no_argument, NULL, 'w'},
 	{"no-wait", no_argument, NULL, 'n'},
 	{"timeout", required_argument, NULL, 't'},
 	{0},
@@ -385,8 +387,8 @@ static int run_change(struct ctl *c, int argc, char **argv)
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "+", change_opts, NULL)) != -1) {
-		if (o == 'n')
-			wait = false;
+		if (o == 'n' || o == 'w')
+			wait = o == 'w';
 		else if (o == 't' && parse_duration_ms(optarg, &timeout, &why) < 0)
 			die_usage("--timeout: expected %s", why);
 		else if (o != 't')
@@ -1464,11 +1466,11 @@ static int run_help(struct ctl *c, int argc, char **argv);
 static const struct command commands[] = {
 	{"status", "[NAME...]", "the services: state, pid, phase, uptime, restarts, reason", run_status,
 	 NULL, NULL, false},
-	{"start", "[--no-wait] [--timeout DUR] TARGET...", "start services (NAME, @PHASE or all); waits until running or failed", run_change,
+	{"start", "[--wait|--no-wait] [--timeout DUR] TARGET...", "start services (NAME, @PHASE or all); waits until running or failed", run_change,
 	 "+", change_opts, false},
-	{"stop", "[--no-wait] [--timeout DUR] TARGET...", "stop services, dependents first; waits until stopped", run_change,
+	{"stop", "[--wait|--no-wait] [--timeout DUR] TARGET...", "stop services, dependents first; waits until stopped", run_change,
 	 "+", change_opts, false},
-	{"restart", "[--no-wait] [--timeout DUR] TARGET...", "stop, then start again; waits until running or failed", run_change,
+	{"restart", "[--wait|--no-wait] [--timeout DUR] TARGET...", "stop, then start again; waits until running or failed", run_change,
 	 "+", change_opts, false},
 	{"signal", "SIGNAL NAME", "send a signal (TERM, HUP, USR1, ...) to a service's process group", run_signal,
 	 NULL, NULL, false},

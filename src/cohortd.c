@@ -43,18 +43,11 @@ static void usage(FILE *f)
 static struct cohort_config *load_checked(const char *path, struct plan **plan)
 {
 	struct diag d = {0};
-	struct cohort_config *cfg = config_load(path, &d);
+	struct cohort_config *cfg = plan_load(path, plan, &d);
 
-	*plan = NULL;
-	if (cfg && cfg->nservices)
-		*plan = plan_build(cfg, &d);
-	if (d.count) {
+	if (!cfg) {
 		diag_print(&d, stderr);
 		diag_free(&d);
-		plan_free(*plan);
-		*plan = NULL;
-		config_free(cfg);
-		return NULL;
 	}
 	return cfg;
 }

@@ -207,7 +207,8 @@ static void stray_cb(struct ev_loop *loop, ev_signal *w, int revents)
 			log_info(NULL, "SIGUSR1: reopened the log file %s", log_file_path());
 		return;
 	}
-	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT and HUP", signal_name(w->signum));
+	log_warn(NULL, "SIG%s ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file",
+		 signal_name(w->signum));
 }
 
 static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -446,6 +447,7 @@ static void daemon_free(struct cohortd *d)
 	free(d->config_path);
 	if (d->devnull >= 0)
 		close(d->devnull);
+	instance_unlock(d->state_lock_fd);
 	instance_unlock(d->instance_fd);
 	free(d);
 }
@@ -472,6 +474,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->plan = plan;
 	d->exit_code = 0;
 	d->instance_fd = -1;
+	d->state_lock_fd = -1;
 	d->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (!d->loop || d->devnull < 0) {
 		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
@@ -504,6 +507,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		goto out_early;
 	}
 	if (make_dirs(cfg) < 0) {
+		rc = 1;
+		goto out_early;
+	}
+	if (instance_lock_state(cfg->state_dir, &d->state_lock_fd, err, sizeof(err)) < 0) {
+		log_error(NULL, "%s", err);
 		rc = 1;
 		goto out_early;
 	}

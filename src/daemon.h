@@ -182,6 +182,7 @@ struct cohortd {
 	char *run_dir;			/* as at start-up */
 	int instance_fd;		/* run_dir/cohortd.pid, locked while we run */
 	ev_prepare groups_w;		/* writes run_dir/cohortd.groups, once per loop iteration */
+	int state_lock_fd;		/* state_dir/cohortd.lock, likewise (-1 on a full disk) */
 	bool groups_write_failed;	/* run_dir/cohortd.groups: warned once */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
@@ -220,6 +221,9 @@ void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg);
 /* Takes run_dir's single-instance lock (before any other file there is
  * touched); -1 with a message when another cohortd holds it. */
 int instance_lock(const char *run_dir, int *fd, char *err, size_t errlen);
+/* The same for state_dir (before the journal and lock.tokens are opened);
+ * 0 with *fd -1 (and a warning) when a full disk refuses the file. */
+int instance_lock_state(const char *state_dir, int *fd, char *err, size_t errlen);
 void instance_unlock(int fd);
 /* Stops the services a killed cohortd left running (before any starts);
  * bounded by their stop_timeout. */

@@ -6,6 +6,8 @@
  * run_dir is refused without having removed a socket of the first or
  * moved its lock token counter.  The kernel drops the lock when its
  * holder dies, however it dies, so a stale file never blocks a start.
+ * state_dir/cohortd.lock is held the same way, so that two cohortds with
+ * run_dirs of their own do not share one journal and one token counter.
  *
  * run_dir/cohortd.groups names the process group of every service that
  * runs, with the start time of its leader (field 22 of /proc/PID/stat,
@@ -40,21 +42,30 @@
 
 #define GROUPS_FILE "cohortd.groups"
 #define LOCK_FILE "cohortd.pid"
+#define STATE_LOCK_FILE "cohortd.lock"	/* in state_dir */
 #define KILL_GRACE_MS 5000	/* after KILL, how long we wait for a group to go */
 #define TIMEOUT_MAX_MS (100LL * 86400000)	/* a config's longest duration (util.c) */
 
-/* --- the single-instance lock ---------------------------------------------- */
+/* --- the single-instance locks --------------------------------------------- */
 
-int instance_lock(const char *run_dir, int *fd_out, char *err, size_t errlen)
+/*
+ * Opens dir/name and flocks it; "dir_key" names the config key for the
+ * refusal.  1 when the file cannot be made for a full disk and
+ * full_disk_ok (a full state_dir must not stop supervision: see
+ * instance_lock_state), 0 when locked, -1 with a message else.
+ */
+static int lock_file(const char *dir, const char *name, const char *dir_key, bool full_disk_ok,
+		     int *fd_out, char *err, size_t errlen)
 {
-	char *path = xasprintf("%s/%s", run_dir, LOCK_FILE);
+	char *path = xasprintf("%s/%s", dir, name);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 
 	*fd_out = -1;
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		int saved = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(saved));
 		free(path);
-		return -1;
+		return full_disk_ok && (saved == ENOSPC || saved == EDQUOT) ? 1 : -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;
@@ -64,10 +75,10 @@ int instance_lock(const char *run_dir, int *fd_out, char *err, size_t errlen)
 		long pid = strtol(buf, NULL, 10);
 		if (saved == EWOULDBLOCK && pid > 0)
 			snprintf(err, errlen, "another cohortd is running: pid %ld holds %s "
-				 "(stop it, or use another run_dir)", pid, path);
+				 "(stop it, or use another %s)", pid, path, dir_key);
 		else if (saved == EWOULDBLOCK)
 			snprintf(err, errlen, "another cohortd is running: %s is locked "
-				 "(stop it, or use another run_dir)", path);
+				 "(stop it, or use another %s)", path, dir_key);
 		else
 			snprintf(err, errlen, "%s: lock: %s", path, strerror(saved));
 		close(fd);
@@ -81,6 +92,29 @@ int instance_lock(const char *run_dir, int *fd_out, char *err, size_t errlen)
 	free(path);
 	*fd_out = fd;
 	return 0;
+}
+
+int instance_lock(const char *run_dir, int *fd_out, char *err, size_t errlen)
+{
+	return lock_file(run_dir, LOCK_FILE, "run_dir", false, fd_out, err, errlen) == 0 ? 0 : -1;
+}
+
+/*
+ * Two cohortds on one state_dir (each with its own run_dir, both on the
+ * default /var/lib/cohort) would append to one bus journal segment and
+ * hand out the same lock tokens.  The lock is taken after run_dir's and
+ * before the journal or lock.tokens is opened.  A full disk may refuse
+ * even an empty file: then we run unlocked with a warning, as the rest of
+ * the full-disk path runs without locks and durable publishes.
+ */
+int instance_lock_state(const char *state_dir, int *fd_out, char *err, size_t errlen)
+{
+	int rc = lock_file(state_dir, STATE_LOCK_FILE, "state_dir", true, fd_out, err, errlen);
+
+	if (rc == 1)
+		log_warn(NULL, "%s: running without the state_dir lock: nothing stops another "
+			 "cohortd from using this state_dir", err);
+	return rc < 0 ? -1 : 0;
 }
 
 /* The file stays (removing a lock file races with the next taker); an

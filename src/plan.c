@@ -219,6 +219,23 @@ void plan_free(struct plan *p)
 	free(p);
 }
 
+struct cohort_config *plan_load(const char *path, struct plan **plan, struct diag *d)
+{
+	size_t before = d->count;
+	struct cohort_config *cfg = config_load(path, d);
+
+	*plan = NULL;
+	/* No services is an error config_load reported: nothing to plan. */
+	if (cfg && cfg->nservices)
+		*plan = plan_build(cfg, d);
+	if (d->count == before)
+		return cfg;
+	plan_free(*plan);
+	*plan = NULL;
+	config_free(cfg);
+	return NULL;
+}
+
 size_t plan_index(const struct plan *p, const char *name)
 {
 	const struct svc_config *s = config_find(p->cfg, name);

@@ -34,6 +34,11 @@ struct plan {
 /* Returns NULL with errors in d when the graph is not valid. */
 struct plan *plan_build(const struct cohort_config *cfg, struct diag *d);
 void plan_free(struct plan *p);
+/* Loads path and plans it: every error of both stages in d, the plan's
+ * too when the file has errors of its own, so that a reload reports what
+ * cohortd --check does.  The config and *plan, or NULL (and *plan NULL)
+ * when d has any. */
+struct cohort_config *plan_load(const char *path, struct plan **plan, struct diag *d);
 /* Index of a service in cfg->services (by name), or (size_t)-1. */
 size_t plan_index(const struct plan *p, const char *name);
 /* "phase 1:\n  core ..." for cohortd --check. */

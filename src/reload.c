@@ -195,10 +195,10 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 	struct strv *errors = r ? &r->errors : NULL, *added = r ? &r->added : NULL;
 	struct strv *removed = r ? &r->removed : NULL;
 	struct diag diag = {0};
-	struct cohort_config *nc = config_load(d->config_path, &diag);
-	struct plan *np = (nc && !diag.count) ? plan_build(nc, &diag) : NULL;
+	struct plan *np;
+	struct cohort_config *nc = plan_load(d->config_path, &np, &diag);
 
-	if (diag.count) {
+	if (!nc) {
 		log_error(NULL, "reload: %s has %zu error%s; still running the old config:", d->config_path,
 			  diag.count, diag.count == 1 ? "" : "s");
 		if (errors && diag.count > diag.lines.n)
@@ -209,8 +209,6 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 				strv_push(errors, diag.lines.v[i]);
 		}
 		diag_free(&diag);
-		plan_free(np);
-		config_unref(nc);
 		return -1;
 	}
 	compare_daemon(d, nc, r ? &r->applied : NULL, r ? &r->restart : NULL);

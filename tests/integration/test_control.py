@@ -740,7 +740,7 @@ autostart = no
             self.assertEqual(p.returncode, 2, args)
         p = subprocess.run([COHORTCTL, "start", "--help"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0)
-        self.assertIn("usage: cohortctl start [--no-wait] [--timeout DUR] TARGET...", p.stdout)
+        self.assertIn("usage: cohortctl start [--wait|--no-wait] [--timeout DUR] TARGET...", p.stdout)
         p = subprocess.run([COHORTCTL, "--commands"], capture_output=True, text=True)
         self.assertIn("status\nstart\n", p.stdout)
         # discovery: -c, then $COHORT_CONFIG, then $COHORT_SOCKET wins over both
@@ -834,6 +834,29 @@ class ControlEdges(CohortTest):
         # b, which requires a, went down first and comes back
         d.wait_state("b", "running", start=0)
         wait_until(self, lambda: d.last_pid("b") != b_pid, what="b restarted")
+        d.stop()
+
+    def test_wait_is_accepted_explicitly(self):
+        """--wait is the default, and accepted as an option of start, stop
+        and restart, before or after the targets; the last of --wait and
+        --no-wait counts."""
+        d = self.cohortd(STACK)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        a_pid = d.last_pid("a")
+        _, out, _ = d.ctl("restart", "a", "--wait")
+        # b, which requires a, is waited for too: it is in the answer
+        self.assertRegex(out, r"^a: running")
+        self.assertRegex(out, r"(?m)^b: running")
+        self.assertFalse(pid_alive(a_pid))
+        _, out, _ = d.ctl("start", "--wait", "c")
+        self.assertRegex(out, r"^c: running")
+        _, out, _ = d.ctl("stop", "--no-wait", "--wait", "c")
+        self.assertRegex(out, r"^c: stopped")
+        _, out, _ = d.ctl("start", "--timeout", "10s", "c", "--wait")
+        self.assertRegex(out, r"^c: running")
+        p = subprocess.run([COHORTCTL, "restart", "--help"], capture_output=True, text=True)
+        self.assertIn("usage: cohortctl restart [--wait|--no-wait] [--timeout DUR] TARGET...", p.stdout)
         d.stop()
 
     def test_start_of_a_blocked_target_answers(self):

@@ -328,6 +328,72 @@ ready = delay:0
         self.assertEqual(int(out), token + 1)
         first.stop()
 
+    def test_second_cohortd_on_the_same_state_dir_is_refused(self):
+        """A second cohortd with a run_dir of its own but the first's
+        state_dir is refused before it opens the journal or lock.tokens:
+        both would write one journal segment and hand out one token twice."""
+        state = self.path("state")
+        text = f"[cohort]\nstate_dir = {state}\n[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n"
+        first = self.cohortd(text)   # run_dir: first's temp dir, as the second's
+        first.wait_log(r"^stack is up")
+        first.wait_socket()
+        _, out, _ = first.ctl("lock", "t.x", "--", "sh", "-c", "echo $COHORT_LOCK_TOKEN")
+        token = int(out)
+        first.ctl("pub", "t.kept", "1", "--qos", "1", "--retain")
+
+        def snapshot():
+            files = {}
+            for top, _, names in os.walk(state):
+                for n in names:
+                    st = os.stat(os.path.join(top, n))
+                    files[os.path.relpath(os.path.join(top, n), state)] = (st.st_ino, st.st_size,
+                                                                          st.st_mtime_ns)
+            with open(os.path.join(state, "lock.tokens")) as f:
+                return files, f.read()
+        before = snapshot()
+
+        second = self.cohortd(text)
+        self.assertNotEqual(second.run_dir, first.run_dir)
+        second.wait_log(rf"^another cohortd is running: pid {first.proc.pid} holds "
+                        + re.escape(os.path.join(state, "cohortd.lock"))
+                        + r" \(stop it, or use another state_dir\)$")
+        second.stop(sig=None, expect=1)
+        self.assertFalse(os.path.exists(os.path.join(second.run_dir, "control.sock")))
+
+        # the first's journal and token counter are as they were, and it goes on
+        self.assertEqual(snapshot(), before)
+        _, out, _ = first.ctl("lock", "t.x", "--", "sh", "-c", "echo $COHORT_LOCK_TOKEN")
+        self.assertEqual(int(out), token + 1)
+        _, out, _ = first.ctl("get", "t.kept")
+        self.assertEqual(out, "t.kept 1\n")
+        first.stop()
+        # the lock goes with its holder: the next cohortd on it starts
+        third = self.cohortd(text)
+        third.wait_log(r"^stack is up")
+        third.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs")
+    def test_a_state_dir_with_no_room_for_the_lock_file(self):
+        """A state_dir so full that even an empty file cannot be made (a
+        tmpfs out of inodes) does not stop the stack: the state_dir lock is
+        skipped with a warning, as locks and durable publishes are."""
+        state = self.path("state")
+        os.mkdir(state)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,nr_inodes=2", "tmpfs", state],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + mounted.stderr.strip())
+        self.addCleanup(os.rmdir, state)   # cleanups run last first: after the umount
+        self.addCleanup(subprocess.run, ["umount", "-l", state])
+        open(os.path.join(state, "filler"), "w").close()   # the last inode
+        d = self.cohortd(f"[cohort]\nstate_dir = {state}\n[service:a]\ncommand = /bin/sleep 1000\n"
+                         "ready = delay:0\n")
+        d.wait_log(r"^stack is up")
+        d.wait_log("^" + re.escape(os.path.join(state, "cohortd.lock"))
+                   + r": No space left on device: running without the state_dir lock")
+        self.assertEqual(d.state("a"), "running")
+        d.stop()
+
     def test_services_left_by_a_killed_cohortd_are_stopped_first(self):
         marker = "cohort-left-" + os.path.basename(self.tmp)
         forks = self.path("forks.py")
@@ -693,7 +759,7 @@ ready = delay:0
         d = self.cohortd(self.SVC)
         d.wait_log(r"^stack is up")
         d.send(signal.SIGUSR1)
-        d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+        d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file$")
         d.stop()
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ ready = delay:0
         pid = d.ctl_json("status")["services"][0]["pid"]
         for name in ("USR1", "USR2", "ALRM"):
             d.proc.send_signal(getattr(signal, "SIG" + name))
-            d.wait_log(rf"^SIG{name} ignored: cohortd acts on TERM, INT and HUP$")
+            d.wait_log(rf"^SIG{name} ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file$")
         self.assertIsNone(d.proc.poll())
         self.assertEqual(d.ctl_json("status")["services"][0]["pid"], pid)
         d.stop()

@@ -6,9 +6,10 @@ running process instead of restarting it."""
 import os
 import signal
 import socket
+import subprocess
 import unittest
 
-from harness import CohortTest, free_port, pid_alive, wait_until
+from harness import COHORTCTL, COHORTD, CohortTest, free_port, pid_alive, wait_until
 
 
 def listening(port):
@@ -74,6 +75,39 @@ stop_timeout = 1h
         mark = len(d.lines)
         d.stop(expect=1, timeout=20)
         d.wait_log(r"^shutdown_timeout \(3s\) expired: KILL to 1 process group$", start=mark)
+
+
+class Errors(CohortTest):
+    def test_a_reload_reports_every_error_check_does(self):
+        """The plan's errors (a requires naming no service) are reported by
+        a reload even when the file has errors of its own, as --check does."""
+        d = self.cohortd(SLEEPER)
+        d.wait_state("s", "running")
+        d.wait_socket()
+        pid = d.last_pid("s")
+        d.write_config(SLEEPER + "\n[service:bad]\ncomand = x\nrequires = nosuch\n")
+        check = subprocess.run([COHORTD, "--check", "-c", d.path], capture_output=True, text=True)
+        self.assertEqual(check.returncode, 1)
+        want = check.stderr.splitlines()
+        self.assertEqual(len(want), 3, check.stderr)
+        self.assertRegex(want[-1], r':\d+: \[service:bad\]: requires "nosuch": no such service$')
+        _, out, err = d.ctl("reload", expect=1)
+        self.assertEqual(err.splitlines()[1:], want)
+        self.assertEqual(d.ctl_json("reload", expect=1)["errors"], want)
+        d.wait_log(r"^reload: .* has 3 errors; still running the old config:$")
+        # cohortctl -c that file finds the socket all the same (its run_dir),
+        # so that reload can report the errors: exit 1, not a usage error
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("COHORT_SOCKET", None)
+        p = subprocess.run([COHORTCTL, "-c", d.path, "reload"], capture_output=True, text=True, env=env)
+        self.assertEqual((p.returncode, p.stderr.splitlines()[1:]), (1, want), p.stderr)
+        # the plan's error alone, too
+        d.write_config(SLEEPER + "\n[service:bad]\ncommand = x\nrequires = nosuch\n")
+        _, out, err = d.ctl("reload", expect=1)
+        self.assertRegex(err, r'requires "nosuch": no such service')
+        self.assertEqual(d.last_pid("s"), pid)
+        self.assertEqual(d.state("s"), "running")
+        d.stop()
 
 
 class ServiceKeys(CohortTest):
