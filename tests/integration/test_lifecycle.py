@@ -605,7 +605,7 @@ ready = delay:0
             d.send(signal.SIGHUP)
             d.wait_log(rf"^old pid {deaf.pid} still runs after stop_timeout: KILL", who="a")
             d.wait_log(r"^stack is up")
-            d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT and HUP$")
+            d.wait_log(r"^SIGUSR1 ignored: cohortd acts on TERM, INT, HUP, and USR1 with a log_file$")
             d.wait_log(r"^reload: ")
             self.assertIsNone(d.proc.poll())
             self.assertEqual(deaf.wait(10 * FACTOR), -signal.SIGKILL)
