@@ -213,6 +213,9 @@ enum ctl_result ctl_error(json_t *resp, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* It may quote the request (jansson's "near '...'"), which need not
+	 * be UTF-8: a JSON string must be, or the error would go unsaid. */
+	utf8_fix(buf, strlen(buf));
 	json_object_set_new(resp, "ok", json_false());
 	json_object_set_new(resp, "error", json_string(buf));
 	return CTL_ERROR;
