@@ -1,7 +1,8 @@
 #!/bin/sh
 # bootstrap.sh: install what is missing (Debian 12, as root), then build
 # cohort out of tree in ./build.  Safe to run again: it only does what is
-# not done yet.  Options: --no-build (install packages only).
+# not done yet.  Options: --no-build (install packages only), --fuzz (and
+# what the fuzzing build needs).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
       libcriterion-dev python3 python3-websockets valgrind procps util-linux
       libmosquitto-dev"
+# clang and its sanitizer runtime (compiler-rt, which clang only
+# recommends) build the libFuzzer harnesses: test-all.sh asks with --fuzz.
+for a; do [ "$a" = --fuzz ] && PKGS="$PKGS clang libclang-rt-dev"; done
 
 missing=""
 for p in $PKGS; do
