@@ -2,7 +2,8 @@
 # bootstrap.sh: install what is missing (Debian 12, as root), then build
 # cohort out of tree in ./build.  Safe to run again: it only does what is
 # not done yet.  Options: --no-build (install packages only), --tests (also
-# what only the tests and benchmarks use; contrib/test-all.sh passes it).
+# what only the tests and benchmarks use), --fuzz (and what the fuzzing build
+# needs); contrib/test-all.sh passes both.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
 # chromium lets test_bus_http.py open the bus from a page of another origin.
 TEST_PKGS="valgrind strace libmosquitto-dev chromium"
+# clang and its sanitizer runtime (compiler-rt, which clang only
+# recommends) build the libFuzzer harnesses.
+FUZZ_PKGS="clang libclang-rt-dev"
 
 build=yes
 tests=no
@@ -21,7 +25,8 @@ for arg in "$@"; do
 	case "$arg" in
 	--no-build) build=no ;;
 	--tests) tests=yes; PKGS="$PKGS $TEST_PKGS" ;;
-	*) echo "bootstrap: unknown option $arg (--no-build, --tests)" >&2; exit 2 ;;
+	--fuzz) PKGS="$PKGS $FUZZ_PKGS" ;;
+	*) echo "bootstrap: unknown option $arg (--no-build, --tests, --fuzz)" >&2; exit 2 ;;
 	esac
 done
 

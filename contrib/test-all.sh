@@ -3,15 +3,16 @@
 #   1. make check (warnings are errors)
 #   2. make check built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. make check with every cohortd, cohortctl and test binary under valgrind
-#   4. make distcheck (the release tarball builds and passes)
-#   5. make torture, short (kill -9, journal corruption, restarts, full disk)
+#   4. each libFuzzer harness for 60 s under ASan + UBSan (make fuzz)
+#   5. make distcheck (the release tarball builds and passes)
+#   6. make torture, short (kill -9, journal corruption, restarts, full disk)
 # This is the README's test command and what CI runs (.ci/run).
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
 jobs=$(nproc)
 
-sh contrib/bootstrap.sh --no-build --tests
+sh contrib/bootstrap.sh --no-build --tests --fuzz
 autoreconf -fi
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -40,6 +41,14 @@ make -j"$jobs"
 VG="valgrind -q --vgdb=no --trace-children=yes --trace-children-skip=/usr/*,/bin/*,/sbin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 COHORT_VALGRIND="$VG" make -j"$jobs" check LOG_COMPILER="$top/tests/valgrind-wrap.sh" \
 	|| { cat test-suite.log; exit 1; }
+cd "$top"
+
+# Its own build: clang, every object instrumented for libFuzzer.  About
+# six minutes; FUZZ_SECONDS=N for longer (doc/HACKING.md).
+step "fuzzing, ${FUZZ_SECONDS:-60} s per harness under ASan + UBSan (build-fuzz/)"
+mkdir -p build-fuzz && cd build-fuzz
+[ -f Makefile ] || ../configure --enable-werror --enable-fuzzing CC=clang
+make -j"$jobs" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 cd "$top"
 
 step "make distcheck"

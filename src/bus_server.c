@@ -127,6 +127,9 @@ static void send_error(struct bus_conn *c, json_t *id, const char *fmt, va_list 
 	char buf[512];
 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	/* It may quote the frame (jansson's "near '...'"), which need not be
+	 * UTF-8: json_pack refuses a string that is not, and nothing went. */
+	utf8_fix(buf, strlen(buf));
 	bus_conn_send_json(c, json_pack("{s:s,s:O,s:s}", "op", "error", "id", id ? id : json_null(), "error", buf));
 }
 

@@ -213,6 +213,9 @@ enum ctl_result ctl_error(json_t *resp, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* It may quote the request (jansson's "near '...'"), which need not
+	 * be UTF-8: a JSON string must be, or the error would go unsaid. */
+	utf8_fix(buf, strlen(buf));
 	json_object_set_new(resp, "ok", json_false());
 	json_object_set_new(resp, "error", json_string(buf));
 	return CTL_ERROR;
@@ -290,32 +293,40 @@ void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len)
 	read_again(c);
 }
 
-static void handle_line(struct ctl_client *c, const char *line, size_t len)
+json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd)
 {
 	json_error_t jerr;
-	json_t *resp = json_object();
 	json_t *req = jflat_load(line, len);
 	const char *name;
 
+	*cmd = NULL;
 	if (!req)
 		req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-
-	json_object_set_new(resp, "ok", json_true());	/* first key; errors flip it */
 	if (!req) {
 		ctl_error(resp, "bad JSON: %s (at column %d)", jerr.text, jerr.column);
-		ctl_send(c, resp);
-		return;
+		return NULL;
 	}
 	if (!json_is_object(req)) {
 		ctl_error(resp, "a request is a JSON object such as {\"cmd\":\"status\"}");
-		goto out;
-	}
-	if (ctl_get_string(req, resp, "cmd", true, &name) < 0)
-		goto out;
-	const struct ctl_command *cmd = find_command(name);
-	if (!cmd) {
+	} else if (ctl_get_string(req, resp, "cmd", true, &name) == 0) {
+		if ((*cmd = find_command(name)))
+			return req;
 		ctl_error(resp, "unknown command \"%s\"", name);
-		goto out;
+	}
+	json_decref(req);
+	return NULL;
+}
+
+static void handle_line(struct ctl_client *c, const char *line, size_t len)
+{
+	json_t *resp = json_object();
+	const struct ctl_command *cmd;
+
+	json_object_set_new(resp, "ok", json_true());	/* first key; errors flip it */
+	json_t *req = ctl_parse_request(line, len, resp, &cmd);
+	if (!req) {
+		ctl_send(c, resp);
+		return;
 	}
 	enum ctl_result r = cmd->handler(c, req, resp);
 	if (r == CTL_SENT) {
@@ -331,7 +342,6 @@ static void handle_line(struct ctl_client *c, const char *line, size_t len)
 		ctl_wait_event(c);	/* maybe settled already */
 		return;
 	}
-out:
 	/* The most common answer (a lock release, a stop without wait), as text */
 	if (json_object_size(resp) == 1 && json_is_true(json_object_get(resp, "ok"))) {
 		static const char ok[] = "{\"ok\":true}\n";

@@ -109,6 +109,11 @@ void control_flush(struct control *ctl);
 bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid);
 void control_close(struct control *ctl);
 
+/* The request in LINE (LEN bytes, without its newline) as a client's
+ * line is read: the flat fast path (jflat.c), else jansson.  NULL, with
+ * the error in resp, when it is not JSON, not an object, or names no
+ * known "cmd"; else the request and *cmd its command. */
+json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd);
 /* Sends one JSON object as a line (takes the reference). */
 void ctl_send(struct ctl_client *c, json_t *obj);
 /* Sends LEN bytes that are already one JSON line, newline included. */

@@ -22,6 +22,8 @@
 
 #include "wsc.h"
 
+#define WSC_FRAME_MAX (64ull << 20)	/* a frame longer than this is not cohortd's */
+
 /* --- SHA-1 and base64 ---------------------------------------------------------- */
 
 static uint32_t rol(uint32_t v, int n)
@@ -473,6 +475,15 @@ const char *wsc_next(struct wsc *w, size_t *len)
 		}
 		if (masked)
 			h += 4;
+		if (plen > WSC_FRAME_MAX) {
+			/* cohortd sends no such frame (bus_max_message is at most
+			 * 16 MiB); waiting for it would take memory without end,
+			 * and h + plen could wrap */
+			snprintf(w->err, sizeof(w->err), "the bus sent a frame of %llu bytes: not a cohort.v1 "
+				 "frame, closing", (unsigned long long)plen);
+			w->closed = true;
+			return NULL;
+		}
 		if (avail < h + plen)
 			return NULL;
 		unsigned char *data = (unsigned char *)w->in.buf + w->in_off + h;

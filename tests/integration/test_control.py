@@ -527,6 +527,8 @@ ready = delay:0
             (b'{"cmd":"plan"} x\n', "bad JSON"),
             (b'{"cmd":"plan",}\n', "bad JSON"),
             (b'{"cmd":"pl\xe9n"}\n', "bad JSON"),
+            # jansson's message quotes half of the e-acute (found by fuzz_control)
+            (b'{"cmd":"pl\\\xc3\xa9n"}\n', "bad JSON: invalid escape"),
         ]
         for raw, want in cases:
             r = d.request(raw=raw)

@@ -1,0 +1,196 @@
+/*
+ * fuzz_bus.c - the bus op reader: frames through bus_handle, as
+ * bus_server.c hands over each text message, with every fast path
+ * (ack_fast, pub_fast, jflat) and jansson behind them, on a real bus: the
+ * store and journal in a scratch state_dir, the lock table, sessions,
+ * subscriptions, retained values.  Only libwebsockets is absent: frames
+ * go to the connections' queues, where this checks each is one JSON
+ * object with an op, as every client expects, and that every mistake
+ * was answered with one.
+ *
+ * Input: frames separated by a 0xFF byte (never in UTF-8 text); the
+ * first byte of a frame picks the connection: even an admin's, odd one
+ * held to the patterns of [service:svc] below.
+ */
+#include "autoconfig.h"
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "fuzz.h"
+#include "lock.h"
+
+static const char config_text[] =
+	"[cohort]\n"
+	"bus_fsync = never\n"
+	"bus_max_message = 64K\n"
+	"[service:svc]\n"
+	"command = true\n"
+	"publish = a.>, b.*\n"
+	"subscribe = a.>, $dead.>\n"
+	"locks = demo.*\n";
+
+static struct ev_loop *loop;
+static struct cohort_config *cfg;
+static char *state;
+
+/*
+ * libwebsockets is not there (no wsi): the two calls the op handlers make
+ * through bus_server.c are answered here.  A close still happens as in
+ * cohortd (bus_conn_close marks the connection; nothing is sent after).
+ */
+int lws_callback_on_writable(struct lws *wsi)
+{
+	(void)wsi;
+	return 1;
+}
+
+int lws_rx_flow_control(struct lws *wsi, int enable)
+{
+	(void)wsi;
+	(void)enable;
+	return 0;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct diag d = {0};
+	(void)argc;
+	(void)argv;
+
+	fz_quiet();
+	loop = ev_loop_new(EVFLAG_AUTO);
+	cfg = config_load(fz_write("cohort.ini", config_text, sizeof(config_text) - 1), &d);
+	if (!cfg || d.count) {
+		diag_print(&d, stderr);
+		abort();
+	}
+	state = xasprintf("%s/bus", fz_tmpdir());
+	return 0;
+}
+
+static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_to)
+{
+	struct bus_conn *c = xcalloc(1, sizeof(*c));
+
+	c->bus = b;
+	c->id = ++b->next_conn_id;
+	c->unix_peer = true;
+	c->admin = true;
+	c->gone_cfg = (struct svc_config *)held_to;
+	c->next = b->conns;
+	if (c->next)
+		c->next->prev = c;
+	b->conns = c;
+	b->nconns++;
+	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	bus_live_start(c);
+	return c;
+}
+
+/* Takes what the connection was sent: each frame one JSON object. */
+static void conn_drain(struct bus_conn *c)
+{
+	while (c->out_head) {
+		struct bus_out *o = c->out_head;
+		const char *text = (const char *)o->f->data + LWS_PRE;
+		json_error_t err;
+		json_t *v = json_loadb(text, o->f->len, 0, &err);
+		if (!json_is_object(v) || !json_is_string(json_object_get(v, "op"))) {
+			fprintf(stderr, "the bus sent a frame that is not an op: %.*s (%s)\n", (int)o->f->len,
+				text, v ? "no op" : err.text);
+			abort();
+		}
+		json_decref(v);
+		c->out_head = o->next;
+		bus_frame_put(o->f);
+		free(o);
+	}
+	c->out_tail = NULL;
+	c->out_len = 0;
+	c->out_bytes = 0;
+}
+
+/* What conn_free in bus_server.c does, without the wsi. */
+static void conn_close(struct bus_conn *c)
+{
+	struct bus *b = c->bus;
+
+	bus_ops_conn_gone(c);
+	bus_live_stop(c);
+	conn_drain(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		b->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	b->nconns--;
+	imap_del(&b->conns_by_id, (int64_t)c->id);
+	sbuf_free(&c->rx);
+	free(c->identity);
+	free(c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct cohortd d;
+	struct bus *b = &d.bus;
+	char err[256];
+
+	d = (struct cohortd){.loop = loop, .cfg = cfg};
+	if (lock_table_init(&d.locks, loop, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "lock_table_init: %s\n", err);
+		abort();
+	}
+	/* bus_open's set-up, without the listeners */
+	*b = (struct bus){.d = &d, .loop = loop};
+	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
+	b->queue_max = cfg->bus_queue_max;
+	b->queue_age_ms = cfg->bus_queue_age_ms;
+	b->max_message = cfg->bus_max_message;
+	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
+	fz_empty(state);
+	if (bus_store_open(b, state, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bus_store_open: %s\n", err);
+		abort();
+	}
+	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, config_find(cfg, "svc"))};
+
+	const uint8_t *p = data, *end = data + size;
+	while (p < end) {
+		const uint8_t *sep = memchr(p, 0xFF, (size_t)(end - p));
+		const uint8_t *fend = sep ? sep : end;
+		if (fend > p) {
+			struct bus_conn *c = conns[*p & 1];
+			size_t len = (size_t)(fend - p - 1);
+			if (!c->closing && len <= b->max_message) {
+				unsigned errors = c->errors;
+				/* as bus_cb gives it: the message in c->rx, NUL after */
+				sbuf_add(&c->rx, p + 1, len);
+				bus_handle(c, c->rx.buf, c->rx.len);
+				c->rx.len = 0;
+				if (c->errors > errors && !c->out_len) {
+					fprintf(stderr, "a bad request and no error frame for it\n");
+					abort();
+				}
+			}
+			conn_drain(conns[0]);
+			conn_drain(conns[1]);
+		}
+		p = sep ? sep + 1 : end;
+	}
+	conn_close(conns[1]);
+	conn_close(conns[0]);
+	bus_store_close(b);
+	bus_free_all(b);
+	imap_free(&b->conns_by_id);
+	lock_table_free(&d.locks);
+	return 0;
+}
