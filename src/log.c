@@ -51,10 +51,15 @@ int log_file_open(const char *path, bool pinned)
 
 	if (path && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640)) < 0)
 		return -1;
+	/* Under the lock: the journal and log writer threads write lines
+	 * too, and a descriptor closed under one of them could be reused by
+	 * the next open() anywhere, its line going to a stranger's file. */
+	pthread_mutex_lock(&lock);
 	if (file_fd >= 0)
 		close(file_fd);
-	free(file_path);
 	file_fd = fd;
+	pthread_mutex_unlock(&lock);
+	free(file_path);
 	file_path = path ? xstrdup(path) : NULL;
 	file_pinned = pinned && path;
 	return 0;
