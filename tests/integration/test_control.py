@@ -519,7 +519,7 @@ ready = delay:0
             (b'{"cmd":"signal","service":"a","signal":"KIL"}\n', 'unknown signal "KIL"'),
             (b'{"cmd":"status","services":"a"}\n', 'field "services" must be a list'),
             (b'{"cmd":"status","cmd":"plan"}\n', "bad JSON"),
-            # the flat-request reader (src/jflat.c) hands these to jansson
+            # the flat-request reader (src/wire/jflat.c) hands these to jansson
             (b'{"cmd":"log","service":"a","lines":1.5}\n', 'field "lines" must be an integer'),
             (b'{"cmd":"log","service":"a","lines":123456789012345678901234}\n', "bad JSON"),
             (b'{"cmd":"log","service":"a","lines":01}\n', "bad JSON"),

@@ -541,7 +541,7 @@ def soak(restarts, totals, top):
 # --- the full-disk round ------------------------------------------------------------
 
 NOSPACE = "No space left on device"
-LOCK_TOKEN_BLOCK = 10000        # src/lock.h: tokens reserved per write of the counter
+LOCK_TOKEN_BLOCK = 10000        # src/core/lock.h: tokens reserved per write of the counter
 
 
 def full_disk(totals, top):
