@@ -48,6 +48,10 @@ import uuid
 
 try:
     import websockets
+    # websockets imports its client on first use of websockets.connect; two
+    # threads doing that first use at once can break Python 3.11's import
+    # locks (KeyError in importlib), so the client is imported here, once.
+    from websockets import connect as ws_connect, unix_connect as ws_unix_connect
 except ImportError as e:  # pragma: no cover
     raise ImportError("cohort_client needs the websockets package: apt-get install python3-websockets "
                       "(and run /usr/bin/python3)") from e
@@ -112,10 +116,10 @@ class Client:
     # --- connection ---------------------------------------------------------
     async def _open(self):
         if self.bus.startswith("unix:"):
-            ws = await websockets.unix_connect(self.bus[5:], uri="ws://localhost/",
+            ws = await ws_unix_connect(self.bus[5:], uri="ws://localhost/",
                                                subprotocols=[PROTOCOL], max_size=None)
         else:
-            ws = await websockets.connect(self.bus, subprotocols=[PROTOCOL], max_size=None)
+            ws = await ws_connect(self.bus, subprotocols=[PROTOCOL], max_size=None)
         hello = {"op": "hello"}
         if self.token:
             hello["token"] = self.token

@@ -58,6 +58,9 @@ def run(coro, timeout=60):
 
 
 async def raw(path, hello=True, **kw):
+    # No keepalive pings from the test's side: cohortd's liveness is what is
+    # tested, and a cohortd slowed by valgrind may take over 20 s to answer.
+    kw.setdefault("ping_interval", None)
     ws = await websockets.unix_connect(path, uri="ws://localhost/", subprotocols=["cohort.v1"],
                                        max_size=None, **kw)
     if hello:

@@ -44,7 +44,8 @@ def run(coro, timeout=90):
 
 
 async def connect(path):
-    ws = await websockets.unix_connect(path, uri="ws://localhost/", subprotocols=["cohort.v1"], max_size=None)
+    ws = await websockets.unix_connect(path, uri="ws://localhost/", subprotocols=["cohort.v1"], max_size=None,
+                                       ping_interval=None)
     await ws.send('{"op":"hello"}')
     assert json.loads(await ws.recv())["op"] == "welcome"
     return ws
