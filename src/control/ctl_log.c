@@ -263,7 +263,7 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 	for (size_t i = 0; i < names.n; i++) {
 		struct service *s = stack_find(&d->sup, names.v[i]);
 		struct outpipe *p = s->out_open ? &s->out : &s->err;
-		logw_tail(d->logw, logw_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
+		logfile_tail(d->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
 			  tail_done, &r->parts[i], c->id);
 	}
 	strv_free(&names);

@@ -421,7 +421,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
-	d->logw = logw_start(d->loop);
+	d->log_writer = logfile_start(d->loop);
 	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
 	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
 	free(tokens);
@@ -430,8 +430,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
@@ -439,8 +439,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		log_error(NULL, "cannot open the control socket: %s", err);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
@@ -449,8 +449,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		control_close(&d->ctl);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
@@ -520,8 +520,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		svc_free_outputs(d->sup.svcs[i]);
 	for (size_t i = 0; i < d->sup.nleaving; i++)
 		svc_free_outputs(d->sup.leaving[i]);
-	logw_stop(d->logw);
-	d->logw = NULL;
+	logfile_stop(d->log_writer);
+	d->log_writer = NULL;
 	log_info(NULL, "exiting with status %d", rc);
 	log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
 out_early:

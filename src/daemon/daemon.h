@@ -1,14 +1,11 @@
 /*
  * daemon.h - cohortd's state, all of it reachable from one root struct
- * (struct cohortd), and the service record the supervisor keeps for each
- * [service:NAME].  Watchers live inside their owners; callbacks find the
- * owner with container_of.
+ * (struct cohortd).  Watchers live inside their owners; callbacks find the
+ * owner with container_of.  The services are the supervision layer's
+ * (src/supervise/supervise.h): struct supervisor, embedded here as sup.
  *
  *   daemon.c            set-up, signals, the child watcher, shutdown, final reaping
- *   daemon_supervise.c  the supervision layer's hooks, and reload
- *
- * The services themselves are the supervision layer's (src/supervise/,
- * supervise.h): struct supervisor, embedded here as sup.
+ *   daemon_supervise.c  the supervision layer's hooks, and reading a reload
  */
 #ifndef COHORT_DAEMON_H
 #define COHORT_DAEMON_H
@@ -50,7 +47,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
-	struct logwriter *logw;
+	struct logwriter *log_writer;
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */
 	char *bus_path;			/* for COHORT_BUS */

@@ -77,7 +77,7 @@ void daemon_hook_supervise(struct cohortd *d)
 	sup->log_dir = d->log_dir;
 	sup->run_dir = d->run_dir;
 	sup->notify_path = d->notify.path;
-	sup->log_writer = d->logw;
+	sup->log_writer = d->log_writer;
 	sup->hooks = (struct supervise_hooks){
 		.arg = d,
 		.state_changed = on_state_changed,

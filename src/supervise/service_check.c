@@ -42,9 +42,9 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 
 	if (old->log_max_size != c->log_max_size || old->log_backups != c->log_backups) {
 		if (s->out_open)
-			logw_sink_limits(s->out.sink, c->log_max_size, (unsigned)c->log_backups);
+			logfile_sink_limits(s->out.sink, c->log_max_size, (unsigned)c->log_backups);
 		if (s->err_open)
-			logw_sink_limits(s->err.sink, c->log_max_size, (unsigned)c->log_backups);
+			logfile_sink_limits(s->err.sink, c->log_max_size, (unsigned)c->log_backups);
 	}
 	if (s->state == SVC_STARTING) {
 		if (!svc_text_same(old->ready.text, c->ready.text))

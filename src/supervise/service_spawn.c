@@ -37,9 +37,9 @@ int svc_open_outputs(struct service *s)
 	if (c->out.kind == OUT_LOG || c->out.kind == OUT_PATH) {
 		path = c->out.kind == OUT_LOG ? xasprintf("%s/%s.log", sup->log_dir, s->name)
 					      : xstrdup(c->out.path);
-		struct logsink *sink = logw_sink(sup->log_writer, path, c->log_max_size, (unsigned)c->log_backups);
+		struct logsink *sink = logfile_sink(sup->log_writer, path, c->log_max_size, (unsigned)c->log_backups);
 		if (outpipe_open(&s->out, sup->loop, sink) < 0) {
-			logw_sink_put(sink);
+			logfile_sink_put(sink);
 			goto fail;
 		}
 		s->out.on_lines = output_lines;
@@ -53,10 +53,10 @@ int svc_open_outputs(struct service *s)
 						     : xstrdup(c->err.path);
 		bool same = path && strcmp(path, epath) == 0;
 		if (!same) {
-			struct logsink *sink = logw_sink(sup->log_writer, epath, c->log_max_size,
+			struct logsink *sink = logfile_sink(sup->log_writer, epath, c->log_max_size,
 							 (unsigned)c->log_backups);
 			if (outpipe_open(&s->err, sup->loop, sink) < 0) {
-				logw_sink_put(sink);
+				logfile_sink_put(sink);
 				free(epath);
 				goto fail;
 			}
