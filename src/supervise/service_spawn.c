@@ -302,6 +302,31 @@ void svc_start_failed(struct service *s, const char *why, int err, bool now)
 		svc_followup(s, ev, msg);
 }
 
+/* Where the process's stdout and stderr go: a pipe that could not be
+ * made sends its output to /dev/null. */
+static void choose_outputs(const struct service *s, struct spawn_spec *sp)
+{
+	const struct svc_config *c = s->cfg;
+	int devnull = s->sup->devnull;
+
+	sp->fd_out = c->out.kind == OUT_INHERIT ? 1 : c->out.kind == OUT_NULL ? devnull
+		     : s->out_open ? s->out.wfd : devnull;
+	switch (c->err.kind) {
+	case OUT_STDOUT:
+		sp->fd_err = sp->fd_out;
+		break;
+	case OUT_INHERIT:
+		sp->fd_err = 2;
+		break;
+	case OUT_NULL:
+		sp->fd_err = devnull;
+		break;
+	default:
+		sp->fd_err = s->err_open ? s->err.wfd : s->out_open ? s->out.wfd : devnull;
+		break;
+	}
+}
+
 void svc_act_spawn(struct service *s)
 {
 	const struct svc_config *c;
@@ -335,22 +360,7 @@ void svc_act_spawn(struct service *s)
 		svc_start_failed(s, err, errno, false);
 		return;
 	}
-	sp.fd_out = c->out.kind == OUT_INHERIT ? 1 : c->out.kind == OUT_NULL ? s->sup->devnull
-		    : s->out_open ? s->out.wfd : s->sup->devnull;
-	switch (c->err.kind) {
-	case OUT_STDOUT:
-		sp.fd_err = sp.fd_out;
-		break;
-	case OUT_INHERIT:
-		sp.fd_err = 2;
-		break;
-	case OUT_NULL:
-		sp.fd_err = s->sup->devnull;
-		break;
-	default:
-		sp.fd_err = s->err_open ? s->err.wfd : s->out_open ? s->out.wfd : s->sup->devnull;
-		break;
-	}
+	choose_outputs(s, &sp);
 	int rc = spawn_start(&sp, &pid, &status_fd, err, sizeof(err));
 	int saved = errno;
 	strv_free(&env);
