@@ -383,6 +383,11 @@ static void act_stop(struct service *s)
 	probe_cancel(&s->probe);
 	if (s->stop_cause == STOP_NONE)
 		s->stop_cause = STOP_WANTED;
+	/* A failed check's stop overtakes a restart asked for and not begun
+	 * (it waited for dependents): the exit is a failure, restarted after
+	 * its backoff like any other. */
+	if (s->stop_cause == STOP_FAILURE && s->want == WANT_RESTART)
+		s->want = WANT_UP;
 	if (svc_signal(s, s->cfg->stop_signal) < 0 && errno != ESRCH)
 		log_warn(s->name, "sending SIG%s to process group %d: %s", signal_name(s->cfg->stop_signal),
 			 s->pid, strerror(errno));

@@ -39,10 +39,11 @@ static void on_reloaded(void *arg)
 	strv_push(&heard, "reloaded");
 }
 
+/* A line heard that begins with line. */
 static void heard_has(const char *line)
 {
 	for (size_t i = 0; i < heard.n; i++)
-		if (strcmp(heard.v[i], line) == 0)
+		if (strncmp(heard.v[i], line, strlen(line)) == 0)
 			return;
 	char *all = strv_join(&heard, "\n");
 	cr_assert_fail("not heard: %s\nheard:\n%s", line, all);
@@ -169,4 +170,31 @@ Test(stack, a_reload_adds_removes_and_reports)
 	cr_assert_eq(stack_find(&sup, "c")->index, 1);
 	reload_report_free(&r);
 	config_unref(nc);	/* the services hold their own references */
+}
+
+/* A restart asked for that the process's own end, or a failed check,
+ * overtakes: restarted after its backoff, as any failure. */
+Test(stack, a_restart_overtaken_by_an_exit_waits_its_backoff)
+{
+	setup_stack("[service:a]\ncommand = x\nautostart = no\nstdout = null\nbackoff_initial = 10s\n");
+	stack_start(&sup);
+	struct service *a = stack_find(&sup, "a");
+
+	a->state = SVC_RUNNING;
+	a->want = WANT_UP;
+	svc_fire(a, SE_WANT_RESTART, "");
+	cr_assert(svc_restarting(a));
+	svc_main_exited(a, 1 << 8);	/* exit code 1, from waitpid */
+	cr_assert_eq(a->state, SVC_BACKOFF, "%s", a->reason);
+	cr_assert_eq(a->want, WANT_UP);
+	cr_assert_not(a->delay_over);
+	heard_has("a running->backoff: exited with code 1; restart in ");	/* 10s, with jitter */
+
+	a->state = SVC_RUNNING;
+	svc_fire(a, SE_WANT_RESTART, "");
+	a->stop_cause = STOP_FAILURE;
+	svc_fire(a, SE_UNHEALTHY, "health check failed 3 times: refused");
+	cr_assert_eq(a->state, SVC_STOPPING);
+	cr_assert_eq(a->want, WANT_UP);
+	cr_assert_not(svc_restarting(a));
 }
