@@ -64,7 +64,7 @@ static size_t fd_budget(const struct bus *b)
 {
 	const struct cohortd *d = b->d;
 	struct rlimit rl;
-	size_t reserve = FD_RESERVE + FD_PER_SERVICE * (d->plan->n + d->nleaving);
+	size_t reserve = FD_RESERVE + FD_PER_SERVICE * (d->sup.plan->n + d->sup.nleaving);
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
 		return SIZE_MAX;

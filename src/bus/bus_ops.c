@@ -72,7 +72,7 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	if (tok) {
-		struct service *s = map_get(&b->d->tokens, json_string_value(tok));
+		struct service *s = map_get(&b->d->sup.tokens, json_string_value(tok));
 		if (!s || !svc_live(s)) {
 			bus_conn_error(c, id, "bad token: not the COHORT_TOKEN of a running service");
 			bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad token");

@@ -40,7 +40,7 @@ static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *res
 	struct reload_report r = {0};
 	(void)req;
 
-	if (c->ctl->d->shutting_down)
+	if (c->ctl->d->sup.shutting_down)
 		return ctl_error(resp, "cohortd is shutting down");
 	int rc = reload_config(c->ctl->d, &r);
 	json_object_set_new(resp, "added", strv_json(&r.added));

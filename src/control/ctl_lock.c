@@ -26,8 +26,8 @@ static struct service *service_of_pid(struct cohortd *d, pid_t pid)
 {
 	pid_t pgid = getpgid(pid);
 
-	for (size_t i = 0; i < d->plan->n; i++) {
-		struct service *s = d->svcs[i];
+	for (size_t i = 0; i < d->sup.plan->n; i++) {
+		struct service *s = d->sup.svcs[i];
 		if (svc_live(s) && (s->pid == pid || s->pid == pgid))
 			return s;
 	}

@@ -160,7 +160,7 @@ static void log_req_done(struct log_req *r, struct ctl_client *c)
 		if (whose)
 			json_object_set_new(resp, "services", whose);
 		for (size_t i = 0; r->follow && i < r->n; i++) {
-			struct service *s = stack_find(r->ctl->d, r->parts[i].service);
+			struct service *s = stack_find(&r->ctl->d->sup, r->parts[i].service);
 			if (!s)
 				continue;
 			c->follow = xrealloc(c->follow, (c->nfollow + 1) * sizeof(*c->follow));
@@ -223,7 +223,7 @@ static int log_services(struct cohortd *d, json_t *req, json_t *resp, struct str
 			strv_push(names, json_string_value(v));
 	}
 	for (i = 0; i < names->n; i++) {
-		struct service *s = stack_find(d, names->v[i]);
+		struct service *s = stack_find(&d->sup, names->v[i]);
 		if (!s) {
 			ctl_error(resp, "no such service: %s", names->v[i]);
 			goto fail;
@@ -261,9 +261,9 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 		r->parts[i].service = xstrdup(names.v[i]);
 	}
 	for (size_t i = 0; i < names.n; i++) {
-		struct service *s = stack_find(d, names.v[i]);
+		struct service *s = stack_find(&d->sup, names.v[i]);
 		struct outpipe *p = s->out_open ? &s->out : &s->err;
-		logw_tail(d->logw, logw_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
+		logfile_tail(d->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
 			  tail_done, &r->parts[i], c->id);
 	}
 	strv_free(&names);

@@ -49,28 +49,28 @@ static int resolve_targets(struct cohortd *d, json_t *req, json_t *resp, struct 
 			goto fail;
 		}
 		if (strcmp(name, "all") == 0) {
-			for (size_t k = 0; k < d->plan->n; k++)
-				if (!map_get(&seen, d->svcs[d->plan->order[k]]->name)) {
-					strv_push(names, d->svcs[d->plan->order[k]]->name);
+			for (size_t k = 0; k < d->sup.plan->n; k++)
+				if (!map_get(&seen, d->sup.svcs[d->sup.plan->order[k]]->name)) {
+					strv_push(names, d->sup.svcs[d->sup.plan->order[k]]->name);
 					map_put(&seen, names->v[names->n - 1], (void *)1);
 				}
 		} else if (name[0] == '@') {
 			char *end;
 			long ph = strtol(name + 1, &end, 10);
-			if (!name[1] || *end || ph < 1 || ph > (long)d->plan->nphases ||
-			    d->plan->phase_start[ph + 1] == d->plan->phase_start[ph]) {
-				ctl_error(resp, "no phase %s (phases 1 to %u)", name + 1, d->plan->nphases);
+			if (!name[1] || *end || ph < 1 || ph > (long)d->sup.plan->nphases ||
+			    d->sup.plan->phase_start[ph + 1] == d->sup.plan->phase_start[ph]) {
+				ctl_error(resp, "no phase %s (phases 1 to %u)", name + 1, d->sup.plan->nphases);
 				goto fail;
 			}
-			for (size_t k = d->plan->phase_start[ph]; k < d->plan->phase_start[ph + 1]; k++) {
-				const char *n = d->svcs[d->plan->order[k]]->name;
+			for (size_t k = d->sup.plan->phase_start[ph]; k < d->sup.plan->phase_start[ph + 1]; k++) {
+				const char *n = d->sup.svcs[d->sup.plan->order[k]]->name;
 				if (!map_get(&seen, n)) {
 					strv_push(names, n);
 					map_put(&seen, names->v[names->n - 1], (void *)1);
 				}
 			}
 		} else {
-			struct service *s = stack_find(d, name);
+			struct service *s = stack_find(&d->sup, name);
 			if (!s || s->removed) {
 				ctl_error(resp, "no such service: %s", name);
 				goto fail;
@@ -101,12 +101,12 @@ static void add_dependents(struct cohortd *d, struct strv *names)
 	for (size_t i = 0; i < names->n; i++)
 		map_put(&seen, names->v[i], (void *)1);
 	for (size_t i = 0; i < names->n; i++) {	/* names grows: breadth first */
-		struct service *s = stack_find(d, names->v[i]);
-		if (!s || s->index >= d->plan->n || (s->state != SVC_STARTING && s->state != SVC_RUNNING))
+		struct service *s = stack_find(&d->sup, names->v[i]);
+		if (!s || s->index >= d->sup.plan->n || (s->state != SVC_STARTING && s->state != SVC_RUNNING))
 			continue;
-		PLAN_EACH_EDGE(&d->plan->required_by, s->index, j) {
-			struct service *t = d->svcs[j];
-			if (!t->want_up || (t->state != SVC_STARTING && t->state != SVC_RUNNING) ||
+		PLAN_EACH_EDGE(&d->sup.plan->required_by, s->index, j) {
+			struct service *t = d->sup.svcs[j];
+			if (t->want == WANT_DOWN || (t->state != SVC_STARTING && t->state != SVC_RUNNING) ||
 			    map_get(&seen, t->name))
 				continue;
 			strv_push(names, t->name);
@@ -126,8 +126,8 @@ static bool settled_for(const struct cohortd *d, enum wait_kind kind, const stru
 	if (kind == WAIT_START && s->removed)
 		return true;
 	if (kind == WAIT_START)
-		return !s->restarting && (s->state == SVC_RUNNING || s->state == SVC_EXITED ||
-					  s->state == SVC_FAILED || stack_blocked(d, s));
+		return !svc_restarting(s) && (s->state == SVC_RUNNING || s->state == SVC_EXITED ||
+					  s->state == SVC_FAILED || stack_blocked(&d->sup, s));
 	return s->state == SVC_STOPPED || s->state == SVC_EXITED || s->state == SVC_FAILED;
 }
 
@@ -140,7 +140,7 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 	json_t *failed = json_array();
 
 	for (size_t i = 0; i < names->n; i++) {
-		struct service *s = stack_find(d, names->v[i]);
+		struct service *s = stack_find(&d->sup, names->v[i]);
 		bool gone = !s || s->removed;
 		json_t *o = json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
 				      s ? svc_state_name(s->state) : "removed", "reason",
@@ -148,7 +148,7 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 		if (i >= ntargets)
 			json_object_set_new(o, "dependent", json_true());
 		json_array_append_new(list, o);
-		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(d, s)))
+		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(&d->sup, s)))
 			json_array_append_new(failed, json_string(names->v[i]));
 	}
 	json_object_set_new(resp, "ok", json_true());
@@ -168,9 +168,9 @@ static void wait_free(struct ctl_wait *w)
 /* A dependent someone stopped meanwhile is not waited for. */
 static bool wait_settled(const struct cohortd *d, const struct ctl_wait *w, size_t i)
 {
-	struct service *s = stack_find(d, w->names.v[i]);
+	struct service *s = stack_find(&d->sup, w->names.v[i]);
 
-	return settled_for(d, w->kind, s) || (i >= w->ntargets && !s->want_up);
+	return settled_for(d, w->kind, s) || (i >= w->ntargets && s->want == WANT_DOWN);
 }
 
 static void wait_check(struct ctl_wait *w)
@@ -195,7 +195,7 @@ static void wait_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 
 	for (size_t i = 0; i < w->names.n; i++) {
-		struct service *s = stack_find(d, w->names.v[i]);
+		struct service *s = stack_find(&d->sup, w->names.v[i]);
 		if (!wait_settled(d, w, i))
 			sbuf_addf(&pending, "%s%s (%s)", pending.len ? ", " : "", w->names.v[i],
 				  s ? svc_state_name(s->state) : "removed");
@@ -235,7 +235,7 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 	    ctl_get_int(req, resp, "timeout_ms", 0, 86400000LL * 7, &timeout_ms) < 0 ||
 	    resolve_targets(d, req, resp, &names) < 0)
 		return CTL_ERROR;
-	if (d->shutting_down && up) {
+	if (d->sup.shutting_down && up) {
 		strv_free(&names);
 		return ctl_error(resp, "cohortd is shutting down");
 	}
@@ -243,7 +243,8 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 	if (restart && wait)
 		add_dependents(d, &names);
 	for (size_t i = 0; i < ntargets; i++)
-		stack_want(d, stack_find(d, names.v[i]), up, restart);
+		stack_want(&d->sup, stack_find(&d->sup, names.v[i]),
+			   !up ? WANT_DOWN : restart ? WANT_RESTART : WANT_UP);
 	enum wait_kind kind = up ? WAIT_START : WAIT_STOP;
 	if (!wait) {
 		json_t *o = outcome(d, kind, &names, ntargets);
@@ -293,7 +294,7 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 	int sig = signal_number(sig_name);
 	if (sig < 0)
 		return ctl_error(resp, "unknown signal \"%s\" (TERM, HUP, USR1, ... or a number)", sig_name);
-	s = stack_find(c->ctl->d, name);
+	s = stack_find(&c->ctl->d->sup, name);
 	if (!s)
 		return ctl_error(resp, "no such service: %s", name);
 	if (svc_signal(s, sig) < 0)

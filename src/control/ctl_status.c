@@ -21,7 +21,7 @@ json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 	json_object_set_new(o, "name", json_string(s->name));
 	json_object_set_new(o, "state", json_string(svc_state_name(s->state)));
 	json_object_set_new(o, "pid", s->pid > 0 ? json_integer(s->pid) : json_null());
-	json_object_set_new(o, "phase", s->index < d->plan->n ? json_integer(d->plan->phase[s->index])
+	json_object_set_new(o, "phase", s->index < d->sup.plan->n ? json_integer(d->sup.plan->phase[s->index])
 							       : json_null());
 	json_object_set_new(o, "since_ms", json_integer(s->since_ms));
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
@@ -31,7 +31,7 @@ json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 		json_object_set_new(o, "paused", json_string(signal_name(s->paused_by)));
 	json_object_set_new(o, "health", s->health[0] ? json_string(s->health) : json_null());
 	json_object_set_new(o, "autostart", json_boolean(s->cfg->autostart));
-	json_object_set_new(o, "wanted", json_string(s->want_up ? "up" : "down"));
+	json_object_set_new(o, "wanted", json_string(s->want != WANT_DOWN ? "up" : "down"));
 	if (s->status_text[0])
 		json_object_set_new(o, "status", json_string(s->status_text));
 	return o;
@@ -89,8 +89,8 @@ static void fill_row(struct table_row *r, const struct cohortd *d, const struct 
 		*put_decimal(r->pid, (uint64_t)s->pid) = '\0';
 	else
 		strcpy(r->pid, "-");
-	if (s->index < d->plan->n)
-		*put_decimal(r->phase, d->plan->phase[s->index]) = '\0';
+	if (s->index < d->sup.plan->n)
+		*put_decimal(r->phase, d->sup.plan->phase[s->index]) = '\0';
 	else
 		strcpy(r->phase, "-");
 	if (st == SVC_RUNNING || st == SVC_STARTING || st == SVC_STOPPING)
@@ -196,7 +196,7 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 		json_t *v;
 		sel = xcalloc(json_array_size(names), sizeof(*sel));
 		json_array_foreach(names, i, v) {
-			const struct service *s = json_is_string(v) ? stack_find(d, json_string_value(v)) : NULL;
+			const struct service *s = json_is_string(v) ? stack_find(&d->sup, json_string_value(v)) : NULL;
 			if (!s) {
 				free(sel);
 				if (!json_is_string(v))
@@ -206,11 +206,11 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 			sel[n++] = s;
 		}
 	} else {
-		sel = xcalloc(d->plan->n + d->nleaving + 1, sizeof(*sel));
-		for (size_t i = 0; i < d->plan->n; i++)
-			sel[n++] = d->svcs[d->plan->order[i]];
-		for (size_t i = 0; i < d->nleaving; i++)
-			sel[n++] = d->leaving[i];
+		sel = xcalloc(d->sup.plan->n + d->sup.nleaving + 1, sizeof(*sel));
+		for (size_t i = 0; i < d->sup.plan->n; i++)
+			sel[n++] = d->sup.svcs[d->sup.plan->order[i]];
+		for (size_t i = 0; i < d->sup.nleaving; i++)
+			sel[n++] = d->sup.leaving[i];
 	}
 	if (format && !strcmp(json_string_value(format), "table")) {
 		struct sbuf line = {0};
@@ -226,15 +226,15 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 	free(sel);
 	json_object_set_new(resp, "services", list);
 	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
-	json_object_set_new(resp, "stack_up", json_boolean(d->stack_up));
-	json_object_set_new(resp, "shutting_down", json_boolean(d->shutting_down));
+	json_object_set_new(resp, "stack_up", json_boolean(d->sup.stack_up));
+	json_object_set_new(resp, "shutting_down", json_boolean(d->sup.shutting_down));
 	json_object_set_new(resp, "bus", bus_status_json((struct bus *)&d->bus));
 	return CTL_REPLY;
 }
 
 static enum ctl_result cmd_plan(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const struct plan *p = c->ctl->d->plan;
+	const struct plan *p = c->ctl->d->sup.plan;
 	json_t *phases = json_array();
 	(void)req;
 

@@ -9,8 +9,8 @@
  * WUNTRACED | WCONTINUED) and hands each status to the ev_child watchers;
  * ours listens on pid 0 (all children), with stops and continues too (a
  * service paused by SIGSTOP shows so in its status), and routes by pid
- * through d->children.  Nothing else here waits for children while the
- * loop runs.
+ * through the supervision layer's child registry (children.c).  Nothing
+ * else here waits for children while the loop runs.
  */
 #include "autoconfig.h"
 
@@ -35,46 +35,12 @@
 
 #define EXIT_GRACE_S 5.0	/* after KILL, how long we wait for the exits */
 
-void daemon_track_child(struct cohortd *d, pid_t pid, enum child_kind kind, struct service *s)
-{
-	struct child_ref *ref = xmalloc(sizeof(*ref));
-
-	*ref = (struct child_ref){kind, s};
-	free(imap_put(&d->children, pid, ref));
-}
-
-/* A freed service's children are reaped as orphans. */
-static void forget_children(struct cohortd *d, struct service *s)
-{
-	size_t it = 0;
-	int64_t pid;
-	void *v;
-
-	while (imap_next(&d->children, &it, &pid, &v)) {
-		struct child_ref *ref = v;
-		if (ref->svc == s) {
-			imap_del(&d->children, pid);
-			free(ref);
-		}
-	}
-}
-
 static void describe_status(int status, char *buf, size_t len)
 {
 	if (WIFSIGNALED(status))
 		snprintf(buf, len, "killed by SIG%s", signal_name(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
-}
-
-/* A child stopped or continued: still a child.  Only a main process's
- * pause is shown; a probe's or an orphan's is nobody's business. */
-static void child_paused(struct cohortd *d, pid_t pid, int status)
-{
-	const struct child_ref *ref = imap_get(&d->children, pid);
-
-	if (ref && ref->kind == CHILD_MAIN && ref->svc->pid == pid)
-		svc_main_paused(ref->svc, WIFSTOPPED(status) ? WSTOPSIG(status) : 0);
 }
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
@@ -85,37 +51,29 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	(void)revents;
 
 	if (WIFSTOPPED(w->rstatus) || WIFCONTINUED(w->rstatus)) {
-		child_paused(d, w->rpid, w->rstatus);
+		children_paused(&d->sup, w->rpid, w->rstatus);
 		return;
 	}
-	struct child_ref *ref = imap_del(&d->children, w->rpid);
-	if (!ref) {
+	if (!children_exited(&d->sup, w->rpid, w->rstatus)) {
 		describe_status(w->rstatus, how, sizeof(how));
 		log_debug(NULL, "reaped orphan pid %d (%s)", w->rpid, how);
 		return;
 	}
-	struct service *s = ref->svc;
-	enum child_kind kind = ref->kind;
-	free(ref);
-	if (kind == CHILD_PROBE)
-		probe_child_exited(&s->probe, w->rpid, w->rstatus);
-	else if (w->rpid == s->pid)
-		svc_main_exited(s, w->rstatus);
-	stack_settle(d);
+	stack_settle(&d->sup);
 }
 
 static void kill_all(struct cohortd *d, const char *why)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < d->plan->n; i++)
-		if (svc_live(d->svcs[i])) {
-			svc_kill_now(d->svcs[i]);
+	for (size_t i = 0; i < d->sup.plan->n; i++)
+		if (svc_live(d->sup.svcs[i])) {
+			svc_kill_now(d->sup.svcs[i]);
 			n++;
 		}
-	for (size_t i = 0; i < d->nleaving; i++)
-		if (svc_live(d->leaving[i])) {
-			svc_kill_now(d->leaving[i]);
+	for (size_t i = 0; i < d->sup.nleaving; i++)
+		if (svc_live(d->sup.leaving[i])) {
+			svc_kill_now(d->sup.leaving[i]);
 			n++;
 		}
 	log_warn(NULL, "%s: KILL to %zu process group%s", why, n, n == 1 ? "" : "s");
@@ -124,27 +82,18 @@ static void kill_all(struct cohortd *d, const char *why)
 	ev_timer_stop(d->loop, &d->shutdown_timer);
 	ev_timer_set(&d->exit_timer, EXIT_GRACE_S, 0);
 	ev_timer_start(d->loop, &d->exit_timer);
-	if (stack_all_down(d))
+	if (stack_all_down(&d->sup))
 		ev_break(d->loop, EVBREAK_ALL);
 }
 
 void daemon_begin_shutdown(struct cohortd *d, const char *why)
 {
-	if (d->shutting_down)
+	if (d->sup.shutting_down)
 		return;
 	log_info(NULL, "shutting down (%s): stopping %s in reverse phase order", why,
-		 d->plan->n == 1 ? "1 service" : "the services");
-	d->shutting_down = true;
+		 d->sup.plan->n == 1 ? "1 service" : "the services");
 	evtimer_start_ms(d->loop, &d->shutdown_timer, d->cfg->shutdown_timeout_ms);
-	for (size_t i = 0; i < d->plan->n; i++) {
-		d->svcs[i]->want_up = false;
-		stack_dirty(d, d->svcs[i]);
-	}
-	for (size_t i = 0; i < d->nleaving; i++)
-		stack_dirty(d, d->leaving[i]);
-	stack_settle(d);
-	if (stack_all_down(d))
-		ev_break(d->loop, EVBREAK_ALL);
+	stack_shutdown(&d->sup);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -155,7 +104,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	if (w->signum == SIGHUP) {
 		d = container_of(w, struct cohortd, sig_hup);
-		if (d->shutting_down) {
+		if (d->sup.shutting_down) {
 			log_info(NULL, "SIGHUP ignored: shutting down");
 			return;
 		}
@@ -165,7 +114,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	d = w->signum == SIGTERM ? container_of(w, struct cohortd, sig_term)
 				 : container_of(w, struct cohortd, sig_int);
-	if (!d->shutting_down)
+	if (!d->sup.shutting_down)
 		daemon_begin_shutdown(d, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	else if (!d->killed_all)
 		kill_all(d, w->signum == SIGTERM ? "second SIGTERM" : "second SIGINT");
@@ -239,35 +188,15 @@ static void notify_cb(struct notify *n, pid_t pid, uid_t uid, char *msg)
 	(void)uid;
 
 	/* The sender may be the main process or anything in its group. */
-	for (size_t i = 0; i < d->plan->n; i++) {
-		struct service *s = d->svcs[i];
+	for (size_t i = 0; i < d->sup.plan->n; i++) {
+		struct service *s = d->sup.svcs[i];
 		if (svc_live(s) && (s->pid == pid || s->pid == pgid)) {
 			svc_notify(s, msg);
-			stack_settle(d);
+			stack_settle(&d->sup);
 			return;
 		}
 	}
 	log_debug(NULL, "notify message from pid %d, which is no service's: ignored", pid);
-}
-
-void daemon_subscribe(struct cohortd *d, event_fn fn, void *arg)
-{
-	struct event_sub *e = xmalloc(sizeof(*e));
-
-	*e = (struct event_sub){fn, arg, d->event_subs};
-	d->event_subs = e;
-}
-
-void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg)
-{
-	for (struct event_sub **pp = &d->event_subs; *pp; pp = &(*pp)->next) {
-		if ((*pp)->fn == fn && (*pp)->arg == arg) {
-			struct event_sub *e = *pp;
-			*pp = e->next;
-			free(e);
-			return;
-		}
-	}
 }
 
 /* Our children right now, from /proc (the loop has stopped). */
@@ -402,14 +331,14 @@ static int make_dirs(const struct cohort_config *c)
 
 static void log_plan(const struct cohortd *d)
 {
-	const struct plan *p = d->plan;
+	const struct plan *p = d->sup.plan;
 
 	for (unsigned ph = 1; ph <= p->nphases; ph++) {
 		if (p->phase_start[ph + 1] == p->phase_start[ph])
 			continue;
 		struct sbuf b = {0};
 		for (size_t k = p->phase_start[ph]; k < p->phase_start[ph + 1]; k++)
-			sbuf_addf(&b, "%s%s", k > p->phase_start[ph] ? ", " : "", d->svcs[p->order[k]]->name);
+			sbuf_addf(&b, "%s%s", k > p->phase_start[ph] ? ", " : "", d->sup.svcs[p->order[k]]->name);
 		log_info(NULL, "phase %u: %s", ph, b.buf);
 		sbuf_free(&b);
 	}
@@ -417,27 +346,7 @@ static void log_plan(const struct cohortd *d)
 
 static void daemon_free(struct cohortd *d)
 {
-	for (size_t i = 0; d->svcs && i < d->plan->n; i++) {
-		forget_children(d, d->svcs[i]);
-		svc_free(d->svcs[i]);
-	}
-	for (size_t i = 0; i < d->nleaving; i++) {
-		forget_children(d, d->leaving[i]);
-		svc_free(d->leaving[i]);
-	}
-	size_t it = 0;
-	void *v;
-	while (imap_next(&d->children, &it, NULL, &v))
-		free(v);
-	imap_free(&d->children);
-	map_free(&d->by_name);
-	map_free(&d->tokens);
-	while (d->event_subs)
-		daemon_unsubscribe(d, d->event_subs->fn, d->event_subs->arg);
-	free(d->svcs);
-	free(d->leaving);
-	free(d->dirty);
-	plan_free(d->plan);
+	stack_free(&d->sup);
 	config_unref(d->cfg);
 	config_unref(d->started_cfg);
 	free(d->control_path);
@@ -452,15 +361,6 @@ static void daemon_free(struct cohortd *d)
 	free(d);
 }
 
-void daemon_release_service(struct cohortd *d, struct service *s)
-{
-	ctl_log_service_gone(&d->ctl, s);
-	lock_drop_service(&d->locks, s, true);
-	bus_drop_service(&d->bus, s);
-	forget_children(d, s);
-	svc_free(s);
-}
-
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
 {
 	struct cohortd *d = xcalloc(1, sizeof(*d));
@@ -471,7 +371,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	d->config_path = xstrdup(config_path);
 	d->cfg = cfg;
 	d->started_cfg = config_ref(cfg);
-	d->plan = plan;
+	d->sup.plan = plan;
 	d->exit_code = 0;
 	d->instance_fd = -1;
 	d->state_lock_fd = -1;
@@ -521,7 +421,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
-	d->logw = logw_start(d->loop);
+	d->log_writer = logfile_start(d->loop);
 	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
 	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
 	free(tokens);
@@ -530,8 +430,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
@@ -539,28 +439,24 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		log_error(NULL, "cannot open the control socket: %s", err);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
-	daemon_subscribe(d, ctl_on_event, &d->ctl);
 	if (bus_open(&d->bus, d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot start the bus: %s", err);
 		control_close(&d->ctl);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
+		logfile_stop(d->log_writer);
+		d->log_writer = NULL;
 		rc = 1;
 		goto out_early;
 	}
 
-	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
-	for (size_t i = 0; i < plan->n; i++) {
-		d->svcs[i] = svc_new(d, cfg->services[i], cfg, i);
-		map_put(&d->by_name, d->svcs[i]->name, d->svcs[i]);
-	}
+	daemon_hook_supervise(d);
+	stack_init(&d->sup, cfg, plan);
 	ev_child_init(&d->child_w, child_cb, 0, 1);	/* 1: stops and continues too */
 	ev_child_start(d->loop, &d->child_w);
 	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
@@ -586,13 +482,13 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
 		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
 	log_plan(d);
-	stack_start(d);
+	stack_start(&d->sup);
 	ev_run(d->loop, 0);
 	d->ctl.draining = true;
 	control_flush(&d->ctl);
 
 	rc = d->exit_code;
-	if (!d->killed_all && d->shutting_down)
+	if (!d->killed_all && d->sup.shutting_down)
 		log_info(NULL, "every service has stopped");
 	ev_signal_stop(d->loop, &d->sig_term);
 	ev_signal_stop(d->loop, &d->sig_int);
@@ -620,12 +516,12 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);
 	notify_close(&d->notify, d->loop);
-	for (size_t i = 0; i < d->plan->n; i++)
-		svc_free_outputs(d->svcs[i]);
-	for (size_t i = 0; i < d->nleaving; i++)
-		svc_free_outputs(d->leaving[i]);
-	logw_stop(d->logw);
-	d->logw = NULL;
+	for (size_t i = 0; i < d->sup.plan->n; i++)
+		svc_free_outputs(d->sup.svcs[i]);
+	for (size_t i = 0; i < d->sup.nleaving; i++)
+		svc_free_outputs(d->sup.leaving[i]);
+	logfile_stop(d->log_writer);
+	d->log_writer = NULL;
 	log_info(NULL, "exiting with status %d", rc);
 	log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
 out_early:

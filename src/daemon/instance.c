@@ -191,10 +191,10 @@ static void groups_write(struct cohortd *d)
 	struct sbuf b = {0};
 
 	sbuf_adds(&b, "# pgid start_ticks stop_signal stop_timeout_ms service\n");
-	for (size_t i = 0; d->svcs && i < d->plan->n; i++)
-		record_line(&b, d->svcs[i]);
-	for (size_t i = 0; i < d->nleaving; i++)
-		record_line(&b, d->leaving[i]);
+	for (size_t i = 0; d->sup.svcs && i < d->sup.plan->n; i++)
+		record_line(&b, d->sup.svcs[i]);
+	for (size_t i = 0; i < d->sup.nleaving; i++)
+		record_line(&b, d->sup.leaving[i]);
 
 	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
 	char *tmp = xasprintf("%s.new", path);

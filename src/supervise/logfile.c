@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,7 +19,7 @@
 
 struct logsink {
 	struct logwriter *w;
-	struct logsink *next;	/* in w->sinks */
+	LIST_ENTRY(logsink) link;	/* in w->sinks */
 	char *path;
 	uint64_t max_size;
 	unsigned backups;
@@ -31,7 +32,7 @@ struct logsink {
 	uint64_t dropped_total;
 	uint64_t written;
 	bool queued;		/* in the writer's work list */
-	struct logsink *next_work;
+	SLIST_ENTRY(logsink) work_link;	/* in w->work */
 	bool closing;		/* refs hit 0: writer closes and frees it */
 
 	/* Writer thread only (w_max_size and w_backups copied from the
@@ -51,13 +52,15 @@ struct tail_req {
 	char *path;
 	unsigned backups;
 	unsigned lines;
-	logw_tail_fn fn;
+	logfile_tail_fn fn;
 	void *arg;
 	uint64_t tag;
 	struct sbuf text;
 	char err[200];
-	struct tail_req *next;
+	STAILQ_ENTRY(tail_req) link;	/* in w->tails, then w->done */
 };
+
+STAILQ_HEAD(tail_list, tail_req);
 
 struct logwriter {
 	pthread_t thread;
@@ -65,10 +68,10 @@ struct logwriter {
 	pthread_cond_t wake;
 	struct ev_loop *loop;
 	ev_async done_w;		/* wakes the loop for finished tails */
-	struct logsink *sinks;		/* loop thread only */
-	struct logsink *work;		/* sinks with pending data or closing */
-	struct tail_req *tails;		/* to read (FIFO) */
-	struct tail_req *done;		/* read, for the loop */
+	LIST_HEAD(, logsink) sinks;	/* loop thread only */
+	SLIST_HEAD(, logsink) work;	/* sinks with pending data or closing */
+	struct tail_list tails;		/* to read, oldest first */
+	struct tail_list done;		/* read, for the loop, oldest first */
 	bool stop;
 };
 
@@ -271,24 +274,23 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (!w->work && !w->tails && !w->stop)
+		while (SLIST_EMPTY(&w->work) && STAILQ_EMPTY(&w->tails) && !w->stop)
 			pthread_cond_wait(&w->wake, &w->lock);
-		if (!w->work && w->tails) {
+		if (SLIST_EMPTY(&w->work) && !STAILQ_EMPTY(&w->tails)) {
 			/* Everything queued before it is on disk now. */
-			struct tail_req *r = w->tails;
-			w->tails = r->next;
+			struct tail_req *r = STAILQ_FIRST(&w->tails);
+			STAILQ_REMOVE_HEAD(&w->tails, link);
 			pthread_mutex_unlock(&w->lock);
 			tail_read(r);
 			pthread_mutex_lock(&w->lock);
-			r->next = w->done;
-			w->done = r;
+			STAILQ_INSERT_TAIL(&w->done, r, link);
 			ev_async_send(w->loop, &w->done_w);
 			continue;
 		}
-		if (!w->work && w->stop)
+		if (SLIST_EMPTY(&w->work) && w->stop)
 			break;
-		struct logsink *s = w->work;
-		w->work = s->next_work;
+		struct logsink *s = SLIST_FIRST(&w->work);
+		SLIST_REMOVE_HEAD(&w->work, work_link);
 		s->queued = false;
 		struct sbuf data = s->pending;
 		s->pending = (struct sbuf){0};
@@ -325,34 +327,26 @@ static void tail_free(struct tail_req *r)
 static void done_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
 	struct logwriter *w = container_of(a, struct logwriter, done_w);
-	struct tail_req *list, *rev = NULL;
+	struct tail_list list = STAILQ_HEAD_INITIALIZER(list);
+	struct tail_req *r;
 	(void)loop;
 	(void)revents;
 
 	pthread_mutex_lock(&w->lock);
-	list = w->done;
-	w->done = NULL;
+	STAILQ_CONCAT(&list, &w->done);
 	pthread_mutex_unlock(&w->lock);
-	while (list) {
-		struct tail_req *next = list->next;
-		list->next = rev;
-		rev = list;
-		list = next;
-	}
-	while (rev) {
-		struct tail_req *next = rev->next;
-		rev->fn(rev->arg, rev->tag, rev->err[0] ? NULL : (rev->text.buf ? rev->text.buf : ""),
-			rev->text.len, rev->err[0] ? rev->err : NULL);
-		tail_free(rev);
-		rev = next;
+	while ((r = STAILQ_FIRST(&list))) {
+		STAILQ_REMOVE_HEAD(&list, link);
+		r->fn(r->arg, r->tag, r->err[0] ? NULL : (r->text.buf ? r->text.buf : ""), r->text.len,
+		      r->err[0] ? r->err : NULL);
+		tail_free(r);
 	}
 }
 
-void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
-	       logw_tail_fn fn, void *arg, uint64_t tag)
+void logfile_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
+	       logfile_tail_fn fn, void *arg, uint64_t tag)
 {
 	struct tail_req *r = xcalloc(1, sizeof(*r));
-	struct tail_req **pp;
 
 	r->path = xstrdup(path);
 	r->backups = backups;
@@ -361,19 +355,21 @@ void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned
 	r->arg = arg;
 	r->tag = tag;
 	pthread_mutex_lock(&w->lock);
-	for (pp = &w->tails; *pp; pp = &(*pp)->next)
-		;
-	*pp = r;
+	STAILQ_INSERT_TAIL(&w->tails, r, link);
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 }
 
-struct logwriter *logw_start(struct ev_loop *loop)
+struct logwriter *logfile_start(struct ev_loop *loop)
 {
 	struct logwriter *w = xcalloc(1, sizeof(*w));
 	sigset_t all, old;
 
 	w->loop = loop;
+	LIST_INIT(&w->sinks);
+	SLIST_INIT(&w->work);
+	STAILQ_INIT(&w->tails);
+	STAILQ_INIT(&w->done);
 	ev_async_init(&w->done_w, done_cb);
 	ev_async_start(loop, &w->done_w);
 
@@ -395,35 +391,32 @@ static void queue_locked(struct logsink *s)
 {
 	if (!s->queued) {
 		s->queued = true;
-		s->next_work = s->w->work;
-		s->w->work = s;
+		SLIST_INSERT_HEAD(&s->w->work, s, work_link);
 		pthread_cond_signal(&s->w->wake);
 	}
 }
 
-void logw_stop(struct logwriter *w)
+void logfile_stop(struct logwriter *w)
 {
 	if (!w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	/* Close every sink still open; the writer flushes them first. */
-	for (struct logsink *s = w->sinks, *next; s; s = next) {
-		next = s->next;
+	struct logsink *s;
+	while ((s = LIST_FIRST(&w->sinks))) {
+		LIST_REMOVE(s, link);
 		s->closing = true;
 		queue_locked(s);
 	}
-	w->sinks = NULL;
 	w->stop = true;
 	pthread_cond_signal(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
 	ev_async_stop(w->loop, &w->done_w);
-	for (struct tail_req *r = w->tails, *next; r; r = next) {
-		next = r->next;
-		tail_free(r);
-	}
-	for (struct tail_req *r = w->done, *next; r; r = next) {
-		next = r->next;
+	struct tail_req *r;
+	STAILQ_CONCAT(&w->tails, &w->done);
+	while ((r = STAILQ_FIRST(&w->tails))) {
+		STAILQ_REMOVE_HEAD(&w->tails, link);
 		tail_free(r);
 	}
 	pthread_mutex_destroy(&w->lock);
@@ -431,7 +424,7 @@ void logw_stop(struct logwriter *w)
 	free(w);
 }
 
-void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups)
+void logfile_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups)
 {
 	pthread_mutex_lock(&s->w->lock);
 	s->max_size = max_size;
@@ -439,46 +432,42 @@ void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups)
 	pthread_mutex_unlock(&s->w->lock);
 }
 
-struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size, unsigned backups)
+struct logsink *logfile_sink(struct logwriter *w, const char *path, uint64_t max_size, unsigned backups)
 {
-	for (struct logsink *s = w->sinks; s; s = s->next) {
+	struct logsink *s;
+
+	LIST_FOREACH(s, &w->sinks, link) {
 		if (strcmp(s->path, path) == 0) {
 			s->refs++;
 			/* The latest definition's limits win (reload may change them). */
-			logw_sink_limits(s, max_size, backups);
+			logfile_sink_limits(s, max_size, backups);
 			return s;
 		}
 	}
-	struct logsink *s = xcalloc(1, sizeof(*s));
+	s = xcalloc(1, sizeof(*s));
 	s->w = w;
 	s->path = xstrdup(path);
 	s->max_size = max_size;
 	s->backups = backups;
 	s->refs = 1;
 	s->fd = -1;
-	s->next = w->sinks;
-	w->sinks = s;
+	LIST_INSERT_HEAD(&w->sinks, s, link);
 	return s;
 }
 
-void logw_sink_put(struct logsink *s)
+void logfile_sink_put(struct logsink *s)
 {
 	if (!s || --s->refs > 0)
 		return;
 	struct logwriter *w = s->w;
-	for (struct logsink **pp = &w->sinks; *pp; pp = &(*pp)->next) {
-		if (*pp == s) {
-			*pp = s->next;
-			break;
-		}
-	}
+	LIST_REMOVE(s, link);
 	pthread_mutex_lock(&w->lock);
 	s->closing = true;
 	queue_locked(s);
 	pthread_mutex_unlock(&w->lock);
 }
 
-void logw_append(struct logsink *s, const char *data, size_t n)
+void logfile_append(struct logsink *s, const char *data, size_t n)
 {
 	pthread_mutex_lock(&s->w->lock);
 	if (s->pending.len + n > LOG_PENDING_MAX) {
@@ -502,7 +491,7 @@ void logw_append(struct logsink *s, const char *data, size_t n)
 	pthread_mutex_unlock(&s->w->lock);
 }
 
-void logw_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written)
+void logfile_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written)
 {
 	pthread_mutex_lock(&s->w->lock);
 	*dropped_lines = s->dropped_total + s->dropped_lines;
@@ -510,7 +499,7 @@ void logw_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *writt
 	pthread_mutex_unlock(&s->w->lock);
 }
 
-const char *logw_sink_path(const struct logsink *s)
+const char *logfile_sink_path(const struct logsink *s)
 {
 	return s->path;
 }
@@ -548,7 +537,7 @@ static void outpipe_feed(struct outpipe *p, const char *data, size_t n)
 		n -= take;
 	}
 	if (out.len) {
-		logw_append(p->sink, out.buf, out.len);
+		logfile_append(p->sink, out.buf, out.len);
 		if (p->on_lines)
 			p->on_lines(p, out.buf, out.len);
 	}
@@ -601,6 +590,6 @@ void outpipe_close(struct outpipe *p, struct ev_loop *loop)
 	ev_io_stop(loop, &p->io);
 	close(p->io.fd);
 	sbuf_free(&p->partial);
-	logw_sink_put(p->sink);
+	logfile_sink_put(p->sink);
 	p->sink = NULL;
 }

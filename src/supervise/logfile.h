@@ -24,28 +24,28 @@
 struct logwriter;
 struct logsink;
 
-/* loop: where answers to logw_tail() are delivered (through an ev_async). */
-struct logwriter *logw_start(struct ev_loop *loop);
+/* loop: where answers to logfile_tail() are delivered (through an ev_async). */
+struct logwriter *logfile_start(struct ev_loop *loop);
 /* Writes out what is pending, stops the thread, closes every file. */
-void logw_stop(struct logwriter *w);
+void logfile_stop(struct logwriter *w);
 /* The sink of path, shared by everyone who writes there (refcounted). */
-struct logsink *logw_sink(struct logwriter *w, const char *path, uint64_t max_size,
+struct logsink *logfile_sink(struct logwriter *w, const char *path, uint64_t max_size,
 			  unsigned backups);
-void logw_sink_put(struct logsink *s);
+void logfile_sink_put(struct logsink *s);
 /* New rotation limits (a reload): the writer uses them from its next write. */
-void logw_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups);
+void logfile_sink_limits(struct logsink *s, uint64_t max_size, unsigned backups);
 /* Appends whole lines; drops (and counts) what does not fit. */
-void logw_append(struct logsink *s, const char *data, size_t n);
+void logfile_append(struct logsink *s, const char *data, size_t n);
 /* Counters of a sink, for status. */
-void logw_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written);
-const char *logw_sink_path(const struct logsink *s);
+void logfile_sink_stats(struct logsink *s, uint64_t *dropped_lines, uint64_t *written);
+const char *logfile_sink_path(const struct logsink *s);
 
 /* The last `lines` lines of path (rotated files included), read by the
  * writer thread once everything pending has been written.  fn runs on the
  * loop with the text (NULL and err set on failure); tag is passed back. */
-typedef void (*logw_tail_fn)(void *arg, uint64_t tag, const char *text, size_t len, const char *err);
-void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
-	       logw_tail_fn fn, void *arg, uint64_t tag);
+typedef void (*logfile_tail_fn)(void *arg, uint64_t tag, const char *text, size_t len, const char *err);
+void logfile_tail(struct logwriter *w, const char *path, unsigned backups, unsigned lines,
+	       logfile_tail_fn fn, void *arg, uint64_t tag);
 
 /* A pipe from a service's stdout/stderr into a sink. */
 struct outpipe;

@@ -1,0 +1,220 @@
+/*
+ * service_check.c - is the service up, and does it stay healthy: the
+ * readiness check of a start (delay, a probe repeated, or READY=1 on a
+ * notify socket) bounded by ready_timeout, then the health check every
+ * health_interval.  What they find becomes SE_READY or SE_UNHEALTHY.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evtimer.h"
+#include "log.h"
+#include "service_impl.h"
+
+#define PROBE_EVERY_MS 100	/* readiness probes repeat this often */
+#define READY_ATTEMPT_MAX_MS 2000	/* one readiness attempt may take this long */
+
+/* A start under way is judged by the new ready check from now on; a delay
+ * counts from the spawn, as if it had been the check all along. */
+static void restart_readiness(struct service *s)
+{
+	const struct check *r = &s->cfg->ready;
+	int64_t at = 0;
+
+	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY)
+		return;	/* the exec's news begins readiness; READY=1 needs no timer */
+	if (r->kind == CHECK_DELAY)
+		at = r->delay_ms - (now_mono_ms() - s->spawned_at);
+	evtimer_start_ms(s->sup->loop, &s->probe_timer, at > 0 ? at : 0);
+}
+
+/* A reload changed only what cohortd does around the running process:
+ * the new values take over now.  (Backoff, breaker, restart policy, stop
+ * settings and health_retries are read when they are needed.) */
+void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_dropped)
+{
+	const struct svc_config *c = s->cfg;
+	bool health_changed = !svc_text_same(old->health.text, c->health.text);
+
+	if (old->log_max_size != c->log_max_size || old->log_backups != c->log_backups) {
+		if (s->out_open)
+			logfile_sink_limits(s->out.sink, c->log_max_size, (unsigned)c->log_backups);
+		if (s->err_open)
+			logfile_sink_limits(s->err.sink, c->log_max_size, (unsigned)c->log_backups);
+	}
+	if (s->state == SVC_STARTING) {
+		if (!svc_text_same(old->ready.text, c->ready.text))
+			restart_readiness(s);
+		if (old->ready_timeout_ms != c->ready_timeout_ms) {
+			int64_t left = c->ready_timeout_ms - (now_mono_ms() - s->spawned_at);
+			ev_timer_stop(s->sup->loop, &s->ready_timer);
+			evtimer_start_ms(s->sup->loop, &s->ready_timer, left > 0 ? left : 0);
+		}
+	} else if (s->state == SVC_RUNNING) {
+		if (health_changed) {	/* earlier failures were of another check */
+			s->health_failures = 0;
+			snprintf(s->health, sizeof(s->health), "%s", c->health.kind != CHECK_NONE ? "ok" : "");
+		}
+		/* The next probe at the new interval from now; one under way
+		 * (same check) schedules the next itself when it ends. */
+		if ((health_changed || probe_dropped || old->health_interval_ms != c->health_interval_ms) &&
+		    !s->probe.active) {
+			ev_timer_stop(s->sup->loop, &s->probe_timer);
+			svc_start_health(s);
+		}
+	}
+}
+
+/* --- readiness and health ------------------------------------------------- */
+
+void svc_begin_readiness(struct service *s)
+{
+	const struct check *r = &s->cfg->ready;
+
+	switch (r->kind) {
+	case CHECK_DELAY:
+		if (r->delay_ms == 0) {
+			svc_fire(s, SE_READY, "started (ready = delay:0)");
+			return;
+		}
+		evtimer_start_ms(s->sup->loop, &s->probe_timer, r->delay_ms);
+		break;
+	case CHECK_NOTIFY:
+		break;	/* READY=1 will come through the notify socket */
+	default:
+		probe_start(&s->probe, r, READY_ATTEMPT_MAX_MS);
+		break;
+	}
+}
+
+void svc_start_health(struct service *s)
+{
+	if (s->cfg->health.kind == CHECK_NONE)
+		return;
+	evtimer_start_ms(s->sup->loop, &s->probe_timer, s->cfg->health_interval_ms);
+}
+
+void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct service *s = container_of(w, struct service, probe_timer);
+	(void)loop;
+	(void)revents;
+
+	if (s->state == SVC_STARTING) {
+		if (s->cfg->ready.kind == CHECK_DELAY) {
+			char r[80];
+			char dur[32];
+			format_duration_ms(s->cfg->ready.delay_ms, dur, sizeof(dur));
+			snprintf(r, sizeof(r), "still up after %s", dur);
+			svc_fire(s, SE_READY, r);
+		} else {
+			probe_start(&s->probe, &s->cfg->ready, READY_ATTEMPT_MAX_MS);
+		}
+	} else if (s->state == SVC_RUNNING) {
+		probe_start(&s->probe, &s->cfg->health, s->cfg->health_timeout_ms);
+	}
+}
+
+void svc_probe_done(struct probe *p, bool ok, const char *why)
+{
+	struct service *s = container_of(p, struct service, probe);
+	char r[256];
+
+	if (s->state == SVC_STARTING) {
+		if (ok) {
+			snprintf(r, sizeof(r), "ready: %s %s", s->cfg->ready.text, why);
+			svc_fire(s, SE_READY, r);
+			return;
+		}
+		snprintf(s->health, sizeof(s->health), "not ready: %s", why);
+		/* Next attempt 100 ms after this one began, or at once if it took longer. */
+		double next = PROBE_EVERY_MS / 1000.0;
+		ev_timer_set(&s->probe_timer, next, 0);
+		ev_timer_start(s->sup->loop, &s->probe_timer);
+		return;
+	}
+	if (s->state != SVC_RUNNING)
+		return;
+	if (ok) {
+		if (s->health_failures)
+			log_info(s->name, "health check passes again: %s", why);
+		else
+			log_debug(s->name, "health ok: %s", why);
+		s->health_failures = 0;
+		snprintf(s->health, sizeof(s->health), "ok");
+	} else {
+		s->health_failures++;
+		snprintf(s->health, sizeof(s->health), "failing %u/%llu: %s", s->health_failures,
+			 (unsigned long long)s->cfg->health_retries, why);
+		log_warn(s->name, "health check failed (%u of %llu): %s", s->health_failures,
+			 (unsigned long long)s->cfg->health_retries, why);
+		if (s->health_failures >= s->cfg->health_retries) {
+			snprintf(r, sizeof(r), "health check failed %u times: %s", s->health_failures, why);
+			s->stop_cause = STOP_FAILURE;
+			svc_fire(s, SE_UNHEALTHY, r);
+			return;
+		}
+	}
+	svc_start_health(s);
+}
+
+void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct service *s = container_of(w, struct service, ready_timer);
+	char r[256], dur[32];
+	(void)loop;
+	(void)revents;
+
+	if (s->state != SVC_STARTING)
+		return;
+	format_duration_ms(s->cfg->ready_timeout_ms, dur, sizeof(dur));
+	snprintf(r, sizeof(r), "not ready within %s%s%s", dur, s->health[0] ? " (" : "",
+		 s->health[0] ? s->health : "");
+	if (s->health[0])
+		strncat(r, ")", sizeof(r) - strlen(r) - 1);
+	s->stop_cause = STOP_FAILURE;
+	svc_fire(s, SE_UNHEALTHY, r);
+}
+
+void svc_notify(struct service *s, const char *msg)
+{
+	size_t len;
+	const char *v;
+
+	if ((v = notify_field(msg, "STATUS", &len))) {
+		if (len >= sizeof(s->status_text))
+			len = sizeof(s->status_text) - 1;
+		memcpy(s->status_text, v, len);
+		s->status_text[len] = '\0';
+		utf8_fix(s->status_text, len);	/* it goes out as JSON */
+		log_debug(s->name, "status: %s", s->status_text);
+	}
+	if ((v = notify_field(msg, "READY", &len)) && len == 1 && *v == '1') {
+		if (s->state != SVC_STARTING || s->cfg->ready.kind != CHECK_NOTIFY) {
+			log_debug(s->name, "READY=1 ignored in state %s", svc_state_name(s->state));
+			return;
+		}
+		/* READY=1 proves the exec worked, even if its EOF is still queued. */
+		if (s->exec_io.fd >= 0) {
+			ev_io_stop(s->sup->loop, &s->exec_io);
+			close(s->exec_io.fd);
+			ev_io_set(&s->exec_io, -1, EV_READ);
+		}
+		svc_fire(s, SE_READY, s->status_text[0] ? s->status_text : "sent READY=1");
+	}
+}
+
+void svc_checks_ready(struct service *s)
+{
+	ev_timer_stop(s->sup->loop, &s->ready_timer);
+	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	probe_cancel(&s->probe);
+	s->health[0] = '\0';
+	if (s->cfg->health.kind != CHECK_NONE)
+		snprintf(s->health, sizeof(s->health), "ok");
+	svc_start_health(s);
+}

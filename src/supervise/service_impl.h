@@ -1,0 +1,56 @@
+/*
+ * service_impl.h - what the service files (service.c, service_spawn.c,
+ * service_check.c, service_exit.c) share and nothing else uses: the
+ * actions the transition table calls, and helpers between them.
+ */
+#ifndef COHORT_SERVICE_IMPL_H
+#define COHORT_SERVICE_IMPL_H
+
+#include "supervise.h"
+
+/* service.c */
+/* An action may ask for one more event once its own transition is done
+ * (a spawn that failed before fork, a delay of 0). */
+void svc_followup(struct service *s, enum svc_event ev, const char *reason);
+/* Stops the timers, a probe under way and the exec-status watcher. */
+void svc_stop_watchers(struct service *s);
+/* A definition a reload changed takes effect once no process runs the
+ * old one. */
+void svc_apply_next_config(struct service *s);
+/* Two texts of a config (either may be NULL) are the same. */
+bool svc_text_same(const char *a, const char *b);
+
+/* service_spawn.c */
+void svc_act_spawn(struct service *s);
+int svc_open_outputs(struct service *s);
+void svc_close_outputs(struct service *s);
+/* The token of the last start stops naming the service on the bus. */
+void svc_forget_token(struct service *s);
+/* A probe's process (probe.c's spawn callback). */
+pid_t svc_probe_spawn(struct probe *p, char *err, size_t errlen);
+/* 1: the exec failed (reason filled); 0: it succeeded; -1: not known yet. */
+int svc_read_exec_status(struct service *s, char *reason, size_t len);
+/* A start that failed before the program ran (NOW: fire at once, else
+ * after the action under way). */
+void svc_start_failed(struct service *s, const char *why, int err, bool now);
+
+/* service_check.c */
+void svc_begin_readiness(struct service *s);
+void svc_start_health(struct service *s);
+/* A reload changed what cohortd does around the running process. */
+void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_dropped);
+void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void svc_probe_done(struct probe *p, bool ok, const char *why);
+/* The checks' share of the ready action: timers off, health on. */
+void svc_checks_ready(struct service *s);
+
+/* service_exit.c */
+/* One more failure (what): restart after the backoff, or, with the
+ * breaker open or restart = never, failed. */
+enum svc_event svc_failure_event(struct service *s, const char *what, int64_t now, double jitter,
+				 char *reason, size_t len);
+/* A random number in [-1, 1] for the backoff's jitter. */
+double svc_jitter(void);
+
+#endif
