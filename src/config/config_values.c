@@ -1,15 +1,14 @@
 /*
  * config_values.c - one parser, free and compare per type of config value
- * (enum key_type), and the checks of names, patterns, signals, addresses,
- * probes, outputs and environments they use.  config_keys.c holds the key
- * table; key_parse, key_free and key_equal find a key's functions here by
- * its type, and take the bounds of a number from its row of the table.
+ * (enum key_type), and the readers of lists, addresses, probes, outputs and
+ * environments they use.  config_keys.c holds the key table; key_parse,
+ * key_free and key_equal find a key's functions here by its type, and take
+ * the bounds of a number from its row of the table.
  */
 #include "autoconfig.h"
 
 #include <ctype.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
