@@ -35,9 +35,9 @@
 
 enum sec_kind { SEC_NONE, SEC_DAEMON, SEC_SERVICE, SEC_BAD };
 
-/* One section's keys as written, before parsing. */
 #define HEALTH_INTERVAL_MIN_MS 10	/* 0 would spawn probes back to back */
 
+/* One section's keys as written, before parsing. */
 struct raw_section {
 	enum sec_kind kind;
 	int line;
@@ -266,6 +266,30 @@ static const char *find_origin(struct svc_config *s, struct sbuf *b)
 	return b->buf;
 }
 
+/* A section that is neither [cohort] nor [service:NAME]: what it may have
+ * meant, or what to write for a supervisord or systemd one. */
+static void unknown_section(struct loader *l, char *name)
+{
+	static const char *const cands[] = {"cohort", "service"};
+	char *colon = strchr(name, ':');
+	if (colon)
+		*colon = '\0';
+	const char *m = did_you_mean(name, cands, ARRAY_LEN(cands));
+	const char *hint = section_hint(name);
+	if (colon)
+		*colon = ':';
+	if (hint)
+		lerr(l, l->lineno, "unknown section [%s] (%s)", name, hint);
+	else if (m && strcmp(m, "service") == 0)
+		lerr(l, l->lineno, "unknown section [%s] (did you mean [service:%s]?)", name,
+		     colon ? colon + 1 : "NAME");
+	else if (m)
+		lerr(l, l->lineno, "unknown section [%s] (did you mean [cohort]?)", name);
+	else
+		lerr(l, l->lineno, "unknown section [%s] (expected [cohort] or [service:NAME])", name);
+	l->sec.kind = SEC_BAD;
+}
+
 /* A "[...]" line: closes the current section and opens the next. */
 static void open_section(struct loader *l, char *name)
 {
@@ -321,24 +345,7 @@ static void open_section(struct loader *l, char *name)
 		l->sec.svc = s;
 		return;
 	}
-	static const char *const cands[] = {"cohort", "service"};
-	char *colon = strchr(name, ':');
-	if (colon)
-		*colon = '\0';
-	const char *m = did_you_mean(name, cands, ARRAY_LEN(cands));
-	const char *hint = section_hint(name);
-	if (colon)
-		*colon = ':';
-	if (hint)
-		lerr(l, l->lineno, "unknown section [%s] (%s)", name, hint);
-	else if (m && strcmp(m, "service") == 0)
-		lerr(l, l->lineno, "unknown section [%s] (did you mean [service:%s]?)", name,
-		     colon ? colon + 1 : "NAME");
-	else if (m)
-		lerr(l, l->lineno, "unknown section [%s] (did you mean [cohort]?)", name);
-	else
-		lerr(l, l->lineno, "unknown section [%s] (expected [cohort] or [service:NAME])", name);
-	l->sec.kind = SEC_BAD;
+	unknown_section(l, name);
 }
 
 static void section_line(struct loader *l, char *line)

@@ -129,9 +129,9 @@ void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...) 
 void diag_print(const struct diag *d, FILE *f);
 void diag_free(struct diag *d);
 
-/* Loads path and its includes.  Returns the config, or NULL with every
- * problem in *d (which may also hold problems when a config is returned:
- * no, a config is returned only when d is empty). */
+/* Loads path and its includes, with every problem found added to *d.
+ * Returns NULL only when the main file cannot be read; a config returned
+ * with problems in *d is not fit to run (plan_load checks, and frees it). */
 struct cohort_config *config_load(const char *path, struct diag *d);
 void config_free(struct cohort_config *c);
 /* A running daemon shares a config between the services that use it;
@@ -152,7 +152,9 @@ bool exit_is_success(const struct svc_config *s, int code);
 /* Line of key in s, or the section's line when it was defaulted. */
 int svc_key_line(const struct svc_config *s, const char *key);
 
-/* The key table, for docs and did-you-mean (config_keys.c). */
+/* The key table (config_keys.c): config.c reads every key through it,
+ * reload.c compares through it, and the unit tests hold the man page to
+ * it.  What each key means is in doc/cohort.ini.5. */
 enum key_section { KS_DAEMON, KS_SERVICE };
 /* What a reload does with a changed value (see the table's comment). */
 enum key_apply {
@@ -162,11 +164,11 @@ enum key_apply {
 struct key_def {
 	enum key_section section;
 	const char *name;
-	int type;		/* enum key_type in config_keys.c */
-	size_t offset;
+	int type;		/* enum key_type in config_keys.h */
+	size_t offset;		/* of the field in cohort_config or svc_config */
 	enum key_apply apply;
 	const char *def;	/* default as written in the config, "" for empty */
-	const char *doc;
+	int64_t min, max;	/* bounds of a number (see enum key_type) */
 };
 extern const struct key_def config_keys[];
 extern const size_t config_nkeys;

@@ -1,6 +1,7 @@
 /*
- * config_keys.h - the value types of config keys and their parsers, shared
- * by config.c (which drives them from the key table) and the tests.
+ * config_keys.h - the value types of config keys and their parsers
+ * (config_values.c), the lookups in the key table (config_keys.c), shared
+ * by config.c, which drives them from the table, and the tests.
  */
 #ifndef COHORT_CONFIG_KEYS_H
 #define COHORT_CONFIG_KEYS_H
@@ -8,11 +9,35 @@
 #include "bus_trie.h"
 #include "config.h"
 
+/* What a key's value is.  The numbers marked "min to max" take their
+ * bounds from the key's row of the table. */
 enum key_type {
-	K_STR, K_PATH, K_BOOL, K_DURATION, K_SIZE, K_MSGSIZE, K_COUNT, K_POSITIVE,
-	K_PHASE, K_FACTOR, K_FRACTION, K_MODE, K_LISTEN, K_FSYNC, K_COMMAND,
-	K_ENV, K_NAMES, K_INCLUDE, K_LOCKPATS, K_TOPICPATS, K_RESTART,
-	K_EXITCODES, K_READY, K_HEALTH, K_SIGNAL, K_STDOUT, K_STDERR, K_UMASK, K_ORIGINS,
+	K_STR,		/* text; nothing is NULL */
+	K_PATH,		/* relative to the directory of the file defining it */
+	K_LISTEN,	/* HOST:PORT, or nothing */
+	K_BOOL,
+	K_DURATION,	/* milliseconds */
+	K_SIZE,		/* bytes; min to max when the key has a max */
+	K_UINT,		/* a whole number, min to max */
+	K_PHASE,	/* the same, or nothing for 0 */
+	K_MODE,		/* octal file permissions */
+	K_FACTOR,	/* a real number, min to max */
+	K_FRACTION,	/* the same, said as a share (0.1 = 10%) */
+	K_FSYNC,
+	K_RESTART,
+	K_SIGNAL,
+	K_UMASK,	/* octal; nothing is -1, cohortd's own */
+	K_EXITCODES,	/* a bitmap of 0..255 */
+	K_ENV,		/* NAME=VALUE items */
+	K_NAMES,	/* lists of service names, paths, patterns and origins */
+	K_INCLUDE,
+	K_LOCKPATS,
+	K_TOPICPATS,
+	K_ORIGINS,
+	K_READY,	/* a readiness check, and a health check */
+	K_HEALTH,
+	K_STDOUT,	/* where output goes */
+	K_STDERR,
 	K_NTYPES
 };
 
@@ -20,8 +45,8 @@ struct parse_ctx {
 	const char *dir;	/* directory of the file holding the key */
 };
 
-/* Parses value into the field at p.  On error returns -1 and writes what
- * was expected into why. */
+/* Parses value into the field at p.  On error returns -1, leaves the field
+ * as it was and writes what was expected into why. */
 int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 	      const char *value, void *p, struct sbuf *why);
 void key_free(const struct key_def *k, void *p);

@@ -25,8 +25,10 @@ static void make_tables(void)
 			table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xFF];
 }
 
-static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
+uint32_t crc32c_software(uint32_t crc, const void *data, size_t len)
 {
+	const unsigned char *p = data;
+
 	pthread_once(&once, make_tables);
 	crc = ~crc;
 	while (len >= 8) {
@@ -46,8 +48,9 @@ static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("sse4.2")))
-static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
+uint32_t crc32c_hardware(uint32_t crc, const void *data, size_t len)
 {
+	const unsigned char *p = data;
 	uint64_t c = ~crc;
 
 	while (len >= 8) {
@@ -62,13 +65,26 @@ static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
 		c32 = __builtin_ia32_crc32qi(c32, *p++);
 	return ~c32;
 }
+
+bool crc32c_hardware_ok(void)
+{
+	return __builtin_cpu_supports("sse4.2");
+}
+#else
+bool crc32c_hardware_ok(void)
+{
+	return false;
+}
+
+uint32_t crc32c_hardware(uint32_t crc, const void *data, size_t len)
+{
+	return crc32c_software(crc, data, len);
+}
 #endif
 
 uint32_t crc32c(uint32_t crc, const void *data, size_t len)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-	if (__builtin_cpu_supports("sse4.2"))
-		return crc32c_hw(crc, data, len);
-#endif
-	return crc32c_sw(crc, data, len);
+	if (crc32c_hardware_ok())
+		return crc32c_hardware(crc, data, len);
+	return crc32c_software(crc, data, len);
 }

@@ -9,6 +9,7 @@ Environment:
                     report must be empty for the test to pass
   COHORT_TIME_FACTOR  multiplies every deadline (valgrind is slow)
 """
+import asyncio
 import ctypes
 import json
 import os
@@ -295,20 +296,44 @@ def children_of(pid):
     return out
 
 
+def _waited_for(what):
+    """what a wait names: a string, or a function that says it (with what
+    was seen by then) when the wait fails."""
+    return what() if callable(what) else what
+
+
+def _fail_if_a_cohortd_exited(test, what):
+    for d in getattr(test, "daemons", []):
+        if d.proc.poll() is not None and d.returncode is None:
+            test.fail(f"cohortd exited ({d.proc.returncode}) while waiting for {_waited_for(what)}; log:\n"
+                      + d.dump())
+
+
 def wait_until(test, pred, timeout=10.0, what="a condition"):
-    """Polls pred until true; fails at the deadline, or at once when a
-    cohortd of the test has exited (its log says why)."""
+    """Polls pred until true; fails at the deadline naming what it waited
+    for, or at once when a cohortd of the test has exited (its log says
+    why)."""
     deadline = time.monotonic() + timeout * FACTOR
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
-        for d in getattr(test, "daemons", []):
-            if d.proc.poll() is not None and d.returncode is None:
-                test.fail(f"cohortd exited ({d.proc.returncode}) while waiting for {what}; log:\n"
-                          + d.dump())
+        _fail_if_a_cohortd_exited(test, what)
         time.sleep(0.02)
-    test.fail(f"timed out waiting for {what}")
+    test.fail(f"timed out after {timeout * FACTOR:g} s waiting for {_waited_for(what)}")
+
+
+async def wait_until_async(test, pred, timeout=10.0, what="a condition"):
+    """wait_until inside a coroutine: the loop runs on (the clients' reads
+    fill what pred looks at) while it polls."""
+    deadline = time.monotonic() + timeout * FACTOR
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        _fail_if_a_cohortd_exited(test, what)
+        await asyncio.sleep(0.01)
+    test.fail(f"timed out after {timeout * FACTOR:g} s waiting for {_waited_for(what)}")
 
 
 PR_SET_CHILD_SUBREAPER = 36

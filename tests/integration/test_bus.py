@@ -17,7 +17,7 @@ import unittest
 
 import websockets
 
-from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, read_line, wait_until
+from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, read_line, wait_until, wait_until_async
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -98,8 +98,8 @@ class Bus(CohortTest):
                 seq = await pub.publish("audit.a.b", [1, "two", None], qos=1)
                 self.assertGreater(seq, 0)
                 await pub.publish("other.topic", "ignored")
-                while len(got0) < 1 or len(got1) < 1:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: got0 and got1,
+                                       what=lambda: f"a qos-0 and a qos-1 message (got {len(got0)} and {len(got1)})")
                 self.assertEqual(got0[0]["data"], {"id": 1})
                 self.assertEqual(got0[0]["qos"], 0)
                 m = got1[0]
@@ -125,8 +125,8 @@ class Bus(CohortTest):
                 got = []
                 await sub.subscribe("stack.*", got.append)
                 await pub.publish("stack.state", {"phase": 4}, qos=1, retain=True)
-                while len(got) < 3:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: len(got) >= 3,
+                                       what=lambda: f"two retained values and a new one (got {got})")
                 self.assertTrue(got[0]["retained"] and got[1]["retained"])
                 self.assertEqual({g["topic"] for g in got[:2]}, {"stack.state", "stack.mode"})
                 self.assertFalse(got[2]["retained"])
@@ -147,8 +147,8 @@ class Bus(CohortTest):
                 await sub.subscribe("seq.t", got.append, qos=1)
                 for i in range(300):
                     await pub.publish("seq.t", i, qos=1 if i % 2 else 0)
-                while len(got) < 300:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: len(got) >= 300,
+                                       what=lambda: f"300 messages (got {len(got)})")
             self.assertEqual([g["data"] for g in got], list(range(300)))
         run(go())
         d.stop()
@@ -164,8 +164,8 @@ class Bus(CohortTest):
                 b = await pub.publish("pay.x", 1, qos=1, mid="payment-42")
                 self.assertEqual(a, b)
                 await pub.publish("pay.x", 2, qos=1, mid="payment-43")
-                while len(got) < 2:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: len(got) >= 2,
+                                       what=lambda: f"the first of each mid (got {got})")
                 await asyncio.sleep(0.1)
                 self.assertEqual([g["data"] for g in got], [1, 2])
         run(go())
@@ -267,8 +267,8 @@ class Bus(CohortTest):
             w.subs["jobs.>"] = (got.append, 1)    # already subscribed, durably
             await w.connect()
             self.assertTrue(w.resumed)
-            while len(got) < 10:
-                await asyncio.sleep(0.01)
+            await wait_until_async(self, lambda: len(got) >= 10,
+                                   what=lambda: f"the 10 messages queued while away (got {len(got)})")
             self.assertEqual([g["data"]["i"] for g in got], list(range(10)))
             await w.close()
             # a bounded queue: the oldest go first, counted
@@ -282,8 +282,9 @@ class Bus(CohortTest):
             w = self.client(d, session="worker")
             w.subs["jobs.>"] = (got.append, 1)
             await w.connect()
-            while not got or got[-1]["data"]["i"] != 199:
-                await asyncio.sleep(0.01)
+            await wait_until_async(self, lambda: got and got[-1]["data"]["i"] == 199,
+                                   what=lambda: f"the queue's last message, 199 (got {len(got)}, the last "
+                                                f"{got[-1]['data']['i'] if got else None})")
             self.assertGreater(got[0]["data"]["i"], 0)     # the oldest were dropped
             await w.close()
             # clean: the state goes
@@ -415,9 +416,9 @@ ready = delay:0
                 await sub.subscribe("cb.>", cb, qos=1)
                 await pub.publish("cb.x", 1, qos=1)
                 await pub.publish("cb.x", 2, qos=1)
-                deadline = time.monotonic() + 10 * FACTOR
-                while len(got) < 3 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: len(got) >= 3,
+                                       what=lambda: f"two messages and the redelivery of the one whose "
+                                                    f"callback failed (got {got})")
                 await sub.ping()    # the client went on
             self.assertEqual(got, [(1, False), (2, False), (1, True)])
         with self.assertLogs("cohort_client", "ERROR") as logs:
@@ -876,8 +877,8 @@ locks = narrow.*
                     await pub.publish("flood", {"i": i, "pad": blob})
                 seq = await pub.publish("after", 1, qos=1)   # the publisher was never held up
                 self.assertGreater(seq, 0)
-                while len(fast_got) < 300:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: len(fast_got) >= 300, timeout=30,
+                                       what=lambda: f"300 messages at the fast subscriber (got {len(fast_got)})")
                 self.assertEqual([m["data"]["i"] for m in fast_got], list(range(300)))
                 took = time.monotonic() - t0
                 conns = d.ctl_json("status")["bus"]["conns"]
@@ -911,8 +912,7 @@ locks = narrow.*
             w.subs["old.>"] = (got.append, 1)
             await w.connect()
             await w.ping()
-            while not got:
-                await asyncio.sleep(0.01)
+            await wait_until_async(self, lambda: got, what="the message younger than bus_queue_age")
             self.assertEqual([g["data"] for g in got], [5])
             await w.close()
             # and without a new message: the age is checked when the session is back
@@ -1082,8 +1082,9 @@ ready = delay:0
             # publish while it is down: the client holds them and sends them after
             pending = [asyncio.ensure_future(pub.publish("tick", i, qos=1)) for i in range(20, 40)]
             await asyncio.gather(*pending)
-            while len({g["data"] for g in got}) < 40:
-                await asyncio.sleep(0.02)
+            await wait_until_async(self, lambda: len({g["data"] for g in got}) >= 40, timeout=30,
+                                   what=lambda: f"40 ticks across the kill -9, missing "
+                                                f"{sorted(set(range(40)) - {g['data'] for g in got})}")
             self.assertEqual(sorted({g["data"] for g in got}), list(range(40)))
             self.assertGreaterEqual(sub.reconnects, 1)
             self.assertGreaterEqual(pub.reconnects, 1)
@@ -1153,9 +1154,9 @@ class Durability(CohortTest):
             s = cohort_client.Client(bus="unix:" + bus, session="crash-sub")
             s.subs["crash.>"] = (lambda m: got.add(m["data"]) if not m["retained"] else None, 1)
             await s.connect()
-            deadline = time.monotonic() + 30 * FACTOR
-            while not set(acked) <= got and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await wait_until_async(self, lambda: set(acked) <= got, timeout=30,
+                                   what=lambda: f"every acknowledged message after the last kill -9, "
+                                                f"{len(set(acked) - got)} of {len(acked)} missing")
             values = await s.get("crash.state")
             await s.close()
             return got, values

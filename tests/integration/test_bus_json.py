@@ -10,7 +10,7 @@ import os
 import sys
 import unittest
 
-from harness import FACTOR, SRC, CohortTest
+from harness import FACTOR, SRC, CohortTest, wait_until_async
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -236,8 +236,7 @@ class BusJson(CohortTest):
             async with cohort_client.Client(bus="unix:" + self.bus(d)) as c:
                 await c.subscribe("p.>", got.append, qos=1)
                 await c.publish("p.a", {"n": int(BIG), "f": 1.5}, qos=1, retain=True)
-                while not got:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(self, lambda: got, what="the qos-1 message with a big integer")
                 self.assertEqual(got[0]["data"], {"n": int(BIG), "f": 1.5})
                 self.assertEqual([m["data"] for m in await c.get("p.a")], [{"n": int(BIG), "f": 1.5}])
         run(go())

@@ -400,9 +400,12 @@ ready = delay:0
         with open(forks, "w") as f:
             f.write("import os, time\nos.fork()\ntime.sleep(1000)\n")   # a child in its group
         deaf = self.path("deaf.py")
+        deaf_deaf = self.path("deaf.ignores-term")
         with open(deaf, "w") as f:
+            # says when it ignores TERM: ready = delay:0 comes before that,
+            # and on a loaded machine a TERM could come before it too
             f.write("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                    "time.sleep(1000)\n")
+                    f"open({deaf_deaf!r}, 'w').close()\ntime.sleep(1000)\n")
         run = self.path("run")
         text = f"""[cohort]
 run_dir = {run}
@@ -425,6 +428,7 @@ ready = delay:0
         for name in ("forks", "orphan"):
             wait_until(self, lambda: len(procs_with(f"{marker}-{name}")) == 2,
                        what=f"{name} and its child")
+        wait_until(self, lambda: os.path.exists(deaf_deaf), what="deaf ignoring SIGTERM")
         old = {n: procs_with(f"{marker}-{n}") for n in ("forks", "deaf", "orphan")}
         self.assertEqual(len(old["deaf"]), 1)
         self.assertIn(first.last_pid("forks"), old["forks"])

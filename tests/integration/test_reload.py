@@ -60,15 +60,18 @@ class DaemonKeys(CohortTest):
 
     def test_a_live_key_applies_and_is_named(self):
         """shutdown_timeout 12s -> 3s: said, and the next TERM uses 3 s."""
-        deaf = """
+        flag = self.path("deaf.ignores-term")
+        deaf = f"""
 [service:deaf]
-command = /bin/sh -c "trap '' TERM; while :; do sleep 0.1; done"
+command = /bin/sh -c "trap '' TERM; touch {flag}; while :; do sleep 0.1; done"
 ready = delay:0
 stop_timeout = 1h
 """
         d = self.cohortd("[cohort]\nshutdown_timeout = 12s\n" + deaf)
         d.wait_state("deaf", "running")
         d.wait_socket()
+        # ready = delay:0 comes before the trap: a TERM before it would end it
+        wait_until(self, lambda: os.path.exists(flag), what="deaf ignoring SIGTERM")
         d.write_config("[cohort]\nshutdown_timeout = 3s\nbus_queue_age = 1h\n" + deaf)
         self.assertEqual(d.ctl("reload")[1], "applied: bus_queue_age shutdown_timeout\n")
         self.assertEqual(d.ctl("reload")[1], "reloaded: nothing changed\n")
@@ -265,9 +268,10 @@ backoff_initial = 1h
     def test_a_new_stop_signal_is_used_at_the_next_stop(self):
         """stop_signal is cohortd's to send: changed, it does not restart
         the service, and the next stop sends the new one."""
-        text = """
+        flag = self.path("s.traps")
+        text = f"""
 [service:s]
-command = /bin/sh -c "trap '' TERM; trap 'exit 0' INT; while :; do sleep 0.05; done"
+command = /bin/sh -c "trap '' TERM; trap 'exit 0' INT; touch {flag}; while :; do sleep 0.05; done"
 ready = delay:200ms
 stop_signal = TERM
 stop_timeout = 1h
@@ -275,6 +279,7 @@ stop_timeout = 1h
         d = self.cohortd(text)
         d.wait_state("s", "running")
         d.wait_socket()
+        wait_until(self, lambda: os.path.exists(flag), what="s trapping TERM and INT")
         pid = d.last_pid("s")
         mark = len(d.lines)
         d.write_config(text.replace("stop_signal = TERM", "stop_signal = INT"))

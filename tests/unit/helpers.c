@@ -138,16 +138,19 @@ int th_run(char *const argv[], char **out, int timeout_ms)
 	return -1;
 }
 
+/* $COHORT_BUILDDIR and $COHORT_SRCDIR (make check sets them), else the
+ * trees this program was built from (Makefile.am compiles them in), so that
+ * the suite runs from anywhere with no environment set. */
 const char *th_builddir(void)
 {
 	const char *d = getenv("COHORT_BUILDDIR");
-	return d && *d ? d : ".";
+	return d && *d ? d : TH_BUILDDIR;
 }
 
 const char *th_srcdir(void)
 {
 	const char *d = getenv("COHORT_SRCDIR");
-	return d && *d ? d : ".";
+	return d && *d ? d : TH_SRCDIR;
 }
 
 double th_time_factor(void)

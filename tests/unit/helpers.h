@@ -21,11 +21,12 @@ const char *th_diag_text(const struct diag *d);
 /* Runs argv, capturing stdout+stderr into *out (malloc'd); returns the
  * exit status or -1.  Kills the child after timeout_ms. */
 int th_run(char *const argv[], char **out, int timeout_ms);
-/* Path of a built program or source file. */
 /* How much slower than normal this run may be: $COHORT_TIME_FACTOR, else 6
  * under valgrind, else 1.  Widens upper bounds on timing, never lower ones. */
 double th_time_factor(void);
 
+/* The build tree and the source tree: $COHORT_BUILDDIR and $COHORT_SRCDIR,
+ * else those the tests were built in and from. */
 const char *th_builddir(void);
 const char *th_srcdir(void);
 
