@@ -200,15 +200,14 @@ static void notify_cb(struct notify *n, pid_t pid, uid_t uid, char *msg)
 }
 
 /* Our children right now, from /proc (the loop has stopped). */
-static size_t kill_our_children(void)
+static void kill_our_children(void)
 {
 	DIR *dh = opendir("/proc");
 	struct dirent *e;
 	pid_t self_pid = getpid();
-	size_t n = 0;
 
 	if (!dh)
-		return 0;
+		return;
 	/* A /proc of another pid namespace (ours unmounted) would name other
 	 * processes with our pid as their parent: then touch nothing. */
 	char self[32] = "";
@@ -216,7 +215,7 @@ static size_t kill_our_children(void)
 	if (sl <= 0 || (self[sl] = '\0', atoi(self) != self_pid)) {
 		log_warn(NULL, "/proc is not of our pid namespace: leftover processes not swept");
 		closedir(dh);
-		return 0;
+		return;
 	}
 	while ((e = readdir(dh))) {
 		if (!isdigit((unsigned char)e->d_name[0]))
@@ -236,12 +235,9 @@ static size_t kill_our_children(void)
 		char st;
 		if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2 || ppid != self_pid || st == 'Z')
 			continue;
-		pid_t pid = (pid_t)atoi(e->d_name);
-		kill(pid, SIGKILL);
-		n++;
+		kill((pid_t)atoi(e->d_name), SIGKILL);
 	}
 	closedir(dh);
-	return n;
 }
 
 /* After the loop: no process of ours outlives us, zombies included. */
@@ -251,12 +247,15 @@ static void reap_everything(void)
 	size_t killed = 0;
 	struct timespec tick = {0, 10 * 1000 * 1000};
 
+	/* A process sent KILL may still be found by the next sweep, until it
+	 * is a zombie: what was killed is counted as it is reaped. */
 	for (;;) {
-		killed += kill_our_children();
+		kill_our_children();
 		pid_t pid;
 		int st;
 		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-			;
+			if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+				killed++;
 		if (pid < 0 && errno == ECHILD)
 			break;
 		if (now_mono_ms() > deadline) {

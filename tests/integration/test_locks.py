@@ -102,9 +102,11 @@ class Locks(CohortTest):
             took = (time.monotonic() - t0) * 1000
             self.assertTrue(g["ok"])
             self.assertGreater(g["token"], r["token"])
-            # within 20 ms of the deadline (more under valgrind)
+            # On the lease's own timer, not a periodic sweep: a sweep of a
+            # second, or of the TTL, would be late by up to that. 250 ms holds
+            # on a machine at load 15 under ASan (68 ms late was seen).
             self.assertGreaterEqual(took, ttl)
-            self.assertLessEqual(took, ttl + 20 * FACTOR, f"granted {took:.1f} ms after a {ttl} ms lease")
+            self.assertLessEqual(took, ttl + 250 * FACTOR, f"granted {took:.1f} ms after a {ttl} ms lease")
         d.wait_log(r"^lock exp300: lease \d+ of uid 0 \(pid \d+\) expired$")
         self.assertEqual(a.call(cmd="lock.renew", name="exp300", token=r["token"])["error"], "not held")
         d.stop()
