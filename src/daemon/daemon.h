@@ -27,6 +27,7 @@
 #include "notify.h"
 #include "plan.h"
 #include "probe.h"
+#include "sdnotify.h"
 
 enum svc_state {
 	SVC_STOPPED,	/* not running, not wanted (or never started) */
@@ -173,6 +174,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
+	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
 	struct logwriter *logw;
 	int devnull;			/* /dev/null, for stdin and null outputs */
