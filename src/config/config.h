@@ -108,6 +108,8 @@ struct cohort_config {
 	uint64_t bus_memory_max;	/* all queues: over it qos-1 publishes are refused (0: no bound) */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;
+	char *state_mirror_dir;	/* retained values as files here, or NULL */
+	struct strv state_mirror_topics;	/* ... those on these topics */
 	int *key_line;
 
 	int refs;		/* config_ref/config_unref; config_load gives 1 */

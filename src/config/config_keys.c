@@ -54,6 +54,8 @@ const struct key_def config_keys[] = {
 	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G", "memory all bus queues may hold; over it qos-1 publishes are refused (0: no bound)"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},
+	{D("state_mirror_dir", state_mirror_dir, K_PATH, RESTART), "", "retained values of state_mirror_topics also written here as NAME.json"},
+	{D("state_mirror_topics", state_mirror_topics, K_TOPICPATS, RESTART), "", "topic patterns mirrored to state_mirror_dir; NAME is the topic from the first wildcard"},
 
 	{S("command", command, K_COMMAND, RESTART), "", "what to run, split like a shell splits words (required)"},
 	{S("shell", shell, K_BOOL, RESTART), "no", "yes: run command with /bin/sh -c"},

@@ -83,7 +83,9 @@ autostart = no
         at, ready = lst.take(lambda m: "READY=1" in m, 10, "READY=1")
         self.assertGreaterEqual(at - t0, 0.9, "READY=1 before slow was ready")
         self.assertIn("STATUS=2 of 3 services running", ready)
-        self.assertEqual(d.state("slow"), "running")
+        # (The log is read by a thread of ours: it may lag the datagram.)
+        d.wait_state("slow", "running")
+        d.wait_log(r"^stack is up: 2 of 3 services running")
         # Watchdog pings every half WATCHDOG_USEC (100 ms): a dozen in 1.5 s.
         n0 = sum("WATCHDOG=1" in m for _, m in lst.msgs)
         lst.take(lambda m: False if "WATCHDOG=1" not in m else
