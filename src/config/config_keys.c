@@ -64,6 +64,13 @@ const struct key_def config_keys[] = {
 	{S("user", user, K_STR, RESTART), "", "when cohortd runs as root: run as this user, with its groups"},
 	{S("group", group, K_STR, RESTART), "", "when cohortd runs as root: run with this group"},
 	{S("umask", umask, K_UMASK, RESTART), "", "octal file mode creation mask, such as 027 (default: cohortd's)"},
+	{S("environment_file", environment_file, K_ENVFILES, RESTART), "", "files of NAME=VALUE lines (systemd's EnvironmentFile format), read at each start; -PATH: may be missing"},
+	{S("limit_nofile", limit_nofile, K_RLIMIT, RESTART), "", "open files: N, SOFT:HARD or infinity (default: cohortd's)"},
+	{S("limit_core", limit_core, K_RLIMIT, RESTART), "", "core file size: a size, SOFT:HARD or infinity; 0 for none"},
+	{S("limit_nproc", limit_nproc, K_RLIMIT, RESTART), "", "processes of its user: N, SOFT:HARD or infinity"},
+	{S("limit_as", limit_as, K_RLIMIT, RESTART), "", "address space: a size such as 2G, SOFT:HARD or infinity"},
+	{S("nice", nice, K_NICE, RESTART), "", "scheduling priority from -20 (first) to 19 (default: cohortd's)"},
+	{S("oom_score_adjust", oom_score_adjust, K_OOM, RESTART), "", "-1000 (never killed for memory) to 1000 (first) (default: cohortd's)"},
 	{S("autostart", autostart, K_BOOL, LIVE), "yes", "start with the stack"},
 	{S("requires", requires, K_NAMES, LIVE), "", "services that must be ready first; stopping them stops this one"},
 	{S("after", after, K_NAMES, LIVE), "", "services to start after (ready or failed); ordering only"},
@@ -171,7 +178,13 @@ static const struct {
 	{"UMask", "use umask"},
 	{"WorkingDirectory", "use directory"},
 	{"Environment", "use environment = NAME=VALUE, NAME2=\"VALUE, with a comma\""},
-	{"EnvironmentFile", "not supported: list the variables in environment"},
+	{"EnvironmentFile", "use environment_file (the same format; -PATH as in systemd)"},
+	{"LimitNOFILE", "use limit_nofile"},
+	{"LimitCORE", "use limit_core"},
+	{"LimitNPROC", "use limit_nproc"},
+	{"LimitAS", "use limit_as"},
+	{"Nice", "use nice"},
+	{"OOMScoreAdjust", "use oom_score_adjust"},
 	{"KillSignal", "use stop_signal"},
 	{"TimeoutStopSec", "use stop_timeout"},
 	{"TimeoutStartSec", "use ready_timeout"},
@@ -789,6 +802,11 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		}
 		*(int *)p = (int)strtoul(v, NULL, 8);
 		return 0;
+	case K_RLIMIT:
+	case K_NICE:
+	case K_OOM:
+	case K_ENVFILES:
+		return key_parse_proc(type_of(k), ctx, v, p, why);
 	case K_NTYPES:
 		break;
 	}
@@ -812,6 +830,7 @@ void key_free(const struct key_def *k, void *p)
 	case K_LOCKPATS:
 	case K_TOPICPATS:
 	case K_ORIGINS:
+	case K_ENVFILES:
 		strv_free(p);
 		break;
 	case K_READY:
@@ -879,6 +898,11 @@ bool key_equal(const struct key_def *k, const void *a, const void *b)
 		return *(const int *)a == *(const int *)b;
 	case K_EXITCODES:
 		return memcmp(a, b, 32) == 0;
+	case K_RLIMIT:
+	case K_NICE:
+	case K_OOM:
+	case K_ENVFILES:
+		return key_equal_proc(type_of(k), a, b);
 	case K_NTYPES:
 		break;
 	}

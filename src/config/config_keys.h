@@ -13,6 +13,7 @@ enum key_type {
 	K_PHASE, K_FACTOR, K_FRACTION, K_MODE, K_LISTEN, K_FSYNC, K_COMMAND,
 	K_ENV, K_NAMES, K_INCLUDE, K_LOCKPATS, K_TOPICPATS, K_RESTART,
 	K_EXITCODES, K_READY, K_HEALTH, K_SIGNAL, K_STDOUT, K_STDERR, K_UMASK, K_ORIGINS,
+	K_RLIMIT, K_NICE, K_OOM, K_ENVFILES,	/* config_proc.c */
 	K_NTYPES
 };
 
@@ -35,6 +36,11 @@ const char *key_suggest(enum key_section sec, const char *name);
 const char *key_hint(const char *name);
 /* The same for a section name without its ":NAME" ("program", "Unit"). */
 const char *section_hint(const char *name);
+
+/* config_proc.c: the keys of what a service's process gets from the
+ * kernel (limits, nice, oom_score_adj) and environment_file. */
+int key_parse_proc(enum key_type t, const struct parse_ctx *ctx, const char *v, void *p, struct sbuf *why);
+bool key_equal_proc(enum key_type t, const void *a, const void *b);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);
