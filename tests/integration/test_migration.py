@@ -162,6 +162,27 @@ ready = delay:0
         wait_until(self, lambda: not os.path.exists(path), what="heartbeat.json removed")
         d.stop()
 
+    def test_event_log_kept_at_its_cap(self):
+        import asyncio
+        import cohort_compat
+        d = self.daemon()
+        os.environ["COHORT_BUS"] = self.env["COHORT_BUS"]
+        self.addCleanup(os.environ.pop, "COHORT_BUS")
+
+        async def go():
+            for i in range(7):
+                await cohort_compat.append_state("vbia_events", {"i": i}, cap=5)
+            got = await cohort_compat.get_state("vbia_events")
+            await cohort_compat.close()
+            return got
+        got = asyncio.run(asyncio.wait_for(go(), 30 * FACTOR))
+        self.assertEqual(got, [{"i": i} for i in range(2, 7)])
+        path = os.path.join(self.mirror, "vbia_events.json")
+        wait_until(self, lambda: os.path.exists(path), what="vbia_events.json")
+        with open(path) as f:
+            self.assertEqual(json.load(f), got)
+        d.stop()
+
     def test_unwritable_mirror_is_one_warning(self):
         blocker = self.path("file")
         with open(blocker, "w") as f:
