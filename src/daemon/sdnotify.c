@@ -46,15 +46,19 @@ int sdn_format(char *buf, size_t len, bool ready, bool stopping, size_t running,
 			total == 1 ? "" : "s");
 }
 
-static void sdn_send(struct sdnotify *sd, const char *msg)
+/* 0 sent; -1 not (logged once). */
+static int sdn_send(struct sdnotify *sd, const char *msg)
 {
 	if (sd->fd < 0)
-		return;
-	if (sendto(sd->fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sd->addr, sd->addrlen) < 0
-	    && !sd->warned) {
+		return -1;
+	if (sendto(sd->fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sd->addr, sd->addrlen) >= 0)
+		return 0;
+	if (!sd->warned) {
 		sd->warned = true;
-		log_warn(NULL, "cannot tell systemd (NOTIFY_SOCKET): %s; not warning again", strerror(errno));
+		log_warn(NULL, "cannot tell systemd (NOTIFY_SOCKET): %s; trying again at each change, "
+			 "not warning again", strerror(errno));
 	}
+	return -1;
 }
 
 static size_t count_running(const struct cohortd *d)
@@ -83,7 +87,12 @@ static void sdn_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		return;
 	char msg[160];
 	sdn_format(msg, sizeof(msg), ready, stopping, running, total);
-	sdn_send(sd, msg);
+	if (sdn_send(sd, msg) < 0) {
+		/* Its queue is full (a busy or stuck reader): said again at the
+		 * next turn of the loop, not lost. */
+		sd->status_dirty = true;
+		return;
+	}
 	sd->ready_sent |= ready;
 	sd->stopping_sent |= stopping;
 	sd->last_running = running;
@@ -107,7 +116,7 @@ static void sdn_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 
-	sdn_send(sd, "WATCHDOG=1");
+	(void)sdn_send(sd, "WATCHDOG=1");	/* a lost ping: the next one follows */
 }
 
 /* $WATCHDOG_USEC in µs, 0 when unset, invalid or meant for another pid. */

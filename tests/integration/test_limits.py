@@ -7,7 +7,7 @@ import os
 import pwd
 import unittest
 
-from harness import PY, CohortTest, wait_until
+from harness import PY, VALGRIND, CohortTest, wait_until
 
 # Writes what the process sees, then stays.
 REPORT = """import json, os, resource, sys
@@ -28,6 +28,11 @@ import time
 time.sleep(1000)
 """
 INF = -1   # resource.RLIM_INFINITY
+# valgrind keeps RLIMIT_NOFILE to itself: a setrlimit of it in a child not
+# yet exec'd is refused (EPERM) or recorded without reaching the kernel.
+# Under valgrind (CI's memory check) limit_nofile is left to the plain and
+# sanitizer runs.
+NOFILE = not VALGRIND
 CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
 
 
@@ -67,7 +72,7 @@ class Limits(CohortTest):
         d = self.cohortd(f"""
 [service:limited]
 command = {PY} {self.script} {self.path("limited.json")}
-limit_nofile = 123:456
+{"limit_nofile = 123:456" if NOFILE else ""}
 limit_core = 0
 limit_nproc = 4000:5000
 limit_as = 2G:infinity
@@ -84,7 +89,8 @@ ready = delay:0
 """)
         r = self.report("limited.json")
         p = self.report("plain.json")
-        self.assertEqual(r["NOFILE"], [123, 456])
+        if NOFILE:
+            self.assertEqual(r["NOFILE"], [123, 456])
         self.assertEqual(r["CORE"], [0, 0])
         self.assertEqual(r["NPROC"], [4000, 5000])
         self.assertEqual(r["AS"], [2 << 30, INF])
@@ -99,7 +105,7 @@ ready = delay:0
             self.assertEqual(p["oom"], int(f.read()))
         self.assertEqual(p["nice"], os.getpriority(os.PRIO_PROCESS, 0))
         self.assertEqual(p["env"], {})
-        self.assertNotEqual(p["NOFILE"], [123, 456])
+        self.assertNotEqual(p["NOFILE"], r["NOFILE"] if NOFILE else [123, 456])
         d.stop()
 
     def test_changed_file_is_read_at_the_next_start(self):
@@ -129,7 +135,7 @@ ready = delay:0
         out = self.path("out")
         os.mkdir(out)
         os.chmod(out, 0o777)
-        resource = has_cap(CAP_SYS_RESOURCE)
+        resource = has_cap(CAP_SYS_RESOURCE) and NOFILE
         hard = 1 << 20 if resource else os.sysconf("SC_OPEN_MAX")
         d = self.cohortd(f"""
 [service:a]

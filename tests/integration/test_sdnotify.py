@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -23,32 +24,53 @@ time.sleep(1000)
 
 
 class Listener:
-    """The systemd end: a datagram socket and the messages it got, each
-    with its arrival time."""
+    """The systemd end: a datagram socket read at once by a thread of its
+    own, as systemd drains its notify socket (the kernel queues only
+    net.unix.max_dgram_qlen datagrams, 10 by default), and the messages it
+    got, each with its arrival time."""
 
     def __init__(self, address):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(address)
         self.msgs = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        self.sock.settimeout(0.2)
+        while not self.closed:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.cond:
+                self.msgs.append((time.monotonic(), data))
+                self.cond.notify_all()
 
     def take(self, pred, timeout, what, since=0):
         """The first message from index since with pred true."""
         deadline = time.monotonic() + timeout * FACTOR
-        for m in self.msgs[since:]:
-            if pred(m[1]):
-                return m
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                break
-            self.msgs.append((time.monotonic(), data))
-            if pred(data):
-                return self.msgs[-1]
-        raise AssertionError(f"no {what} from cohortd; got {[m[1] for m in self.msgs]}")
+        i = since
+        with self.cond:
+            while True:
+                while i < len(self.msgs):
+                    if pred(self.msgs[i][1]):
+                        return self.msgs[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.2))
+            got = [m for _, m in self.msgs if m != "WATCHDOG=1"]
+        raise AssertionError(f"no {what} from cohortd; got (pings aside) {got}")
 
     def close(self):
+        self.closed = True
+        self.reader.join(5)
         self.sock.close()
 
 
@@ -113,6 +135,25 @@ autostart = no
         self.assertIn("STATUS=stopping:", stopping)
         d.stop(None)
         d.wait_log(r"^every service has stopped", start=mark)
+
+    def test_nothing_lost_while_the_reader_is_stuck(self):
+        # A reader that does not read: its queue (max_dgram_qlen
+        # datagrams) fills with pings, and READY=1 and STATUS= cannot go.
+        # They are sent once it reads again.
+        sockpath = self.path("notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sockpath)
+        self.addCleanup(sock.close)
+        d = self.start(sockpath, slow_ready="0.2", extra_env=["WATCHDOG_USEC=20000"])
+        d.wait_log(r"^stack is up")
+        time.sleep(0.3)
+        d.wait_log(r"cannot tell systemd \(NOTIFY_SOCKET\): Resource temporarily unavailable")
+        sock.settimeout(10 * FACTOR)
+        got = []
+        while not any("READY=1" in m for m in got):
+            got.append(sock.recv(4096).decode())
+        self.assertIn("READY=1\nSTATUS=2 of 3 services running", got)
+        d.stop()
 
     def test_abstract_socket_and_no_watchdog(self):
         name = f"cohort-test-{os.getpid()}-{time.monotonic_ns()}"
