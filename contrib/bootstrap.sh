@@ -13,8 +13,11 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # Only for the tests and benchmarks: valgrind for CI's valgrind run; strace
 # counts a test's system calls;
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
-# chromium lets test_bus_http.py open the bus from a page of another origin.
-TEST_PKGS="valgrind strace libmosquitto-dev chromium"
+# chromium lets test_bus_http.py open the bus from a page of another origin;
+# systemd brings systemd-analyze, which checks contrib/systemd/cohortd.service;
+# debhelper, dh-python, dpkg-dev and lintian build and check the Debian
+# packages (make check-deb).
+TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"

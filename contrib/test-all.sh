@@ -6,6 +6,8 @@
 #   4. each libFuzzer harness for 60 s under ASan + UBSan (make fuzz)
 #   5. make distcheck (the release tarball builds and passes)
 #   6. make torture, short (kill -9, journal corruption, restarts, full disk)
+#   7. make check-deb: the Debian packages built, lintian, installed into a
+#      scratch root with dpkg and run from there (about 3 minutes)
 # This is the README's test command and what CI runs (.ci/run).
 set -eu
 cd "$(dirname "$0")/.."
@@ -58,5 +60,9 @@ cd "$top"
 step "make torture TORTURE_ROUNDS=small (build/)"
 cd build
 make torture TORTURE_ROUNDS=small
+cd "$top"
+step "make check-deb (build/)"
+cd build
+make check-deb
 cd "$top"
 step "all tests passed"

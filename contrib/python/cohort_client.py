@@ -94,12 +94,17 @@ def topic_matches(pattern, topic):
 
 
 class Client:
-    def __init__(self, bus=None, token=None, session=None, clean=False, reconnect=True):
+    def __init__(self, bus=None, token=None, session=None, clean=False, reconnect=True,
+                 close_timeout=None):
         self.bus = bus or os.environ.get("COHORT_BUS") or "unix:/run/cohort/bus.sock"
         self.token = token if token is not None else os.environ.get("COHORT_TOKEN")
         self.session = session
         self.clean = clean
         self.reconnect = reconnect
+        # How long a close waits for cohortd's answer (websockets' default,
+        # 10 s, when None): also how long a program that ends its event
+        # loop without close() waits at exit.
+        self.close_timeout = close_timeout
         self.ws = None
         self.ids = itertools.count(1)
         self.waiting = {}        # id -> future
@@ -115,11 +120,12 @@ class Client:
 
     # --- connection ---------------------------------------------------------
     async def _open(self):
+        kw = {} if self.close_timeout is None else {"close_timeout": self.close_timeout}
         if self.bus.startswith("unix:"):
             ws = await ws_unix_connect(self.bus[5:], uri="ws://localhost/",
-                                               subprotocols=[PROTOCOL], max_size=None)
+                                        subprotocols=[PROTOCOL], max_size=None, **kw)
         else:
-            ws = await ws_connect(self.bus, subprotocols=[PROTOCOL], max_size=None)
+            ws = await ws_connect(self.bus, subprotocols=[PROTOCOL], max_size=None, **kw)
         hello = {"op": "hello"}
         if self.token:
             hello["token"] = self.token

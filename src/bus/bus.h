@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "bus_mirror.h"
 #include "bus_trie.h"
 #include "journal.h"
 #include "map.h"
@@ -284,6 +285,7 @@ struct bus {
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
+	struct bus_mirror mirror;	/* retained values as files (bus_mirror.c) */
 };
 
 /* bus_server.c */

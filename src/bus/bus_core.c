@@ -619,6 +619,7 @@ void bus_retain(struct bus *b, struct bus_msg *m)
 {
 	struct bus_msg *old = map_get(&b->retained, m->topic);
 
+	bus_mirror_changed(b, m->topic);
 	if (old) {
 		map_del(&b->retained, old->topic);
 		live_change(b, old, 0, 0);

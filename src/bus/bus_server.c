@@ -709,6 +709,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	char *dir;
 
 	*b = (struct bus){.d = d, .loop = d->loop};
+	bus_mirror_open(b, cfg->state_mirror_dir, &cfg->state_mirror_topics);
 	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
 	b->queue_max = cfg->bus_queue_max;
 	b->queue_age_ms = cfg->bus_queue_age_ms;
@@ -792,6 +793,7 @@ fail:
 	b->ctx = NULL;
 	bus_rx_stop(b);
 	bus_accept_free(b);
+	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
 	if (b->unix_path)
@@ -881,6 +883,7 @@ void bus_close(struct bus *b)
 	bus_rx_stop(b);
 	bus_accept_free(b);
 	bus_linger_finish(b);
+	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
 	imap_free(&b->conns_by_id);

@@ -40,6 +40,13 @@ struct check {
 	char *text;		/* as written, for messages */
 };
 
+/* A resource limit of a service (setrlimit before exec). */
+struct svc_rlimit {
+	bool set;		/* false: cohortd's own */
+	uint64_t cur, max;	/* RLIM_INFINITY is UINT64_MAX */
+};
+#define SVC_INT_UNSET INT32_MIN	/* nice, oom_score_adjust: cohortd's own */
+
 struct svc_config {
 	char *name;
 	size_t index;		/* position in cohort_config.services */
@@ -55,6 +62,10 @@ struct svc_config {
 	char *user;
 	char *group;
 	int umask;		/* set before exec; -1: cohortd's own */
+	struct svc_rlimit limit_nofile, limit_core, limit_nproc, limit_as;
+	int nice;		/* SVC_INT_UNSET, or -20..19 */
+	int oom_score_adjust;	/* SVC_INT_UNSET, or -1000..1000 */
+	struct strv environment_file;	/* paths; "-PATH": a missing file is fine */
 	bool autostart;
 	struct strv requires;
 	struct strv after;
@@ -108,6 +119,8 @@ struct cohort_config {
 	uint64_t bus_memory_max;	/* all queues: over it qos-1 publishes are refused (0: no bound) */
 	int64_t bus_queue_age_ms;	/* ... and in age */
 	int64_t shutdown_timeout_ms;
+	char *state_mirror_dir;	/* retained values as files here, or NULL */
+	struct strv state_mirror_topics;	/* ... those on these topics */
 	int *key_line;
 
 	int refs;		/* config_ref/config_unref; config_load gives 1 */

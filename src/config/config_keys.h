@@ -38,6 +38,10 @@ enum key_type {
 	K_HEALTH,
 	K_STDOUT,	/* where output goes */
 	K_STDERR,
+	K_RLIMIT,	/* config_proc.c: a resource limit, SOFT:HARD */
+	K_NICE,		/* -20 to 19, or nothing */
+	K_OOM,		/* -1000 to 1000, or nothing */
+	K_ENVFILES,	/* environment files, -PATH when it may be missing */
 	K_NTYPES
 };
 
@@ -60,6 +64,11 @@ const char *key_suggest(enum key_section sec, const char *name);
 const char *key_hint(const char *name);
 /* The same for a section name without its ":NAME" ("program", "Unit"). */
 const char *section_hint(const char *name);
+
+/* config_proc.c: the keys of what a service's process gets from the
+ * kernel (limits, nice, oom_score_adj) and environment_file. */
+int key_parse_proc(enum key_type t, const struct parse_ctx *ctx, const char *v, void *p, struct sbuf *why);
+bool key_equal_proc(enum key_type t, const void *a, const void *b);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);

@@ -619,6 +619,18 @@ static int parse_stderr(const struct key_value *in, void *p)
 
 static int parse_items(const struct key_value *in, void *p);
 
+/* The types of config_proc.c (limits, nice, oom_score_adjust,
+ * environment_file). */
+static int parse_proc(const struct key_value *in, void *p)
+{
+	return key_parse_proc(in->key->type, in->ctx, in->text, p, in->why);
+}
+
+static bool equal_rlimit(const void *a, const void *b)
+{
+	return key_equal_proc(K_RLIMIT, a, b);
+}
+
 static void free_str(void *p)
 {
 	free(*(char **)p);
@@ -716,6 +728,10 @@ static const struct value_type {
 	[K_HEALTH] = {parse_health, free_check, equal_check},
 	[K_STDOUT] = {parse_stdout, free_output, equal_output},
 	[K_STDERR] = {parse_stderr, free_output, equal_output},
+	[K_RLIMIT] = {parse_proc, NULL, equal_rlimit},
+	[K_NICE] = {parse_proc, NULL, NULL, sizeof(int)},
+	[K_OOM] = {parse_proc, NULL, NULL, sizeof(int)},
+	[K_ENVFILES] = {parse_proc, free_strv, equal_strv},
 };
 _Static_assert(ARRAY_LEN(value_types) == K_NTYPES, "a value type without its functions");
 

@@ -481,6 +481,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
 		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
 	log_plan(d);
+	sdn_open(d);
 	stack_start(&d->sup);
 	ev_run(d->loop, 0);
 	d->ctl.draining = true;
@@ -509,6 +510,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_async_stop(d->loop, &d->log_repeat_w);
 	ev_timer_stop(d->loop, &d->log_flush_w);
 	reap_everything();
+	sdn_close(d);
 	instance_forget(d);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
 	bus_close(&d->bus);

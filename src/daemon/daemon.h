@@ -25,6 +25,7 @@
 #include "notify.h"
 #include "plan.h"
 #include "probe.h"
+#include "sdnotify.h"
 #include "supervise.h"
 
 struct cohortd {
@@ -47,6 +48,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
+	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct logwriter *log_writer;
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */

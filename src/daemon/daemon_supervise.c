@@ -21,6 +21,7 @@ static void on_state_changed(void *arg, struct service *s, enum svc_state from, 
 {
 	struct cohortd *d = arg;
 
+	sdn_state_changed(d);
 	ctl_on_event(d, s, from, to, reason, &d->ctl);
 }
 

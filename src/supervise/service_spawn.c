@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "envfile.h"
 #include "evtimer.h"
 #include "log.h"
 #include "service_impl.h"
@@ -106,8 +107,10 @@ static void env_set(struct strv *env, struct map *at, struct strv *names, const 
 }
 
 /* cohortd's environment, then the user's HOME/USER/LOGNAME, then the
- * service's environment, then ours: a later NAME replaces an earlier one. */
-static void build_env(struct service *s, const struct spawn_ids *ids, struct strv *env)
+ * service's environment, then its environment_file (from_files), then
+ * ours: a later NAME replaces an earlier one. */
+static void build_env(struct service *s, const struct spawn_ids *ids, const struct strv *from_files,
+		      struct strv *env)
 {
 	extern char **environ;
 	struct supervisor *sup = s->sup;
@@ -128,6 +131,8 @@ static void build_env(struct service *s, const struct spawn_ids *ids, struct str
 	}
 	for (size_t i = 0; i < s->cfg->environment.n; i++)
 		env_set(env, &at, &names, s->cfg->environment.v[i]);
+	for (size_t i = 0; i < from_files->n; i++)
+		env_set(env, &at, &names, from_files->v[i]);
 	char *ours[] = {
 		xasprintf("COHORT_SERVICE=%s", s->name),
 		xasprintf("COHORT_SOCKET=%s", sup->control_path),
@@ -243,9 +248,19 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 	} else if (c->user) {
 		log_debug(s->name, "user = %s ignored: cohortd is not root", c->user);
 	}
+	struct strv from_files = {0};
+	if (envfile_load(&c->environment_file, &from_files, err, errlen) < 0) {
+		int e = errno;
+		strv_free(&from_files);
+		if (use_ids)
+			spawn_ids_free(ids);
+		errno = e;
+		return -1;
+	}
 	if (own)
 		own_notify_socket(s, use_ids ? ids : NULL);
-	build_env(s, use_ids ? ids : NULL, env);
+	build_env(s, use_ids ? ids : NULL, &from_files, env);
+	strv_free(&from_files);
 	*sp = (struct spawn_spec){
 		.argv = argv,
 		.envp = env->v,
@@ -258,6 +273,8 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 		.set_umask = c->umask >= 0,
 		.umask = (mode_t)(c->umask >= 0 ? c->umask : 0),
 	};
+	if (own)
+		spawn_limits_from(&sp->limits, c);
 	return 0;
 }
 
@@ -385,6 +402,7 @@ void svc_act_spawn(struct service *s)
 static void status_spec(const struct service *s, struct spawn_spec *sp)
 {
 	*sp = (struct spawn_spec){.argv = s->cfg->argv.v, .dir = s->cfg->directory};
+	spawn_limits_from(&sp->limits, s->cfg);	/* to name the value that failed */
 }
 
 /* 1: the exec failed (reason filled); 0: it succeeded; -1: not known yet. */

@@ -164,6 +164,9 @@ static void child(const struct spawn_spec *sp, int fd)
 	}
 	if (sp->dir && chdir(sp->dir) < 0)
 		child_fail(fd, ST_CHDIR, errno);
+	int st = spawn_limits_apply(&sp->limits);	/* while still root */
+	if (st)
+		child_fail(fd, st, errno);
 	if (sp->ids) {
 		if (syscall(SYS_setgroups, (size_t)sp->ids->ngroups, sp->ids->groups) < 0)
 			child_fail(fd, ST_GROUPS, errno);
@@ -234,6 +237,8 @@ int spawn_read_status(int fd, const struct spawn_spec *sp, char *reason, size_t 
 		return 1;
 	}
 	*err = m.err;
+	if (spawn_limits_reason(m.stage, &sp->limits, m.err, reason, len))
+		return 1;
 	const char *e = strerror(m.err);
 	switch (m.stage) {
 	case ST_SETSID:

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "spawn_limits.h"
+
 /* Who to run as (resolved in the parent, before fork). */
 struct spawn_ids {
 	uid_t uid;
@@ -31,6 +33,7 @@ struct spawn_spec {
 	const char *path;	/* PATH to search argv[0] in, if it has no '/' */
 	bool set_umask;		/* false: the child keeps cohortd's umask */
 	mode_t umask;
+	struct spawn_limits limits;	/* zero: the child keeps cohortd's */
 };
 
 /* Resolves user (and group, if given) into ids.  -1 with err filled
