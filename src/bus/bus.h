@@ -60,6 +60,10 @@
 #define BUS_TRIM_MIN (1u << 20)
 #define BUS_TRIM_DELAY 1.0
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
+/* A spilled queue is read back from the journal this much at a time, once
+ * the ring has sent what it holds. */
+#define BUS_SPILL_CHUNK 512
+#define BUS_SPILL_CHUNK_BYTES (4u << 20)
 
 struct cohortd;
 struct service;
@@ -146,6 +150,17 @@ struct bus_session {
 	uint64_t dropped;	/* queue bound or age */
 	uint64_t dead;		/* sent to $dead after too many deliveries */
 	uint64_t delivered;
+	/* Spilled: the newest `spilled` qos-1 deliveries owed to a durable
+	 * session are not in the ring but only in the journal (PUB records
+	 * naming it), from seq spill_next on.  While it spills, what comes is
+	 * spilled too (the order); once the ring has sent all it holds, they
+	 * are read back, BUS_SPILL_CHUNK at a time (bus_spill_load). */
+	size_t spilled;
+	uint64_t spill_bytes;		/* their msg_size (bus_queue_max counts them) */
+	uint64_t spill_next;		/* the first seq not read back yet */
+	uint64_t spill_resent;		/* recovered ones up to it may have been sent: redelivered */
+	struct jrnl_pos spill_pos;	/* where reading them back goes on */
+	struct imap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
 };
 
 struct bus_out {
@@ -260,6 +275,7 @@ struct bus {
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
+	uint64_t memory_max;		/* bus_memory_max */
 	int64_t queue_age_ms;
 	uint64_t max_message;
 	/* Memory held by queues: their rings and each message they hold (once,
@@ -267,6 +283,7 @@ struct bus {
 	uint64_t queued_mem;
 	uint64_t queued_mem_peak;	/* since the last malloc_trim */
 	ev_timer trim_w;		/* a malloc_trim after a queue drained */
+	uint64_t spilled_bytes;		/* of every spilled queue: live, on disk only */
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
 	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
@@ -386,6 +403,14 @@ void bus_free_all(struct bus *b);
 /* Recovery: a message the session still owes an ack for; one it no longer does. */
 void bus_session_restore(struct bus_session *s, struct bus_msg *m);
 void bus_session_forget(struct bus_session *s, uint64_t seq);
+/* Does a qos-1 publish to topic take memory?  Not if every session it
+ * reaches spills it to the journal. */
+bool bus_publish_takes_memory(struct bus *b, const char *topic);
+/* A spilled delivery read back (bus_spill_load): queued, or, when acked
+ * is set, only counted off. */
+void bus_unspill(struct bus_session *s, struct bus_msg *m, bool acked);
+/* Reading back found the journal short of the spilled deliveries. */
+void bus_spill_lost(struct bus_session *s);
 /* Recovery: m is its topic's retained value (NULL data clears it). */
 void bus_retain(struct bus *b, struct bus_msg *m);
 
@@ -400,6 +425,9 @@ void bus_store_sub(struct bus *b, const struct bus_session *s, const char *patte
 void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern);
 void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
+/* Reads the next of s's spilled deliveries back into its ring; returns
+ * how many it took off the spilled ones. */
+size_t bus_spill_load(struct bus_session *s);
 /* Compacts when the journal has grown well past the live data. */
 /* mid de-duplication: the seq of an earlier publish, or 0. */
 const struct bus_mid *bus_mid_seen(struct bus *b, const char *publisher, const char *mid);

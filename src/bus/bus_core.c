@@ -308,6 +308,8 @@ void bus_session_free(struct bus_session *s)
 			delivery_remove(s, bus_queue_at(s, i));
 	s->qcount = 0;
 	ring_resize(s, 0);
+	b->spilled_bytes -= s->spill_bytes;
+	imap_free(&s->spill_acked);
 	if (s->key)
 		map_del(&b->sessions, s->key);
 	free(s->key);
@@ -448,10 +450,16 @@ static void send_delivery(struct bus_session *s, size_t i)
 
 void bus_pump(struct bus_session *s)
 {
-	while (s->conn && !s->conn->closing && s->cursor < s->qcount && s->inflight < BUS_INFLIGHT_MAX) {
-		size_t i = s->cursor++;
-		if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
-			send_delivery(s, i);
+	for (;;) {
+		while (s->conn && !s->conn->closing && s->cursor < s->qcount && s->inflight < BUS_INFLIGHT_MAX) {
+			size_t i = s->cursor++;
+			if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
+				send_delivery(s, i);
+		}
+		/* All the ring holds is sent: the spilled ones come next. */
+		if (!s->spilled || !s->conn || s->conn->closing || s->cursor < s->qcount ||
+		    s->inflight >= BUS_INFLIGHT_MAX || !bus_spill_load(s))
+			break;
 	}
 	queue_trim(s);
 }
@@ -570,17 +578,98 @@ static void enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries
 	enforce_bounds(s);
 }
 
+/* --- spilling: an absent session's queue in the journal only ---------------- */
+
+/* Does a qos-1 delivery to s go to the journal only?  A durable session
+ * starts spilling when it is away and the queues hold half of
+ * bus_memory_max (its ring stays as it is); once it spills, all that
+ * comes for it does, until what it spilled is read back (the order). */
+static bool spills(const struct bus_session *s)
+{
+	const struct bus *b = s->bus;
+
+	return s->key && (s->spilled || (!s->conn && b->memory_max && b->queued_mem >= b->memory_max / 2));
+}
+
+static void spill_add(struct bus_session *s, const struct bus_msg *m)
+{
+	if (!s->spilled) {
+		s->spill_next = m->seq;
+		s->spill_pos = (struct jrnl_pos){0};
+	}
+	s->spilled++;
+	s->spill_bytes += msg_size(m);
+	s->bus->spilled_bytes += msg_size(m);
+}
+
+/* Nothing spilled any more: what was counted for it goes. */
+static void spill_done(struct bus_session *s)
+{
+	s->bus->spilled_bytes -= s->spill_bytes;
+	s->spill_bytes = 0;
+	s->spilled = 0;
+	imap_free(&s->spill_acked);
+}
+
+static void takes_memory(void *sub, void *arg)
+{
+	struct bus_sub *bs = sub;
+
+	if (bs->qos && !spills(bs->s))
+		*(bool *)arg = true;
+}
+
+bool bus_publish_takes_memory(struct bus *b, const char *topic)
+{
+	bool yes = false;
+
+	trie_match(&b->subs, topic, takes_memory, &yes);
+	return yes;
+}
+
+void bus_unspill(struct bus_session *s, struct bus_msg *m, bool acked)
+{
+	s->spill_bytes -= msg_size(m);
+	s->bus->spilled_bytes -= msg_size(m);
+	s->spill_next = m->seq + 1;
+	if (acked)
+		return;	/* counted off when recovery replayed its ack */
+	enqueue(s, m, m->seq <= s->spill_resent ? 1 : 0, false);
+	if (--s->spilled == 0)
+		spill_done(s);
+}
+
+void bus_spill_lost(struct bus_session *s)
+{
+	log_error(NULL, "bus: %zu messages queued for %s are not in the journal any more: lost",
+		  s->spilled, s->key);
+	s->dropped += s->spilled;
+	s->bus->dropped_queue += s->spilled;
+	spill_done(s);
+}
+
 /* Recovery: a message a durable session still owes an ack for. */
 void bus_session_restore(struct bus_session *s, struct bus_msg *m)
 {
 	/* It may have been sent before the crash: count it as delivered once,
 	 * so it goes out marked redelivered. */
+	if (spills(s)) {
+		spill_add(s, m);
+		s->spill_resent = m->seq;
+		return;
+	}
 	enqueue(s, m, 1, false);
 }
 
 /* Recovery: the session acked (or dropped) seq. */
 void bus_session_forget(struct bus_session *s, uint64_t seq)
 {
+	if (s->spilled && seq >= s->spill_next) {
+		/* Its record is read back, then skipped. */
+		if (!imap_put(&s->spill_acked, (int64_t)seq, s) && --s->spilled == 0)
+			spill_done(s);
+		return;
+	}
 	struct bus_delivery *d = bus_queue_find(s, seq);
 
 	if (d) {
@@ -640,10 +729,23 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	b->published++;
 	trie_match(&b->subs, m->topic, collect, &f);
 	struct bus_session **durable = xmalloc((f.n + 1) * sizeof(*durable));
+	enum { QUEUE, SPILL, DROP } *how = xcalloc(f.n + 1, sizeof(*how));
 	for (size_t i = 0; i < f.n; i++) {
 		struct bus_session *s = f.hit[i];
-		if (m->qos && s->epoch_qos && s->key)
-			durable[ndurable++] = s;
+		if (!m->qos || !s->epoch_qos || !s->key)
+			continue;
+		if (spills(s)) {
+			/* A spilled queue at bus_queue_max takes no more: its
+			 * oldest are on disk, not at hand to drop. */
+			if (s->qbytes - s->inflight_bytes + s->spill_bytes + msg_size(m) > b->queue_max) {
+				how[i] = DROP;
+				s->dropped++;
+				b->dropped_queue++;
+				continue;
+			}
+			how[i] = SPILL;
+		}
+		durable[ndurable++] = s;
 	}
 	if (m->qos || m->retain)
 		ticket = bus_store_pub(b, m, durable, ndurable);
@@ -652,6 +754,10 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	for (size_t i = 0; i < f.n; i++) {
 		struct bus_session *s = f.hit[i];
 		uint8_t q = m->qos < s->epoch_qos ? m->qos : s->epoch_qos;
+		if (how[i] == SPILL)
+			spill_add(s, m);
+		if (how[i] != QUEUE)
+			continue;
 		if (q == 1) {
 			enqueue(s, m, 0, false);
 			bus_pump(s);
@@ -675,6 +781,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		s->delivered++;
 	}
 	free(durable);
+	free(how);
 	free(f.hit);
 	return ticket;
 }

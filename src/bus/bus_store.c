@@ -206,6 +206,7 @@ static void reset(void *arg)
 	bus_free_all(b);
 	b->seq = 0;
 	b->live_bytes = 0;
+	b->spilled_bytes = 0;
 	b->mid_bytes = 0;
 	b->nmids = 0;
 }
@@ -227,7 +228,9 @@ static struct bus_session *session_of(struct bus *b, struct jreader *r)
 	return s;
 }
 
-static void replay_pub(struct bus *b, struct jreader *r)
+/* The message of a PUB record, past its type; r is left at its session
+ * keys, *nkeys of them.  NULL if the record is malformed. */
+static struct bus_msg *read_pub(struct jreader *r, uint64_t *nkeys)
 {
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 
@@ -248,11 +251,21 @@ static void replay_pub(struct bus *b, struct jreader *r)
 		m->mid = mid;
 	else
 		free(mid);
-	uint64_t nkeys = jr_u64(r);
+	*nkeys = jr_u64(r);
 	if (r->bad) {
 		bus_msg_put(m);
-		return;
+		return NULL;
 	}
+	return m;
+}
+
+static void replay_pub(struct bus *b, struct jreader *r)
+{
+	uint64_t nkeys;
+	struct bus_msg *m = read_pub(r, &nkeys);
+
+	if (!m)
+		return;
 	if (m->seq > b->seq)
 		b->seq = m->seq;
 	if (m->mid && now_wall_ms() - m->ts_ms <= BUS_MID_WINDOW_MS)
@@ -379,7 +392,7 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 	size_t queued = 0, it = 0;
 	void *v;
 	while (map_next(&b->sessions, &it, NULL, &v))
-		queued += ((struct bus_session *)v)->qlen;
+		queued += ((struct bus_session *)v)->qlen + ((struct bus_session *)v)->spilled;
 	log_info(NULL, "bus: recovered %zu records (%zu durable session%s, %zu queued message%s, "
 		 "%zu retained value%s)%s", b->recovery.records, b->sessions.len,
 		 b->sessions.len == 1 ? "" : "s", queued, queued == 1 ? "" : "s", b->retained.len,
@@ -404,12 +417,175 @@ void bus_store_close(struct bus *b)
 	b->j = NULL;
 }
 
+/* --- spilled queues, read back --------------------------------------------------------- */
+
+/*
+ * A spilled delivery is the PUB record that names its session: nothing
+ * else is written for it, and it is read back from the journal, in seq
+ * order, once the session is back and its ring has sent what it held.
+ * Recovery spills too (bus_session_restore), so that a restart does not
+ * bring a spilled backlog back into memory; an ack replayed for a spilled
+ * delivery is noted in spill_acked, and its record skipped when read.
+ */
+
+/* A PUB record's seq, r after it and at the message's start; 0 if it is
+ * not one. */
+static uint64_t pub_seq(struct jreader *r, struct jreader *at)
+{
+	if (jr_u8(r) != R_PUB)
+		return 0;
+	*at = *r;
+	uint64_t seq = jr_u64(r);
+	return r->bad ? 0 : seq;
+}
+
+/* Does the rest of a PUB record, its nkeys session keys, name s? */
+static bool names(struct jreader *r, uint64_t nkeys, const struct bus_session *s)
+{
+	size_t len = strlen(s->key);
+
+	for (uint64_t i = 0; i < nkeys && !r->bad; i++) {
+		size_t n;
+		const char *k = jr_str(r, &n);
+		if (!r->bad && n == len && memcmp(k, s->key, n) == 0)
+			return true;
+	}
+	return false;
+}
+
+struct spill_read {
+	struct bus_session *s;
+	struct bus_msg *m[BUS_SPILL_CHUNK];
+	size_t n;
+	size_t owed;		/* of them, not acked during recovery */
+	uint64_t bytes;
+	bool full;
+};
+
+/* Collects what is read: queuing it here could append a record, which
+ * the journal, locked while it is read, would not take. */
+static bool read_back(void *arg, const unsigned char *p, size_t len)
+{
+	struct spill_read *sr = arg;
+	struct bus_session *s = sr->s;
+	struct jreader r = {p, p + len, false}, at;
+	uint64_t seq = pub_seq(&r, &at), nkeys;
+
+	if (!seq || seq < s->spill_next || (sr->n && seq <= sr->m[sr->n - 1]->seq))
+		return true;
+	struct bus_msg *m = read_pub(&at, &nkeys);
+	if (!m)
+		return true;
+	if (!names(&at, nkeys, s)) {
+		bus_msg_put(m);
+		return true;
+	}
+	sr->m[sr->n++] = m;
+	sr->owed += !imap_get(&s->spill_acked, (int64_t)seq);
+	sr->bytes += m->data_len;
+	sr->full = sr->n == BUS_SPILL_CHUNK || sr->bytes >= BUS_SPILL_CHUNK_BYTES;
+	return sr->owed < s->spilled && !sr->full;
+}
+
+size_t bus_spill_load(struct bus_session *s)
+{
+	struct bus *b = s->bus;
+	struct spill_read *sr = xcalloc(1, sizeof(*sr));
+
+	sr->s = s;
+	if (b->j)
+		jrnl_read(b->j, &s->spill_pos, read_back, sr);
+	size_t n = sr->n;
+	bool whole = sr->owed >= s->spilled || sr->full;
+	for (size_t i = 0; i < n; i++) {
+		struct bus_msg *m = sr->m[i];
+		bus_unspill(s, m, imap_del(&s->spill_acked, (int64_t)m->seq) != NULL);
+		bus_msg_put(m);
+	}
+	free(sr);
+	if (!whole && s->spilled)
+		bus_spill_lost(s);
+	return n;
+}
+
 /* --- compaction -------------------------------------------------------------------------- */
 
 static int by_seq(const void *x, const void *y)
 {
 	const struct bus_msg *a = *(struct bus_msg *const *)x, *c = *(struct bus_msg *const *)y;
 	return (a->seq > c->seq) - (a->seq < c->seq);
+}
+
+/* The snapshot's PUB records, in seq order: those of the messages in
+ * memory (msgs, sorted) merged with the spilled ones read from the
+ * journal. */
+struct snap_pubs {
+	struct bus *b;
+	struct sbuf *out;
+	struct imap *owners;	/* seq -> struct strv* of session keys */
+	struct bus_msg **msgs;
+	size_t n, next;
+};
+
+/* One PUB record of m for these sessions; frees keys. */
+static void snap_pub(struct snap_pubs *sp, const struct bus_msg *m, struct strv *keys)
+{
+	struct jbuf j = {0};
+	struct bus_msg tmp = *m;
+
+	tmp.retain = m->retained;	/* no longer the topic's value: not retained */
+	put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
+	jrnl_frame(sp->out, j.b.buf, j.b.len);
+	sbuf_free(&j.b);
+	strv_free(keys);
+	free(keys);
+}
+
+/* The messages in memory before seq (all of them: UINT64_MAX). */
+static void snap_upto(struct snap_pubs *sp, uint64_t seq)
+{
+	while (sp->next < sp->n && sp->msgs[sp->next]->seq < seq) {
+		struct bus_msg *m = sp->msgs[sp->next++];
+		snap_pub(sp, m, imap_get(sp->owners, (int64_t)m->seq));
+	}
+}
+
+/* A record of the journal: a PUB still owed to spilled sessions goes in,
+ * naming them (and the sessions that hold it in memory, if any). */
+static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
+{
+	struct snap_pubs *sp = arg;
+	struct jreader r = {p, p + len, false}, at;
+	uint64_t seq = pub_seq(&r, &at), nkeys;
+	struct strv *keys = NULL;
+
+	if (!seq)
+		return true;
+	struct bus_msg *m = read_pub(&at, &nkeys);
+	for (uint64_t i = 0; m && i < nkeys && !at.bad; i++) {
+		struct bus_session *s = session_of(sp->b, &at);
+		if (!s || !s->spilled || seq < s->spill_next || imap_get(&s->spill_acked, (int64_t)seq))
+			continue;
+		if (!keys)
+			keys = xcalloc(1, sizeof(*keys));
+		strv_push(keys, s->key);
+	}
+	if (keys) {
+		snap_upto(sp, seq);
+		if (sp->next < sp->n && sp->msgs[sp->next]->seq == seq) {	/* in memory too */
+			struct bus_msg *mm = sp->msgs[sp->next++];
+			struct strv *more = imap_get(sp->owners, (int64_t)seq);
+			for (size_t i = 0; i < more->n; i++)
+				strv_push(keys, more->v[i]);
+			strv_free(more);
+			free(more);
+			snap_pub(sp, mm, keys);
+		} else {
+			snap_pub(sp, m, keys);
+		}
+	}
+	bus_msg_put(m);
+	return true;
 }
 
 /* The live state, as records. */
@@ -464,16 +640,12 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	}
 	if (n)
 		qsort(msgs, n, sizeof(*msgs), by_seq);
-	for (size_t i = 0; i < n; i++) {
-		struct strv *keys = imap_get(&owners, (int64_t)msgs[i]->seq);
-		struct bus_msg tmp = *msgs[i];
-		tmp.retain = msgs[i]->retained;	/* no longer the topic's value: not retained */
-		put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
-		jrnl_frame(out, j.b.buf, j.b.len);
-		sbuf_free(&j.b);
-		strv_free(keys);
-		free(keys);
+	struct snap_pubs sp = {b, out, &owners, msgs, n, 0};
+	if (b->spilled_bytes) {
+		struct jrnl_pos from = {0};
+		jrnl_read(b->j, &from, snap_spilled, &sp);
 	}
+	snap_upto(&sp, UINT64_MAX);
 	free(msgs);
 	imap_free(&owners);
 	for (struct bus_mid *x = b->mid_head; x; x = x->next) {
@@ -502,7 +674,8 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 	/* Worth it once the journal is 4x what a snapshot would keep; and never
 	 * again before it has doubled since the last one, whatever the
 	 * estimate says (a compaction takes the loop for a while). */
-	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes) || size < 2 * b->last_snapshot ||
+	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes + b->spilled_bytes) ||
+	    size < 2 * b->last_snapshot ||
 	    !jrnl_may_compact(b->j))
 		return;
 	struct sbuf snap = {0};

@@ -37,6 +37,10 @@ struct journal {
 
 	pthread_t thread;
 	pthread_mutex_t lock;
+	/* Held by the writer from taking work to putting back what failed,
+	 * and by jrnl_read: a reader sees each record either in a file or in
+	 * a buffer, never in the writer's hands.  Taken before lock. */
+	pthread_mutex_t io;
 	pthread_cond_t wake;
 	/* shared, under lock */
 	struct sbuf pending;		/* framed records to write */
@@ -635,6 +639,96 @@ static void recover_all(struct journal *j, const struct seg *segs, size_t n, jrn
 		free(list_segments(j, &left, true));
 }
 
+/* --- reading back, while running ------------------------------------------------ */
+
+static void handover(struct journal *j);
+
+/* The records of one file from *off on, through fn; false when fn said
+ * stop.  *off is left after the last record read. */
+static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *arg)
+{
+	FILE *f = fopen(path, "rbe");
+	unsigned char head[8], *buf = NULL;
+	size_t cap = 0;
+	bool go = true;
+
+	if (!f) {
+		log_error(NULL, "bus journal %s: cannot read it back: %s", path, strerror(errno));
+		return true;
+	}
+	if (*off < sizeof(magic))
+		*off = sizeof(magic);
+	if (fseeko(f, (off_t)*off, SEEK_SET) < 0)
+		goto out;
+	while (go && fread(head, 1, 8, f) == 8) {
+		uint32_t l = get_u32(head);
+		if (!l || l > JRNL_RECORD_MAX)
+			break;
+		if (l > cap)
+			buf = xrealloc(buf, cap = l);
+		if (fread(buf, 1, l, f) != l || crc32c(0, buf, l) != get_u32(head + 4))
+			break;
+		*off += 8 + (uint64_t)l;
+		go = fn(arg, buf, l);
+	}
+	/* The writer is idle: what does not read whole is damage, not a
+	 * write under way. */
+	if (go && !feof(f))
+		log_error(NULL, "bus journal %s: a damaged record at byte %llu: what follows it in "
+			  "this file is not read back", path, (unsigned long long)*off);
+out:
+	free(buf);
+	fclose(f);
+	return go;
+}
+
+/* The framed records of a buffer the writer has not written yet. */
+static bool read_buf(const struct sbuf *b, jrnl_read_fn fn, void *arg)
+{
+	const unsigned char *p = (const unsigned char *)b->buf;
+
+	for (size_t off = 0; off + 8 <= b->len;) {
+		uint32_t l = get_u32(p + off);
+		if (!fn(arg, p + off + 8, l))
+			return false;
+		off += 8 + (size_t)l;
+	}
+	return true;
+}
+
+void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg)
+{
+	handover(j);
+	pthread_mutex_lock(&j->io);
+	pthread_mutex_lock(&j->lock);
+	uint64_t next_id = j->next_id;	/* list_segments sets it: the writer's */
+	size_t n, i = 0;
+	struct seg *segs = list_segments(j, &n, false);
+	j->next_id = next_id;
+	uint64_t off = 0;
+	if (pos->set) {
+		while (i < n && segs[i].id != pos->seg)
+			i++;
+		if (i < n)
+			off = pos->off;
+		else
+			i = 0;	/* compacted away: its records are in the snapshot */
+	}
+	bool go = true;
+	for (; go && i < n; i++, off = 0) {
+		char *path = seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
+		go = read_file(path, &off, fn, arg);
+		free(path);
+		*pos = (struct jrnl_pos){segs[i].id, off, true};
+	}
+	/* Not written yet, in order: before a compaction, then after it. */
+	if (go && read_buf(&j->before, fn, arg))
+		read_buf(&j->pending, fn, arg);
+	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_unlock(&j->io);
+	free(segs);
+}
+
 /* --- the writer thread -------------------------------------------------------- */
 
 /*
@@ -791,8 +885,13 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&j->lock);
 	for (bool last_try = false;;) {
 		wait_for_work(j);
-		if (!has_work(j) || last_try)
+		pthread_mutex_unlock(&j->lock);
+		pthread_mutex_lock(&j->io);
+		pthread_mutex_lock(&j->lock);
+		if (!has_work(j) || last_try) {
+			pthread_mutex_unlock(&j->io);
 			break;	/* stopping, and nothing left, or it cannot be written */
+		}
 		last_try = j->stop;
 		struct sbuf data = j->pending, before = j->before, snap = j->snapshot;
 		uint64_t data_ticket = j->pending_ticket, before_ticket = j->before_ticket;
@@ -849,6 +948,7 @@ static void *writer_main(void *arg)
 			clock_gettime(CLOCK_REALTIME, &j->retry_at);
 			j->retry_at.tv_sec += 1;
 		}
+		pthread_mutex_unlock(&j->io);
 		ev_async_send(j->loop, &j->done_w);
 	}
 	pthread_mutex_unlock(&j->lock);
@@ -1004,6 +1104,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 		j->retry_at.tv_sec += 1;
 	}
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->io, NULL);
 	pthread_cond_init(&j->wake, NULL);
 	ev_async_init(&j->done_w, done_cb);
 	ev_async_start(loop, &j->done_w);
@@ -1037,6 +1138,7 @@ void jrnl_close(struct journal *j)
 	if (j->fd >= 0)
 		close(j->fd);
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->io);
 	pthread_cond_destroy(&j->wake);
 	sbuf_free(&j->local);
 	sbuf_free(&j->pending);

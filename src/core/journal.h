@@ -75,6 +75,22 @@ int jrnl_failing(const struct journal *j);
 bool jrnl_may_compact(const struct journal *j);
 /* Rolls segments at this size instead of JRNL_SEGMENT_MAX (tests). */
 void jrnl_set_segment_max(struct journal *j, uint64_t bytes);
+/* Where jrnl_read goes on from: a segment and an offset in it. */
+struct jrnl_pos {
+	uint64_t seg;
+	uint64_t off;
+	bool set;		/* false: from the start */
+};
+/* One record read back by jrnl_read: false to stop after it. */
+typedef bool (*jrnl_read_fn)(void *arg, const unsigned char *payload, size_t len);
+/* Reads the records back in order, while running (the bus's spilled
+ * queues): those in the files from the newest snapshot on, from *pos if
+ * that segment is still there (else from the start), then those not
+ * written yet.  Waits for the write under way, if any, to end; the writer
+ * waits for it.  *pos is left where the next call may go on from (a
+ * record read from memory may be read again then).  A damaged record
+ * ends the reading of its file (logged). */
+void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg);
 /* Writes and syncs what is pending, stops the writer, closes. */
 void jrnl_close(struct journal *j);
 
