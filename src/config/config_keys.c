@@ -51,7 +51,7 @@ const struct key_def config_keys[] = {
 	{D("bus_max_connections", bus_max_connections, K_POSITIVE, LIVE), "1024", "bus connections at most (fewer if the descriptor limit leaves fewer)"},
 	{D("bus_max_connections_per_uid", bus_max_connections_per_uid, K_POSITIVE, LIVE), "128", "bus.sock connections of one uid at most (admins aside)"},
 	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M", "a durable session's queue while it is away, at most"},
-	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G", "memory all bus queues may hold; over it qos-1 publishes are refused (0: no bound)"},
+	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G", "memory bus queues may hold: over it qos-1 publishes are refused, past half of it away durable sessions spill to the journal (0: none)"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},
 

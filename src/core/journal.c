@@ -701,6 +701,15 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 	handover(j);
 	pthread_mutex_lock(&j->io);
 	pthread_mutex_lock(&j->lock);
+	/* A compaction not written yet stands for everything before it (what
+	 * failed to be written meanwhile may be only in it). */
+	if (j->want_snapshot) {
+		if (read_buf(&j->snapshot, fn, arg))
+			read_buf(&j->pending, fn, arg);
+		pthread_mutex_unlock(&j->lock);
+		pthread_mutex_unlock(&j->io);
+		return;
+	}
 	uint64_t next_id = j->next_id;	/* list_segments sets it: the writer's */
 	size_t n, i = 0;
 	struct seg *segs = list_segments(j, &n, false);
@@ -721,7 +730,7 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 		free(path);
 		*pos = (struct jrnl_pos){segs[i].id, off, true};
 	}
-	/* Not written yet, in order: before a compaction, then after it. */
+	/* Not written yet. */
 	if (go && read_buf(&j->before, fn, arg))
 		read_buf(&j->pending, fn, arg);
 	pthread_mutex_unlock(&j->lock);

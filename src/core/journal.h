@@ -86,7 +86,8 @@ typedef bool (*jrnl_read_fn)(void *arg, const unsigned char *payload, size_t len
 /* Reads the records back in order, while running (the bus's spilled
  * queues): those in the files from the newest snapshot on, from *pos if
  * that segment is still there (else from the start), then those not
- * written yet.  Waits for the write under way, if any, to end; the writer
+ * written yet (a compaction not written yet stands for all before it,
+ * and is read instead).  Waits for the write under way, if any, to end; the writer
  * waits for it.  *pos is left where the next call may go on from (a
  * record read from memory may be read again then).  A damaged record
  * ends the reading of its file (logged). */
