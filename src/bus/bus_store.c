@@ -521,7 +521,7 @@ static int by_seq(const void *x, const void *y)
  * journal. */
 struct snap_pubs {
 	struct bus *b;
-	struct sbuf *out;
+	struct jrnl_snap *out;
 	struct imap *owners;	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs;
 	size_t n, next;
@@ -535,7 +535,7 @@ static void snap_pub(struct snap_pubs *sp, const struct bus_msg *m, struct strv 
 
 	tmp.retain = m->retained;	/* no longer the topic's value: not retained */
 	put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
-	jrnl_frame(sp->out, j.b.buf, j.b.len);
+	jrnl_snap_record(sp->out, j.b.buf, j.b.len);
 	sbuf_free(&j.b);
 	strv_free(keys);
 	free(keys);
@@ -589,7 +589,7 @@ static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 }
 
 /* The live state, as records. */
-static void snapshot(struct bus *b, struct sbuf *out)
+static void snapshot(struct bus *b, struct jrnl_snap *out)
 {
 	struct imap owners = {0};	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs = NULL;
@@ -600,17 +600,17 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	mid_prune(b, now_wall_ms());
 	jb_u8(&j, R_SEQ);
 	jb_u64(&j, b->seq);
-	jrnl_frame(out, j.b.buf, j.b.len);
+	jrnl_snap_record(out, j.b.buf, j.b.len);
 	sbuf_free(&j.b);
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
 		/* A record each: replay reads one op per record. */
 		put_session(&j, s, false);
-		jrnl_frame(out, j.b.buf, j.b.len);
+		jrnl_snap_record(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
 		for (size_t i = 0; i < s->nsubs; i++) {
 			put_sub(&j, s, s->subs[i]->pattern, s->subs[i]->qos);
-			jrnl_frame(out, j.b.buf, j.b.len);
+			jrnl_snap_record(out, j.b.buf, j.b.len);
 			sbuf_free(&j.b);
 		}
 		for (size_t q = 0; q < s->qcount; q++) {
@@ -653,7 +653,7 @@ static void snapshot(struct bus *b, struct sbuf *out)
 		jb_str(&j, x->key, strlen(x->key));
 		jb_u64(&j, x->seq);
 		jb_u64(&j, (uint64_t)x->ts_ms);
-		jrnl_frame(out, j.b.buf, j.b.len);
+		jrnl_snap_record(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
 	}
 }
@@ -678,11 +678,15 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 	    size < 2 * b->last_snapshot ||
 	    !jrnl_may_compact(b->j))
 		return;
-	struct sbuf snap = {0};
+	/* Written to a file as it is made: the spilled queues it copies
+	 * are not to be in memory, even for a while. */
+	struct jrnl_snap *snap = jrnl_snap_begin(b->j);
 	int64_t t0 = now_mono_ms();
-	snapshot(b, &snap);
-	b->last_snapshot = snap.len;
-	log_info(NULL, "bus journal: compacting %llu bytes to %zu bytes of live state (%lld ms)",
-		 (unsigned long long)size, snap.len, (long long)(now_mono_ms() - t0));
-	jrnl_compact(b->j, &snap);
+	snapshot(b, snap);
+	uint64_t written = jrnl_snap_end(b->j, snap);
+	if (!written)
+		return;
+	b->last_snapshot = written;
+	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (%lld ms)",
+		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t0));
 }

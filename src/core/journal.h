@@ -60,6 +60,15 @@ uint64_t jrnl_append(struct journal *j, const void *payload, size_t len);
  * the live state, built by the caller from payloads framed with
  * jrnl_frame).  Appends made after this call go after the snapshot. */
 void jrnl_compact(struct journal *j, struct sbuf *framed);
+/* The same, written by the caller record by record into a file rather
+ * than built in memory: begin, a record at a time, end (which hands it to
+ * the writer like jrnl_compact, or, when it could not be written, logs
+ * it and returns 0; else its size).  The loop must not append between
+ * begin and end. */
+struct jrnl_snap;
+struct jrnl_snap *jrnl_snap_begin(struct journal *j);
+void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len);
+uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s);
 /* Frames one payload into out (for jrnl_compact). */
 void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 /* Bytes in all segments (as last written). */

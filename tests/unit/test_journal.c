@@ -708,3 +708,40 @@ Test(journal, read_back_while_running_across_segments_buffers_and_a_compaction)
 	jrnl_close(j);
 	free(dir);
 }
+
+Test(journal, a_compaction_written_to_a_file_replaces_the_segments)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("snapfile");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 50; i++)
+		t = jrnl_append(j, "dead record", 11);
+	wait_durable(t);
+	struct jrnl_snap *s = jrnl_snap_begin(j);
+	jrnl_snap_record(s, "live one", 8);
+	jrnl_snap_record(s, "live two", 8);
+	cr_assert_eq(jrnl_snap_end(j, s), 8 + 2 * (8 + 8));
+	t = jrnl_append(j, "after", 5);
+	/* read back while it may still be queued: the snapshot, then "after" */
+	struct jrnl_pos pos = {0};
+	struct readback rb = {0};
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert_eq(rb.got.n, 3, "%zu records", rb.got.n);
+	cr_assert_str_eq(rb.got.v[0], "live one");
+	cr_assert_str_eq(rb.got.v[2], "after");
+	strv_free(&rb.got);
+	wait_durable(t);
+	cr_assert_lt(jrnl_size(j), 100);
+	jrnl_close(j);
+	char *left = xasprintf("%s/snapshot.new", dir);
+	cr_assert(access(left, F_OK) < 0, "snapshot.new left behind");
+	free(left);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	cr_assert_eq(replayed.n, 3, "%zu records", replayed.n);
+	cr_assert_str_eq(replayed.v[1], "live two");
+	cr_assert_eq(rec.segments, 2);
+	jrnl_close(j);
+	free(dir);
+}
