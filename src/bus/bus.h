@@ -10,6 +10,7 @@
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
  *                 qos-1 state (acks, redelivery, dead letters), retained values
  *   bus_store.c   what goes to the journal, recovery, compaction
+ *   bus_spill.c   queues of absent durable sessions kept in the journal only
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *
@@ -403,14 +404,10 @@ void bus_free_all(struct bus *b);
 /* Recovery: a message the session still owes an ack for; one it no longer does. */
 void bus_session_restore(struct bus_session *s, struct bus_msg *m);
 void bus_session_forget(struct bus_session *s, uint64_t seq);
-/* Does a qos-1 publish to topic take memory?  Not if every session it
- * reaches spills it to the journal. */
-bool bus_publish_takes_memory(struct bus *b, const char *topic);
-/* A spilled delivery read back (bus_spill_load): queued, or, when acked
- * is set, only counted off. */
-void bus_unspill(struct bus_session *s, struct bus_msg *m, bool acked);
-/* Reading back found the journal short of the spilled deliveries. */
-void bus_spill_lost(struct bus_session *s);
+/* What a message counts for in bus_queue_max and the compaction's estimate. */
+size_t bus_msg_size(const struct bus_msg *m);
+/* Queues m for s (qos0: a qos-0 one behind qos-1 ones), within the bounds. */
+void bus_enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0);
 /* Recovery: m is its topic's retained value (NULL data clears it). */
 void bus_retain(struct bus *b, struct bus_msg *m);
 
@@ -425,8 +422,27 @@ void bus_store_sub(struct bus *b, const struct bus_session *s, const char *patte
 void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern);
 void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
+/* The message of a PUB record (payload p, len), *keys left at the
+ * session keys it names (*nkeys); NULL if it is another record, is
+ * malformed, or its seq is under min_seq. */
+struct bus_msg *bus_store_read_pub(const unsigned char *p, size_t len, uint64_t min_seq, struct jreader *keys,
+				   uint64_t *nkeys);
+
+/* bus_spill.c */
+/* Does a qos-1 delivery to s go to the journal only?  A durable session
+ * starts spilling when it is away and the queues hold half of
+ * bus_memory_max (its ring stays as it is); once it spills, all that
+ * comes for it does, until what it spilled is read back (the order). */
+bool bus_spills(const struct bus_session *s);
+/* m (its PUB record names s) is spilled for s. */
+void bus_spill_add(struct bus_session *s, const struct bus_msg *m);
+/* Recovery: an ack of seq; false if seq is not among s's spilled ones. */
+bool bus_spill_forget(struct bus_session *s, uint64_t seq);
+/* Does a qos-1 publish to topic take memory?  Not if every session it
+ * reaches spills it. */
+bool bus_publish_takes_memory(struct bus *b, const char *topic);
 /* Reads the next of s's spilled deliveries back into its ring; returns
- * how many it took off the spilled ones. */
+ * how many it read. */
 size_t bus_spill_load(struct bus_session *s);
 /* Compacts when the journal has grown well past the live data. */
 /* mid de-duplication: the seq of an earlier publish, or 0. */

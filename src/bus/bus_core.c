@@ -48,7 +48,7 @@ void bus_msg_put(struct bus_msg *m)
 	free(m);
 }
 
-static size_t msg_size(const struct bus_msg *m)
+size_t bus_msg_size(const struct bus_msg *m)
 {
 	return strlen(m->topic) + m->data_len + 64;
 }
@@ -133,9 +133,9 @@ static void live_change(struct bus *b, struct bus_msg *m, int durable_delta, int
 		m->retained = retained;
 	bool after = is_live(m);
 	if (!before && after)
-		b->live_bytes += msg_size(m);
+		b->live_bytes += bus_msg_size(m);
 	else if (before && !after)
-		b->live_bytes -= msg_size(m);
+		b->live_bytes -= bus_msg_size(m);
 }
 
 /* --- the queue: a ring of 16-byte slots ------------------------------------------- */
@@ -242,10 +242,10 @@ static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 	struct bus_msg *m = d->msg;
 
 	s->qlen--;
-	s->qbytes -= msg_size(m);
+	s->qbytes -= bus_msg_size(m);
 	if (d->flags & BUS_D_INFLIGHT) {
 		s->inflight--;
-		s->inflight_bytes -= msg_size(m);
+		s->inflight_bytes -= bus_msg_size(m);
 	}
 	if (s->key && !(d->flags & BUS_D_QOS0))
 		live_change(b, m, -1, -1);
@@ -287,7 +287,7 @@ static void queue_push(struct bus_session *s, struct bus_msg *m, uint8_t deliver
 	if (m->queued_refs++ == 0)
 		mem_add(s->bus, msg_mem(m));
 	s->qlen++;
-	s->qbytes += msg_size(m);
+	s->qbytes += bus_msg_size(m);
 	if (s->key && !(flags & BUS_D_QOS0))
 		live_change(s->bus, m, +1, -1);
 }
@@ -439,7 +439,7 @@ static void send_delivery(struct bus_session *s, size_t i)
 	if (!(d->flags & BUS_D_INFLIGHT)) {
 		d->flags |= BUS_D_INFLIGHT;
 		s->inflight++;
-		s->inflight_bytes += msg_size(d->msg);
+		s->inflight_bytes += bus_msg_size(d->msg);
 	}
 	d->sent_ms = now32();
 	if (!ev_is_active(&s->ack_w))
@@ -572,104 +572,31 @@ static void enforce_bounds(struct bus_session *s)
 	queue_trim(s);
 }
 
-static void enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0)
+void bus_enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0)
 {
 	queue_push(s, m, deliveries, qos0 ? BUS_D_QOS0 : 0);
 	enforce_bounds(s);
-}
-
-/* --- spilling: an absent session's queue in the journal only ---------------- */
-
-/* Does a qos-1 delivery to s go to the journal only?  A durable session
- * starts spilling when it is away and the queues hold half of
- * bus_memory_max (its ring stays as it is); once it spills, all that
- * comes for it does, until what it spilled is read back (the order). */
-static bool spills(const struct bus_session *s)
-{
-	const struct bus *b = s->bus;
-
-	return s->key && (s->spilled || (!s->conn && b->memory_max && b->queued_mem >= b->memory_max / 2));
-}
-
-static void spill_add(struct bus_session *s, const struct bus_msg *m)
-{
-	if (!s->spilled) {
-		s->spill_next = m->seq;
-		s->spill_pos = (struct jrnl_pos){0};
-	}
-	s->spilled++;
-	s->spill_bytes += msg_size(m);
-	s->bus->spilled_bytes += msg_size(m);
-}
-
-/* Nothing spilled any more: what was counted for it goes. */
-static void spill_done(struct bus_session *s)
-{
-	s->bus->spilled_bytes -= s->spill_bytes;
-	s->spill_bytes = 0;
-	s->spilled = 0;
-	imap_free(&s->spill_acked);
-}
-
-static void takes_memory(void *sub, void *arg)
-{
-	struct bus_sub *bs = sub;
-
-	if (bs->qos && !spills(bs->s))
-		*(bool *)arg = true;
-}
-
-bool bus_publish_takes_memory(struct bus *b, const char *topic)
-{
-	bool yes = false;
-
-	trie_match(&b->subs, topic, takes_memory, &yes);
-	return yes;
-}
-
-void bus_unspill(struct bus_session *s, struct bus_msg *m, bool acked)
-{
-	s->spill_bytes -= msg_size(m);
-	s->bus->spilled_bytes -= msg_size(m);
-	s->spill_next = m->seq + 1;
-	if (acked)
-		return;	/* counted off when recovery replayed its ack */
-	enqueue(s, m, m->seq <= s->spill_resent ? 1 : 0, false);
-	if (--s->spilled == 0)
-		spill_done(s);
-}
-
-void bus_spill_lost(struct bus_session *s)
-{
-	log_error(NULL, "bus: %zu messages queued for %s are not in the journal any more: lost",
-		  s->spilled, s->key);
-	s->dropped += s->spilled;
-	s->bus->dropped_queue += s->spilled;
-	spill_done(s);
 }
 
 /* Recovery: a message a durable session still owes an ack for. */
 void bus_session_restore(struct bus_session *s, struct bus_msg *m)
 {
 	/* It may have been sent before the crash: count it as delivered once,
-	 * so it goes out marked redelivered. */
-	if (spills(s)) {
-		spill_add(s, m);
+	 * so it goes out marked redelivered (spilled: once read back).  A
+	 * spilled backlog stays spilled across a restart. */
+	if (bus_spills(s)) {
+		bus_spill_add(s, m);
 		s->spill_resent = m->seq;
 		return;
 	}
-	enqueue(s, m, 1, false);
+	bus_enqueue(s, m, 1, false);
 }
 
 /* Recovery: the session acked (or dropped) seq. */
 void bus_session_forget(struct bus_session *s, uint64_t seq)
 {
-	if (s->spilled && seq >= s->spill_next) {
-		/* Its record is read back, then skipped. */
-		if (!imap_put(&s->spill_acked, (int64_t)seq, s) && --s->spilled == 0)
-			spill_done(s);
+	if (bus_spill_forget(s, seq))
 		return;
-	}
 	struct bus_delivery *d = bus_queue_find(s, seq);
 
 	if (d) {
@@ -734,10 +661,10 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		struct bus_session *s = f.hit[i];
 		if (!m->qos || !s->epoch_qos || !s->key)
 			continue;
-		if (spills(s)) {
+		if (bus_spills(s)) {
 			/* A spilled queue at bus_queue_max takes no more: its
 			 * oldest are on disk, not at hand to drop. */
-			if (s->qbytes - s->inflight_bytes + s->spill_bytes + msg_size(m) > b->queue_max) {
+			if (s->qbytes - s->inflight_bytes + s->spill_bytes + bus_msg_size(m) > b->queue_max) {
 				how[i] = DROP;
 				s->dropped++;
 				b->dropped_queue++;
@@ -755,11 +682,11 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		struct bus_session *s = f.hit[i];
 		uint8_t q = m->qos < s->epoch_qos ? m->qos : s->epoch_qos;
 		if (how[i] == SPILL)
-			spill_add(s, m);
+			bus_spill_add(s, m);
 		if (how[i] != QUEUE)
 			continue;
 		if (q == 1) {
-			enqueue(s, m, 0, false);
+			bus_enqueue(s, m, 0, false);
 			bus_pump(s);
 			continue;
 		}
@@ -772,7 +699,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 			continue;
 		}
 		if (s->cursor < s->qcount) {	/* behind qos-1 messages not sent yet: in order */
-			enqueue(s, m, 0, true);
+			bus_enqueue(s, m, 0, true);
 			continue;
 		}
 		struct bus_frame *fr = msg_frame(m, 0, false, false);

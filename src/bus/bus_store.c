@@ -417,95 +417,19 @@ void bus_store_close(struct bus *b)
 	b->j = NULL;
 }
 
-/* --- spilled queues, read back --------------------------------------------------------- */
-
-/*
- * A spilled delivery is the PUB record that names its session: nothing
- * else is written for it, and it is read back from the journal, in seq
- * order, once the session is back and its ring has sent what it held.
- * Recovery spills too (bus_session_restore), so that a restart does not
- * bring a spilled backlog back into memory; an ack replayed for a spilled
- * delivery is noted in spill_acked, and its record skipped when read.
- */
-
-/* A PUB record's seq, r after it and at the message's start; 0 if it is
- * not one. */
-static uint64_t pub_seq(struct jreader *r, struct jreader *at)
+/* A PUB record's message (see bus.h). */
+struct bus_msg *bus_store_read_pub(const unsigned char *p, size_t len, uint64_t min_seq, struct jreader *keys,
+				   uint64_t *nkeys)
 {
-	if (jr_u8(r) != R_PUB)
-		return 0;
-	*at = *r;
-	uint64_t seq = jr_u64(r);
-	return r->bad ? 0 : seq;
-}
+	struct jreader r = {p, p + len, false};
 
-/* Does the rest of a PUB record, its nkeys session keys, name s? */
-static bool names(struct jreader *r, uint64_t nkeys, const struct bus_session *s)
-{
-	size_t len = strlen(s->key);
-
-	for (uint64_t i = 0; i < nkeys && !r->bad; i++) {
-		size_t n;
-		const char *k = jr_str(r, &n);
-		if (!r->bad && n == len && memcmp(k, s->key, n) == 0)
-			return true;
-	}
-	return false;
-}
-
-struct spill_read {
-	struct bus_session *s;
-	struct bus_msg *m[BUS_SPILL_CHUNK];
-	size_t n;
-	size_t owed;		/* of them, not acked during recovery */
-	uint64_t bytes;
-	bool full;
-};
-
-/* Collects what is read: queuing it here could append a record, which
- * the journal, locked while it is read, would not take. */
-static bool read_back(void *arg, const unsigned char *p, size_t len)
-{
-	struct spill_read *sr = arg;
-	struct bus_session *s = sr->s;
-	struct jreader r = {p, p + len, false}, at;
-	uint64_t seq = pub_seq(&r, &at), nkeys;
-
-	if (!seq || seq < s->spill_next || (sr->n && seq <= sr->m[sr->n - 1]->seq))
-		return true;
-	struct bus_msg *m = read_pub(&at, &nkeys);
-	if (!m)
-		return true;
-	if (!names(&at, nkeys, s)) {
-		bus_msg_put(m);
-		return true;
-	}
-	sr->m[sr->n++] = m;
-	sr->owed += !imap_get(&s->spill_acked, (int64_t)seq);
-	sr->bytes += m->data_len;
-	sr->full = sr->n == BUS_SPILL_CHUNK || sr->bytes >= BUS_SPILL_CHUNK_BYTES;
-	return sr->owed < s->spilled && !sr->full;
-}
-
-size_t bus_spill_load(struct bus_session *s)
-{
-	struct bus *b = s->bus;
-	struct spill_read *sr = xcalloc(1, sizeof(*sr));
-
-	sr->s = s;
-	if (b->j)
-		jrnl_read(b->j, &s->spill_pos, read_back, sr);
-	size_t n = sr->n;
-	bool whole = sr->owed >= s->spilled || sr->full;
-	for (size_t i = 0; i < n; i++) {
-		struct bus_msg *m = sr->m[i];
-		bus_unspill(s, m, imap_del(&s->spill_acked, (int64_t)m->seq) != NULL);
-		bus_msg_put(m);
-	}
-	free(sr);
-	if (!whole && s->spilled)
-		bus_spill_lost(s);
-	return n;
+	if (jr_u8(&r) != R_PUB)
+		return NULL;
+	*keys = r;
+	uint64_t seq = jr_u64(&r);	/* first, so most records cost no more */
+	if (r.bad || seq < min_seq)
+		return NULL;
+	return read_pub(keys, nkeys);
 }
 
 /* --- compaction -------------------------------------------------------------------------- */
@@ -555,14 +479,15 @@ static void snap_upto(struct snap_pubs *sp, uint64_t seq)
 static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 {
 	struct snap_pubs *sp = arg;
-	struct jreader r = {p, p + len, false}, at;
-	uint64_t seq = pub_seq(&r, &at), nkeys;
+	struct jreader at;
+	uint64_t nkeys;
 	struct strv *keys = NULL;
+	struct bus_msg *m = bus_store_read_pub(p, len, 1, &at, &nkeys);
 
-	if (!seq)
+	if (!m)
 		return true;
-	struct bus_msg *m = read_pub(&at, &nkeys);
-	for (uint64_t i = 0; m && i < nkeys && !at.bad; i++) {
+	uint64_t seq = m->seq;
+	for (uint64_t i = 0; i < nkeys && !at.bad; i++) {
 		struct bus_session *s = session_of(sp->b, &at);
 		if (!s || !s->spilled || seq < s->spill_next || imap_get(&s->spill_acked, (int64_t)seq))
 			continue;
