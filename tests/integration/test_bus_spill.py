@@ -140,6 +140,27 @@ class BusSpill(CohortTest):
         self.assertEqual(self.drain(d, 5), list(range(COUNT, COUNT + 5)))
         d.stop()
 
+    def test_over_bus_memory_max_what_only_away_sessions_take_is_accepted(self):
+        d = self.daemon("[cohort]\nbus_memory_max = 1M\n" + IDLE)
+        self.make_session(d)
+        # a connected subscriber that reads nothing fills the queues...
+        slow, _ = self.connect(d)
+        slow.send({"op": "sub", "id": 1, "topic": "mem.t", "qos": 1})
+        self.assertEqual(self.reply(slow, 1)["op"], "ok")
+        refused = self.publish(d, 0, 2000, window=1, topic="mem.t")
+        self.assertTrue(refused, "nothing refused")
+        self.assertRegex(refused[0]["error"], r"^not stored: the bus queues hold \d+ bytes, "
+                         r"bus_memory_max is 1048576; try again$")
+        # ... over bus_memory_max, a publish that only the away session takes
+        # goes to the journal, and is accepted; one it would hold is not
+        self.assertEqual(self.publish(d, 0, 500, topic="sp.t"), [])
+        s = self.session(d)
+        self.assertEqual((s["queued"], s["spilled"]), (0, 500), s)
+        self.assertEqual(len(self.publish(d, 0, 1, topic="mem.t")), 1)
+        self.assertEqual(self.drain(d, 500), list(range(500)))
+        slow.close()
+        d.stop()
+
     def test_a_spilled_queue_survives_kill_9(self):
         state = self.path("state")
         d = self.daemon(state=state)
