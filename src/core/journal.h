@@ -8,8 +8,10 @@
  * and a damaged record (skipped, the file kept aside as *.corrupt and
  * rewritten with its good records) from the good ones after it.
  * A compaction writes the live state as a new snapshot segment (written
- * .tmp, fsynced, renamed: it exists whole or not at all) and drops the
- * older segments; recovery starts at the newest snapshot.
+ * .tmp, or snapshot.new by the loop itself, fsynced, renamed: it exists
+ * whole or not at all) and drops the older segments; recovery starts at
+ * the newest snapshot.  The loop may read the records back while the
+ * writer runs (jrnl_read: the bus's spilled queues).
  *
  * Appends never block the loop: a writer thread writes them and, per
  * bus_fsync, fsyncs (always: as soon as anything is pending; batch: what
@@ -96,8 +98,8 @@ typedef bool (*jrnl_read_fn)(void *arg, const unsigned char *payload, size_t len
  * queues): those in the files from the newest snapshot on, from *pos if
  * that segment is still there (else from the start), then those not
  * written yet (a compaction not written yet stands for all before it,
- * and is read instead).  Waits for the write under way, if any, to end; the writer
- * waits for it.  *pos is left where the next call may go on from (a
+ * and is read instead).  Waits for the write under way, if any, to end;
+ * the writer waits for it.  *pos is left where the next call may go on from (a
  * record read from memory may be read again then).  A damaged record
  * ends the reading of its file (logged). */
 void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg);
