@@ -95,6 +95,7 @@ struct bus_msg {
 	bool retained;		/* it is its topic's retained value now */
 	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
+	struct imap *cache;	/* read back from the journal: bus->spill_cache, while alive */
 };
 
 struct bus_session;
@@ -285,6 +286,9 @@ struct bus {
 	uint64_t queued_mem_peak;	/* since the last malloc_trim */
 	ev_timer trim_w;		/* a malloc_trim after a queue drained */
 	uint64_t spilled_bytes;		/* of every spilled queue: live, on disk only */
+	/* seq -> struct bus_msg read back for a spilled queue, while a queue
+	 * holds it: sessions reading back the same messages share them. */
+	struct imap spill_cache;
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
 	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
@@ -422,6 +426,9 @@ void bus_store_sub(struct bus *b, const struct bus_session *s, const char *patte
 void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern);
 void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
+/* A PUB record's seq (0: another record, or malformed), *keys left at
+ * the session keys it names (*nkeys), its message not read. */
+uint64_t bus_store_pub_keys(const unsigned char *p, size_t len, struct jreader *keys, uint64_t *nkeys);
 /* The message of a PUB record (payload p, len), *keys left at the
  * session keys it names (*nkeys); NULL if it is another record, is
  * malformed, or its seq is under min_seq. */

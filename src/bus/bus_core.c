@@ -39,6 +39,8 @@ void bus_msg_put(struct bus_msg *m)
 {
 	if (!m || --m->refs > 0)
 		return;
+	if (m->cache)
+		imap_del(m->cache, (int64_t)m->seq);
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
 	free(m->topic);
@@ -738,6 +740,7 @@ void bus_free_all(struct bus *b)
 	}
 	b->mid_tail = NULL;
 	map_free(&b->mids);
+	imap_free(&b->spill_cache);	/* empty: what was in it went with the queues */
 	while (b->ok_head) {
 		struct bus_ok *o = b->ok_head;
 		b->ok_head = o->next;

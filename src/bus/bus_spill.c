@@ -119,15 +119,22 @@ static bool read_back(void *arg, const unsigned char *p, size_t len)
 {
 	struct spill_read *sr = arg;
 	struct bus_session *s = sr->s;
+	struct imap *cache = &s->bus->spill_cache;
 	struct jreader keys;
-	uint64_t nkeys;
-	struct bus_msg *m = bus_store_read_pub(p, len, s->spill_next, &keys, &nkeys);
+	uint64_t nkeys, seq = bus_store_pub_keys(p, len, &keys, &nkeys);
 
-	if (!m)
+	if (!seq || seq < s->spill_next || (sr->n && seq <= sr->m[sr->n - 1]->seq) || !names(&keys, nkeys, s))
 		return true;
-	if (!names(&keys, nkeys, s) || (sr->n && m->seq <= sr->m[sr->n - 1]->seq)) {
-		bus_msg_put(m);
-		return true;
+	/* Sessions back at once read the same messages: one copy of each. */
+	struct bus_msg *m = imap_get(cache, (int64_t)seq);
+	if (m) {
+		m->refs++;
+	} else {
+		m = bus_store_read_pub(p, len, 0, &keys, &nkeys);
+		if (!m)
+			return true;
+		m->cache = cache;
+		imap_put(cache, (int64_t)seq, m);
 	}
 	sr->m[sr->n++] = m;
 	sr->owed += !imap_get(&s->spill_acked, (int64_t)m->seq);

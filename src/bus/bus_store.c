@@ -417,6 +417,23 @@ void bus_store_close(struct bus *b)
 	b->j = NULL;
 }
 
+uint64_t bus_store_pub_keys(const unsigned char *p, size_t len, struct jreader *keys, uint64_t *nkeys)
+{
+	struct jreader r = {p, p + len, false};
+	size_t n;
+
+	if (jr_u8(&r) != R_PUB)
+		return 0;
+	uint64_t seq = jr_u64(&r);
+	jr_u64(&r);	/* ts_ms */
+	jr_u8(&r);	/* flags */
+	for (int i = 0; i < 4; i++)	/* topic, data, mid, publisher */
+		jr_str(&r, &n);
+	*nkeys = jr_u64(&r);
+	*keys = r;
+	return r.bad ? 0 : seq;
+}
+
 /* A PUB record's message (see bus.h). */
 struct bus_msg *bus_store_read_pub(const unsigned char *p, size_t len, uint64_t min_seq, struct jreader *keys,
 				   uint64_t *nkeys)
