@@ -144,6 +144,38 @@ class BusSpill(CohortTest):
         self.assertEqual(self.drain(d, 5), list(range(COUNT, COUNT + 5)))
         d.stop()
 
+    def test_sessions_back_at_once_each_get_all_of_their_spilled_queue(self):
+        d = self.daemon()
+        names = ["one", "two", "three"]
+        for n in names:
+            self.make_session(d, n)
+        self.assertEqual(self.publish(d, 0, 3000), [])
+        for n in names:
+            s = self.session(d, n)
+            self.assertEqual(s["queued"] + s["spilled"], 3000, s)
+            self.assertGreater(s["spilled"], 2000, s)
+        # all three back, read in turns: they read back the same messages
+        # at the same time (one copy of each, shared)
+        conns = {n: self.connect(d, n)[0] for n in names}
+        got = {n: [] for n in names}
+        deadline = time.monotonic() + 120 * FACTOR
+        while any(len(v) < 3000 for v in got.values()):
+            self.assertLess(time.monotonic(), deadline, {n: len(v) for n, v in got.items()})
+            for n, ws in conns.items():
+                ws._recv(0.05)
+                for f in self.frames(ws):
+                    if f.get("op") == "msg":
+                        got[n].append(f["data"]["i"])
+                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
+        for n, ws in conns.items():
+            self.assertEqual(got[n], list(range(3000)), n)
+            ws.send({"op": "ping", "id": "acked"})
+            self.reply(ws, "acked")
+            ws.close()
+            s = self.session(d, n)
+            self.assertEqual((s["queued"], s["spilled"]), (0, 0), s)
+        d.stop()
+
     def test_over_bus_memory_max_what_only_away_sessions_take_is_accepted(self):
         d = self.daemon("[cohort]\nbus_memory_max = 1M\n" + IDLE)
         self.make_session(d)
