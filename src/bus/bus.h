@@ -10,6 +10,7 @@
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
  *                 qos-1 state (acks, redelivery, dead letters), retained values
  *   bus_store.c   what goes to the journal, recovery, compaction
+ *   bus_spill.c   queues of absent durable sessions kept in the journal only
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *
@@ -61,6 +62,10 @@
 #define BUS_TRIM_MIN (1u << 20)
 #define BUS_TRIM_DELAY 1.0
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
+/* A spilled queue is read back from the journal this much at a time, once
+ * the ring has sent what it holds. */
+#define BUS_SPILL_CHUNK 512
+#define BUS_SPILL_CHUNK_BYTES (4u << 20)
 
 struct cohortd;
 struct service;
@@ -91,6 +96,7 @@ struct bus_msg {
 	bool retained;		/* it is its topic's retained value now */
 	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
+	struct imap *cache;	/* read back from the journal: bus->spill_cache, while alive */
 };
 
 struct bus_session;
@@ -147,6 +153,17 @@ struct bus_session {
 	uint64_t dropped;	/* queue bound or age */
 	uint64_t dead;		/* sent to $dead after too many deliveries */
 	uint64_t delivered;
+	/* Spilled: the newest `spilled` qos-1 deliveries owed to a durable
+	 * session are not in the ring but only in the journal (PUB records
+	 * naming it), from seq spill_next on.  While it spills, what comes is
+	 * spilled too (the order); once the ring has sent all it holds, they
+	 * are read back, BUS_SPILL_CHUNK at a time (bus_spill_load). */
+	size_t spilled;
+	uint64_t spill_bytes;		/* their msg_size (bus_queue_max counts them) */
+	uint64_t spill_next;		/* the first seq not read back yet */
+	uint64_t spill_resent;		/* recovered ones up to it may have been sent: redelivered */
+	struct jrnl_pos spill_pos;	/* where reading them back goes on */
+	struct imap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
 };
 
 struct bus_out {
@@ -261,6 +278,7 @@ struct bus {
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
+	uint64_t memory_max;		/* bus_memory_max */
 	int64_t queue_age_ms;
 	uint64_t max_message;
 	/* Memory held by queues: their rings and each message they hold (once,
@@ -268,6 +286,10 @@ struct bus {
 	uint64_t queued_mem;
 	uint64_t queued_mem_peak;	/* since the last malloc_trim */
 	ev_timer trim_w;		/* a malloc_trim after a queue drained */
+	uint64_t spilled_bytes;		/* of every spilled queue: live, on disk only */
+	/* seq -> struct bus_msg read back for a spilled queue, while a queue
+	 * holds it: sessions reading back the same messages share them. */
+	struct imap spill_cache;
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
 	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
@@ -388,6 +410,10 @@ void bus_free_all(struct bus *b);
 /* Recovery: a message the session still owes an ack for; one it no longer does. */
 void bus_session_restore(struct bus_session *s, struct bus_msg *m);
 void bus_session_forget(struct bus_session *s, uint64_t seq);
+/* What a message counts for in bus_queue_max and the compaction's estimate. */
+size_t bus_msg_size(const struct bus_msg *m);
+/* Queues m for s (qos0: a qos-0 one behind qos-1 ones), within the bounds. */
+void bus_enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0);
 /* Recovery: m is its topic's retained value (NULL data clears it). */
 void bus_retain(struct bus *b, struct bus_msg *m);
 
@@ -402,6 +428,31 @@ void bus_store_sub(struct bus *b, const struct bus_session *s, const char *patte
 void bus_store_unsub(struct bus *b, const struct bus_session *s, const char *pattern);
 void bus_store_session(struct bus *b, const struct bus_session *s, bool clean);
 void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
+/* A PUB record's seq (0: another record, or malformed), *keys left at
+ * the session keys it names (*nkeys), its message not read. */
+uint64_t bus_store_pub_keys(const unsigned char *p, size_t len, struct jreader *keys, uint64_t *nkeys);
+/* The message of a PUB record (payload p, len), *keys left at the
+ * session keys it names (*nkeys); NULL if it is another record, is
+ * malformed, or its seq is under min_seq. */
+struct bus_msg *bus_store_read_pub(const unsigned char *p, size_t len, uint64_t min_seq, struct jreader *keys,
+				   uint64_t *nkeys);
+
+/* bus_spill.c */
+/* Does a qos-1 delivery to s go to the journal only?  A durable session
+ * starts spilling when it is away and the queues hold half of
+ * bus_memory_max (its ring stays as it is); once it spills, all that
+ * comes for it does, until what it spilled is read back (the order). */
+bool bus_spills(const struct bus_session *s);
+/* m (its PUB record names s) is spilled for s. */
+void bus_spill_add(struct bus_session *s, const struct bus_msg *m);
+/* Recovery: an ack of seq; false if seq is not among s's spilled ones. */
+bool bus_spill_forget(struct bus_session *s, uint64_t seq);
+/* Does a qos-1 publish to topic take memory?  Not if every session it
+ * reaches spills it. */
+bool bus_publish_takes_memory(struct bus *b, const char *topic);
+/* Reads the next of s's spilled deliveries back into its ring; returns
+ * how many it read. */
+size_t bus_spill_load(struct bus_session *s);
 /* Compacts when the journal has grown well past the live data. */
 /* mid de-duplication: the seq of an earlier publish, or 0. */
 const struct bus_mid *bus_mid_seen(struct bus *b, const char *publisher, const char *mid);

@@ -39,6 +39,8 @@ void bus_msg_put(struct bus_msg *m)
 {
 	if (!m || --m->refs > 0)
 		return;
+	if (m->cache)
+		imap_del(m->cache, (int64_t)m->seq);
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
 	free(m->topic);
@@ -48,7 +50,7 @@ void bus_msg_put(struct bus_msg *m)
 	free(m);
 }
 
-static size_t msg_size(const struct bus_msg *m)
+size_t bus_msg_size(const struct bus_msg *m)
 {
 	return strlen(m->topic) + m->data_len + 64;
 }
@@ -133,9 +135,9 @@ static void live_change(struct bus *b, struct bus_msg *m, int durable_delta, int
 		m->retained = retained;
 	bool after = is_live(m);
 	if (!before && after)
-		b->live_bytes += msg_size(m);
+		b->live_bytes += bus_msg_size(m);
 	else if (before && !after)
-		b->live_bytes -= msg_size(m);
+		b->live_bytes -= bus_msg_size(m);
 }
 
 /* --- the queue: a ring of 16-byte slots ------------------------------------------- */
@@ -242,10 +244,10 @@ static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 	struct bus_msg *m = d->msg;
 
 	s->qlen--;
-	s->qbytes -= msg_size(m);
+	s->qbytes -= bus_msg_size(m);
 	if (d->flags & BUS_D_INFLIGHT) {
 		s->inflight--;
-		s->inflight_bytes -= msg_size(m);
+		s->inflight_bytes -= bus_msg_size(m);
 	}
 	if (s->key && !(d->flags & BUS_D_QOS0))
 		live_change(b, m, -1, -1);
@@ -287,7 +289,7 @@ static void queue_push(struct bus_session *s, struct bus_msg *m, uint8_t deliver
 	if (m->queued_refs++ == 0)
 		mem_add(s->bus, msg_mem(m));
 	s->qlen++;
-	s->qbytes += msg_size(m);
+	s->qbytes += bus_msg_size(m);
 	if (s->key && !(flags & BUS_D_QOS0))
 		live_change(s->bus, m, +1, -1);
 }
@@ -308,6 +310,8 @@ void bus_session_free(struct bus_session *s)
 			delivery_remove(s, bus_queue_at(s, i));
 	s->qcount = 0;
 	ring_resize(s, 0);
+	b->spilled_bytes -= s->spill_bytes;
+	imap_free(&s->spill_acked);
 	if (s->key)
 		map_del(&b->sessions, s->key);
 	free(s->key);
@@ -437,7 +441,7 @@ static void send_delivery(struct bus_session *s, size_t i)
 	if (!(d->flags & BUS_D_INFLIGHT)) {
 		d->flags |= BUS_D_INFLIGHT;
 		s->inflight++;
-		s->inflight_bytes += msg_size(d->msg);
+		s->inflight_bytes += bus_msg_size(d->msg);
 	}
 	d->sent_ms = now32();
 	if (!ev_is_active(&s->ack_w))
@@ -448,10 +452,16 @@ static void send_delivery(struct bus_session *s, size_t i)
 
 void bus_pump(struct bus_session *s)
 {
-	while (s->conn && !s->conn->closing && s->cursor < s->qcount && s->inflight < BUS_INFLIGHT_MAX) {
-		size_t i = s->cursor++;
-		if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
-			send_delivery(s, i);
+	for (;;) {
+		while (s->conn && !s->conn->closing && s->cursor < s->qcount && s->inflight < BUS_INFLIGHT_MAX) {
+			size_t i = s->cursor++;
+			if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
+				send_delivery(s, i);
+		}
+		/* All the ring holds is sent: the spilled ones come next. */
+		if (!s->spilled || !s->conn || s->conn->closing || s->cursor < s->qcount ||
+		    s->inflight >= BUS_INFLIGHT_MAX || !bus_spill_load(s))
+			break;
 	}
 	queue_trim(s);
 }
@@ -564,7 +574,7 @@ static void enforce_bounds(struct bus_session *s)
 	queue_trim(s);
 }
 
-static void enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0)
+void bus_enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries, bool qos0)
 {
 	queue_push(s, m, deliveries, qos0 ? BUS_D_QOS0 : 0);
 	enforce_bounds(s);
@@ -574,13 +584,21 @@ static void enqueue(struct bus_session *s, struct bus_msg *m, uint8_t deliveries
 void bus_session_restore(struct bus_session *s, struct bus_msg *m)
 {
 	/* It may have been sent before the crash: count it as delivered once,
-	 * so it goes out marked redelivered. */
-	enqueue(s, m, 1, false);
+	 * so it goes out marked redelivered (spilled: once read back).  A
+	 * spilled backlog stays spilled across a restart. */
+	if (bus_spills(s)) {
+		bus_spill_add(s, m);
+		s->spill_resent = m->seq;
+		return;
+	}
+	bus_enqueue(s, m, 1, false);
 }
 
 /* Recovery: the session acked (or dropped) seq. */
 void bus_session_forget(struct bus_session *s, uint64_t seq)
 {
+	if (bus_spill_forget(s, seq))
+		return;
 	struct bus_delivery *d = bus_queue_find(s, seq);
 
 	if (d) {
@@ -641,10 +659,23 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	b->published++;
 	trie_match(&b->subs, m->topic, collect, &f);
 	struct bus_session **durable = xmalloc((f.n + 1) * sizeof(*durable));
+	enum { QUEUE, SPILL, DROP } *how = xcalloc(f.n + 1, sizeof(*how));
 	for (size_t i = 0; i < f.n; i++) {
 		struct bus_session *s = f.hit[i];
-		if (m->qos && s->epoch_qos && s->key)
-			durable[ndurable++] = s;
+		if (!m->qos || !s->epoch_qos || !s->key)
+			continue;
+		if (bus_spills(s)) {
+			/* A spilled queue at bus_queue_max takes no more: its
+			 * oldest are on disk, not at hand to drop. */
+			if (s->qbytes - s->inflight_bytes + s->spill_bytes + bus_msg_size(m) > b->queue_max) {
+				how[i] = DROP;
+				s->dropped++;
+				b->dropped_queue++;
+				continue;
+			}
+			how[i] = SPILL;
+		}
+		durable[ndurable++] = s;
 	}
 	if (m->qos || m->retain)
 		ticket = bus_store_pub(b, m, durable, ndurable);
@@ -653,8 +684,12 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	for (size_t i = 0; i < f.n; i++) {
 		struct bus_session *s = f.hit[i];
 		uint8_t q = m->qos < s->epoch_qos ? m->qos : s->epoch_qos;
+		if (how[i] == SPILL)
+			bus_spill_add(s, m);
+		if (how[i] != QUEUE)
+			continue;
 		if (q == 1) {
-			enqueue(s, m, 0, false);
+			bus_enqueue(s, m, 0, false);
 			bus_pump(s);
 			continue;
 		}
@@ -667,7 +702,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 			continue;
 		}
 		if (s->cursor < s->qcount) {	/* behind qos-1 messages not sent yet: in order */
-			enqueue(s, m, 0, true);
+			bus_enqueue(s, m, 0, true);
 			continue;
 		}
 		struct bus_frame *fr = msg_frame(m, 0, false, false);
@@ -676,6 +711,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		s->delivered++;
 	}
 	free(durable);
+	free(how);
 	free(f.hit);
 	return ticket;
 }
@@ -705,6 +741,7 @@ void bus_free_all(struct bus *b)
 	}
 	b->mid_tail = NULL;
 	map_free(&b->mids);
+	imap_free(&b->spill_cache);	/* empty: what was in it went with the queues */
 	while (b->ok_head) {
 		struct bus_ok *o = b->ok_head;
 		b->ok_head = o->next;

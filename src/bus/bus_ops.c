@@ -232,9 +232,11 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 		return;
 	}
 	/* A bound on memory, like the disk's: refused, not queued, so the
-	 * publisher knows and can try again once subscribers catch up. */
-	uint64_t mem_max = b->d->cfg->bus_memory_max;
-	if (qos && mem_max && b->queued_mem >= mem_max) {
+	 * publisher knows and can try again once subscribers catch up.  What
+	 * only absent sessions take goes to the journal (spilled), not to
+	 * memory: it is bounded by the disk alone. */
+	uint64_t mem_max = b->memory_max;
+	if (qos && mem_max && b->queued_mem >= mem_max && bus_publish_takes_memory(b, topic)) {
 		bus_conn_refuse(c, id, "not stored: the bus queues hold %llu bytes, bus_memory_max is %llu; "
 				"try again", (unsigned long long)b->queued_mem, (unsigned long long)mem_max);
 		return;

@@ -712,6 +712,7 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	bus_mirror_open(b, cfg->state_mirror_dir, &cfg->state_mirror_topics);
 	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
 	b->queue_max = cfg->bus_queue_max;
+	b->memory_max = cfg->bus_memory_max;
 	b->queue_age_ms = cfg->bus_queue_age_ms;
 	b->max_message = cfg->bus_max_message;
 	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
@@ -895,12 +896,13 @@ void bus_close(struct bus *b)
 
 json_t *bus_status_json(struct bus *b)
 {
-	size_t subs = b->subs.nsubs, queued = 0, inflight = 0, durable_away = 0, it = 0;
+	size_t subs = b->subs.nsubs, queued = 0, inflight = 0, durable_away = 0, spilled = 0, it = 0;
 	void *v;
 
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
 		queued += s->qlen;
+		spilled += s->spilled;
 		inflight += s->inflight;
 		durable_away += s->conn == NULL;
 	}
@@ -922,12 +924,13 @@ json_t *bus_status_json(struct bus *b)
 	it = 0;
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
-		json_array_append_new(sessions, json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I}", "session", s->key,
+		json_array_append_new(sessions, json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "session", s->key,
 			"connected", s->conn != NULL, "subscriptions", (json_int_t)s->nsubs,
 			"queued", (json_int_t)s->qlen, "queued_bytes", (json_int_t)s->qbytes,
+			"spilled", (json_int_t)s->spilled,
 			"dropped", (json_int_t)s->dropped, "dead", (json_int_t)s->dead));
 	}
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
 		"connections", (json_int_t)b->nconns, "subscriptions", (json_int_t)subs,
 		"durable_sessions", (json_int_t)b->sessions.len, "durable_away", (json_int_t)durable_away,
 		"queued", (json_int_t)queued, "inflight", (json_int_t)inflight,
@@ -935,5 +938,6 @@ json_t *bus_status_json(struct bus *b)
 		"dropped_qos0", (json_int_t)b->dropped_qos0, "dropped_queue", (json_int_t)b->dropped_queue,
 		"dead_lettered", (json_int_t)b->dead_lettered, "journal_bytes",
 		(json_int_t)(b->j ? jrnl_size(b->j) : 0), "live_bytes", (json_int_t)b->live_bytes,
+		"spilled", (json_int_t)spilled, "queued_memory", (json_int_t)b->queued_mem,
 		"conns", conns, "sessions", sessions);
 }

@@ -206,6 +206,7 @@ static void reset(void *arg)
 	bus_free_all(b);
 	b->seq = 0;
 	b->live_bytes = 0;
+	b->spilled_bytes = 0;
 	b->mid_bytes = 0;
 	b->nmids = 0;
 }
@@ -227,7 +228,9 @@ static struct bus_session *session_of(struct bus *b, struct jreader *r)
 	return s;
 }
 
-static void replay_pub(struct bus *b, struct jreader *r)
+/* The message of a PUB record, past its type; r is left at its session
+ * keys, *nkeys of them.  NULL if the record is malformed. */
+static struct bus_msg *read_pub(struct jreader *r, uint64_t *nkeys)
 {
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 
@@ -248,11 +251,21 @@ static void replay_pub(struct bus *b, struct jreader *r)
 		m->mid = mid;
 	else
 		free(mid);
-	uint64_t nkeys = jr_u64(r);
+	*nkeys = jr_u64(r);
 	if (r->bad) {
 		bus_msg_put(m);
-		return;
+		return NULL;
 	}
+	return m;
+}
+
+static void replay_pub(struct bus *b, struct jreader *r)
+{
+	uint64_t nkeys;
+	struct bus_msg *m = read_pub(r, &nkeys);
+
+	if (!m)
+		return;
 	if (m->seq > b->seq)
 		b->seq = m->seq;
 	if (m->mid && now_wall_ms() - m->ts_ms <= BUS_MID_WINDOW_MS)
@@ -379,7 +392,7 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 	size_t queued = 0, it = 0;
 	void *v;
 	while (map_next(&b->sessions, &it, NULL, &v))
-		queued += ((struct bus_session *)v)->qlen;
+		queued += ((struct bus_session *)v)->qlen + ((struct bus_session *)v)->spilled;
 	log_info(NULL, "bus: recovered %zu records (%zu durable session%s, %zu queued message%s, "
 		 "%zu retained value%s)%s", b->recovery.records, b->sessions.len,
 		 b->sessions.len == 1 ? "" : "s", queued, queued == 1 ? "" : "s", b->retained.len,
@@ -404,6 +417,38 @@ void bus_store_close(struct bus *b)
 	b->j = NULL;
 }
 
+uint64_t bus_store_pub_keys(const unsigned char *p, size_t len, struct jreader *keys, uint64_t *nkeys)
+{
+	struct jreader r = {p, p + len, false};
+	size_t n;
+
+	if (jr_u8(&r) != R_PUB)
+		return 0;
+	uint64_t seq = jr_u64(&r);
+	jr_u64(&r);	/* ts_ms */
+	jr_u8(&r);	/* flags */
+	for (int i = 0; i < 4; i++)	/* topic, data, mid, publisher */
+		jr_str(&r, &n);
+	*nkeys = jr_u64(&r);
+	*keys = r;
+	return r.bad ? 0 : seq;
+}
+
+/* A PUB record's message (see bus.h). */
+struct bus_msg *bus_store_read_pub(const unsigned char *p, size_t len, uint64_t min_seq, struct jreader *keys,
+				   uint64_t *nkeys)
+{
+	struct jreader r = {p, p + len, false};
+
+	if (jr_u8(&r) != R_PUB)
+		return NULL;
+	*keys = r;
+	uint64_t seq = jr_u64(&r);	/* first, so most records cost no more */
+	if (r.bad || seq < min_seq)
+		return NULL;
+	return read_pub(keys, nkeys);
+}
+
 /* --- compaction -------------------------------------------------------------------------- */
 
 static int by_seq(const void *x, const void *y)
@@ -412,8 +457,81 @@ static int by_seq(const void *x, const void *y)
 	return (a->seq > c->seq) - (a->seq < c->seq);
 }
 
+/* The snapshot's PUB records, in seq order: those of the messages in
+ * memory (msgs, sorted) merged with the spilled ones read from the
+ * journal. */
+struct snap_pubs {
+	struct bus *b;
+	struct jrnl_snap *out;
+	struct imap *owners;	/* seq -> struct strv* of session keys */
+	struct bus_msg **msgs;
+	size_t n, next;
+};
+
+/* One PUB record of m for these sessions; frees keys. */
+static void snap_pub(struct snap_pubs *sp, const struct bus_msg *m, struct strv *keys)
+{
+	struct jbuf j = {0};
+	struct bus_msg tmp = *m;
+
+	tmp.retain = m->retained;	/* no longer the topic's value: not retained */
+	put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
+	jrnl_snap_record(sp->out, j.b.buf, j.b.len);
+	sbuf_free(&j.b);
+	strv_free(keys);
+	free(keys);
+}
+
+/* The messages in memory before seq (all of them: UINT64_MAX). */
+static void snap_upto(struct snap_pubs *sp, uint64_t seq)
+{
+	while (sp->next < sp->n && sp->msgs[sp->next]->seq < seq) {
+		struct bus_msg *m = sp->msgs[sp->next++];
+		snap_pub(sp, m, imap_get(sp->owners, (int64_t)m->seq));
+	}
+}
+
+/* A record of the journal: a PUB still owed to spilled sessions goes in,
+ * naming them (and the sessions that hold it in memory, if any). */
+static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
+{
+	struct snap_pubs *sp = arg;
+	struct jreader at;
+	uint64_t nkeys;
+	struct strv *keys = NULL;
+	struct bus_msg *m = bus_store_read_pub(p, len, 1, &at, &nkeys);
+
+	if (!m)
+		return true;
+	uint64_t seq = m->seq;
+	for (uint64_t i = 0; i < nkeys && !at.bad; i++) {
+		struct bus_session *s = session_of(sp->b, &at);
+		if (!s || !s->spilled || seq < s->spill_next || imap_get(&s->spill_acked, (int64_t)seq))
+			continue;
+		if (!keys)
+			keys = xcalloc(1, sizeof(*keys));
+		strv_push(keys, s->key);
+	}
+	if (keys) {
+		snap_upto(sp, seq);
+		if (sp->next < sp->n && sp->msgs[sp->next]->seq == seq) {	/* in memory too */
+			struct bus_msg *mm = sp->msgs[sp->next++];
+			struct strv *more = imap_get(sp->owners, (int64_t)seq);
+			for (size_t i = 0; i < more->n; i++)
+				strv_push(keys, more->v[i]);
+			strv_free(more);
+			free(more);
+			snap_pub(sp, mm, keys);
+		} else {
+			snap_pub(sp, m, keys);
+		}
+	}
+	bus_msg_put(m);
+	return true;
+}
+
 /* The live state, as records. */
-static void snapshot(struct bus *b, struct sbuf *out)
+static void snapshot(struct bus *b, struct jrnl_snap *out)
 {
 	struct imap owners = {0};	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs = NULL;
@@ -424,17 +542,17 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	mid_prune(b, now_wall_ms());
 	jb_u8(&j, R_SEQ);
 	jb_u64(&j, b->seq);
-	jrnl_frame(out, j.b.buf, j.b.len);
+	jrnl_snap_record(out, j.b.buf, j.b.len);
 	sbuf_free(&j.b);
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
 		/* A record each: replay reads one op per record. */
 		put_session(&j, s, false);
-		jrnl_frame(out, j.b.buf, j.b.len);
+		jrnl_snap_record(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
 		for (size_t i = 0; i < s->nsubs; i++) {
 			put_sub(&j, s, s->subs[i]->pattern, s->subs[i]->qos);
-			jrnl_frame(out, j.b.buf, j.b.len);
+			jrnl_snap_record(out, j.b.buf, j.b.len);
 			sbuf_free(&j.b);
 		}
 		for (size_t q = 0; q < s->qcount; q++) {
@@ -464,16 +582,12 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	}
 	if (n)
 		qsort(msgs, n, sizeof(*msgs), by_seq);
-	for (size_t i = 0; i < n; i++) {
-		struct strv *keys = imap_get(&owners, (int64_t)msgs[i]->seq);
-		struct bus_msg tmp = *msgs[i];
-		tmp.retain = msgs[i]->retained;	/* no longer the topic's value: not retained */
-		put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
-		jrnl_frame(out, j.b.buf, j.b.len);
-		sbuf_free(&j.b);
-		strv_free(keys);
-		free(keys);
+	struct snap_pubs sp = {b, out, &owners, msgs, n, 0};
+	if (b->spilled_bytes) {
+		struct jrnl_pos from = {0};
+		jrnl_read(b->j, &from, snap_spilled, &sp);
 	}
+	snap_upto(&sp, UINT64_MAX);
 	free(msgs);
 	imap_free(&owners);
 	for (struct bus_mid *x = b->mid_head; x; x = x->next) {
@@ -481,7 +595,7 @@ static void snapshot(struct bus *b, struct sbuf *out)
 		jb_str(&j, x->key, strlen(x->key));
 		jb_u64(&j, x->seq);
 		jb_u64(&j, (uint64_t)x->ts_ms);
-		jrnl_frame(out, j.b.buf, j.b.len);
+		jrnl_snap_record(out, j.b.buf, j.b.len);
 		sbuf_free(&j.b);
 	}
 }
@@ -502,14 +616,19 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 	/* Worth it once the journal is 4x what a snapshot would keep; and never
 	 * again before it has doubled since the last one, whatever the
 	 * estimate says (a compaction takes the loop for a while). */
-	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes) || size < 2 * b->last_snapshot ||
+	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes + b->spilled_bytes) ||
+	    size < 2 * b->last_snapshot ||
 	    !jrnl_may_compact(b->j))
 		return;
-	struct sbuf snap = {0};
+	/* Written to a file as it is made: the spilled queues it copies
+	 * are not to be in memory, even for a while. */
+	struct jrnl_snap *snap = jrnl_snap_begin(b->j);
 	int64_t t0 = now_mono_ms();
-	snapshot(b, &snap);
-	b->last_snapshot = snap.len;
-	log_info(NULL, "bus journal: compacting %llu bytes to %zu bytes of live state (%lld ms)",
-		 (unsigned long long)size, snap.len, (long long)(now_mono_ms() - t0));
-	jrnl_compact(b->j, &snap);
+	snapshot(b, snap);
+	uint64_t written = jrnl_snap_end(b->j, snap);
+	if (!written)
+		return;
+	b->last_snapshot = written;
+	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (%lld ms)",
+		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t0));
 }

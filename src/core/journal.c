@@ -23,6 +23,10 @@
 
 static const char magic[8] = {'C', 'O', 'H', 'J', 'R', 'N', 'L', '1'};
 
+/* A compaction written by the loop, not yet handed over or renamed; not
+ * a segment's name (list_segments would take it for one, or delete it). */
+#define SNAP_NEW "snapshot.new"
+
 struct journal {
 	char *dir;
 	enum fsync_policy policy;
@@ -37,6 +41,10 @@ struct journal {
 
 	pthread_t thread;
 	pthread_mutex_t lock;
+	/* Held by the writer from taking work to putting back what failed,
+	 * and by jrnl_read: a reader sees each record either in a file or in
+	 * a buffer, never in the writer's hands.  Taken before lock. */
+	pthread_mutex_t io;
 	pthread_cond_t wake;
 	/* shared, under lock */
 	struct sbuf pending;		/* framed records to write */
@@ -44,6 +52,7 @@ struct journal {
 	struct sbuf before;		/* records appended before the snapshot */
 	uint64_t before_ticket;
 	struct sbuf snapshot;		/* a compaction to do, after `before` */
+	bool snapshot_file;		/* ... written in SNAP_NEW instead (jrnl_snap_*) */
 	bool want_snapshot;
 	uint64_t durable_ticket;	/* reported to the loop */
 	bool compacting;		/* a snapshot is queued or being written */
@@ -635,6 +644,114 @@ static void recover_all(struct journal *j, const struct seg *segs, size_t n, jrn
 		free(list_segments(j, &left, true));
 }
 
+/* --- reading back, while running ------------------------------------------------ */
+
+static void handover(struct journal *j);
+
+/* The records of one file from *off on, through fn; false when fn said
+ * stop.  *off is left after the last record read. */
+static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *arg)
+{
+	FILE *f = fopen(path, "rbe");
+	unsigned char head[8], *buf = NULL;
+	size_t cap = 0;
+	bool go = true;
+
+	if (!f) {
+		log_error(NULL, "bus journal %s: cannot read it back: %s", path, strerror(errno));
+		return true;
+	}
+	if (*off < sizeof(magic))
+		*off = sizeof(magic);
+	if (fseeko(f, (off_t)*off, SEEK_SET) < 0)
+		goto out;
+	while (go && fread(head, 1, 8, f) == 8) {
+		uint32_t l = get_u32(head);
+		if (!l || l > JRNL_RECORD_MAX)
+			break;
+		if (l > cap)
+			buf = xrealloc(buf, cap = l);
+		if (fread(buf, 1, l, f) != l || crc32c(0, buf, l) != get_u32(head + 4))
+			break;
+		*off += 8 + (uint64_t)l;
+		go = fn(arg, buf, l);
+	}
+	/* The writer is idle: what does not read whole is damage, not a
+	 * write under way. */
+	if (go && !feof(f))
+		log_error(NULL, "bus journal %s: a damaged record at byte %llu: what follows it in "
+			  "this file is not read back", path, (unsigned long long)*off);
+out:
+	free(buf);
+	fclose(f);
+	return go;
+}
+
+/* The framed records of a buffer the writer has not written yet. */
+static bool read_buf(const struct sbuf *b, jrnl_read_fn fn, void *arg)
+{
+	const unsigned char *p = (const unsigned char *)b->buf;
+
+	for (size_t off = 0; off + 8 <= b->len;) {
+		uint32_t l = get_u32(p + off);
+		if (!fn(arg, p + off + 8, l))
+			return false;
+		off += 8 + (size_t)l;
+	}
+	return true;
+}
+
+void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg)
+{
+	handover(j);
+	pthread_mutex_lock(&j->io);
+	pthread_mutex_lock(&j->lock);
+	/* A compaction not written yet stands for everything before it (what
+	 * failed to be written meanwhile may be only in it). */
+	if (j->want_snapshot) {
+		bool go;
+		if (j->snapshot_file) {
+			char *path = xasprintf("%s/" SNAP_NEW, j->dir);
+			uint64_t from = 0;
+			go = read_file(path, &from, fn, arg);
+			free(path);
+		} else {
+			go = read_buf(&j->snapshot, fn, arg);
+		}
+		if (go)
+			read_buf(&j->pending, fn, arg);
+		pthread_mutex_unlock(&j->lock);
+		pthread_mutex_unlock(&j->io);
+		return;
+	}
+	uint64_t next_id = j->next_id;	/* list_segments sets it: the writer's */
+	size_t n, i = 0;
+	struct seg *segs = list_segments(j, &n, false);
+	j->next_id = next_id;
+	uint64_t off = 0;
+	if (pos->set) {
+		while (i < n && segs[i].id != pos->seg)
+			i++;
+		if (i < n)
+			off = pos->off;
+		else
+			i = 0;	/* compacted away: its records are in the snapshot */
+	}
+	bool go = true;
+	for (; go && i < n; i++, off = 0) {
+		char *path = seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
+		go = read_file(path, &off, fn, arg);
+		free(path);
+		*pos = (struct jrnl_pos){segs[i].id, off, true};
+	}
+	/* Not written yet. */
+	if (go && read_buf(&j->before, fn, arg))
+		read_buf(&j->pending, fn, arg);
+	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_unlock(&j->io);
+	free(segs);
+}
+
 /* --- the writer thread -------------------------------------------------------- */
 
 /*
@@ -668,15 +785,19 @@ static void drop_tail(struct journal *j)
 	j->fd = -1;
 }
 
-/* Writes the snapshot and drops what it supersedes; false if it could not. */
-static bool do_compact(struct journal *j, struct sbuf *snap)
+/* Writes the snapshot (from memory, or syncs the file SNAP_NEW) and drops
+ * what it supersedes; false if it could not. */
+static bool do_compact(struct journal *j, struct sbuf *snap, bool in_file)
 {
 	uint64_t id = j->next_id++;
-	char *tmp = seg_path(j, id, "tmp"), *final = seg_path(j, id, "snap");
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char *tmp = in_file ? xasprintf("%s/" SNAP_NEW, j->dir) : seg_path(j, id, "tmp");
+	char *final = seg_path(j, id, "snap");
+	int fd = open(tmp, in_file ? O_WRONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	struct stat st = {.st_size = (off_t)(sizeof(magic) + snap->len)};
 
-	if (fd < 0 || write_all(fd, magic, sizeof(magic)) < 0 ||
-	    write_all(fd, snap->buf ? snap->buf : "", snap->len) < 0 || fsync(fd) < 0) {
+	if (fd < 0 || (!in_file && write_all(fd, magic, sizeof(magic)) < 0) ||
+	    (!in_file && write_all(fd, snap->buf ? snap->buf : "", snap->len) < 0) || fsync(fd) < 0 ||
+	    fstat(fd, &st) < 0) {
 		int err = errno;
 		if (fd >= 0)
 			close(fd);
@@ -704,7 +825,7 @@ static bool do_compact(struct journal *j, struct sbuf *snap)
 	j->fd = -1;
 	j->seg_size = 0;
 	pthread_mutex_lock(&j->lock);
-	j->size = sizeof(magic) + snap->len + j->seg_size;
+	j->size = (uint64_t)st.st_size + j->seg_size;
 	pthread_mutex_unlock(&j->lock);
 	free(tmp);
 	free(final);
@@ -791,14 +912,19 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&j->lock);
 	for (bool last_try = false;;) {
 		wait_for_work(j);
-		if (!has_work(j) || last_try)
+		pthread_mutex_unlock(&j->lock);
+		pthread_mutex_lock(&j->io);
+		pthread_mutex_lock(&j->lock);
+		if (!has_work(j) || last_try) {
+			pthread_mutex_unlock(&j->io);
 			break;	/* stopping, and nothing left, or it cannot be written */
+		}
 		last_try = j->stop;
 		struct sbuf data = j->pending, before = j->before, snap = j->snapshot;
 		uint64_t data_ticket = j->pending_ticket, before_ticket = j->before_ticket;
-		bool compact = j->want_snapshot;
+		bool compact = j->want_snapshot, in_file = j->snapshot_file;
 		j->pending = j->before = j->snapshot = (struct sbuf){0};
-		j->want_snapshot = false;
+		j->want_snapshot = j->snapshot_file = false;
 		pthread_mutex_unlock(&j->lock);
 
 		/* Order: what came before a compaction, the snapshot, what came
@@ -808,7 +934,7 @@ static void *writer_main(void *arg)
 		bool before_ok = write_records(j, &before);
 		if (before_ok)
 			grew += before.len;
-		bool compacted = compact && do_compact(j, &snap);
+		bool compacted = compact && do_compact(j, &snap, in_file);
 		if (compacted)
 			grew = 0;	/* do_compact set the size afresh */
 		bool data_ok = write_records(j, &data);
@@ -849,6 +975,7 @@ static void *writer_main(void *arg)
 			clock_gettime(CLOCK_REALTIME, &j->retry_at);
 			j->retry_at.tv_sec += 1;
 		}
+		pthread_mutex_unlock(&j->io);
 		ev_async_send(j->loop, &j->done_w);
 	}
 	pthread_mutex_unlock(&j->lock);
@@ -918,10 +1045,85 @@ void jrnl_compact(struct journal *j, struct sbuf *framed)
 	sbuf_free(&j->snapshot);
 	j->snapshot = *framed;
 	*framed = (struct sbuf){0};
+	j->snapshot_file = false;
 	j->want_snapshot = true;
 	j->compacting = true;
 	pthread_cond_signal(&j->wake);
 	pthread_mutex_unlock(&j->lock);
+}
+
+/* A compaction written record by record into SNAP_NEW by the loop: a
+ * snapshot as big as the spilled queues it holds is never in memory. */
+struct jrnl_snap {
+	FILE *f;
+	uint64_t bytes;
+	int err;
+};
+
+struct jrnl_snap *jrnl_snap_begin(struct journal *j)
+{
+	struct jrnl_snap *s = xcalloc(1, sizeof(*s));
+	char *path = xasprintf("%s/" SNAP_NEW, j->dir);
+
+	s->f = fopen(path, "wbe");
+	free(path);
+	if (!s->f)
+		s->err = errno;
+	else if (fwrite(magic, 1, sizeof(magic), s->f) != sizeof(magic))
+		s->err = errno ? errno : EIO;
+	s->bytes = sizeof(magic);
+	return s;
+}
+
+void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len)
+{
+	unsigned char head[8];
+	uint32_t l = (uint32_t)len, c = crc32c(0, payload, len);
+
+	if (s->err)
+		return;
+	for (int i = 0; i < 4; i++) {
+		head[i] = (unsigned char)(l >> (8 * i));
+		head[4 + i] = (unsigned char)(c >> (8 * i));
+	}
+	if (fwrite(head, 1, 8, s->f) != 8 || fwrite(payload, 1, len, s->f) != len)
+		s->err = errno ? errno : EIO;
+	s->bytes += 8 + len;
+}
+
+uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s)
+{
+	uint64_t bytes = s->bytes;
+
+	if (s->f && fclose(s->f) != 0 && !s->err)
+		s->err = errno ? errno : EIO;
+	if (s->err) {
+		char *path = xasprintf("%s/" SNAP_NEW, j->dir);
+		log_error(NULL, "bus journal %s: cannot write a compacted snapshot: %s (not compacted)",
+			  path, strerror(s->err));
+		unlink(path);
+		free(path);
+		pthread_mutex_lock(&j->lock);
+		j->failed_compact_size = j->size;	/* no new try before the journal doubles */
+		pthread_mutex_unlock(&j->lock);
+		free(s);
+		return 0;
+	}
+	free(s);
+	handover(j);
+	pthread_mutex_lock(&j->lock);
+	if (j->pending.len) {
+		sbuf_add(&j->before, j->pending.buf, j->pending.len);
+		j->before_ticket = j->pending_ticket;
+		sbuf_free(&j->pending);
+	}
+	sbuf_free(&j->snapshot);
+	j->snapshot_file = true;
+	j->want_snapshot = true;
+	j->compacting = true;
+	pthread_cond_signal(&j->wake);
+	pthread_mutex_unlock(&j->lock);
+	return bytes;
 }
 
 bool jrnl_may_compact(const struct journal *j)
@@ -987,6 +1189,9 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 		free(j);
 		return NULL;
 	}
+	char *snap_new = xasprintf("%s/" SNAP_NEW, dir);
+	unlink(snap_new);	/* a compaction that died before it was handed over */
+	free(snap_new);
 	reset(arg);
 	recover_all(j, segs, n, fn, arg, rec);
 	free(segs);
@@ -1004,6 +1209,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 		j->retry_at.tv_sec += 1;
 	}
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->io, NULL);
 	pthread_cond_init(&j->wake, NULL);
 	ev_async_init(&j->done_w, done_cb);
 	ev_async_start(loop, &j->done_w);
@@ -1037,6 +1243,7 @@ void jrnl_close(struct journal *j)
 	if (j->fd >= 0)
 		close(j->fd);
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->io);
 	pthread_cond_destroy(&j->wake);
 	sbuf_free(&j->local);
 	sbuf_free(&j->pending);

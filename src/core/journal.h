@@ -8,8 +8,10 @@
  * and a damaged record (skipped, the file kept aside as *.corrupt and
  * rewritten with its good records) from the good ones after it.
  * A compaction writes the live state as a new snapshot segment (written
- * .tmp, fsynced, renamed: it exists whole or not at all) and drops the
- * older segments; recovery starts at the newest snapshot.
+ * .tmp, or snapshot.new by the loop itself, fsynced, renamed: it exists
+ * whole or not at all) and drops the older segments; recovery starts at
+ * the newest snapshot.  The loop may read the records back while the
+ * writer runs (jrnl_read: the bus's spilled queues).
  *
  * Appends never block the loop: a writer thread writes them and, per
  * bus_fsync, fsyncs (always: as soon as anything is pending; batch: what
@@ -60,6 +62,15 @@ uint64_t jrnl_append(struct journal *j, const void *payload, size_t len);
  * the live state, built by the caller from payloads framed with
  * jrnl_frame).  Appends made after this call go after the snapshot. */
 void jrnl_compact(struct journal *j, struct sbuf *framed);
+/* The same, written by the caller record by record into a file rather
+ * than built in memory: begin, a record at a time, end (which hands it to
+ * the writer like jrnl_compact, or, when it could not be written, logs
+ * it and returns 0; else its size).  The loop must not append between
+ * begin and end. */
+struct jrnl_snap;
+struct jrnl_snap *jrnl_snap_begin(struct journal *j);
+void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len);
+uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s);
 /* Frames one payload into out (for jrnl_compact). */
 void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 /* Bytes in all segments (as last written). */
@@ -75,6 +86,23 @@ int jrnl_failing(const struct journal *j);
 bool jrnl_may_compact(const struct journal *j);
 /* Rolls segments at this size instead of JRNL_SEGMENT_MAX (tests). */
 void jrnl_set_segment_max(struct journal *j, uint64_t bytes);
+/* Where jrnl_read goes on from: a segment and an offset in it. */
+struct jrnl_pos {
+	uint64_t seg;
+	uint64_t off;
+	bool set;		/* false: from the start */
+};
+/* One record read back by jrnl_read: false to stop after it. */
+typedef bool (*jrnl_read_fn)(void *arg, const unsigned char *payload, size_t len);
+/* Reads the records back in order, while running (the bus's spilled
+ * queues): those in the files from the newest snapshot on, from *pos if
+ * that segment is still there (else from the start), then those not
+ * written yet (a compaction not written yet stands for all before it,
+ * and is read instead).  Waits for the write under way, if any, to end;
+ * the writer waits for it.  *pos is left where the next call may go on from (a
+ * record read from memory may be read again then).  A damaged record
+ * ends the reading of its file (logged). */
+void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg);
 /* Writes and syncs what is pending, stops the writer, closes. */
 void jrnl_close(struct journal *j);
 

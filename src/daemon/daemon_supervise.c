@@ -96,6 +96,7 @@ static void apply_daemon(struct cohortd *d)
 {
 	d->bus.ack_timeout_ms = d->cfg->bus_ack_timeout_ms;
 	d->bus.queue_max = d->cfg->bus_queue_max;
+	d->bus.memory_max = d->cfg->bus_memory_max;
 	d->bus.queue_age_ms = d->cfg->bus_queue_age_ms;
 }
 

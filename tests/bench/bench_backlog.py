@@ -19,9 +19,17 @@ persistence for mosquitto (cohortd journals qos 1: bus_fsync never).
 Clients speak the protocols on raw unix sockets, here, so nothing in a
 client library reads for a subscriber that should not.
 
+Then a spilled backlog (cohortd alone): S durable sessions (qos 1) are
+away while P messages of 100 bytes are published for them, once with
+bus_memory_max 4M (past 2M their queues spill to the journal) and once with
+no bound (all in memory).  Printed: RSS before, once published, the peak,
+the journal's size, and the time from the sessions' hello to the last of
+their S x P messages read and acked (all sessions at once).
+
 Environment: COHORT_BUILDDIR (the build tree), BENCH_COHORTD (another
 cohortd binary, for a before/after), BENCH_SUBS (200), BENCH_MSGS (5000),
-BENCH_FULL=1 (200 x 50,000, as issue 20 measured), BENCH_SETTLE (3).
+BENCH_FULL=1 (200 x 50,000, as issue 20 measured), BENCH_SETTLE (3),
+BENCH_SPILL_SESSIONS (10), BENCH_SPILL_MSGS (30000; 0: no spill figure).
 """
 import base64
 import json
@@ -42,6 +50,8 @@ FULL = os.environ.get("BENCH_FULL") == "1"
 SUBS = int(os.environ.get("BENCH_SUBS", "200"))
 MSGS = int(os.environ.get("BENCH_MSGS", "50000" if FULL else "5000"))
 SETTLE = float(os.environ.get("BENCH_SETTLE", "3"))
+SPILL_SESSIONS = int(os.environ.get("BENCH_SPILL_SESSIONS", "10"))
+SPILL_MSGS = int(os.environ.get("BENCH_SPILL_MSGS", "30000"))
 WINDOW = 1000
 PAYLOAD = json.dumps("x" * 98)   # 100 bytes of JSON text
 procs = []
@@ -101,7 +111,7 @@ class WsReader:
     """Text frames from a socket, whole (the server does not fragment ours)."""
 
     def __init__(self, s):
-        self.s, self.buf = s, b""
+        self.s, self.buf, self.rest = s, b"", []
 
     def frames(self):
         out = []
@@ -131,13 +141,21 @@ class WsReader:
         return self.frames()
 
     def wait(self, pred):
+        """The first frame pred takes; those after it are kept for take()."""
         while True:
-            for f in self.read():
+            got, self.rest = self.rest or self.read(), []
+            for k, f in enumerate(got):
                 if pred(f):
+                    self.rest = got[k + 1:]
                     return f
 
+    def take(self):
+        """The frames wait() kept, else those read now."""
+        got, self.rest = self.rest or self.read(), []
+        return got
 
-def ws_open(path):
+
+def ws_open(path, session=None):
     s = unix_connect(path)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(("GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -149,7 +167,7 @@ def ws_open(path):
     if b" 101 " not in head.split(b"\r\n")[0]:
         raise RuntimeError(f"no upgrade: {head!r}")
     r = WsReader(s)
-    s.sendall(ws_frame(json.dumps({"op": "hello"})))
+    s.sendall(ws_frame(json.dumps({"op": "hello", "session": session} if session else {"op": "hello"})))
     r.wait(lambda f: f.get("op") == "welcome")
     return s, r
 
@@ -157,15 +175,16 @@ def ws_open(path):
 class Cohortd:
     label = "cohortd"
 
-    def __init__(self, work):
+    def __init__(self, work, memory_max="0"):
         self.work = work
+        self.memory_max = memory_max
 
     def launch(self):
         w = self.work
         ini = os.path.join(w, "cohort.ini")
         with open(ini, "w") as f:
             # An older cohortd has no bound to lift.
-            bound = "bus_memory_max = 0\n" if self.knows_memory_max() else ""
+            bound = f"bus_memory_max = {self.memory_max}\n" if self.knows_memory_max() else ""
             f.write(f"[cohort]\nrun_dir = {w}/run\nstate_dir = {w}/state\nlog_dir = {w}/log\n{bound}"
                     "bus_fsync = never\nbus_queue_max = 1G\n"
                     "[service:idle]\ncommand = /bin/sleep 100000\nready = delay:0\nstdout = null\n")
@@ -187,6 +206,42 @@ class Cohortd:
         s.sendall(ws_frame(json.dumps({"op": "sub", "id": 1, "topic": "bench.backlog", "qos": 1})))
         r.wait(lambda f: f.get("op") == "ok" and f.get("id") == 1)
         return s
+
+    def away(self, name):
+        """A durable session subscribed to bench.backlog, then away."""
+        s, r = ws_open(f"{self.work}/run/bus.sock", name)
+        s.sendall(ws_frame(json.dumps({"op": "sub", "id": 1, "topic": "bench.backlog", "qos": 1})))
+        r.wait(lambda f: f.get("op") == "ok" and f.get("id") == 1)
+        s.close()
+
+    def drain(self, names, count):
+        """The sessions back at once, each reading and acking count messages."""
+        conns = {}
+        for n in names:
+            s, r = ws_open(f"{self.work}/run/bus.sock", n)
+            conns[s] = [r, 0]
+        while conns:
+            ready, _, _ = select.select(list(conns) if not any(v[0].rest for v in conns.values())
+                                        else [], [], [], 30)
+            ready = ready or [s for s, v in conns.items() if v[0].rest]
+            if not ready:
+                raise RuntimeError("a session got nothing for 30 s")
+            for s in ready:
+                r, got = conns[s]
+                acks = b""
+                for f in r.take():
+                    if f.get("op") == "msg":
+                        got += 1
+                        acks += ws_frame('{"op":"ack","seq":%d}' % f["seq"])
+                s.sendall(acks)
+                conns[s][1] = got
+                if got >= count:
+                    s.close()
+                    del conns[s]
+
+    def journal_bytes(self):
+        st = os.path.join(self.work, "state", "bus")
+        return sum(os.path.getsize(os.path.join(st, f)) for f in os.listdir(st))
 
     def publish(self, count):
         s, r = ws_open(f"{self.work}/run/bus.sock")
@@ -332,6 +387,40 @@ def measure(server):
             "per_delivery": (peak - before) * 1024 / (SUBS * MSGS)}
 
 
+def measure_spill(memory_max):
+    work = tempfile.mkdtemp(prefix="cohort-spill-")
+    server = Cohortd(work, memory_max)
+    try:
+        server.launch()
+        pid = server.proc.pid
+        names = [f"s{i}" for i in range(SPILL_SESSIONS)]
+        for n in names:
+            server.away(n)
+        before = rss_kb(pid)
+        server.publish(SPILL_MSGS)
+        time.sleep(0.5)
+        held = rss_kb(pid)
+        journal = server.journal_bytes()
+        t0 = time.monotonic()
+        server.drain(names, SPILL_MSGS)
+        took = time.monotonic() - t0
+        return {"before": before, "held": held, "peak": rss_kb(pid, "VmHWM"), "journal": journal,
+                "drain": took}
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def spill_figure():
+    print(f"spilled backlog: {SPILL_SESSIONS} durable sessions away, {SPILL_MSGS} messages of 100 bytes "
+          f"({SPILL_SESSIONS * SPILL_MSGS:,} queued deliveries); RSS and journal in MiB")
+    print(f"  {'queues':24} {'before':>8} {'held':>8} {'peak':>8} {'journal':>8} {'drain s':>8}")
+    for label, mem in (("spilled (memory_max 4M)", "4M"), ("in memory (no bound)", "0")):
+        r = measure_spill(mem)
+        print(f"  {label:24} {r['before'] / 1024:8.1f} {r['held'] / 1024:8.1f} {r['peak'] / 1024:8.1f} "
+              f"{r['journal'] / 1048576:8.1f} {r['drain']:8.1f}", flush=True)
+
+
 def main():
     servers = [Cohortd]
     if shutil.which("mosquitto"):
@@ -357,6 +446,8 @@ def main():
         c, m = results["cohortd"], results["mosquitto"]
         print(f"  cohortd / mosquitto: peak {c['peak'] / m['peak']:.2f}, after close "
               f"{c['after'] / m['after']:.2f}, per delivery {c['per_delivery'] / m['per_delivery']:.2f}")
+    if SPILL_MSGS:
+        spill_figure()
 
 
 def kill_all():

@@ -153,6 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	*b = (struct bus){.d = &d, .loop = loop};
 	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
 	b->queue_max = cfg->bus_queue_max;
+	b->memory_max = cfg->bus_memory_max;
 	b->queue_age_ms = cfg->bus_queue_age_ms;
 	b->max_message = cfg->bus_max_message;
 	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;

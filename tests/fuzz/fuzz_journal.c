@@ -55,6 +55,7 @@ static void recover(struct cohortd *d, const char *what)
 	d->bus = (struct bus){.d = d, .loop = loop};
 	d->bus.ack_timeout_ms = cfg->bus_ack_timeout_ms;
 	d->bus.queue_max = cfg->bus_queue_max;
+	d->bus.memory_max = cfg->bus_memory_max;
 	d->bus.queue_age_ms = cfg->bus_queue_age_ms;
 	d->bus.max_message = cfg->bus_max_message;
 	if (bus_store_open(&d->bus, dir, err, sizeof(err)) < 0) {

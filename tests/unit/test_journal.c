@@ -628,3 +628,120 @@ Test(journal, segments_roll_and_compaction_replaces_them)
 	jrnl_close(j);
 	free(dir);
 }
+
+/* jrnl_read: what it reads back, up to a number of records (0: all). */
+struct readback {
+	struct strv got;
+	size_t stop_after;
+};
+
+static bool read_one(void *arg, const unsigned char *p, size_t len)
+{
+	struct readback *rb = arg;
+	strv_push_owned(&rb->got, xstrndup((const char *)p, len));
+	return !rb->stop_after || rb->got.n < rb->stop_after;
+}
+
+Test(journal, read_back_while_running_across_segments_buffers_and_a_compaction)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("readback");
+	struct journal *j = open_j(dir, FSYNC_NEVER, &rec);
+	uint64_t t = 0;
+	char buf[300];
+
+	jrnl_set_segment_max(j, 4096);
+	for (int i = 0; i < 100; i++) {
+		memset(buf, 'p', sizeof(buf));
+		int n = snprintf(buf, sizeof(buf), "r%d", i);
+		buf[n] = ' ';
+		t = jrnl_append(j, buf, sizeof(buf));
+		ev_run(loop, EVRUN_NOWAIT);
+	}
+	wait_durable(t);
+	/* batch would keep these in memory until the loop sleeps: never here */
+	jrnl_append(j, "pending 1", 9);
+	jrnl_append(j, "pending 2", 9);
+
+	/* everything, in order, the last two from memory */
+	struct jrnl_pos pos = {0};
+	struct readback rb = {0};
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert_eq(rb.got.n, 102, "%zu records", rb.got.n);
+	cr_assert(strncmp(rb.got.v[0], "r0 ", 3) == 0);
+	cr_assert(strncmp(rb.got.v[99], "r99 ", 4) == 0);
+	cr_assert_str_eq(rb.got.v[101], "pending 2");
+	strv_free(&rb.got);
+
+	/* stopped after 30 (past a segment's end: 13 of 308 bytes fit in 4096),
+	 * the next read goes on from there */
+	pos = (struct jrnl_pos){0};
+	rb.stop_after = 30;
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert_eq(rb.got.n, 30);
+	cr_assert(pos.set);
+	strv_free(&rb.got);
+	rb.stop_after = 1;
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert(strncmp(rb.got.v[0], "r30 ", 4) == 0, "%s", rb.got.v[0]);
+	strv_free(&rb.got);
+
+	/* a compaction queued (not written: the writer waits for a reader)
+	 * stands for all before it; once written, a position in a segment it
+	 * deleted reads from the snapshot on */
+	struct jrnl_pos old = pos;
+	struct sbuf snap = {0};
+	jrnl_frame(&snap, "live", 4);
+	jrnl_compact(j, &snap);
+	t = jrnl_append(j, "after", 5);
+	rb.stop_after = 0;
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert_geq(rb.got.n, 2);
+	cr_assert_str_eq(rb.got.v[rb.got.n - 1], "after");
+	strv_free(&rb.got);
+	wait_durable(t);
+	jrnl_read(j, &old, read_one, &rb);
+	cr_assert_eq(rb.got.n, 2, "%zu records", rb.got.n);
+	cr_assert_str_eq(rb.got.v[0], "live");
+	cr_assert_str_eq(rb.got.v[1], "after");
+	strv_free(&rb.got);
+	jrnl_close(j);
+	free(dir);
+}
+
+Test(journal, a_compaction_written_to_a_file_replaces_the_segments)
+{
+	struct jrnl_recovery rec;
+	char *dir = dir_of("snapfile");
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 50; i++)
+		t = jrnl_append(j, "dead record", 11);
+	wait_durable(t);
+	struct jrnl_snap *s = jrnl_snap_begin(j);
+	jrnl_snap_record(s, "live one", 8);
+	jrnl_snap_record(s, "live two", 8);
+	cr_assert_eq(jrnl_snap_end(j, s), 8 + 2 * (8 + 8));
+	t = jrnl_append(j, "after", 5);
+	/* read back while it may still be queued: the snapshot, then "after" */
+	struct jrnl_pos pos = {0};
+	struct readback rb = {0};
+	jrnl_read(j, &pos, read_one, &rb);
+	cr_assert_eq(rb.got.n, 3, "%zu records", rb.got.n);
+	cr_assert_str_eq(rb.got.v[0], "live one");
+	cr_assert_str_eq(rb.got.v[2], "after");
+	strv_free(&rb.got);
+	wait_durable(t);
+	cr_assert_lt(jrnl_size(j), 100);
+	jrnl_close(j);
+	char *left = xasprintf("%s/snapshot.new", dir);
+	cr_assert(access(left, F_OK) < 0, "snapshot.new left behind");
+	free(left);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	cr_assert_eq(replayed.n, 3, "%zu records", replayed.n);
+	cr_assert_str_eq(replayed.v[1], "live two");
+	cr_assert_eq(rec.segments, 2);
+	jrnl_close(j);
+	free(dir);
+}
