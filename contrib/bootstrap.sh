@@ -13,8 +13,10 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # Only for the tests and benchmarks: valgrind for CI's valgrind run; strace
 # counts a test's system calls;
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
-# chromium lets test_bus_http.py open the bus from a page of another origin.
-TEST_PKGS="valgrind strace libmosquitto-dev chromium"
+# chromium lets test_bus_http.py open the bus from a page of another origin;
+# prometheus gives test_metrics.py promtool and a real server to scrape cohortd;
+# chromium-driver and python3-selenium drive the dashboard's browser tests.
+TEST_PKGS="valgrind strace libmosquitto-dev chromium prometheus chromium-driver python3-selenium"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"

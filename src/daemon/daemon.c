@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "evtimer.h"
 #include "log.h"
+#include "metrics.h"
 
 #define EXIT_GRACE_S 5.0	/* after KILL, how long we wait for the exits */
 
@@ -555,6 +556,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		rc = 1;
 		goto out_early;
 	}
+	if (metrics_start(d, err, sizeof(err)) < 0)
+		log_warn(NULL, "no HTTP pages on the bus listeners: %s", err);
 
 	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
 	for (size_t i = 0; i < plan->n; i++) {
@@ -616,6 +619,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	reap_everything();
 	instance_forget(d);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
+	metrics_stop(d);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);

@@ -173,6 +173,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
+	struct metrics *metrics;	/* its HTTP pages and $sys topics (src/metrics/) */
 	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
 	struct logwriter *logw;
 	int devnull;			/* /dev/null, for stdin and null outputs */

@@ -103,10 +103,11 @@ class Listeners(TcpBus):
             status, headers, body, _ = http_exchange(address, f"HEAD / HTTP/1.1\r\nHost: {host}\r\n\r\n")
             self.assertEqual((status, body), (426, ""), where)
             self.assertEqual(headers["connection"], "close")
-            # another path: 404
-            status, _, body, took = http_exchange(address, f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            # a path no page has: 404, naming the pages there are
+            status, _, body, took = http_exchange(address, f"GET /nothing HTTP/1.1\r\nHost: {host}\r\n\r\n")
             self.assertEqual(status, 404, where)
             self.assertIn("cohort.v1", body)
+            self.assertIn("/metrics", body)
             # a WebSocket handshake without the subprotocol, or with another: 400
             for extra in ("", "Sec-WebSocket-Protocol: chat, superchat\r\n"):
                 status, _, body, took = http_exchange(address, HANDSHAKE.format(host=host, extra=extra))

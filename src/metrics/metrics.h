@@ -1,0 +1,75 @@
+/*
+ * metrics.h - what cohortd shows of itself outside cohortctl: the HTTP pages
+ * of the bus listeners (/metrics, /healthz, /api/status, the dashboard) and
+ * its own topics on the bus ($sys.*).
+ *
+ *   metrics.c        the Prometheus text (format 0.0.4) of the whole stack
+ *   metrics_proc.c   /proc readings: a process's CPU and memory, our descriptors
+ *   pages.c          the pages, registered with the bus at start
+ *   sys_topics.c     $sys.service.<name>, $sys.event.service, $sys.event.lock
+ *
+ * This is the daemon layer: it reads each layer through its stats
+ * accessors (bus_stats_read, lock_table_counts, the control counters) and
+ * the services through the state-change subscription; the bus knows only
+ * the page callbacks it is handed.
+ */
+#ifndef COHORT_METRICS_H
+#define COHORT_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "histo.h"
+#include "map.h"
+#include "util.h"
+
+struct cohortd;
+struct service;
+enum svc_state;
+
+/* What only /metrics needs of a service, kept by name from its first state
+ * change (a service re-added by a reload keeps its history). */
+struct svc_metrics {
+	char *name;
+	uint64_t failures;	/* exits and start failures counted as such, ever */
+	struct histo ready;	/* from spawn to ready */
+};
+
+struct metrics {
+	struct cohortd *d;
+	struct map svcs;		/* name -> struct svc_metrics */
+	int64_t render_us;		/* how long the last /metrics took to render */
+	struct sbuf scratch;		/* lines written ahead of their family, reused */
+	int64_t started_wall_ms;	/* cohortd's start */
+	char *admin_token;		/* the dashboard's (admin_token_file), NULL: none */
+};
+
+/* Starts the pages and the $sys topics (after bus_open); 0, or -1 with err. */
+int metrics_start(struct cohortd *d, char *err, size_t errlen);
+void metrics_stop(struct cohortd *d);
+
+/* metrics.c */
+/* Appends the whole exposition to out. */
+void metrics_render(struct metrics *m, struct sbuf *out);
+/* The state-change subscriber that keeps struct svc_metrics. */
+void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
+		      const char *reason, void *arg);
+
+/* metrics_proc.c */
+struct proc_usage {
+	uint64_t cpu_ms;	/* user + system, the process and its waited-for children */
+	uint64_t rss_bytes;
+	uint64_t start_ticks;	/* since boot, in clock ticks */
+};
+/* From /proc/<pid>/stat (pid 0: ourselves); -1 when it is gone. */
+int proc_usage_read(int pid, struct proc_usage *u);
+/* Our open descriptors (counted in /proc/self/fd), -1 when unknown. */
+long proc_open_fds(void);
+/* The descriptor limit (RLIMIT_NOFILE), -1 when unlimited. */
+long proc_max_fds(void);
+
+/* sys_topics.c */
+void sys_topics_start(struct cohortd *d);
+void sys_topics_stop(struct cohortd *d);
+
+#endif
