@@ -23,13 +23,21 @@
 #include "bus.h"
 #include "log.h"
 
-#define HTTP_CHUNK 16384	/* bytes per writeable callback */
+#define HTTP_CHUNK 65536	/* bytes per writeable callback */
 
 struct http_reply {
-	struct sbuf text;	/* status line, headers, body */
-	size_t off;		/* written so far */
+	struct sbuf head;	/* status line and headers */
+	struct sbuf body;	/* as the page wrote it (not copied) */
+	size_t off;		/* of head then body, written so far */
 	bool done;		/* all handed to lws: close once it is flushed */
 };
+
+static void reply_free(struct http_reply *r)
+{
+	sbuf_free(&r->head);
+	sbuf_free(&r->body);
+	free(r);
+}
 
 static const char *reason_phrase(unsigned status)
 {
@@ -85,37 +93,44 @@ static int write_chunk(struct lws *wsi, struct http_reply *r)
 
 	if (r->done)
 		return lws_partial_buffered(wsi) ? (lws_callback_on_writable(wsi), 0) : -1;
-	size_t n = r->text.len - r->off;
-	if (n > HTTP_CHUNK)
-		n = HTTP_CHUNK;
-	memcpy(buf + LWS_PRE, r->text.buf + r->off, n);
+	size_t total = r->head.len + r->body.len, n = 0;
+	while (n < HTTP_CHUNK && r->off + n < total) {	/* the end of head, then body */
+		size_t at = r->off + n, k;
+		const char *from = at < r->head.len ? r->head.buf + at : r->body.buf + (at - r->head.len);
+		k = at < r->head.len ? r->head.len - at : total - at;
+		if (k > HTTP_CHUNK - n)
+			k = HTTP_CHUNK - n;
+		memcpy(buf + LWS_PRE + n, from, k);
+		n += k;
+	}
 	if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
 		return -1;
 	r->off += n;
-	r->done = r->off == r->text.len;
+	r->done = r->off == total;
 	if (r->done && !lws_partial_buffered(wsi))
 		return -1;
 	lws_callback_on_writable(wsi);	/* the next chunk, or the tail lws keeps */
 	return 0;
 }
 
-/* Starts the answer: status, headers and body (not for HEAD), sent from
- * the writeable callbacks that follow. */
-static int reply(struct bus *b, struct lws *wsi, unsigned status, const char *type, const struct sbuf *body)
+/* Starts the answer: status, headers and body (taken; not sent for HEAD),
+ * written from the writeable callbacks that follow. */
+static int reply(struct bus *b, struct lws *wsi, unsigned status, const char *type, struct sbuf *body)
 {
 	bool head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
 	struct http_reply *r = xcalloc(1, sizeof(*r));
 
-	sbuf_addf(&r->text, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	sbuf_addf(&r->head, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n", status, reason_phrase(status), type,
 		  body->len, status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Protocol: " BUS_PROTOCOL "\r\n" : "");
-	if (!head && body->len)
-		sbuf_add(&r->text, body->buf, body->len);
+	if (!head)
+		r->body = *body;
+	else
+		sbuf_free(body);
+	*body = (struct sbuf){0};
 	struct http_reply *old = imap_put(&b->http_replies, (int64_t)(intptr_t)wsi, r);
-	if (old) {	/* a second request on the connection: the first is over */
-		sbuf_free(&old->text);
-		free(old);
-	}
+	if (old)	/* a second request on the connection: the first is over */
+		reply_free(old);
 	return write_chunk(wsi, r);
 }
 
@@ -145,9 +160,7 @@ int bus_http_serve(struct bus *b, struct lws *wsi, const char *path)
 			sbuf_addf(&body, "%s %s", i ? "," : "; pages:", b->pages[i].path);
 		sbuf_addc(&body, '\n');
 	}
-	int rc = reply(b, wsi, status, type, &body);
-	sbuf_free(&body);
-	return rc;
+	return reply(b, wsi, status, type, &body);
 }
 
 int bus_http_writeable(struct bus *b, struct lws *wsi)
@@ -161,10 +174,8 @@ void bus_http_gone(struct bus *b, struct lws *wsi)
 {
 	struct http_reply *r = imap_del(&b->http_replies, (int64_t)(intptr_t)wsi);
 
-	if (r) {
-		sbuf_free(&r->text);
-		free(r);
-	}
+	if (r)
+		reply_free(r);
 }
 
 void bus_http_free(struct bus *b)
@@ -172,10 +183,7 @@ void bus_http_free(struct bus *b)
 	size_t it = 0;
 	void *v;
 
-	while (imap_next(&b->http_replies, &it, NULL, &v)) {
-		struct http_reply *r = v;
-		sbuf_free(&r->text);
-		free(r);
-	}
+	while (imap_next(&b->http_replies, &it, NULL, &v))
+		reply_free(v);
 	imap_free(&b->http_replies);
 }

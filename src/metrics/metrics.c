@@ -20,7 +20,8 @@
 #include "daemon.h"
 #include "metrics.h"
 
-#define LINE_ROOM 256	/* a line's name, value and fixed labels; label values add theirs */
+#define LINE_ROOM 256
+#define PROC_SCRAPE_US 500	/* /proc reads a scrape may do itself */	/* a line's name, value and fixed labels; label values add theirs */
 
 static char *put(char *w, const char *s)
 {
@@ -144,7 +145,7 @@ static void sample_histo(struct sbuf *b, const char *name, const char *labels, c
 
 /* --- services ----------------------------------------------------------------------- */
 
-static const struct service *svc_at(const struct cohortd *d, size_t i)
+const struct service *metrics_svc_at(const struct cohortd *d, size_t i)
 {
 	return i < d->plan->n ? d->svcs[d->plan->order[i]] : d->leaving[i - d->plan->n];
 }
@@ -202,11 +203,11 @@ static void render_services(struct metrics *m, struct sbuf *b)
 
 	family(b, "cohort_service_up", "gauge", "1 when the service is running and ready, else 0");
 	for (size_t i = 0; i < n; i++)
-		sample_u(b, "cohort_service_up", svc_label(lab, sizeof(lab), svc_at(d, i)),
-			 svc_at(d, i)->state == SVC_RUNNING);
+		sample_u(b, "cohort_service_up", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
+			 metrics_svc_at(d, i)->state == SVC_RUNNING);
 	family(b, "cohort_service_state", "gauge", "1 for the state the service is in, 0 for the others");
 	for (size_t i = 0; i < n; i++) {
-		const struct service *s = svc_at(d, i);
+		const struct service *s = metrics_svc_at(d, i);
 		char *w = put(st, svc_label(lab, sizeof(lab), s));
 		w = put(w, ",state=\"");
 		for (size_t k = 0; k < ARRAY_LEN(states); k++) {
@@ -216,55 +217,62 @@ static void render_services(struct metrics *m, struct sbuf *b)
 	}
 	family(b, "cohort_service_restarts_total", "counter", "automatic restarts of the service");
 	for (size_t i = 0; i < n; i++)
-		sample_u(b, "cohort_service_restarts_total", svc_label(lab, sizeof(lab), svc_at(d, i)),
-			 svc_at(d, i)->restarts);
+		sample_u(b, "cohort_service_restarts_total", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
+			 metrics_svc_at(d, i)->restarts);
 	family(b, "cohort_service_failures_total", "counter",
 	       "exits and failed starts counted as failures (to backoff or failed)");
 	for (size_t i = 0; i < n; i++) {
-		const struct svc_metrics *sm = map_get(&m->svcs, svc_at(d, i)->name);
-		sample_u(b, "cohort_service_failures_total", svc_label(lab, sizeof(lab), svc_at(d, i)),
+		const struct svc_metrics *sm = map_get(&m->svcs, metrics_svc_at(d, i)->name);
+		sample_u(b, "cohort_service_failures_total", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
 			 sm ? sm->failures : 0);
 	}
 	family(b, "cohort_service_last_exit_code", "gauge",
 	       "exit code of the last exit of the main process (128+N when killed by signal N)");
 	for (size_t i = 0; i < n; i++) {
-		const struct service *s = svc_at(d, i);
+		const struct service *s = metrics_svc_at(d, i);
 		if (s->last_exit.valid)
 			sample_i(b, "cohort_service_last_exit_code", svc_label(lab, sizeof(lab), s),
 				 s->last_exit.signal ? 128 + s->last_exit.signal : s->last_exit.code);
 	}
 	family(b, "cohort_service_breaker_open", "gauge", "1 while the service's circuit breaker is open");
 	for (size_t i = 0; i < n; i++)
-		sample_u(b, "cohort_service_breaker_open", svc_label(lab, sizeof(lab), svc_at(d, i)),
-			 breaker_open(svc_at(d, i)));
+		sample_u(b, "cohort_service_breaker_open", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
+			 breaker_open(metrics_svc_at(d, i)));
 	family(b, "cohort_service_uptime_seconds", "gauge",
 	       "seconds since the service's main process was started (0 when it has none)");
 	for (size_t i = 0; i < n; i++) {
-		const struct service *s = svc_at(d, i);
+		const struct service *s = metrics_svc_at(d, i);
 		int64_t up = s->pid > 0 && s->spawned_at ? now - s->spawned_at : 0;
 		sample_us(b, "cohort_service_uptime_seconds", svc_label(lab, sizeof(lab), s),
 			  up > 0 ? (uint64_t)up * 1000 : 0);
 	}
 	family(b, "cohort_service_ready_seconds", "histogram", "from the start of the process to ready");
 	for (size_t i = 0; i < n; i++) {
-		const struct svc_metrics *sm = map_get(&m->svcs, svc_at(d, i)->name);
+		const struct svc_metrics *sm = map_get(&m->svcs, metrics_svc_at(d, i)->name);
 		if (sm)
-			sample_histo(b, "cohort_service_ready_seconds", svc_label(lab, sizeof(lab), svc_at(d, i)),
+			sample_histo(b, "cohort_service_ready_seconds", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
 				     &sm->ready);
 	}
-	/* /proc, once per running service: the memory lines wait in m->scratch
-	 * (kept between scrapes) while the CPU ones are written. */
+	/* /proc, as read after the last scrape (metrics_proc.c), or now for a
+	 * process not read yet, within PROC_SCRAPE_US; the memory lines wait
+	 * in m->scratch (kept between scrapes) while the CPU ones are written. */
 	family(b, "cohort_service_cpu_seconds_total", "counter",
 	       "user and system CPU time of the main process and the children it waited for");
 	m->scratch.len = 0;
+	int64_t t0 = histo_now_us();
 	for (size_t i = 0; i < n; i++) {
-		const struct service *s = svc_at(d, i);
-		struct proc_usage u;
-		if (s->pid > 0 && proc_usage_read(s->pid, &u) == 0) {
-			svc_label(lab, sizeof(lab), s);
-			sample_us(b, "cohort_service_cpu_seconds_total", lab, u.cpu_ms * 1000);
-			sample_u(&m->scratch, "cohort_service_resident_memory_bytes", lab, u.rss_bytes);
-		}
+		const struct service *s = metrics_svc_at(d, i);
+		struct svc_metrics *sm = map_get(&m->svcs, s->name);
+		if (!sm || s->pid <= 0)
+			continue;
+		if (sm->usage_pid != s->pid && histo_now_us() - t0 < PROC_SCRAPE_US &&
+		    proc_usage_read(s->pid, &sm->usage) == 0)
+			sm->usage_pid = s->pid;
+		if (sm->usage_pid != s->pid)
+			continue;
+		svc_label(lab, sizeof(lab), s);
+		sample_us(b, "cohort_service_cpu_seconds_total", lab, sm->usage.cpu_ms * 1000);
+		sample_u(&m->scratch, "cohort_service_resident_memory_bytes", lab, sm->usage.rss_bytes);
 	}
 	family(b, "cohort_service_resident_memory_bytes", "gauge", "resident memory of the main process");
 	sbuf_add(b, m->scratch.buf, m->scratch.len);
@@ -364,7 +372,7 @@ static void render_self(struct metrics *m, struct sbuf *b)
 {
 	const struct cohortd *d = m->d;
 	struct proc_usage u;
-	long fds = proc_open_fds(), max = proc_max_fds();
+	long fds = m->open_fds, max = proc_max_fds();
 
 	family(b, "cohort_stack_up", "gauge", "1 once every phase has been started and while not stopping");
 	sample_u(b, "cohort_stack_up", "", d->stack_up && !d->shutting_down);
@@ -394,10 +402,15 @@ void metrics_render(struct metrics *m, struct sbuf *out)
 {
 	int64_t t0 = histo_now_us();
 
+	(void)sbuf_reserve(out, m->last_size + m->last_size / 8);	/* one allocation */
+	if (m->open_fds < 0 && !ev_is_active(&m->refresh_w))
+		m->open_fds = proc_open_fds();	/* the first scrape */
 	render_services(m, out);
 	render_bus(m->d, out);
 	render_locks(m->d, out);
 	render_control(m->d, out);
 	render_self(m, out);
+	m->last_size = out->len;
 	m->render_us = histo_now_us() - t0;
+	proc_refresh_start(m);	/* for the next scrape */
 }

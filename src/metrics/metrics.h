@@ -16,6 +16,7 @@
 #ifndef COHORT_METRICS_H
 #define COHORT_METRICS_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,10 +30,19 @@ enum svc_state;
 
 /* What only /metrics needs of a service, kept by name from its first state
  * change (a service re-added by a reload keeps its history). */
+/* From /proc/<pid>/stat (metrics_proc.c). */
+struct proc_usage {
+	uint64_t cpu_ms;	/* user + system, the process and its waited-for children */
+	uint64_t rss_bytes;
+	uint64_t start_ticks;	/* since boot, in clock ticks */
+};
+
 struct svc_metrics {
 	char *name;
 	uint64_t failures;	/* exits and start failures counted as such, ever */
 	struct histo ready;	/* from spawn to ready */
+	int usage_pid;		/* the process usage was read of, 0: none */
+	struct proc_usage usage;
 };
 
 struct metrics {
@@ -40,6 +50,11 @@ struct metrics {
 	struct map svcs;		/* name -> struct svc_metrics */
 	int64_t render_us;		/* how long the last /metrics took to render */
 	struct sbuf scratch;		/* lines written ahead of their family, reused */
+	size_t last_size;		/* of the last page: the next one's buffer */
+	/* metrics_proc.c: /proc read after a scrape, for the next */
+	ev_idle refresh_w;
+	size_t refresh_next;		/* the next service to read */
+	long open_fds;			/* cohortd's, as last counted; -1: unknown */
 	int64_t started_wall_ms;	/* cohortd's start */
 	char *admin_token;		/* the dashboard's (admin_token_file), NULL: none */
 };
@@ -49,6 +64,8 @@ int metrics_start(struct cohortd *d, char *err, size_t errlen);
 void metrics_stop(struct cohortd *d);
 
 /* metrics.c */
+/* Service i of the plan's order, then those a reload removed (i < n + nleaving). */
+const struct service *metrics_svc_at(const struct cohortd *d, size_t i);
 /* Appends the whole exposition to out. */
 void metrics_render(struct metrics *m, struct sbuf *out);
 /* The state-change subscriber that keeps struct svc_metrics. */
@@ -56,11 +73,10 @@ void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from,
 		      const char *reason, void *arg);
 
 /* metrics_proc.c */
-struct proc_usage {
-	uint64_t cpu_ms;	/* user + system, the process and its waited-for children */
-	uint64_t rss_bytes;
-	uint64_t start_ticks;	/* since boot, in clock ticks */
-};
+/* After a scrape: reads /proc again for every running service, in slices
+ * of PROC_SLICE_US from an idle watcher, for the next scrape. */
+void proc_refresh_start(struct metrics *m);
+void proc_refresh_stop(struct metrics *m);
 /* From /proc/<pid>/stat (pid 0: ourselves); -1 when it is gone. */
 int proc_usage_read(int pid, struct proc_usage *u);
 /* Our open descriptors (counted in /proc/self/fd), -1 when unknown. */

@@ -1,7 +1,7 @@
 /*
  * metrics_proc.c - what /proc says of a process (its CPU time and resident
  * memory) and of cohortd's descriptors, read into stack buffers: a scrape
- * allocates nothing here (no stdio, no opendir).
+ * allocates nothing here (no stdio, no opendir); and when it is read.
  */
 #include "autoconfig.h"
 
@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "metrics.h"
 
 int proc_usage_read(int pid, struct proc_usage *u)
@@ -97,4 +98,55 @@ long proc_max_fds(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
 		return -1;
 	return (long)rl.rlim_cur;
+}
+
+/* --- read after a scrape, for the next ---------------------------------------------- */
+
+/*
+ * Reading /proc/<pid>/stat costs an open, a read and a close, some
+ * microseconds each in the kernel: for 500 services that alone is several
+ * milliseconds, over the 2 ms a scrape may take.  So a scrape renders what
+ * was read after the previous one (at most a scrape interval old; a process
+ * not read yet is read during the scrape, within PROC_SCRAPE_US), and
+ * then this reads every running service again, PROC_SLICE_US at a time
+ * from an idle watcher, and stops until the next scrape.  With no scraper
+ * nothing is read at all.
+ */
+#define PROC_SLICE_US 1000
+
+static void refresh_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct metrics *m = container_of(w, struct metrics, refresh_w);
+	const struct cohortd *d = m->d;
+	size_t n = d->plan->n + d->nleaving;
+	int64_t t0 = histo_now_us();
+	(void)revents;
+
+	if (m->refresh_next == 0)
+		m->open_fds = proc_open_fds();
+	while (m->refresh_next < n) {
+		const struct service *s = metrics_svc_at(d, m->refresh_next++);
+		struct svc_metrics *sm = map_get(&m->svcs, s->name);
+		if (sm && s->pid > 0 && proc_usage_read(s->pid, &sm->usage) == 0)
+			sm->usage_pid = s->pid;
+		else if (sm)
+			sm->usage_pid = 0;
+		if ((m->refresh_next & 15) == 0 && histo_now_us() - t0 > PROC_SLICE_US)
+			return;	/* the rest at the next idle moment */
+	}
+	ev_idle_stop(loop, w);
+}
+
+void proc_refresh_start(struct metrics *m)
+{
+	if (!m->refresh_w.cb)
+		ev_idle_init(&m->refresh_w, refresh_cb);
+	m->refresh_next = 0;
+	ev_idle_start(m->d->loop, &m->refresh_w);
+}
+
+void proc_refresh_stop(struct metrics *m)
+{
+	if (m->refresh_w.cb)
+		ev_idle_stop(m->d->loop, &m->refresh_w);
 }

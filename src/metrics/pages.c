@@ -122,6 +122,7 @@ int metrics_start(struct cohortd *d, char *err, size_t errlen)
 
 	m->d = d;
 	m->started_wall_ms = now_wall_ms();
+	m->open_fds = -1;
 	d->metrics = m;
 	daemon_subscribe(d, metrics_on_event, m);
 	if (bus_http_page(&d->bus, "/metrics", page_metrics, d) < 0 ||
@@ -141,6 +142,7 @@ void metrics_stop(struct cohortd *d)
 
 	if (!m)
 		return;
+	proc_refresh_stop(m);
 	daemon_unsubscribe(d, metrics_on_event, m);
 	while (map_next(&m->svcs, &it, NULL, &v)) {
 		struct svc_metrics *sm = v;
