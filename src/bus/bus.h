@@ -304,6 +304,7 @@ struct bus {
 	uint64_t published_qos[2];	/* by the qos it was published with */
 	uint64_t delivered_qos[2];	/* by the qos it was delivered with */
 	uint64_t redelivered;		/* qos-1 deliveries sent again (ack timeout, reconnect) */
+	uint64_t sys_published;		/* cohortd's own $sys messages (bus_sys.c) */
 };
 
 /* bus_server.c */
@@ -350,12 +351,17 @@ int bus_http_writeable(struct bus *b, struct lws *wsi);
 void bus_http_gone(struct bus *b, struct lws *wsi);
 void bus_http_free(struct bus *b);
 
+/* bus_sys.c: cohortd's own messages ($sys.*), qos 0, never journaled; a
+ * retained one is kept in memory only.  json is the data (LEN bytes). */
+void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t len, bool retain);
+bool bus_has_retained(const struct bus *b, const char *topic);
+
 /* bus_stats.c: the figures /metrics shows. */
 struct histo;
 struct bus_stats {
 	size_t connections[2];		/* unix, tcp */
 	size_t subscriptions, durable_sessions, durable_away, retained, queued;
-	uint64_t published_qos[2], delivered_qos[2], redelivered;
+	uint64_t published_qos[2], delivered_qos[2], redelivered, sys_published;
 	uint64_t dropped_qos0, dropped_queue, dead_lettered;
 	uint64_t queued_bytes;		/* memory held by queues */
 	uint64_t journal_bytes;

@@ -32,6 +32,7 @@ void bus_stats_read(const struct bus *b, struct bus_stats *st)
 	st->delivered_qos[0] = b->delivered_qos[0];
 	st->delivered_qos[1] = b->delivered_qos[1];
 	st->redelivered = b->redelivered;
+	st->sys_published = b->sys_published;
 	st->dropped_qos0 = b->dropped_qos0;
 	st->dropped_queue = b->dropped_queue;
 	st->dead_lettered = b->dead_lettered;

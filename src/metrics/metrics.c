@@ -294,9 +294,12 @@ static void render_bus(const struct cohortd *d, struct sbuf *b)
 	sample_u(b, "cohort_bus_durable_sessions", "", st.durable_sessions);
 	family(b, "cohort_bus_retained", "gauge", "topics with a retained value");
 	sample_u(b, "cohort_bus_retained", "", st.retained);
-	family(b, "cohort_bus_published_total", "counter", "messages published, by the qos they were published with");
+	family(b, "cohort_bus_published_total", "counter",
+	       "messages clients published, by the qos they were published with");
 	sample_u(b, "cohort_bus_published_total", "qos=\"0\"", st.published_qos[0]);
 	sample_u(b, "cohort_bus_published_total", "qos=\"1\"", st.published_qos[1]);
+	family(b, "cohort_bus_sys_published_total", "counter", "cohortd's own messages published ($sys.*)");
+	sample_u(b, "cohort_bus_sys_published_total", "", st.sys_published);
 	family(b, "cohort_bus_delivered_total", "counter",
 	       "messages sent to subscribers (first sends), by the qos they were delivered with");
 	sample_u(b, "cohort_bus_delivered_total", "qos=\"0\"", st.delivered_qos[0]);

@@ -55,6 +55,7 @@ struct metrics {
 	ev_idle refresh_w;
 	size_t refresh_next;		/* the next service to read */
 	long open_fds;			/* cohortd's, as last counted; -1: unknown */
+	ev_timer sys_initial_w;		/* sys_topics.c: the first values, once the services exist */
 	int64_t started_wall_ms;	/* cohortd's start */
 	char *admin_token;		/* the dashboard's (admin_token_file), NULL: none */
 };

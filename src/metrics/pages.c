@@ -131,6 +131,7 @@ int metrics_start(struct cohortd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "too many HTTP pages for the bus");
 		return -1;
 	}
+	sys_topics_start(d);
 	return 0;
 }
 
@@ -143,6 +144,7 @@ void metrics_stop(struct cohortd *d)
 	if (!m)
 		return;
 	proc_refresh_stop(m);
+	sys_topics_stop(d);
 	daemon_unsubscribe(d, metrics_on_event, m);
 	while (map_next(&m->svcs, &it, NULL, &v)) {
 		struct svc_metrics *sm = v;
