@@ -296,6 +296,11 @@ struct bus {
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
+	/* admin: a hello with this token is an admin's, over TCP too (NULL: none) */
+	char *admin_token;
+	/* what an admin's "service" op does (the daemon's; NULL: refused) */
+	int (*service_fn)(void *arg, const char *action, const char *name, char *err, size_t errlen);
+	void *service_arg;
 	/* bus_http.c */
 	struct bus_http_page pages[8];
 	size_t npages;
@@ -351,6 +356,15 @@ int bus_http_writeable(struct bus *b, struct lws *wsi);
 void bus_http_gone(struct bus *b, struct lws *wsi);
 void bus_http_free(struct bus *b);
 
+/* bus_sys.c: the admin token (copied; NULL: none), and the handler of an
+ * admin's {"op":"service","action":"start|stop|restart","name":...}. */
+void bus_set_admin_token(struct bus *b, const char *token);
+bool bus_is_admin_token(const struct bus *b, const char *token);
+/* {"op":"service","action":"start|stop|restart","name":NAME,"id":N}: an
+ * admin's, answered ok once asked (the $sys events show what follows). */
+void bus_op_service(struct bus_conn *c, json_t *req, json_t *id);
+void bus_set_service_fn(struct bus *b, int (*fn)(void *arg, const char *action, const char *name, char *err,
+						  size_t errlen), void *arg);
 /* bus_sys.c: cohortd's own messages ($sys.*), qos 0, never journaled; a
  * retained one is kept in memory only.  json is the data (LEN bytes). */
 void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t len, bool retain);

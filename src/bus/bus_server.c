@@ -878,6 +878,8 @@ void bus_close(struct bus *b)
 	free(b->unix_path);
 	b->unix_path = NULL;
 	strv_free(&b->allowed_origins);
+	free(b->admin_token);
+	b->admin_token = NULL;
 }
 
 json_t *bus_status_json(struct bus *b)

@@ -11,6 +11,7 @@
  */
 #include "autoconfig.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
@@ -40,4 +41,51 @@ void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t 
 bool bus_has_retained(const struct bus *b, const char *topic)
 {
 	return map_get(&b->retained, topic) != NULL;
+}
+
+void bus_set_admin_token(struct bus *b, const char *token)
+{
+	free(b->admin_token);
+	b->admin_token = token ? xstrdup(token) : NULL;
+}
+
+void bus_set_service_fn(struct bus *b, int (*fn)(void *arg, const char *action, const char *name, char *err,
+						  size_t errlen), void *arg)
+{
+	b->service_fn = fn;
+	b->service_arg = arg;
+}
+
+/* Compares all of both, whatever differs first: the time it takes says
+ * nothing of how much of a guess was right. */
+bool bus_is_admin_token(const struct bus *b, const char *token)
+{
+	if (!b->admin_token)
+		return false;
+	size_t n = strlen(b->admin_token), m = strlen(token);
+	unsigned char diff = n != m;
+	for (size_t i = 0; i < m; i++)
+		diff |= (unsigned char)(token[i] ^ b->admin_token[i % n]);
+	return diff == 0;
+}
+
+void bus_op_service(struct bus_conn *c, json_t *req, json_t *id)
+{
+	const char *action = json_string_value(json_object_get(req, "action"));
+	const char *name = json_string_value(json_object_get(req, "name"));
+	char err[256];
+
+	if (!action || !name || (strcmp(action, "start") && strcmp(action, "stop") && strcmp(action, "restart"))) {
+		bus_conn_error(c, id, "service: \"action\" is start, stop or restart, \"name\" a service");
+		return;
+	}
+	if (!c->admin || !c->bus->service_fn) {
+		bus_conn_refuse(c, id, "not allowed: only an admin may start, stop or restart a service");
+		return;
+	}
+	if (c->bus->service_fn(c->bus->service_arg, action, name, err, sizeof(err)) < 0) {
+		bus_conn_refuse(c, id, "%s", err);
+		return;
+	}
+	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
 }

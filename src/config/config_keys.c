@@ -43,6 +43,7 @@ const struct key_def config_keys[] = {
 	{D("control_group", control_group, K_STR, RESTART), "", "group given access to control.sock (and admin on the bus)"},
 	{D("bus_mode", bus_mode, K_MODE, RESTART), "0666", "permissions of bus.sock"},
 	{D("bus_listen", bus_listen, K_LISTEN, RESTART), "", "HOST:PORT: the bus also on TCP (off when empty)"},
+	{D("admin_token_file", admin_token_file, K_PATH, RESTART), "", "the admin token of the bus and the dashboard (default: state_dir/admin.token; made 0600 at start if absent)"},
 	{D("bus_allowed_origins", bus_allowed_origins, K_ORIGINS, RESTART), "", "origins (http[s]://HOST[:PORT], or *) of web pages that may open the bus, besides its own"},
 	{D("bus_fsync", bus_fsync, K_FSYNC, RESTART), "batch", "always | batch | never: when bus writes reach the disk"},
 	{D("bus_max_message", bus_max_message, K_MSGSIZE, RESTART), "1M", "largest bus frame accepted (1K to 16M)"},

@@ -32,7 +32,7 @@
 
 static const struct ctl_command *const families[] = {
 	ctl_status_commands, ctl_service_commands, ctl_daemon_commands, ctl_log_commands,
-	ctl_lock_commands,
+	ctl_lock_commands, ctl_dashboard_commands,
 };
 
 static const struct ctl_command *find_command(const char *name)

@@ -149,6 +149,7 @@ extern const struct ctl_command ctl_service_commands[];
 extern const struct ctl_command ctl_daemon_commands[];
 extern const struct ctl_command ctl_log_commands[];
 extern const struct ctl_command ctl_lock_commands[];
+extern const struct ctl_command ctl_dashboard_commands[];	/* src/metrics/dashboard.c */
 struct lock_table;
 json_t *ctl_locks_json(const struct lock_table *t);
 

@@ -24,6 +24,9 @@
 #include "map.h"
 #include "util.h"
 
+#define HISTORY_MAX 2000		/* transitions the timeline keeps, at most */
+#define HISTORY_MS 3600000		/* ... and for at most an hour */
+
 struct cohortd;
 struct service;
 enum svc_state;
@@ -56,8 +59,16 @@ struct metrics {
 	size_t refresh_next;		/* the next service to read */
 	long open_fds;			/* cohortd's, as last counted; -1: unknown */
 	ev_timer sys_initial_w;		/* sys_topics.c: the first values, once the services exist */
+	/* sys_topics.c: the last hour's transitions, for the dashboard's timeline
+	 * (a ring of the JSON texts of $sys.event.service) */
+	struct history_entry {
+		int64_t ts_ms;
+		char *json;
+	} history[HISTORY_MAX];
+	size_t history_head, history_len;
 	int64_t started_wall_ms;	/* cohortd's start */
-	char *admin_token;		/* the dashboard's (admin_token_file), NULL: none */
+	char *admin_token;		/* admin_token_file's, NULL: none */
+	char *admin_token_path;
 };
 
 /* Starts the pages and the $sys topics (after bus_open); 0, or -1 with err. */
@@ -85,8 +96,19 @@ long proc_open_fds(void);
 /* The descriptor limit (RLIMIT_NOFILE), -1 when unlimited. */
 long proc_max_fds(void);
 
+/* admin_token.c: reads admin_token_file (makes it when absent) and hands
+ * the token to the bus; -1 with err. */
+int admin_token_load(struct cohortd *d, char *err, size_t errlen);
+
 /* sys_topics.c */
 void sys_topics_start(struct cohortd *d);
 void sys_topics_stop(struct cohortd *d);
+/* The last hour's transitions as a JSON array text, into out. */
+void sys_history_json(struct metrics *m, struct sbuf *out);
+
+/* dashboard.c: the page, /api/dashboard, and the admin's service actions. */
+void dashboard_start(struct cohortd *d);
+/* "http://HOST:PORT/#token=..." into buf; -1 with why in buf. */
+int dashboard_url(const struct cohortd *d, char *buf, size_t len);
 
 #endif

@@ -132,6 +132,9 @@ int metrics_start(struct cohortd *d, char *err, size_t errlen)
 		return -1;
 	}
 	sys_topics_start(d);
+	dashboard_start(d);
+	if (admin_token_load(d, err, errlen) < 0)
+		return -1;	/* the pages work; the bus has no admin over TCP */
 	return 0;
 }
 
@@ -154,6 +157,7 @@ void metrics_stop(struct cohortd *d)
 	map_free(&m->svcs);
 	sbuf_free(&m->scratch);
 	free(m->admin_token);
+	free(m->admin_token_path);
 	free(m);
 	d->metrics = NULL;
 }

@@ -19,14 +19,51 @@
 #include "daemon.h"
 #include "metrics.h"
 
-static void publish(struct cohortd *d, const char *topic, json_t *o, bool retain)
+/* Publishes o (taken); returns its text when keep, else NULL. */
+static char *publish(struct cohortd *d, const char *topic, json_t *o, bool retain, bool keep)
 {
 	char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 
 	json_decref(o);
 	if (text)
 		bus_publish_sys(&d->bus, topic, text, strlen(text), retain);
+	if (keep)
+		return text;
 	free(text);
+	return NULL;
+}
+
+static void history_add(struct metrics *m, char *json)
+{
+	int64_t now = now_wall_ms();
+
+	/* what is over an hour old, and the oldest when full, goes */
+	while (m->history_len && (m->history_len == HISTORY_MAX ||
+				  m->history[m->history_head].ts_ms < now - HISTORY_MS)) {
+		free(m->history[m->history_head].json);
+		m->history_head = (m->history_head + 1) % HISTORY_MAX;
+		m->history_len--;
+	}
+	m->history[(m->history_head + m->history_len) % HISTORY_MAX] = (struct history_entry){now, json};
+	m->history_len++;
+}
+
+void sys_history_json(struct metrics *m, struct sbuf *out)
+{
+	int64_t since = now_wall_ms() - HISTORY_MS;
+	bool first = true;
+
+	sbuf_addc(out, '[');
+	for (size_t i = 0; i < m->history_len; i++) {
+		const struct history_entry *e = &m->history[(m->history_head + i) % HISTORY_MAX];
+		if (e->ts_ms < since)
+			continue;
+		if (!first)
+			sbuf_addc(out, ',');
+		sbuf_adds(out, e->json);
+		first = false;
+	}
+	sbuf_addc(out, ']');
 }
 
 static json_t *service_json(const struct cohortd *d, const struct service *s)
@@ -36,6 +73,10 @@ static json_t *service_json(const struct cohortd *d, const struct service *s)
 			      "since_ms", (json_int_t)s->since_ms, "reason", s->reason, "restarts", (int)s->restarts,
 			      "wanted", s->want_up ? "up" : "down", "phase",
 			      s->index < d->plan->n ? json_integer(d->plan->phase[s->index]) : json_null());
+	json_t *req = json_array();
+	for (size_t i = 0; i < s->cfg->requires.n; i++)
+		json_array_append_new(req, json_string(s->cfg->requires.v[i]));
+	json_object_set_new(o, "requires", req);
 	if (s->last_exit.valid)
 		json_object_set_new(o, "last_exit", s->last_exit.signal
 				    ? json_pack("{s:s}", "signal", signal_name(s->last_exit.signal))
@@ -48,7 +89,7 @@ static void publish_service(struct cohortd *d, const struct service *s)
 	char topic[128];
 
 	snprintf(topic, sizeof(topic), "$sys.service.%s", s->name);
-	publish(d, topic, service_json(d, s), true);
+	publish(d, topic, service_json(d, s), true, false);
 }
 
 static void on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
@@ -63,10 +104,12 @@ static void on_service(struct cohortd *d, struct service *s, enum svc_state from
 	} else {
 		publish_service(d, s);
 	}
-	publish(d, "$sys.event.service", json_pack("{s:s,s:s,s:s,s:s,s:o,s:i,s:I}", "name", s->name,
-		"from", svc_state_name(from), "to", svc_state_name(to), "reason", reason ? reason : "",
+	char *text = publish(d, "$sys.event.service", json_pack("{s:s,s:s,s:s,s:s,s:o,s:i,s:I}", "name",
+		s->name, "from", svc_state_name(from), "to", svc_state_name(to), "reason", reason ? reason : "",
 		"pid", s->pid > 0 ? json_integer(s->pid) : json_null(), "restarts", (int)s->restarts,
-		"ts_ms", (json_int_t)now_wall_ms()), false);
+		"ts_ms", (json_int_t)now_wall_ms()), false, true);
+	if (text)
+		history_add(d->metrics, text);
 }
 
 static void on_lock(struct lock_table *t, const struct lock_lease *le, const char *why, void *arg)
@@ -77,7 +120,7 @@ static void on_lock(struct lock_table *t, const struct lock_lease *le, const cha
 	publish(d, "$sys.event.lock", json_pack("{s:s,s:s,s:s?,s:I,s:s,s:s,s:I,s:I}", "lock", le->lock->name,
 		"event", why ? "ended" : "granted", "why", why, "token", (json_int_t)le->token,
 		"mode", lock_mode_name(le->mode), "holder", lock_lease_owner(le), "expires_ms",
-		(json_int_t)le->expires_ms, "ts_ms", (json_int_t)now_wall_ms()), false);
+		(json_int_t)le->expires_ms, "ts_ms", (json_int_t)now_wall_ms()), false, false);
 }
 
 /* The first loop iteration, once the services exist: a retained value for
@@ -110,7 +153,14 @@ void sys_topics_start(struct cohortd *d)
 
 void sys_topics_stop(struct cohortd *d)
 {
-	ev_timer_stop(d->loop, &d->metrics->sys_initial_w);
+	struct metrics *m = d->metrics;
+
+	ev_timer_stop(d->loop, &m->sys_initial_w);
+	while (m->history_len) {
+		free(m->history[m->history_head].json);
+		m->history_head = (m->history_head + 1) % HISTORY_MAX;
+		m->history_len--;
+	}
 	d->locks.on_event = NULL;
 	daemon_unsubscribe(d, on_service, NULL);
 }
