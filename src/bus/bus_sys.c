@@ -89,3 +89,17 @@ void bus_op_service(struct bus_conn *c, json_t *req, json_t *id)
 	}
 	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
 }
+
+static void count_sub(void *sub, void *arg)
+{
+	(void)sub;
+	(*(size_t *)arg)++;
+}
+
+bool bus_has_subscribers(const struct bus *b, const char *topic)
+{
+	size_t n = 0;
+
+	trie_match(&b->subs, topic, count_sub, &n);
+	return n > 0;
+}

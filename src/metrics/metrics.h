@@ -103,6 +103,8 @@ int admin_token_load(struct cohortd *d, char *err, size_t errlen);
 /* sys_topics.c */
 void sys_topics_start(struct cohortd *d);
 void sys_topics_stop(struct cohortd *d);
+/* New output lines of a service (whole lines), for $sys.log.<name>. */
+void sys_log_lines(struct cohortd *d, const struct service *s, const char *data, size_t len);
 /* The last hour's transitions as a JSON array text, into out. */
 void sys_history_json(struct metrics *m, struct sbuf *out);
 

@@ -6,6 +6,9 @@
  *                         reason, restarts, ...), one per service
  *   $sys.event.service    every state change of every service
  *   $sys.event.lock       every lease granted and ended
+ *   $sys.log.<name>       the service's output lines as they come (the
+ *                         dashboard's log tail), made only while someone
+ *                         subscribes to it
  *
  * Fed by the daemon's state-change subscription and the lock table's
  * event hook; published with bus_publish_sys (qos 0, in memory only).
@@ -163,4 +166,24 @@ void sys_topics_stop(struct cohortd *d)
 	}
 	d->locks.on_event = NULL;
 	daemon_unsubscribe(d, on_service, NULL);
+}
+
+void sys_log_lines(struct cohortd *d, const struct service *s, const char *data, size_t len)
+{
+	char topic[128];
+
+	snprintf(topic, sizeof(topic), "$sys.log.%s", s->name);
+	if (!bus_has_subscribers(&d->bus, topic))
+		return;
+	json_t *lines = json_array();
+	for (const char *p = data, *end = data + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char *clean = utf8_clean(p, n);
+		json_array_append_new(lines, json_string(clean));
+		free(clean);
+		p += n + (nl ? 1 : 0);
+	}
+	publish(d, topic, json_pack("{s:s,s:o,s:I}", "name", s->name, "lines", lines, "ts_ms",
+				    (json_int_t)now_wall_ms()), false, false);
 }

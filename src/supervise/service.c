@@ -25,6 +25,7 @@
 #include "daemon.h"
 #include "evtimer.h"
 #include "log.h"
+#include "metrics.h"
 #include "spawn.h"
 
 #define PROBE_EVERY_MS 100	/* readiness probes repeat this often */
@@ -206,6 +207,8 @@ static void output_lines(struct outpipe *p, const char *lines, size_t len)
 
 	if (s->d->ctl.clients)
 		ctl_log_lines(&s->d->ctl, s, lines, len);
+	if (s->d->metrics)
+		sys_log_lines(s->d, s, lines, len);	/* $sys.log.<name>, when someone watches */
 }
 
 static int open_outputs(struct service *s)

@@ -57,6 +57,7 @@ class Dashboard(CohortTest):
             text = f.read()
         text = re.sub(r"^(run_dir|state_dir|log_dir)\s*=.*$", "", text, flags=re.M)
         text = text.replace("../contrib/demo", demo).replace("127.0.0.1:7480", f"127.0.0.1:{port}")
+        text = re.sub(r"^stdout\s*=\s*inherit$", "stdout = log", text, flags=re.M)   # for the log tail
         for i in range(4):
             text = text.replace(f"127.0.0.1:{7400 + i}", f"127.0.0.1:{base + i}")
         text = re.sub(r"^(\[service:\w+\])$", rf"\1\nenvironment = DEMO_PORT_BASE={base}", text, flags=re.M)
@@ -159,6 +160,21 @@ class Dashboard(CohortTest):
         self.assertEqual(colours[-1], GREEN)
         self.assertIn("killed by SIGKILL", self.browser.execute_script(
             "return transitions.filter(e => e.name === 'prime' && e.to === 'backoff').pop().reason"))
+
+    def test_the_log_tail_of_a_chosen_service(self):
+        self.open_running()
+        self.wait(lambda b: b.find_element(By.ID, "conn").text == "live", "the live connection")
+        self.browser.find_element(By.CSS_SELECTOR, "#svc-trinity td.name").click()
+        self.assertEqual(self.browser.execute_script("return document.getElementById('log-service').value"),
+                         "trinity")
+        self.wait(lambda b: "heard " in b.find_element(By.ID, "log").text, "trinity's output")
+        self.shot("dashboard-log")
+        # another service: its lines only, from now on (prime says where it answers as it starts)
+        self.browser.execute_script("follow('prime')")
+        self.wait(lambda b: b.find_element(By.ID, "log").text == "", "the tail cleared")
+        self.d.ctl("restart", "prime")
+        self.wait(lambda b: "prime: answering on tcp" in b.find_element(By.ID, "log").text, "prime's output")
+        self.assertNotIn("heard ", self.browser.find_element(By.ID, "log").text)
 
     def test_a_wrong_token_is_refused_with_a_message(self):
         self.browser.get(self.url.split("#")[0] + "#token=" + "0" * 64)

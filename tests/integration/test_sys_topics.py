@@ -5,11 +5,14 @@ whose subscribe patterns include them, and by no other service."""
 import asyncio
 import json
 import os
+import re
 import subprocess
+import time
 
 import websockets
 
 from harness import COHORTCTL, FACTOR, CohortTest, wait_until
+from test_metrics import get
 
 
 def run(coro, timeout=60):
@@ -157,6 +160,35 @@ autostart = no
         # never journaled: nothing of $sys survives a restart but what is published again
         st = d.ctl_json("status")["bus"]
         self.assertEqual(st["published"], 0)
+        d.stop()
+
+    def test_a_services_output_while_someone_watches(self):
+        d = self.cohortd("""
+[service:talker]
+command = /bin/sh -c 'i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.1; done'
+ready = delay:0
+""")
+        d.wait_state("talker", "running")
+        d.wait_socket()
+        bus = os.path.join(d.run_dir, "bus.sock")
+
+        async def go():
+            ws = await connect(bus)
+            await sub(ws, "$sys.log.talker", 1)
+            got = await until(ws, lambda m: m.get("topic") == "$sys.log.talker", "a line")
+            m = got[-1]
+            self.assertEqual(m["data"]["name"], "talker")
+            self.assertRegex(m["data"]["lines"][0], r"^\d{4}-\d\d-\d\dT[\d:.]+Z line \d+$")   # as in NAME.log
+            self.assertFalse(m["retained"])
+            await ws.close()
+        run(go())
+        # nobody watching: nothing is made for it (it prints ten lines a second)
+        def sys_published():
+            body = get(bus, "/metrics")[2]
+            return int(re.search(r"^cohort_bus_sys_published_total (\d+)$", body, re.M).group(1))
+        first = sys_published()
+        time.sleep(0.5)
+        self.assertEqual(sys_published(), first)
         d.stop()
 
 
