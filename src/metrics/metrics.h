@@ -59,6 +59,7 @@ struct metrics {
 	size_t refresh_next;		/* the next service to read */
 	long open_fds;			/* cohortd's, as last counted; -1: unknown */
 	ev_timer sys_initial_w;		/* sys_topics.c: the first values, once the services exist */
+	ev_timer sys_bus_w;		/* sys_topics.c: $sys.bus, while watched */
 	/* sys_topics.c: the last hour's transitions, for the dashboard's timeline
 	 * (a ring of the JSON texts of $sys.event.service) */
 	struct history_entry {

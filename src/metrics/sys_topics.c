@@ -6,6 +6,8 @@
  *                         reason, restarts, ...), one per service
  *   $sys.event.service    every state change of every service
  *   $sys.event.lock       every lease granted and ended
+ *   $sys.bus              the bus's figures (connections, queues, counters),
+ *                         every BUS_EVERY_S while someone subscribes to it
  *   $sys.log.<name>       the service's output lines as they come (the
  *                         dashboard's log tail), made only while someone
  *                         subscribes to it
@@ -21,6 +23,8 @@
 
 #include "daemon.h"
 #include "metrics.h"
+
+#define BUS_EVERY_S 2.0
 
 /* Publishes o (taken); returns its text when keep, else NULL. */
 static char *publish(struct cohortd *d, const char *topic, json_t *o, bool retain, bool keep)
@@ -143,6 +147,22 @@ static void initial_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* $sys.bus, for a dashboard watching the bus: nothing is built while no
+ * subscription matches. */
+static void bus_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct metrics *m = container_of(w, struct metrics, sys_bus_w);
+	struct cohortd *d = m->d;
+	(void)loop;
+	(void)revents;
+
+	if (!bus_has_subscribers(&d->bus, "$sys.bus"))
+		return;
+	json_t *o = bus_status_json(&d->bus);
+	json_object_set_new(o, "ts_ms", json_integer(now_wall_ms()));
+	publish(d, "$sys.bus", o, false, false);
+}
+
 void sys_topics_start(struct cohortd *d)
 {
 	struct metrics *m = d->metrics;
@@ -152,6 +172,8 @@ void sys_topics_start(struct cohortd *d)
 	d->locks.event_arg = d;
 	ev_timer_init(&m->sys_initial_w, initial_cb, 0, 0);
 	ev_timer_start(d->loop, &m->sys_initial_w);
+	ev_timer_init(&m->sys_bus_w, bus_cb, BUS_EVERY_S, BUS_EVERY_S);
+	ev_timer_start(d->loop, &m->sys_bus_w);
 }
 
 void sys_topics_stop(struct cohortd *d)
@@ -159,6 +181,7 @@ void sys_topics_stop(struct cohortd *d)
 	struct metrics *m = d->metrics;
 
 	ev_timer_stop(d->loop, &m->sys_initial_w);
+	ev_timer_stop(d->loop, &m->sys_bus_w);
 	while (m->history_len) {
 		free(m->history[m->history_head].json);
 		m->history_head = (m->history_head + 1) % HISTORY_MAX;

@@ -115,6 +115,9 @@ class Dashboard(CohortTest):
         # the timeline holds the start-up: a mark per transition of each
         marks = self.browser.find_elements(By.CSS_SELECTOR, "#timeline tr:first-child .tl i")
         self.assertGreaterEqual(len(marks), 2)
+        # the bus, live: a rate once two $sys.bus have come, each connection with its queue
+        self.wait(lambda b: "msg/s published" in b.find_element(By.ID, "bus").text, "the bus's rates")
+        self.assertGreaterEqual(len(self.browser.find_elements(By.CSS_SELECTOR, "#conns tbody tr")), 4)
         # no script or style comes from elsewhere: the page works offline
         html = self.browser.page_source
         self.assertNotRegex(html, r"<script[^>]+src=|<link[^>]+href=")

@@ -140,6 +140,13 @@ autostart = no
                              [("db", "granted", None), ("db", "ended", "released")])
             self.assertEqual(locks[0]["token"], locks[1]["token"])
             self.assertEqual(locks[0]["mode"], "exclusive")
+            # the bus's figures, every 2 s while watched
+            await sub(admin, "$sys.bus", 4)
+            got = await until(admin, lambda m: m.get("topic") == "$sys.bus", "$sys.bus", timeout=10)
+            figures = got[-1]["data"]
+            self.assertGreaterEqual(figures["connections"], 2)
+            self.assertIn("admin", [c["identity"] for c in figures["conns"]])
+            self.assertIn("ts_ms", figures)
             # a wildcard does not reach $ topics
             _, before = await sub(late, ">", 2)
             self.assertEqual(before, [])
