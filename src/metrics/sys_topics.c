@@ -84,6 +84,10 @@ static json_t *service_json(const struct cohortd *d, const struct service *s)
 	for (size_t i = 0; i < s->cfg->requires.n; i++)
 		json_array_append_new(req, json_string(s->cfg->requires.v[i]));
 	json_object_set_new(o, "requires", req);
+	/* is its output captured (and so on $sys.log.<name>)? */
+	bool captured = s->cfg->out.kind == OUT_LOG || s->cfg->out.kind == OUT_PATH || s->cfg->err.kind == OUT_LOG ||
+			s->cfg->err.kind == OUT_PATH;
+	json_object_set_new(o, "log", json_boolean(captured));
 	if (s->last_exit.valid)
 		json_object_set_new(o, "last_exit", s->last_exit.signal
 				    ? json_pack("{s:s}", "signal", signal_name(s->last_exit.signal))

@@ -107,6 +107,7 @@ autostart = no
             self.assertEqual(web["data"]["state"], "running")
             self.assertEqual(web["data"]["pid"], d.last_pid("web"))
             self.assertEqual(web["data"]["restarts"], 0)
+            self.assertEqual((web["data"]["requires"], web["data"]["log"]), ([], True))   # stdout = log, the default
             self.assertEqual(retained["$sys.service.manual"]["data"]["state"], "stopped")
             self.assertIsNone(retained["$sys.service.manual"]["data"]["pid"])
             # every transition, as an event, and the new value
