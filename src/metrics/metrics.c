@@ -192,6 +192,8 @@ void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from,
 		sm->failures++;
 }
 
+static void render_usage(struct metrics *m, struct sbuf *b);
+
 static void render_services(struct metrics *m, struct sbuf *b)
 {
 	static const enum svc_state states[] = {SVC_STOPPED, SVC_WAITING, SVC_STARTING, SVC_RUNNING,
@@ -253,9 +255,18 @@ static void render_services(struct metrics *m, struct sbuf *b)
 			sample_histo(b, "cohort_service_ready_seconds", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
 				     &sm->ready);
 	}
-	/* /proc, as read after the last scrape (metrics_proc.c), or now for a
-	 * process not read yet, within PROC_SCRAPE_US; the memory lines wait
-	 * in m->scratch (kept between scrapes) while the CPU ones are written. */
+	render_usage(m, b);
+}
+
+/* /proc, as read after the last scrape (metrics_proc.c), or now for a
+ * process not read yet, within PROC_SCRAPE_US; the memory lines wait in
+ * m->scratch (kept between scrapes) while the CPU ones are written. */
+static void render_usage(struct metrics *m, struct sbuf *b)
+{
+	const struct cohortd *d = m->d;
+	size_t n = d->plan->n + d->nleaving;
+	char lab[160];
+
 	family(b, "cohort_service_cpu_seconds_total", "counter",
 	       "user and system CPU time of the main process and the children it waited for");
 	m->scratch.len = 0;
