@@ -172,6 +172,35 @@ ready = delay:0
         self.assertEqual(status, 404)
         d.stop()
 
+    def test_admin_token_file_and_cohortctl_dashboard(self):
+        d, port, unix = self.daemon("[service:web]\ncommand = /bin/sleep 1000\n")
+        _, out, _ = d.ctl("dashboard")
+        path = os.path.join(d.state_dir, "admin.token")
+        with open(path) as f:
+            token = f.read().strip()
+        self.assertEqual(out, f"http://127.0.0.1:{port}/#token={token}\n")
+        self.assertRegex(token, r"^[0-9a-f]{64}$")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        d.stop()
+        # kept across a restart
+        d2 = self.cohortd(f"[cohort]\nstate_dir = {d.state_dir}\nbus_listen = 127.0.0.1:{port}\n"
+                          "[service:web]\ncommand = /bin/sleep 1000\n")
+        d2.wait_socket()
+        self.assertEqual(d2.ctl("dashboard")[1], out)
+        d2.stop()
+        # no bus_listen, no dashboard; an admin_token_file that cannot be made: said
+        d3 = self.cohortd("[service:web]\ncommand = /bin/sleep 1000\n")
+        d3.wait_socket()
+        _, _, err = d3.ctl("dashboard", expect=1)
+        self.assertIn("needs bus_listen", err)
+        d3.stop()
+        d4, _, _ = self.daemon("[service:web]\ncommand = /bin/sleep 1000\n",
+                               extra=f"admin_token_file = {self.path('no/such/dir/token')}\n")
+        d4.wait_log(r"^no admin token \(.*no/such/dir/token: No such file or directory\)")
+        _, _, err = d4.ctl("dashboard", expect=1)
+        self.assertIn("there is no admin token", err)
+        d4.stop()
+
 
 @unittest.skipUnless(PROMETHEUS, "prometheus is not installed (Debian package prometheus)")
 class Scrape(CohortTest):
