@@ -16,8 +16,10 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # chromium lets test_bus_http.py open the bus from a page of another origin;
 # systemd brings systemd-analyze, which checks contrib/systemd/cohortd.service;
 # debhelper, dh-python, dpkg-dev and lintian build and check the Debian
-# packages (make check-deb).
-TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian"
+# packages (make check-deb); prometheus gives test_metrics.py promtool and a
+# real server to scrape cohortd; chromium-driver and python3-selenium drive
+# the dashboard's browser tests.
+TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian prometheus chromium-driver python3-selenium"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"

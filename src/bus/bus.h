@@ -11,6 +11,9 @@
  *                 qos-1 state (acks, redelivery, dead letters), retained values
  *   bus_store.c   what goes to the journal, recovery, compaction
  *   bus_spill.c   queues of absent durable sessions kept in the journal only
+ *   bus_http.c    plain HTTP pages on the listeners, registered by the daemon
+ *   bus_stats.c   counters and gauges for /metrics, read without changing anything
+ *   bus_sys.c     cohortd's own topics ($sys.*): retained in memory, never journaled
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *
@@ -240,6 +243,15 @@ struct bus_mid {
 	struct bus_mid *next;	/* in arrival order */
 };
 
+/* A page of the bus listeners' plain HTTP (bus_http.c): writes the body,
+ * may set the content type (text/plain by default), returns the status. */
+typedef unsigned (*bus_http_fn)(void *arg, const char *path, struct sbuf *body, const char **type);
+struct bus_http_page {
+	const char *path;	/* exactly, without the query */
+	bus_http_fn fn;
+	void *arg;
+};
+
 /* A listening socket of the bus (bus_accept.c). */
 struct bus_listener {
 	struct bus *bus;
@@ -308,6 +320,20 @@ struct bus {
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
 	struct bus_mirror mirror;	/* retained values as files (bus_mirror.c) */
+	/* admin: a hello with this token is an admin's, over TCP too (NULL: none) */
+	char *admin_token;
+	/* what an admin's "service" op does (the daemon's; NULL: refused) */
+	int (*service_fn)(void *arg, const char *action, const char *name, char *err, size_t errlen);
+	void *service_arg;
+	/* bus_http.c */
+	struct bus_http_page pages[8];
+	size_t npages;
+	struct imap http_replies;	/* wsi -> the reply being written */
+	/* bus_stats.c: what only /metrics reads */
+	uint64_t published_qos[2];	/* by the qos it was published with */
+	uint64_t delivered_qos[2];	/* by the qos it was delivered with */
+	uint64_t redelivered;		/* qos-1 deliveries sent again (ack timeout, reconnect) */
+	uint64_t sys_published;		/* cohortd's own $sys messages (bus_sys.c) */
 };
 
 /* bus_server.c */
@@ -343,6 +369,46 @@ void bus_accept_gone(struct bus *b, struct lws *wsi);
 void bus_accept_close(struct bus *b);
 /* After lws_context_destroy: what is left of the bookkeeping. */
 void bus_accept_free(struct bus *b);
+
+/* bus_http.c */
+/* Serves path with fn from now on (after bus_open); -1 when the table is full. */
+int bus_http_page(struct bus *b, const char *path, bus_http_fn fn, void *arg);
+/* LWS_CALLBACK_HTTP, LWS_CALLBACK_HTTP_WRITEABLE: 0 to go on, -1 to close. */
+int bus_http_serve(struct bus *b, struct lws *wsi, const char *path);
+int bus_http_writeable(struct bus *b, struct lws *wsi);
+/* The wsi is destroyed: its reply, if any, goes. */
+void bus_http_gone(struct bus *b, struct lws *wsi);
+void bus_http_free(struct bus *b);
+
+/* bus_sys.c: the admin token (copied; NULL: none), and the handler of an
+ * admin's {"op":"service","action":"start|stop|restart","name":...}. */
+void bus_set_admin_token(struct bus *b, const char *token);
+bool bus_is_admin_token(const struct bus *b, const char *token);
+/* {"op":"service","action":"start|stop|restart","name":NAME,"id":N}: an
+ * admin's, answered ok once asked (the $sys events show what follows). */
+void bus_op_service(struct bus_conn *c, json_t *req, json_t *id);
+void bus_set_service_fn(struct bus *b, int (*fn)(void *arg, const char *action, const char *name, char *err,
+						  size_t errlen), void *arg);
+/* bus_sys.c: cohortd's own messages ($sys.*), qos 0, never journaled; a
+ * retained one is kept in memory only.  json is the data (LEN bytes). */
+void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t len, bool retain);
+bool bus_has_retained(const struct bus *b, const char *topic);
+/* Does any subscription match topic?  (What is costly to make is made
+ * only for someone.) */
+bool bus_has_subscribers(const struct bus *b, const char *topic);
+
+/* bus_stats.c: the figures /metrics shows. */
+struct histo;
+struct bus_stats {
+	size_t connections[2];		/* unix, tcp */
+	size_t subscriptions, durable_sessions, durable_away, retained, queued;
+	uint64_t published_qos[2], delivered_qos[2], redelivered, sys_published;
+	uint64_t dropped_qos0, dropped_queue, dead_lettered;
+	uint64_t queued_bytes;		/* memory held by queues */
+	uint64_t journal_bytes;
+	const struct histo *fsync;	/* the journal's fdatasyncs; NULL: no journal */
+};
+void bus_stats_read(const struct bus *b, struct bus_stats *st);
 
 /* bus_live.c */
 /* A connection upgraded: the hello deadline starts, and the idle one. */

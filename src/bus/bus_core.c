@@ -431,10 +431,16 @@ static void send_delivery(struct bus_session *s, size_t i)
 		bus_conn_send(s->conn, f);
 		bus_frame_put(f);
 		s->delivered++;
+		s->bus->delivered_qos[0]++;
 		delivery_remove(s, d);
 		return;
 	}
 	struct bus_frame *f = msg_frame(d->msg, 1, false, d->deliveries > 0);
+
+	if (d->deliveries)
+		s->bus->redelivered++;
+	else
+		s->bus->delivered_qos[1]++;
 
 	if (d->deliveries < UINT8_MAX)
 		d->deliveries++;
@@ -657,6 +663,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	uint64_t ticket = 0;
 
 	b->published++;
+	b->published_qos[m->qos ? 1 : 0]++;
 	trie_match(&b->subs, m->topic, collect, &f);
 	struct bus_session **durable = xmalloc((f.n + 1) * sizeof(*durable));
 	enum { QUEUE, SPILL, DROP } *how = xcalloc(f.n + 1, sizeof(*how));
@@ -709,6 +716,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		bus_conn_send(s->conn, fr);
 		bus_frame_put(fr);
 		s->delivered++;
+		b->delivered_qos[0]++;
 	}
 	free(durable);
 	free(how);

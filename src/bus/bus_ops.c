@@ -71,7 +71,10 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "hello: token and session are strings, clean is true or false");
 		return;
 	}
-	if (tok) {
+	if (tok && bus_is_admin_token(b, json_string_value(tok))) {
+		c->admin = true;	/* admin_token_file's: the dashboard, over TCP too */
+		c->identity = xstrdup("admin");
+	} else if (tok) {
 		struct service *s = map_get(&b->d->sup.tokens, json_string_value(tok));
 		if (!s || !svc_live(s)) {
 			bus_conn_error(c, id, "bad token: not the COHORT_TOKEN of a running service");
@@ -635,6 +638,7 @@ static const struct bus_op ops[] = {
 	{"lock.acquire", op_lock_acquire},
 	{"lock.renew", op_lock_renew},
 	{"lock.release", op_lock_release},
+	{"service", bus_op_service},	/* bus_sys.c */
 };
 
 /*

@@ -258,20 +258,6 @@ static int http_answer(struct lws *wsi, unsigned status, const char *text)
 	return -1;
 }
 
-/*
- * Plain HTTP on a bus listener.  Nothing is served over it yet: this is
- * the one place a path would be routed (a later /metrics or /healthz), so
- * "/" says how to connect and any other path is not found.
- */
-static int http_serve(struct lws *wsi, const char *path)
-{
-	if (!path || strcmp(path, "/") != 0)
-		return http_answer(wsi, 404, "not found: this is the cohort bus, a WebSocket "
-				   "on / with the subprotocol " BUS_PROTOCOL);
-	return http_answer(wsi, 426, "this is the cohort bus: open a WebSocket "
-			   "with the subprotocol " BUS_PROTOCOL);
-}
-
 /* Does the comma-separated header list name our subprotocol? */
 static bool offers_protocol(const char *list)
 {
@@ -616,8 +602,10 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	char proto[128];
 
 	switch (reason) {
-	case LWS_CALLBACK_HTTP:
-		return http_serve(wsi, in);
+	case LWS_CALLBACK_HTTP:	/* plain HTTP: the pages (bus_http.c) */
+		return bus_http_serve(b, wsi, in);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return bus_http_writeable(b, wsi);
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		return upgrade_check(b, wsi, in);
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -666,6 +654,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:	/* every accepted socket, upgraded or not */
+		bus_http_gone(b, wsi);
 		bus_accept_gone(b, wsi);
 		return 0;
 	default:
@@ -883,6 +872,7 @@ void bus_close(struct bus *b)
 	b->ctx = NULL;
 	bus_rx_stop(b);
 	bus_accept_free(b);
+	bus_http_free(b);
 	bus_linger_finish(b);
 	bus_mirror_close(b);
 	bus_store_close(b);
@@ -892,6 +882,8 @@ void bus_close(struct bus *b)
 	free(b->unix_path);
 	b->unix_path = NULL;
 	strv_free(&b->allowed_origins);
+	free(b->admin_token);
+	b->admin_token = NULL;
 }
 
 json_t *bus_status_json(struct bus *b)

@@ -549,6 +549,22 @@ static int run_shutdown(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* The dashboard's URL, with the admin token in its fragment (never sent
+ * to the server in a request line), as Jupyter prints its own. */
+static int run_dashboard(struct ctl *c, int argc, char **argv)
+{
+	no_args(argv[0], argc);
+	char *raw;
+	json_t *resp = call(c, json_pack("{s:s}", "cmd", "dashboard"), &raw);	/* exits on an error */
+	if (c->json)
+		printf("%s\n", raw);
+	else
+		printf("%s\n", json_string_value(json_object_get(resp, "url")));
+	free(raw);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
 static int run_plan(struct ctl *c, int argc, char **argv)
 {
 	no_args(argv[0], argc);
@@ -1493,6 +1509,8 @@ static const struct command commands[] = {
 	{"get", "PATTERN", "print the retained values matching PATTERN", run_get,
 	 NULL, NULL, false},
 	{"bus", "", "the bus: connections, sessions, queues, drops, journal size", run_bus,
+	 NULL, NULL, false},
+	{"dashboard", "", "the web dashboard's URL, with the admin token (needs bus_listen)", run_dashboard,
 	 NULL, NULL, false},
 	{"lock", "[--ttl DUR] [--wait DUR] [--shared] [--stop-timeout DUR] NAME -- CMD [ARG...]", "run CMD holding the lock NAME (like flock(1)), renewing it; exits with CMD's status", run_lock,
 	 "+", lock_opts, true},

@@ -108,6 +108,7 @@ struct cohort_config {
 	char *control_group;
 	uint64_t bus_mode;
 	char *bus_listen;	/* "HOST:PORT" or NULL */
+	char *admin_token_file;	/* NULL: state_dir/admin.token */
 	struct strv bus_allowed_origins;	/* origins of pages let in besides the bus's own */
 	enum fsync_policy bus_fsync;
 	uint64_t bus_max_message;

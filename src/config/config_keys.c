@@ -49,6 +49,7 @@ const struct key_def config_keys[] = {
 	{D("control_group", control_group, K_STR, RESTART), ""},
 	{D("bus_mode", bus_mode, K_MODE, RESTART), "0666"},
 	{D("bus_listen", bus_listen, K_LISTEN, RESTART), ""},
+	{D("admin_token_file", admin_token_file, K_PATH, RESTART), ""},
 	{D("bus_allowed_origins", bus_allowed_origins, K_ORIGINS, RESTART), ""},
 	{D("bus_fsync", bus_fsync, K_FSYNC, RESTART), "batch"},
 	{D("bus_max_message", bus_max_message, K_SIZE, RESTART), "1M", BOUNDS(1024, 16 << 20)},

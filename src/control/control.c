@@ -32,7 +32,7 @@
 
 static const struct ctl_command *const families[] = {
 	ctl_status_commands, ctl_service_commands, ctl_daemon_commands, ctl_log_commands,
-	ctl_lock_commands,
+	ctl_lock_commands, ctl_dashboard_commands,
 };
 
 static const struct ctl_command *find_command(const char *name)
@@ -325,10 +325,12 @@ static void handle_line(struct ctl_client *c, const char *line, size_t len)
 	json_object_set_new(resp, "ok", json_true());	/* first key; errors flip it */
 	json_t *req = ctl_parse_request(line, len, resp, &cmd);
 	if (!req) {
+		ctl_stats_count(c->ctl, NULL, true);
 		ctl_send(c, resp);
 		return;
 	}
 	enum ctl_result r = cmd->handler(c, req, resp);
+	ctl_stats_count(c->ctl, cmd, r == CTL_ERROR);
 	if (r == CTL_SENT) {
 		json_decref(resp);
 		json_decref(req);

@@ -81,6 +81,13 @@ struct control {
 	/* uid -> 1 member of control_group, 2 not; cached because the
 	 * group lookup may block */
 	struct imap members;
+	/* ctl_stats.c: requests by command, for /metrics */
+	struct ctl_stat {
+		const char *cmd;	/* the command table's own name */
+		uint64_t requests, errors;
+	} stats[48];
+	size_t nstats;
+	uint64_t bad_requests;		/* not JSON, or no known command */
 };
 
 /* Handler results. */
@@ -133,12 +140,16 @@ int ctl_get_int(json_t *req, json_t *resp, const char *field, long long min, lon
 		long long *out);
 int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out);
 
+/* ctl_stats.c: one request of cmd (NULL: it named none) was answered. */
+void ctl_stats_count(struct control *ctl, const struct ctl_command *cmd, bool error);
+
 /* The command families. */
 extern const struct ctl_command ctl_status_commands[];
 extern const struct ctl_command ctl_service_commands[];
 extern const struct ctl_command ctl_daemon_commands[];
 extern const struct ctl_command ctl_log_commands[];
 extern const struct ctl_command ctl_lock_commands[];
+extern const struct ctl_command ctl_dashboard_commands[];	/* src/metrics/dashboard.c */
 struct lock_table;
 json_t *ctl_locks_json(const struct lock_table *t);
 
@@ -158,6 +169,9 @@ enum svc_state;
 void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 		  const char *reason, void *arg);
 
+/* For status (and GET /api/status): the services in sel, the stack and
+ * the bus, into resp. */
+void ctl_status_fill(const struct cohortd *d, const struct service **sel, size_t n, json_t *resp);
 /* For status: one service as JSON. */
 json_t *ctl_service_json(const struct cohortd *d, const struct service *s);
 

@@ -220,16 +220,21 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 		sbuf_free(&line);
 		return CTL_SENT;
 	}
+	ctl_status_fill(d, sel, n, resp);
+	free(sel);
+	return CTL_REPLY;
+}
+
+void ctl_status_fill(const struct cohortd *d, const struct service **sel, size_t n, json_t *resp)
+{
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, ctl_service_json(d, sel[i]));
-	free(sel);
 	json_object_set_new(resp, "services", list);
 	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
 	json_object_set_new(resp, "stack_up", json_boolean(d->sup.stack_up));
 	json_object_set_new(resp, "shutting_down", json_boolean(d->sup.shutting_down));
 	json_object_set_new(resp, "bus", bus_status_json((struct bus *)&d->bus));
-	return CTL_REPLY;
 }
 
 static enum ctl_result cmd_plan(struct ctl_client *c, json_t *req, json_t *resp)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "histo.h"
 #include "journal.h"
 #include "log.h"
 
@@ -68,6 +69,7 @@ struct journal {
 	uint64_t next_id;
 	bool failed;			/* a write failed and was said; not mended yet */
 	struct timespec retry_at;	/* after a failure: no new try before this */
+	struct histo fsync_h;		/* the fdatasyncs' durations, for /metrics */
 };
 
 /* --- codec ------------------------------------------------------------------ */
@@ -859,12 +861,15 @@ static bool write_records(struct journal *j, const struct sbuf *data)
 	}
 	/* After a failed fdatasync the kernel may have dropped the pages it
 	 * could not write: the records are written again, never trusted. */
+	int64_t t0 = j->policy != FSYNC_NEVER ? histo_now_us() : 0;
 	if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0) {
 		int err = errno;
 		drop_tail(j);
 		write_failed(j, "fsync", err);
 		return false;
 	}
+	if (j->policy != FSYNC_NEVER)
+		histo_observe_us(&j->fsync_h, (uint64_t)(histo_now_us() - t0));
 	j->seg_size += data->len;
 	return true;
 }
@@ -1135,6 +1140,11 @@ bool jrnl_may_compact(const struct journal *j)
 	return may;
 }
 
+const struct histo *jrnl_fsync_histo(const struct journal *j)
+{
+	return &j->fsync_h;
+}
+
 uint64_t jrnl_size(const struct journal *j)
 {
 	struct journal *m = (struct journal *)j;
@@ -1176,6 +1186,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	j->done = done;
 	j->arg = arg;
 	j->fd = -1;
+	HISTO_INIT_FAST(&j->fsync_h);
 	/* A directory that cannot be made holds nothing to recover: the
 	 * journal starts failing (below), as on a full disk. */
 	int mkdir_errno = mkdir_p(dir, 0700) < 0 ? errno : 0;

@@ -76,6 +76,9 @@ void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 /* Bytes in all segments (as last written). */
 uint64_t jrnl_size(const struct journal *j);
 uint64_t jrnl_last_ticket(const struct journal *j);
+/* How long the writer's fdatasyncs took (none with bus_fsync = never). */
+struct histo;
+const struct histo *jrnl_fsync_histo(const struct journal *j);
 /* The errno of the writer's last try when it failed (what failed is tried
  * again, every second, and nothing after it is reported durable), else 0. */
 int jrnl_failing(const struct journal *j);

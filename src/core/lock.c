@@ -115,6 +115,8 @@ int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *coun
 		    char *err, size_t errlen)
 {
 	*t = (struct lock_table){.loop = loop, .next_token = 1};
+	HISTO_INIT_SLOW(&t->wait_h);
+	HISTO_INIT_SLOW(&t->hold_h);
 	if (counter_path) {
 		t->counter_path = xstrdup(counter_path);
 		char buf[64] = "";
@@ -206,6 +208,7 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->token = token;
 	le->work = *work;
 	le->expires_ms = now_wall_ms() + ttl_ms;
+	le->granted_us = histo_now_us();
 	ev_init(&le->timer, lease_expired);
 	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
 	le->next = l->holders;
@@ -219,6 +222,8 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 		le->s_next->s_prev = le;
 	s->leases = le;
 	s->t->grants++;
+	if (s->t->on_event)
+		s->t->on_event(s->t, le, NULL, s->t->event_arg);
 	return le;
 }
 
@@ -235,11 +240,13 @@ static void lease_unlink_session(struct lock_lease *le)
 	le->s_prev = le->s_next = NULL;
 }
 
-static void lease_remove(struct lock_table *t, struct lock_lease *le)
+/* why: how it ended, for on_event; NULL when the table is freed. */
+static void lease_remove(struct lock_table *t, struct lock_lease *le, const char *why)
 {
 	struct lock *l = le->lock;
 
 	ev_timer_stop(t->loop, &le->timer);
+	histo_observe_us(&t->hold_h, (uint64_t)(histo_now_us() - le->granted_us));
 	if (le->prev)
 		le->prev->next = le->next;
 	else
@@ -247,6 +254,8 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le)
 	if (le->next)
 		le->next->prev = le->prev;
 	l->nholders--;
+	if (why && t->on_event)
+		t->on_event(t, le, why, t->event_arg);
 	if (le->session)
 		lease_unlink_session(le);
 	free(le->owner);
@@ -258,7 +267,7 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le)
 static void lease_lost(struct lock_table *t, struct lock_lease *le, const char *why)
 {
 	if (!le->work.pgid || !t->on_end) {
-		lease_remove(t, le);
+		lease_remove(t, le, why);
 		return;
 	}
 	ev_timer_stop(t->loop, &le->timer);
@@ -278,7 +287,7 @@ void lock_lease_done(struct lock_table *t, struct lock_lease *le)
 {
 	struct lock *l = le->lock;
 
-	lease_remove(t, le);
+	lease_remove(t, le, "ended: its work stopped");
 	process_queue(t, l);
 	lock_maybe_free(t, l);
 }
@@ -320,6 +329,7 @@ static void process_queue(struct lock_table *t, struct lock *l)
 			return;
 		}
 		wait_unlink(w);
+		histo_observe_us(&t->wait_h, (uint64_t)(histo_now_us() - w->queued_us));
 		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
 		struct lock_session *s = w->session;
 		void *cookie = w->cookie;
@@ -341,6 +351,7 @@ static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
 
 	log_info(NULL, "lock %s: lease %" PRIu64 " of %s expired", l->name, le->token,
 		 le->session->owner);
+	t->expiries++;
 	lease_lost(t, le, "expired");
 	process_queue(t, l);
 	lock_maybe_free(t, l);
@@ -404,6 +415,7 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 			lock_maybe_free(t, l);
 			return LOCK_ERROR;
 		}
+		histo_observe_us(&t->wait_h, 0);
 		struct lock_lease *le = grant(l, s, mode, ttl_ms, work, *token);
 		*expires_ms = le->expires_ms;
 		return LOCK_GRANTED;
@@ -420,6 +432,7 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->ttl_ms = ttl_ms;
 	w->work = *work;
 	w->cookie = cookie;
+	w->queued_us = histo_now_us();
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
 	w->prev = l->tail;
@@ -474,7 +487,8 @@ int lock_release(struct lock_session *s, const char *name, uint64_t token, const
 		return -1;
 	}
 	struct lock *l = le->lock;
-	lease_remove(s->t, le);
+	s->t->releases++;
+	lease_remove(s->t, le, "released");
 	process_queue(s->t, l);
 	lock_maybe_free(s->t, l);
 	return 0;
@@ -506,6 +520,7 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 		struct lock *l;
 		if (s->leases) {
 			l = s->leases->lock;
+			t->holder_gone++;
 			lease_lost(t, s->leases, lost);
 		} else {
 			struct lock_wait *w = s->waits;
@@ -588,6 +603,7 @@ void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 void lock_table_free(struct lock_table *t)
 {
 	t->on_end = NULL;	/* nobody is left to stop work for */
+	t->on_event = NULL;	/* ... nor to tell */
 	while (t->sessions)
 		lock_session_close(t->sessions);
 	/* What is left are the leases still ending. */
@@ -595,7 +611,7 @@ void lock_table_free(struct lock_table *t)
 	while (map_next(&t->locks, &(size_t){0}, NULL, &v)) {
 		struct lock *l = v;
 		while (l->holders)
-			lease_remove(t, l->holders);
+			lease_remove(t, l->holders, NULL);
 		lock_maybe_free(t, l);
 	}
 	map_free(&t->locks);
@@ -606,4 +622,17 @@ void lock_table_free(struct lock_table *t)
 		ev_async_stop(t->loop, &t->ahead_done);
 	}
 	free(t->counter_path);
+}
+
+void lock_table_counts(const struct lock_table *t, size_t *held, size_t *waiting)
+{
+	size_t it = 0;
+	void *v;
+
+	*held = *waiting = 0;
+	while (map_next(&t->locks, &it, NULL, &v)) {
+		const struct lock *l = v;
+		*held += l->nholders;
+		*waiting += l->nwaiters;
+	}
 }

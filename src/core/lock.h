@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "histo.h"
 #include "map.h"
 #include "util.h"
 
@@ -62,6 +63,11 @@ struct lock_work {
  * within itself: it must not call into the table before it returns. */
 typedef void (*lock_end_fn)(struct lock_table *t, struct lock_lease *le, const char *why, void *arg);
 
+/* A lease was granted (why NULL) or ended (why: "released", "expired", "its
+ * holder went away", ...), for whoever shows the table ($sys.event.lock).
+ * Called after the table changed; it must not call into the table. */
+typedef void (*lock_event_fn)(struct lock_table *t, const struct lock_lease *le, const char *why, void *arg);
+
 struct lock_lease {
 	struct lock *lock;
 	struct lock_session *session;
@@ -74,6 +80,7 @@ struct lock_lease {
 	struct lock_work work;
 	bool ending;		/* lost, its work being stopped; session is NULL */
 	char *owner;		/* the session's, copied once ending */
+	int64_t granted_us;	/* monotonic: its hold time, for /metrics */
 };
 
 struct lock_wait {
@@ -84,6 +91,7 @@ struct lock_wait {
 	struct lock_work work;
 	void *cookie;
 	ev_timer timer;		/* gives up at wait_ms */
+	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
 	struct lock_wait *prev, *next;		/* FIFO of the lock */
 	struct lock_wait *s_prev, *s_next;	/* waits of the session */
 };
@@ -118,6 +126,14 @@ struct lock_table {
 	uint64_t reserved;		/* tokens up to here are on disk as used */
 	char *counter_path;		/* NULL: not persisted (tests) */
 	uint64_t grants;		/* since start, for status */
+	/* since start, for /metrics */
+	uint64_t expiries;		/* leases that ran out */
+	uint64_t holder_gone;		/* leases ended by their holder's end (connection, service) */
+	uint64_t releases;		/* leases released by their holder */
+	struct histo wait_h;		/* from request to grant (0 when at once) */
+	struct histo hold_h;		/* from grant to end */
+	lock_event_fn on_event;		/* NULL: nobody watches */
+	void *event_arg;
 	lock_end_fn on_end;		/* NULL: a lost lease ends at once, work or not */
 	void *end_arg;
 	/* The next block is written ahead by a thread once half of this one
@@ -177,6 +193,8 @@ int lock_release(struct lock_session *s, const char *name, uint64_t token, const
 void lock_cancel_wait(struct lock_session *s, void *cookie);
 
 const char *lock_mode_name(enum lock_mode m);
+/* Leases held (ending ones too) and requests waiting, over every lock. */
+void lock_table_counts(const struct lock_table *t, size_t *held, size_t *waiting);
 bool lock_allowed(const struct lock_session *s, const char *name);
 
 #endif

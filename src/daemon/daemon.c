@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "evtimer.h"
 #include "log.h"
+#include "metrics.h"
 
 #define EXIT_GRACE_S 5.0	/* after KILL, how long we wait for the exits */
 
@@ -453,6 +454,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		rc = 1;
 		goto out_early;
 	}
+	if (metrics_start(d, err, sizeof(err)) < 0)
+		log_warn(NULL, "no HTTP pages on the bus listeners: %s", err);
 
 	daemon_hook_supervise(d);
 	stack_init(&d->sup, cfg, plan);
@@ -513,6 +516,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	sdn_close(d);
 	instance_forget(d);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
+	metrics_stop(d);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
 	lock_table_free(&d->locks);

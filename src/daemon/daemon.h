@@ -50,6 +50,7 @@ struct cohortd {
 	struct bus bus;			/* the message bus */
 	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct logwriter *log_writer;
+	struct metrics *metrics;	/* its HTTP pages and $sys topics (src/metrics/) */
 	int devnull;			/* /dev/null, for stdin and null outputs */
 	char *control_path;		/* for COHORT_SOCKET */
 	char *bus_path;			/* for COHORT_BUS */

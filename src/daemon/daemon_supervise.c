@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "metrics.h"
 #include "log.h"
 
 static void on_state_changed(void *arg, struct service *s, enum svc_state from, enum svc_state to,
@@ -31,6 +32,8 @@ static void on_output(void *arg, struct service *s, const char *lines, size_t le
 
 	if (d->ctl.clients)
 		ctl_log_lines(&d->ctl, s, lines, len);
+	if (d->metrics)
+		sys_log_lines(d, s, lines, len);	/* $sys.log.<name>, when someone watches */
 }
 
 static void on_service_gone(void *arg, struct service *s)

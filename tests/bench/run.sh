@@ -54,6 +54,8 @@ echo
 /usr/bin/python3 "$S/tests/bench/bench_bus.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_backlog.py"
+echo
+/usr/bin/python3 "$S/tests/bench/bench_metrics.py"
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo

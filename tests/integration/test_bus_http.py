@@ -90,23 +90,24 @@ class Listeners(TcpBus):
         unix = os.path.join(d.run_dir, "bus.sock")
         for address, host in ((unix, "localhost"), (("127.0.0.1", port), f"127.0.0.1:{port}")):
             where = f"{address}"
-            # a plain GET: 426 naming the subprotocol, at once, and closed
+            # a plain GET of /: the dashboard page, at once, and closed
             status, headers, body, took = http_exchange(address, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")
-            self.assertEqual(status, 426, where)
+            self.assertEqual(status, 200, where)
             self.assertLess(took, 2 * FACTOR, where)	# not lws's 20 s wait
-            self.assertEqual(headers["upgrade"].lower(), "websocket")
+            self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
             self.assertEqual(headers["connection"], "close")
-            self.assertIn("cohort.v1", body)
-            self.assertEqual(body.count("\n"), 1)	# one line
+            self.assertIn('new WebSocket', body)
+            self.assertIn('"cohort.v1"', body)
             self.assertEqual(int(headers["content-length"]), len(body.encode()))
             # HEAD: the same headers, no body
             status, headers, body, _ = http_exchange(address, f"HEAD / HTTP/1.1\r\nHost: {host}\r\n\r\n")
-            self.assertEqual((status, body), (426, ""), where)
+            self.assertEqual((status, body), (200, ""), where)
             self.assertEqual(headers["connection"], "close")
-            # another path: 404
-            status, _, body, took = http_exchange(address, f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            # a path no page has: 404, naming the pages there are
+            status, _, body, took = http_exchange(address, f"GET /nothing HTTP/1.1\r\nHost: {host}\r\n\r\n")
             self.assertEqual(status, 404, where)
             self.assertIn("cohort.v1", body)
+            self.assertIn("/metrics", body)
             # a WebSocket handshake without the subprotocol, or with another: 400
             for extra in ("", "Sec-WebSocket-Protocol: chat, superchat\r\n"):
                 status, _, body, took = http_exchange(address, HANDSHAKE.format(host=host, extra=extra))

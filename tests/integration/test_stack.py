@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, pid_alive, wait_until
+from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, free_port, pid_alive, wait_until
 
 
 def free_port_block(n):
@@ -550,6 +550,7 @@ ready = delay:0
         text = text.replace("../contrib/demo", demo)
         for i in range(4):
             text = text.replace(f"127.0.0.1:{7400 + i}", f"127.0.0.1:{base + i}")
+        text = text.replace("127.0.0.1:7480", f"127.0.0.1:{free_port()}")   # bus_listen
         text = re.sub(r"^(\[service:\w+\])$", rf"\1\nenvironment = DEMO_PORT_BASE={base}", text,
                       flags=re.M)
         d = self.cohortd(text)
