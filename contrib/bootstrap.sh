@@ -9,12 +9,15 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
-      libcriterion-dev python3 python3-websockets procps util-linux"
+      libcriterion-dev python3 python3-websockets procps util-linux
+      libnats-dev"
 # Only for the tests and benchmarks: valgrind for CI's valgrind run; strace
 # counts a test's system calls;
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
-# chromium lets test_bus_http.py open the bus from a page of another origin.
-TEST_PKGS="valgrind strace libmosquitto-dev chromium"
+# chromium lets test_bus_http.py open the bus from a page of another origin;
+# nats-server runs the three-node cluster of test_cluster.py (libnats-dev,
+# above, builds the cluster mode, which the base build always has).
+TEST_PKGS="valgrind strace libmosquitto-dev chromium nats-server"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"
