@@ -53,6 +53,12 @@ const struct key_def config_keys[] = {
 	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M", "a durable session's queue while it is away, at most"},
 	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G", "memory all bus queues may hold; over it qos-1 publishes are refused (0: no bound)"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d", "queued messages older than this are dropped"},
+	{D("cluster", cluster, K_NATSURLS, RESTART), "", "nats://HOST:PORT, ...: share locks through this NATS JetStream cluster (off when empty)"},
+	{D("cluster_name", cluster_name, K_NATSNAME, RESTART), "cohort", "names the cluster's lock bucket (COHORT_LOCKS_NAME): cohortds with the same name share locks"},
+	{D("cluster_creds", cluster_creds, K_PATH, RESTART), "", "NATS credentials file (JWT and NKey seed) for the cluster"},
+	{D("cluster_tls_ca", cluster_tls_ca, K_PATH, RESTART), "", "CA certificates (PEM) that the cluster's servers are checked against"},
+	{D("cluster_tls_cert", cluster_tls_cert, K_PATH, RESTART), "", "client certificate (PEM) for the cluster; needs cluster_tls_key"},
+	{D("cluster_tls_key", cluster_tls_key, K_PATH, RESTART), "", "the client certificate's private key (PEM)"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s", "whole-stack stop budget; then KILL"},
 
 	{S("command", command, K_COMMAND, RESTART), "", "what to run, split like a shell splits words (required)"},
@@ -715,6 +721,10 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		*(char **)p = xstrdup(v);
 		return 0;
 	}
+	case K_NATSURLS:
+		return cluster_urls_parse(v, p, why);
+	case K_NATSNAME:
+		return cluster_name_parse(v, p, why);
 	case K_FSYNC:
 		if (strcmp(v, "always") == 0)
 			*(enum fsync_policy *)p = FSYNC_ALWAYS;
@@ -801,6 +811,8 @@ void key_free(const struct key_def *k, void *p)
 	case K_PATH:
 	case K_COMMAND:
 	case K_LISTEN:
+	case K_NATSURLS:
+	case K_NATSNAME:
 		free(*(char **)p);
 		*(char **)p = NULL;
 		break;
@@ -838,6 +850,8 @@ bool key_equal(const struct key_def *k, const void *a, const void *b)
 	case K_PATH:
 	case K_COMMAND:
 	case K_LISTEN:
+	case K_NATSURLS:
+	case K_NATSNAME:
 		return str_eq(*(char *const *)a, *(char *const *)b);
 	case K_ENV:
 	case K_NAMES:

@@ -13,6 +13,7 @@ enum key_type {
 	K_PHASE, K_FACTOR, K_FRACTION, K_MODE, K_LISTEN, K_FSYNC, K_COMMAND,
 	K_ENV, K_NAMES, K_INCLUDE, K_LOCKPATS, K_TOPICPATS, K_RESTART,
 	K_EXITCODES, K_READY, K_HEALTH, K_SIGNAL, K_STDOUT, K_STDERR, K_UMASK, K_ORIGINS,
+	K_NATSURLS, K_NATSNAME,
 	K_NTYPES
 };
 
@@ -35,6 +36,12 @@ const char *key_suggest(enum key_section sec, const char *name);
 const char *key_hint(const char *name);
 /* The same for a section name without its ":NAME" ("program", "Unit"). */
 const char *section_hint(const char *name);
+
+/* config_cluster.c: `cluster` (nats:// or tls:// URLs, comma-separated)
+ * and `cluster_name` (the KV bucket's name: letters, digits, - and _).
+ * Without libnats, any `cluster` is refused: the mode is not built in. */
+int cluster_urls_parse(const char *v, char **out, struct sbuf *why);
+int cluster_name_parse(const char *v, char **out, struct sbuf *why);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);
