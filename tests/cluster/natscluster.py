@@ -178,7 +178,7 @@ class CohortdProc:
         text = text.replace("[cohort]\n", "", 1)
         with open(self.config, "w") as f:
             f.write(head + text)
-        self.socket = os.path.join(self.run_dir, "cohortd.sock")
+        self.socket = os.path.join(self.run_dir, "control.sock")
         self.builddir = builddir
         self.cohortctl = os.path.join(builddir, "cohortctl")
         self.proc = LogProc([os.path.join(builddir, "cohortd"), "-v", "-c", self.config],
