@@ -45,15 +45,12 @@ struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const s
 	struct cluster *c = xcalloc(1, sizeof(*c));
 	char host[64] = "";
 	uint64_t nonce = 0;
-	int nurls = 1;
 
 	if (o->tls_cert && !o->tls_key) {
 		snprintf(err, errlen, "cluster_tls_cert needs cluster_tls_key");
 		free(c);
 		return NULL;
 	}
-	for (const char *p = o->urls; *p; p++)
-		nurls += *p == ',';
 	gethostname(host, sizeof(host) - 1);
 	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
 		nonce = (uint64_t)now_wall_ms() ^ (uint64_t)getpid() << 32;
@@ -66,9 +63,14 @@ struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const s
 	c->o.tls_ca = dup_or_null(o->tls_ca);
 	c->o.tls_cert = dup_or_null(o->tls_cert);
 	c->o.tls_key = dup_or_null(o->tls_key);
-	/* Replicated on three servers when it is given three or more (a
-	 * quorum survives one loss); a single server keeps one copy. */
-	c->replicas = nurls >= 3 ? 3 : 1;
+	/* One replica, on purpose: nats-server before 2.10 does not serialize
+	 * a replicated stream's expected-last-subject-sequence checks
+	 * (nats-server#4320: two concurrent creates of one key can both be
+	 * accepted, which test_cluster.py saw as two holders on R3).  A
+	 * single replica checks them under the stream's lock.  The price: the
+	 * locks are unavailable while the server holding the bucket is down
+	 * (requests are refused, not granted twice).  doc/CLUSTER.md. */
+	c->replicas = 1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	ev_async_init(&c->wake, wake_cb);

@@ -190,24 +190,119 @@ static void bucket_try(struct cluster *c)
 	post_kind(c, CM_UP, url);
 }
 
+/* The key's last message in the stream, delete markers included (which
+ * kvStore_Get hides): its revision, whether it is a delete, its value.
+ * Read from the stream's leader.  1: found, 0: never written, -1: no
+ * answer (m->err says why). */
+static int last_of(struct cluster *c, struct cmsg *m, uint64_t *rev, bool *deleted, char **value)
+{
+	natsMsg *msg = NULL;
+	jsErrCode jerr = 0;
+	char *stream = xasprintf("KV_%s", c->bucket);
+	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
+	natsStatus s = js_GetLastMsg(&msg, c->js, stream, subj, NULL, &jerr);
+	int rc = 1;
+
+	free(stream);
+	free(subj);
+	if (s == NATS_NOT_FOUND)
+		return 0;
+	if (s != NATS_OK) {
+		status_text(m->err, sizeof(m->err), "read", s);
+		return -1;
+	}
+	const char *op = NULL;
+	*rev = natsMsg_GetSequence(msg);
+	*deleted = natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op &&
+		   (strcmp(op, "DEL") == 0 || strcmp(op, "PURGE") == 0);
+	if (value) {
+		int n = natsMsg_GetDataLength(msg);
+		*value = xmalloc((size_t)n + 1);
+		memcpy(*value, natsMsg_GetData(msg), (size_t)n);
+		(*value)[n] = '\0';
+	}
+	natsMsg_Destroy(msg);
+	return rc;
+}
+
 /* Where a failed create or update leaves the key: its revision and value. */
 static void read_back(struct cluster *c, struct cmsg *m)
 {
-	kvEntry *e = NULL;
-	natsStatus s = kvStore_Get(&e, c->kv, m->key);
+	uint64_t rev = 0;
+	bool deleted = false;
+	char *value = NULL;
+	int rc = last_of(c, m, &rev, &deleted, &value);
 
 	free(m->value);
 	m->value = NULL;
-	if (s == NATS_OK) {
-		m->res = CR_CONFLICT;
-		m->rev = kvEntry_Revision(e);
-		m->value = xstrdup(kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "");
-		kvEntry_Destroy(e);
-	} else if (s == NATS_NOT_FOUND) {
-		m->res = CR_GONE;
-	} else {
+	if (rc < 0) {
 		m->res = CR_AWAY;
-		status_text(m->err, sizeof(m->err), "read", s);
+	} else if (rc == 0 || deleted) {
+		m->res = CR_GONE;
+		free(value);
+	} else {
+		m->res = CR_CONFLICT;
+		m->rev = rev;
+		m->value = value;
+	}
+}
+
+/* A write of m's value expecting the key's last revision to be `last`
+ * (0: that it was never written). */
+static natsStatus put_expecting(struct cluster *c, struct cmsg *m, uint64_t last, bool *conflict)
+{
+	jsPubOptions po;
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
+	natsStatus s;
+
+	jsPubOptions_Init(&po);
+	if (last)
+		po.ExpectLastSubjectSeq = last;
+	else
+		po.ExpectNoMessage = true;
+	po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
+	s = js_Publish(&pa, c->js, subj, m->value, (int)strlen(m->value), &po, &jerr);
+	*conflict = s == NATS_ERR && jerr != 0;
+	if (s == NATS_OK)
+		m->rev = pa->Sequence;
+	jsPubAck_Destroy(pa);
+	free(subj);
+	return s;
+}
+
+/* A create that cannot race: kvStore_Create of 3.4.1 reads a deleted key
+ * and then writes on what it read, so two cohortds both creating over the
+ * same delete marker could both succeed.  Here the write expects the very
+ * revision read (the marker's, or none), and the stream's leader decides. */
+static void run_create(struct cluster *c, struct cmsg *m)
+{
+	uint64_t rev = 0;
+	bool deleted = false, conflict = false;
+	char *value = NULL;
+	int rc = last_of(c, m, &rev, &deleted, &value);
+
+	if (rc < 0) {
+		m->res = CR_AWAY;
+		return;
+	}
+	if (rc == 1 && !deleted) {
+		m->res = CR_CONFLICT;
+		m->rev = rev;
+		free(m->value);
+		m->value = value;
+		return;
+	}
+	free(value);
+	natsStatus s = put_expecting(c, m, rc == 1 ? rev : 0, &conflict);
+	if (s == NATS_OK)
+		m->res = CR_OK;
+	else if (conflict)
+		read_back(c, m);
+	else {
+		m->res = CR_AWAY;
+		status_text(m->err, sizeof(m->err), "create", s);
 	}
 }
 
@@ -259,10 +354,11 @@ static void run_job(struct cluster *c, struct cmsg *m)
 		run_delete(c, m);
 		return;
 	}
-	if (m->kind == CM_CREATE)
-		s = kvStore_Create(&rev, c->kv, m->key, m->value, (int)strlen(m->value));
-	else
-		s = kvStore_Update(&rev, c->kv, m->key, m->value, (int)strlen(m->value), m->last);
+	if (m->kind == CM_CREATE) {
+		run_create(c, m);
+		return;
+	}
+	s = kvStore_Update(&rev, c->kv, m->key, m->value, (int)strlen(m->value), m->last);
 	if (s == NATS_OK) {
 		m->res = CR_OK;
 		m->rev = rev;

@@ -110,6 +110,7 @@ class LogProc:
                 self.proc.kill()
                 self.proc.wait()
         self.reader.join(5)
+        self.proc.stdout.close()
         self.log.close()
         return self.proc.returncode
 
