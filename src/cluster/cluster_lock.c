@@ -243,7 +243,12 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 			k->renewing = true;
 			send_op(k, CM_UPDATE, k->rev, k->ttl_ms);
 		}
-		timer_ms(k, k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1);
+		/* Every TTL/3, and at the very moment the lease runs out if no
+		 * renewal works until then: a waiter elsewhere may take the key
+		 * over from then on. */
+		int64_t next = k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1;
+		int64_t left = k->renewed_ms + k->ttl_ms - now_mono_ms();
+		timer_ms(k, next < left ? next : left);
 	}
 }
 
@@ -339,9 +344,11 @@ static void went_down(struct cluster *c, const char *why)
 		 c->urls, why);
 	/* Waiters of keys that are not on their way are told now; holders
 	 * keep their leases until a renewal fails for their TTL. */
-	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)
-		if (((struct ckey *)v)->st == K_BUSY)
+	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);) {
+		struct ckey *k = v;
+		if (k->st == K_BUSY || (k->st == K_IDLE && k->wanted))
 			strv_push(&names, name);
+	}
 	for (size_t i = 0; i < names.n; i++) {
 		struct ckey *k = map_get(&c->keys, names.v[i]);
 		if (!k)
@@ -358,12 +365,26 @@ void cluster_lock_handle(struct cluster *c, struct cmsg *m)
 	struct ckey *k = m->cookie;
 
 	switch (m->kind) {
-	case CM_UP:
+	case CM_UP: {
+		const char *name;
+		void *v;
+		struct strv names = {0};
 		if (!c->up)
 			log_info(NULL, "cluster: connected to %s (locks in bucket %s)", m->err, c->bucket);
 		c->up = true;
 		snprintf(c->server, sizeof(c->server), "%s", m->err);
+		/* Waiters left without a request on its way try now. */
+		for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)
+			if (((struct ckey *)v)->st == K_IDLE)
+				strv_push(&names, name);
+		for (size_t i = 0; i < names.n; i++) {
+			struct ckey *idle = map_get(&c->keys, names.v[i]);
+			if (idle)
+				step(idle);
+		}
+		strv_free(&names);
 		return;
+	}
 	case CM_DOWN:
 		went_down(c, m->err);
 		return;
