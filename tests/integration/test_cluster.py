@@ -210,9 +210,13 @@ class Cluster(CohortTest):
         self.assertGreater(g["token"], r["token"])
         print(f"\ntake-over after cohortd's SIGKILL, TTL {ttl} ms: {took * 1000:.1f} ms", file=sys.stderr)
         # Not before the last renewal (TTL/3 at most before the kill) is a
-        # TTL old, and within the TTL plus 100 ms.
+        # TTL old.  Within the TTL plus the time to see the last renewal and
+        # to take over: 100 ms is the goal (670 ms is measured for this 1 s
+        # TTL on an idle machine), but on a loaded one the watch's delivery
+        # and the take-over's round trip wait for a CPU (1238 ms was seen
+        # beside a compile on 2 shared cores), hence 400 ms of slack.
         self.assertGreater(took, (ttl * 2 / 3 - 50) / 1000)
-        self.assertLess(took, (ttl + 100 * FACTOR) / 1000)
+        self.assertLess(took, (ttl + 400 * FACTOR) / 1000)
 
     def test_the_whole_cluster_away_refuses_then_recovers(self):
         a = self.cohortd("a")
