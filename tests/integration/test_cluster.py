@@ -101,8 +101,20 @@ class Cluster(CohortTest):
     def tearDown(self):
         for c in self.clients:
             c.close()
-        self.nc.stop()
-        super().tearDown()
+        try:
+            # Each cohortd the test did not kill stops cleanly, and no
+            # sanitizer said anything about any of them.
+            for d in self.nc.cohortds:
+                killed = d.proc.proc.returncode == -signal.SIGKILL
+                rc = d.stop()
+                bad = [line for line in d.proc.lines
+                       if "AddressSanitizer" in line or "runtime error:" in line or "LeakSanitizer" in line]
+                self.assertEqual(bad, [], f"cohortd {d.name}")
+                if not killed:
+                    self.assertEqual(rc, 0, f"cohortd {d.name}:\n" + "\n".join(d.proc.lines[-20:]))
+        finally:
+            self.nc.stop()
+            super().tearDown()
 
     def cohortd(self, name, text=IDLE):
         d = self.nc.start_cohortd(name, text)
