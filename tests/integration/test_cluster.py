@@ -165,6 +165,25 @@ class Cluster(CohortTest):
         self.assertEqual(len(order), 100)
         self.assertTrue(all(x < y for x, y in zip(order, order[1:])), f"tokens do not rise: {order}")
 
+    def test_shared_mode_is_refused_and_a_busy_lock_is_a_timeout_at_once(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ca, cb = self.client(a), self.client(b)
+        r = ca.call(cmd="lock.acquire", name="s", mode="shared", ttl_ms=1000)
+        self.assertFalse(r["ok"])
+        self.assertEqual(r["error"], "shared locks are not available in cluster mode yet")
+        held = ca.call(cmd="lock.acquire", name="s", ttl_ms=10000)
+        self.assertTrue(held["ok"], held)
+        # wait_ms 0 on the other cohortd: the cluster says it is held
+        self.assertEqual(cb.call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
+        # ... and on the same one, its own table does
+        self.assertEqual(self.client(a).call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
+        # a stale token releases nothing; the holder's does
+        self.assertFalse(cb.call(cmd="lock.release", name="s", token=held["token"])["ok"])
+        self.assertTrue(ca.call(cmd="lock.release", name="s", token=held["token"])["ok"])
+        g = cb.call(cmd="lock.acquire", name="s", ttl_ms=1000, wait_ms=int(10000 * FACTOR))
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], held["token"])
+
     def test_a_killed_holder_hands_over_to_another_host_at_once(self):
         out, script = self.path("holder.json"), self.path("holder.py")
         with open(script, "w") as f:
