@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake libtool pkg-config
       libev-dev libinih-dev libjansson-dev libwebsockets-dev libwebsockets-evlib-ev
-      libcriterion-dev python3 python3-websockets procps util-linux"
+      libcriterion-dev python3 python3-websockets procps util-linux
+      libnats-dev"
 # Only for the tests and benchmarks: valgrind for CI's valgrind run; strace
 # counts a test's system calls;
 # libmosquitto-dev lets the bus benchmark drive mosquitto beside cohortd;
@@ -18,8 +19,9 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # debhelper, dh-python, dpkg-dev and lintian build and check the Debian
 # packages (make check-deb); prometheus gives test_metrics.py promtool and a
 # real server to scrape cohortd; chromium-driver and python3-selenium drive
-# the dashboard's browser tests.
-TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian prometheus chromium-driver python3-selenium"
+# the dashboard's browser tests; nats-server runs the three-node cluster of
+# test_cluster.py (libnats-dev, above, builds the cluster mode).
+TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian prometheus chromium-driver python3-selenium nats-server"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"

@@ -119,6 +119,12 @@ struct cohort_config {
 	uint64_t bus_queue_max;		/* a durable session's queue, in bytes */
 	uint64_t bus_memory_max;	/* all queues: over it qos-1 publishes are refused (0: no bound) */
 	int64_t bus_queue_age_ms;	/* ... and in age */
+	char *cluster;		/* nats:// URLs, comma-separated, or NULL: one host */
+	char *cluster_name;	/* the lock bucket is COHORT_LOCKS_<name> */
+	char *cluster_creds;	/* NATS credentials file, or NULL */
+	char *cluster_tls_ca;	/* PEM files, or NULL */
+	char *cluster_tls_cert;
+	char *cluster_tls_key;
 	int64_t shutdown_timeout_ms;
 	char *state_mirror_dir;	/* retained values as files here, or NULL */
 	struct strv state_mirror_topics;	/* ... those on these topics */

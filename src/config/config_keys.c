@@ -61,6 +61,12 @@ const struct key_def config_keys[] = {
 	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G"},
 	{D("bus_queue_age", bus_queue_age_ms, K_DURATION, LIVE), "7d"},
 	{D("shutdown_timeout", shutdown_timeout_ms, K_DURATION, LIVE), "30s"},
+	{D("cluster", cluster, K_NATSURLS, RESTART), ""},
+	{D("cluster_name", cluster_name, K_NATSNAME, RESTART), "cohort"},
+	{D("cluster_creds", cluster_creds, K_PATH, RESTART), ""},
+	{D("cluster_tls_ca", cluster_tls_ca, K_PATH, RESTART), ""},
+	{D("cluster_tls_cert", cluster_tls_cert, K_PATH, RESTART), ""},
+	{D("cluster_tls_key", cluster_tls_key, K_PATH, RESTART), ""},
 	{D("state_mirror_dir", state_mirror_dir, K_PATH, RESTART), ""},
 	{D("state_mirror_topics", state_mirror_topics, K_TOPICPATS, RESTART), ""},
 

@@ -42,6 +42,8 @@ enum key_type {
 	K_NICE,		/* -20 to 19, or nothing */
 	K_OOM,		/* -1000 to 1000, or nothing */
 	K_ENVFILES,	/* environment files, -PATH when it may be missing */
+	K_NATSURLS,	/* config_cluster.c: nats:// or tls:// URLs */
+	K_NATSNAME,	/* the KV bucket's name */
 	K_NTYPES
 };
 
@@ -69,6 +71,11 @@ const char *section_hint(const char *name);
  * kernel (limits, nice, oom_score_adj) and environment_file. */
 int key_parse_proc(enum key_type t, const struct parse_ctx *ctx, const char *v, void *p, struct sbuf *why);
 bool key_equal_proc(enum key_type t, const void *a, const void *b);
+/* config_cluster.c: `cluster` (nats:// or tls:// URLs, comma-separated)
+ * and `cluster_name` (the KV bucket's name: letters, digits, - and _).
+ * Without libnats, any `cluster` is refused: the mode is not built in. */
+int cluster_urls_parse(const char *v, char **out, struct sbuf *why);
+int cluster_name_parse(const char *v, char **out, struct sbuf *why);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);

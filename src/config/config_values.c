@@ -626,6 +626,17 @@ static int parse_proc(const struct key_value *in, void *p)
 	return key_parse_proc(in->key->type, in->ctx, in->text, p, in->why);
 }
 
+/* cluster and cluster_name (config_cluster.c). */
+static int parse_cluster_urls(const struct key_value *in, void *p)
+{
+	return cluster_urls_parse(in->text, p, in->why);
+}
+
+static int parse_cluster_name(const struct key_value *in, void *p)
+{
+	return cluster_name_parse(in->text, p, in->why);
+}
+
 static bool equal_rlimit(const void *a, const void *b)
 {
 	return key_equal_proc(K_RLIMIT, a, b);
@@ -732,6 +743,8 @@ static const struct value_type {
 	[K_NICE] = {parse_proc, NULL, NULL, sizeof(int)},
 	[K_OOM] = {parse_proc, NULL, NULL, sizeof(int)},
 	[K_ENVFILES] = {parse_proc, free_strv, equal_strv},
+	[K_NATSURLS] = {parse_cluster_urls, free_str, equal_str},
+	[K_NATSNAME] = {parse_cluster_name, free_str, equal_str},
 };
 _Static_assert(ARRAY_LEN(value_types) == K_NTYPES, "a value type without its functions");
 

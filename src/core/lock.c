@@ -169,8 +169,17 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 	return l;
 }
 
+/* Tells the gate where name stands here after a change. */
+static void gate_update(struct lock_table *t, struct lock *l)
+{
+	if (t->gate)
+		t->gate->update(t->gate_arg, l->name, l->nholders > 0, l->head != NULL,
+				l->head ? l->head->ttl_ms : 0);
+}
+
 static void lock_maybe_free(struct lock_table *t, struct lock *l)
 {
+	gate_update(t, l);
 	if (l->nholders || l->nwaiters)
 		return;
 	map_del(&t->locks, l->name);
@@ -319,6 +328,8 @@ static void wait_unlink(struct lock_wait *w)
  * consecutive shared request. */
 static void process_queue(struct lock_table *t, struct lock *l)
 {
+	if (t->gate)
+		return;		/* the gate grants (lock_gate_grant) */
 	while (l->head && compatible(l, l->head->mode)) {
 		struct lock_wait *w = l->head;
 		uint64_t token;
@@ -405,12 +416,29 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 		*why = "not allowed: the name matches none of this service's locks patterns";
 		return LOCK_ERROR;
 	}
+	if (t->gate) {
+		const char *no = t->gate->refusal(t->gate_arg);
+		if (no) {
+			*why = no;
+			return LOCK_ERROR;
+		}
+		if (mode != LOCK_EXCLUSIVE) {
+			*why = "shared locks are not available in cluster mode yet";
+			return LOCK_ERROR;
+		}
+	}
 	struct lock *l = lock_get(t, name);
+	bool try_only = false;
+	if (t->gate && wait_ms == 0 && !l->nholders && !l->head) {
+		/* Free here, but only the gate knows about elsewhere. */
+		try_only = true;
+		wait_ms = LOCK_GATE_TRY_MS;
+	}
 	/* Waiters left at the head while no token could be had (the counter
 	 * could not be written) go first, now that it may work again. */
 	if (l->head && compatible(l, l->head->mode))
 		process_queue(t, l);
-	if (!l->head && compatible(l, mode)) {
+	if (!t->gate && !l->head && compatible(l, mode)) {
 		if (take_token(t, token, why) < 0) {
 			lock_maybe_free(t, l);
 			return LOCK_ERROR;
@@ -433,6 +461,7 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->work = *work;
 	w->cookie = cookie;
 	w->queued_us = histo_now_us();
+	w->try_only = try_only;
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
 	w->prev = l->tail;
@@ -446,7 +475,67 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	if (w->s_next)
 		w->s_next->s_prev = w;
 	s->waits = w;
+	gate_update(t, l);
 	return LOCK_QUEUED;
+}
+
+void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, void *arg)
+{
+	t->gate = gate;
+	t->gate_arg = arg;
+}
+
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms)
+{
+	struct lock *l = map_get(&t->locks, name);
+
+	if (!l || !l->head || l->nholders)
+		return false;
+	struct lock_wait *w = l->head;
+	wait_unlink(w);
+	struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
+	struct lock_session *s = w->session;
+	void *cookie = w->cookie;
+	*ttl_ms = w->ttl_ms;
+	free(w);
+	s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
+	return true;
+}
+
+void lock_gate_fail(struct lock_table *t, const char *name, bool all, const char *why)
+{
+	struct lock *l = map_get(&t->locks, name);
+
+	if (!l)
+		return;
+	for (struct lock_wait *w = l->head, *next; w; w = next) {
+		next = w->next;
+		if (!all && !w->try_only)
+			continue;
+		struct lock_session *s = w->session;
+		void *cookie = w->cookie;
+		wait_unlink(w);
+		free(w);
+		s->on_wait(s, cookie, false, 0, 0, why);
+	}
+	lock_maybe_free(t, l);
+}
+
+void lock_gate_lost(struct lock_table *t, const char *name, const char *why)
+{
+	struct lock *l = map_get(&t->locks, name);
+
+	if (!l)
+		return;
+	for (struct lock_lease *le = l->holders, *next; le; le = next) {
+		next = le->next;
+		if (le->ending)
+			continue;
+		log_warn(NULL, "lock %s: lease %" PRIu64 " of %s lost: %s", l->name, le->token,
+			 le->session->owner, why);
+		lease_lost(t, le, why);
+	}
+	lock_maybe_free(t, l);
 }
 
 static struct lock_lease *find_lease(struct lock_session *s, const char *name, uint64_t token)

@@ -90,6 +90,7 @@ struct lock_wait {
 	int64_t ttl_ms;
 	struct lock_work work;
 	void *cookie;
+	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
 	ev_timer timer;		/* gives up at wait_ms */
 	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
 	struct lock_wait *prev, *next;		/* FIFO of the lock */
@@ -148,7 +149,37 @@ struct lock_table {
 	bool ahead_failed;		/* no more until a write in the loop works */
 	ev_async ahead_done;		/* wakes the loop when it is done */
 	char refusal[160];		/* why grants are refused while the counter cannot be written */
+	const struct lock_gate *gate;	/* NULL: this table decides alone */
+	void *gate_arg;
 };
+
+/*
+ * A gate: another lock service this table must win a lock from before it
+ * grants it here (the cluster's, src/cluster).  With a gate, requests are
+ * exclusive only; a grant waits for the gate, which grants the head waiter
+ * with its own token (lock_gate_grant).  The table tells the gate what it
+ * needs whenever a lock's state here changes.
+ */
+struct lock_gate {
+	/* NULL when requests can be taken now, else why not. */
+	const char *(*refusal)(void *arg);
+	/* name: held here or not, wanted by a waiter here or not (ttl_ms: the
+	 * head waiter's).  Called from within the table: must not call back
+	 * into it before it returns. */
+	void (*update)(void *arg, const char *name, bool held, bool wanted, int64_t ttl_ms);
+};
+#define LOCK_GATE_TRY_MS 5000LL		/* a wait_ms 0 request waits this long at most for the gate */
+
+void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, void *arg);
+/* The gate won name: its head waiter gets it with token.  false: nobody
+ * waits (the gate should let go); else *ttl_ms is the new lease's. */
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms);
+/* The gate cannot have name now: its waiters (all, or those that asked
+ * not to wait) are refused with why. */
+void lock_gate_fail(struct lock_table *t, const char *name, bool all, const char *why);
+/* The gate lost name (taken over, unreachable past its TTL): the leases
+ * held here are lost, as if expired. */
+void lock_gate_lost(struct lock_table *t, const char *name, const char *why);
 
 /* Results of an acquire. */
 enum lock_result { LOCK_GRANTED, LOCK_QUEUED, LOCK_ERROR };

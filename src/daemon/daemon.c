@@ -427,6 +427,8 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	free(tokens);
 	if (rc == 0)
 		lock_group_init(d);
+	if (rc == 0 && (rc = daemon_cluster_open(d, err, sizeof(err))) < 0)
+		lock_table_free(&d->locks);
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
 		notify_close(&d->notify, d->loop);
@@ -437,6 +439,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	}
 	if (control_open(&d->ctl, d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
+		daemon_cluster_close(d);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
 		logfile_stop(d->log_writer);
@@ -447,6 +450,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (bus_open(&d->bus, d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot start the bus: %s", err);
 		control_close(&d->ctl);
+		daemon_cluster_close(d);
 		lock_table_free(&d->locks);
 		notify_close(&d->notify, d->loop);
 		logfile_stop(d->log_writer);
@@ -519,6 +523,7 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	metrics_stop(d);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
+	daemon_cluster_close(d);
 	lock_table_free(&d->locks);
 	notify_close(&d->notify, d->loop);
 	for (size_t i = 0; i < d->sup.plan->n; i++)

@@ -28,6 +28,8 @@
 #include "sdnotify.h"
 #include "supervise.h"
 
+struct cluster;
+
 struct cohortd {
 	struct ev_loop *loop;
 	char *config_path;
@@ -47,6 +49,7 @@ struct cohortd {
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
+	struct cluster *cluster;	/* locks shared through NATS (src/cluster), or NULL */
 	struct bus bus;			/* the message bus */
 	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct logwriter *log_writer;
@@ -72,6 +75,11 @@ int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen);
 void lock_group_init(struct cohortd *d);
 /* At exit: no more stopping; a group still stopping is killed now. */
 void lock_group_close(struct cohortd *d);
+
+/* daemon_cluster.c: with `cluster` set, the lock table's gate to it. */
+int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen);
+/* After the control socket and the bus have closed their sessions. */
+void daemon_cluster_close(struct cohortd *d);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);

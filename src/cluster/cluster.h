@@ -1,0 +1,51 @@
+/*
+ * cluster.h - locks shared by several cohortds through a NATS JetStream
+ * cluster's key-value store (issue 18).  A layer beside src/bus: it knows
+ * the lock table (a gate on it, lock.h) and the loop, not the daemon,
+ * which wires it (cluster_open when `cluster` is set).
+ *
+ * libnats runs on its own threads, and its calls block for a round trip,
+ * so none is made on the loop: one worker thread runs the requests in
+ * order (cluster_conn.c), one more reads the bucket's watch, and both
+ * hand their results to the loop through an ev_async.  Only the loop
+ * touches the lock table and the keys' state (cluster_lock.c).
+ *
+ * One key per lock in the bucket COHORT_LOCKS_<cluster_name>: acquire is
+ * a create (fails if the key exists); the fencing token is the entry's
+ * revision; the holder's cohortd renews with an update on the last
+ * revision every TTL/3; release is a delete guarded by the revision (a
+ * JetStream publish with ExpectLastSubjectSeq); waiters learn of a
+ * release through the watch, and take a lease whose revision has not
+ * moved for its TTL (by their own monotonic clock) over with an update
+ * on that revision.
+ */
+#ifndef COHORT_CLUSTER_H
+#define COHORT_CLUSTER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lock.h"
+
+struct cluster;
+
+struct cluster_opts {
+	const char *urls;	/* "nats://h1:4222, nats://h2:4222" */
+	const char *name;	/* cluster_name */
+	const char *creds;	/* NULL or a credentials file */
+	const char *tls_ca, *tls_cert, *tls_key;	/* NULL or PEM files */
+};
+
+/* Starts connecting (in the background: a cluster that is away is no
+ * reason not to start) and puts the gate on t.  NULL with err when the
+ * options cannot work (a file that cannot be read). */
+struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const struct cluster_opts *o,
+			     char *err, size_t errlen);
+/* Releases what it holds (best effort, bounded), stops its threads. */
+void cluster_close(struct cluster *c);
+
+/* For status: connected or not, to which server. */
+bool cluster_connected(const struct cluster *c);
+
+#endif

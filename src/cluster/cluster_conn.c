@@ -1,0 +1,503 @@
+/*
+ * cluster_conn.c - the threads that talk to NATS: the worker runs the
+ * loop's requests one after another (connect, make the bucket, create,
+ * update, delete), the watcher reads the bucket's watch; libnats's own
+ * threads call back on connection changes.  None of them touches
+ * anything but the two queues of struct cluster: results and news go to
+ * the loop through cluster_post (an ev_async).
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster_impl.h"
+#include "log.h"
+#include "util.h"
+
+void cmsg_free(struct cmsg *m)
+{
+	if (!m)
+		return;
+	free(m->key);
+	free(m->value);
+	free(m);
+}
+
+static void push(struct cmsg **head, struct cmsg **tail, struct cmsg *m)
+{
+	m->next = NULL;
+	if (*tail)
+		(*tail)->next = m;
+	else
+		*head = m;
+	*tail = m;
+}
+
+void cluster_send(struct cluster *c, struct cmsg *m)
+{
+	pthread_mutex_lock(&c->mu);
+	push(&c->todo, &c->todo_tail, m);
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cluster_post(struct cluster *c, struct cmsg *m)
+{
+	pthread_mutex_lock(&c->mu);
+	push(&c->done, &c->done_tail, m);
+	pthread_mutex_unlock(&c->mu);
+	ev_async_send(c->loop, &c->wake);
+}
+
+static void post_kind(struct cluster *c, enum cmsg_kind kind, const char *text)
+{
+	struct cmsg *m = xcalloc(1, sizeof(*m));
+
+	m->kind = kind;
+	snprintf(m->err, sizeof(m->err), "%s", text ? text : "");
+	cluster_post(c, m);
+}
+
+/* --- libnats's threads ------------------------------------------------- */
+
+static void on_disconnected(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	post_kind(arg, CM_DOWN, "disconnected");
+}
+
+static void on_reconnected(natsConnection *nc, void *arg)
+{
+	struct cluster *c = arg;
+	char url[128] = "";
+
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	/* A watch does not outlive every reconnection: start a new one. */
+	atomic_store(&c->rewatch, true);
+	if (atomic_load(&c->kv_ready))
+		post_kind(c, CM_UP, url);
+}
+
+/* --- the worker -------------------------------------------------------- */
+
+static void status_text(char *buf, size_t len, const char *what, natsStatus s)
+{
+	const char *last = nats_GetLastError(NULL);
+
+	snprintf(buf, len, "%s: %s%s%s", what, natsStatus_GetText(s), last && *last ? ": " : "",
+		 last && *last ? last : "");
+}
+
+static natsStatus conn_start(struct cluster *c, char *err, size_t errlen)
+{
+	natsOptions *o = NULL;
+	struct strv urls = {0};
+	natsStatus s = natsOptions_Create(&o);
+	char *copy = xstrdup(c->urls), *save = NULL;
+
+	for (char *u = strtok_r(copy, ", \t", &save); u; u = strtok_r(NULL, ", \t", &save))
+		strv_push(&urls, u);
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(o, (const char **)urls.v, (int)urls.n);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, CLUSTER_OP_TIMEOUT_MS);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, 250);
+	if (s == NATS_OK)	/* a dead server is noticed within about 3 s */
+		s = natsOptions_SetPingInterval(o, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPingsOut(o, 2);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
+	if (s == NATS_OK && c->o.creds)
+		s = natsOptions_SetUserCredentialsFromFiles(o, c->o.creds, NULL);
+	if (s == NATS_OK && c->o.tls_ca)
+		s = natsOptions_LoadCATrustedCertificates(o, c->o.tls_ca);
+	if (s == NATS_OK && c->o.tls_cert)
+		s = natsOptions_LoadCertificatesChain(o, c->o.tls_cert, c->o.tls_key);
+	if (s == NATS_OK && (c->o.tls_ca || c->o.tls_cert))
+		s = natsOptions_SetSecure(o, true);
+	if (s != NATS_OK) {
+		status_text(err, errlen, "NATS options", s);
+	} else {
+		natsConnection *nc = NULL;
+		s = natsConnection_Connect(&nc, o);
+		if (s == NATS_NOT_YET_CONNECTED)
+			s = NATS_OK;	/* it keeps trying in the background */
+		if (s != NATS_OK)
+			status_text(err, errlen, "connect", s);
+		c->nc = nc;
+	}
+	natsOptions_Destroy(o);
+	strv_free(&urls);
+	free(copy);
+	return s;
+}
+
+/* Opens (or makes) the bucket once connected; then the loop hears "up". */
+static void bucket_try(struct cluster *c)
+{
+	jsOptions jo;
+	kvStore *kv = NULL;
+	natsStatus s;
+
+	if (!c->nc || natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
+		return;
+	if (!c->js) {
+		jsCtx *js = NULL;
+		jsOptions_Init(&jo);
+		jo.Wait = CLUSTER_OP_TIMEOUT_MS;
+		if (natsConnection_JetStream(&js, c->nc, &jo) != NATS_OK)
+			return;
+		c->js = js;
+	}
+	s = js_KeyValue(&kv, c->js, c->bucket);
+	if (s != NATS_OK) {
+		kvConfig kc;
+		kvConfig_Init(&kc);
+		kc.Bucket = c->bucket;
+		kc.Description = "cohort: the locks of the cohortds of one cluster_name";
+		kc.History = 1;
+		kc.Replicas = c->replicas;
+		s = js_CreateKeyValue(&kv, c->js, &kc);
+	}
+	if (s != NATS_OK) {
+		static int64_t warned;
+		int64_t now = now_mono_ms();
+		if (now - warned > 10000) {	/* tried every 500 ms: said every 10 s */
+			char why[200];
+			status_text(why, sizeof(why), "the lock bucket", s);
+			post_kind(c, CM_DOWN, why);
+			warned = now;
+		}
+		return;
+	}
+	c->kv = kv;
+	atomic_store(&c->kv_ready, true);
+	char url[128] = "";
+	natsConnection_GetConnectedUrl(c->nc, url, sizeof(url));
+	post_kind(c, CM_UP, url);
+}
+
+/* The key's last message in the stream, delete markers included (which
+ * kvStore_Get hides): its revision, whether it is a delete, its value.
+ * Read from the stream's leader.  1: found, 0: never written, -1: no
+ * answer (m->err says why). */
+static int last_of(struct cluster *c, struct cmsg *m, uint64_t *rev, bool *deleted, char **value)
+{
+	natsMsg *msg = NULL;
+	jsErrCode jerr = 0;
+	char *stream = xasprintf("KV_%s", c->bucket);
+	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
+	natsStatus s = js_GetLastMsg(&msg, c->js, stream, subj, NULL, &jerr);
+	int rc = 1;
+
+	free(stream);
+	free(subj);
+	if (s == NATS_NOT_FOUND)
+		return 0;
+	if (s != NATS_OK) {
+		status_text(m->err, sizeof(m->err), "read", s);
+		return -1;
+	}
+	const char *op = NULL;
+	*rev = natsMsg_GetSequence(msg);
+	*deleted = natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op &&
+		   (strcmp(op, "DEL") == 0 || strcmp(op, "PURGE") == 0);
+	if (value) {
+		int n = natsMsg_GetDataLength(msg);
+		*value = xmalloc((size_t)n + 1);
+		memcpy(*value, natsMsg_GetData(msg), (size_t)n);
+		(*value)[n] = '\0';
+	}
+	natsMsg_Destroy(msg);
+	return rc;
+}
+
+/* Where a failed create or update leaves the key: its revision and value. */
+static void read_back(struct cluster *c, struct cmsg *m)
+{
+	uint64_t rev = 0;
+	bool deleted = false;
+	char *value = NULL;
+	int rc = last_of(c, m, &rev, &deleted, &value);
+
+	free(m->value);
+	m->value = NULL;
+	if (rc < 0) {
+		m->res = CR_AWAY;
+	} else if (rc == 0 || deleted) {
+		m->res = CR_GONE;
+		free(value);
+	} else {
+		m->res = CR_CONFLICT;
+		m->rev = rev;
+		m->value = value;
+	}
+}
+
+/* A write of m's value expecting the key's last revision to be `last`
+ * (0: that it was never written). */
+static natsStatus put_expecting(struct cluster *c, struct cmsg *m, uint64_t last, bool *conflict)
+{
+	jsPubOptions po;
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
+	natsStatus s;
+
+	jsPubOptions_Init(&po);
+	if (last)
+		po.ExpectLastSubjectSeq = last;
+	else
+		po.ExpectNoMessage = true;
+	po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
+	s = js_Publish(&pa, c->js, subj, m->value, (int)strlen(m->value), &po, &jerr);
+	*conflict = s == NATS_ERR && jerr != 0;
+	if (s == NATS_OK)
+		m->rev = pa->Sequence;
+	jsPubAck_Destroy(pa);
+	free(subj);
+	return s;
+}
+
+/* A create that cannot race: kvStore_Create of 3.4.1 reads a deleted key
+ * and then writes on what it read, so two cohortds both creating over the
+ * same delete marker could both succeed.  Here the write expects the very
+ * revision read (the marker's, or none), and the stream's leader decides. */
+static void run_create(struct cluster *c, struct cmsg *m)
+{
+	uint64_t rev = 0;
+	bool deleted = false, conflict = false;
+	char *value = NULL;
+	int rc = last_of(c, m, &rev, &deleted, &value);
+
+	if (rc < 0) {
+		m->res = CR_AWAY;
+		return;
+	}
+	if (rc == 1 && !deleted) {
+		m->res = CR_CONFLICT;
+		m->rev = rev;
+		free(m->value);
+		m->value = value;
+		return;
+	}
+	free(value);
+	natsStatus s = put_expecting(c, m, rc == 1 ? rev : 0, &conflict);
+	if (s == NATS_OK)
+		m->res = CR_OK;
+	else if (conflict)
+		read_back(c, m);
+	else {
+		m->res = CR_AWAY;
+		status_text(m->err, sizeof(m->err), "create", s);
+	}
+}
+
+static void run_delete(struct cluster *c, struct cmsg *m)
+{
+	natsMsg *msg = NULL;
+	jsPubOptions po;
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
+	natsStatus s = natsMsg_Create(&msg, subj, NULL, NULL, 0);
+
+	/* kvStore_Delete (3.4.1) checks no revision: a stale holder could
+	 * delete its successor's key.  This publish is refused unless the
+	 * key's last revision is still ours. */
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+	if (s == NATS_OK) {
+		jsPubOptions_Init(&po);
+		po.ExpectLastSubjectSeq = m->last;
+		po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
+		s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
+	}
+	if (s == NATS_OK) {
+		m->res = CR_OK;
+		m->rev = pa->Sequence;
+	} else if (s == NATS_ERR && jerr) {
+		m->res = CR_CONFLICT;
+	} else {
+		m->res = CR_AWAY;
+		status_text(m->err, sizeof(m->err), "delete", s);
+	}
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(msg);
+	free(subj);
+}
+
+static void run_job(struct cluster *c, struct cmsg *m)
+{
+	natsStatus s;
+	uint64_t rev = 0;
+
+	if (!atomic_load(&c->kv_ready) || natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED) {
+		m->res = CR_AWAY;
+		snprintf(m->err, sizeof(m->err), "not connected");
+		return;
+	}
+	if (m->kind == CM_DELETE) {
+		run_delete(c, m);
+		return;
+	}
+	if (m->kind == CM_CREATE) {
+		run_create(c, m);
+		return;
+	}
+	s = kvStore_Update(&rev, c->kv, m->key, m->value, (int)strlen(m->value), m->last);
+	if (s == NATS_OK) {
+		m->res = CR_OK;
+		m->rev = rev;
+	} else if (s == NATS_ERR) {
+		read_back(c, m);	/* exists, or not at the revision expected */
+	} else {
+		m->res = CR_AWAY;
+		status_text(m->err, sizeof(m->err), m->kind == CM_CREATE ? "create" : "update", s);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct cluster *c = arg;
+	char err[200];
+
+	if (conn_start(c, err, sizeof(err)) != NATS_OK)
+		post_kind(c, CM_DOWN, err);
+	pthread_mutex_lock(&c->mu);
+	/* Stopping, it still runs what was sent (the releases at exit). */
+	while (!atomic_load(&c->stop) || c->todo) {
+		if (!c->todo) {
+			if (!atomic_load(&c->kv_ready)) {
+				pthread_mutex_unlock(&c->mu);
+				bucket_try(c);
+				pthread_mutex_lock(&c->mu);
+				if (atomic_load(&c->kv_ready) || c->todo || atomic_load(&c->stop))
+					continue;
+			}
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 500 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+			continue;
+		}
+		struct cmsg *m = c->todo;
+		c->todo = m->next;
+		if (!c->todo)
+			c->todo_tail = NULL;
+		pthread_mutex_unlock(&c->mu);
+		run_job(c, m);
+		cluster_post(c, m);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* --- the watcher ------------------------------------------------------- */
+
+static void *watcher_main(void *arg)
+{
+	struct cluster *c = arg;
+	kvWatcher *w = NULL;
+
+	while (!atomic_load(&c->stop)) {
+		if (atomic_exchange(&c->rewatch, false) && w) {
+			kvWatcher_Destroy(w);
+			w = NULL;
+		}
+		if (!w) {
+			kvWatchOptions o;
+			kvWatchOptions_Init(&o);
+			if (!atomic_load(&c->kv_ready) || kvStore_WatchAll(&w, c->kv, &o) != NATS_OK) {
+				w = NULL;
+				nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+				continue;
+			}
+		}
+		kvEntry *e = NULL;
+		natsStatus s = kvWatcher_Next(&e, w, 250);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			kvWatcher_Destroy(w);
+			w = NULL;
+			continue;
+		}
+		if (!e)
+			continue;	/* the initial values are all in */
+		struct cmsg *m = xcalloc(1, sizeof(*m));
+		m->kind = CM_ENTRY;
+		m->key = xstrdup(kvEntry_Key(e));
+		m->rev = kvEntry_Revision(e);
+		m->deleted = kvEntry_Operation(e) != kvOp_Put;
+		m->value = xstrdup(kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "");
+		kvEntry_Destroy(e);
+		cluster_post(c, m);
+	}
+	if (w)
+		kvWatcher_Destroy(w);
+	return NULL;
+}
+
+int cluster_threads_start(struct cluster *c, char *err, size_t errlen)
+{
+	int rc = pthread_create(&c->worker, NULL, worker_main, c);
+
+	if (rc == 0) {
+		rc = pthread_create(&c->watcher, NULL, watcher_main, c);
+		if (rc != 0) {
+			atomic_store(&c->stop, true);
+			pthread_cond_signal(&c->cv);
+			pthread_join(c->worker, NULL);
+		}
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the cluster's threads: %s", strerror(rc));
+		return -1;
+	}
+	c->threads = true;
+	return 0;
+}
+
+void cluster_threads_stop(struct cluster *c)
+{
+	if (!c->threads)
+		return;
+	pthread_mutex_lock(&c->mu);
+	atomic_store(&c->stop, true);
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->worker, NULL);
+	pthread_join(c->watcher, NULL);
+	c->threads = false;
+	if (c->kv)
+		kvStore_Destroy(c->kv);
+	if (c->js)
+		jsCtx_Destroy(c->js);
+	if (c->nc) {
+		natsConnection_Close(c->nc);
+		natsConnection_Destroy(c->nc);
+	}
+	c->kv = c->js = c->nc = NULL;
+	/* The library's own threads and memory: nothing else in cohortd uses
+	 * it, and a valgrind run should see them gone. */
+	nats_CloseAndWait(2000);
+}

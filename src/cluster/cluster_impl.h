@@ -1,0 +1,100 @@
+/*
+ * cluster_impl.h - what cluster_conn.c (the threads that talk to NATS) and
+ * cluster_lock.c (the keys' state, on the loop) share: the messages
+ * between them and the struct cluster.  Messages go loop -> worker on
+ * `todo` and worker/watcher/libnats callbacks -> loop on `done`, both
+ * under `mu`; the loop is woken by `wake`.
+ */
+#ifndef COHORT_CLUSTER_IMPL_H
+#define COHORT_CLUSTER_IMPL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster.h"
+#include "map.h"
+
+#define CLUSTER_OP_TIMEOUT_MS 2000	/* one request to the cluster, at most */
+
+enum cmsg_kind {
+	CM_CREATE, CM_UPDATE, CM_DELETE,	/* jobs, and their results */
+	CM_ENTRY,			/* the watch saw a key change */
+	CM_UP, CM_DOWN,			/* the connection (and bucket) came, went */
+};
+
+enum cres {
+	CR_OK,		/* done: rev is the new revision */
+	CR_CONFLICT,	/* the key was not as expected: rev and value say what it is */
+	CR_GONE,	/* ... it is deleted (a create may try again) */
+	CR_AWAY,	/* no answer: the cluster is unreachable */
+};
+
+struct cmsg {
+	struct cmsg *next;
+	enum cmsg_kind kind;
+	char *key;		/* encoded lock name */
+	char *value;		/* to write; or what the key holds */
+	uint64_t last;		/* the revision expected (update, delete) */
+	void *cookie;		/* the loop's, never touched by the worker */
+	int64_t sent_ms;	/* monotonic, when the loop sent it */
+	bool renewal;		/* CM_UPDATE of a key we own (not a take-over) */
+	/* results */
+	enum cres res;
+	uint64_t rev;
+	bool deleted;		/* CM_ENTRY: a delete or purge */
+	char err[256];		/* CR_AWAY: why */
+};
+
+struct cluster {
+	struct ev_loop *loop;
+	struct lock_table *t;
+	char *urls;		/* as configured, for messages */
+	char *bucket;		/* COHORT_LOCKS_<name> */
+	char *owner;		/* this cohortd in the keys' values: host:pid:random */
+	struct cluster_opts_copy {
+		char *creds, *tls_ca, *tls_cert, *tls_key;
+	} o;
+	int replicas;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct cmsg *todo, *todo_tail;
+	struct cmsg *done, *done_tail;
+	ev_async wake;
+	pthread_t worker, watcher;
+	bool threads;
+	atomic_bool stop;
+	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
+	atomic_bool kv_ready;
+	void *nc, *js, *kv;	/* natsConnection, jsCtx, kvStore: the worker's (kv read by the watcher once ready) */
+
+	/* the loop's */
+	bool up;
+	char server[256];	/* the one connected to, for messages */
+	struct map keys;	/* lock name -> struct ckey */
+	char refusal[640];
+};
+
+/* cluster_conn.c */
+int cluster_threads_start(struct cluster *c, char *err, size_t errlen);
+void cluster_threads_stop(struct cluster *c);
+/* Loop -> worker. */
+void cluster_send(struct cluster *c, struct cmsg *m);
+/* Any thread -> loop. */
+void cluster_post(struct cluster *c, struct cmsg *m);
+void cmsg_free(struct cmsg *m);
+
+/* cluster_lock.c */
+void cluster_lock_init(struct cluster *c);
+void cluster_lock_handle(struct cluster *c, struct cmsg *m);
+void cluster_lock_close(struct cluster *c);
+/* Once the threads are gone: the keys' memory. */
+void cluster_lock_free(struct cluster *c);
+/* "a:b.c" -> a KV key ("a=3Ab=2Ec"), and back (NULL if it is not one of ours). */
+char *cluster_key_encode(const char *name);
+char *cluster_key_decode(const char *key);
+
+#endif

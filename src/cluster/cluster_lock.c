@@ -1,0 +1,451 @@
+/*
+ * cluster_lock.c - the gate on the lock table for the cluster: one struct
+ * ckey per lock name this cohortd holds or wants, on the loop only.
+ *
+ *   IDLE      nothing sent; neither ours nor known busy
+ *   CREATING  a create (or a take-over update) is on its way
+ *   BUSY      another cohortd holds it at `rev`, seen changing at seen_ms:
+ *             the watch says when it is deleted; if it stays for its TTL,
+ *             it is taken over by an update on `rev`
+ *   OWNED     ours at `rev`, granted here; renewed every TTL/3
+ *   DELETING  our guarded delete is on its way
+ *
+ * A local release always deletes the key, even with waiters here, who
+ * then create it again: a cohortd does not keep a lock from the others
+ * by handing it on to its own (waiters are served in arrival order per
+ * cohortd; across cohortds, whichever create lands first).
+ */
+#include "autoconfig.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_impl.h"
+#include "evtimer.h"
+#include "log.h"
+#include "util.h"
+
+enum kstate { K_IDLE, K_CREATING, K_BUSY, K_OWNED, K_DELETING };
+
+struct ckey {
+	struct cluster *c;
+	char *name;
+	char *key;
+	enum kstate st;
+	bool held, wanted;	/* as the table last said */
+	int64_t want_ttl_ms;	/* the head waiter's */
+	uint64_t rev;		/* ours (OWNED), or the holder's (BUSY) */
+	int64_t seen_ms;	/* BUSY: when rev last changed, monotonic */
+	int64_t other_ttl_ms;	/* BUSY: the holder's TTL, from its value */
+	int64_t ttl_ms;		/* OWNED: our lease's */
+	int64_t renewed_ms;	/* OWNED: when the last renewal that worked was sent */
+	bool renewing;		/* OWNED: an update is on its way */
+	bool delete_after;	/* ... and the key is to go once it is back */
+	int inflight;		/* messages that name this key, not back yet */
+	ev_timer timer;		/* OWNED: renew; BUSY: take over */
+};
+
+static const char HEX[] = "0123456789ABCDEF";
+
+/* KV keys take [-/_=.a-zA-Z0-9], '.' separating subject tokens: a lock
+ * name's ':' and '.' become =3A and =2E ('=' itself =3D). */
+char *cluster_key_encode(const char *name)
+{
+	struct sbuf b = {0};
+
+	for (const char *p = name; *p; p++) {
+		if (*p == '.' || *p == ':' || *p == '=')
+			sbuf_addf(&b, "=%c%c", HEX[(unsigned char)*p >> 4], HEX[*p & 15]);
+		else
+			sbuf_addf(&b, "%c", *p);
+	}
+	return b.buf ? b.buf : xstrdup("");
+}
+
+char *cluster_key_decode(const char *key)
+{
+	struct sbuf b = {0};
+
+	for (const char *p = key; *p; p++) {
+		if (*p != '=') {
+			sbuf_addf(&b, "%c", *p);
+			continue;
+		}
+		const char *h = p[1] ? strchr(HEX, p[1]) : NULL, *l = h && p[2] ? strchr(HEX, p[2]) : NULL;
+		if (!h || !l) {
+			sbuf_free(&b);
+			return NULL;
+		}
+		sbuf_addf(&b, "%c", (char)(((h - HEX) << 4) | (l - HEX)));
+		p += 2;
+	}
+	return b.buf ? b.buf : xstrdup("");
+}
+
+static int64_t value_ttl(const char *v)
+{
+	const char *p = v ? strstr(v, "ttl_ms=") : NULL;
+
+	return p ? strtoll(p + 7, NULL, 10) : 0;
+}
+
+static bool value_is_ours(const struct cluster *c, const char *v)
+{
+	const char *p = v ? strstr(v, "owner=") : NULL;
+
+	return p && strcmp(p + 6, c->owner) == 0;
+}
+
+static void step(struct ckey *k);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void send_op(struct ckey *k, enum cmsg_kind kind, uint64_t last, int64_t ttl_ms)
+{
+	struct cmsg *m = xcalloc(1, sizeof(*m));
+
+	m->renewal = kind == CM_UPDATE && k->st == K_OWNED;
+	m->kind = kind;
+	m->key = xstrdup(k->key);
+	m->value = xasprintf("ttl_ms=%" PRId64 " owner=%s", ttl_ms, k->c->owner);
+	m->last = last;
+	m->cookie = k;
+	m->sent_ms = now_mono_ms();
+	k->inflight++;
+	cluster_send(k->c, m);
+}
+
+static void maybe_free(struct ckey *k)
+{
+	if (k->st != K_IDLE || k->held || k->wanted || k->inflight)
+		return;
+	ev_timer_stop(k->c->loop, &k->timer);
+	map_del(&k->c->keys, k->name);
+	free(k->name);
+	free(k->key);
+	free(k);
+}
+
+static void timer_ms(struct ckey *k, int64_t ms)
+{
+	ev_timer_stop(k->c->loop, &k->timer);
+	evtimer_start_ms(k->c->loop, &k->timer, ms > 0 ? ms : 0);
+}
+
+/* Another cohortd holds it at rev (value: its TTL). */
+static void busy(struct ckey *k, uint64_t rev, const char *value)
+{
+	k->st = K_BUSY;
+	if (rev != k->rev || !k->seen_ms) {
+		k->rev = rev;
+		k->seen_ms = now_mono_ms();
+		k->other_ttl_ms = value_ttl(value);
+		if (k->other_ttl_ms <= 0)
+			k->other_ttl_ms = LOCK_TTL_MAX_MS;
+	}
+	timer_ms(k, k->seen_ms + k->other_ttl_ms - now_mono_ms());
+}
+
+static void lost(struct ckey *k, const char *why)
+{
+	ev_timer_stop(k->c->loop, &k->timer);
+	k->st = K_IDLE;
+	k->held = false;
+	lock_gate_lost(k->c->t, k->name, why);	/* calls update: step runs there */
+}
+
+static void step(struct ckey *k)
+{
+	switch (k->st) {
+	case K_IDLE:
+		if (k->wanted && !k->held && k->c->up) {
+			k->st = K_CREATING;
+			send_op(k, CM_CREATE, 0, k->want_ttl_ms);
+		}
+		break;
+	case K_BUSY:
+		if (!k->wanted) {
+			ev_timer_stop(k->c->loop, &k->timer);
+			k->st = K_IDLE;
+		}
+		break;
+	case K_OWNED:
+		if (k->held)
+			break;
+		ev_timer_stop(k->c->loop, &k->timer);
+		k->st = K_DELETING;
+		if (k->renewing)
+			k->delete_after = true;
+		else
+			send_op(k, CM_DELETE, k->rev, 0);
+		break;
+	case K_CREATING:
+	case K_DELETING:
+		break;
+	}
+	maybe_free(k);
+}
+
+static void gate_update(void *arg, const char *name, bool held, bool wanted, int64_t ttl_ms)
+{
+	struct cluster *c = arg;
+	struct ckey *k = map_get(&c->keys, name);
+
+	if (!k) {
+		if (!held && !wanted)
+			return;
+		k = xcalloc(1, sizeof(*k));
+		k->c = c;
+		k->name = xstrdup(name);
+		k->key = cluster_key_encode(name);
+		ev_init(&k->timer, on_timer);
+		map_put(&c->keys, k->name, k);
+	}
+	k->held = held;
+	k->wanted = wanted;
+	if (wanted)
+		k->want_ttl_ms = ttl_ms;
+	step(k);
+}
+
+static const char *gate_refusal(void *arg)
+{
+	struct cluster *c = arg;
+
+	return c->up ? NULL : c->refusal;
+}
+
+static const struct lock_gate cluster_gate = {
+	.refusal = gate_refusal,
+	.update = gate_update,
+};
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ckey *k = container_of(w, struct ckey, timer);
+	(void)loop;
+	(void)revents;
+
+	if (k->st == K_BUSY && k->wanted) {
+		/* Its revision has not moved for its TTL: its cohortd stopped
+		 * renewing.  Take it over, unless it moved meanwhile. */
+		log_info(NULL, "lock %s: revision %" PRIu64 " unchanged for %" PRId64 " ms: taking it over",
+			 k->name, k->rev, k->other_ttl_ms);
+		k->st = K_CREATING;
+		send_op(k, CM_UPDATE, k->rev, k->want_ttl_ms);
+	} else if (k->st == K_OWNED) {
+		if (now_mono_ms() - k->renewed_ms >= k->ttl_ms) {
+			lost(k, "cluster unreachable for the lease's TTL");
+			return;
+		}
+		if (!k->renewing) {
+			k->renewing = true;
+			send_op(k, CM_UPDATE, k->rev, k->ttl_ms);
+		}
+		/* Every TTL/3, and at the very moment the lease runs out if no
+		 * renewal works until then: a waiter elsewhere may take the key
+		 * over from then on. */
+		int64_t next = k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1;
+		int64_t left = k->renewed_ms + k->ttl_ms - now_mono_ms();
+		timer_ms(k, next < left ? next : left);
+	}
+}
+
+/* A create or take-over came back. */
+static void acquired(struct ckey *k, struct cmsg *m)
+{
+	int64_t ttl = 0;
+
+	if (m->res == CR_OK) {
+		k->st = K_OWNED;
+		k->rev = m->rev;
+		k->held = true;
+		k->ttl_ms = k->want_ttl_ms;
+		k->renewed_ms = m->sent_ms;
+		k->renewing = k->delete_after = false;
+		timer_ms(k, k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1);
+		if (!lock_gate_grant(k->c->t, k->name, m->rev, &ttl)) {
+			k->held = false;	/* nobody waits any more */
+			step(k);
+		}
+		return;
+	}
+	if (m->res == CR_CONFLICT) {
+		busy(k, m->rev, m->value);
+		lock_gate_fail(k->c->t, k->name, false, "timeout");	/* those that would not wait */
+		step(k);
+		return;
+	}
+	k->st = K_IDLE;
+	if (m->res == CR_GONE) {
+		step(k);	/* deleted meanwhile: try again */
+		return;
+	}
+	char why[320];
+	snprintf(why, sizeof(why), "cluster unreachable: %s", m->err);
+	lock_gate_fail(k->c->t, k->name, true, why);
+}
+
+static void renewed(struct ckey *k, struct cmsg *m)
+{
+	k->renewing = false;
+	if (m->res == CR_OK) {
+		k->rev = m->rev;
+		k->renewed_ms = m->sent_ms;
+	}
+	if (k->delete_after) {
+		k->delete_after = false;
+		send_op(k, CM_DELETE, k->rev, 0);
+		return;
+	}
+	if (k->st != K_OWNED)
+		return;
+	if (m->res == CR_CONFLICT || m->res == CR_GONE)
+		lost(k, "taken over in the cluster");
+	else if (m->res == CR_AWAY && now_mono_ms() - k->renewed_ms >= k->ttl_ms)
+		lost(k, "cluster unreachable for the lease's TTL");
+}
+
+static void watched(struct cluster *c, struct cmsg *m)
+{
+	char *name = cluster_key_decode(m->key);
+	struct ckey *k = name ? map_get(&c->keys, name) : NULL;
+
+	free(name);
+	if (!k)
+		return;
+	if (k->st == K_BUSY) {
+		if (m->deleted) {
+			ev_timer_stop(c->loop, &k->timer);
+			k->st = K_IDLE;
+			k->seen_ms = 0;
+			step(k);
+		} else {
+			busy(k, m->rev, m->value);
+		}
+	} else if (k->st == K_OWNED && m->rev > k->rev && (m->deleted || !value_is_ours(c, m->value))) {
+		lost(k, "taken over in the cluster");
+	}
+}
+
+static void went_down(struct cluster *c, const char *why)
+{
+	const char *name;
+	void *v;
+	struct strv names = {0};
+
+	if (c->up)
+		log_warn(NULL, "cluster: unreachable (%s): lock requests are refused until it is back", why);
+	else
+		log_warn(NULL, "cluster: %s", why);
+	c->up = false;
+	snprintf(c->refusal, sizeof(c->refusal), "cluster unreachable: no NATS server of %.300s answers (%.200s)",
+		 c->urls, why);
+	/* Waiters of keys that are not on their way are told now; holders
+	 * keep their leases until a renewal fails for their TTL. */
+	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);) {
+		struct ckey *k = v;
+		if (k->st == K_BUSY || (k->st == K_IDLE && k->wanted))
+			strv_push(&names, name);
+	}
+	for (size_t i = 0; i < names.n; i++) {
+		struct ckey *k = map_get(&c->keys, names.v[i]);
+		if (!k)
+			continue;
+		ev_timer_stop(c->loop, &k->timer);
+		k->st = K_IDLE;
+		lock_gate_fail(c->t, k->name, true, c->refusal);
+	}
+	strv_free(&names);
+}
+
+void cluster_lock_handle(struct cluster *c, struct cmsg *m)
+{
+	struct ckey *k = m->cookie;
+
+	switch (m->kind) {
+	case CM_UP: {
+		const char *name;
+		void *v;
+		struct strv names = {0};
+		if (!c->up)
+			log_info(NULL, "cluster: connected to %s (locks in bucket %s)", m->err, c->bucket);
+		c->up = true;
+		snprintf(c->server, sizeof(c->server), "%s", m->err);
+		/* Waiters left without a request on its way try now. */
+		for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)
+			if (((struct ckey *)v)->st == K_IDLE)
+				strv_push(&names, name);
+		for (size_t i = 0; i < names.n; i++) {
+			struct ckey *idle = map_get(&c->keys, names.v[i]);
+			if (idle)
+				step(idle);
+		}
+		strv_free(&names);
+		return;
+	}
+	case CM_DOWN:
+		went_down(c, m->err);
+		return;
+	case CM_ENTRY:
+		watched(c, m);
+		return;
+	case CM_CREATE:
+	case CM_UPDATE:
+	case CM_DELETE:
+		break;
+	}
+	/* k stays while this message counts in inflight, whatever the
+	 * table's callbacks do meanwhile. */
+	if (m->kind == CM_DELETE) {
+		if (m->res == CR_AWAY)
+			log_warn(NULL, "lock %s: cannot delete its key (%s): the others take it over after its TTL",
+				 k->name, m->err);
+		if (k->st == K_DELETING) {
+			k->st = K_IDLE;
+			step(k);
+		}
+	} else if (m->renewal) {
+		renewed(k, m);
+	} else if (k->st == K_CREATING) {
+		acquired(k, m);
+	}
+	k->inflight--;
+	maybe_free(k);
+}
+
+void cluster_lock_init(struct cluster *c)
+{
+	lock_table_set_gate(c->t, &cluster_gate, c);
+	snprintf(c->refusal, sizeof(c->refusal), "cluster unreachable: not connected to %s yet", c->urls);
+}
+
+/* At exit: the keys we own go (the worker sends them before it stops). */
+void cluster_lock_close(struct cluster *c)
+{
+	const char *name;
+	void *v;
+
+	lock_table_set_gate(c->t, NULL, NULL);
+	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);) {
+		struct ckey *k = v;
+		ev_timer_stop(c->loop, &k->timer);
+		if (k->st == K_OWNED && c->up && !k->renewing)
+			send_op(k, CM_DELETE, k->rev, 0);
+	}
+}
+
+void cluster_lock_free(struct cluster *c)
+{
+	const char *name;
+	void *v;
+
+	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);) {
+		struct ckey *k = v;
+		free(k->name);
+		free(k->key);
+		free(k);
+	}
+	map_free(&c->keys);
+}

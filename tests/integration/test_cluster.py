@@ -1,0 +1,289 @@
+#!/usr/bin/python3
+"""The cluster mode's locks (issue 18) on a real three-node NATS JetStream
+cluster on loopback (tests/cluster/natscluster.py) with two cohortds:
+exclusion and rising tokens across cohortds, a dead holder's lock handed
+to another host's waiter at once, a SIGKILLed cohortd's lease taken over
+after its TTL, and the whole cluster away: refusals, supervision going on,
+then recovery."""
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import unittest
+
+from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, read_line, wait_until
+
+sys.path.insert(0, os.path.join(SRC, "tests", "cluster"))
+import natscluster  # noqa: E402
+
+def cluster_built():
+    """cohortd takes `cluster =` only when built with libnats."""
+    import subprocess
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".ini") as f:
+        f.write("[cohort]\ncluster = nats://127.0.0.1:4222\n[service:a]\ncommand = /bin/true\n")
+        f.flush()
+        return subprocess.run([os.path.join(os.environ.get("COHORT_BUILDDIR", os.getcwd()), "cohortd"),
+                               "--check", "-c", f.name], capture_output=True).returncode == 0
+
+
+SKIP = None
+if not os.path.exists(natscluster.NATS_SERVER):
+    SKIP = "nats-server is not installed (apt-get install nats-server; contrib/bootstrap.sh --tests)"
+elif not cluster_built():
+    SKIP = "cohortd was built without the cluster mode (apt-get install libnats-dev, then configure again)"
+
+IDLE = """
+[service:idle]
+command = /bin/sleep 1000
+ready = delay:0
+"""
+
+# A service that takes lock `held` through its own control connection and
+# says so in a file, then sleeps: when it dies, its cohortd releases.
+HOLDER_PY = """
+import json, os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["COHORT_SOCKET"])
+s.sendall(b'{"cmd":"lock.acquire","name":"held","ttl_ms":60000,"wait_ms":10000}\\n')
+r = s.makefile().readline()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(r)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(1000)
+"""
+HOLDER = """
+[service:holder]
+command = {py} {script} {out}
+ready = delay:0
+restart = never
+"""
+
+
+class Client:
+    """A control-socket connection: one lock session."""
+
+    def __init__(self, d):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(30 * FACTOR)
+        self.s.connect(d.socket)
+        self.buf = bytearray()
+
+    def send(self, **obj):
+        self.s.sendall((json.dumps(obj) + "\n").encode())
+
+    def recv(self):
+        return json.loads(read_line(self.s, self.buf))
+
+    def call(self, **obj):
+        self.send(**obj)
+        return self.recv()
+
+    def close(self):
+        self.s.close()
+
+
+@unittest.skipIf(SKIP, SKIP)
+class Cluster(CohortTest):
+    def setUp(self):
+        super().setUp()
+        self.nc = natscluster.NatsCluster(builddir=os.environ.get("COHORT_BUILDDIR", os.getcwd()))
+        try:
+            self.nc.start()
+        except BaseException:
+            self.nc.stop()
+            raise
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        try:
+            # Each cohortd the test did not kill stops cleanly, and no
+            # sanitizer said anything about any of them.
+            for d in self.nc.cohortds:
+                killed = d.proc.proc.returncode == -signal.SIGKILL
+                rc = d.stop()
+                bad = [line for line in d.proc.lines
+                       if "AddressSanitizer" in line or "runtime error:" in line or "LeakSanitizer" in line]
+                self.assertEqual(bad, [], f"cohortd {d.name}")
+                if not killed:
+                    self.assertEqual(rc, 0, f"cohortd {d.name}:\n" + "\n".join(d.proc.lines[-20:]))
+        finally:
+            self.nc.stop()
+            super().tearDown()
+
+    def cohortd(self, name, text=IDLE):
+        d = self.nc.start_cohortd(name, text)
+        d.proc.wait_log(r"cluster: connected to nats://", 20, what=f"cohortd {name} connected")
+        return d
+
+    def client(self, d):
+        c = Client(d)
+        self.clients.append(c)
+        return c
+
+    def test_exclusion_and_rising_tokens_over_two_cohortds(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        inside = [0]
+        order = []
+        errors = []
+        mu = threading.Lock()
+
+        def contender(d, rounds):
+            c = Client(d)
+            try:
+                for _ in range(rounds):
+                    r = c.call(cmd="lock.acquire", name="crit", ttl_ms=10000, wait_ms=int(60000 * FACTOR))
+                    if not r.get("ok"):
+                        errors.append(r)
+                        return
+                    with mu:
+                        inside[0] += 1
+                        if inside[0] != 1:
+                            errors.append(f"{inside[0]} holders at once (token {r['token']})")
+                        order.append(r["token"])
+                    time.sleep(0.002)
+                    with mu:
+                        inside[0] -= 1
+                    rel = c.call(cmd="lock.release", name="crit", token=r["token"])
+                    if not rel.get("ok"):
+                        errors.append(rel)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=contender, args=(a if i % 2 else b, 5)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120 * FACTOR)
+        self.assertFalse(any(t.is_alive() for t in threads), "a contender is stuck")
+        self.assertEqual(errors, [])
+        self.assertEqual(len(order), 100)
+        self.assertTrue(all(x < y for x, y in zip(order, order[1:])), f"tokens do not rise: {order}")
+
+    def test_shared_mode_is_refused_and_a_busy_lock_is_a_timeout_at_once(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ca, cb = self.client(a), self.client(b)
+        r = ca.call(cmd="lock.acquire", name="s", mode="shared", ttl_ms=1000)
+        self.assertFalse(r["ok"])
+        self.assertEqual(r["error"], "shared locks are not available in cluster mode yet")
+        held = ca.call(cmd="lock.acquire", name="s", ttl_ms=10000)
+        self.assertTrue(held["ok"], held)
+        # wait_ms 0 on the other cohortd: the cluster says it is held
+        self.assertEqual(cb.call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
+        # ... and on the same one, its own table does
+        self.assertEqual(self.client(a).call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
+        # a stale token releases nothing; the holder's does
+        self.assertFalse(cb.call(cmd="lock.release", name="s", token=held["token"])["ok"])
+        self.assertTrue(ca.call(cmd="lock.release", name="s", token=held["token"])["ok"])
+        g = cb.call(cmd="lock.acquire", name="s", ttl_ms=1000, wait_ms=int(10000 * FACTOR))
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], held["token"])
+
+    def test_a_killed_holder_hands_over_to_another_host_at_once(self):
+        out, script = self.path("holder.json"), self.path("holder.py")
+        with open(script, "w") as f:
+            f.write(HOLDER_PY)
+        a = self.cohortd("a", IDLE + HOLDER.format(py=PY, script=script, out=out))
+        b = self.cohortd("b")
+        wait_until(self, lambda: os.path.exists(out), what="the holder's lock")
+        with open(out) as f:
+            held = json.loads(f.read())
+        self.assertTrue(held["ok"], held)
+        w = self.client(b)
+        self.assertEqual(w.call(cmd="lock.acquire", name="held", ttl_ms=5000)["error"], "timeout")
+        w.send(cmd="lock.acquire", name="held", ttl_ms=5000, wait_ms=30000)
+        time.sleep(0.2)     # the request is queued on b (no answer comes before the release)
+        st = json.loads(a.ctl("status", "--json").stdout)
+        pid = next(s["pid"] for s in st["services"] if s["name"] == "holder")
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        g = w.recv()
+        took = time.monotonic() - t0
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], held["token"])
+        print(f"\nhand-over after the holder's death, across cohortds: {took * 1000:.1f} ms", file=sys.stderr)
+        self.assertLess(took, 0.1 * FACTOR)
+
+    def test_a_sigkilled_cohortd_is_taken_over_after_its_ttl(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ttl = 1000
+        h = self.client(a)
+        r = h.call(cmd="lock.acquire", name="lease", ttl_ms=ttl)
+        self.assertTrue(r["ok"], r)
+        stop = threading.Event()
+
+        def renew():        # the holder keeps its lease; a renews its key
+            while not stop.wait(ttl / 4000):
+                try:
+                    h.call(cmd="lock.renew", name="lease", token=r["token"], ttl_ms=ttl)
+                except (OSError, EOFError, ValueError):
+                    return
+        t = threading.Thread(target=renew, daemon=True)
+        t.start()
+        w = self.client(b)
+        w.send(cmd="lock.acquire", name="lease", ttl_ms=ttl, wait_ms=30000)
+        # Three TTLs with the lease held: b must not take it meanwhile.
+        w.s.settimeout(3 * ttl / 1000)
+        with self.assertRaises(socket.timeout):
+            w.recv()
+        w.s.settimeout(30 * FACTOR)
+        t0 = time.monotonic()
+        a.stop(signal.SIGKILL)
+        stop.set()
+        g = w.recv()
+        took = time.monotonic() - t0
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], r["token"])
+        print(f"\ntake-over after cohortd's SIGKILL, TTL {ttl} ms: {took * 1000:.1f} ms", file=sys.stderr)
+        # Not before the last renewal (TTL/3 at most before the kill) is a
+        # TTL old.  Within the TTL plus the time to see the last renewal and
+        # to take over: 100 ms is the goal (670 ms is measured for this 1 s
+        # TTL on an idle machine), but on a loaded one the watch's delivery
+        # and the take-over's round trip wait for a CPU (1238 ms was seen
+        # beside a compile on 2 shared cores), hence 400 ms of slack.
+        self.assertGreater(took, (ttl * 2 / 3 - 50) / 1000)
+        self.assertLess(took, (ttl + 400 * FACTOR) / 1000)
+
+    def test_the_whole_cluster_away_refuses_then_recovers(self):
+        a = self.cohortd("a")
+        c = self.client(a)
+        r = c.call(cmd="lock.acquire", name="before", ttl_ms=60000)
+        self.assertTrue(r["ok"], r)
+        mark = len(a.proc.lines)
+        for i in range(3):
+            self.nc.kill_node(i, signal.SIGKILL)
+        a.proc.wait_log(r"cluster: unreachable", 20, start=mark)
+        # Whether cohortd has noticed the last server go (a refusal at
+        # once) or not yet (the request fails at the cluster), the answer
+        # comes within the request timeout of 2 s, and says why.
+        r2 = c.call(cmd="lock.acquire", name="during", ttl_ms=1000, wait_ms=int(10000 * FACTOR))
+        self.assertFalse(r2["ok"])
+        self.assertIn("cluster unreachable", r2["error"])
+        # Supervision goes on without it.
+        t0 = time.monotonic()
+        self.assertEqual(a.ctl("restart", "idle").returncode, 0)
+        self.assertLess(time.monotonic() - t0, 5 * FACTOR)
+        mark = len(a.proc.lines)
+        for i in range(3):
+            self.nc.restart_node(i)
+        a.proc.wait_log(r"cluster: connected to nats://", 30, start=mark)
+        # The bucket's stream needs a leader again after the restart: the
+        # first requests may still be refused until it has one.
+        deadline = time.monotonic() + 30 * FACTOR
+        while True:
+            r3 = c.call(cmd="lock.acquire", name="after", ttl_ms=1000)
+            if r3.get("ok") or time.monotonic() > deadline:
+                break
+            self.assertIn("cluster unreachable", r3["error"])
+            time.sleep(0.2)
+        self.assertTrue(r3["ok"], r3)
+        self.assertGreater(r3["token"], r["token"])
+
+
+if __name__ == "__main__":
+    unittest.main()
