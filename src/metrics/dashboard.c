@@ -67,19 +67,19 @@ static unsigned page_api(void *arg, const char *path, struct sbuf *body, const c
 static int service_action(void *arg, const char *action, const char *name, char *err, size_t errlen)
 {
 	struct cohortd *d = arg;
-	struct service *s = stack_find(d, name);
+	struct service *s = stack_find(&d->sup, name);
 	bool up = strcmp(action, "stop") != 0, restart = strcmp(action, "restart") == 0;
 
 	if (!s || s->removed) {
 		snprintf(err, errlen, "no such service: %s", name);
 		return -1;
 	}
-	if (d->shutting_down && up) {
+	if (d->sup.shutting_down && up) {
 		snprintf(err, errlen, "cohortd is shutting down");
 		return -1;
 	}
 	log_info(NULL, "bus: an admin asked to %s %s", action, name);
-	stack_want(d, s, up, restart);
+	stack_want(&d->sup, s, !up ? WANT_DOWN : restart ? WANT_RESTART : WANT_UP);
 	return 0;
 }
 

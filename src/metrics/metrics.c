@@ -147,7 +147,7 @@ static void sample_histo(struct sbuf *b, const char *name, const char *labels, c
 
 const struct service *metrics_svc_at(const struct cohortd *d, size_t i)
 {
-	return i < d->plan->n ? d->svcs[d->plan->order[i]] : d->leaving[i - d->plan->n];
+	return i < d->sup.plan->n ? d->sup.svcs[d->sup.plan->order[i]] : d->sup.leaving[i - d->sup.plan->n];
 }
 
 /* service="NAME" (names are [A-Za-z0-9_.-]: nothing to escape). */
@@ -168,7 +168,7 @@ static const char *svc_label(char *buf, size_t len, const struct service *s)
 
 static bool breaker_open(const struct service *s)
 {
-	return s->half_open || (s->state == SVC_FAILED && (str_starts(s->reason, "breaker open") ||
+	return s->breaker_trial || (s->state == SVC_FAILED && (str_starts(s->reason, "breaker open") ||
 							  str_starts(s->reason, "trial start failed")));
 }
 
@@ -199,7 +199,7 @@ static void render_services(struct metrics *m, struct sbuf *b)
 	static const enum svc_state states[] = {SVC_STOPPED, SVC_WAITING, SVC_STARTING, SVC_RUNNING,
 						SVC_STOPPING, SVC_BACKOFF, SVC_EXITED, SVC_FAILED};
 	const struct cohortd *d = m->d;
-	size_t n = d->plan->n + d->nleaving;
+	size_t n = d->sup.plan->n + d->sup.nleaving;
 	char lab[160], st[224];
 	int64_t now = now_mono_ms();
 
@@ -264,7 +264,7 @@ static void render_services(struct metrics *m, struct sbuf *b)
 static void render_usage(struct metrics *m, struct sbuf *b)
 {
 	const struct cohortd *d = m->d;
-	size_t n = d->plan->n + d->nleaving;
+	size_t n = d->sup.plan->n + d->sup.nleaving;
 	char lab[160];
 
 	family(b, "cohort_service_cpu_seconds_total", "counter",
@@ -389,9 +389,9 @@ static void render_self(struct metrics *m, struct sbuf *b)
 	long fds = m->open_fds, max = proc_max_fds();
 
 	family(b, "cohort_stack_up", "gauge", "1 once every phase has been started and while not stopping");
-	sample_u(b, "cohort_stack_up", "", d->stack_up && !d->shutting_down);
+	sample_u(b, "cohort_stack_up", "", d->sup.stack_up && !d->sup.shutting_down);
 	family(b, "cohort_services", "gauge", "services cohortd supervises (those a reload removed and still stopping too)");
-	sample_u(b, "cohort_services", "", d->plan->n + d->nleaving);
+	sample_u(b, "cohort_services", "", d->sup.plan->n + d->sup.nleaving);
 	if (proc_usage_read(0, &u) == 0) {
 		family(b, "process_cpu_seconds_total", "counter", "user and system CPU time of cohortd");
 		sample_us(b, "process_cpu_seconds_total", "", u.cpu_ms * 1000);

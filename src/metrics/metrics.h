@@ -81,6 +81,10 @@ void metrics_stop(struct cohortd *d);
 const struct service *metrics_svc_at(const struct cohortd *d, size_t i);
 /* Appends the whole exposition to out. */
 void metrics_render(struct metrics *m, struct sbuf *out);
+/* A service changed state: $sys.service.<name> and $sys.event.service
+ * (called with metrics_on_event from the daemon's supervise hook). */
+void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
+			   const char *reason, void *arg);
 /* The state-change subscriber that keeps struct svc_metrics. */
 void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 		      const char *reason, void *arg);

@@ -118,7 +118,7 @@ static void refresh_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct metrics *m = container_of(w, struct metrics, refresh_w);
 	const struct cohortd *d = m->d;
-	size_t n = d->plan->n + d->nleaving;
+	size_t n = d->sup.plan->n + d->sup.nleaving;
 	int64_t t0 = histo_now_us();
 	(void)revents;
 

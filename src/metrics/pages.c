@@ -40,21 +40,21 @@ static bool unhealthy(const struct cohortd *d, char *why, size_t len)
 {
 	size_t bad = 0, n = 0;
 
-	if (d->shutting_down) {
+	if (d->sup.shutting_down) {
 		snprintf(why, len, "cohortd is stopping");
 		return true;
 	}
 	/* Starting: the services the open phase waits for.  Up: a service
 	 * that should run and does not, on its own (failed, or in backoff). */
 	why[0] = '\0';
-	if (!d->stack_up)
-		snprintf(why, len, "starting (phase %u of %u): ", d->phase_open, d->plan->nphases);
+	if (!d->sup.stack_up)
+		snprintf(why, len, "starting (phase %u of %u): ", d->sup.phase_open, d->sup.plan->nphases);
 	size_t start = strlen(why);
-	for (size_t i = 0; i < d->plan->n; i++) {
-		const struct service *s = d->svcs[i];
-		bool waited = !d->stack_up && d->plan->phase[i] == d->phase_open && s->want_up &&
+	for (size_t i = 0; i < d->sup.plan->n; i++) {
+		const struct service *s = d->sup.svcs[i];
+		bool waited = !d->sup.stack_up && d->sup.plan->phase[i] == d->sup.phase_open && (s->want != WANT_DOWN) &&
 			      !svc_ready_for_dependents(s);
-		if (!waited && (!s->want_up || (s->state != SVC_FAILED && s->state != SVC_BACKOFF)))
+		if (!waited && (!(s->want != WANT_DOWN) || (s->state != SVC_FAILED && s->state != SVC_BACKOFF)))
 			continue;
 		if (bad++ < 3) {
 			size_t used = strlen(why);
@@ -67,11 +67,11 @@ static bool unhealthy(const struct cohortd *d, char *why, size_t len)
 		size_t used = strlen(why);
 		snprintf(why + used, len - used, "; and %zu more", bad - 3);
 	}
-	if (!d->stack_up && !n) {
+	if (!d->sup.stack_up && !n) {
 		size_t used = strlen(why);
 		snprintf(why + used, len - used, "the phase is opening");
 	}
-	return !d->stack_up || n > 0;
+	return !d->sup.stack_up || n > 0;
 }
 
 static unsigned page_healthz(void *arg, const char *path, struct sbuf *body, const char **type)
@@ -85,7 +85,7 @@ static unsigned page_healthz(void *arg, const char *path, struct sbuf *body, con
 		sbuf_addf(body, "unhealthy: %s\n", why);
 		return 503;
 	}
-	sbuf_addf(body, "ok: %zu services, the stack is up\n", d->plan->n);
+	sbuf_addf(body, "ok: %zu services, the stack is up\n", d->sup.plan->n);
 	return 200;
 }
 
@@ -98,14 +98,14 @@ static int append_cb(const char *buf, size_t size, void *data)
 static unsigned page_status(void *arg, const char *path, struct sbuf *body, const char **type)
 {
 	struct cohortd *d = arg;
-	const struct service **sel = xcalloc(d->plan->n + d->nleaving + 1, sizeof(*sel));
+	const struct service **sel = xcalloc(d->sup.plan->n + d->sup.nleaving + 1, sizeof(*sel));
 	size_t n = 0;
 	(void)path;
 
-	for (size_t i = 0; i < d->plan->n; i++)
-		sel[n++] = d->svcs[d->plan->order[i]];
-	for (size_t i = 0; i < d->nleaving; i++)
-		sel[n++] = d->leaving[i];
+	for (size_t i = 0; i < d->sup.plan->n; i++)
+		sel[n++] = d->sup.svcs[d->sup.plan->order[i]];
+	for (size_t i = 0; i < d->sup.nleaving; i++)
+		sel[n++] = d->sup.leaving[i];
 	json_t *resp = json_pack("{s:b}", "ok", 1);	/* first, as control.c answers */
 	ctl_status_fill(d, sel, n, resp);
 	free(sel);
@@ -124,7 +124,6 @@ int metrics_start(struct cohortd *d, char *err, size_t errlen)
 	m->started_wall_ms = now_wall_ms();
 	m->open_fds = -1;
 	d->metrics = m;
-	daemon_subscribe(d, metrics_on_event, m);
 	if (bus_http_page(&d->bus, "/metrics", page_metrics, d) < 0 ||
 	    bus_http_page(&d->bus, "/healthz", page_healthz, d) < 0 ||
 	    bus_http_page(&d->bus, "/api/status", page_status, d) < 0) {
@@ -148,7 +147,6 @@ void metrics_stop(struct cohortd *d)
 		return;
 	proc_refresh_stop(m);
 	sys_topics_stop(d);
-	daemon_unsubscribe(d, metrics_on_event, m);
 	while (map_next(&m->svcs, &it, NULL, &v)) {
 		struct svc_metrics *sm = v;
 		free(sm->name);

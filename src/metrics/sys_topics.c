@@ -78,8 +78,8 @@ static json_t *service_json(const struct cohortd *d, const struct service *s)
 	json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:s,s:i,s:s,s:o}", "name", s->name, "state",
 			      svc_state_name(s->state), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
 			      "since_ms", (json_int_t)s->since_ms, "reason", s->reason, "restarts", (int)s->restarts,
-			      "wanted", s->want_up ? "up" : "down", "phase",
-			      s->index < d->plan->n ? json_integer(d->plan->phase[s->index]) : json_null());
+			      "wanted", s->want != WANT_DOWN ? "up" : "down", "phase",
+			      s->index < d->sup.plan->n ? json_integer(d->sup.plan->phase[s->index]) : json_null());
 	json_t *req = json_array();
 	for (size_t i = 0; i < s->cfg->requires.n; i++)
 		json_array_append_new(req, json_string(s->cfg->requires.v[i]));
@@ -103,8 +103,8 @@ static void publish_service(struct cohortd *d, const struct service *s)
 	publish(d, topic, service_json(d, s), true, false);
 }
 
-static void on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
-		       const char *reason, void *arg)
+void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
+			   const char *reason, void *arg)
 {
 	char topic[128];
 	(void)arg;
@@ -144,10 +144,10 @@ static void initial_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 
-	for (size_t i = 0; i < d->plan->n; i++) {
-		snprintf(topic, sizeof(topic), "$sys.service.%s", d->svcs[i]->name);
+	for (size_t i = 0; i < d->sup.plan->n; i++) {
+		snprintf(topic, sizeof(topic), "$sys.service.%s", d->sup.svcs[i]->name);
 		if (!bus_has_retained(&d->bus, topic))
-			publish_service(d, d->svcs[i]);
+			publish_service(d, d->sup.svcs[i]);
 	}
 }
 
@@ -171,7 +171,6 @@ void sys_topics_start(struct cohortd *d)
 {
 	struct metrics *m = d->metrics;
 
-	daemon_subscribe(d, on_service, NULL);
 	d->locks.on_event = on_lock;
 	d->locks.event_arg = d;
 	ev_timer_init(&m->sys_initial_w, initial_cb, 0, 0);
@@ -192,7 +191,6 @@ void sys_topics_stop(struct cohortd *d)
 		m->history_len--;
 	}
 	d->locks.on_event = NULL;
-	daemon_unsubscribe(d, on_service, NULL);
 }
 
 void sys_log_lines(struct cohortd *d, const struct service *s, const char *data, size_t len)
