@@ -19,6 +19,7 @@
 #include "jscan.h"
 #include "jstr.h"
 #include "lock.h"
+#include "lock_request.h"
 
 struct bus_op {
 	const char *name;
@@ -505,76 +506,54 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	return c->locks;
 }
 
-static bool get_ms(struct bus_conn *c, json_t *req, json_t *id, const char *field, int64_t *v)
+/* The request's fields, as the control socket reads them (lock_request.c);
+ * the error names the op, as every error of the bus does. */
+static bool read_request(struct bus_conn *c, json_t *req, json_t *id, enum lock_op op, struct lock_request *r)
 {
-	json_t *x = json_object_get(req, field);
+	static const char *const names[] = {"lock.acquire", "lock.renew", "lock.release"};
+	char err[300];
 
-	if (!x)
+	if (lock_request_parse(req, op, r, err, sizeof(err)) == 0)
 		return true;
-	if (!json_is_integer(x)) {
-		bus_conn_error(c, id, "%s must be an integer (milliseconds)", field);
-		return false;
-	}
-	*v = json_integer_value(x);
-	return true;
+	bus_conn_error(c, id, "%s: %s", names[op], err);
+	return false;
 }
 
 /* "pgid" and "stop_timeout_ms", as on the control socket (lock_group.c);
  * only from the unix socket, whose peer has a uid to check the group with. */
-static bool get_work(struct bus_conn *c, json_t *req, json_t *id, struct lock_work *work)
+static bool get_work(struct bus_conn *c, const struct lock_request *r, json_t *id, struct lock_work *work)
 {
-	json_t *pg = json_object_get(req, "pgid");
-	int64_t stop = LOCK_STOP_TIMEOUT_MS;
 	char err[200];
 
 	*work = (struct lock_work){0};
-	if (!pg)
+	if (!r->pgid)
 		return true;
-	if (!json_is_integer(pg) || json_integer_value(pg) < 2 || json_integer_value(pg) > INT32_MAX) {
-		bus_conn_error(c, id, "lock.acquire: pgid must be an integer from 2 to 2147483647");
-		return false;
-	}
-	if (!get_ms(c, req, id, "stop_timeout_ms", &stop))
-		return false;
-	if (stop < 0 || stop > LOCK_STOP_TIMEOUT_MAX_MS) {
-		bus_conn_error(c, id, "lock.acquire: stop_timeout_ms must be from 0 to 3600000");
-		return false;
-	}
 	if (!c->unix_peer) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid is taken on the unix socket only (its uid is "
 				"checked)");
 		return false;
 	}
-	pid_t pgid = (pid_t)json_integer_value(pg);
-	if (lock_group_check(pgid, c->uid, err, sizeof(err)) < 0) {
+	if (lock_group_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid: %s", err);
 		return false;
 	}
-	*work = (struct lock_work){.pgid = pgid, .uid = c->uid, .stop_timeout_ms = stop};
+	*work = (struct lock_work){.pgid = r->pgid, .uid = c->uid, .stop_timeout_ms = r->stop_timeout_ms};
 	return true;
 }
 
 static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *mode = get_str(req, "mode"), *why;
-	int64_t ttl = 30000, wait = 0, expires;
+	struct lock_request r;
 	struct lock_work work;
+	int64_t expires;
 	uint64_t token;
+	const char *why;
 
-	if (!name) {
-		bus_conn_error(c, id, "lock.acquire: \"name\" is required");
-		return;
-	}
-	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "shared")) {
-		bus_conn_error(c, id, "lock.acquire: mode is \"exclusive\" or \"shared\"");
-		return;
-	}
-	if (!get_ms(c, req, id, "ttl_ms", &ttl) || !get_ms(c, req, id, "wait_ms", &wait) ||
-	    !get_work(c, req, id, &work))
+	if (!read_request(c, req, id, LOCK_OP_ACQUIRE, &r) || !get_work(c, &r, id, &work))
 		return;
 	uint64_t cookie = ++c->next_cookie;
-	switch (lock_acquire_work(locks_of(c), name, mode && !strcmp(mode, "shared") ? LOCK_SHARED : LOCK_EXCLUSIVE,
-				  ttl, wait, &work, (void *)(uintptr_t)cookie, &token, &expires, &why)) {
+	switch (lock_acquire_work(locks_of(c), r.name, r.mode, r.ttl_ms, r.wait_ms, &work,
+				  (void *)(uintptr_t)cookie, &token, &expires, &why)) {
 	case LOCK_GRANTED:
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:I}", "op", "ok", "id", id, "token",
 						(json_int_t)token, "expires_ms", (json_int_t)expires));
@@ -590,17 +569,13 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 
 static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *why;
-	json_t *tv = json_object_get(req, "token");
-	int64_t ttl = 30000, expires;
+	struct lock_request r;
+	const char *why;
+	int64_t expires;
 
-	if (!name || !json_is_integer(tv)) {
-		bus_conn_error(c, id, "lock.renew: \"name\" and \"token\" are required");
+	if (!read_request(c, req, id, LOCK_OP_RENEW, &r))
 		return;
-	}
-	if (!get_ms(c, req, id, "ttl_ms", &ttl))
-		return;
-	if (lock_renew(locks_of(c), name, (uint64_t)json_integer_value(tv), ttl, &expires, &why) < 0)
+	if (lock_renew(locks_of(c), r.name, r.token, r.ttl_ms, &expires, &why) < 0)
 		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "expires_ms",
@@ -609,14 +584,12 @@ static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
 
 static void op_lock_release(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *why;
-	json_t *tv = json_object_get(req, "token");
+	struct lock_request r;
+	const char *why;
 
-	if (!name || !json_is_integer(tv)) {
-		bus_conn_error(c, id, "lock.release: \"name\" and \"token\" are required");
+	if (!read_request(c, req, id, LOCK_OP_RELEASE, &r))
 		return;
-	}
-	if (lock_release(locks_of(c), name, (uint64_t)json_integer_value(tv), &why) < 0)
+	if (lock_release(locks_of(c), r.name, r.token, &why) < 0)
 		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));

@@ -211,6 +211,7 @@ static json_t *call(struct ctl *c, json_t *req, char **raw)
 
 /* --- output helpers -------------------------------------------------------- */
 
+/* The colour of a state, as ctl_status.c paints the status table. */
 static const char *state_color(const char *state)
 {
 	if (!strcmp(state, "running") || !strcmp(state, "exited"))
@@ -240,7 +241,7 @@ static char ***table_new(const char *const *head, size_t ncols, size_t cap)
 }
 
 /* Prints rows of cells in aligned columns (the last one free). */
-static void print_table(struct ctl *c, char ***rows, size_t nrows, size_t ncols, size_t color_col)
+static void print_table(char ***rows, size_t nrows, size_t ncols)
 {
 	size_t width[16] = {0};
 
@@ -251,15 +252,10 @@ static void print_table(struct ctl *c, char ***rows, size_t nrows, size_t ncols,
 	for (size_t r = 0; r < nrows; r++) {
 		for (size_t k = 0; k < ncols; k++) {
 			const char *cell = rows[r][k];
-			bool colored = c->color && r > 0 && k == color_col && *state_color(cell);
-			if (colored)
-				printf("%s", state_color(cell));
 			if (k + 1 < ncols)
 				printf("%-*s", (int)width[k], cell);
 			else
 				printf("%s", cell);
-			if (colored)
-				printf("\033[0m");
 			if (k + 1 < ncols)
 				printf("  ");
 		}
@@ -285,9 +281,9 @@ static void no_args(const char *cmd, int argc)
 		die_usage("%s takes no arguments", cmd);
 }
 
-/* The table cohortd rendered, read without building the answer's JSON:
- * false (LINE untouched) when the answer is anything else: an error, or
- * the JSON of a cohortd older than "format":"table". */
+/* The table cohortd rendered ({"ok":true,"table":"..."}), read without
+ * building the answer's JSON: false (LINE untouched) for any other
+ * answer, which the parser judges (an error, or a cut line). */
 static bool print_rendered(char *line)
 {
 	size_t len = strlen(line), n;
@@ -308,35 +304,6 @@ static bool print_rendered(char *line)
 	return true;
 }
 
-/* The table from the services' JSON: what an older cohortd sends. */
-static void print_status_json(struct ctl *c, json_t *resp)
-{
-	static const char *const head[] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
-	json_t *list = json_object_get(resp, "services"), *s;
-	int64_t now = json_integer_value(json_object_get(resp, "now_ms"));
-	size_t n = json_array_size(list), i;
-	char ***rows = table_new(head, 7, n + 1);
-
-	json_array_foreach(list, i, s) {
-		char **row = rows[i + 1] = xcalloc(7, sizeof(char *));
-		const char *state = str_of(s, "state"), *health = str_of(s, "health");
-		json_t *pid = json_object_get(s, "pid"), *phase = json_object_get(s, "phase");
-		char up[32] = "-";
-		if (!strcmp(state, "running") || !strcmp(state, "starting") || !strcmp(state, "stopping"))
-			format_duration_ms(now - json_integer_value(json_object_get(s, "since_ms")), up, sizeof(up));
-		row[0] = xstrdup(str_of(s, "name"));
-		row[1] = xstrdup(state);
-		row[2] = json_is_integer(pid) ? xasprintf("%lld", json_integer_value(pid)) : xstrdup("-");
-		row[3] = json_is_integer(phase) ? xasprintf("%lld", json_integer_value(phase)) : xstrdup("-");
-		row[4] = xstrdup(up);
-		row[5] = xasprintf("%lld", json_integer_value(json_object_get(s, "restarts")));
-		row[6] = str_starts(health, "failing") ? xasprintf("%s (health %s)", str_of(s, "reason"), health)
-						       : xstrdup(str_of(s, "reason"));
-	}
-	print_table(c, rows, n + 1, 7, 1);
-	free_rows(rows, n + 1, 7);
-}
-
 static int run_status(struct ctl *c, int argc, char **argv)
 {
 	json_t *req = json_pack("{s:s}", "cmd", "status");
@@ -354,8 +321,9 @@ static int run_status(struct ctl *c, int argc, char **argv)
 		free(raw);
 		return EXIT_OK;
 	}
-	/* cohortd renders the human table: the JSON of 500 services took
-	 * longer to parse here than all the rest of the command. */
+	/* cohortd renders the human table (ctl_status.c, its one renderer: the
+	 * two ship together); the JSON of 500 services took longer to parse
+	 * here than all the rest of the command. */
 	json_object_update_new(req, json_pack("{s:s,s:b}", "format", "table", "color", c->color));
 	connect_daemon(c);
 	send_request(c, req);
@@ -364,10 +332,9 @@ static int run_status(struct ctl *c, int argc, char **argv)
 		free(line);
 		return EXIT_OK;
 	}
-	json_t *resp = parse_answer(c, line, NULL, false);	/* exits on an error */
-	print_status_json(c, resp);
-	json_decref(resp);
-	return EXIT_OK;
+	json_decref(parse_answer(c, line, NULL, false));	/* exits on an error */
+	fprintf(stderr, "cohortctl: cohortd answered status without its table\n");
+	return EXIT_FAILED;
 }
 
 /* --wait is the default, accepted so that a script can say so. */
@@ -722,7 +689,7 @@ static int run_locks(struct ctl *c, int argc, char **argv)
 			}
 		}
 		if (n > 1)
-			print_table(c, rows, n, 6, 99);
+			print_table(rows, n, 6);
 		else
 			printf("no locks are held or awaited\n");
 		free_rows(rows, n, 6);
@@ -1004,7 +971,7 @@ static int run_bus(struct ctl *c, int argc, char **argv)
 			r[7] = xasprintf("%lld", json_integer_value(json_object_get(x, "dropped_qos0")));
 		}
 		if (n)
-			print_table(c, rows, n + 1, 8, 99);
+			print_table(rows, n + 1, 8);
 		free_rows(rows, n + 1, 8);
 		json_array_foreach(json_object_get(bus, "sessions"), i, x)
 			if (!json_is_true(json_object_get(x, "connected")))

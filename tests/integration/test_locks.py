@@ -260,7 +260,7 @@ ready = delay:0
             ({"name": "x", "ttl_ms": -1}, "ttl_ms must be from 1 to 86400000"),
             ({"name": "x", "ttl_ms": 0}, "ttl_ms must be from 1"),
             ({"name": "x", "ttl_ms": 10 ** 15}, "ttl_ms must be from 1"),
-            ({"name": "x", "ttl_ms": "5s"}, "must be integers"),
+            ({"name": "x", "ttl_ms": "5s"}, 'field "ttl_ms" must be an integer (milliseconds)'),
             ({"name": "x", "wait_ms": -3}, "wait_ms must be from 0"),
             ({"name": "x", "mode": "both"}, 'field "mode" must be "exclusive" or "shared"'),
             ({}, 'missing field "name"'),
@@ -296,6 +296,41 @@ ready = delay:0
             rc, out, err = d.ctl("lock", *args, "x", "--", "touch", self.path("ran"), expect=2)
             self.assertIn(want, err, args)
         self.assertFalse(os.path.exists(self.path("ran")))
+        d.stop()
+
+    def test_bad_requests_read_alike_on_both_transports(self):
+        """One reader of lock requests (lock_request.c): the control socket
+        and the bus check the same fields the same way and say the same
+        words, the bus naming its op first.  (The bus once took a token of 0
+        or less, and its messages differed.)"""
+        d = self.daemon()
+        c = Client(d)
+        cases = [
+            ("lock.acquire", {}, 'missing field "name" (a string)'),
+            ("lock.acquire", {"name": 5}, 'field "name" must be a string'),
+            ("lock.acquire", {"name": "x", "mode": "both"}, 'field "mode" must be "exclusive" or "shared"'),
+            ("lock.acquire", {"name": "x", "ttl_ms": "5s"}, 'field "ttl_ms" must be an integer (milliseconds)'),
+            ("lock.acquire", {"name": "x", "pgid": 1}, 'field "pgid" must be an integer from 2 to 2147483647'),
+            ("lock.acquire", {"name": "x", "pgid": os.getpgrp(), "stop_timeout_ms": -1},
+             'field "stop_timeout_ms" must be an integer from 0 to 3600000'),
+            ("lock.renew", {"name": "x"}, 'missing field "token" (a positive integer)'),
+            ("lock.renew", {"name": "x", "token": 0}, 'field "token" must be a positive integer'),
+            ("lock.release", {"token": 4}, 'missing field "name" (a string)'),
+            ("lock.release", {"name": "x", "token": -4}, 'field "token" must be a positive integer'),
+        ]
+        for op, fields, want in cases:
+            self.assertEqual(c.call(cmd=op, **fields), {"ok": False, "error": want}, (op, fields))
+
+        async def go():
+            b = cohort_client.Client(bus=f"unix:{d.run_dir}/bus.sock", reconnect=False)
+            await b.connect()
+            for op, fields, want in cases:
+                with self.assertRaises(cohort_client.BusError, msg=(op, fields)) as cm:
+                    await b._request({"op": op, **fields})
+                self.assertEqual(str(cm.exception), f"{op}: {want}", (op, fields))
+            await b.close()
+        asyncio.run(asyncio.wait_for(go(), 30 * FACTOR))
+        self.assertEqual(d.ctl_json("locks")["locks"], [])
         d.stop()
 
     def test_cohortctl_lock_wait_and_lost_lease(self):
@@ -483,7 +518,7 @@ ready = delay:0
                 with self.assertRaisesRegex(cohort_client.BusError, r"^lock\.acquire: pgid is taken on the "
                                                                     r"unix socket only \(its uid is checked\)$"):
                     await c.lock_acquire("x", pgid=work.pid)
-                with self.assertRaisesRegex(cohort_client.BusError, "pgid must be an integer from 2 to"):
+                with self.assertRaisesRegex(cohort_client.BusError, "field \"pgid\" must be an integer from 2 to"):
                     await c.lock_acquire("x", pgid=1)
             c = cohort_client.Client(bus=f"unix:{d.run_dir}/bus.sock", reconnect=False)
             await c.connect()
