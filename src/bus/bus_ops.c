@@ -15,9 +15,7 @@
 #include "bus.h"
 #include "config_keys.h"
 #include "daemon.h"
-#include "jflat.h"
-#include "jscan.h"
-#include "jstr.h"
+#include "wire.h"
 #include "lock.h"
 #include "lock_request.h"
 
@@ -303,118 +301,30 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 	free(text);
 }
 
-/* The deepest nesting of values in the valid JSON text at p, as jansson
- * counts it: a value inside N arrays or objects is at depth N + 1. */
-static int depth_of(const char *p, const char *end)
-{
-	int depth = 0, deepest = 0;
-
-	for (; p < end; p++) {
-		if (*p == '[' || *p == '{') {
-			if (++depth > deepest)
-				deepest = depth;
-		} else if (*p == ']' || *p == '}') {
-			depth--;
-		} else if (*p != ',' && *p != ':' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-			if (depth + 1 > deepest)	/* a string, number or literal */
-				deepest = depth + 1;
-			if (*p == '"')	/* skip the string: valid JSON, so it ends */
-				for (p++; p < end && *p != '"'; p++)
-					if (*p == '\\')
-						p++;
-		}
-	}
-	return deepest;
-}
-
-/* Matches LIT at *p; advances past it. */
-static bool take(const char **p, const char *end, const char *lit)
-{
-	const char *q = jstr_lit(*p, end, lit);
-
-	if (q)
-		*p = q;
-	return q != NULL;
-}
-
 /*
- * A pub frame byte for byte as libcohort writes it,
- *   {"op":"pub","topic":T,"data":D,"qos":Q,"retain":R[,"mid":M][,"id":N]}
- * is taken without a JSON value for the envelope: jansson took 5.2 us for
- * one of 168 bytes, a quarter of cohortd's time per message. D is checked
- * as JSON all the same: a plain string here, anything else by jansson.
- * Any other spelling (and every mistake) goes through jansson and op_pub.
+ * A pub frame byte for byte as libcohort writes it (wire_read_pub) is
+ * taken without a JSON value for the envelope: jansson took 5.2 us for
+ * one of 168 bytes, a quarter of cohortd's time per message.  Any other
+ * spelling (and every mistake) goes through jansson and op_pub.
  */
 static bool pub_fast(struct bus_conn *c, const char *text, size_t len)
 {
-	const char *p = text, *end = text + len;
 	char topic[1025], mid[201];	/* topics are at most 1024 bytes */
-	const char *data, *data_end;
-	bool retain, has_id = false;
-	int qos;
-	uint64_t id = 0;
+	struct wire_pub p;
 
-	if (!c->session || !take(&p, end, "{\"op\":\"pub\",\"topic\":\""))
+	if (!c->session || !wire_read_pub(text, len, &p) || p.topic_len >= sizeof(topic) ||
+	    (p.mid && (p.mid_len < 1 || p.mid_len >= sizeof(mid))))
 		return false;
-	const char *t = p;
-	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-		p++;
-	if (p == end || *p != '"' || (size_t)(p - t) >= sizeof(topic))
+	memcpy(topic, p.topic, p.topic_len);
+	topic[p.topic_len] = '\0';
+	if (!topic_pattern_valid(topic, false) || topic[0] == '$')
 		return false;
-	memcpy(topic, t, (size_t)(p - t));
-	topic[p - t] = '\0';
-	p++;
-	if (!topic_pattern_valid(topic, false) || topic[0] == '$' || !take(&p, end, ",\"data\":"))
-		return false;
-	data = p;
-	if (p == end || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		return false;	/* the parser takes the data without the space */
-	if (*p == '"') {
-		data_end = jstr_plain_end(p, end);
-	} else {
-		json_error_t err;
-		data_end = jscan_check(p, (size_t)(end - p), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
-				       JSON_REJECT_DUPLICATES, &err) == 0 ? p + err.position : NULL;
-		/* jansson counts its depth limit from the frame, one level above
-		 * the data: data that reaches it alone is refused there (and
-		 * reaching it takes 2047 brackets each way and a value) */
-		if (data_end && data_end - data >= 2 * JSON_PARSER_MAX_DEPTH - 1 &&
-		    depth_of(data, data_end) >= JSON_PARSER_MAX_DEPTH)
-			return false;
+	if (p.mid) {
+		memcpy(mid, p.mid, p.mid_len);
+		mid[p.mid_len] = '\0';
 	}
-	if (!data_end || memchr(data, '\n', (size_t)(data_end - data)) || memchr(data, '\r', (size_t)(data_end - data)))
-		return false;
-	p = data_end;
-	if (!take(&p, end, ",\"qos\":") || p == end || (*p != '0' && *p != '1'))
-		return false;
-	qos = *p++ - '0';
-	if (take(&p, end, ",\"retain\":true"))
-		retain = true;
-	else if (take(&p, end, ",\"retain\":false"))
-		retain = false;
-	else
-		return false;
-	mid[0] = '\0';
-	if (take(&p, end, ",\"mid\":\"")) {
-		const char *m = p - 1, *m_end = jstr_plain_end(m, end);
-		if (!m_end || m_end - m - 2 < 1 || m_end - m - 2 > 200)
-			return false;
-		memcpy(mid, m + 1, (size_t)(m_end - m - 2));
-		mid[m_end - m - 2] = '\0';
-		p = m_end;
-	}
-	if (take(&p, end, ",\"id\":")) {
-		const char *digits = p;
-		has_id = true;
-		while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
-			id = id * 10 + (uint64_t)(*p++ - '0');
-		if (p == digits || (*digits == '0' && p - digits > 1))
-			return false;
-	}
-	if (p + 1 != end || *p != '}')
-		return false;
-	json_t *idv = has_id ? json_integer((json_int_t)id) : json_null();
-	publish(c, topic, data, (size_t)(data_end - data), qos, retain, mid[0] ? mid : NULL, idv);
+	json_t *idv = p.has_id ? json_integer((json_int_t)p.id) : json_null();
+	publish(c, topic, p.data, p.data_len, p.qos, p.retain, p.mid ? mid : NULL, idv);
 	json_decref(idv);
 	return true;
 }
@@ -608,26 +518,15 @@ static const struct bus_op ops[] = {
 	{"lock.release", op_lock_release},
 };
 
-/*
- * {"op":"ack","seq":N} byte for byte as libcohort writes it, one per qos-1
- * delivery: taken without building a JSON value.  Any other spelling (and
- * every mistake) goes through jansson and op_ack.
- */
+/* {"op":"ack","seq":N} byte for byte as libcohort writes it, one per qos-1
+ * delivery (wire_read_ack): taken without building a JSON value.  Any
+ * other spelling (and every mistake) goes through jansson and op_ack. */
 static bool ack_fast(struct bus_conn *c, const char *text, size_t len)
 {
-	static const char head[] = "{\"op\":\"ack\",\"seq\":";
-	const size_t h = sizeof(head) - 1;
-	uint64_t seq = 0;
+	uint64_t seq;
 
-	/* at most 18 digits: every such number is a valid (positive) JSON integer */
-	if (!c->session || len < h + 2 || len > h + 18 + 1 || memcmp(text, head, h) != 0 ||
-	    text[len - 1] != '}' || text[h] == '0')
+	if (!c->session || !wire_read_ack(text, len, &seq))
 		return false;
-	for (size_t i = h; i < len - 1; i++) {
-		if (text[i] < '0' || text[i] > '9')
-			return false;
-		seq = seq * 10 + (uint64_t)(text[i] - '0');
-	}
 	bus_ack(c->session, seq);
 	return true;
 }

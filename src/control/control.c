@@ -22,7 +22,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "evtimer.h"
-#include "jflat.h"
+#include "wire.h"
 #include "lock.h"
 #include "log.h"
 

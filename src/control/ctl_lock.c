@@ -35,28 +35,12 @@ static struct service *service_of_pid(struct cohortd *d, pid_t pid)
 	return NULL;
 }
 
-/*
- * The answers to grants and renewals are written as text, not built as
- * JSON values and dumped: they are the lock service's hot path, and their
- * layout is fixed. LINE has room for OK_LINE_MAX bytes; returns the length.
- */
-enum { OK_LINE_MAX = 80 };
-
+/* The answers to grants and renewals are written as text
+ * (wire_write_lock_ok), not built as JSON values and dumped: they are the
+ * lock service's hot path, and their layout is fixed. */
 static size_t ok_line(char *line, const uint64_t *token, int64_t expires_ms)
 {
-	static const char ok[] = "{\"ok\":true", tok[] = ",\"token\":", exp[] = ",\"expires_ms\":";
-	char *w = line;
-
-	memcpy(w, ok, sizeof(ok) - 1);
-	w += sizeof(ok) - 1;
-	if (token) {
-		memcpy(w, tok, sizeof(tok) - 1);
-		w = put_decimal(w + sizeof(tok) - 1, *token);
-	}
-	memcpy(w, exp, sizeof(exp) - 1);
-	w = put_decimal(w + sizeof(exp) - 1, expires_ms > 0 ? (uint64_t)expires_ms : 0);
-	memcpy(w, "}\n", 2);
-	return (size_t)(w + 2 - line);
+	return (size_t)(wire_write_lock_ok(line, token, expires_ms) - line);
 }
 
 static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uint64_t token,
@@ -66,7 +50,7 @@ static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uin
 	(void)ls;
 
 	if (granted) {
-		char line[OK_LINE_MAX];
+		char line[WIRE_LOCK_OK_MAX];
 		ctl_reply_later_line(c, line, ok_line(line, &token, expires_ms));
 	} else {
 		json_t *resp = json_object();
@@ -119,7 +103,7 @@ static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *re
 	switch (lock_acquire_work(session_of(c), r.name, r.mode, r.ttl_ms, r.wait_ms, &work, c, &token, &expires,
 				  &why)) {
 	case LOCK_GRANTED: {
-		char line[OK_LINE_MAX];
+		char line[WIRE_LOCK_OK_MAX];
 		ctl_send_line(c, line, ok_line(line, &token, expires));
 		return CTL_SENT;
 	}
@@ -139,7 +123,7 @@ static enum ctl_result cmd_renew(struct ctl_client *c, json_t *req, json_t *resp
 	lock_request_read(req, &r);
 	if (lock_renew(session_of(c), r.name, r.token, r.ttl_ms, &expires, &why) < 0)
 		return ctl_error(resp, "%s", why);
-	char line[OK_LINE_MAX];
+	char line[WIRE_LOCK_OK_MAX];
 	ctl_send_line(c, line, ok_line(line, NULL, expires));
 	return CTL_SENT;
 }

@@ -7,7 +7,7 @@
 
 #include "control.h"
 #include "daemon.h"
-#include "jstr.h"
+#include "wire.h"
 
 json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jflat.h"
+#include "wire.h"
 
 /* jflat_load of exactly N bytes (a copy with nothing after it, so that
  * ASan and valgrind see a read past the end), checked against jansson.
