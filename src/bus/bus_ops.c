@@ -15,9 +15,9 @@
 #include "bus.h"
 #include "config_keys.h"
 #include "daemon.h"
-#include "wire.h"
 #include "lock.h"
 #include "lock_request.h"
+#include "wire.h"
 
 struct bus_op {
 	const char *name;
@@ -360,20 +360,19 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-	sbuf_addf(&out, "{\"op\":\"ok\",\"id\":%s,\"messages\":[", idtext ? idtext : "null");
+	wire_write_get_begin(&out, idtext ? idtext : "null");
 	free(idtext);
 	bool first = true;
 	while (map_next(&c->bus->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
 		if (!topic_matches(pat, m->topic))
 			continue;
-		/* topics are checked [A-Za-z0-9_.-]: nothing to escape */
-		sbuf_addf(&out, "%s{\"topic\":\"%s\",\"data\":", first ? "" : ",", m->topic);
-		sbuf_add(&out, m->data, m->data_len);
-		sbuf_addf(&out, ",\"seq\":%llu,\"ts_ms\":%lld}", (unsigned long long)m->seq, (long long)m->ts_ms);
+		struct wire_msg w = {.topic = m->topic, .topic_len = strlen(m->topic), .data = m->data,
+				     .data_len = m->data_len, .seq = m->seq, .ts_ms = m->ts_ms};
+		wire_write_get_item(&out, first, &w);
 		first = false;
 	}
-	sbuf_adds(&out, "]}");
+	wire_write_get_end(&out);
 	struct bus_frame *f = bus_frame_new(out.buf, out.len);
 	sbuf_free(&out);
 	bus_conn_send(c, f);

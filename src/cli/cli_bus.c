@@ -156,12 +156,16 @@ static void print_msg(cohort_t *b, const struct cohort_msg *m, void *arg)
 		cohort_keep(b);
 		return;
 	}
-	if (st->c->json)
-		printf("{\"topic\":\"%s\",\"data\":%.*s,\"seq\":%llu,\"qos\":%d,\"ts_ms\":%lld,"
-		       "\"retained\":%s,\"redelivered\":%s}\n", m->topic, (int)m->data_len, m->data,
-		       (unsigned long long)m->seq, m->qos, (long long)m->ts_ms, m->retained ? "true" : "false",
-		       m->redelivered ? "true" : "false");
-	else
+	if (st->c->json) {
+		struct wire_msg w = {.topic = m->topic, .topic_len = strlen(m->topic), .data = m->data,
+				     .data_len = m->data_len, .seq = m->seq, .qos = m->qos, .ts_ms = m->ts_ms,
+				     .retained = m->retained, .redelivered = m->redelivered};
+		char *line = xmalloc(w.topic_len + w.data_len + WIRE_MSG_FIXED);
+		char *end = wire_write_delivery(line, &w);
+		*end++ = '\n';
+		fwrite(line, 1, (size_t)(end - line), stdout);
+		free(line);
+	} else
 		printf("%s %.*s%s%s\n", m->topic, (int)m->data_len, m->data, m->retained ? " (retained)" : "",
 		       m->redelivered ? " (redelivered)" : "");
 	fflush(stdout);

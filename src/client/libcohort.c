@@ -18,8 +18,8 @@
 
 #include "bus_trie.h"
 #include "cohort.h"
-#include "wire.h"
 #include "map.h"
+#include "wire.h"
 #include "wsc.h"
 
 #define OPEN_TIMEOUT_MS 3000
@@ -436,10 +436,10 @@ static int open_and_hello(cohort_t *c)
 	c->connected = true;
 	/* Put back what was there: subscriptions, then unacked publishes. */
 	for (size_t i = 0; i < c->nsubs; i++) {
-		char *req = xasprintf("{\"op\":\"sub\",\"id\":%llu,\"topic\":\"%s\",\"qos\":%d}",
-				      (unsigned long long)++c->next_id, c->subs[i].pattern, c->subs[i].qos);
-		send_text(c, req, strlen(req));
-		free(req);
+		struct sbuf req = {0};
+		wire_write_sub(&req, ++c->next_id, c->subs[i].pattern, c->subs[i].qos);
+		send_text(c, req.buf, req.len);
+		sbuf_free(&req);
 	}
 	size_t it = 0;
 	int64_t key;

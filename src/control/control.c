@@ -22,9 +22,9 @@
 #include "control.h"
 #include "daemon.h"
 #include "evtimer.h"
-#include "wire.h"
 #include "lock.h"
 #include "log.h"
+#include "wire.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
@@ -261,6 +261,13 @@ void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len)
 	read_again(c);
 }
 
+/* Every request's one field of its own; the rest are its command's. */
+static const struct wire_field cmd_field[] = {
+	{"cmd", WIRE_STRING, true, 0, 0, NULL, NULL},
+	{NULL, 0, false, 0, 0, NULL, NULL},
+};
+static const struct wire_field no_fields[] = {{NULL, 0, false, 0, 0, NULL, NULL}};
+
 json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd)
 {
 	json_error_t jerr;
@@ -274,11 +281,6 @@ json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const stru
 		ctl_error(resp, "bad JSON: %s (at column %d)", jerr.text, jerr.column);
 		return NULL;
 	}
-	static const struct wire_field cmd_field[] = {
-		{"cmd", WIRE_STRING, true, 0, 0, NULL, NULL},
-		{NULL, 0, false, 0, 0, NULL, NULL},
-	};
-	static const struct wire_field no_fields[] = {{NULL, 0, false, 0, 0, NULL, NULL}};
 	if (!json_is_object(req)) {
 		ctl_error(resp, "a request is a JSON object such as {\"cmd\":\"status\"}");
 	} else if (wire_check_fields(req, cmd_field, false, NULL, why, sizeof(why)) < 0) {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wire.h"
 #include "util.h"
+#include "wire.h"
 
 static const char *skip_ws(const char *p, const char *end)
 {

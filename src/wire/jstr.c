@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "wire.h"
 #include "util.h"
+#include "wire.h"
 
 char *jstr_escape(char *w, const char *s, size_t n)
 {

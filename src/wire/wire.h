@@ -124,6 +124,8 @@ struct wire_msg {
 	bool retained, redelivered;
 };
 char *wire_write_msg(char *w, const struct wire_msg *m);
+/* The same without its "op" (`cohortctl sub --json` prints one a line). */
+char *wire_write_delivery(char *w, const struct wire_msg *m);
 /* A msg frame of exactly that layout: true, with M's spans in TEXT.  Its
  * data is taken as cohortd wrote it, not checked again (cohortd checked
  * it when it was published): the one thing read here on trust. */
@@ -132,7 +134,7 @@ bool wire_read_msg(const char *text, size_t len, struct wire_msg *m);
 /* A pub frame, client -> cohortd, as libcohort writes it:
  *   {"op":"pub","topic":T,"data":D,"qos":Q,"retain":B[,"mid":M][,"id":N]} */
 struct wire_pub {
-	const char *topic;	/* plain: no escapes, no control characters */
+	const char *topic;	/* plain ASCII: no escapes, no control characters */
 	size_t topic_len;
 	const char *data;	/* JSON text, checked by the reader */
 	size_t data_len;
@@ -147,6 +149,16 @@ void wire_write_pub(struct sbuf *b, const struct wire_pub *p);
 /* A pub frame of exactly that layout, its data JSON that jansson takes on
  * one line, its topic and mid plain: true, with P's spans in TEXT. */
 bool wire_read_pub(const char *text, size_t len, struct wire_pub *p);
+
+/* The answer to get, {"op":"ok","id":ID,"messages":[{"topic":T,"data":D,
+ * "seq":N,"ts_ms":N},...]}: ID_JSON is the request's id as JSON text; each
+ * item (M's topic, data, seq, ts_ms) as published, FIRST for the first. */
+void wire_write_get_begin(struct sbuf *b, const char *id_json);
+void wire_write_get_item(struct sbuf *b, bool first, const struct wire_msg *m);
+void wire_write_get_end(struct sbuf *b);
+
+/* {"op":"sub","id":N,"topic":P,"qos":Q}: PATTERN is a checked pattern. */
+void wire_write_sub(struct sbuf *b, uint64_t id, const char *pattern, int qos);
 
 /* {"op":"ack","seq":N}, client -> cohortd; the reader takes N of 1 to 18
  * digits.  The writer needs WIRE_ACK_MAX bytes. */

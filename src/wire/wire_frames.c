@@ -59,10 +59,18 @@ static const char *take_bool(const char *p, const char *end, bool *v)
 
 /* --- msg: cohortd -> client ------------------------------------------------------ */
 
-char *wire_write_msg(char *w, const struct wire_msg *m)
+static char *put_int64(char *w, int64_t v)
+{
+	if (v < 0)
+		*w++ = '-';
+	return put_decimal(w, v < 0 ? -(uint64_t)v : (uint64_t)v);
+}
+
+/* "topic":T,"data":D,"seq":N,"qos":Q,...}: a msg frame after its "op" */
+static char *put_delivery(char *w, const struct wire_msg *m)
 {
 	/* Topics are [A-Za-z0-9_.$-]: nothing to escape. */
-	w = PUT_LIT(w, "{\"op\":\"msg\",\"topic\":\"");
+	w = PUT_LIT(w, "\"topic\":\"");
 	w = put(w, m->topic, m->topic_len);
 	w = PUT_LIT(w, "\",\"data\":");
 	w = put(w, m->data, m->data_len);
@@ -72,6 +80,16 @@ char *wire_write_msg(char *w, const struct wire_msg *m)
 	w = put_decimal(w, m->ts_ms > 0 ? (uint64_t)m->ts_ms : 0);
 	w = m->retained ? PUT_LIT(w, ",\"retained\":true") : PUT_LIT(w, ",\"retained\":false");
 	return m->redelivered ? PUT_LIT(w, ",\"redelivered\":true}") : PUT_LIT(w, ",\"redelivered\":false}");
+}
+
+char *wire_write_msg(char *w, const struct wire_msg *m)
+{
+	return put_delivery(PUT_LIT(w, "{\"op\":\"msg\","), m);
+}
+
+char *wire_write_delivery(char *w, const struct wire_msg *m)
+{
+	return put_delivery(PUT_LIT(w, "{"), m);
 }
 
 /*
@@ -198,8 +216,8 @@ bool wire_read_pub(const char *text, size_t len, struct wire_pub *out)
 	if (!take(&p, end, "{\"op\":\"pub\",\"topic\":\""))
 		return false;
 	r.topic = p;
-	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-		p++;
+	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80)
+		p++;	/* topics are ASCII: anything else is the parser's to refuse */
 	r.topic_len = (size_t)(p - r.topic);
 	if (p == end || *p != '"' || !take(&p, end, "\",\"data\":"))
 		return false;
@@ -233,6 +251,44 @@ bool wire_read_pub(const char *text, size_t len, struct wire_pub *out)
 	return true;
 }
 
+/* --- get's answer, and sub: the values as published ------------------------------ */
+
+void wire_write_get_begin(struct sbuf *b, const char *id_json)
+{
+	sbuf_adds(b, "{\"op\":\"ok\",\"id\":");
+	sbuf_adds(b, id_json);
+	sbuf_adds(b, ",\"messages\":[");
+}
+
+void wire_write_get_item(struct sbuf *b, bool first, const struct wire_msg *m)
+{
+	char *w = sbuf_reserve(b, m->topic_len + m->data_len + WIRE_MSG_FIXED);
+
+	w = first ? PUT_LIT(w, "{\"topic\":\"") : PUT_LIT(w, ",{\"topic\":\"");
+	w = put(w, m->topic, m->topic_len);	/* checked [A-Za-z0-9_.-]: nothing to escape */
+	w = PUT_LIT(w, "\",\"data\":");
+	w = put(w, m->data, m->data_len);
+	w = PUT_LIT(w, ",\"seq\":");
+	w = put_decimal(w, m->seq);
+	w = PUT_LIT(w, ",\"ts_ms\":");
+	w = put_int64(w, m->ts_ms);
+	sbuf_commit(b, PUT_LIT(w, "}"));
+}
+
+void wire_write_get_end(struct sbuf *b)
+{
+	sbuf_adds(b, "]}");
+}
+
+void wire_write_sub(struct sbuf *b, uint64_t id, const char *pattern, int qos)
+{
+	sbuf_adds(b, "{\"op\":\"sub\",\"id\":");
+	sbuf_commit(b, put_decimal(sbuf_reserve(b, 20), id));
+	sbuf_adds(b, ",\"topic\":\"");
+	sbuf_adds(b, pattern);	/* checked [A-Za-z0-9_.*>-]: nothing to escape */
+	sbuf_adds(b, qos ? "\",\"qos\":1}" : "\",\"qos\":0}");
+}
+
 /* --- ack: client -> cohortd ------------------------------------------------------ */
 
 char *wire_write_ack(char *w, uint64_t seq)
@@ -256,9 +312,7 @@ bool wire_read_ack(const char *text, size_t len, uint64_t *seq)
 char *wire_write_ok_seq(char *w, int64_t id, uint64_t seq)
 {
 	w = PUT_LIT(w, "{\"op\":\"ok\",\"id\":");
-	if (id < 0)
-		*w++ = '-';
-	w = put_decimal(w, id < 0 ? -(uint64_t)id : (uint64_t)id);
+	w = put_int64(w, id);
 	w = PUT_LIT(w, ",\"seq\":");
 	w = put_decimal(w, seq);
 	return PUT_LIT(w, "}");
