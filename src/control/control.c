@@ -261,17 +261,13 @@ void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len)
 	read_again(c);
 }
 
-/* Every request's one field of its own; the rest are its command's. */
-static const struct wire_field cmd_field[] = {
-	{"cmd", WIRE_STRING, true, 0, 0, NULL, NULL},
-	{NULL, 0, false, 0, 0, NULL, NULL},
-};
 static const struct wire_field no_fields[] = {{NULL, 0, false, 0, 0, NULL, NULL}};
 
 json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd)
 {
 	json_error_t jerr;
 	json_t *req = jflat_load(line, len);
+	json_t *name;
 	char why[300];
 
 	*cmd = NULL;
@@ -283,10 +279,12 @@ json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const stru
 	}
 	if (!json_is_object(req)) {
 		ctl_error(resp, "a request is a JSON object such as {\"cmd\":\"status\"}");
-	} else if (wire_check_fields(req, cmd_field, false, NULL, why, sizeof(why)) < 0) {
-		ctl_error(resp, "%s", why);
-	} else if (!(*cmd = find_command(ctl_str(req, "cmd")))) {
-		ctl_error(resp, "unknown command \"%s\"", ctl_str(req, "cmd"));
+	} else if (!(name = json_object_get(req, "cmd"))) {
+		ctl_error(resp, "missing field \"cmd\" (a string)");
+	} else if (!json_is_string(name)) {
+		ctl_error(resp, "field \"cmd\" must be a string");
+	} else if (!(*cmd = find_command(json_string_value(name)))) {
+		ctl_error(resp, "unknown command \"%s\"", json_string_value(name));
 	} else if (wire_check_fields(req, (*cmd)->fields ? (*cmd)->fields : no_fields, true, "cmd", why,
 				     sizeof(why)) < 0) {
 		ctl_error(resp, "%s", why);
