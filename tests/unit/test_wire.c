@@ -425,7 +425,7 @@ Test(wire, the_readers_agree_with_jansson_on_mutations)
 /* The flat requests (jflat's, the control socket's every line) more. */
 Test(wire, the_flat_request_reader_agrees_with_jansson_on_mutations)
 {
-	mutants(5, 200000, 12345);
+	mutants(5, 60000, 12345);
 	cr_assert_gt(taken[R_JFLAT], 1000, "the mutations should leave many lines readable: %zu", taken[R_JFLAT]);
 }
 
