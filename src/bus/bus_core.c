@@ -15,6 +15,7 @@
 #include "bus.h"
 #include "evtimer.h"
 #include "log.h"
+#include "wire.h"
 
 /* --- frames and messages ----------------------------------------------------- */
 
@@ -55,15 +56,6 @@ size_t bus_msg_size(const struct bus_msg *m)
 	return strlen(m->topic) + m->data_len + 64;
 }
 
-static char *put(char *p, const char *s, size_t n)
-{
-	memcpy(p, s, n);
-	return p + n;
-}
-
-#define PUT_LIT(p, lit) put(p, lit, sizeof(lit) - 1)
-#define MSG_FRAME_FIXED 160	/* every byte of a msg frame but topic and data */
-
 /* The "msg" frame of m as delivered with qos, retained, redelivered; the
  * plain variants are built once and shared.  Every delivery passes here:
  * the frame is written in place, no printf. */
@@ -75,21 +67,12 @@ static struct bus_frame *msg_frame(struct bus_msg *m, uint8_t qos, bool retained
 		m->frame[qos]->refs++;
 		return m->frame[qos];
 	}
-	size_t tlen = strlen(m->topic);
-	struct bus_frame *f = xmalloc(sizeof(*f) + LWS_PRE + tlen + m->data_len + MSG_FRAME_FIXED);
-	char *start = (char *)f->data + LWS_PRE, *p = start;
+	struct wire_msg w = {.topic = m->topic, .topic_len = strlen(m->topic), .data = m->data,
+			     .data_len = m->data_len, .seq = m->seq, .qos = qos, .ts_ms = m->ts_ms,
+			     .retained = retained, .redelivered = redelivered};
+	struct bus_frame *f = xmalloc(sizeof(*f) + LWS_PRE + w.topic_len + w.data_len + WIRE_MSG_FIXED);
+	char *start = (char *)f->data + LWS_PRE, *p = wire_write_msg(start, &w);
 
-	/* Topics are [A-Za-z0-9_.$-]: nothing to escape. */
-	p = PUT_LIT(p, "{\"op\":\"msg\",\"topic\":\"");
-	p = put(p, m->topic, tlen);
-	p = PUT_LIT(p, "\",\"data\":");
-	p = put(p, m->data, m->data_len);
-	p = PUT_LIT(p, ",\"seq\":");
-	p = put_decimal(p, m->seq);
-	p = qos ? PUT_LIT(p, ",\"qos\":1,\"ts_ms\":") : PUT_LIT(p, ",\"qos\":0,\"ts_ms\":");
-	p = put_decimal(p, m->ts_ms > 0 ? (uint64_t)m->ts_ms : 0);
-	p = retained ? PUT_LIT(p, ",\"retained\":true") : PUT_LIT(p, ",\"retained\":false");
-	p = redelivered ? PUT_LIT(p, ",\"redelivered\":true}") : PUT_LIT(p, ",\"redelivered\":false}");
 	*p = '\0';
 	f->refs = 1;
 	f->len = (size_t)(p - start);
@@ -149,7 +132,7 @@ static uint64_t msg_mem(const struct bus_msg *m)
 	size_t tlen = strlen(m->topic);
 
 	return sizeof(*m) + tlen + m->data_len + strlen(m->publisher) + (m->mid ? strlen(m->mid) : 0) + 4 +
-	       sizeof(struct bus_frame) + LWS_PRE + tlen + m->data_len + MSG_FRAME_FIXED;
+	       sizeof(struct bus_frame) + LWS_PRE + tlen + m->data_len + WIRE_MSG_FIXED;
 }
 
 static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)

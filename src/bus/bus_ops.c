@@ -15,10 +15,9 @@
 #include "bus.h"
 #include "config_keys.h"
 #include "daemon.h"
-#include "jflat.h"
-#include "jscan.h"
-#include "jstr.h"
 #include "lock.h"
+#include "lock_request.h"
+#include "wire.h"
 
 struct bus_op {
 	const char *name;
@@ -307,118 +306,30 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 	free(text);
 }
 
-/* The deepest nesting of values in the valid JSON text at p, as jansson
- * counts it: a value inside N arrays or objects is at depth N + 1. */
-static int depth_of(const char *p, const char *end)
-{
-	int depth = 0, deepest = 0;
-
-	for (; p < end; p++) {
-		if (*p == '[' || *p == '{') {
-			if (++depth > deepest)
-				deepest = depth;
-		} else if (*p == ']' || *p == '}') {
-			depth--;
-		} else if (*p != ',' && *p != ':' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-			if (depth + 1 > deepest)	/* a string, number or literal */
-				deepest = depth + 1;
-			if (*p == '"')	/* skip the string: valid JSON, so it ends */
-				for (p++; p < end && *p != '"'; p++)
-					if (*p == '\\')
-						p++;
-		}
-	}
-	return deepest;
-}
-
-/* Matches LIT at *p; advances past it. */
-static bool take(const char **p, const char *end, const char *lit)
-{
-	const char *q = jstr_lit(*p, end, lit);
-
-	if (q)
-		*p = q;
-	return q != NULL;
-}
-
 /*
- * A pub frame byte for byte as libcohort writes it,
- *   {"op":"pub","topic":T,"data":D,"qos":Q,"retain":R[,"mid":M][,"id":N]}
- * is taken without a JSON value for the envelope: jansson took 5.2 us for
- * one of 168 bytes, a quarter of cohortd's time per message. D is checked
- * as JSON all the same: a plain string here, anything else by jansson.
- * Any other spelling (and every mistake) goes through jansson and op_pub.
+ * A pub frame byte for byte as libcohort writes it (wire_read_pub) is
+ * taken without a JSON value for the envelope: jansson took 5.2 us for
+ * one of 168 bytes, a quarter of cohortd's time per message.  Any other
+ * spelling (and every mistake) goes through jansson and op_pub.
  */
 static bool pub_fast(struct bus_conn *c, const char *text, size_t len)
 {
-	const char *p = text, *end = text + len;
 	char topic[1025], mid[201];	/* topics are at most 1024 bytes */
-	const char *data, *data_end;
-	bool retain, has_id = false;
-	int qos;
-	uint64_t id = 0;
+	struct wire_pub p;
 
-	if (!c->session || !take(&p, end, "{\"op\":\"pub\",\"topic\":\""))
+	if (!c->session || !wire_read_pub(text, len, &p) || p.topic_len >= sizeof(topic) ||
+	    (p.mid && (p.mid_len < 1 || p.mid_len >= sizeof(mid))))
 		return false;
-	const char *t = p;
-	while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-		p++;
-	if (p == end || *p != '"' || (size_t)(p - t) >= sizeof(topic))
+	memcpy(topic, p.topic, p.topic_len);
+	topic[p.topic_len] = '\0';
+	if (!topic_pattern_valid(topic, false) || topic[0] == '$')
 		return false;
-	memcpy(topic, t, (size_t)(p - t));
-	topic[p - t] = '\0';
-	p++;
-	if (!topic_pattern_valid(topic, false) || topic[0] == '$' || !take(&p, end, ",\"data\":"))
-		return false;
-	data = p;
-	if (p == end || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		return false;	/* the parser takes the data without the space */
-	if (*p == '"') {
-		data_end = jstr_plain_end(p, end);
-	} else {
-		json_error_t err;
-		data_end = jscan_check(p, (size_t)(end - p), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK |
-				       JSON_REJECT_DUPLICATES, &err) == 0 ? p + err.position : NULL;
-		/* jansson counts its depth limit from the frame, one level above
-		 * the data: data that reaches it alone is refused there (and
-		 * reaching it takes 2047 brackets each way and a value) */
-		if (data_end && data_end - data >= 2 * JSON_PARSER_MAX_DEPTH - 1 &&
-		    depth_of(data, data_end) >= JSON_PARSER_MAX_DEPTH)
-			return false;
+	if (p.mid) {
+		memcpy(mid, p.mid, p.mid_len);
+		mid[p.mid_len] = '\0';
 	}
-	if (!data_end || memchr(data, '\n', (size_t)(data_end - data)) || memchr(data, '\r', (size_t)(data_end - data)))
-		return false;
-	p = data_end;
-	if (!take(&p, end, ",\"qos\":") || p == end || (*p != '0' && *p != '1'))
-		return false;
-	qos = *p++ - '0';
-	if (take(&p, end, ",\"retain\":true"))
-		retain = true;
-	else if (take(&p, end, ",\"retain\":false"))
-		retain = false;
-	else
-		return false;
-	mid[0] = '\0';
-	if (take(&p, end, ",\"mid\":\"")) {
-		const char *m = p - 1, *m_end = jstr_plain_end(m, end);
-		if (!m_end || m_end - m - 2 < 1 || m_end - m - 2 > 200)
-			return false;
-		memcpy(mid, m + 1, (size_t)(m_end - m - 2));
-		mid[m_end - m - 2] = '\0';
-		p = m_end;
-	}
-	if (take(&p, end, ",\"id\":")) {
-		const char *digits = p;
-		has_id = true;
-		while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
-			id = id * 10 + (uint64_t)(*p++ - '0');
-		if (p == digits || (*digits == '0' && p - digits > 1))
-			return false;
-	}
-	if (p + 1 != end || *p != '}')
-		return false;
-	json_t *idv = has_id ? json_integer((json_int_t)id) : json_null();
-	publish(c, topic, data, (size_t)(data_end - data), qos, retain, mid[0] ? mid : NULL, idv);
+	json_t *idv = p.has_id ? json_integer((json_int_t)p.id) : json_null();
+	publish(c, topic, p.data, p.data_len, p.qos, p.retain, p.mid ? mid : NULL, idv);
 	json_decref(idv);
 	return true;
 }
@@ -454,20 +365,19 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-	sbuf_addf(&out, "{\"op\":\"ok\",\"id\":%s,\"messages\":[", idtext ? idtext : "null");
+	wire_write_get_begin(&out, idtext ? idtext : "null");
 	free(idtext);
 	bool first = true;
 	while (map_next(&c->bus->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
 		if (!topic_matches(pat, m->topic))
 			continue;
-		/* topics are checked [A-Za-z0-9_.-]: nothing to escape */
-		sbuf_addf(&out, "%s{\"topic\":\"%s\",\"data\":", first ? "" : ",", m->topic);
-		sbuf_add(&out, m->data, m->data_len);
-		sbuf_addf(&out, ",\"seq\":%llu,\"ts_ms\":%lld}", (unsigned long long)m->seq, (long long)m->ts_ms);
+		struct wire_msg w = {.topic = m->topic, .topic_len = strlen(m->topic), .data = m->data,
+				     .data_len = m->data_len, .seq = m->seq, .ts_ms = m->ts_ms};
+		wire_write_get_item(&out, first, &w);
 		first = false;
 	}
-	sbuf_adds(&out, "]}");
+	wire_write_get_end(&out);
 	struct bus_frame *f = bus_frame_new(out.buf, out.len);
 	sbuf_free(&out);
 	bus_conn_send(c, f);
@@ -510,76 +420,54 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	return c->locks;
 }
 
-static bool get_ms(struct bus_conn *c, json_t *req, json_t *id, const char *field, int64_t *v)
+/* The request's fields, as the control socket reads them (lock_request.c);
+ * the error names the op, as every error of the bus does. */
+static bool read_request(struct bus_conn *c, json_t *req, json_t *id, enum lock_op op, struct lock_request *r)
 {
-	json_t *x = json_object_get(req, field);
+	static const char *const names[] = {"lock.acquire", "lock.renew", "lock.release"};
+	char err[300];
 
-	if (!x)
+	if (lock_request_parse(req, op, r, err, sizeof(err)) == 0)
 		return true;
-	if (!json_is_integer(x)) {
-		bus_conn_error(c, id, "%s must be an integer (milliseconds)", field);
-		return false;
-	}
-	*v = json_integer_value(x);
-	return true;
+	bus_conn_error(c, id, "%s: %s", names[op], err);
+	return false;
 }
 
 /* "pgid" and "stop_timeout_ms", as on the control socket (lock_group.c);
  * only from the unix socket, whose peer has a uid to check the group with. */
-static bool get_work(struct bus_conn *c, json_t *req, json_t *id, struct lock_work *work)
+static bool get_work(struct bus_conn *c, const struct lock_request *r, json_t *id, struct lock_work *work)
 {
-	json_t *pg = json_object_get(req, "pgid");
-	int64_t stop = LOCK_STOP_TIMEOUT_MS;
 	char err[200];
 
 	*work = (struct lock_work){0};
-	if (!pg)
+	if (!r->pgid)
 		return true;
-	if (!json_is_integer(pg) || json_integer_value(pg) < 2 || json_integer_value(pg) > INT32_MAX) {
-		bus_conn_error(c, id, "lock.acquire: pgid must be an integer from 2 to 2147483647");
-		return false;
-	}
-	if (!get_ms(c, req, id, "stop_timeout_ms", &stop))
-		return false;
-	if (stop < 0 || stop > LOCK_STOP_TIMEOUT_MAX_MS) {
-		bus_conn_error(c, id, "lock.acquire: stop_timeout_ms must be from 0 to 3600000");
-		return false;
-	}
 	if (!c->unix_peer) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid is taken on the unix socket only (its uid is "
 				"checked)");
 		return false;
 	}
-	pid_t pgid = (pid_t)json_integer_value(pg);
-	if (lock_group_check(pgid, c->uid, err, sizeof(err)) < 0) {
+	if (lock_group_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid: %s", err);
 		return false;
 	}
-	*work = (struct lock_work){.pgid = pgid, .uid = c->uid, .stop_timeout_ms = stop};
+	*work = (struct lock_work){.pgid = r->pgid, .uid = c->uid, .stop_timeout_ms = r->stop_timeout_ms};
 	return true;
 }
 
 static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *mode = get_str(req, "mode"), *why;
-	int64_t ttl = 30000, wait = 0, expires;
+	struct lock_request r;
 	struct lock_work work;
+	int64_t expires;
 	uint64_t token;
+	const char *why;
 
-	if (!name) {
-		bus_conn_error(c, id, "lock.acquire: \"name\" is required");
-		return;
-	}
-	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "shared")) {
-		bus_conn_error(c, id, "lock.acquire: mode is \"exclusive\" or \"shared\"");
-		return;
-	}
-	if (!get_ms(c, req, id, "ttl_ms", &ttl) || !get_ms(c, req, id, "wait_ms", &wait) ||
-	    !get_work(c, req, id, &work))
+	if (!read_request(c, req, id, LOCK_OP_ACQUIRE, &r) || !get_work(c, &r, id, &work))
 		return;
 	uint64_t cookie = ++c->next_cookie;
-	switch (lock_acquire_work(locks_of(c), name, mode && !strcmp(mode, "shared") ? LOCK_SHARED : LOCK_EXCLUSIVE,
-				  ttl, wait, &work, (void *)(uintptr_t)cookie, &token, &expires, &why)) {
+	switch (lock_acquire_work(locks_of(c), r.name, r.mode, r.ttl_ms, r.wait_ms, &work,
+				  (void *)(uintptr_t)cookie, &token, &expires, &why)) {
 	case LOCK_GRANTED:
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:I}", "op", "ok", "id", id, "token",
 						(json_int_t)token, "expires_ms", (json_int_t)expires));
@@ -595,17 +483,13 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 
 static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *why;
-	json_t *tv = json_object_get(req, "token");
-	int64_t ttl = 30000, expires;
+	struct lock_request r;
+	const char *why;
+	int64_t expires;
 
-	if (!name || !json_is_integer(tv)) {
-		bus_conn_error(c, id, "lock.renew: \"name\" and \"token\" are required");
+	if (!read_request(c, req, id, LOCK_OP_RENEW, &r))
 		return;
-	}
-	if (!get_ms(c, req, id, "ttl_ms", &ttl))
-		return;
-	if (lock_renew(locks_of(c), name, (uint64_t)json_integer_value(tv), ttl, &expires, &why) < 0)
+	if (lock_renew(locks_of(c), r.name, r.token, r.ttl_ms, &expires, &why) < 0)
 		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "expires_ms",
@@ -614,14 +498,12 @@ static void op_lock_renew(struct bus_conn *c, json_t *req, json_t *id)
 
 static void op_lock_release(struct bus_conn *c, json_t *req, json_t *id)
 {
-	const char *name = get_str(req, "name"), *why;
-	json_t *tv = json_object_get(req, "token");
+	struct lock_request r;
+	const char *why;
 
-	if (!name || !json_is_integer(tv)) {
-		bus_conn_error(c, id, "lock.release: \"name\" and \"token\" are required");
+	if (!read_request(c, req, id, LOCK_OP_RELEASE, &r))
 		return;
-	}
-	if (lock_release(locks_of(c), name, (uint64_t)json_integer_value(tv), &why) < 0)
+	if (lock_release(locks_of(c), r.name, r.token, &why) < 0)
 		bus_conn_refuse(c, id, "%s", why);
 	else
 		bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
@@ -641,26 +523,15 @@ static const struct bus_op ops[] = {
 	{"service", bus_op_service},	/* bus_sys.c */
 };
 
-/*
- * {"op":"ack","seq":N} byte for byte as libcohort writes it, one per qos-1
- * delivery: taken without building a JSON value.  Any other spelling (and
- * every mistake) goes through jansson and op_ack.
- */
+/* {"op":"ack","seq":N} byte for byte as libcohort writes it, one per qos-1
+ * delivery (wire_read_ack): taken without building a JSON value.  Any
+ * other spelling (and every mistake) goes through jansson and op_ack. */
 static bool ack_fast(struct bus_conn *c, const char *text, size_t len)
 {
-	static const char head[] = "{\"op\":\"ack\",\"seq\":";
-	const size_t h = sizeof(head) - 1;
-	uint64_t seq = 0;
+	uint64_t seq;
 
-	/* at most 18 digits: every such number is a valid (positive) JSON integer */
-	if (!c->session || len < h + 2 || len > h + 18 + 1 || memcmp(text, head, h) != 0 ||
-	    text[len - 1] != '}' || text[h] == '0')
+	if (!c->session || !wire_read_ack(text, len, &seq))
 		return false;
-	for (size_t i = h; i < len - 1; i++) {
-		if (text[i] < '0' || text[i] > '9')
-			return false;
-		seq = seq * 10 + (uint64_t)(text[i] - '0');
-	}
 	bus_ack(c->session, seq);
 	return true;
 }

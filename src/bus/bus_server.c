@@ -24,6 +24,7 @@
 #include "bus.h"
 #include "daemon.h"
 #include "log.h"
+#include "wire.h"
 
 static void lws_log(int level, const char *line)
 {
@@ -84,7 +85,7 @@ void bus_conn_send_json(struct bus_conn *c, json_t *o)
 
 void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplicate)
 {
-	char text[96];
+	char text[WIRE_OK_SEQ_MAX];
 
 	/* A publisher's ok follows every qos-1 message: ids are numbers in
 	 * every client we know, and those skip jansson. */
@@ -97,9 +98,8 @@ void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplica
 		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
 		return;
 	}
-	int n = snprintf(text, sizeof(text), "{\"op\":\"ok\",\"id\":%" JSON_INTEGER_FORMAT ",\"seq\":%" PRIu64 "}",
-			 json_integer_value(id), seq);
-	struct bus_frame *f = bus_frame_new(text, (size_t)n);
+	char *end = wire_write_ok_seq(text, json_integer_value(id), seq);
+	struct bus_frame *f = bus_frame_new(text, (size_t)(end - text));
 	bus_conn_send(c, f);
 	bus_frame_put(f);
 }

@@ -18,9 +18,8 @@
 
 #include "bus_trie.h"
 #include "cohort.h"
-#include "jscan.h"
-#include "jstr.h"
 #include "map.h"
+#include "wire.h"
 #include "wsc.h"
 
 #define OPEN_TIMEOUT_MS 3000
@@ -170,73 +169,32 @@ size_t cohort_unacked(const cohort_t *c)
 
 /* --- frames in -------------------------------------------------------------------- */
 
-/* Takes the decimal number at p (at most 19 digits: no overflow). */
-static const char *take_u64(const char *p, const char *end, uint64_t *v)
-{
-	const char *q = p;
-
-	*v = 0;
-	while (q && q < end && q - p < 19 && *q >= '0' && *q <= '9')
-		*v = *v * 10 + (uint64_t)(*q++ - '0');
-	return q && q > p && (q == end || *q < '0' || *q > '9') ? q : NULL;
-}
-
-static const char *take_bool(const char *p, const char *end, bool *v)
-{
-	const char *q = jstr_lit(p, end, "true");
-
-	*v = q != NULL;
-	return q ? q : jstr_lit(p, end, "false");
-}
-
 /*
- * A msg frame as cohortd writes it, read without jansson: every message
- * passes here.  msg_frame() writes {"op":"msg","topic":T,"data":DATA,
- * "seq":N,"qos":N,"ts_ms":N,"retained":B,"redelivered":B}; topics have
- * nothing to escape, and inside DATA a quote is always escaped, so ,"seq":
- * can only be one of its keys, and the last one followed by exactly that
- * tail ends DATA.  Any other shape: false, and the caller parses the frame.
- * m's topic and data point into *buf, which the caller frees.
+ * A msg frame as cohortd writes it (wire_write_msg), read without jansson
+ * (wire_read_msg): every message passes here.  Any other shape: false,
+ * and the caller parses the frame.  m's topic and data point into *buf,
+ * which the caller frees.
  */
 static bool msg_fast(const char *text, size_t len, struct cohort_msg *m, char **buf)
 {
-	static const char head[] = "{\"op\":\"msg\",\"topic\":\"", mid[] = "\",\"data\":", tail[] = ",\"seq\":";
-	const char *end = text + len;
+	struct wire_msg w;
 
-	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
+	if (!wire_read_msg(text, len, &w))
 		return false;
-	const char *topic = text + sizeof(head) - 1;
-	const char *start = memmem(topic, (size_t)(end - topic), mid, sizeof(mid) - 1);
-	if (!start)
-		return false;
-	size_t tlen = (size_t)(start - topic);
-	start += sizeof(mid) - 1;
-	for (const char *p = end - (sizeof(tail) - 1); p > start; p--) {
-		if (memcmp(p, tail, sizeof(tail) - 1) != 0)
-			continue;
-		uint64_t qos, ts;
-		const char *q = take_u64(p + sizeof(tail) - 1, end, &m->seq);
-		q = take_u64(jstr_lit(q, end, ",\"qos\":"), end, &qos);
-		q = take_u64(jstr_lit(q, end, ",\"ts_ms\":"), end, &ts);
-		q = take_bool(jstr_lit(q, end, ",\"retained\":"), end, &m->retained);
-		q = take_bool(jstr_lit(q, end, ",\"redelivered\":"), end, &m->redelivered);
-		q = jstr_lit(q, end, "}");
-		if (q != end || qos > 1)
-			return false;
-		size_t dlen = (size_t)(p - start);
-		*buf = xmalloc(tlen + dlen + 2);
-		memcpy(*buf, topic, tlen);
-		(*buf)[tlen] = '\0';
-		memcpy(*buf + tlen + 1, start, dlen);
-		(*buf)[tlen + 1 + dlen] = '\0';
-		m->topic = *buf;
-		m->data = *buf + tlen + 1;
-		m->data_len = dlen;
-		m->qos = (int)qos;
-		m->ts_ms = (int64_t)ts;
-		return true;
-	}
-	return false;
+	*buf = xmalloc(w.topic_len + w.data_len + 2);
+	memcpy(*buf, w.topic, w.topic_len);
+	(*buf)[w.topic_len] = '\0';
+	memcpy(*buf + w.topic_len + 1, w.data, w.data_len);
+	(*buf)[w.topic_len + 1 + w.data_len] = '\0';
+	m->topic = *buf;
+	m->data = *buf + w.topic_len + 1;
+	m->data_len = w.data_len;
+	m->seq = w.seq;
+	m->qos = w.qos;
+	m->ts_ms = w.ts_ms;
+	m->retained = w.retained;
+	m->redelivered = w.redelivered;
+	return true;
 }
 
 /* The same from the parsed frame, for any other shape; the data's text is
@@ -282,9 +240,8 @@ static void deliver(cohort_t *c, const struct cohort_msg *msg)
 	/* An ack says the message was handled: not when nothing here took it,
 	 * nor when a callback kept it.  cohortd sends it again. */
 	if (msg->qos == 1 && !msg->retained && c->connected && taken && !c->keep) {
-		char ack[64];
-		int n = snprintf(ack, sizeof(ack), "{\"op\":\"ack\",\"seq\":%llu}", (unsigned long long)msg->seq);
-		wsc_send(&c->ws, ack, (size_t)n);
+		char ack[WIRE_ACK_MAX];
+		wsc_send(&c->ws, ack, (size_t)(wire_write_ack(ack, msg->seq) - ack));
 	}
 }
 
@@ -295,15 +252,9 @@ static void deliver(cohort_t *c, const struct cohort_msg *msg)
  */
 static bool ok_fast(cohort_t *c, const char *text, size_t len)
 {
-	static const char head[] = "{\"op\":\"ok\",\"id\":";
-	const char *end = text + len;
 	uint64_t id, seq;
 
-	if (len < sizeof(head) || memcmp(text, head, sizeof(head) - 1) != 0)
-		return false;
-	const char *q = take_u64(text + sizeof(head) - 1, end, &id);
-	q = take_u64(jstr_lit(q, end, ",\"seq\":"), end, &seq);
-	if (jstr_lit(q, end, "}") != end || !id || id == c->wait_id)
+	if (!wire_read_ok_seq(text, len, &id, &seq) || !id || id == c->wait_id)
 		return false;
 	free(imap_del(&c->unacked, (int64_t)id));
 	return true;
@@ -485,10 +436,10 @@ static int open_and_hello(cohort_t *c)
 	c->connected = true;
 	/* Put back what was there: subscriptions, then unacked publishes. */
 	for (size_t i = 0; i < c->nsubs; i++) {
-		char *req = xasprintf("{\"op\":\"sub\",\"id\":%llu,\"topic\":\"%s\",\"qos\":%d}",
-				      (unsigned long long)++c->next_id, c->subs[i].pattern, c->subs[i].qos);
-		send_text(c, req, strlen(req));
-		free(req);
+		struct sbuf req = {0};
+		wire_write_sub(&req, ++c->next_id, c->subs[i].pattern, c->subs[i].qos);
+		send_text(c, req.buf, req.len);
+		sbuf_free(&req);
 	}
 	size_t it = 0;
 	int64_t key;
@@ -649,25 +600,17 @@ static char *pub_text(cohort_t *c, const char *topic, const char *data, int qos,
 		set_err(c, "publish: data is not JSON text: %s (at column %d): %.60s", err.text, err.column, data);
 		return NULL;
 	}
-	struct sbuf b = {0};
-	sbuf_adds(&b, "{\"op\":\"pub\",\"topic\":\"");
-	sbuf_adds(&b, topic);
-	sbuf_adds(&b, "\",\"data\":");
-	sbuf_add(&b, data, dlen);
-	sbuf_adds(&b, qos ? ",\"qos\":1" : ",\"qos\":0");
-	sbuf_adds(&b, retain ? ",\"retain\":true" : ",\"retain\":false");
-	if (mid) {
-		json_t *m = json_string(mid);
-		char *esc = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
-		sbuf_addf(&b, ",\"mid\":%s", esc ? esc : "null");
-		free(esc);
-		json_decref(m);
-	} else if (qos == 1) {
-		sbuf_addf(&b, ",\"mid\":\"%s-%u\"", c->mid_prefix, ++c->mid_counter);
+	/* as cohortd's pub_fast reads it (wire_read_pub) */
+	struct wire_pub p = {.topic = topic, .topic_len = strlen(topic), .data = data, .data_len = dlen,
+			     .qos = qos, .retain = retain, .mid = mid, .has_id = id != 0, .id = id};
+	char auto_mid[sizeof(c->mid_prefix) + 16];
+	if (!mid && qos == 1) {
+		snprintf(auto_mid, sizeof(auto_mid), "%s-%u", c->mid_prefix, ++c->mid_counter);
+		p.mid = auto_mid;
 	}
-	if (id)
-		sbuf_addf(&b, ",\"id\":%llu", (unsigned long long)id);
-	sbuf_adds(&b, "}");
+	p.mid_len = p.mid ? strlen(p.mid) : 0;
+	struct sbuf b = {0};
+	wire_write_pub(&b, &p);
 	return sbuf_steal(&b);
 }
 

@@ -22,9 +22,9 @@
 #include "control.h"
 #include "daemon.h"
 #include "evtimer.h"
-#include "jflat.h"
 #include "lock.h"
 #include "log.h"
+#include "wire.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
@@ -221,53 +221,21 @@ enum ctl_result ctl_error(json_t *resp, const char *fmt, ...)
 	return CTL_ERROR;
 }
 
-int ctl_get_string(json_t *req, json_t *resp, const char *field, bool required, const char **out)
+const char *ctl_str(json_t *req, const char *field)
 {
-	json_t *v = json_object_get(req, field);
-
-	*out = NULL;
-	if (!v) {
-		if (required) {
-			ctl_error(resp, "missing field \"%s\" (a string)", field);
-			return -1;
-		}
-		return 0;
-	}
-	if (!json_is_string(v)) {
-		ctl_error(resp, "field \"%s\" must be a string", field);
-		return -1;
-	}
-	*out = json_string_value(v);
-	return 0;
+	return json_string_value(json_object_get(req, field));
 }
 
-int ctl_get_int(json_t *req, json_t *resp, const char *field, long long min, long long max,
-		long long *out)
+long long ctl_int(json_t *req, const char *field, long long dflt)
 {
 	json_t *v = json_object_get(req, field);
-
-	if (!v)
-		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		ctl_error(resp, "field \"%s\" must be an integer from %lld to %lld", field, min, max);
-		return -1;
-	}
-	*out = json_integer_value(v);
-	return 0;
+	return v ? json_integer_value(v) : dflt;
 }
 
-int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out)
+bool ctl_bool(json_t *req, const char *field, bool dflt)
 {
 	json_t *v = json_object_get(req, field);
-
-	if (!v)
-		return 0;
-	if (!json_is_boolean(v)) {
-		ctl_error(resp, "field \"%s\" must be true or false", field);
-		return -1;
-	}
-	*out = json_is_true(v);
-	return 0;
+	return v ? json_is_true(v) : dflt;
 }
 
 static void read_again(struct ctl_client *c)
@@ -293,11 +261,14 @@ void ctl_reply_later_line(struct ctl_client *c, const char *line, size_t len)
 	read_again(c);
 }
 
+static const struct wire_field no_fields[] = {{NULL, 0, false, 0, 0, NULL, NULL}};
+
 json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd)
 {
 	json_error_t jerr;
 	json_t *req = jflat_load(line, len);
-	const char *name;
+	json_t *name;
+	char why[300];
 
 	*cmd = NULL;
 	if (!req)
@@ -308,10 +279,18 @@ json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const stru
 	}
 	if (!json_is_object(req)) {
 		ctl_error(resp, "a request is a JSON object such as {\"cmd\":\"status\"}");
-	} else if (ctl_get_string(req, resp, "cmd", true, &name) == 0) {
-		if ((*cmd = find_command(name)))
-			return req;
-		ctl_error(resp, "unknown command \"%s\"", name);
+	} else if (!(name = json_object_get(req, "cmd"))) {
+		ctl_error(resp, "missing field \"cmd\" (a string)");
+	} else if (!json_is_string(name)) {
+		ctl_error(resp, "field \"cmd\" must be a string");
+	} else if (!(*cmd = find_command(json_string_value(name)))) {
+		ctl_error(resp, "unknown command \"%s\"", json_string_value(name));
+	} else if (wire_check_fields(req, (*cmd)->fields ? (*cmd)->fields : no_fields, true, "cmd", why,
+				     sizeof(why)) < 0) {
+		ctl_error(resp, "%s", why);
+		*cmd = NULL;
+	} else {
+		return req;
 	}
 	json_decref(req);
 	return NULL;

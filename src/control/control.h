@@ -28,6 +28,7 @@
 
 #include "map.h"
 #include "util.h"
+#include "wire.h"
 
 #define CTL_REQUEST_MAX (64u << 10)
 #define CTL_STREAM_MAX (1u << 20)
@@ -100,10 +101,14 @@ enum ctl_result {
 
 typedef enum ctl_result (*ctl_handler)(struct ctl_client *c, json_t *req, json_t *resp);
 
+/* A command: its handler runs only once control.c has checked the
+ * request's fields against FIELDS (ended by a NULL name; NULL: it takes
+ * none), an unknown one included, so a handler reads them unchecked. */
 struct ctl_command {
 	const char *name;
 	ctl_handler handler;
 	const char *help;
+	const struct wire_field *fields;
 };
 
 int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
@@ -118,8 +123,9 @@ void control_close(struct control *ctl);
 
 /* The request in LINE (LEN bytes, without its newline) as a client's
  * line is read: the flat fast path (jflat.c), else jansson.  NULL, with
- * the error in resp, when it is not JSON, not an object, or names no
- * known "cmd"; else the request and *cmd its command. */
+ * the error in resp, when it is not JSON, not an object, names no known
+ * "cmd", or its fields are not those the command declares; else the
+ * request and *cmd its command. */
 json_t *ctl_parse_request(const char *line, size_t len, json_t *resp, const struct ctl_command **cmd);
 /* Sends one JSON object as a line (takes the reference). */
 void ctl_send(struct ctl_client *c, json_t *obj);
@@ -134,11 +140,11 @@ enum ctl_result ctl_error(json_t *resp, const char *fmt, ...) PRINTF(2, 3);
 bool ctl_stream_ok(struct ctl_client *c);
 void ctl_client_close(struct ctl_client *c);
 
-/* Field helpers: 0 ok, -1 with the error set in resp. */
-int ctl_get_string(json_t *req, json_t *resp, const char *field, bool required, const char **out);
-int ctl_get_int(json_t *req, json_t *resp, const char *field, long long min, long long max,
-		long long *out);
-int ctl_get_bool(json_t *req, json_t *resp, const char *field, bool *out);
+/* A field of a request whose fields were checked (struct ctl_command):
+ * its value, or DFLT (NULL for a string) when it is absent. */
+const char *ctl_str(json_t *req, const char *field);
+long long ctl_int(json_t *req, const char *field, long long dflt);
+bool ctl_bool(json_t *req, const char *field, bool dflt);
 
 /* ctl_stats.c: one request of cmd (NULL: it named none) was answered. */
 void ctl_stats_count(struct control *ctl, const struct ctl_command *cmd, bool error);

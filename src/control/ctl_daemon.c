@@ -76,7 +76,7 @@ static enum ctl_result cmd_shutdown(struct ctl_client *c, json_t *req, json_t *r
 }
 
 const struct ctl_command ctl_daemon_commands[] = {
-	{"reload", cmd_reload, "re-read the config: start added, stop removed, apply or restart changed"},
-	{"shutdown", cmd_shutdown, "answer, then stop the whole stack and exit"},
-	{NULL, NULL, NULL},
+	{"reload", cmd_reload, "re-read the config: start added, stop removed, apply or restart changed", NULL},
+	{"shutdown", cmd_shutdown, "answer, then stop the whole stack and exit", NULL},
+	{NULL, NULL, NULL, NULL},
 };

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "lock.h"
+#include "lock_request.h"
 
 /* The service a peer process belongs to (its process group), or NULL. */
 static struct service *service_of_pid(struct cohortd *d, pid_t pid)
@@ -34,28 +35,12 @@ static struct service *service_of_pid(struct cohortd *d, pid_t pid)
 	return NULL;
 }
 
-/*
- * The answers to grants and renewals are written as text, not built as
- * JSON values and dumped: they are the lock service's hot path, and their
- * layout is fixed. LINE has room for OK_LINE_MAX bytes; returns the length.
- */
-enum { OK_LINE_MAX = 80 };
-
+/* The answers to grants and renewals are written as text
+ * (wire_write_lock_ok), not built as JSON values and dumped: they are the
+ * lock service's hot path, and their layout is fixed. */
 static size_t ok_line(char *line, const uint64_t *token, int64_t expires_ms)
 {
-	static const char ok[] = "{\"ok\":true", tok[] = ",\"token\":", exp[] = ",\"expires_ms\":";
-	char *w = line;
-
-	memcpy(w, ok, sizeof(ok) - 1);
-	w += sizeof(ok) - 1;
-	if (token) {
-		memcpy(w, tok, sizeof(tok) - 1);
-		w = put_decimal(w + sizeof(tok) - 1, *token);
-	}
-	memcpy(w, exp, sizeof(exp) - 1);
-	w = put_decimal(w + sizeof(exp) - 1, expires_ms > 0 ? (uint64_t)expires_ms : 0);
-	memcpy(w, "}\n", 2);
-	return (size_t)(w + 2 - line);
+	return (size_t)(wire_write_lock_ok(line, token, expires_ms) - line);
 }
 
 static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uint64_t token,
@@ -65,7 +50,7 @@ static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uin
 	(void)ls;
 
 	if (granted) {
-		char line[OK_LINE_MAX];
+		char line[WIRE_LOCK_OK_MAX];
 		ctl_reply_later_line(c, line, ok_line(line, &token, expires_ms));
 	} else {
 		json_t *resp = json_object();
@@ -90,69 +75,35 @@ static struct lock_session *session_of(struct ctl_client *c)
 	return c->locks;
 }
 
-static int get_token(json_t *req, json_t *resp, uint64_t *token)
+/* The work a lease names ("pgid"), checked against the peer's uid: 0, or
+ * -1 with resp's error set. */
+static int get_work(struct ctl_client *c, const struct lock_request *r, json_t *resp, struct lock_work *work)
 {
-	json_t *v = json_object_get(req, "token");
-
-	if (!v) {
-		ctl_error(resp, "missing field \"token\" (the token lock.acquire gave)");
-		return -1;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < 1) {
-		ctl_error(resp, "field \"token\" must be a positive integer");
-		return -1;
-	}
-	*token = (uint64_t)json_integer_value(v);
-	return 0;
-}
-
-/* The optional "pgid" and "stop_timeout_ms" of an acquire: 0, or -1 with
- * resp's error set. */
-static int get_work(struct ctl_client *c, json_t *req, json_t *resp, struct lock_work *work)
-{
-	long long pgid = 0, stop = LOCK_STOP_TIMEOUT_MS;
 	char err[200];
 
-	if (ctl_get_int(req, resp, "pgid", 2, INT32_MAX, &pgid) < 0 ||
-	    ctl_get_int(req, resp, "stop_timeout_ms", 0, LOCK_STOP_TIMEOUT_MAX_MS, &stop) < 0)
-		return -1;
-	if (pgid && lock_group_check((pid_t)pgid, c->uid, err, sizeof(err)) < 0) {
+	if (r->pgid && lock_group_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
 		ctl_error(resp, "pgid: %s", err);
 		return -1;
 	}
-	*work = (struct lock_work){.pgid = (pid_t)pgid, .uid = c->uid, .stop_timeout_ms = stop};
+	*work = (struct lock_work){.pgid = r->pgid, .uid = c->uid, .stop_timeout_ms = r->stop_timeout_ms};
 	return 0;
 }
 
 static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const char *name, *mode_name = "exclusive";
-	long long ttl = 30000, wait = 0;
+	struct lock_request r;
 	struct lock_work work;
 	uint64_t token;
 	int64_t expires;
 	const char *why;
 
-	if (ctl_get_string(req, resp, "name", true, &name) < 0 ||
-	    ctl_get_string(req, resp, "mode", false, &mode_name) < 0)
+	lock_request_read(req, &r);	/* its fields are checked: lock_acquire_fields */
+	if (get_work(c, &r, resp, &work) < 0)
 		return CTL_ERROR;
-	if (!mode_name)
-		mode_name = "exclusive";
-	if (strcmp(mode_name, "exclusive") && strcmp(mode_name, "shared"))
-		return ctl_error(resp, "field \"mode\" must be \"exclusive\" or \"shared\"");
-	json_t *tv = json_object_get(req, "ttl_ms"), *wv = json_object_get(req, "wait_ms");
-	if ((tv && !json_is_integer(tv)) || (wv && !json_is_integer(wv)))
-		return ctl_error(resp, "fields \"ttl_ms\" and \"wait_ms\" must be integers (milliseconds)");
-	if (tv)
-		ttl = json_integer_value(tv);
-	if (wv)
-		wait = json_integer_value(wv);
-	if (get_work(c, req, resp, &work) < 0)
-		return CTL_ERROR;
-	enum lock_mode mode = strcmp(mode_name, "shared") ? LOCK_EXCLUSIVE : LOCK_SHARED;
-	switch (lock_acquire_work(session_of(c), name, mode, ttl, wait, &work, c, &token, &expires, &why)) {
+	switch (lock_acquire_work(session_of(c), r.name, r.mode, r.ttl_ms, r.wait_ms, &work, c, &token, &expires,
+				  &why)) {
 	case LOCK_GRANTED: {
-		char line[OK_LINE_MAX];
+		char line[WIRE_LOCK_OK_MAX];
 		ctl_send_line(c, line, ok_line(line, &token, expires));
 		return CTL_SENT;
 	}
@@ -165,33 +116,25 @@ static enum ctl_result cmd_acquire(struct ctl_client *c, json_t *req, json_t *re
 
 static enum ctl_result cmd_renew(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const char *name, *why;
-	long long ttl = 30000;
-	uint64_t token;
+	struct lock_request r;
+	const char *why;
 	int64_t expires;
 
-	if (ctl_get_string(req, resp, "name", true, &name) < 0 || get_token(req, resp, &token) < 0)
-		return CTL_ERROR;
-	json_t *tv = json_object_get(req, "ttl_ms");
-	if (tv && !json_is_integer(tv))
-		return ctl_error(resp, "field \"ttl_ms\" must be an integer (milliseconds)");
-	if (tv)
-		ttl = json_integer_value(tv);
-	if (lock_renew(session_of(c), name, token, ttl, &expires, &why) < 0)
+	lock_request_read(req, &r);
+	if (lock_renew(session_of(c), r.name, r.token, r.ttl_ms, &expires, &why) < 0)
 		return ctl_error(resp, "%s", why);
-	char line[OK_LINE_MAX];
+	char line[WIRE_LOCK_OK_MAX];
 	ctl_send_line(c, line, ok_line(line, NULL, expires));
 	return CTL_SENT;
 }
 
 static enum ctl_result cmd_release(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const char *name, *why;
-	uint64_t token;
+	struct lock_request r;
+	const char *why;
 
-	if (ctl_get_string(req, resp, "name", true, &name) < 0 || get_token(req, resp, &token) < 0)
-		return CTL_ERROR;
-	if (lock_release(session_of(c), name, token, &why) < 0)
+	lock_request_read(req, &r);
+	if (lock_release(session_of(c), r.name, r.token, &why) < 0)
 		return ctl_error(resp, "%s", why);
 	return CTL_REPLY;
 }
@@ -230,9 +173,10 @@ static enum ctl_result cmd_locks(struct ctl_client *c, json_t *req, json_t *resp
 }
 
 const struct ctl_command ctl_lock_commands[] = {
-	{"locks", cmd_locks, "every lock: name, mode, holders (owner, token, expires_ms), waiters"},
-	{"lock.acquire", cmd_acquire, "take a lease: name, ttl_ms, wait_ms, mode, pgid, stop_timeout_ms"},
-	{"lock.renew", cmd_renew, "extend a lease: name, token, ttl_ms"},
-	{"lock.release", cmd_release, "end a lease: name, token"},
-	{NULL, NULL, NULL},
+	{"locks", cmd_locks, "every lock: name, mode, holders (owner, token, expires_ms), waiters", NULL},
+	{"lock.acquire", cmd_acquire, "take a lease: name, ttl_ms, wait_ms, mode, pgid, stop_timeout_ms",
+	 lock_acquire_fields},
+	{"lock.renew", cmd_renew, "extend a lease: name, token, ttl_ms", lock_renew_fields},
+	{"lock.release", cmd_release, "end a lease: name, token", lock_release_fields},
+	{NULL, NULL, NULL, NULL},
 };

@@ -199,18 +199,20 @@ static void tail_done(void *arg, uint64_t tag, const char *text, size_t len, con
 static int log_services(struct cohortd *d, json_t *req, json_t *resp, struct strv *names)
 {
 	json_t *list = json_object_get(req, "services"), *v;
-	const char *name;
+	const char *name = ctl_str(req, "service");
 	size_t i;
 
 	*names = (struct strv){0};
 	if (!list) {
-		if (ctl_get_string(req, resp, "service", true, &name) < 0)
+		if (!name) {
+			ctl_error(resp, "missing field \"service\" (a string), or \"services\"");
 			return -1;
+		}
 		strv_push(names, name);
-	} else if (json_object_get(req, "service")) {
+	} else if (name) {
 		ctl_error(resp, "give \"service\" (a name) or \"services\" (a list of names), not both");
 		return -1;
-	} else if (!json_is_array(list) || json_array_size(list) == 0) {
+	} else if (json_array_size(list) == 0) {
 		ctl_error(resp, "field \"services\" must be a non-empty list of names");
 		return -1;
 	}
@@ -240,15 +242,22 @@ fail:
 	return -1;
 }
 
+static const struct wire_field log_fields[] = {
+	{"service", WIRE_STRING, false, 0, 0, NULL, NULL},
+	{"services", WIRE_LIST, false, 0, 0, "a non-empty list of names", NULL},
+	{"lines", WIRE_INT, false, 0, 100000, NULL, NULL},
+	{"follow", WIRE_BOOL, false, 0, 0, NULL, NULL},
+	{NULL, 0, false, 0, 0, NULL, NULL},
+};
+
 static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 {
 	struct cohortd *d = c->ctl->d;
 	struct strv names;
-	long long lines = 50;
-	bool follow = false;
+	long long lines = ctl_int(req, "lines", 50);
+	bool follow = ctl_bool(req, "follow", false);
 
-	if (ctl_get_int(req, resp, "lines", 0, 100000, &lines) < 0 ||
-	    ctl_get_bool(req, resp, "follow", &follow) < 0 || log_services(d, req, resp, &names) < 0)
+	if (log_services(d, req, resp, &names) < 0)
 		return CTL_ERROR;
 	struct log_req *r = xcalloc(1, sizeof(*r) + names.n * sizeof(r->parts[0]));
 	r->ctl = c->ctl;
@@ -353,7 +362,7 @@ void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enu
 }
 
 const struct ctl_command ctl_log_commands[] = {
-	{"log", cmd_log, "the last lines of a service's log; with follow, every new line"},
-	{"events", cmd_events, "every state change, one line each, until the client closes"},
-	{NULL, NULL, NULL},
+	{"log", cmd_log, "the last lines of a service's log; with follow, every new line", log_fields},
+	{"events", cmd_events, "every state change, one line each, until the client closes", NULL},
+	{NULL, NULL, NULL, NULL},
 };

@@ -38,7 +38,7 @@ static int resolve_targets(struct cohortd *d, json_t *req, json_t *resp, struct 
 	struct map seen = {0};
 
 	*names = (struct strv){0};
-	if (!t || !json_is_array(t) || json_array_size(t) == 0) {
+	if (json_array_size(t) == 0) {	/* a list: checked by change_fields */
 		ctl_error(resp, "field \"targets\" must be a non-empty list of names, @PHASE or \"all\"");
 		return -1;
 	}
@@ -224,16 +224,27 @@ void ctl_wait_event(struct ctl_client *c)
 		wait_check(c->wait);
 }
 
+static const struct wire_field change_fields[] = {
+	{"targets", WIRE_LIST, true, 0, 0, "a non-empty list of names, @PHASE or \"all\"", NULL},
+	{"wait", WIRE_BOOL, false, 0, 0, NULL, NULL},
+	{"timeout_ms", WIRE_INT, false, 0, 86400000LL * 7, NULL, NULL},
+	{NULL, 0, false, 0, 0, NULL, NULL},
+};
+
+static const struct wire_field signal_fields[] = {
+	{"service", WIRE_STRING, true, 0, 0, NULL, NULL},
+	{"signal", WIRE_STRING, true, 0, 0, NULL, NULL},
+	{NULL, 0, false, 0, 0, NULL, NULL},
+};
+
 static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, bool up, bool restart)
 {
 	struct cohortd *d = c->ctl->d;
 	struct strv names;
-	bool wait = true;
-	long long timeout_ms = 0;
+	bool wait = ctl_bool(req, "wait", true);
+	long long timeout_ms = ctl_int(req, "timeout_ms", 0);
 
-	if (ctl_get_bool(req, resp, "wait", &wait) < 0 ||
-	    ctl_get_int(req, resp, "timeout_ms", 0, 86400000LL * 7, &timeout_ms) < 0 ||
-	    resolve_targets(d, req, resp, &names) < 0)
+	if (resolve_targets(d, req, resp, &names) < 0)
 		return CTL_ERROR;
 	if (d->sup.shutting_down && up) {
 		strv_free(&names);
@@ -285,12 +296,9 @@ static enum ctl_result cmd_restart(struct ctl_client *c, json_t *req, json_t *re
 
 static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const char *name, *sig_name;
+	const char *name = ctl_str(req, "service"), *sig_name = ctl_str(req, "signal");
 	struct service *s;
 
-	if (ctl_get_string(req, resp, "service", true, &name) < 0 ||
-	    ctl_get_string(req, resp, "signal", true, &sig_name) < 0)
-		return CTL_ERROR;
 	int sig = signal_number(sig_name);
 	if (sig < 0)
 		return ctl_error(resp, "unknown signal \"%s\" (TERM, HUP, USR1, ... or a number)", sig_name);
@@ -306,9 +314,10 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 }
 
 const struct ctl_command ctl_service_commands[] = {
-	{"start", cmd_start, "start targets (names, @PHASE, all); with wait, answer once running/failed"},
-	{"stop", cmd_stop, "stop targets (dependents first); with wait, answer once stopped"},
-	{"restart", cmd_restart, "stop then start targets; with wait, answer once running/failed"},
-	{"signal", cmd_signal, "send a signal to a service's process group"},
-	{NULL, NULL, NULL},
+	{"start", cmd_start, "start targets (names, @PHASE, all); with wait, answer once running/failed",
+	 change_fields},
+	{"stop", cmd_stop, "stop targets (dependents first); with wait, answer once stopped", change_fields},
+	{"restart", cmd_restart, "stop then start targets; with wait, answer once running/failed", change_fields},
+	{"signal", cmd_signal, "send a signal to a service's process group", signal_fields},
+	{NULL, NULL, NULL, NULL},
 };

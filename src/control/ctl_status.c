@@ -7,7 +7,7 @@
 
 #include "control.h"
 #include "daemon.h"
-#include "jstr.h"
+#include "wire.h"
 
 json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 {
@@ -175,6 +175,14 @@ static void render_table(struct sbuf *b, const struct cohortd *d, const struct s
 	free(rows);
 }
 
+static const char *const formats[] = {"json", "table", NULL};
+static const struct wire_field status_fields[] = {
+	{"services", WIRE_LIST, false, 0, 0, "a list of service names", NULL},
+	{"format", WIRE_STRING, false, 0, 0, NULL, formats},
+	{"color", WIRE_BOOL, false, 0, 0, NULL, NULL},
+	{NULL, 0, false, 0, 0, NULL, NULL},
+};
+
 static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *resp)
 {
 	const struct cohortd *d = c->ctl->d;
@@ -184,13 +192,6 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 	const struct service **sel;
 	size_t n = 0;
 
-	if (names && !json_is_array(names))
-		return ctl_error(resp, "field \"services\" must be a list of service names");
-	if (format && !(json_is_string(format) && (!strcmp(json_string_value(format), "json") ||
-						     !strcmp(json_string_value(format), "table"))))
-		return ctl_error(resp, "field \"format\" must be \"json\" or \"table\"");
-	if (color && !json_is_boolean(color))
-		return ctl_error(resp, "field \"color\" must be true or false");
 	if (names && json_array_size(names)) {
 		size_t i;
 		json_t *v;
@@ -254,7 +255,7 @@ static enum ctl_result cmd_plan(struct ctl_client *c, json_t *req, json_t *resp)
 }
 
 const struct ctl_command ctl_status_commands[] = {
-	{"status", cmd_status, "every service (or those named): state, pid, phase, restarts, reason"},
-	{"plan", cmd_plan, "the phases, each a list of service names"},
-	{NULL, NULL, NULL},
+	{"status", cmd_status, "every service (or those named): state, pid, phase, restarts, reason", status_fields},
+	{"plan", cmd_plan, "the phases, each a list of service names", NULL},
+	{NULL, NULL, NULL, NULL},
 };

@@ -122,6 +122,6 @@ static enum ctl_result cmd_dashboard(struct ctl_client *c, json_t *req, json_t *
 }
 
 const struct ctl_command ctl_dashboard_commands[] = {
-	{"dashboard", cmd_dashboard, "the dashboard's URL, with the admin token in its fragment"},
-	{NULL, NULL, NULL},
+	{"dashboard", cmd_dashboard, "the dashboard's URL, with the admin token in its fragment", NULL},
+	{NULL, NULL, NULL, NULL},
 };

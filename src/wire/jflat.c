@@ -1,5 +1,5 @@
 /*
- * jflat.c - see jflat.h.  Every construct it accepts is one that jansson
+ * jflat.c - see wire.h.  Every construct it accepts is one that jansson
  * accepts with the same value; the first thing outside that small grammar
  * gives up, so jansson stays the one judge of what is JSON.
  */
@@ -8,8 +8,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "jflat.h"
-#include "jstr.h"
+#include "wire.h"
 
 static const char *skip_ws(const char *p, const char *end)
 {

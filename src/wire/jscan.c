@@ -1,5 +1,5 @@
 /*
- * jscan.c - see jscan.h.  The input is known to be valid JSON, so this
+ * jscan.c - see wire.h.  The input is known to be valid JSON, so this
  * only has to find where values end: strings (with their escapes), nesting
  * of objects and arrays, and the bare words of numbers and literals.  Any
  * surprise returns NULL rather than a guess.
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jscan.h"
 #include "util.h"
+#include "wire.h"
 
 static const char *skip_ws(const char *p, const char *end)
 {

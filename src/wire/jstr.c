@@ -1,5 +1,5 @@
 /*
- * jstr.c - see jstr.h.
+ * jstr.c - see wire.h.
  */
 #include "autoconfig.h"
 
@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "jstr.h"
 #include "util.h"
+#include "wire.h"
 
 char *jstr_escape(char *w, const char *s, size_t n)
 {
@@ -107,9 +107,18 @@ char *jstr_unescape(char *w, const char *text, size_t n)
 	 * p: W may be TEXT itself. */
 	while (p < end) {
 		char c = *p;
-		if (c != '\\' && c != '"' && (unsigned char)c >= 0x20) {
+		if (c != '\\' && c != '"' && (unsigned char)c >= 0x20 && (unsigned char)c < 0x80) {
 			*w++ = c;
 			p++;
+			continue;
+		}
+		if ((unsigned char)c >= 0x80) {	/* UTF-8, as jansson wants it */
+			size_t len = utf8_seq((const unsigned char *)p, (size_t)(end - p));
+			if (!len)
+				return NULL;
+			memmove(w, p, len);
+			w += len;
+			p += len;
 			continue;
 		}
 		if (c != '\\' || end - p < 2)

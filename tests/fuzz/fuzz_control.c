@@ -14,7 +14,7 @@
 
 #include "control.h"
 #include "fuzz.h"
-#include "jflat.h"
+#include "wire.h"
 
 static void check_jflat(const char *text, size_t len)
 {

@@ -1,6 +1,7 @@
-/* Unit tests of jflat.c: whatever it reads, jansson reads the same; what
- * jansson refuses, it leaves to jansson.  Checked on chosen lines, on every
- * prefix of them, and on a few hundred thousand random mutations. */
+/* Unit tests of jflat.c: what it reads (the flat requests), and what it
+ * leaves to jansson.  That whatever it reads jansson reads the same, on
+ * every prefix and on random mutations, is test_wire.c's to check, with
+ * every other reader of src/wire. */
 #include "autoconfig.h"
 
 #include <criterion/criterion.h>
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jflat.h"
+#include "wire.h"
 
 /* jflat_load of exactly N bytes (a copy with nothing after it, so that
  * ASan and valgrind see a read past the end), checked against jansson.
@@ -113,55 +114,4 @@ Test(jflat, embedded_nul_goes_to_jansson)
 	cr_assert_not(agrees(key, sizeof(key) - 1));
 	cr_assert_not(agrees(val, sizeof(val) - 1));
 	cr_assert_not(agrees(after, sizeof(after) - 1));
-}
-
-Test(jflat, every_prefix_agrees)
-{
-	const char *const *sets[] = {flat, others};
-	size_t sizes[] = {sizeof(flat) / sizeof(flat[0]), sizeof(others) / sizeof(others[0])};
-
-	for (size_t s = 0; s < 2; s++)
-		for (size_t i = 0; i < sizes[s]; i++)
-			for (size_t n = 0; n <= strlen(sets[s][i]); n++)
-				agrees(sets[s][i], n);
-}
-
-/* Random edits of the flat requests, from an alphabet rich in what JSON
- * cares about; a fixed seed, so a failure repeats. */
-Test(jflat, random_mutations_agree)
-{
-	static const char alphabet[] = "{}[]\":,\\ \t\r\n-+.eE0123456789truefalsnul\x01\x7f\xc3\xa9\xed\xa0\xf0\x9f\x80";
-	unsigned seed = 12345;
-	size_t nread = 0;
-
-	for (int round = 0; round < 300000; round++) {
-		const char *base = flat[round % (sizeof(flat) / sizeof(flat[0]))];
-		char buf[256];
-		size_t n = strlen(base);
-		memcpy(buf, base, n);
-		for (int edits = 1 + rand_r(&seed) % 3; edits > 0; edits--) {
-			size_t at = n ? (size_t)rand_r(&seed) % n : 0;
-			char c = alphabet[(size_t)rand_r(&seed) % (sizeof(alphabet) - 1)];
-			switch (rand_r(&seed) % 3) {
-			case 0:
-				if (n)
-					buf[at] = c;
-				break;
-			case 1:
-				if (n < sizeof(buf)) {
-					memmove(buf + at + 1, buf + at, n - at);
-					buf[at] = c;
-					n++;
-				}
-				break;
-			default:
-				if (n) {
-					memmove(buf + at, buf + at + 1, n - at - 1);
-					n--;
-				}
-			}
-		}
-		nread += agrees(buf, n);
-	}
-	cr_assert_gt(nread, 1000, "the mutations should leave many lines readable: %zu", nread);
 }

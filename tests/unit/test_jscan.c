@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jscan.h"
+#include "wire.h"
 
 /* The member as a string, "(none)" when jscan_member says NULL. */
 static const char *member(const char *text, const char *key)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jstr.h"
+#include "wire.h"
 
 /* S escaped and quoted, as a new string. */
 static char *escaped(const char *s, size_t n)
