@@ -3,13 +3,15 @@
  * (libwebsockets on cohortd's own libev loop), subprotocol cohort.v1, one
  * JSON object per text frame.
  *
- *   bus_server.c  libwebsockets: connections, frames in and out, auth
+ *   bus_server.c  libwebsockets: opening, connections, frames in, HTTP and upgrade checks
+ *   bus_write.c   frames out: send queues, batched writes before the loop sleeps, goodbyes
  *   bus_accept.c  the listening sockets: accepting, caps, descriptors kept for supervision
  *   bus_live.c    liveness (hello deadline, pings, bus_idle_timeout) and closes
  *   bus_ops.c     one handler per op (hello, sub, unsub, pub, ack, get, ping, lock.*)
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
  *                 qos-1 state (acks, redelivery, dead letters), retained values
  *   bus_store.c   what goes to the journal, recovery, compaction
+ *   bus_rx.c      the client's frame headers, followed as recv() reads them
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *
@@ -53,7 +55,7 @@
 #define BUS_REFUSED_LOG_MS 10000
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
-#define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
+#define BUS_WRITE_BURST 64		/* frames written per bus_write_some, at most */
 /* When the memory queues hold has fallen to half its peak, and by at least
  * BUS_TRIM_MIN, it is given back to the system (malloc_trim) once the
  * burst of frees is over: BUS_TRIM_DELAY later, so at most once a delay. */
@@ -61,12 +63,61 @@
 #define BUS_TRIM_DELAY 1.0
 #define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
 
-struct cohortd;
-struct service;
 struct lws;
 struct lws_context;
 struct lws_vhost;
 struct lock_session;
+struct lock_table;
+struct peer_auth;
+
+/*
+ * Who a COHORT_TOKEN names: the service that was given it, and the
+ * patterns that service is held to, as they were when the token was
+ * presented.  Reference counted: a connection keeps its identity until it
+ * closes, whatever a reload does to the service meanwhile.
+ */
+struct bus_identity {
+	unsigned refs;
+	char *name;		/* the service's name */
+	struct strv locks;	/* lock name patterns it may take */
+	struct strv publish;	/* topic patterns it may publish to */
+	struct strv subscribe;	/* ... and subscribe to */
+	/* The lock table's owner of its sessions (the service, whose exit
+	 * ends their leases); NULL once the service is gone (bus_forget_owner). */
+	void *owner;
+};
+
+/* What the bus asks of the daemon, wired when it opens. */
+struct bus_hooks {
+	/* The identity TOKEN names (a new reference), or NULL when it is not
+	 * the token of a running service. */
+	struct bus_identity *(*resolve)(const char *token, void *arg);
+	/* How many services the supervisor keeps (each holds descriptors the
+	 * bus must leave it). */
+	size_t (*services)(void *arg);
+	void *arg;
+};
+
+/* The [cohort] keys the bus runs by.  The live ones may change at a
+ * reload (bus_set_policy); the others are read once, by bus_open. */
+struct bus_policy {
+	/* live */
+	int64_t ack_timeout_ms;		/* bus_ack_timeout */
+	uint64_t queue_max;		/* bus_queue_max */
+	int64_t queue_age_ms;		/* bus_queue_age */
+	uint64_t memory_max;		/* bus_memory_max */
+	uint64_t max_connections;	/* bus_max_connections */
+	uint64_t max_connections_per_uid;	/* bus_max_connections_per_uid */
+	/* at bus_open */
+	const char *run_dir;		/* where bus.sock goes */
+	const char *state_dir;		/* the journal, in its bus/ */
+	const char *listen;		/* bus_listen, HOST:PORT, or NULL */
+	unsigned mode;			/* bus_mode, of bus.sock */
+	enum fsync_policy fsync;	/* bus_fsync */
+	uint64_t max_message;		/* bus_max_message */
+	int64_t idle_timeout_ms;	/* bus_idle_timeout */
+	const struct strv *allowed_origins;	/* bus_allowed_origins */
+};
 
 /* An encoded text frame, with LWS_PRE bytes of room in front for lws. */
 struct bus_frame {
@@ -161,12 +212,10 @@ struct bus_conn {
 	bool admin;
 	uid_t uid;
 	pid_t pid;
-	struct service *svc;	/* whose token it presented */
-	/* The service was removed by a reload while this connection was open:
-	 * it keeps that service's last patterns until it closes. */
-	struct svc_config *gone_cfg;
-	struct cohort_config *gone_owner;
-	char *identity;
+	/* The service whose token it presented (NULL: an admin, or no hello
+	 * yet): the patterns it is held to. */
+	struct bus_identity *svc;
+	char *identity;		/* "service:NAME" or "admin", after hello */
 	struct bus_session *session;	/* after hello */
 	struct bus_out *out_head, *out_tail;
 	size_t out_len;
@@ -231,8 +280,11 @@ struct bus_listener {
 };
 
 struct bus {
-	struct cohortd *d;
 	struct ev_loop *loop;
+	struct lock_table *locks;	/* the lock service, for lock.* ops */
+	struct peer_auth *auth;		/* who is an admin (the control socket's rule) */
+	struct bus_hooks hooks;
+	char *listen;			/* bus_listen as it was opened, or NULL */
 	struct lws_context *ctx;
 	struct lws_vhost *unix_vh, *tcp_vh;
 	char *unix_path;
@@ -262,6 +314,11 @@ struct bus {
 	uint64_t queue_max;
 	int64_t queue_age_ms;
 	uint64_t max_message;
+	uint64_t memory_max;
+	uint64_t max_connections;
+	uint64_t max_connections_per_uid;
+	unsigned mode;			/* of bus.sock */
+	enum fsync_policy fsync;
 	/* Memory held by queues: their rings and each message they hold (once,
 	 * with its frame).  Over bus_memory_max, qos-1 publishes are refused. */
 	uint64_t queued_mem;
@@ -287,9 +344,21 @@ struct bus {
 };
 
 /* bus_server.c */
-int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen);
+/* Opens the journal and the listeners.  locks and auth are the daemon's
+ * and outlive the bus; hooks are copied.  -1 with err. */
+int bus_open(struct bus *b, struct ev_loop *loop, const struct bus_policy *pol, struct lock_table *locks,
+	     struct peer_auth *auth, const struct bus_hooks *hooks, char *err, size_t errlen);
+/* The policy's live keys (a reload). */
+void bus_set_policy(struct bus *b, const struct bus_policy *pol);
+/* The bus's keys of a config, as bus_open and bus_set_policy take them
+ * (pointing into cfg). */
+void bus_policy_from_config(struct bus_policy *pol, const struct cohort_config *cfg);
 void bus_close(struct bus *b);
-/* Queues a frame (takes a reference) and asks for a writeable callback. */
+struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
+json_t *bus_status_json(struct bus *b);
+
+/* bus_write.c */
+/* Queues a frame (takes a reference): written before the loop sleeps. */
 void bus_conn_send(struct bus_conn *c, struct bus_frame *f);
 /* Sends one JSON object (takes it). */
 void bus_conn_send_json(struct bus_conn *c, json_t *o);
@@ -303,8 +372,17 @@ void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINT
 /* Sends what is queued, then a Close frame with status and the reason;
  * logs it, once. */
 void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...) PRINTF(3, 4);
-struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
-json_t *bus_status_json(struct bus *b);
+/* Writes what the socket takes of c's queue (and its Close frame once the
+ * queue is empty and it is closing); -1 when the socket failed. */
+int bus_write_some(struct bus_conn *c);
+/* lws is closing c: nothing more may follow its Close frame. */
+void bus_stop_sending(struct bus_conn *c);
+/* The writes before the loop sleeps start, and stop. */
+void bus_write_start(struct bus *b);
+void bus_write_stop(struct bus *b);
+/* At shutdown: every connection's Close frame (1001), as far as the
+ * sockets take them within BUS_LINGER_MS. */
+void bus_say_goodbye(struct bus *b);
 
 /* bus_accept.c */
 /* Listens on unix_path (mode bus_mode), or on host:port, and adopts
@@ -351,9 +429,14 @@ void bus_rx_fail(struct bus_conn *c);
 void bus_handle(struct bus_conn *c, const char *text, size_t len);
 /* The connection is going: what it held ends. */
 void bus_ops_conn_gone(struct bus_conn *c);
-/* s is about to be freed: connections that presented its token keep its
- * patterns, not a pointer to it. */
-void bus_drop_service(struct bus *b, struct service *s);
+/* The service owner stands for is about to be freed: connections that
+ * presented its token keep their patterns, but no longer point to it. */
+void bus_forget_owner(struct bus *b, const void *owner);
+/* A new identity (one reference); the patterns are copied. */
+struct bus_identity *bus_identity_new(const char *name, const struct strv *locks, const struct strv *publish,
+				      const struct strv *subscribe, void *owner);
+struct bus_identity *bus_identity_ref(struct bus_identity *id);
+void bus_identity_unref(struct bus_identity *id);
 
 /* bus_core.c */
 struct bus_frame *bus_frame_new(const char *text, size_t len);

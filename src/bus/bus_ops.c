@@ -14,31 +14,53 @@
 
 #include "bus.h"
 #include "config_keys.h"
-#include "daemon.h"
 #include "jflat.h"
 #include "jscan.h"
 #include "jstr.h"
 #include "lock.h"
+#include "pgroup.h"
 
 struct bus_op {
 	const char *name;
 	void (*fn)(struct bus_conn *c, json_t *req, json_t *id);
 };
 
-/* The patterns a connection is held to: its service's, NULL for an admin. */
-static const struct svc_config *conn_cfg(const struct bus_conn *c)
+struct bus_identity *bus_identity_new(const char *name, const struct strv *locks, const struct strv *publish,
+				      const struct strv *subscribe, void *owner)
 {
-	return c->svc ? c->svc->cfg : c->gone_cfg;
+	struct bus_identity *id = xcalloc(1, sizeof(*id));
+
+	id->refs = 1;
+	id->name = xstrdup(name);
+	strv_copy(&id->locks, locks);
+	strv_copy(&id->publish, publish);
+	strv_copy(&id->subscribe, subscribe);
+	id->owner = owner;
+	return id;
 }
 
-void bus_drop_service(struct bus *b, struct service *s)
+struct bus_identity *bus_identity_ref(struct bus_identity *id)
+{
+	id->refs++;
+	return id;
+}
+
+void bus_identity_unref(struct bus_identity *id)
+{
+	if (!id || --id->refs)
+		return;
+	free(id->name);
+	strv_free(&id->locks);
+	strv_free(&id->publish);
+	strv_free(&id->subscribe);
+	free(id);
+}
+
+void bus_forget_owner(struct bus *b, const void *owner)
 {
 	for (struct bus_conn *c = b->conns; c; c = c->next)
-		if (c->svc == s) {
-			c->gone_cfg = s->cfg;
-			c->gone_owner = config_ref(s->cfg_owner);
-			c->svc = NULL;
-		}
+		if (c->svc && c->svc->owner == owner)
+			c->svc->owner = NULL;
 }
 
 static bool allowed(const struct strv *pats, const char *topic, bool pattern)
@@ -72,15 +94,16 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	if (tok) {
-		struct service *s = map_get(&b->d->tokens, json_string_value(tok));
-		if (!s || !svc_live(s)) {
+		struct bus_identity *who = b->hooks.resolve(json_string_value(tok), b->hooks.arg);
+		if (!who) {
 			bus_conn_error(c, id, "bad token: not the COHORT_TOKEN of a running service");
 			bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad token");
 			return;
 		}
-		c->svc = s;
+		bus_identity_unref(c->svc);	/* a hello that failed after its token */
+		c->svc = who;
 		c->admin = false;
-		c->identity = xasprintf("service:%s", s->name);
+		c->identity = xasprintf("service:%s", who->name);
 	} else if (!c->unix_peer) {
 		bus_conn_error(c, id, "a token is required over TCP (the service's COHORT_TOKEN)");
 		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no token");
@@ -149,7 +172,7 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "sub: qos is 0 or 1");
 		return;
 	}
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
+	if (c->svc && !allowed(&c->svc->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
 		return;
 	}
@@ -212,7 +235,7 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 {
 	struct bus *b = c->bus;
 
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->publish, topic, false)) {
+	if (c->svc && !allowed(&c->svc->publish, topic, false)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
 		return;
 	}
@@ -233,7 +256,7 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 	}
 	/* A bound on memory, like the disk's: refused, not queued, so the
 	 * publisher knows and can try again once subscribers catch up. */
-	uint64_t mem_max = b->d->cfg->bus_memory_max;
+	uint64_t mem_max = b->memory_max;
 	if (qos && mem_max && b->queued_mem >= mem_max) {
 		bus_conn_refuse(c, id, "not stored: the bus queues hold %llu bytes, bus_memory_max is %llu; "
 				"try again", (unsigned long long)b->queued_mem, (unsigned long long)mem_max);
@@ -444,7 +467,7 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
 		return;
 	}
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
+	if (c->svc && !allowed(&c->svc->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not read %s", c->identity, pat);
 		return;
 	}
@@ -498,8 +521,8 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	if (!c->locks) {
 		char owner[160];
 		snprintf(owner, sizeof(owner), "%s (bus, pid %d)", c->identity, (int)c->pid);
-		c->locks = lock_session_open(&c->bus->d->locks, owner, conn_cfg(c) ? &conn_cfg(c)->locks : NULL,
-					     c->svc, lock_waited);
+		c->locks = lock_session_open(c->bus->locks, owner, c->svc ? &c->svc->locks : NULL,
+					     c->svc ? c->svc->owner : NULL, lock_waited);
 		c->locks->user = c;
 	}
 	return c->locks;
@@ -546,7 +569,7 @@ static bool get_work(struct bus_conn *c, json_t *req, json_t *id, struct lock_wo
 		return false;
 	}
 	pid_t pgid = (pid_t)json_integer_value(pg);
-	if (lock_group_check(pgid, c->uid, err, sizeof(err)) < 0) {
+	if (pgroup_check(pgid, c->uid, err, sizeof(err)) < 0) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid: %s", err);
 		return false;
 	}

@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "bus.h"
-#include "daemon.h"
 #include "log.h"
 
 enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID, R_SEQ };
@@ -369,7 +368,7 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents);
 int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 {
 	b->j = NULL;
-	struct journal *j = jrnl_open(dir, b->d->cfg->bus_fsync, b->loop, reset, on_record, on_durable,
+	struct journal *j = jrnl_open(dir, b->fsync, b->loop, reset, on_record, on_durable,
 				      b, &b->recovery, err, errlen);
 	if (!j)
 		return -1;

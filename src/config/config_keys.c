@@ -17,6 +17,7 @@
 
 #include "bus_trie.h"
 #include "config_keys.h"
+#include "hostport.h"
 #include "words.h"
 
 /*
@@ -308,38 +309,6 @@ bool lock_pattern_valid(const char *pat)
 			   "0123456789_.:/-*?") == n;
 }
 
-/* Host and port of "HOST:PORT" ("[v6]:PORT" too). */
-static int split_hostport(const char *s, char **host, char **port)
-{
-	const char *colon;
-	const char *h = s;
-	size_t hl;
-
-	if (*s == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close[1] != ':')
-			return -1;
-		h = s + 1;
-		hl = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		hl = (size_t)(colon - s);
-	}
-	uint64_t p;
-	const char *why;
-	if (hl == 0 || parse_uint(colon + 1, 65535, &p, &why) < 0 || p == 0)
-		return -1;
-	for (size_t i = 0; i < hl; i++)
-		if (isspace((unsigned char)h[i]) || h[i] == '/')
-			return -1;
-	*host = xstrndup(h, hl);
-	*port = xstrdup(colon + 1);
-	return 0;
-}
-
 static void check_free(struct check *c)
 {
 	free(c->host);
@@ -370,13 +339,13 @@ static int parse_check(const char *v, struct check *c, bool health, struct sbuf 
 		}
 	} else if (str_starts(v, "tcp:")) {
 		n.kind = CHECK_TCP;
-		if (split_hostport(v + 4, &n.host, &n.port) < 0)
+		if (hostport_split(v + 4, NULL, &n.host, &n.port) < 0)
 			goto bad;
 	} else if (str_starts(v, "http://")) {
 		const char *hp = v + 7;
 		const char *slash = strchr(hp, '/');
 		char *hostport = slash ? xstrndup(hp, (size_t)(slash - hp)) : xstrdup(hp);
-		int rc = split_hostport(hostport, &n.host, &n.port);
+		int rc = hostport_split(hostport, NULL, &n.host, &n.port);
 		free(hostport);
 		if (rc < 0)
 			goto bad;
@@ -706,7 +675,7 @@ int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 		*(char **)p = NULL;
 		if (!*v)
 			return 0;
-		if (split_hostport(v, &h, &port) < 0) {
+		if (hostport_split(v, NULL, &h, &port) < 0) {
 			w = "HOST:PORT, such as 127.0.0.1:7420, or nothing";
 			break;
 		}

@@ -8,8 +8,6 @@
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +23,7 @@
 #include "jflat.h"
 #include "lock.h"
 #include "log.h"
+#include "peer.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
@@ -437,37 +436,6 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	client_update(c);
 }
 
-static bool in_group(struct control *ctl, uid_t uid)
-{
-	void *cached = imap_get(&ctl->members, uid);
-
-	if (cached)
-		return cached == (void *)1;
-	bool member = false;
-	struct passwd pw, *pwp = NULL;
-	char buf[8192];
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
-		gid_t groups[256];
-		int n = ARRAY_LEN(groups);
-		if (pw.pw_gid == ctl->group)
-			member = true;
-		else if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) >= 0)
-			for (int i = 0; i < n && !member; i++)
-				member = groups[i] == ctl->group;
-	}
-	imap_put(&ctl->members, uid, member ? (void *)1 : (void *)2);
-	return member;
-}
-
-bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid)
-{
-	if (uid == 0 || uid == geteuid())
-		return true;
-	if (!ctl->has_group)
-		return false;
-	return gid == ctl->group || in_group(ctl, uid);
-}
-
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct control *ctl = container_of(w, struct control, listen_io);
@@ -497,7 +465,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !ctl_uid_allowed(ctl, cr.uid, cr.gid)) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !peer_allowed(ctl->auth, cr.uid, cr.gid)) {
 			char msg[200];
 			int n = snprintf(msg, sizeof(msg),
 					 "{\"ok\":false,\"error\":\"permission denied: uid %u may not use "
@@ -563,28 +531,17 @@ static int claim_path(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen)
+int control_open(struct control *ctl, struct cohortd *d, struct peer_auth *auth, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const struct cohort_config *cfg = d->cfg;
 	int fd;
 
-	*ctl = (struct control){.d = d};
+	*ctl = (struct control){.d = d, .auth = auth};
 	ctl->path = xasprintf("%s/control.sock", cfg->run_dir);
 	if (strlen(ctl->path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "%s: path too long for a unix socket", ctl->path);
 		goto fail;
-	}
-	if (cfg->control_group) {
-		struct group gr, *grp = NULL;
-		char buf[8192];
-		getgrnam_r(cfg->control_group, &gr, buf, sizeof(buf), &grp);
-		if (!grp) {
-			snprintf(err, errlen, "control_group \"%s\": no such group", cfg->control_group);
-			goto fail;
-		}
-		ctl->group = gr.gr_gid;
-		ctl->has_group = true;
 	}
 	if (claim_path(ctl->path, err, errlen) < 0)
 		goto fail;
@@ -603,7 +560,7 @@ int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errle
 		close(fd);
 		goto fail;
 	}
-	if ((ctl->has_group && chown(ctl->path, (uid_t)-1, ctl->group) < 0) ||
+	if ((auth->has_group && chown(ctl->path, (uid_t)-1, auth->group) < 0) ||
 	    chmod(ctl->path, (mode_t)cfg->control_mode) < 0) {
 		snprintf(err, errlen, "%s: setting owner and mode: %s", ctl->path, strerror(errno));
 		close(fd);
@@ -639,5 +596,4 @@ void control_close(struct control *ctl)
 	unlink(ctl->path);
 	free(ctl->path);
 	ctl->path = NULL;
-	imap_free(&ctl->members);
 }

@@ -68,8 +68,7 @@ struct control {
 	bool fd_warned;		/* said so, this time */
 	bool draining;		/* the loop has ended: write what waits, run nothing more */
 	char *path;
-	bool has_group;
-	gid_t group;
+	struct peer_auth *auth;	/* who may connect (the daemon's, shared with the bus) */
 	struct ctl_client *clients;
 	size_t nclients;
 	/* Clients with answers to write, written just before the loop waits:
@@ -78,9 +77,6 @@ struct control {
 	ev_prepare flush_w;
 	struct ctl_client *flush, **flush_tail;	/* in the order answered */
 	uint64_t next_id;
-	/* uid -> 1 member of control_group, 2 not; cached because the
-	 * group lookup may block */
-	struct imap members;
 };
 
 /* Handler results. */
@@ -99,14 +95,12 @@ struct ctl_command {
 	const char *help;
 };
 
-int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
+struct peer_auth;
+int control_open(struct control *ctl, struct cohortd *d, struct peer_auth *auth, char *err, size_t errlen);
 /* Writes the queued answers now: done before the loop sleeps, and by
  * cohortd once the loop has ended, so that the last answers (the one to
  * "shutdown") do not wait for the final sweep. */
 void control_flush(struct control *ctl);
-/* Root, cohortd's own uid, or control_group: who may drive cohortd (and
- * is an admin on the bus). */
-bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid);
 void control_close(struct control *ctl);
 
 /* The request in LINE (LEN bytes, without its newline) as a client's

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "lock.h"
+#include "pgroup.h"
 
 /* The service a peer process belongs to (its process group), or NULL. */
 static struct service *service_of_pid(struct cohortd *d, pid_t pid)
@@ -116,7 +117,7 @@ static int get_work(struct ctl_client *c, json_t *req, json_t *resp, struct lock
 	if (ctl_get_int(req, resp, "pgid", 2, INT32_MAX, &pgid) < 0 ||
 	    ctl_get_int(req, resp, "stop_timeout_ms", 0, LOCK_STOP_TIMEOUT_MAX_MS, &stop) < 0)
 		return -1;
-	if (pgid && lock_group_check((pid_t)pgid, c->uid, err, sizeof(err)) < 0) {
+	if (pgid && pgroup_check((pid_t)pgid, c->uid, err, sizeof(err)) < 0) {
 		ctl_error(resp, "pgid: %s", err);
 		return -1;
 	}

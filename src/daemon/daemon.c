@@ -432,6 +432,7 @@ static void daemon_free(struct cohortd *d)
 	imap_free(&d->children);
 	map_free(&d->by_name);
 	map_free(&d->tokens);
+	peer_auth_free(&d->auth);
 	while (d->event_subs)
 		daemon_unsubscribe(d, d->event_subs->fn, d->event_subs->arg);
 	free(d->svcs);
@@ -456,16 +457,16 @@ void daemon_release_service(struct cohortd *d, struct service *s)
 {
 	ctl_log_service_gone(&d->ctl, s);
 	lock_drop_service(&d->locks, s, true);
-	bus_drop_service(&d->bus, s);
+	bus_forget_owner(&d->bus, s);
 	forget_children(d, s);
 	svc_free(s);
 }
 
-int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
+/* The root struct, before anything is opened; NULL when not even a loop
+ * and /dev/null can be had. */
+static struct cohortd *daemon_new(const char *config_path, struct cohort_config *cfg, struct plan *plan)
 {
 	struct cohortd *d = xcalloc(1, sizeof(*d));
-	char err[256];
-	int rc;
 
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	d->config_path = xstrdup(config_path);
@@ -479,8 +480,18 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (!d->loop || d->devnull < 0) {
 		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
 		daemon_free(d);
-		return 1;
+		return NULL;
 	}
+	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
+	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	d->log_dir = xstrdup(cfg->log_dir);
+	d->run_dir = xstrdup(cfg->run_dir);
+	return d;
+}
+
+/* The process-wide settings of a supervisor. */
+static void set_process(void)
+{
 	/* Orphans of our services are re-parented to us, not to init: we reap
 	 * them (and kill the ones left at exit). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
@@ -490,72 +501,81 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	 * full disk, not a reason to die. */
 	signal(SIGXFSZ, SIG_IGN);
 	raise_fd_limit();
-	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
-	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
-	d->log_dir = xstrdup(cfg->log_dir);
-	d->run_dir = xstrdup(cfg->run_dir);
+}
+
+/* run_dir and state_dir, each with its single-instance lock; -1 (logged)
+ * when cohortd cannot run on them. */
+static int claim_dirs(struct cohortd *d, const struct cohort_config *cfg)
+{
+	char err[256];
+
 	/* A cohortd that runs on run_dir already must find nothing changed
 	 * by our attempt: the lock comes before any file is touched. */
 	if (mkdir_p(cfg->run_dir, 0755) < 0) {
 		log_error(NULL, "cannot make directory %s: %s", cfg->run_dir, strerror(errno));
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
 	if (instance_lock(cfg->run_dir, &d->instance_fd, err, sizeof(err)) < 0) {
 		log_error(NULL, "%s", err);
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
-	if (make_dirs(cfg) < 0) {
-		rc = 1;
-		goto out_early;
-	}
+	if (make_dirs(cfg) < 0)
+		return -1;
 	if (instance_lock_state(cfg->state_dir, &d->state_lock_fd, err, sizeof(err)) < 0) {
 		log_error(NULL, "%s", err);
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
-	hold_signals(SIG_BLOCK);
-	instance_sweep(cfg->run_dir);
+	return 0;
+}
+
+/*
+ * The layers around the services, each given what it needs: the notify
+ * socket, the log writer, the lock service, the control socket and the
+ * bus.  When one cannot open, what was opened before it is closed again,
+ * in reverse (one ladder), and -1 (logged).
+ */
+static int open_layers(struct cohortd *d, const struct cohort_config *cfg)
+{
+	char err[256];
+
 	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
 	d->logw = logw_start(d->loop);
 	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
-	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
+	int rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
 	free(tokens);
-	if (rc == 0)
-		lock_group_init(d);
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
-		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_locks;
 	}
-	if (control_open(&d->ctl, d, err, sizeof(err)) < 0) {
+	lock_group_init(d);
+	if (peer_auth_init(&d->auth, cfg->control_group, err, sizeof(err)) < 0 ||
+	    control_open(&d->ctl, d, &d->auth, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
-		lock_table_free(&d->locks);
-		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_control;
 	}
 	daemon_subscribe(d, ctl_on_event, &d->ctl);
-	if (bus_open(&d->bus, d, err, sizeof(err)) < 0) {
+	if (daemon_open_bus(d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot start the bus: %s", err);
-		control_close(&d->ctl);
-		lock_table_free(&d->locks);
-		notify_close(&d->notify, d->loop);
-		logw_stop(d->logw);
-		d->logw = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_bus;
 	}
+	return 0;
+no_bus:
+	control_close(&d->ctl);
+no_control:
+	lock_table_free(&d->locks);
+no_locks:
+	notify_close(&d->notify, d->loop);
+	logw_stop(d->logw);
+	d->logw = NULL;
+	return -1;
+}
 
+/* The services of the plan, and the watchers that drive them. */
+static void start_watchers(struct cohortd *d, struct cohort_config *cfg, const struct plan *plan)
+{
 	d->svcs = xcalloc(plan->n + 1, sizeof(*d->svcs));
 	for (size_t i = 0; i < plan->n; i++) {
 		d->svcs[i] = svc_new(d, cfg->services[i], cfg, i);
@@ -581,19 +601,10 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_unref(d->loop);	/* it alone must not keep the loop running */
 	ev_init(&d->log_flush_w, log_flush_cb);
 	log_set_repeat_hook(log_repeat_hook, d);
+}
 
-	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
-		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
-		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
-	log_plan(d);
-	stack_start(d);
-	ev_run(d->loop, 0);
-	d->ctl.draining = true;
-	control_flush(&d->ctl);
-
-	rc = d->exit_code;
-	if (!d->killed_all && d->shutting_down)
-		log_info(NULL, "every service has stopped");
+static void stop_watchers(struct cohortd *d)
+{
 	ev_signal_stop(d->loop, &d->sig_term);
 	ev_signal_stop(d->loop, &d->sig_int);
 	ev_signal_stop(d->loop, &d->sig_hup);
@@ -613,6 +624,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_ref(d->loop);
 	ev_async_stop(d->loop, &d->log_repeat_w);
 	ev_timer_stop(d->loop, &d->log_flush_w);
+}
+
+/* After the loop: nothing of ours runs any more, the layers close. */
+static void close_layers(struct cohortd *d)
+{
 	reap_everything();
 	instance_forget(d);
 	lock_group_close(d);	/* before the clients close: they lose their leases */
@@ -626,9 +642,44 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		svc_free_outputs(d->leaving[i]);
 	logw_stop(d->logw);
 	d->logw = NULL;
-	log_info(NULL, "exiting with status %d", rc);
-	log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
-out_early:
+}
+
+/* Runs the stack until it has stopped; the exit status. */
+static int run(struct cohortd *d, const char *config_path, const struct plan *plan)
+{
+	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
+		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
+		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
+	log_plan(d);
+	stack_start(d);
+	ev_run(d->loop, 0);
+	d->ctl.draining = true;
+	control_flush(&d->ctl);
+	if (!d->killed_all && d->shutting_down)
+		log_info(NULL, "every service has stopped");
+	return d->exit_code;
+}
+
+int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
+{
+	struct cohortd *d = daemon_new(config_path, cfg, plan);
+	int rc = 1;
+
+	if (!d)
+		return 1;
+	set_process();
+	if (claim_dirs(d, cfg) == 0) {
+		hold_signals(SIG_BLOCK);
+		instance_sweep(cfg->run_dir);
+		if (open_layers(d, cfg) == 0) {
+			start_watchers(d, cfg, plan);
+			rc = run(d, config_path, plan);
+			stop_watchers(d);
+			close_layers(d);
+			log_info(NULL, "exiting with status %d", rc);
+			log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
+		}
+	}
 	daemon_free(d);
 	ev_default_destroy();
 	return rc;

@@ -25,6 +25,7 @@
 #include "logfile.h"
 #include "map.h"
 #include "notify.h"
+#include "peer.h"
 #include "plan.h"
 #include "probe.h"
 
@@ -169,6 +170,7 @@ struct cohortd {
 	ev_async log_repeat_w;		/* a log line is being counted (any thread) */
 	ev_timer log_flush_w;		/* writes the count once its second is over */
 	struct notify notify;
+	struct peer_auth auth;		/* who may drive cohortd: control socket, bus admins */
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
 	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
@@ -201,8 +203,6 @@ struct cohortd {
 };
 
 /* lock_group.c: the process groups of `cohortctl lock` leases. */
-/* 0 when uid may hand cohortd group pgid to stop; else -1 and why in err. */
-int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen);
 /* Lost leases with a group stop it before the next holder starts. */
 void lock_group_init(struct cohortd *d);
 /* At exit: no more stopping; a group still stopping is killed now. */
@@ -216,6 +216,11 @@ void daemon_begin_shutdown(struct cohortd *d, const char *why);
 void daemon_release_service(struct cohortd *d, struct service *s);
 void daemon_subscribe(struct cohortd *d, event_fn fn, void *arg);
 void daemon_unsubscribe(struct cohortd *d, event_fn fn, void *arg);
+
+/* hooks.c: what the layers below ask of the daemon. */
+/* Opens the bus with the lock table, the peer rule, [cohort]'s bus keys,
+ * and the token resolver; -1 with err. */
+int daemon_open_bus(struct cohortd *d, char *err, size_t errlen);
 
 /* instance.c */
 /* Takes run_dir's single-instance lock (before any other file there is

@@ -58,13 +58,13 @@ static void compare_daemon(const struct cohortd *d, const struct cohort_config *
 	}
 }
 
-/* The live [cohort] keys the bus copied at start-up (the others are read
- * from d->cfg when they are needed). */
+/* The live [cohort] keys the bus copied at start-up. */
 static void apply_daemon(struct cohortd *d)
 {
-	d->bus.ack_timeout_ms = d->cfg->bus_ack_timeout_ms;
-	d->bus.queue_max = d->cfg->bus_queue_max;
-	d->bus.queue_age_ms = d->cfg->bus_queue_age_ms;
+	struct bus_policy pol;
+
+	bus_policy_from_config(&pol, d->cfg);
+	bus_set_policy(&d->bus, &pol);
 }
 
 static void leave(struct cohortd *d, struct service *s)
