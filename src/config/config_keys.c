@@ -15,9 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "bus_trie.h"
 #include "config_keys.h"
 #include "hostport.h"
+#include "topic.h"
 #include "words.h"
 
 /*

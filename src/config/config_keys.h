@@ -5,7 +5,6 @@
 #ifndef COHORT_CONFIG_KEYS_H
 #define COHORT_CONFIG_KEYS_H
 
-#include "bus_trie.h"
 #include "config.h"
 
 enum key_type {

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "daemon.h"
 #include "evtimer.h"
 #include "jflat.h"
 #include "lock.h"
@@ -47,7 +46,7 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 static void client_update(struct ctl_client *c)
 {
-	struct ev_loop *loop = c->ctl->d->loop;
+	struct ev_loop *loop = c->ctl->loop;
 	int want = 0;
 
 	/* Busy clients are still read, so one that leaves is noticed (and its
@@ -84,7 +83,7 @@ void ctl_client_close(struct ctl_client *c)
 					ctl->flush_tail = p;
 				break;
 			}
-	ev_io_stop(ctl->d->loop, &c->io);
+	ev_io_stop(ctl->loop, &c->io);
 	close(c->io.fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -275,7 +274,7 @@ static void read_again(struct ctl_client *c)
 	/* Requests that came meanwhile: handled from the watcher, not under
 	 * whoever answered this one. */
 	if (c->in.len && !c->closing)
-		ev_feed_event(c->ctl->d->loop, &c->io, EV_READ);
+		ev_feed_event(c->ctl->loop, &c->io, EV_READ);
 }
 
 void ctl_reply_later(struct ctl_client *c, json_t *resp)
@@ -531,14 +530,14 @@ static int claim_path(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-int control_open(struct control *ctl, struct cohortd *d, struct peer_auth *auth, char *err, size_t errlen)
+int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
+		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const struct cohort_config *cfg = d->cfg;
 	int fd;
 
-	*ctl = (struct control){.d = d, .auth = auth};
-	ctl->path = xasprintf("%s/control.sock", cfg->run_dir);
+	*ctl = (struct control){.d = d, .loop = loop, .auth = auth};
+	ctl->path = xasprintf("%s/control.sock", run_dir);
 	if (strlen(ctl->path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "%s: path too long for a unix socket", ctl->path);
 		goto fail;
@@ -561,18 +560,18 @@ int control_open(struct control *ctl, struct cohortd *d, struct peer_auth *auth,
 		goto fail;
 	}
 	if ((auth->has_group && chown(ctl->path, (uid_t)-1, auth->group) < 0) ||
-	    chmod(ctl->path, (mode_t)cfg->control_mode) < 0) {
+	    chmod(ctl->path, (mode_t)mode) < 0) {
 		snprintf(err, errlen, "%s: setting owner and mode: %s", ctl->path, strerror(errno));
 		close(fd);
 		unlink(ctl->path);
 		goto fail;
 	}
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
-	ev_io_start(d->loop, &ctl->listen_io);
+	ev_io_start(loop, &ctl->listen_io);
 	ev_init(&ctl->accept_pause, accept_again_cb);
 	ctl->flush_tail = &ctl->flush;
 	ev_prepare_init(&ctl->flush_w, flush_cb);
-	ev_prepare_start(d->loop, &ctl->flush_w);
+	ev_prepare_start(loop, &ctl->flush_w);
 	return 0;
 fail:
 	free(ctl->path);
@@ -589,9 +588,9 @@ void control_close(struct control *ctl)
 		(void)client_flush(c);
 		ctl_client_close(c);
 	}
-	ev_io_stop(ctl->d->loop, &ctl->listen_io);
-	ev_timer_stop(ctl->d->loop, &ctl->accept_pause);
-	ev_prepare_stop(ctl->d->loop, &ctl->flush_w);
+	ev_io_stop(ctl->loop, &ctl->listen_io);
+	ev_timer_stop(ctl->loop, &ctl->accept_pause);
+	ev_prepare_stop(ctl->loop, &ctl->flush_w);
 	close(ctl->listen_io.fd);
 	unlink(ctl->path);
 	free(ctl->path);

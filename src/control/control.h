@@ -62,7 +62,8 @@ struct ctl_client {
 };
 
 struct control {
-	struct cohortd *d;
+	struct cohortd *d;	/* what the command families act on (control.c never looks) */
+	struct ev_loop *loop;
 	ev_io listen_io;
 	ev_timer accept_pause;	/* out of file descriptors: accept again later */
 	bool fd_warned;		/* said so, this time */
@@ -96,7 +97,10 @@ struct ctl_command {
 };
 
 struct peer_auth;
-int control_open(struct control *ctl, struct cohortd *d, struct peer_auth *auth, char *err, size_t errlen);
+/* Listens on run_dir/control.sock (mode, and control_group's group when
+ * auth has one); d is handed to the command families.  -1 with err. */
+int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
+		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen);
 /* Writes the queued answers now: done before the loop sleeps, and by
  * cohortd once the loop has ended, so that the last answers (the one to
  * "shutdown") do not wait for the final sweep. */

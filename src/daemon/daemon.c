@@ -552,7 +552,8 @@ static int open_layers(struct cohortd *d, const struct cohort_config *cfg)
 	}
 	lock_group_init(d);
 	if (peer_auth_init(&d->auth, cfg->control_group, err, sizeof(err)) < 0 ||
-	    control_open(&d->ctl, d, &d->auth, err, sizeof(err)) < 0) {
+	    control_open(&d->ctl, d->loop, cfg->run_dir, (unsigned)cfg->control_mode, &d->auth, d, err,
+			 sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
 		goto no_control;
 	}

@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "bus.h"
-#include "daemon.h"
 #include "fuzz.h"
 #include "lock.h"
 
@@ -75,7 +74,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_to)
+static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 {
 	struct bus_conn *c = xcalloc(1, sizeof(*c));
 
@@ -83,7 +82,7 @@ static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_t
 	c->id = ++b->next_conn_id;
 	c->unix_peer = true;
 	c->admin = true;
-	c->gone_cfg = (struct svc_config *)held_to;
+	c->svc = held_to ? bus_identity_ref(held_to) : NULL;
 	c->next = b->conns;
 	if (c->next)
 		c->next->prev = c;
@@ -135,33 +134,53 @@ static void conn_close(struct bus_conn *c)
 	imap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
+	bus_identity_unref(c->svc);
 	free(c);
+}
+
+/* No token names a running service here. */
+static struct bus_identity *resolve_none(const char *token, void *arg)
+{
+	(void)token;
+	(void)arg;
+	return NULL;
+}
+
+static size_t no_services(void *arg)
+{
+	(void)arg;
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct cohortd d;
-	struct bus *b = &d.bus;
+	static struct lock_table locks;
+	static struct bus bus;
+	struct bus *b = &bus;
+	struct bus_policy pol;
 	char err[256];
 
-	d = (struct cohortd){.loop = loop, .cfg = cfg};
-	if (lock_table_init(&d.locks, loop, NULL, err, sizeof(err)) < 0) {
+	if (lock_table_init(&locks, loop, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lock_table_init: %s\n", err);
 		abort();
 	}
 	/* bus_open's set-up, without the listeners */
-	*b = (struct bus){.d = &d, .loop = loop};
-	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
-	b->queue_max = cfg->bus_queue_max;
-	b->queue_age_ms = cfg->bus_queue_age_ms;
-	b->max_message = cfg->bus_max_message;
-	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
+	bus_policy_from_config(&pol, cfg);
+	*b = (struct bus){.loop = loop, .locks = &locks,
+			  .hooks = {.resolve = resolve_none, .services = no_services}};
+	bus_set_policy(b, &pol);
+	b->max_message = pol.max_message;
+	b->idle_timeout = (ev_tstamp)pol.idle_timeout_ms / 1000;
+	b->fsync = pol.fsync;
 	fz_empty(state);
 	if (bus_store_open(b, state, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bus_store_open: %s\n", err);
 		abort();
 	}
-	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, config_find(cfg, "svc"))};
+	const struct svc_config *svc = config_find(cfg, "svc");
+	struct bus_identity *held = bus_identity_new("svc", &svc->locks, &svc->publish, &svc->subscribe, NULL);
+	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, held)};
+	bus_identity_unref(held);
 
 	const uint8_t *p = data, *end = data + size;
 	while (p < end) {
@@ -191,6 +210,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bus_store_close(b);
 	bus_free_all(b);
 	imap_free(&b->conns_by_id);
-	lock_table_free(&d.locks);
+	lock_table_free(&locks);
 	return 0;
 }
