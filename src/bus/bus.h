@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "bus_trie.h"
@@ -201,7 +202,7 @@ struct bus_session {
 
 struct bus_out {
 	struct bus_frame *f;
-	struct bus_out *next;
+	STAILQ_ENTRY(bus_out) link;
 };
 
 struct bus_conn {
@@ -217,13 +218,13 @@ struct bus_conn {
 	struct bus_identity *svc;
 	char *identity;		/* "service:NAME" or "admin", after hello */
 	struct bus_session *session;	/* after hello */
-	struct bus_out *out_head, *out_tail;
+	STAILQ_HEAD(bus_outq, bus_out) out;	/* frames to send, in order */
 	size_t out_len;
 	uint64_t out_bytes;
 	bool rx_paused;
 	bool write_asked;	/* a writeable callback is on its way */
 	bool flush_queued;	/* on bus->flush: written before the loop sleeps */
-	struct bus_conn *flush_next;
+	SLIST_ENTRY(bus_conn) flush_link;
 	struct sbuf rx;		/* fragments of the message being received */
 	int rx_fd;		/* its socket, as bus_rx.c knows it */
 	struct ws_scan rx_scan;	/* the client's frame headers, followed (bus_rx.c) */
@@ -250,7 +251,7 @@ struct bus_conn {
 	struct lock_session *locks;
 	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
 	uint64_t next_cookie;
-	struct bus_conn *prev, *next;
+	LIST_ENTRY(bus_conn) link;	/* in bus->conns */
 };
 
 /* A publisher's ok, sent once its record is durable. */
@@ -260,7 +261,7 @@ struct bus_ok {
 	json_t *id;
 	uint64_t seq;
 	bool duplicate;		/* the answer to a retry (same mid) */
-	struct bus_ok *next;
+	STAILQ_ENTRY(bus_ok) link;
 };
 
 struct bus_mid {
@@ -268,7 +269,7 @@ struct bus_mid {
 	uint64_t seq;
 	uint64_t ticket;	/* its journal ticket: a retry's ok waits for it too */
 	int64_t ts_ms;
-	struct bus_mid *next;	/* in arrival order */
+	STAILQ_ENTRY(bus_mid) link;	/* in bus->mid_order */
 };
 
 /* A listening socket of the bus (bus_accept.c). */
@@ -291,7 +292,7 @@ struct bus {
 	struct trie subs;
 	struct map sessions;		/* durable sessions by key */
 	struct map retained;		/* topic -> struct bus_msg */
-	struct bus_conn *conns;
+	LIST_HEAD(bus_conns, bus_conn) conns;
 	size_t nconns;
 	struct imap conns_by_id;
 	struct imap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
@@ -299,8 +300,8 @@ struct bus {
 	struct journal *j;
 	uint64_t seq;			/* last message seq */
 	struct map mids;		/* key -> struct bus_mid */
-	struct bus_mid *mid_head, *mid_tail;
-	struct bus_ok *ok_head, *ok_tail;
+	STAILQ_HEAD(bus_mids, bus_mid) mid_order;	/* the mids, oldest first */
+	STAILQ_HEAD(bus_oks, bus_ok) oks;	/* publishers' oks waiting for the disk, by ticket */
 	uint64_t durable_ticket;
 	uint64_t live_bytes;		/* of retained and durably queued messages */
 	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
@@ -308,7 +309,7 @@ struct bus {
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
-	struct bus_conn *flush;		/* connections with frames queued this iteration */
+	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
@@ -325,7 +326,7 @@ struct bus {
 	uint64_t queued_mem_peak;	/* since the last malloc_trim */
 	ev_timer trim_w;		/* a malloc_trim after a queue drained */
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
-	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
+	LIST_HEAD(bus_lingers, bus_linger) lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
 	int64_t refused_log_ms;		/* when a refused origin was last logged */
 	uint64_t refused_unlogged;	/* refused since, not logged */

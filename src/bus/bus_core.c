@@ -696,17 +696,16 @@ void bus_free_all(struct bus *b)
 	map_free(&b->retained);
 	trie_free(&b->subs);
 	ev_timer_stop(b->loop, &b->trim_w);
-	while (b->mid_head) {
-		struct bus_mid *x = b->mid_head;
-		b->mid_head = x->next;
+	struct bus_mid *x;
+	while ((x = STAILQ_FIRST(&b->mid_order))) {
+		STAILQ_REMOVE_HEAD(&b->mid_order, link);
 		free(x->key);
 		free(x);
 	}
-	b->mid_tail = NULL;
 	map_free(&b->mids);
-	while (b->ok_head) {
-		struct bus_ok *o = b->ok_head;
-		b->ok_head = o->next;
+	struct bus_ok *o;
+	while ((o = STAILQ_FIRST(&b->oks))) {
+		STAILQ_REMOVE_HEAD(&b->oks, link);
 		json_decref(o->id);
 		free(o);
 	}

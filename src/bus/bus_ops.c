@@ -58,7 +58,7 @@ void bus_identity_unref(struct bus_identity *id)
 
 void bus_forget_owner(struct bus *b, const void *owner)
 {
-	for (struct bus_conn *c = b->conns; c; c = c->next)
+	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link))
 		if (c->svc && c->svc->owner == owner)
 			c->svc->owner = NULL;
 }
@@ -221,11 +221,7 @@ static void ok_when_stored(struct bus_conn *c, json_t *id, uint64_t seq, uint64_
 	o->id = json_incref(id);
 	o->seq = seq;
 	o->duplicate = duplicate;
-	if (b->ok_tail)
-		b->ok_tail->next = o;
-	else
-		b->ok_head = o;
-	b->ok_tail = o;
+	STAILQ_INSERT_TAIL(&b->oks, o, link);
 }
 
 /* A publish whose fields are checked: DATA (DATA_LEN bytes) is JSON text

@@ -80,8 +80,7 @@ static ssize_t rx_check(struct bus_conn *c, const void *buf, ssize_t n)
 	c->rx_failed = true;	/* lws gets EAGAIN from now on */
 	if (!c->flush_queued) {
 		c->flush_queued = true;
-		c->flush_next = c->bus->flush;
-		c->bus->flush = c;
+		SLIST_INSERT_HEAD(&c->bus->flush, c, flush_link);
 	}
 	if (keep == 0) {
 		errno = EAGAIN;

@@ -66,10 +66,8 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 			c->admin = peer_allowed(b->auth, cr.uid, cr.gid);
 		}
 	}
-	c->next = b->conns;
-	if (c->next)
-		c->next->prev = c;
-	b->conns = c;
+	STAILQ_INIT(&c->out);
+	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
 	imap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_rx_watch(c);
@@ -85,23 +83,14 @@ static void conn_free(struct bus_conn *c)
 	bus_live_stop(c);
 	bus_rx_unwatch(c);
 	if (c->flush_queued)
-		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
-			if (*p == c) {
-				*p = c->flush_next;
-				break;
-			}
-	while (c->out_head) {
-		struct bus_out *o = c->out_head;
-		c->out_head = o->next;
+		SLIST_REMOVE(&b->flush, c, bus_conn, flush_link);
+	while (!STAILQ_EMPTY(&c->out)) {
+		struct bus_out *o = STAILQ_FIRST(&c->out);
+		STAILQ_REMOVE_HEAD(&c->out, link);
 		bus_frame_put(o->f);
 		free(o);
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		b->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	b->nconns--;
 	imap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
@@ -587,7 +576,7 @@ json_t *bus_status_json(struct bus *b)
 		durable_away += s->conn == NULL;
 	}
 	json_t *conns = json_array();
-	for (struct bus_conn *c = b->conns; c; c = c->next) {
+	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link)) {
 		struct bus_session *s = c->session;
 		if (s && !s->key) {
 			queued += s->qlen;

@@ -132,11 +132,11 @@ static uint64_t mid_size(const struct bus_mid *x)
 
 static void mid_prune(struct bus *b, int64_t now)
 {
-	while (b->mid_head && (now - b->mid_head->ts_ms > BUS_MID_WINDOW_MS || b->nmids > BUS_MID_MAX)) {
-		struct bus_mid *x = b->mid_head;
-		b->mid_head = x->next;
-		if (!b->mid_head)
-			b->mid_tail = NULL;
+	struct bus_mid *x;
+
+	while ((x = STAILQ_FIRST(&b->mid_order)) &&
+	       (now - x->ts_ms > BUS_MID_WINDOW_MS || b->nmids > BUS_MID_MAX)) {
+		STAILQ_REMOVE_HEAD(&b->mid_order, link);
 		if (map_get(&b->mids, x->key) == x)
 			map_del(&b->mids, x->key);
 		b->mid_bytes -= mid_size(x);
@@ -179,11 +179,7 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, uint64_t ticket,
 	x->seq = seq;
 	x->ticket = ticket;
 	x->ts_ms = ts;
-	if (b->mid_tail)
-		b->mid_tail->next = x;
-	else
-		b->mid_head = x;
-	b->mid_tail = x;
+	STAILQ_INSERT_TAIL(&b->mid_order, x, link);
 	map_put(&b->mids, x->key, x);
 	b->mid_bytes += mid_size(x);
 	if (++b->nmids > BUS_MID_MAX)
@@ -348,13 +344,11 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 static void on_durable(void *arg, uint64_t ticket)
 {
 	struct bus *b = arg;
+	struct bus_ok *o;
 
 	b->durable_ticket = ticket;
-	while (b->ok_head && b->ok_head->ticket <= ticket) {
-		struct bus_ok *o = b->ok_head;
-		b->ok_head = o->next;
-		if (!b->ok_head)
-			b->ok_tail = NULL;
+	while ((o = STAILQ_FIRST(&b->oks)) && o->ticket <= ticket) {
+		STAILQ_REMOVE_HEAD(&b->oks, link);
 		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);
 		if (c)
 			bus_conn_send_ok(c, o->id, o->seq, o->duplicate);
@@ -368,6 +362,8 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents);
 int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 {
 	b->j = NULL;
+	STAILQ_INIT(&b->mid_order);	/* recovery fills it */
+	STAILQ_INIT(&b->oks);
 	struct journal *j = jrnl_open(dir, b->fsync, b->loop, reset, on_record, on_durable,
 				      b, &b->recovery, err, errlen);
 	if (!j)
@@ -475,7 +471,7 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	}
 	free(msgs);
 	imap_free(&owners);
-	for (struct bus_mid *x = b->mid_head; x; x = x->next) {
+	for (struct bus_mid *x = STAILQ_FIRST(&b->mid_order); x; x = STAILQ_NEXT(x, link)) {
 		jb_u8(&j, R_MID);
 		jb_str(&j, x->key, strlen(x->key));
 		jb_u64(&j, x->seq);

@@ -27,12 +27,7 @@ void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
 	struct bus_out *o = xmalloc(sizeof(*o));
 	o->f = f;
 	f->refs++;
-	o->next = NULL;
-	if (c->out_tail)
-		c->out_tail->next = o;
-	else
-		c->out_head = o;
-	c->out_tail = o;
+	STAILQ_INSERT_TAIL(&c->out, o, link);
 	c->out_len++;
 	c->out_bytes += f->len;
 	if (!c->rx_paused && c->out_bytes > BUS_OUT_MAX) {
@@ -42,8 +37,7 @@ void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
 	}
 	if (!c->write_asked && !c->flush_queued) {	/* flush_cb writes it */
 		c->flush_queued = true;
-		c->flush_next = c->bus->flush;
-		c->bus->flush = c;
+		SLIST_INSERT_HEAD(&c->bus->flush, c, flush_link);
 	}
 }
 
@@ -168,11 +162,9 @@ static size_t close_frame(unsigned char *f, int status, const char *reason)
 
 static void out_pop(struct bus_conn *c)
 {
-	struct bus_out *o = c->out_head;
+	struct bus_out *o = STAILQ_FIRST(&c->out);
 
-	c->out_head = o->next;
-	if (!c->out_head)
-		c->out_tail = NULL;
+	STAILQ_REMOVE_HEAD(&c->out, link);
 	c->out_len--;
 	c->out_bytes -= o->f->len;
 	bus_frame_put(o->f);
@@ -183,7 +175,7 @@ static void out_pop(struct bus_conn *c)
 void bus_stop_sending(struct bus_conn *c)
 {
 	c->closing = true;
-	while (c->out_head)
+	while (!STAILQ_EMPTY(&c->out))
 		out_pop(c);
 }
 
@@ -214,10 +206,10 @@ int bus_write_some(struct bus_conn *c)
 		if (lws_write(c->wsi, ping + LWS_PRE, 3, LWS_WRITE_HTTP) < 3)
 			return -1;
 	}
-	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; ) {
+	for (int i = 0; i < BUS_WRITE_BURST && !STAILQ_EMPTY(&c->out); ) {
 		if (i > 0 && lws_send_pipe_choked(c->wsi))
 			break;
-		struct bus_frame *f = c->out_head->f;
+		struct bus_frame *f = STAILQ_FIRST(&c->out)->f;
 		if (f->len + 4 > BUS_BATCH_MAX) {
 			int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
 			bool short_write = n < (int)f->len;
@@ -228,8 +220,8 @@ int bus_write_some(struct bus_conn *c)
 			continue;
 		}
 		size_t used = 0;
-		while (c->out_head && i < BUS_WRITE_BURST) {
-			f = c->out_head->f;
+		while (!STAILQ_EMPTY(&c->out) && i < BUS_WRITE_BURST) {
+			f = STAILQ_FIRST(&c->out)->f;
 			if (used + f->len + 4 > BUS_BATCH_MAX)
 				break;
 			used += ws_header(batch + LWS_PRE + used, f->len);
@@ -245,7 +237,7 @@ int bus_write_some(struct bus_conn *c)
 		lws_rx_flow_control(c->wsi, 1);
 		c->rx_paused = false;
 	}
-	if (c->out_head) {
+	if (!STAILQ_EMPTY(&c->out)) {
 		c->choked = lws_send_pipe_choked(c->wsi);
 		c->write_asked = true;
 		lws_callback_on_writable(c->wsi);
@@ -284,13 +276,13 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)revents;
 
-	while (b->flush) {
-		struct bus_conn *c = b->flush;
-		b->flush = c->flush_next;
+	while (!SLIST_EMPTY(&b->flush)) {
+		struct bus_conn *c = SLIST_FIRST(&b->flush);
+		SLIST_REMOVE_HEAD(&b->flush, flush_link);
 		c->flush_queued = false;
 		if (c->rx_fault)
 			bus_rx_fail(c);
-		if (c->write_asked || !c->out_head)
+		if (c->write_asked || STAILQ_EMPTY(&c->out))
 			continue;
 		if (c->closing || lws_partial_buffered(c->wsi)) {
 			c->write_asked = true;
@@ -320,10 +312,10 @@ static void say_goodbye(struct bus *b)
 {
 	size_t n = 0;
 
-	for (struct bus_conn *c = b->conns; c; c = c->next) {
+	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link)) {
 		if (c->close_sent)
 			continue;
-		if (c->out_head && !lws_partial_buffered(c->wsi))
+		if (!STAILQ_EMPTY(&c->out) && !lws_partial_buffered(c->wsi))
 			(void)bus_write_some(c);	/* what the socket takes now */
 		if (c->close_sent)
 			continue;
@@ -358,7 +350,7 @@ static void finish_frames(struct bus *b)
 	for (;;) {
 		struct pollfd p[64];
 		nfds_t n = 0;
-		for (struct bus_conn *c = b->conns; c && n < ARRAY_LEN(p); c = c->next)
+		for (struct bus_conn *c = LIST_FIRST(&b->conns); c && n < ARRAY_LEN(p); c = LIST_NEXT(c, link))
 			if (!c->close_sent || lws_partial_buffered(c->wsi))
 				p[n++] = (struct pollfd){lws_get_socket_fd(c->wsi), POLLOUT, 0};
 		int left = (int)(deadline - now_mono_ms());

@@ -23,6 +23,7 @@
 #include "evtimer.h"
 #include "lock.h"
 #include "log.h"
+#include "thread.h"
 
 const char *lock_mode_name(enum lock_mode m)
 {
@@ -87,7 +88,7 @@ static void ahead_start(struct lock_table *t)
 {
 	t->ahead_upto = t->reserved + LOCK_TOKEN_BLOCK;
 	atomic_store(&t->ahead_finished, false);
-	t->ahead_running = pthread_create(&t->ahead_thread, NULL, ahead_main, t) == 0;
+	t->ahead_running = thread_start(&t->ahead_thread, ahead_main, t) == 0;
 	t->ahead_failed = !t->ahead_running;	/* not again each grant: the loop writes it */
 }
 

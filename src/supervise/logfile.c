@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "logfile.h"
+#include "thread.h"
 
 struct logsink {
 	struct logwriter *w;
@@ -371,7 +372,6 @@ void logw_tail(struct logwriter *w, const char *path, unsigned backups, unsigned
 struct logwriter *logw_start(struct ev_loop *loop)
 {
 	struct logwriter *w = xcalloc(1, sizeof(*w));
-	sigset_t all, old;
 
 	w->loop = loop;
 	ev_async_init(&w->done_w, done_cb);
@@ -379,11 +379,7 @@ struct logwriter *logw_start(struct ev_loop *loop)
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	/* The thread must never take a signal meant for the loop. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&w->thread, NULL, writer_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start(&w->thread, writer_main, w);
 	if (rc != 0) {
 		log_error(NULL, "cannot start the log writer thread: %s", strerror(rc));
 		abort();

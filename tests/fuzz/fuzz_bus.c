@@ -83,10 +83,8 @@ static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 	c->unix_peer = true;
 	c->admin = true;
 	c->svc = held_to ? bus_identity_ref(held_to) : NULL;
-	c->next = b->conns;
-	if (c->next)
-		c->next->prev = c;
-	b->conns = c;
+	STAILQ_INIT(&c->out);
+	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
 	imap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_live_start(c);
@@ -96,8 +94,8 @@ static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 /* Takes what the connection was sent: each frame one JSON object. */
 static void conn_drain(struct bus_conn *c)
 {
-	while (c->out_head) {
-		struct bus_out *o = c->out_head;
+	while (!STAILQ_EMPTY(&c->out)) {
+		struct bus_out *o = STAILQ_FIRST(&c->out);
 		const char *text = (const char *)o->f->data + LWS_PRE;
 		json_error_t err;
 		json_t *v = json_loadb(text, o->f->len, 0, &err);
@@ -107,11 +105,10 @@ static void conn_drain(struct bus_conn *c)
 			abort();
 		}
 		json_decref(v);
-		c->out_head = o->next;
+		STAILQ_REMOVE_HEAD(&c->out, link);
 		bus_frame_put(o->f);
 		free(o);
 	}
-	c->out_tail = NULL;
 	c->out_len = 0;
 	c->out_bytes = 0;
 }
@@ -124,12 +121,7 @@ static void conn_close(struct bus_conn *c)
 	bus_ops_conn_gone(c);
 	bus_live_stop(c);
 	conn_drain(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		b->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	b->nconns--;
 	imap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
