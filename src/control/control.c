@@ -76,21 +76,10 @@ void ctl_client_close(struct ctl_client *c)
 	ctl_stream_stop(c);
 	lock_session_close(c->locks);	/* a client that leaves lets go */
 	if (c->flush_queued)
-		for (struct ctl_client **p = &ctl->flush; *p; p = &(*p)->flush_next)
-			if (*p == c) {
-				*p = c->flush_next;
-				if (ctl->flush_tail == &c->flush_next)
-					ctl->flush_tail = p;
-				break;
-			}
+		STAILQ_REMOVE(&ctl->flush, c, ctl_client, flush_link);
 	ev_io_stop(ctl->loop, &c->io);
 	close(c->io.fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		ctl->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	ctl->nclients--;
 	sbuf_free(&c->in);
 	sbuf_free(&c->out);
@@ -145,9 +134,7 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 	/* In the order answered: a lock's next holder, granted by a release,
 	 * hears before the releaser hears "ok". */
 	c->flush_queued = true;
-	c->flush_next = NULL;
-	*c->ctl->flush_tail = c;
-	c->ctl->flush_tail = &c->flush_next;
+	STAILQ_INSERT_TAIL(&c->ctl->flush, c, flush_link);
 }
 
 static void handle_input(struct ctl_client *c);
@@ -164,11 +151,9 @@ static void resume_input(struct ctl_client *c)
  * closes a client that is gone. */
 void control_flush(struct control *ctl)
 {
-	while (ctl->flush) {
-		struct ctl_client *c = ctl->flush;
-		ctl->flush = c->flush_next;
-		if (!ctl->flush)
-			ctl->flush_tail = &ctl->flush;
+	while (!STAILQ_EMPTY(&ctl->flush)) {
+		struct ctl_client *c = STAILQ_FIRST(&ctl->flush);
+		STAILQ_REMOVE_HEAD(&ctl->flush, flush_link);
 		c->flush_queued = false;
 		if (client_flush(c) < 0)
 			c->closing = true;
@@ -480,10 +465,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->pid = cr.pid;
 		ev_io_init(&c->io, client_io_cb, fd, EV_READ);
 		ev_io_start(loop, &c->io);
-		c->next = ctl->clients;
-		if (c->next)
-			c->next->prev = c;
-		ctl->clients = c;
+		LIST_INSERT_HEAD(&ctl->clients, c, link);
 		ctl->nclients++;
 	}
 }
@@ -569,7 +551,7 @@ int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir,
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
 	ev_io_start(loop, &ctl->listen_io);
 	ev_init(&ctl->accept_pause, accept_again_cb);
-	ctl->flush_tail = &ctl->flush;
+	STAILQ_INIT(&ctl->flush);
 	ev_prepare_init(&ctl->flush_w, flush_cb);
 	ev_prepare_start(loop, &ctl->flush_w);
 	return 0;
@@ -583,8 +565,8 @@ void control_close(struct control *ctl)
 {
 	if (!ctl->path)
 		return;
-	while (ctl->clients) {
-		struct ctl_client *c = ctl->clients;
+	while (!LIST_EMPTY(&ctl->clients)) {
+		struct ctl_client *c = LIST_FIRST(&ctl->clients);
 		(void)client_flush(c);
 		ctl_client_close(c);
 	}

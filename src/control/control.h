@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "map.h"
@@ -56,8 +57,8 @@ struct ctl_client {
 	size_t nfollow;
 	struct ctl_wait *wait;	/* the request waiting for targets to settle */
 	struct lock_session *locks;	/* opened by the first lock command */
-	struct ctl_client *prev, *next;
-	struct ctl_client *flush_next;	/* in control.flush, when flush_queued */
+	LIST_ENTRY(ctl_client) link;	/* in control.clients */
+	STAILQ_ENTRY(ctl_client) flush_link;	/* in control.flush, when flush_queued */
 	bool flush_queued;
 };
 
@@ -70,13 +71,13 @@ struct control {
 	bool draining;		/* the loop has ended: write what waits, run nothing more */
 	char *path;
 	struct peer_auth *auth;	/* who may connect (the daemon's, shared with the bus) */
-	struct ctl_client *clients;
+	LIST_HEAD(ctl_clients, ctl_client) clients;
 	size_t nclients;
 	/* Clients with answers to write, written just before the loop waits:
 	 * each answer wakes its client, which would otherwise take the CPU
 	 * from the rest of the batch (as redis does it, in beforeSleep). */
 	ev_prepare flush_w;
-	struct ctl_client *flush, **flush_tail;	/* in the order answered */
+	STAILQ_HEAD(ctl_flushq, ctl_client) flush;	/* in the order answered */
 	uint64_t next_id;
 };
 

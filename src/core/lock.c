@@ -163,6 +163,7 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 	if (!l) {
 		l = xcalloc(1, sizeof(*l));
 		l->name = xstrdup(name);
+		TAILQ_INIT(&l->waiters);
 		map_put(&t->locks, l->name, l);
 	}
 	return l;
@@ -209,31 +210,17 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	ev_init(&le->timer, lease_expired);
 	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
-	le->next = l->holders;
-	if (le->next)
-		le->next->prev = le;
-	l->holders = le;
+	LIST_INSERT_HEAD(&l->holders, le, link);
 	l->nholders++;
 	l->held_mode = mode;
-	le->s_next = s->leases;
-	if (le->s_next)
-		le->s_next->s_prev = le;
-	s->leases = le;
+	LIST_INSERT_HEAD(&s->leases, le, s_link);
 	s->t->grants++;
 	return le;
 }
 
 static void lease_unlink_session(struct lock_lease *le)
 {
-	struct lock_session *s = le->session;
-
-	if (le->s_prev)
-		le->s_prev->s_next = le->s_next;
-	else
-		s->leases = le->s_next;
-	if (le->s_next)
-		le->s_next->s_prev = le->s_prev;
-	le->s_prev = le->s_next = NULL;
+	LIST_REMOVE(le, s_link);
 }
 
 static void lease_remove(struct lock_table *t, struct lock_lease *le)
@@ -241,12 +228,7 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le)
 	struct lock *l = le->lock;
 
 	ev_timer_stop(t->loop, &le->timer);
-	if (le->prev)
-		le->prev->next = le->next;
-	else
-		l->holders = le->next;
-	if (le->next)
-		le->next->prev = le->prev;
+	LIST_REMOVE(le, link);
 	l->nholders--;
 	if (le->session)
 		lease_unlink_session(le);
@@ -290,29 +272,18 @@ static void wait_unlink(struct lock_wait *w)
 	struct lock_session *s = w->session;
 
 	ev_timer_stop(s->t->loop, &w->timer);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		l->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		l->tail = w->prev;
+	TAILQ_REMOVE(&l->waiters, w, link);
 	l->nwaiters--;
-	if (w->s_prev)
-		w->s_prev->s_next = w->s_next;
-	else
-		s->waits = w->s_next;
-	if (w->s_next)
-		w->s_next->s_prev = w->s_prev;
+	LIST_REMOVE(w, s_link);
 }
 
 /* Grants the head of the queue while it fits: one exclusive, or every
  * consecutive shared request. */
 static void process_queue(struct lock_table *t, struct lock *l)
 {
-	while (l->head && compatible(l, l->head->mode)) {
-		struct lock_wait *w = l->head;
+	struct lock_wait *w;
+
+	while ((w = TAILQ_FIRST(&l->waiters)) && compatible(l, w->mode)) {
 		uint64_t token;
 		const char *why;
 		if (take_token(t, &token, &why) < 0) {
@@ -398,9 +369,9 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	struct lock *l = lock_get(t, name);
 	/* Waiters left at the head while no token could be had (the counter
 	 * could not be written) go first, now that it may work again. */
-	if (l->head && compatible(l, l->head->mode))
+	if (!TAILQ_EMPTY(&l->waiters) && compatible(l, TAILQ_FIRST(&l->waiters)->mode))
 		process_queue(t, l);
-	if (!l->head && compatible(l, mode)) {
+	if (TAILQ_EMPTY(&l->waiters) && compatible(l, mode)) {
 		if (take_token(t, token, why) < 0) {
 			lock_maybe_free(t, l);
 			return LOCK_ERROR;
@@ -423,17 +394,9 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->cookie = cookie;
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
-	w->prev = l->tail;
-	if (l->tail)
-		l->tail->next = w;
-	else
-		l->head = w;
-	l->tail = w;
+	TAILQ_INSERT_TAIL(&l->waiters, w, link);
 	l->nwaiters++;
-	w->s_next = s->waits;
-	if (w->s_next)
-		w->s_next->s_prev = w;
-	s->waits = w;
+	LIST_INSERT_HEAD(&s->waits, w, s_link);
 	return LOCK_QUEUED;
 }
 
@@ -441,7 +404,7 @@ static struct lock_lease *find_lease(struct lock_session *s, const char *name, u
 {
 	struct lock *l = map_get(&s->t->locks, name);
 
-	for (struct lock_lease *le = l ? l->holders : NULL; le; le = le->next)
+	for (struct lock_lease *le = l ? LIST_FIRST(&l->holders) : NULL; le; le = LIST_NEXT(le, link))
 		if (le->token == token && le->session == s)
 			return le;
 	return NULL;
@@ -483,7 +446,9 @@ int lock_release(struct lock_session *s, const char *name, uint64_t token, const
 
 void lock_cancel_wait(struct lock_session *s, void *cookie)
 {
-	for (struct lock_wait *w = s->waits; w; w = w->s_next) {
+	struct lock_wait *w;
+
+	LIST_FOREACH(w, &s->waits, s_link) {
 		if (w->cookie != cookie)
 			continue;
 		struct lock *l = w->lock;
@@ -503,13 +468,13 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 	struct lock **touched = NULL;
 	size_t n = 0, cap = 0;
 
-	while (s->leases || s->waits) {
+	while (!LIST_EMPTY(&s->leases) || !LIST_EMPTY(&s->waits)) {
 		struct lock *l;
-		if (s->leases) {
-			l = s->leases->lock;
-			lease_lost(t, s->leases, lost);
+		if (!LIST_EMPTY(&s->leases)) {
+			l = LIST_FIRST(&s->leases)->lock;
+			lease_lost(t, LIST_FIRST(&s->leases), lost);
 		} else {
-			struct lock_wait *w = s->waits;
+			struct lock_wait *w = LIST_FIRST(&s->waits);
 			void *cookie = w->cookie;
 			l = w->lock;
 			wait_unlink(w);
@@ -548,10 +513,7 @@ struct lock_session *lock_session_open(struct lock_table *t, const char *owner,
 		strv_copy(&s->patterns, patterns);
 	s->svc = svc;
 	s->on_wait = on_wait;
-	s->next = t->sessions;
-	if (s->next)
-		s->next->prev = s;
-	t->sessions = s;
+	LIST_INSERT_HEAD(&t->sessions, s, link);
 	return s;
 }
 
@@ -560,13 +522,7 @@ void lock_session_close(struct lock_session *s)
 	if (!s)
 		return;
 	session_clear(s, "its holder went away", NULL);
-	struct lock_table *t = s->t;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		t->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s->owner);
 	strv_free(&s->patterns);
 	free(s);
@@ -574,10 +530,12 @@ void lock_session_close(struct lock_session *s)
 
 void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 {
-	for (struct lock_session *s = t->sessions; s; s = s->next) {
+	struct lock_session *s;
+
+	LIST_FOREACH(s, &t->sessions, link) {
 		if (s->svc != svc)
 			continue;
-		if (s->leases || s->waits) {
+		if (!LIST_EMPTY(&s->leases) || !LIST_EMPTY(&s->waits)) {
 			log_info(NULL, "locks of %s released: its service ended", s->owner);
 			session_clear(s, "its service ended", "the service that asked ended");
 		}
@@ -589,14 +547,14 @@ void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 void lock_table_free(struct lock_table *t)
 {
 	t->on_end = NULL;	/* nobody is left to stop work for */
-	while (t->sessions)
-		lock_session_close(t->sessions);
+	while (!LIST_EMPTY(&t->sessions))
+		lock_session_close(LIST_FIRST(&t->sessions));
 	/* What is left are the leases still ending. */
 	void *v;
 	while (map_next(&t->locks, &(size_t){0}, NULL, &v)) {
 		struct lock *l = v;
-		while (l->holders)
-			lease_remove(t, l->holders);
+		while (!LIST_EMPTY(&l->holders))
+			lease_remove(t, LIST_FIRST(&l->holders));
 		lock_maybe_free(t, l);
 	}
 	map_free(&t->locks);

@@ -15,6 +15,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "backoff.h"
@@ -173,7 +174,7 @@ struct cohortd {
 	struct peer_auth auth;		/* who may drive cohortd: control socket, bus admins */
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
-	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
+	LIST_HEAD(lock_stops, lock_stop) lock_stops;	/* process groups of lost leases being stopped */
 	struct bus bus;			/* the message bus */
 	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
 	struct logwriter *logw;

@@ -45,7 +45,7 @@ struct lock_stop {
 	int64_t term_at;	/* monotonic ms of the stop signal; 0: none sent */
 	int64_t kill_at;	/* of the KILL, 0 before */
 	unsigned looks;
-	struct lock_stop *prev, *next;	/* d->lock_stops */
+	LIST_ENTRY(lock_stop) link;	/* in d->lock_stops */
 };
 
 static void stop_finish(struct lock_stop *st)
@@ -53,12 +53,7 @@ static void stop_finish(struct lock_stop *st)
 	struct cohortd *d = st->d;
 
 	ev_timer_stop(d->loop, &st->timer);
-	if (st->prev)
-		st->prev->next = st->next;
-	else
-		d->lock_stops = st->next;
-	if (st->next)
-		st->next->prev = st->prev;
+	LIST_REMOVE(st, link);
 	lock_lease_done(&d->locks, st->le);
 	free(st);
 }
@@ -117,10 +112,7 @@ static void lock_group_end(struct lock_table *t, struct lock_lease *le, const ch
 	st->d = d;
 	st->le = le;
 	ev_init(&st->timer, stop_look);
-	st->next = d->lock_stops;
-	if (st->next)
-		st->next->prev = st;
-	d->lock_stops = st;
+	LIST_INSERT_HEAD(&d->lock_stops, st, link);
 	/* Still the asker's?  Once a group is empty its number can be reused,
 	 * and then it is nobody's business of this lease. */
 	int live = le->work.uid == 0 && geteuid() == 0 ? kill(-pg, 0) == 0
@@ -151,8 +143,8 @@ void lock_group_init(struct cohortd *d)
 void lock_group_close(struct cohortd *d)
 {
 	d->locks.on_end = NULL;
-	while (d->lock_stops) {
-		struct lock_stop *st = d->lock_stops;
+	while (!LIST_EMPTY(&d->lock_stops)) {
+		struct lock_stop *st = LIST_FIRST(&d->lock_stops);
 		/* Its stop timeout will not be kept any more: the KILL is now.
 		 * A lost lease's work must not go on just because we stop. */
 		if (st->term_at && !st->kill_at && pgroup_alive(st->le->work.pgid)) {
@@ -161,7 +153,7 @@ void lock_group_close(struct cohortd *d)
 			killpg(st->le->work.pgid, SIGKILL);
 		}
 		ev_timer_stop(d->loop, &st->timer);
-		d->lock_stops = st->next;
+		LIST_REMOVE(st, link);
 		free(st);
 	}
 }

@@ -275,8 +275,8 @@ int reload_config(struct cohortd *d, struct reload_report *r)
 		stack_dirty(d, d->leaving[i]);
 	stack_settle(d);
 	/* A start waiting for a service this reload removed is over. */
-	for (struct ctl_client *c = d->ctl.clients, *next; c; c = next) {
-		next = c->next;
+	for (struct ctl_client *c = LIST_FIRST(&d->ctl.clients), *next; c; c = next) {
+		next = LIST_NEXT(c, link);
 		ctl_wait_event(c);
 	}
 	return 0;

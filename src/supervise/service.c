@@ -204,7 +204,7 @@ static void output_lines(struct outpipe *p, const char *lines, size_t len)
 {
 	struct service *s = p->owner;
 
-	if (s->d->ctl.clients)
+	if (!LIST_EMPTY(&s->d->ctl.clients))
 		ctl_log_lines(&s->d->ctl, s, lines, len);
 }
 
