@@ -229,7 +229,7 @@ struct bus_conn {
 	int rx_fd;		/* its socket, as bus_rx.c knows it */
 	struct ws_scan rx_scan;	/* the client's frame headers, followed (bus_rx.c) */
 	bool rx_failed;		/* a frame lws must not see came: lws reads no more */
-	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb */
+	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb (bus_write.c) */
 	const char *frame;	/* the text bus_handle is handling, for its ops */
 	size_t frame_len;
 	bool rx_too_big;
@@ -246,7 +246,7 @@ struct bus_conn {
 	ev_tstamp progress;	/* ev_now when the peer last read or sent something */
 	bool choked;		/* the socket took no more: the next writeable is progress */
 	bool pinged;		/* a PING went out since the last progress */
-	bool ping_due;		/* write_some sends a PING */
+	bool ping_due;		/* bus_write_some sends a PING */
 	int outq;		/* unread bytes in the socket at the last check */
 	struct lock_session *locks;
 	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
@@ -423,7 +423,7 @@ void bus_rx_stop(struct bus *b);
 /* A connection upgraded (from its next byte), or going. */
 void bus_rx_watch(struct bus_conn *c);
 void bus_rx_unwatch(struct bus_conn *c);
-/* Closes c for the fault its frames showed (from flush_cb). */
+/* Closes c for the fault its frames showed (from bus_write.c's flush_cb). */
 void bus_rx_fail(struct bus_conn *c);
 
 /* bus_ops.c */

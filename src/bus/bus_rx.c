@@ -62,7 +62,7 @@ void bus_rx_unwatch(struct bus_conn *c)
 /* What lws may have of the n bytes read for c: those before a faulty
  * frame, or -1 (EAGAIN) when that is none (0 would be the end of the
  * stream, which lws closes on at once, without our Close frame).  The
- * close waits for flush_cb (bus_server.c), before the loop sleeps: the
+ * close waits for flush_cb (bus_write.c), before the loop sleeps: the
  * frames before the faulty one are handled and answered first. */
 static ssize_t rx_check(struct bus_conn *c, const void *buf, ssize_t n)
 {

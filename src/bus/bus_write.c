@@ -300,7 +300,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 /*
  * lws_context_destroy drops the sockets without a Close frame: clients
  * would see 1006, "abnormal closure", for an orderly stop.  So each gets
- * 1001, "going away", first, written as write_some writes (the loop no
+ * 1001, "going away", first, written as bus_write_some writes (the loop no
  * longer runs to drive a writeable callback), after the queued frames the
  * socket takes at once; the rest are not sent (qos 1 ones are redelivered
  * after the restart).  A socket full with the tail of a frame (a
@@ -340,7 +340,7 @@ static void say_goodbye(struct bus *b)
 /*
  * The Close frames that wait behind the tail of a frame: the loop no
  * longer runs, so the sockets are polled here and lws serviced by hand
- * (it writes the tail, then calls write_some for the Close frame), for
+ * (it writes the tail, then calls bus_write_some for the Close frame), for
  * BUS_LINGER_MS at most.  What is still stuck then gets no Close frame.
  */
 static void finish_frames(struct bus *b)

@@ -1,9 +1,9 @@
 /*
  * control.c - the control socket's listener and clients (see control.h):
- * accepting, SO_PEERCRED authorisation, line framing with the 64 KiB
- * limit, JSON decoding, dispatch through one command table, and the
- * bounded, non-blocking output side.  Client errors are answered to the
- * client and not logged.
+ * accepting, SO_PEERCRED authorisation (peer.c's rule), line framing with
+ * the 64 KiB limit, JSON decoding, dispatch through one command table, and
+ * the bounded, non-blocking output side.  Client errors are answered to
+ * the client and not logged.
  */
 #include "autoconfig.h"
 

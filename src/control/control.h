@@ -3,11 +3,13 @@
  * newline-delimited JSON, one request object per line, one response object
  * per line; `events` and `log --follow` stream further lines.
  *
- *   control.c      the listener, clients, buffers, auth, dispatch
+ *   control.c      the listener, clients, buffers, dispatch; who may connect
+ *                  is peer.c's rule (src/lib), shared with the bus
  *   ctl_status.c   status, plan
  *   ctl_service.c  start, stop, restart (with wait), signal
  *   ctl_daemon.c   reload, shutdown
  *   ctl_log.c      log (with follow), events
+ *   ctl_lock.c     lock, renew, release, locks
  *
  * Every client is non-blocking on the loop.  A request line may be at most
  * CTL_REQUEST_MAX bytes; output waits in a per-client buffer, and a

@@ -4,10 +4,15 @@
  * [service:NAME].  Watchers live inside their owners; callbacks find the
  * owner with container_of.
  *
- *   daemon.c   set-up, signals, the child watcher, shutdown, final reaping
- *   service.c  one service's state machine: the transition table and its actions
- *   stack.c    the services together: phases, dependencies, stop order
- *   reload.c   applying a new config to the running stack
+ *   daemon.c      set-up, signals, the child watcher, shutdown, final reaping
+ *   hooks.c       what the layers below ask of the daemon (the bus's token resolver)
+ *   instance.c    one cohortd per run_dir and state_dir, leftovers of a killed one
+ *   lock_group.c  stopping the process group of a lost lock lease
+ *   cohortd.c     main
+ * and in src/supervise:
+ *   service.c     one service's state machine: the transition table and its actions
+ *   stack.c       the services together: phases, dependencies, stop order
+ *   reload.c      applying a new config to the running stack
  */
 #ifndef COHORT_DAEMON_H
 #define COHORT_DAEMON_H
