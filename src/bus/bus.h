@@ -249,7 +249,7 @@ struct bus_conn {
 	bool ping_due;		/* bus_write_some sends a PING */
 	int outq;		/* unread bytes in the socket at the last check */
 	struct lock_session *locks;
-	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
+	struct intmap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
 	uint64_t next_cookie;
 	LIST_ENTRY(bus_conn) link;	/* in bus->conns */
 };
@@ -294,8 +294,8 @@ struct bus {
 	struct map retained;		/* topic -> struct bus_msg */
 	LIST_HEAD(bus_conns, bus_conn) conns;
 	size_t nconns;
-	struct imap conns_by_id;
-	struct imap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
+	struct intmap conns_by_id;
+	struct intmap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
 	uint64_t next_conn_id;
 	struct journal *j;
 	uint64_t seq;			/* last message seq */
@@ -336,9 +336,9 @@ struct bus {
 	size_t nlisteners;
 	ev_timer accept_pause_w;	/* out of descriptors: accepting again after it */
 	bool accept_paused;
-	struct imap peers;		/* wsi -> struct bus_peer, every accepted socket */
+	struct intmap peers;		/* wsi -> struct bus_peer, every accepted socket */
 	size_t npeers;
-	struct imap per_uid;		/* uid -> its unix connections (admins not counted) */
+	struct intmap per_uid;		/* uid -> its unix connections (admins not counted) */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;

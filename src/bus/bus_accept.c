@@ -72,7 +72,7 @@ static size_t fd_budget(const struct bus *b)
 
 static size_t uid_count(const struct bus *b, uid_t uid)
 {
-	return (size_t)(uintptr_t)imap_get(&b->per_uid, (int64_t)uid);
+	return (size_t)(uintptr_t)intmap_get(&b->per_uid, (int64_t)uid);
 }
 
 static void uid_add(struct bus *b, uid_t uid, int delta)
@@ -80,9 +80,9 @@ static void uid_add(struct bus *b, uid_t uid, int delta)
 	size_t n = uid_count(b, uid) + (size_t)(ssize_t)delta;
 
 	if (n)
-		imap_put(&b->per_uid, (int64_t)uid, (void *)(uintptr_t)n);
+		intmap_put(&b->per_uid, (int64_t)uid, (void *)(uintptr_t)n);
 	else
-		imap_del(&b->per_uid, (int64_t)uid);
+		intmap_del(&b->per_uid, (int64_t)uid);
 }
 
 /* Why a new client must be refused, or NULL. */
@@ -172,7 +172,7 @@ static void adopt(struct bus *b, struct bus_listener *l, int fd)
 	if (p->counted_uid)
 		uid_add(b, cr.uid, 1);
 	b->npeers++;
-	imap_put(&b->peers, (int64_t)(intptr_t)wsi, p);
+	intmap_put(&b->peers, (int64_t)(intptr_t)wsi, p);
 	ev_timer_init(&p->upgrade_w, upgrade_timeout_cb, BUS_HELLO_TIMEOUT_MS / 1000.0, 0);
 	ev_timer_start(b->loop, &p->upgrade_w);
 }
@@ -221,7 +221,7 @@ static void accept_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void bus_accept_upgraded(struct bus *b, struct lws *wsi)
 {
-	struct bus_peer *p = imap_get(&b->peers, (int64_t)(intptr_t)wsi);
+	struct bus_peer *p = intmap_get(&b->peers, (int64_t)(intptr_t)wsi);
 
 	if (p)
 		ev_timer_stop(b->loop, &p->upgrade_w);	/* bus_live.c's hello deadline now */
@@ -229,7 +229,7 @@ void bus_accept_upgraded(struct bus *b, struct lws *wsi)
 
 void bus_accept_gone(struct bus *b, struct lws *wsi)
 {
-	struct bus_peer *p = imap_del(&b->peers, (int64_t)(intptr_t)wsi);
+	struct bus_peer *p = intmap_del(&b->peers, (int64_t)(intptr_t)wsi);
 
 	if (!p)
 		return;
@@ -330,12 +330,12 @@ void bus_accept_free(struct bus *b)
 	size_t it = 0;
 	void *v;
 
-	while (imap_next(&b->peers, &it, NULL, &v)) {
+	while (intmap_next(&b->peers, &it, NULL, &v)) {
 		struct bus_peer *p = v;
 		ev_timer_stop(b->loop, &p->upgrade_w);
 		free(p);
 	}
-	imap_free(&b->peers);
-	imap_free(&b->per_uid);
+	intmap_free(&b->peers);
+	intmap_free(&b->per_uid);
 	b->npeers = 0;
 }

@@ -500,7 +500,7 @@ static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uin
 			int64_t expires_ms, const char *why)
 {
 	struct bus_conn *c = ls->user;
-	json_t *id = imap_del(&c->lock_waits, (int64_t)(uintptr_t)cookie);
+	json_t *id = intmap_del(&c->lock_waits, (int64_t)(uintptr_t)cookie);
 
 	if (!id)
 		return;
@@ -599,7 +599,7 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 						(json_int_t)token, "expires_ms", (json_int_t)expires));
 		break;
 	case LOCK_QUEUED:
-		imap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
+		intmap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
 		break;
 	default:
 		bus_conn_refuse(c, id, "%s", why);
@@ -731,9 +731,9 @@ void bus_ops_conn_gone(struct bus_conn *c)
 
 	lock_session_close(c->locks);	/* a client that leaves lets go */
 	c->locks = NULL;
-	while (imap_next(&c->lock_waits, &it, NULL, &v))
+	while (intmap_next(&c->lock_waits, &it, NULL, &v))
 		json_decref(v);
-	imap_free(&c->lock_waits);
+	intmap_free(&c->lock_waits);
 	struct bus_session *s = c->session;
 	if (!s)
 		return;

@@ -44,19 +44,19 @@ void bus_rx_stop(struct bus *b)
 {
 	if (rx_bus == b)
 		rx_bus = NULL;
-	imap_free(&b->conns_by_fd);
+	intmap_free(&b->conns_by_fd);
 }
 
 void bus_rx_watch(struct bus_conn *c)
 {
 	c->rx_fd = lws_get_socket_fd(c->wsi);
-	imap_put(&c->bus->conns_by_fd, c->rx_fd, c);
+	intmap_put(&c->bus->conns_by_fd, c->rx_fd, c);
 }
 
 void bus_rx_unwatch(struct bus_conn *c)
 {
-	if (imap_get(&c->bus->conns_by_fd, c->rx_fd) == c)
-		imap_del(&c->bus->conns_by_fd, c->rx_fd);
+	if (intmap_get(&c->bus->conns_by_fd, c->rx_fd) == c)
+		intmap_del(&c->bus->conns_by_fd, c->rx_fd);
 }
 
 /* What lws may have of the n bytes read for c: those before a faulty
@@ -104,7 +104,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 	ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
 
 	if (n > 0 && rx_bus && !(flags & MSG_PEEK)) {
-		struct bus_conn *c = imap_get(&rx_bus->conns_by_fd, fd);
+		struct bus_conn *c = intmap_get(&rx_bus->conns_by_fd, fd);
 		if (c)
 			return rx_check(c, buf, n);
 	}

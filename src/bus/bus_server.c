@@ -42,7 +42,7 @@ static void lws_log(int level, const char *line)
 
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id)
 {
-	return imap_get(&b->conns_by_id, (int64_t)id);
+	return intmap_get(&b->conns_by_id, (int64_t)id);
 }
 
 static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
@@ -69,7 +69,7 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 	STAILQ_INIT(&c->out);
 	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
-	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_rx_watch(c);
 	bus_live_start(c);
 	return c;
@@ -92,7 +92,7 @@ static void conn_free(struct bus_conn *c)
 	}
 	LIST_REMOVE(c, link);
 	b->nconns--;
-	imap_del(&b->conns_by_id, (int64_t)c->id);
+	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
 	bus_identity_unref(c->svc);
@@ -555,7 +555,7 @@ void bus_close(struct bus *b)
 	bus_linger_finish(b);
 	bus_store_close(b);
 	bus_free_all(b);
-	imap_free(&b->conns_by_id);
+	intmap_free(&b->conns_by_id);
 	unlink(b->unix_path);
 	free(b->unix_path);
 	b->unix_path = NULL;

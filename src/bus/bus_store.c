@@ -410,7 +410,7 @@ static int by_seq(const void *x, const void *y)
 /* The live state, as records. */
 static void snapshot(struct bus *b, struct sbuf *out)
 {
-	struct imap owners = {0};	/* seq -> struct strv* of session keys */
+	struct intmap owners = {0};	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs = NULL;
 	size_t n = 0, cap = 0, it = 0;
 	void *v;
@@ -436,10 +436,10 @@ static void snapshot(struct bus *b, struct sbuf *out)
 			const struct bus_delivery *d = bus_queue_at(s, q);
 			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0))
 				continue;
-			struct strv *keys = imap_get(&owners, (int64_t)d->msg->seq);
+			struct strv *keys = intmap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {
 				keys = xcalloc(1, sizeof(*keys));
-				imap_put(&owners, (int64_t)d->msg->seq, keys);
+				intmap_put(&owners, (int64_t)d->msg->seq, keys);
 				if (n == cap)
 					msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
 				msgs[n++] = d->msg;
@@ -450,9 +450,9 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	it = 0;
 	while (map_next(&b->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
-		if (imap_get(&owners, (int64_t)m->seq))
+		if (intmap_get(&owners, (int64_t)m->seq))
 			continue;
-		imap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
+		intmap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
 		if (n == cap)
 			msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
 		msgs[n++] = m;
@@ -460,7 +460,7 @@ static void snapshot(struct bus *b, struct sbuf *out)
 	if (n)
 		qsort(msgs, n, sizeof(*msgs), by_seq);
 	for (size_t i = 0; i < n; i++) {
-		struct strv *keys = imap_get(&owners, (int64_t)msgs[i]->seq);
+		struct strv *keys = intmap_get(&owners, (int64_t)msgs[i]->seq);
 		struct bus_msg tmp = *msgs[i];
 		tmp.retain = msgs[i]->retained;	/* no longer the topic's value: not retained */
 		put_pub(&j, &tmp, (const char *const *)keys->v, keys->n);
@@ -470,7 +470,7 @@ static void snapshot(struct bus *b, struct sbuf *out)
 		free(keys);
 	}
 	free(msgs);
-	imap_free(&owners);
+	intmap_free(&owners);
 	for (struct bus_mid *x = STAILQ_FIRST(&b->mid_order); x; x = STAILQ_NEXT(x, link)) {
 		jb_u8(&j, R_MID);
 		jb_str(&j, x->key, strlen(x->key));

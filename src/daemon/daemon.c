@@ -40,7 +40,7 @@ void daemon_track_child(struct cohortd *d, pid_t pid, enum child_kind kind, stru
 	struct child_ref *ref = xmalloc(sizeof(*ref));
 
 	*ref = (struct child_ref){kind, s};
-	free(imap_put(&d->children, pid, ref));
+	free(intmap_put(&d->children, pid, ref));
 }
 
 /* A freed service's children are reaped as orphans. */
@@ -50,10 +50,10 @@ static void forget_children(struct cohortd *d, struct service *s)
 	int64_t pid;
 	void *v;
 
-	while (imap_next(&d->children, &it, &pid, &v)) {
+	while (intmap_next(&d->children, &it, &pid, &v)) {
 		struct child_ref *ref = v;
 		if (ref->svc == s) {
-			imap_del(&d->children, pid);
+			intmap_del(&d->children, pid);
 			free(ref);
 		}
 	}
@@ -71,7 +71,7 @@ static void describe_status(int status, char *buf, size_t len)
  * pause is shown; a probe's or an orphan's is nobody's business. */
 static void child_paused(struct cohortd *d, pid_t pid, int status)
 {
-	const struct child_ref *ref = imap_get(&d->children, pid);
+	const struct child_ref *ref = intmap_get(&d->children, pid);
 
 	if (ref && ref->kind == CHILD_MAIN && ref->svc->pid == pid)
 		svc_main_paused(ref->svc, WIFSTOPPED(status) ? WSTOPSIG(status) : 0);
@@ -88,7 +88,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		child_paused(d, w->rpid, w->rstatus);
 		return;
 	}
-	struct child_ref *ref = imap_del(&d->children, w->rpid);
+	struct child_ref *ref = intmap_del(&d->children, w->rpid);
 	if (!ref) {
 		describe_status(w->rstatus, how, sizeof(how));
 		log_debug(NULL, "reaped orphan pid %d (%s)", w->rpid, how);
@@ -427,9 +427,9 @@ static void daemon_free(struct cohortd *d)
 	}
 	size_t it = 0;
 	void *v;
-	while (imap_next(&d->children, &it, NULL, &v))
+	while (intmap_next(&d->children, &it, NULL, &v))
 		free(v);
-	imap_free(&d->children);
+	intmap_free(&d->children);
 	map_free(&d->by_name);
 	map_free(&d->tokens);
 	peer_auth_free(&d->auth);

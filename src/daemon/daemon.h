@@ -165,7 +165,7 @@ struct cohortd {
 	struct service **leaving;	/* removed by reload, still stopping */
 	size_t nleaving;
 	struct map by_name;		/* name -> struct service (current and leaving) */
-	struct imap children;		/* pid -> struct child_ref */
+	struct intmap children;		/* pid -> struct child_ref */
 
 	ev_child child_w;		/* every child: pid 0 */
 	ev_signal sig_term, sig_int, sig_hup;

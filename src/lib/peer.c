@@ -31,7 +31,7 @@ int peer_auth_init(struct peer_auth *a, const char *group, char *err, size_t err
 
 static bool in_group(struct peer_auth *a, uid_t uid)
 {
-	void *cached = imap_get(&a->members, uid);
+	void *cached = intmap_get(&a->members, uid);
 
 	if (cached)
 		return cached == (void *)1;
@@ -47,7 +47,7 @@ static bool in_group(struct peer_auth *a, uid_t uid)
 			for (int i = 0; i < n && !member; i++)
 				member = groups[i] == a->group;
 	}
-	imap_put(&a->members, uid, member ? (void *)1 : (void *)2);
+	intmap_put(&a->members, uid, member ? (void *)1 : (void *)2);
 	return member;
 }
 
@@ -62,5 +62,5 @@ bool peer_allowed(struct peer_auth *a, uid_t uid, gid_t gid)
 
 void peer_auth_free(struct peer_auth *a)
 {
-	imap_free(&a->members);
+	intmap_free(&a->members);
 }

@@ -16,7 +16,7 @@ struct peer_auth {
 	gid_t group;		/* ... and its gid */
 	/* uid -> 1 member of control_group, 2 not; cached because the
 	 * group lookup may block */
-	struct imap members;
+	struct intmap members;
 };
 
 /* Resolves control_group (NULL: none).  -1 with the reason in err when

@@ -86,7 +86,7 @@ static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 	STAILQ_INIT(&c->out);
 	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
-	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_live_start(c);
 	return c;
 }
@@ -123,7 +123,7 @@ static void conn_close(struct bus_conn *c)
 	conn_drain(c);
 	LIST_REMOVE(c, link);
 	b->nconns--;
-	imap_del(&b->conns_by_id, (int64_t)c->id);
+	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
 	bus_identity_unref(c->svc);
@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conn_close(conns[0]);
 	bus_store_close(b);
 	bus_free_all(b);
-	imap_free(&b->conns_by_id);
+	intmap_free(&b->conns_by_id);
 	lock_table_free(&locks);
 	return 0;
 }
