@@ -108,20 +108,27 @@ class Locks(CohortTest):
     def test_renew_keeps_the_lease(self):
         d = self.daemon()
         a, b = Client(d), Client(d)
-        r = a.acquire("job", ttl_ms=200)
+        # Renewed every 80 ms, a lease of 600 ms outlives a stall of this
+        # process on a loaded machine (one of 200 ms did not).
+        ttl = 600
+        t0 = time.monotonic()
+        r = a.acquire("job", ttl_ms=ttl)
         b.send({"cmd": "lock.acquire", "name": "job", "wait_ms": 10000})
         b.s.setblocking(False)
-        for _ in range(8):          # 800 ms of renewals every 80 ms
+        for _ in range(10):         # 800 ms of renewals every 80 ms: past the first TTL's end
             time.sleep(0.08)
-            n = a.call(cmd="lock.renew", name="job", token=r["token"], ttl_ms=200)
+            n = a.call(cmd="lock.renew", name="job", token=r["token"], ttl_ms=ttl)
             self.assertTrue(n["ok"], n)
             with self.assertRaises(BlockingIOError):
                 b.s.recv(1)          # b still waits
+        renewed = time.monotonic()
+        self.assertGreater(renewed - t0, ttl / 1000, "the renewals must outlast the first TTL")
         b.s.setblocking(True)
-        t0 = time.monotonic()
         g = b.recv()                 # renewals stop: b gets it when the TTL runs out
         self.assertTrue(g["ok"])
-        self.assertLess(time.monotonic() - t0, 0.2 + 0.05 * FACTOR)
+        waited = time.monotonic() - renewed
+        self.assertGreater(waited, ttl / 1000 - 0.1, "granted before the renewed TTL ran out")
+        self.assertLess(waited, ttl / 1000 + 0.5 * FACTOR)
         d.stop()
 
     def test_holder_killed_next_waiter_granted_quickly(self):
