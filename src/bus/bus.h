@@ -215,7 +215,7 @@ struct bus_conn {
 	pid_t pid;
 	/* The service whose token it presented (NULL: an admin, or no hello
 	 * yet): the patterns it is held to. */
-	struct bus_identity *svc;
+	struct bus_identity *service;
 	char *identity;		/* "service:NAME" or "admin", after hello */
 	struct bus_session *session;	/* after hello */
 	STAILQ_HEAD(bus_outq, bus_out) out;	/* frames to send, in order */

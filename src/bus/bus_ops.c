@@ -59,8 +59,8 @@ void bus_identity_unref(struct bus_identity *id)
 void bus_forget_owner(struct bus *b, const void *owner)
 {
 	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link))
-		if (c->svc && c->svc->owner == owner)
-			c->svc->owner = NULL;
+		if (c->service && c->service->owner == owner)
+			c->service->owner = NULL;
 }
 
 static bool allowed(const struct strv *pats, const char *topic, bool pattern)
@@ -100,8 +100,8 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 			bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad token");
 			return;
 		}
-		bus_identity_unref(c->svc);	/* a hello that failed after its token */
-		c->svc = who;
+		bus_identity_unref(c->service);	/* a hello that failed after its token */
+		c->service = who;
 		c->admin = false;
 		c->identity = xasprintf("service:%s", who->name);
 	} else if (!c->unix_peer) {
@@ -172,7 +172,7 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "sub: qos is 0 or 1");
 		return;
 	}
-	if (c->svc && !allowed(&c->svc->subscribe, pat, true)) {
+	if (c->service && !allowed(&c->service->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
 		return;
 	}
@@ -231,7 +231,7 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 {
 	struct bus *b = c->bus;
 
-	if (c->svc && !allowed(&c->svc->publish, topic, false)) {
+	if (c->service && !allowed(&c->service->publish, topic, false)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
 		return;
 	}
@@ -463,7 +463,7 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
 		return;
 	}
-	if (c->svc && !allowed(&c->svc->subscribe, pat, true)) {
+	if (c->service && !allowed(&c->service->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not read %s", c->identity, pat);
 		return;
 	}
@@ -517,8 +517,8 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	if (!c->locks) {
 		char owner[160];
 		snprintf(owner, sizeof(owner), "%s (bus, pid %d)", c->identity, (int)c->pid);
-		c->locks = lock_session_open(c->bus->locks, owner, c->svc ? &c->svc->locks : NULL,
-					     c->svc ? c->svc->owner : NULL, lock_waited);
+		c->locks = lock_session_open(c->bus->locks, owner, c->service ? &c->service->locks : NULL,
+					     c->service ? c->service->owner : NULL, lock_waited);
 		c->locks->user = c;
 	}
 	return c->locks;

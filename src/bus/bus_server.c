@@ -95,7 +95,7 @@ static void conn_free(struct bus_conn *c)
 	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
-	bus_identity_unref(c->svc);
+	bus_identity_unref(c->service);
 	free(c);
 }
 

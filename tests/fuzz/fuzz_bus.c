@@ -82,7 +82,7 @@ static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 	c->id = ++b->next_conn_id;
 	c->unix_peer = true;
 	c->admin = true;
-	c->svc = held_to ? bus_identity_ref(held_to) : NULL;
+	c->service = held_to ? bus_identity_ref(held_to) : NULL;
 	STAILQ_INIT(&c->out);
 	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
@@ -126,7 +126,7 @@ static void conn_close(struct bus_conn *c)
 	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
-	bus_identity_unref(c->svc);
+	bus_identity_unref(c->service);
 	free(c);
 }
 
