@@ -38,23 +38,7 @@ static struct ev_loop *loop;
 static struct cohort_config *cfg;
 static char *state;
 
-/*
- * libwebsockets is not there (no wsi): the two calls the op handlers make
- * through bus_server.c are answered here.  A close still happens as in
- * cohortd (bus_conn_close marks the connection; nothing is sent after).
- */
-int lws_callback_on_writable(struct lws *wsi)
-{
-	(void)wsi;
-	return 1;
-}
-
-int lws_rx_flow_control(struct lws *wsi, int enable)
-{
-	(void)wsi;
-	(void)enable;
-	return 0;
-}
+/* libwebsockets is not there: tests/bus_nowsi.c answers its two calls. */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
