@@ -99,12 +99,15 @@ class Locks(CohortTest):
             self.assertTrue(g["ok"])
             self.assertGreater(g["token"], r["token"])
             self.assertGreaterEqual(took, ttl)
-            # Within 20 ms of the deadline (more under valgrind), by cohortd's
-            # own clock: each expires_ms is its grant time plus the TTL, so
-            # a stall of this process on a loaded machine does not count.
+            # Soon after the deadline, by cohortd's own clock: each
+            # expires_ms is its grant time plus the TTL, so a stall of this
+            # process does not count.  cohortd's own wake-up on a loaded
+            # machine does (23 ms seen at a load of 10 on 2 cores): the
+            # 20 ms of the lock table's timer against the loop's own is
+            # lock::ttl_expiry_is_exact_and_grants_the_waiter's to check.
             late = g["expires_ms"] - 30000 - r["expires_ms"]
             self.assertGreaterEqual(late, -1)
-            self.assertLessEqual(late, 20 * FACTOR, f"granted {late} ms after the end of a {ttl} ms lease")
+            self.assertLessEqual(late, 50 * FACTOR, f"granted {late} ms after the end of a {ttl} ms lease")
         d.wait_log(r"^lock exp300: lease \d+ of uid 0 \(pid \d+\) expired$")
         self.assertEqual(a.call(cmd="lock.renew", name="exp300", token=r["token"])["error"], "not held")
         d.stop()
