@@ -3,13 +3,15 @@
  * (libwebsockets on cohortd's own libev loop), subprotocol cohort.v1, one
  * JSON object per text frame.
  *
- *   bus_server.c  libwebsockets: connections, frames in and out, auth
+ *   bus_server.c  libwebsockets: opening, connections, frames in, HTTP and upgrade checks
+ *   bus_write.c   frames out: send queues, batched writes before the loop sleeps, goodbyes
  *   bus_accept.c  the listening sockets: accepting, caps, descriptors kept for supervision
  *   bus_live.c    liveness (hello deadline, pings, bus_idle_timeout) and closes
  *   bus_ops.c     one handler per op (hello, sub, unsub, pub, ack, get, ping, lock.*)
  *   bus_core.c    routing and delivery: sessions, subscriptions, fan-out,
  *                 qos-1 state (acks, redelivery, dead letters), retained values
  *   bus_store.c   what goes to the journal, recovery, compaction
+ *   bus_rx.c      the client's frame headers, followed as recv() reads them
  *   bus_spill.c   queues of absent durable sessions kept in the journal only
  *   bus_http.c    plain HTTP pages on the listeners, registered by the daemon
  *   bus_stats.c   counters and gauges for /metrics, read without changing anything
@@ -30,6 +32,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "bus_mirror.h"
@@ -58,7 +61,7 @@
 #define BUS_REFUSED_LOG_MS 10000
 #define BUS_SUBS_MAX 10000		/* subscriptions of one session (a linear scan each) */
 #define BUS_ABUSE_MAX 20		/* malformed requests before the connection is closed */
-#define BUS_WRITE_BURST 64		/* frames written per writeable callback, at most */
+#define BUS_WRITE_BURST 64		/* frames written per bus_write_some, at most */
 /* When the memory queues hold has fallen to half its peak, and by at least
  * BUS_TRIM_MIN, it is given back to the system (malloc_trim) once the
  * burst of frees is over: BUS_TRIM_DELAY later, so at most once a delay. */
@@ -70,12 +73,63 @@
 #define BUS_SPILL_CHUNK 512
 #define BUS_SPILL_CHUNK_BYTES (4u << 20)
 
-struct cohortd;
-struct service;
 struct lws;
 struct lws_context;
 struct lws_vhost;
 struct lock_session;
+struct lock_table;
+struct peer_auth;
+
+/*
+ * Who a COHORT_TOKEN names: the service that was given it, and the
+ * patterns that service is held to, as they were when the token was
+ * presented.  Reference counted: a connection keeps its identity until it
+ * closes, whatever a reload does to the service meanwhile.
+ */
+struct bus_identity {
+	unsigned refs;
+	char *name;		/* the service's name */
+	struct strv locks;	/* lock name patterns it may take */
+	struct strv publish;	/* topic patterns it may publish to */
+	struct strv subscribe;	/* ... and subscribe to */
+	/* The lock table's owner of its sessions (the service, whose exit
+	 * ends their leases); NULL once the service is gone (bus_forget_owner). */
+	void *owner;
+};
+
+/* What the bus asks of the daemon, wired when it opens. */
+struct bus_hooks {
+	/* The identity TOKEN names (a new reference), or NULL when it is not
+	 * the token of a running service. */
+	struct bus_identity *(*resolve)(const char *token, void *arg);
+	/* How many services the supervisor keeps (each holds descriptors the
+	 * bus must leave it). */
+	size_t (*services)(void *arg);
+	void *arg;
+};
+
+/* The [cohort] keys the bus runs by.  The live ones may change at a
+ * reload (bus_set_policy); the others are read once, by bus_open. */
+struct bus_policy {
+	/* live */
+	int64_t ack_timeout_ms;		/* bus_ack_timeout */
+	uint64_t queue_max;		/* bus_queue_max */
+	int64_t queue_age_ms;		/* bus_queue_age */
+	uint64_t memory_max;		/* bus_memory_max */
+	uint64_t max_connections;	/* bus_max_connections */
+	uint64_t max_connections_per_uid;	/* bus_max_connections_per_uid */
+	/* at bus_open */
+	const char *run_dir;		/* where bus.sock goes */
+	const char *state_dir;		/* the journal, in its bus/ */
+	const char *listen;		/* bus_listen, HOST:PORT, or NULL */
+	unsigned mode;			/* bus_mode, of bus.sock */
+	enum fsync_policy fsync;	/* bus_fsync */
+	uint64_t max_message;		/* bus_max_message */
+	int64_t idle_timeout_ms;	/* bus_idle_timeout */
+	const struct strv *allowed_origins;	/* bus_allowed_origins */
+	const char *state_mirror_dir;	/* retained values also as files here, or NULL */
+	const struct strv *state_mirror_topics;	/* which ones */
+};
 
 /* An encoded text frame, with LWS_PRE bytes of room in front for lws. */
 struct bus_frame {
@@ -99,7 +153,7 @@ struct bus_msg {
 	bool retained;		/* it is its topic's retained value now */
 	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
-	struct imap *cache;	/* read back from the journal: bus->spill_cache, while alive */
+	struct intmap *cache;	/* read back from the journal: bus->spill_cache, while alive */
 };
 
 struct bus_session;
@@ -166,12 +220,12 @@ struct bus_session {
 	uint64_t spill_next;		/* the first seq not read back yet */
 	uint64_t spill_resent;		/* recovered ones up to it may have been sent: redelivered */
 	struct jrnl_pos spill_pos;	/* where reading them back goes on */
-	struct imap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
+	struct intmap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
 };
 
 struct bus_out {
 	struct bus_frame *f;
-	struct bus_out *next;
+	STAILQ_ENTRY(bus_out) link;
 };
 
 struct bus_conn {
@@ -182,25 +236,23 @@ struct bus_conn {
 	bool admin;
 	uid_t uid;
 	pid_t pid;
-	struct service *svc;	/* whose token it presented */
-	/* The service was removed by a reload while this connection was open:
-	 * it keeps that service's last patterns until it closes. */
-	struct svc_config *gone_cfg;
-	struct cohort_config *gone_owner;
-	char *identity;
+	/* The service whose token it presented (NULL: an admin, or no hello
+	 * yet): the patterns it is held to. */
+	struct bus_identity *service;
+	char *identity;		/* "service:NAME" or "admin", after hello */
 	struct bus_session *session;	/* after hello */
-	struct bus_out *out_head, *out_tail;
+	STAILQ_HEAD(bus_outq, bus_out) out;	/* frames to send, in order */
 	size_t out_len;
 	uint64_t out_bytes;
 	bool rx_paused;
 	bool write_asked;	/* a writeable callback is on its way */
 	bool flush_queued;	/* on bus->flush: written before the loop sleeps */
-	struct bus_conn *flush_next;
+	SLIST_ENTRY(bus_conn) flush_link;
 	struct sbuf rx;		/* fragments of the message being received */
 	int rx_fd;		/* its socket, as bus_rx.c knows it */
 	struct ws_scan rx_scan;	/* the client's frame headers, followed (bus_rx.c) */
 	bool rx_failed;		/* a frame lws must not see came: lws reads no more */
-	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb */
+	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb (bus_write.c) */
 	const char *frame;	/* the text bus_handle is handling, for its ops */
 	size_t frame_len;
 	bool rx_too_big;
@@ -217,12 +269,12 @@ struct bus_conn {
 	ev_tstamp progress;	/* ev_now when the peer last read or sent something */
 	bool choked;		/* the socket took no more: the next writeable is progress */
 	bool pinged;		/* a PING went out since the last progress */
-	bool ping_due;		/* write_some sends a PING */
+	bool ping_due;		/* bus_write_some sends a PING */
 	int outq;		/* unread bytes in the socket at the last check */
 	struct lock_session *locks;
-	struct imap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
+	struct intmap lock_waits;	/* cookie -> json id of a waiting lock.acquire */
 	uint64_t next_cookie;
-	struct bus_conn *prev, *next;
+	LIST_ENTRY(bus_conn) link;	/* in bus->conns */
 };
 
 /* A publisher's ok, sent once its record is durable. */
@@ -232,7 +284,7 @@ struct bus_ok {
 	json_t *id;
 	uint64_t seq;
 	bool duplicate;		/* the answer to a retry (same mid) */
-	struct bus_ok *next;
+	STAILQ_ENTRY(bus_ok) link;
 };
 
 struct bus_mid {
@@ -240,7 +292,7 @@ struct bus_mid {
 	uint64_t seq;
 	uint64_t ticket;	/* its journal ticket: a retry's ok waits for it too */
 	int64_t ts_ms;
-	struct bus_mid *next;	/* in arrival order */
+	STAILQ_ENTRY(bus_mid) link;	/* in bus->mid_order */
 };
 
 /* A page of the bus listeners' plain HTTP (bus_http.c): writes the body,
@@ -261,24 +313,27 @@ struct bus_listener {
 };
 
 struct bus {
-	struct cohortd *d;
 	struct ev_loop *loop;
+	struct lock_table *locks;	/* the lock service, for lock.* ops */
+	struct peer_auth *auth;		/* who is an admin (the control socket's rule) */
+	struct bus_hooks hooks;
+	char *listen;			/* bus_listen as it was opened, or NULL */
 	struct lws_context *ctx;
 	struct lws_vhost *unix_vh, *tcp_vh;
 	char *unix_path;
 	struct trie subs;
 	struct map sessions;		/* durable sessions by key */
 	struct map retained;		/* topic -> struct bus_msg */
-	struct bus_conn *conns;
+	LIST_HEAD(bus_conns, bus_conn) conns;
 	size_t nconns;
-	struct imap conns_by_id;
-	struct imap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
+	struct intmap conns_by_id;
+	struct intmap conns_by_fd;	/* socket -> bus_conn, for bus_rx.c */
 	uint64_t next_conn_id;
 	struct journal *j;
 	uint64_t seq;			/* last message seq */
 	struct map mids;		/* key -> struct bus_mid */
-	struct bus_mid *mid_head, *mid_tail;
-	struct bus_ok *ok_head, *ok_tail;
+	STAILQ_HEAD(bus_mids, bus_mid) mid_order;	/* the mids, oldest first */
+	STAILQ_HEAD(bus_oks, bus_ok) oks;	/* publishers' oks waiting for the disk, by ticket */
 	uint64_t durable_ticket;
 	uint64_t live_bytes;		/* of retained and durably queued messages */
 	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
@@ -286,13 +341,17 @@ struct bus {
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
-	struct bus_conn *flush;		/* connections with frames queued this iteration */
+	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
 	uint64_t memory_max;		/* bus_memory_max */
 	int64_t queue_age_ms;
 	uint64_t max_message;
+	uint64_t max_connections;
+	uint64_t max_connections_per_uid;
+	unsigned mode;			/* of bus.sock */
+	enum fsync_policy fsync;
 	/* Memory held by queues: their rings and each message they hold (once,
 	 * with its frame).  Over bus_memory_max, qos-1 publishes are refused. */
 	uint64_t queued_mem;
@@ -301,9 +360,9 @@ struct bus {
 	uint64_t spilled_bytes;		/* of every spilled queue: live, on disk only */
 	/* seq -> struct bus_msg read back for a spilled queue, while a queue
 	 * holds it: sessions reading back the same messages share them. */
-	struct imap spill_cache;
+	struct intmap spill_cache;
 	ev_tstamp idle_timeout;		/* 0: no liveness closes */
-	struct bus_linger *lingering;	/* closed sockets still read until the peer's end */
+	LIST_HEAD(bus_lingers, bus_linger) lingering;	/* closed sockets still read until the peer's end */
 	struct strv allowed_origins;	/* bus_allowed_origins: pages of other sites let in */
 	int64_t refused_log_ms;		/* when a refused origin was last logged */
 	uint64_t refused_unlogged;	/* refused since, not logged */
@@ -313,9 +372,9 @@ struct bus {
 	size_t nlisteners;
 	ev_timer accept_pause_w;	/* out of descriptors: accepting again after it */
 	bool accept_paused;
-	struct imap peers;		/* wsi -> struct bus_peer, every accepted socket */
+	struct intmap peers;		/* wsi -> struct bus_peer, every accepted socket */
 	size_t npeers;
-	struct imap per_uid;		/* uid -> its unix connections (admins not counted) */
+	struct intmap per_uid;		/* uid -> its unix connections (admins not counted) */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
@@ -328,7 +387,7 @@ struct bus {
 	/* bus_http.c */
 	struct bus_http_page pages[8];
 	size_t npages;
-	struct imap http_replies;	/* wsi -> the reply being written */
+	struct intmap http_replies;	/* wsi -> the reply being written */
 	/* bus_stats.c: what only /metrics reads */
 	uint64_t published_qos[2];	/* by the qos it was published with */
 	uint64_t delivered_qos[2];	/* by the qos it was delivered with */
@@ -337,9 +396,21 @@ struct bus {
 };
 
 /* bus_server.c */
-int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen);
+/* Opens the journal and the listeners.  locks and auth are the daemon's
+ * and outlive the bus; hooks are copied.  -1 with err. */
+int bus_open(struct bus *b, struct ev_loop *loop, const struct bus_policy *pol, struct lock_table *locks,
+	     struct peer_auth *auth, const struct bus_hooks *hooks, char *err, size_t errlen);
+/* The policy's live keys (a reload). */
+void bus_set_policy(struct bus *b, const struct bus_policy *pol);
+/* The bus's keys of a config, as bus_open and bus_set_policy take them
+ * (pointing into cfg). */
+void bus_policy_from_config(struct bus_policy *pol, const struct cohort_config *cfg);
 void bus_close(struct bus *b);
-/* Queues a frame (takes a reference) and asks for a writeable callback. */
+struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
+json_t *bus_status_json(struct bus *b);
+
+/* bus_write.c */
+/* Queues a frame (takes a reference): written before the loop sleeps. */
 void bus_conn_send(struct bus_conn *c, struct bus_frame *f);
 /* Sends one JSON object (takes it). */
 void bus_conn_send_json(struct bus_conn *c, json_t *o);
@@ -353,8 +424,17 @@ void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...) PRINT
 /* Sends what is queued, then a Close frame with status and the reason;
  * logs it, once. */
 void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...) PRINTF(3, 4);
-struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
-json_t *bus_status_json(struct bus *b);
+/* Writes what the socket takes of c's queue (and its Close frame once the
+ * queue is empty and it is closing); -1 when the socket failed. */
+int bus_write_some(struct bus_conn *c);
+/* lws is closing c: nothing more may follow its Close frame. */
+void bus_stop_sending(struct bus_conn *c);
+/* The writes before the loop sleeps start, and stop. */
+void bus_write_start(struct bus *b);
+void bus_write_stop(struct bus *b);
+/* At shutdown: every connection's Close frame (1001), as far as the
+ * sockets take them within BUS_LINGER_MS. */
+void bus_say_goodbye(struct bus *b);
 
 /* bus_accept.c */
 /* Listens on unix_path (mode bus_mode), or on host:port, and adopts
@@ -434,16 +514,21 @@ void bus_rx_stop(struct bus *b);
 /* A connection upgraded (from its next byte), or going. */
 void bus_rx_watch(struct bus_conn *c);
 void bus_rx_unwatch(struct bus_conn *c);
-/* Closes c for the fault its frames showed (from flush_cb). */
+/* Closes c for the fault its frames showed (from bus_write.c's flush_cb). */
 void bus_rx_fail(struct bus_conn *c);
 
 /* bus_ops.c */
 void bus_handle(struct bus_conn *c, const char *text, size_t len);
 /* The connection is going: what it held ends. */
 void bus_ops_conn_gone(struct bus_conn *c);
-/* s is about to be freed: connections that presented its token keep its
- * patterns, not a pointer to it. */
-void bus_drop_service(struct bus *b, struct service *s);
+/* The service owner stands for is about to be freed: connections that
+ * presented its token keep their patterns, but no longer point to it. */
+void bus_forget_owner(struct bus *b, const void *owner);
+/* A new identity (one reference); the patterns are copied. */
+struct bus_identity *bus_identity_new(const char *name, const struct strv *locks, const struct strv *publish,
+				      const struct strv *subscribe, void *owner);
+struct bus_identity *bus_identity_ref(struct bus_identity *id);
+void bus_identity_unref(struct bus_identity *id);
 
 /* bus_core.c */
 struct bus_frame *bus_frame_new(const char *text, size_t len);

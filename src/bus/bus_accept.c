@@ -41,9 +41,9 @@
 #include <unistd.h>
 
 #include "bus.h"
-#include "daemon.h"
 #include "evtimer.h"
 #include "log.h"
+#include "peer.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
@@ -62,9 +62,8 @@ struct bus_peer {
 /* How many connections the descriptor limit leaves the bus. */
 static size_t fd_budget(const struct bus *b)
 {
-	const struct cohortd *d = b->d;
 	struct rlimit rl;
-	size_t reserve = FD_RESERVE + FD_PER_SERVICE * (d->sup.plan->n + d->sup.nleaving);
+	size_t reserve = FD_RESERVE + FD_PER_SERVICE * b->hooks.services(b->hooks.arg);
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
 		return SIZE_MAX;
@@ -73,7 +72,7 @@ static size_t fd_budget(const struct bus *b)
 
 static size_t uid_count(const struct bus *b, uid_t uid)
 {
-	return (size_t)(uintptr_t)imap_get(&b->per_uid, (int64_t)uid);
+	return (size_t)(uintptr_t)intmap_get(&b->per_uid, (int64_t)uid);
 }
 
 static void uid_add(struct bus *b, uid_t uid, int delta)
@@ -81,18 +80,17 @@ static void uid_add(struct bus *b, uid_t uid, int delta)
 	size_t n = uid_count(b, uid) + (size_t)(ssize_t)delta;
 
 	if (n)
-		imap_put(&b->per_uid, (int64_t)uid, (void *)(uintptr_t)n);
+		intmap_put(&b->per_uid, (int64_t)uid, (void *)(uintptr_t)n);
 	else
-		imap_del(&b->per_uid, (int64_t)uid);
+		intmap_del(&b->per_uid, (int64_t)uid);
 }
 
 /* Why a new client must be refused, or NULL. */
 static const char *over_cap(struct bus *b, bool unix_peer, bool admin, uid_t uid, char *why, size_t len)
 {
-	const struct cohort_config *cfg = b->d->cfg;
 	size_t open = b->npeers + b->nlingering, budget = fd_budget(b);
 
-	if (open >= cfg->bus_max_connections) {
+	if (open >= b->max_connections) {
 		snprintf(why, len, "%zu bus connections are open, the most allowed (bus_max_connections)", open);
 		return why;
 	}
@@ -101,7 +99,7 @@ static const char *over_cap(struct bus *b, bool unix_peer, bool admin, uid_t uid
 			 "(the rest is kept for supervision)", open);
 		return why;
 	}
-	if (unix_peer && !admin && uid_count(b, uid) >= cfg->bus_max_connections_per_uid) {
+	if (unix_peer && !admin && uid_count(b, uid) >= b->max_connections_per_uid) {
 		snprintf(why, len, "uid %u has %zu bus connections open, the most allowed "
 			 "(bus_max_connections_per_uid)", (unsigned)uid, uid_count(b, uid));
 		return why;
@@ -136,7 +134,7 @@ static void upgrade_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			 (unsigned)p->uid, BUS_HELLO_TIMEOUT_MS / 1000);
 	else
 		log_info(NULL, "bus: closing a connection on %s: no WebSocket upgrade within %d s",
-			 p->bus->d->cfg->bus_listen, BUS_HELLO_TIMEOUT_MS / 1000);
+			 p->bus->listen, BUS_HELLO_TIMEOUT_MS / 1000);
 	lws_set_timeout(p->wsi, PENDING_TIMEOUT_AWAITING_PROXY_RESPONSE, LWS_TO_KILL_ASYNC);
 }
 
@@ -152,13 +150,13 @@ static void adopt(struct bus *b, struct bus_listener *l, int fd)
 			close(fd);
 			return;
 		}
-		admin = ctl_uid_allowed(&b->d->ctl, cr.uid, cr.gid);
+		admin = peer_allowed(b->auth, cr.uid, cr.gid);
 	}
 	if (over_cap(b, l->unix_sock, admin, cr.uid, why, sizeof(why))) {
 		if (l->unix_sock)
 			log_warn(NULL, "bus: refused a connection from uid %u: %s", (unsigned)cr.uid, why);
 		else
-			log_warn(NULL, "bus: refused a connection on %s: %s", b->d->cfg->bus_listen, why);
+			log_warn(NULL, "bus: refused a connection on %s: %s", b->listen, why);
 		refuse(fd, why);
 		return;
 	}
@@ -174,7 +172,7 @@ static void adopt(struct bus *b, struct bus_listener *l, int fd)
 	if (p->counted_uid)
 		uid_add(b, cr.uid, 1);
 	b->npeers++;
-	imap_put(&b->peers, (int64_t)(intptr_t)wsi, p);
+	intmap_put(&b->peers, (int64_t)(intptr_t)wsi, p);
 	ev_timer_init(&p->upgrade_w, upgrade_timeout_cb, BUS_HELLO_TIMEOUT_MS / 1000.0, 0);
 	ev_timer_start(b->loop, &p->upgrade_w);
 }
@@ -223,7 +221,7 @@ static void accept_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void bus_accept_upgraded(struct bus *b, struct lws *wsi)
 {
-	struct bus_peer *p = imap_get(&b->peers, (int64_t)(intptr_t)wsi);
+	struct bus_peer *p = intmap_get(&b->peers, (int64_t)(intptr_t)wsi);
 
 	if (p)
 		ev_timer_stop(b->loop, &p->upgrade_w);	/* bus_live.c's hello deadline now */
@@ -231,7 +229,7 @@ void bus_accept_upgraded(struct bus *b, struct lws *wsi)
 
 void bus_accept_gone(struct bus *b, struct lws *wsi)
 {
-	struct bus_peer *p = imap_del(&b->peers, (int64_t)(intptr_t)wsi);
+	struct bus_peer *p = intmap_del(&b->peers, (int64_t)(intptr_t)wsi);
 
 	if (!p)
 		return;
@@ -262,7 +260,7 @@ static int listen_unix(struct bus *b, const char *path, mode_t mode, char *err, 
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (rc < 0 || listen(fd, 1024) < 0 || chmod(path, mode) < 0 ||
-	    (b->d->ctl.has_group && chown(path, (uid_t)-1, b->d->ctl.group) < 0)) {
+	    (b->auth->has_group && chown(path, (uid_t)-1, b->auth->group) < 0)) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -301,7 +299,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
 int bus_accept_listen(struct bus *b, struct lws_vhost *vh, const char *unix_path, const char *host,
 		      const char *port, char *err, size_t errlen)
 {
-	int fd = unix_path ? listen_unix(b, unix_path, (mode_t)b->d->cfg->bus_mode, err, errlen)
+	int fd = unix_path ? listen_unix(b, unix_path, (mode_t)b->mode, err, errlen)
 			   : listen_tcp(host, port, err, errlen);
 
 	if (fd < 0)
@@ -332,12 +330,12 @@ void bus_accept_free(struct bus *b)
 	size_t it = 0;
 	void *v;
 
-	while (imap_next(&b->peers, &it, NULL, &v)) {
+	while (intmap_next(&b->peers, &it, NULL, &v)) {
 		struct bus_peer *p = v;
 		ev_timer_stop(b->loop, &p->upgrade_w);
 		free(p);
 	}
-	imap_free(&b->peers);
-	imap_free(&b->per_uid);
+	intmap_free(&b->peers);
+	intmap_free(&b->per_uid);
 	b->npeers = 0;
 }

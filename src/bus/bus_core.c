@@ -41,7 +41,7 @@ void bus_msg_put(struct bus_msg *m)
 	if (!m || --m->refs > 0)
 		return;
 	if (m->cache)
-		imap_del(m->cache, (int64_t)m->seq);
+		intmap_del(m->cache, (int64_t)m->seq);
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
 	free(m->topic);
@@ -294,7 +294,7 @@ void bus_session_free(struct bus_session *s)
 	s->qcount = 0;
 	ring_resize(s, 0);
 	b->spilled_bytes -= s->spill_bytes;
-	imap_free(&s->spill_acked);
+	intmap_free(&s->spill_acked);
 	if (s->key)
 		map_del(&b->sessions, s->key);
 	free(s->key);
@@ -724,18 +724,17 @@ void bus_free_all(struct bus *b)
 	map_free(&b->retained);
 	trie_free(&b->subs);
 	ev_timer_stop(b->loop, &b->trim_w);
-	while (b->mid_head) {
-		struct bus_mid *x = b->mid_head;
-		b->mid_head = x->next;
+	struct bus_mid *x;
+	while ((x = STAILQ_FIRST(&b->mid_order))) {
+		STAILQ_REMOVE_HEAD(&b->mid_order, link);
 		free(x->key);
 		free(x);
 	}
-	b->mid_tail = NULL;
 	map_free(&b->mids);
-	imap_free(&b->spill_cache);	/* empty: what was in it went with the queues */
-	while (b->ok_head) {
-		struct bus_ok *o = b->ok_head;
-		b->ok_head = o->next;
+	intmap_free(&b->spill_cache);	/* empty: what was in it went with the queues */
+	struct bus_ok *o;
+	while ((o = STAILQ_FIRST(&b->oks))) {
+		STAILQ_REMOVE_HEAD(&b->oks, link);
 		json_decref(o->id);
 		free(o);
 	}

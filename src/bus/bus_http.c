@@ -128,7 +128,7 @@ static int reply(struct bus *b, struct lws *wsi, unsigned status, const char *ty
 	else
 		sbuf_free(body);
 	*body = (struct sbuf){0};
-	struct http_reply *old = imap_put(&b->http_replies, (int64_t)(intptr_t)wsi, r);
+	struct http_reply *old = intmap_put(&b->http_replies, (int64_t)(intptr_t)wsi, r);
 	if (old)	/* a second request on the connection: the first is over */
 		reply_free(old);
 	return write_chunk(wsi, r);
@@ -165,14 +165,14 @@ int bus_http_serve(struct bus *b, struct lws *wsi, const char *path)
 
 int bus_http_writeable(struct bus *b, struct lws *wsi)
 {
-	struct http_reply *r = imap_get(&b->http_replies, (int64_t)(intptr_t)wsi);
+	struct http_reply *r = intmap_get(&b->http_replies, (int64_t)(intptr_t)wsi);
 
 	return r ? write_chunk(wsi, r) : -1;
 }
 
 void bus_http_gone(struct bus *b, struct lws *wsi)
 {
-	struct http_reply *r = imap_del(&b->http_replies, (int64_t)(intptr_t)wsi);
+	struct http_reply *r = intmap_del(&b->http_replies, (int64_t)(intptr_t)wsi);
 
 	if (r)
 		reply_free(r);
@@ -183,7 +183,7 @@ void bus_http_free(struct bus *b)
 	size_t it = 0;
 	void *v;
 
-	while (imap_next(&b->http_replies, &it, NULL, &v))
+	while (intmap_next(&b->http_replies, &it, NULL, &v))
 		reply_free(v);
-	imap_free(&b->http_replies);
+	intmap_free(&b->http_replies);
 }

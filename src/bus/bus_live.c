@@ -47,7 +47,7 @@ struct bus_linger {
 	int fd;
 	ev_io io_w;
 	ev_timer timer_w;
-	struct bus_linger *prev, *next;
+	LIST_ENTRY(bus_linger) link;	/* in bus->lingering */
 };
 
 void bus_live_progress(struct bus_conn *c)
@@ -164,12 +164,7 @@ static void linger_end(struct bus_linger *l)
 	ev_timer_stop(b->loop, &l->timer_w);
 	close(l->fd);
 	b->nlingering--;
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		b->lingering = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
+	LIST_REMOVE(l, link);
 	free(l);
 }
 
@@ -214,10 +209,7 @@ void bus_linger(struct bus *b, int fd)
 	struct bus_linger *l = xcalloc(1, sizeof(*l));
 	l->bus = b;
 	l->fd = mine;
-	l->next = b->lingering;
-	if (l->next)
-		l->next->prev = l;
-	b->lingering = l;
+	LIST_INSERT_HEAD(&b->lingering, l, link);
 	b->nlingering++;
 	ev_io_init(&l->io_w, linger_io_cb, mine, EV_READ);
 	ev_io_start(b->loop, &l->io_w);
@@ -229,10 +221,10 @@ void bus_linger_finish(struct bus *b)
 {
 	int64_t deadline = now_mono_ms() + BUS_LINGER_MS;
 
-	while (b->lingering) {
+	while (!LIST_EMPTY(&b->lingering)) {
 		struct pollfd p[64];
 		nfds_t n = 0;
-		for (struct bus_linger *l = b->lingering; l && n < ARRAY_LEN(p); l = l->next)
+		for (struct bus_linger *l = LIST_FIRST(&b->lingering); l && n < ARRAY_LEN(p); l = LIST_NEXT(l, link))
 			p[n++] = (struct pollfd){l->fd, POLLIN, 0};
 		int left = (int)(deadline - now_mono_ms());
 		if (left <= 0 || poll(p, n, left) < 0)
@@ -240,13 +232,14 @@ void bus_linger_finish(struct bus *b)
 		for (nfds_t i = 0; i < n; i++) {
 			if (!p[i].revents || !linger_drain(p[i].fd))
 				continue;
-			for (struct bus_linger *l = b->lingering; l; l = l->next)
+			struct bus_linger *l;
+			LIST_FOREACH(l, &b->lingering, link)
 				if (l->fd == p[i].fd) {
 					linger_end(l);
 					break;
 				}
 		}
 	}
-	while (b->lingering)
-		linger_end(b->lingering);
+	while (!LIST_EMPTY(&b->lingering))
+		linger_end(LIST_FIRST(&b->lingering));
 }

@@ -14,9 +14,9 @@
 
 #include "bus.h"
 #include "config_keys.h"
-#include "daemon.h"
 #include "lock.h"
 #include "lock_request.h"
+#include "pgroup.h"
 #include "wire.h"
 
 struct bus_op {
@@ -24,20 +24,42 @@ struct bus_op {
 	void (*fn)(struct bus_conn *c, json_t *req, json_t *id);
 };
 
-/* The patterns a connection is held to: its service's, NULL for an admin. */
-static const struct svc_config *conn_cfg(const struct bus_conn *c)
+struct bus_identity *bus_identity_new(const char *name, const struct strv *locks, const struct strv *publish,
+				      const struct strv *subscribe, void *owner)
 {
-	return c->svc ? c->svc->cfg : c->gone_cfg;
+	struct bus_identity *id = xcalloc(1, sizeof(*id));
+
+	id->refs = 1;
+	id->name = xstrdup(name);
+	strv_copy(&id->locks, locks);
+	strv_copy(&id->publish, publish);
+	strv_copy(&id->subscribe, subscribe);
+	id->owner = owner;
+	return id;
 }
 
-void bus_drop_service(struct bus *b, struct service *s)
+struct bus_identity *bus_identity_ref(struct bus_identity *id)
 {
-	for (struct bus_conn *c = b->conns; c; c = c->next)
-		if (c->svc == s) {
-			c->gone_cfg = s->cfg;
-			c->gone_owner = config_ref(s->cfg_owner);
-			c->svc = NULL;
-		}
+	id->refs++;
+	return id;
+}
+
+void bus_identity_unref(struct bus_identity *id)
+{
+	if (!id || --id->refs)
+		return;
+	free(id->name);
+	strv_free(&id->locks);
+	strv_free(&id->publish);
+	strv_free(&id->subscribe);
+	free(id);
+}
+
+void bus_forget_owner(struct bus *b, const void *owner)
+{
+	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link))
+		if (c->service && c->service->owner == owner)
+			c->service->owner = NULL;
 }
 
 static bool allowed(const struct strv *pats, const char *topic, bool pattern)
@@ -74,15 +96,16 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		c->admin = true;	/* admin_token_file's: the dashboard, over TCP too */
 		c->identity = xstrdup("admin");
 	} else if (tok) {
-		struct service *s = map_get(&b->d->sup.tokens, json_string_value(tok));
-		if (!s || !svc_live(s)) {
+		struct bus_identity *who = b->hooks.resolve(json_string_value(tok), b->hooks.arg);
+		if (!who) {
 			bus_conn_error(c, id, "bad token: not the COHORT_TOKEN of a running service");
 			bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad token");
 			return;
 		}
-		c->svc = s;
+		bus_identity_unref(c->service);	/* a hello that failed after its token */
+		c->service = who;
 		c->admin = false;
-		c->identity = xasprintf("service:%s", s->name);
+		c->identity = xasprintf("service:%s", who->name);
 	} else if (!c->unix_peer) {
 		bus_conn_error(c, id, "a token is required over TCP (the service's COHORT_TOKEN)");
 		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no token");
@@ -151,7 +174,7 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "sub: qos is 0 or 1");
 		return;
 	}
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
+	if (c->service && !allowed(&c->service->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not subscribe to %s", c->identity, pat);
 		return;
 	}
@@ -200,11 +223,7 @@ static void ok_when_stored(struct bus_conn *c, json_t *id, uint64_t seq, uint64_
 	o->id = json_incref(id);
 	o->seq = seq;
 	o->duplicate = duplicate;
-	if (b->ok_tail)
-		b->ok_tail->next = o;
-	else
-		b->ok_head = o;
-	b->ok_tail = o;
+	STAILQ_INSERT_TAIL(&b->oks, o, link);
 }
 
 /* A publish whose fields are checked: DATA (DATA_LEN bytes) is JSON text
@@ -214,7 +233,7 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 {
 	struct bus *b = c->bus;
 
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->publish, topic, false)) {
+	if (c->service && !allowed(&c->service->publish, topic, false)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
 		return;
 	}
@@ -360,7 +379,7 @@ static void op_get(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "get: \"topic\" must be a topic pattern");
 		return;
 	}
-	if (conn_cfg(c) && !allowed(&conn_cfg(c)->subscribe, pat, true)) {
+	if (c->service && !allowed(&c->service->subscribe, pat, true)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not read %s", c->identity, pat);
 		return;
 	}
@@ -396,7 +415,7 @@ static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uin
 			int64_t expires_ms, const char *why)
 {
 	struct bus_conn *c = ls->user;
-	json_t *id = imap_del(&c->lock_waits, (int64_t)(uintptr_t)cookie);
+	json_t *id = intmap_del(&c->lock_waits, (int64_t)(uintptr_t)cookie);
 
 	if (!id)
 		return;
@@ -413,8 +432,8 @@ static struct lock_session *locks_of(struct bus_conn *c)
 	if (!c->locks) {
 		char owner[160];
 		snprintf(owner, sizeof(owner), "%s (bus, pid %d)", c->identity, (int)c->pid);
-		c->locks = lock_session_open(&c->bus->d->locks, owner, conn_cfg(c) ? &conn_cfg(c)->locks : NULL,
-					     c->svc, lock_waited);
+		c->locks = lock_session_open(c->bus->locks, owner, c->service ? &c->service->locks : NULL,
+					     c->service ? c->service->owner : NULL, lock_waited);
 		c->locks->user = c;
 	}
 	return c->locks;
@@ -447,7 +466,7 @@ static bool get_work(struct bus_conn *c, const struct lock_request *r, json_t *i
 				"checked)");
 		return false;
 	}
-	if (lock_group_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
+	if (pgroup_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
 		bus_conn_refuse(c, id, "lock.acquire: pgid: %s", err);
 		return false;
 	}
@@ -473,7 +492,7 @@ static void op_lock_acquire(struct bus_conn *c, json_t *req, json_t *id)
 						(json_int_t)token, "expires_ms", (json_int_t)expires));
 		break;
 	case LOCK_QUEUED:
-		imap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
+		intmap_put(&c->lock_waits, (int64_t)cookie, json_incref(id));
 		break;
 	default:
 		bus_conn_refuse(c, id, "%s", why);
@@ -589,9 +608,9 @@ void bus_ops_conn_gone(struct bus_conn *c)
 
 	lock_session_close(c->locks);	/* a client that leaves lets go */
 	c->locks = NULL;
-	while (imap_next(&c->lock_waits, &it, NULL, &v))
+	while (intmap_next(&c->lock_waits, &it, NULL, &v))
 		json_decref(v);
-	imap_free(&c->lock_waits);
+	intmap_free(&c->lock_waits);
 	struct bus_session *s = c->session;
 	if (!s)
 		return;

@@ -44,25 +44,25 @@ void bus_rx_stop(struct bus *b)
 {
 	if (rx_bus == b)
 		rx_bus = NULL;
-	imap_free(&b->conns_by_fd);
+	intmap_free(&b->conns_by_fd);
 }
 
 void bus_rx_watch(struct bus_conn *c)
 {
 	c->rx_fd = lws_get_socket_fd(c->wsi);
-	imap_put(&c->bus->conns_by_fd, c->rx_fd, c);
+	intmap_put(&c->bus->conns_by_fd, c->rx_fd, c);
 }
 
 void bus_rx_unwatch(struct bus_conn *c)
 {
-	if (imap_get(&c->bus->conns_by_fd, c->rx_fd) == c)
-		imap_del(&c->bus->conns_by_fd, c->rx_fd);
+	if (intmap_get(&c->bus->conns_by_fd, c->rx_fd) == c)
+		intmap_del(&c->bus->conns_by_fd, c->rx_fd);
 }
 
 /* What lws may have of the n bytes read for c: those before a faulty
  * frame, or -1 (EAGAIN) when that is none (0 would be the end of the
  * stream, which lws closes on at once, without our Close frame).  The
- * close waits for flush_cb (bus_server.c), before the loop sleeps: the
+ * close waits for flush_cb (bus_write.c), before the loop sleeps: the
  * frames before the faulty one are handled and answered first. */
 static ssize_t rx_check(struct bus_conn *c, const void *buf, ssize_t n)
 {
@@ -80,8 +80,7 @@ static ssize_t rx_check(struct bus_conn *c, const void *buf, ssize_t n)
 	c->rx_failed = true;	/* lws gets EAGAIN from now on */
 	if (!c->flush_queued) {
 		c->flush_queued = true;
-		c->flush_next = c->bus->flush;
-		c->bus->flush = c;
+		SLIST_INSERT_HEAD(&c->bus->flush, c, flush_link);
 	}
 	if (keep == 0) {
 		errno = EAGAIN;
@@ -105,7 +104,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 	ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
 
 	if (n > 0 && rx_bus && !(flags & MSG_PEEK)) {
-		struct bus_conn *c = imap_get(&rx_bus->conns_by_fd, fd);
+		struct bus_conn *c = intmap_get(&rx_bus->conns_by_fd, fd);
 		if (c)
 			return rx_check(c, buf, n);
 	}

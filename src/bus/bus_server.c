@@ -3,8 +3,10 @@
  * libev loop (a foreign loop: cohortd runs ev_run, never lws_service),
  * one vhost for <run_dir>/bus.sock and one for bus_listen, the cohort.v1
  * subprotocol required, peers identified by SO_PEERCRED, messages
- * reassembled from fragments up to bus_max_message, and every write made
- * from the writeable callback, one queued frame at a time.
+ * reassembled from fragments up to bus_max_message and handed to
+ * bus_ops.c; what a connection is sent goes out through bus_write.c.
+ * Plain HTTP on a listener, and the upgrade's checks (origin,
+ * subprotocol), are answered here too.
  */
 #include "autoconfig.h"
 
@@ -22,9 +24,10 @@
 #include <unistd.h>
 
 #include "bus.h"
-#include "daemon.h"
+#include "hostport.h"
 #include "log.h"
 #include "wire.h"
+#include "peer.h"
 
 static void lws_log(int level, const char *line)
 {
@@ -40,120 +43,7 @@ static void lws_log(int level, const char *line)
 
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id)
 {
-	return imap_get(&b->conns_by_id, (int64_t)id);
-}
-
-void bus_conn_send(struct bus_conn *c, struct bus_frame *f)
-{
-	if (c->closing)
-		return;
-	struct bus_out *o = xmalloc(sizeof(*o));
-	o->f = f;
-	f->refs++;
-	o->next = NULL;
-	if (c->out_tail)
-		c->out_tail->next = o;
-	else
-		c->out_head = o;
-	c->out_tail = o;
-	c->out_len++;
-	c->out_bytes += f->len;
-	if (!c->rx_paused && c->out_bytes > BUS_OUT_MAX) {
-		/* It does not read what we send: stop reading what it sends. */
-		lws_rx_flow_control(c->wsi, 0);
-		c->rx_paused = true;
-	}
-	if (!c->write_asked && !c->flush_queued) {	/* flush_cb writes it */
-		c->flush_queued = true;
-		c->flush_next = c->bus->flush;
-		c->bus->flush = c;
-	}
-}
-
-void bus_conn_send_json(struct bus_conn *c, json_t *o)
-{
-	char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-
-	json_decref(o);
-	if (!text)
-		return;
-	struct bus_frame *f = bus_frame_new(text, strlen(text));
-	free(text);
-	bus_conn_send(c, f);
-	bus_frame_put(f);
-}
-
-void bus_conn_send_ok(struct bus_conn *c, json_t *id, uint64_t seq, bool duplicate)
-{
-	char text[WIRE_OK_SEQ_MAX];
-
-	/* A publisher's ok follows every qos-1 message: ids are numbers in
-	 * every client we know, and those skip jansson. */
-	if (duplicate) {
-		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I,s:b}", "op", "ok", "id", id, "seq", (json_int_t)seq,
-						"duplicate", 1));
-		return;
-	}
-	if (!json_is_integer(id)) {
-		bus_conn_send_json(c, json_pack("{s:s,s:O,s:I}", "op", "ok", "id", id, "seq", (json_int_t)seq));
-		return;
-	}
-	char *end = wire_write_ok_seq(text, json_integer_value(id), seq);
-	struct bus_frame *f = bus_frame_new(text, (size_t)(end - text));
-	bus_conn_send(c, f);
-	bus_frame_put(f);
-}
-
-void bus_conn_close(struct bus_conn *c, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->closing)
-		return;
-	c->closing = true;
-	c->close_status = status;
-	va_start(ap, fmt);
-	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
-	va_end(ap);
-	log_info(NULL, "bus: closing connection %llu (%s, %s, pid %ld): %s (%d)", (unsigned long long)c->id,
-		 c->identity ? c->identity : "no hello", c->unix_peer ? "unix" : "tcp", (long)c->pid,
-		 c->close_reason, status);
-	bus_live_closing(c);
-	lws_callback_on_writable(c->wsi);
-}
-
-static void send_error(struct bus_conn *c, json_t *id, const char *fmt, va_list ap)
-{
-	char buf[512];
-
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	/* It may quote the frame (jansson's "near '...'"), which need not be
-	 * UTF-8: json_pack refuses a string that is not, and nothing went. */
-	utf8_fix(buf, strlen(buf));
-	bus_conn_send_json(c, json_pack("{s:s,s:O,s:s}", "op", "error", "id", id ? id : json_null(), "error", buf));
-}
-
-void bus_conn_refuse(struct bus_conn *c, json_t *id, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	send_error(c, id, fmt, ap);
-	va_end(ap);
-}
-
-void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	send_error(c, id, fmt, ap);
-	va_end(ap);
-	if (++c->errors >= BUS_ABUSE_MAX) {
-		bus_conn_send_json(c, json_pack("{s:s,s:n,s:s}", "op", "error", "id", "error",
-						"too many bad requests: closing"));
-		bus_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many bad requests");
-	}
+	return intmap_get(&b->conns_by_id, (int64_t)id);
 }
 
 static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
@@ -174,15 +64,13 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 			c->uid = cr.uid;
 			c->pid = cr.pid;
 			/* The same people who may use the control socket are admins. */
-			c->admin = ctl_uid_allowed(&b->d->ctl, cr.uid, cr.gid);
+			c->admin = peer_allowed(b->auth, cr.uid, cr.gid);
 		}
 	}
-	c->next = b->conns;
-	if (c->next)
-		c->next->prev = c;
-	b->conns = c;
+	STAILQ_INIT(&c->out);
+	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
-	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_rx_watch(c);
 	bus_live_start(c);
 	return c;
@@ -196,29 +84,19 @@ static void conn_free(struct bus_conn *c)
 	bus_live_stop(c);
 	bus_rx_unwatch(c);
 	if (c->flush_queued)
-		for (struct bus_conn **p = &b->flush; *p; p = &(*p)->flush_next)
-			if (*p == c) {
-				*p = c->flush_next;
-				break;
-			}
-	while (c->out_head) {
-		struct bus_out *o = c->out_head;
-		c->out_head = o->next;
+		SLIST_REMOVE(&b->flush, c, bus_conn, flush_link);
+	while (!STAILQ_EMPTY(&c->out)) {
+		struct bus_out *o = STAILQ_FIRST(&c->out);
+		STAILQ_REMOVE_HEAD(&c->out, link);
 		bus_frame_put(o->f);
 		free(o);
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		b->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	b->nconns--;
-	imap_del(&b->conns_by_id, (int64_t)c->id);
+	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
-	if (c->gone_owner)
-		config_unref(c->gone_owner);
+	bus_identity_unref(c->service);
 	free(c);
 }
 
@@ -359,177 +237,6 @@ static int upgrade_check(struct bus *b, struct lws *wsi, const char *upgrade)
 	return 0;
 }
 
-/* The RFC 6455 header of an unmasked, final text frame of len bytes (a
- * batch is under 64 KiB: two sizes of header). */
-_Static_assert(BUS_BATCH_MAX < 65536, "a batched frame needs at most a 4-byte header");
-static size_t ws_header(unsigned char *h, size_t len)
-{
-	h[0] = 0x81;
-	if (len < 126) {
-		h[1] = (unsigned char)len;
-		return 2;
-	}
-	h[1] = 126;
-	h[2] = (unsigned char)(len >> 8);
-	h[3] = (unsigned char)len;
-	return 4;
-}
-
-/* A Close frame with status and reason (at most 123 bytes), unmasked, at f;
- * its length. */
-static size_t close_frame(unsigned char *f, int status, const char *reason)
-{
-	size_t n = strlen(reason);
-
-	if (n > 123)
-		n = 123;
-	f[0] = 0x88;	/* FIN, Close */
-	f[1] = (unsigned char)(2 + n);
-	f[2] = (unsigned char)(status >> 8);
-	f[3] = (unsigned char)status;
-	memcpy(f + 4, reason, n);
-	return 4 + n;
-}
-
-static void out_pop(struct bus_conn *c)
-{
-	struct bus_out *o = c->out_head;
-
-	c->out_head = o->next;
-	if (!c->out_head)
-		c->out_tail = NULL;
-	c->out_len--;
-	c->out_bytes -= o->f->len;
-	bus_frame_put(o->f);
-	free(o);
-}
-
-/* lws is closing it: nothing more may follow its Close frame. */
-static void stop_sending(struct bus_conn *c)
-{
-	c->closing = true;
-	while (c->out_head)
-		out_pop(c);
-}
-
-/*
- * Writes queued frames while the socket takes them: one frame per writeable
- * callback would cost an epoll round per message and let a busy subscriber's
- * queue grow although it reads as fast as we write.  And one send() per
- * frame is most of the cost of a fan-out, so frames go out together: their
- * headers are written here and the batch handed to lws as bytes that need
- * no framing (LWS_WRITE_HTTP, which goes straight to lws_issue_raw; lws
- * still buffers the tail of a short write and sends it first).  A frame
- * too big for a batch goes alone through lws's own framing.
- * lws_send_pipe_choked() says when to stop.
- */
-static int write_some(struct bus_conn *c)
-{
-	static unsigned char batch[LWS_PRE + BUS_BATCH_MAX];
-
-	c->write_asked = false;
-	if (c->choked)	/* the socket was full and took more: the peer reads */
-		bus_live_progress(c);
-	c->choked = false;
-	if (c->ping_due && !c->closing) {
-		/* One byte of payload: lws 4.1 reports no PONG
-		 * (LWS_CALLBACK_RECEIVE_PONG) for an empty one. */
-		unsigned char ping[LWS_PRE + 3] = {[LWS_PRE] = 0x89, [LWS_PRE + 1] = 1, [LWS_PRE + 2] = 'p'};
-		c->ping_due = false;
-		if (lws_write(c->wsi, ping + LWS_PRE, 3, LWS_WRITE_HTTP) < 3)
-			return -1;
-	}
-	for (int i = 0; i < BUS_WRITE_BURST && c->out_head; ) {
-		if (i > 0 && lws_send_pipe_choked(c->wsi))
-			break;
-		struct bus_frame *f = c->out_head->f;
-		if (f->len + 4 > BUS_BATCH_MAX) {
-			int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-			bool short_write = n < (int)f->len;
-			out_pop(c);
-			i++;
-			if (short_write)
-				return -1;
-			continue;
-		}
-		size_t used = 0;
-		while (c->out_head && i < BUS_WRITE_BURST) {
-			f = c->out_head->f;
-			if (used + f->len + 4 > BUS_BATCH_MAX)
-				break;
-			used += ws_header(batch + LWS_PRE + used, f->len);
-			memcpy(batch + LWS_PRE + used, f->data + LWS_PRE, f->len);
-			used += f->len;
-			out_pop(c);
-			i++;
-		}
-		if (lws_write(c->wsi, batch + LWS_PRE, used, LWS_WRITE_HTTP) < (int)used)
-			return -1;
-	}
-	if (c->rx_paused && !c->rx_failed && c->out_bytes < BUS_OUT_MAX / 2) {
-		lws_rx_flow_control(c->wsi, 1);
-		c->rx_paused = false;
-	}
-	if (c->out_head) {
-		c->choked = lws_send_pipe_choked(c->wsi);
-		c->write_asked = true;
-		lws_callback_on_writable(c->wsi);
-	} else if (c->closing) {
-		/* Our Close frame, after what was queued; lws is not told (it
-		 * would close the socket at once, see bus_live.c): once the
-		 * frame is out, the connection is closed and lingers. */
-		unsigned char f[LWS_PRE + 4 + 123];
-		if (c->close_sent)
-			return -1;
-		size_t n = close_frame(f + LWS_PRE, c->close_status, c->close_reason);
-		if (lws_write(c->wsi, f + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
-			return -1;
-		c->close_sent = true;
-		if (!lws_partial_buffered(c->wsi))
-			return -1;
-		c->write_asked = true;
-		lws_callback_on_writable(c->wsi);
-	} else if (lws_partial_buffered(c->wsi)) {
-		c->choked = true;
-	}
-	return 0;
-}
-
-/*
- * Before the loop sleeps, writes what this iteration queued, from here
- * rather than from a writeable callback, which would cost every message an
- * epoll_ctl and an epoll round before its send() (and another epoll_ctl
- * after).  lws takes a write outside its callbacks; what the socket does
- * not take it buffers and sends first when it can.  A connection with
- * such a tail pending, or closing, is left to the writeable callback.
- */
-static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-	struct bus *b = container_of(w, struct bus, flush_w);
-	(void)loop;
-	(void)revents;
-
-	while (b->flush) {
-		struct bus_conn *c = b->flush;
-		b->flush = c->flush_next;
-		c->flush_queued = false;
-		if (c->rx_fault)
-			bus_rx_fail(c);
-		if (c->write_asked || !c->out_head)
-			continue;
-		if (c->closing || lws_partial_buffered(c->wsi)) {
-			c->write_asked = true;
-			lws_callback_on_writable(c->wsi);
-		} else if (write_some(c) < 0) {
-			/* The socket failed.  Not inside a callback, we cannot return
-			 * -1: the writeable callback does, at the next epoll round. */
-			c->closing = c->failed = true;
-			c->write_asked = true;
-			lws_callback_on_writable(c->wsi);
-		}
-	}
-}
-
 /*
  * A piece of a data message (lws hands a frame over in pieces of at most
  * the protocol's rx_buffer_size).  RFC 6455 8.1: a text message must be
@@ -635,16 +342,16 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return 0;
 		if (!c->closing && !close_payload_ok(c, in, len)) {
 			/* Ours goes out now, instead of lws's echo of theirs. */
-			stop_sending(c);
-			(void)write_some(c);
+			bus_stop_sending(c);
+			(void)bus_write_some(c);
 			return -1;
 		}
-		stop_sending(c);
+		bus_stop_sending(c);
 		return 0;	/* lws answers its Close */
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (c && c->failed)
 			return -1;
-		return c ? write_some(c) : 0;
+		return c ? bus_write_some(c) : 0;
 	case LWS_CALLBACK_CLOSED:
 		if (c) {
 			if (c->close_sent)
@@ -673,45 +380,43 @@ static const lws_retry_bo_t idle_policy = {
 	.secs_since_valid_hangup = 65535,
 };
 
-static int split_listen(const char *hp, char **host, int *port)
+void bus_policy_from_config(struct bus_policy *pol, const struct cohort_config *cfg)
 {
-	const char *colon = strrchr(hp, ':');
-
-	if (!colon)
-		return -1;
-	const char *h = hp;
-	size_t hl = (size_t)(colon - hp);
-	if (*h == '[') {
-		h++;
-		hl -= 2;
-	}
-	*host = xstrndup(h, hl);
-	*port = atoi(colon + 1);
-	return 0;
+	*pol = (struct bus_policy){
+		.ack_timeout_ms = cfg->bus_ack_timeout_ms,
+		.queue_max = cfg->bus_queue_max,
+		.queue_age_ms = cfg->bus_queue_age_ms,
+		.memory_max = cfg->bus_memory_max,
+		.max_connections = cfg->bus_max_connections,
+		.max_connections_per_uid = cfg->bus_max_connections_per_uid,
+		.run_dir = cfg->run_dir,
+		.state_dir = cfg->state_dir,
+		.listen = cfg->bus_listen,
+		.mode = (unsigned)cfg->bus_mode,
+		.fsync = cfg->bus_fsync,
+		.max_message = cfg->bus_max_message,
+		.idle_timeout_ms = cfg->bus_idle_timeout_ms,
+		.allowed_origins = &cfg->bus_allowed_origins,
+		.state_mirror_dir = cfg->state_mirror_dir,
+		.state_mirror_topics = &cfg->state_mirror_topics,
+	};
 }
 
-int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
+void bus_set_policy(struct bus *b, const struct bus_policy *pol)
 {
-	const struct cohort_config *cfg = d->cfg;
-	struct lws_context_creation_info info;
-	void *loops[1] = {d->loop};
-	char *dir;
+	b->ack_timeout_ms = pol->ack_timeout_ms;
+	b->queue_max = pol->queue_max;
+	b->queue_age_ms = pol->queue_age_ms;
+	b->memory_max = pol->memory_max;
+	b->max_connections = pol->max_connections;
+	b->max_connections_per_uid = pol->max_connections_per_uid;
+}
 
-	*b = (struct bus){.d = d, .loop = d->loop};
-	bus_mirror_open(b, cfg->state_mirror_dir, &cfg->state_mirror_topics);
-	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
-	b->queue_max = cfg->bus_queue_max;
-	b->memory_max = cfg->bus_memory_max;
-	b->queue_age_ms = cfg->bus_queue_age_ms;
-	b->max_message = cfg->bus_max_message;
-	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
-	for (size_t i = 0; i < cfg->bus_allowed_origins.n; i++)
-		strv_push(&b->allowed_origins, cfg->bus_allowed_origins.v[i]);
-	dir = xasprintf("%s/bus", cfg->state_dir);
-	int rc = bus_store_open(b, dir, err, errlen);
-	free(dir);
-	if (rc < 0)
-		return -1;
+/* The lws context, on cohortd's loop, with no listener of its own. */
+static int start_lws(struct bus *b, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+	void *loops[1] = {b->loop};
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 	memset(&info, 0, sizeof(info));
@@ -725,58 +430,61 @@ int bus_open(struct bus *b, struct cohortd *d, char *err, size_t errlen)
 	if (!b->ctx) {
 		snprintf(err, errlen, "libwebsockets could not start on the libev loop (is the package "
 			 "libwebsockets-evlib-ev installed?)");
-		goto fail;
+		return -1;
 	}
-	bus_rx_start(b);
-	ev_prepare_init(&b->flush_w, flush_cb);
-	ev_prepare_start(b->loop, &b->flush_w);
-	b->unix_path = xasprintf("%s/bus.sock", cfg->run_dir);
-	/* cohortd listens and accepts itself (bus_accept.c); lws serves the
-	 * sockets it is handed. */
+	return 0;
+}
+
+/* A vhost for the sockets of one listener: cohortd listens and accepts
+ * itself (bus_accept.c); lws serves the sockets it is handed. */
+static struct lws_vhost *new_vhost(struct bus *b, const char *name)
+{
+	struct lws_context_creation_info info;
+
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	info.retry_and_idle_policy = &idle_policy;
-	info.vhost_name = "bus-unix";
+	info.vhost_name = name;
 	info.uid = -1;
 	info.gid = -1;
-	b->unix_vh = lws_create_vhost(b->ctx, &info);
+	return lws_create_vhost(b->ctx, &info);
+}
+
+static int listen_unix(struct bus *b, const char *run_dir, char *err, size_t errlen)
+{
+	b->unix_path = xasprintf("%s/bus.sock", run_dir);
+	b->unix_vh = new_vhost(b, "bus-unix");
 	if (!b->unix_vh) {
 		snprintf(err, errlen, "cannot listen on %s", b->unix_path);
-		goto fail;
+		return -1;
 	}
-	if (bus_accept_listen(b, b->unix_vh, b->unix_path, NULL, NULL, err, errlen) < 0)
-		goto fail;
-	if (cfg->bus_listen) {
-		char *host = NULL;
-		int port = 0;
-		if (split_listen(cfg->bus_listen, &host, &port) < 0) {
-			snprintf(err, errlen, "bus_listen %s: expected HOST:PORT", cfg->bus_listen);
-			goto fail;
-		}
-		char port_text[16];
-		snprintf(port_text, sizeof(port_text), "%d", port);
-		memset(&info, 0, sizeof(info));
-		info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-		info.protocols = protocols;
-	info.retry_and_idle_policy = &idle_policy;
-		info.vhost_name = "bus-tcp";
-		info.uid = -1;
-		info.gid = -1;
-		b->tcp_vh = lws_create_vhost(b->ctx, &info);
-		if (!b->tcp_vh) {
-			free(host);
-			snprintf(err, errlen, "cannot listen on %s", cfg->bus_listen);
-			goto fail;
-		}
-		rc = bus_accept_listen(b, b->tcp_vh, NULL, host, port_text, err, errlen);
-		free(host);
-		if (rc < 0)
-			goto fail;
+	return bus_accept_listen(b, b->unix_vh, b->unix_path, NULL, NULL, err, errlen);
+}
+
+static int listen_tcp(struct bus *b, char *err, size_t errlen)
+{
+	char *host, *port;
+	int rc = -1;
+
+	if (hostport_split(b->listen, NULL, &host, &port) < 0) {
+		snprintf(err, errlen, "bus_listen %s: expected HOST:PORT", b->listen);
+		return -1;
 	}
-	return 0;
-fail:
-	ev_prepare_stop(b->loop, &b->flush_w);
+	b->tcp_vh = new_vhost(b, "bus-tcp");
+	if (!b->tcp_vh)
+		snprintf(err, errlen, "cannot listen on %s", b->listen);
+	else
+		rc = bus_accept_listen(b, b->tcp_vh, NULL, host, port, err, errlen);
+	free(host);
+	free(port);
+	return rc;
+}
+
+/* Undoes what bus_open did before a step failed. */
+static void open_failed(struct bus *b)
+{
+	bus_write_stop(b);
 	bus_accept_close(b);
 	if (b->ctx)
 		lws_context_destroy(b->ctx);
@@ -790,84 +498,51 @@ fail:
 		unlink(b->unix_path);	/* bound before a later step failed */
 	free(b->unix_path);
 	b->unix_path = NULL;
+	free(b->listen);
+	b->listen = NULL;
 	strv_free(&b->allowed_origins);
+}
+
+int bus_open(struct bus *b, struct ev_loop *loop, const struct bus_policy *pol, struct lock_table *locks,
+	     struct peer_auth *auth, const struct bus_hooks *hooks, char *err, size_t errlen)
+{
+	*b = (struct bus){.loop = loop, .locks = locks, .auth = auth, .hooks = *hooks};
+	bus_set_policy(b, pol);
+	b->max_message = pol->max_message;
+	b->idle_timeout = (ev_tstamp)pol->idle_timeout_ms / 1000;
+	b->mode = pol->mode;
+	b->fsync = pol->fsync;
+	b->listen = pol->listen ? xstrdup(pol->listen) : NULL;
+	strv_copy(&b->allowed_origins, pol->allowed_origins);
+	bus_mirror_open(b, pol->state_mirror_dir, pol->state_mirror_topics);
+	char *dir = xasprintf("%s/bus", pol->state_dir);
+	int rc = bus_store_open(b, dir, err, errlen);
+	free(dir);
+	if (rc < 0) {
+		bus_mirror_close(b);
+		free(b->listen);
+		b->listen = NULL;
+		strv_free(&b->allowed_origins);
+		return -1;
+	}
+	if (start_lws(b, err, errlen) < 0)
+		goto fail;
+	bus_rx_start(b);
+	bus_write_start(b);
+	if (listen_unix(b, pol->run_dir, err, errlen) < 0 || (b->listen && listen_tcp(b, err, errlen) < 0))
+		goto fail;
+	return 0;
+fail:
+	open_failed(b);
 	return -1;
 }
-
-/*
- * lws_context_destroy drops the sockets without a Close frame: clients
- * would see 1006, "abnormal closure", for an orderly stop.  So each gets
- * 1001, "going away", first, written as write_some writes (the loop no
- * longer runs to drive a writeable callback), after the queued frames the
- * socket takes at once; the rest are not sent (qos 1 ones are redelivered
- * after the restart).  A socket full with the tail of a frame (a
- * subscriber behind on reading) takes its Close frame once the peer has
- * read that tail: finish_frames waits for it.  Then they linger as every
- * close we decide does (bus_close waits for them).
- */
-static void say_goodbye(struct bus *b)
-{
-	size_t n = 0;
-
-	for (struct bus_conn *c = b->conns; c; c = c->next) {
-		if (c->close_sent)
-			continue;
-		if (c->out_head && !lws_partial_buffered(c->wsi))
-			(void)write_some(c);	/* what the socket takes now */
-		if (c->close_sent)
-			continue;
-		if (!c->closing) {
-			c->close_status = LWS_CLOSE_STATUS_GOINGAWAY;
-			str_copy(c->close_reason, sizeof(c->close_reason), "cohortd is stopping");
-		}
-		stop_sending(c);
-		if (lws_partial_buffered(c->wsi)) {
-			c->write_asked = true;	/* finish_frames writes it */
-			lws_callback_on_writable(c->wsi);
-		} else {
-			(void)write_some(c);
-		}
-		n++;
-	}
-	if (n)
-		log_info(NULL, "bus: closing %zu connection%s: cohortd is stopping (%d)", n, n == 1 ? "" : "s",
-			 LWS_CLOSE_STATUS_GOINGAWAY);
-}
-
-/*
- * The Close frames that wait behind the tail of a frame: the loop no
- * longer runs, so the sockets are polled here and lws serviced by hand
- * (it writes the tail, then calls write_some for the Close frame), for
- * BUS_LINGER_MS at most.  What is still stuck then gets no Close frame.
- */
-static void finish_frames(struct bus *b)
-{
-	int64_t deadline = now_mono_ms() + BUS_LINGER_MS;
-
-	for (;;) {
-		struct pollfd p[64];
-		nfds_t n = 0;
-		for (struct bus_conn *c = b->conns; c && n < ARRAY_LEN(p); c = c->next)
-			if (!c->close_sent || lws_partial_buffered(c->wsi))
-				p[n++] = (struct pollfd){lws_get_socket_fd(c->wsi), POLLOUT, 0};
-		int left = (int)(deadline - now_mono_ms());
-		if (n == 0 || left <= 0 || poll(p, n, left) < 0)
-			return;
-		/* Servicing one may free its connection: only p[] is walked. */
-		for (nfds_t i = 0; i < n; i++)
-			if (p[i].revents)
-				(void)lws_service_fd(b->ctx, &p[i]);
-	}
-}
-
 void bus_close(struct bus *b)
 {
 	if (!b->ctx)
 		return;
-	ev_prepare_stop(b->loop, &b->flush_w);
+	bus_write_stop(b);
 	bus_accept_close(b);
-	say_goodbye(b);
-	finish_frames(b);
+	bus_say_goodbye(b);
 	lws_context_destroy(b->ctx);	/* closes every connection (CLOSED for each) */
 	b->ctx = NULL;
 	bus_rx_stop(b);
@@ -877,10 +552,12 @@ void bus_close(struct bus *b)
 	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
-	imap_free(&b->conns_by_id);
+	intmap_free(&b->conns_by_id);
 	unlink(b->unix_path);
 	free(b->unix_path);
 	b->unix_path = NULL;
+	free(b->listen);
+	b->listen = NULL;
 	strv_free(&b->allowed_origins);
 	free(b->admin_token);
 	b->admin_token = NULL;
@@ -899,7 +576,7 @@ json_t *bus_status_json(struct bus *b)
 		durable_away += s->conn == NULL;
 	}
 	json_t *conns = json_array();
-	for (struct bus_conn *c = b->conns; c; c = c->next) {
+	for (struct bus_conn *c = LIST_FIRST(&b->conns); c; c = LIST_NEXT(c, link)) {
 		struct bus_session *s = c->session;
 		if (s && !s->key) {
 			queued += s->qlen;
@@ -933,3 +610,4 @@ json_t *bus_status_json(struct bus *b)
 		"spilled", (json_int_t)spilled, "queued_memory", (json_int_t)b->queued_mem,
 		"conns", conns, "sessions", sessions);
 }
+

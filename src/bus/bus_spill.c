@@ -46,14 +46,14 @@ static void spill_done(struct bus_session *s)
 	s->bus->spilled_bytes -= s->spill_bytes;
 	s->spill_bytes = 0;
 	s->spilled = 0;
-	imap_free(&s->spill_acked);
+	intmap_free(&s->spill_acked);
 }
 
 bool bus_spill_forget(struct bus_session *s, uint64_t seq)
 {
 	if (!s->spilled || seq < s->spill_next)
 		return false;
-	if (!imap_put(&s->spill_acked, (int64_t)seq, s) && --s->spilled == 0)
+	if (!intmap_put(&s->spill_acked, (int64_t)seq, s) && --s->spilled == 0)
 		spill_done(s);
 	return true;
 }
@@ -119,14 +119,14 @@ static bool read_back(void *arg, const unsigned char *p, size_t len)
 {
 	struct spill_read *sr = arg;
 	struct bus_session *s = sr->s;
-	struct imap *cache = &s->bus->spill_cache;
+	struct intmap *cache = &s->bus->spill_cache;
 	struct jreader keys;
 	uint64_t nkeys, seq = bus_store_pub_keys(p, len, &keys, &nkeys);
 
 	if (!seq || seq < s->spill_next || (sr->n && seq <= sr->m[sr->n - 1]->seq) || !names(&keys, nkeys, s))
 		return true;
 	/* Sessions back at once read the same messages: one copy of each. */
-	struct bus_msg *m = imap_get(cache, (int64_t)seq);
+	struct bus_msg *m = intmap_get(cache, (int64_t)seq);
 	if (m) {
 		m->refs++;
 	} else {
@@ -134,10 +134,10 @@ static bool read_back(void *arg, const unsigned char *p, size_t len)
 		if (!m)
 			return true;
 		m->cache = cache;
-		imap_put(cache, (int64_t)seq, m);
+		intmap_put(cache, (int64_t)seq, m);
 	}
 	sr->m[sr->n++] = m;
-	sr->owed += !imap_get(&s->spill_acked, (int64_t)m->seq);
+	sr->owed += !intmap_get(&s->spill_acked, (int64_t)m->seq);
 	sr->bytes += m->data_len;
 	sr->full = sr->n == BUS_SPILL_CHUNK || sr->bytes >= BUS_SPILL_CHUNK_BYTES;
 	return sr->owed < s->spilled && !sr->full;
@@ -155,7 +155,7 @@ size_t bus_spill_load(struct bus_session *s)
 	bool whole = sr->owed >= s->spilled || sr->full;
 	for (size_t i = 0; i < n; i++) {
 		struct bus_msg *m = sr->m[i];
-		unspill(s, m, imap_del(&s->spill_acked, (int64_t)m->seq) != NULL);
+		unspill(s, m, intmap_del(&s->spill_acked, (int64_t)m->seq) != NULL);
 		bus_msg_put(m);
 	}
 	free(sr);

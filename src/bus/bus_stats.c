@@ -13,7 +13,9 @@ void bus_stats_read(const struct bus *b, struct bus_stats *st)
 	void *v;
 
 	*st = (struct bus_stats){0};
-	for (const struct bus_conn *c = b->conns; c; c = c->next) {
+	const struct bus_conn *c;
+
+	LIST_FOREACH(c, &b->conns, link) {
 		st->connections[c->unix_peer ? 0 : 1]++;
 		const struct bus_session *s = c->session;
 		if (s && !s->key)

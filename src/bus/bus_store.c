@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "bus.h"
-#include "daemon.h"
 #include "log.h"
 
 enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID, R_SEQ };
@@ -133,11 +132,11 @@ static uint64_t mid_size(const struct bus_mid *x)
 
 static void mid_prune(struct bus *b, int64_t now)
 {
-	while (b->mid_head && (now - b->mid_head->ts_ms > BUS_MID_WINDOW_MS || b->nmids > BUS_MID_MAX)) {
-		struct bus_mid *x = b->mid_head;
-		b->mid_head = x->next;
-		if (!b->mid_head)
-			b->mid_tail = NULL;
+	struct bus_mid *x;
+
+	while ((x = STAILQ_FIRST(&b->mid_order)) &&
+	       (now - x->ts_ms > BUS_MID_WINDOW_MS || b->nmids > BUS_MID_MAX)) {
+		STAILQ_REMOVE_HEAD(&b->mid_order, link);
 		if (map_get(&b->mids, x->key) == x)
 			map_del(&b->mids, x->key);
 		b->mid_bytes -= mid_size(x);
@@ -180,11 +179,7 @@ static void mid_add_key(struct bus *b, char *key, uint64_t seq, uint64_t ticket,
 	x->seq = seq;
 	x->ticket = ticket;
 	x->ts_ms = ts;
-	if (b->mid_tail)
-		b->mid_tail->next = x;
-	else
-		b->mid_head = x;
-	b->mid_tail = x;
+	STAILQ_INSERT_TAIL(&b->mid_order, x, link);
 	map_put(&b->mids, x->key, x);
 	b->mid_bytes += mid_size(x);
 	if (++b->nmids > BUS_MID_MAX)
@@ -362,13 +357,11 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 static void on_durable(void *arg, uint64_t ticket)
 {
 	struct bus *b = arg;
+	struct bus_ok *o;
 
 	b->durable_ticket = ticket;
-	while (b->ok_head && b->ok_head->ticket <= ticket) {
-		struct bus_ok *o = b->ok_head;
-		b->ok_head = o->next;
-		if (!b->ok_head)
-			b->ok_tail = NULL;
+	while ((o = STAILQ_FIRST(&b->oks)) && o->ticket <= ticket) {
+		STAILQ_REMOVE_HEAD(&b->oks, link);
 		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);
 		if (c)
 			bus_conn_send_ok(c, o->id, o->seq, o->duplicate);
@@ -382,7 +375,9 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents);
 int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 {
 	b->j = NULL;
-	struct journal *j = jrnl_open(dir, b->d->cfg->bus_fsync, b->loop, reset, on_record, on_durable,
+	STAILQ_INIT(&b->mid_order);	/* recovery fills it */
+	STAILQ_INIT(&b->oks);
+	struct journal *j = jrnl_open(dir, b->fsync, b->loop, reset, on_record, on_durable,
 				      b, &b->recovery, err, errlen);
 	if (!j)
 		return -1;
@@ -463,7 +458,7 @@ static int by_seq(const void *x, const void *y)
 struct snap_pubs {
 	struct bus *b;
 	struct jrnl_snap *out;
-	struct imap *owners;	/* seq -> struct strv* of session keys */
+	struct intmap *owners;	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs;
 	size_t n, next;
 };
@@ -487,7 +482,7 @@ static void snap_upto(struct snap_pubs *sp, uint64_t seq)
 {
 	while (sp->next < sp->n && sp->msgs[sp->next]->seq < seq) {
 		struct bus_msg *m = sp->msgs[sp->next++];
-		snap_pub(sp, m, imap_get(sp->owners, (int64_t)m->seq));
+		snap_pub(sp, m, intmap_get(sp->owners, (int64_t)m->seq));
 	}
 }
 
@@ -506,7 +501,7 @@ static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 	uint64_t seq = m->seq;
 	for (uint64_t i = 0; i < nkeys && !at.bad; i++) {
 		struct bus_session *s = session_of(sp->b, &at);
-		if (!s || !s->spilled || seq < s->spill_next || imap_get(&s->spill_acked, (int64_t)seq))
+		if (!s || !s->spilled || seq < s->spill_next || intmap_get(&s->spill_acked, (int64_t)seq))
 			continue;
 		if (!keys)
 			keys = xcalloc(1, sizeof(*keys));
@@ -516,7 +511,7 @@ static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 		snap_upto(sp, seq);
 		if (sp->next < sp->n && sp->msgs[sp->next]->seq == seq) {	/* in memory too */
 			struct bus_msg *mm = sp->msgs[sp->next++];
-			struct strv *more = imap_get(sp->owners, (int64_t)seq);
+			struct strv *more = intmap_get(sp->owners, (int64_t)seq);
 			for (size_t i = 0; i < more->n; i++)
 				strv_push(keys, more->v[i]);
 			strv_free(more);
@@ -533,7 +528,7 @@ static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 /* The live state, as records. */
 static void snapshot(struct bus *b, struct jrnl_snap *out)
 {
-	struct imap owners = {0};	/* seq -> struct strv* of session keys */
+	struct intmap owners = {0};	/* seq -> struct strv* of session keys */
 	struct bus_msg **msgs = NULL;
 	size_t n = 0, cap = 0, it = 0;
 	void *v;
@@ -559,10 +554,10 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 			const struct bus_delivery *d = bus_queue_at(s, q);
 			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0))
 				continue;
-			struct strv *keys = imap_get(&owners, (int64_t)d->msg->seq);
+			struct strv *keys = intmap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {
 				keys = xcalloc(1, sizeof(*keys));
-				imap_put(&owners, (int64_t)d->msg->seq, keys);
+				intmap_put(&owners, (int64_t)d->msg->seq, keys);
 				if (n == cap)
 					msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
 				msgs[n++] = d->msg;
@@ -573,9 +568,9 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 	it = 0;
 	while (map_next(&b->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
-		if (imap_get(&owners, (int64_t)m->seq) || m->topic[0] == '$')
+		if (intmap_get(&owners, (int64_t)m->seq) || m->topic[0] == '$')
 			continue;	/* $sys values are cohortd's, in memory only (bus_sys.c) */
-		imap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
+		intmap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
 		if (n == cap)
 			msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));
 		msgs[n++] = m;
@@ -589,8 +584,8 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 	}
 	snap_upto(&sp, UINT64_MAX);
 	free(msgs);
-	imap_free(&owners);
-	for (struct bus_mid *x = b->mid_head; x; x = x->next) {
+	intmap_free(&owners);
+	for (struct bus_mid *x = STAILQ_FIRST(&b->mid_order); x; x = STAILQ_NEXT(x, link)) {
 		jb_u8(&j, R_MID);
 		jb_str(&j, x->key, strlen(x->key));
 		jb_u64(&j, x->seq);

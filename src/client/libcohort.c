@@ -47,7 +47,7 @@ struct cohort {
 	uint64_t next_id;
 	struct sub *subs;
 	size_t nsubs;
-	struct imap unacked;	/* id -> request text of a qos-1 publish */
+	struct intmap unacked;	/* id -> request text of a qos-1 publish */
 	uint64_t wait_id;	/* the answer a blocking call waits for */
 	json_t *answer;
 	char *answer_text;	/* its frame as it came (a get's values are taken from it) */
@@ -115,9 +115,9 @@ void cohort_free(cohort_t *c)
 	free(c->subs);
 	size_t it = 0;
 	void *v;
-	while (imap_next(&c->unacked, &it, NULL, &v))
+	while (intmap_next(&c->unacked, &it, NULL, &v))
 		free(v);
-	imap_free(&c->unacked);
+	intmap_free(&c->unacked);
 	json_decref(c->answer);
 	free(c->answer_text);
 	free(c->bus);
@@ -256,7 +256,7 @@ static bool ok_fast(cohort_t *c, const char *text, size_t len)
 
 	if (!wire_read_ok_seq(text, len, &id, &seq) || !id || id == c->wait_id)
 		return false;
-	free(imap_del(&c->unacked, (int64_t)id));
+	free(intmap_del(&c->unacked, (int64_t)id));
 	return true;
 }
 
@@ -297,7 +297,7 @@ static void dispatch(cohort_t *c, const char *text, size_t len)
 	json_t *idv = json_object_get(m, "id");
 	uint64_t id = json_is_integer(idv) ? (uint64_t)json_integer_value(idv) : 0;
 	if (id)
-		free(imap_del(&c->unacked, (int64_t)id));
+		free(intmap_del(&c->unacked, (int64_t)id));
 	if (id && id == c->wait_id) {
 		json_decref(c->answer);
 		c->answer = m;
@@ -444,7 +444,7 @@ static int open_and_hello(cohort_t *c)
 	size_t it = 0;
 	int64_t key;
 	void *v;
-	while (c->connected && imap_next(&c->unacked, &it, &key, &v))
+	while (c->connected && intmap_next(&c->unacked, &it, &key, &v))
 		send_text(c, v, strlen(v));
 	return c->connected ? 0 : -1;
 }
@@ -521,7 +521,7 @@ static json_t *call_text(cohort_t *c, char *text, uint64_t id, bool keep_across_
 	int64_t deadline = now_mono_ms() + CALL_TIMEOUT_MS;
 
 	if (keep_across_reconnects)
-		imap_put(&c->unacked, (int64_t)id, xstrdup(text));
+		intmap_put(&c->unacked, (int64_t)id, xstrdup(text));
 	c->wait_id = id;
 	json_decref(c->answer);
 	c->answer = NULL;
@@ -530,7 +530,7 @@ static json_t *call_text(cohort_t *c, char *text, uint64_t id, bool keep_across_
 	free(text);
 	while (!c->answer) {
 		if (!c->connected && (c->no_reconnect || !keep_across_reconnects)) {
-			free(imap_del(&c->unacked, (int64_t)id));
+			free(intmap_del(&c->unacked, (int64_t)id));
 			set_err(c, "%s", c->err[0] ? c->err : "not connected to the bus");
 			c->wait_id = 0;
 			return NULL;
@@ -538,7 +538,7 @@ static json_t *call_text(cohort_t *c, char *text, uint64_t id, bool keep_across_
 		int left = (int)(deadline - now_mono_ms());
 		if (left <= 0) {
 			set_err(c, "no answer from the bus within %d s", CALL_TIMEOUT_MS / 1000);
-			free(imap_del(&c->unacked, (int64_t)id));	/* given up: not re-sent */
+			free(intmap_del(&c->unacked, (int64_t)id));	/* given up: not re-sent */
 			c->wait_id = 0;
 			return NULL;
 		}
@@ -649,7 +649,7 @@ int cohort_publish_nowait(cohort_t *c, const char *topic, const char *data, int 
 	if (!text)
 		return -1;
 	if (qos == 1)
-		imap_put(&c->unacked, (int64_t)id, xstrdup(text));
+		intmap_put(&c->unacked, (int64_t)id, xstrdup(text));
 	int rc = c->connected ? send_text(c, text, strlen(text)) : (qos == 1 ? 0 : -1);
 	free(text);
 	return rc;

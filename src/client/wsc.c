@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "wsc.h"
 
 #define WSC_FRAME_MAX (64ull << 20)	/* a frame longer than this is not cohortd's */
@@ -221,29 +222,29 @@ static int connect_url(struct wsc *w, const char *url, char *host, size_t hostle
 		return fail(w, "bus address %s: expected unix:PATH or ws://HOST:PORT/ (%s)", url);
 	}
 	const char *hp = url + 5, *slash = strchr(hp, '/');
-	char hostport[300], port[16] = "80";
+	char hostport[300], *h2, *port;
 	snprintf(hostport, sizeof(hostport), "%.*s", (int)(slash ? (size_t)(slash - hp) : strlen(hp)), hp);
 	snprintf(path, pathlen, "%s", slash ? slash : "/");
-	char *colon = strrchr(hostport, ':');
-	if (colon && !strchr(colon, ']')) {
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		*colon = '\0';
+	if (hostport_split(hostport, "80", &h2, &port) < 0) {
+		errno = EINVAL;
+		return fail(w, "bus address %s: expected unix:PATH or ws://HOST:PORT/ (%s)", url);
 	}
-	snprintf(host, hostlen, "%s", hostport);
-	char h2[300];
-	snprintf(h2, sizeof(h2), "%s", hostport);
-	if (h2[0] == '[') {
-		memmove(h2, h2 + 1, strlen(h2));
-		h2[strlen(h2) - 1] = '\0';
-	}
+	/* The Host header: an IPv6 address in its brackets again. */
+	snprintf(host, hostlen, strchr(h2, ':') ? "[%s]" : "%s", h2);
 	struct sockaddr_storage ss[MAX_ADDRS];
 	socklen_t sslen[MAX_ADDRS];
-	int naddr = resolve(h2, port, ss, sslen);
-	if (naddr < 0)
-		return fail(w, getaddrinfo ? "cannot resolve %s: %s"
-					   : "cannot resolve %s: this program is linked statically and takes "
-					     "numeric addresses and localhost only",
-			    h2);
+	int naddr = resolve(h2, port, ss, sslen), e = errno;
+	free(port);
+	errno = e;
+	if (naddr < 0) {
+		fail(w, getaddrinfo ? "cannot resolve %s: %s"
+				    : "cannot resolve %s: this program is linked statically and takes "
+				      "numeric addresses and localhost only",
+		     h2);
+		free(h2);
+		return -1;
+	}
+	free(h2);
 	/* One deadline for them all, not timeout_ms each. */
 	int64_t deadline = now_mono_ms() + timeout_ms;
 	int rc = -1;

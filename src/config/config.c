@@ -620,7 +620,7 @@ static void load_includes(struct loader *l, const struct stat *main_st)
 	 * paths a user would type. */
 	char *dir = path_dirname(c->file);
 	int line = c->key_line[key_index(KS_DAEMON, "include")];
-	struct imap seen = {0};	/* inode -> 1, so a file is read once */
+	struct intmap seen = {0};	/* inode -> 1, so a file is read once */
 
 	for (size_t i = 0; i < c->include.n; i++) {
 		char *pat = path_join(dir, c->include.v[i]);
@@ -647,15 +647,15 @@ static void load_includes(struct loader *l, const struct stat *main_st)
 					 c->include.v[i]);
 				continue;
 			}
-			if (stat(p, &st) == 0 && imap_get(&seen, (int64_t)st.st_ino))
+			if (stat(p, &st) == 0 && intmap_get(&seen, (int64_t)st.st_ino))
 				continue;
 			load_file(l, p, false, &st);
-			imap_put(&seen, (int64_t)st.st_ino, (void *)1);
+			intmap_put(&seen, (int64_t)st.st_ino, (void *)1);
 		}
 		globfree(&g);
 		free(pat);
 	}
-	imap_free(&seen);
+	intmap_free(&seen);
 	free(dir);
 }
 

@@ -19,6 +19,8 @@
 #include <strings.h>
 
 #include "config_keys.h"
+#include "hostport.h"
+#include "topic.h"
 #include "words.h"
 
 /*

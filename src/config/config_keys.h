@@ -6,7 +6,6 @@
 #ifndef COHORT_CONFIG_KEYS_H
 #define COHORT_CONFIG_KEYS_H
 
-#include "bus_trie.h"
 #include "config.h"
 
 /* What a key's value is.  The numbers marked "min to max" take their

@@ -14,8 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "bus_trie.h"
 #include "config_keys.h"
+#include "hostport.h"
+#include "topic.h"
 #include "words.h"
 
 /* Splits a comma-separated list, trimming items and dropping empty ones.
@@ -46,37 +47,6 @@ static void split_list(const char *value, struct strv *out)
 	}
 }
 
-/* Host and port of "HOST:PORT" ("[v6]:PORT" too). */
-static int split_hostport(const char *s, char **host, char **port)
-{
-	const char *colon;
-	const char *h = s;
-	size_t hl;
-
-	if (*s == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close[1] != ':')
-			return -1;
-		h = s + 1;
-		hl = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		hl = (size_t)(colon - s);
-	}
-	uint64_t p;
-	const char *why;
-	if (hl == 0 || parse_uint(colon + 1, 65535, &p, &why) < 0 || p == 0)
-		return -1;
-	for (size_t i = 0; i < hl; i++)
-		if (isspace((unsigned char)h[i]) || h[i] == '/')
-			return -1;
-	*host = xstrndup(h, hl);
-	*port = xstrdup(colon + 1);
-	return 0;
-}
 
 static void check_free(struct check *c)
 {
@@ -108,13 +78,13 @@ static int parse_check(const char *v, struct check *c, bool health, struct sbuf 
 		}
 	} else if (str_starts(v, "tcp:")) {
 		n.kind = CHECK_TCP;
-		if (split_hostport(v + 4, &n.host, &n.port) < 0)
+		if (hostport_split(v + 4, NULL, &n.host, &n.port) < 0)
 			goto bad;
 	} else if (str_starts(v, "http://")) {
 		const char *hp = v + 7;
 		const char *slash = strchr(hp, '/');
 		char *hostport = slash ? xstrndup(hp, (size_t)(slash - hp)) : xstrdup(hp);
-		int rc = split_hostport(hostport, &n.host, &n.port);
+		int rc = hostport_split(hostport, NULL, &n.host, &n.port);
 		free(hostport);
 		if (rc < 0)
 			goto bad;
@@ -392,7 +362,7 @@ static int parse_listen(const struct key_value *in, void *p)
 {
 	char *h, *port;
 
-	if (*in->text && split_hostport(in->text, &h, &port) < 0)
+	if (*in->text && hostport_split(in->text, NULL, &h, &port) < 0)
 		return expected(in, "HOST:PORT, such as 127.0.0.1:7420, or nothing");
 	if (*in->text) {
 		free(h);

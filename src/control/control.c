@@ -1,15 +1,13 @@
 /*
  * control.c - the control socket's listener and clients (see control.h):
- * accepting, SO_PEERCRED authorisation, line framing with the 64 KiB
- * limit, JSON decoding, dispatch through one command table, and the
- * bounded, non-blocking output side.  Client errors are answered to the
- * client and not logged.
+ * accepting, SO_PEERCRED authorisation (peer.c's rule), line framing with
+ * the 64 KiB limit, JSON decoding, dispatch through one command table, and
+ * the bounded, non-blocking output side.  Client errors are answered to
+ * the client and not logged.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +18,11 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "daemon.h"
 #include "evtimer.h"
 #include "lock.h"
 #include "log.h"
 #include "wire.h"
+#include "peer.h"
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
@@ -48,7 +46,7 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 static void client_update(struct ctl_client *c)
 {
-	struct ev_loop *loop = c->ctl->d->loop;
+	struct ev_loop *loop = c->ctl->loop;
 	int want = 0;
 
 	/* Busy clients are still read, so one that leaves is noticed (and its
@@ -78,21 +76,10 @@ void ctl_client_close(struct ctl_client *c)
 	ctl_stream_stop(c);
 	lock_session_close(c->locks);	/* a client that leaves lets go */
 	if (c->flush_queued)
-		for (struct ctl_client **p = &ctl->flush; *p; p = &(*p)->flush_next)
-			if (*p == c) {
-				*p = c->flush_next;
-				if (ctl->flush_tail == &c->flush_next)
-					ctl->flush_tail = p;
-				break;
-			}
-	ev_io_stop(ctl->d->loop, &c->io);
+		STAILQ_REMOVE(&ctl->flush, c, ctl_client, flush_link);
+	ev_io_stop(ctl->loop, &c->io);
 	close(c->io.fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		ctl->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	ctl->nclients--;
 	sbuf_free(&c->in);
 	sbuf_free(&c->out);
@@ -147,9 +134,7 @@ void ctl_send_line(struct ctl_client *c, const char *line, size_t len)
 	/* In the order answered: a lock's next holder, granted by a release,
 	 * hears before the releaser hears "ok". */
 	c->flush_queued = true;
-	c->flush_next = NULL;
-	*c->ctl->flush_tail = c;
-	c->ctl->flush_tail = &c->flush_next;
+	STAILQ_INSERT_TAIL(&c->ctl->flush, c, flush_link);
 }
 
 static void handle_input(struct ctl_client *c);
@@ -166,11 +151,9 @@ static void resume_input(struct ctl_client *c)
  * closes a client that is gone. */
 void control_flush(struct control *ctl)
 {
-	while (ctl->flush) {
-		struct ctl_client *c = ctl->flush;
-		ctl->flush = c->flush_next;
-		if (!ctl->flush)
-			ctl->flush_tail = &ctl->flush;
+	while (!STAILQ_EMPTY(&ctl->flush)) {
+		struct ctl_client *c = STAILQ_FIRST(&ctl->flush);
+		STAILQ_REMOVE_HEAD(&ctl->flush, flush_link);
 		c->flush_queued = false;
 		if (client_flush(c) < 0)
 			c->closing = true;
@@ -244,7 +227,7 @@ static void read_again(struct ctl_client *c)
 	/* Requests that came meanwhile: handled from the watcher, not under
 	 * whoever answered this one. */
 	if (c->in.len && !c->closing)
-		ev_feed_event(c->ctl->d->loop, &c->io, EV_READ);
+		ev_feed_event(c->ctl->loop, &c->io, EV_READ);
 }
 
 void ctl_reply_later(struct ctl_client *c, json_t *resp)
@@ -418,37 +401,6 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	client_update(c);
 }
 
-static bool in_group(struct control *ctl, uid_t uid)
-{
-	void *cached = imap_get(&ctl->members, uid);
-
-	if (cached)
-		return cached == (void *)1;
-	bool member = false;
-	struct passwd pw, *pwp = NULL;
-	char buf[8192];
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp) {
-		gid_t groups[256];
-		int n = ARRAY_LEN(groups);
-		if (pw.pw_gid == ctl->group)
-			member = true;
-		else if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) >= 0)
-			for (int i = 0; i < n && !member; i++)
-				member = groups[i] == ctl->group;
-	}
-	imap_put(&ctl->members, uid, member ? (void *)1 : (void *)2);
-	return member;
-}
-
-bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid)
-{
-	if (uid == 0 || uid == geteuid())
-		return true;
-	if (!ctl->has_group)
-		return false;
-	return gid == ctl->group || in_group(ctl, uid);
-}
-
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct control *ctl = container_of(w, struct control, listen_io);
@@ -478,7 +430,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !ctl_uid_allowed(ctl, cr.uid, cr.gid)) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || !peer_allowed(ctl->auth, cr.uid, cr.gid)) {
 			char msg[200];
 			int n = snprintf(msg, sizeof(msg),
 					 "{\"ok\":false,\"error\":\"permission denied: uid %u may not use "
@@ -494,10 +446,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->pid = cr.pid;
 		ev_io_init(&c->io, client_io_cb, fd, EV_READ);
 		ev_io_start(loop, &c->io);
-		c->next = ctl->clients;
-		if (c->next)
-			c->next->prev = c;
-		ctl->clients = c;
+		LIST_INSERT_HEAD(&ctl->clients, c, link);
 		ctl->nclients++;
 	}
 }
@@ -544,28 +493,17 @@ static int claim_path(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen)
+int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
+		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const struct cohort_config *cfg = d->cfg;
 	int fd;
 
-	*ctl = (struct control){.d = d};
-	ctl->path = xasprintf("%s/control.sock", cfg->run_dir);
+	*ctl = (struct control){.d = d, .loop = loop, .auth = auth};
+	ctl->path = xasprintf("%s/control.sock", run_dir);
 	if (strlen(ctl->path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "%s: path too long for a unix socket", ctl->path);
 		goto fail;
-	}
-	if (cfg->control_group) {
-		struct group gr, *grp = NULL;
-		char buf[8192];
-		getgrnam_r(cfg->control_group, &gr, buf, sizeof(buf), &grp);
-		if (!grp) {
-			snprintf(err, errlen, "control_group \"%s\": no such group", cfg->control_group);
-			goto fail;
-		}
-		ctl->group = gr.gr_gid;
-		ctl->has_group = true;
 	}
 	if (claim_path(ctl->path, err, errlen) < 0)
 		goto fail;
@@ -584,19 +522,19 @@ int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errle
 		close(fd);
 		goto fail;
 	}
-	if ((ctl->has_group && chown(ctl->path, (uid_t)-1, ctl->group) < 0) ||
-	    chmod(ctl->path, (mode_t)cfg->control_mode) < 0) {
+	if ((auth->has_group && chown(ctl->path, (uid_t)-1, auth->group) < 0) ||
+	    chmod(ctl->path, (mode_t)mode) < 0) {
 		snprintf(err, errlen, "%s: setting owner and mode: %s", ctl->path, strerror(errno));
 		close(fd);
 		unlink(ctl->path);
 		goto fail;
 	}
 	ev_io_init(&ctl->listen_io, accept_cb, fd, EV_READ);
-	ev_io_start(d->loop, &ctl->listen_io);
+	ev_io_start(loop, &ctl->listen_io);
 	ev_init(&ctl->accept_pause, accept_again_cb);
-	ctl->flush_tail = &ctl->flush;
+	STAILQ_INIT(&ctl->flush);
 	ev_prepare_init(&ctl->flush_w, flush_cb);
-	ev_prepare_start(d->loop, &ctl->flush_w);
+	ev_prepare_start(loop, &ctl->flush_w);
 	return 0;
 fail:
 	free(ctl->path);
@@ -608,17 +546,16 @@ void control_close(struct control *ctl)
 {
 	if (!ctl->path)
 		return;
-	while (ctl->clients) {
-		struct ctl_client *c = ctl->clients;
+	while (!LIST_EMPTY(&ctl->clients)) {
+		struct ctl_client *c = LIST_FIRST(&ctl->clients);
 		(void)client_flush(c);
 		ctl_client_close(c);
 	}
-	ev_io_stop(ctl->d->loop, &ctl->listen_io);
-	ev_timer_stop(ctl->d->loop, &ctl->accept_pause);
-	ev_prepare_stop(ctl->d->loop, &ctl->flush_w);
+	ev_io_stop(ctl->loop, &ctl->listen_io);
+	ev_timer_stop(ctl->loop, &ctl->accept_pause);
+	ev_prepare_stop(ctl->loop, &ctl->flush_w);
 	close(ctl->listen_io.fd);
 	unlink(ctl->path);
 	free(ctl->path);
 	ctl->path = NULL;
-	imap_free(&ctl->members);
 }

@@ -3,11 +3,13 @@
  * newline-delimited JSON, one request object per line, one response object
  * per line; `events` and `log --follow` stream further lines.
  *
- *   control.c      the listener, clients, buffers, auth, dispatch
+ *   control.c      the listener, clients, buffers, dispatch; who may connect
+ *                  is peer.c's rule (src/lib), shared with the bus
  *   ctl_status.c   status, plan
  *   ctl_service.c  start, stop, restart (with wait), signal
  *   ctl_daemon.c   reload, shutdown
  *   ctl_log.c      log (with follow), events
+ *   ctl_lock.c     lock, renew, release, locks
  *
  * Every client is non-blocking on the loop.  A request line may be at most
  * CTL_REQUEST_MAX bytes; output waits in a per-client buffer, and a
@@ -24,6 +26,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "map.h"
@@ -57,31 +60,28 @@ struct ctl_client {
 	size_t nfollow;
 	struct ctl_wait *wait;	/* the request waiting for targets to settle */
 	struct lock_session *locks;	/* opened by the first lock command */
-	struct ctl_client *prev, *next;
-	struct ctl_client *flush_next;	/* in control.flush, when flush_queued */
+	LIST_ENTRY(ctl_client) link;	/* in control.clients */
+	STAILQ_ENTRY(ctl_client) flush_link;	/* in control.flush, when flush_queued */
 	bool flush_queued;
 };
 
 struct control {
-	struct cohortd *d;
+	struct cohortd *d;	/* what the command families act on (control.c never looks) */
+	struct ev_loop *loop;
 	ev_io listen_io;
 	ev_timer accept_pause;	/* out of file descriptors: accept again later */
 	bool fd_warned;		/* said so, this time */
 	bool draining;		/* the loop has ended: write what waits, run nothing more */
 	char *path;
-	bool has_group;
-	gid_t group;
-	struct ctl_client *clients;
+	struct peer_auth *auth;	/* who may connect (the daemon's, shared with the bus) */
+	LIST_HEAD(ctl_clients, ctl_client) clients;
 	size_t nclients;
 	/* Clients with answers to write, written just before the loop waits:
 	 * each answer wakes its client, which would otherwise take the CPU
 	 * from the rest of the batch (as redis does it, in beforeSleep). */
 	ev_prepare flush_w;
-	struct ctl_client *flush, **flush_tail;	/* in the order answered */
+	STAILQ_HEAD(ctl_flushq, ctl_client) flush;	/* in the order answered */
 	uint64_t next_id;
-	/* uid -> 1 member of control_group, 2 not; cached because the
-	 * group lookup may block */
-	struct imap members;
 	/* ctl_stats.c: requests by command, for /metrics */
 	struct ctl_stat {
 		const char *cmd;	/* the command table's own name */
@@ -111,14 +111,15 @@ struct ctl_command {
 	const struct wire_field *fields;
 };
 
-int control_open(struct control *ctl, struct cohortd *d, char *err, size_t errlen);
+struct peer_auth;
+/* Listens on run_dir/control.sock (mode, and control_group's group when
+ * auth has one); d is handed to the command families.  -1 with err. */
+int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
+		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen);
 /* Writes the queued answers now: done before the loop sleeps, and by
  * cohortd once the loop has ended, so that the last answers (the one to
  * "shutdown") do not wait for the final sweep. */
 void control_flush(struct control *ctl);
-/* Root, cohortd's own uid, or control_group: who may drive cohortd (and
- * is an admin on the bus). */
-bool ctl_uid_allowed(struct control *ctl, uid_t uid, gid_t gid);
 void control_close(struct control *ctl);
 
 /* The request in LINE (LEN bytes, without its newline) as a client's

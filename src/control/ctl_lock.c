@@ -21,6 +21,7 @@
 #include "daemon.h"
 #include "lock.h"
 #include "lock_request.h"
+#include "pgroup.h"
 
 /* The service a peer process belongs to (its process group), or NULL. */
 static struct service *service_of_pid(struct cohortd *d, pid_t pid)
@@ -81,7 +82,7 @@ static int get_work(struct ctl_client *c, const struct lock_request *r, json_t *
 {
 	char err[200];
 
-	if (r->pgid && lock_group_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
+	if (r->pgid && pgroup_check(r->pgid, c->uid, err, sizeof(err)) < 0) {
 		ctl_error(resp, "pgid: %s", err);
 		return -1;
 	}
@@ -148,12 +149,14 @@ json_t *ctl_locks_json(const struct lock_table *t)
 	while (map_next(&t->locks, &it, NULL, &v)) {
 		const struct lock *l = v;
 		json_t *holders = json_array(), *waiters = json_array();
-		for (const struct lock_lease *le = l->holders; le; le = le->next)
+		const struct lock_lease *le;
+		const struct lock_wait *w;
+		LIST_FOREACH(le, &l->holders, link)
 			json_array_append_new(holders, json_pack("{s:s,s:I,s:I,s:b}", "owner", lock_lease_owner(le),
 								 "token", (json_int_t)le->token,
 								 "expires_ms", (json_int_t)le->expires_ms,
 								 "stopping", le->ending));
-		for (const struct lock_wait *w = l->head; w; w = w->next)
+		TAILQ_FOREACH(w, &l->waiters, link)
 			json_array_append_new(waiters, json_pack("{s:s,s:s}", "owner", w->session->owner,
 								 "mode", lock_mode_name(w->mode)));
 		json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:o}", "name", l->name, "mode",

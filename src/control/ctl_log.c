@@ -18,7 +18,7 @@
 
 static struct ctl_client *find_client(struct control *ctl, uint64_t id)
 {
-	for (struct ctl_client *c = ctl->clients; c; c = c->next)
+	for (struct ctl_client *c = LIST_FIRST(&ctl->clients); c; c = LIST_NEXT(c, link))
 		if (c->id == id)
 			return c;
 	return NULL;
@@ -307,7 +307,7 @@ static bool follows(const struct ctl_client *c, const struct service *s)
 
 void ctl_log_service_gone(struct control *ctl, struct service *s)
 {
-	for (struct ctl_client *c = ctl->clients; c; c = c->next) {
+	for (struct ctl_client *c = LIST_FIRST(&ctl->clients); c; c = LIST_NEXT(c, link)) {
 		if (!follows(c, s))
 			continue;
 		ctl_stream_stop(c);
@@ -320,7 +320,7 @@ void ctl_log_service_gone(struct control *ctl, struct service *s)
 /* Every new line of a service's output, to its followers. */
 void ctl_log_lines(struct control *ctl, struct service *s, const char *data, size_t len)
 {
-	for (struct ctl_client *c = ctl->clients; c; c = c->next) {
+	for (struct ctl_client *c = LIST_FIRST(&ctl->clients); c; c = LIST_NEXT(c, link)) {
 		if (!follows(c, s) || !ctl_stream_ok(c))
 			continue;
 		const char *p = data, *end = data + len;
@@ -346,8 +346,8 @@ void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enu
 	json_t *ev = NULL;
 	(void)d;
 
-	for (struct ctl_client *c = ctl->clients, *next; c; c = next) {
-		next = c->next;
+	for (struct ctl_client *c = LIST_FIRST(&ctl->clients), *next; c; c = next) {
+		next = LIST_NEXT(c, link);
 		if (c->wait)
 			ctl_wait_event(c);
 		if (!c->events || !ctl_stream_ok(c))

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "map.h"
+#include "topic.h"
 
 struct trie_node {
 	struct map children;		/* literal segment -> node */
@@ -36,12 +37,5 @@ bool trie_remove(struct trie *t, const char *pattern, void *sub);
 /* Calls fn for every subscription whose pattern matches topic. */
 void trie_match(const struct trie *t, const char *topic, void (*fn)(void *sub, void *arg), void *arg);
 void trie_free(struct trie *t);
-/* Does pattern match topic (no trie: for retained values, permissions). */
-bool topic_matches(const char *pattern, const char *topic);
-/* Dot-separated [A-Za-z0-9_-] segments (the first may start with $);
- * with wildcards, a segment may be * and the last one >. */
-bool topic_pattern_valid(const char *pat, bool allow_wildcards);
-/* Is every topic pattern `inner` matches also matched by `outer`? */
-bool pattern_within(const char *inner, const char *outer);
 
 #endif

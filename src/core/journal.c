@@ -21,6 +21,7 @@
 #include "histo.h"
 #include "journal.h"
 #include "log.h"
+#include "thread.h"
 
 static const char magic[8] = {'C', 'O', 'H', 'J', 'R', 'N', 'L', '1'};
 
@@ -1227,11 +1228,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	ev_prepare_init(&j->batch_w, batch_cb);
 	ev_set_priority(&j->batch_w, EV_MINPRI);
 	ev_prepare_start(loop, &j->batch_w);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&j->thread, NULL, writer_main, j);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start(&j->thread, writer_main, j);
 	if (rc != 0) {
 		log_error(NULL, "cannot start the journal thread: %s", strerror(rc));
 		abort();

@@ -23,6 +23,7 @@
 #include "evtimer.h"
 #include "lock.h"
 #include "log.h"
+#include "thread.h"
 
 const char *lock_mode_name(enum lock_mode m)
 {
@@ -87,7 +88,7 @@ static void ahead_start(struct lock_table *t)
 {
 	t->ahead_upto = t->reserved + LOCK_TOKEN_BLOCK;
 	atomic_store(&t->ahead_finished, false);
-	t->ahead_running = pthread_create(&t->ahead_thread, NULL, ahead_main, t) == 0;
+	t->ahead_running = thread_start(&t->ahead_thread, ahead_main, t) == 0;
 	t->ahead_failed = !t->ahead_running;	/* not again each grant: the loop writes it */
 }
 
@@ -164,6 +165,7 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 	if (!l) {
 		l = xcalloc(1, sizeof(*l));
 		l->name = xstrdup(name);
+		TAILQ_INIT(&l->waiters);
 		map_put(&t->locks, l->name, l);
 	}
 	return l;
@@ -173,8 +175,8 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 static void gate_update(struct lock_table *t, struct lock *l)
 {
 	if (t->gate)
-		t->gate->update(t->gate_arg, l->name, l->nholders > 0, l->head != NULL,
-				l->head ? l->head->ttl_ms : 0);
+		t->gate->update(t->gate_arg, l->name, l->nholders > 0, !TAILQ_EMPTY(&l->waiters),
+				!TAILQ_EMPTY(&l->waiters) ? TAILQ_FIRST(&l->waiters)->ttl_ms : 0);
 }
 
 static void lock_maybe_free(struct lock_table *t, struct lock *l)
@@ -220,16 +222,10 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->granted_us = histo_now_us();
 	ev_init(&le->timer, lease_expired);
 	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
-	le->next = l->holders;
-	if (le->next)
-		le->next->prev = le;
-	l->holders = le;
+	LIST_INSERT_HEAD(&l->holders, le, link);
 	l->nholders++;
 	l->held_mode = mode;
-	le->s_next = s->leases;
-	if (le->s_next)
-		le->s_next->s_prev = le;
-	s->leases = le;
+	LIST_INSERT_HEAD(&s->leases, le, s_link);
 	s->t->grants++;
 	if (s->t->on_event)
 		s->t->on_event(s->t, le, NULL, s->t->event_arg);
@@ -238,15 +234,7 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 
 static void lease_unlink_session(struct lock_lease *le)
 {
-	struct lock_session *s = le->session;
-
-	if (le->s_prev)
-		le->s_prev->s_next = le->s_next;
-	else
-		s->leases = le->s_next;
-	if (le->s_next)
-		le->s_next->s_prev = le->s_prev;
-	le->s_prev = le->s_next = NULL;
+	LIST_REMOVE(le, s_link);
 }
 
 /* why: how it ended, for on_event; NULL when the table is freed. */
@@ -256,12 +244,7 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le, const char
 
 	ev_timer_stop(t->loop, &le->timer);
 	histo_observe_us(&t->hold_h, (uint64_t)(histo_now_us() - le->granted_us));
-	if (le->prev)
-		le->prev->next = le->next;
-	else
-		l->holders = le->next;
-	if (le->next)
-		le->next->prev = le->prev;
+	LIST_REMOVE(le, link);
 	l->nholders--;
 	if (why && t->on_event)
 		t->on_event(t, le, why, t->event_arg);
@@ -307,31 +290,20 @@ static void wait_unlink(struct lock_wait *w)
 	struct lock_session *s = w->session;
 
 	ev_timer_stop(s->t->loop, &w->timer);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		l->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		l->tail = w->prev;
+	TAILQ_REMOVE(&l->waiters, w, link);
 	l->nwaiters--;
-	if (w->s_prev)
-		w->s_prev->s_next = w->s_next;
-	else
-		s->waits = w->s_next;
-	if (w->s_next)
-		w->s_next->s_prev = w->s_prev;
+	LIST_REMOVE(w, s_link);
 }
 
 /* Grants the head of the queue while it fits: one exclusive, or every
  * consecutive shared request. */
 static void process_queue(struct lock_table *t, struct lock *l)
 {
+	struct lock_wait *w;
+
 	if (t->gate)
 		return;		/* the gate grants (lock_gate_grant) */
-	while (l->head && compatible(l, l->head->mode)) {
-		struct lock_wait *w = l->head;
+	while ((w = TAILQ_FIRST(&l->waiters)) && compatible(l, w->mode)) {
 		uint64_t token;
 		const char *why;
 		if (take_token(t, &token, &why) < 0) {
@@ -429,16 +401,16 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	}
 	struct lock *l = lock_get(t, name);
 	bool try_only = false;
-	if (t->gate && wait_ms == 0 && !l->nholders && !l->head) {
+	if (t->gate && wait_ms == 0 && !l->nholders && TAILQ_EMPTY(&l->waiters)) {
 		/* Free here, but only the gate knows about elsewhere. */
 		try_only = true;
 		wait_ms = LOCK_GATE_TRY_MS;
 	}
 	/* Waiters left at the head while no token could be had (the counter
 	 * could not be written) go first, now that it may work again. */
-	if (l->head && compatible(l, l->head->mode))
+	if (!TAILQ_EMPTY(&l->waiters) && compatible(l, TAILQ_FIRST(&l->waiters)->mode))
 		process_queue(t, l);
-	if (!t->gate && !l->head && compatible(l, mode)) {
+	if (!t->gate && TAILQ_EMPTY(&l->waiters) && compatible(l, mode)) {
 		if (take_token(t, token, why) < 0) {
 			lock_maybe_free(t, l);
 			return LOCK_ERROR;
@@ -464,17 +436,9 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->try_only = try_only;
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
-	w->prev = l->tail;
-	if (l->tail)
-		l->tail->next = w;
-	else
-		l->head = w;
-	l->tail = w;
+	TAILQ_INSERT_TAIL(&l->waiters, w, link);
 	l->nwaiters++;
-	w->s_next = s->waits;
-	if (w->s_next)
-		w->s_next->s_prev = w;
-	s->waits = w;
+	LIST_INSERT_HEAD(&s->waits, w, s_link);
 	gate_update(t, l);
 	return LOCK_QUEUED;
 }
@@ -489,9 +453,9 @@ bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int
 {
 	struct lock *l = map_get(&t->locks, name);
 
-	if (!l || !l->head || l->nholders)
+	if (!l || TAILQ_EMPTY(&l->waiters) || l->nholders)
 		return false;
-	struct lock_wait *w = l->head;
+	struct lock_wait *w = TAILQ_FIRST(&l->waiters);
 	wait_unlink(w);
 	struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
 	struct lock_session *s = w->session;
@@ -508,8 +472,8 @@ void lock_gate_fail(struct lock_table *t, const char *name, bool all, const char
 
 	if (!l)
 		return;
-	for (struct lock_wait *w = l->head, *next; w; w = next) {
-		next = w->next;
+	for (struct lock_wait *w = TAILQ_FIRST(&l->waiters), *next; w; w = next) {
+		next = TAILQ_NEXT(w, link);
 		if (!all && !w->try_only)
 			continue;
 		struct lock_session *s = w->session;
@@ -527,8 +491,8 @@ void lock_gate_lost(struct lock_table *t, const char *name, const char *why)
 
 	if (!l)
 		return;
-	for (struct lock_lease *le = l->holders, *next; le; le = next) {
-		next = le->next;
+	for (struct lock_lease *le = LIST_FIRST(&l->holders), *next; le; le = next) {
+		next = LIST_NEXT(le, link);
 		if (le->ending)
 			continue;
 		log_warn(NULL, "lock %s: lease %" PRIu64 " of %s lost: %s", l->name, le->token,
@@ -542,7 +506,7 @@ static struct lock_lease *find_lease(struct lock_session *s, const char *name, u
 {
 	struct lock *l = map_get(&s->t->locks, name);
 
-	for (struct lock_lease *le = l ? l->holders : NULL; le; le = le->next)
+	for (struct lock_lease *le = l ? LIST_FIRST(&l->holders) : NULL; le; le = LIST_NEXT(le, link))
 		if (le->token == token && le->session == s)
 			return le;
 	return NULL;
@@ -585,7 +549,9 @@ int lock_release(struct lock_session *s, const char *name, uint64_t token, const
 
 void lock_cancel_wait(struct lock_session *s, void *cookie)
 {
-	for (struct lock_wait *w = s->waits; w; w = w->s_next) {
+	struct lock_wait *w;
+
+	LIST_FOREACH(w, &s->waits, s_link) {
 		if (w->cookie != cookie)
 			continue;
 		struct lock *l = w->lock;
@@ -605,14 +571,14 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 	struct lock **touched = NULL;
 	size_t n = 0, cap = 0;
 
-	while (s->leases || s->waits) {
+	while (!LIST_EMPTY(&s->leases) || !LIST_EMPTY(&s->waits)) {
 		struct lock *l;
-		if (s->leases) {
-			l = s->leases->lock;
+		if (!LIST_EMPTY(&s->leases)) {
+			l = LIST_FIRST(&s->leases)->lock;
 			t->holder_gone++;
-			lease_lost(t, s->leases, lost);
+			lease_lost(t, LIST_FIRST(&s->leases), lost);
 		} else {
-			struct lock_wait *w = s->waits;
+			struct lock_wait *w = LIST_FIRST(&s->waits);
 			void *cookie = w->cookie;
 			l = w->lock;
 			wait_unlink(w);
@@ -651,10 +617,7 @@ struct lock_session *lock_session_open(struct lock_table *t, const char *owner,
 		strv_copy(&s->patterns, patterns);
 	s->svc = svc;
 	s->on_wait = on_wait;
-	s->next = t->sessions;
-	if (s->next)
-		s->next->prev = s;
-	t->sessions = s;
+	LIST_INSERT_HEAD(&t->sessions, s, link);
 	return s;
 }
 
@@ -663,13 +626,7 @@ void lock_session_close(struct lock_session *s)
 	if (!s)
 		return;
 	session_clear(s, "its holder went away", NULL);
-	struct lock_table *t = s->t;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		t->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s->owner);
 	strv_free(&s->patterns);
 	free(s);
@@ -677,10 +634,12 @@ void lock_session_close(struct lock_session *s)
 
 void lock_drop_service(struct lock_table *t, void *svc, bool forget)
 {
-	for (struct lock_session *s = t->sessions; s; s = s->next) {
+	struct lock_session *s;
+
+	LIST_FOREACH(s, &t->sessions, link) {
 		if (s->svc != svc)
 			continue;
-		if (s->leases || s->waits) {
+		if (!LIST_EMPTY(&s->leases) || !LIST_EMPTY(&s->waits)) {
 			log_info(NULL, "locks of %s released: its service ended", s->owner);
 			session_clear(s, "its service ended", "the service that asked ended");
 		}
@@ -693,14 +652,14 @@ void lock_table_free(struct lock_table *t)
 {
 	t->on_end = NULL;	/* nobody is left to stop work for */
 	t->on_event = NULL;	/* ... nor to tell */
-	while (t->sessions)
-		lock_session_close(t->sessions);
+	while (!LIST_EMPTY(&t->sessions))
+		lock_session_close(LIST_FIRST(&t->sessions));
 	/* What is left are the leases still ending. */
 	void *v;
 	while (map_next(&t->locks, &(size_t){0}, NULL, &v)) {
 		struct lock *l = v;
-		while (l->holders)
-			lease_remove(t, l->holders, NULL);
+		while (!LIST_EMPTY(&l->holders))
+			lease_remove(t, LIST_FIRST(&l->holders), NULL);
 		lock_maybe_free(t, l);
 	}
 	map_free(&t->locks);

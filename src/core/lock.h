@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "histo.h"
@@ -75,8 +76,8 @@ struct lock_lease {
 	uint64_t token;
 	int64_t expires_ms;	/* wall clock, for humans and clients */
 	ev_timer timer;		/* fires at expiry */
-	struct lock_lease *prev, *next;		/* holders of the lock */
-	struct lock_lease *s_prev, *s_next;	/* leases of the session */
+	LIST_ENTRY(lock_lease) link;		/* holders of the lock */
+	LIST_ENTRY(lock_lease) s_link;		/* leases of the session */
 	struct lock_work work;
 	bool ending;		/* lost, its work being stopped; session is NULL */
 	char *owner;		/* the session's, copied once ending */
@@ -93,16 +94,16 @@ struct lock_wait {
 	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
 	ev_timer timer;		/* gives up at wait_ms */
 	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
-	struct lock_wait *prev, *next;		/* FIFO of the lock */
-	struct lock_wait *s_prev, *s_next;	/* waits of the session */
+	TAILQ_ENTRY(lock_wait) link;		/* FIFO of the lock */
+	LIST_ENTRY(lock_wait) s_link;		/* waits of the session */
 };
 
 struct lock {
 	char *name;
-	struct lock_lease *holders;	/* all shared, or one exclusive */
+	LIST_HEAD(lock_holders, lock_lease) holders;	/* all shared, or one exclusive */
 	enum lock_mode held_mode;
 	size_t nholders;
-	struct lock_wait *head, *tail;	/* FIFO */
+	TAILQ_HEAD(lock_waiters, lock_wait) waiters;	/* FIFO */
 	size_t nwaiters;
 };
 
@@ -114,15 +115,15 @@ struct lock_session {
 	void *svc;		/* the service it belongs to, or NULL */
 	void *user;		/* the transport's own (its connection) */
 	lock_wait_fn on_wait;
-	struct lock_lease *leases;
-	struct lock_wait *waits;
-	struct lock_session *prev, *next;
+	LIST_HEAD(lock_session_leases, lock_lease) leases;
+	LIST_HEAD(lock_session_waits, lock_wait) waits;
+	LIST_ENTRY(lock_session) link;	/* in the table's sessions */
 };
 
 struct lock_table {
 	struct ev_loop *loop;
 	struct map locks;		/* name -> struct lock (only while held or awaited) */
-	struct lock_session *sessions;
+	LIST_HEAD(lock_sessions, lock_session) sessions;
 	uint64_t next_token;		/* the next token handed out */
 	uint64_t reserved;		/* tokens up to here are on disk as used */
 	char *counter_path;		/* NULL: not persisted (tests) */

@@ -347,6 +347,7 @@ static void log_plan(const struct cohortd *d)
 static void daemon_free(struct cohortd *d)
 {
 	stack_free(&d->sup);
+	peer_auth_free(&d->auth);
 	config_unref(d->cfg);
 	config_unref(d->started_cfg);
 	free(d->control_path);
@@ -361,11 +362,11 @@ static void daemon_free(struct cohortd *d)
 	free(d);
 }
 
-int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
+/* The root struct, before anything is opened; NULL when not even a loop
+ * and /dev/null can be had. */
+static struct cohortd *daemon_new(const char *config_path, struct cohort_config *cfg, struct plan *plan)
 {
 	struct cohortd *d = xcalloc(1, sizeof(*d));
-	char err[256];
-	int rc;
 
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	d->config_path = xstrdup(config_path);
@@ -379,8 +380,18 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	if (!d->loop || d->devnull < 0) {
 		log_error(NULL, "cannot start: %s", !d->loop ? "no event loop" : strerror(errno));
 		daemon_free(d);
-		return 1;
+		return NULL;
 	}
+	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
+	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
+	d->log_dir = xstrdup(cfg->log_dir);
+	d->run_dir = xstrdup(cfg->run_dir);
+	return d;
+}
+
+/* The process-wide settings of a supervisor. */
+static void set_process(void)
+{
 	/* Orphans of our services are re-parented to us, not to init: we reap
 	 * them (and kill the ones left at exit). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
@@ -390,77 +401,89 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	 * full disk, not a reason to die. */
 	signal(SIGXFSZ, SIG_IGN);
 	raise_fd_limit();
-	d->control_path = xasprintf("%s/control.sock", cfg->run_dir);
-	d->bus_path = xasprintf("%s/bus.sock", cfg->run_dir);
-	d->log_dir = xstrdup(cfg->log_dir);
-	d->run_dir = xstrdup(cfg->run_dir);
+}
+
+/* run_dir and state_dir, each with its single-instance lock; -1 (logged)
+ * when cohortd cannot run on them. */
+static int claim_dirs(struct cohortd *d, const struct cohort_config *cfg)
+{
+	char err[256];
+
 	/* A cohortd that runs on run_dir already must find nothing changed
 	 * by our attempt: the lock comes before any file is touched. */
 	if (mkdir_p(cfg->run_dir, 0755) < 0) {
 		log_error(NULL, "cannot make directory %s: %s", cfg->run_dir, strerror(errno));
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
 	if (instance_lock(cfg->run_dir, &d->instance_fd, err, sizeof(err)) < 0) {
 		log_error(NULL, "%s", err);
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
-	if (make_dirs(cfg) < 0) {
-		rc = 1;
-		goto out_early;
-	}
+	if (make_dirs(cfg) < 0)
+		return -1;
 	if (instance_lock_state(cfg->state_dir, &d->state_lock_fd, err, sizeof(err)) < 0) {
 		log_error(NULL, "%s", err);
-		rc = 1;
-		goto out_early;
+		return -1;
 	}
-	hold_signals(SIG_BLOCK);
-	instance_sweep(cfg->run_dir);
+	return 0;
+}
+
+/*
+ * The layers around the services, each given what it needs: the notify
+ * socket, the log writer, the lock service, the control socket and the
+ * bus.  When one cannot open, what was opened before it is closed again,
+ * in reverse (one ladder), and -1 (logged).
+ */
+static int open_layers(struct cohortd *d, const struct cohort_config *cfg)
+{
+	char err[256];
+
 	char *notify_path = xasprintf("%s/notify.sock", cfg->run_dir);
 	if (notify_open(&d->notify, d->loop, notify_path, 0666, notify_cb, err, sizeof(err)) < 0)
 		log_warn(NULL, "no sd_notify socket (%s): ready = notify cannot work", err);
 	free(notify_path);
 	d->log_writer = logfile_start(d->loop);
 	char *tokens = xasprintf("%s/lock.tokens", cfg->state_dir);
-	rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
+	int rc = lock_table_init(&d->locks, d->loop, tokens, err, sizeof(err));
 	free(tokens);
-	if (rc == 0)
-		lock_group_init(d);
-	if (rc == 0 && (rc = daemon_cluster_open(d, err, sizeof(err))) < 0)
-		lock_table_free(&d->locks);
 	if (rc < 0) {
 		log_error(NULL, "cannot start the lock service: %s", err);
-		notify_close(&d->notify, d->loop);
-		logfile_stop(d->log_writer);
-		d->log_writer = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_locks;
 	}
-	if (control_open(&d->ctl, d, err, sizeof(err)) < 0) {
+	lock_group_init(d);
+	if (daemon_cluster_open(d, err, sizeof(err)) < 0) {
+		log_error(NULL, "cannot start the lock service: %s", err);
+		goto no_cluster;
+	}
+	if (peer_auth_init(&d->auth, cfg->control_group, err, sizeof(err)) < 0 ||
+	    control_open(&d->ctl, d->loop, cfg->run_dir, (unsigned)cfg->control_mode, &d->auth, d, err,
+			 sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
-		daemon_cluster_close(d);
-		lock_table_free(&d->locks);
-		notify_close(&d->notify, d->loop);
-		logfile_stop(d->log_writer);
-		d->log_writer = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_control;
 	}
-	if (bus_open(&d->bus, d, err, sizeof(err)) < 0) {
+	if (daemon_open_bus(d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot start the bus: %s", err);
-		control_close(&d->ctl);
-		daemon_cluster_close(d);
-		lock_table_free(&d->locks);
-		notify_close(&d->notify, d->loop);
-		logfile_stop(d->log_writer);
-		d->log_writer = NULL;
-		rc = 1;
-		goto out_early;
+		goto no_bus;
 	}
 	if (metrics_start(d, err, sizeof(err)) < 0)
 		log_warn(NULL, "no HTTP pages on the bus listeners: %s", err);
+	return 0;
+no_bus:
+	control_close(&d->ctl);
+no_control:
+	daemon_cluster_close(d);
+no_cluster:
+	lock_table_free(&d->locks);
+no_locks:
+	notify_close(&d->notify, d->loop);
+	logfile_stop(d->log_writer);
+	d->log_writer = NULL;
+	return -1;
+}
 
+/* The services of the plan, and the watchers that drive them. */
+static void start_watchers(struct cohortd *d, struct cohort_config *cfg, struct plan *plan)
+{
 	daemon_hook_supervise(d);
 	stack_init(&d->sup, cfg, plan);
 	ev_child_init(&d->child_w, child_cb, 0, 1);	/* 1: stops and continues too */
@@ -483,20 +506,10 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_unref(d->loop);	/* it alone must not keep the loop running */
 	ev_init(&d->log_flush_w, log_flush_cb);
 	log_set_repeat_hook(log_repeat_hook, d);
+}
 
-	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
-		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
-		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
-	log_plan(d);
-	sdn_open(d);
-	stack_start(&d->sup);
-	ev_run(d->loop, 0);
-	d->ctl.draining = true;
-	control_flush(&d->ctl);
-
-	rc = d->exit_code;
-	if (!d->killed_all && d->sup.shutting_down)
-		log_info(NULL, "every service has stopped");
+static void stop_watchers(struct cohortd *d)
+{
 	ev_signal_stop(d->loop, &d->sig_term);
 	ev_signal_stop(d->loop, &d->sig_int);
 	ev_signal_stop(d->loop, &d->sig_hup);
@@ -516,6 +529,11 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 	ev_ref(d->loop);
 	ev_async_stop(d->loop, &d->log_repeat_w);
 	ev_timer_stop(d->loop, &d->log_flush_w);
+}
+
+/* After the loop: nothing of ours runs any more, the layers close. */
+static void close_layers(struct cohortd *d)
+{
 	reap_everything();
 	sdn_close(d);
 	instance_forget(d);
@@ -532,9 +550,45 @@ int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *
 		svc_free_outputs(d->sup.leaving[i]);
 	logfile_stop(d->log_writer);
 	d->log_writer = NULL;
-	log_info(NULL, "exiting with status %d", rc);
-	log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
-out_early:
+}
+
+/* Runs the stack until it has stopped; the exit status. */
+static int run(struct cohortd *d, const char *config_path, const struct plan *plan)
+{
+	log_info(NULL, "cohortd %s (pid %d%s): %zu service%s in %u phase%s from %s", PACKAGE_VERSION,
+		 getpid(), getpid() == 1 ? ", init" : "", plan->n, plan->n == 1 ? "" : "s",
+		 plan->nphases, plan->nphases == 1 ? "" : "s", config_path);
+	log_plan(d);
+	sdn_open(d);
+	stack_start(&d->sup);
+	ev_run(d->loop, 0);
+	d->ctl.draining = true;
+	control_flush(&d->ctl);
+	if (!d->killed_all && d->sup.shutting_down)
+		log_info(NULL, "every service has stopped");
+	return d->exit_code;
+}
+
+int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan)
+{
+	struct cohortd *d = daemon_new(config_path, cfg, plan);
+	int rc = 1;
+
+	if (!d)
+		return 1;
+	set_process();
+	if (claim_dirs(d, cfg) == 0) {
+		hold_signals(SIG_BLOCK);
+		instance_sweep(cfg->run_dir);
+		if (open_layers(d, cfg) == 0) {
+			start_watchers(d, cfg, plan);
+			rc = run(d, config_path, plan);
+			stop_watchers(d);
+			close_layers(d);
+			log_info(NULL, "exiting with status %d", rc);
+			log_flush_repeats(now_wall_ms() + 1000);	/* a count still waiting */
+		}
+	}
 	daemon_free(d);
 	ev_default_destroy();
 	return rc;

@@ -6,6 +6,12 @@
  *
  *   daemon.c            set-up, signals, the child watcher, shutdown, final reaping
  *   daemon_supervise.c  the supervision layer's hooks, and reading a reload
+ *   daemon_cluster.c    the cluster mode wired into the lock table
+ *   hooks.c             what the bus asks of the daemon (the token resolver)
+ *   instance.c          one cohortd per run_dir and state_dir, leftovers of a killed one
+ *   lock_group.c        stopping the process group of a lost lock lease
+ *   sdnotify.c          telling systemd, when it started us
+ *   cohortd.c           main
  */
 #ifndef COHORT_DAEMON_H
 #define COHORT_DAEMON_H
@@ -13,6 +19,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "backoff.h"
@@ -23,6 +30,7 @@
 #include "logfile.h"
 #include "map.h"
 #include "notify.h"
+#include "peer.h"
 #include "plan.h"
 #include "probe.h"
 #include "sdnotify.h"
@@ -46,9 +54,10 @@ struct cohortd {
 	ev_async log_repeat_w;		/* a log line is being counted (any thread) */
 	ev_timer log_flush_w;		/* writes the count once its second is over */
 	struct notify notify;
+	struct peer_auth auth;		/* who may drive cohortd: control socket, bus admins */
 	struct control ctl;		/* the control socket and its clients */
 	struct lock_table locks;	/* the lock service */
-	struct lock_stop *lock_stops;	/* process groups of lost leases being stopped */
+	LIST_HEAD(lock_stops, lock_stop) lock_stops;	/* process groups of lost leases being stopped */
 	struct cluster *cluster;	/* locks shared through NATS (src/cluster), or NULL */
 	struct bus bus;			/* the message bus */
 	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
@@ -69,8 +78,6 @@ struct cohortd {
 };
 
 /* lock_group.c: the process groups of `cohortctl lock` leases. */
-/* 0 when uid may hand cohortd group pgid to stop; else -1 and why in err. */
-int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen);
 /* Lost leases with a group stop it before the next holder starts. */
 void lock_group_init(struct cohortd *d);
 /* At exit: no more stopping; a group still stopping is killed now. */
@@ -92,6 +99,11 @@ void daemon_hook_supervise(struct cohortd *d);
 /* Re-reads the config: 0 applied, -1 invalid (every error logged and, when
  * r is not NULL, listed in it). */
 int reload_config(struct cohortd *d, struct reload_report *r);
+
+/* hooks.c: what the layers below ask of the daemon. */
+/* Opens the bus with the lock table, the peer rule, [cohort]'s bus keys,
+ * and the token resolver; -1 with err. */
+int daemon_open_bus(struct cohortd *d, char *err, size_t errlen);
 
 /* instance.c */
 /* Takes run_dir's single-instance lock (before any other file there is

@@ -34,7 +34,7 @@ static void on_output(void *arg, struct service *s, const char *lines, size_t le
 {
 	struct cohortd *d = arg;
 
-	if (d->ctl.clients)
+	if (!LIST_EMPTY(&d->ctl.clients))
 		ctl_log_lines(&d->ctl, s, lines, len);
 	if (d->metrics)
 		sys_log_lines(d, s, lines, len);	/* $sys.log.<name>, when someone watches */
@@ -46,7 +46,7 @@ static void on_service_gone(void *arg, struct service *s)
 
 	ctl_log_service_gone(&d->ctl, s);
 	lock_drop_service(&d->locks, s, true);
-	bus_drop_service(&d->bus, s);
+	bus_forget_owner(&d->bus, s);
 }
 
 static void on_process_started(void *arg, struct service *s)
@@ -68,8 +68,8 @@ static void on_reloaded(void *arg)
 {
 	struct cohortd *d = arg;
 
-	for (struct ctl_client *c = d->ctl.clients, *next; c; c = next) {
-		next = c->next;
+	for (struct ctl_client *c = LIST_FIRST(&d->ctl.clients), *next; c; c = next) {
+		next = LIST_NEXT(c, link);
 		ctl_wait_event(c);
 	}
 }
@@ -101,10 +101,10 @@ void daemon_hook_supervise(struct cohortd *d)
  * from d->cfg when they are needed). */
 static void apply_daemon(struct cohortd *d)
 {
-	d->bus.ack_timeout_ms = d->cfg->bus_ack_timeout_ms;
-	d->bus.queue_max = d->cfg->bus_queue_max;
-	d->bus.memory_max = d->cfg->bus_memory_max;
-	d->bus.queue_age_ms = d->cfg->bus_queue_age_ms;
+	struct bus_policy pol;
+
+	bus_policy_from_config(&pol, d->cfg);
+	bus_set_policy(&d->bus, &pol);
 }
 
 static void report_errors(struct cohortd *d, struct diag *diag, struct strv *errors)

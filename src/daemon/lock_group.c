@@ -14,7 +14,7 @@
  *
  * cohortd signals for the asker, so it only takes a group the asker could
  * signal itself: each of its processes runs as the asker's uid (real or
- * saved, as kill(2) checks), unless the asker is root.
+ * saved, as kill(2) checks), unless the asker is root (pgroup.c looks).
  */
 #include "autoconfig.h"
 
@@ -31,6 +31,7 @@
 #include "evtimer.h"
 #include "lock.h"
 #include "log.h"
+#include "pgroup.h"
 
 #define LOCK_GROUP_POLL_MS 10		/* between two looks in the first second */
 #define LOCK_GROUP_POLL_SLOW_MS 50	/* and after it */
@@ -44,119 +45,15 @@ struct lock_stop {
 	int64_t term_at;	/* monotonic ms of the stop signal; 0: none sent */
 	int64_t kill_at;	/* of the KILL, 0 before */
 	unsigned looks;
-	struct lock_stop *prev, *next;	/* d->lock_stops */
+	LIST_ENTRY(lock_stop) link;	/* in d->lock_stops */
 };
-
-/* One process from /proc: its group, and whether uid may signal it.
- * -1: gone, or a zombie (a zombie does no work, and a slow reaper must
- * not hold the lock). */
-static int proc_read(const char *pid, pid_t *pgrp, uid_t uid, bool *owned)
-{
-	char path[64], buf[1024];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
-	if (!(f = fopen(path, "re")))
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'), state;
-	int ppid, pg;
-	if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pg) != 3 || state == 'Z' || state == 'X')
-		return -1;
-	*pgrp = pg;
-	*owned = uid == 0;
-	if (*owned)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%s/status", pid);
-	if (!(f = fopen(path, "re")))
-		return -1;
-	unsigned real, eff, saved;
-	while (fgets(buf, sizeof(buf), f))
-		if (sscanf(buf, "Uid: %u %u %u", &real, &eff, &saved) == 3) {
-			*owned = real == uid || saved == uid;
-			break;
-		}
-	fclose(f);
-	return 0;
-}
-
-/* The live processes of group pgid; *foreign: how many of them uid may
- * not signal. */
-static int group_scan(pid_t pgid, uid_t uid, int *foreign)
-{
-	DIR *dir = opendir("/proc");
-	struct dirent *e;
-	int live = 0;
-
-	*foreign = 0;
-	if (!dir)
-		return -1;
-	while ((e = readdir(dir))) {
-		pid_t pg;
-		bool owned;
-		if (e->d_name[0] < '1' || e->d_name[0] > '9' || proc_read(e->d_name, &pg, uid, &owned) < 0 ||
-		    pg != pgid)
-			continue;
-		live++;
-		*foreign += !owned;
-	}
-	closedir(dir);
-	return live;
-}
-
-/* Whether a process of the group still lives: the cheap look first. */
-static bool group_alive(pid_t pgid)
-{
-	int foreign;
-
-	if (kill(-pgid, 0) < 0 && errno == ESRCH)
-		return false;
-	return group_scan(pgid, 0, &foreign) != 0;
-}
-
-int lock_group_check(pid_t pgid, uid_t uid, char *err, size_t errlen)
-{
-	int foreign = 0, live;
-
-	if (pgid == getpgrp()) {
-		snprintf(err, errlen, "process group %d is cohortd's own", (int)pgid);
-		return -1;
-	}
-	if (uid == 0 && geteuid() == 0)	/* the usual case, without a look at /proc */
-		live = kill(-pgid, 0) == 0;
-	else
-		live = group_scan(pgid, uid, &foreign);
-	if (live <= 0) {
-		snprintf(err, errlen, "no process group %d%s", (int)pgid,
-			 live < 0 ? " (cannot read /proc)" : "");
-		return -1;
-	}
-	if (foreign) {
-		snprintf(err, errlen, "process group %d is not yours: %d of its processes run as "
-			 "another user", (int)pgid, foreign);
-		return -1;
-	}
-	if (geteuid() != 0 && (group_scan(pgid, geteuid(), &foreign) < 0 || foreign)) {
-		snprintf(err, errlen, "cohortd runs as uid %u and could not stop process group %d "
-			 "if the lease were lost", (unsigned)geteuid(), (int)pgid);
-		return -1;
-	}
-	return 0;
-}
 
 static void stop_finish(struct lock_stop *st)
 {
 	struct cohortd *d = st->d;
 
 	ev_timer_stop(d->loop, &st->timer);
-	if (st->prev)
-		st->prev->next = st->next;
-	else
-		d->lock_stops = st->next;
-	if (st->next)
-		st->next->prev = st->prev;
+	LIST_REMOVE(st, link);
 	lock_lease_done(&d->locks, st->le);
 	free(st);
 }
@@ -173,7 +70,7 @@ static void stop_look(struct ev_loop *loop, ev_timer *w, int revents)
 		stop_finish(st);
 		return;
 	}
-	if (!group_alive(pg)) {
+	if (!pgroup_alive(pg)) {
 		log_info(NULL, "lock %s: process group %d of lease %" PRIu64 " ended %" PRId64
 			 " ms after the stop signal", le->lock->name, (int)pg, le->token, now - st->term_at);
 		stop_finish(st);
@@ -215,14 +112,11 @@ static void lock_group_end(struct lock_table *t, struct lock_lease *le, const ch
 	st->d = d;
 	st->le = le;
 	ev_init(&st->timer, stop_look);
-	st->next = d->lock_stops;
-	if (st->next)
-		st->next->prev = st;
-	d->lock_stops = st;
+	LIST_INSERT_HEAD(&d->lock_stops, st, link);
 	/* Still the asker's?  Once a group is empty its number can be reused,
 	 * and then it is nobody's business of this lease. */
 	int live = le->work.uid == 0 && geteuid() == 0 ? kill(-pg, 0) == 0
-						       : group_scan(pg, le->work.uid, &foreign);
+						       : pgroup_scan(pg, le->work.uid, &foreign);
 	if (live > 0 && foreign) {
 		log_warn(NULL, "lock %s: lease %" PRIu64 " of %s lost (%s): process group %d is no longer "
 			 "uid %u's: not signalled", le->lock->name, le->token, le->owner, why, (int)pg,
@@ -249,17 +143,17 @@ void lock_group_init(struct cohortd *d)
 void lock_group_close(struct cohortd *d)
 {
 	d->locks.on_end = NULL;
-	while (d->lock_stops) {
-		struct lock_stop *st = d->lock_stops;
+	while (!LIST_EMPTY(&d->lock_stops)) {
+		struct lock_stop *st = LIST_FIRST(&d->lock_stops);
 		/* Its stop timeout will not be kept any more: the KILL is now.
 		 * A lost lease's work must not go on just because we stop. */
-		if (st->term_at && !st->kill_at && group_alive(st->le->work.pgid)) {
+		if (st->term_at && !st->kill_at && pgroup_alive(st->le->work.pgid)) {
 			log_warn(NULL, "lock %s: process group %d of lease %" PRIu64 " still runs at exit: "
 				 "killed", st->le->lock->name, (int)st->le->work.pgid, st->le->token);
 			killpg(st->le->work.pgid, SIGKILL);
 		}
 		ev_timer_stop(d->loop, &st->timer);
-		d->lock_stops = st->next;
+		LIST_REMOVE(st, link);
 		free(st);
 	}
 }

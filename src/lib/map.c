@@ -133,13 +133,13 @@ static uint64_t hash_int(int64_t k)
 	return x;
 }
 
-static struct imap_slot *imap_find(const struct imap *m, int64_t key)
+static struct intmap_slot *imap_find(const struct intmap *m, int64_t key)
 {
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
 	for (size_t i = hash_int(key) & mask;; i = (i + 1) & mask) {
-		struct imap_slot *s = &m->slots[i];
+		struct intmap_slot *s = &m->slots[i];
 		if (s->state == 0)
 			return NULL;
 		if (s->state == 1 && s->key == key)
@@ -147,9 +147,9 @@ static struct imap_slot *imap_find(const struct imap *m, int64_t key)
 	}
 }
 
-static void imap_grow(struct imap *m)
+static void intmap_grow(struct intmap *m)
 {
-	struct imap old = *m;
+	struct intmap old = *m;
 	size_t cap = m->cap ? m->cap * 2 : 16;
 
 	if (m->cap && m->len * 4 < m->cap)
@@ -159,20 +159,20 @@ static void imap_grow(struct imap *m)
 	m->len = m->used = 0;
 	for (size_t i = 0; i < old.cap; i++)
 		if (old.slots[i].state == 1)
-			imap_put(m, old.slots[i].key, old.slots[i].value);
+			intmap_put(m, old.slots[i].key, old.slots[i].value);
 	free(old.slots);
 }
 
-void *imap_get(const struct imap *m, int64_t key)
+void *intmap_get(const struct intmap *m, int64_t key)
 {
-	struct imap_slot *s = imap_find(m, key);
+	struct intmap_slot *s = imap_find(m, key);
 
 	return s ? s->value : NULL;
 }
 
-void *imap_put(struct imap *m, int64_t key, void *value)
+void *intmap_put(struct intmap *m, int64_t key, void *value)
 {
-	struct imap_slot *s = imap_find(m, key);
+	struct intmap_slot *s = imap_find(m, key);
 
 	if (s) {
 		void *old = s->value;
@@ -180,21 +180,21 @@ void *imap_put(struct imap *m, int64_t key, void *value)
 		return old;
 	}
 	if ((m->used + 1) * 10 > m->cap * 7)
-		imap_grow(m);
+		intmap_grow(m);
 	size_t mask = m->cap - 1;
 	size_t i = hash_int(key) & mask;
 	while (m->slots[i].state == 1)
 		i = (i + 1) & mask;
 	if (m->slots[i].state == 0)
 		m->used++;
-	m->slots[i] = (struct imap_slot){key, value, 1};
+	m->slots[i] = (struct intmap_slot){key, value, 1};
 	m->len++;
 	return NULL;
 }
 
-void *imap_del(struct imap *m, int64_t key)
+void *intmap_del(struct intmap *m, int64_t key)
 {
-	struct imap_slot *s = imap_find(m, key);
+	struct intmap_slot *s = imap_find(m, key);
 
 	if (!s)
 		return NULL;
@@ -205,16 +205,16 @@ void *imap_del(struct imap *m, int64_t key)
 	return old;
 }
 
-void imap_free(struct imap *m)
+void intmap_free(struct intmap *m)
 {
 	free(m->slots);
-	*m = (struct imap){0};
+	*m = (struct intmap){0};
 }
 
-int imap_next(const struct imap *m, size_t *iter, int64_t *key, void **value)
+int intmap_next(const struct intmap *m, size_t *iter, int64_t *key, void **value)
 {
 	while (*iter < m->cap) {
-		struct imap_slot *s = &m->slots[(*iter)++];
+		struct intmap_slot *s = &m->slots[(*iter)++];
 		if (s->state == 1) {
 			if (key)
 				*key = s->key;

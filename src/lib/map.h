@@ -30,24 +30,24 @@ void map_free(struct map *m);
 /* Iteration: for (size_t i = 0; map_next(m, &i, &k, &v);) */
 int map_next(const struct map *m, size_t *iter, const char **key, void **value);
 
-/* The same for integer keys (pids, sequence numbers). */
-struct imap_slot {
+/* The same for integer keys (pids, sequence numbers, uids): an intmap. */
+struct intmap_slot {
 	int64_t key;
 	void *value;		/* NULL: empty or deleted */
 	int state;		/* 0 empty, 1 live, 2 deleted */
 };
 
-struct imap {
-	struct imap_slot *slots;
+struct intmap {
+	struct intmap_slot *slots;
 	size_t cap;
 	size_t len;
 	size_t used;
 };
 
-void *imap_get(const struct imap *m, int64_t key);
-void *imap_put(struct imap *m, int64_t key, void *value);
-void *imap_del(struct imap *m, int64_t key);
-void imap_free(struct imap *m);
-int imap_next(const struct imap *m, size_t *iter, int64_t *key, void **value);
+void *intmap_get(const struct intmap *m, int64_t key);
+void *intmap_put(struct intmap *m, int64_t key, void *value);
+void *intmap_del(struct intmap *m, int64_t key);
+void intmap_free(struct intmap *m);
+int intmap_next(const struct intmap *m, size_t *iter, int64_t *key, void **value);
 
 #endif

@@ -24,12 +24,12 @@ void children_track(struct supervisor *sup, pid_t pid, enum child_kind kind, str
 	struct child_ref *ref = xmalloc(sizeof(*ref));
 
 	*ref = (struct child_ref){kind, s};
-	free(imap_put(&sup->children, pid, ref));
+	free(intmap_put(&sup->children, pid, ref));
 }
 
 bool children_exited(struct supervisor *sup, pid_t pid, int status)
 {
-	struct child_ref *ref = imap_del(&sup->children, pid);
+	struct child_ref *ref = intmap_del(&sup->children, pid);
 
 	if (!ref)
 		return false;
@@ -47,7 +47,7 @@ bool children_exited(struct supervisor *sup, pid_t pid, int status)
  * orphan's is nobody's business. */
 void children_paused(struct supervisor *sup, pid_t pid, int status)
 {
-	const struct child_ref *ref = imap_get(&sup->children, pid);
+	const struct child_ref *ref = intmap_get(&sup->children, pid);
 
 	if (ref && ref->kind == CHILD_MAIN && ref->svc->pid == pid)
 		svc_main_paused(ref->svc, WIFSTOPPED(status) ? WSTOPSIG(status) : 0);
@@ -59,10 +59,10 @@ void children_forget(struct supervisor *sup, const struct service *s)
 	int64_t pid;
 	void *v;
 
-	while (imap_next(&sup->children, &it, &pid, &v)) {
+	while (intmap_next(&sup->children, &it, &pid, &v)) {
 		struct child_ref *ref = v;
 		if (ref->svc == s) {
-			imap_del(&sup->children, pid);
+			intmap_del(&sup->children, pid);
 			free(ref);
 		}
 	}
@@ -73,7 +73,7 @@ void children_free(struct supervisor *sup)
 	size_t it = 0;
 	void *v;
 
-	while (imap_next(&sup->children, &it, NULL, &v))
+	while (intmap_next(&sup->children, &it, NULL, &v))
 		free(v);
-	imap_free(&sup->children);
+	intmap_free(&sup->children);
 }

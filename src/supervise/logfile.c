@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "logfile.h"
+#include "thread.h"
 
 struct logsink {
 	struct logwriter *w;
@@ -363,7 +364,6 @@ void logfile_tail(struct logwriter *w, const char *path, unsigned backups, unsig
 struct logwriter *logfile_start(struct ev_loop *loop)
 {
 	struct logwriter *w = xcalloc(1, sizeof(*w));
-	sigset_t all, old;
 
 	w->loop = loop;
 	LIST_INIT(&w->sinks);
@@ -375,11 +375,7 @@ struct logwriter *logfile_start(struct ev_loop *loop)
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	/* The thread must never take a signal meant for the loop. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&w->thread, NULL, writer_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start(&w->thread, writer_main, w);
 	if (rc != 0) {
 		log_error(NULL, "cannot start the log writer thread: %s", strerror(rc));
 		abort();

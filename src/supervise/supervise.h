@@ -198,7 +198,7 @@ struct supervisor {
 	size_t nleaving;
 	struct map by_name;		/* name -> struct service (current and leaving) */
 	struct map tokens;		/* COHORT_TOKEN -> struct service (running ones) */
-	struct imap children;		/* pid -> struct child_ref (children.c) */
+	struct intmap children;		/* pid -> struct child_ref (children.c) */
 
 	unsigned phase_open;		/* start-up: highest phase allowed to start */
 	bool stack_up;			/* every phase has been opened */

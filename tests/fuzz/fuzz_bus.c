@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "bus.h"
-#include "daemon.h"
 #include "fuzz.h"
 #include "lock.h"
 
@@ -39,23 +38,7 @@ static struct ev_loop *loop;
 static struct cohort_config *cfg;
 static char *state;
 
-/*
- * libwebsockets is not there (no wsi): the two calls the op handlers make
- * through bus_server.c are answered here.  A close still happens as in
- * cohortd (bus_conn_close marks the connection; nothing is sent after).
- */
-int lws_callback_on_writable(struct lws *wsi)
-{
-	(void)wsi;
-	return 1;
-}
-
-int lws_rx_flow_control(struct lws *wsi, int enable)
-{
-	(void)wsi;
-	(void)enable;
-	return 0;
-}
+/* libwebsockets is not there: tests/bus_nowsi.c answers its two calls. */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -75,7 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_to)
+static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 {
 	struct bus_conn *c = xcalloc(1, sizeof(*c));
 
@@ -83,13 +66,11 @@ static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_t
 	c->id = ++b->next_conn_id;
 	c->unix_peer = true;
 	c->admin = true;
-	c->gone_cfg = (struct svc_config *)held_to;
-	c->next = b->conns;
-	if (c->next)
-		c->next->prev = c;
-	b->conns = c;
+	c->service = held_to ? bus_identity_ref(held_to) : NULL;
+	STAILQ_INIT(&c->out);
+	LIST_INSERT_HEAD(&b->conns, c, link);
 	b->nconns++;
-	imap_put(&b->conns_by_id, (int64_t)c->id, c);
+	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_live_start(c);
 	return c;
 }
@@ -97,8 +78,8 @@ static struct bus_conn *conn_open(struct bus *b, const struct svc_config *held_t
 /* Takes what the connection was sent: each frame one JSON object. */
 static void conn_drain(struct bus_conn *c)
 {
-	while (c->out_head) {
-		struct bus_out *o = c->out_head;
+	while (!STAILQ_EMPTY(&c->out)) {
+		struct bus_out *o = STAILQ_FIRST(&c->out);
 		const char *text = (const char *)o->f->data + LWS_PRE;
 		json_error_t err;
 		json_t *v = json_loadb(text, o->f->len, 0, &err);
@@ -108,11 +89,10 @@ static void conn_drain(struct bus_conn *c)
 			abort();
 		}
 		json_decref(v);
-		c->out_head = o->next;
+		STAILQ_REMOVE_HEAD(&c->out, link);
 		bus_frame_put(o->f);
 		free(o);
 	}
-	c->out_tail = NULL;
 	c->out_len = 0;
 	c->out_bytes = 0;
 }
@@ -125,44 +105,58 @@ static void conn_close(struct bus_conn *c)
 	bus_ops_conn_gone(c);
 	bus_live_stop(c);
 	conn_drain(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		b->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	b->nconns--;
-	imap_del(&b->conns_by_id, (int64_t)c->id);
+	intmap_del(&b->conns_by_id, (int64_t)c->id);
 	sbuf_free(&c->rx);
 	free(c->identity);
+	bus_identity_unref(c->service);
 	free(c);
+}
+
+/* No token names a running service here. */
+static struct bus_identity *resolve_none(const char *token, void *arg)
+{
+	(void)token;
+	(void)arg;
+	return NULL;
+}
+
+static size_t no_services(void *arg)
+{
+	(void)arg;
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct cohortd d;
-	struct bus *b = &d.bus;
+	static struct lock_table locks;
+	static struct bus bus;
+	struct bus *b = &bus;
+	struct bus_policy pol;
 	char err[256];
 
-	d = (struct cohortd){.loop = loop, .cfg = cfg};
-	if (lock_table_init(&d.locks, loop, NULL, err, sizeof(err)) < 0) {
+	if (lock_table_init(&locks, loop, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "lock_table_init: %s\n", err);
 		abort();
 	}
 	/* bus_open's set-up, without the listeners */
-	*b = (struct bus){.d = &d, .loop = loop};
-	b->ack_timeout_ms = cfg->bus_ack_timeout_ms;
-	b->queue_max = cfg->bus_queue_max;
-	b->memory_max = cfg->bus_memory_max;
-	b->queue_age_ms = cfg->bus_queue_age_ms;
-	b->max_message = cfg->bus_max_message;
-	b->idle_timeout = (ev_tstamp)cfg->bus_idle_timeout_ms / 1000;
+	bus_policy_from_config(&pol, cfg);
+	*b = (struct bus){.loop = loop, .locks = &locks,
+			  .hooks = {.resolve = resolve_none, .services = no_services}};
+	bus_set_policy(b, &pol);
+	b->max_message = pol.max_message;
+	b->idle_timeout = (ev_tstamp)pol.idle_timeout_ms / 1000;
+	b->fsync = pol.fsync;
 	fz_empty(state);
 	if (bus_store_open(b, state, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bus_store_open: %s\n", err);
 		abort();
 	}
-	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, config_find(cfg, "svc"))};
+	const struct svc_config *svc = config_find(cfg, "svc");
+	struct bus_identity *held = bus_identity_new("svc", &svc->locks, &svc->publish, &svc->subscribe, NULL);
+	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, held)};
+	bus_identity_unref(held);
 
 	const uint8_t *p = data, *end = data + size;
 	while (p < end) {
@@ -191,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conn_close(conns[0]);
 	bus_store_close(b);
 	bus_free_all(b);
-	imap_free(&b->conns_by_id);
-	lock_table_free(&d.locks);
+	intmap_free(&b->conns_by_id);
+	lock_table_free(&locks);
 	return 0;
 }

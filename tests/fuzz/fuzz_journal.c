@@ -52,12 +52,13 @@ static void recover(struct cohortd *d, const char *what)
 {
 	char err[256];
 
-	d->bus = (struct bus){.d = d, .loop = loop};
-	d->bus.ack_timeout_ms = cfg->bus_ack_timeout_ms;
-	d->bus.queue_max = cfg->bus_queue_max;
-	d->bus.memory_max = cfg->bus_memory_max;
-	d->bus.queue_age_ms = cfg->bus_queue_age_ms;
-	d->bus.max_message = cfg->bus_max_message;
+	struct bus_policy pol;
+
+	bus_policy_from_config(&pol, cfg);
+	d->bus = (struct bus){.loop = loop};
+	bus_set_policy(&d->bus, &pol);
+	d->bus.max_message = pol.max_message;
+	d->bus.fsync = pol.fsync;
 	if (bus_store_open(&d->bus, dir, err, sizeof(err)) < 0) {
 		/* a directory we made and may write: nothing in a segment
 		 * is a reason to refuse it */

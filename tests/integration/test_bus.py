@@ -420,7 +420,10 @@ ready = delay:0
                                        what=lambda: f"two messages and the redelivery of the one whose "
                                                     f"callback failed (got {got})")
                 await sub.ping()    # the client went on
-            self.assertEqual(got, [(1, False), (2, False), (1, True)])
+            # 1 comes again once bus_ack_timeout passes, before or after 2
+            # (after, unless this process was held up for 300 ms)
+            self.assertEqual(got[0], (1, False))
+            self.assertEqual(sorted(got[1:]), [(1, True), (2, False)])
         with self.assertLogs("cohort_client", "ERROR") as logs:
             run(go())
         self.assertIn("the callback of cb.> failed on cb.x", logs.output[0])

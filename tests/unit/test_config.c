@@ -9,6 +9,7 @@
 
 #include "config_keys.h"
 #include "helpers.h"
+#include "topic.h"
 
 static struct diag d;
 

@@ -150,22 +150,22 @@ Test(map, put_get_delete_grow)
 	map_free(&m);
 }
 
-Test(imap, put_get_delete_churn)
+Test(intmap, put_get_delete_churn)
 {
-	struct imap m = {0};
+	struct intmap m = {0};
 
 	/* Churn: many inserts and deletes must not fill the table with
 	 * tombstones forever. */
 	for (int64_t i = 0; i < 100000; i++) {
-		imap_put(&m, i, (void *)(intptr_t)(i + 1));
+		intmap_put(&m, i, (void *)(intptr_t)(i + 1));
 		if (i >= 10)
-			cr_assert_eq((intptr_t)imap_del(&m, i - 10), i - 9);
+			cr_assert_eq((intptr_t)intmap_del(&m, i - 10), i - 9);
 	}
 	cr_assert_eq(m.len, 10);
 	cr_assert_leq(m.cap, 64);
-	cr_assert_eq((intptr_t)imap_get(&m, 99999), 100000);
-	cr_assert_null(imap_get(&m, 5));
-	imap_free(&m);
+	cr_assert_eq((intptr_t)intmap_get(&m, 99999), 100000);
+	cr_assert_null(intmap_get(&m, 5));
+	intmap_free(&m);
 }
 
 Test(paths, join_and_dirname)

@@ -1,0 +1,37 @@
+/*
+ * hooks.c - what the daemon answers for the layers under it, wired when
+ * they open.  The bus knows nothing of services: it is opened with the
+ * loop, the lock table, the peer rule and its policy (config values), and
+ * asks here what a COHORT_TOKEN names and how many services run.
+ */
+#include "autoconfig.h"
+
+#include "daemon.h"
+
+/* The token of a running service: an identity with the patterns its
+ * config holds it to, owned (for the lock table) by the service. */
+static struct bus_identity *resolve_token(const char *token, void *arg)
+{
+	struct cohortd *d = arg;
+	struct service *s = map_get(&d->sup.tokens, token);
+
+	if (!s || !svc_live(s))
+		return NULL;
+	return bus_identity_new(s->name, &s->cfg->locks, &s->cfg->publish, &s->cfg->subscribe, s);
+}
+
+static size_t count_services(void *arg)
+{
+	const struct cohortd *d = arg;
+
+	return d->sup.plan->n + d->sup.nleaving;
+}
+
+int daemon_open_bus(struct cohortd *d, char *err, size_t errlen)
+{
+	struct bus_hooks hooks = {.resolve = resolve_token, .services = count_services, .arg = d};
+	struct bus_policy pol;
+
+	bus_policy_from_config(&pol, d->cfg);
+	return bus_open(&d->bus, d->loop, &pol, &d->locks, &d->auth, &hooks, err, errlen);
+}
