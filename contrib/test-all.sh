@@ -55,7 +55,10 @@ cd "$top"
 
 step "make distcheck"
 cd build
-make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror || {
+	cat cohort-*/_build/sub/test-suite.log 2>/dev/null
+	exit 1
+}
 cd "$top"
 step "make torture TORTURE_ROUNDS=small (build/)"
 cd build

@@ -403,3 +403,19 @@ class CohortTest(unittest.TestCase):
 
     def path(self, name):
         return os.path.join(self.tmp, name)
+
+
+def pid_namespace_wrap(kill_child=False):
+    """A command prefix that runs what follows as PID 1 of a new pid
+    namespace with its own /proc (unshare --pid --fork --mount-proc).
+    unshare's --mount-proc makes / private first, which fails in a chroot
+    (CI's fresh machine: / is no mount point there); so the mount
+    namespace keeps /'s propagation and only /proc, a mount point in a
+    chroot too, is made private before a new proc is mounted on it."""
+    cmd = ["unshare", "--pid", "--fork", "--mount", "--propagation", "unchanged"]
+    if kill_child:
+        cmd.append("--kill-child")
+    if os.geteuid() != 0:
+        cmd[1:1] = ["--user", "--map-root-user"]
+    return cmd + ["--", "/bin/sh", "-c",
+                  'mount --make-rprivate /proc && mount -t proc proc /proc && exec "$@"', "sh"]

@@ -295,6 +295,7 @@ ready = delay:0
             ws.send({"op": "lock.acquire", "name": name, "ttl_ms": 600000, "id": 1})
             deadline = time.monotonic() + 6
             pings = 0
+            seen = []   # the frames other than pings, to say what happened
             while time.monotonic() < deadline and not ws.eof:
                 if kind == "own pings":
                     ws.send(b"", opcode=9)
@@ -304,11 +305,13 @@ ready = delay:0
                         pings += 1
                         if kind != "own pings":
                             ws.send(b"" if kind == "empty pong" else payload, opcode=10)
+                    elif op != 10:
+                        seen.append((op, payload[:200]))
             self.assertEqual((ws.eof, ws.close_code), (False, None), f"{kind}:\n" + d.dump())
             if kind != "own pings":
                 self.assertGreaterEqual(pings, 2, kind)
             holders = [lk for lk in d.ctl_json("locks")["locks"] if lk["name"] == name]
-            self.assertEqual(len(holders), 1, (kind, d.ctl_json("locks")))
+            self.assertEqual(len(holders), 1, (kind, d.ctl_json("locks"), seen, d.dump()))
             ws.close()
         self.assertEqual(d.count(r"^bus: closing connection"), 0, d.dump())
         d.stop()

@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BUILD, COHORTD, FACTOR, SRC, CohortTest, children_of, wait_until
+from harness import BUILD, COHORTD, FACTOR, SRC, CohortTest, children_of, pid_namespace_wrap, wait_until
 
 DOCKER = os.path.join(SRC, "contrib", "docker")
 
@@ -29,10 +29,7 @@ def entrypoint():
 
 
 def unshare():
-    cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-    if os.geteuid() != 0:
-        cmd[1:1] = ["--user", "--map-root-user"]
-    return cmd
+    return pid_namespace_wrap(kill_child=True)
 
 
 def ns_of(pid):

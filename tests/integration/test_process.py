@@ -11,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from harness import FACTOR, CohortTest, children_of, pid_alive, wait_until
+from harness import FACTOR, CohortTest, children_of, pid_alive, pid_namespace_wrap, wait_until
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
 
@@ -216,9 +216,8 @@ restart = on-failure
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root and unshare")
     def test_pid1_in_a_pid_namespace(self):
-        probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
-                               capture_output=True, text=True)
-        if probe.returncode != 0:   # e.g. in a chroot whose root is not a mount point
+        probe = subprocess.run(pid_namespace_wrap() + ["true"], capture_output=True, text=True)
+        if probe.returncode != 0:
             self.skipTest("unshare cannot make a pid namespace here: " + probe.stderr.strip())
         d = self.cohortd("""
 [service:parent]
@@ -229,7 +228,7 @@ ready = delay:0
 command = /bin/sleep 1000
 requires = parent
 ready = delay:0
-""", wrap=["unshare", "--pid", "--fork", "--mount-proc"])
+""", wrap=pid_namespace_wrap())
         d.wait_log(r"^cohortd \S+ \(pid 1, init\)")
         d.wait_log(r"^stack is up: 2 of 2 services running$")
         for _ in range(3):
