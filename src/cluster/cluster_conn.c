@@ -114,8 +114,12 @@ static natsStatus conn_start(struct cluster *c, char *err, size_t errlen)
 		s = natsOptions_SetPingInterval(o, 1000);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxPingsOut(o, 2);
+	/* With a callback for the first connection, natsConnection_Connect
+	 * returns at once and goes on trying in the background; without one it
+	 * retries inside the call, MaxReconnect (forever) times, and the
+	 * worker could never be stopped while the cluster is away. */
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+		s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, c);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
 	if (s == NATS_OK)

@@ -217,7 +217,7 @@ static void render_services(struct metrics *m, struct sbuf *b)
 			sample_u(b, "cohort_service_state", st, s->state == states[k]);
 		}
 	}
-	family(b, "cohort_service_restarts_total", "counter", "automatic restarts of the service");
+	family(b, "cohort_service_restarts_total", "counter", "starts of the service after its first, automatic or asked for");
 	for (size_t i = 0; i < n; i++)
 		sample_u(b, "cohort_service_restarts_total", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
 			 metrics_svc_at(d, i)->restarts);

@@ -285,5 +285,19 @@ class Cluster(CohortTest):
         self.assertGreater(r3["token"], r["token"])
 
 
+@unittest.skipIf(SKIP, SKIP)
+class ClusterNeverReached(CohortTest):
+    def test_cohortd_stops_while_the_cluster_was_never_reached(self):
+        """No server at the cluster's address from the start: cohortd runs
+        its stack, and TERM ends it as always (its connection thread once
+        retried inside natsConnection_Connect forever, and the exit waited
+        on that thread)."""
+        d = self.cohortd("[cohort]\ncluster = nats://127.0.0.1:1\n" + IDLE)
+        d.wait_log(r"^stack is up")
+        t0 = time.monotonic()
+        d.stop(timeout=15)
+        self.assertLess(time.monotonic() - t0, 15 * FACTOR)
+
+
 if __name__ == "__main__":
     unittest.main()
