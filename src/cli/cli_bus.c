@@ -255,6 +255,19 @@ static int run_get(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* A durable session whose client is away: what waits for it, in memory
+ * and (past half of bus_memory_max) in the journal only. */
+static void print_away(json_t *x)
+{
+	long long queued = json_integer_value(json_object_get(x, "queued"));
+	long long spilled = json_integer_value(json_object_get(x, "spilled"));
+
+	printf("away: session %s, %lld queued", str_of(x, "session"), queued + spilled);
+	if (spilled)
+		printf(" (%lld of them in the journal only)", spilled);
+	printf(", %lld dropped\n", json_integer_value(json_object_get(x, "dropped")));
+}
+
 static int run_bus(struct ctl *c, int argc, char **argv)
 {
 	no_args(argv[0], argc);
@@ -287,9 +300,7 @@ static int run_bus(struct ctl *c, int argc, char **argv)
 		free_rows(rows, n + 1, 8);
 		json_array_foreach(json_object_get(bus, "sessions"), i, x)
 			if (!json_is_true(json_object_get(x, "connected")))
-				printf("away: session %s, %lld queued, %lld dropped\n", str_of(x, "session"),
-				       json_integer_value(json_object_get(x, "queued")),
-				       json_integer_value(json_object_get(x, "dropped")));
+				print_away(x);
 		printf("%lld connection%s, %lld subscription%s, %lld retained, %lld published, "
 		       "%lld qos-0 dropped, %lld queue drops, %lld dead letters, journal %lld bytes\n",
 		       json_integer_value(json_object_get(bus, "connections")),

@@ -192,6 +192,9 @@ class BusSpill(CohortTest):
         self.assertEqual(self.publish(d, 0, 500, topic="sp.t"), [])
         s = self.session(d)
         self.assertEqual((s["queued"], s["spilled"]), (0, 500), s)
+        _, out, _ = d.ctl("bus")
+        self.assertRegex(out, r"(?m)^away: session admin/\S+, 500 queued \(500 of them in the journal only\), "
+                         r"0 dropped$")
         self.assertEqual(len(self.publish(d, 0, 1, topic="mem.t")), 1)
         self.assertEqual(self.drain(d, 500), list(range(500)))
         slow.close()
