@@ -157,8 +157,8 @@ json_t *ctl_locks_json(const struct lock_table *t)
 								 "expires_ms", (json_int_t)le->expires_ms,
 								 "stopping", le->ending));
 		TAILQ_FOREACH(w, &l->waiters, link)
-			json_array_append_new(waiters, json_pack("{s:s,s:s}", "owner", w->session->owner,
-								 "mode", lock_mode_name(w->mode)));
+			json_array_append_new(waiters, json_pack("{s:s,s:s,s:I}", "owner", w->session->owner,
+								 "mode", lock_mode_name(w->mode), "id", (json_int_t)w->id));
 		json_array_append_new(list, json_pack("{s:s,s:s,s:o,s:o}", "name", l->name, "mode",
 						      l->nholders ? lock_mode_name(l->held_mode) : "none",
 						      "holders", holders, "waiters", waiters));

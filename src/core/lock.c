@@ -293,6 +293,8 @@ static void wait_unlink(struct lock_wait *w)
 	TAILQ_REMOVE(&l->waiters, w, link);
 	l->nwaiters--;
 	LIST_REMOVE(w, s_link);
+	if (s->t->on_queue)
+		s->t->on_queue(s->t, w, false, s->t->event_arg);
 }
 
 /* Grants the head of the queue while it fits: one exclusive, or every
@@ -436,10 +438,13 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->try_only = try_only;
 	ev_init(&w->timer, wait_expired);
 	evtimer_start_ms(t->loop, &w->timer, wait_ms);
+	w->id = ++t->next_wait_id;
 	TAILQ_INSERT_TAIL(&l->waiters, w, link);
 	l->nwaiters++;
 	LIST_INSERT_HEAD(&s->waits, w, s_link);
 	gate_update(t, l);
+	if (t->on_queue)
+		t->on_queue(t, w, true, t->event_arg);
 	return LOCK_QUEUED;
 }
 
@@ -652,6 +657,7 @@ void lock_table_free(struct lock_table *t)
 {
 	t->on_end = NULL;	/* nobody is left to stop work for */
 	t->on_event = NULL;	/* ... nor to tell */
+	t->on_queue = NULL;
 	while (!LIST_EMPTY(&t->sessions))
 		lock_session_close(LIST_FIRST(&t->sessions));
 	/* What is left are the leases still ending. */

@@ -69,6 +69,10 @@ typedef void (*lock_end_fn)(struct lock_table *t, struct lock_lease *le, const c
  * Called after the table changed; it must not call into the table. */
 typedef void (*lock_event_fn)(struct lock_table *t, const struct lock_lease *le, const char *why, void *arg);
 
+/* A request joined a lock's queue (queued) or left it (granted, gave up,
+ * its connection gone), for the same watchers; the same rules. */
+typedef void (*lock_queue_fn)(struct lock_table *t, const struct lock_wait *w, bool queued, void *arg);
+
 struct lock_lease {
 	struct lock *lock;
 	struct lock_session *session;
@@ -94,6 +98,7 @@ struct lock_wait {
 	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
 	ev_timer timer;		/* gives up at wait_ms */
 	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
+	uint64_t id;		/* this table's, for on_queue and `locks` */
 	TAILQ_ENTRY(lock_wait) link;		/* FIFO of the lock */
 	LIST_ENTRY(lock_wait) s_link;		/* waits of the session */
 };
@@ -135,7 +140,9 @@ struct lock_table {
 	struct histo wait_h;		/* from request to grant (0 when at once) */
 	struct histo hold_h;		/* from grant to end */
 	lock_event_fn on_event;		/* NULL: nobody watches */
+	lock_queue_fn on_queue;		/* NULL: nobody watches; event_arg too */
 	void *event_arg;
+	uint64_t next_wait_id;		/* names a waiter to those watchers */
 	lock_end_fn on_end;		/* NULL: a lost lease ends at once, work or not */
 	void *end_arg;
 	/* The next block is written ahead by a thread once half of this one

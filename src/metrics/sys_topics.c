@@ -134,6 +134,17 @@ static void on_lock(struct lock_table *t, const struct lock_lease *le, const cha
 		(json_int_t)le->expires_ms, "ts_ms", (json_int_t)now_wall_ms()), false, false);
 }
 
+static void on_lock_queue(struct lock_table *t, const struct lock_wait *w, bool queued, void *arg)
+{
+	struct cohortd *d = arg;
+	(void)t;
+
+	publish(d, "$sys.event.lock", json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "lock", w->lock->name,
+		"event", queued ? "waiting" : "done waiting", "waiter", w->session->owner, "mode",
+		lock_mode_name(w->mode), "id", (json_int_t)w->id, "ts_ms", (json_int_t)now_wall_ms()),
+		false, false);
+}
+
 /* The first loop iteration, once the services exist: a retained value for
  * each that has not changed state yet (autostart = no, a later phase). */
 static void initial_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -172,6 +183,7 @@ void sys_topics_start(struct cohortd *d)
 	struct metrics *m = d->metrics;
 
 	d->locks.on_event = on_lock;
+	d->locks.on_queue = on_lock_queue;
 	d->locks.event_arg = d;
 	ev_timer_init(&m->sys_initial_w, initial_cb, 0, 0);
 	ev_timer_start(d->loop, &m->sys_initial_w);
@@ -191,6 +203,7 @@ void sys_topics_stop(struct cohortd *d)
 		m->history_len--;
 	}
 	d->locks.on_event = NULL;
+	d->locks.on_queue = NULL;
 }
 
 void sys_log_lines(struct cohortd *d, const struct service *s, const char *data, size_t len)

@@ -9,10 +9,11 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, FACTOR, SRC, CohortTest, free_port
+from harness import BUILD, COHORTCTL, FACTOR, SRC, CohortTest, free_port
 from test_stack import free_port_block
 
 try:
@@ -122,6 +123,30 @@ class Dashboard(CohortTest):
         html = self.browser.page_source
         self.assertNotRegex(html, r"<script[^>]+src=|<link[^>]+href=")
         self.shot("dashboard-running")
+
+    def test_locks_held_and_waiting_are_live(self):
+        """A lock's holder and a request waiting for it show as they come,
+        and the waiter's row goes once it is granted."""
+        self.open_running()
+        lock = [COHORTCTL, "-s", self.d.socket, "lock", "--wait", "60s", "db", "--", "sleep", "60"]
+        holder = subprocess.Popen(lock)
+        waiter = None
+        try:
+            self.wait(lambda b: "db" in b.find_element(By.ID, "locks").text, "the held lock")
+            waiter = subprocess.Popen(lock)
+            rows = "#locks tr.waiter"
+            self.wait(lambda b: len(b.find_elements(By.CSS_SELECTOR, rows)) == 1, "the waiter")
+            self.assertIn("waiting: uid", self.browser.find_element(By.CSS_SELECTOR, rows).text)
+            self.shot("dashboard-lock-waiter")
+            holder.send_signal(signal.SIGTERM)      # its command ends, the lease is released
+            self.wait(lambda b: not b.find_elements(By.CSS_SELECTOR, rows), "the waiter granted")
+            self.wait(lambda b: "db" in b.find_element(By.ID, "locks").text, "the new holder")
+        finally:
+            for p in (holder, waiter):
+                if p and p.poll() is None:
+                    p.terminate()
+                if p:
+                    p.wait(30)
 
     def test_a_restart_clicked_goes_through_starting_to_running(self):
         self.open_running()

@@ -170,6 +170,37 @@ autostart = no
         self.assertEqual(st["published"], 0)
         d.stop()
 
+    def test_lock_waiters_on_sys_event_lock(self):
+        """A request that queues is on $sys.event.lock as "waiting", with
+        an id that `locks` shows too, and "done waiting" when it is
+        granted: what the dashboard shows as a lock's waiters."""
+        d, _, bus = self.daemon()
+
+        async def go():
+            admin = await connect(bus)
+            await sub(admin, "$sys.event.lock", 1)
+            holder, waiter = await connect(bus), await connect(bus)
+            await holder.send(json.dumps({"op": "lock.acquire", "id": 1, "name": "q", "ttl_ms": 60000}))
+            token = (await recv(holder))["token"]
+            await waiter.send(json.dumps({"op": "lock.acquire", "id": 1, "name": "q", "ttl_ms": 60000,
+                                          "wait_ms": 30000}))
+            got = await until(admin, lambda m: m["data"].get("event") == "waiting", "the waiter")
+            queued = got[-1]["data"]
+            self.assertEqual((queued["lock"], queued["mode"]), ("q", "exclusive"), queued)
+            self.assertIn("waiter", queued)
+            listed = d.ctl_json("locks")["locks"][0]["waiters"]
+            self.assertEqual([w["id"] for w in listed], [queued["id"]])
+            await holder.send(json.dumps({"op": "lock.release", "id": 2, "name": "q", "token": token}))
+            got = await until(admin, lambda m: m["data"].get("event") == "granted" and m["data"]["token"] != token,
+                              "the waiter's grant")
+            events = [(m["data"]["event"], m["data"].get("id")) for m in got]
+            self.assertIn(("done waiting", queued["id"]), events)
+            self.assertEqual(d.ctl_json("locks")["locks"][0]["waiters"], [])
+            for ws in (admin, holder, waiter):
+                await ws.close()
+        run(go())
+        d.stop()
+
     def test_a_services_output_while_someone_watches(self):
         d = self.cohortd("""
 [service:talker]
