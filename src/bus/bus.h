@@ -258,6 +258,7 @@ struct bus_conn {
 	bool rx_too_big;
 	unsigned errors;
 	uint64_t dropped_qos0;
+	uint64_t published;	/* messages it published, for its rate ($sys.bus) */
 	bool closing;		/* close at the next writeable callback */
 	bool failed;		/* its socket failed under a write: close it */
 	bool close_sent;	/* our Close frame is written: linger, then close */

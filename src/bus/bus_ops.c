@@ -274,6 +274,7 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 	m->mid = mid ? xstrdup(mid) : NULL;
 	m->publisher = xstrdup(c->identity);
 	uint64_t ticket = bus_publish(b, m);
+	c->published++;
 	uint64_t seq = m->seq;
 	if (mid)
 		bus_mid_add(b, c->identity, mid, seq, ticket, m->ts_ms);

@@ -582,12 +582,13 @@ json_t *bus_status_json(struct bus *b)
 			queued += s->qlen;
 			inflight += s->inflight;
 		}
-		json_array_append_new(conns, json_pack("{s:I,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I}",
+		json_array_append_new(conns, json_pack("{s:I,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			"id", (json_int_t)c->id, "identity", c->identity ? c->identity : "(no hello yet)",
 			"session", s && s->name ? s->name : NULL, "transport", c->unix_peer ? "unix" : "tcp",
 			"subscriptions", (json_int_t)(s ? s->nsubs : 0), "queued", (json_int_t)(s ? s->qlen : 0),
 			"inflight", (json_int_t)(s ? s->inflight : 0), "out_bytes", (json_int_t)c->out_bytes,
-			"dropped_qos0", (json_int_t)c->dropped_qos0));
+			"dropped_qos0", (json_int_t)c->dropped_qos0, "published", (json_int_t)c->published,
+			"delivered", (json_int_t)(s ? s->delivered : 0)));
 	}
 	json_t *sessions = json_array();
 	it = 0;

@@ -119,6 +119,10 @@ class Dashboard(CohortTest):
         # the bus, live: a rate once two $sys.bus have come, each connection with its queue
         self.wait(lambda b: "msg/s published" in b.find_element(By.ID, "bus").text, "the bus's rates")
         self.assertGreaterEqual(len(self.browser.find_elements(By.CSS_SELECTOR, "#conns tbody tr")), 4)
+        # each connection's rates (published, received per second) once two $sys.bus have come
+        self.wait(lambda b: all(re.fullmatch(r"\d+\.\d", td.text) for td in
+                                b.find_elements(By.CSS_SELECTOR, "#conns tbody td:nth-child(4)")),
+                  "each connection's rate")
         # no script or style comes from elsewhere: the page works offline
         html = self.browser.page_source
         self.assertNotRegex(html, r"<script[^>]+src=|<link[^>]+href=")

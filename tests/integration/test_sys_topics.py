@@ -201,6 +201,31 @@ autostart = no
         run(go())
         d.stop()
 
+    def test_sys_bus_counts_each_connections_messages(self):
+        """$sys.bus gives each connection what it published and what was
+        delivered to it: the dashboard's per-connection rates."""
+        d, _, bus = self.daemon()
+
+        async def go():
+            admin, pub, subscriber = await connect(bus), await connect(bus), await connect(bus)
+            await sub(subscriber, "rate.t", 1)
+            for i in range(10):
+                await pub.send(json.dumps({"op": "pub", "topic": "rate.t", "data": i}))
+            for _ in range(10):
+                await recv(subscriber)
+            await sub(admin, "$sys.bus", 2)
+
+            def counted(m):
+                if m.get("topic") != "$sys.bus":
+                    return False
+                counts = [(c["published"], c["delivered"]) for c in m["data"]["conns"]]
+                return (10, 0) in counts and (0, 10) in counts   # the watcher's own grow
+            await until(admin, counted, "$sys.bus with the connections' counts", timeout=15)
+            for ws in (admin, pub, subscriber):
+                await ws.close()
+        run(go())
+        d.stop()
+
     def test_a_services_output_while_someone_watches(self):
         d = self.cohortd("""
 [service:talker]
