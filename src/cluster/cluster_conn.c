@@ -79,8 +79,16 @@ static void on_reconnected(natsConnection *nc, void *arg)
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
 	/* A watch does not outlive every reconnection: start a new one. */
 	atomic_store(&c->rewatch, true);
-	if (atomic_load(&c->kv_ready))
+	if (atomic_load(&c->kv_ready)) {
 		post_kind(c, CM_UP, url);
+		return;
+	}
+	/* The first connection: the worker opens the bucket now, not at its
+	 * next half-second tick, so that services started with the stack do
+	 * not find the cluster away for longer than it takes. */
+	pthread_mutex_lock(&c->mu);
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* --- the worker -------------------------------------------------------- */

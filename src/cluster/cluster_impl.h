@@ -73,6 +73,7 @@ struct cluster {
 
 	/* the loop's */
 	bool up;
+	bool ever_up;		/* up once: before that, waiters wait for the first connection */
 	char server[256];	/* the one connected to, for messages */
 	struct map keys;	/* lock name -> struct ckey */
 	char refusal[640];

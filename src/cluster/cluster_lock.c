@@ -209,11 +209,16 @@ static void gate_update(void *arg, const char *name, bool held, bool wanted, int
 	step(k);
 }
 
-static const char *gate_refusal(void *arg)
+/* Away, a request is refused at once; but before the first connection
+ * (cohortd just started, its services with it) one that may wait queues
+ * for it: it is granted once the cluster is up, or times out. */
+static const char *gate_refusal(void *arg, int64_t wait_ms)
 {
 	struct cluster *c = arg;
 
-	return c->up ? NULL : c->refusal;
+	if (c->up || (!c->ever_up && wait_ms > 0))
+		return NULL;
+	return c->refusal;
 }
 
 static const struct lock_gate cluster_gate = {
@@ -372,6 +377,7 @@ void cluster_lock_handle(struct cluster *c, struct cmsg *m)
 		if (!c->up)
 			log_info(NULL, "cluster: connected to %s (locks in bucket %s)", m->err, c->bucket);
 		c->up = true;
+		c->ever_up = true;
 		snprintf(c->server, sizeof(c->server), "%s", m->err);
 		/* Waiters left without a request on its way try now. */
 		for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)

@@ -391,7 +391,7 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 		return LOCK_ERROR;
 	}
 	if (t->gate) {
-		const char *no = t->gate->refusal(t->gate_arg);
+		const char *no = t->gate->refusal(t->gate_arg, wait_ms);
 		if (no) {
 			*why = no;
 			return LOCK_ERROR;

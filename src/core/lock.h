@@ -169,8 +169,9 @@ struct lock_table {
  * needs whenever a lock's state here changes.
  */
 struct lock_gate {
-	/* NULL when requests can be taken now, else why not. */
-	const char *(*refusal)(void *arg);
+	/* NULL when a request that may wait wait_ms can be taken now, else
+	 * why not. */
+	const char *(*refusal)(void *arg, int64_t wait_ms);
 	/* name: held here or not, wanted by a waiter here or not (ttl_ms: the
 	 * head waiter's).  Called from within the table: must not call back
 	 * into it before it returns. */

@@ -299,5 +299,24 @@ class ClusterNeverReached(CohortTest):
         self.assertLess(time.monotonic() - t0, 15 * FACTOR)
 
 
+    def test_a_request_that_may_wait_waits_for_the_first_connection(self):
+        """Services start with the stack, which does not wait for the
+        cluster: before cohortd's first connection, a request that may wait
+        is queued and granted once the cluster is up; one that may not is
+        refused as unreachable."""
+        nc = natscluster.NatsCluster(builddir=os.environ.get("COHORT_BUILDDIR", os.getcwd()))
+        self.addCleanup(nc.stop)
+        d = nc.start_cohortd("early", IDLE)
+        c = Client(d)
+        self.addCleanup(c.close)
+        r = c.call(cmd="lock.acquire", name="now", ttl_ms=5000)
+        self.assertRegex(r.get("error", ""), r"^cluster unreachable: ", r)
+        c.send(cmd="lock.acquire", name="early", ttl_ms=5000, wait_ms=int(60000 * FACTOR))
+        nc.start()
+        g = c.recv()
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
