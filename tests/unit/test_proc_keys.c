@@ -12,8 +12,12 @@
 
 static struct diag d;
 
+static struct cohort_config *loaded;	/* good()'s, freed after the test */
+
 static void teardown(void)
 {
+	config_free(loaded);
+	loaded = NULL;
 	diag_free(&d);
 	th_cleanup();
 }
@@ -25,6 +29,8 @@ static struct svc_config *good(const char *text)
 	struct cohort_config *c = th_load(text, &d);
 
 	cr_assert_not_null(c);
+	config_free(loaded);
+	loaded = c;
 	cr_assert_eq(d.count, 0, "unexpected errors:\n%s", th_diag_text(&d));
 	return config_find(c, "a");
 }
