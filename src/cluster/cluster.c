@@ -96,7 +96,7 @@ void cluster_close(struct cluster *c)
 		next = m->next;
 		cmsg_free(m);
 	}
-	for (struct cmsg *m = c->todo, *next; m; m = next) {
+	for (struct cmsg *m = c->jobs, *next; m; m = next) {
 		next = m->next;
 		cmsg_free(m);
 	}

@@ -41,7 +41,7 @@ static void push(struct cmsg **head, struct cmsg **tail, struct cmsg *m)
 void cluster_send(struct cluster *c, struct cmsg *m)
 {
 	pthread_mutex_lock(&c->mu);
-	push(&c->todo, &c->todo_tail, m);
+	push(&c->jobs, &c->jobs_tail, m);
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
@@ -391,13 +391,13 @@ static void *worker_main(void *arg)
 		post_kind(c, CM_DOWN, err);
 	pthread_mutex_lock(&c->mu);
 	/* Stopping, it still runs what was sent (the releases at exit). */
-	while (!atomic_load(&c->stop) || c->todo) {
-		if (!c->todo) {
+	while (!atomic_load(&c->stop) || c->jobs) {
+		if (!c->jobs) {
 			if (!atomic_load(&c->kv_ready)) {
 				pthread_mutex_unlock(&c->mu);
 				bucket_try(c);
 				pthread_mutex_lock(&c->mu);
-				if (atomic_load(&c->kv_ready) || c->todo || atomic_load(&c->stop))
+				if (atomic_load(&c->kv_ready) || c->jobs || atomic_load(&c->stop))
 					continue;
 			}
 			struct timespec ts;
@@ -410,10 +410,10 @@ static void *worker_main(void *arg)
 			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 			continue;
 		}
-		struct cmsg *m = c->todo;
-		c->todo = m->next;
-		if (!c->todo)
-			c->todo_tail = NULL;
+		struct cmsg *m = c->jobs;
+		c->jobs = m->next;
+		if (!c->jobs)
+			c->jobs_tail = NULL;
 		pthread_mutex_unlock(&c->mu);
 		run_job(c, m);
 		cluster_post(c, m);

@@ -2,7 +2,7 @@
  * cluster_impl.h - what cluster_conn.c (the threads that talk to NATS) and
  * cluster_lock.c (the keys' state, on the loop) share: the messages
  * between them and the struct cluster.  Messages go loop -> worker on
- * `todo` and worker/watcher/libnats callbacks -> loop on `done`, both
+ * `jobs` and worker/watcher/libnats callbacks -> loop on `done`, both
  * under `mu`; the loop is woken by `wake`.
  */
 #ifndef COHORT_CLUSTER_IMPL_H
@@ -61,7 +61,7 @@ struct cluster {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct cmsg *todo, *todo_tail;
+	struct cmsg *jobs, *jobs_tail;
 	struct cmsg *done, *done_tail;
 	ev_async wake;
 	pthread_t worker, watcher;

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pgroup.h"
 #include "daemon.h"
 #include "evtimer.h"
 #include "log.h"
@@ -221,20 +222,11 @@ static void kill_our_children(void)
 	while ((e = readdir(dh))) {
 		if (!isdigit((unsigned char)e->d_name[0]))
 			continue;
-		char path[300], buf[512];
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		char *rp = strrchr(buf, ')');
+		char buf[512];
+		const char *rp = proc_stat_fields(e->d_name, buf, sizeof(buf));
 		int ppid = 0;
 		char st;
-		if (!rp || sscanf(rp + 1, " %c %d", &st, &ppid) != 2 || ppid != self_pid || st == 'Z')
+		if (!rp || sscanf(rp, " %c %d", &st, &ppid) != 2 || ppid != self_pid || st == 'Z')
 			continue;
 		kill((pid_t)atoi(e->d_name), SIGKILL);
 	}

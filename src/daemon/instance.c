@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pgroup.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -138,22 +139,13 @@ struct proc_stat {
 /* 0, or -1 when pid is gone (or /proc cannot say). */
 static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 {
-	char path[64], buf[1024];
+	char id[24], buf[1024];
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* The name (field 2) may hold spaces and parentheses: count from the
-	 * last ')'.  Fields 3 (state), 5 (pgrp) and 22 (starttime). */
-	char *p = strrchr(buf, ')');
+	snprintf(id, sizeof(id), "%d", (int)pid);
+	/* Fields 3 (state), 5 (pgrp) and 22 (starttime). */
+	const char *p = proc_stat_fields(id, buf, sizeof(buf));
 	int pgrp;
-	if (!p || sscanf(p + 1, " %c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+	if (!p || sscanf(p, " %c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
 			 "%*d %*d %llu", &ps->state, &pgrp, &ps->start) != 3)
 		return -1;
 	ps->pgrp = pgrp;

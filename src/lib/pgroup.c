@@ -5,6 +5,7 @@
 #include "autoconfig.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,23 +15,34 @@
 
 #include "pgroup.h"
 
+const char *proc_stat_fields(const char *pid, char *buf, size_t len)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	return p ? p + 1 : NULL;
+}
+
 /* One process from /proc: its group, and whether uid may signal it.
  * -1: gone, or a zombie (a zombie does no work, and a slow reaper must
  * not hold the lock). */
 static int proc_read(const char *pid, pid_t *pgrp, uid_t uid, bool *owned)
 {
-	char path[64], buf[1024];
+	char path[64], buf[1024], state;
 	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
-	if (!(f = fopen(path, "re")))
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'), state;
+	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
 	int ppid, pg;
-	if (!p || sscanf(p + 1, " %c %d %d", &state, &ppid, &pg) != 3 || state == 'Z' || state == 'X')
+
+	if (!p || sscanf(p, " %c %d %d", &state, &ppid, &pg) != 3 || state == 'Z' || state == 'X')
 		return -1;
 	*pgrp = pg;
 	*owned = uid == 0;

@@ -14,6 +14,10 @@
 
 /* The live processes of group pgid (-1: /proc cannot be read); *foreign:
  * how many of them uid may not signal. */
+/* The fields of /proc/PID/stat after the command name (which may hold
+ * spaces and parentheses): " STATE PPID PGRP ...", read into buf.  PID is
+ * a number or "self"; NULL when the process is gone. */
+const char *proc_stat_fields(const char *pid, char *buf, size_t len);
 int pgroup_scan(pid_t pgid, uid_t uid, int *foreign);
 /* Whether a process of the group still lives: the cheap look first. */
 bool pgroup_alive(pid_t pgid);

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "pgroup.h"
 #include "daemon.h"
 #include "metrics.h"
 
@@ -29,24 +30,14 @@ int proc_usage_read(int pid, struct proc_usage *u)
 			hz = 100;
 	}
 	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		snprintf(path, sizeof(path), "%d", pid);
 	else
-		strcpy(path, "/proc/self/stat");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* After the command name, which may hold spaces and parentheses:
-	 * field 3 (state) on.  utime 14, stime 15, cutime 16, cstime 17,
-	 * starttime 22, rss 24 (pages). */
-	char *p = strrchr(buf, ')');
+		strcpy(path, "self");
+	/* Field 3 (state) on.  utime 14, stime 15, cutime 16, cstime 17,
+	 * starttime 22, rss 24 (pages).  The fields are in buf: p may move. */
+	char *p = (char *)proc_stat_fields(path, buf, sizeof(buf));
 	if (!p)
 		return -1;
-	p++;
 	unsigned long long f[25] = {0};
 	for (int field = 3; field <= 24 && *p; field++) {
 		while (*p == ' ')
