@@ -56,6 +56,7 @@
  * and 4000, trying again may work. */
 #define BUS_CLOSE_TIMEOUT 4001
 #define BUS_HELLO_TIMEOUT_MS 5000	/* from the upgrade to hello */
+#define BUS_MAX_HEAD 8192		/* bytes of a request's head: over it, 431 */
 #define BUS_LINGER_MS 2000		/* our Close frame going out, then what the peer still sends */
 /* A refused origin is logged at most once in this long. */
 #define BUS_REFUSED_LOG_MS 10000
@@ -376,6 +377,7 @@ struct bus {
 	struct intmap peers;		/* wsi -> struct bus_peer, every accepted socket */
 	size_t npeers;
 	struct intmap per_uid;		/* uid -> its unix connections (admins not counted) */
+	struct intmap heads_by_fd;	/* socket -> struct bus_peer, until its first request head ends */
 	/* counters, for status */
 	uint64_t published, delivered, dropped_qos0, dropped_queue, dead_lettered, duplicates;
 	struct jrnl_recovery recovery;
@@ -444,6 +446,9 @@ int bus_accept_listen(struct bus *b, struct lws_vhost *vh, const char *unix_path
 		      const char *port, char *err, size_t errlen);
 /* A connection made its WebSocket upgrade (ESTABLISHED). */
 void bus_accept_upgraded(struct bus *b, struct lws *wsi);
+/* recv() of a socket whose first request head has not ended: what lws
+ * may have of the n bytes read (0 after answering 431). */
+ssize_t bus_accept_head(struct bus *b, int fd, void *buf, ssize_t n);
 /* lws destroyed a wsi (LWS_CALLBACK_WSI_DESTROY): its descriptor is free. */
 void bus_accept_gone(struct bus *b, struct lws *wsi);
 /* Stops listening (before lws closes the connections). */

@@ -18,6 +18,9 @@
  *     a client is answered "HTTP/1.1 503" with the reason and closed; the
  *     log line says why (identical lines are counted by log.c, not
  *     repeated);
+ *   - a request head (the request line and headers) over BUS_MAX_HEAD
+ *     bytes is answered "HTTP/1.1 431" and closed (bus_accept_head): lws
+ *     would drop it with no answer at all;
  *   - a client that has not completed the WebSocket upgrade within
  *     BUS_HELLO_TIMEOUT_MS is closed (after the upgrade bus_live.c's hello
  *     deadline takes over), so idle sockets cannot hold the cap for long.
@@ -56,6 +59,9 @@ struct bus_peer {
 	uid_t uid;		/* unix peers */
 	bool unix_peer;
 	bool counted_uid;	/* in per_uid (a unix peer that is no admin) */
+	int fd;
+	size_t head_len;	/* bytes of its first request's head so far */
+	unsigned head_match;	/* of "\r\n\r\n", the head's end */
 	ev_timer upgrade_w;	/* the WebSocket upgrade must come by then */
 };
 
@@ -169,6 +175,8 @@ static void adopt(struct bus *b, struct bus_listener *l, int fd)
 	p->uid = cr.uid;
 	p->unix_peer = l->unix_sock;
 	p->counted_uid = l->unix_sock && !admin;
+	p->fd = fd;
+	intmap_put(&b->heads_by_fd, fd, p);
 	if (p->counted_uid)
 		uid_add(b, cr.uid, 1);
 	b->npeers++;
@@ -223,8 +231,61 @@ void bus_accept_upgraded(struct bus *b, struct lws *wsi)
 {
 	struct bus_peer *p = intmap_get(&b->peers, (int64_t)(intptr_t)wsi);
 
-	if (p)
-		ev_timer_stop(b->loop, &p->upgrade_w);	/* bus_live.c's hello deadline now */
+	if (!p)
+		return;
+	ev_timer_stop(b->loop, &p->upgrade_w);	/* bus_live.c's hello deadline now */
+	if (intmap_get(&b->heads_by_fd, p->fd) == p)
+		intmap_del(&b->heads_by_fd, p->fd);
+}
+
+/* 431 (RFC 6585) to a client whose request head is too long.  What it
+ * sent is read first so that closing sends no RST ahead of the answer;
+ * lws then reads the end of the stream and closes the socket. */
+static void head_too_large(struct bus_peer *p)
+{
+	char buf[512];
+	static const char body[] = "cohortd: the request's head (request line and headers) is over 8192 bytes\n";
+
+	if (p->unix_peer)
+		log_warn(NULL, "bus: refused a request from uid %u: its head is over %d bytes (431)",
+			 (unsigned)p->uid, BUS_MAX_HEAD);
+	else
+		log_warn(NULL, "bus: refused a request on %s: its head is over %d bytes (431)",
+			 p->bus->listen, BUS_MAX_HEAD);
+	while (recvfrom(p->fd, buf, sizeof(buf), MSG_DONTWAIT, NULL, NULL) > 0)
+		;
+	int n = snprintf(buf, sizeof(buf), "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+			 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			 sizeof(body) - 1, body);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)!send(p->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(p->fd, SHUT_WR);
+}
+
+ssize_t bus_accept_head(struct bus *b, int fd, void *buf, ssize_t n)
+{
+	static const char end[] = "\r\n\r\n";
+	struct bus_peer *p = intmap_get(&b->heads_by_fd, fd);
+	const char *s = buf;
+
+	if (!p)
+		return n;
+	/* Only the first request is followed: after it comes the WebSocket,
+	 * or a GET of a page, whose next request lws limits (its own
+	 * max_http_header_data, set above BUS_MAX_HEAD) without an answer. */
+	for (ssize_t i = 0; i < n; i++) {
+		if (++p->head_len > BUS_MAX_HEAD) {
+			intmap_del(&b->heads_by_fd, fd);
+			head_too_large(p);
+			return 0;
+		}
+		p->head_match = s[i] == end[p->head_match] ? p->head_match + 1 : s[i] == '\r';
+		if (p->head_match == 4) {
+			intmap_del(&b->heads_by_fd, fd);
+			return n;
+		}
+	}
+	return n;
 }
 
 void bus_accept_gone(struct bus *b, struct lws *wsi)
@@ -234,6 +295,8 @@ void bus_accept_gone(struct bus *b, struct lws *wsi)
 	if (!p)
 		return;
 	ev_timer_stop(b->loop, &p->upgrade_w);
+	if (intmap_get(&b->heads_by_fd, p->fd) == p)
+		intmap_del(&b->heads_by_fd, p->fd);
 	if (p->counted_uid)
 		uid_add(b, p->uid, -1);
 	b->npeers--;
@@ -337,5 +400,6 @@ void bus_accept_free(struct bus *b)
 	}
 	intmap_free(&b->peers);
 	intmap_free(&b->per_uid);
+	intmap_free(&b->heads_by_fd);
 	b->npeers = 0;
 }

@@ -107,6 +107,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 		struct bus_conn *c = intmap_get(&rx_bus->conns_by_fd, fd);
 		if (c)
 			return rx_check(c, buf, n);
+		return bus_accept_head(rx_bus, fd, buf, n);
 	}
 	return n;
 }

@@ -426,6 +426,9 @@ static int start_lws(struct bus *b, char *err, size_t errlen)
 	info.user = b;
 	info.uid = -1;
 	info.gid = -1;
+	/* Above BUS_MAX_HEAD, which bus_accept_head answers 431: lws keeps
+	 * less of a head than its bytes, and would drop one it cannot keep. */
+	info.max_http_header_data = BUS_MAX_HEAD + 1024;
 	b->ctx = lws_create_context(&info);
 	if (!b->ctx) {
 		snprintf(err, errlen, "libwebsockets could not start on the libev loop (is the package "

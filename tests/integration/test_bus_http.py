@@ -138,6 +138,39 @@ class Listeners(TcpBus):
         run(go())
         d.stop()
 
+    def test_a_request_head_over_8_kib_is_answered_431(self):
+        """lws drops a head it cannot keep with no answer at all (the client
+        sees the connection end); cohortd answers 431 and logs it.  Up to
+        8192 bytes of head, in one header or many, is served as usual."""
+        d, port, token = self.daemon()
+        unix = os.path.join(d.run_dir, "bus.sock")
+        for address, host in ((unix, "localhost"), (("127.0.0.1", port), f"127.0.0.1:{port}")):
+            def head(extra):
+                return f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n"
+            base = len(head(""))
+            one = "X-Big: " + "a" * (8192 - base - len("X-Big: \r\n")) + "\r\n"
+            self.assertEqual(len(head(one)), 8192)
+            many = "".join(f"X-H{i:03}: " + "b" * 30 + "\r\n" for i in range((8192 - base) // 40))
+            for extra in (one, many):
+                status, _, _, _ = http_exchange(address, head(extra))
+                self.assertIn(status, (200, 503), (address, len(head(extra))))
+            for extra in (one.replace("X-Big: ", "X-Big: a"), "X-Big: " + "a" * 100000 + "\r\n"):
+                status, headers, body, took = http_exchange(address, head(extra))
+                self.assertEqual(status, 431, (address, len(head(extra))))
+                self.assertEqual(headers["connection"], "close")
+                self.assertIn("over 8192 bytes", body)
+                self.assertLess(took, 2 * FACTOR)
+        d.wait_log(r"its head is over 8192 bytes \(431\)")
+        # an upgrade carrying 7 KB of cookies (a browser's, on localhost) is served
+        async def go():
+            cookies = "; ".join(f"c{i}={'v' * 60}" for i in range(110))
+            async with websockets.connect(f"ws://127.0.0.1:{port}/", subprotocols=["cohort.v1"],
+                                          extra_headers={"Cookie": cookies}) as ws:
+                await ws.send('{"op":"hello","token":"%s","id":1}' % token)
+                self.assertIn('"welcome"', await asyncio.wait_for(ws.recv(), 10 * FACTOR))
+        run(go())
+        d.stop()
+
     def test_a_page_of_another_origin_is_refused(self):
         d, port, token = self.daemon()
         url = f"ws://127.0.0.1:{port}/"
