@@ -56,6 +56,12 @@ echo
 /usr/bin/python3 "$S/tests/bench/bench_backlog.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_metrics.py"
+# SCALE=1: thousands of services, connections, leases and a large journal
+# (issue 19; minutes, and heavy: not in the default run).
+if [ "${SCALE:-0}" = 1 ]; then
+	echo
+	/usr/bin/python3 "$S/tests/bench/bench_scale_services.py"
+fi
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
 	echo
