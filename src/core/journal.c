@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crc32c.h"
 #include "histo.h"
 #include "journal_impl.h"
 #include "log.h"
@@ -305,7 +304,9 @@ uint64_t jrnl_append(struct journal *j, const void *payload, size_t len)
 	return j->ticket;
 }
 
-void jrnl_compact(struct journal *j, struct sbuf *framed)
+/* Hands the writer a compaction: FRAMED (taken), or with in_file the one
+ * written in SNAP_NEW. */
+static void queue_snapshot(struct journal *j, struct sbuf *framed, bool in_file)
 {
 	jrnl_handover(j);
 	pthread_mutex_lock(&j->lock);
@@ -317,13 +318,20 @@ void jrnl_compact(struct journal *j, struct sbuf *framed)
 		sbuf_free(&j->pending);
 	}
 	sbuf_free(&j->snapshot);
-	j->snapshot = *framed;
-	*framed = (struct sbuf){0};
-	j->snapshot_file = false;
+	if (framed) {
+		j->snapshot = *framed;
+		*framed = (struct sbuf){0};
+	}
+	j->snapshot_file = in_file;
 	j->want_snapshot = true;
 	j->compacting = true;
 	pthread_cond_signal(&j->wake);
 	pthread_mutex_unlock(&j->lock);
+}
+
+void jrnl_compact(struct journal *j, struct sbuf *framed)
+{
+	queue_snapshot(j, framed, false);
 }
 
 /* A compaction written record by record into SNAP_NEW by the loop: a
@@ -352,14 +360,10 @@ struct jrnl_snap *jrnl_snap_begin(struct journal *j)
 void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len)
 {
 	unsigned char head[8];
-	uint32_t l = (uint32_t)len, c = crc32c(0, payload, len);
 
 	if (s->err)
 		return;
-	for (int i = 0; i < 4; i++) {
-		head[i] = (unsigned char)(l >> (8 * i));
-		head[4 + i] = (unsigned char)(c >> (8 * i));
-	}
+	jrnl_frame_head(head, payload, len);
 	if (fwrite(head, 1, 8, s->f) != 8 || fwrite(payload, 1, len, s->f) != len)
 		s->err = errno ? errno : EIO;
 	s->bytes += 8 + len;
@@ -384,19 +388,7 @@ uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s)
 		return 0;
 	}
 	free(s);
-	jrnl_handover(j);
-	pthread_mutex_lock(&j->lock);
-	if (j->pending.len) {
-		sbuf_add(&j->before, j->pending.buf, j->pending.len);
-		j->before_ticket = j->pending_ticket;
-		sbuf_free(&j->pending);
-	}
-	sbuf_free(&j->snapshot);
-	j->snapshot_file = true;
-	j->want_snapshot = true;
-	j->compacting = true;
-	pthread_cond_signal(&j->wake);
-	pthread_mutex_unlock(&j->lock);
+	queue_snapshot(j, NULL, true);
 	return bytes;
 }
 

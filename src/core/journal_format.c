@@ -90,15 +90,21 @@ const char *jr_str(struct jreader *r, size_t *n)
 	return s;
 }
 
-void jrnl_frame(struct sbuf *out, const void *payload, size_t len)
+void jrnl_frame_head(unsigned char head[8], const void *payload, size_t len)
 {
-	unsigned char head[8];
 	uint32_t l = (uint32_t)len, c = crc32c(0, payload, len);
 
 	for (int i = 0; i < 4; i++) {
 		head[i] = (unsigned char)(l >> (8 * i));
 		head[4 + i] = (unsigned char)(c >> (8 * i));
 	}
+}
+
+void jrnl_frame(struct sbuf *out, const void *payload, size_t len)
+{
+	unsigned char head[8];
+
+	jrnl_frame_head(head, payload, len);
 	sbuf_add(out, head, 8);
 	sbuf_add(out, payload, len);
 }

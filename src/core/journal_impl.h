@@ -81,6 +81,8 @@ struct seg {
 };
 
 /* journal_format.c */
+/* The 8 bytes before a record's payload: its length, its CRC-32C. */
+void jrnl_frame_head(unsigned char head[8], const void *payload, size_t len);
 /* A frame's little-endian u32 (its length, its CRC). */
 uint32_t jrnl_get_u32(const unsigned char *p);
 /* dir/<id as 16 hex digits>.ext (allocated). */

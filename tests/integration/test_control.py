@@ -49,10 +49,7 @@ ready = delay:0
 
 class Control(CohortTest):
     def stack(self, text=STACK, **kw):
-        d = self.cohortd(text, **kw)
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        return d
+        return self.started(text, **kw)
 
     def test_status_table_and_json(self):
         d = self.stack()
