@@ -154,8 +154,10 @@ class Locks(CohortTest):
         took = (time.monotonic() - t0) * 1000
         self.assertTrue(g["ok"])
         # the hand-over waits for the holder's command to have died of its
-        # TERM (a few ms; more on a loaded machine), not for the TTL (30 s)
-        self.assertLess(took, 100 * FACTOR, f"{took:.1f} ms")
+        # TERM (a few ms; seconds on a loaded machine), not for the TTL
+        # (30 s): a third of the TTL tells the two apart however busy the
+        # machine (100 ms failed at a load average of 45)
+        self.assertLess(took, 10000, f"{took:.1f} ms")
         holder.wait()
         d.stop()
 
