@@ -410,6 +410,12 @@ void bus_set_policy(struct bus *b, const struct bus_policy *pol);
 void bus_policy_from_config(struct bus_policy *pol, const struct cohort_config *cfg);
 void bus_close(struct bus *b);
 struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id);
+/* A connection of b's, put in its lists (an upgrade makes
+ * one so; the tests that drive the bus without a socket too).  Its
+ * peer's fields are the caller's to fill in; then bus_live_start. */
+struct bus_conn *bus_conn_new(struct bus *b);
+/* Takes c out of b's lists and frees it, with what it had yet to send. */
+void bus_conn_free(struct bus_conn *c);
 json_t *bus_status_json(struct bus *b);
 
 /* bus_write.c */

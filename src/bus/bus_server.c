@@ -46,16 +46,27 @@ struct bus_conn *bus_conn_by_id(struct bus *b, uint64_t id)
 	return intmap_get(&b->conns_by_id, (int64_t)id);
 }
 
-static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
+struct bus_conn *bus_conn_new(struct bus *b)
 {
 	struct bus_conn *c = xcalloc(1, sizeof(*c));
+
+	c->bus = b;
+	c->id = ++b->next_conn_id;
+	STAILQ_INIT(&c->out);
+	LIST_INSERT_HEAD(&b->conns, c, link);
+	b->nconns++;
+	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
+	return c;
+}
+
+static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
+{
+	struct bus_conn *c = bus_conn_new(b);
 	int fd = lws_get_socket_fd(wsi);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	c->bus = b;
 	c->wsi = wsi;
-	c->id = ++b->next_conn_id;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX) {
 		struct ucred cr;
 		socklen_t cl = sizeof(cr);
@@ -67,16 +78,12 @@ static struct bus_conn *conn_new(struct bus *b, struct lws *wsi)
 			c->admin = peer_allowed(b->auth, cr.uid, cr.gid);
 		}
 	}
-	STAILQ_INIT(&c->out);
-	LIST_INSERT_HEAD(&b->conns, c, link);
-	b->nconns++;
-	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_rx_watch(c);
 	bus_live_start(c);
 	return c;
 }
 
-static void conn_free(struct bus_conn *c)
+void bus_conn_free(struct bus_conn *c)
 {
 	struct bus *b = c->bus;
 
@@ -356,7 +363,7 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (c) {
 			if (c->close_sent)
 				bus_linger(b, lws_get_socket_fd(wsi));
-			conn_free(c);
+			bus_conn_free(c);
 			*slot = NULL;
 		}
 		return 0;

@@ -494,12 +494,12 @@ static int claim_path(const char *path, char *err, size_t errlen)
 }
 
 int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
-		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen)
+		 struct peer_auth *auth, const struct ctl_env *env, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
-	*ctl = (struct control){.d = d, .loop = loop, .auth = auth};
+	*ctl = (struct control){.env = *env, .loop = loop, .auth = auth};
 	ctl->path = xasprintf("%s/control.sock", run_dir);
 	if (strlen(ctl->path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "%s: path too long for a unix socket", ctl->path);

@@ -37,10 +37,30 @@
 #define CTL_STREAM_MAX (1u << 20)
 #define CTL_OUT_MAX (1u << 20)
 
-struct cohortd;
 struct service;
+struct supervisor;
+struct lock_table;
+struct reload_report;
 struct ctl_wait;
 struct lock_session;
+
+/*
+ * What the command families act on, filled in by the daemon at start
+ * (src/daemon/hooks.c), as the supervision layer's hooks are: the
+ * services and the lock table, and what only the daemon may do.  The
+ * layer sees no further up than this.
+ */
+struct ctl_env {
+	struct supervisor *sup;		/* the services (src/supervise), and their log writer */
+	struct lock_table *locks;	/* the lock service */
+	void *arg;			/* passed back to the functions below */
+	/* The bus's part of status (the bus is beside this layer). */
+	json_t *(*bus_status)(void *arg);
+	/* Re-reads the config: 0 applied, -1 invalid (every error listed in r). */
+	int (*reload)(void *arg, struct reload_report *r);
+	/* The stack goes down and cohortd exits, saying why. */
+	void (*shutdown)(void *arg, const char *why);
+};
 
 struct ctl_client {
 	struct control *ctl;
@@ -66,7 +86,7 @@ struct ctl_client {
 };
 
 struct control {
-	struct cohortd *d;	/* what the command families act on (control.c never looks) */
+	struct ctl_env env;	/* what the command families act on (control.c never looks) */
 	struct ev_loop *loop;
 	ev_io listen_io;
 	ev_timer accept_pause;	/* out of file descriptors: accept again later */
@@ -113,9 +133,10 @@ struct ctl_command {
 
 struct peer_auth;
 /* Listens on run_dir/control.sock (mode, and control_group's group when
- * auth has one); d is handed to the command families.  -1 with err. */
+ * auth has one); env (copied) is handed to the command families.  -1
+ * with err. */
 int control_open(struct control *ctl, struct ev_loop *loop, const char *run_dir, unsigned mode,
-		 struct peer_auth *auth, struct cohortd *d, char *err, size_t errlen);
+		 struct peer_auth *auth, const struct ctl_env *env, char *err, size_t errlen);
 /* Writes the queued answers now: done before the loop sleeps, and by
  * cohortd once the loop has ended, so that the last answers (the one to
  * "shutdown") do not wait for the final sweep. */
@@ -173,13 +194,13 @@ void ctl_log_service_gone(struct control *ctl, struct service *s);
 void ctl_log_lines(struct control *ctl, struct service *s, const char *data, size_t len);
 /* ctl_log.c: the daemon's state-change subscriber (events, waits). */
 enum svc_state;
-void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
-		  const char *reason, void *arg);
+void ctl_on_event(struct control *ctl, struct service *s, enum svc_state from, enum svc_state to,
+		  const char *reason);
 
 /* For status (and GET /api/status): the services in sel, the stack and
  * the bus, into resp. */
-void ctl_status_fill(const struct cohortd *d, const struct service **sel, size_t n, json_t *resp);
+void ctl_status_fill(const struct ctl_env *env, const struct service **sel, size_t n, json_t *resp);
 /* For status: one service as JSON. */
-json_t *ctl_service_json(const struct cohortd *d, const struct service *s);
+json_t *ctl_service_json(const struct ctl_env *env, const struct service *s);
 
 #endif

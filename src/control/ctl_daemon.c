@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "control.h"
-#include "daemon.h"
+#include "supervise.h"
 
 static json_t *strv_json(const struct strv *sv)
 {
@@ -40,9 +40,9 @@ static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *res
 	struct reload_report r = {0};
 	(void)req;
 
-	if (c->ctl->d->sup.shutting_down)
+	if (c->ctl->env.sup->shutting_down)
 		return ctl_error(resp, "cohortd is shutting down");
-	int rc = reload_config(c->ctl->d, &r);
+	int rc = c->ctl->env.reload(c->ctl->env.arg, &r);
 	json_object_set_new(resp, "added", strv_json(&r.added));
 	json_object_set_new(resp, "removed", strv_json(&r.removed));
 	json_object_set_new(resp, "changed", strv_json(&r.changed));
@@ -70,7 +70,7 @@ static enum ctl_result cmd_shutdown(struct ctl_client *c, json_t *req, json_t *r
 	 * goes down. */
 	json_object_set_new(resp, "ok", json_true());
 	ctl_send(c, json_incref(resp));
-	daemon_begin_shutdown(c->ctl->d, "shutdown requested");
+	c->ctl->env.shutdown(c->ctl->env.arg, "shutdown requested");
 	c->closing = true;
 	return CTL_LATER;
 }

@@ -18,18 +18,18 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "daemon.h"
+#include "supervise.h"
 #include "lock.h"
 #include "lock_request.h"
 #include "pgroup.h"
 
 /* The service a peer process belongs to (its process group), or NULL. */
-static struct service *service_of_pid(struct cohortd *d, pid_t pid)
+static struct service *service_of_pid(struct ctl_env *env, pid_t pid)
 {
 	pid_t pgid = getpgid(pid);
 
-	for (size_t i = 0; i < d->sup.plan->n; i++) {
-		struct service *s = d->sup.svcs[i];
+	for (size_t i = 0; i < env->sup->plan->n; i++) {
+		struct service *s = env->sup->svcs[i];
 		if (svc_live(s) && (s->pid == pid || s->pid == pgid))
 			return s;
 	}
@@ -62,16 +62,16 @@ static void lock_waited(struct lock_session *ls, void *cookie, bool granted, uin
 
 static struct lock_session *session_of(struct ctl_client *c)
 {
-	struct cohortd *d = c->ctl->d;
+	struct ctl_env *env = &c->ctl->env;
 
 	if (!c->locks) {
 		char owner[160];
-		struct service *s = service_of_pid(d, c->pid);
+		struct service *s = service_of_pid(env, c->pid);
 		if (s)
 			snprintf(owner, sizeof(owner), "service %s (pid %d)", s->name, (int)c->pid);
 		else
 			snprintf(owner, sizeof(owner), "uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
-		c->locks = lock_session_open(&d->locks, owner, s ? &s->cfg->locks : NULL, s, lock_waited);
+		c->locks = lock_session_open(env->locks, owner, s ? &s->cfg->locks : NULL, s, lock_waited);
 	}
 	return c->locks;
 }
@@ -169,9 +169,9 @@ json_t *ctl_locks_json(const struct lock_table *t)
 static enum ctl_result cmd_locks(struct ctl_client *c, json_t *req, json_t *resp)
 {
 	(void)req;
-	json_object_set_new(resp, "locks", ctl_locks_json(&c->ctl->d->locks));
+	json_object_set_new(resp, "locks", ctl_locks_json(c->ctl->env.locks));
 	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
-	json_object_set_new(resp, "next_token", json_integer((json_int_t)c->ctl->d->locks.next_token));
+	json_object_set_new(resp, "next_token", json_integer((json_int_t)c->ctl->env.locks->next_token));
 	return CTL_REPLY;
 }
 

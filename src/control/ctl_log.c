@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "control.h"
-#include "daemon.h"
+#include "supervise.h"
 
 static struct ctl_client *find_client(struct control *ctl, uint64_t id)
 {
@@ -160,7 +160,7 @@ static void log_req_done(struct log_req *r, struct ctl_client *c)
 		if (whose)
 			json_object_set_new(resp, "services", whose);
 		for (size_t i = 0; r->follow && i < r->n; i++) {
-			struct service *s = stack_find(&r->ctl->d->sup, r->parts[i].service);
+			struct service *s = stack_find(r->ctl->env.sup, r->parts[i].service);
 			if (!s)
 				continue;
 			c->follow = xrealloc(c->follow, (c->nfollow + 1) * sizeof(*c->follow));
@@ -196,7 +196,7 @@ static void tail_done(void *arg, uint64_t tag, const char *text, size_t len, con
 
 /* The services a log request names: "service", or "services" (a list, for
  * several interleaved).  Every one must log to a file. */
-static int log_services(struct cohortd *d, json_t *req, json_t *resp, struct strv *names)
+static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct strv *names)
 {
 	json_t *list = json_object_get(req, "services"), *v;
 	const char *name = ctl_str(req, "service");
@@ -225,7 +225,7 @@ static int log_services(struct cohortd *d, json_t *req, json_t *resp, struct str
 			strv_push(names, json_string_value(v));
 	}
 	for (i = 0; i < names->n; i++) {
-		struct service *s = stack_find(&d->sup, names->v[i]);
+		struct service *s = stack_find(env->sup, names->v[i]);
 		if (!s) {
 			ctl_error(resp, "no such service: %s", names->v[i]);
 			goto fail;
@@ -252,12 +252,12 @@ static const struct wire_field log_fields[] = {
 
 static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	struct cohortd *d = c->ctl->d;
+	struct ctl_env *env = &c->ctl->env;
 	struct strv names;
 	long long lines = ctl_int(req, "lines", 50);
 	bool follow = ctl_bool(req, "follow", false);
 
-	if (log_services(d, req, resp, &names) < 0)
+	if (log_services(env, req, resp, &names) < 0)
 		return CTL_ERROR;
 	struct log_req *r = xcalloc(1, sizeof(*r) + names.n * sizeof(r->parts[0]));
 	r->ctl = c->ctl;
@@ -270,10 +270,10 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 		r->parts[i].service = xstrdup(names.v[i]);
 	}
 	for (size_t i = 0; i < names.n; i++) {
-		struct service *s = stack_find(&d->sup, names.v[i]);
+		struct service *s = stack_find(env->sup, names.v[i]);
 		struct outpipe *p = s->out_open ? &s->out : &s->err;
-		logfile_tail(d->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
-			  tail_done, &r->parts[i], c->id);
+		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups,
+			     (unsigned)lines, tail_done, &r->parts[i], c->id);
 	}
 	strv_free(&names);
 	return CTL_LATER;
@@ -339,12 +339,10 @@ void ctl_log_lines(struct control *ctl, struct service *s, const char *data, siz
 }
 
 /* Every state change, to events streams and waiting requests. */
-void ctl_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
-		  const char *reason, void *arg)
+void ctl_on_event(struct control *ctl, struct service *s, enum svc_state from, enum svc_state to,
+		  const char *reason)
 {
-	struct control *ctl = arg;
 	json_t *ev = NULL;
-	(void)d;
 
 	for (struct ctl_client *c = LIST_FIRST(&ctl->clients), *next; c; c = next) {
 		next = LIST_NEXT(c, link);

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "control.h"
-#include "daemon.h"
+#include "supervise.h"
 #include "evtimer.h"
 
 enum wait_kind { WAIT_START, WAIT_STOP };
@@ -30,7 +30,7 @@ struct ctl_wait {
 };
 
 /* Resolves "targets" into distinct services. */
-static int resolve_targets(struct cohortd *d, json_t *req, json_t *resp, struct strv *names)
+static int resolve_targets(struct ctl_env *env, json_t *req, json_t *resp, struct strv *names)
 {
 	json_t *t = json_object_get(req, "targets");
 	size_t i;
@@ -49,28 +49,28 @@ static int resolve_targets(struct cohortd *d, json_t *req, json_t *resp, struct 
 			goto fail;
 		}
 		if (strcmp(name, "all") == 0) {
-			for (size_t k = 0; k < d->sup.plan->n; k++)
-				if (!map_get(&seen, d->sup.svcs[d->sup.plan->order[k]]->name)) {
-					strv_push(names, d->sup.svcs[d->sup.plan->order[k]]->name);
+			for (size_t k = 0; k < env->sup->plan->n; k++)
+				if (!map_get(&seen, env->sup->svcs[env->sup->plan->order[k]]->name)) {
+					strv_push(names, env->sup->svcs[env->sup->plan->order[k]]->name);
 					map_put(&seen, names->v[names->n - 1], (void *)1);
 				}
 		} else if (name[0] == '@') {
 			char *end;
 			long ph = strtol(name + 1, &end, 10);
-			if (!name[1] || *end || ph < 1 || ph > (long)d->sup.plan->nphases ||
-			    d->sup.plan->phase_start[ph + 1] == d->sup.plan->phase_start[ph]) {
-				ctl_error(resp, "no phase %s (phases 1 to %u)", name + 1, d->sup.plan->nphases);
+			if (!name[1] || *end || ph < 1 || ph > (long)env->sup->plan->nphases ||
+			    env->sup->plan->phase_start[ph + 1] == env->sup->plan->phase_start[ph]) {
+				ctl_error(resp, "no phase %s (phases 1 to %u)", name + 1, env->sup->plan->nphases);
 				goto fail;
 			}
-			for (size_t k = d->sup.plan->phase_start[ph]; k < d->sup.plan->phase_start[ph + 1]; k++) {
-				const char *n = d->sup.svcs[d->sup.plan->order[k]]->name;
+			for (size_t k = env->sup->plan->phase_start[ph]; k < env->sup->plan->phase_start[ph + 1]; k++) {
+				const char *n = env->sup->svcs[env->sup->plan->order[k]]->name;
 				if (!map_get(&seen, n)) {
 					strv_push(names, n);
 					map_put(&seen, names->v[names->n - 1], (void *)1);
 				}
 			}
 		} else {
-			struct service *s = stack_find(&d->sup, name);
+			struct service *s = stack_find(env->sup, name);
 			if (!s || s->removed) {
 				ctl_error(resp, "no such service: %s", name);
 				goto fail;
@@ -94,18 +94,18 @@ fail:
  * (stack.c), and starts it again after them: those up now are added to
  * NAMES, after the targets, for the wait to cover.
  */
-static void add_dependents(struct cohortd *d, struct strv *names)
+static void add_dependents(struct ctl_env *env, struct strv *names)
 {
 	struct map seen = {0};
 
 	for (size_t i = 0; i < names->n; i++)
 		map_put(&seen, names->v[i], (void *)1);
 	for (size_t i = 0; i < names->n; i++) {	/* names grows: breadth first */
-		struct service *s = stack_find(&d->sup, names->v[i]);
-		if (!s || s->index >= d->sup.plan->n || (s->state != SVC_STARTING && s->state != SVC_RUNNING))
+		struct service *s = stack_find(env->sup, names->v[i]);
+		if (!s || s->index >= env->sup->plan->n || (s->state != SVC_STARTING && s->state != SVC_RUNNING))
 			continue;
-		PLAN_EACH_EDGE(&d->sup.plan->required_by, s->index, j) {
-			struct service *t = d->sup.svcs[j];
+		PLAN_EACH_EDGE(&env->sup->plan->required_by, s->index, j) {
+			struct service *t = env->sup->svcs[j];
 			if (t->want == WANT_DOWN || (t->state != SVC_STARTING && t->state != SVC_RUNNING) ||
 			    map_get(&seen, t->name))
 				continue;
@@ -119,7 +119,7 @@ static void add_dependents(struct cohortd *d, struct strv *names)
 /* Done for a start: up (or ended, or failed), or held back by something
  * that will not come up by itself, or removed by a reload meanwhile; a
  * restart is done once it ran again. */
-static bool settled_for(const struct cohortd *d, enum wait_kind kind, const struct service *s)
+static bool settled_for(const struct ctl_env *env, enum wait_kind kind, const struct service *s)
 {
 	if (!s)
 		return true;
@@ -127,20 +127,20 @@ static bool settled_for(const struct cohortd *d, enum wait_kind kind, const stru
 		return true;
 	if (kind == WAIT_START)
 		return !svc_restarting(s) && (s->state == SVC_RUNNING || s->state == SVC_EXITED ||
-					  s->state == SVC_FAILED || stack_blocked(&d->sup, s));
+					  s->state == SVC_FAILED || stack_blocked(env->sup, s));
 	return s->state == SVC_STOPPED || s->state == SVC_EXITED || s->state == SVC_FAILED;
 }
 
 /* The answer: each target's state (then each dependent's, marked so), and
  * the start targets and dependents that failed. */
-static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv *names, size_t ntargets)
+static json_t *outcome(struct ctl_env *env, enum wait_kind kind, const struct strv *names, size_t ntargets)
 {
 	json_t *resp = json_object();
 	json_t *list = json_array();
 	json_t *failed = json_array();
 
 	for (size_t i = 0; i < names->n; i++) {
-		struct service *s = stack_find(&d->sup, names->v[i]);
+		struct service *s = stack_find(env->sup, names->v[i]);
 		bool gone = !s || s->removed;
 		json_t *o = json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
 				      s ? svc_state_name(s->state) : "removed", "reason",
@@ -148,7 +148,7 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 		if (i >= ntargets)
 			json_object_set_new(o, "dependent", json_true());
 		json_array_append_new(list, o);
-		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(&d->sup, s)))
+		if (kind == WAIT_START && (gone || s->state == SVC_FAILED || stack_blocked(env->sup, s)))
 			json_array_append_new(failed, json_string(names->v[i]));
 	}
 	json_object_set_new(resp, "ok", json_true());
@@ -159,29 +159,29 @@ static json_t *outcome(struct cohortd *d, enum wait_kind kind, const struct strv
 
 static void wait_free(struct ctl_wait *w)
 {
-	ev_timer_stop(w->c->ctl->d->loop, &w->timeout);
+	ev_timer_stop(w->c->ctl->loop, &w->timeout);
 	strv_free(&w->names);
 	w->c->wait = NULL;
 	free(w);
 }
 
 /* A dependent someone stopped meanwhile is not waited for. */
-static bool wait_settled(const struct cohortd *d, const struct ctl_wait *w, size_t i)
+static bool wait_settled(const struct ctl_env *env, const struct ctl_wait *w, size_t i)
 {
-	struct service *s = stack_find(&d->sup, w->names.v[i]);
+	struct service *s = stack_find(env->sup, w->names.v[i]);
 
-	return settled_for(d, w->kind, s) || (i >= w->ntargets && s->want == WANT_DOWN);
+	return settled_for(env, w->kind, s) || (i >= w->ntargets && s->want == WANT_DOWN);
 }
 
 static void wait_check(struct ctl_wait *w)
 {
-	struct cohortd *d = w->c->ctl->d;
+	struct ctl_env *env = &w->c->ctl->env;
 
 	for (size_t i = 0; i < w->names.n; i++)
-		if (!wait_settled(d, w, i))
+		if (!wait_settled(env, w, i))
 			return;
 	struct ctl_client *c = w->c;
-	json_t *resp = outcome(d, w->kind, &w->names, w->ntargets);
+	json_t *resp = outcome(env, w->kind, &w->names, w->ntargets);
 	wait_free(w);
 	ctl_reply_later(c, resp);
 }
@@ -189,18 +189,18 @@ static void wait_check(struct ctl_wait *w)
 static void wait_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct ctl_wait *w = container_of(t, struct ctl_wait, timeout);
-	struct cohortd *d = w->c->ctl->d;
+	struct ctl_env *env = &w->c->ctl->env;
 	struct sbuf pending = {0};
 	(void)loop;
 	(void)revents;
 
 	for (size_t i = 0; i < w->names.n; i++) {
-		struct service *s = stack_find(&d->sup, w->names.v[i]);
-		if (!wait_settled(d, w, i))
+		struct service *s = stack_find(env->sup, w->names.v[i]);
+		if (!wait_settled(env, w, i))
 			sbuf_addf(&pending, "%s%s (%s)", pending.len ? ", " : "", w->names.v[i],
 				  s ? svc_state_name(s->state) : "removed");
 	}
-	json_t *resp = outcome(d, w->kind, &w->names, w->ntargets);
+	json_t *resp = outcome(env, w->kind, &w->names, w->ntargets);
 	json_object_set_new(resp, "ok", json_false());
 	char *msg = xasprintf("timed out waiting for %s", pending.buf ? pending.buf : "?");
 	json_object_set_new(resp, "error", json_string(msg));
@@ -239,26 +239,26 @@ static const struct wire_field signal_fields[] = {
 
 static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, bool up, bool restart)
 {
-	struct cohortd *d = c->ctl->d;
+	struct ctl_env *env = &c->ctl->env;
 	struct strv names;
 	bool wait = ctl_bool(req, "wait", true);
 	long long timeout_ms = ctl_int(req, "timeout_ms", 0);
 
-	if (resolve_targets(d, req, resp, &names) < 0)
+	if (resolve_targets(env, req, resp, &names) < 0)
 		return CTL_ERROR;
-	if (d->sup.shutting_down && up) {
+	if (env->sup->shutting_down && up) {
 		strv_free(&names);
 		return ctl_error(resp, "cohortd is shutting down");
 	}
 	size_t ntargets = names.n;
 	if (restart && wait)
-		add_dependents(d, &names);
+		add_dependents(env, &names);
 	for (size_t i = 0; i < ntargets; i++)
-		stack_want(&d->sup, stack_find(&d->sup, names.v[i]),
+		stack_want(env->sup, stack_find(env->sup, names.v[i]),
 			   !up ? WANT_DOWN : restart ? WANT_RESTART : WANT_UP);
 	enum wait_kind kind = up ? WAIT_START : WAIT_STOP;
 	if (!wait) {
-		json_t *o = outcome(d, kind, &names, ntargets);
+		json_t *o = outcome(env, kind, &names, ntargets);
 		json_object_update(resp, o);
 		json_decref(o);
 		strv_free(&names);
@@ -271,7 +271,7 @@ static enum ctl_result change(struct ctl_client *c, json_t *req, json_t *resp, b
 	w->ntargets = ntargets;
 	ev_init(&w->timeout, wait_timeout_cb);
 	if (timeout_ms > 0) {
-		evtimer_start_ms(d->loop, &w->timeout, timeout_ms);
+		evtimer_start_ms(c->ctl->loop, &w->timeout, timeout_ms);
 	}
 	c->wait = w;
 	/* control.c checks it at once too: a start of a running service is
@@ -302,7 +302,7 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 	int sig = signal_number(sig_name);
 	if (sig < 0)
 		return ctl_error(resp, "unknown signal \"%s\" (TERM, HUP, USR1, ... or a number)", sig_name);
-	s = stack_find(&c->ctl->d->sup, name);
+	s = stack_find(c->ctl->env.sup, name);
 	if (!s)
 		return ctl_error(resp, "no such service: %s", name);
 	if (svc_signal(s, sig) < 0)

@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "control.h"
-#include "daemon.h"
+#include "supervise.h"
 #include "wire.h"
 
-json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
+json_t *ctl_service_json(const struct ctl_env *env, const struct service *s)
 {
 	json_t *o = json_object();
 	json_t *exit_info = json_null();
@@ -21,7 +21,7 @@ json_t *ctl_service_json(const struct cohortd *d, const struct service *s)
 	json_object_set_new(o, "name", json_string(s->name));
 	json_object_set_new(o, "state", json_string(svc_state_name(s->state)));
 	json_object_set_new(o, "pid", s->pid > 0 ? json_integer(s->pid) : json_null());
-	json_object_set_new(o, "phase", s->index < d->sup.plan->n ? json_integer(d->sup.plan->phase[s->index])
+	json_object_set_new(o, "phase", s->index < env->sup->plan->n ? json_integer(env->sup->plan->phase[s->index])
 							       : json_null());
 	json_object_set_new(o, "since_ms", json_integer(s->since_ms));
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
@@ -79,7 +79,7 @@ static char *put_padded(char *w, const char *s, size_t len, size_t width)
 	return w + width;
 }
 
-static void fill_row(struct table_row *r, const struct cohortd *d, const struct service *s, int64_t now)
+static void fill_row(struct table_row *r, const struct ctl_env *env, const struct service *s, int64_t now)
 {
 	enum svc_state st = s->state;
 
@@ -89,8 +89,8 @@ static void fill_row(struct table_row *r, const struct cohortd *d, const struct 
 		*put_decimal(r->pid, (uint64_t)s->pid) = '\0';
 	else
 		strcpy(r->pid, "-");
-	if (s->index < d->sup.plan->n)
-		*put_decimal(r->phase, d->sup.plan->phase[s->index]) = '\0';
+	if (s->index < env->sup->plan->n)
+		*put_decimal(r->phase, env->sup->plan->phase[s->index]) = '\0';
 	else
 		strcpy(r->phase, "-");
 	if (st == SVC_RUNNING || st == SVC_STARTING || st == SVC_STOPPING)
@@ -111,7 +111,7 @@ static void fill_row(struct table_row *r, const struct cohortd *d, const struct 
 
 /* The whole answer line, {"ok":true,"table":"..."}. Cells are written
  * straight into the buffer: this is the hot part of `cohortctl status`. */
-static void render_table(struct sbuf *b, const struct cohortd *d, const struct service **sel, size_t n,
+static void render_table(struct sbuf *b, const struct ctl_env *env, const struct service **sel, size_t n,
 			 bool color)
 {
 	static const char *const head[TABLE_COLS] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
@@ -123,7 +123,7 @@ static void render_table(struct sbuf *b, const struct cohortd *d, const struct s
 	for (int k = 0; k < TABLE_COLS; k++)
 		width[k] = strlen(head[k]);
 	for (size_t i = 0; i < n; i++) {
-		fill_row(&rows[i], d, sel[i], now);
+		fill_row(&rows[i], env, sel[i], now);
 		for (int k = 0; k + 1 < TABLE_COLS; k++)
 			if (rows[i].len[k] > width[k])
 				width[k] = rows[i].len[k];
@@ -185,7 +185,7 @@ static const struct wire_field status_fields[] = {
 
 static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const struct cohortd *d = c->ctl->d;
+	const struct ctl_env *env = &c->ctl->env;
 	json_t *names = json_object_get(req, "services");
 	json_t *format = json_object_get(req, "format");
 	json_t *color = json_object_get(req, "color");
@@ -197,7 +197,7 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 		json_t *v;
 		sel = xcalloc(json_array_size(names), sizeof(*sel));
 		json_array_foreach(names, i, v) {
-			const struct service *s = json_is_string(v) ? stack_find(&d->sup, json_string_value(v)) : NULL;
+			const struct service *s = json_is_string(v) ? stack_find(env->sup, json_string_value(v)) : NULL;
 			if (!s) {
 				free(sel);
 				if (!json_is_string(v))
@@ -207,40 +207,40 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 			sel[n++] = s;
 		}
 	} else {
-		sel = xcalloc(d->sup.plan->n + d->sup.nleaving + 1, sizeof(*sel));
-		for (size_t i = 0; i < d->sup.plan->n; i++)
-			sel[n++] = d->sup.svcs[d->sup.plan->order[i]];
-		for (size_t i = 0; i < d->sup.nleaving; i++)
-			sel[n++] = d->sup.leaving[i];
+		sel = xcalloc(env->sup->plan->n + env->sup->nleaving + 1, sizeof(*sel));
+		for (size_t i = 0; i < env->sup->plan->n; i++)
+			sel[n++] = env->sup->svcs[env->sup->plan->order[i]];
+		for (size_t i = 0; i < env->sup->nleaving; i++)
+			sel[n++] = env->sup->leaving[i];
 	}
 	if (format && !strcmp(json_string_value(format), "table")) {
 		struct sbuf line = {0};
-		render_table(&line, d, sel, n, json_is_true(color));
+		render_table(&line, env, sel, n, json_is_true(color));
 		free(sel);
 		ctl_send_line(c, line.buf, line.len);
 		sbuf_free(&line);
 		return CTL_SENT;
 	}
-	ctl_status_fill(d, sel, n, resp);
+	ctl_status_fill(env, sel, n, resp);
 	free(sel);
 	return CTL_REPLY;
 }
 
-void ctl_status_fill(const struct cohortd *d, const struct service **sel, size_t n, json_t *resp)
+void ctl_status_fill(const struct ctl_env *env, const struct service **sel, size_t n, json_t *resp)
 {
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, ctl_service_json(d, sel[i]));
+		json_array_append_new(list, ctl_service_json(env, sel[i]));
 	json_object_set_new(resp, "services", list);
 	json_object_set_new(resp, "now_ms", json_integer(now_wall_ms()));
-	json_object_set_new(resp, "stack_up", json_boolean(d->sup.stack_up));
-	json_object_set_new(resp, "shutting_down", json_boolean(d->sup.shutting_down));
-	json_object_set_new(resp, "bus", bus_status_json((struct bus *)&d->bus));
+	json_object_set_new(resp, "stack_up", json_boolean(env->sup->stack_up));
+	json_object_set_new(resp, "shutting_down", json_boolean(env->sup->shutting_down));
+	json_object_set_new(resp, "bus", env->bus_status(env->arg));
 }
 
 static enum ctl_result cmd_plan(struct ctl_client *c, json_t *req, json_t *resp)
 {
-	const struct plan *p = c->ctl->d->sup.plan;
+	const struct plan *p = c->ctl->env.sup->plan;
 	json_t *phases = json_array();
 	(void)req;
 

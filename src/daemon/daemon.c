@@ -448,8 +448,7 @@ static int open_layers(struct cohortd *d, const struct cohort_config *cfg)
 		goto no_cluster;
 	}
 	if (peer_auth_init(&d->auth, cfg->control_group, err, sizeof(err)) < 0 ||
-	    control_open(&d->ctl, d->loop, cfg->run_dir, (unsigned)cfg->control_mode, &d->auth, d, err,
-			 sizeof(err)) < 0) {
+	    daemon_open_control(d, err, sizeof(err)) < 0) {
 		log_error(NULL, "cannot open the control socket: %s", err);
 		goto no_control;
 	}

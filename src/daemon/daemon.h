@@ -7,7 +7,7 @@
  *   daemon.c            set-up, signals, the child watcher, shutdown, final reaping
  *   daemon_supervise.c  the supervision layer's hooks, and reading a reload
  *   daemon_cluster.c    the cluster mode wired into the lock table
- *   hooks.c             what the bus asks of the daemon (the token resolver)
+ *   hooks.c             what the bus and the control socket ask of the daemon
  *   instance.c          one cohortd per run_dir and state_dir, leftovers of a killed one
  *   lock_group.c        stopping the process group of a lost lock lease
  *   sdnotify.c          telling systemd, when it started us
@@ -101,6 +101,10 @@ void daemon_hook_supervise(struct cohortd *d);
 int reload_config(struct cohortd *d, struct reload_report *r);
 
 /* hooks.c: what the layers below ask of the daemon. */
+/* Opens the control socket with what its commands act on (struct
+ * ctl_env: the services, the lock table, the bus's status, reload and
+ * shutdown); -1 with err. */
+int daemon_open_control(struct cohortd *d, char *err, size_t errlen);
 /* Opens the bus with the lock table, the peer rule, [cohort]'s bus keys,
  * and the token resolver; -1 with err. */
 int daemon_open_bus(struct cohortd *d, char *err, size_t errlen);

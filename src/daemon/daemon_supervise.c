@@ -27,7 +27,7 @@ static void on_state_changed(void *arg, struct service *s, enum svc_state from, 
 		metrics_on_event(d, s, from, to, reason, d->metrics);
 		sys_topics_on_service(d, s, from, to, reason, NULL);
 	}
-	ctl_on_event(d, s, from, to, reason, &d->ctl);
+	ctl_on_event(&d->ctl, s, from, to, reason);
 }
 
 static void on_output(void *arg, struct service *s, const char *lines, size_t len)

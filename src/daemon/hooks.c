@@ -2,7 +2,9 @@
  * hooks.c - what the daemon answers for the layers under it, wired when
  * they open.  The bus knows nothing of services: it is opened with the
  * loop, the lock table, the peer rule and its policy (config values), and
- * asks here what a COHORT_TOKEN names and how many services run.
+ * asks here what a COHORT_TOKEN names and how many services run.  The
+ * control socket's commands act on the services and the lock table, and
+ * ask here for the bus's status, a reload and a shutdown (struct ctl_env).
  */
 #include "autoconfig.h"
 
@@ -34,4 +36,36 @@ int daemon_open_bus(struct cohortd *d, char *err, size_t errlen)
 
 	bus_policy_from_config(&pol, d->cfg);
 	return bus_open(&d->bus, d->loop, &pol, &d->locks, &d->auth, &hooks, err, errlen);
+}
+
+static json_t *bus_status(void *arg)
+{
+	struct cohortd *d = arg;
+
+	return bus_status_json(&d->bus);
+}
+
+static int reload(void *arg, struct reload_report *r)
+{
+	return reload_config(arg, r);
+}
+
+static void shutdown_stack(void *arg, const char *why)
+{
+	daemon_begin_shutdown(arg, why);
+}
+
+int daemon_open_control(struct cohortd *d, char *err, size_t errlen)
+{
+	const struct ctl_env env = {
+		.sup = &d->sup,
+		.locks = &d->locks,
+		.arg = d,
+		.bus_status = bus_status,
+		.reload = reload,
+		.shutdown = shutdown_stack,
+	};
+
+	return control_open(&d->ctl, d->loop, d->cfg->run_dir, (unsigned)d->cfg->control_mode, &d->auth, &env,
+			    err, errlen);
 }

@@ -115,7 +115,7 @@ static enum ctl_result cmd_dashboard(struct ctl_client *c, json_t *req, json_t *
 	char url[512];
 	(void)req;
 
-	if (dashboard_url(c->ctl->d, url, sizeof(url)) < 0)
+	if (dashboard_url(c->ctl->env.arg, url, sizeof(url)) < 0)
 		return ctl_error(resp, "%s", url);
 	json_object_set_new(resp, "url", json_string(url));
 	return CTL_REPLY;

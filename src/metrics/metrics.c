@@ -114,6 +114,20 @@ static void sample_us(struct sbuf *b, const char *name, const char *labels, uint
 	sbuf_commit(b, w);
 }
 
+/* A family of one sample without labels: its HELP, TYPE and value. */
+static void single_u(struct sbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(b, name, type, help);
+	sample_u(b, name, "", v);
+}
+
+/* The same, for a value in microseconds written in seconds. */
+static void single_us(struct sbuf *b, const char *name, const char *type, const char *help, uint64_t us)
+{
+	family(b, name, type, help);
+	sample_us(b, name, "", us);
+}
+
 /* The _bucket lines (cumulative, le in seconds, then +Inf), _sum, _count. */
 static void sample_histo(struct sbuf *b, const char *name, const char *labels, const struct histo *h)
 {
@@ -299,37 +313,34 @@ static void render_bus(const struct cohortd *d, struct sbuf *b)
 	family(b, "cohort_bus_connections", "gauge", "open bus connections, by transport");
 	sample_u(b, "cohort_bus_connections", "transport=\"unix\"", st.connections[0]);
 	sample_u(b, "cohort_bus_connections", "transport=\"tcp\"", st.connections[1]);
-	family(b, "cohort_bus_subscriptions", "gauge", "subscriptions of every session");
-	sample_u(b, "cohort_bus_subscriptions", "", st.subscriptions);
-	family(b, "cohort_bus_durable_sessions", "gauge", "durable sessions, connected or away");
-	sample_u(b, "cohort_bus_durable_sessions", "", st.durable_sessions);
-	family(b, "cohort_bus_retained", "gauge", "topics with a retained value");
-	sample_u(b, "cohort_bus_retained", "", st.retained);
+	single_u(b, "cohort_bus_subscriptions", "gauge", "subscriptions of every session", st.subscriptions);
+	single_u(b, "cohort_bus_durable_sessions", "gauge", "durable sessions, connected or away",
+	         st.durable_sessions);
+	single_u(b, "cohort_bus_retained", "gauge", "topics with a retained value", st.retained);
 	family(b, "cohort_bus_published_total", "counter",
 	       "messages clients published, by the qos they were published with");
 	sample_u(b, "cohort_bus_published_total", "qos=\"0\"", st.published_qos[0]);
 	sample_u(b, "cohort_bus_published_total", "qos=\"1\"", st.published_qos[1]);
-	family(b, "cohort_bus_sys_published_total", "counter", "cohortd's own messages published ($sys.*)");
-	sample_u(b, "cohort_bus_sys_published_total", "", st.sys_published);
+	single_u(b, "cohort_bus_sys_published_total", "counter", "cohortd's own messages published ($sys.*)",
+	         st.sys_published);
 	family(b, "cohort_bus_delivered_total", "counter",
 	       "messages sent to subscribers (first sends), by the qos they were delivered with");
 	sample_u(b, "cohort_bus_delivered_total", "qos=\"0\"", st.delivered_qos[0]);
 	sample_u(b, "cohort_bus_delivered_total", "qos=\"1\"", st.delivered_qos[1]);
-	family(b, "cohort_bus_redelivered_total", "counter", "qos-1 messages sent again (no ack in time, a reconnect)");
-	sample_u(b, "cohort_bus_redelivered_total", "", st.redelivered);
-	family(b, "cohort_bus_qos0_dropped_total", "counter", "qos-0 messages dropped for a subscriber that read too slowly");
-	sample_u(b, "cohort_bus_qos0_dropped_total", "", st.dropped_qos0);
-	family(b, "cohort_bus_queue_dropped_total", "counter",
-	       "queued messages dropped by bus_queue_max or bus_queue_age");
-	sample_u(b, "cohort_bus_queue_dropped_total", "", st.dropped_queue);
-	family(b, "cohort_bus_dead_letters_total", "counter", "qos-1 messages moved to $dead.<topic>");
-	sample_u(b, "cohort_bus_dead_letters_total", "", st.dead_lettered);
-	family(b, "cohort_bus_queued_messages", "gauge", "messages queued for sessions (sent and unacked included)");
-	sample_u(b, "cohort_bus_queued_messages", "", st.queued);
-	family(b, "cohort_bus_queued_bytes", "gauge", "memory held by the sessions' queues");
-	sample_u(b, "cohort_bus_queued_bytes", "", st.queued_bytes);
-	family(b, "cohort_bus_journal_bytes", "gauge", "bytes in the bus journal's segments");
-	sample_u(b, "cohort_bus_journal_bytes", "", st.journal_bytes);
+	single_u(b, "cohort_bus_redelivered_total", "counter",
+	         "qos-1 messages sent again (no ack in time, a reconnect)", st.redelivered);
+	single_u(b, "cohort_bus_qos0_dropped_total", "counter",
+	         "qos-0 messages dropped for a subscriber that read too slowly", st.dropped_qos0);
+	single_u(b, "cohort_bus_queue_dropped_total", "counter",
+	         "queued messages dropped by bus_queue_max or bus_queue_age", st.dropped_queue);
+	single_u(b, "cohort_bus_dead_letters_total", "counter", "qos-1 messages moved to $dead.<topic>",
+	         st.dead_lettered);
+	single_u(b, "cohort_bus_queued_messages", "gauge",
+	         "messages queued for sessions (sent and unacked included)", st.queued);
+	single_u(b, "cohort_bus_queued_bytes", "gauge", "memory held by the sessions' queues",
+	         st.queued_bytes);
+	single_u(b, "cohort_bus_journal_bytes", "gauge", "bytes in the bus journal's segments",
+	         st.journal_bytes);
 	if (st.fsync) {
 		family(b, "cohort_bus_fsync_seconds", "histogram", "duration of the journal's fdatasync calls");
 		sample_histo(b, "cohort_bus_fsync_seconds", "", st.fsync);
@@ -342,19 +353,15 @@ static void render_locks(const struct cohortd *d, struct sbuf *b)
 	size_t held, waiting;
 
 	lock_table_counts(t, &held, &waiting);
-	family(b, "cohort_locks_held", "gauge", "leases held (those whose holder's work is being stopped too)");
-	sample_u(b, "cohort_locks_held", "", held);
-	family(b, "cohort_locks_waiting", "gauge", "lock requests waiting");
-	sample_u(b, "cohort_locks_waiting", "", waiting);
-	family(b, "cohort_lock_grants_total", "counter", "leases granted");
-	sample_u(b, "cohort_lock_grants_total", "", t->grants);
-	family(b, "cohort_lock_releases_total", "counter", "leases released by their holder");
-	sample_u(b, "cohort_lock_releases_total", "", t->releases);
-	family(b, "cohort_lock_expiries_total", "counter", "leases that expired (not renewed in time)");
-	sample_u(b, "cohort_lock_expiries_total", "", t->expiries);
-	family(b, "cohort_lock_holder_gone_total", "counter",
-	       "leases ended because their holder went (connection closed, service ended)");
-	sample_u(b, "cohort_lock_holder_gone_total", "", t->holder_gone);
+	single_u(b, "cohort_locks_held", "gauge",
+	         "leases held (those whose holder's work is being stopped too)", held);
+	single_u(b, "cohort_locks_waiting", "gauge", "lock requests waiting", waiting);
+	single_u(b, "cohort_lock_grants_total", "counter", "leases granted", t->grants);
+	single_u(b, "cohort_lock_releases_total", "counter", "leases released by their holder", t->releases);
+	single_u(b, "cohort_lock_expiries_total", "counter", "leases that expired (not renewed in time)",
+	         t->expiries);
+	single_u(b, "cohort_lock_holder_gone_total", "counter",
+	         "leases ended because their holder went (connection closed, service ended)", t->holder_gone);
 	family(b, "cohort_lock_wait_seconds", "histogram", "from a lock request to its grant (0 when at once)");
 	sample_histo(b, "cohort_lock_wait_seconds", "", &t->wait_h);
 	family(b, "cohort_lock_hold_seconds", "histogram", "from a grant to the lease's end");
@@ -378,8 +385,8 @@ static void render_control(const struct cohortd *d, struct sbuf *b)
 		*put(put(put(lab, "command=\""), ctl->stats[i].cmd), "\"") = '\0';
 		sample_u(b, "cohort_control_errors_total", lab, ctl->stats[i].errors);
 	}
-	family(b, "cohort_control_clients", "gauge", "clients connected to the control socket");
-	sample_u(b, "cohort_control_clients", "", ctl->nclients);
+	single_u(b, "cohort_control_clients", "gauge", "clients connected to the control socket",
+	         ctl->nclients);
 }
 
 static void render_self(struct metrics *m, struct sbuf *b)
@@ -388,28 +395,27 @@ static void render_self(struct metrics *m, struct sbuf *b)
 	struct proc_usage u;
 	long fds = m->open_fds, max = proc_max_fds();
 
-	family(b, "cohort_stack_up", "gauge", "1 once every phase has been started and while not stopping");
-	sample_u(b, "cohort_stack_up", "", d->sup.stack_up && !d->sup.shutting_down);
-	family(b, "cohort_services", "gauge", "services cohortd supervises (those a reload removed and still stopping too)");
-	sample_u(b, "cohort_services", "", d->sup.plan->n + d->sup.nleaving);
+	single_u(b, "cohort_stack_up", "gauge", "1 once every phase has been started and while not stopping",
+	         d->sup.stack_up && !d->sup.shutting_down);
+	single_u(b, "cohort_services", "gauge",
+	         "services cohortd supervises (those a reload removed and still stopping too)",
+	         d->sup.plan->n + d->sup.nleaving);
 	if (proc_usage_read(0, &u) == 0) {
-		family(b, "process_cpu_seconds_total", "counter", "user and system CPU time of cohortd");
-		sample_us(b, "process_cpu_seconds_total", "", u.cpu_ms * 1000);
-		family(b, "process_resident_memory_bytes", "gauge", "resident memory of cohortd");
-		sample_u(b, "process_resident_memory_bytes", "", u.rss_bytes);
+		single_us(b, "process_cpu_seconds_total", "counter", "user and system CPU time of cohortd",
+		          u.cpu_ms * 1000);
+		single_u(b, "process_resident_memory_bytes", "gauge", "resident memory of cohortd",
+		         u.rss_bytes);
 	}
-	family(b, "process_start_time_seconds", "gauge", "when cohortd started, in seconds since the epoch");
-	sample_us(b, "process_start_time_seconds", "", (uint64_t)m->started_wall_ms * 1000);
+	single_us(b, "process_start_time_seconds", "gauge",
+	          "when cohortd started, in seconds since the epoch", (uint64_t)m->started_wall_ms * 1000);
 	if (fds >= 0) {
-		family(b, "process_open_fds", "gauge", "descriptors cohortd has open");
-		sample_u(b, "process_open_fds", "", (uint64_t)fds);
+		single_u(b, "process_open_fds", "gauge", "descriptors cohortd has open", (uint64_t)fds);
 	}
 	if (max >= 0) {
-		family(b, "process_max_fds", "gauge", "cohortd's descriptor limit");
-		sample_u(b, "process_max_fds", "", (uint64_t)max);
+		single_u(b, "process_max_fds", "gauge", "cohortd's descriptor limit", (uint64_t)max);
 	}
-	family(b, "cohort_metrics_render_seconds", "gauge", "how long the previous scrape took to render");
-	sample_us(b, "cohort_metrics_render_seconds", "", (uint64_t)m->render_us);
+	single_us(b, "cohort_metrics_render_seconds", "gauge", "how long the previous scrape took to render",
+	          (uint64_t)m->render_us);
 }
 
 void metrics_render(struct metrics *m, struct sbuf *out)

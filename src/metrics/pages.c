@@ -107,7 +107,7 @@ static unsigned page_status(void *arg, const char *path, struct sbuf *body, cons
 	for (size_t i = 0; i < d->sup.nleaving; i++)
 		sel[n++] = d->sup.leaving[i];
 	json_t *resp = json_pack("{s:b}", "ok", 1);	/* first, as control.c answers */
-	ctl_status_fill(d, sel, n, resp);
+	ctl_status_fill(&d->ctl.env, sel, n, resp);
 	free(sel);
 	(void)json_dump_callback(resp, append_cb, body, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_decref(resp);

@@ -9,8 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ev.h>
+
+#include "config.h"
 #include "fuzz.h"
 #include "log.h"
+#include "util.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -77,4 +81,19 @@ const char *fz_write(const char *name, const void *data, size_t size)
 void fz_quiet(void)
 {
 	log_set_level((enum log_level)(LOG_ERROR + 1));
+}
+
+struct cohort_config *fz_setup(const char *text, size_t len, struct ev_loop **loop, char **bus_dir)
+{
+	struct diag d = {0};
+
+	fz_quiet();
+	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct cohort_config *cfg = config_load(fz_write("cohort.ini", text, len), &d);
+	if (!cfg || d.count) {
+		diag_print(&d, stderr);
+		abort();
+	}
+	*bus_dir = xasprintf("%s/bus", fz_tmpdir());
+	return cfg;
 }

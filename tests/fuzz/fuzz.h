@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cohort_config;
+struct ev_loop;
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A fresh directory under $TMPDIR (made on the first call). */
@@ -22,5 +25,10 @@ const char *fz_write(const char *name, const void *data, size_t size);
 void fz_empty(const char *dir);
 /* Quiet cohortd's log (errors are expected: the inputs are bad). */
 void fz_quiet(void);
+/* What the harnesses that run the bus share at start: the log quiet, a
+ * loop in *loop, TEXT (LEN bytes) loaded as <tmpdir>/cohort.ini (an error
+ * in it aborts: a harness's own config must be valid), and in *bus_dir
+ * the path <tmpdir>/bus (allocated, not made).  Returns the config. */
+struct cohort_config *fz_setup(const char *text, size_t len, struct ev_loop **loop, char **bus_dir);
 
 #endif

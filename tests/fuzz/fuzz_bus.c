@@ -43,34 +43,19 @@ static char *state;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct diag d = {0};
 	(void)argc;
 	(void)argv;
-
-	fz_quiet();
-	loop = ev_loop_new(EVFLAG_AUTO);
-	cfg = config_load(fz_write("cohort.ini", config_text, sizeof(config_text) - 1), &d);
-	if (!cfg || d.count) {
-		diag_print(&d, stderr);
-		abort();
-	}
-	state = xasprintf("%s/bus", fz_tmpdir());
+	cfg = fz_setup(config_text, sizeof(config_text) - 1, &loop, &state);
 	return 0;
 }
 
 static struct bus_conn *conn_open(struct bus *b, struct bus_identity *held_to)
 {
-	struct bus_conn *c = xcalloc(1, sizeof(*c));
+	struct bus_conn *c = bus_conn_new(b);
 
-	c->bus = b;
-	c->id = ++b->next_conn_id;
 	c->unix_peer = true;
 	c->admin = true;
 	c->service = held_to ? bus_identity_ref(held_to) : NULL;
-	STAILQ_INIT(&c->out);
-	LIST_INSERT_HEAD(&b->conns, c, link);
-	b->nconns++;
-	intmap_put(&b->conns_by_id, (int64_t)c->id, c);
 	bus_live_start(c);
 	return c;
 }
@@ -97,21 +82,11 @@ static void conn_drain(struct bus_conn *c)
 	c->out_bytes = 0;
 }
 
-/* What conn_free in bus_server.c does, without the wsi. */
+/* What it was sent is checked, then it goes as in bus_server.c. */
 static void conn_close(struct bus_conn *c)
 {
-	struct bus *b = c->bus;
-
-	bus_ops_conn_gone(c);
-	bus_live_stop(c);
 	conn_drain(c);
-	LIST_REMOVE(c, link);
-	b->nconns--;
-	intmap_del(&b->conns_by_id, (int64_t)c->id);
-	sbuf_free(&c->rx);
-	free(c->identity);
-	bus_identity_unref(c->service);
-	free(c);
+	bus_conn_free(c);
 }
 
 /* No token names a running service here. */

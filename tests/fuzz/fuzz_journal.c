@@ -29,18 +29,9 @@ static char *dir;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct diag d = {0};
 	(void)argc;
 	(void)argv;
-
-	fz_quiet();
-	loop = ev_loop_new(EVFLAG_AUTO);
-	cfg = config_load(fz_write("cohort.ini", config_text, sizeof(config_text) - 1), &d);
-	if (!cfg || d.count) {
-		diag_print(&d, stderr);
-		abort();
-	}
-	dir = xasprintf("%s/bus", fz_tmpdir());
+	cfg = fz_setup(config_text, sizeof(config_text) - 1, &loop, &dir);
 	if (mkdir(dir, 0700) < 0) {
 		perror(dir);
 		abort();

@@ -309,6 +309,27 @@ def _fail_if_a_cohortd_exited(test, what):
                       + d.dump())
 
 
+# A service that does nothing, for a stack that needs one.
+IDLE_SERVICE = """
+[service:idle]
+command = /bin/sleep 1000
+ready = delay:0
+"""
+
+
+def token_command(tok):
+    """The command of a service that leaves its COHORT_TOKEN in the file
+    tok (written whole: a temporary file, renamed), then idles."""
+    return f'/bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"'
+
+
+def read_token(test, tok, what="the token"):
+    """The token a token_command service left in tok, once it is there."""
+    wait_until(test, lambda: os.path.exists(tok), what=what)
+    with open(tok) as f:
+        return f.read().strip()
+
+
 def wait_until(test, pred, timeout=10.0, what="a condition"):
     """Polls pred until true; fails at the deadline naming what it waited
     for, or at once when a cohortd of the test has exited (its log says
@@ -400,6 +421,26 @@ class CohortTest(unittest.TestCase):
         d = Cohortd(self, text, **kw)
         self.daemons.append(d)
         return d
+
+    def started(self, text, **kw):
+        """A cohortd whose stack is up and whose control socket answers."""
+        d = self.cohortd(text, **kw)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        return d
+
+    def tcp_token_daemon(self, host="127.0.0.1", extra="", services=IDLE_SERVICE):
+        """A started cohortd with bus_listen on HOST (EXTRA: more [cohort]
+        keys), SERVICES and a service "app" that hands over its bus token:
+        (the daemon, the port, app's token)."""
+        port = free_port()
+        tok = self.path(f"token.{port}")
+        d = self.started(f"[cohort]\nbus_listen = {host}:{port}\n{extra}" + services + f"""
+[service:app]
+command = {token_command(tok)}
+ready = delay:0
+""")
+        return d, port, read_token(self, tok)
 
     def path(self, name):
         return os.path.join(self.tmp, name)

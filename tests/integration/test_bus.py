@@ -17,7 +17,8 @@ import unittest
 
 import websockets
 
-from harness import COHORTCTL, FACTOR, SRC, CohortTest, free_port, read_line, wait_until, wait_until_async
+from harness import (COHORTCTL, FACTOR, SRC, CohortTest, read_line, wait_until, wait_until_async, read_token,
+                     token_command)
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -75,10 +76,7 @@ async def recv(ws, timeout=10):
 
 class Bus(CohortTest):
     def daemon(self, text=IDLE, **kw):
-        d = self.cohortd(text, **kw)
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        return d
+        return self.started(text, **kw)
 
     def bus(self, d):
         return os.path.join(d.run_dir, "bus.sock")
@@ -360,7 +358,7 @@ class Bus(CohortTest):
         state, run_dir, tok = self.path("state"), self.path("run"), self.path("token")
         text = f"""[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\n{IDLE}
 [service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 """
 
@@ -370,9 +368,7 @@ ready = delay:0
             d.wait_log(r"^stack is up")
             return d
         d = start()
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok)
         box = {}
 
         async def go():
@@ -495,15 +491,13 @@ ready = delay:0
         tok = self.path("token")
         d = self.daemon(IDLE + f"""
 [service:narrow]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 publish = narrow.>
 subscribe = stack.*, narrow.>
 locks = narrow.*
 """)
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok)
 
         async def go():
             async with self.client(d, token=token) as c:
@@ -547,15 +541,13 @@ locks = narrow.*
         tok = self.path("token")
         narrow = f"""
 [service:narrow]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 publish = narrow.>
 locks = narrow.*
 """
         d = self.daemon(IDLE + narrow)
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok)
 
         async def go():
             async with self.client(d, token=token) as c:
@@ -985,18 +977,7 @@ locks = narrow.*
         d.stop()
 
     def tcp_daemon(self, host):
-        """A cohortd with bus_listen on HOST and a service "app":
-        (the daemon, the port, app's bus token)."""
-        port = free_port()
-        tok = self.path("token")
-        d = self.daemon(f"[cohort]\nbus_listen = {host}:{port}\n" + IDLE + f"""
-[service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
-ready = delay:0
-""")
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            return d, port, f.read().strip()
+        return self.tcp_token_daemon(host, services=IDLE)
 
     def test_tcp_listener_needs_a_token_and_binds_one_address(self):
         d, port, token = self.tcp_daemon("127.0.0.1")

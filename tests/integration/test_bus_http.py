@@ -68,20 +68,8 @@ def http_exchange(address, request, timeout=5.0):
 
 class TcpBus(CohortTest):
     def daemon(self, extra="", services=IDLE):
-        """A cohortd with bus_listen on 127.0.0.1 and a service "app"
-        that leaves its token in a file: (daemon, port, token)."""
-        port = free_port()
-        tok = self.path(f"token.{port}")
-        d = self.cohortd(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n{extra}" + services + f"""
-[service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
-ready = delay:0
-""")
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            return d, port, f.read().strip()
+        """(daemon, port, token): see tcp_token_daemon."""
+        return self.tcp_token_daemon(extra=extra, services=services)
 
 
 class Listeners(TcpBus):

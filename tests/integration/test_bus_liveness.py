@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from harness import FACTOR, SRC, CohortTest, free_port, wait_until
+from harness import FACTOR, SRC, CohortTest, wait_until
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -158,27 +158,13 @@ class RawWs:
 
 class BusLiveness(CohortTest):
     def daemon(self, text=IDLE):
-        d = self.cohortd(text)
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        return d
+        return self.started(text)
 
     def bus(self, d):
         return os.path.join(d.run_dir, "bus.sock")
 
     def tcp_daemon(self, extra=""):
-        """A cohortd with bus_listen on 127.0.0.1 and a service "app":
-        (the daemon, the port, app's bus token)."""
-        port = free_port()
-        tok = self.path("token")
-        d = self.daemon(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n{extra}" + IDLE + f"""
-[service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
-ready = delay:0
-""")
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            return d, port, f.read().strip()
+        return self.tcp_token_daemon(extra=extra, services=IDLE)
 
     def connect(self, d, transport, port):
         return RawWs.tcp(port) if transport == "tcp" else RawWs.unix(self.bus(d))

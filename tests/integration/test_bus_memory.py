@@ -35,10 +35,7 @@ def sanitized(pid):
 
 class BusMemory(CohortTest):
     def daemon(self, text=IDLE):
-        d = self.cohortd(text)
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        return d
+        return self.started(text)
 
     def connect(self, d, sub=None):
         ws = RawWs.unix(os.path.join(d.run_dir, "bus.sock"))

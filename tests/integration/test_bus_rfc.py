@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import BUILD, FACTOR, SRC, CohortTest, free_port, wait_until
+from harness import BUILD, FACTOR, SRC, CohortTest, free_port, wait_until, read_token, token_command
 from test_bus_liveness import RawWs
 
 NODE_DIR = os.path.join(BUILD, "node")
@@ -272,12 +272,10 @@ class BusRfc(CohortTest):
         tok = self.path("token")
         d = self.daemon(f"bus_listen = 127.0.0.1:{port}\n", f"""
 [service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 """)
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok)
         ping = json.dumps({"op": "ping", "id": "unmasked"}).encode()
         for transport, before in itertools.product(
                 ("unix", "tcp"), (b"", self.frame(1, json.dumps({"op": "ping", "id": "masked"}).encode()))):

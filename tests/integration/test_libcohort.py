@@ -11,7 +11,7 @@ import unittest
 
 import websockets
 
-from harness import BUILD, FACTOR, CohortTest, wait_until
+from harness import BUILD, FACTOR, CohortTest, read_token, token_command
 
 PROG = os.path.join(BUILD, "tests", "integration", "libcohort_test")
 IDLE = """
@@ -122,14 +122,12 @@ class LibCohort(CohortTest):
         state, run_dir, tok = self.path("state"), self.path("run"), self.path("token")
         text = f"""[cohort]\nstate_dir = {state}\nrun_dir = {run_dir}\n{IDLE}
 [service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 """
         d = self.cohortd(text)
         d.wait_log(r"^stack is up")
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            env = dict(self.env(run_dir), COHORT_TOKEN=f.read().strip())
+        env = dict(self.env(run_dir), COHORT_TOKEN=read_token(self, tok))
         p = subprocess.Popen([PROG, "dead-token"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
         self.assertEqual(p.stdout.readline(), "connected\n")

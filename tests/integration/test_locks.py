@@ -17,8 +17,8 @@ import sys
 import time
 import unittest
 
-from harness import (COHORTCTL, FACTOR, PY, SRC, CohortTest, children_of, free_port, pid_alive, read_line,
-                     wait_until)
+from harness import (COHORTCTL, FACTOR, PY, SRC, CohortTest, children_of, free_port, pid_alive, read_line, wait_until,
+                     read_token, token_command)
 
 sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
 import cohort_client  # noqa: E402
@@ -56,10 +56,7 @@ class Client:
 
 class Locks(CohortTest):
     def daemon(self, text=BASE, **kw):
-        d = self.cohortd(text, **kw)
-        d.wait_log(r"^stack is up")
-        d.wait_socket()
-        return d
+        return self.started(text, **kw)
 
     def test_mutual_exclusion_under_contention(self):
         d = self.daemon()
@@ -157,8 +154,10 @@ class Locks(CohortTest):
         took = (time.monotonic() - t0) * 1000
         self.assertTrue(g["ok"])
         # the hand-over waits for the holder's command to have died of its
-        # TERM (a few ms; more on a loaded machine), not for the TTL (30 s)
-        self.assertLess(took, 100 * FACTOR, f"{took:.1f} ms")
+        # TERM (a few ms; seconds on a loaded machine), not for the TTL
+        # (30 s): a third of the TTL tells the two apart however busy the
+        # machine (100 ms failed at a load average of 45)
+        self.assertLess(took, 10000, f"{took:.1f} ms")
         holder.wait()
         d.stop()
 
@@ -497,15 +496,13 @@ ready = delay:0
         tok = self.path("token")
         d = self.daemon(BASE + f"""
 [service:worker]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 user = nobody
 ready = delay:0
 """)
         os.chmod(d.dir, 0o755)
         os.chmod(d.run_dir, 0o755)
-        wait_until(self, lambda: os.path.exists(tok), what="the worker's token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok, what="the worker's token")
         holder, bg = self.start_holder(d, user=65534, env=dict(os.environ, COHORT_TOKEN=token))
         self.assertIn("(bus, pid", d.ctl_json("locks")["locks"][0]["holders"][0]["owner"])
         w = self.start_waiter(d)
@@ -523,12 +520,10 @@ ready = delay:0
         tok = self.path("token")
         d = self.daemon(f"[cohort]\nbus_listen = 127.0.0.1:{port}\n" + BASE + f"""
 [service:app]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 """)
-        wait_until(self, lambda: os.path.exists(tok), what="the token")
-        with open(tok) as f:
-            token = f.read().strip()
+        token = read_token(self, tok)
         work = subprocess.Popen(["/bin/sleep", "300"], start_new_session=True)
         self.addCleanup(lambda: work.poll() is None and (work.kill(), work.wait()))
 

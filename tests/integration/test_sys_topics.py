@@ -11,7 +11,7 @@ import time
 
 import websockets
 
-from harness import COHORTCTL, FACTOR, CohortTest, wait_until
+from harness import COHORTCTL, FACTOR, CohortTest, wait_until, token_command
 from test_metrics import get
 
 
@@ -66,7 +66,7 @@ class SysTopics(CohortTest):
             tokens[name] = tok
             text += f"""
 [service:{name}]
-command = /bin/sh -c "echo $COHORT_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; exec sleep 1000"
+command = {token_command(tok)}
 ready = delay:0
 subscribe = {subscribe}
 """

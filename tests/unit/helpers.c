@@ -1,6 +1,7 @@
 /* helpers.c - see helpers.h. */
 #include "autoconfig.h"
 
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -88,6 +89,25 @@ const char *th_diag_text(const struct diag *d)
 	for (size_t i = 0; i < d->lines.n && len < sizeof(buf) - 2; i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\n", d->lines.v[i]);
 	return buf;
+}
+
+struct cohort_config *th_good(const char *text, struct diag *d)
+{
+	struct cohort_config *c = th_load(text, d);
+
+	cr_assert_not_null(c);
+	cr_assert_eq(d->count, 0, "unexpected errors:\n%s", th_diag_text(d));
+	return c;
+}
+
+void th_bad(const char *text, const char *needle, struct diag *d)
+{
+	struct cohort_config *c = th_load(text, d);
+
+	cr_assert_gt(d->count, 0, "no error for:\n%s", text);
+	cr_assert(th_diag_has(d, needle), "want \"%s\" in:\n%s", needle, th_diag_text(d));
+	config_free(c);
+	diag_free(d);
 }
 
 int th_run(char *const argv[], char **out, int timeout_ms)

@@ -18,6 +18,11 @@ struct cohort_config *th_load(const char *text, struct diag *d);
 int th_diag_has(const struct diag *d, const char *needle);
 /* All diag lines joined with newlines (static buffer), for messages. */
 const char *th_diag_text(const struct diag *d);
+/* th_load of text that must load without an error (asserted). */
+struct cohort_config *th_good(const char *text, struct diag *d);
+/* th_load of text that must fail with a line containing needle (asserted);
+ * what it loaded and d's lines are freed. */
+void th_bad(const char *text, const char *needle, struct diag *d);
 /* Runs argv, capturing stdout+stderr into *out (malloc'd); returns the
  * exit status or -1.  Kills the child after timeout_ms. */
 int th_run(char *const argv[], char **out, int timeout_ms);

@@ -78,16 +78,10 @@ TestSuite(bus_auth, .init = setup, .fini = teardown);
 /* A connection on bus.sock, as bus_server.c makes one for an upgrade. */
 static struct bus_conn *conn_open(bool admin)
 {
-	struct bus_conn *c = xcalloc(1, sizeof(*c));
+	struct bus_conn *c = bus_conn_new(&bus);
 
-	c->bus = &bus;
-	c->id = ++bus.next_conn_id;
 	c->unix_peer = true;
 	c->admin = admin;
-	STAILQ_INIT(&c->out);
-	LIST_INSERT_HEAD(&bus.conns, c, link);
-	bus.nconns++;
-	intmap_put(&bus.conns_by_id, (int64_t)c->id, c);
 	bus_live_start(c);
 	return c;
 }
@@ -113,17 +107,9 @@ static void conn_close(struct bus_conn *c)
 {
 	json_t *v;
 
-	bus_ops_conn_gone(c);
-	bus_live_stop(c);
 	while ((v = next_frame(c)))
 		json_decref(v);
-	LIST_REMOVE(c, link);
-	bus.nconns--;
-	intmap_del(&bus.conns_by_id, (int64_t)c->id);
-	sbuf_free(&c->rx);
-	free(c->identity);
-	bus_identity_unref(c->service);
-	free(c);
+	bus_conn_free(c);
 }
 
 /* Sends text as one message; the answer's "error", or "" for an ok, or

@@ -29,22 +29,13 @@ TestSuite(config, .init = setup, .fini = teardown);
 /* Loads text that must be valid. */
 static struct cohort_config *good(const char *text)
 {
-	struct cohort_config *c = th_load(text, &d);
-
-	cr_assert_not_null(c);
-	cr_assert_eq(d.count, 0, "unexpected errors:\n%s", th_diag_text(&d));
-	return c;
+	return th_good(text, &d);
 }
 
 /* Loads text that must fail with a line containing needle. */
 static void bad(const char *text, const char *needle)
 {
-	struct cohort_config *c = th_load(text, &d);
-
-	cr_assert_gt(d.count, 0, "no error for:\n%s", text);
-	cr_assert(th_diag_has(&d, needle), "want \"%s\" in:\n%s", needle, th_diag_text(&d));
-	config_free(c);
-	diag_free(&d);
+	th_bad(text, needle, &d);
 }
 
 Test(config, defaults_of_every_key)

@@ -25,12 +25,7 @@ TestSuite(config_cluster, .init = setup, .fini = teardown);
 
 static void bad(const char *text, const char *needle)
 {
-	struct cohort_config *c = th_load(text, &d);
-
-	cr_assert_gt(d.count, 0, "no error for:\n%s", text);
-	cr_assert(th_diag_has(&d, needle), "want \"%s\" in:\n%s", needle, th_diag_text(&d));
-	config_free(c);
-	diag_free(&d);
+	th_bad(text, needle, &d);
 }
 
 #define SVC "[service:a]\ncommand = /bin/true\n"

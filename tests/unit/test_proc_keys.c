@@ -26,23 +26,16 @@ TestSuite(proc_keys, .fini = teardown);
 
 static struct svc_config *good(const char *text)
 {
-	struct cohort_config *c = th_load(text, &d);
+	struct cohort_config *c = th_good(text, &d);
 
-	cr_assert_not_null(c);
 	config_free(loaded);
 	loaded = c;
-	cr_assert_eq(d.count, 0, "unexpected errors:\n%s", th_diag_text(&d));
 	return config_find(c, "a");
 }
 
 static void bad(const char *text, const char *needle)
 {
-	struct cohort_config *c = th_load(text, &d);
-
-	cr_assert_gt(d.count, 0, "no error for:\n%s", text);
-	cr_assert(th_diag_has(&d, needle), "want \"%s\" in:\n%s", needle, th_diag_text(&d));
-	config_free(c);
-	diag_free(&d);
+	th_bad(text, needle, &d);
 }
 
 Test(proc_keys, defaults_change_nothing)

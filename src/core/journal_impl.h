@@ -1,0 +1,109 @@
+/*
+ * journal_impl.h - what the journal's files share (see journal.h), not
+ * for its users:
+ *
+ *   journal_format.c   the record codec and framing, segment files: their
+ *                      names, the magic, opening, listing, pruning
+ *   journal_recover.c  recovery at start (scan, resync, repair, *.corrupt)
+ *                      and reading records back while the writer runs
+ *   journal.c          the writer thread and its batches, compaction and
+ *                      snapshots, opening and closing the journal
+ */
+#ifndef COHORT_JOURNAL_IMPL_H
+#define COHORT_JOURNAL_IMPL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "histo.h"
+#include "journal.h"
+#include "util.h"
+
+/* The first bytes of every segment and snapshot ("COHJRNL1"). */
+extern const char jrnl_magic[8];
+
+/* A compaction written by the loop, not yet handed over or renamed; not
+ * a segment's name (list_segments would take it for one, or delete it). */
+#define SNAP_NEW "snapshot.new"
+
+struct journal {
+	char *dir;
+	enum fsync_policy policy;
+	struct ev_loop *loop;
+	jrnl_done_fn done;
+	void *arg;
+	ev_async done_w;
+	ev_prepare batch_w;		/* batch: hands the iteration's records over */
+	struct sbuf local;		/* batch: records of this loop iteration */
+	uint64_t local_ticket;
+	uint64_t ticket;		/* last ticket given (loop thread) */
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	/* Held by the writer from taking work to putting back what failed,
+	 * and by jrnl_read: a reader sees each record either in a file or in
+	 * a buffer, never in the writer's hands.  Taken before lock. */
+	pthread_mutex_t io;
+	pthread_cond_t wake;
+	/* shared, under lock */
+	struct sbuf pending;		/* framed records to write */
+	uint64_t pending_ticket;	/* highest ticket in pending */
+	struct sbuf before;		/* records appended before the snapshot */
+	uint64_t before_ticket;
+	struct sbuf snapshot;		/* a compaction to do, after `before` */
+	bool snapshot_file;		/* ... written in SNAP_NEW instead (jrnl_snap_*) */
+	bool want_snapshot;
+	uint64_t durable_ticket;	/* reported to the loop */
+	bool compacting;		/* a snapshot is queued or being written */
+	uint64_t failed_compact_size;	/* the size when the last compaction failed */
+	uint64_t size;			/* bytes in all segments */
+	bool stop;
+	atomic_int failed_errno;	/* the last write failed (0: it did not); read unlocked */
+	/* writer thread only */
+	int fd;				/* current append segment (-1: open a new one) */
+	uint64_t seg_id;		/* its id */
+	uint64_t seg_size;		/* bytes in it, up to its last good record */
+	uint64_t seg_max;
+	uint64_t next_id;
+	bool failed;			/* a write failed and was said; not mended yet */
+	struct timespec retry_at;	/* after a failure: no new try before this */
+	struct histo fsync_h;		/* the fdatasyncs' durations, for /metrics */
+};
+
+/* A segment file: <id>.seg, or <id>.snap for a snapshot. */
+struct seg {
+	uint64_t id;
+	bool snap;
+};
+
+/* journal_format.c */
+/* The 8 bytes before a record's payload: its length, its CRC-32C. */
+void jrnl_frame_head(unsigned char head[8], const void *payload, size_t len);
+/* A frame's little-endian u32 (its length, its CRC). */
+uint32_t jrnl_get_u32(const unsigned char *p);
+/* dir/<id as 16 hex digits>.ext (allocated). */
+char *jrnl_seg_path(const struct journal *j, uint64_t id, const char *ext);
+void jrnl_fsync_dir(const char *dir);
+/* Writes all n bytes (through EINTR); -1 with errno. */
+int jrnl_write_all(int fd, const char *p, size_t n);
+/* Opens a new, empty append segment; -1 with errno. */
+int jrnl_seg_new(struct journal *j);
+/* Segments in id order, from the newest snapshot on; older ones deleted if
+ * prune.  NULL with *n 0 and errno set if the directory cannot be read. */
+struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune);
+
+/* journal_recover.c */
+/* Replays segs (from the newest snapshot on) and opens the last one for
+ * appending when it may be. */
+void jrnl_recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_record_fn fn, void *arg,
+		      struct jrnl_recovery *rec);
+
+/* journal.c */
+/* Hands the loop's records to the writer (batch: once per loop iteration). */
+void jrnl_handover(struct journal *j);
+
+#endif
