@@ -181,8 +181,8 @@ bool svc_live(const struct service *s)
 
 bool svc_restarting(const struct service *s)
 {
-	return s->want == WANT_RESTART &&
-	       (s->state == SVC_STARTING || s->state == SVC_RUNNING || s->state == SVC_STOPPING);
+	return s->want == WANT_RESTART && (s->state == SVC_STARTING || s->state == SVC_ADOPTING ||
+					   s->state == SVC_RUNNING || s->state == SVC_STOPPING);
 }
 
 void svc_followup(struct service *s, enum svc_event ev, const char *reason)

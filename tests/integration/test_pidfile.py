@@ -242,6 +242,35 @@ backoff_initial = 100ms
         self.assertFalse(pid_alive(daemon))
         self.assertFalse(pid_alive(worker))
 
+    def test_a_killed_cohortds_daemon_is_stopped_by_the_next(self):
+        """cohortd records each running service's process group: for an
+        adopted daemon, the group it is in (its first fork's, left
+        leaderless by the double fork), so that a cohortd started after a
+        kill -9 of this one stops it before starting the service again."""
+        pidfile, text = self.service("d", "ok", delay=0)
+        text = f"[cohort]\nrun_dir = {self.path('run')}\n" + text
+        first = self.cohortd(text)
+        first.wait_state("d", "running")
+        daemon = read_pid(pidfile)
+        worker = read_pid(pidfile + ".worker")
+        with open(f"/proc/{daemon}/stat") as f:
+            group = int(f.read().rsplit(")", 1)[1].split()[2])
+        self.assertNotEqual(group, daemon, "the double fork leaves the daemon in its first child's group")
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        self.assertTrue(pid_alive(daemon) and pid_alive(worker))
+        second = self.cohortd(text)
+        i, _ = second.wait_log(rf"^old pid {group}, left by a cohortd that ended without stopping it, "
+                               r"is gone but its process group still runs: SIGTERM", who="d")
+        j, _ = second.wait_log(rf"^old pid {group} has stopped$", who="d", start=i)
+        k, _ = second.wait_state("d", "starting")
+        self.assertLess(j, k)
+        self.assertFalse(pid_alive(daemon) or pid_alive(worker))
+        second.wait_state("d", "running")
+        self.assertNotEqual(read_pid(pidfile), daemon)
+        second.stop()
+
     @unittest.skipUnless(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"),
                          "nginx is not installed (contrib/bootstrap.sh --tests installs it)")
     def test_real_nginx(self):
