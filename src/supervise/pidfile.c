@@ -231,8 +231,9 @@ static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 	}
 	s->pid = pid;
 	s->adopted = true;
-	/* Its group is signalled, unless it shares cohortd's own. */
-	s->pgid = pi.pgrp > 1 && pi.pgrp != getpgrp() ? pi.pgrp : 0;
+	/* Its group is signalled (unless it shares cohortd's own), looked up
+	 * again at each signal: it may still be the start's now. */
+	svc_pgid(s);
 	if (child)
 		children_track(s->sup, pid, CHILD_MAIN, s);
 	if (s->sup->hooks.process_started)
@@ -299,6 +300,13 @@ static void drop_start_group(struct service *s)
 	s->pgid = 0;
 }
 
+/* What the last look found, for status (and the reason a timeout gives). */
+static void note_not_yet(struct service *s, const char *why)
+{
+	str_copy(s->health, sizeof(s->health), "not ready: ");
+	str_copy(s->health + 11, sizeof(s->health) - 11, why);
+}
+
 /* One look at the file, and its event.  in_action: from a transition's
  * action (the event follows it), else fired now. */
 static void look_and_fire(struct service *s, bool in_action)
@@ -308,8 +316,7 @@ static void look_and_fire(struct service *s, bool in_action)
 
 	switch (look(s, why, sizeof(why))) {
 	case LOOK_NOT_YET:
-		str_copy(s->health, sizeof(s->health), "not ready: ");
-		str_copy(s->health + 11, sizeof(s->health) - 11, why);
+		note_not_yet(s, why);
 		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
 		if (s->pidfile_retry_ms < RETRY_MAX_MS)
 			s->pidfile_retry_ms *= 2;
@@ -365,21 +372,70 @@ void svc_act_adopted(struct service *s)
 	svc_begin_readiness(s);
 }
 
-/* A stop before the pid was adopted: the daemon may be up already, so the
- * file is read once more; a pid found is stopped as a running service's
- * is, else what the start left in its group is killed and it is down. */
+/* A stop before the pid was adopted: the daemon may be up, or on its
+ * way, so the file is looked at until stop_timeout; a pid found is
+ * stopped as a running service's is (KILL after stop_timeout), else what
+ * the start left in its group is killed and the service is down. */
 void svc_act_stop_adopting(struct service *s)
 {
 	char why[400], reason[512];
 
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
 	ev_timer_stop(s->sup->loop, &s->ready_timer);
-	if (look(s, why, sizeof(why)) == LOOK_ADOPTED) {
+	if (s->stop_cause == STOP_NONE)
+		s->stop_cause = STOP_WANTED;
+	switch (look(s, why, sizeof(why))) {
+	case LOOK_ADOPTED:
 		log_info(s->name, "%s: stopping it", why);
 		svc_act_stop(s);
 		return;
+	case LOOK_NOT_YET:
+		note_not_yet(s, why);
+		s->pidfile_retry_ms = RETRY_FIRST_MS;
+		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
+		evtimer_start_ms(s->sup->loop, &s->timer, s->cfg->stop_timeout_ms);
+		return;
+	default:
+		drop_start_group(s);
+		snprintf(reason, sizeof(reason), "stopped before its pid was adopted (%s)", why);
+		svc_followup(s, SE_EXIT_STOPPED, reason);
+		return;
 	}
+}
+
+/* STOPPING with no pid yet: the probe timer looks again. */
+void svc_pidfile_stop_look(struct service *s)
+{
+	char why[400], reason[512];
+
+	switch (look(s, why, sizeof(why))) {
+	case LOOK_ADOPTED:
+		log_info(s->name, "%s: stopping it", why);
+		svc_act_stop(s);
+		return;
+	case LOOK_NOT_YET:
+		note_not_yet(s, why);
+		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
+		if (s->pidfile_retry_ms < RETRY_MAX_MS)
+			s->pidfile_retry_ms *= 2;
+		return;
+	default:
+		ev_timer_stop(s->sup->loop, &s->timer);
+		drop_start_group(s);
+		snprintf(reason, sizeof(reason), "stopped before its pid was adopted (%s)", why);
+		svc_fire(s, SE_EXIT_STOPPED, reason);
+		return;
+	}
+}
+
+/* SE_TIMEOUT in STOPPING with no pid: the file never came. */
+void svc_pidfile_stop_over(struct service *s)
+{
+	char reason[512], dur[32];
+
+	ev_timer_stop(s->sup->loop, &s->probe_timer);
 	drop_start_group(s);
-	snprintf(reason, sizeof(reason), "stopped before its pid was adopted (%s)", why);
+	format_duration_ms(s->cfg->stop_timeout_ms, dur, sizeof(dur));
+	snprintf(reason, sizeof(reason), "stopped: no pid read within %s (%s)", dur, s->health);
 	svc_followup(s, SE_EXIT_STOPPED, reason);
 }

@@ -357,13 +357,24 @@ void svc_apply_next_config(struct service *s)
 	log_info(s->name, "new definition in effect");
 }
 
+pid_t svc_pgid(struct service *s)
+{
+	if (s->adopted && s->pid > 0) {
+		pid_t g = getpgid(s->pid);
+		if (g > 0)
+			s->pgid = g > 1 && g != getpgrp() ? g : 0;
+	}
+	return s->pgid;
+}
+
 int svc_signal(struct service *s, int sig)
 {
 	if (!svc_live(s)) {
 		errno = ESRCH;
 		return -1;
 	}
-	return kill(s->pgid > 0 ? -s->pgid : s->pid, sig);
+	pid_t g = svc_pgid(s);
+	return kill(g > 0 ? -g : s->pid, sig);
 }
 
 void svc_kill_now(struct service *s)
@@ -418,6 +429,10 @@ void svc_act_stop(struct service *s)
 
 static void act_kill(struct service *s)
 {
+	if (!svc_live(s) && s->cfg->pidfile) {	/* its daemon's pid never came */
+		svc_pidfile_stop_over(s);
+		return;
+	}
 	log_warn(s->name, "still running %.1fs after SIG%s: sending KILL to process group %d",
 		 (double)s->cfg->stop_timeout_ms / 1000.0, signal_name(s->cfg->stop_signal), s->pgid);
 	svc_kill_now(s);

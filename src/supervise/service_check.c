@@ -110,6 +110,8 @@ void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (s->state == SVC_ADOPTING) {
 		svc_pidfile_retry(s);
+	} else if (s->state == SVC_STOPPING && !svc_live(s)) {
+		svc_pidfile_stop_look(s);	/* stopped before its pid was read */
 	} else if (s->state == SVC_STARTING) {
 		if (s->cfg->ready.kind == CHECK_DELAY) {
 			char r[80];

@@ -147,7 +147,7 @@ void svc_main_ended(struct service *s, const struct exit_info *e)
 {
 	const struct supervise_hooks *h = &s->sup->hooks;
 	char reason[256];
-	pid_t pgid = s->pgid;
+	pid_t pgid = svc_pgid(s);	/* (an adopted zombie still says) */
 	bool started = s->cfg->pidfile && !s->adopted;	/* what it ran, not its daemon */
 
 	s->last_exit = *e;

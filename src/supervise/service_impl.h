@@ -63,8 +63,12 @@ int svc_pidfile_clear(struct service *s, char *err, size_t len);
 void svc_act_adopting(struct service *s);
 /* SE_ADOPTED: the ready probe judges the adopted process. */
 void svc_act_adopted(struct service *s);
-/* SE_STOP while the file is awaited. */
+/* SE_STOP while the file is awaited: it is looked for until stop_timeout
+ * (svc_pidfile_stop_look), a pid found is stopped, else SE_TIMEOUT ends
+ * the stop (svc_pidfile_stop_over). */
 void svc_act_stop_adopting(struct service *s);
+void svc_pidfile_stop_look(struct service *s);
+void svc_pidfile_stop_over(struct service *s);
 /* The probe timer in ADOPTING: look again. */
 void svc_pidfile_retry(struct service *s);
 /* ready_timeout in ADOPTING: a failed start, unless the file came. */

@@ -241,6 +241,11 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason);
 int svc_next_state(enum svc_state st, enum svc_event ev);
 /* Sends sig to the service's process group; -1 with errno. */
 int svc_signal(struct service *s, int sig);
+/* That group (0: the main process alone).  An adopted daemon's is looked
+ * up again each time: a daemon may call setsid after its parent wrote
+ * the PID file (Debian's nginx does), so the group it had when adopted
+ * may be the start's. */
+pid_t svc_pgid(struct service *s);
 /* Replaces the config (reload): keeps the process. */
 void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_config *owner);
 const char *svc_state_name(enum svc_state st);

@@ -242,6 +242,29 @@ backoff_initial = 100ms
         self.assertFalse(pid_alive(daemon))
         self.assertFalse(pid_alive(worker))
 
+    def test_a_stop_before_the_pid_is_read_stops_what_comes(self):
+        # The file comes 1s after the started process exits; the stop is
+        # asked for before: the daemon is adopted during the stop, and
+        # stopped.  A file that never comes ends the stop at stop_timeout.
+        pidfile, text = self.service("d", "ok", delay=1)
+        never_file, never = self.service("n", "never", extra="stop_timeout = 500ms")
+        d = self.cohortd(text + never.replace("stop_timeout = 5s\n", ""))
+        for name in ("d", "n"):
+            first, _ = d.wait_state(name, "starting")
+            d.wait_log(r"^starting -> starting: the started process exited 0", who=name, start=first)
+        mark = len(d.lines)
+        d.ctl("stop", "--no-wait", "d", "n")
+        _, down = d.wait_state("d", "stopped", start=mark)
+        daemon = read_pid(pidfile)
+        self.assertEqual(down.reason, "stopped (exited with code 0)")
+        d.wait_log(rf"^adopted pid {daemon} from {re.escape(pidfile)}: stopping it", who="d", start=mark)
+        wait_until(self, lambda: not pid_alive(daemon) and not pid_alive(read_pid(pidfile + ".worker")),
+                   what="the daemon and its worker gone")
+        _, down = d.wait_state("n", "stopped", start=mark)
+        self.assertEqual(down.frm, "stopping")
+        self.assertEqual(down.reason, f"stopped: no pid read within 500ms (not ready: {never_file}: not written)")
+        d.stop()
+
     def test_a_killed_cohortds_daemon_is_stopped_by_the_next(self):
         """cohortd records each running service's process group: for an
         adopted daemon, the group it is in (its first fork's, left
@@ -256,6 +279,14 @@ backoff_initial = 100ms
         with open(f"/proc/{daemon}/stat") as f:
             group = int(f.read().rsplit(")", 1)[1].split()[2])
         self.assertNotEqual(group, daemon, "the double fork leaves the daemon in its first child's group")
+        # The record is written before the loop next waits, a moment after
+        # the log line: a kill -9 comes only once it names the group.
+        record = os.path.join(self.path("run"), "cohortd.groups")
+
+        def recorded():
+            with open(record) as f:
+                return any(l.split()[:1] == [str(group)] for l in f)
+        wait_until(self, recorded, what="the record naming the daemon's group")
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
         first.returncode = -9
