@@ -11,7 +11,10 @@
  *             main process: SE_READY with no ready probe, else SE_ADOPTED
  *             and the probe judges it in STARTING;
  *   then the adopted process is the service's main process like a spawned
- *             one: its exit a service exit, stops signal its group.
+ *             one: its exit a service exit, stops signal its group (looked
+ *             up at each signal: svc_pgid).
+ * A stop while the file is awaited goes to STOPPING and looks for it until
+ * stop_timeout: a daemon on its way is stopped, not left behind.
  *
  * Whose pid it is.  systemd accepts a PID in the unit's cgroup; cohortd
  * has no cgroup, but it is a subreaper (or PID 1), so a daemon whose
