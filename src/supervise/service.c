@@ -374,7 +374,11 @@ int svc_signal(struct service *s, int sig)
 		return -1;
 	}
 	pid_t g = svc_pgid(s);
-	return kill(g > 0 ? -g : s->pid, sig);
+	if (g > 0 && kill(-g, sig) == 0)
+		return 0;
+	/* No group by that id: the main process alone (it is never left
+	 * unsignalled, whatever its group became). */
+	return g > 0 && errno != ESRCH ? -1 : kill(s->pid, sig);
 }
 
 void svc_kill_now(struct service *s)
