@@ -255,8 +255,9 @@ static enum look look(struct service *s, char *why, size_t len)
 
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		snprintf(why, len, "%s: %s", path, errno == ENOENT ? "not written" : strerror(errno));
-		return errno == ENOENT ? LOOK_NOT_YET : LOOK_BAD;
+		int e = errno;
+		snprintf(why, len, "%s: %s", path, e == ENOENT ? "not written" : strerror(e));
+		return e == ENOENT ? LOOK_NOT_YET : LOOK_BAD;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(why, len, "%s: %s", path, "not a regular file");
@@ -284,7 +285,9 @@ int svc_pidfile_clear(struct service *s, char *err, size_t len)
 {
 	if (unlink(s->cfg->pidfile) == 0 || errno == ENOENT)
 		return 0;
-	snprintf(err, len, "cannot remove the earlier PID file %s: %s", s->cfg->pidfile, strerror(errno));
+	int e = errno;
+	snprintf(err, len, "cannot remove the earlier PID file %s: %s", s->cfg->pidfile, strerror(e));
+	errno = e;	/* the caller tells a lasting failure from a passing one by it */
 	return -1;
 }
 

@@ -181,6 +181,16 @@ stop_timeout = 5s
         self.assertEqual(l.reason, f"{pidfile}: expected a process id, found \"not-a-pid\" (restart = never)")
         d.stop()
 
+    def test_a_pid_file_that_cannot_be_removed_fails_the_start(self):
+        pidfile, text = self.service("d", "ok", extra="restart = never")
+        os.mkdir(pidfile)
+        d = self.cohortd(text)
+        _, l = d.wait_state("d", "failed")
+        self.assertEqual(l.reason, f"cannot start: cannot remove the earlier PID file {pidfile}: "
+                         "Is a directory")
+        self.assertIsNone(d.last_pid("d"), "nothing was started")
+        d.stop()
+
     def test_started_process_exiting_non_zero_is_a_failed_start(self):
         pidfile, text = self.service("d", "fail", extra="backoff_initial = 5s\nbackoff_jitter = 0")
         d = self.cohortd(text)
