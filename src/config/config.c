@@ -220,6 +220,30 @@ static void check_timing(struct loader *l, const struct raw_section *r, const st
 	}
 }
 
+/* pidfile = PATH: a file, and readiness that can work with a process that
+ * exits.  ready not set means ready once the pid is adopted (delay:0). */
+static void check_pidfile(struct loader *l, const struct raw_section *r, struct svc_config *s,
+			  const char *label)
+{
+	int ri = key_index(KS_SERVICE, "ready");
+	size_t n = s->pidfile ? strlen(s->pidfile) : 0;
+
+	if (!s->pidfile)
+		return;
+	if (s->pidfile[n - 1] == '/')
+		lerr(l, line_of(r, "pidfile"), "%s: pidfile = %s: expected a file, not a directory", label,
+		     s->pidfile);
+	if (s->ready.kind == CHECK_NOTIFY)
+		lerr(l, line_of(r, "ready"), "%s: ready = notify cannot be used with pidfile: the process "
+		     "cohortd started exits; use a probe (tcp:, http://, exec:) or no ready", label);
+	if (!r->set[ri]) {
+		struct parse_ctx ctx = {.dir = l->dir};
+		struct sbuf why = {0};
+		key_parse(&config_keys[ri], &ctx, "delay:0", &s->ready, &why);
+		sbuf_free(&why);
+	}
+}
+
 static void finish_service(struct loader *l)
 {
 	struct raw_section *r = &l->sec;
@@ -246,6 +270,7 @@ static void finish_service(struct loader *l)
 		else if (s->argv.n == 0 || !s->argv.v[0][0])
 			lerr(l, r->key_line[ci], "%s: command: no program to run", label.buf);
 	}
+	check_pidfile(l, r, s, label.buf);
 	check_timing(l, r, s, label.buf);
 	sbuf_free(&label);
 }

@@ -66,6 +66,8 @@ struct svc_config {
 	int nice;		/* SVC_INT_UNSET, or -20..19 */
 	int oom_score_adjust;	/* SVC_INT_UNSET, or -1000..1000 */
 	struct strv environment_file;	/* paths; "-PATH": a missing file is fine */
+	char *pidfile;		/* the daemon the command forks writes its pid here
+				 * (systemd's Type=forking, PIDFile=), or NULL */
 	bool autostart;
 	struct strv requires;
 	struct strv after;

@@ -86,6 +86,7 @@ const struct key_def config_keys[] = {
 	{S("limit_as", limit_as, K_RLIMIT, RESTART), ""},
 	{S("nice", nice, K_NICE, RESTART), ""},
 	{S("oom_score_adjust", oom_score_adjust, K_OOM, RESTART), ""},
+	{S("pidfile", pidfile, K_PATH, RESTART), ""},
 	{S("autostart", autostart, K_BOOL, LIVE), "yes"},
 	{S("requires", requires, K_NAMES, LIVE), ""},
 	{S("after", after, K_NAMES, LIVE), ""},
@@ -175,7 +176,9 @@ static const struct {
 	{"ExecStop", "stopping sends stop_signal to the process group: there is no stop command"},
 	{"ExecReload", "reload a service with: cohortctl signal HUP NAME"},
 	{"Type", "Type=notify is ready = notify; simple and exec are the default (ready = delay:1s); "
-		 "oneshot is restart = on-failure"},
+		 "forking is pidfile = PATH (its PIDFile=); oneshot is restart = on-failure"},
+	{"PIDFile", "use pidfile = PATH: cohortd waits for the command to exit 0, then supervises "
+		    "the pid the file names"},
 	{"Restart", "use restart = always, on-failure or never"},
 	{"RestartSec", "use backoff_initial; RestartSec=5 is backoff_initial = 5s, "
 		       "and later restarts back off up to backoff_max"},

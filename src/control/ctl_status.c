@@ -93,7 +93,7 @@ static void fill_row(struct table_row *r, const struct ctl_env *env, const struc
 		*put_decimal(r->phase, env->sup->plan->phase[s->index]) = '\0';
 	else
 		strcpy(r->phase, "-");
-	if (st == SVC_RUNNING || st == SVC_STARTING || st == SVC_STOPPING)
+	if (st == SVC_RUNNING || st == SVC_STARTING || st == SVC_ADOPTING || st == SVC_STOPPING)
 		format_duration_ms(now - s->since_ms, r->up, sizeof(r->up));
 	else
 		strcpy(r->up, "-");

@@ -23,6 +23,8 @@ static void on_state_changed(void *arg, struct service *s, enum svc_state from, 
 	struct cohortd *d = arg;
 
 	sdn_state_changed(d);
+	if (to == SVC_RUNNING && s->adopted)	/* its group may have changed (svc_pgid) */
+		instance_record(d);
 	if (d->metrics) {
 		metrics_on_event(d, s, from, to, reason, d->metrics);
 		sys_topics_on_service(d, s, from, to, reason, NULL);

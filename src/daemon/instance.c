@@ -174,7 +174,10 @@ static void record_line(struct sbuf *b, struct service *s)
 		s->recorded_pid = s->pid;
 		s->recorded_start = child_start(s->pid);
 	}
-	sbuf_addf(b, "%d %llu %d %" PRId64 " %s\n", (int)s->pid, s->recorded_start,
+	/* A daemon adopted from its PID file (pidfile) may lead no group:
+	 * its group is recorded with its own start, which the group's live
+	 * members started at or after. */
+	sbuf_addf(b, "%d %llu %d %" PRId64 " %s\n", (int)(svc_pgid(s) > 0 ? s->pgid : s->pid), s->recorded_start,
 		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);
 }
 

@@ -200,7 +200,7 @@ void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from,
 		HISTO_INIT_READY(&sm->ready);
 		map_put(&m->svcs, sm->name, sm);
 	}
-	if (from == SVC_STARTING && to == SVC_RUNNING && s->spawned_at)
+	if ((from == SVC_STARTING || from == SVC_ADOPTING) && to == SVC_RUNNING && s->spawned_at)
 		histo_observe_us(&sm->ready, (uint64_t)(now_mono_ms() - s->spawned_at) * 1000);
 	if ((to == SVC_BACKOFF || to == SVC_FAILED) && from != SVC_FAILED)
 		sm->failures++;

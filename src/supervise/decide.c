@@ -41,7 +41,8 @@ static unsigned phase_of(const struct supervisor *sup, const struct service *s)
 
 static bool in_progress(const struct service *s)
 {
-	return s->state == SVC_STARTING || s->state == SVC_RUNNING || s->state == SVC_STOPPING;
+	return s->state == SVC_STARTING || s->state == SVC_ADOPTING || s->state == SVC_RUNNING ||
+	       s->state == SVC_STOPPING;
 }
 
 /* The first required service that is not ready (or not wanted), or NULL. */
@@ -90,7 +91,8 @@ static const struct service *pending_after(const struct supervisor *sup, const s
 		return NULL;
 	PLAN_EACH_EDGE(&sup->plan->after, s->index, j) {
 		const struct service *t = sup->svcs[j];
-		if (t->want != WANT_DOWN && (t->state == SVC_STARTING || t->state == SVC_BACKOFF ||
+		if (t->want != WANT_DOWN && (t->state == SVC_STARTING || t->state == SVC_ADOPTING ||
+					     t->state == SVC_BACKOFF ||
 					     t->state == SVC_STOPPED ||
 					     (t->state == SVC_WAITING && !blocked_by_failure(sup, t, 0))))
 			return t;
@@ -173,6 +175,7 @@ static void decide_down(const struct supervisor *sup, const struct service *s, s
 
 	switch (s->state) {
 	case SVC_STARTING:
+	case SVC_ADOPTING:
 	case SVC_RUNNING:
 		if (!stop_allowed(sup, s, &out->waits_for))
 			return;
@@ -240,7 +243,7 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 	const struct service *dep = missing_dependency(sup, s);
 	if (!dep)	/* what waited on it going down may go on */
 		out->going_down = false;
-	if (s->state == SVC_STARTING || s->state == SVC_RUNNING) {
+	if (s->state == SVC_STARTING || s->state == SVC_ADOPTING || s->state == SVC_RUNNING) {
 		decide_live(sup, s, dep, out);
 		return;
 	}

@@ -201,12 +201,15 @@ static enum outcome change_service(struct service *s, const struct svc_diff *e, 
 			svc_set_config(s, c, nc);
 		return KEPT;
 	}
-	if (svc_live(s) && !s->next_cfg && e->change == CHANGE_LIVE) {
+	/* A daemon whose pid is still awaited (pidfile) runs too. */
+	bool live = svc_live(s) || s->state == SVC_ADOPTING;
+	if (live && !s->next_cfg && e->change == CHANGE_LIVE) {
 		svc_set_config(s, c, nc);
 		how = UPDATED;
-	} else if (svc_live(s)) {
+	} else if (live) {
 		set_pending(s, c, nc);
-		how = s->state == SVC_STARTING || s->state == SVC_RUNNING ? RESTARTED : CHANGED;
+		how = s->state == SVC_STARTING || s->state == SVC_ADOPTING || s->state == SVC_RUNNING
+			      ? RESTARTED : CHANGED;
 	} else {
 		change_stopped(s, c, nc);
 		how = CHANGED;

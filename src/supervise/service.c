@@ -28,7 +28,6 @@ typedef void (*action_fn)(struct service *s);
 
 static void act_none(struct service *s);
 static void act_ready(struct service *s);
-static void act_stop(struct service *s);
 static void act_kill(struct service *s);
 static void act_backoff(struct service *s);
 static void act_failed(struct service *s);
@@ -77,18 +76,29 @@ static const struct transition table[SVC_NSTATES][SVC_NEVENTS] = {
 	[SVC_STARTING] = {
 		[SE_READY] = T(RUNNING, act_ready),
 		[SE_EXIT_STOPPED] = T(STOPPED, act_stopped),
-		[SE_UNHEALTHY] = T(STOPPING, act_stop),
-		[SE_STOP] = T(STOPPING, act_stop),
+		[SE_UNHEALTHY] = T(STOPPING, svc_act_stop),
+		[SE_STOP] = T(STOPPING, svc_act_stop),
 		[SE_EXEC_FAIL] = T(FAILED, act_failed),
 		[SE_EXIT_DONE] = T(EXITED, act_ended),
+		[SE_EXIT_RESTART] = T(BACKOFF, act_backoff),
+		[SE_EXIT_FAILED] = T(FAILED, act_failed),
+		[SE_FORKED] = T(ADOPTING, svc_act_adopting),
+		WANTS(act_want_up, act_want_now),
+	},
+	/* pidfile: no process until the daemon's pid is read (pidfile.c);
+	 * failing to read it is a failed start, as an exit before ready is. */
+	[SVC_ADOPTING] = {
+		[SE_READY] = T(RUNNING, act_ready),
+		[SE_ADOPTED] = T(STARTING, svc_act_adopted),
+		[SE_STOP] = T(STOPPING, svc_act_stop_adopting),
 		[SE_EXIT_RESTART] = T(BACKOFF, act_backoff),
 		[SE_EXIT_FAILED] = T(FAILED, act_failed),
 		WANTS(act_want_up, act_want_now),
 	},
 	[SVC_RUNNING] = {
-		[SE_UNHEALTHY] = T(STOPPING, act_stop),
+		[SE_UNHEALTHY] = T(STOPPING, svc_act_stop),
 		[SE_EXIT_STOPPED] = T(STOPPED, act_stopped),
-		[SE_STOP] = T(STOPPING, act_stop),
+		[SE_STOP] = T(STOPPING, svc_act_stop),
 		[SE_EXIT_DONE] = T(EXITED, act_ended),
 		[SE_EXIT_RESTART] = T(BACKOFF, act_backoff),
 		[SE_EXIT_FAILED] = T(FAILED, act_failed),
@@ -128,12 +138,14 @@ _Static_assert(sizeof(table[0]) / sizeof(table[0][0]) == SVC_NEVENTS, "a column 
 
 static const char *const state_names[] = {
 	"stopped", "waiting", "starting", "running", "stopping", "backoff", "exited", "failed",
+	"starting",	/* ADOPTING: to users, one step of the start */
 };
 _Static_assert(ARRAY_LEN(state_names) == SVC_NSTATES, "a name per state");
 
 static const char *const event_names[] = {
 	"start", "block", "stop", "exec-fail", "ready", "unhealthy", "timeout",
 	"exit-done", "exit-restart", "exit-failed", "exit-stopped", "delay-over",
+	"forked", "adopted",
 	"want-down", "want-up", "want-restart",
 };
 _Static_assert(ARRAY_LEN(event_names) == SVC_NEVENTS, "a name per event");
@@ -169,8 +181,8 @@ bool svc_live(const struct service *s)
 
 bool svc_restarting(const struct service *s)
 {
-	return s->want == WANT_RESTART &&
-	       (s->state == SVC_STARTING || s->state == SVC_RUNNING || s->state == SVC_STOPPING);
+	return s->want == WANT_RESTART && (s->state == SVC_STARTING || s->state == SVC_ADOPTING ||
+					   s->state == SVC_RUNNING || s->state == SVC_STOPPING);
 }
 
 void svc_followup(struct service *s, enum svc_event ev, const char *reason)
@@ -245,6 +257,8 @@ struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct c
 	s->want = WANT_DOWN;
 	s->since_ms = now_wall_ms();
 	s->out.wfd = s->err.wfd = -1;
+	s->pidfd = -1;
+	ev_io_init(&s->pidfd_io, NULL, -1, EV_READ);
 	ev_init(&s->timer, timer_cb);
 	ev_init(&s->ready_timer, svc_ready_timer_cb);
 	ev_init(&s->probe_timer, svc_probe_timer_cb);
@@ -276,6 +290,7 @@ void svc_free(struct service *s)
 		return;
 	svc_forget_token(s);
 	svc_stop_watchers(s);
+	svc_pidfd_close(s);
 	probe_reset(&s->probe);
 	notify_close(&s->notify, s->sup->loop);
 	svc_close_outputs(s);
@@ -342,19 +357,34 @@ void svc_apply_next_config(struct service *s)
 	log_info(s->name, "new definition in effect");
 }
 
+pid_t svc_pgid(struct service *s)
+{
+	if (s->adopted && s->pid > 0) {
+		pid_t g = getpgid(s->pid);
+		if (g > 0)
+			s->pgid = g > 1 && g != getpgrp() ? g : 0;
+	}
+	return s->pgid;
+}
+
 int svc_signal(struct service *s, int sig)
 {
 	if (!svc_live(s)) {
 		errno = ESRCH;
 		return -1;
 	}
-	return kill(-s->pid, sig);
+	pid_t g = svc_pgid(s);
+	if (g > 0 && kill(-g, sig) == 0)
+		return 0;
+	/* No group by that id: the main process alone (it is never left
+	 * unsignalled, whatever its group became). */
+	return g > 0 && errno != ESRCH ? -1 : kill(s->pid, sig);
 }
 
 void svc_kill_now(struct service *s)
 {
-	if (svc_live(s) && kill(-s->pid, SIGKILL) < 0 && errno != ESRCH)
-		log_warn(s->name, "KILL to process group %d: %s", s->pid, strerror(errno));
+	if (svc_signal(s, SIGKILL) < 0 && errno != ESRCH)
+		log_warn(s->name, "KILL to process group %d: %s", s->pgid, strerror(errno));
 }
 
 /* --- actions of the state changes --------------------------------------- */
@@ -376,7 +406,7 @@ static void act_ready(struct service *s)
 	svc_checks_ready(s);
 }
 
-static void act_stop(struct service *s)
+void svc_act_stop(struct service *s)
 {
 	ev_timer_stop(s->sup->loop, &s->ready_timer);
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
@@ -390,21 +420,25 @@ static void act_stop(struct service *s)
 		s->want = WANT_UP;
 	if (svc_signal(s, s->cfg->stop_signal) < 0 && errno != ESRCH)
 		log_warn(s->name, "sending SIG%s to process group %d: %s", signal_name(s->cfg->stop_signal),
-			 s->pid, strerror(errno));
+			 s->pgid, strerror(errno));
 	/* As systemd does: a stopped (SIGSTOP, TSTP) process keeps a caught
 	 * stop signal pending until it runs again, and would wait out
 	 * stop_timeout for the KILL.  CONT after the stop signal lets it act
 	 * on it; to a process that runs, CONT does nothing. */
 	if (s->cfg->stop_signal != SIGCONT && s->cfg->stop_signal != SIGKILL &&
 	    svc_signal(s, SIGCONT) < 0 && errno != ESRCH)
-		log_warn(s->name, "sending SIGCONT to process group %d: %s", s->pid, strerror(errno));
+		log_warn(s->name, "sending SIGCONT to process group %d: %s", s->pgid, strerror(errno));
 	evtimer_start_ms(s->sup->loop, &s->timer, s->cfg->stop_timeout_ms);
 }
 
 static void act_kill(struct service *s)
 {
+	if (!svc_live(s) && s->cfg->pidfile) {	/* its daemon's pid never came */
+		svc_pidfile_stop_over(s);
+		return;
+	}
 	log_warn(s->name, "still running %.1fs after SIG%s: sending KILL to process group %d",
-		 (double)s->cfg->stop_timeout_ms / 1000.0, signal_name(s->cfg->stop_signal), s->pid);
+		 (double)s->cfg->stop_timeout_ms / 1000.0, signal_name(s->cfg->stop_signal), s->pgid);
 	svc_kill_now(s);
 }
 

@@ -25,8 +25,8 @@ static void restart_readiness(struct service *s)
 	int64_t at = 0;
 
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY)
-		return;	/* the exec's news begins readiness; READY=1 needs no timer */
+	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY || (s->cfg->pidfile && !s->adopted))
+		return;	/* the exec's news (or the adoption) begins readiness; READY=1 needs no timer */
 	if (r->kind == CHECK_DELAY)
 		at = r->delay_ms - (now_mono_ms() - s->spawned_at);
 	evtimer_start_ms(s->sup->loop, &s->probe_timer, at > 0 ? at : 0);
@@ -75,6 +75,10 @@ void svc_begin_readiness(struct service *s)
 {
 	const struct check *r = &s->cfg->ready;
 
+	/* pidfile: what gets ready is the daemon, once adopted (pidfile.c). */
+	if (s->cfg->pidfile && !s->adopted)
+		return;
+
 	switch (r->kind) {
 	case CHECK_DELAY:
 		if (r->delay_ms == 0) {
@@ -104,7 +108,11 @@ void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 
-	if (s->state == SVC_STARTING) {
+	if (s->state == SVC_ADOPTING) {
+		svc_pidfile_retry(s);
+	} else if (s->state == SVC_STOPPING && !svc_live(s)) {
+		svc_pidfile_stop_look(s);	/* stopped before its pid was read */
+	} else if (s->state == SVC_STARTING) {
 		if (s->cfg->ready.kind == CHECK_DELAY) {
 			char r[80];
 			char dur[32];
@@ -169,6 +177,10 @@ void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 
+	if (s->state == SVC_ADOPTING) {
+		svc_pidfile_timeout(s);
+		return;
+	}
 	if (s->state != SVC_STARTING)
 		return;
 	format_duration_ms(s->cfg->ready_timeout_ms, dur, sizeof(dur));

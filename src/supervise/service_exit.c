@@ -22,7 +22,9 @@
 
 static void describe_exit(const struct exit_info *e, char *buf, size_t len)
 {
-	if (e->signal)
+	if (e->unknown)
+		snprintf(buf, len, "ended (not cohortd's child: no exit status)");
+	else if (e->signal)
 		snprintf(buf, len, "killed by SIG%s", signal_name(e->signal));
 	else
 		snprintf(buf, len, "exited with code %d", e->code);
@@ -41,7 +43,7 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 				 char *reason, size_t len)
 {
 	const struct svc_config *c = s->cfg;
-	char what[64], dur[32];
+	char what[80], dur[32];
 
 	describe_exit(&s->last_exit, what, sizeof(what));
 	if (s->want == WANT_DOWN && s->sup->shutting_down) {
@@ -58,7 +60,7 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 	/* A service meant to keep running that ends before it was ready did
 	 * not start: a failure, even with a success code (for on-failure and
 	 * never, that is a one-shot job done). */
-	bool failure = s->stop_cause == STOP_FAILURE || s->last_exit.signal ||
+	bool failure = s->stop_cause == STOP_FAILURE || s->last_exit.signal || s->last_exit.unknown ||
 		       !exit_is_success(c, s->last_exit.code) ||
 		       (!was_ready && c->restart == RESTART_ALWAYS);
 	if (s->stop_cause == STOP_FAILURE)
@@ -112,22 +114,53 @@ enum svc_event svc_failure_event(struct service *s, const char *what, int64_t no
 	return SE_EXIT_RESTART;
 }
 
+/* pidfile: the started process ended with 0, which for a program that
+ * forks is its start done.  Its group is left as it is: the daemon may
+ * still be in it.  True when that is what this exit was. */
+static bool fork_done(struct service *s, const struct exit_info *e)
+{
+	char reason[256];
+
+	if (!s->cfg->pidfile || s->adopted || s->state != SVC_STARTING || e->signal || e->code != 0)
+		return false;
+	s->pid = 0;
+	s->paused_by = 0;
+	if (svc_read_exec_status(s, reason, sizeof(reason)) == 1)
+		return false;	/* cannot be: a failed exec exits 127 */
+	snprintf(reason, sizeof(reason), "the started process exited 0; reading %s", s->cfg->pidfile);
+	svc_fire(s, SE_FORKED, reason);
+	return true;
+}
+
 void svc_main_exited(struct service *s, int status)
 {
-	const struct supervise_hooks *h = &s->sup->hooks;
-	char reason[256];
-	pid_t pgid = s->pid;
-
-	s->last_exit = (struct exit_info){
+	struct exit_info e = {
 		.valid = true,
 		.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
 		.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
 	};
+
+	svc_main_ended(s, &e);
+}
+
+void svc_main_ended(struct service *s, const struct exit_info *e)
+{
+	const struct supervise_hooks *h = &s->sup->hooks;
+	char reason[256];
+	pid_t pgid = svc_pgid(s);	/* (an adopted zombie still says) */
+	bool started = s->cfg->pidfile && !s->adopted;	/* what it ran, not its daemon */
+
+	s->last_exit = *e;
+	if (fork_done(s, e))
+		return;
 	/* Whatever the main process left in its group goes with it, so a
 	 * restart never meets last run's children holding its port. */
 	if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
+	s->pgid = 0;
+	s->adopted = false;
+	svc_pidfd_close(s);
 	s->paused_by = 0;
 	/* A restart asked for that had not begun its stop: the process ended
 	 * by itself, and is restarted as any end of it is. */
@@ -141,9 +174,11 @@ void svc_main_exited(struct service *s, int status)
 	if (exec_rc == 1)
 		str_copy(s->exec_error, sizeof(s->exec_error), reason);
 	/* ready = delay:0 means ready once exec'd, even if the exit got here
-	 * before the exec's own news did. */
+	 * before the exec's own news did (not with pidfile: the daemon's pid
+	 * is what gets ready). */
 	bool was_ready = s->state != SVC_STARTING ||
-			 (exec_rc == 0 && s->cfg->ready.kind == CHECK_DELAY && s->cfg->ready.delay_ms == 0);
+			 (exec_rc == 0 && !started && s->cfg->ready.kind == CHECK_DELAY &&
+			  s->cfg->ready.delay_ms == 0);
 	if (s->exec_error[0] && s->state == SVC_STARTING) {
 		svc_start_failed(s, s->exec_error, s->exec_errno, true);
 		return;

@@ -19,6 +19,8 @@ void svc_stop_watchers(struct service *s);
 void svc_apply_next_config(struct service *s);
 /* Two texts of a config (either may be NULL) are the same. */
 bool svc_text_same(const char *a, const char *b);
+/* The stop signal to the main process's group, KILL after stop_timeout. */
+void svc_act_stop(struct service *s);
 
 /* service_spawn.c */
 void svc_act_spawn(struct service *s);
@@ -52,5 +54,26 @@ enum svc_event svc_failure_event(struct service *s, const char *what, int64_t no
 				 char *reason, size_t len);
 /* A random number in [-1, 1] for the backoff's jitter. */
 double svc_jitter(void);
+
+/* pidfile.c */
+/* Removes a PID file of an earlier run before a start; -1 and why. */
+int svc_pidfile_clear(struct service *s, char *err, size_t len);
+/* SE_FORKED: the started process exited 0: read the file now, and
+ * again until ready_timeout. */
+void svc_act_adopting(struct service *s);
+/* SE_ADOPTED: the ready probe judges the adopted process. */
+void svc_act_adopted(struct service *s);
+/* SE_STOP while the file is awaited: it is looked for until stop_timeout
+ * (svc_pidfile_stop_look), a pid found is stopped, else SE_TIMEOUT ends
+ * the stop (svc_pidfile_stop_over). */
+void svc_act_stop_adopting(struct service *s);
+void svc_pidfile_stop_look(struct service *s);
+void svc_pidfile_stop_over(struct service *s);
+/* The probe timer in ADOPTING: look again. */
+void svc_pidfile_retry(struct service *s);
+/* ready_timeout in ADOPTING: a failed start, unless the file came. */
+void svc_pidfile_timeout(struct service *s);
+/* Stops watching an adopted process that is not our child. */
+void svc_pidfd_close(struct service *s);
 
 #endif

@@ -373,6 +373,10 @@ void svc_act_spawn(struct service *s)
 	svc_forget_token(s);
 	new_token(s->token);
 	map_put(&s->sup->tokens, s->token, s);	/* the bus knows this start by it */
+	if (c->pidfile && svc_pidfile_clear(s, err, sizeof(err)) < 0) {
+		svc_start_failed(s, err, errno, false);
+		return;
+	}
 	if (prepare(s, true, c->argv.v, &sp, &ids, &env, err, sizeof(err)) < 0) {
 		svc_start_failed(s, err, errno, false);
 		return;
@@ -387,6 +391,8 @@ void svc_act_spawn(struct service *s)
 		return;
 	}
 	s->pid = pid;
+	s->pgid = pid;	/* spawn made it a session and group leader */
+	s->adopted = false;
 	s->spawned_at = now_mono_ms();
 	s->running_since = 0;
 	children_track(s->sup, pid, CHILD_MAIN, s);

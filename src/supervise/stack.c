@@ -182,7 +182,7 @@ void stack_changed(struct supervisor *sup, struct service *s, enum svc_state fro
 		/* A lower phase may stop once this one is down. */
 		for (size_t i = 0; i < sup->plan->n; i++) {
 			enum svc_state st = sup->svcs[i]->state;
-			if (st == SVC_STARTING || st == SVC_RUNNING || st == SVC_STOPPING)
+			if (st == SVC_STARTING || st == SVC_ADOPTING || st == SVC_RUNNING || st == SVC_STOPPING)
 				stack_queue(sup, sup->svcs[i]);
 		}
 	}

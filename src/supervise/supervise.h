@@ -9,6 +9,7 @@
  *   decide.c         the stack's decision, a pure function of the data
  *   stack.c          the shell around it: reconcile queue, phases, wants
  *   children.c       the pids of our children, and whose each is
+ *   pidfile.c        pidfile = PATH: a daemon that forks, adopted by its PID file
  *   reload.c         a new config against the running services
  *
  * The layer knows nothing above it (the daemon, the control socket, the
@@ -42,6 +43,9 @@ enum svc_state {
 	SVC_BACKOFF,	/* exited, restart delayed */
 	SVC_EXITED,	/* ended and not to be restarted (success) */
 	SVC_FAILED,	/* cannot start, or breaker open; maybe a trial later */
+	SVC_ADOPTING,	/* pidfile: the started process exited 0, its daemon's
+			 * PID file is awaited (shown as "starting": to users
+			 * the start is one step) */
 	SVC_NSTATES
 };
 
@@ -70,6 +74,8 @@ enum svc_event {
 	SE_EXIT_FAILED,	/* ended, breaker opens or restart=never failed */
 	SE_EXIT_STOPPED,	/* ended after a stop that was asked for */
 	SE_DELAY_OVER,	/* backoff delay or breaker cooldown over: may start */
+	SE_FORKED,	/* pidfile: the started process exited 0; read the file */
+	SE_ADOPTED,	/* pidfile: its PID adopted; the ready probe judges it */
 	SE_WANT_DOWN,	/* commands: the wanted state changes (state does not) */
 	SE_WANT_UP,
 	SE_WANT_RESTART,
@@ -90,6 +96,7 @@ struct exit_info {
 	bool valid;
 	int code;		/* exit code, when signal == 0 */
 	int signal;		/* killing signal, or 0 */
+	bool unknown;		/* an adopted process not our child: no status */
 };
 
 struct supervisor;
@@ -118,7 +125,16 @@ struct service {
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 
-	pid_t pid;		/* main process (also its process group), 0 if none */
+	pid_t pid;		/* main process, 0 if none */
+	pid_t pgid;		/* the process group stop signals go to: pid's own
+				 * (spawned with setsid), or an adopted daemon's
+				 * (pidfile.c); 0: signal pid alone */
+	bool adopted;		/* pid was read from the PID file: its end is the
+				 * service's end, not the end of a start */
+	int pidfd;		/* an adopted pid that is not our child: watched
+				 * through pidfd_open, -1 otherwise */
+	ev_io pidfd_io;
+	int64_t pidfile_retry_ms;	/* the next look at a missing PID file */
 	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
 	unsigned long long recorded_start;	/* its start time, /proc ticks */
 	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
@@ -142,7 +158,8 @@ struct service {
 
 	ev_timer timer;		/* backoff, stop timeout, breaker cooldown */
 	ev_timer ready_timer;	/* ready_timeout, and delay: readiness */
-	ev_timer probe_timer;	/* next readiness or health probe */
+	ev_timer probe_timer;	/* next readiness or health probe, or the next
+				 * look at a missing PID file (ADOPTING) */
 	ev_io exec_io;		/* exec-status pipe of the current spawn */
 	struct probe probe;	/* readiness, then health */
 	unsigned health_failures;
@@ -224,6 +241,11 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason);
 int svc_next_state(enum svc_state st, enum svc_event ev);
 /* Sends sig to the service's process group; -1 with errno. */
 int svc_signal(struct service *s, int sig);
+/* That group (0: the main process alone).  An adopted daemon's is looked
+ * up again each time: a daemon may call setsid after its parent wrote
+ * the PID file (Debian's nginx does), so the group it had when adopted
+ * may be the start's. */
+pid_t svc_pgid(struct service *s);
 /* Replaces the config (reload): keeps the process. */
 void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_config *owner);
 const char *svc_state_name(enum svc_state st);
@@ -247,6 +269,10 @@ void svc_main_paused(struct service *s, int sig);
  * readiness; now: monotonic ms; jitter in [-1, 1] for the backoff. */
 enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now, double jitter,
 				 char *reason, size_t len);
+
+/* The main process ended with what e says (an adopted process that is
+ * not our child, whose status nobody but its parent sees). */
+void svc_main_ended(struct service *s, const struct exit_info *e);
 
 /* service_check.c */
 /* A message from the service's process on a notify socket. */

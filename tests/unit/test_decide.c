@@ -470,3 +470,69 @@ Test(decide, what_an_exit_means)
 	sup.shutting_down = true;
 	cr_assert_eq(svc_classify_exit(o, true, 0, 0, r, sizeof(r)), SE_EXIT_STOPPED);
 }
+
+/* pidfile: after the started process exits 0 the service has no process
+ * while its daemon's pid is awaited (ADOPTING, shown as starting): it is
+ * still on its way up for what requires it or comes after it, and a stop
+ * goes through STOPPING (the file is read once more there). */
+Test(decide, a_daemon_awaited_by_its_pid_file)
+{
+	stack_of("[service:d]\ncommand = x\npidfile = d.pid\n"
+		 "[service:web]\ncommand = x\nrequires = d\n"
+		 "[service:late]\ncommand = x\nafter = d\n");
+	struct service *d = svc("d");
+
+	run();
+	cr_assert_eq(d->state, SVC_STARTING);
+	cr_assert_eq(svc_next_state(SVC_STARTING, SE_FORKED), SVC_ADOPTING);
+	d->state = SVC_ADOPTING;
+	d->pid = 0;
+	sup.phase_open = 2;	/* past the phase gate: only d holds them */
+	run();
+	cr_assert_eq(svc("web")->state, SVC_WAITING);
+	cr_assert_str_eq(svc("web")->reason, "requires d, which is starting");
+	cr_assert_eq(svc("late")->state, SVC_WAITING);
+	cr_assert_str_eq(svc("late")->reason, "after d, which is starting");
+	cr_assert_eq(d->state, SVC_ADOPTING, "nothing to decide while the pid is awaited");
+
+	cr_assert_str_eq(svc_state_name(SVC_ADOPTING), "starting");
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_READY), SVC_RUNNING, "no probe: ready once adopted");
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_ADOPTED), SVC_STARTING, "the probe judges it");
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_EXIT_RESTART), SVC_BACKOFF);
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_EXIT_FAILED), SVC_FAILED);
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_STOP), SVC_STOPPING);
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_UNHEALTHY), -1);
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_EXIT_DONE), -1);
+	cr_assert_eq(svc_next_state(SVC_ADOPTING, SE_START), -1);
+	cr_assert_eq(svc_next_state(SVC_RUNNING, SE_FORKED), -1);
+	cr_assert_eq(svc_next_state(SVC_STOPPING, SE_ADOPTED), -1);
+
+	/* Wanted down while the pid is awaited: the stop goes now. */
+	d->want = WANT_DOWN;
+	cr_assert_eq(step(d), SE_STOP);
+	cr_assert_eq(d->state, SVC_STOPPING);
+	cr_assert_eq(d->stop_cause, STOP_WANTED);
+
+	/* In a shutdown, a lower phase waits for one still on its way up. */
+	d->state = SVC_RUNNING;
+	d->pid = 1000;
+	svc("web")->state = SVC_ADOPTING;
+	svc("web")->want = WANT_DOWN;
+	sup.shutting_down = true;
+	cr_assert_eq(step(d), -1, "d waits for web, of a higher phase, still starting");
+	cr_assert_eq(step(svc("web")), SE_STOP);
+}
+
+/* An adopted daemon that is not cohortd's child ends with no status: a
+ * failure, so restart = on-failure starts it again. */
+Test(decide, an_end_with_no_exit_status_is_a_failure)
+{
+	stack_of("[service:job]\ncommand = x\nrestart = on-failure\nbackoff_initial = 1s\n");
+	struct service *j = svc("job");
+	char r[256];
+
+	j->state = SVC_RUNNING;
+	j->last_exit = (struct exit_info){.valid = true, .code = -1, .unknown = true};
+	cr_assert_eq(svc_classify_exit(j, true, 0, 0, r, sizeof(r)), SE_EXIT_RESTART);
+	cr_assert_str_eq(r, "ended (not cohortd's child: no exit status); restart in 1s (failure 1)");
+}
