@@ -12,6 +12,7 @@
 #include "config_keys.h"
 #include "helpers.h"
 #include "plan.h"
+#include "topic.h"
 
 static struct diag d;
 static struct cohort_config *cfg;
@@ -275,4 +276,12 @@ Test(template, a_new_instance_count_is_no_change_to_the_instances)
 	cr_assert(!svc_config_equal(config_find(a, "w@1"), config_find(b, "w@2")), "%%i differs");
 	config_free(b);
 	diag_free(&d2);
+}
+
+/* An instance's $sys topics can be named, and subscribed to, exactly. */
+Test(template, instance_names_make_topics)
+{
+	cr_assert(topic_pattern_valid("$sys.service.worker@1", false));
+	cr_assert(topic_pattern_valid("$sys.log.worker@12", true));
+	cr_assert(topic_matches("$sys.service.*", "$sys.service.worker@1"));
 }
