@@ -54,12 +54,14 @@ int tmpl_instances(const char *name, const char *v, uint64_t *n, struct sbuf *wh
 
 /* What differs from one instance to the next: what it runs, where, with
  * what around it, where its output goes, and the addresses it is probed
- * on.  The rest (dependencies, timings, rights) is the template's. */
+ * on.  The rest (dependencies, timings, rights) is the template's.  A name
+ * here that is no key yet (pidfile, for a daemon that forks) is never
+ * looked up: config.c walks the key table. */
 bool tmpl_key_expands(const char *key)
 {
 	static const char *const keys[] = {
 		"command", "directory", "environment", "environment_file",
-		"stdout", "stderr", "ready", "health",
+		"stdout", "stderr", "ready", "health", "pidfile",
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
