@@ -35,6 +35,15 @@ void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	sbuf_vaddf(&b, fmt, ap);
 	va_end(ap);
+	/* The same error again (a template's instances share a section: a
+	 * cycle through it is found once per instance) is said and counted
+	 * once: it was counted when first said. */
+	for (size_t i = 0; i < d->lines.n; i++)
+		if (strcmp(d->lines.v[i], b.buf) == 0) {
+			d->count--;
+			sbuf_free(&b);
+			return;
+		}
 
 	/* Insert after every entry with a key <= this one (stable). */
 	int64_t key = (int64_t)fi << 32 | (line > 0 ? line : 0);

@@ -97,8 +97,8 @@ static void report_cycle(const struct cohort_config *cfg, struct diag *d,
 		from--;
 	from = from ? from - 1 : 0;
 	for (size_t k = from; k < depth; k++)
-		sbuf_addf(&b, "%s -> ", cfg->services[stack[k]]->name);
-	sbuf_adds(&b, cfg->services[target]->name);
+		sbuf_addf(&b, "%s -> ", section_name(cfg->services[stack[k]]));
+	sbuf_adds(&b, section_name(cfg->services[target]));
 	const struct svc_config *s = cfg->services[target];
 	int line = svc_key_line(s, s->requires.n ? "requires" : "after");
 	diag_add(d, s->file, line, "[service:%s]: dependency cycle: %s", section_name(s), b.buf);

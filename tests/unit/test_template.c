@@ -285,3 +285,23 @@ Test(template, instance_names_make_topics)
 	cr_assert(topic_pattern_valid("$sys.log.worker@12", true));
 	cr_assert(topic_matches("$sys.service.*", "$sys.service.worker@1"));
 }
+
+/* A cycle or a phase too low in a template is one section's error: said
+ * with the section's name, not once per instance. */
+Test(template, graph_errors_of_a_template_are_said_once)
+{
+	cfg = th_load("[service:w]\ninstances = 5\ncommand = x\nrequires = api\n"
+		      "[service:api]\ncommand = y\nrequires = w\n", &d);
+	cr_assert_null(plan_build(cfg, &d));
+	cr_assert(th_diag_has(&d, "cohort.ini:4: [service:w]: dependency cycle: w -> api -> w"), "%s",
+		  th_diag_text(&d));
+	cr_assert_leq(d.count, 2, "%s", th_diag_text(&d));
+	cr_assert_eq(d.count, d.lines.n);
+	config_free(cfg);
+	diag_free(&d);
+	cfg = th_load("[service:w]\ninstances = 5\ncommand = x\nphase = 1\nrequires = db\n"
+		      "[service:db]\ncommand = y\n", &d);
+	cr_assert_null(plan_build(cfg, &d));
+	cr_assert_eq(d.count, 1, "%s", th_diag_text(&d));
+	cr_assert(th_diag_has(&d, "cohort.ini:4: [service:w]: phase = 1 is lower than the 2"));
+}
