@@ -342,7 +342,7 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 }
 
 const struct ctl_command ctl_service_commands[] = {
-	{"start", cmd_start, "start targets (names, @PHASE, all); with wait, answer once running/failed",
+	{"start", cmd_start, "start targets (names, NAME@*, @PHASE, all); with wait, answer once running/failed",
 	 change_fields},
 	{"stop", cmd_stop, "stop targets (dependents first); with wait, answer once stopped", change_fields},
 	{"restart", cmd_restart, "stop then start targets; with wait, answer once running/failed", change_fields},

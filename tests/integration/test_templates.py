@@ -91,6 +91,10 @@ stop_timeout = 5s
         self.assertEqual(status_names(d.ctl("status", "worker@*")[1]), names)
         self.assertEqual(status_names(d.ctl("status", "worker@[12]")[1]), names[1:])
         self.assertEqual(status_names(d.ctl("status", "worker@1")[1]), ["worker@1"])
+        # each has its own retained $sys value, named exactly
+        got = d.ctl("get", "$sys.service.worker@1")[1]
+        self.assertIn('"name":"worker@1"', got.replace(" ", ""))
+        self.assertNotIn("worker@0", got)
         # each has its own log file, and log worker@* interleaves them
         for i in range(3):
             self.assertTrue(os.path.exists(os.path.join(d.log_dir, f"worker@{i}.log")))
