@@ -110,15 +110,17 @@ stop_timeout = 5s
         out = d.ctl("restart", "worker@*")[1]
         self.assertEqual([l.split(" ")[:2] for l in out.splitlines()],
                          [[f"worker@{i}:", "running"] for i in range(3)], out)
+        for i in range(3):   # its log line follows the spawn's: both are read
+            d.wait_state(f"worker@{i}", "running", start=mark)
         after = self.pids(d, 3)
         for i in range(3):
             self.assertNotEqual(before[i], after[i], f"worker@{i} restarted")
             self.assertFalse(pid_alive(before[i]))
-            d.wait_state(f"worker@{i}", "running", start=mark)
 
         # stop worker@1: that one only
+        mark = len(d.lines)
         d.ctl("stop", "worker@1")
-        self.assertEqual(d.state("worker@1"), "stopped")
+        d.wait_state("worker@1", "stopped", start=mark)
         self.assertFalse(pid_alive(after[1]))
         wait_until(self, lambda: not listening(base + 1), what="port of worker@1 closed")
         for i in (0, 2):
@@ -126,8 +128,9 @@ stop_timeout = 5s
             self.assertEqual(d.last_pid(f"worker@{i}"), after[i])
             self.assertTrue(pid_alive(after[i]))
         # start worker (the template's name): the stopped one starts, the others stay
+        mark = len(d.lines)
         d.ctl("start", "worker")
-        self.assertEqual(d.state("worker@1"), "running")
+        d.wait_state("worker@1", "running", start=mark)
         self.assertTrue(listening(base + 1))
         self.assertEqual([d.last_pid("worker@0"), d.last_pid("worker@2")], [after[0], after[2]])
 
