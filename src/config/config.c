@@ -62,6 +62,7 @@ struct loader {
 	bool after_key;		/* a key line since the section header */
 	size_t errors_here;	/* errors reported for this file */
 	bool mute;		/* a template's later instances: their errors are the first's */
+	uint64_t instances;	/* made by templates so far, all files */
 	struct raw_section sec;
 	struct raw_section daemon;	/* [cohort] may be split; kept to the end of the main file */
 	bool daemon_seen;
@@ -230,7 +231,15 @@ static uint64_t instances_of(struct loader *l, struct raw_section *r)
 	if (r->set[ii] && tmpl_instances(r->svc->name, v, &n, &why) < 0) {
 		lerr(l, r->key_line[ii], "[service:%s]: instances = \"%s\": %s", r->svc->name, v, why.buf);
 		r->set[ii] = false;
+	} else if (l->instances + n > TMPL_INSTANCES_MAX) {
+		/* a bound on the whole file too: a few lines must not make a
+		 * million services */
+		lerr(l, r->key_line[ii], "[service:%s]: instances = %s: more than %d instances in all the "
+		     "templates (%llu before this one)", r->svc->name, v, TMPL_INSTANCES_MAX,
+		     (unsigned long long)l->instances);
+		n = 1;
 	}
+	l->instances += n;
 	sbuf_free(&why);
 	return n;
 }

@@ -16,7 +16,7 @@
 #include "util.h"
 
 #define SVC_NAME_MAX 64
-#define TMPL_INSTANCES_MAX 10000	/* instances = N: at most this many */
+#define TMPL_INSTANCES_MAX 10000	/* instances = N: at most this many, in all templates */
 #define TMPL_OFFSET_MAX 1000000		/* %{i+N}: N at most this */
 #define LOCK_NAME_MAX 255
 

@@ -140,6 +140,9 @@ Test(template, bad_instances_and_percent_name_file_line_and_key)
 	    "cohort.ini:3: [service:w]: instances = \"0\": expected a number of instances from 1 to 10000");
 	bad("[service:w]\ncommand = x\ninstances = abc\n", "cohort.ini:3: [service:w]: instances = \"abc\": expected");
 	bad("[service:w]\ncommand = x\ninstances = 10001\n", "instances = \"10001\": expected");
+	bad("[service:w]\ncommand = x\ninstances = 6000\n[service:v]\ncommand = x\ninstances = 5000\n",
+	    "cohort.ini:6: [service:v]: instances = 5000: more than 10000 instances in all the templates "
+	    "(6000 before this one)");
 	bad("[service:w]\ninstances = 2\n\ncommand = x %q\n",
 	    "cohort.ini:4: [service:w]: command = \"x %q\": \"%q\" is not known: in a template %i is the "
 	    "instance number, %{i+N} adds N to it (N at most 1000000) and %% is a %");
