@@ -166,7 +166,7 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 	long long qos = qv ? json_integer_value(qv) : 0;
 
 	if (!pat || !topic_pattern_valid(pat, true)) {
-		bus_conn_error(c, id, "sub: \"topic\" must be a pattern: dot-separated [A-Za-z0-9_-] "
+		bus_conn_error(c, id, "sub: \"topic\" must be a pattern: dot-separated [A-Za-z0-9_@-] "
 			       "segments, * for one, a last > for the rest");
 		return;
 	}
@@ -292,7 +292,7 @@ static void op_pub(struct bus_conn *c, json_t *req, json_t *id)
 	long long qos = qv ? json_integer_value(qv) : 0;
 
 	if (!topic || !topic_pattern_valid(topic, false) || topic[0] == '$') {
-		bus_conn_error(c, id, "pub: \"topic\" must be dot-separated [A-Za-z0-9_-] segments "
+		bus_conn_error(c, id, "pub: \"topic\" must be dot-separated [A-Za-z0-9_@-] segments "
 			       "(no wildcards; $ topics are cohortd's)");
 		return;
 	}

@@ -64,6 +64,7 @@ static int run_log(struct ctl *c, int argc, char **argv)
 	json_t *resp = read_answer(c, &raw, false);
 	json_t *whose = json_object_get(resp, "services"), *l;
 	size_t i;
+	several = json_is_array(whose);	/* worker@* is several, too: cohortd says */
 	if (c->json)
 		printf("%s\n", raw);
 	else

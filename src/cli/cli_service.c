@@ -87,7 +87,8 @@ static int run_change(struct ctl *c, int argc, char **argv)
 			die_usage("%s: unknown option", argv[0]);
 	}
 	if (optind >= argc)
-		die_usage("%s needs at least one target (a name, @PHASE or all)", argv[0]);
+		die_usage("%s needs at least one target (a name, NAME@* for a template's instances, "
+			  "@PHASE or all)", argv[0]);
 	json_t *targets = json_array();
 	for (int i = optind; i < argc; i++)
 		json_array_append_new(targets, json_string(argv[i]));
@@ -146,7 +147,7 @@ const struct command cmd_status_entry = {
 const struct command cmd_start_entry = {
 	.name = "start",
 	.usage = "[--wait|--no-wait] [--timeout DUR] TARGET...",
-	.summary = "start services (NAME, @PHASE or all); waits until running or failed",
+	.summary = "start services (NAME, NAME@*, @PHASE or all); waits until running or failed",
 	.run = run_change,
 	.shortopts = "+",
 	.longopts = change_opts,

@@ -581,7 +581,7 @@ static char *pub_text(cohort_t *c, const char *topic, const char *data, int qos,
 		      const char *mid, uint64_t id)
 {
 	if (!topic_pattern_valid(topic, false) || topic[0] == '$') {
-		set_err(c, "bad topic \"%s\": dot-separated [A-Za-z0-9_-] segments, no wildcards", topic);
+		set_err(c, "bad topic \"%s\": dot-separated [A-Za-z0-9_@-] segments, no wildcards", topic);
 		return NULL;
 	}
 	if (qos != 0 && qos != 1) {

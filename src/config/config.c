@@ -13,6 +13,8 @@
  * Values are collected raw per section (a key indented on the next line
  * continues the previous value, and the parts are joined with a space) and
  * parsed when the section ends, through the key table in config_keys.c.
+ * A section with instances = N is parsed N times, as NAME@0 ... NAME@N-1,
+ * each time with %i expanded (config_template.c).
  */
 #include "autoconfig.h"
 
@@ -31,7 +33,6 @@
 
 #define INI_LINE_MAX 199		/* Debian's inih: INI_MAX_LINE 200, less the NUL */
 #define CONFIG_FILE_MAX (16u << 20)
-#define DIAG_MAX 100			/* errors kept; the rest are counted */
 
 enum sec_kind { SEC_NONE, SEC_DAEMON, SEC_SERVICE, SEC_BAD };
 
@@ -60,62 +61,12 @@ struct loader {
 	bool continuation;	/* current line continues the previous value */
 	bool after_key;		/* a key line since the section header */
 	size_t errors_here;	/* errors reported for this file */
+	bool mute;		/* a template's later instances: their errors are the first's */
+	uint64_t instances;	/* made by templates so far, all files */
 	struct raw_section sec;
 	struct raw_section daemon;	/* [cohort] may be split; kept to the end of the main file */
 	bool daemon_seen;
 };
-
-void diag_add(struct diag *d, const char *file, int line, const char *fmt, ...)
-{
-	struct sbuf b = {0};
-	va_list ap;
-	size_t fi;
-
-	d->count++;
-	if (d->lines.n >= DIAG_MAX)
-		return;
-	for (fi = 0; fi < d->files.n; fi++)
-		if (strcmp(d->files.v[fi], file) == 0)
-			break;
-	if (fi == d->files.n)
-		strv_push(&d->files, file);
-	if (line > 0)
-		sbuf_addf(&b, "%s:%d: ", file, line);
-	else
-		sbuf_addf(&b, "%s: ", file);
-	va_start(ap, fmt);
-	sbuf_vaddf(&b, fmt, ap);
-	va_end(ap);
-
-	/* Insert after every entry with a key <= this one (stable). */
-	int64_t key = (int64_t)fi << 32 | (line > 0 ? line : 0);
-	size_t at = d->lines.n;
-	while (at > 0 && d->keys[at - 1] > key)
-		at--;
-	strv_push_owned(&d->lines, NULL);
-	d->keys = xrealloc(d->keys, d->lines.n * sizeof(*d->keys));
-	memmove(&d->lines.v[at + 1], &d->lines.v[at], (d->lines.n - 1 - at) * sizeof(char *));
-	memmove(&d->keys[at + 1], &d->keys[at], (d->lines.n - 1 - at) * sizeof(*d->keys));
-	d->lines.v[at] = sbuf_steal(&b);
-	d->keys[at] = key;
-}
-
-void diag_print(const struct diag *d, FILE *f)
-{
-	for (size_t i = 0; i < d->lines.n; i++)
-		fprintf(f, "%s\n", d->lines.v[i]);
-	if (d->count > d->lines.n)
-		fprintf(f, "... and %zu more errors\n", d->count - d->lines.n);
-}
-
-void diag_free(struct diag *d)
-{
-	strv_free(&d->lines);
-	strv_free(&d->files);
-	free(d->keys);
-	d->keys = NULL;
-	d->count = 0;
-}
 
 static void lerr(struct loader *l, int line, const char *fmt, ...) PRINTF(3, 4);
 static void lerr(struct loader *l, int line, const char *fmt, ...)
@@ -123,12 +74,14 @@ static void lerr(struct loader *l, int line, const char *fmt, ...)
 	struct sbuf b = {0};
 	va_list ap;
 
+	l->errors_here++;
+	if (l->mute)
+		return;
 	va_start(ap, fmt);
 	sbuf_vaddf(&b, fmt, ap);
 	va_end(ap);
 	diag_add(l->d, l->file, line, "%s", b.buf);
 	sbuf_free(&b);
-	l->errors_here++;
 }
 
 static const char *sec_label(struct loader *l, struct sbuf *b)
@@ -244,10 +197,9 @@ static void check_pidfile(struct loader *l, const struct raw_section *r, struct 
 	}
 }
 
-static void finish_service(struct loader *l)
+/* Parses one service's keys (a template's: one instance's) into s. */
+static void finish_one(struct loader *l, struct raw_section *r, struct svc_config *s)
 {
-	struct raw_section *r = &l->sec;
-	struct svc_config *s = r->svc;
 	struct sbuf label = {0};
 	const char *why;
 	int ci = key_index(KS_SERVICE, "command");
@@ -275,6 +227,123 @@ static void finish_service(struct loader *l)
 	sbuf_free(&label);
 }
 
+static struct svc_config *add_service(struct loader *l, const char *name, int line)
+{
+	struct svc_config *s = xcalloc(1, sizeof(*s));
+	struct cohort_config *c = l->cfg;
+
+	s->name = xstrdup(name);
+	s->file = xstrdup(l->file);
+	s->line = line;
+	s->key_line = xcalloc(config_nkeys, sizeof(int));
+	if ((c->nservices & (c->nservices - 1)) == 0)
+		c->services = xrealloc(c->services, (c->nservices ? c->nservices * 2 : 1) * sizeof(*c->services));
+	s->index = c->nservices;
+	c->services[c->nservices++] = s;
+	map_put(&c->by_name, s->name, s);
+	return s;
+}
+
+/* The number of instances of the section, 0 when it is no template.  A
+ * bad one is reported here, and the section checked as one instance. */
+static uint64_t instances_of(struct loader *l, struct raw_section *r)
+{
+	int ii = key_index(KS_SERVICE, "instances");
+	const char *v = r->value[ii].buf ? r->value[ii].buf : "";
+	struct sbuf why = {0};
+	uint64_t n = 0;
+
+	if (r->set[ii] && tmpl_instances(r->svc->name, v, &n, &why) < 0) {
+		lerr(l, r->key_line[ii], "[service:%s]: instances = \"%s\": %s", r->svc->name, v, why.buf);
+		r->set[ii] = false;
+	} else if (l->instances + n > TMPL_INSTANCES_MAX) {
+		/* a bound on the whole file too: a few lines must not make a
+		 * million services */
+		lerr(l, r->key_line[ii], "[service:%s]: instances = %s: more than %d instances in all the "
+		     "templates (%llu before this one)", r->svc->name, v, TMPL_INSTANCES_MAX,
+		     (unsigned long long)l->instances);
+		n = 1;
+	}
+	l->instances += n;
+	sbuf_free(&why);
+	return n;
+}
+
+/* The raw section of instance k: the keys that differ per instance
+ * expanded (config_template.c).  A key with a bad "%" is reported and
+ * left out (command keeps its text, so that it is not also "missing"). */
+static void instance_raw(struct loader *l, const struct raw_section *r, uint64_t k, struct raw_section *x)
+{
+	struct sbuf why = {0};
+
+	raw_init(x, SEC_SERVICE, r->line);
+	x->svc = r->svc;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const char *v = r->value[i].buf ? r->value[i].buf : "";
+		x->set[i] = r->set[i];
+		x->key_line[i] = r->key_line[i];
+		if (!r->set[i] || config_keys[i].section != KS_SERVICE || !tmpl_key_expands(config_keys[i].name)) {
+			sbuf_adds(&x->value[i], v);
+			continue;
+		}
+		why.len = 0;
+		if (tmpl_expand(v, k, &x->value[i], &why) == 0)
+			continue;
+		lerr(l, r->key_line[i], "[service:%s]: %s = \"%s\": %s", r->svc->template_name,
+		     config_keys[i].name, v, why.buf);
+		x->value[i].len = 0;
+		sbuf_adds(&x->value[i], v);
+		x->set[i] = strcmp(config_keys[i].name, "command") == 0;
+	}
+	sbuf_free(&why);
+}
+
+/* A template: its section (r->svc, named NAME) becomes NAME@0, then
+ * NAME@1 ... are added after it, so that the instances are in a row. */
+static void make_instances(struct loader *l, struct raw_section *r, uint64_t n)
+{
+	struct cohort_config *c = l->cfg;
+	struct svc_config *first = r->svc;
+	char *base = first->name;
+	bool was_mute = l->mute;
+
+	map_del(&c->by_name, base);
+	for (uint64_t k = 0; k < n; k++) {
+		char name[SVC_NAME_MAX + 32];
+		snprintf(name, sizeof(name), "%s@%llu", base, (unsigned long long)k);
+		struct svc_config *s = k == 0 ? first : add_service(l, name, r->line);
+		struct raw_section x;
+		if (k == 0) {
+			s->name = xstrdup(name);
+			map_put(&c->by_name, s->name, s);
+		}
+		s->template_name = xstrdup(base);
+		s->instance = k;
+		size_t before = l->errors_here;
+		instance_raw(l, r, k, &x);
+		finish_one(l, &x, s);
+		raw_free(&x);
+		s->instances = n;	/* also when instances = was bad */
+		/* The instances differ only where %i is: the first one's errors
+		 * say it, not another N-1 times. */
+		if (l->errors_here > before)
+			l->mute = true;
+	}
+	l->mute = was_mute;
+	map_put(&c->templates, first->template_name, first);
+	free(base);
+}
+
+static void finish_service(struct loader *l)
+{
+	uint64_t n = instances_of(l, &l->sec);
+
+	if (n)
+		make_instances(l, &l->sec, n);
+	else
+		finish_one(l, &l->sec, l->sec.svc);
+}
+
 static void finish_section(struct loader *l)
 {
 	if (l->sec.kind == SEC_SERVICE)
@@ -284,7 +353,7 @@ static void finish_section(struct loader *l)
 	l->sec = (struct raw_section){.kind = SEC_NONE, .last_key = -1};
 }
 
-static const char *find_origin(struct svc_config *s, struct sbuf *b)
+static const char *find_origin(const struct svc_config *s, struct sbuf *b)
 {
 	b->len = 0;
 	sbuf_addf(b, "%s:%d", s->file, s->line);
@@ -340,13 +409,22 @@ static void open_section(struct loader *l, char *name)
 	}
 	if (str_starts(name, "service:")) {
 		const char *sname = name + 8;
+		if (strchr(sname, '@')) {
+			lerr(l, l->lineno, "[%s]: \"@\" is for the names of instances: write [service:%.*s] "
+			     "with instances = N for %.*s@0 to %.*s@N-1", name, (int)strcspn(sname, "@"), sname,
+			     (int)strcspn(sname, "@"), sname, (int)strcspn(sname, "@"), sname);
+			l->sec.kind = SEC_BAD;
+			return;
+		}
 		if (!svc_name_valid(sname)) {
 			lerr(l, l->lineno, "[%s]: bad service name \"%s\" (use 1-64 of A-Z a-z 0-9 _ . -)",
 			     name, sname);
 			l->sec.kind = SEC_BAD;
 			return;
 		}
-		struct svc_config *prev = map_get(&l->cfg->by_name, sname);
+		const struct svc_config *prev = map_get(&l->cfg->by_name, sname);
+		if (!prev)
+			prev = config_template(l->cfg, sname);
 		if (prev) {
 			lerr(l, l->lineno, "duplicate service \"%s\" (first defined at %s)",
 			     sname, find_origin(prev, &b));
@@ -354,20 +432,8 @@ static void open_section(struct loader *l, char *name)
 			l->sec.kind = SEC_BAD;
 			return;
 		}
-		struct svc_config *s = xcalloc(1, sizeof(*s));
-		s->name = xstrdup(sname);
-		s->file = xstrdup(l->file);
-		s->line = l->lineno;
-		s->key_line = xcalloc(config_nkeys, sizeof(int));
-		struct cohort_config *c = l->cfg;
-		if ((c->nservices & (c->nservices - 1)) == 0)
-			c->services = xrealloc(c->services,
-					       (c->nservices ? c->nservices * 2 : 1) * sizeof(*c->services));
-		s->index = c->nservices;
-		c->services[c->nservices++] = s;
-		map_put(&c->by_name, s->name, s);
 		raw_init(&l->sec, SEC_SERVICE, l->lineno);
-		l->sec.svc = s;
+		l->sec.svc = add_service(l, sname, l->lineno);
 		return;
 	}
 	unknown_section(l, name);
@@ -714,6 +780,7 @@ void config_free(struct cohort_config *c)
 			if (config_keys[k].section == KS_SERVICE)
 				key_free(&config_keys[k], (char *)s + config_keys[k].offset);
 		strv_free(&s->argv);
+		free(s->template_name);
 		free(s->name);
 		free(s->file);
 		free(s->key_line);
@@ -724,6 +791,7 @@ void config_free(struct cohort_config *c)
 			key_free(&config_keys[k], (char *)c + config_keys[k].offset);
 	free(c->services);
 	map_free(&c->by_name);
+	map_free(&c->templates);
 	free(c->key_line);
 	free(c->file);
 	free(c);
@@ -744,46 +812,4 @@ void config_unref(struct cohort_config *c)
 struct svc_config *config_find(const struct cohort_config *c, const char *name)
 {
 	return map_get(&c->by_name, name);
-}
-
-bool svc_config_equal(const struct svc_config *a, const struct svc_config *b)
-{
-	return svc_config_diff(a, b, NULL, NULL) == 0;
-}
-
-size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
-		       bool *restart)
-{
-	size_t n = 0;
-
-	if (restart)
-		*restart = false;
-	for (size_t k = 0; k < config_nkeys; k++) {
-		const struct key_def *kd = &config_keys[k];
-		if (kd->section != KS_SERVICE ||
-		    key_equal(kd, (const char *)a + kd->offset, (const char *)b + kd->offset))
-			continue;
-		n++;
-		if (keys)
-			strv_push(keys, kd->name);
-		if (restart && kd->apply == KEY_RESTART)
-			*restart = true;
-	}
-	return n;
-}
-
-bool exit_is_success(const struct svc_config *s, int code)
-{
-	if (code < 0 || code > 255)
-		return false;
-	return s->success_exit[code / 8] & (1u << (code % 8));
-}
-
-int svc_key_line(const struct svc_config *s, const char *key)
-{
-	int i = key_index(KS_SERVICE, key);
-
-	if (i >= 0 && s->key_line[i])
-		return s->key_line[i];
-	return s->line;
 }

@@ -16,6 +16,8 @@
 #include "util.h"
 
 #define SVC_NAME_MAX 64
+#define TMPL_INSTANCES_MAX 10000	/* instances = N: at most this many, in all templates */
+#define TMPL_OFFSET_MAX 1000000		/* %{i+N}: N at most this */
 #define LOCK_NAME_MAX 255
 
 enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
@@ -53,6 +55,9 @@ struct svc_config {
 	char *file;		/* where the section is, for messages */
 	int line;
 	int *key_line;		/* line of each key as set, 0 if defaulted */
+	uint64_t instances;	/* as written: 0, or this is one of a template's */
+	char *template_name;	/* NAME of NAME@K, or NULL: not an instance */
+	uint64_t instance;	/* K of NAME@K */
 
 	char *command;		/* as written */
 	struct strv argv;	/* command split into words (or sh -c) */
@@ -137,6 +142,7 @@ struct cohort_config {
 	struct svc_config **services;	/* in file order */
 	size_t nservices;
 	struct map by_name;	/* name -> struct svc_config */
+	struct map templates;	/* NAME of a template -> its instance NAME@0 */
 };
 
 /* Errors, kept sorted by file (in the order files were read) and line, so
@@ -169,7 +175,16 @@ bool svc_config_equal(const struct svc_config *a, const struct svc_config *b);
  * to see it. */
 size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
 		       bool *restart);
+/* A service name: 1-64 of [A-Za-z0-9_.-], or an instance's NAME@K. */
 bool svc_name_valid(const char *name);
+/* config_template.c: a template's first instance (NAME@0), or NULL; its
+ * instances are services[index .. index + instances - 1]. */
+const struct svc_config *config_template(const struct cohort_config *c, const char *name);
+/* The services a name given by a user means, pushed to out in config
+ * order: a service's own name; a template's NAME (every instance); a
+ * glob (* ? [...], as fnmatch: worker@* is every instance of worker).
+ * Their number, or -1 with why ("no such service: ..."). */
+int config_match(const struct cohort_config *c, const char *pattern, struct strv *out, struct sbuf *why);
 bool exit_is_success(const struct svc_config *s, int code);
 /* Line of key in s, or the section's line when it was defaulted. */
 int svc_key_line(const struct svc_config *s, const char *key);

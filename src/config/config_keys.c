@@ -6,7 +6,8 @@
  * config.c drives the inih handler from this table, and the did-you-mean
  * candidates come from it; the unit tests hold doc/cohort.ini.5 to it
  * (every key described, with its default and its reload column), so a key
- * exists in one place.  The parsers of each type are in config_values.c.
+ * exists in one place.  The parsers of each type are in config_values.c;
+ * svc_config_diff, at the end, compares two services through the table.
  */
 #include "autoconfig.h"
 
@@ -72,6 +73,7 @@ const struct key_def config_keys[] = {
 	{D("state_mirror_dir", state_mirror_dir, K_PATH, RESTART), ""},
 	{D("state_mirror_topics", state_mirror_topics, K_TOPICPATS, RESTART), ""},
 
+	{S("instances", instances, K_INSTANCES, LIVE), ""},
 	{S("command", command, K_STR, RESTART), ""},
 	{S("shell", shell, K_BOOL, RESTART), "no"},
 	{S("directory", directory, K_PATH, RESTART), ""},
@@ -150,8 +152,9 @@ static const struct {
 	const char *hint;
 } foreign_keys[] = {
 	/* supervisord */
-	{"numprocs", "cohort runs one process per service: write a [service:NAME] section for each"},
-	{"numprocs_start", "cohort runs one process per service: write a [service:NAME] section for each"},
+	{"numprocs", "use instances = N: the services NAME@0 to NAME@N-1, with %i for the number "
+		     "in command, environment, directory and ready/health addresses"},
+	{"numprocs_start", "instances are numbered from 0: write %{i+N} where the number should start at N"},
 	{"process_name", "the process is named by its [service:NAME] section"},
 	{"priority", "the start order comes from requires and after (phases), or phase = N"},
 	{"startsecs", "use ready = delay:DURATION; startsecs = 2 is ready = delay:2s"},
@@ -284,8 +287,14 @@ bool svc_name_valid(const char *name)
 
 	if (n == 0 || n > SVC_NAME_MAX)
 		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789_.-") == n;
+	size_t base = strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				   "0123456789_.-");
+	if (base == n)
+		return true;
+	/* an instance of a template: NAME@K */
+	const char *k = name + base + 1;
+	return base > 0 && name[base] == '@' && *k && strspn(k, "0123456789") == strlen(k) &&
+	       (k[0] != '0' || !k[1]);
 }
 
 bool lock_name_valid(const char *name)
@@ -308,3 +317,48 @@ bool lock_pattern_valid(const char *pat)
 			   "0123456789_.:/-*?") == n;
 }
 
+/* --- what is done through the table: comparing, finding a key's line --- */
+
+bool svc_config_equal(const struct svc_config *a, const struct svc_config *b)
+{
+	return svc_config_diff(a, b, NULL, NULL) == 0;
+}
+
+size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, struct strv *keys,
+		       bool *restart)
+{
+	size_t n = 0;
+
+	if (restart)
+		*restart = false;
+	for (size_t k = 0; k < config_nkeys; k++) {
+		const struct key_def *kd = &config_keys[k];
+		/* instances is how many sections a template became: a reload
+		 * adds or removes those by name, and to each one it is no change. */
+		if (kd->section != KS_SERVICE || kd->offset == offsetof(struct svc_config, instances) ||
+		    key_equal(kd, (const char *)a + kd->offset, (const char *)b + kd->offset))
+			continue;
+		n++;
+		if (keys)
+			strv_push(keys, kd->name);
+		if (restart && kd->apply == KEY_RESTART)
+			*restart = true;
+	}
+	return n;
+}
+
+bool exit_is_success(const struct svc_config *s, int code)
+{
+	if (code < 0 || code > 255)
+		return false;
+	return s->success_exit[code / 8] & (1u << (code % 8));
+}
+
+int svc_key_line(const struct svc_config *s, const char *key)
+{
+	int i = key_index(KS_SERVICE, key);
+
+	if (i >= 0 && s->key_line[i])
+		return s->key_line[i];
+	return s->line;
+}

@@ -43,6 +43,7 @@ enum key_type {
 	K_ENVFILES,	/* environment files, -PATH when it may be missing */
 	K_NATSURLS,	/* config_cluster.c: nats:// or tls:// URLs */
 	K_NATSNAME,	/* the KV bucket's name */
+	K_INSTANCES,	/* config_template.c: 1 to TMPL_INSTANCES_MAX, or nothing for 0 */
 	K_NTYPES
 };
 
@@ -75,6 +76,15 @@ bool key_equal_proc(enum key_type t, const void *a, const void *b);
  * Without libnats, any `cluster` is refused: the mode is not built in. */
 int cluster_urls_parse(const char *v, char **out, struct sbuf *why);
 int cluster_name_parse(const char *v, char **out, struct sbuf *why);
+
+/* config_template.c: instances = N, and the expansion of %i, %{i+N} and
+ * %% in the keys tmpl_key_expands names (see the file's comment). */
+int tmpl_parse_instances(const char *v, uint64_t *out, struct sbuf *why);
+/* The same for [service:NAME], whose instance names must fit too: -1
+ * with why and *n = 1 (check the section as one instance) when not. */
+int tmpl_instances(const char *name, const char *v, uint64_t *n, struct sbuf *why);
+bool tmpl_key_expands(const char *key);
+int tmpl_expand(const char *in, uint64_t instance, struct sbuf *out, struct sbuf *why);
 
 bool lock_name_valid(const char *name);
 bool lock_pattern_valid(const char *pat);

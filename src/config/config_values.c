@@ -596,6 +596,12 @@ static int parse_proc(const struct key_value *in, void *p)
 	return key_parse_proc(in->key->type, in->ctx, in->text, p, in->why);
 }
 
+/* instances (config_template.c). */
+static int parse_instances(const struct key_value *in, void *p)
+{
+	return tmpl_parse_instances(in->text, p, in->why);
+}
+
 /* cluster and cluster_name (config_cluster.c). */
 static int parse_cluster_urls(const struct key_value *in, void *p)
 {
@@ -697,13 +703,13 @@ static const struct value_type {
 	[K_EXITCODES] = {.parse = parse_success_exit, .size = sizeof(((struct svc_config *)0)->success_exit)},
 	[K_ENV] = {.parse = parse_environment, .free = free_strv, .equal = equal_strv},
 	[K_NAMES] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
-		.item_valid = svc_name_valid, .item_what = "a service name ([A-Za-z0-9_.-], at most 64)"},
+		.item_valid = svc_name_valid, .item_what = "a service name ([A-Za-z0-9_.-], at most 64, or an instance's NAME@K)"},
 	[K_INCLUDE] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
 		.item_valid = any_path, .item_what = "a path"},
 	[K_LOCKPATS] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
 		.item_valid = lock_pattern_valid, .item_what = "a lock name pattern ([A-Za-z0-9_.:/-] and * ?)"},
 	[K_TOPICPATS] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
-		.item_valid = topic_pattern_wild, .item_what = "a topic pattern (dot-separated [A-Za-z0-9_-] segments, * and a last >)"},
+		.item_valid = topic_pattern_wild, .item_what = "a topic pattern (dot-separated [A-Za-z0-9_@-] segments, * and a last >)"},
 	[K_ORIGINS] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
 		.item_valid = origin_valid, .item_what = "an origin: http://HOST[:PORT], https://HOST[:PORT] or *"},
 	[K_READY] = {.parse = parse_ready, .free = free_check, .equal = equal_check},
@@ -716,6 +722,7 @@ static const struct value_type {
 	[K_ENVFILES] = {.parse = parse_proc, .free = free_strv, .equal = equal_strv},
 	[K_NATSURLS] = {.parse = parse_cluster_urls, .free = free_str, .equal = equal_str},
 	[K_NATSNAME] = {.parse = parse_cluster_name, .free = free_str, .equal = equal_str},
+	[K_INSTANCES] = {.parse = parse_instances, .size = sizeof(uint64_t)},
 };
 _Static_assert(ARRAY_LEN(value_types) == K_NTYPES, "a value type without its functions");
 

@@ -24,37 +24,65 @@ static const struct strv *list_of(const struct svc_config *s, size_t off)
 	return (const struct strv *)((const char *)s + off);
 }
 
-/* Resolves the names of one list (requires or after) into edges. */
+/* The section a service comes from, for messages: a template's
+ * [service:NAME] is one section for all its instances. */
+static const char *section_name(const struct svc_config *s)
+{
+	return s->template_name ? s->template_name : s->name;
+}
+
+/* One name of s's list: its services' indexes pushed to *to, or an error
+ * (once for a template: its instances share the list). */
+static void resolve_one(const struct cohort_config *cfg, struct diag *d, const struct svc_config *s,
+			const char *key, const char *dep, const char **names, size_t **to, size_t *n, size_t *cap)
+{
+	struct strv found = {0};
+	struct sbuf why = {0};
+	bool speak = s->instance == 0;
+	int line = svc_key_line(s, key);
+
+	if (config_match(cfg, dep, &found, &why) < 0) {
+		const char *m = strchr(dep, '@') ? NULL : did_you_mean(dep, names, cfg->nservices);
+		const char *has = strstr(why.buf, " (");
+		if (speak)
+			diag_add(d, s->file, line, "[service:%s]: %s \"%s\": no such service%s%s%s%s",
+				 section_name(s), key, dep, m ? " (did you mean \"" : "", m ? m : "",
+				 m ? "\"?)" : "", has ? has : "");
+	}
+	for (size_t k = 0; k < found.n; k++) {
+		const struct svc_config *t = config_find(cfg, found.v[k]);
+		if (t == s || (s->template_name && t->template_name && !strcmp(s->template_name, t->template_name))) {
+			if (speak)
+				diag_add(d, s->file, line, "[service:%s]: %s itself%s", section_name(s), key,
+					 s->template_name ? " (an instance of the same template)" : "");
+			break;
+		}
+		if (*n == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*to = xrealloc(*to, *cap * sizeof(**to));
+		}
+		(*to)[(*n)++] = t->index;
+	}
+	strv_free(&found);
+	sbuf_free(&why);
+}
+
+/* Resolves the names of one list (requires or after) into edges: a
+ * template's NAME is an edge to each of its instances. */
 static void resolve(const struct cohort_config *cfg, struct diag *d, size_t list_off,
 		    const char *key, const char **names, struct edges *e)
 {
-	size_t n = cfg->nservices, total = 0;
+	size_t n = cfg->nservices, total = 0, cap = 16;
 
 	e->off = xcalloc(n + 1, sizeof(size_t));
-	for (size_t i = 0; i < n; i++)
-		total += list_of(cfg->services[i], list_off)->n;
-	e->to = xcalloc(total + 1, sizeof(size_t));
-	total = 0;
+	e->to = xcalloc(cap, sizeof(size_t));
 	for (size_t i = 0; i < n; i++) {
 		const struct svc_config *s = cfg->services[i];
 		const struct strv *list = list_of(s, list_off);
-		int line = svc_key_line(s, key);
 
 		e->off[i] = total;
-		for (size_t k = 0; k < list->n; k++) {
-			const char *dep = list->v[k];
-			const struct svc_config *t = config_find(cfg, dep);
-			if (!t) {
-				const char *m = did_you_mean(dep, names, n);
-				diag_add(d, s->file, line, "[service:%s]: %s \"%s\": no such service%s%s%s",
-					 s->name, key, dep, m ? " (did you mean \"" : "",
-					 m ? m : "", m ? "\"?)" : "");
-			} else if (t == s) {
-				diag_add(d, s->file, line, "[service:%s]: %s itself", s->name, key);
-			} else {
-				e->to[total++] = t->index;
-			}
-		}
+		for (size_t k = 0; k < list->n; k++)
+			resolve_one(cfg, d, s, key, list->v[k], names, &e->to, &total, &cap);
 	}
 	e->off[n] = total;
 }
@@ -69,11 +97,11 @@ static void report_cycle(const struct cohort_config *cfg, struct diag *d,
 		from--;
 	from = from ? from - 1 : 0;
 	for (size_t k = from; k < depth; k++)
-		sbuf_addf(&b, "%s -> ", cfg->services[stack[k]]->name);
-	sbuf_adds(&b, cfg->services[target]->name);
+		sbuf_addf(&b, "%s -> ", section_name(cfg->services[stack[k]]));
+	sbuf_adds(&b, section_name(cfg->services[target]));
 	const struct svc_config *s = cfg->services[target];
 	int line = svc_key_line(s, s->requires.n ? "requires" : "after");
-	diag_add(d, s->file, line, "[service:%s]: dependency cycle: %s", s->name, b.buf);
+	diag_add(d, s->file, line, "[service:%s]: dependency cycle: %s", section_name(s), b.buf);
 	sbuf_free(&b);
 }
 
@@ -123,7 +151,7 @@ static int compute_phases(struct plan *p, struct diag *d)
 			if (s->phase && s->phase < p->phase[i] && !broken[i]) {
 				diag_add(d, s->file, svc_key_line(s, "phase"),
 					 "[service:%s]: phase = %llu is lower than the %u its dependencies imply",
-					 s->name, (unsigned long long)s->phase, p->phase[i]);
+					 section_name(s), (unsigned long long)s->phase, p->phase[i]);
 			} else if (s->phase) {
 				p->phase[i] = (unsigned)s->phase;
 			}

@@ -39,7 +39,8 @@ struct log_part {
 struct log_req {
 	struct control *ctl;
 	bool follow;
-	bool several;		/* asked with "services": each line says whose it is */
+	bool several;		/* asked with "services", or one name that is several:
+				 * each line says whose it is */
 	unsigned lines;
 	size_t n, pending;
 	struct log_part parts[];
@@ -200,6 +201,7 @@ static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct s
 {
 	json_t *list = json_object_get(req, "services"), *v;
 	const char *name = ctl_str(req, "service");
+	struct strv given = {0};
 	size_t i;
 
 	*names = (struct strv){0};
@@ -208,7 +210,7 @@ static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct s
 			ctl_error(resp, "missing field \"service\" (a string), or \"services\"");
 			return -1;
 		}
-		strv_push(names, name);
+		strv_push(&given, name);
 	} else if (name) {
 		ctl_error(resp, "give \"service\" (a name) or \"services\" (a list of names), not both");
 		return -1;
@@ -221,9 +223,22 @@ static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct s
 			ctl_error(resp, "field \"services\" must hold strings");
 			goto fail;
 		}
-		if (!strv_contains(names, json_string_value(v)))
-			strv_push(names, json_string_value(v));
+		strv_push(&given, json_string_value(v));
 	}
+	for (i = 0; i < given.n; i++) {	/* each once: worker@* and worker@1 show worker@1 once */
+		struct strv found = {0};
+		struct sbuf why = {0};
+		if (stack_match(env->sup, given.v[i], &found, &why) < 0) {
+			ctl_error(resp, "%s", why.buf);
+			sbuf_free(&why);
+			goto fail;
+		}
+		for (size_t k = 0; k < found.n; k++)
+			if (!strv_contains(names, found.v[k]))
+				strv_push(names, found.v[k]);
+		strv_free(&found);
+	}
+	strv_free(&given);
 	for (i = 0; i < names->n; i++) {
 		struct service *s = stack_find(env->sup, names->v[i]);
 		if (!s) {
@@ -238,6 +253,7 @@ static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct s
 	}
 	return 0;
 fail:
+	strv_free(&given);
 	strv_free(names);
 	return -1;
 }
@@ -262,7 +278,8 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 	struct log_req *r = xcalloc(1, sizeof(*r) + names.n * sizeof(r->parts[0]));
 	r->ctl = c->ctl;
 	r->follow = follow;
-	r->several = json_object_get(req, "services") != NULL;
+	/* a template's name or a glob may be several too */
+	r->several = json_object_get(req, "services") != NULL || names.n > 1;
 	r->lines = (unsigned)lines;
 	r->n = r->pending = names.n;
 	for (size_t i = 0; i < names.n; i++) {

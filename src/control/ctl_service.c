@@ -29,6 +29,31 @@ struct ctl_wait {
 	ev_timer timeout;
 };
 
+/* The services NAME means (a name, a template's every instance, a glob)
+ * added to names, once each. */
+static int add_matches(struct ctl_env *env, const char *name, json_t *resp, struct strv *names, struct map *seen)
+{
+	struct strv found = {0};
+	struct sbuf why = {0};
+	int rc = stack_match(env->sup, name, &found, &why);
+
+	if (rc < 0)
+		ctl_error(resp, "%s", why.buf);
+	for (size_t k = 0; rc >= 0 && k < found.n; k++) {
+		struct service *s = stack_find(env->sup, found.v[k]);
+		if (!s || s->removed) {
+			ctl_error(resp, "no such service: %s", found.v[k]);
+			rc = -1;
+		} else if (!map_get(seen, s->name)) {
+			strv_push(names, s->name);
+			map_put(seen, names->v[names->n - 1], (void *)1);
+		}
+	}
+	strv_free(&found);
+	sbuf_free(&why);
+	return rc;
+}
+
 /* Resolves "targets" into distinct services. */
 static int resolve_targets(struct ctl_env *env, json_t *req, json_t *resp, struct strv *names)
 {
@@ -69,16 +94,8 @@ static int resolve_targets(struct ctl_env *env, json_t *req, json_t *resp, struc
 					map_put(&seen, names->v[names->n - 1], (void *)1);
 				}
 			}
-		} else {
-			struct service *s = stack_find(env->sup, name);
-			if (!s || s->removed) {
-				ctl_error(resp, "no such service: %s", name);
-				goto fail;
-			}
-			if (!map_get(&seen, s->name)) {
-				strv_push(names, s->name);
-				map_put(&seen, names->v[names->n - 1], (void *)1);
-			}
+		} else if (add_matches(env, name, resp, names, &seen) < 0) {
+			goto fail;
 		}
 	}
 	map_free(&seen);
@@ -225,7 +242,7 @@ void ctl_wait_event(struct ctl_client *c)
 }
 
 static const struct wire_field change_fields[] = {
-	{"targets", WIRE_LIST, true, 0, 0, "a non-empty list of names, @PHASE or \"all\"", NULL},
+	{"targets", WIRE_LIST, true, 0, 0, "a non-empty list of names, NAME@* globs, @PHASE or \"all\"", NULL},
 	{"wait", WIRE_BOOL, false, 0, 0, NULL, NULL},
 	{"timeout_ms", WIRE_INT, false, 0, 86400000LL * 7, NULL, NULL},
 	{NULL, 0, false, 0, 0, NULL, NULL},
@@ -302,9 +319,20 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 	int sig = signal_number(sig_name);
 	if (sig < 0)
 		return ctl_error(resp, "unknown signal \"%s\" (TERM, HUP, USR1, ... or a number)", sig_name);
-	s = stack_find(c->ctl->env.sup, name);
-	if (!s)
-		return ctl_error(resp, "no such service: %s", name);
+	struct strv found = {0};
+	struct sbuf why = {0};
+	int n = stack_match(c->ctl->env.sup, name, &found, &why);
+	if (n == 1)
+		s = stack_find(c->ctl->env.sup, found.v[0]);
+	else if (n > 1)
+		ctl_error(resp, "%s is %d services (%s%s%s%s): signal one at a time", name, n, found.v[0],
+			  n > 2 ? ", ... " : " and ", n > 2 ? "" : "", found.v[n - 1]);
+	else
+		ctl_error(resp, "%s", why.buf);
+	strv_free(&found);
+	sbuf_free(&why);
+	if (n != 1)
+		return CTL_ERROR;
 	if (svc_signal(s, sig) < 0)
 		return ctl_error(resp, "%s: %s", name, errno == ESRCH
 				 ? "not running" : strerror(errno));
@@ -314,7 +342,7 @@ static enum ctl_result cmd_signal(struct ctl_client *c, json_t *req, json_t *res
 }
 
 const struct ctl_command ctl_service_commands[] = {
-	{"start", cmd_start, "start targets (names, @PHASE, all); with wait, answer once running/failed",
+	{"start", cmd_start, "start targets (names, NAME@*, @PHASE, all); with wait, answer once running/failed",
 	 change_fields},
 	{"stop", cmd_stop, "stop targets (dependents first); with wait, answer once stopped", change_fields},
 	{"restart", cmd_restart, "stop then start targets; with wait, answer once running/failed", change_fields},

@@ -195,17 +195,22 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 	if (names && json_array_size(names)) {
 		size_t i;
 		json_t *v;
-		sel = xcalloc(json_array_size(names), sizeof(*sel));
+		struct strv found = {0};
+		struct sbuf why = {0};
 		json_array_foreach(names, i, v) {
-			const struct service *s = json_is_string(v) ? stack_find(env->sup, json_string_value(v)) : NULL;
-			if (!s) {
-				free(sel);
+			if (!json_is_string(v) || stack_match(env->sup, json_string_value(v), &found, &why) < 0) {
+				strv_free(&found);
 				if (!json_is_string(v))
 					return ctl_error(resp, "field \"services\" must be a list of service names");
-				return ctl_error(resp, "no such service: %s", json_string_value(v));
+				ctl_error(resp, "%s", why.buf);
+				sbuf_free(&why);
+				return CTL_ERROR;
 			}
-			sel[n++] = s;
 		}
+		sel = xcalloc(found.n, sizeof(*sel));
+		for (i = 0; i < found.n; i++)	/* a name given twice is shown twice, as before */
+			sel[n++] = stack_find(env->sup, found.v[i]);
+		strv_free(&found);
 	} else {
 		sel = xcalloc(env->sup->plan->n + env->sup->nleaving + 1, sizeof(*sel));
 		for (size_t i = 0; i < env->sup->plan->n; i++)

@@ -51,11 +51,12 @@ bool pattern_within(const char *in, const char *out)
 	}
 }
 
-/* A character of a literal topic segment: [A-Za-z0-9_-]. */
+/* A character of a literal topic segment: [A-Za-z0-9_@-] (@: a
+ * template's instance, $sys.service.worker@1). */
 static bool segment_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-	       c == '-';
+	       c == '-' || c == '@';
 }
 
 /* One pass, no strspn: every pub checks its topic here, and glibc's

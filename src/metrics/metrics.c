@@ -164,7 +164,7 @@ const struct service *metrics_svc_at(const struct cohortd *d, size_t i)
 	return i < d->sup.plan->n ? d->sup.svcs[d->sup.plan->order[i]] : d->sup.leaving[i - d->sup.plan->n];
 }
 
-/* service="NAME" (names are [A-Za-z0-9_.-]: nothing to escape). */
+/* service="NAME" (names are [A-Za-z0-9_.-], and @ in an instance's: nothing to escape). */
 static const char *svc_label(char *buf, size_t len, const struct service *s)
 {
 	char *w = buf;

@@ -45,13 +45,18 @@ static bool in_progress(const struct service *s)
 	       s->state == SVC_STOPPING;
 }
 
-/* The first required service that is not ready (or not wanted), or NULL. */
-static const struct service *missing_dependency(const struct supervisor *sup, const struct service *s)
+/* The first required service that is not ready (or not wanted), or NULL.
+ * For a live service, an instance of a template that was never ready (a
+ * reload made instances 3 into 5) is not missing: s did without it. */
+static const struct service *missing_dependency(const struct supervisor *sup, const struct service *s,
+						bool live)
 {
 	if (s->index >= sup->plan->n)
 		return NULL;
 	PLAN_EACH_EDGE(&sup->plan->requires, s->index, j) {
 		const struct service *t = sup->svcs[j];
+		if (live && t->cfg->template_name && !t->ever_ready)
+			continue;
 		if (!svc_ready_for_dependents(t) || t->want == WANT_DOWN || svc_restarting(t) ||
 		    t->going_down)
 			return t;
@@ -106,7 +111,7 @@ bool stack_blocked(const struct supervisor *sup, const struct service *s)
 		return false;
 	if (blocked_by_failure(sup, s, 0))
 		return true;
-	const struct service *dep = missing_dependency(sup, s);
+	const struct service *dep = missing_dependency(sup, s, false);
 	return dep && dep->want == WANT_DOWN;
 }
 
@@ -240,7 +245,8 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 		decide_down(sup, s, out);
 		return;
 	}
-	const struct service *dep = missing_dependency(sup, s);
+	bool live = s->state == SVC_STARTING || s->state == SVC_RUNNING;
+	const struct service *dep = missing_dependency(sup, s, live);
 	if (!dep)	/* what waited on it going down may go on */
 		out->going_down = false;
 	if (s->state == SVC_STARTING || s->state == SVC_ADOPTING || s->state == SVC_RUNNING) {

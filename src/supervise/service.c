@@ -397,6 +397,7 @@ static void act_none(struct service *s)
 static void act_ready(struct service *s)
 {
 	s->running_since = now_mono_ms();
+	s->ever_ready = true;
 	if (s->breaker_trial) {
 		log_info(s->name, "breaker closed: the trial start is ready");
 		breaker_reset(&s->breaker);

@@ -22,6 +22,17 @@ struct service *stack_find(const struct supervisor *sup, const char *name)
 	return map_get(&sup->by_name, name);
 }
 
+int stack_match(const struct supervisor *sup, const char *name, struct strv *out, struct sbuf *why)
+{
+	const struct service *s = stack_find(sup, name);
+
+	if (s && s->removed) {
+		strv_push(out, s->name);
+		return 1;
+	}
+	return config_match(sup->plan->cfg, name, out, why);
+}
+
 void stack_init(struct supervisor *sup, struct cohort_config *cfg, struct plan *plan)
 {
 	sup->plan = plan;

@@ -144,6 +144,7 @@ struct service {
 	unsigned restarts;	/* automatic restarts, ever */
 	unsigned failures;	/* consecutive failures (backoff exponent) */
 	bool started_once;	/* spawned since the last explicit start */
+	bool ever_ready;	/* ready at least once (decide.c: a new instance) */
 	struct breaker breaker;
 	struct exit_info last_exit;
 	char reason[256];	/* why it is in its state */
@@ -320,6 +321,11 @@ void stack_settle(struct supervisor *sup);
 void stack_want(struct supervisor *sup, struct service *s, enum svc_want want);
 bool stack_all_down(const struct supervisor *sup);
 struct service *stack_find(const struct supervisor *sup, const char *name);
+/* The services a name given by a user means (config_match: NAME, a
+ * template's NAME for all its instances, NAME@K, a glob such as worker@*),
+ * and a service a reload removed that is still stopping, by its own name:
+ * pushed to out; their number, or -1 with why. */
+int stack_match(const struct supervisor *sup, const char *name, struct strv *out, struct sbuf *why);
 
 /* --- children.c ------------------------------------------------------------- */
 

@@ -113,15 +113,16 @@ class Pid1(CohortTest):
         d, init, ns = self.pid1("""
 [service:spawner]
 shell = yes
-command = for i in 1 2 3 4 5; do (sleep 1 &); done; exec sleep 1000
+command = for i in 1 2 3 4 5; do (sleep 4 &); done; exec sleep 1000
 ready = delay:0
 """)
         d.wait_log(r"^stack is up")
-        # The five sleeps lost their parent (the subshells exited): PID 1 has them...
-        wait_until(self, lambda: len([p for p in ns_procs(ns) if p[3] == "sleep 1" and p[1] == init]) == 5,
+        # The five sleeps lost their parent (the subshells exited): PID 1 has them
+        # (for 4 s: a loaded machine took more than 1 s to get here)...
+        wait_until(self, lambda: len([p for p in ns_procs(ns) if p[3] == "sleep 4" and p[1] == init]) == 5,
                    what="five orphans re-parented to cohortd")
         # ... and reaps them when they end: no zombie stays.
-        wait_until(self, lambda: not [p for p in ns_procs(ns) if p[3] == "sleep 1" or p[2] == "Z"],
+        wait_until(self, lambda: not [p for p in ns_procs(ns) if p[3] == "sleep 4" or p[2] == "Z"],
                    timeout=10, what="the orphans reaped")
         self.assertEqual([p[3] for p in ns_procs(ns) if p[0] != init], ["sleep 1000"])
         self.stop(d, init)

@@ -335,8 +335,8 @@ Test(config, supervisord_and_systemd_keys_say_what_to_use)
 		const char *line;
 		const char *want;
 	} cases[] = {
-		{"numprocs = 4", "unknown key \"numprocs\" (cohort runs one process per service: "
-				 "write a [service:NAME] section for each)"},
+		{"numprocs = 4", "unknown key \"numprocs\" (use instances = N: the services NAME@0 to "
+				 "NAME@N-1, with %i for the number"},
 		{"priority = 10", "unknown key \"priority\" (the start order comes from requires and after"},
 		{"startsecs = 2", "unknown key \"startsecs\" (use ready = delay:DURATION; startsecs = 2 is "
 				  "ready = delay:2s)"},

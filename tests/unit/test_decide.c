@@ -536,3 +536,56 @@ Test(decide, an_end_with_no_exit_status_is_a_failure)
 	cr_assert_eq(svc_classify_exit(j, true, 0, 0, r, sizeof(r)), SE_EXIT_RESTART);
 	cr_assert_str_eq(r, "ended (not cohortd's child: no exit status); restart in 1s (failure 1)");
 }
+
+/* A reload that raises a template's instances starts the new ones and
+ * leaves the services that require the template running; an instance
+ * that was ready and stops still takes them down. */
+Test(decide, new_instances_do_not_stop_what_requires_the_template)
+{
+	stack_of("[service:w]\ninstances = 2\ncommand = x\n[service:api]\ncommand = x\nrequires = w\n");
+	run();
+	assert_state("w@0", SVC_STARTING);
+	assert_state("w@1", SVC_STARTING);
+	becomes("w@0", SVC_RUNNING);
+	svc("w@0")->ever_ready = true;
+	sup.phase_open = 2;
+	run();
+	assert_state("api", SVC_WAITING);
+	cr_assert_str_eq(svc("api")->reason, "requires w@1, which is starting");
+	becomes("w@1", SVC_RUNNING);
+	svc("w@1")->ever_ready = true;
+	run();
+	assert_state("api", SVC_STARTING);
+	becomes("api", SVC_RUNNING);
+
+	/* instances = 3: w@2 is new, as stack_reload makes it */
+	struct cohort_config *nc = rewrite("[service:w]\ninstances = 3\ncommand = x\n"
+					   "[service:api]\ncommand = x\nrequires = w\n");
+	plan_free(sup.plan);
+	sup.plan = plan_build(nc, &diag);
+	cr_assert_not_null(sup.plan);
+	struct service **v = calloc(nc->nservices + 1, sizeof(*v));
+	for (size_t i = 0; i < nc->nservices; i++) {
+		struct service *s = stack_find(&sup, nc->services[i]->name);
+		if (!s) {
+			s = make_service(nc->services[i], i);
+			map_put(&sup.by_name, s->name, s);
+		}
+		s->cfg = nc->services[i];
+		s->index = i;
+		v[i] = s;
+	}
+	free(sup.svcs);
+	sup.svcs = v;
+	config_free(cfg);
+	cfg = nc;
+	run();
+	assert_state("w@2", SVC_STARTING);
+	assert_state("api", SVC_RUNNING);
+	becomes("w@2", SVC_RUNNING);
+	svc("w@2")->ever_ready = true;
+	/* w@1 ends: api, which requires every instance, goes */
+	becomes("w@1", SVC_BACKOFF);
+	cr_assert_eq(step(svc("api")), SE_STOP);
+	cr_assert_str_eq(last_reason, "requires w@1, which is backoff");
+}
