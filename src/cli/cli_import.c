@@ -28,14 +28,19 @@ static const char *where_name(enum imp_where w)
 	return "?";
 }
 
-/* The table, one row a line: WHERE | KEY | COHORT KEY | REASON. */
+/* The table as doc/MIGRATING.md holds it, one row a line: WHERE | KEY |
+ * COHORT KEY | how, or why not. */
 static void import_print_table(void)
 {
 	for (size_t i = 0; i < imp_table_len; i++) {
 		const struct imp_map *m = &imp_table[i];
-		printf("| %s | `%s` | %s%s%s | %s |\n", where_name(m->where), m->key, m->cohort ? "`" : "",
-		       m->cohort ? m->cohort : (m->conv ? "(see below)" : "-"), m->cohort ? "`" : "",
-		       m->reason ? m->reason : "");
+		const char *how = m->reason ? m->reason : "copied";
+		if (m->cohort)
+			printf("| %s | `%s` | `%s` | %s |\n", where_name(m->where), m->key, m->cohort, how);
+		else if (m->conv)
+			printf("| %s | `%s` | (see how) | %s |\n", where_name(m->where), m->key, how);
+		else
+			printf("| %s | `%s` | not imported | %s |\n", where_name(m->where), m->key, how);
 	}
 }
 
@@ -83,8 +88,10 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 		imp_resolve(&run);
 		imp_print(&run, stdout);
 		fflush(stdout);
-		fprintf(stderr, "cohortctl import: %zu service%s, %zu setting%s not imported (see the \"; not imported:\" comments)\n",
-			run.n, run.n == 1 ? "" : "s", imp_skipped_total(&run), imp_skipped_total(&run) == 1 ? "" : "s");
+		size_t skipped = imp_skipped_total(&run);
+		fprintf(stderr, "cohortctl import: %zu service%s, %zu setting%s not imported "
+				"(see the \"; not imported:\" comments)\n",
+			run.n, run.n == 1 ? "" : "s", skipped, skipped == 1 ? "" : "s");
 	} else {
 		fprintf(stderr, "cohortctl import: %s", err.buf);
 	}

@@ -142,7 +142,8 @@ struct imp_ctx {
 	struct imp_svc *svc;
 	const struct imp_file *file;
 	const struct imp_section *sec;
-	const struct imp_entry *entry;
+	const struct imp_entry *entry;	/* its value expanded */
+	const char *written;	/* the value as written, for comments */
 	struct sbuf *err;	/* a fatal error (the import fails) */
 	struct sbuf why;	/* room for a reason built at run time */
 	void *kind_state;	/* import_systemd.c's or import_supervisord.c's */
@@ -162,7 +163,10 @@ struct imp_map {
 	const char *key;	/* the foreign key; a trailing * matches a prefix */
 	const char *cohort;	/* the cohort key, or NULL */
 	imp_conv conv;		/* NULL: the value is copied */
-	const char *reason;	/* no cohort key: why */
+	/* No cohort key and no converter: why it is not imported (the
+	 * comment's reason).  Else how the value is converted, for the
+	 * documentation (--table); NULL: copied as it is. */
+	const char *reason;
 };
 
 extern const struct imp_map imp_table[];

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "import.h"
 
@@ -187,6 +188,17 @@ static int read_configparser(struct imp_file *f, char *text, struct sbuf *err)
 	return 0;
 }
 
+/* Does T end with a backslash that escapes nothing but the line end?  (As
+ * systemd reads it: "\\\\" at the end is a backslash, not a continuation.) */
+static bool ends_escaped(const char *t)
+{
+	bool escaped = false;
+
+	for (; *t; t++)
+		escaped = escaped ? false : *t == '\\';
+	return escaped;
+}
+
 static int read_systemd(struct imp_file *f, char *text, struct sbuf *err)
 {
 	struct imp_section *sec = NULL;
@@ -203,7 +215,7 @@ static int read_systemd(struct imp_file *f, char *text, struct sbuf *err)
 		if (*t == '#' || *t == ';' || (*t == '\0' && !joined.len))
 			continue;
 		size_t n = strlen(t);
-		bool more = n > 0 && t[n - 1] == '\\';
+		bool more = ends_escaped(t);
 		if (!joined.len)
 			start = lineno;
 		if (more)
@@ -257,9 +269,39 @@ static bool has_line_starting(const char *text, const char *what)
 	return false;
 }
 
+/* The absolute directory of PATH, without . and .. (as Python's abspath:
+ * %(here)s and the globs of [include] are built from it). */
+static char *abs_dir(const char *path)
+{
+	char cwd[4096], *dir = path_dirname(path);
+	char *full = dir[0] == '/' || !getcwd(cwd, sizeof(cwd)) ? xstrdup(dir) : path_join(cwd, dir);
+	struct strv parts = {0};
+	char *save = NULL;
+
+	free(dir);
+	for (char *p = strtok_r(full, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (strcmp(p, ".") == 0)
+			continue;
+		if (strcmp(p, "..") == 0) {
+			if (parts.n)
+				free(parts.v[--parts.n]);
+			continue;
+		}
+		strv_push(&parts, p);
+	}
+	if (parts.v)
+		parts.v[parts.n] = NULL;
+	char *joined = strv_join(&parts, "/");
+	char *out = xasprintf("/%s", joined);
+	free(joined);
+	free(full);
+	strv_free(&parts);
+	return out;
+}
+
 static int read_as(const char *path, int kind, struct imp_file *f, struct sbuf *err)
 {
-	*f = (struct imp_file){.path = xstrdup(path), .dir = path_dirname(path)};
+	*f = (struct imp_file){.path = xstrdup(path), .dir = abs_dir(path)};
 	char *text = slurp(path, err);
 	if (!text)
 		return -1;

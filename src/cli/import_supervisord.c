@@ -282,6 +282,7 @@ static int program_entry(struct imp_ctx *x, struct sv_state *st, const struct im
 	struct imp_entry exp = {.key = e->key, .value = v.buf, .line = e->line};
 	int rc = 0;
 	x->entry = &exp;
+	x->written = e->value;
 	if (st->saw_process_num && !template_key(e->key))
 		imp_skip(x->svc, e->key, e->value,
 			 "with numprocs, %(process_num)d is %i, which cohort expands in command, "

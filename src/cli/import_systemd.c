@@ -462,11 +462,12 @@ static const char *specifier(const struct sd_state *st, char c, char *buf, size_
 {
 	const char *dot = strrchr(st->unit, '.'), *at = strchr(st->unit, '@');
 	size_t base = dot ? (size_t)(dot - st->unit) : strlen(st->unit);
+	size_t prefix = at && at < st->unit + base ? (size_t)(at - st->unit) : base;	/* before the @ */
 
 	switch (c) {
 	case 'n': snprintf(buf, len, "%s", st->unit); return buf;
 	case 'N': snprintf(buf, len, "%.*s", (int)base, st->unit); return buf;
-	case 'p': snprintf(buf, len, "%.*s", (int)(at && (size_t)(at - st->unit) < base ? (size_t)(at - st->unit) : base), st->unit); return buf;
+	case 'p': snprintf(buf, len, "%.*s", (int)prefix, st->unit); return buf;
 	case 'i': case 'I': return "%i";	/* a template's instance: cohort's %i */
 	case 't': return "/run";
 	case 'S': return "/var/lib";
@@ -601,6 +602,7 @@ static int convert_unit(struct imp_ctx *x, struct sd_state *st, const struct imp
 				return -1;
 			struct imp_entry e = {.key = sec->e[j].key, .value = v.buf, .line = sec->e[j].line};
 			x->entry = &e;
+			x->written = sec->e[j].value;
 			int rc = imp_apply(x, w);
 			sbuf_free(&v);
 			if (rc < 0)
