@@ -515,6 +515,13 @@ LimitNOFILE=1024:4096
             doc = f.read()
         missing = [r for r in rows if r not in doc]
         self.assertEqual(missing, [], "rows of cohortctl import --table missing from doc/MIGRATING.md")
+        with open(os.path.join(SRC, "doc", "cohortctl.1")) as f:
+            man = f.read().replace("\\-", "-").replace("\\e", "\\")
+        man = man[man.index(".SS IMPORTING CONFIGS"):man.index(".SH PROTOCOL")]
+        for r in rows:
+            key, how = r.split(" | ")[1].strip("`"), r.split(" | ")[3].rstrip(" |")
+            self.assertIn(f"\\fB{key}\\fR", man, f"{key} is not in cohortctl(1)'s import table")
+            self.assertIn(how, man, f"{key}: {how!r} is not in cohortctl(1)'s import table")
 
 
 if __name__ == "__main__":
