@@ -57,6 +57,23 @@ static int import_file(struct imp_run *run, const char *path, struct sbuf *err)
 	return rc;
 }
 
+/* A command that cannot be written (imp_resolve took it out) fails the
+ * import: the config would not run. */
+static void check_commands(const struct imp_run *run, struct sbuf *err)
+{
+	for (size_t i = 0; i < run->n; i++) {
+		const struct imp_svc *s = run->svc[i];
+		if (imp_get(s, "command"))
+			continue;
+		const char *why = "";
+		for (size_t k = 0; k < s->notes.n; k++)
+			if (str_starts(s->notes.v[k], "not imported: command="))
+				why = strrchr(s->notes.v[k], ':') + 1;
+		sbuf_addf(err, "%s:%d: [service:%s]: its command cannot be written in a cohort config:%s\n",
+			  s->file, s->line, s->name, why);
+	}
+}
+
 static int cmd_import(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"table", no_argument, NULL, 't'}, {0}};
@@ -86,6 +103,9 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 			  "systemd: a .service unit)\n", argv[optind], argc - optind > 1 ? " and the rest" : "");
 	if (!err.len) {
 		imp_resolve(&run);
+		check_commands(&run, &err);
+	}
+	if (!err.len) {
 		imp_print(&run, stdout);
 		fflush(stdout);
 		size_t skipped = imp_skipped_total(&run);

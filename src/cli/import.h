@@ -145,7 +145,6 @@ struct imp_ctx {
 	const struct imp_entry *entry;	/* its value expanded */
 	const char *written;	/* the value as written, for comments */
 	struct sbuf *err;	/* a fatal error (the import fails) */
-	struct sbuf why;	/* room for a reason built at run time */
 	void *kind_state;	/* import_systemd.c's or import_supervisord.c's */
 };
 

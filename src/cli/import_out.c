@@ -209,7 +209,7 @@ static void priorities_to_phases(struct imp_run *run)
 static size_t break_at(const char *t, size_t room)
 {
 	for (size_t i = room; i > 1; i--)
-		if (t[i] == ' ' && t[i - 1] != ' ' && t[i + 1] && !strchr(" \t;#[", t[i + 1]))
+		if (t[i] == ' ' && t[i - 1] != ' ' && t[i - 1] != '\t' && t[i + 1] && !strchr(" \t;#[", t[i + 1]))
 			return i;
 	return 0;
 }
@@ -219,6 +219,8 @@ static const char *unwritable(const char *key, const char *value)
 {
 	size_t room = LINE_MAX_COHORT - strlen(key) - 3;
 
+	if (strpbrk(value, "\n\r"))
+		return "it holds a line break, which a line of cohort's config cannot";
 	for (const char *p = value; *p; p++)
 		if ((*p == ';' || *p == '#') && p > value && (p[-1] == ' ' || p[-1] == '\t'))
 			return "cohortd would read the blank and ; or # in it as the start of a comment";

@@ -94,18 +94,32 @@ static int lookup(const struct sv_state *st, const char *name, const char **str,
 	return 0;
 }
 
-/* Expands V into OUT; -1 with a message in ERR (naming FILE:LINE). */
-static int expand(struct sv_state *st, const char *v, struct sbuf *out, const char *file, int line,
+/* In a template's per-instance keys cohort reads %i, %{i+N} and %%: a
+ * percent sign of the value is written %% there. */
+static void add_text(struct sbuf *out, const char *s, size_t n, bool tmpl)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (tmpl && s[i] == '%')
+			sbuf_addc(out, '%');
+		sbuf_addc(out, s[i]);
+	}
+}
+
+/* Expands V into OUT (for a template's per-instance key when TMPL); -1
+ * with a message in ERR (naming FILE:LINE). */
+static int expand(struct sv_state *st, const char *v, struct sbuf *out, const char *file, int line, bool tmpl,
 		  struct sbuf *err)
 {
+	struct sbuf one = {0};
+
 	st->saw_process_num = st->saw_width = false;
 	for (const char *p = v; *p; p++) {
 		if (*p != '%') {
-			sbuf_addc(out, *p);
+			add_text(out, p, 1, tmpl);
 			continue;
 		}
 		if (p[1] == '%') {
-			sbuf_addc(out, '%');
+			add_text(out, p, 1, tmpl);
 			p++;
 			continue;
 		}
@@ -123,11 +137,17 @@ static int expand(struct sv_state *st, const char *v, struct sbuf *out, const ch
 		bool is_num;
 		int rc = lookup(st, name, &str, &num, &is_num);
 		if (rc == 0 && strcmp(name, "process_num") == 0 && st->numprocs > 1 && strchr("dis", type)) {
-			sbuf_adds(out, "%i");	/* the instance number, in a template */
+			/* the instance number, in a template; cohort's count from 0 */
+			if (st->numprocs_start)
+				sbuf_addf(out, "%%{i+%lu}", st->numprocs_start);
+			else
+				sbuf_adds(out, "%i");
 			st->saw_process_num = true;
 			st->saw_width = st->saw_width || speclen > 0;
 		} else if (rc == 0) {
-			rc = format_one(out, spec, speclen, type, str, num, is_num);
+			sbuf_free(&one);
+			rc = format_one(&one, spec, speclen, type, str, num, is_num);
+			add_text(out, one.buf ? one.buf : "", one.len, tmpl);
 		}
 		if (rc < 0)
 			sbuf_addf(err, "%s:%d: %%(%s)%.*s%c cannot be expanded (%s)\n", file, line, name, (int)speclen,
@@ -137,12 +157,28 @@ static int expand(struct sv_state *st, const char *v, struct sbuf *out, const ch
 					  : "supervisord knows ENV_X, here, program_name, process_num, group_name, "
 					    "host_node_name and numprocs, as %(name)s or %(name)d");
 		free(name);
-		if (rc < 0)
+		if (rc < 0) {
+			sbuf_free(&one);
 			return -1;
+		}
 		p = spec + speclen;
 	}
+	sbuf_free(&one);
 	sbuf_add(out, "", 0);
 	return 0;
+}
+
+/* The keys whose values cohort expands per instance of a template (and
+ * process_name, which names the instances). */
+static bool template_key(const char *key)
+{
+	static const char *const keys[] = {"command", "directory", "environment", "stdout_logfile",
+					   "stderr_logfile", "process_name"};
+
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
 }
 
 /* --- converters of the table ------------------------------------------------ */
@@ -192,8 +228,8 @@ const char *sv_numprocs_start(struct imp_ctx *x, const char *k, const char *v)
 	(void)k;
 	(void)v;
 	if (st->numprocs > 1 && st->numprocs_start != 0)
-		return "instances are numbered from 0: %(process_num)d is %i, from 0 to numprocs-1, "
-		       "with no offset";
+		imp_note(x->svc, "numprocs_start=%lu: instances are numbered from 0, so %%(process_num)d is "
+				 "%%{i+%lu}", st->numprocs_start, st->numprocs_start);
 	return NULL;	/* one process: %(process_num)d was expanded to it */
 }
 
@@ -254,7 +290,7 @@ static int read_count(struct sv_state *st, const struct imp_section *sec, const 
 
 	if (!e)
 		return 0;
-	if (expand(st, e->value, &v, file, e->line, err) < 0)
+	if (expand(st, e->value, &v, file, e->line, false, err) < 0)
 		return -1;
 	int rc = parse_uint(v.buf, 100000, &n, &why);
 	sbuf_free(&v);
@@ -266,18 +302,13 @@ static int read_count(struct sv_state *st, const struct imp_section *sec, const 
 	return 0;
 }
 
-static bool template_key(const char *key)
-{
-	return !strcmp(key, "command") || !strcmp(key, "directory") || !strcmp(key, "environment") ||
-	       !strcmp(key, "process_name");
-}
 
 /* One entry of a program, expanded and converted. */
 static int program_entry(struct imp_ctx *x, struct sv_state *st, const struct imp_entry *e)
 {
 	struct sbuf v = {0};
 
-	if (expand(st, e->value, &v, x->file->path, e->line, x->err) < 0)
+	if (expand(st, e->value, &v, x->file->path, e->line, st->numprocs > 1 && template_key(e->key), x->err) < 0)
 		return -1;
 	struct imp_entry exp = {.key = e->key, .value = v.buf, .line = e->line};
 	int rc = 0;
@@ -286,7 +317,7 @@ static int program_entry(struct imp_ctx *x, struct sv_state *st, const struct im
 	if (st->saw_process_num && !template_key(e->key))
 		imp_skip(x->svc, e->key, e->value,
 			 "with numprocs, %(process_num)d is %i, which cohort expands in command, "
-			 "environment and directory only");
+			 "environment, directory, stdout and stderr only");
 	else
 		rc = imp_apply(x, W_PROGRAM);
 	if (rc == 0 && st->saw_width && template_key(e->key) && strcmp(e->key, "process_name") != 0)
@@ -314,11 +345,8 @@ static int program(struct imp_run *run, struct imp_file *f, const struct imp_sec
 	/* supervisord's defaults that are not cohort's. */
 	imp_set(svc, "restart", "on-failure");
 	for (size_t i = 0; i < sec->n; i++)
-		if (program_entry(&x, &st, &sec->e[i]) < 0) {
-			sbuf_free(&x.why);
+		if (program_entry(&x, &st, &sec->e[i]) < 0)
 			return -1;
-		}
-	sbuf_free(&x.why);
 	return 0;
 }
 
@@ -338,7 +366,7 @@ static int include(struct imp_run *run, struct imp_file *f, const struct imp_sec
 			  MAX_INCLUDE_DEPTH);
 		rc = -1;
 	}
-	if (rc == 0 && expand(&st, e->value, &v, f->path, e->line, err) < 0)
+	if (rc == 0 && expand(&st, e->value, &v, f->path, e->line, false, err) < 0)
 		rc = -1;
 	char *save = NULL;
 	for (char *g = rc ? NULL : strtok_r(v.buf, " \t\n", &save); g && rc == 0; g = strtok_r(NULL, " \t\n", &save)) {

@@ -630,7 +630,6 @@ int imp_systemd(struct imp_run *run, struct imp_file *f, struct sbuf *err)
 		rc = convert_unit(&x, &st, f);
 		if (rc == 0)
 			rc = finish(svc, &st, f, err);
-		sbuf_free(&x.why);
 	}
 	free(name);
 	cmds_free(st.start, st.nstart);

@@ -300,9 +300,11 @@ const struct imp_map imp_table[] = {
 	{W_PROGRAM, "process_name", NULL, sv_process_name,
 	 "the service is named after [program:NAME]; with numprocs the instances are NAME@0..."},
 	{W_PROGRAM, "numprocs", "instances", sv_numprocs,
-	 "instances = N when N > 1, %(process_num)d becoming %i (a width is lost, noted)"},
+	 "instances = N when N > 1, %(process_num)d becoming %i (a width is lost, noted) and % "
+	 "%% in the keys cohort expands per instance"},
 	{W_PROGRAM, "numprocs_start", NULL, sv_numprocs_start,
-	 "with one process, the value of %(process_num)d; with numprocs, not imported (instances count from 0)"},
+	 "with one process, the value of %(process_num)d; with numprocs, %(process_num)d is "
+	 "%{i+numprocs_start} (noted)"},
 	{W_PROGRAM, "directory", "directory", sv_template_key, "expanded"},
 	{W_PROGRAM, "environment", "environment", sv_template_key,
 	 "expanded; cohort reads supervisord's quoted values"},

@@ -232,22 +232,47 @@ command = /bin/sleep 10%(process_num)d
 process_name = %(program_name)s_%(process_num)02d
 numprocs = 3
 numprocs_start = 1
-environment = SLOT="%(process_num)02d"
-stdout_logfile = /tmp/worker-%(process_num)d.log
+environment = SLOT="%(process_num)02d", FMT="%%s"
+stdout_logfile = %(here)s/worker-%(process_num)d.log
+user = %(ENV_T_USER)s%%
 """)
-        p = self.importing(self.path("numprocs.conf"))
+        p = run(COHORTCTL, "import", self.path("numprocs.conf"), env=dict(os.environ, T_USER="nobody"))
+        self.assertEqual(p.returncode, 0, p.stderr)
         k = keys(p.stdout, "worker")
         self.assertEqual(k["instances"], "3")
-        self.assertEqual(k["command"], "/bin/sleep 10%i")
-        self.assertEqual(k["environment"], 'SLOT="%i"')
+        self.assertEqual(k["command"], "/bin/sleep 10%{i+1}")
+        self.assertEqual(k["environment"], 'SLOT="%{i+1}", FMT="%%s"')    # % is %% where %i is read
+        self.assertEqual(k["stdout"], self.path("worker-%{i+1}.log"))
+        self.assertEqual(k["user"], "nobody%")                          # not there
         s = section(p.stdout, "worker")
-        self.assertIn("; not imported: numprocs_start=1: instances are numbered from 0", s)
+        self.assertIn("; note: numprocs_start=1: instances are numbered from 0, so %(process_num)d is %{i+1}", s)
         self.assertIn("; not imported: process_name=%(program_name)s_%(process_num)02d: ", s)
-        self.assertIn("; not imported: stdout_logfile=/tmp/worker-%(process_num)d.log: ", s)
         self.assertIn("; note: environment: %(process_num) is %i, without its width", s)
+        self.summary(p, 1, 1)
         if not key_known("instances", "2"):
             self.skipTest("cohortd does not know instances = N yet (the tmpl work): --check would refuse it")
         self.check(p.stdout)
+
+    def test_supervisord_runs_template(self):
+        """numprocs = 3 under cohortd: worker@0..2, each with its own number."""
+        if not key_known("instances", "2"):
+            self.skipTest("cohortd does not know instances = N yet (the tmpl work)")
+        self.open_tmp()
+        self.write("numprocs.conf", f"""\
+[program:worker]
+command = {PY} -c "import os, time; open(os.environ['OUT'], 'w').write('x'); time.sleep(100)"
+numprocs = 3
+numprocs_start = 5
+environment = OUT="{self.tmp}/worker-%(process_num)d"
+startsecs = 0
+""")
+        p = self.importing(self.path("numprocs.conf"))
+        d = self.running(p.stdout, "worker@2")
+        for n in (5, 6, 7):
+            wait_until(self, lambda: os.path.exists(self.path(f"worker-{n}")), what=f"worker-{n}")
+        _, out, _ = d.ctl("status")
+        self.assertEqual(len(re.findall(r"(?m)^worker@[012]\s+running\b", out)), 3, out)
+        d.stop()
 
     # --- systemd: the units Debian ships ------------------------------------------
     def test_redis_unit(self):
@@ -501,6 +526,9 @@ LimitNOFILE=1024:4096
         self.bad([quote], f"{quote}:2: ExecStart: unterminated quote")
         twice = self.write("redis-server.service", "[Service]\nExecStart=/bin/true\n")
         self.bad([twice, twice], f'{twice}:1: a service "redis-server" is imported already')
+        newline = self.write("newline.service", "[Service]\nExecStart=/bin/echo 'a\\nb'\n")
+        self.bad([newline], f"{newline}:1: [service:newline]: its command cannot be written in a cohort config: "
+                 "it holds a line break")
         # One bad file among good ones: nothing is printed.
         self.bad([unit("redis-server"), badline], f"{badline}:3:")
 
