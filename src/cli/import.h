@@ -56,6 +56,9 @@ int imp_read_file(const char *path, struct imp_file *f, struct sbuf *err);
 /* The same for a file whose kind is known (an [include]d file). */
 int imp_read_kind(const char *path, enum imp_kind kind, struct imp_file *f, struct sbuf *err);
 void imp_file_free(struct imp_file *f);
+/* PATH made absolute, without . and .. (as Python's abspath: %(here)s and
+ * the globs of [include] are built from it); newly allocated. */
+char *imp_abspath(const char *path);
 /* The last entry KEY of S, or NULL. */
 const struct imp_entry *imp_section_get(const struct imp_section *s, const char *key);
 

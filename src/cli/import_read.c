@@ -269,16 +269,13 @@ static bool has_line_starting(const char *text, const char *what)
 	return false;
 }
 
-/* The absolute directory of PATH, without . and .. (as Python's abspath:
- * %(here)s and the globs of [include] are built from it). */
-static char *abs_dir(const char *path)
+char *imp_abspath(const char *path)
 {
-	char cwd[4096], *dir = path_dirname(path);
-	char *full = dir[0] == '/' || !getcwd(cwd, sizeof(cwd)) ? xstrdup(dir) : path_join(cwd, dir);
+	char cwd[4096];
+	char *full = path[0] == '/' || !getcwd(cwd, sizeof(cwd)) ? xstrdup(path) : path_join(cwd, path);
 	struct strv parts = {0};
 	char *save = NULL;
 
-	free(dir);
 	for (char *p = strtok_r(full, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
 		if (strcmp(p, ".") == 0)
 			continue;
@@ -301,7 +298,9 @@ static char *abs_dir(const char *path)
 
 static int read_as(const char *path, int kind, struct imp_file *f, struct sbuf *err)
 {
-	*f = (struct imp_file){.path = xstrdup(path), .dir = abs_dir(path)};
+	char *dir = path_dirname(path);
+	*f = (struct imp_file){.path = xstrdup(path), .dir = imp_abspath(dir)};
+	free(dir);
 	char *text = slurp(path, err);
 	if (!text)
 		return -1;

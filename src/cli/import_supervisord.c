@@ -370,7 +370,8 @@ static int include(struct imp_run *run, struct imp_file *f, const struct imp_sec
 		rc = -1;
 	char *save = NULL;
 	for (char *g = rc ? NULL : strtok_r(v.buf, " \t\n", &save); g && rc == 0; g = strtok_r(NULL, " \t\n", &save)) {
-		char *pattern = path_join(f->dir, g);
+		char *joined = path_join(f->dir, g), *pattern = imp_abspath(joined);
+		free(joined);
 		glob_t gl;
 		int grc = glob(pattern, 0, NULL, &gl);
 		free(pattern);
