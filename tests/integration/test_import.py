@@ -432,8 +432,11 @@ http {{
         imported service runs and reports its argv and environment."""
         self.open_tmp()
         script = self.write("report.py", "import json, os, sys\n"
-                            "json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': {k: v for k, v in "
-                            "os.environ.items() if k.startswith('T_')}}, open(os.environ['T_OUT'], 'w'))\n"
+                            "out = os.environ['T_OUT']\n"
+                            "with open(out + '.new', 'w') as f:\n"
+                            "    json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': {k: v for k, v in "
+                            "os.environ.items() if k.startswith('T_')}}, f)\n"
+                            "os.rename(out + '.new', out)\n"
                             "import time\ntime.sleep(100)\n")
         envfile = self.write("app.env", "T_FILE='from file'\n")
         long_arg = "x" * 150
@@ -475,8 +478,7 @@ LimitNOFILE=1024:4096
         self.check(p.stdout)
         d = self.cohortd(p.stdout)
         d.wait_state("app", "running", timeout=20)
-        wait_until(self, lambda: os.path.exists(self.path("out.json")) and os.path.getsize(self.path("out.json")),
-                   what="the service's report")
+        wait_until(self, lambda: os.path.exists(self.path("out.json")), what="the service's report")
         with open(self.path("out.json")) as f:
             r = json.load(f)
         self.assertEqual(r["argv"], ["hello world", "one", "two", "a ; b", "c d", "$literal", "app",
