@@ -73,7 +73,7 @@ struct imp_kv {
  * only one on a service imported too becomes requires/after. */
 struct imp_dep {
 	char *name;	/* cohort service name */
-	char *written;	/* as the file wrote it (KEY=VALUE) */
+	char *written;	/* as the file wrote it: KEY=UNIT */
 	bool required;	/* requires (else after) */
 };
 

@@ -149,8 +149,12 @@ static void resolve_deps(const struct imp_run *run, struct imp_svc *s)
 			continue;
 		if (find_svc(run, d->name))
 			strv_push(to, d->name);
-		else
-			imp_skip(s, d->written, d->name, "not a service imported with it (import its unit too)");
+		else {	/* "KEY=UNIT" is the comment's "KEY=VALUE" */
+			char *eq = strchr(d->written, '=');
+			*eq = '\0';
+			imp_skip(s, d->written, eq + 1, "not a unit imported with it (import it too)");
+			*eq = '=';
+		}
 	}
 	/* A required service is started first anyway: after adds nothing. */
 	for (size_t i = 0; i < aft.n;)

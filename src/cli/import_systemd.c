@@ -436,9 +436,10 @@ const char *sd_deps(struct imp_ctx *x, const char *k, const char *v)
 		const char *u = units.v[i];
 		size_t n = strlen(u);
 		if (n > 8 && strcmp(u + n - 8, ".service") == 0) {
-			char *name = xstrndup(u, n - 8);
-			imp_dep_add(x->svc, name, x->entry->key, strcmp(k, "requires") == 0);
+			char *name = xstrndup(u, n - 8), *unit = xasprintf("%s=%s", x->entry->key, u);
+			imp_dep_add(x->svc, name, unit, strcmp(k, "requires") == 0);
 			free(name);
+			free(unit);
 		} else {
 			imp_skip(x->svc, x->entry->key, u, "cohort orders services only (no targets, sockets or mounts)");
 		}

@@ -327,7 +327,7 @@ ExecStart=/bin/sleep 100
         self.assertEqual(k["requires"], "redis-server")
         self.assertEqual(k["after"], "mosquitto")
         self.assertEqual(k["restart"], "never")          # systemd's default Restart=no
-        self.assertIn("; not imported: Requires=missing: not a service imported with it", p.stdout)
+        self.assertIn("; not imported: Requires=missing.service: not a unit imported with it", p.stdout)
         self.assertIn("3 services in 2 phases", self.check(p.stdout))
 
     # --- running them -------------------------------------------------------------
