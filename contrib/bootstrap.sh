@@ -20,9 +20,13 @@ PKGS="build-essential autoconf automake libtool pkg-config
 # packages (make check-deb); prometheus gives test_metrics.py promtool and a
 # real server to scrape cohortd; chromium-driver and python3-selenium drive
 # the dashboard's browser tests; nats-server runs the three-node cluster of
-# test_cluster.py (libnats-dev, above, builds the cluster mode); nginx is
+# test_cluster.py (libnats-dev, above, builds the cluster mode); supervisor
+# (echo_supervisord_conf) and the units of redis-server, mosquitto and nginx
+# are what test_import.py imports, and it runs the daemons themselves in a
+# temp dir (on their own ports, not as the system's services); nginx is also
 # the real forking daemon test_pidfile.py supervises through its PID file.
-TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian prometheus chromium-driver python3-selenium nats-server nginx"
+TEST_PKGS="valgrind strace libmosquitto-dev chromium systemd debhelper dh-python dpkg-dev lintian prometheus chromium-driver python3-selenium nats-server
+      supervisor redis-server mosquitto nginx"
 # clang and its sanitizer runtime (compiler-rt, which clang only
 # recommends) build the libFuzzer harnesses.
 FUZZ_PKGS="clang libclang-rt-dev"

@@ -13,6 +13,7 @@
  *   cli_bus.c       pub, sub, get, bus (through libcohort)
  *   cli_lock.c      locks, lock (over the control socket or the bus)
  *   cli_job.c       lock's command: its process group, terminal, signals
+ *   cli_import.c    import (supervisord configs and systemd units; see import.h)
  *
  * Exit status: 0 success; 1 the operation failed (a start target ended
  * failed, the daemon refused the request); 2 usage error; 3 cohortd
@@ -141,6 +142,6 @@ int job_lost_lease(struct job *job, const char *name, const char *why);
 extern const struct command cmd_status_entry, cmd_start_entry, cmd_stop_entry, cmd_restart_entry,
 	cmd_signal_entry, cmd_reload_entry, cmd_shutdown_entry, cmd_plan_entry, cmd_log_entry,
 	cmd_events_entry, cmd_locks_entry, cmd_pub_entry, cmd_sub_entry, cmd_get_entry, cmd_bus_entry, cmd_dashboard_entry,
-	cmd_lock_entry;
+	cmd_lock_entry, cmd_import_entry;
 
 #endif

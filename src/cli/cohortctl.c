@@ -29,7 +29,7 @@ static const struct command *const commands[] = {
 	&cmd_status_entry, &cmd_start_entry, &cmd_stop_entry, &cmd_restart_entry, &cmd_signal_entry,
 	&cmd_reload_entry, &cmd_shutdown_entry, &cmd_plan_entry, &cmd_log_entry, &cmd_events_entry,
 	&cmd_locks_entry, &cmd_pub_entry, &cmd_sub_entry, &cmd_get_entry, &cmd_bus_entry, &cmd_dashboard_entry, &cmd_lock_entry,
-	&cmd_help_entry,
+	&cmd_import_entry, &cmd_help_entry,
 };
 
 #define FOR_EACH_COMMAND(cmd) \
@@ -285,7 +285,7 @@ int main(int argc, char **argv)
 	if (!cargv)
 		return EXIT_OK;
 	c.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-	if (cmd->run != run_help)
+	if (cmd->run != run_help && cmd != &cmd_import_entry)	/* they work without cohortd */
 		c.socket = find_socket(opt_socket, opt_config);
 	rc = cmd->run(&c, cargc, cargv);
 	free(cargv);
