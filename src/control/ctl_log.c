@@ -230,7 +230,7 @@ static int log_services(struct cohortd *d, json_t *req, json_t *resp, struct str
 			ctl_error(resp, "no such service: %s", names->v[i]);
 			goto fail;
 		}
-		if (!s->out_open && !s->err_open) {
+		if (!s->out && !s->err) {
 			ctl_error(resp, "%s does not log to a file (stdout = %s)", names->v[i],
 				  s->cfg->out.kind == OUT_INHERIT ? "inherit" : "null");
 			goto fail;
@@ -271,7 +271,7 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 	}
 	for (size_t i = 0; i < names.n; i++) {
 		struct service *s = stack_find(&d->sup, names.v[i]);
-		struct outpipe *p = s->out_open ? &s->out : &s->err;
+		struct outpipe *p = s->out ? s->out : s->err;
 		logfile_tail(d->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups, (unsigned)lines,
 			  tail_done, &r->parts[i], c->id);
 	}

@@ -92,6 +92,11 @@ struct exit_info {
 	int signal;		/* killing signal, or 0 */
 };
 
+/* The longest texts a service keeps, NUL included: longer ones are cut. */
+#define SVC_REASON_MAX 256	/* reason, exec_error, followup_reason */
+#define SVC_STATUS_MAX 128	/* status_text */
+#define SVC_HEALTH_MAX 160	/* health */
+
 struct supervisor;
 
 struct service {
@@ -130,27 +135,35 @@ struct service {
 	bool started_once;	/* spawned since the last explicit start */
 	struct breaker breaker;
 	struct exit_info last_exit;
-	char reason[256];	/* why it is in its state */
-	char exec_error[256];	/* the current spawn could not exec: why */
+	/* Texts are on the heap, NULL when empty (most are, most of the
+	 * time: 10,000 services must not carry a kilobyte of empty arrays
+	 * each); str_set() sets them, svc_text() reads them.  Each is cut
+	 * as the fixed array it replaced was (SVC_*_MAX). */
+	char *reason;		/* why it is in its state */
+	char *exec_error;	/* the current spawn could not exec: why */
 	int exec_errno;		/* and the errno of the step that failed */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
 	bool has_followup;	/* an action asked for one more event: */
 	enum svc_event followup_ev;
-	char followup_reason[256];
-	char status_text[128];	/* last STATUS= from sd_notify */
+	char *followup_reason;
+	char *status_text;	/* last STATUS= from sd_notify */
 	char token[33];		/* COHORT_TOKEN of the current process */
 
 	ev_timer timer;		/* backoff, stop timeout, breaker cooldown */
 	ev_timer ready_timer;	/* ready_timeout, and delay: readiness */
 	ev_timer probe_timer;	/* next readiness or health probe */
 	ev_io exec_io;		/* exec-status pipe of the current spawn */
-	struct probe probe;	/* readiness, then health */
+	/* readiness, then health: made at the service's first probe (most
+	 * services never probe: delay: and notify need none), kept until
+	 * the service is freed; its watchers live in it */
+	struct probe *probe;
 	unsigned health_failures;
-	char health[160];	/* "ok", "failing 2/3: ...", "" when off */
+	char *health;		/* "ok", "failing 2/3: ...", NULL when off */
 
-	struct outpipe out;	/* stdout (and stderr, when they share) */
-	struct outpipe err;	/* stderr, when it goes elsewhere */
-	bool out_open, err_open;
+	/* Output pipes, made while the output is captured (NULL when it is
+	 * not: null, inherit, or could not be made). */
+	struct outpipe *out;	/* stdout (and stderr, when they share) */
+	struct outpipe *err;	/* stderr, when it goes elsewhere */
 };
 
 /*
@@ -211,6 +224,12 @@ struct supervisor {
 };
 
 /* --- service.c ----------------------------------------------------------- */
+
+/* A service's text field (reason, health, ...), "" when it has none. */
+static inline const char *svc_text(const char *t)
+{
+	return t ? t : "";
+}
 
 struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct cohort_config *owner,
 			size_t index);

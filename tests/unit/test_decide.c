@@ -55,6 +55,7 @@ static void free_stack(struct service **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		breaker_free(&v[i]->breaker);
+		free(v[i]->reason);
 		free(v[i]->name);
 		free(v[i]);
 	}
@@ -107,7 +108,7 @@ static int step(struct service *s)
 	}
 	s->state = (enum svc_state)next;
 	snprintf(last_reason, sizeof(last_reason), "%s", dc.reason);
-	snprintf(s->reason, sizeof(s->reason), "%s", dc.reason);
+	str_set(&s->reason, dc.reason);
 	return dc.event;
 }
 
@@ -123,9 +124,9 @@ static int run(void)
 		for (size_t i = 0; i < sup.plan->n; i++) {
 			struct service *s = sup.svcs[i];
 			enum svc_state was = s->state;
-			char reason[sizeof(s->reason)];
-			snprintf(reason, sizeof(reason), "%s", s->reason);
-			if (step(s) >= 0 && (s->state != was || strcmp(s->reason, reason) != 0)) {
+			char reason[SVC_REASON_MAX];
+			snprintf(reason, sizeof(reason), "%s", svc_text(s->reason));
+			if (step(s) >= 0 && (s->state != was || strcmp(svc_text(s->reason), reason) != 0)) {
 				moved = true;
 				moves++;
 				cr_assert_lt(moves, 1000, "the decisions do not settle");
@@ -159,7 +160,7 @@ static void becomes(const char *name, enum svc_state st)
 
 #define assert_state(name, st) \
 	cr_assert_eq(svc(name)->state, st, "%s is %s, not %s (%s)", name, svc_state_name(svc(name)->state), \
-		     svc_state_name(st), svc(name)->reason)
+		     svc_state_name(st), svc_text(svc(name)->reason))
 
 static const char *const three_phases =
 	"[service:db]\ncommand = x\n"
