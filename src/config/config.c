@@ -165,7 +165,8 @@ static void raw_free(struct raw_section *r)
 }
 
 /* Parses every key of a finished section into base (a cohort_config or a
- * svc_config), with the default for keys not set. */
+ * svc_config), with the default for keys not set; the line of each key set
+ * into key_line when it is not NULL. */
 static void parse_section(struct loader *l, struct raw_section *r, void *base,
 			  enum key_section ks, const char *label, int *key_line)
 {
@@ -185,7 +186,8 @@ static void parse_section(struct loader *l, struct raw_section *r, void *base,
 		}
 		if (!r->set[i])
 			continue;
-		key_line[i] = r->key_line[i];
+		if (key_line)
+			key_line[i] = r->key_line[i];
 		const char *v = r->value[i].buf ? r->value[i].buf : "";
 		why.len = 0;
 		if (key_parse(k, &ctx, v, field, &why) < 0)
@@ -220,6 +222,19 @@ static void check_timing(struct loader *l, const struct raw_section *r, const st
 	}
 }
 
+/* The lines of the keys r sets, kept in s for the plan's messages. */
+static void keep_key_lines(const struct raw_section *r, struct svc_config *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < config_nkeys; i++)
+		n += r->set[i];
+	s->key_lines = n ? xcalloc(n, sizeof(*s->key_lines)) : NULL;
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (r->set[i])
+			s->key_lines[s->nkey_lines++] = (struct key_line){(unsigned)i, r->key_line[i]};
+}
+
 static void finish_service(struct loader *l)
 {
 	struct raw_section *r = &l->sec;
@@ -229,7 +244,8 @@ static void finish_service(struct loader *l)
 	int ci = key_index(KS_SERVICE, "command");
 
 	sbuf_addf(&label, "[service:%s]", s->name);
-	parse_section(l, r, s, KS_SERVICE, label.buf, s->key_line);
+	parse_section(l, r, s, KS_SERVICE, label.buf, NULL);
+	keep_key_lines(r, s);
 	if (!s->directory)
 		s->directory = xstrdup(l->dir);
 	if (!r->set[ci]) {
@@ -333,7 +349,6 @@ static void open_section(struct loader *l, char *name)
 		s->name = xstrdup(sname);
 		s->file = xstrdup(l->file);
 		s->line = l->lineno;
-		s->key_line = xcalloc(config_nkeys, sizeof(int));
 		struct cohort_config *c = l->cfg;
 		if ((c->nservices & (c->nservices - 1)) == 0)
 			c->services = xrealloc(c->services,
@@ -691,7 +706,7 @@ void config_free(struct cohort_config *c)
 		strv_free(&s->argv);
 		free(s->name);
 		free(s->file);
-		free(s->key_line);
+		free(s->key_lines);
 		free(s);
 	}
 	for (size_t k = 0; k < config_nkeys; k++)
@@ -758,7 +773,8 @@ int svc_key_line(const struct svc_config *s, const char *key)
 {
 	int i = key_index(KS_SERVICE, key);
 
-	if (i >= 0 && s->key_line[i])
-		return s->key_line[i];
+	for (size_t k = 0; i >= 0 && k < s->nkey_lines; k++)
+		if (s->key_lines[k].key == (unsigned)i)
+			return s->key_lines[k].line;
 	return s->line;
 }
