@@ -211,7 +211,7 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason)
 	}
 	bool same = from == t->next && strcmp(svc_text(s->reason), reason) == 0;
 	char r[SVC_REASON_MAX];
-	s->state = t->next;
+	stack_set_state(s->sup, s, t->next);
 	str_copy(r, sizeof(r), reason);
 	utf8_fix(r, strlen(r));	/* it goes out as JSON */
 	str_set(&s->reason, r);

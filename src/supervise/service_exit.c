@@ -128,6 +128,7 @@ void svc_main_exited(struct service *s, int status)
 	if (pgid > 0 && kill(-pgid, SIGKILL) == 0)
 		log_debug(s->name, "killed what was left of process group %d", pgid);
 	s->pid = 0;
+	s->sup->nlive--;
 	s->paused_by = 0;
 	/* A restart asked for that had not begun its stop: the process ended
 	 * by itself, and is restarted as any end of it is. */

@@ -397,6 +397,7 @@ void svc_act_spawn(struct service *s)
 		return;
 	}
 	s->pid = pid;
+	s->sup->nlive++;
 	s->spawned_at = now_mono_ms();
 	s->running_since = 0;
 	children_track(s->sup, pid, CHILD_MAIN, s);

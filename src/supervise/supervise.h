@@ -217,6 +217,15 @@ struct supervisor {
 	bool stack_up;			/* every phase has been opened */
 	bool shutting_down;
 
+	/* Tallies, so that no event needs a look at every service (stack.c
+	 * keeps them: svc_set_state, stack_recount, the pid's set and clear). */
+	size_t nlive;			/* services with a process (svc_live), leaving ones too */
+	size_t nstate[SVC_NSTATES];	/* services of the plan in each state */
+	size_t *busy;			/* per phase 1..nphases: its services starting,
+					 * running or stopping (a shutdown's order) */
+	size_t settle_hint;		/* start-up: where the last look at the open phase
+					 * found a service not settled (plan->order index) */
+
 	/* Reconcile work: services to look at again (stack.c). */
 	struct service **queue;
 	size_t nqueued, queue_cap;
@@ -279,6 +288,7 @@ struct decision {
 	enum stop_cause cause;	/* with SE_STOP */
 	bool going_down;	/* the service's going_down from now on */
 	const char *waits_for;	/* a stop held back by this service, or NULL */
+	unsigned waits_phase;	/* a shutdown's stop held back by this phase, or 0 */
 	char reason[256];
 };
 /* What s should do now, given every service's state and want, the
@@ -287,6 +297,10 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 /* Start-up: phase ph has settled (each autostart service wanted up is
  * running, exited, failed or held by a failure). */
 bool stack_phase_settled(const struct supervisor *sup, unsigned ph);
+/* The same of one service: it does not hold its phase back. */
+bool stack_svc_settled(const struct supervisor *sup, const struct service *s);
+/* Starting, running or stopping: what a shutdown waits for. */
+bool svc_busy(enum svc_state st);
 /* Ready for what requires it: running, or exited with success. */
 bool svc_ready_for_dependents(const struct service *s);
 /* Waiting on something that will not come up by itself (a failed
@@ -302,6 +316,12 @@ void stack_free(struct supervisor *sup);
 void stack_start(struct supervisor *sup);
 /* Every service wanted down, stopped in reverse phase order. */
 void stack_shutdown(struct supervisor *sup);
+/* The only way a service's state changes (svc_fire; tests): the tallies
+ * follow. */
+void stack_set_state(struct supervisor *sup, struct service *s, enum svc_state st);
+/* The tallies counted afresh from the services (a reload moved them
+ * between phases; a stack made by hand). */
+void stack_recount(struct supervisor *sup);
 /* Queues s to be reconciled; the queue runs in stack_settle(). */
 void stack_queue(struct supervisor *sup, struct service *s);
 /* s and the services whose next step may depend on s, queued. */
@@ -311,6 +331,7 @@ void stack_changed(struct supervisor *sup, struct service *s, enum svc_state fro
 void stack_settle(struct supervisor *sup);
 /* A command's wish for one service (start, stop, restart). */
 void stack_want(struct supervisor *sup, struct service *s, enum svc_want want);
+/* No service has a process (nlive is 0). */
 bool stack_all_down(const struct supervisor *sup);
 struct service *stack_find(const struct supervisor *sup, const char *name);
 

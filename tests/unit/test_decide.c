@@ -48,6 +48,7 @@ static void stack_of(const char *ini)
 		sup.svcs[i] = make_service(cfg->services[i], i);
 		map_put(&sup.by_name, sup.svcs[i]->name, sup.svcs[i]);
 	}
+	stack_recount(&sup);
 	sup.phase_open = 1;
 }
 
@@ -69,6 +70,7 @@ static void teardown(void)
 		free_stack(sup.leaving, sup.nleaving);
 		plan_free(sup.plan);
 	}
+	free(sup.busy);
 	map_free(&sup.by_name);
 	sup = (struct supervisor){0};
 	config_free(cfg);
@@ -106,7 +108,7 @@ static int step(struct service *s)
 		if (s->want == WANT_RESTART)
 			s->want = WANT_UP;
 	}
-	s->state = (enum svc_state)next;
+	stack_set_state(&sup, s, (enum svc_state)next);
 	snprintf(last_reason, sizeof(last_reason), "%s", dc.reason);
 	str_set(&s->reason, dc.reason);
 	return dc.event;
@@ -151,7 +153,7 @@ static void becomes(const char *name, enum svc_state st)
 {
 	struct service *s = svc(name);
 
-	s->state = st;
+	stack_set_state(&sup, s, st);
 	if (st != SVC_STARTING && st != SVC_RUNNING && st != SVC_STOPPING)
 		s->pid = 0;
 	if (st == SVC_STOPPED || st == SVC_EXITED || st == SVC_FAILED || st == SVC_BACKOFF)
@@ -371,6 +373,7 @@ Test(decide, a_reload_that_changes_a_dependency)
 	plan_free(sup.plan);
 	sup.plan = plan_build(nc, &diag);
 	cr_assert_not_null(sup.plan);
+	stack_recount(&sup);
 	for (size_t i = 0; i < 3; i++)
 		sup.svcs[i]->cfg = nc->services[i];
 	cr_assert_eq(step(svc("c")), SE_STOP);
