@@ -118,7 +118,8 @@ static void raw_free(struct raw_section *r)
 }
 
 /* Parses every key of a finished section into base (a cohort_config or a
- * svc_config), with the default for keys not set. */
+ * svc_config), with the default for keys not set; the line of each key set
+ * into key_line when it is not NULL. */
 static void parse_section(struct loader *l, struct raw_section *r, void *base,
 			  enum key_section ks, const char *label, int *key_line)
 {
@@ -138,7 +139,8 @@ static void parse_section(struct loader *l, struct raw_section *r, void *base,
 		}
 		if (!r->set[i])
 			continue;
-		key_line[i] = r->key_line[i];
+		if (key_line)
+			key_line[i] = r->key_line[i];
 		const char *v = r->value[i].buf ? r->value[i].buf : "";
 		why.len = 0;
 		if (key_parse(k, &ctx, v, field, &why) < 0)
@@ -197,6 +199,19 @@ static void check_pidfile(struct loader *l, const struct raw_section *r, struct 
 	}
 }
 
+/* The lines of the keys r sets, kept in s for the plan's messages. */
+static void keep_key_lines(const struct raw_section *r, struct svc_config *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < config_nkeys; i++)
+		n += r->set[i];
+	s->key_lines = n ? xcalloc(n, sizeof(*s->key_lines)) : NULL;
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (r->set[i])
+			s->key_lines[s->nkey_lines++] = (struct key_line){(unsigned)i, r->key_line[i]};
+}
+
 /* Parses one service's keys (a template's: one instance's) into s. */
 static void finish_one(struct loader *l, struct raw_section *r, struct svc_config *s)
 {
@@ -205,7 +220,8 @@ static void finish_one(struct loader *l, struct raw_section *r, struct svc_confi
 	int ci = key_index(KS_SERVICE, "command");
 
 	sbuf_addf(&label, "[service:%s]", s->name);
-	parse_section(l, r, s, KS_SERVICE, label.buf, s->key_line);
+	parse_section(l, r, s, KS_SERVICE, label.buf, NULL);
+	keep_key_lines(r, s);
 	if (!s->directory)
 		s->directory = xstrdup(l->dir);
 	if (!r->set[ci]) {
@@ -235,7 +251,6 @@ static struct svc_config *add_service(struct loader *l, const char *name, int li
 	s->name = xstrdup(name);
 	s->file = xstrdup(l->file);
 	s->line = line;
-	s->key_line = xcalloc(config_nkeys, sizeof(int));
 	if ((c->nservices & (c->nservices - 1)) == 0)
 		c->services = xrealloc(c->services, (c->nservices ? c->nservices * 2 : 1) * sizeof(*c->services));
 	s->index = c->nservices;
@@ -783,7 +798,7 @@ void config_free(struct cohort_config *c)
 		free(s->template_name);
 		free(s->name);
 		free(s->file);
-		free(s->key_line);
+		free(s->key_lines);
 		free(s);
 	}
 	for (size_t k = 0; k < config_nkeys; k++)

@@ -49,12 +49,22 @@ struct svc_rlimit {
 };
 #define SVC_INT_UNSET INT32_MIN	/* nice, oom_score_adjust: cohortd's own */
 
+/* A key a section sets, and its line, for messages (svc_key_line). */
+struct key_line {
+	unsigned key;		/* index in config_keys */
+	int line;
+};
+
 struct svc_config {
 	char *name;
 	size_t index;		/* position in cohort_config.services */
 	char *file;		/* where the section is, for messages */
 	int line;
-	int *key_line;		/* line of each key as set, 0 if defaulted */
+	/* The keys the section sets, in table order: a section sets a few of
+	 * ~70 keys, and 10,000 services would keep 280 bytes each of zeros
+	 * in an array over them all. */
+	struct key_line *key_lines;
+	size_t nkey_lines;
 	uint64_t instances;	/* as written: 0, or this is one of a template's */
 	char *template_name;	/* NAME of NAME@K, or NULL: not an instance */
 	uint64_t instance;	/* K of NAME@K */

@@ -358,7 +358,8 @@ int svc_key_line(const struct svc_config *s, const char *key)
 {
 	int i = key_index(KS_SERVICE, key);
 
-	if (i >= 0 && s->key_line[i])
-		return s->key_line[i];
+	for (size_t k = 0; i >= 0 && k < s->nkey_lines; k++)
+		if (s->key_lines[k].key == (unsigned)i)
+			return s->key_lines[k].line;
 	return s->line;
 }

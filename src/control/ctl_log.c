@@ -245,7 +245,7 @@ static int log_services(struct ctl_env *env, json_t *req, json_t *resp, struct s
 			ctl_error(resp, "no such service: %s", names->v[i]);
 			goto fail;
 		}
-		if (!s->out_open && !s->err_open) {
+		if (!s->out && !s->err) {
 			ctl_error(resp, "%s does not log to a file (stdout = %s)", names->v[i],
 				  s->cfg->out.kind == OUT_INHERIT ? "inherit" : "null");
 			goto fail;
@@ -288,7 +288,7 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 	}
 	for (size_t i = 0; i < names.n; i++) {
 		struct service *s = stack_find(env->sup, names.v[i]);
-		struct outpipe *p = s->out_open ? &s->out : &s->err;
+		struct outpipe *p = s->out ? s->out : s->err;
 		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups,
 			     (unsigned)lines, tail_done, &r->parts[i], c->id);
 	}

@@ -161,7 +161,7 @@ static json_t *outcome(struct ctl_env *env, enum wait_kind kind, const struct st
 		bool gone = !s || s->removed;
 		json_t *o = json_pack("{s:s,s:s,s:s}", "name", names->v[i], "state",
 				      s ? svc_state_name(s->state) : "removed", "reason",
-				      gone ? "removed by a reload" : s->reason);
+				      gone ? "removed by a reload" : svc_text(s->reason));
 		if (i >= ntargets)
 			json_object_set_new(o, "dependent", json_true());
 		json_array_append_new(list, o);

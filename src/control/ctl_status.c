@@ -26,13 +26,13 @@ json_t *ctl_service_json(const struct ctl_env *env, const struct service *s)
 	json_object_set_new(o, "since_ms", json_integer(s->since_ms));
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
 	json_object_set_new(o, "last_exit", exit_info);
-	json_object_set_new(o, "reason", json_string(s->reason));
+	json_object_set_new(o, "reason", json_string(svc_text(s->reason)));
 	if (s->paused_by)
 		json_object_set_new(o, "paused", json_string(signal_name(s->paused_by)));
-	json_object_set_new(o, "health", s->health[0] ? json_string(s->health) : json_null());
+	json_object_set_new(o, "health", s->health ? json_string(s->health) : json_null());
 	json_object_set_new(o, "autostart", json_boolean(s->cfg->autostart));
 	json_object_set_new(o, "wanted", json_string(s->want != WANT_DOWN ? "up" : "down"));
-	if (s->status_text[0])
+	if (s->status_text)
 		json_object_set_new(o, "status", json_string(s->status_text));
 	return o;
 }
@@ -102,9 +102,9 @@ static void fill_row(struct table_row *r, const struct ctl_env *env, const struc
 	r->cell[3] = r->phase;
 	r->cell[4] = r->up;
 	r->cell[5] = r->restarts;
-	r->cell[6] = s->reason;
+	r->cell[6] = svc_text(s->reason);
 	r->paused = s->paused_by ? signal_name(s->paused_by) : NULL;
-	r->health = str_starts(s->health, "failing") ? s->health : NULL;
+	r->health = str_starts(svc_text(s->health), "failing") ? s->health : NULL;
 	for (int k = 0; k < TABLE_COLS; k++)
 		r->len[k] = strlen(r->cell[k]);
 }

@@ -72,6 +72,9 @@ struct cohortd {
 	ev_prepare groups_w;		/* writes run_dir/cohortd.groups, once per loop iteration */
 	int state_lock_fd;		/* state_dir/cohortd.lock, likewise (-1 on a full disk) */
 	bool groups_write_failed;	/* run_dir/cohortd.groups: warned once */
+	struct sbuf groups_add;		/* its lines not written yet (instance.c) */
+	size_t groups_lines;		/* lines it has: rewritten whole past twice the live ones */
+	bool groups_whole;		/* a whole rewrite is due (a reload) */
 
 	bool killed_all;		/* second TERM/INT or shutdown_timeout */
 	int exit_code;
@@ -120,9 +123,13 @@ void instance_unlock(int fd);
 /* Stops the services a killed cohortd left running (before any starts);
  * bounded by their stop_timeout. */
 void instance_sweep(const char *run_dir);
-/* The record of running process groups is to be rewritten (a spawn or an
- * exit): it is, once, before the loop next waits. */
+/* The record of running process groups is to be rewritten whole (a
+ * reload): it is, once, before the loop next waits. */
 void instance_record(struct cohortd *d);
+/* s's process started, or ended: said in the record before the loop next
+ * waits (one write for all of an iteration's). */
+void instance_started(struct cohortd *d, struct service *s);
+void instance_ended(struct cohortd *d, struct service *s);
 /* Nothing runs any more (orderly exit): no record. */
 void instance_forget(struct cohortd *d);
 

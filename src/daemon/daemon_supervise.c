@@ -53,15 +53,14 @@ static void on_service_gone(void *arg, struct service *s)
 
 static void on_process_started(void *arg, struct service *s)
 {
-	(void)s;
-	instance_record(arg);
+	instance_started(arg, s);
 }
 
 static void on_process_ended(void *arg, struct service *s)
 {
 	struct cohortd *d = arg;
 
-	instance_record(d);
+	instance_ended(d, s);
 	lock_drop_service(&d->locks, s, false);	/* a crash never holds a lock */
 }
 

@@ -15,11 +15,17 @@
  * kill -9 of cohortd its services run on; the next cohortd reads the file
  * before it starts anything and stops each group that still lives (its
  * stop signal, SIGCONT, then KILL after its stop_timeout), so no service
- * ends up running twice.  The file is rewritten (.new + rename) after
- * spawns and exits, once per loop iteration however many there were (a
- * rewrite at each would cost O(n^2) for n services starting).  No fsync:
- * it must survive a crash of cohortd, not of the machine, whose reboot
- * ends the processes it names anyway.
+ * ends up running twice.
+ *
+ * The file is a log: a line per group started, "-PGID START" once it has
+ * ended, appended once per loop iteration with what that iteration
+ * started and ended (one write, however many).  A rewrite of the whole
+ * record at each spawn or exit cost O(n) each: with 10,000 services a
+ * restart wrote 350 KB, and a shutdown gigabytes.  It is rewritten whole
+ * (.new + rename) with the live groups only when the ended ones outnumber
+ * them, and after a reload (whose stop_signal and stop_timeout apply at
+ * once).  No fsync: it must survive a crash of cohortd, not of the
+ * machine, whose reboot ends the processes it names anyway.
  */
 #include "autoconfig.h"
 
@@ -165,6 +171,9 @@ static unsigned long long child_start(pid_t pid)
 
 /* --- the record --------------------------------------------------------------- */
 
+#define GROUPS_HEADER "# pgid start_ticks stop_signal stop_timeout_ms service\n"
+#define GROUPS_SLACK 64	/* ended groups a record may name beyond as many as live ones */
+
 static void record_line(struct sbuf *b, struct service *s)
 {
 	if (!svc_live(s))
@@ -181,17 +190,17 @@ static void record_line(struct sbuf *b, struct service *s)
 		  s->cfg->stop_signal, s->cfg->stop_timeout_ms, s->name);
 }
 
-static void groups_write(struct cohortd *d)
+/* The whole record, of the groups that live now; false on failure. */
+static bool groups_rewrite(struct cohortd *d, const char *path)
 {
 	struct sbuf b = {0};
 
-	sbuf_adds(&b, "# pgid start_ticks stop_signal stop_timeout_ms service\n");
+	sbuf_adds(&b, GROUPS_HEADER);
 	for (size_t i = 0; d->sup.svcs && i < d->sup.plan->n; i++)
 		record_line(&b, d->sup.svcs[i]);
 	for (size_t i = 0; i < d->sup.nleaving; i++)
 		record_line(&b, d->sup.leaving[i]);
 
-	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
 	char *tmp = xasprintf("%s.new", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	bool ok = fd >= 0 && write(fd, b.buf, b.len) == (ssize_t)b.len;
@@ -199,19 +208,51 @@ static void groups_write(struct cohortd *d)
 		ok = false;
 	if (ok && rename(tmp, path) < 0)
 		ok = false;
+	if (!ok)
+		unlink(tmp);
+	d->groups_lines = 1 + d->sup.nlive;
+	free(tmp);
+	sbuf_free(&b);
+	return ok;
+}
+
+/* This iteration's starts and ends, at the end of the record. */
+static bool groups_append(struct cohortd *d, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	bool ok = fd >= 0 && write(fd, d->groups_add.buf, d->groups_add.len) == (ssize_t)d->groups_add.len;
+
+	if (fd >= 0 && close(fd) < 0)
+		ok = false;
+	for (size_t i = 0; i < d->groups_add.len; i++)
+		d->groups_lines += d->groups_add.buf[i] == '\n';
+	return ok;
+}
+
+static void groups_write(struct cohortd *d)
+{
+	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
+	size_t adds = 0;
+
+	for (size_t i = 0; i < d->groups_add.len; i++)
+		adds += d->groups_add.buf[i] == '\n';
+	/* Whole when asked, when the last write failed (what it held is
+	 * lost), and when ended groups would outnumber the live ones. */
+	bool whole = d->groups_whole || d->groups_write_failed || d->groups_lines == 0 ||
+		     d->groups_lines + adds > 2 * (1 + d->sup.nlive) + GROUPS_SLACK;
+	bool ok = whole ? groups_rewrite(d, path) : groups_append(d, path);
+	d->groups_add.len = 0;
+	d->groups_whole = false;
 	if (!ok) {
 		/* Once per failure streak: this runs at every spawn and exit. */
 		if (!d->groups_write_failed)
 			log_warn(NULL, "%s: %s: a cohortd started after a crash of this one may "
 				 "not find its services", path, strerror(errno));
-		unlink(tmp);
 	} else if (d->groups_write_failed) {
 		log_info(NULL, "%s written again", path);
 	}
 	d->groups_write_failed = !ok;
-	free(tmp);
 	free(path);
-	sbuf_free(&b);
 }
 
 /* Before the loop waits: the spawns and exits of this iteration, in one
@@ -226,7 +267,7 @@ static void groups_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	groups_write(d);
 }
 
-void instance_record(struct cohortd *d)
+static void write_soon(struct cohortd *d)
 {
 	if (ev_is_active(&d->groups_w))
 		return;
@@ -234,11 +275,32 @@ void instance_record(struct cohortd *d)
 	ev_prepare_start(d->loop, &d->groups_w);
 }
 
+void instance_record(struct cohortd *d)
+{
+	d->groups_whole = true;
+	write_soon(d);
+}
+
+void instance_started(struct cohortd *d, struct service *s)
+{
+	record_line(&d->groups_add, s);
+	write_soon(d);
+}
+
+void instance_ended(struct cohortd *d, struct service *s)
+{
+	if (s->recorded_pid > 0)
+		sbuf_addf(&d->groups_add, "-%d %llu\n", (int)s->recorded_pid, s->recorded_start);
+	s->recorded_pid = 0;
+	write_soon(d);
+}
+
 void instance_forget(struct cohortd *d)
 {
 	char *path = xasprintf("%s/%s", d->run_dir, GROUPS_FILE);
 
 	ev_prepare_stop(d->loop, &d->groups_w);
+	sbuf_free(&d->groups_add);
 
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warn(NULL, "%s: %s", path, strerror(errno));
@@ -406,11 +468,31 @@ static size_t sort_leftovers(const char *path, struct leftover *ls, size_t n)
 	return kept;
 }
 
+/* "-PGID START": the group recorded earlier with that start has ended
+ * (found through last, pgid -> 1 + its index); false when it is no such
+ * line. */
+static bool leftover_ended(const char *line, struct leftover *ls, struct intmap *last)
+{
+	int pgid, used = 0;
+	unsigned long long start;
+
+	if (sscanf(line, "-%d %llu%n", &pgid, &start, &used) != 2 || used == 0 ||
+	    (line[used] && line[used] != '\n') || pgid <= 1)
+		return false;
+	size_t at = (size_t)(uintptr_t)intmap_get(last, pgid);
+	if (at && ls[at - 1].start == start) {
+		ls[at - 1].done = true;	/* dropped before the sort */
+		intmap_del(last, pgid);
+	}
+	return true;
+}
+
 static size_t read_leftovers(const char *path, struct leftover **out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
-	size_t n = 0, cap = 0, lineno = 0;
+	size_t n = 0, cap = 0, lineno = 0, kept = 0;
+	struct intmap last = {0};	/* pgid -> 1 + index of its latest line */
 	char line[512];
 
 	*out = NULL;
@@ -434,7 +516,7 @@ static size_t read_leftovers(const char *path, struct leftover **out)
 	while (fgets(line, sizeof(line), f)) {
 		struct leftover l;
 		lineno++;
-		if (line[0] == '#')
+		if (line[0] == '#' || (line[0] == '-' && leftover_ended(line, *out, &last)))
 			continue;
 		if (!parse_leftover(line, &l)) {
 			log_warn(NULL, "%s:%zu: not a process group record: ignored", path, lineno);
@@ -445,9 +527,14 @@ static size_t read_leftovers(const char *path, struct leftover **out)
 			*out = xrealloc(*out, cap * sizeof(**out));
 		}
 		(*out)[n++] = l;
+		intmap_put(&last, l.pgid, (void *)(uintptr_t)n);
 	}
 	fclose(f);
-	return sort_leftovers(path, *out, n);
+	intmap_free(&last);
+	for (size_t i = 0; i < n; i++)
+		if (!(*out)[i].done)
+			(*out)[kept++] = (*out)[i];
+	return sort_leftovers(path, *out, kept);
 }
 
 void instance_sweep(const char *run_dir)

@@ -61,15 +61,6 @@ static int sdn_send(struct sdnotify *sd, const char *msg)
 	return -1;
 }
 
-static size_t count_running(const struct cohortd *d)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < d->sup.plan->n; i++)
-		n += d->sup.svcs[i]->state == SVC_RUNNING;
-	return n;
-}
-
 static void sdn_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct cohortd *d = container_of(w, struct cohortd, sd.prepare_w);
@@ -82,7 +73,7 @@ static void sdn_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	if (!ready && !stopping && !sd->status_dirty)
 		return;
 	sd->status_dirty = false;
-	size_t running = count_running(d), total = d->sup.plan->n;
+	size_t running = d->sup.nstate[SVC_RUNNING], total = d->sup.plan->n;	/* no pass over them all */
 	if (!ready && !stopping && running == sd->last_running && total == sd->last_total)
 		return;
 	char msg[160];

@@ -511,6 +511,14 @@ void str_copy(char *dst, size_t len, const char *src)
 	dst[n] = '\0';
 }
 
+void str_set(char **dst, const char *src)
+{
+	if (*dst && src && strcmp(*dst, src) == 0)
+		return;	/* the same text (or src is *dst) */
+	free(*dst);
+	*dst = src && *src ? xstrdup(src) : NULL;
+}
+
 size_t utf8_seq(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];

@@ -87,6 +87,10 @@ const char *did_you_mean(const char *word, const char *const *cands, size_t n);
 /* Copies src into dst[len], cutting it short if it must (log text), never
  * in the middle of a UTF-8 character. */
 void str_copy(char *dst, size_t len, const char *src);
+/* *dst becomes a heap copy of src, or NULL when src is NULL or empty (the
+ * old one freed; src may be *dst itself).  For texts most holders leave
+ * empty: a NULL costs nothing, a fixed array its whole size. */
+void str_set(char **dst, const char *src);
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 size_t utf8_seq(const unsigned char *s, size_t n);
 /* Is s[0..n) all UTF-8 (NUL included: WebSocket text may hold it)? */

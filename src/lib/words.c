@@ -19,7 +19,10 @@ int words_split(const char *s, struct strv *out, const char **why)
 
 		if (c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
 			if (in_word) {
-				strv_push_owned(out, sbuf_steal(&w));
+				/* an exact copy: the buffer's growth slack would stay
+				 * with every service's argv for its whole life */
+				strv_push_owned(out, xstrndup(w.buf ? w.buf : "", w.len));
+				w.len = 0;
 				in_word = false;
 			}
 			if (c == '\0')
@@ -69,6 +72,7 @@ int words_split(const char *s, struct strv *out, const char **why)
 			sbuf_addc(&w, c);
 		}
 	}
+	sbuf_free(&w);
 	return 0;
 fail:
 	sbuf_free(&w);

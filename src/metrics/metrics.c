@@ -182,8 +182,8 @@ static const char *svc_label(char *buf, size_t len, const struct service *s)
 
 static bool breaker_open(const struct service *s)
 {
-	return s->breaker_trial || (s->state == SVC_FAILED && (str_starts(s->reason, "breaker open") ||
-							  str_starts(s->reason, "trial start failed")));
+	return s->breaker_trial || (s->state == SVC_FAILED && (str_starts(svc_text(s->reason), "breaker open") ||
+							  str_starts(svc_text(s->reason), "trial start failed")));
 }
 
 void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,

@@ -59,7 +59,7 @@ static bool unhealthy(const struct cohortd *d, char *why, size_t len)
 		if (bad++ < 3) {
 			size_t used = strlen(why);
 			snprintf(why + used, len - used, "%s%s %s: %s", used > start ? "; " : "", s->name,
-				 svc_state_name(s->state), s->reason);
+				 svc_state_name(s->state), svc_text(s->reason));
 		}
 		n++;
 	}

@@ -77,7 +77,7 @@ static json_t *service_json(const struct cohortd *d, const struct service *s)
 {
 	json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:s,s:i,s:s,s:o}", "name", s->name, "state",
 			      svc_state_name(s->state), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
-			      "since_ms", (json_int_t)s->since_ms, "reason", s->reason, "restarts", (int)s->restarts,
+			      "since_ms", (json_int_t)s->since_ms, "reason", svc_text(s->reason), "restarts", (int)s->restarts,
 			      "wanted", s->want != WANT_DOWN ? "up" : "down", "phase",
 			      s->index < d->sup.plan->n ? json_integer(d->sup.plan->phase[s->index]) : json_null());
 	json_t *req = json_array();

@@ -37,7 +37,7 @@ bool children_exited(struct supervisor *sup, pid_t pid, int status)
 	enum child_kind kind = ref->kind;
 	free(ref);
 	if (kind == CHILD_PROBE)
-		probe_child_exited(&s->probe, pid, status);
+		probe_child_exited(s->probe, pid, status);	/* made before its child */
 	else if (pid == s->pid)
 		svc_main_exited(s, status);
 	return true;

@@ -233,6 +233,7 @@ static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 		return LOOK_BAD;
 	}
 	s->pid = pid;
+	s->sup->nlive++;
 	s->adopted = true;
 	/* Its group is signalled (unless it shares cohortd's own), looked up
 	 * again at each signal: it may still be the start's now. */

@@ -40,9 +40,10 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	probe_finish(p, false, why);
 }
 
-void probe_init(struct probe *p, struct ev_loop *loop, probe_done_fn done, probe_spawn_fn spawn)
+void probe_init(struct probe *p, struct ev_loop *loop, probe_done_fn done, probe_spawn_fn spawn,
+		void *owner)
 {
-	*p = (struct probe){.loop = loop, .done = done, .spawn = spawn, .fd = -1};
+	*p = (struct probe){.loop = loop, .owner = owner, .done = done, .spawn = spawn, .fd = -1};
 	ev_init(&p->timeout, timeout_cb);
 }
 

@@ -21,6 +21,7 @@ typedef pid_t (*probe_spawn_fn)(struct probe *p, char *err, size_t errlen);
 
 struct probe {
 	struct ev_loop *loop;
+	void *owner;		/* the caller's, for its callbacks */
 	const struct check *check;
 	probe_done_fn done;
 	probe_spawn_fn spawn;
@@ -35,7 +36,8 @@ struct probe {
 	void *addrs;		/* resolved address list (struct addrinfo *), kept */
 };
 
-void probe_init(struct probe *p, struct ev_loop *loop, probe_done_fn done, probe_spawn_fn spawn);
+void probe_init(struct probe *p, struct ev_loop *loop, probe_done_fn done, probe_spawn_fn spawn,
+		void *owner);
 /* Starts one attempt of check c that fails after timeout_ms. */
 void probe_start(struct probe *p, const struct check *c, int64_t timeout_ms);
 /* Stops an attempt without calling done; kills an exec child. */

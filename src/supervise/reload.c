@@ -268,6 +268,7 @@ void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan 
 	sup->svcs = svcs;
 	plan_free(sup->plan);
 	sup->plan = np;
+	stack_recount(sup);	/* services moved between phases, some left */
 	if (!sup->stack_up && sup->phase_open > np->nphases)
 		sup->phase_open = np->nphases;
 	log_info(NULL, "reload: %zu added, %zu removed, %zu changed, %zu unchanged", nadded, nremoved,

@@ -187,9 +187,12 @@ bool svc_restarting(const struct service *s)
 
 void svc_followup(struct service *s, enum svc_event ev, const char *reason)
 {
+	char r[SVC_REASON_MAX];
+
 	s->has_followup = true;
 	s->followup_ev = ev;
-	str_copy(s->followup_reason, sizeof(s->followup_reason), reason);
+	str_copy(r, sizeof(r), reason);
+	str_set(&s->followup_reason, r);
 }
 
 static void emit(struct service *s, enum svc_state from, const char *reason)
@@ -218,21 +221,23 @@ void svc_fire(struct service *s, enum svc_event ev, const char *reason)
 		t->act(s);
 		return;
 	}
-	bool same = from == t->next && strcmp(s->reason, reason) == 0;
-	s->state = t->next;
-	str_copy(s->reason, sizeof(s->reason), reason);
-	utf8_fix(s->reason, strlen(s->reason));	/* it goes out as JSON */
+	bool same = from == t->next && strcmp(svc_text(s->reason), reason) == 0;
+	char r[SVC_REASON_MAX];
+	stack_set_state(s->sup, s, t->next);
+	str_copy(r, sizeof(r), reason);
+	utf8_fix(r, strlen(r));	/* it goes out as JSON */
+	str_set(&s->reason, r);
 	if (from != s->state)
 		s->since_ms = now_wall_ms();
 	/* Said before it is done, so the log reads in order: the transition,
 	 * then what its action did. */
 	if (!same)
-		emit(s, from, s->reason);
+		emit(s, from, svc_text(s->reason));
 	t->act(s);
 	if (s->has_followup) {
-		char r[256];
 		s->has_followup = false;
-		str_copy(r, sizeof(r), s->followup_reason);
+		str_copy(r, sizeof(r), svc_text(s->followup_reason));
+		str_set(&s->followup_reason, NULL);
 		svc_fire(s, s->followup_ev, r);
 	}
 	if (from != t->next)
@@ -256,14 +261,12 @@ struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct c
 	s->state = SVC_STOPPED;
 	s->want = WANT_DOWN;
 	s->since_ms = now_wall_ms();
-	s->out.wfd = s->err.wfd = -1;
 	s->pidfd = -1;
 	ev_io_init(&s->pidfd_io, NULL, -1, EV_READ);
 	ev_init(&s->timer, timer_cb);
 	ev_init(&s->ready_timer, svc_ready_timer_cb);
 	ev_init(&s->probe_timer, svc_probe_timer_cb);
 	ev_io_init(&s->exec_io, NULL, -1, EV_READ);
-	probe_init(&s->probe, sup->loop, svc_probe_done, svc_probe_spawn);
 	svc_open_outputs(s);
 	return s;
 }
@@ -275,7 +278,8 @@ void svc_stop_watchers(struct service *s)
 	ev_timer_stop(loop, &s->timer);
 	ev_timer_stop(loop, &s->ready_timer);
 	ev_timer_stop(loop, &s->probe_timer);
-	probe_cancel(&s->probe);
+	if (s->probe)
+		probe_cancel(s->probe);
 	if (ev_is_active(&s->exec_io) || s->exec_io.fd >= 0) {
 		ev_io_stop(loop, &s->exec_io);
 		if (s->exec_io.fd >= 0)
@@ -291,12 +295,19 @@ void svc_free(struct service *s)
 	svc_forget_token(s);
 	svc_stop_watchers(s);
 	svc_pidfd_close(s);
-	probe_reset(&s->probe);
+	if (s->probe)
+		probe_reset(s->probe);
+	free(s->probe);
 	notify_close(&s->notify, s->sup->loop);
 	svc_close_outputs(s);
 	breaker_free(&s->breaker);
 	config_unref(s->cfg_owner);
 	config_unref(s->next_owner);
+	free(s->reason);
+	free(s->exec_error);
+	free(s->followup_reason);
+	free(s->status_text);
+	free(s->health);
 	free(s->name);
 	free(s);
 }
@@ -304,6 +315,15 @@ void svc_free(struct service *s)
 void svc_free_outputs(struct service *s)
 {
 	svc_close_outputs(s);
+}
+
+struct probe *svc_probe(struct service *s)
+{
+	if (!s->probe) {
+		s->probe = xmalloc(sizeof(*s->probe));
+		probe_init(s->probe, s->sup->loop, svc_probe_done, svc_probe_spawn, s);
+	}
+	return s->probe;
 }
 
 bool svc_text_same(const char *a, const char *b)
@@ -320,18 +340,21 @@ void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_con
 			       (old->err.path && cfg->err.path && strcmp(old->err.path, cfg->err.path)) ||
 			       old->log_max_size != cfg->log_max_size || old->log_backups != cfg->log_backups;
 	bool probe_dropped = false;
+	struct probe *p = s->probe;
 
 	/* A probe under way goes on when its check is the same: killing it
 	 * would lose its result, and reloads often enough would keep a
 	 * failing health check from ever being seen.  A probe of a check
 	 * that changed is dropped (it points into the old config). */
-	if (s->probe.check == &old->ready && svc_text_same(old->ready.text, cfg->ready.text)) {
-		s->probe.check = &cfg->ready;
-	} else if (s->probe.check == &old->health && svc_text_same(old->health.text, cfg->health.text)) {
-		s->probe.check = &cfg->health;
-	} else if (s->probe.check == &old->ready || s->probe.check == &old->health) {
-		probe_dropped = s->probe.active;
-		probe_reset(&s->probe);
+	if (!p) {
+		/* never probed: nothing points into the old config */
+	} else if (p->check == &old->ready && svc_text_same(old->ready.text, cfg->ready.text)) {
+		p->check = &cfg->ready;
+	} else if (p->check == &old->health && svc_text_same(old->health.text, cfg->health.text)) {
+		p->check = &cfg->health;
+	} else if (p->check == &old->ready || p->check == &old->health) {
+		probe_dropped = p->active;
+		probe_reset(p);
 	}
 	s->cfg = cfg;
 	s->cfg_owner = config_ref(owner);
@@ -411,7 +434,8 @@ void svc_act_stop(struct service *s)
 {
 	ev_timer_stop(s->sup->loop, &s->ready_timer);
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	probe_cancel(&s->probe);
+	if (s->probe)
+		probe_cancel(s->probe);
 	if (s->stop_cause == STOP_NONE)
 		s->stop_cause = STOP_WANTED;
 	/* A failed check's stop overtakes a restart asked for and not begun
@@ -530,7 +554,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	switch (s->state) {
 	case SVC_STOPPING:
-		svc_fire(s, SE_TIMEOUT, s->reason);
+		svc_fire(s, SE_TIMEOUT, svc_text(s->reason));
 		break;
 	case SVC_FAILED:
 	case SVC_BACKOFF:

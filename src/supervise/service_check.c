@@ -41,10 +41,10 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 	bool health_changed = !svc_text_same(old->health.text, c->health.text);
 
 	if (old->log_max_size != c->log_max_size || old->log_backups != c->log_backups) {
-		if (s->out_open)
-			logfile_sink_limits(s->out.sink, c->log_max_size, (unsigned)c->log_backups);
-		if (s->err_open)
-			logfile_sink_limits(s->err.sink, c->log_max_size, (unsigned)c->log_backups);
+		if (s->out)
+			logfile_sink_limits(s->out->sink, c->log_max_size, (unsigned)c->log_backups);
+		if (s->err)
+			logfile_sink_limits(s->err->sink, c->log_max_size, (unsigned)c->log_backups);
 	}
 	if (s->state == SVC_STARTING) {
 		if (!svc_text_same(old->ready.text, c->ready.text))
@@ -57,12 +57,12 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 	} else if (s->state == SVC_RUNNING) {
 		if (health_changed) {	/* earlier failures were of another check */
 			s->health_failures = 0;
-			snprintf(s->health, sizeof(s->health), "%s", c->health.kind != CHECK_NONE ? "ok" : "");
+			str_set(&s->health, c->health.kind != CHECK_NONE ? "ok" : NULL);
 		}
 		/* The next probe at the new interval from now; one under way
 		 * (same check) schedules the next itself when it ends. */
 		if ((health_changed || probe_dropped || old->health_interval_ms != c->health_interval_ms) &&
-		    !s->probe.active) {
+		    !(s->probe && s->probe->active)) {
 			ev_timer_stop(s->sup->loop, &s->probe_timer);
 			svc_start_health(s);
 		}
@@ -90,7 +90,7 @@ void svc_begin_readiness(struct service *s)
 	case CHECK_NOTIFY:
 		break;	/* READY=1 will come through the notify socket */
 	default:
-		probe_start(&s->probe, r, READY_ATTEMPT_MAX_MS);
+		probe_start(svc_probe(s), r, READY_ATTEMPT_MAX_MS);
 		break;
 	}
 }
@@ -120,17 +120,17 @@ void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			snprintf(r, sizeof(r), "still up after %s", dur);
 			svc_fire(s, SE_READY, r);
 		} else {
-			probe_start(&s->probe, &s->cfg->ready, READY_ATTEMPT_MAX_MS);
+			probe_start(svc_probe(s), &s->cfg->ready, READY_ATTEMPT_MAX_MS);
 		}
 	} else if (s->state == SVC_RUNNING) {
-		probe_start(&s->probe, &s->cfg->health, s->cfg->health_timeout_ms);
+		probe_start(svc_probe(s), &s->cfg->health, s->cfg->health_timeout_ms);
 	}
 }
 
 void svc_probe_done(struct probe *p, bool ok, const char *why)
 {
-	struct service *s = container_of(p, struct service, probe);
-	char r[256];
+	struct service *s = p->owner;
+	char r[256], h[SVC_HEALTH_MAX];
 
 	if (s->state == SVC_STARTING) {
 		if (ok) {
@@ -138,7 +138,8 @@ void svc_probe_done(struct probe *p, bool ok, const char *why)
 			svc_fire(s, SE_READY, r);
 			return;
 		}
-		snprintf(s->health, sizeof(s->health), "not ready: %s", why);
+		snprintf(h, sizeof(h), "not ready: %s", why);
+		str_set(&s->health, h);
 		/* Next attempt 100 ms after this one began, or at once if it took longer. */
 		double next = PROBE_EVERY_MS / 1000.0;
 		ev_timer_set(&s->probe_timer, next, 0);
@@ -153,11 +154,12 @@ void svc_probe_done(struct probe *p, bool ok, const char *why)
 		else
 			log_debug(s->name, "health ok: %s", why);
 		s->health_failures = 0;
-		snprintf(s->health, sizeof(s->health), "ok");
+		str_set(&s->health, "ok");
 	} else {
 		s->health_failures++;
-		snprintf(s->health, sizeof(s->health), "failing %u/%llu: %s", s->health_failures,
+		snprintf(h, sizeof(h), "failing %u/%llu: %s", s->health_failures,
 			 (unsigned long long)s->cfg->health_retries, why);
+		str_set(&s->health, h);
 		log_warn(s->name, "health check failed (%u of %llu): %s", s->health_failures,
 			 (unsigned long long)s->cfg->health_retries, why);
 		if (s->health_failures >= s->cfg->health_retries) {
@@ -184,9 +186,8 @@ void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->state != SVC_STARTING)
 		return;
 	format_duration_ms(s->cfg->ready_timeout_ms, dur, sizeof(dur));
-	snprintf(r, sizeof(r), "not ready within %s%s%s", dur, s->health[0] ? " (" : "",
-		 s->health[0] ? s->health : "");
-	if (s->health[0])
+	snprintf(r, sizeof(r), "not ready within %s%s%s", dur, s->health ? " (" : "", svc_text(s->health));
+	if (s->health)
 		strncat(r, ")", sizeof(r) - strlen(r) - 1);
 	s->stop_cause = STOP_FAILURE;
 	svc_fire(s, SE_UNHEALTHY, r);
@@ -198,12 +199,14 @@ void svc_notify(struct service *s, const char *msg)
 	const char *v;
 
 	if ((v = notify_field(msg, "STATUS", &len))) {
-		if (len >= sizeof(s->status_text))
-			len = sizeof(s->status_text) - 1;
-		memcpy(s->status_text, v, len);
-		s->status_text[len] = '\0';
-		utf8_fix(s->status_text, len);	/* it goes out as JSON */
-		log_debug(s->name, "status: %s", s->status_text);
+		char text[SVC_STATUS_MAX];
+		if (len >= sizeof(text))
+			len = sizeof(text) - 1;
+		memcpy(text, v, len);
+		text[len] = '\0';
+		utf8_fix(text, len);	/* it goes out as JSON */
+		str_set(&s->status_text, text);
+		log_debug(s->name, "status: %s", text);
 	}
 	if ((v = notify_field(msg, "READY", &len)) && len == 1 && *v == '1') {
 		if (s->state != SVC_STARTING || s->cfg->ready.kind != CHECK_NOTIFY) {
@@ -216,7 +219,7 @@ void svc_notify(struct service *s, const char *msg)
 			close(s->exec_io.fd);
 			ev_io_set(&s->exec_io, -1, EV_READ);
 		}
-		svc_fire(s, SE_READY, s->status_text[0] ? s->status_text : "sent READY=1");
+		svc_fire(s, SE_READY, s->status_text ? s->status_text : "sent READY=1");
 	}
 }
 
@@ -224,9 +227,8 @@ void svc_checks_ready(struct service *s)
 {
 	ev_timer_stop(s->sup->loop, &s->ready_timer);
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	probe_cancel(&s->probe);
-	s->health[0] = '\0';
-	if (s->cfg->health.kind != CHECK_NONE)
-		snprintf(s->health, sizeof(s->health), "ok");
+	if (s->probe)
+		probe_cancel(s->probe);
+	str_set(&s->health, s->cfg->health.kind != CHECK_NONE ? "ok" : NULL);
 	svc_start_health(s);
 }

@@ -51,9 +51,9 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 		return SE_EXIT_STOPPED;
 	}
 	if (s->state == SVC_STOPPING && s->stop_cause != STOP_FAILURE) {
-		char buf[sizeof(s->reason) + sizeof(what) + 8];
-		snprintf(buf, sizeof(buf), "%s (%s)", s->stop_cause == STOP_DEPENDENCY ? s->reason : "stopped",
-			 what);
+		char buf[SVC_REASON_MAX + sizeof(what) + 8];
+		snprintf(buf, sizeof(buf), "%s (%s)",
+			 s->stop_cause == STOP_DEPENDENCY ? svc_text(s->reason) : "stopped", what);
 		str_copy(reason, len, buf);
 		return SE_EXIT_STOPPED;
 	}
@@ -64,7 +64,7 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 		       !exit_is_success(c, s->last_exit.code) ||
 		       (!was_ready && c->restart == RESTART_ALWAYS);
 	if (s->stop_cause == STOP_FAILURE)
-		str_copy(what, 61, s->reason);
+		str_copy(what, 61, svc_text(s->reason));
 	else if (failure && !s->last_exit.signal && exit_is_success(c, s->last_exit.code))
 		strcat(what, " before it was ready");
 	if (!failure) {
@@ -124,6 +124,7 @@ static bool fork_done(struct service *s, const struct exit_info *e)
 	if (!s->cfg->pidfile || s->adopted || s->state != SVC_STARTING || e->signal || e->code != 0)
 		return false;
 	s->pid = 0;
+	s->sup->nlive--;
 	s->paused_by = 0;
 	if (svc_read_exec_status(s, reason, sizeof(reason)) == 1)
 		return false;	/* cannot be: a failed exec exits 127 */
@@ -161,6 +162,7 @@ void svc_main_ended(struct service *s, const struct exit_info *e)
 	s->pgid = 0;
 	s->adopted = false;
 	svc_pidfd_close(s);
+	s->sup->nlive--;
 	s->paused_by = 0;
 	/* A restart asked for that had not begun its stop: the process ended
 	 * by itself, and is restarted as any end of it is. */
@@ -172,14 +174,14 @@ void svc_main_ended(struct service *s, const struct exit_info *e)
 
 	int exec_rc = svc_read_exec_status(s, reason, sizeof(reason));
 	if (exec_rc == 1)
-		str_copy(s->exec_error, sizeof(s->exec_error), reason);
+		str_set(&s->exec_error, reason);
 	/* ready = delay:0 means ready once exec'd, even if the exit got here
 	 * before the exec's own news did (not with pidfile: the daemon's pid
 	 * is what gets ready). */
 	bool was_ready = s->state != SVC_STARTING ||
 			 (exec_rc == 0 && !started && s->cfg->ready.kind == CHECK_DELAY &&
 			  s->cfg->ready.delay_ms == 0);
-	if (s->exec_error[0] && s->state == SVC_STARTING) {
+	if (s->exec_error && s->state == SVC_STARTING) {
 		svc_start_failed(s, s->exec_error, s->exec_errno, true);
 		return;
 	}

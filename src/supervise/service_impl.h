@@ -17,6 +17,8 @@ void svc_stop_watchers(struct service *s);
 /* A definition a reload changed takes effect once no process runs the
  * old one. */
 void svc_apply_next_config(struct service *s);
+/* s's probe, made at its first use. */
+struct probe *svc_probe(struct service *s);
 /* Two texts of a config (either may be NULL) are the same. */
 bool svc_text_same(const char *a, const char *b);
 /* The stop signal to the main process's group, KILL after stop_timeout. */

@@ -29,6 +29,23 @@ static void output_lines(struct outpipe *p, const char *lines, size_t len)
 		h->output(h->arg, s, lines, len);
 }
 
+/* A pipe into sink (taken), or NULL with errno. */
+static struct outpipe *open_pipe(struct service *s, struct logsink *sink)
+{
+	struct outpipe *p = xcalloc(1, sizeof(*p));
+
+	if (outpipe_open(p, s->sup->loop, sink) < 0) {
+		int e = errno;
+		logfile_sink_put(sink);
+		free(p);
+		errno = e;
+		return NULL;
+	}
+	p->on_lines = output_lines;
+	p->owner = s;
+	return p;
+}
+
 int svc_open_outputs(struct service *s)
 {
 	struct supervisor *sup = s->sup;
@@ -39,13 +56,8 @@ int svc_open_outputs(struct service *s)
 		path = c->out.kind == OUT_LOG ? xasprintf("%s/%s.log", sup->log_dir, s->name)
 					      : xstrdup(c->out.path);
 		struct logsink *sink = logfile_sink(sup->log_writer, path, c->log_max_size, (unsigned)c->log_backups);
-		if (outpipe_open(&s->out, sup->loop, sink) < 0) {
-			logfile_sink_put(sink);
+		if (!(s->out = open_pipe(s, sink)))
 			goto fail;
-		}
-		s->out.on_lines = output_lines;
-		s->out.owner = s;
-		s->out_open = true;
 	}
 	bool err_separate = c->err.kind == OUT_PATH ||
 			    (c->err.kind == OUT_LOG && c->out.kind != OUT_LOG);
@@ -56,14 +68,10 @@ int svc_open_outputs(struct service *s)
 		if (!same) {
 			struct logsink *sink = logfile_sink(sup->log_writer, epath, c->log_max_size,
 							 (unsigned)c->log_backups);
-			if (outpipe_open(&s->err, sup->loop, sink) < 0) {
-				logfile_sink_put(sink);
+			if (!(s->err = open_pipe(s, sink))) {
 				free(epath);
 				goto fail;
 			}
-			s->err.on_lines = output_lines;
-			s->err.owner = s;
-			s->err_open = true;
 		}
 		free(epath);
 	}
@@ -77,11 +85,13 @@ fail:
 
 void svc_close_outputs(struct service *s)
 {
-	if (s->out_open)
-		outpipe_close(&s->out, s->sup->loop);
-	if (s->err_open)
-		outpipe_close(&s->err, s->sup->loop);
-	s->out_open = s->err_open = false;
+	if (s->out)
+		outpipe_close(s->out, s->sup->loop);
+	if (s->err)
+		outpipe_close(s->err, s->sup->loop);
+	free(s->out);
+	free(s->err);
+	s->out = s->err = NULL;
 }
 
 /* --- spawning ------------------------------------------------------------- */
@@ -327,7 +337,7 @@ static void choose_outputs(const struct service *s, struct spawn_spec *sp)
 	int devnull = s->sup->devnull;
 
 	sp->fd_out = c->out.kind == OUT_INHERIT ? 1 : c->out.kind == OUT_NULL ? devnull
-		     : s->out_open ? s->out.wfd : devnull;
+		     : s->out ? s->out->wfd : devnull;
 	switch (c->err.kind) {
 	case OUT_STDOUT:
 		sp->fd_err = sp->fd_out;
@@ -339,7 +349,7 @@ static void choose_outputs(const struct service *s, struct spawn_spec *sp)
 		sp->fd_err = devnull;
 		break;
 	default:
-		sp->fd_err = s->err_open ? s->err.wfd : s->out_open ? s->out.wfd : devnull;
+		sp->fd_err = s->err ? s->err->wfd : s->out ? s->out->wfd : devnull;
 		break;
 	}
 }
@@ -357,7 +367,7 @@ void svc_act_spawn(struct service *s)
 	svc_stop_watchers(s);
 	svc_apply_next_config(s);	/* e.g. changed while it was failing */
 	c = s->cfg;
-	if (!s->out_open && !s->err_open)
+	if (!s->out && !s->err)
 		svc_open_outputs(s);	/* they could not be made (no descriptors left) */
 	if (s->started_once)
 		s->restarts++;
@@ -366,9 +376,9 @@ void svc_act_spawn(struct service *s)
 		s->want = WANT_UP;	/* the fresh start asked for is this one */
 	s->stop_cause = STOP_NONE;
 	s->health_failures = 0;
-	s->health[0] = '\0';
-	s->status_text[0] = '\0';
-	s->exec_error[0] = '\0';
+	str_set(&s->health, NULL);
+	str_set(&s->status_text, NULL);
+	str_set(&s->exec_error, NULL);
 	s->exec_errno = 0;
 	svc_forget_token(s);
 	new_token(s->token);
@@ -393,6 +403,7 @@ void svc_act_spawn(struct service *s)
 	s->pid = pid;
 	s->pgid = pid;	/* spawn made it a session and group leader */
 	s->adopted = false;
+	s->sup->nlive++;
 	s->spawned_at = now_mono_ms();
 	s->running_since = 0;
 	children_track(s->sup, pid, CHILD_MAIN, s);
@@ -438,7 +449,7 @@ static void exec_status_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int rc = svc_read_exec_status(s, reason, sizeof(reason));
 	if (rc == 1) {
 		/* The child exits 127 right after; its exit reports the failure. */
-		str_copy(s->exec_error, sizeof(s->exec_error), reason);
+		str_set(&s->exec_error, reason);
 		return;
 	}
 	if (rc == 0 && s->state == SVC_STARTING)
@@ -447,7 +458,7 @@ static void exec_status_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 pid_t svc_probe_spawn(struct probe *p, char *err, size_t errlen)
 {
-	struct service *s = container_of(p, struct service, probe);
+	struct service *s = p->owner;
 	struct spawn_spec sp;
 	struct spawn_ids ids = {0};
 	struct strv env = {0};

@@ -7,6 +7,11 @@
  * asks decide.c about each queued service and fires the event it names,
  * until nothing moves.  The phase gate opens phase N+1 once phase N has
  * settled.  Commands reach a service as SE_WANT_* events (stack_want).
+ *
+ * Nothing here looks at every service for one event: 10,000 services
+ * would make start-up and shutdown quadratic.  What a decision needs of
+ * the whole stack is kept as tallies (live processes, services per state,
+ * busy services per phase), updated where a state or a pid changes.
  */
 #include "autoconfig.h"
 
@@ -33,6 +38,32 @@ int stack_match(const struct supervisor *sup, const char *name, struct strv *out
 	return config_match(sup->plan->cfg, name, out, why);
 }
 
+void stack_set_state(struct supervisor *sup, struct service *s, enum svc_state st)
+{
+	if (s->index < sup->plan->n) {
+		unsigned ph = sup->plan->phase[s->index];
+		sup->nstate[s->state]--;
+		sup->nstate[st]++;
+		sup->busy[ph] = sup->busy[ph] - svc_busy(s->state) + svc_busy(st);
+	}
+	s->state = st;
+}
+
+void stack_recount(struct supervisor *sup)
+{
+	const struct plan *p = sup->plan;
+
+	free(sup->busy);
+	sup->busy = xcalloc(p->nphases + 2, sizeof(*sup->busy));
+	memset(sup->nstate, 0, sizeof(sup->nstate));
+	for (size_t i = 0; i < p->n; i++) {
+		const struct service *s = sup->svcs[i];
+		sup->nstate[s->state]++;
+		sup->busy[p->phase[i]] += svc_busy(s->state);
+	}
+	sup->settle_hint = 0;
+}
+
 void stack_init(struct supervisor *sup, struct cohort_config *cfg, struct plan *plan)
 {
 	sup->plan = plan;
@@ -41,24 +72,24 @@ void stack_init(struct supervisor *sup, struct cohort_config *cfg, struct plan *
 		sup->svcs[i] = svc_new(sup, cfg->services[i], cfg, i);
 		map_put(&sup->by_name, sup->svcs[i]->name, sup->svcs[i]);
 	}
+	stack_recount(sup);
 }
 
 void stack_free(struct supervisor *sup)
 {
-	for (size_t i = 0; sup->svcs && i < sup->plan->n; i++) {
-		children_forget(sup, sup->svcs[i]);
+	/* children_free() drops every child at once: a children_forget() per
+	 * service looks at every child each, n^2 at exit. */
+	for (size_t i = 0; sup->svcs && i < sup->plan->n; i++)
 		svc_free(sup->svcs[i]);
-	}
-	for (size_t i = 0; i < sup->nleaving; i++) {
-		children_forget(sup, sup->leaving[i]);
+	for (size_t i = 0; i < sup->nleaving; i++)
 		svc_free(sup->leaving[i]);
-	}
 	children_free(sup);
 	map_free(&sup->by_name);
 	map_free(&sup->tokens);
 	free(sup->svcs);
 	free(sup->leaving);
 	free(sup->queue);
+	free(sup->busy);
 	plan_free(sup->plan);
 }
 
@@ -99,11 +130,37 @@ static void reconcile(struct supervisor *sup, struct service *s)
 	}
 	if (dc.waits_for)
 		log_debug(s->name, "stop waits for %s", dc.waits_for);
+	else if (dc.waits_phase)
+		log_debug(s->name, "stop waits for phase %u to stop", dc.waits_phase);
 	if (!dc.fire)
 		return;
 	if (dc.event == SE_STOP)
 		s->stop_cause = dc.cause;
 	svc_fire(s, dc.event, dc.reason);
+}
+
+/*
+ * Has phase ph settled (stack_phase_settled)?  This is asked each time the
+ * queue runs dry, at every readiness of a start-up: a look at the whole
+ * phase each time would cost n^2.  A look that finds a service not
+ * settled begins there the next time, which most often finds it still on
+ * its way, and else walks on to the next one; "settled" is said only
+ * after a whole round, now, found every one settled.
+ */
+static bool phase_settled(struct supervisor *sup, unsigned ph)
+{
+	const struct plan *p = sup->plan;
+	size_t from = p->phase_start[ph], n = p->phase_start[ph + 1] - from;
+	size_t start = sup->settle_hint >= from && sup->settle_hint - from < n ? sup->settle_hint - from : 0;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t at = from + (start + k) % n;
+		if (!stack_svc_settled(sup, sup->svcs[p->order[at]])) {
+			sup->settle_hint = at;
+			return false;
+		}
+	}
+	return true;
 }
 
 /* Start-up: opens the next phase once the current one has settled. */
@@ -113,17 +170,15 @@ static void advance_phases(struct supervisor *sup)
 
 	while (!sup->stack_up && !sup->shutting_down) {
 		unsigned ph = sup->phase_open;
-		if (!stack_phase_settled(sup, ph))
+		if (!phase_settled(sup, ph))
 			return;
 		unsigned next = ph + 1;
 		while (next <= p->nphases && p->phase_start[next + 1] == p->phase_start[next])
 			next++;
 		if (next > p->nphases) {
-			size_t running = 0;
-			for (size_t i = 0; i < p->n; i++)
-				running += sup->svcs[i]->state == SVC_RUNNING;
 			sup->stack_up = true;
-			log_info(NULL, "stack is up: %zu of %zu services running", running, p->n);
+			log_info(NULL, "stack is up: %zu of %zu services running", sup->nstate[SVC_RUNNING],
+				 p->n);
 			return;
 		}
 		log_info(NULL, "phase %u is ready: starting phase %u", ph, next);
@@ -135,13 +190,7 @@ static void advance_phases(struct supervisor *sup)
 
 bool stack_all_down(const struct supervisor *sup)
 {
-	for (size_t i = 0; i < sup->plan->n; i++)
-		if (svc_live(sup->svcs[i]))
-			return false;
-	for (size_t i = 0; i < sup->nleaving; i++)
-		if (svc_live(sup->leaving[i]))
-			return false;
-	return true;
+	return sup->nlive == 0;
 }
 
 /* Frees services reload removed, once they have stopped. */
@@ -185,18 +234,38 @@ void stack_settle(struct supervisor *sup)
 		ev_break(sup->loop, EVBREAK_ALL);
 }
 
+/* Shutdown: s went down; the services it held back may stop now.  A
+ * phase's services wait until every higher phase is down (and every
+ * service a reload removed): they are looked at again when a phase's last
+ * one went, not at each stop, which for n services would be n^2 looks. */
+static void wake_lower_phases(struct supervisor *sup, struct service *s, enum svc_state from)
+{
+	const struct plan *p = sup->plan;
+	size_t upto;	/* services of order[0..upto) may have waited for s */
+
+	if (s->index < p->n) {
+		unsigned ph = p->phase[s->index];
+		if (!svc_busy(from) || svc_busy(s->state) || sup->busy[ph])
+			return;
+		upto = p->phase_start[ph];
+	} else {
+		if (svc_live(s))
+			return;
+		for (size_t i = 0; i < sup->nleaving; i++)
+			if (svc_live(sup->leaving[i]))
+				return;
+		upto = p->n;
+	}
+	for (size_t k = 0; k < upto; k++)
+		if (svc_busy(sup->svcs[p->order[k]]->state))
+			stack_queue(sup, sup->svcs[p->order[k]]);
+}
+
 void stack_changed(struct supervisor *sup, struct service *s, enum svc_state from)
 {
-	(void)from;
 	stack_touch(sup, s);
-	if (sup->shutting_down) {
-		/* A lower phase may stop once this one is down. */
-		for (size_t i = 0; i < sup->plan->n; i++) {
-			enum svc_state st = sup->svcs[i]->state;
-			if (st == SVC_STARTING || st == SVC_ADOPTING || st == SVC_RUNNING || st == SVC_STOPPING)
-				stack_queue(sup, sup->svcs[i]);
-		}
-	}
+	if (sup->shutting_down)
+		wake_lower_phases(sup, s, from);
 	stack_settle(sup);
 }
 

@@ -99,6 +99,11 @@ struct exit_info {
 	bool unknown;		/* an adopted process not our child: no status */
 };
 
+/* The longest texts a service keeps, NUL included: longer ones are cut. */
+#define SVC_REASON_MAX 256	/* reason, exec_error, followup_reason */
+#define SVC_STATUS_MAX 128	/* status_text */
+#define SVC_HEALTH_MAX 160	/* health */
+
 struct supervisor;
 
 struct service {
@@ -147,14 +152,18 @@ struct service {
 	bool ever_ready;	/* ready at least once (decide.c: a new instance) */
 	struct breaker breaker;
 	struct exit_info last_exit;
-	char reason[256];	/* why it is in its state */
-	char exec_error[256];	/* the current spawn could not exec: why */
+	/* Texts are on the heap, NULL when empty (most are, most of the
+	 * time: 10,000 services must not carry a kilobyte of empty arrays
+	 * each); str_set() sets them, svc_text() reads them.  Each is cut
+	 * as the fixed array it replaced was (SVC_*_MAX). */
+	char *reason;		/* why it is in its state */
+	char *exec_error;	/* the current spawn could not exec: why */
 	int exec_errno;		/* and the errno of the step that failed */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
 	bool has_followup;	/* an action asked for one more event: */
 	enum svc_event followup_ev;
-	char followup_reason[256];
-	char status_text[128];	/* last STATUS= from sd_notify */
+	char *followup_reason;
+	char *status_text;	/* last STATUS= from sd_notify */
 	char token[33];		/* COHORT_TOKEN of the current process */
 
 	ev_timer timer;		/* backoff, stop timeout, breaker cooldown */
@@ -162,13 +171,17 @@ struct service {
 	ev_timer probe_timer;	/* next readiness or health probe, or the next
 				 * look at a missing PID file (ADOPTING) */
 	ev_io exec_io;		/* exec-status pipe of the current spawn */
-	struct probe probe;	/* readiness, then health */
+	/* readiness, then health: made at the service's first probe (most
+	 * services never probe: delay: and notify need none), kept until
+	 * the service is freed; its watchers live in it */
+	struct probe *probe;
 	unsigned health_failures;
-	char health[160];	/* "ok", "failing 2/3: ...", "" when off */
+	char *health;		/* "ok", "failing 2/3: ...", NULL when off */
 
-	struct outpipe out;	/* stdout (and stderr, when they share) */
-	struct outpipe err;	/* stderr, when it goes elsewhere */
-	bool out_open, err_open;
+	/* Output pipes, made while the output is captured (NULL when it is
+	 * not: null, inherit, or could not be made). */
+	struct outpipe *out;	/* stdout (and stderr, when they share) */
+	struct outpipe *err;	/* stderr, when it goes elsewhere */
 };
 
 /*
@@ -222,6 +235,15 @@ struct supervisor {
 	bool stack_up;			/* every phase has been opened */
 	bool shutting_down;
 
+	/* Tallies, so that no event needs a look at every service (stack.c
+	 * keeps them: svc_set_state, stack_recount, the pid's set and clear). */
+	size_t nlive;			/* services with a process (svc_live), leaving ones too */
+	size_t nstate[SVC_NSTATES];	/* services of the plan in each state */
+	size_t *busy;			/* per phase 1..nphases: its services starting,
+					 * running or stopping (a shutdown's order) */
+	size_t settle_hint;		/* start-up: where the last look at the open phase
+					 * found a service not settled (plan->order index) */
+
 	/* Reconcile work: services to look at again (stack.c). */
 	struct service **queue;
 	size_t nqueued, queue_cap;
@@ -229,6 +251,12 @@ struct supervisor {
 };
 
 /* --- service.c ----------------------------------------------------------- */
+
+/* A service's text field (reason, health, ...), "" when it has none. */
+static inline const char *svc_text(const char *t)
+{
+	return t ? t : "";
+}
 
 struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct cohort_config *owner,
 			size_t index);
@@ -287,6 +315,7 @@ struct decision {
 	enum stop_cause cause;	/* with SE_STOP */
 	bool going_down;	/* the service's going_down from now on */
 	const char *waits_for;	/* a stop held back by this service, or NULL */
+	unsigned waits_phase;	/* a shutdown's stop held back by this phase, or 0 */
 	char reason[256];
 };
 /* What s should do now, given every service's state and want, the
@@ -295,6 +324,10 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 /* Start-up: phase ph has settled (each autostart service wanted up is
  * running, exited, failed or held by a failure). */
 bool stack_phase_settled(const struct supervisor *sup, unsigned ph);
+/* The same of one service: it does not hold its phase back. */
+bool stack_svc_settled(const struct supervisor *sup, const struct service *s);
+/* Starting, running or stopping: what a shutdown waits for. */
+bool svc_busy(enum svc_state st);
 /* Ready for what requires it: running, or exited with success. */
 bool svc_ready_for_dependents(const struct service *s);
 /* Waiting on something that will not come up by itself (a failed
@@ -310,6 +343,12 @@ void stack_free(struct supervisor *sup);
 void stack_start(struct supervisor *sup);
 /* Every service wanted down, stopped in reverse phase order. */
 void stack_shutdown(struct supervisor *sup);
+/* The only way a service's state changes (svc_fire; tests): the tallies
+ * follow. */
+void stack_set_state(struct supervisor *sup, struct service *s, enum svc_state st);
+/* The tallies counted afresh from the services (a reload moved them
+ * between phases; a stack made by hand). */
+void stack_recount(struct supervisor *sup);
 /* Queues s to be reconciled; the queue runs in stack_settle(). */
 void stack_queue(struct supervisor *sup, struct service *s);
 /* s and the services whose next step may depend on s, queued. */
@@ -319,6 +358,7 @@ void stack_changed(struct supervisor *sup, struct service *s, enum svc_state fro
 void stack_settle(struct supervisor *sup);
 /* A command's wish for one service (start, stop, restart). */
 void stack_want(struct supervisor *sup, struct service *s, enum svc_want want);
+/* No service has a process (nlive is 0). */
 bool stack_all_down(const struct supervisor *sup);
 struct service *stack_find(const struct supervisor *sup, const char *name);
 /* The services a name given by a user means (config_match: NAME, a

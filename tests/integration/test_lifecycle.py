@@ -486,54 +486,78 @@ ready = delay:0
             other.wait()
 
     def test_groups_file_written_once_per_loop_iteration(self):
-        """200 services starting together: cohortd.groups is rewritten a
-        few times, not once per spawn (that was O(n^2) at scale), and it
-        still names every group and follows a stop."""
-        import ctypes
+        """200 services starting together: cohortd.groups is written a few
+        times, not once per spawn, and a start or a stop is appended to it,
+        not a rewrite of the whole record (each rewrite was O(n): a restart
+        wrote every group, a shutdown O(n^2)); it still names every group
+        and follows a stop."""
         n = 200
         run = self.path("run")
         os.mkdir(run)
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.assertGreaterEqual(fd, 0)
-        self.addCleanup(os.close, fd)
-        # IN_CREATE and IN_MOVED_TO: the two of each write alternate, so
-        # the kernel cannot merge one write's event into the previous one's
-        self.assertGreaterEqual(libc.inotify_add_watch(fd, run.encode(), 0x100 | 0x80), 0)
-        writes = []
-
-        def count_writes():
-            while True:
-                try:
-                    buf = os.read(fd, 65536)
-                except BlockingIOError:
-                    return len(writes)
-                i = 0
-                while i < len(buf):
-                    size = int.from_bytes(buf[i + 12:i + 16], "little")
-                    name = buf[i + 16:i + 16 + size].rstrip(b"\0")
-                    if name.startswith(b"cohortd.groups"):     # not the sockets
-                        writes.append(name)
-                    i += 16 + size
-
+        trace = self.path("trace")
+        asan = os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"   # no LeakSanitizer under ptrace
         text = f"[cohort]\nrun_dir = {run}\n" + "".join(
             f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
-        d = self.cohortd(text)
+        d = self.cohortd(text, wrap=["env", f"ASAN_OPTIONS={asan}", "strace", "-o", trace, "-e",
+                                     "trace=openat", "--"])
         d.run_dir = run
         d.wait_log(r"^stack is up", timeout=60)
         groups = os.path.join(run, "cohortd.groups")
-        wait_until(self, lambda: len(read(groups).splitlines()) == n + 1, what="every group in the record")
-        count_writes()
-        self.assertEqual(set(writes[::2]), {b"cohortd.groups.new"})
-        self.assertEqual(set(writes[1::2]), {b"cohortd.groups"})
-        self.assertLess(len(writes) // 2, n // 10, f"{len(writes) // 2} rewrites for {n} spawns")
-        pids = {int(line.split()[0]) for line in read(groups).splitlines()[1:]}
-        self.assertEqual(pids, {d.last_pid(f"s{i}") for i in range(n)})
+        wait_until(self, lambda: set(live_groups(groups)) == {d.last_pid(f"s{i}") for i in range(n)},
+                   what="every group in the record")
+
+        def opens():
+            with open(trace) as f:
+                names = re.findall(r'"[^"]*/(cohortd\.groups(?:\.new)?)", ([A-Z_|]+)', f.read())
+            names = [(name, flags) for name, flags in names if "O_WRONLY" in flags]  # not the sweep's read
+            return [name for name, _ in names], [flags for _, flags in names]
+        names, flags = opens()
+        self.assertLess(len(names), n // 10, f"{len(names)} writes for {n} spawns")
+        self.assertEqual(names[0], "cohortd.groups.new", "the first write is whole")
+        self.assertTrue(all("O_APPEND" in f for name, f in zip(names[1:], flags[1:])
+                            if name == "cohortd.groups"), flags)
+        stopped = d.last_pid("s7")
         d.ctl("stop", "s7")
-        wait_until(self, lambda: str(d.last_pid("s7")) not in
-                   [line.split()[0] for line in read(groups).splitlines()[1:]],
-                   what="the stopped group out of the record")
-        d.stop()
+        wait_until(self, lambda: stopped not in live_groups(groups), what="the stopped group out of the record")
+        self.assertEqual(opens()[0].count("cohortd.groups.new"), names.count("cohortd.groups.new"),
+                         "a stop is appended, not a rewrite")
+        with open(os.path.join(run, "cohortd.pid")) as f:
+            os.kill(int(f.read()), signal.SIGTERM)      # strace's pid is d.proc's
+        d.stop(sig=None)
+
+    def test_groups_record_of_restarts_is_kept_short_and_read_in_order(self):
+        """Restarts append an end and a start each: once the ended groups
+        outnumber the live ones the record is rewritten with the live ones
+        only, and a cohortd after a kill -9 stops exactly those (not the
+        ended groups, whose pids may be anyone's by then)."""
+        n = 5
+        run = self.path("run")
+        text = f"[cohort]\nrun_dir = {run}\n" + "".join(
+            f"\n[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n" for i in range(n))
+        first = self.cohortd(text)
+        first.run_dir = run
+        first.wait_log(r"^stack is up", timeout=60)
+        groups = os.path.join(run, "cohortd.groups")
+        most = 0
+        for _ in range(15):
+            for i in range(n):
+                first.ctl("restart", f"s{i}")
+            most = max(most, len(read(groups).splitlines()))
+        live = {first.last_pid(f"s{i}") for i in range(n)}
+        wait_until(self, lambda: set(live_groups(groups)) == live, what="the record of the last starts")
+        # 15 x 5 restarts appended 150 lines; rewrites kept it near twice the live ones
+        self.assertLess(most, 2 * (1 + n) + 64 + 2 * n + 1, read(groups))
+        self.assertTrue(any(line.startswith("-") for line in read(groups).splitlines()) or most > 1 + n)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        first.returncode = -9
+        second = self.cohortd(text)
+        second.wait_log(r"^stack is up", timeout=60)
+        self.assertEqual(second.count(r"^old pid \d+ has stopped$"), n)
+        self.assertEqual(second.count(r"^old process group \d+ is gone"), 0, "an ended group was looked at")
+        for pid in live:
+            self.assertFalse(pid_alive(pid), pid)
+        second.stop()
 
     def test_sweep_of_many_groups_looks_at_proc_once_per_tick(self):
         """100 groups left by a kill -9: the next cohortd reads /proc once
@@ -688,6 +712,22 @@ ready = delay:0
         finally:
             other.kill()
             other.wait()
+
+
+def live_groups(path):
+    """The groups cohortd.groups names as running: {pgid: start}, its
+    "-PGID START" lines applied in order."""
+    live = {}
+    for line in read(path).splitlines():
+        f = line.split()
+        if not f or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            if live.get(int(f[0][1:])) == f[1]:
+                del live[int(f[0][1:])]
+        else:
+            live[int(f[0])] = f[1]
+    return live
 
 
 def read(path):

@@ -48,6 +48,7 @@ static void stack_of(const char *ini)
 		sup.svcs[i] = make_service(cfg->services[i], i);
 		map_put(&sup.by_name, sup.svcs[i]->name, sup.svcs[i]);
 	}
+	stack_recount(&sup);
 	sup.phase_open = 1;
 }
 
@@ -55,6 +56,7 @@ static void free_stack(struct service **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		breaker_free(&v[i]->breaker);
+		free(v[i]->reason);
 		free(v[i]->name);
 		free(v[i]);
 	}
@@ -68,6 +70,7 @@ static void teardown(void)
 		free_stack(sup.leaving, sup.nleaving);
 		plan_free(sup.plan);
 	}
+	free(sup.busy);
 	map_free(&sup.by_name);
 	sup = (struct supervisor){0};
 	config_free(cfg);
@@ -105,9 +108,9 @@ static int step(struct service *s)
 		if (s->want == WANT_RESTART)
 			s->want = WANT_UP;
 	}
-	s->state = (enum svc_state)next;
+	stack_set_state(&sup, s, (enum svc_state)next);
 	snprintf(last_reason, sizeof(last_reason), "%s", dc.reason);
-	snprintf(s->reason, sizeof(s->reason), "%s", dc.reason);
+	str_set(&s->reason, dc.reason);
 	return dc.event;
 }
 
@@ -123,9 +126,9 @@ static int run(void)
 		for (size_t i = 0; i < sup.plan->n; i++) {
 			struct service *s = sup.svcs[i];
 			enum svc_state was = s->state;
-			char reason[sizeof(s->reason)];
-			snprintf(reason, sizeof(reason), "%s", s->reason);
-			if (step(s) >= 0 && (s->state != was || strcmp(s->reason, reason) != 0)) {
+			char reason[SVC_REASON_MAX];
+			snprintf(reason, sizeof(reason), "%s", svc_text(s->reason));
+			if (step(s) >= 0 && (s->state != was || strcmp(svc_text(s->reason), reason) != 0)) {
 				moved = true;
 				moves++;
 				cr_assert_lt(moves, 1000, "the decisions do not settle");
@@ -150,7 +153,7 @@ static void becomes(const char *name, enum svc_state st)
 {
 	struct service *s = svc(name);
 
-	s->state = st;
+	stack_set_state(&sup, s, st);
 	if (st != SVC_STARTING && st != SVC_RUNNING && st != SVC_STOPPING)
 		s->pid = 0;
 	if (st == SVC_STOPPED || st == SVC_EXITED || st == SVC_FAILED || st == SVC_BACKOFF)
@@ -159,7 +162,7 @@ static void becomes(const char *name, enum svc_state st)
 
 #define assert_state(name, st) \
 	cr_assert_eq(svc(name)->state, st, "%s is %s, not %s (%s)", name, svc_state_name(svc(name)->state), \
-		     svc_state_name(st), svc(name)->reason)
+		     svc_state_name(st), svc_text(svc(name)->reason))
 
 static const char *const three_phases =
 	"[service:db]\ncommand = x\n"
@@ -370,6 +373,7 @@ Test(decide, a_reload_that_changes_a_dependency)
 	plan_free(sup.plan);
 	sup.plan = plan_build(nc, &diag);
 	cr_assert_not_null(sup.plan);
+	stack_recount(&sup);
 	for (size_t i = 0; i < 3; i++)
 		sup.svcs[i]->cfg = nc->services[i];
 	cr_assert_eq(step(svc("c")), SE_STOP);

@@ -185,7 +185,7 @@ Test(stack, a_restart_overtaken_by_an_exit_waits_its_backoff)
 	svc_fire(a, SE_WANT_RESTART, "");
 	cr_assert(svc_restarting(a));
 	svc_main_exited(a, 1 << 8);	/* exit code 1, from waitpid */
-	cr_assert_eq(a->state, SVC_BACKOFF, "%s", a->reason);
+	cr_assert_eq(a->state, SVC_BACKOFF, "%s", svc_text(a->reason));
 	cr_assert_eq(a->want, WANT_UP);
 	cr_assert_not(a->delay_over);
 	heard_has("a running->backoff: exited with code 1; restart in ");	/* 10s, with jitter */
