@@ -310,8 +310,11 @@ static void drop_start_group(struct service *s)
 /* What the last look found, for status (and the reason a timeout gives). */
 static void note_not_yet(struct service *s, const char *why)
 {
-	str_copy(s->health, sizeof(s->health), "not ready: ");
-	str_copy(s->health + 11, sizeof(s->health) - 11, why);
+	struct sbuf text = {0};
+
+	sbuf_addf(&text, "not ready: %.*s", SVC_HEALTH_MAX - 12, why);
+	str_set(&s->health, text.buf);
+	sbuf_free(&text);
 }
 
 /* One look at the file, and its event.  in_action: from a transition's
@@ -329,7 +332,7 @@ static void look_and_fire(struct service *s, bool in_action)
 			s->pidfile_retry_ms *= 2;
 		return;
 	case LOOK_ADOPTED:
-		s->health[0] = '\0';
+		str_set(&s->health, NULL);
 		ev = ready_at_adoption(s) ? SE_READY : SE_ADOPTED;
 		str_copy(reason, sizeof(reason), why);
 		break;
@@ -363,7 +366,7 @@ void svc_pidfile_timeout(struct service *s)
 	format_duration_ms(s->cfg->ready_timeout_ms, dur, sizeof(dur));
 	/* One last look: it may have come since the last. */
 	if (look(s, why, sizeof(why)) == LOOK_ADOPTED) {
-		s->health[0] = '\0';
+		str_set(&s->health, NULL);
 		svc_fire(s, ready_at_adoption(s) ? SE_READY : SE_ADOPTED, why);
 		return;
 	}
@@ -443,6 +446,6 @@ void svc_pidfile_stop_over(struct service *s)
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
 	drop_start_group(s);
 	format_duration_ms(s->cfg->stop_timeout_ms, dur, sizeof(dur));
-	snprintf(reason, sizeof(reason), "stopped: no pid read within %s (%s)", dur, s->health);
+	snprintf(reason, sizeof(reason), "stopped: no pid read within %s (%s)", dur, svc_text(s->health));
 	svc_followup(s, SE_EXIT_STOPPED, reason);
 }

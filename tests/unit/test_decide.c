@@ -489,7 +489,7 @@ Test(decide, a_daemon_awaited_by_its_pid_file)
 	run();
 	cr_assert_eq(d->state, SVC_STARTING);
 	cr_assert_eq(svc_next_state(SVC_STARTING, SE_FORKED), SVC_ADOPTING);
-	d->state = SVC_ADOPTING;
+	stack_set_state(&sup, d, SVC_ADOPTING);
 	d->pid = 0;
 	sup.phase_open = 2;	/* past the phase gate: only d holds them */
 	run();
@@ -518,9 +518,9 @@ Test(decide, a_daemon_awaited_by_its_pid_file)
 	cr_assert_eq(d->stop_cause, STOP_WANTED);
 
 	/* In a shutdown, a lower phase waits for one still on its way up. */
-	d->state = SVC_RUNNING;
+	stack_set_state(&sup, d, SVC_RUNNING);
 	d->pid = 1000;
-	svc("web")->state = SVC_ADOPTING;
+	stack_set_state(&sup, svc("web"), SVC_ADOPTING);
 	svc("web")->want = WANT_DOWN;
 	sup.shutting_down = true;
 	cr_assert_eq(step(d), -1, "d waits for web, of a higher phase, still starting");
