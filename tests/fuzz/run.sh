@@ -12,6 +12,9 @@ srcdir=$1
 seconds=$2
 shift 2
 mkdir -p fuzz-corpus fuzz-crashes fuzz-logs
+# Stacks with function names and lines: Debian's clang keeps the
+# symbolizer out of PATH.
+symbolizer=$(command -v llvm-symbolizer || ls /usr/lib/llvm-*/bin/llvm-symbolizer 2>/dev/null | tail -n 1)
 failed=0
 for name; do
 	seeds="$srcdir/tests/fuzz/corpus/$name"
@@ -29,6 +32,7 @@ for name; do
 	mkdir -p "fuzz-corpus/$name"
 	log="fuzz-logs/$name.log"
 	# shellcheck disable=SC2086
+	ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-$symbolizer} \
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 		"./tests/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
@@ -44,7 +48,20 @@ for name; do
 		crash=$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)
 		printf 'fuzz %-9s FAILED (exit %s) after %s runs: reproducer %s, log %s\n' "$name" "$rc" \
 			"${runs:-?}" "${crash:-none written}" "$log"
-		grep -m 1 -A 12 -E '^==[0-9]+==ERROR|runtime error|^SUMMARY|deadly signal|ALARM' "$log" | sed 's/^/    /'
+		# What the harness or cohort said before the report (an abort()
+		# names its reason there), the report, and the input itself: a
+		# CI machine is gone afterwards, so the reproducer is printed.
+		n=$(grep -n -m 1 -E '^==[0-9]+==ERROR|runtime error|^SUMMARY|deadly signal|ALARM' "$log" | cut -d: -f1)
+		if [ -n "$n" ]; then
+			start=$((n > 15 ? n - 15 : 1))
+			sed -n "${start},$((n + 24))p" "$log" | grep -v '^#[0-9]*	\(NEW\|REDUCE\|pulse\)' | sed 's/^/    /'
+		else
+			tail -n 30 "$log" | sed 's/^/    /'
+		fi
+		if [ -n "$crash" ] && [ -f "$crash" ] && [ "$(wc -c <"$crash")" -le 65536 ]; then
+			echo "    the input, base64 (base64 -d > repro; ./tests/fuzz/fuzz_$name repro):"
+			base64 -w 76 "$crash" | sed 's/^/    /'
+		fi
 	fi
 done
 exit $failed
