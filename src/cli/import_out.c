@@ -91,8 +91,22 @@ void imp_unset(struct imp_svc *s, const char *key)
 		}
 }
 
+/* A secret read from the old config is not copied into the new one's
+ * comments (supervisord's [inet_http_server] password=, a unit's
+ * credentials): the key is shown, its value is not. */
+static const char *shown(const char *key, const char *value)
+{
+	static const char *const secrets[] = {"password", "passwd", "secret", "token", "credential"};
+
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		if (strcasestr(key, secrets[i]))
+			return "(not shown)";
+	return value;
+}
+
 void imp_skip(struct imp_svc *s, const char *key, const char *value, const char *why)
 {
+	value = shown(key, value);
 	strv_push_owned(&s->notes, xasprintf("not imported: %s=%s: %s", key, value, why));
 	s->skipped++;
 }
@@ -114,7 +128,7 @@ void imp_daemon_skip(struct imp_run *run, const char *section, const char *key, 
 {
 	if (key)
 		strv_push_owned(&run->daemon_notes,
-				xasprintf("not imported: [%s] %s=%s: %s", section, key, value, why));
+				xasprintf("not imported: [%s] %s=%s: %s", section, key, shown(key, value), why));
 	else
 		strv_push_owned(&run->daemon_notes, xasprintf("not imported: [%s]: %s", section, why));
 	run->daemon_skipped++;

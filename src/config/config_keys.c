@@ -153,7 +153,7 @@ static const struct {
 } foreign_keys[] = {
 	/* supervisord */
 	{"numprocs", "use instances = N: the services NAME@0 to NAME@N-1, with %i for the number "
-		     "in command, environment, directory and ready/health addresses"},
+		     "in command, environment, directory, ready/health addresses and pidfile"},
 	{"numprocs_start", "instances are numbered from 0: write %{i+N} where the number should start at N"},
 	{"process_name", "the process is named by its [service:NAME] section"},
 	{"priority", "the start order comes from requires and after (phases), or phase = N"},

@@ -200,9 +200,12 @@ static void emit(struct service *s, enum svc_state from, const char *reason)
 	const struct supervise_hooks *h = &s->sup->hooks;
 
 	/* A new reason in the same state (waiting on something else now) is
-	 * news too, and reads the same way. */
-	log_info(s->name, "%s -> %s%s%s", svc_state_name(from), svc_state_name(s->state),
-		 *reason ? ": " : "", reason);
+	 * news too, and reads the same way.  A failure is a warning (backoff:
+	 * it will be tried again) or an error (failed: it will not, until the
+	 * breaker's trial), so that `cohortd -q` still says it. */
+	enum log_level level = s->state == SVC_FAILED ? LOG_ERROR : s->state == SVC_BACKOFF ? LOG_WARN : LOG_INFO;
+	log_msg(level, s->name, "%s -> %s%s%s", svc_state_name(from), svc_state_name(s->state),
+		*reason ? ": " : "", reason);
 	if (h->state_changed)
 		h->state_changed(h->arg, s, from, s->state, reason);
 }

@@ -167,6 +167,17 @@ class Import(CohortTest):
         self.summary(p, 1, 25)
         self.check(p.stdout)
 
+    def test_a_password_is_not_copied(self):
+        """supervisord's [inet_http_server] password= has no place in cohort:
+        the comment names the key, not the secret."""
+        path = self.write("secret.conf", "[inet_http_server]\nport = 127.0.0.1:9001\nusername = user\n"
+                          "password = s3cr3t-Pw\n[program:a]\ncommand = /bin/sleep 100\n")
+        p = self.importing(path)
+        self.assertNotIn("s3cr3t-Pw", p.stdout + p.stderr)
+        self.assertIn("; not imported: [inet_http_server] password=(not shown): ", p.stdout)
+        self.assertIn("; not imported: [inet_http_server] username=user: ", p.stdout)
+        self.check(p.stdout)
+
     def test_supervisord_include_env_group(self):
         self.write("conf.d/web.conf", """\
 [program:web]

@@ -181,6 +181,23 @@ ready = delay:0
             self.assertEqual(d.count(r"-> running", who), 0, f"{who} was never running")
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_quiet_cohortd_still_says_failures(self):
+        """-q logs warnings and errors only: a crash (backoff) is a warning,
+        a service that cannot start (failed) an error, a start is neither."""
+        d = self.cohortd("""
+[service:crash]
+command = /bin/sh -c 'exit 3'
+backoff_initial = 50ms
+[service:missing]
+command = /nonexistent/bin/x
+""", args=("-q",))
+        d.wait_for(lambda l: l.who == "crash" and l.to == "backoff" and l.level == "WARN",
+                   what="crash -> backoff as a warning")
+        d.wait_for(lambda l: l.who == "missing" and l.to == "failed" and l.level == "ERROR",
+                   what="missing -> failed as an error")
+        self.assertFalse([l for l in d.lines if l.to == "starting"], "no INFO line under -q")
+        d.stop()
+
     def test_user_nobody_drops_privileges(self):
         out = self.path("ids")
         os.chmod(self.tmp, 0o777)
