@@ -228,6 +228,14 @@ static void decide_live(const struct supervisor *sup, const struct service *s,
 	}
 }
 
+const struct service *stack_leaving_live(const struct supervisor *sup)
+{
+	for (size_t i = 0; i < sup->nleaving; i++)
+		if (svc_live(sup->leaving[i]))
+			return sup->leaving[i];
+	return NULL;
+}
+
 /* May a service that is not live start again by itself now? */
 static bool may_start(const struct service *s)
 {
@@ -266,6 +274,7 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 	if (!may_start(s))
 		return;
 	const struct service *before = pending_after(sup, s);
+	const struct service *gone = s->state == SVC_STOPPED || s->state == SVC_WAITING ? stack_leaving_live(sup) : NULL;
 	if (!sup->stack_up && phase_of(sup, s) > sup->phase_open)
 		fire(out, SE_BLOCK, "phase %u starts once phase %u is ready", phase_of(sup, s),
 		     sup->phase_open);
@@ -273,6 +282,8 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 		fire(out, SE_BLOCK, "requires %s, which is %s", dep->name, dep_state(dep));
 	else if (before)
 		fire(out, SE_BLOCK, "after %s, which is %s", before->name, svc_state_name(before->state));
+	else if (gone)	/* as supervisorctl update: what a reload removed stops first (its port, its files) */
+		fire(out, SE_BLOCK, "%s, removed by the reload, is still stopping", gone->name);
 	else if (s->state == SVC_FAILED && s->breaker_trial && s->want != WANT_RESTART)
 		fire(out, SE_START, "trial start (breaker half-open)");
 	else if (s->state == SVC_BACKOFF)

@@ -266,6 +266,12 @@ void stack_changed(struct supervisor *sup, struct service *s, enum svc_state fro
 	stack_touch(sup, s);
 	if (sup->shutting_down)
 		wake_lower_phases(sup, s, from);
+	else if (s->index >= sup->plan->n && !svc_live(s) && !stack_leaving_live(sup))
+		/* The last service a reload removed is down: the starts that
+		 * waited for it go on (once a reload, so one look at each). */
+		for (size_t i = 0; i < sup->plan->n; i++)
+			if (sup->svcs[i]->state == SVC_WAITING)
+				stack_queue(sup, sup->svcs[i]);
 	stack_settle(sup);
 }
 

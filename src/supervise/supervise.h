@@ -328,6 +328,9 @@ bool stack_phase_settled(const struct supervisor *sup, unsigned ph);
 bool stack_svc_settled(const struct supervisor *sup, const struct service *s);
 /* Starting, running or stopping: what a shutdown waits for. */
 bool svc_busy(enum svc_state st);
+/* The first service a reload removed whose process still runs, or NULL:
+ * services start once none is (decide.c). */
+const struct service *stack_leaving_live(const struct supervisor *sup);
 /* Ready for what requires it: running, or exited with success. */
 bool svc_ready_for_dependents(const struct service *s);
 /* Waiting on something that will not come up by itself (a failed

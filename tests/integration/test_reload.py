@@ -324,6 +324,40 @@ ready = delay:0
             self.assertEqual(f.read(), "/bin/sleep\x002000\x00")
         d.stop()
 
+    def test_a_removed_service_stops_before_an_added_one_starts(self):
+        """A rename keeping the port (supervisorctl update's order: what a
+        reload removes stops first): the added service must not start, nor
+        pass its probe against the old one, while the removed one drains."""
+        server = self.path("server.py")
+        with open(server, "w") as f:
+            f.write("import signal, socket, sys, time\n"
+                    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+                    "def term(*_):\n    time.sleep(1.0); sys.exit(0)\n"   # a drain before it lets go
+                    "signal.signal(signal.SIGTERM, term)\n"
+                    "while True:\n    s.accept()[0].close()\n")
+        port = free_port()
+        text = f"""
+[service:old]
+command = /usr/bin/python3 {server} {port}
+ready = tcp:127.0.0.1:{port}
+backoff_initial = 5s
+"""
+        d = self.cohortd(text)
+        d.wait_state("old", "running")
+        d.wait_socket()
+        mark = len(d.lines)
+        d.write_config(text.replace("[service:old]", "[service:new]"))
+        d.ctl("reload")
+        i, _ = d.wait_state("new", "running", start=mark, timeout=30)
+        stopped, _ = d.wait_state("old", "stopped", start=mark)
+        starts = [k for k, l in enumerate(d.lines[mark:i + 1], mark) if l.who == "new" and l.to == "starting"]
+        self.assertTrue(starts and starts[0] > stopped, "new started before old had stopped:\n" + d.dump())
+        waited = [l for l in d.lines[mark:] if l.who == "new" and l.to == "waiting"]
+        self.assertIn("old, removed by the reload, is still stopping", waited[0].reason)
+        self.assertFalse([l for l in d.lines[mark:] if l.who == "new" and l.to == "backoff"], d.dump())
+        d.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
