@@ -165,10 +165,40 @@ static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	stack_settle(s->sup);
 }
 
+/* Without pidfd_open (a kernel before 5.3, or valgrind, which does not
+ * know the call): a look at the process every PIDPOLL_S.  A zombie is
+ * gone too (its parent has not reaped it yet; a pidfd says so as well). */
+#define PIDPOLL_S 0.2
+
+static void pidpoll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct service *s = container_of(w, struct service, pidpoll_w);
+	struct proc_info pi;
+	(void)loop;
+	(void)revents;
+
+	if (proc_info_read(s->pid, &pi) == 0 && pi.state != 'Z' && pi.state != 'X')
+		return;
+	log_debug(s->name, "pid %d ended (seen by a look every %.1f s; not our child)", s->pid, PIDPOLL_S);
+	svc_pidfd_close(s);
+	svc_main_ended(s, &(struct exit_info){.valid = true, .code = -1, .unknown = true});
+	stack_settle(s->sup);
+}
+
+static void watch_by_polling(struct service *s)
+{
+	ev_timer_init(&s->pidpoll_w, pidpoll_cb, PIDPOLL_S, PIDPOLL_S);
+	ev_timer_start(s->sup->loop, &s->pidpoll_w);
+}
+
 static int watch_pidfd(struct service *s, pid_t pid)
 {
 #ifdef SYS_pidfd_open
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0 && errno == ENOSYS) {
+		watch_by_polling(s);
+		return 0;
+	}
 	if (fd < 0)
 		return -1;
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
@@ -182,15 +212,15 @@ static int watch_pidfd(struct service *s, pid_t pid)
 	ev_io_start(s->sup->loop, &s->pidfd_io);
 	return 0;
 #else
-	(void)s;
 	(void)pid;
-	errno = ENOSYS;
-	return -1;
+	watch_by_polling(s);
+	return 0;
 #endif
 }
 
 void svc_pidfd_close(struct service *s)
 {
+	ev_timer_stop(s->sup->loop, &s->pidpoll_w);
 	if (s->pidfd < 0)
 		return;
 	ev_io_stop(s->sup->loop, &s->pidfd_io);
@@ -242,7 +272,8 @@ static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 		children_track(s->sup, pid, CHILD_MAIN, s);
 	if (s->sup->hooks.process_started)
 		s->sup->hooks.process_started(s->sup->hooks.arg, s);
-	snprintf(why, len, "adopted pid %d from %s%s", (int)pid, path, child ? "" : " (watched by pidfd)");
+	snprintf(why, len, "adopted pid %d from %s%s", (int)pid, path,
+		 child ? "" : s->pidfd >= 0 ? " (watched by pidfd)" : " (watched by a look every 0.2 s)");
 	return LOOK_ADOPTED;
 }
 

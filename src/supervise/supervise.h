@@ -139,6 +139,7 @@ struct service {
 	int pidfd;		/* an adopted pid that is not our child: watched
 				 * through pidfd_open, -1 otherwise */
 	ev_io pidfd_io;
+	ev_timer pidpoll_w;	/* ... or by a look every 0.2 s, with no pidfd_open */
 	int64_t pidfile_retry_ms;	/* the next look at a missing PID file */
 	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
 	unsigned long long recorded_start;	/* its start time, /proc ticks */

@@ -50,6 +50,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+# valgrind 3.19 does not know pidfd_open (434): it says so in five lines and
+# fails the call with ENOSYS, which cohortd then handles (pidfile.c watches
+# the process another way).  That is valgrind's gap, not a finding.
+VG_UNKNOWN_SYSCALL = re.compile(r"--\d+-- WARNING: unhandled amd64-linux syscall: 434\n"
+                                r"(--\d+-- .*\n){4}")
+
+
 class LogLine:
     def __init__(self, raw):
         self.raw = raw
@@ -198,7 +205,7 @@ class Cohortd:
         if self.vg_dir:
             for f in os.listdir(self.vg_dir):
                 with open(os.path.join(self.vg_dir, f)) as fh:
-                    report = fh.read()
+                    report = VG_UNKNOWN_SYSCALL.sub("", fh.read())
                 self.test.assertEqual(report, "", f"valgrind report {f}:\n{report}")
 
     def cleanup(self):
