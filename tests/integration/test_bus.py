@@ -395,8 +395,10 @@ ready = delay:0
                 await asyncio.wait_for(c.ping(), 5 * FACTOR)
             await c.close()
         run(go())
-        self.assertEqual(box["again"].count(r"^bus: closing connection .*: bad token \(1008\)$"), 1)
+        # the client reads its close frame before the harness reads
+        # cohortd's log line about it: count once every line is in
         box["again"].stop()
+        self.assertEqual(box["again"].count(r"^bus: closing connection .*: bad token \(1008\)$"), 1)
 
     def test_python_callback_that_raises_gets_the_message_again(self):
         d = self.daemon("[cohort]\nbus_ack_timeout = 300ms\n" + IDLE)

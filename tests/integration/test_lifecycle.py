@@ -560,8 +560,16 @@ ready = delay:0
             for i in range(n):
                 first.ctl("restart", f"s{i}")
             most = max(most, len(read(groups).splitlines()))
-        live = {first.last_pid(f"s{i}") for i in range(n)}
-        wait_until(self, lambda: set(live_groups(groups)) == live, what="the record of the last starts")
+        # cohortctl restart returns once each is running again, but the
+        # harness may not have read the "spawned pid" lines yet: the pids
+        # are looked up again at each try
+        live = set()
+
+        def record_is_last_starts():
+            live.clear()
+            live.update(first.last_pid(f"s{i}") for i in range(n))
+            return set(live_groups(groups)) == live
+        wait_until(self, record_is_last_starts, what="the record of the last starts")
         # 15 x 5 restarts appended 150 lines; rewrites kept it near twice the live ones
         self.assertLess(most, 2 * (1 + n) + 64 + 2 * n + 1, read(groups))
         self.assertTrue(any(line.startswith("-") for line in read(groups).splitlines()) or most > 1 + n)

@@ -320,8 +320,11 @@ ready = delay:0
         self.assertNotEqual(d.last_pid("base"), base)
         self.assertNotEqual(d.last_pid("app"), app)
         self.assertFalse(pid_alive(base))
-        with open(f"/proc/{d.last_pid('base')}/cmdline") as f:
-            self.assertEqual(f.read(), "/bin/sleep\x002000\x00")
+        # "running" (ready = delay:0) may come before the child's exec has
+        # finished, when its cmdline is still empty
+        pid = d.last_pid("base")
+        wait_until(self, lambda: cmdline(pid) == "/bin/sleep\x002000\x00",
+                   what="the new command line of base")
         d.stop()
 
     def test_a_removed_service_stops_before_an_added_one_starts(self):
@@ -357,6 +360,11 @@ backoff_initial = 5s
         self.assertIn("old, removed by the reload, is still stopping", waited[0].reason)
         self.assertFalse([l for l in d.lines[mark:] if l.who == "new" and l.to == "backoff"], d.dump())
         d.stop()
+
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline") as f:
+        return f.read()
 
 
 if __name__ == "__main__":
