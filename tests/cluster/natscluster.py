@@ -22,6 +22,7 @@ exists and its log says "stack is up".
 """
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
@@ -37,9 +38,19 @@ FACTOR = float(os.environ.get("COHORT_TIME_FACTOR", "1"))
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, below the kernel's ephemeral range (where
+    an outgoing connection could take it before nats-server binds it)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(500):
+        port = random.randint(10000, low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 class LogProc:

@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -44,10 +45,43 @@ def wall_ms(stamp):
     return calendar.timegm(t) * 1000 + int(stamp[20:23])
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_block(n=1):
+    """The first of n consecutive loopback ports, free now and outside the
+    kernel's ephemeral range.  A port bound to 0 comes from that range,
+    where any outgoing connection on the machine may take it before the
+    service under test binds it: on a loaded CI host with thousands of
+    connections, demo services died on "Address already in use"."""
+    lo, hi = _ephemeral_range()
+    spans = [(a, b - n) for a, b in ((10000, lo - 1), (hi + 1, 65535)) if b - n > a]
+    for _ in range(500):
+        a, b = random.choice(spans)
+        base = random.randint(a, b)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} free consecutive ports outside {lo}-{hi}")
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port_block(1)
 
 
 # valgrind 3.19 does not know pidfd_open (434): it says so in five lines and

@@ -13,8 +13,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, COHORTCTL, FACTOR, SRC, CohortTest, free_port
-from test_stack import free_port_block
+from harness import BUILD, COHORTCTL, FACTOR, SRC, CohortTest, free_port, free_port_block
 
 try:
     from selenium import webdriver

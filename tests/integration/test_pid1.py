@@ -9,12 +9,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import unittest
 
-from harness import BUILD, COHORTD, FACTOR, SRC, CohortTest, children_of, pid_namespace_wrap, wait_until
+from harness import BUILD, COHORTD, FACTOR, SRC, CohortTest, children_of, free_port_block, pid_namespace_wrap, wait_until
 
 DOCKER = os.path.join(SRC, "contrib", "docker")
 
@@ -57,27 +56,6 @@ def ns_procs(ns):
     return out
 
 
-def free_ports(n):
-    """A base port with the n ports from it free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 @unittest.skipUnless(shutil.which("unshare"), "no unshare (util-linux)")
@@ -153,7 +131,7 @@ ready = delay:0
         self.assertEqual(ns_procs(ns), [], "processes outlived PID 1")
 
     def test_the_image_stack_and_healthcheck(self):
-        base = free_ports(4)
+        base = free_port_block(4)
         with open(os.path.join(DOCKER, "cohort.ini")) as f:
             text = f.read()
         text = text.replace("/opt/cohort/demo/", os.path.join(SRC, "contrib", "demo") + "/")

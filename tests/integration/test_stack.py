@@ -2,34 +2,15 @@
 """The services together: phases (proven by the demo services' own
 clocks), the requires cascade, reload, shutdown order, second TERM."""
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import time
 import unittest
 
-from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, free_port, pid_alive, wait_until
+from harness import BUILD, COHORTCTL, FACTOR, PY, SRC, CohortTest, free_port, free_port_block, pid_alive, wait_until
 
 
-def free_port_block(n):
-    """n consecutive free loopback ports."""
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 class Stack(CohortTest):

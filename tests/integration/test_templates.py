@@ -6,12 +6,11 @@ starts once every instance is ready; a reload changes the number of
 instances and leaves the others (and what requires them) running; bad
 input gets errors that name the file, line and key."""
 import os
-import random
 import socket
 import subprocess
 import unittest
 
-from harness import COHORTD, PY, CohortTest, pid_alive, wait_until
+from harness import COHORTD, PY, CohortTest, free_port_block, pid_alive, wait_until
 
 LISTEN = r"""
 import socket, sys, time
@@ -26,23 +25,6 @@ while True:
 """
 
 
-def free_port_block(n):
-    """n consecutive free loopback ports."""
-    for _ in range(200):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def listening(port):
