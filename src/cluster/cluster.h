@@ -48,4 +48,23 @@ void cluster_close(struct cluster *c);
 /* For status: connected or not, to which server. */
 bool cluster_connected(const struct cluster *c);
 
+/* For `cohortctl status` and /metrics (issue 18 item 3), read on the loop. */
+enum cluster_state {
+	CLUSTER_CONNECTING,	/* never connected yet (cohortd just started) */
+	CLUSTER_CONNECTED,	/* a server answers and the lock bucket is open */
+	CLUSTER_UNREACHABLE,	/* connected once, lost since: refusing, reconnecting */
+};
+struct cluster_info {
+	enum cluster_state state;
+	const char *urls;	/* as configured */
+	const char *server;	/* the one connected to ("" never) */
+	const char *why;	/* the refusal's text, while not connected */
+	int64_t since_ms;	/* wall clock: when state last changed */
+	int64_t rtt_us;		/* the last round trip measured, -1 none (not connected) */
+	uint64_t reconnects;	/* times the cluster came back after being lost */
+	uint64_t refused;	/* lock requests refused as unreachable */
+};
+void cluster_info(const struct cluster *c, struct cluster_info *out);
+const char *cluster_state_name(enum cluster_state st);
+
 #endif

@@ -23,6 +23,7 @@ enum cmsg_kind {
 	CM_CREATE, CM_UPDATE, CM_DELETE,	/* jobs, and their results */
 	CM_ENTRY,			/* the watch saw a key change */
 	CM_UP, CM_DOWN,			/* the connection (and bucket) came, went */
+	CM_RTT,				/* cluster_stats.c: a round trip measured (rev: us, 0 none) */
 };
 
 enum cres {
@@ -77,7 +78,20 @@ struct cluster {
 	char server[256];	/* the one connected to, for messages */
 	struct map keys;	/* lock name -> struct ckey */
 	char refusal[640];
+	int64_t state_ms;	/* wall clock: when up last changed */
+	int64_t rtt_us;		/* the last round trip measured, -1: none */
+	uint64_t reconnects;	/* up again after being down */
+	uint64_t refused;	/* requests refused as unreachable */
+
+	/* cluster_stats.c: a thread that measures the round trip every
+	 * CLUSTER_RTT_EVERY_MS, so no request waits behind it */
+	pthread_t rtt_thread;
+	bool rtt_running;
+	pthread_mutex_t rtt_mu;
+	pthread_cond_t rtt_cv;
 };
+
+#define CLUSTER_RTT_EVERY_MS 2000
 
 /* cluster_conn.c */
 int cluster_threads_start(struct cluster *c, char *err, size_t errlen);
@@ -87,6 +101,10 @@ void cluster_send(struct cluster *c, struct cmsg *m);
 /* Any thread -> loop. */
 void cluster_post(struct cluster *c, struct cmsg *m);
 void cmsg_free(struct cmsg *m);
+
+/* cluster_stats.c */
+void cluster_stats_start(struct cluster *c);
+void cluster_stats_stop(struct cluster *c);
 
 /* cluster_lock.c */
 void cluster_lock_init(struct cluster *c);

@@ -218,6 +218,7 @@ static const char *gate_refusal(void *arg, int64_t wait_ms)
 
 	if (c->up || (!c->ever_up && wait_ms > 0))
 		return NULL;
+	c->refused++;
 	return c->refusal;
 }
 
@@ -344,6 +345,8 @@ static void went_down(struct cluster *c, const char *why)
 		log_warn(NULL, "cluster: unreachable (%s): lock requests are refused until it is back", why);
 	else
 		log_warn(NULL, "cluster: %s", why);
+	if (c->up)
+		c->state_ms = now_wall_ms();
 	c->up = false;
 	snprintf(c->refusal, sizeof(c->refusal), "cluster unreachable: no NATS server of %.300s answers (%.200s)",
 		 c->urls, why);
@@ -374,8 +377,12 @@ void cluster_lock_handle(struct cluster *c, struct cmsg *m)
 		const char *name;
 		void *v;
 		struct strv names = {0};
-		if (!c->up)
+		if (!c->up) {
 			log_info(NULL, "cluster: connected to %s (locks in bucket %s)", m->err, c->bucket);
+			c->state_ms = now_wall_ms();
+			if (c->ever_up)
+				c->reconnects++;
+		}
 		c->up = true;
 		c->ever_up = true;
 		snprintf(c->server, sizeof(c->server), "%s", m->err);
@@ -396,6 +403,8 @@ void cluster_lock_handle(struct cluster *c, struct cmsg *m)
 		return;
 	case CM_ENTRY:
 		watched(c, m);
+		return;
+	case CM_RTT:		/* cluster.c's */
 		return;
 	case CM_CREATE:
 	case CM_UPDATE:

@@ -15,6 +15,7 @@ import time
 import unittest
 
 from harness import COHORTCTL, FACTOR, PY, SRC, CohortTest, read_line, wait_until
+from test_bus_http import http_exchange
 
 sys.path.insert(0, os.path.join(SRC, "tests", "cluster"))
 import natscluster  # noqa: E402
@@ -84,6 +85,24 @@ class Client:
 
     def close(self):
         self.s.close()
+
+
+def metrics(d):
+    """{'name{labels}': value} of cohortd d's /metrics (on its bus socket)."""
+    body = http_exchange(os.path.join(d.run_dir, "bus.sock"),
+                         "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=10)[2]
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def cluster_status(d):
+    r = d.ctl("status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["cluster"]
 
 
 @unittest.skipIf(SKIP, SKIP)
@@ -283,6 +302,85 @@ class Cluster(CohortTest):
             time.sleep(0.2)
         self.assertTrue(r3["ok"], r3)
         self.assertGreater(r3["token"], r["token"])
+
+    def test_status_and_metrics_show_the_cluster_state(self):
+        """Item 3's visibility: connected (server, round trip), then every
+        nats-server stopped: unreachable, requests refused; then back:
+        connected again, one reconnection counted."""
+        a = self.cohortd("a")
+        urls = [n.url for n in self.nc.nodes]
+        # The round trip is measured every 2 s off the loop: the first one
+        # comes within that of the connection.
+        st = wait_until(self, lambda: (lambda s: s if s["rtt_ms"] is not None else None)(cluster_status(a)),
+                        timeout=10, what="a round trip in status")
+        self.assertEqual(st["state"], "connected")
+        self.assertIn(st["server"], urls)
+        self.assertGreater(st["rtt_ms"], 0)
+        self.assertLess(st["rtt_ms"], 1000)
+        self.assertEqual(st["reconnects"], 0)
+        self.assertEqual(st["servers"], self.nc.urls())
+        self.assertNotIn("error", st)
+        table = a.ctl("status").stdout
+        self.assertRegex(table, r"\ncluster: connected to nats://127\.0\.0\.1:\d+ for \S+, round trip "
+                                r"[0-9.]+ ms, 0 reconnections\n$")
+        m = metrics(a)
+        self.assertEqual(m['cohort_cluster_state{state="connected"}'], 1)
+        self.assertEqual(m['cohort_cluster_state{state="unreachable"}'], 0)
+        self.assertEqual(m[f'cohort_cluster_server{{server="{st["server"]}"}}'], 1)
+        self.assertGreater(m["cohort_cluster_rtt_seconds"], 0)
+        self.assertEqual(m["cohort_cluster_reconnects_total"], 0)
+
+        mark = len(a.proc.lines)
+        for i in range(3):
+            self.nc.kill_node(i, signal.SIGTERM)
+        a.proc.wait_log(r"cluster: unreachable", 20, start=mark)
+        # The servers go one after the other: cohortd may have moved to a
+        # second one meanwhile (a reconnection too), but not after the last.
+        wait_until(self, lambda: cluster_status(a)["state"] == "unreachable", timeout=10,
+                   what="state unreachable")
+        st = cluster_status(a)
+        before = st["reconnects"]
+        self.assertIsNone(st["server"])
+        self.assertIsNone(st["rtt_ms"])
+        self.assertRegex(st["error"], r"^cluster unreachable: ")
+        r = self.client(a).call(cmd="lock.acquire", name="x", ttl_ms=1000, wait_ms=int(5000 * FACTOR))
+        self.assertFalse(r["ok"])
+        self.assertRegex(r["error"], r"^cluster unreachable: ")
+        self.assertRegex(a.ctl("status").stdout, r"\ncluster: unreachable for \S+ \(lock requests refused\): "
+                                                 r"cluster unreachable: .*, \d+ reconnections\n$")
+        m = metrics(a)
+        self.assertEqual(m['cohort_cluster_state{state="unreachable"}'], 1)
+        self.assertEqual(m['cohort_cluster_state{state="connected"}'], 0)
+        self.assertNotIn("cohort_cluster_rtt_seconds", m)
+        self.assertGreaterEqual(m["cohort_cluster_refused_total"], 1)
+
+        mark = len(a.proc.lines)
+        for i in range(3):
+            self.nc.restart_node(i)
+        a.proc.wait_log(r"cluster: connected to nats://", 30, start=mark)
+        st = cluster_status(a)
+        self.assertEqual(st["state"], "connected")
+        self.assertIn(st["server"], urls)
+        self.assertEqual(st["reconnects"], before + 1)
+        wait_until(self, lambda: cluster_status(a)["rtt_ms"] is not None, timeout=10,
+                   what="a round trip after the reconnection")
+        self.assertEqual(metrics(a)["cohort_cluster_reconnects_total"], before + 1)
+        # The bucket's stream needs a leader again: the first requests may
+        # be refused until it has one, then one is granted.
+        deadline = time.monotonic() + 30 * FACTOR
+        while True:
+            r = self.client(a).call(cmd="lock.acquire", name="x", ttl_ms=1000)
+            if r.get("ok") or time.monotonic() > deadline:
+                break
+            self.assertIn("cluster unreachable", r["error"])
+            time.sleep(0.2)
+        self.assertTrue(r["ok"], r)
+
+    def test_one_host_shows_no_cluster(self):
+        d = self.nc.start_cohortd("solo", IDLE, cluster_line="")
+        self.assertNotIn("cluster", json.loads(d.ctl("status", "--json").stdout))
+        self.assertNotIn("cluster:", d.ctl("status").stdout)
+        self.assertFalse([k for k in metrics(d) if k.startswith("cohort_cluster")])
 
 
 @unittest.skipIf(SKIP, SKIP)
