@@ -342,7 +342,7 @@ static void run_delete(struct cluster *c, struct cmsg *m)
 		m->res = CR_OK;
 		m->rev = pa->Sequence;
 	} else if (s == NATS_ERR && jerr) {
-		m->res = CR_CONFLICT;
+		read_back(c, m);	/* a shared release computes again from it */
 	} else {
 		m->res = CR_AWAY;
 		status_text(m->err, sizeof(m->err), "delete", s);

@@ -106,6 +106,28 @@ void cmsg_free(struct cmsg *m);
 void cluster_stats_start(struct cluster *c);
 void cluster_stats_stop(struct cluster *c);
 
+/* cluster_value.c: a key's value (exclusive, or shared: one entry per
+ * cohortd), and the holders a waiter has seen in it. */
+bool cv_shared(const char *v);
+char *cv_exclusive(int64_t ttl_ms, const char *owner);
+/* v (NULL, exclusive or shared) as a shared value with owner's entry;
+ * without it (NULL when no entry is left). */
+char *cv_with(const char *v, const char *owner, int64_t ttl_ms, uint64_t seq);
+char *cv_without(const char *v, const char *owner);
+bool cv_holds(const char *v, const char *owner);
+struct cseen {
+	char *id, *text;	/* a holder, and its entry as last seen */
+	int64_t seen_ms;	/* monotonic: when that entry last changed */
+	int64_t ttl_ms;
+};
+struct cseen_list {
+	struct cseen *v;
+	size_t n;
+};
+void cseen_update(struct cseen_list *l, const char *v, uint64_t rev, const char *self, int64_t now);
+int64_t cseen_free_at(const struct cseen_list *l, int64_t now);
+void cseen_clear(struct cseen_list *l);
+
 /* cluster_lock.c */
 void cluster_lock_init(struct cluster *c);
 void cluster_lock_handle(struct cluster *c, struct cmsg *m);

@@ -184,16 +184,14 @@ class Cluster(CohortTest):
         self.assertEqual(len(order), 100)
         self.assertTrue(all(x < y for x, y in zip(order, order[1:])), f"tokens do not rise: {order}")
 
-    def test_shared_mode_is_refused_and_a_busy_lock_is_a_timeout_at_once(self):
+    def test_a_busy_lock_is_a_timeout_at_once_and_a_stale_token_releases_nothing(self):
         a, b = self.cohortd("a"), self.cohortd("b")
         ca, cb = self.client(a), self.client(b)
-        r = ca.call(cmd="lock.acquire", name="s", mode="shared", ttl_ms=1000)
-        self.assertFalse(r["ok"])
-        self.assertEqual(r["error"], "shared locks are not available in cluster mode yet")
         held = ca.call(cmd="lock.acquire", name="s", ttl_ms=10000)
         self.assertTrue(held["ok"], held)
         # wait_ms 0 on the other cohortd: the cluster says it is held
         self.assertEqual(cb.call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
+        self.assertEqual(cb.call(cmd="lock.acquire", name="s", mode="shared", ttl_ms=1000)["error"], "timeout")
         # ... and on the same one, its own table does
         self.assertEqual(self.client(a).call(cmd="lock.acquire", name="s", ttl_ms=1000)["error"], "timeout")
         # a stale token releases nothing; the holder's does
@@ -202,6 +200,109 @@ class Cluster(CohortTest):
         g = cb.call(cmd="lock.acquire", name="s", ttl_ms=1000, wait_ms=int(10000 * FACTOR))
         self.assertTrue(g["ok"], g)
         self.assertGreater(g["token"], held["token"])
+
+    def assertWaiting(self, c, seconds):
+        """No answer comes to c's request for that long (it still waits)."""
+        c.s.settimeout(seconds)
+        try:
+            with self.assertRaises(socket.timeout, msg="granted while it should wait"):
+                c.recv()
+        finally:
+            c.s.settimeout(30 * FACTOR)
+
+    def test_shared_holders_on_two_cohortds_and_an_exclusive_waiter_waits_for_both(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ttl = 1000
+        a1, a2, b1 = self.client(a), self.client(a), self.client(b)
+        r_a1 = a1.call(cmd="lock.acquire", name="sh", mode="shared", ttl_ms=ttl)
+        self.assertTrue(r_a1["ok"], r_a1)
+        r_b1 = b1.call(cmd="lock.acquire", name="sh", mode="shared", ttl_ms=ttl)      # joins, across hosts
+        self.assertTrue(r_b1["ok"], r_b1)
+        r_a2 = a2.call(cmd="lock.acquire", name="sh", mode="shared", ttl_ms=ttl)      # joins a's entry at once
+        self.assertTrue(r_a2["ok"], r_a2)
+        self.assertGreater(r_b1["token"], r_a1["token"])
+        self.assertGreaterEqual(r_a2["token"], r_a1["token"])
+        # An exclusive request that may not wait, on either host: held.
+        self.assertEqual(self.client(a).call(cmd="lock.acquire", name="sh", ttl_ms=ttl)["error"], "timeout")
+        self.assertEqual(self.client(b).call(cmd="lock.acquire", name="sh", ttl_ms=ttl)["error"], "timeout")
+        # The holders renew their leases (and so their cohortds their
+        # entries, the two writing the one key at once): an exclusive waiter
+        # on b waits through three TTLs, then for a's holders, then for b's.
+        stop = threading.Event()
+        held = [(a1, r_a1), (a2, r_a2), (b1, r_b1)]
+        mu = threading.Lock()
+        errors = []
+
+        def renew():
+            while not stop.wait(ttl / 4000):
+                with mu:
+                    for c, r in held:
+                        rr = c.call(cmd="lock.renew", name="sh", token=r["token"], ttl_ms=ttl)
+                        if not rr.get("ok"):
+                            errors.append(rr)
+        t = threading.Thread(target=renew, daemon=True)
+        t.start()
+        try:
+            x = self.client(b)
+            x.send(cmd="lock.acquire", name="sh", ttl_ms=ttl, wait_ms=int(60000 * FACTOR))
+            xa = self.client(a)     # and one on a, behind a's shared holders
+            xa.send(cmd="lock.acquire", name="sh", ttl_ms=ttl, wait_ms=int(60000 * FACTOR))
+            self.assertWaiting(x, 3 * ttl / 1000)
+            with mu:
+                for c, r in held[:2]:
+                    self.assertTrue(c.call(cmd="lock.release", name="sh", token=r["token"])["ok"])
+                del held[:2]
+            self.assertWaiting(x, 0.5)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertTrue(b1.call(cmd="lock.release", name="sh", token=r_b1["token"])["ok"])
+        # One of the two exclusive waiters gets it, then the other.
+        got = []
+        for c in (x, xa):
+            c.s.settimeout(0.05)
+        deadline = time.monotonic() + 20 * FACTOR
+        pending = [x, xa]
+        while pending and time.monotonic() < deadline:
+            for c in list(pending):
+                try:
+                    g = c.recv()
+                except socket.timeout:
+                    continue
+                self.assertTrue(g["ok"], g)
+                self.assertGreater(g["token"], r_b1["token"])
+                got.append(g["token"])
+                pending.remove(c)
+                self.assertEqual(c.call(cmd="lock.release", name="sh", token=g["token"])["ok"], True)
+        self.assertEqual(pending, [], "an exclusive waiter never got the lock")
+        self.assertLess(got[0], got[1])
+
+    def test_a_shared_holder_excludes_exclusive_and_is_taken_over_when_its_cohortd_dies(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ttl = 1000
+        x = self.client(b)
+        r = x.call(cmd="lock.acquire", name="rw", ttl_ms=5000)
+        self.assertTrue(r["ok"], r)
+        s = self.client(a)
+        s.send(cmd="lock.acquire", name="rw", mode="shared", ttl_ms=ttl, wait_ms=int(30000 * FACTOR))
+        self.assertWaiting(s, 0.3)
+        self.assertTrue(x.call(cmd="lock.release", name="rw", token=r["token"])["ok"])
+        g = s.recv()
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], r["token"])
+        # a dies with its shared lease: b's exclusive waiter takes the key
+        # over once a's entry has stood still for its TTL.
+        w = self.client(b)
+        w.send(cmd="lock.acquire", name="rw", ttl_ms=ttl, wait_ms=int(30000 * FACTOR))
+        self.assertWaiting(w, 0.3)
+        t0 = time.monotonic()
+        a.stop(signal.SIGKILL)
+        g2 = w.recv()
+        took = time.monotonic() - t0
+        self.assertTrue(g2["ok"], g2)
+        self.assertGreater(g2["token"], g["token"])
+        self.assertLess(took, (ttl + 400 * FACTOR) / 1000)
 
     def test_a_killed_holder_hands_over_to_another_host_at_once(self):
         out, script = self.path("holder.json"), self.path("holder.py")
