@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """The cluster mode's locks (issue 18) on a real three-node NATS JetStream
 cluster on loopback (tests/cluster/natscluster.py) with two cohortds:
-exclusion and rising tokens across cohortds, a dead holder's lock handed
-to another host's waiter at once, a SIGKILLed cohortd's lease taken over
-after its TTL, and the whole cluster away: refusals, supervision going on,
-then recovery."""
+exclusion and rising tokens across cohortds, shared locks across hosts, a
+dead holder's lock handed to another host's waiter at once, a SIGKILLed
+cohortd's lease taken over after its TTL, a cohortd or the bucket's server
+stopped (SIGSTOP) for 10 s with the lock exclusive throughout (checked at a
+fenced store), the whole cluster away: refusals, supervision going on, then
+recovery; and the cluster's state in status and /metrics."""
+import fcntl
 import json
 import os
 import signal
@@ -103,6 +106,139 @@ def cluster_status(d):
     r = d.ctl("status", "--json")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["cluster"]
+
+
+class FencedStore:
+    """A file store that several holders write to, as a real one shared by
+    hosts would be used: every write carries its writer's fencing token, and
+    a token below the highest one written is refused.  Every attempt is
+    logged, accepted or not, to be checked after."""
+
+    def __init__(self, path):
+        self.path = path
+        self.mu = threading.Lock()
+        self.attempts = []      # (token, who, turn, accepted)
+        open(path, "w").close()
+
+    def write(self, token, who, turn):
+        with self.mu, open(self.path, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            lines = f.read().splitlines()
+            top = int(lines[-1].split()[0]) if lines else 0
+            ok = token >= top
+            if ok:
+                f.write(f"{token} {who} {turn}\n")
+            self.attempts.append((token, who, turn, ok))
+            return ok
+
+
+class Turns:
+    """Contenders on cohortds taking one lock in turns, each turn a few
+    writes at the fenced store with its token.  `hold_at_pause`: the next
+    turn that begins on that cohortd once set holds on, writing every 50 ms,
+    until the store refuses it (a successor elsewhere wrote) or 20 s pass."""
+
+    TTL = 1000
+
+    def __init__(self, test, store, cohortds, per_cohortd=2):
+        self.test, self.store = test, store
+        self.done = threading.Event()
+        self.hold_at_pause = None       # a cohortd's name
+        self.holding = threading.Event()
+        self.held_turn = None           # (who, turn) of the turn held at the pause
+        self.rounds = {}
+        self.unreachable = 0
+        self.errors = []
+        self.mu = threading.Lock()
+        self.threads = []
+        for d in cohortds:
+            for i in range(per_cohortd):
+                who = f"{d.name}{i}"
+                self.rounds[who] = 0
+                self.threads.append(threading.Thread(target=self.run, args=(d, who), daemon=True))
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def stop(self):
+        self.done.set()
+        for t in self.threads:
+            t.join(60 * FACTOR)
+        return not any(t.is_alive() for t in self.threads)
+
+    def run(self, d, who):
+        c = Client(d)
+        c.s.settimeout(60 * FACTOR)
+        turn = 0
+        try:
+            while not self.done.is_set():
+                r = c.call(cmd="lock.acquire", name="fenced", ttl_ms=self.TTL, wait_ms=int(30000 * FACTOR))
+                if not r.get("ok"):
+                    if "cluster unreachable" in r.get("error", ""):
+                        with self.mu:
+                            self.unreachable += 1
+                        self.done.wait(0.1)
+                        continue
+                    self.errors.append((who, r))
+                    return
+                turn += 1
+                held = False
+                with self.mu:
+                    if self.hold_at_pause == d.name and not self.holding.is_set():
+                        self.holding.set()
+                        self.held_turn = (who, turn)
+                        held = True
+                if held:
+                    deadline = time.monotonic() + 20 * FACTOR
+                    while self.store.write(r["token"], who, turn) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                else:
+                    for _ in range(3):
+                        if not self.store.write(r["token"], who, turn):
+                            break
+                        time.sleep(0.01)
+                c.call(cmd="lock.release", name="fenced", token=r["token"])   # lost, if fenced
+                with self.mu:
+                    self.rounds[who] += 1
+        except (OSError, ValueError) as e:
+            self.errors.append((who, repr(e)))
+        finally:
+            c.close()
+
+    def snapshot(self):
+        with self.mu:
+            return dict(self.rounds)
+
+    def wait_rounds(self, who_prefix, since, n, timeout, what):
+        """Each contender named who_prefix* has done n turns more than in since."""
+        wait_until(self.test, lambda: all(v >= since[k] + n for k, v in self.snapshot().items()
+                                          if k.startswith(who_prefix)),
+                   timeout=timeout, what=what)
+
+    def check(self, fenced):
+        """Exclusive throughout: the accepted writes come in whole turns
+        whose tokens strictly rise, and a write was refused only in the turn
+        held across the pause (exactly when `fenced`)."""
+        t = self.test
+        t.assertEqual(self.errors, [])
+        accepted = [(tok, who, turn) for tok, who, turn, ok in self.store.attempts if ok]
+        refused = [(tok, who, turn) for tok, who, turn, ok in self.store.attempts if not ok]
+        blocks = []
+        for tok, who, turn in accepted:
+            if not blocks or blocks[-1][1:] != (who, turn):
+                blocks.append((tok, who, turn))
+            else:
+                t.assertEqual(blocks[-1][0], tok, "a turn wrote with two tokens")
+        t.assertEqual(len(blocks), len({b[1:] for b in blocks}), f"turns interleaved: {blocks}")
+        toks = [b[0] for b in blocks]
+        t.assertTrue(all(x < y for x, y in zip(toks, toks[1:])), f"tokens do not rise: {blocks}")
+        if fenced:
+            t.assertTrue(refused, "the holder cut off by the pause never met its successor's token")
+            t.assertEqual({r[1:] for r in refused}, {self.held_turn}, "a write refused outside the paused turn")
+        else:
+            t.assertEqual(refused, [])
+        return blocks
 
 
 @unittest.skipIf(SKIP, SKIP)
@@ -403,6 +539,61 @@ class Cluster(CohortTest):
             time.sleep(0.2)
         self.assertTrue(r3["ok"], r3)
         self.assertGreater(r3["token"], r["token"])
+
+    def test_a_cohortd_stopped_for_10s_keeps_the_lock_exclusive(self):
+        """Item 5's SIGSTOP: contenders on a and b take one lock in turns;
+        a is stopped for 10 s while one of its contenders holds it, that
+        contender writing on at the fenced store (its own process is not
+        stopped, only its cohortd).  b takes the lock over after the TTL,
+        the stale holder's next write is refused, b's contenders go on
+        meanwhile, and once a is continued everyone takes turns again."""
+        a, b = self.cohortd("a"), self.cohortd("b")
+        turns = Turns(self, FencedStore(self.path("store")), [a, b])
+        self.addCleanup(turns.stop)
+        turns.start()
+        turns.wait_rounds("", {k: 0 for k in turns.rounds}, 2, 30, "two turns of every contender")
+        turns.hold_at_pause = "a"
+        wait_until(self, turns.holding.is_set, timeout=30, what="a turn held on a")
+        pid = a.proc.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(lambda: a.proc.alive() and os.kill(pid, signal.SIGCONT))
+        t0 = time.monotonic()
+        before = turns.snapshot()
+        turns.wait_rounds("b", before, 3, 9, "three turns of b's contenders while a is stopped")
+        time.sleep(max(0.0, 10 - (time.monotonic() - t0)))   # the pause itself: 10 s
+        os.kill(pid, signal.SIGCONT)
+        after = turns.snapshot()
+        turns.wait_rounds("", after, 2, 30, "two turns of every contender after a was continued")
+        self.assertTrue(turns.stop(), "a contender is stuck")
+        blocks = turns.check(fenced=True)
+        print(f"\n{len(blocks)} turns, writes refused to the stopped cohortd's holder: "
+              f"{sum(1 for x in turns.store.attempts if not x[3])}", file=sys.stderr)
+
+    def test_the_bucket_server_stopped_for_10s(self):
+        """The nats-server that holds the locks' bucket (one replica) is
+        stopped for 10 s while contenders on a and b take turns: their
+        requests are refused as unreachable (never granted twice), and they
+        take turns again once it is continued."""
+        a, b = self.cohortd("a"), self.cohortd("b")
+        turns = Turns(self, FencedStore(self.path("store")), [a, b])
+        self.addCleanup(turns.stop)
+        turns.start()
+        turns.wait_rounds("", {k: 0 for k in turns.rounds}, 2, 30, "two turns of every contender")
+        stream = "KV_COHORT_LOCKS_" + self.nc.name
+        node = next(n for n in self.nc.nodes
+                    if any(stream in dirs for _, dirs, _ in os.walk(os.path.join(n.dir, "js"))))
+        pid = node.proc.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(lambda: node.proc.alive() and os.kill(pid, signal.SIGCONT))
+        t0 = time.monotonic()
+        wait_until(self, lambda: turns.unreachable > 0, timeout=9, what="a refusal while the server is stopped")
+        time.sleep(max(0.0, 10 - (time.monotonic() - t0)))   # the pause itself: 10 s
+        os.kill(pid, signal.SIGCONT)
+        after = turns.snapshot()
+        turns.wait_rounds("", after, 2, 45, "two turns of every contender after the server was continued")
+        self.assertTrue(turns.stop(), "a contender is stuck")
+        blocks = turns.check(fenced=False)
+        print(f"\n{len(blocks)} turns, {turns.unreachable} requests refused as unreachable", file=sys.stderr)
 
     def test_status_and_metrics_show_the_cluster_state(self):
         """Item 3's visibility: connected (server, round trip), then every
