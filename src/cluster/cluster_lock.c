@@ -49,6 +49,9 @@ struct ckey {
 	char *value;		/* OWNED shared: the key's value at rev, as last known */
 	uint64_t seq;		/* OWNED shared: our entry's renewals */
 	struct cseen_list seen;	/* BUSY: its holders, and when each last moved */
+	uint64_t wrev;		/* the last change the watch told of, in any state: */
+	bool wdel;		/* ... a delete, */
+	char *wval;		/* ... or this value */
 	int64_t ttl_ms;		/* OWNED: our lease's */
 	int64_t renewed_ms;	/* OWNED: when the last renewal that worked was sent */
 	bool renewing;		/* OWNED: an update is on its way */
@@ -148,6 +151,7 @@ static void maybe_free(struct ckey *k)
 	free(k->name);
 	free(k->key);
 	free(k->value);
+	free(k->wval);
 	cseen_clear(&k->seen);
 	free(k);
 }
@@ -164,6 +168,11 @@ static void timer_ms(struct ckey *k, int64_t ms)
 static void busy(struct ckey *k, uint64_t rev, const char *value)
 {
 	int64_t now = now_mono_ms();
+
+	if (k->wrev > rev && !k->wdel) {	/* the watch knows a later holder */
+		rev = k->wrev;
+		value = k->wval;
+	}
 
 	k->st = K_BUSY;
 	if (rev >= k->rev || !k->seen.n) {
@@ -338,6 +347,13 @@ static void acquired(struct ckey *k, struct cmsg *m)
 		send_op(k, CM_UPDATE, m->rev, wanted_value(k, m->value, k->want_ttl_ms));
 		return;
 	}
+	if (m->res == CR_CONFLICT && k->wrev > m->rev && k->wdel) {
+		/* Deleted after it was read, and the watch told so while the
+		 * request was on its way (it will not again): try again now. */
+		k->st = K_IDLE;
+		step(k);
+		return;
+	}
 	if (m->res == CR_CONFLICT) {
 		busy(k, m->rev, m->value);
 		lock_gate_fail(k->c->t, k->name, false, "timeout");	/* those that would not wait */
@@ -420,6 +436,12 @@ static void watched(struct cluster *c, struct cmsg *m)
 	free(name);
 	if (!k)
 		return;
+	if (m->rev > k->wrev) {
+		k->wrev = m->rev;
+		k->wdel = m->deleted;
+		free(k->wval);
+		k->wval = m->deleted ? NULL : xstrdup(m->value);
+	}
 	if (k->st == K_BUSY) {
 		if (m->deleted) {
 			ev_timer_stop(c->loop, &k->timer);
@@ -560,6 +582,7 @@ void cluster_lock_free(struct cluster *c)
 		free(k->name);
 		free(k->key);
 		free(k->value);
+		free(k->wval);
 		cseen_clear(&k->seen);
 		free(k);
 	}

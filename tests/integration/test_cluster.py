@@ -440,6 +440,27 @@ class Cluster(CohortTest):
         self.assertGreater(g2["token"], g["token"])
         self.assertLess(took, (ttl + 400 * FACTOR) / 1000)
 
+    def test_ping_pong_across_cohortds_never_waits_for_a_ttl(self):
+        """Two clients on a and b take one lock in turns, each asking the
+        moment the other released: every hand-over comes within 2 s, far
+        under the 30 s TTL.  (A waiter whose request conflicted with a key
+        already deleted, the watch telling so while the request was on its
+        way, once ignored that delete and waited for the TTL: the bench's
+        hand-over timed out on a loaded machine.)"""
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ca, cb = self.client(a), self.client(b)
+        tokens = []
+        for i in range(150):
+            c = (ca, cb)[i % 2]
+            t0 = time.monotonic()
+            g = c.call(cmd="lock.acquire", name="pp", ttl_ms=30000, wait_ms=int(20000 * FACTOR))
+            took = time.monotonic() - t0
+            self.assertTrue(g["ok"], (i, g))
+            self.assertLess(took, 2 * FACTOR, f"hand-over {i} took {took:.1f} s")
+            tokens.append(g["token"])
+            self.assertTrue(c.call(cmd="lock.release", name="pp", token=g["token"])["ok"])
+        self.assertTrue(all(x < y for x, y in zip(tokens, tokens[1:])))
+
     def test_a_killed_holder_hands_over_to_another_host_at_once(self):
         out, script = self.path("holder.json"), self.path("holder.py")
         with open(script, "w") as f:
