@@ -18,6 +18,7 @@
 #include "map.h"
 
 #define CLUSTER_OP_TIMEOUT_MS 2000	/* one request to the cluster, at most */
+#define CLUSTER_HELPERS 7		/* threads beside the worker running requests */
 
 enum cmsg_kind {
 	CM_CREATE, CM_UPDATE, CM_DELETE,	/* jobs, and their results */
@@ -38,7 +39,7 @@ struct cmsg {
 	enum cmsg_kind kind;
 	char *key;		/* encoded lock name */
 	char *value;		/* to write; or what the key holds */
-	uint64_t last;		/* the revision expected (update, delete) */
+	uint64_t last;		/* the revision expected (update, delete; create: a delete marker's, or 0) */
 	void *cookie;		/* the loop's, never touched by the worker */
 	int64_t sent_ms;	/* monotonic, when the loop sent it */
 	bool renewal;		/* CM_UPDATE of a key we own (not a take-over) */
@@ -66,6 +67,8 @@ struct cluster {
 	struct cmsg *done, *done_tail;
 	ev_async wake;
 	pthread_t worker, watcher;
+	pthread_t helpers[CLUSTER_HELPERS];	/* more workers on the jobs (cluster_conn.c) */
+	int nhelpers;
 	bool threads;
 	atomic_bool stop;
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */

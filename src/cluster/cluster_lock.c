@@ -49,7 +49,7 @@ struct ckey {
 	char *value;		/* OWNED shared: the key's value at rev, as last known */
 	uint64_t seq;		/* OWNED shared: our entry's renewals */
 	struct cseen_list seen;	/* BUSY: its holders, and when each last moved */
-	uint64_t wrev;		/* the last change the watch told of, in any state: */
+	uint64_t wrev;		/* the last change the watch (or our delete) told of, in any state: */
 	bool wdel;		/* ... a delete, */
 	char *wval;		/* ... or this value */
 	int64_t ttl_ms;		/* OWNED: our lease's */
@@ -198,7 +198,7 @@ static void step(struct ckey *k)
 			k->st = K_CREATING;
 			k->mode = k->want_mode;
 			k->seq = 0;
-			send_op(k, CM_CREATE, 0, wanted_value(k, NULL, k->want_ttl_ms));
+			send_op(k, CM_CREATE, k->wdel ? k->wrev : 0, wanted_value(k, NULL, k->want_ttl_ms));
 		}
 		break;
 	case K_BUSY:
@@ -413,6 +413,13 @@ static void renewed(struct ckey *k, struct cmsg *m)
  * computed again from what it holds now. */
 static void released(struct ckey *k, struct cmsg *m)
 {
+	if (m->kind == CM_DELETE && m->res == CR_OK && m->rev > k->wrev) {
+		/* The key's last message now: the next create writes on it. */
+		k->wrev = m->rev;
+		k->wdel = true;
+		free(k->wval);
+		k->wval = NULL;
+	}
 	if (m->res == CR_AWAY)
 		log_warn(NULL, "lock %s: cannot delete its key (%s): the others take it over after its TTL",
 			 k->name, m->err);

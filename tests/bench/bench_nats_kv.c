@@ -6,9 +6,11 @@
  *
  *   bench_nats_kv raw|kv URLS [SECONDS]
  *
- * raw: exactly cohortd's requests (cluster_conn.c): acquire = read the
- *      key's last message (js_GetLastMsg) + a publish expecting that
- *      revision; release = a delete marker published expecting ours.
+ * raw: exactly cohortd's requests (cluster_conn.c): acquire = a publish
+ *      expecting the delete marker known to be the key's last message (its
+ *      own delete's, or the watch's), else the key's last message read
+ *      first (js_GetLastMsg); release = a delete marker published
+ *      expecting our revision.
  * kv:  the KV API a libnats user reaches for first: kvStore_Create (which
  *      in libnats 3.4 tries, then reads a delete marker, then updates on
  *      it) + the same guarded delete (kvStore_Delete checks no revision).
@@ -49,8 +51,28 @@ static void die(const char *what, natsStatus s)
 	exit(1);
 }
 
-/* 0 when the key is taken; else the revision it got. */
-static uint64_t acquire(const char *key)
+static uint64_t put_expecting(const char *subj, uint64_t expect)
+{
+	jsPubOptions po;
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	uint64_t rev = 0;
+
+	jsPubOptions_Init(&po);
+	if (expect)
+		po.ExpectLastSubjectSeq = expect;
+	else
+		po.ExpectNoMessage = true;
+	if (js_Publish(&pa, js, subj, "ttl_ms=10000 owner=bench", 24, &po, &jerr) == NATS_OK)
+		rev = pa->Sequence;
+	jsPubAck_Destroy(pa);
+	return rev;
+}
+
+/* 0 when the key is taken; else the revision it got.  hint: a delete
+ * marker known to be the key's last message (raw: written on at once, as
+ * cohortd does; read first only if the key moved since). */
+static uint64_t acquire(const char *key, uint64_t hint)
 {
 	char subj[256];
 	uint64_t rev = 0;
@@ -61,9 +83,11 @@ static uint64_t acquire(const char *key)
 		s = kvStore_Create(&rev, kv, key, "ttl_ms=10000 owner=bench", 24);
 		return s == NATS_OK ? rev : 0;
 	}
+	snprintf(subj, sizeof(subj), "$KV.%s.%s", BUCKET, key);
+	if (hint && (rev = put_expecting(subj, hint)))
+		return rev;
 	natsMsg *last = NULL;
 	uint64_t expect = 0;
-	snprintf(subj, sizeof(subj), "$KV.%s.%s", BUCKET, key);
 	s = js_GetLastMsg(&last, js, "KV_" BUCKET, subj, NULL, &jerr);
 	if (s == NATS_OK) {
 		const char *op = NULL;
@@ -75,21 +99,11 @@ static uint64_t acquire(const char *key)
 	} else if (s != NATS_NOT_FOUND) {
 		die("read", s);
 	}
-	jsPubOptions po;
-	jsPubAck *pa = NULL;
-	jsPubOptions_Init(&po);
-	if (expect)
-		po.ExpectLastSubjectSeq = expect;
-	else
-		po.ExpectNoMessage = true;
-	s = js_Publish(&pa, js, subj, "ttl_ms=10000 owner=bench", 24, &po, &jerr);
-	if (s == NATS_OK)
-		rev = pa->Sequence;
-	jsPubAck_Destroy(pa);
-	return rev;
+	return put_expecting(subj, expect);
 }
 
-static void release(const char *key, uint64_t rev)
+/* The delete marker's revision. */
+static uint64_t release(const char *key, uint64_t rev)
 {
 	char subj[256];
 	natsMsg *m = NULL;
@@ -107,8 +121,10 @@ static void release(const char *key, uint64_t rev)
 		s = js_PublishMsg(&pa, js, m, &po, &jerr);
 	if (s != NATS_OK)
 		die("release", s);
+	uint64_t marker = pa->Sequence;
 	jsPubAck_Destroy(pa);
 	natsMsg_Destroy(m);
+	return marker;
 }
 
 /* --- uncontended ---------------------------------------------------------- */
@@ -126,15 +142,17 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	char key[64];
 
+	uint64_t marker = 0;
+
 	snprintf(key, sizeof(key), "bench=2Eclient%d", w->id);
 	while (now_ns() < w->end_ns) {
 		int64_t t0 = now_ns();
-		uint64_t rev = acquire(key);
+		uint64_t rev = acquire(key, marker);
 		if (!rev) {
 			fprintf(stderr, "uncontended create failed\n");
 			exit(1);
 		}
-		release(key, rev);
+		marker = release(key, rev);
 		if (w->n == w->cap) {
 			w->cap = w->cap ? w->cap * 2 : 65536;
 			w->lat = realloc(w->lat, w->cap * sizeof(int64_t));
@@ -191,8 +209,9 @@ static struct {
 	bool ready;		/* B has seen A's put: it waits for the delete */
 	int64_t t0, got_ns;	/* A's release sent; B's create acknowledged */
 	uint64_t got;		/* B's revision, 0 while not yet */
+	uint64_t marker;	/* B's delete: A's next create writes on it */
 	int rounds;
-} ho = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, 0, 0, 0, 0};
+} ho = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, 0, 0, 0, 0, 0};
 
 static const char HO_KEY[] = "bench=2Ehandover";
 
@@ -237,18 +256,20 @@ static void *b_main(void *arg)
 		while (!got) {
 			e = next_entry(w);
 			bool del = kvEntry_Operation(e) != kvOp_Put;
+			uint64_t at = kvEntry_Revision(e);
 			kvEntry_Destroy(e);
 			if (del)
-				got = acquire(HO_KEY);
+				got = acquire(HO_KEY, at);
 		}
 		int64_t t = now_ns();
-		release(HO_KEY, got);
+		uint64_t marker = release(HO_KEY, got);
 		while ((e = next_entry(w)) && kvEntry_Revision(e) <= got)
 			kvEntry_Destroy(e);	/* its own create and delete go by */
 		kvEntry_Destroy(e);
 		pthread_mutex_lock(&ho.mu);
 		ho.got = got;
 		ho.got_ns = t;
+		ho.marker = marker;
 		pthread_cond_broadcast(&ho.cv);
 		pthread_mutex_unlock(&ho.mu);
 	}
@@ -265,8 +286,8 @@ static void contended(int rounds)
 	pthread_create(&b, NULL, b_main, NULL);
 	for (int i = 0; i < rounds; i++) {
 		uint64_t rev = 0;
-		while (!(rev = acquire(HO_KEY)))
-			;	/* B's delete is on its way */
+		while (!(rev = acquire(HO_KEY, ho.marker)))
+			;
 		pthread_mutex_lock(&ho.mu);
 		ho.held = rev;
 		ho.ready = false;
