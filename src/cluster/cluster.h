@@ -5,9 +5,10 @@
  * which wires it (cluster_open when `cluster` is set).
  *
  * libnats runs on its own threads, and its calls block for a round trip,
- * so none is made on the loop: one worker thread runs the requests in
- * order (cluster_conn.c), one more reads the bucket's watch, and both
- * hand their results to the loop through an ev_async.  Only the loop
+ * so none is made on the loop: a worker thread and its helpers run the
+ * requests (cluster_conn.c), one more reads the bucket's watch, another
+ * measures the round trip (cluster_stats.c), and all hand their results
+ * to the loop through an ev_async.  Only the loop
  * touches the lock table and the keys' state (cluster_lock.c).
  *
  * One key per lock in the bucket COHORT_LOCKS_<cluster_name>: acquire is
@@ -17,7 +18,8 @@
  * JetStream publish with ExpectLastSubjectSeq); waiters learn of a
  * release through the watch, and take a lease whose revision has not
  * moved for its TTL (by their own monotonic clock) over with an update
- * on that revision.
+ * on that revision.  Shared, the value lists the cohortds holding it
+ * (cluster_value.c), each change a write on the revision it was read at.
  */
 #ifndef COHORT_CLUSTER_H
 #define COHORT_CLUSTER_H

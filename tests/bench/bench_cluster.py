@@ -124,6 +124,8 @@ class EtcdLock:
 
     def __init__(self, port):
         self.h = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.h.connect()    # no Nagle: a request or answer is never held back for an ACK
+        self.h.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.lease = self.post("/v3/lease/grant", {"TTL": 30})["ID"]
         self.key = None
 
