@@ -335,8 +335,11 @@ static void acquired(struct ckey *k, struct cmsg *m)
 		k->renewed_ms = m->sent_ms;
 		k->renewing = k->delete_after = false;
 		timer_ms(k, k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1);
-		if (!lock_gate_grant(k->c->t, k->name, m->rev, &ttl)) {
-			k->held = false;	/* nobody waits any more */
+		if (!lock_gate_grant(k->c->t, k->name, m->rev, k->mode, &ttl)) {
+			/* Nobody waits any more, or the head waiter now wants
+			 * the other mode (a shared entry must not back an
+			 * exclusive lease): let go, and try again if wanted. */
+			k->held = false;
 			step(k);
 		}
 		return;

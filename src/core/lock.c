@@ -458,13 +458,13 @@ void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, voi
 	t->gate_arg = arg;
 }
 
-bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms)
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, enum lock_mode mode,
+		     int64_t *ttl_ms)
 {
 	struct lock *l = map_get(&t->locks, name);
-
 	struct lock_wait *w = l ? TAILQ_FIRST(&l->waiters) : NULL;
 
-	if (!w || !compatible(l, w->mode))
+	if (!w || w->mode != mode || !compatible(l, w->mode))
 		return false;
 	*ttl_ms = w->ttl_ms;
 	do {

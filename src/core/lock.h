@@ -185,10 +185,12 @@ struct lock_gate {
 #define LOCK_GATE_TRY_MS 5000LL		/* a wait_ms 0 request waits this long at most for the gate */
 
 void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, void *arg);
-/* The gate won name: its head waiter gets it with token (a shared one:
- * with every shared waiter right behind it).  false: nobody waits (the
- * gate should let go); else *ttl_ms is the (first) new lease's. */
-bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms);
+/* The gate won name in mode: its head waiter gets it with token (a shared
+ * one: with every shared waiter right behind it).  false: nobody waits in
+ * that mode at the head (the gate should let go, and try again in the
+ * head's mode); else *ttl_ms is the (first) new lease's. */
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, enum lock_mode mode,
+		     int64_t *ttl_ms);
 /* The gate cannot have name now: its waiters (all, or those that asked
  * not to wait) are refused with why. */
 void lock_gate_fail(struct lock_table *t, const char *name, bool all, const char *why);

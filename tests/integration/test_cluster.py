@@ -414,6 +414,33 @@ class Cluster(CohortTest):
         self.assertEqual(pending, [], "an exclusive waiter never got the lock")
         self.assertLess(got[0], got[1])
 
+    def test_a_waiter_of_the_other_mode_at_the_head_goes_for_that_mode(self):
+        """a's head waiter is shared, an exclusive one behind it; the shared
+        one leaves: a goes for the key exclusive, and once it has it, b's
+        shared requests do not join it."""
+        a, b = self.cohortd("a"), self.cohortd("b")
+        hb = self.client(b)
+        r = hb.call(cmd="lock.acquire", name="m", ttl_ms=10000)
+        self.assertTrue(r["ok"], r)
+        s1 = Client(a)
+        s1.send(cmd="lock.acquire", name="m", mode="shared", ttl_ms=10000, wait_ms=int(30000 * FACTOR))
+        x = self.client(a)
+        x.send(cmd="lock.acquire", name="m", ttl_ms=10000, wait_ms=int(30000 * FACTOR))
+        self.assertWaiting(x, 0.3)
+        s1.close()      # its waiter goes with its connection
+        self.assertWaiting(x, 0.3)
+        self.assertTrue(hb.call(cmd="lock.release", name="m", token=r["token"])["ok"])
+        g = x.recv()
+        self.assertTrue(g["ok"], g)
+        self.assertGreater(g["token"], r["token"])
+        self.assertEqual(self.client(b).call(cmd="lock.acquire", name="m", mode="shared", ttl_ms=1000)["error"],
+                         "timeout")
+        self.assertTrue(x.call(cmd="lock.release", name="m", token=g["token"])["ok"])
+        g2 = self.client(b).call(cmd="lock.acquire", name="m", mode="shared", ttl_ms=1000,
+                                 wait_ms=int(10000 * FACTOR))
+        self.assertTrue(g2["ok"], g2)
+        self.assertGreater(g2["token"], g["token"])
+
     def test_a_shared_holder_excludes_exclusive_and_is_taken_over_when_its_cohortd_dies(self):
         a, b = self.cohortd("a"), self.cohortd("b")
         ttl = 1000
