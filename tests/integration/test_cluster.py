@@ -469,7 +469,7 @@ class Cluster(CohortTest):
 
     def test_ping_pong_across_cohortds_never_waits_for_a_ttl(self):
         """Two clients on a and b take one lock in turns, each asking the
-        moment the other released: every hand-over comes within 2 s, far
+        moment the other released: every hand-over comes within 5 s, far
         under the 30 s TTL.  (A waiter whose request conflicted with a key
         already deleted, the watch telling so while the request was on its
         way, once ignored that delete and waited for the TTL: the bench's
@@ -483,7 +483,7 @@ class Cluster(CohortTest):
             g = c.call(cmd="lock.acquire", name="pp", ttl_ms=30000, wait_ms=int(20000 * FACTOR))
             took = time.monotonic() - t0
             self.assertTrue(g["ok"], (i, g))
-            self.assertLess(took, 2 * FACTOR, f"hand-over {i} took {took:.1f} s")
+            self.assertLess(took, 5 * FACTOR, f"hand-over {i} took {took:.1f} s")
             tokens.append(g["token"])
             self.assertTrue(c.call(cmd="lock.release", name="pp", token=g["token"])["ok"])
         self.assertTrue(all(x < y for x, y in zip(tokens, tokens[1:])))
