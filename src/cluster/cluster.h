@@ -67,6 +67,12 @@ struct cluster_info {
 	uint64_t refused;	/* lock requests refused as unreachable */
 };
 void cluster_info(const struct cluster *c, struct cluster_info *out);
-const char *cluster_state_name(enum cluster_state st);
+
+/* Inline: the daemon and the metrics name the states in a build without
+ * libnats too (where no cluster ever is, but the code is compiled). */
+static inline const char *cluster_state_name(enum cluster_state st)
+{
+	return st == CLUSTER_CONNECTED ? "connected" : st == CLUSTER_UNREACHABLE ? "unreachable" : "connecting";
+}
 
 #endif

@@ -85,19 +85,6 @@ void cluster_stats_stop(struct cluster *c)
 	pthread_cond_destroy(&c->rtt_cv);
 }
 
-const char *cluster_state_name(enum cluster_state st)
-{
-	switch (st) {
-	case CLUSTER_CONNECTING:
-		return "connecting";
-	case CLUSTER_CONNECTED:
-		return "connected";
-	case CLUSTER_UNREACHABLE:
-		return "unreachable";
-	}
-	return "?";
-}
-
 void cluster_info(const struct cluster *c, struct cluster_info *out)
 {
 	out->state = c->up ? CLUSTER_CONNECTED : c->ever_up ? CLUSTER_UNREACHABLE : CLUSTER_CONNECTING;
