@@ -28,7 +28,10 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 	pthread_mutex_unlock(&c->mu);
 	while (m) {
 		struct cmsg *next = m->next;
-		cluster_lock_handle(c, m);
+		if (m->kind == CM_RTT)
+			c->rtt_us = m->rev ? (int64_t)m->rev - 1 : -1;
+		else
+			cluster_lock_handle(c, m);
 		cmsg_free(m);
 		m = next;
 	}
@@ -76,6 +79,7 @@ struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const s
 	ev_async_init(&c->wake, wake_cb);
 	ev_async_start(loop, &c->wake);
 	cluster_lock_init(c);
+	cluster_stats_start(c);
 	if (cluster_threads_start(c, err, errlen) < 0) {
 		cluster_close(c);
 		return NULL;
@@ -89,6 +93,7 @@ void cluster_close(struct cluster *c)
 	if (!c)
 		return;
 	cluster_lock_close(c);
+	cluster_stats_stop(c);
 	cluster_threads_stop(c);
 	ev_async_stop(c->loop, &c->wake);
 	/* Results not read: their keys go with the map. */

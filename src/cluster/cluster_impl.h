@@ -18,11 +18,13 @@
 #include "map.h"
 
 #define CLUSTER_OP_TIMEOUT_MS 2000	/* one request to the cluster, at most */
+#define CLUSTER_HELPERS 7		/* threads beside the worker running requests */
 
 enum cmsg_kind {
 	CM_CREATE, CM_UPDATE, CM_DELETE,	/* jobs, and their results */
 	CM_ENTRY,			/* the watch saw a key change */
 	CM_UP, CM_DOWN,			/* the connection (and bucket) came, went */
+	CM_RTT,				/* cluster_stats.c: a round trip measured (rev: us, 0 none) */
 };
 
 enum cres {
@@ -37,7 +39,7 @@ struct cmsg {
 	enum cmsg_kind kind;
 	char *key;		/* encoded lock name */
 	char *value;		/* to write; or what the key holds */
-	uint64_t last;		/* the revision expected (update, delete) */
+	uint64_t last;		/* the revision expected (update, delete; create: a delete marker's, or 0) */
 	void *cookie;		/* the loop's, never touched by the worker */
 	int64_t sent_ms;	/* monotonic, when the loop sent it */
 	bool renewal;		/* CM_UPDATE of a key we own (not a take-over) */
@@ -65,6 +67,8 @@ struct cluster {
 	struct cmsg *done, *done_tail;
 	ev_async wake;
 	pthread_t worker, watcher;
+	pthread_t helpers[CLUSTER_HELPERS];	/* more workers on the jobs (cluster_conn.c) */
+	int nhelpers;
 	bool threads;
 	atomic_bool stop;
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
@@ -77,7 +81,20 @@ struct cluster {
 	char server[256];	/* the one connected to, for messages */
 	struct map keys;	/* lock name -> struct ckey */
 	char refusal[640];
+	int64_t state_ms;	/* wall clock: when up last changed */
+	int64_t rtt_us;		/* the last round trip measured, -1: none */
+	uint64_t reconnects;	/* up again after being down */
+	uint64_t refused;	/* requests refused as unreachable */
+
+	/* cluster_stats.c: a thread that measures the round trip every
+	 * CLUSTER_RTT_EVERY_MS, so no request waits behind it */
+	pthread_t rtt_thread;
+	bool rtt_running;
+	pthread_mutex_t rtt_mu;
+	pthread_cond_t rtt_cv;
 };
+
+#define CLUSTER_RTT_EVERY_MS 2000
 
 /* cluster_conn.c */
 int cluster_threads_start(struct cluster *c, char *err, size_t errlen);
@@ -87,6 +104,32 @@ void cluster_send(struct cluster *c, struct cmsg *m);
 /* Any thread -> loop. */
 void cluster_post(struct cluster *c, struct cmsg *m);
 void cmsg_free(struct cmsg *m);
+
+/* cluster_stats.c */
+void cluster_stats_start(struct cluster *c);
+void cluster_stats_stop(struct cluster *c);
+
+/* cluster_value.c: a key's value (exclusive, or shared: one entry per
+ * cohortd), and the holders a waiter has seen in it. */
+bool cv_shared(const char *v);
+char *cv_exclusive(int64_t ttl_ms, const char *owner);
+/* v (NULL, exclusive or shared) as a shared value with owner's entry;
+ * without it (NULL when no entry is left). */
+char *cv_with(const char *v, const char *owner, int64_t ttl_ms, uint64_t seq);
+char *cv_without(const char *v, const char *owner);
+bool cv_holds(const char *v, const char *owner);
+struct cseen {
+	char *id, *text;	/* a holder, and its entry as last seen */
+	int64_t seen_ms;	/* monotonic: when that entry last changed */
+	int64_t ttl_ms;
+};
+struct cseen_list {
+	struct cseen *v;
+	size_t n;
+};
+void cseen_update(struct cseen_list *l, const char *v, uint64_t rev, const char *self, int64_t now);
+int64_t cseen_free_at(const struct cseen_list *l, int64_t now);
+void cseen_clear(struct cseen_list *l);
 
 /* cluster_lock.c */
 void cluster_lock_init(struct cluster *c);

@@ -56,6 +56,8 @@ struct ctl_env {
 	void *arg;			/* passed back to the functions below */
 	/* The bus's part of status (the bus is beside this layer). */
 	json_t *(*bus_status)(void *arg);
+	/* The cluster's state (doc/CLUSTER.md); NULL on one host. */
+	json_t *(*cluster_status)(void *arg);
 	/* Re-reads the config: 0 applied, -1 invalid (every error listed in r). */
 	int (*reload)(void *arg, struct reload_report *r);
 	/* The stack goes down and cohortd exits, saying why. */

@@ -112,7 +112,7 @@ static void fill_row(struct table_row *r, const struct ctl_env *env, const struc
 /* The whole answer line, {"ok":true,"table":"..."}. Cells are written
  * straight into the buffer: this is the hot part of `cohortctl status`. */
 static void render_table(struct sbuf *b, const struct ctl_env *env, const struct service **sel, size_t n,
-			 bool color)
+			 bool color, const char *footer)
 {
 	static const char *const head[TABLE_COLS] = {"NAME", "STATE", "PID", "PHASE", "UPTIME", "RESTARTS", "REASON"};
 	static const char reset[] = "\\u001b[0m", open[] = "{\"ok\":true,\"table\":\"", close[] = "\"}\n";
@@ -136,6 +136,8 @@ static void render_table(struct sbuf *b, const struct ctl_env *env, const struct
 	for (size_t i = 0; i < n; i++)
 		room += line + 32 + (rows[i].paused ? 32 : 0) + JSTR_ESCAPED_MAX(rows[i].len[6]) +
 			(rows[i].health ? 10 + JSTR_ESCAPED_MAX(strlen(rows[i].health)) : 0);
+	if (footer)
+		room += JSTR_ESCAPED_MAX(strlen(footer)) + 4;
 	char *w = sbuf_reserve(b, room);
 	memcpy(w, open, sizeof(open) - 1);
 	w += sizeof(open) - 1;
@@ -170,9 +172,33 @@ static void render_table(struct sbuf *b, const struct ctl_env *env, const struct
 		}
 		w = stpcpy(w, "\\n");
 	}
+	if (footer) {
+		w = jstr_escape(w, footer, strlen(footer));
+		w = stpcpy(w, "\\n");
+	}
 	w = stpcpy(w, close);
 	sbuf_commit(b, w);
 	free(rows);
+}
+
+/* Under the table, in cluster mode: one line of the cluster's state. */
+static void cluster_line(struct sbuf *b, json_t *cl)
+{
+	const char *state = json_string_value(json_object_get(cl, "state"));
+	json_t *rtt = json_object_get(cl, "rtt_ms");
+	long long since = (long long)json_integer_value(json_object_get(cl, "since_ms"));
+	char ago[32];
+
+	format_duration_ms(now_wall_ms() - since, ago, sizeof(ago));
+	if (!strcmp(state, "connected")) {
+		sbuf_addf(b, "cluster: connected to %s for %s", json_string_value(json_object_get(cl, "server")), ago);
+		if (json_is_real(rtt))
+			sbuf_addf(b, ", round trip %.2f ms", json_real_value(rtt));
+	} else {
+		sbuf_addf(b, "cluster: %s for %s (lock requests refused): %s", state, ago,
+			  json_string_value(json_object_get(cl, "error")));
+	}
+	sbuf_addf(b, ", %lld reconnections", (long long)json_integer_value(json_object_get(cl, "reconnects")));
 }
 
 static const char *const formats[] = {"json", "table", NULL};
@@ -219,8 +245,13 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 			sel[n++] = env->sup->leaving[i];
 	}
 	if (format && !strcmp(json_string_value(format), "table")) {
-		struct sbuf line = {0};
-		render_table(&line, env, sel, n, json_is_true(color));
+		struct sbuf line = {0}, foot = {0};
+		json_t *cl = env->cluster_status ? env->cluster_status(env->arg) : NULL;
+		if (cl)
+			cluster_line(&foot, cl);
+		render_table(&line, env, sel, n, json_is_true(color), foot.buf);
+		json_decref(cl);
+		sbuf_free(&foot);
 		free(sel);
 		ctl_send_line(c, line.buf, line.len);
 		sbuf_free(&line);
@@ -241,6 +272,9 @@ void ctl_status_fill(const struct ctl_env *env, const struct service **sel, size
 	json_object_set_new(resp, "stack_up", json_boolean(env->sup->stack_up));
 	json_object_set_new(resp, "shutting_down", json_boolean(env->sup->shutting_down));
 	json_object_set_new(resp, "bus", env->bus_status(env->arg));
+	json_t *cl = env->cluster_status ? env->cluster_status(env->arg) : NULL;
+	if (cl)
+		json_object_set_new(resp, "cluster", cl);
 }
 
 static enum ctl_result cmd_plan(struct ctl_client *c, json_t *req, json_t *resp)

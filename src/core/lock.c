@@ -174,9 +174,11 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 /* Tells the gate where name stands here after a change. */
 static void gate_update(struct lock_table *t, struct lock *l)
 {
-	if (t->gate)
-		t->gate->update(t->gate_arg, l->name, l->nholders > 0, !TAILQ_EMPTY(&l->waiters),
-				!TAILQ_EMPTY(&l->waiters) ? TAILQ_FIRST(&l->waiters)->ttl_ms : 0);
+	if (t->gate) {
+		struct lock_wait *head = TAILQ_FIRST(&l->waiters);
+		enum lock_mode mode = l->nholders ? l->held_mode : head ? head->mode : LOCK_EXCLUSIVE;
+		t->gate->update(t->gate_arg, l->name, l->nholders > 0, head != NULL, mode, head ? head->ttl_ms : 0);
+	}
 }
 
 static void lock_maybe_free(struct lock_table *t, struct lock *l)
@@ -396,12 +398,14 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 			*why = no;
 			return LOCK_ERROR;
 		}
-		if (mode != LOCK_EXCLUSIVE) {
-			*why = "shared locks are not available in cluster mode yet";
-			return LOCK_ERROR;
-		}
 	}
 	struct lock *l = lock_get(t, name);
+	if (t->gate && mode == LOCK_SHARED && l->nholders && l->held_mode == LOCK_SHARED &&
+	    TAILQ_EMPTY(&l->waiters) && t->gate->joined && t->gate->joined(t->gate_arg, name, token)) {
+		histo_observe_us(&t->wait_h, 0);
+		*expires_ms = grant(l, s, mode, ttl_ms, work, *token)->expires_ms;
+		return LOCK_GRANTED;
+	}
 	bool try_only = false;
 	if (t->gate && wait_ms == 0 && !l->nholders && TAILQ_EMPTY(&l->waiters)) {
 		/* Free here, but only the gate knows about elsewhere. */
@@ -454,20 +458,26 @@ void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, voi
 	t->gate_arg = arg;
 }
 
-bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms)
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, enum lock_mode mode,
+		     int64_t *ttl_ms)
 {
 	struct lock *l = map_get(&t->locks, name);
+	struct lock_wait *w = l ? TAILQ_FIRST(&l->waiters) : NULL;
 
-	if (!l || TAILQ_EMPTY(&l->waiters) || l->nholders)
+	if (!w || w->mode != mode || !compatible(l, w->mode))
 		return false;
-	struct lock_wait *w = TAILQ_FIRST(&l->waiters);
-	wait_unlink(w);
-	struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
-	struct lock_session *s = w->session;
-	void *cookie = w->cookie;
 	*ttl_ms = w->ttl_ms;
-	free(w);
-	s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
+	do {
+		wait_unlink(w);
+		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
+		struct lock_session *s = w->session;
+		void *cookie = w->cookie;
+		bool exclusive = w->mode == LOCK_EXCLUSIVE;
+		free(w);
+		s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
+		if (exclusive)
+			break;
+	} while ((w = TAILQ_FIRST(&l->waiters)) && w->mode == LOCK_SHARED);
 	return true;
 }
 

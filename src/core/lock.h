@@ -163,10 +163,12 @@ struct lock_table {
 
 /*
  * A gate: another lock service this table must win a lock from before it
- * grants it here (the cluster's, src/cluster).  With a gate, requests are
- * exclusive only; a grant waits for the gate, which grants the head waiter
+ * grants it here (the cluster's, src/cluster).  A grant waits for the
+ * gate, which grants the head waiter (or every shared waiter at the head)
  * with its own token (lock_gate_grant).  The table tells the gate what it
- * needs whenever a lock's state here changes.
+ * needs whenever a lock's state here changes.  A shared request while
+ * shared leases are held here and nobody waits asks the gate whether it
+ * may join them at once (joined).
  */
 struct lock_gate {
 	/* NULL when a request that may wait wait_ms can be taken now, else
@@ -175,14 +177,20 @@ struct lock_gate {
 	/* name: held here or not, wanted by a waiter here or not (ttl_ms: the
 	 * head waiter's).  Called from within the table: must not call back
 	 * into it before it returns. */
-	void (*update)(void *arg, const char *name, bool held, bool wanted, int64_t ttl_ms);
+	void (*update)(void *arg, const char *name, bool held, bool wanted, enum lock_mode mode, int64_t ttl_ms);
+	/* mode: the leases' held here, else the head waiter's.  joined: true
+	 * with the token when the gate still has name shared (NULL: never). */
+	bool (*joined)(void *arg, const char *name, uint64_t *token);
 };
 #define LOCK_GATE_TRY_MS 5000LL		/* a wait_ms 0 request waits this long at most for the gate */
 
 void lock_table_set_gate(struct lock_table *t, const struct lock_gate *gate, void *arg);
-/* The gate won name: its head waiter gets it with token.  false: nobody
- * waits (the gate should let go); else *ttl_ms is the new lease's. */
-bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, int64_t *ttl_ms);
+/* The gate won name in mode: its head waiter gets it with token (a shared
+ * one: with every shared waiter right behind it).  false: nobody waits in
+ * that mode at the head (the gate should let go, and try again in the
+ * head's mode); else *ttl_ms is the (first) new lease's. */
+bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, enum lock_mode mode,
+		     int64_t *ttl_ms);
 /* The gate cannot have name now: its waiters (all, or those that asked
  * not to wait) are refused with why. */
 void lock_gate_fail(struct lock_table *t, const char *name, bool all, const char *why);

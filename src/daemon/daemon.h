@@ -24,6 +24,7 @@
 
 #include "backoff.h"
 #include "bus.h"
+#include "cluster.h"
 #include "config.h"
 #include "control.h"
 #include "lock.h"
@@ -35,8 +36,6 @@
 #include "probe.h"
 #include "sdnotify.h"
 #include "supervise.h"
-
-struct cluster;
 
 struct cohortd {
 	struct ev_loop *loop;
@@ -90,6 +89,10 @@ void lock_group_close(struct cohortd *d);
 int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen);
 /* After the control socket and the bus have closed their sessions. */
 void daemon_cluster_close(struct cohortd *d);
+/* false on one host (no `cluster`, or built without libnats). */
+bool daemon_cluster_info(const struct cohortd *d, struct cluster_info *out);
+/* status's "cluster" object; NULL on one host. */
+json_t *daemon_cluster_json(const struct cohortd *d);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);

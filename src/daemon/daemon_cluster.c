@@ -11,9 +11,7 @@
 
 #include "daemon.h"
 #include "log.h"
-#ifdef HAVE_LIBNATS
-#include "cluster.h"
-#endif
+#include "cluster.h"	/* its types; its functions only with libnats */
 
 int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen)
 {
@@ -38,6 +36,37 @@ int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen)
 	(void)errlen;
 	return 0;
 #endif
+}
+
+bool daemon_cluster_info(const struct cohortd *d, struct cluster_info *out)
+{
+#ifdef HAVE_LIBNATS
+	if (!d->cluster)
+		return false;
+	cluster_info(d->cluster, out);
+	return true;
+#else
+	(void)d;
+	(void)out;
+	return false;
+#endif
+}
+
+/* The "cluster" of status: absent on one host. */
+json_t *daemon_cluster_json(const struct cohortd *d)
+{
+	struct cluster_info ci;
+
+	if (!daemon_cluster_info(d, &ci))
+		return NULL;
+	json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I}", "state", cluster_state_name(ci.state), "servers", ci.urls,
+			      "since_ms", (json_int_t)ci.since_ms, "reconnects", (json_int_t)ci.reconnects,
+			      "refused", (json_int_t)ci.refused);
+	json_object_set_new(o, "server", ci.state == CLUSTER_CONNECTED ? json_string(ci.server) : json_null());
+	json_object_set_new(o, "rtt_ms", ci.rtt_us >= 0 ? json_real((double)ci.rtt_us / 1000.0) : json_null());
+	if (ci.state != CLUSTER_CONNECTED)
+		json_object_set_new(o, "error", json_string(ci.why));
+	return o;
 }
 
 void daemon_cluster_close(struct cohortd *d)

@@ -45,6 +45,11 @@ static json_t *bus_status(void *arg)
 	return bus_status_json(&d->bus);
 }
 
+static json_t *cluster_status(void *arg)
+{
+	return daemon_cluster_json(arg);
+}
+
 static int reload(void *arg, struct reload_report *r)
 {
 	return reload_config(arg, r);
@@ -62,6 +67,7 @@ int daemon_open_control(struct cohortd *d, char *err, size_t errlen)
 		.locks = &d->locks,
 		.arg = d,
 		.bus_status = bus_status,
+		.cluster_status = cluster_status,
 		.reload = reload,
 		.shutdown = shutdown_stack,
 	};

@@ -368,6 +368,41 @@ static void render_locks(const struct cohortd *d, struct sbuf *b)
 	sample_histo(b, "cohort_lock_hold_seconds", "", &t->hold_h);
 }
 
+/* Only in cluster mode: one host shows none of these. */
+static void render_cluster(const struct cohortd *d, struct sbuf *b)
+{
+	struct cluster_info ci;
+
+	if (!daemon_cluster_info(d, &ci))
+		return;
+	family(b, "cohort_cluster_state", "gauge",
+	       "1 for the NATS cluster's current state (connecting, connected, unreachable), 0 for the others");
+	for (int st = CLUSTER_CONNECTING; st <= CLUSTER_UNREACHABLE; st++) {
+		char lab[48];
+		*put(put(put(lab, "state=\""), cluster_state_name((enum cluster_state)st)), "\"") = '\0';
+		sample_u(b, "cohort_cluster_state", lab, ci.state == (enum cluster_state)st);
+	}
+	if (ci.state == CLUSTER_CONNECTED && strlen(ci.server) < 200) {
+		/* A URL from the server's INFO: escaped as a label value must be. */
+		char lab[512], *w = put(lab, "server=\"");
+		for (const char *p = ci.server; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				*w++ = '\\';
+			*w++ = *p == '\n' ? ' ' : *p;
+		}
+		*put(w, "\"") = '\0';
+		family(b, "cohort_cluster_server", "gauge", "1, labelled with the NATS server connected to");
+		sample_u(b, "cohort_cluster_server", lab, 1);
+	}
+	if (ci.rtt_us >= 0)
+		single_us(b, "cohort_cluster_rtt_seconds", "gauge",
+		          "round trip to the connected NATS server, measured every 2 s", (uint64_t)ci.rtt_us);
+	single_u(b, "cohort_cluster_reconnects_total", "counter",
+	         "times the cluster came back after it was lost", ci.reconnects);
+	single_u(b, "cohort_cluster_refused_total", "counter",
+	         "lock requests refused at once because the cluster was unreachable", ci.refused);
+}
+
 static void render_control(const struct cohortd *d, struct sbuf *b)
 {
 	const struct control *ctl = &d->ctl;
@@ -428,6 +463,7 @@ void metrics_render(struct metrics *m, struct sbuf *out)
 	render_services(m, out);
 	render_bus(m->d, out);
 	render_locks(m->d, out);
+	render_cluster(m->d, out);
 	render_control(m->d, out);
 	render_self(m, out);
 	m->last_size = out->len;

@@ -10,6 +10,10 @@
  * + a compare-and-delete script), over its own connection; the figure is
  * the round trip of one acquire+release pair (p50/p99) and pairs per
  * second, for 1 and 16 clients.
+ * Environment (bench_cluster.py): BENCH_WAITER_SOCKET puts B on another
+ * cohortd, BENCH_HANDOVER_PAUSE_US and BENCH_HANDOVER_ROUNDS change the
+ * hand-over's 300 us and 2000 rounds.
+ *
  * Contended hand-over: B is waiting for the lock A holds; the latency is
  * from A sending its release to B holding the lock.  cohortd queues B and
  * grants on release; redis has no queue, so B retries SET NX as fast as it
@@ -29,6 +33,8 @@
 #include <unistd.h>
 
 static const char *sock_path;
+static const char *waiter_path;	/* the hand-over's B: BENCH_WAITER_SOCKET, else sock_path */
+static long pause_us = 300;	/* A holds this long before it releases (BENCH_HANDOVER_PAUSE_US) */
 static bool redis;
 static double seconds = 2.0;
 static char release_sha[64];
@@ -46,17 +52,22 @@ struct conn {
 	size_t len;
 };
 
-static void conn_open(struct conn *c)
+static void conn_open_at(struct conn *c, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
-	strncpy(sa.sun_path, sock_path, sizeof(sa.sun_path) - 1);
+	strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
 	c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	c->len = 0;
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "connect %s: %s\n", sock_path, strerror(errno));
+		fprintf(stderr, "connect %s: %s\n", path, strerror(errno));
 		exit(1);
 	}
+}
+
+static void conn_open(struct conn *c)
+{
+	conn_open_at(c, sock_path);
 }
 
 static void conn_send(struct conn *c, const char *data, size_t n)
@@ -293,7 +304,7 @@ static void *waiter_main(void *arg)
 	struct conn c;
 	(void)arg;
 
-	conn_open(&c);
+	conn_open_at(&c, waiter_path);
 	for (int i = 0; i < ho.rounds; i++) {
 		pthread_mutex_lock(&ho.mu);
 		while (ho.phase != 1)
@@ -338,15 +349,16 @@ static void contended(int rounds)
 		if (redis)
 			redis_acquire(&a, "bench.handover", token);
 		else
-			t = cohort_acquire(&a, "bench.handover", 0);
+			t = cohort_acquire(&a, "bench.handover", 10000);	/* B's release may still be on its way to the cluster */
 		if (i == 0)
 			pthread_create(&th, NULL, waiter_main, NULL);
 		pthread_mutex_lock(&ho.mu);
 		ho.phase = 1;	/* A holds it: B, ask */
 		pthread_cond_broadcast(&ho.cv);
 		pthread_mutex_unlock(&ho.mu);
-		/* Give B time to be waiting in cohortd's queue (or spinning). */
-		struct timespec pause = {0, 300000};
+		/* Give B time to be waiting in cohortd's queue (or spinning;
+		 * in cluster mode, on the other cohortd: known busy there). */
+		struct timespec pause = {pause_us / 1000000, pause_us % 1000000 * 1000};
 		nanosleep(&pause, NULL);
 		ho.released_at = now_ns();
 		if (redis)
@@ -387,8 +399,11 @@ int main(int argc, char **argv)
 		resp_reply(&c, release_sha, sizeof(release_sha));
 		close(c.fd);
 	}
+	waiter_path = getenv("BENCH_WAITER_SOCKET") ? getenv("BENCH_WAITER_SOCKET") : sock_path;
+	if (getenv("BENCH_HANDOVER_PAUSE_US"))
+		pause_us = atol(getenv("BENCH_HANDOVER_PAUSE_US"));
 	uncontended(1);
 	uncontended(16);
-	contended(2000);
+	contended(getenv("BENCH_HANDOVER_ROUNDS") ? atoi(getenv("BENCH_HANDOVER_ROUNDS")) : 2000);
 	return 0;
 }

@@ -7,8 +7,9 @@ S=${COHORT_SRCDIR:-.}
 export COHORT_BUILDDIR=$B COHORT_SRCDIR=$S
 
 # The peers cohort is measured against, from Debian, installed when missing
-# (and when we may: as root with apt-get).
-peers="runit s6 supervisor redis-server mosquitto"
+# (and when we may: as root with apt-get); etcd's lock is the cluster
+# locks' peer (bench_cluster.py, with nats-server from bootstrap.sh --tests).
+peers="runit s6 supervisor redis-server mosquitto etcd-server etcd-client"
 missing=""
 for p in $peers; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -50,6 +51,8 @@ echo
 /usr/bin/python3 "$S/tests/bench/bench_control.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_locks.py"
+echo
+/usr/bin/python3 "$S/tests/bench/bench_cluster.py"
 echo
 /usr/bin/python3 "$S/tests/bench/bench_bus.py"
 echo

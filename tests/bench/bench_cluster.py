@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+"""Cluster lock benchmarks (issue 18 item 6): three nats-servers and two
+cohortds on 127.0.0.1 (tests/cluster/natscluster.py).
+
+- cohort: tests/bench/bench_lock against cohortd a's control socket, the
+  hand-over's waiter on cohortd b (release on a -> grant on b): acquire +
+  release pairs/s and p50/p99 with 1 and 16 clients, hand-over p50/p99.
+- the floor: tests/bench/bench_nats_kv, the same KV requests made directly
+  with libnats (raw: cohortd's exact requests; kv: kvStore_Create), so the
+  ratio is what cohort adds above NATS.  Goal: at most 20 % more.
+- the hand-over beside etcd 3.4's lock (three etcd members on 127.0.0.1,
+  data in /dev/shm when it exists): the same Python client pattern for
+  both (cohortd's control socket; etcd's lock service through its
+  HTTP/JSON gateway, which runs the mutex `etcdctl lock` runs), and the
+  commands themselves (`cohortctl lock` beside `etcdctl lock`, one process
+  per holder).  Goal: faster than etcd.
+
+cohort and the floor take turns over BENCH_ROUNDS rounds (default 3) so
+that the load of a shared machine falls on both alike; medians."""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("COHORT_BUILDDIR", ".")
+SRC = os.environ.get("COHORT_SRCDIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tests", "cluster"))
+import natscluster  # noqa: E402
+
+BENCH_LOCK = os.path.join(BUILD, "tests", "bench", "bench_lock")
+BENCH_NATS = os.path.join(BUILD, "tests", "bench", "bench_nats_kv")
+COHORTCTL = os.path.join(BUILD, "cohortctl")
+SECONDS = os.environ.get("BENCH_SECONDS", "2")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+HANDOVERS = int(os.environ.get("BENCH_HANDOVER_ROUNDS", "300"))
+CLI_HANDOVERS = int(os.environ.get("BENCH_CLI_HANDOVERS", "20"))
+ETCD = shutil.which("etcd")
+ETCDCTL = shutil.which("etcdctl")
+KEYS = (("u1", "uncontended  1 client  (acquire+release)"),
+        ("u16", "uncontended 16 clients (acquire+release)"),
+        ("handover", "hand-over across hosts (release -> grant)"))
+IDLE = "[service:idle]\ncommand = /bin/sleep 100000\nready = delay:0\nstdout = null\n"
+
+
+def parse(out, what):
+    """{key: (p50 us, p99 us, pairs/s)} of a bench_lock-style output."""
+    figures = {}
+    for line in out.splitlines():
+        m = re.match(r"^uncontended\s+(\d+) clients?\s*: .*p50\s+([\d.]+) us\s+p99\s+([\d.]+) us\s+(\d+) pairs/s", line)
+        if m:
+            figures[f"u{m.group(1)}"] = (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+        m = re.match(r"^contended .*p50\s+([\d.]+) us\s+p99\s+([\d.]+) us", line)
+        if m:
+            figures["handover"] = (float(m.group(1)), float(m.group(2)), 0)
+    if set(figures) != {k for k, _ in KEYS}:
+        raise RuntimeError(f"{what}: unexpected output:\n{out}")
+    return figures
+
+
+def run_cohort(a, b):
+    env = dict(os.environ, BENCH_WAITER_SOCKET=b.socket, BENCH_HANDOVER_PAUSE_US="5000",
+               BENCH_HANDOVER_ROUNDS=str(HANDOVERS))
+    out = subprocess.run([BENCH_LOCK, "cohort", a.socket, SECONDS], capture_output=True, text=True, check=True,
+                         env=env, timeout=600).stdout
+    return parse(out, "bench_lock")
+
+
+def run_floor(nc, mode):
+    env = dict(os.environ, BENCH_HANDOVER_ROUNDS=str(HANDOVERS))
+    out = subprocess.run([BENCH_NATS, mode, nc.urls(), SECONDS], capture_output=True, text=True, check=True,
+                         env=env, timeout=600).stdout
+    return parse(out, f"bench_nats_kv {mode}")
+
+
+def med(rounds, key, i):
+    return statistics.median(r[key][i] for r in rounds)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+# --- hand-over beside etcd ---------------------------------------------------
+
+class CohortLock:
+    """One control-socket connection to a cohortd."""
+
+    def __init__(self, sock):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(sock)
+        self.f = self.s.makefile("rb")
+        self.token = None
+
+    def lock(self, name):
+        self.s.sendall(json.dumps({"cmd": "lock.acquire", "name": name, "ttl_ms": 30000,
+                                   "wait_ms": 30000}).encode() + b"\n")
+        r = json.loads(self.f.readline())
+        if not r.get("ok"):
+            raise RuntimeError(r)
+        self.token = r["token"]
+
+    def unlock(self, name):
+        self.s.sendall(json.dumps({"cmd": "lock.release", "name": name, "token": self.token}).encode() + b"\n")
+        json.loads(self.f.readline())
+
+    def close(self):
+        self.s.close()
+
+
+class EtcdLock:
+    """etcd's lock service (v3lock: the concurrency mutex `etcdctl lock`
+    runs, here on the server) through the JSON gateway, one kept-alive
+    HTTP connection; each holder its own lease."""
+
+    def __init__(self, port):
+        self.h = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.h.connect()    # no Nagle: a request or answer is never held back for an ACK
+        self.h.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lease = self.post("/v3/lease/grant", {"TTL": 30})["ID"]
+        self.key = None
+
+    def post(self, path, body):
+        self.h.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = self.h.getresponse()
+        data = json.loads(r.read())
+        if r.status != 200:
+            raise RuntimeError(f"{path}: {r.status} {data}")
+        return data
+
+    def lock(self, name):
+        self.key = self.post("/v3/lock/lock", {"name": base64.b64encode(name.encode()).decode(),
+                                               "lease": self.lease})["key"]
+
+    def unlock(self, name):
+        self.post("/v3/lock/unlock", {"key": self.key})
+
+    def close(self):
+        self.h.close()
+
+
+def handover(make_a, make_b, rounds, name="bench.api"):
+    """From A sending its release to B holding the lock, B having asked
+    5 ms before (the pause bench_lock makes too); latencies in us."""
+    a, b = make_a(), make_b()
+    lat = []
+    try:
+        for _ in range(rounds):
+            a.lock(name)
+            got = []
+            t = threading.Thread(target=lambda: (b.lock(name), got.append(time.monotonic_ns())))
+            t.start()
+            time.sleep(0.005)
+            t0 = time.monotonic_ns()
+            a.unlock(name)
+            t.join(30)
+            if not got:
+                raise RuntimeError("the waiter never got the lock")
+            lat.append((got[0] - t0) / 1000)
+            b.unlock(name)
+    finally:
+        a.close()
+        b.close()
+    return lat
+
+
+def cli_handover(cmd_a, cmd_b, waiting, rounds):
+    """The commands themselves: A holds the lock running a shell that waits
+    for a line (on a FIFO), then prints the time and exits (the command
+    releases); B,
+    queued meanwhile, prints the time when its own shell starts.  us."""
+    lat = []
+    fifo = os.path.join(tempfile.mkdtemp(prefix="cohort-bench-cli."), "go")
+    os.mkfifo(fifo)     # etcdctl gives its command no stdin: A waits on a FIFO
+    for _ in range(rounds):
+        a = subprocess.Popen(cmd_a + ["sh", "-c", f"echo held; read x < {fifo}; date +%s%N"],
+                             stdout=subprocess.PIPE, text=True)
+        if a.stdout.readline().strip() != "held":
+            raise RuntimeError(f"{cmd_a}: did not hold")
+        b = subprocess.Popen(cmd_b + ["date", "+%s%N"], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while not waiting():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd_b}: never queued")
+            time.sleep(0.005)
+        with open(fifo, "w") as f:
+            f.write("\n")
+        t_a = int(a.stdout.read().split()[-1])
+        t_b = int(b.stdout.read().split()[-1])
+        a.wait(30)
+        b.wait(30)
+        lat.append((t_b - t_a) / 1000)
+    shutil.rmtree(os.path.dirname(fifo), ignore_errors=True)
+    return lat
+
+
+class Etcd:
+    """Three etcd members on 127.0.0.1, data in a temp dir (/dev/shm when it
+    exists, as NATS does not fsync each write either)."""
+
+    def __init__(self):
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.dir = tempfile.mkdtemp(prefix="cohort-etcd.", dir=base)
+        ports = [(natscluster.free_port(), natscluster.free_port()) for _ in range(3)]
+        self.client_ports = [c for c, _ in ports]
+        initial = ",".join(f"e{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports))
+        self.procs = []
+        for i, (cp, pp) in enumerate(ports):
+            log = open(os.path.join(self.dir, f"e{i}.log"), "w")
+            self.procs.append(subprocess.Popen(
+                [ETCD, "--name", f"e{i}", "--data-dir", os.path.join(self.dir, f"e{i}"),
+                 "--listen-client-urls", f"http://127.0.0.1:{cp}", "--advertise-client-urls", f"http://127.0.0.1:{cp}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{pp}", "--initial-advertise-peer-urls",
+                 f"http://127.0.0.1:{pp}", "--initial-cluster", initial, "--initial-cluster-state", "new",
+                 "--initial-cluster-token", "cohort-bench"], stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 30
+        while subprocess.run([ETCDCTL, "--endpoints", self.endpoints(), "endpoint", "health"],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("etcd did not become healthy within 30 s")
+            time.sleep(0.2)
+
+    def endpoints(self, i=None):
+        ports = self.client_ports if i is None else [self.client_ports[i]]
+        return ",".join(f"127.0.0.1:{p}" for p in ports)
+
+    def waiters(self, name):
+        out = subprocess.run([ETCDCTL, "--endpoints", self.endpoints(0), "get", "--prefix", "--keys-only", name],
+                             capture_output=True, text=True).stdout
+        return len([line for line in out.splitlines() if line.strip()])
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cohort_waiting(d, name):
+    r = subprocess.run([COHORTCTL, "-s", d.socket, "--json", "locks"], capture_output=True, text=True)
+    for lk in json.loads(r.stdout).get("locks", []) if r.returncode == 0 else []:
+        if lk.get("name") == name and lk.get("waiters"):
+            return True
+    return False
+
+
+def line(label, lat):
+    return f"    {label:44s} p50 {statistics.median(lat):8.0f} us   p99 {pct(lat, 0.99):8.0f} us   ({len(lat)} rounds)"
+
+
+def main():
+    missing = [p for p in (BENCH_LOCK, BENCH_NATS) if not os.path.exists(p)]
+    if not os.path.exists(natscluster.NATS_SERVER) or missing:
+        print("cluster locks: skipped (needs nats-server and a build with libnats: "
+              f"{', '.join(missing) or natscluster.NATS_SERVER} missing)")
+        return 0
+    print(f"cluster locks: 3 nats-servers + 2 cohortds on 127.0.0.1; cohort (bench_lock on cohortd a, the\n"
+          f"hand-over's waiter on cohortd b) beside the same requests made directly with libnats\n"
+          f"(bench_nats_kv), taking turns over {ROUNDS} rounds of {SECONDS} s; medians")
+    nc = natscluster.NatsCluster(builddir=BUILD)
+    rounds = {"cohort": [], "raw": [], "kv": []}
+    try:
+        nc.start()
+        a = nc.start_cohortd("a", IDLE)
+        b = nc.start_cohortd("b", IDLE)
+        for d in (a, b):
+            d.proc.wait_log(r"cluster: connected to nats://", 20)
+        order = ["cohort", "raw", "kv"]
+        for i in range(ROUNDS):
+            for what in (order if i % 2 == 0 else order[::-1]):
+                rounds[what].append(run_cohort(a, b) if what == "cohort" else run_floor(nc, what))
+        api = {"cohort": handover(lambda: CohortLock(a.socket), lambda: CohortLock(b.socket), HANDOVERS // 2)}
+        cli = {"cohort": cli_handover([COHORTCTL, "-s", a.socket, "lock", "bench.cli", "--"],
+                                      [COHORTCTL, "-s", b.socket, "lock", "bench.cli", "--"],
+                                      lambda: cohort_waiting(b, "bench.cli"), CLI_HANDOVERS)}
+        etcd_version = None
+        etcd = None
+        if ETCD and ETCDCTL:
+            try:
+                etcd = Etcd()
+            except (RuntimeError, OSError) as e:   # the others' figures still count
+                print(f"  etcd could not be started ({e}): no comparison")
+        if etcd:
+            try:
+                etcd_version = subprocess.run([ETCD, "--version"], capture_output=True,
+                                              text=True).stdout.split()[2]
+                api["etcd"] = handover(lambda: EtcdLock(etcd.client_ports[0]),
+                                       lambda: EtcdLock(etcd.client_ports[1]), HANDOVERS // 2)
+                cli["etcd"] = cli_handover([ETCDCTL, "--endpoints", etcd.endpoints(0), "lock", "bench.cli", "--"],
+                                           [ETCDCTL, "--endpoints", etcd.endpoints(1), "lock", "bench.cli", "--"],
+                                           lambda: etcd.waiters("bench.cli") >= 2, CLI_HANDOVERS)
+            finally:
+                etcd.stop()
+    finally:
+        nc.stop()
+
+    names = {"cohort": "cohortd (cluster mode)", "raw": "libnats, cohortd's requests (the floor)",
+             "kv": "libnats, kvStore_Create"}
+    print(f"  {'':44s} {'p50 us':>8s} {'p99 us':>8s} {'pairs/s':>9s}")
+    for what, rs in rounds.items():
+        print(f"  {names[what]}:")
+        for key, label in KEYS:
+            rate = "" if key == "handover" else f"{med(rs, key, 2):9.0f}"
+            print(f"    {label:42s} {med(rs, key, 0):8.1f} {med(rs, key, 1):8.1f} {rate}")
+    mine, floor = rounds["cohort"], rounds["raw"]
+    print("  cohortd / the floor (pairs/s: 1 is the floor, the goal at least 0.83;"
+          " latency: the goal at most 1.2):")
+    for key, label in (("u1", "1 client"), ("u16", "16 clients")):
+        ops = med(mine, key, 2) / med(floor, key, 2)
+        p99 = med(mine, key, 1) / med(floor, key, 1)
+        met = "goal met" if ops >= 1 / 1.2 and p99 <= 1.2 else "goal NOT met"
+        print(f"    {label:11s} pairs/s x{ops:.2f}   p99 x{p99:.2f}   ({met})")
+        print(f"      rounds, pairs/s: {'/'.join(f'{r[key][2]:.0f}' for r in mine)} vs "
+              f"{'/'.join(f'{r[key][2]:.0f}' for r in floor)}")
+    p50 = med(mine, "handover", 0) / med(floor, "handover", 0)
+    p99 = med(mine, "handover", 1) / med(floor, "handover", 1)
+    print(f"    hand-over   p50 x{p50:.2f}   p99 x{p99:.2f}   "
+          f"({'goal met' if p50 <= 1.2 and p99 <= 1.2 else 'goal NOT met'})")
+    print("  hand-over across hosts beside etcd" + (f" {etcd_version}" if etcd_version else
+                                                     " (etcd-server/etcd-client not installed: cohort only)") + ":")
+    print("   the same Python client (cohortd's control socket; etcd's lock service through its JSON gateway):")
+    for what, lat in api.items():
+        print(line(what, lat))
+    print("   the commands (cohortctl lock / etcdctl lock, from A's command ending to B's starting):")
+    for what, lat in cli.items():
+        print(line(what, lat))
+    if "etcd" in api:
+        for kind, d in (("client", api), ("commands", cli)):
+            r = statistics.median(d["cohort"]) / statistics.median(d["etcd"])
+            print(f"    cohort / etcd ({kind}): p50 x{r:.2f}   p99 x{pct(d['cohort'], .99) / pct(d['etcd'], .99):.2f}"
+                  f"   ({'goal met' if r < 1 else 'goal NOT met'}: faster than etcd)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
