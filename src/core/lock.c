@@ -112,10 +112,13 @@ static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 	return 0;
 }
 
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
 int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
 		    char *err, size_t errlen)
 {
 	*t = (struct lock_table){.loop = loop, .next_token = 1};
+	ev_init(&t->expiry_w, expiry_cb);
 	HISTO_INIT_SLOW(&t->wait_h);
 	HISTO_INIT_SLOW(&t->hold_h);
 	if (counter_path) {
@@ -163,8 +166,9 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 	struct lock *l = map_get(&t->locks, name);
 
 	if (!l) {
-		l = xcalloc(1, sizeof(*l));
-		l->name = xstrdup(name);
+		size_t len = strlen(name);
+		l = xcalloc(1, sizeof(*l) + len + 1);
+		memcpy(l->name, name, len + 1);
 		TAILQ_INIT(&l->waiters);
 		map_put(&t->locks, l->name, l);
 	}
@@ -185,7 +189,6 @@ static void lock_maybe_free(struct lock_table *t, struct lock *l)
 	if (l->nholders || l->nwaiters)
 		return;
 	map_del(&t->locks, l->name);
-	free(l->name);
 	free(l);
 }
 
@@ -204,8 +207,63 @@ bool lock_allowed(const struct lock_session *s, const char *name)
 	return false;
 }
 
-static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents);
 static void process_queue(struct lock_table *t, struct lock *l);
+
+/* --- deadlines ------------------------------------------------------------- */
+
+/* The table's timer, at the earliest deadline (or stopped: none). */
+static void expiry_arm(struct lock_table *t)
+{
+	struct lock_lease *first = lock_heap_top(&t->deadlines);
+
+	ev_timer_stop(t->loop, &t->expiry_w);
+	if (!first)
+		return;
+	ev_tstamp in = first->due - ev_now(t->loop);
+	ev_timer_set(&t->expiry_w, in > 0 ? in : 0, 0);
+	ev_timer_start(t->loop, &t->expiry_w);
+}
+
+/* The lease falls due ttl_ms from now (the loop's clock brought to now
+ * first, as evtimer.h says why). */
+static void deadline_set(struct lock_table *t, struct lock_lease *le, int64_t ttl_ms)
+{
+	ev_now_update(t->loop);
+	le->due = ev_now(t->loop) + (double)ttl_ms / 1000.0;
+	if (le->heap_at == LOCK_HEAP_NONE)
+		lock_heap_push(&t->deadlines, le);
+	else
+		lock_heap_update(&t->deadlines, le);
+	if (lock_heap_top(&t->deadlines) == le || !ev_is_active(&t->expiry_w))
+		expiry_arm(t);
+}
+
+static void deadline_clear(struct lock_table *t, struct lock_lease *le)
+{
+	bool was_first = lock_heap_top(&t->deadlines) == le;
+
+	lock_heap_remove(&t->deadlines, le);
+	if (was_first)
+		expiry_arm(t);
+}
+
+static void lease_expired(struct lock_table *t, struct lock_lease *le);
+
+/* Ends what fell due, LOCK_EXPIRE_BATCH at most: when more are due the
+ * timer fires again at once, after the loop has polled its descriptors,
+ * so that 100,000 leases falling due together do not stop it. */
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lock_table *t = container_of(w, struct lock_table, expiry_w);
+	struct lock_lease *le;
+	(void)revents;
+
+	ev_now_update(loop);
+	for (int n = 0; n < LOCK_EXPIRE_BATCH && (le = lock_heap_top(&t->deadlines)) &&
+	     le->due <= ev_now(loop); n++)
+		lease_expired(t, le);
+	expiry_arm(t);
+}
 
 
 static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum lock_mode mode,
@@ -220,8 +278,8 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->work = *work;
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	le->granted_us = histo_now_us();
-	ev_init(&le->timer, lease_expired);
-	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
+	le->heap_at = LOCK_HEAP_NONE;
+	deadline_set(s->t, le, ttl_ms);
 	LIST_INSERT_HEAD(&l->holders, le, link);
 	l->nholders++;
 	l->held_mode = mode;
@@ -242,7 +300,7 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le, const char
 {
 	struct lock *l = le->lock;
 
-	ev_timer_stop(t->loop, &le->timer);
+	deadline_clear(t, le);
 	histo_observe_us(&t->hold_h, (uint64_t)(histo_now_us() - le->granted_us));
 	LIST_REMOVE(le, link);
 	l->nholders--;
@@ -262,7 +320,7 @@ static void lease_lost(struct lock_table *t, struct lock_lease *le, const char *
 		lease_remove(t, le, why);
 		return;
 	}
-	ev_timer_stop(t->loop, &le->timer);
+	deadline_clear(t, le);
 	lease_unlink_session(le);
 	le->owner = xstrdup(le->session->owner);
 	le->session = NULL;
@@ -326,13 +384,9 @@ static void process_queue(struct lock_table *t, struct lock *l)
 	}
 }
 
-static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
+static void lease_expired(struct lock_table *t, struct lock_lease *le)
 {
-	struct lock_lease *le = container_of(w, struct lock_lease, timer);
 	struct lock *l = le->lock;
-	struct lock_table *t = le->session->t;
-	(void)loop;
-	(void)revents;
 
 	log_info(NULL, "lock %s: lease %" PRIu64 " of %s expired", l->name, le->token,
 		 le->session->owner);
@@ -530,8 +584,7 @@ int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t
 		return -1;
 	}
 	le->expires_ms = now_wall_ms() + ttl_ms;
-	ev_timer_stop(s->t->loop, &le->timer);
-	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
+	deadline_set(s->t, le, ttl_ms);
 	*expires_ms = le->expires_ms;
 	return 0;
 }
@@ -591,10 +644,10 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 			if (why)
 				s->on_wait(s, cookie, false, 0, 0, why);
 		}
-		bool seen = false;
-		for (size_t i = 0; i < n && !seen; i++)
-			seen = touched[i] == l;
-		if (!seen) {
+		/* the flag, not a look through touched: a session may hold
+		 * 100,000 leases */
+		if (!l->touched) {
+			l->touched = true;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 8;
 				touched = xrealloc(touched, cap * sizeof(*touched));
@@ -604,6 +657,7 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 	}
 	/* Now that all of them are gone, the next holders, in one go. */
 	for (size_t i = 0; i < n; i++) {
+		touched[i]->touched = false;
 		process_queue(t, touched[i]);
 		lock_maybe_free(t, touched[i]);
 	}
@@ -669,6 +723,8 @@ void lock_table_free(struct lock_table *t)
 		lock_maybe_free(t, l);
 	}
 	map_free(&t->locks);
+	ev_timer_stop(t->loop, &t->expiry_w);
+	lock_heap_free(&t->deadlines);
 	if (t->ahead_running)
 		ahead_join(t);
 	if (ev_is_active(&t->ahead_done)) {

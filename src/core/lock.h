@@ -5,10 +5,13 @@
  * their leases and waits at once.
  *
  * It knows no transport: the control socket and the bus each open a
- * session per connection and turn requests into these calls.  Each lease
- * and each waiting request has its own libev timer, so expiry is exact and
- * nothing sweeps.  Every operation is O(1) on the lock's lists, plus a
- * hash lookup of the name.
+ * session per connection and turn requests into these calls.  The leases
+ * are in one heap by the time they fall due (lock_heap.h) under one libev
+ * timer, set to the earliest, so expiry is exact and nothing sweeps; when
+ * many fall due at once they are ended LOCK_EXPIRE_BATCH per loop
+ * iteration, so the loop goes on serving between batches.  Each waiting
+ * request has its own timer.  Every operation is O(1) on the lock's lists
+ * (O(log n) on the heap), plus a hash lookup of the name.
  *
  * A lease may name its holder's work (a process group; struct lock_work).
  * When such a lease ends other than by its release (it expired, its
@@ -30,6 +33,7 @@
 #include <sys/types.h>
 
 #include "histo.h"
+#include "lock_heap.h"
 #include "map.h"
 #include "util.h"
 
@@ -38,6 +42,7 @@
 #define LOCK_TOKEN_BLOCK 10000		/* tokens reserved per write of the counter */
 #define LOCK_STOP_TIMEOUT_MS 5000LL	/* a lost lease's work: from TERM to KILL */
 #define LOCK_STOP_TIMEOUT_MAX_MS 3600000LL
+#define LOCK_EXPIRE_BATCH 256		/* leases ended per loop iteration when many fall due */
 
 enum lock_mode { LOCK_EXCLUSIVE, LOCK_SHARED };
 
@@ -77,9 +82,10 @@ struct lock_lease {
 	struct lock *lock;
 	struct lock_session *session;
 	enum lock_mode mode;
+	uint32_t heap_at;	/* its place in the table's deadlines, LOCK_HEAP_NONE once ending */
 	uint64_t token;
 	int64_t expires_ms;	/* wall clock, for humans and clients */
-	ev_timer timer;		/* fires at expiry */
+	ev_tstamp due;		/* the loop's clock (ev_now), when it expires */
 	LIST_ENTRY(lock_lease) link;		/* holders of the lock */
 	LIST_ENTRY(lock_lease) s_link;		/* leases of the session */
 	struct lock_work work;
@@ -104,12 +110,13 @@ struct lock_wait {
 };
 
 struct lock {
-	char *name;
 	LIST_HEAD(lock_holders, lock_lease) holders;	/* all shared, or one exclusive */
 	enum lock_mode held_mode;
+	bool touched;		/* in the list of a session being cleared */
 	size_t nholders;
 	TAILQ_HEAD(lock_waiters, lock_wait) waiters;	/* FIFO */
 	size_t nwaiters;
+	char name[];		/* in the same allocation */
 };
 
 struct lock_session {
@@ -128,6 +135,8 @@ struct lock_session {
 struct lock_table {
 	struct ev_loop *loop;
 	struct map locks;		/* name -> struct lock (only while held or awaited) */
+	struct lock_heap deadlines;	/* every lease not ending, earliest first */
+	ev_timer expiry_w;		/* at the earliest of deadlines */
 	LIST_HEAD(lock_sessions, lock_session) sessions;
 	uint64_t next_token;		/* the next token handed out */
 	uint64_t reserved;		/* tokens up to here are on disk as used */
