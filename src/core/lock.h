@@ -81,17 +81,18 @@ typedef void (*lock_queue_fn)(struct lock_table *t, const struct lock_wait *w, b
 struct lock_lease {
 	struct lock *lock;
 	struct lock_session *session;
-	enum lock_mode mode;
-	uint32_t heap_at;	/* its place in the table's deadlines, LOCK_HEAP_NONE once ending */
 	uint64_t token;
 	int64_t expires_ms;	/* wall clock, for humans and clients */
 	ev_tstamp due;		/* the loop's clock (ev_now), when it expires */
 	LIST_ENTRY(lock_lease) link;		/* holders of the lock */
 	LIST_ENTRY(lock_lease) s_link;		/* leases of the session */
 	struct lock_work work;
-	bool ending;		/* lost, its work being stopped; session is NULL */
 	char *owner;		/* the session's, copied once ending */
 	int64_t granted_us;	/* monotonic: its hold time, for /metrics */
+	/* the small ones last, together: 128 bytes a lease with malloc's own */
+	uint32_t heap_at;	/* its place in the table's deadlines, LOCK_HEAP_NONE once ending */
+	enum lock_mode mode;
+	bool ending;		/* lost, its work being stopped; session is NULL */
 };
 
 struct lock_wait {
@@ -111,11 +112,11 @@ struct lock_wait {
 
 struct lock {
 	LIST_HEAD(lock_holders, lock_lease) holders;	/* all shared, or one exclusive */
+	TAILQ_HEAD(lock_waiters, lock_wait) waiters;	/* FIFO */
+	uint32_t nholders;
+	uint32_t nwaiters;
 	enum lock_mode held_mode;
 	bool touched;		/* in the list of a session being cleared */
-	size_t nholders;
-	TAILQ_HEAD(lock_waiters, lock_wait) waiters;	/* FIFO */
-	size_t nwaiters;
 	char name[];		/* in the same allocation */
 };
 
