@@ -219,17 +219,16 @@ static void expiry_arm(struct lock_table *t)
 	ev_timer_stop(t->loop, &t->expiry_w);
 	if (!first)
 		return;
-	ev_tstamp in = first->due - ev_now(t->loop);
-	ev_timer_set(&t->expiry_w, in > 0 ? in : 0, 0);
+	int64_t in_us = first->due_us - histo_now_us();
+	ev_now_update(t->loop);	/* libev counts from its clock: not stale (evtimer.h) */
+	ev_timer_set(&t->expiry_w, in_us > 0 ? (double)in_us / 1e6 : 0, 0);
 	ev_timer_start(t->loop, &t->expiry_w);
 }
 
-/* The lease falls due ttl_ms from now (the loop's clock brought to now
- * first, as evtimer.h says why). */
+/* The lease falls due ttl_ms from now. */
 static void deadline_set(struct lock_table *t, struct lock_lease *le, int64_t ttl_ms)
 {
-	ev_now_update(t->loop);
-	le->due = ev_now(t->loop) + (double)ttl_ms / 1000.0;
+	le->due_us = histo_now_us() + ttl_ms * 1000;
 	if (le->heap_at == LOCK_HEAP_NONE)
 		lock_heap_push(&t->deadlines, le);
 	else
@@ -256,11 +255,12 @@ static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct lock_table *t = container_of(w, struct lock_table, expiry_w);
 	struct lock_lease *le;
+	int64_t now = histo_now_us();
+	(void)loop;
 	(void)revents;
 
-	ev_now_update(loop);
 	for (int n = 0; n < LOCK_EXPIRE_BATCH && (le = lock_heap_top(&t->deadlines)) &&
-	     le->due <= ev_now(loop); n++)
+	     le->due_us <= now; n++)
 		lease_expired(t, le);
 	expiry_arm(t);
 }

@@ -83,7 +83,8 @@ struct lock_lease {
 	struct lock_session *session;
 	uint64_t token;
 	int64_t expires_ms;	/* wall clock, for humans and clients */
-	ev_tstamp due;		/* the loop's clock (ev_now), when it expires */
+	int64_t due_us;		/* monotonic (histo_now_us), when it expires: a step of the
+				 * wall clock moves no expiry */
 	LIST_ENTRY(lock_lease) link;		/* holders of the lock */
 	LIST_ENTRY(lock_lease) s_link;		/* leases of the session */
 	struct lock_work work;

@@ -22,7 +22,7 @@ static void sift_up(struct lock_heap *h, size_t i)
 
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;
-		if (h->v[parent]->due <= le->due)
+		if (h->v[parent]->due_us <= le->due_us)
 			break;
 		place(h, i, h->v[parent]);
 		i = parent;
@@ -38,9 +38,9 @@ static void sift_down(struct lock_heap *h, size_t i)
 		size_t child = 2 * i + 1;
 		if (child >= h->n)
 			break;
-		if (child + 1 < h->n && h->v[child + 1]->due < h->v[child]->due)
+		if (child + 1 < h->n && h->v[child + 1]->due_us < h->v[child]->due_us)
 			child++;
-		if (le->due <= h->v[child]->due)
+		if (le->due_us <= h->v[child]->due_us)
 			break;
 		place(h, i, h->v[child]);
 		i = child;
@@ -80,7 +80,7 @@ void lock_heap_update(struct lock_heap *h, struct lock_lease *le)
 {
 	size_t i = le->heap_at;
 
-	if (i > 0 && h->v[(i - 1) / 2]->due > le->due)
+	if (i > 0 && h->v[(i - 1) / 2]->due_us > le->due_us)
 		sift_up(h, i);
 	else
 		sift_down(h, i);

@@ -640,7 +640,7 @@ Test(lock, the_deadline_heap_gives_the_earliest_first)
 	srand(7);
 	for (int i = 0; i < N; i++) {
 		les[i].heap_at = LOCK_HEAP_NONE;
-		les[i].due = rand() % 1000;
+		les[i].due_us = rand() % 1000;
 		lock_heap_push(&h, &les[i]);
 	}
 	for (int i = 0; i < N; i += 3)
@@ -648,16 +648,16 @@ Test(lock, the_deadline_heap_gives_the_earliest_first)
 	for (int i = 1; i < N; i += 5) {
 		if (les[i].heap_at == LOCK_HEAP_NONE)
 			continue;
-		les[i].due = rand() % 1000;
+		les[i].due_us = rand() % 1000;
 		lock_heap_update(&h, &les[i]);
 	}
 	for (size_t i = 0; i < h.n; i++)
 		cr_assert_eq(h.v[i]->heap_at, i);
 	size_t left = h.n;
-	double last = -1;
+	int64_t last = -1;
 	for (struct lock_lease *le; (le = lock_heap_top(&h)); left--) {
-		cr_assert_geq(le->due, last, "%g after %g", le->due, last);
-		last = le->due;
+		cr_assert_geq(le->due_us, last, "%" PRId64 " after %" PRId64, le->due_us, last);
+		last = le->due_us;
 		lock_heap_remove(&h, le);
 		cr_assert_eq(le->heap_at, LOCK_HEAP_NONE);
 	}
