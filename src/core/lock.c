@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "config_keys.h"
-#include "evtimer.h"
 #include "lock.h"
 #include "log.h"
 #include "thread.h"
@@ -113,12 +112,16 @@ static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 }
 
 static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void wait_due_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
 		    char *err, size_t errlen)
 {
 	*t = (struct lock_table){.loop = loop, .next_token = 1};
+	t->deadlines = LOCK_HEAP_OF(struct lock_lease, due_us, heap_at);
+	t->wait_deadlines = LOCK_HEAP_OF(struct lock_wait, due_us, heap_at);
 	ev_init(&t->expiry_w, expiry_cb);
+	ev_init(&t->wait_w, wait_due_cb);
 	HISTO_INIT_SLOW(&t->wait_h);
 	HISTO_INIT_SLOW(&t->hold_h);
 	if (counter_path) {
@@ -211,39 +214,51 @@ static void process_queue(struct lock_table *t, struct lock *l);
 
 /* --- deadlines ------------------------------------------------------------- */
 
-/* The table's timer, at the earliest deadline (or stopped: none). */
-static void expiry_arm(struct lock_table *t)
+/* A heap's timer, at its earliest deadline (or stopped: none). */
+static void heap_arm(struct lock_table *t, const struct lock_heap *h, ev_timer *timer)
 {
-	struct lock_lease *first = lock_heap_top(&t->deadlines);
+	int64_t due_us;
 
-	ev_timer_stop(t->loop, &t->expiry_w);
-	if (!first)
+	ev_timer_stop(t->loop, timer);
+	if (!lock_heap_first_due(h, &due_us))
 		return;
-	int64_t in_us = first->due_us - histo_now_us();
+	int64_t in_us = due_us - histo_now_us();
 	ev_now_update(t->loop);	/* libev counts from its clock: not stale (evtimer.h) */
-	ev_timer_set(&t->expiry_w, in_us > 0 ? (double)in_us / 1e6 : 0, 0);
-	ev_timer_start(t->loop, &t->expiry_w);
+	ev_timer_set(timer, in_us > 0 ? (double)in_us / 1e6 : 0, 0);
+	ev_timer_start(t->loop, timer);
+}
+
+/* item (in h or not yet: its place LOCK_HEAP_NONE) now falls due at its
+ * deadline, just set. */
+static void heap_set(struct lock_table *t, struct lock_heap *h, ev_timer *timer, void *item)
+{
+	if (*(uint32_t *)((char *)item + h->place_off) == LOCK_HEAP_NONE)
+		lock_heap_push(h, item);
+	else
+		lock_heap_update(h, item);
+	if (lock_heap_top(h) == item || !ev_is_active(timer))
+		heap_arm(t, h, timer);
+}
+
+static void heap_clear(struct lock_table *t, struct lock_heap *h, ev_timer *timer, void *item)
+{
+	bool was_first = lock_heap_top(h) == item;
+
+	lock_heap_remove(h, item);
+	if (was_first)
+		heap_arm(t, h, timer);
 }
 
 /* The lease falls due ttl_ms from now. */
 static void deadline_set(struct lock_table *t, struct lock_lease *le, int64_t ttl_ms)
 {
 	le->due_us = histo_now_us() + ttl_ms * 1000;
-	if (le->heap_at == LOCK_HEAP_NONE)
-		lock_heap_push(&t->deadlines, le);
-	else
-		lock_heap_update(&t->deadlines, le);
-	if (lock_heap_top(&t->deadlines) == le || !ev_is_active(&t->expiry_w))
-		expiry_arm(t);
+	heap_set(t, &t->deadlines, &t->expiry_w, le);
 }
 
 static void deadline_clear(struct lock_table *t, struct lock_lease *le)
 {
-	bool was_first = lock_heap_top(&t->deadlines) == le;
-
-	lock_heap_remove(&t->deadlines, le);
-	if (was_first)
-		expiry_arm(t);
+	heap_clear(t, &t->deadlines, &t->expiry_w, le);
 }
 
 static void lease_expired(struct lock_table *t, struct lock_lease *le);
@@ -262,7 +277,24 @@ static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	for (int n = 0; n < LOCK_EXPIRE_BATCH && (le = lock_heap_top(&t->deadlines)) &&
 	     le->due_us <= now; n++)
 		lease_expired(t, le);
-	expiry_arm(t);
+	heap_arm(t, &t->deadlines, &t->expiry_w);
+}
+
+static void wait_expired(struct lock_table *t, struct lock_wait *w);
+
+/* The same for the waiting requests that give up (wait_ms). */
+static void wait_due_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+	struct lock_table *t = container_of(tw, struct lock_table, wait_w);
+	struct lock_wait *w;
+	int64_t now = histo_now_us();
+	(void)loop;
+	(void)revents;
+
+	for (int n = 0; n < LOCK_EXPIRE_BATCH && (w = lock_heap_top(&t->wait_deadlines)) &&
+	     w->due_us <= now; n++)
+		wait_expired(t, w);
+	heap_arm(t, &t->wait_deadlines, &t->wait_w);
 }
 
 
@@ -347,7 +379,7 @@ static void wait_unlink(struct lock_wait *w)
 	struct lock *l = w->lock;
 	struct lock_session *s = w->session;
 
-	ev_timer_stop(s->t->loop, &w->timer);
+	heap_clear(s->t, &s->t->wait_deadlines, &s->t->wait_w, w);
 	TAILQ_REMOVE(&l->waiters, w, link);
 	l->nwaiters--;
 	LIST_REMOVE(w, s_link);
@@ -396,20 +428,17 @@ static void lease_expired(struct lock_table *t, struct lock_lease *le)
 	lock_maybe_free(t, l);
 }
 
-static void wait_expired(struct ev_loop *loop, ev_timer *tw, int revents)
+static void wait_expired(struct lock_table *t, struct lock_wait *w)
 {
-	struct lock_wait *w = container_of(tw, struct lock_wait, timer);
 	struct lock *l = w->lock;
 	struct lock_session *s = w->session;
 	void *cookie = w->cookie;
-	(void)loop;
-	(void)revents;
 
 	wait_unlink(w);
 	free(w);
 	/* An exclusive waiter leaving the head may let shared ones through. */
-	process_queue(s->t, l);
-	lock_maybe_free(s->t, l);
+	process_queue(t, l);
+	lock_maybe_free(t, l);
 	s->on_wait(s, cookie, false, 0, 0, "timeout");
 }
 
@@ -490,8 +519,9 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->cookie = cookie;
 	w->queued_us = histo_now_us();
 	w->try_only = try_only;
-	ev_init(&w->timer, wait_expired);
-	evtimer_start_ms(t->loop, &w->timer, wait_ms);
+	w->due_us = w->queued_us + wait_ms * 1000;
+	w->heap_at = LOCK_HEAP_NONE;
+	heap_set(t, &t->wait_deadlines, &t->wait_w, w);
 	w->id = ++t->next_wait_id;
 	TAILQ_INSERT_TAIL(&l->waiters, w, link);
 	l->nwaiters++;
@@ -725,6 +755,8 @@ void lock_table_free(struct lock_table *t)
 	map_free(&t->locks);
 	ev_timer_stop(t->loop, &t->expiry_w);
 	lock_heap_free(&t->deadlines);
+	ev_timer_stop(t->loop, &t->wait_w);
+	lock_heap_free(&t->wait_deadlines);
 	if (t->ahead_running)
 		ahead_join(t);
 	if (ev_is_active(&t->ahead_done)) {

@@ -9,9 +9,10 @@
  * are in one heap by the time they fall due (lock_heap.h) under one libev
  * timer, set to the earliest, so expiry is exact and nothing sweeps; when
  * many fall due at once they are ended LOCK_EXPIRE_BATCH per loop
- * iteration, so the loop goes on serving between batches.  Each waiting
- * request has its own timer.  Every operation is O(1) on the lock's lists
- * (O(log n) on the heap), plus a hash lookup of the name.
+ * iteration, so the loop goes on serving between batches.  The waiting
+ * requests' deadlines (wait_ms) are in a second heap, the same way.  Every
+ * operation is O(1) on the lock's lists (O(log n) on a heap), plus a hash
+ * lookup of the name.
  *
  * A lease may name its holder's work (a process group; struct lock_work).
  * When such a lease ends other than by its release (it expired, its
@@ -99,16 +100,17 @@ struct lock_lease {
 struct lock_wait {
 	struct lock *lock;
 	struct lock_session *session;
-	enum lock_mode mode;
 	int64_t ttl_ms;
 	struct lock_work work;
 	void *cookie;
-	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
-	ev_timer timer;		/* gives up at wait_ms */
+	int64_t due_us;		/* monotonic: when it gives up (wait_ms) */
 	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
 	uint64_t id;		/* this table's, for on_queue and `locks` */
 	TAILQ_ENTRY(lock_wait) link;		/* FIFO of the lock */
 	LIST_ENTRY(lock_wait) s_link;		/* waits of the session */
+	uint32_t heap_at;	/* its place in the table's waits heap */
+	enum lock_mode mode;
+	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
 };
 
 struct lock {
@@ -139,6 +141,8 @@ struct lock_table {
 	struct map locks;		/* name -> struct lock (only while held or awaited) */
 	struct lock_heap deadlines;	/* every lease not ending, earliest first */
 	ev_timer expiry_w;		/* at the earliest of deadlines */
+	struct lock_heap wait_deadlines;	/* every waiting request, by when it gives up */
+	ev_timer wait_w;		/* at the earliest of wait_deadlines */
 	LIST_HEAD(lock_sessions, lock_session) sessions;
 	uint64_t next_token;		/* the next token handed out */
 	uint64_t reserved;		/* tokens up to here are on disk as used */

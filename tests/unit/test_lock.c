@@ -635,7 +635,7 @@ Test(lock, the_deadline_heap_gives_the_earliest_first)
 {
 	enum { N = 2000 };
 	static struct lock_lease les[N];
-	struct lock_heap h = {0};
+	struct lock_heap h = LOCK_HEAP_OF(struct lock_lease, due_us, heap_at);
 
 	srand(7);
 	for (int i = 0; i < N; i++) {
@@ -652,7 +652,7 @@ Test(lock, the_deadline_heap_gives_the_earliest_first)
 		lock_heap_update(&h, &les[i]);
 	}
 	for (size_t i = 0; i < h.n; i++)
-		cr_assert_eq(h.v[i]->heap_at, i);
+		cr_assert_eq(((struct lock_lease *)h.v[i])->heap_at, i);
 	size_t left = h.n;
 	int64_t last = -1;
 	for (struct lock_lease *le; (le = lock_heap_top(&h)); left--) {
@@ -710,6 +710,63 @@ Test(lock, an_expiry_storm_is_ended_in_batches_between_which_the_loop_serves)
 	lock_table_counts(&t, &held, &waiting);
 	cr_assert_eq(held, 0);
 	cr_assert_eq(t.deadlines.n, 0);
+}
+
+/* Waiting requests giving up at once are ended in batches as well. */
+static uint64_t gave_up;
+
+static void count_gave_up(struct lock_session *s, void *cookie, bool granted, uint64_t token,
+			  int64_t expires_ms, const char *why)
+{
+	(void)s;
+	(void)cookie;
+	(void)token;
+	(void)expires_ms;
+	cr_assert(!granted);
+	cr_assert_str_eq(why, "timeout");
+	gave_up++;
+}
+
+static void gave_up_check_cb(struct ev_loop *l, ev_check *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	if (gave_up - storm_last > storm_most)
+		storm_most = gave_up - storm_last;
+	storm_last = gave_up;
+}
+
+Test(lock, waiters_giving_up_at_once_are_ended_in_batches)
+{
+	enum { N = 3000 };
+	struct lock_session *a = session("a");
+	struct lock_session *b = lock_session_open(&t, "b", NULL, NULL, count_gave_up);
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+	ev_check check;
+	size_t held, waiting;
+
+	must_get(a, "one", LOCK_EXCLUSIVE, 30000);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lock_acquire(b, "one", LOCK_EXCLUSIVE, 30000, 50, (void *)(intptr_t)(i + 1),
+					  &token, &exp, &why), LOCK_QUEUED, "%s", why);
+	usleep(100000);
+	gave_up = storm_last = storm_most = 0;
+	ev_check_init(&check, gave_up_check_cb);
+	ev_check_start(loop, &check);
+	ev_tstamp end = ev_time() + 10 * th_time_factor();
+	while (gave_up < N && ev_time() < end)
+		ev_run(loop, EVRUN_ONCE);
+	ev_check_stop(loop, &check);
+	gave_up_check_cb(loop, &check, 0);
+	cr_assert_eq(gave_up, N);
+	cr_assert_leq(storm_most, N / 4, "%" PRIu64 " gave up in one loop iteration", storm_most);
+	lock_table_counts(&t, &held, &waiting);
+	cr_assert_eq(held, 1);
+	cr_assert_eq(waiting, 0);
+	cr_assert_eq(t.wait_deadlines.n, 0);
 }
 
 /* A session holding many leases ends them all at once, each lock looked
