@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "config_keys.h"
-#include "evtimer.h"
 #include "lock.h"
 #include "log.h"
 #include "thread.h"
@@ -112,10 +111,17 @@ static int take_token(struct lock_table *t, uint64_t *token, const char **why)
 	return 0;
 }
 
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void wait_due_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
 int lock_table_init(struct lock_table *t, struct ev_loop *loop, const char *counter_path,
 		    char *err, size_t errlen)
 {
 	*t = (struct lock_table){.loop = loop, .next_token = 1};
+	t->deadlines = LOCK_HEAP_OF(struct lock_lease, due_us, heap_at);
+	t->wait_deadlines = LOCK_HEAP_OF(struct lock_wait, due_us, heap_at);
+	ev_init(&t->expiry_w, expiry_cb);
+	ev_init(&t->wait_w, wait_due_cb);
 	HISTO_INIT_SLOW(&t->wait_h);
 	HISTO_INIT_SLOW(&t->hold_h);
 	if (counter_path) {
@@ -163,8 +169,9 @@ static struct lock *lock_get(struct lock_table *t, const char *name)
 	struct lock *l = map_get(&t->locks, name);
 
 	if (!l) {
-		l = xcalloc(1, sizeof(*l));
-		l->name = xstrdup(name);
+		size_t len = strlen(name);
+		l = xcalloc(1, sizeof(*l) + len + 1);
+		memcpy(l->name, name, len + 1);
 		TAILQ_INIT(&l->waiters);
 		map_put(&t->locks, l->name, l);
 	}
@@ -187,7 +194,6 @@ static void lock_maybe_free(struct lock_table *t, struct lock *l)
 	if (l->nholders || l->nwaiters)
 		return;
 	map_del(&t->locks, l->name);
-	free(l->name);
 	free(l);
 }
 
@@ -206,8 +212,92 @@ bool lock_allowed(const struct lock_session *s, const char *name)
 	return false;
 }
 
-static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents);
 static void process_queue(struct lock_table *t, struct lock *l);
+
+/* --- deadlines ------------------------------------------------------------- */
+
+/* A heap's timer, at its earliest deadline (or stopped: none). */
+static void heap_arm(struct lock_table *t, const struct lock_heap *h, ev_timer *timer)
+{
+	int64_t due_us;
+
+	ev_timer_stop(t->loop, timer);
+	if (!lock_heap_first_due(h, &due_us))
+		return;
+	int64_t in_us = due_us - histo_now_us();
+	ev_now_update(t->loop);	/* libev counts from its clock: not stale (evtimer.h) */
+	ev_timer_set(timer, in_us > 0 ? (double)in_us / 1e6 : 0, 0);
+	ev_timer_start(t->loop, timer);
+}
+
+/* item (in h or not yet: its place LOCK_HEAP_NONE) now falls due at its
+ * deadline, just set. */
+static void heap_set(struct lock_table *t, struct lock_heap *h, ev_timer *timer, void *item)
+{
+	if (*(uint32_t *)((char *)item + h->place_off) == LOCK_HEAP_NONE)
+		lock_heap_push(h, item);
+	else
+		lock_heap_update(h, item);
+	if (lock_heap_top(h) == item || !ev_is_active(timer))
+		heap_arm(t, h, timer);
+}
+
+static void heap_clear(struct lock_table *t, struct lock_heap *h, ev_timer *timer, void *item)
+{
+	bool was_first = lock_heap_top(h) == item;
+
+	lock_heap_remove(h, item);
+	if (was_first)
+		heap_arm(t, h, timer);
+}
+
+/* The lease falls due ttl_ms from now. */
+static void deadline_set(struct lock_table *t, struct lock_lease *le, int64_t ttl_ms)
+{
+	le->due_us = histo_now_us() + ttl_ms * 1000;
+	heap_set(t, &t->deadlines, &t->expiry_w, le);
+}
+
+static void deadline_clear(struct lock_table *t, struct lock_lease *le)
+{
+	heap_clear(t, &t->deadlines, &t->expiry_w, le);
+}
+
+static void lease_expired(struct lock_table *t, struct lock_lease *le);
+
+/* Ends what fell due, LOCK_EXPIRE_BATCH at most: when more are due the
+ * timer fires again at once, after the loop has polled its descriptors,
+ * so that 100,000 leases falling due together do not stop it. */
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lock_table *t = container_of(w, struct lock_table, expiry_w);
+	struct lock_lease *le;
+	int64_t now = histo_now_us();
+	(void)loop;
+	(void)revents;
+
+	for (int n = 0; n < LOCK_EXPIRE_BATCH && (le = lock_heap_top(&t->deadlines)) &&
+	     le->due_us <= now; n++)
+		lease_expired(t, le);
+	heap_arm(t, &t->deadlines, &t->expiry_w);
+}
+
+static void wait_expired(struct lock_table *t, struct lock_wait *w);
+
+/* The same for the waiting requests that give up (wait_ms). */
+static void wait_due_cb(struct ev_loop *loop, ev_timer *tw, int revents)
+{
+	struct lock_table *t = container_of(tw, struct lock_table, wait_w);
+	struct lock_wait *w;
+	int64_t now = histo_now_us();
+	(void)loop;
+	(void)revents;
+
+	for (int n = 0; n < LOCK_EXPIRE_BATCH && (w = lock_heap_top(&t->wait_deadlines)) &&
+	     w->due_us <= now; n++)
+		wait_expired(t, w);
+	heap_arm(t, &t->wait_deadlines, &t->wait_w);
+}
 
 
 static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum lock_mode mode,
@@ -222,8 +312,8 @@ static struct lock_lease *grant(struct lock *l, struct lock_session *s, enum loc
 	le->work = *work;
 	le->expires_ms = now_wall_ms() + ttl_ms;
 	le->granted_us = histo_now_us();
-	ev_init(&le->timer, lease_expired);
-	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
+	le->heap_at = LOCK_HEAP_NONE;
+	deadline_set(s->t, le, ttl_ms);
 	LIST_INSERT_HEAD(&l->holders, le, link);
 	l->nholders++;
 	l->held_mode = mode;
@@ -244,7 +334,7 @@ static void lease_remove(struct lock_table *t, struct lock_lease *le, const char
 {
 	struct lock *l = le->lock;
 
-	ev_timer_stop(t->loop, &le->timer);
+	deadline_clear(t, le);
 	histo_observe_us(&t->hold_h, (uint64_t)(histo_now_us() - le->granted_us));
 	LIST_REMOVE(le, link);
 	l->nholders--;
@@ -264,7 +354,7 @@ static void lease_lost(struct lock_table *t, struct lock_lease *le, const char *
 		lease_remove(t, le, why);
 		return;
 	}
-	ev_timer_stop(t->loop, &le->timer);
+	deadline_clear(t, le);
 	lease_unlink_session(le);
 	le->owner = xstrdup(le->session->owner);
 	le->session = NULL;
@@ -291,7 +381,7 @@ static void wait_unlink(struct lock_wait *w)
 	struct lock *l = w->lock;
 	struct lock_session *s = w->session;
 
-	ev_timer_stop(s->t->loop, &w->timer);
+	heap_clear(s->t, &s->t->wait_deadlines, &s->t->wait_w, w);
 	TAILQ_REMOVE(&l->waiters, w, link);
 	l->nwaiters--;
 	LIST_REMOVE(w, s_link);
@@ -328,13 +418,9 @@ static void process_queue(struct lock_table *t, struct lock *l)
 	}
 }
 
-static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
+static void lease_expired(struct lock_table *t, struct lock_lease *le)
 {
-	struct lock_lease *le = container_of(w, struct lock_lease, timer);
 	struct lock *l = le->lock;
-	struct lock_table *t = le->session->t;
-	(void)loop;
-	(void)revents;
 
 	log_info(NULL, "lock %s: lease %" PRIu64 " of %s expired", l->name, le->token,
 		 le->session->owner);
@@ -344,20 +430,17 @@ static void lease_expired(struct ev_loop *loop, ev_timer *w, int revents)
 	lock_maybe_free(t, l);
 }
 
-static void wait_expired(struct ev_loop *loop, ev_timer *tw, int revents)
+static void wait_expired(struct lock_table *t, struct lock_wait *w)
 {
-	struct lock_wait *w = container_of(tw, struct lock_wait, timer);
 	struct lock *l = w->lock;
 	struct lock_session *s = w->session;
 	void *cookie = w->cookie;
-	(void)loop;
-	(void)revents;
 
 	wait_unlink(w);
 	free(w);
 	/* An exclusive waiter leaving the head may let shared ones through. */
-	process_queue(s->t, l);
-	lock_maybe_free(s->t, l);
+	process_queue(t, l);
+	lock_maybe_free(t, l);
 	s->on_wait(s, cookie, false, 0, 0, "timeout");
 }
 
@@ -440,8 +523,9 @@ enum lock_result lock_acquire_work(struct lock_session *s, const char *name, enu
 	w->cookie = cookie;
 	w->queued_us = histo_now_us();
 	w->try_only = try_only;
-	ev_init(&w->timer, wait_expired);
-	evtimer_start_ms(t->loop, &w->timer, wait_ms);
+	w->due_us = w->queued_us + wait_ms * 1000;
+	w->heap_at = LOCK_HEAP_NONE;
+	heap_set(t, &t->wait_deadlines, &t->wait_w, w);
 	w->id = ++t->next_wait_id;
 	TAILQ_INSERT_TAIL(&l->waiters, w, link);
 	l->nwaiters++;
@@ -540,8 +624,7 @@ int lock_renew(struct lock_session *s, const char *name, uint64_t token, int64_t
 		return -1;
 	}
 	le->expires_ms = now_wall_ms() + ttl_ms;
-	ev_timer_stop(s->t->loop, &le->timer);
-	evtimer_start_ms(s->t->loop, &le->timer, ttl_ms);
+	deadline_set(s->t, le, ttl_ms);
 	*expires_ms = le->expires_ms;
 	return 0;
 }
@@ -601,10 +684,10 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 			if (why)
 				s->on_wait(s, cookie, false, 0, 0, why);
 		}
-		bool seen = false;
-		for (size_t i = 0; i < n && !seen; i++)
-			seen = touched[i] == l;
-		if (!seen) {
+		/* the flag, not a look through touched: a session may hold
+		 * 100,000 leases */
+		if (!l->touched) {
+			l->touched = true;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 8;
 				touched = xrealloc(touched, cap * sizeof(*touched));
@@ -614,6 +697,7 @@ static void session_clear(struct lock_session *s, const char *lost, const char *
 	}
 	/* Now that all of them are gone, the next holders, in one go. */
 	for (size_t i = 0; i < n; i++) {
+		touched[i]->touched = false;
 		process_queue(t, touched[i]);
 		lock_maybe_free(t, touched[i]);
 	}
@@ -679,6 +763,10 @@ void lock_table_free(struct lock_table *t)
 		lock_maybe_free(t, l);
 	}
 	map_free(&t->locks);
+	ev_timer_stop(t->loop, &t->expiry_w);
+	lock_heap_free(&t->deadlines);
+	ev_timer_stop(t->loop, &t->wait_w);
+	lock_heap_free(&t->wait_deadlines);
 	if (t->ahead_running)
 		ahead_join(t);
 	if (ev_is_active(&t->ahead_done)) {

@@ -5,10 +5,14 @@
  * their leases and waits at once.
  *
  * It knows no transport: the control socket and the bus each open a
- * session per connection and turn requests into these calls.  Each lease
- * and each waiting request has its own libev timer, so expiry is exact and
- * nothing sweeps.  Every operation is O(1) on the lock's lists, plus a
- * hash lookup of the name.
+ * session per connection and turn requests into these calls.  The leases
+ * are in one heap by the time they fall due (lock_heap.h) under one libev
+ * timer, set to the earliest, so expiry is exact and nothing sweeps; when
+ * many fall due at once they are ended LOCK_EXPIRE_BATCH per loop
+ * iteration, so the loop goes on serving between batches.  The waiting
+ * requests' deadlines (wait_ms) are in a second heap, the same way.  Every
+ * operation is O(1) on the lock's lists (O(log n) on a heap), plus a hash
+ * lookup of the name.
  *
  * A lease may name its holder's work (a process group; struct lock_work).
  * When such a lease ends other than by its release (it expired, its
@@ -30,6 +34,7 @@
 #include <sys/types.h>
 
 #include "histo.h"
+#include "lock_heap.h"
 #include "map.h"
 #include "util.h"
 
@@ -38,6 +43,7 @@
 #define LOCK_TOKEN_BLOCK 10000		/* tokens reserved per write of the counter */
 #define LOCK_STOP_TIMEOUT_MS 5000LL	/* a lost lease's work: from TERM to KILL */
 #define LOCK_STOP_TIMEOUT_MAX_MS 3600000LL
+#define LOCK_EXPIRE_BATCH 256		/* leases ended per loop iteration when many fall due */
 
 enum lock_mode { LOCK_EXCLUSIVE, LOCK_SHARED };
 
@@ -76,40 +82,45 @@ typedef void (*lock_queue_fn)(struct lock_table *t, const struct lock_wait *w, b
 struct lock_lease {
 	struct lock *lock;
 	struct lock_session *session;
-	enum lock_mode mode;
 	uint64_t token;
 	int64_t expires_ms;	/* wall clock, for humans and clients */
-	ev_timer timer;		/* fires at expiry */
+	int64_t due_us;		/* monotonic (histo_now_us), when it expires: a step of the
+				 * wall clock moves no expiry */
 	LIST_ENTRY(lock_lease) link;		/* holders of the lock */
 	LIST_ENTRY(lock_lease) s_link;		/* leases of the session */
 	struct lock_work work;
-	bool ending;		/* lost, its work being stopped; session is NULL */
 	char *owner;		/* the session's, copied once ending */
 	int64_t granted_us;	/* monotonic: its hold time, for /metrics */
+	/* the small ones last, together: 128 bytes a lease with malloc's own */
+	uint32_t heap_at;	/* its place in the table's deadlines, LOCK_HEAP_NONE once ending */
+	enum lock_mode mode;
+	bool ending;		/* lost, its work being stopped; session is NULL */
 };
 
 struct lock_wait {
 	struct lock *lock;
 	struct lock_session *session;
-	enum lock_mode mode;
 	int64_t ttl_ms;
 	struct lock_work work;
 	void *cookie;
-	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
-	ev_timer timer;		/* gives up at wait_ms */
+	int64_t due_us;		/* monotonic: when it gives up (wait_ms) */
 	int64_t queued_us;	/* monotonic: its wait time, for /metrics */
 	uint64_t id;		/* this table's, for on_queue and `locks` */
 	TAILQ_ENTRY(lock_wait) link;		/* FIFO of the lock */
 	LIST_ENTRY(lock_wait) s_link;		/* waits of the session */
+	uint32_t heap_at;	/* its place in the table's waits heap */
+	enum lock_mode mode;
+	bool try_only;		/* asked with wait_ms 0, waiting on the gate's answer */
 };
 
 struct lock {
-	char *name;
 	LIST_HEAD(lock_holders, lock_lease) holders;	/* all shared, or one exclusive */
-	enum lock_mode held_mode;
-	size_t nholders;
 	TAILQ_HEAD(lock_waiters, lock_wait) waiters;	/* FIFO */
-	size_t nwaiters;
+	uint32_t nholders;
+	uint32_t nwaiters;
+	enum lock_mode held_mode;
+	bool touched;		/* in the list of a session being cleared */
+	char name[];		/* in the same allocation */
 };
 
 struct lock_session {
@@ -128,6 +139,10 @@ struct lock_session {
 struct lock_table {
 	struct ev_loop *loop;
 	struct map locks;		/* name -> struct lock (only while held or awaited) */
+	struct lock_heap deadlines;	/* every lease not ending, earliest first */
+	ev_timer expiry_w;		/* at the earliest of deadlines */
+	struct lock_heap wait_deadlines;	/* every waiting request, by when it gives up */
+	ev_timer wait_w;		/* at the earliest of wait_deadlines */
 	LIST_HEAD(lock_sessions, lock_session) sessions;
 	uint64_t next_token;		/* the next token handed out */
 	uint64_t reserved;		/* tokens up to here are on disk as used */

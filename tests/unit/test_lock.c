@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -626,4 +627,171 @@ Test(lock, a_counter_that_cannot_be_written_at_start_refuses_grants_until_it_can
 	lock_table_free(&t2);
 	free(path);
 	free(dir);
+}
+
+/* The deadline heap keeps the earliest on top through pushes, removals from
+ * anywhere and moves (renewals), and each lease knows its place. */
+Test(lock, the_deadline_heap_gives_the_earliest_first)
+{
+	enum { N = 2000 };
+	static struct lock_lease les[N];
+	struct lock_heap h = LOCK_HEAP_OF(struct lock_lease, due_us, heap_at);
+
+	srand(7);
+	for (int i = 0; i < N; i++) {
+		les[i].heap_at = LOCK_HEAP_NONE;
+		les[i].due_us = rand() % 1000;
+		lock_heap_push(&h, &les[i]);
+	}
+	for (int i = 0; i < N; i += 3)
+		lock_heap_remove(&h, &les[i]);
+	for (int i = 1; i < N; i += 5) {
+		if (les[i].heap_at == LOCK_HEAP_NONE)
+			continue;
+		les[i].due_us = rand() % 1000;
+		lock_heap_update(&h, &les[i]);
+	}
+	for (size_t i = 0; i < h.n; i++)
+		cr_assert_eq(((struct lock_lease *)h.v[i])->heap_at, i);
+	size_t left = h.n;
+	int64_t last = -1;
+	for (struct lock_lease *le; (le = lock_heap_top(&h)); left--) {
+		cr_assert_geq(le->due_us, last, "%" PRId64 " after %" PRId64, le->due_us, last);
+		last = le->due_us;
+		lock_heap_remove(&h, le);
+		cr_assert_eq(le->heap_at, LOCK_HEAP_NONE);
+	}
+	cr_assert_eq(left, 0);
+	lock_heap_free(&h);
+}
+
+/* Leases falling due at once are ended a batch per loop iteration: with a
+ * timer per lease, libev ran all of them in one iteration and the loop
+ * served nothing else meanwhile. */
+static uint64_t storm_last, storm_most;
+static int storm_iterations;
+
+static void storm_check_cb(struct ev_loop *l, ev_check *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	if (t.expiries - storm_last > storm_most)
+		storm_most = t.expiries - storm_last;
+	storm_last = t.expiries;
+	storm_iterations++;
+}
+
+Test(lock, an_expiry_storm_is_ended_in_batches_between_which_the_loop_serves)
+{
+	enum { N = 5000 };
+	struct lock_session *a = session("a");
+	char name[32];
+	ev_check check;
+	size_t held, waiting;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "storm.%d", i);
+		must_get(a, name, LOCK_EXCLUSIVE, 50);
+	}
+	usleep(100000);		/* all of them due before the loop looks */
+	storm_last = storm_most = 0;
+	storm_iterations = 0;
+	ev_check_init(&check, storm_check_cb);
+	ev_check_start(loop, &check);
+	ev_tstamp end = ev_time() + 10 * th_time_factor();
+	while (t.expiries < N && ev_time() < end)
+		ev_run(loop, EVRUN_ONCE);
+	ev_check_stop(loop, &check);
+	storm_check_cb(loop, &check, 0);	/* libev ran the checks before the last iteration's timers */
+	cr_assert_eq(t.expiries, N);
+	cr_assert_leq(storm_most, N / 4, "%" PRIu64 " leases ended in one loop iteration", storm_most);
+	cr_assert_leq(storm_most, LOCK_EXPIRE_BATCH);
+	lock_table_counts(&t, &held, &waiting);
+	cr_assert_eq(held, 0);
+	cr_assert_eq(t.deadlines.n, 0);
+}
+
+/* Waiting requests giving up at once are ended in batches as well. */
+static uint64_t gave_up;
+
+static void count_gave_up(struct lock_session *s, void *cookie, bool granted, uint64_t token,
+			  int64_t expires_ms, const char *why)
+{
+	(void)s;
+	(void)cookie;
+	(void)token;
+	(void)expires_ms;
+	cr_assert(!granted);
+	cr_assert_str_eq(why, "timeout");
+	gave_up++;
+}
+
+static void gave_up_check_cb(struct ev_loop *l, ev_check *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	if (gave_up - storm_last > storm_most)
+		storm_most = gave_up - storm_last;
+	storm_last = gave_up;
+}
+
+Test(lock, waiters_giving_up_at_once_are_ended_in_batches)
+{
+	enum { N = 3000 };
+	struct lock_session *a = session("a");
+	struct lock_session *b = lock_session_open(&t, "b", NULL, NULL, count_gave_up);
+	uint64_t token;
+	int64_t exp;
+	const char *why = NULL;
+	ev_check check;
+	size_t held, waiting;
+
+	must_get(a, "one", LOCK_EXCLUSIVE, 30000);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lock_acquire(b, "one", LOCK_EXCLUSIVE, 30000, 50, (void *)(intptr_t)(i + 1),
+					  &token, &exp, &why), LOCK_QUEUED, "%s", why);
+	usleep(100000);
+	gave_up = storm_last = storm_most = 0;
+	ev_check_init(&check, gave_up_check_cb);
+	ev_check_start(loop, &check);
+	ev_tstamp end = ev_time() + 10 * th_time_factor();
+	while (gave_up < N && ev_time() < end)
+		ev_run(loop, EVRUN_ONCE);
+	ev_check_stop(loop, &check);
+	gave_up_check_cb(loop, &check, 0);
+	cr_assert_eq(gave_up, N);
+	cr_assert_leq(storm_most, N / 4, "%" PRIu64 " gave up in one loop iteration", storm_most);
+	lock_table_counts(&t, &held, &waiting);
+	cr_assert_eq(held, 1);
+	cr_assert_eq(waiting, 0);
+	cr_assert_eq(t.wait_deadlines.n, 0);
+}
+
+/* A session holding many leases ends them all at once, each lock looked
+ * at once after (it was a look through every lock seen so far per lease:
+ * 7 s for 100,000), and the waiters of those locks are granted. */
+Test(lock, a_session_holding_many_leases_lets_go_of_all)
+{
+	enum { N = 3000 };
+	struct lock_session *a = session("a"), *b = session("b");
+	char name[32];
+	size_t held, waiting;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "many.%d", i);
+		must_get(a, name, LOCK_EXCLUSIVE, 30000);
+	}
+	queue(b, "many.7", LOCK_EXCLUSIVE, 5000, "b7");
+	queue(b, "many.2999", LOCK_EXCLUSIVE, 5000, "b2999");
+	lock_session_close(a);
+	cr_assert_eq(nseen, 2);
+	cr_assert(seen[0].granted && seen[1].granted);
+	lock_table_counts(&t, &held, &waiting);
+	cr_assert_eq(held, 2);
+	cr_assert_eq(waiting, 0);
+	void *v;
+	for (size_t it = 0; map_next(&t.locks, &it, NULL, &v);)
+		cr_assert(!((struct lock *)v)->touched, "%s left marked", ((struct lock *)v)->name);
 }
