@@ -504,6 +504,7 @@ static void open_failed(struct bus *b)
 	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	bus_remote_free(b);
 	if (b->unix_path)
 		unlink(b->unix_path);	/* bound before a later step failed */
 	free(b->unix_path);
@@ -562,6 +563,7 @@ void bus_close(struct bus *b)
 	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	bus_remote_free(b);
 	intmap_free(&b->conns_by_id);
 	unlink(b->unix_path);
 	free(b->unix_path);

@@ -552,8 +552,8 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 		}
 		for (size_t q = 0; q < s->qcount; q++) {
 			const struct bus_delivery *d = bus_queue_at(s, q);
-			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0))
-				continue;
+			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0) || d->msg->ack)
+				continue;	/* (a consumer's in the cluster: it keeps it) */
 			struct strv *keys = intmap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {
 				keys = xcalloc(1, sizeof(*keys));

@@ -37,6 +37,7 @@
 #include "supervise.h"
 
 struct cluster;
+struct cluster_bus;
 
 struct cohortd {
 	struct ev_loop *loop;
@@ -59,6 +60,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	LIST_HEAD(lock_stops, lock_stop) lock_stops;	/* process groups of lost leases being stopped */
 	struct cluster *cluster;	/* locks shared through NATS (src/cluster), or NULL */
+	struct cluster_bus *cluster_bus;	/* the bus's messages through NATS, or NULL */
 	struct bus bus;			/* the message bus */
 	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct logwriter *log_writer;
@@ -90,6 +92,9 @@ void lock_group_close(struct cohortd *d);
 int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen);
 /* After the control socket and the bus have closed their sessions. */
 void daemon_cluster_close(struct cohortd *d);
+/* daemon_cluster_bus.c: with `cluster` set, the bus's messages through it. */
+int daemon_cluster_bus_open(struct cohortd *d, char *err, size_t errlen);
+void daemon_cluster_bus_close(struct cohortd *d);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);
