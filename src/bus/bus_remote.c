@@ -21,6 +21,7 @@ struct pending {
 	uint64_t conn_id;
 	json_t *id;
 	bool resumed;		/* P_HELLO */
+	bool qos0;		/* P_PUB: a retained qos-0 one (no ok) */
 	char *pattern;		/* P_SUBS: the retained values to send after the ok */
 };
 
@@ -66,12 +67,8 @@ void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data,
 	struct bus *b = c->bus;
 	char why[256];
 
-	if (retain) {
-		bus_conn_refuse(c, id, "not stored: retained values are not shared in cluster mode yet");
-		return;
-	}
 	if (!b->remote->up(b->remote_arg, why, sizeof(why))) {
-		if (qos)
+		if (qos || retain)
 			bus_conn_refuse(c, id, "cluster unreachable: %s; not stored, try again", why);
 		else
 			bus_remote_published(b, 0, 0, false, why);	/* dropped, counted */
@@ -79,8 +76,11 @@ void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data,
 	}
 	c->published++;
 	char *msgid = mid ? xasprintf("%s/%s", c->identity, mid) : NULL;
-	uint64_t cookie = qos ? pend(b, P_PUB, c, id) : 0;
-	if (!b->remote->publish(b->remote_arg, topic, data, len, qos, now_wall_ms(), c->identity, msgid, cookie)) {
+	uint64_t cookie = qos || retain ? pend(b, P_PUB, c, id) : 0;
+	if (cookie && !qos)
+		((struct pending *)intmap_get(&b->remote_pending, (int64_t)cookie))->qos0 = true;
+	if (!b->remote->publish(b->remote_arg, topic, data, len, qos, retain, now_wall_ms(), c->identity, msgid,
+				cookie)) {
 		if (cookie)
 			bus_remote_published(b, cookie, 0, false, "the cluster went away");
 		else
@@ -102,7 +102,7 @@ void bus_remote_published(struct bus *b, uint64_t cookie, uint64_t seq, bool dup
 	c = take(b, cookie, &p);
 	if (c && err)
 		bus_conn_refuse(c, p->id, "cluster unreachable: %s; not stored, try again", err);
-	else if (c)
+	else if (c && !p->qos0)
 		bus_conn_send_ok(c, p->id, seq, duplicate);
 	if (duplicate)
 		b->duplicates++;
@@ -127,6 +127,25 @@ void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size
 	m->publisher = xstrdup("cluster");
 	m->remote = true;
 	bus_publish(b, m);
+	bus_msg_put(m);
+}
+
+/* A retained value as the cluster keeps it: the table that sub and get
+ * read (the live copy of the publish comes through bus_remote_deliver). */
+void bus_remote_retained(struct bus *b, const char *topic, const char *data, size_t len, int64_t ts_ms)
+{
+	struct bus_msg *m = xcalloc(1, sizeof(*m));
+
+	m->refs = 1;
+	m->seq = ++b->seq;
+	m->topic = xstrdup(topic);
+	m->data = xstrndup(data, len);
+	m->data_len = len;
+	m->ts_ms = ts_ms;
+	m->retain = true;
+	m->publisher = xstrdup("cluster");
+	m->remote = true;
+	bus_retain(b, m);
 	bus_msg_put(m);
 }
 

@@ -28,9 +28,9 @@ struct bus_msg;
 struct bus_remote_ops {
 	/* Reachable?  Else why says so. */
 	bool (*up)(void *arg, char *why, size_t whylen);
-	/* qos 0: false when dropped.  qos 1: answered by bus_remote_published. */
-	bool (*publish)(void *arg, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms,
-			const char *from, const char *msgid, uint64_t cookie);
+	/* qos 0: false when dropped.  qos 1 or retain: answered by bus_remote_published. */
+	bool (*publish)(void *arg, const char *topic, const char *data, size_t len, int qos, bool retain,
+			int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie);
 	/* A durable session connected here: answered by bus_remote_session_ready. */
 	void (*session_open)(void *arg, const char *key, uint64_t cookie);
 	/* ... left (destroy: cleaned). */
@@ -59,6 +59,7 @@ void bus_remote_done(struct bus_session *s, struct bus_msg *m);
 
 /* What comes back, on the loop. */
 void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms);
+void bus_remote_retained(struct bus *b, const char *topic, const char *data, size_t len, int64_t ts_ms);
 void bus_remote_published(struct bus *b, uint64_t cookie, uint64_t seq, bool duplicate, const char *err);
 void bus_remote_session_msg(struct bus *b, const char *key, const char *topic, const char *data, size_t len,
 			    int64_t ts_ms, unsigned delivered, const char *ack);

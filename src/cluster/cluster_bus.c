@@ -60,6 +60,9 @@ static void handle(struct cluster_bus *cb, struct bmsg *m)
 	case BM_DELIVER:
 		h->deliver(h->arg, m->topic, m->data, m->len, m->qos, m->ts_ms);
 		break;
+	case BM_RETAINED:
+		h->retained(h->arg, m->topic, m->data, m->len, m->ts_ms);
+		break;
 	case BM_PUBLISH:
 		h->published(h->arg, m->cookie, m->seq, m->duplicate, m->failed ? m->err : NULL);
 		break;
@@ -130,6 +133,7 @@ struct cluster_bus *cluster_bus_open(struct ev_loop *loop, const struct cluster_
 	cb->stream = xasprintf("COHORT_BUS_%s", c->name);
 	cb->prefix = xasprintf("cohort.%s", c->name);
 	cb->sessions_bucket = xasprintf("COHORT_SESSIONS_%s", c->name);
+	cb->retained_bucket = xasprintf("COHORT_RETAINED_%s", c->name);
 	cb->max_age_ms = o->max_age_ms;
 	cb->ack_wait_ms = o->ack_wait_ms;
 	snprintf(cb->why, sizeof(cb->why), "not connected yet to %s", cb->urls);
@@ -169,6 +173,7 @@ void cluster_bus_close(struct cluster_bus *cb)
 	free(cb->stream);
 	free(cb->prefix);
 	free(cb->sessions_bucket);
+	free(cb->retained_bucket);
 	free(cb);
 }
 
@@ -181,7 +186,7 @@ bool cluster_bus_up(const struct cluster_bus *cb, char *why, size_t whylen)
 }
 
 bool cluster_bus_publish(struct cluster_bus *cb, const char *topic, const char *data, size_t len, int qos,
-			 int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie)
+			 bool retain, int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie)
 {
 	if (!cb->up)
 		return false;
@@ -191,6 +196,7 @@ bool cluster_bus_publish(struct cluster_bus *cb, const char *topic, const char *
 	m->data = xstrndup(data, len);
 	m->len = len;
 	m->qos = qos;
+	m->flag = retain;
 	m->ts_ms = ts_ms;
 	m->from = xstrdup(from);
 	m->msgid = msgid ? xstrdup(msgid) : NULL;

@@ -11,7 +11,9 @@
  * bus as its local subscribers get them.  A durable session is a durable
  * push consumer of the stream (all of its subjects: cohortd keeps the
  * session's patterns in the KV bucket COHORT_SESSIONS_<cluster_name> and
- * filters), read by the cohortd the session is connected to.
+ * filters), read by the cohortd the session is connected to.  Retained
+ * values are a KV bucket, COHORT_RETAINED_<cluster_name> (a key per topic,
+ * '@' written =40), which every cohortd watches into its bus's table.
  *
  * Like cluster_conn.c, nothing here blocks the loop: one worker thread
  * runs the requests in order on its own connection (a qos-1 publish waits
@@ -35,8 +37,12 @@ struct cluster_bus;
 struct cluster_bus_hooks {
 	/* A message on a topic, for the local subscribers (qos 0 or 1). */
 	void (*deliver)(void *arg, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms);
-	/* The answer to cluster_bus_publish of a qos-1 message: seq is the
-	 * stream's sequence, or err says why it was not stored. */
+	/* A topic's retained value, as the cluster keeps it (at start, each
+	 * one; then each change).  data "null": cleared. */
+	void (*retained)(void *arg, const char *topic, const char *data, size_t len, int64_t ts_ms);
+	/* The answer to cluster_bus_publish of a qos-1 or retained message:
+	 * seq is the stream's sequence (0 for qos 0), or err says why it was
+	 * not stored. */
 	void (*published)(void *arg, uint64_t cookie, uint64_t seq, bool duplicate, const char *err);
 	/* A durable session's message from its consumer; ack is what
 	 * cluster_bus_ack takes back; delivered counts the deliveries (1: first). */
@@ -65,9 +71,11 @@ bool cluster_bus_up(const struct cluster_bus *cb, char *why, size_t whylen);
 
 /* A publish, in order with the others.  qos 0: sent, not stored, no
  * answer (false: dropped, the cluster is away).  qos 1: stored by the
- * stream, then `published` (msgid: JetStream's de-duplication, or NULL). */
+ * stream, then `published` (msgid: JetStream's de-duplication, or NULL).
+ * retain: the value is first put in the bucket COHORT_RETAINED_<name>,
+ * then published as qos says; `published` follows, whatever the qos. */
 bool cluster_bus_publish(struct cluster_bus *cb, const char *topic, const char *data, size_t len, int qos,
-			 int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie);
+			 bool retain, int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie);
 
 /* A durable session (key: identity "/" name) is connected here: its
  * consumer is made if need be and read, then `session_ready`. */

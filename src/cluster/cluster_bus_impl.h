@@ -22,7 +22,7 @@ enum bmsg_kind {
 	/* jobs (and the answers of those that have one) */
 	BM_PUBLISH, BM_SESSION_OPEN, BM_SESSION_CLOSE, BM_SESSION_SUBS, BM_ACK,
 	/* news */
-	BM_DELIVER, BM_SESSION_MSG, BM_UP, BM_DOWN,
+	BM_DELIVER, BM_SESSION_MSG, BM_RETAINED, BM_UP, BM_DOWN,
 };
 
 struct bmsg {
@@ -36,7 +36,7 @@ struct bmsg {
 	char *from, *msgid;
 	char *key;		/* session key */
 	char *ack;		/* reply subject to ack */
-	bool flag;		/* ACK: nak; SESSION_CLOSE: destroy */
+	bool flag;		/* ACK: nak; SESSION_CLOSE: destroy; PUBLISH: retain */
 	uint64_t cookie;
 	/* results */
 	uint64_t seq;
@@ -54,6 +54,7 @@ struct cluster_bus {
 	char *stream;		/* COHORT_BUS_<name> */
 	char *prefix;		/* cohort.<name> */
 	char *sessions_bucket;	/* COHORT_SESSIONS_<name> */
+	char *retained_bucket;	/* COHORT_RETAINED_<name> */
 	int64_t max_age_ms, ack_wait_ms;
 
 	pthread_mutex_t mu;
@@ -61,12 +62,14 @@ struct cluster_bus {
 	struct bmsg *jobs, *jobs_tail;
 	struct bmsg *done, *done_tail;
 	ev_async wake;
-	pthread_t worker;
-	bool thread;
+	pthread_t worker, watcher;
+	bool thread, watching;
 	atomic_bool stop;
 	bool closed;		/* the connection's closed callback ran (under mu) */
 	atomic_bool ready;	/* the stream and bucket are there (the worker's) */
 	void *nc, *js, *kv, *fanout;	/* the worker's: natsConnection, jsCtx, kvStore, natsSubscription */
+	void *rkv;		/* kvStore of the retained values: the worker's, read by the watcher once ready */
+	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
 	struct map subs;	/* the worker's: encoded session key -> natsSubscription */
 
 	/* the loop's */

@@ -75,6 +75,35 @@ static const char *topic_of(const struct cluster_bus *cb, const char *subj, int 
 	return subj + n + 3;
 }
 
+/* Topics are [A-Za-z0-9_@-] segments, KV keys [-/_=.A-Za-z0-9]. */
+static char *retained_key(const char *topic)
+{
+	struct sbuf b = {0};
+
+	for (const char *p = topic; *p; p++) {
+		if (*p == '@')
+			sbuf_addf(&b, "=40");
+		else
+			sbuf_addf(&b, "%c", *p);
+	}
+	return b.buf ? b.buf : xstrdup("");
+}
+
+static char *retained_topic(const char *key)
+{
+	struct sbuf b = {0};
+
+	for (const char *p = key; *p; p++) {
+		if (strncmp(p, "=40", 3) == 0) {
+			sbuf_addf(&b, "@");
+			p += 2;
+		} else {
+			sbuf_addf(&b, "%c", *p);
+		}
+	}
+	return b.buf ? b.buf : xstrdup("");
+}
+
 static struct bmsg *msg_news(struct cluster_bus *cb, natsMsg *msg, enum bmsg_kind kind)
 {
 	int qos = 0;
@@ -175,6 +204,7 @@ static void on_reconnected(natsConnection *nc, void *arg)
 	char url[128] = "";
 
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	atomic_store(&cb->rewatch, true);	/* a watch does not outlive every reconnection */
 	if (atomic_load(&cb->ready)) {
 		post_text(cb, BM_UP, url);
 		return;
@@ -282,24 +312,25 @@ static natsStatus stream_ensure(struct cluster_bus *cb, char *err, size_t errlen
 	return s;
 }
 
-static natsStatus bucket_ensure(struct cluster_bus *cb, char *err, size_t errlen)
+static natsStatus bucket_ensure(struct cluster_bus *cb, const char *bucket, const char *what, void **out,
+				char *err, size_t errlen)
 {
 	kvStore *kv = NULL;
-	natsStatus s = js_KeyValue(&kv, cb->js, cb->sessions_bucket);
+	natsStatus s = js_KeyValue(&kv, cb->js, bucket);
 
 	for (int replicas = 3; s != NATS_OK && replicas >= 1; replicas -= 2) {
 		kvConfig kc;
 		kvConfig_Init(&kc);
-		kc.Bucket = cb->sessions_bucket;
-		kc.Description = "cohort: the durable bus sessions' patterns";
+		kc.Bucket = bucket;
+		kc.Description = what;
 		kc.History = 1;
 		kc.Replicas = replicas;
 		s = js_CreateKeyValue(&kv, cb->js, &kc);
 	}
 	if (s != NATS_OK)
-		status_text(err, errlen, "the sessions bucket", s, 0);
+		status_text(err, errlen, what, s, 0);
 	else
-		cb->kv = kv;
+		*out = kv;
 	return s;
 }
 
@@ -335,7 +366,11 @@ static void setup_try(struct cluster_bus *cb)
 	if (s == NATS_OK)
 		s = stream_ensure(cb, err, sizeof(err));
 	if (s == NATS_OK && !cb->kv)
-		s = bucket_ensure(cb, err, sizeof(err));
+		s = bucket_ensure(cb, cb->sessions_bucket, "cohort: the durable bus sessions' patterns", &cb->kv, err,
+				  sizeof(err));
+	if (s == NATS_OK && !cb->rkv)
+		s = bucket_ensure(cb, cb->retained_bucket, "cohort: the bus's retained values", &cb->rkv, err,
+				  sizeof(err));
 	if (s != NATS_OK) {
 		int64_t now = now_mono_ms();
 		if (now - warned > 10000) {	/* tried every 500 ms: said every 10 s */
@@ -378,6 +413,12 @@ static void run_publish(struct cluster_bus *cb, struct bmsg *m)
 		s = natsMsgHeader_Set(msg, H_TS, ts);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(msg, H_FROM, m->from);
+	if (s == NATS_OK && m->flag) {	/* retained: the value first, kept */
+		char *key = retained_key(m->topic);
+		uint64_t rev = 0;
+		s = kvStore_Put(&rev, cb->rkv, key, m->data, (int)m->len);
+		free(key);
+	}
 	if (s == NATS_OK && !m->qos) {
 		s = natsConnection_PublishMsg(cb->nc, msg);
 	} else if (s == NATS_OK) {
@@ -451,7 +492,15 @@ static void run_session_open(struct cluster_bus *cb, struct bmsg *m)
 	}
 	if (s == NATS_OK)
 		s = consumer_ensure(cb, name, m->key, deliver, &jerr);
-	if (s == NATS_OK && !map_get(&cb->subs, name)) {
+	if (s != NATS_OK) {
+		m->failed = true;
+		status_text(m->err, sizeof(m->err), "the session's consumer", s, jerr);
+		goto out;
+	}
+	/* The answer goes first: the loop knows the session's patterns before
+	 * the consumer's first message comes (else it would hand it back). */
+	cbus_post(cb, m);
+	if (!map_get(&cb->subs, name)) {
 		struct csub *cs = xcalloc(1, sizeof(*cs));
 		s = natsConnection_Subscribe(&cs->sub, cb->nc, deliver, on_session, cb);
 		if (s == NATS_OK) {
@@ -459,21 +508,30 @@ static void run_session_open(struct cluster_bus *cb, struct bmsg *m)
 			cs->name = xstrdup(name);
 			map_put(&cb->subs, cs->name, cs);
 		} else {
+			char why[256];
+			status_text(why, sizeof(why), "the session's consumer", s, 0);
+			post_text(cb, BM_DOWN, why);
 			free(cs);
 		}
 	}
-	if (s != NATS_OK) {
-		m->failed = true;
-		status_text(m->err, sizeof(m->err), "the session's consumer", s, jerr);
-	}
+	m = NULL;
 out:
+	if (m)
+		cbus_post(cb, m);
 	free(deliver);
 	free(name);
 }
 
+/* Drained, not only unsubscribed: what the consumer pushed before the
+ * server had the unsubscribe still reaches on_session (which hands it
+ * back: the session is not here), where an unsubscribe would drop it,
+ * and the consumer would send it again only after its AckWait. */
 static void csub_free(struct csub *cs)
 {
-	natsSubscription_Unsubscribe(cs->sub);
+	if (natsSubscription_Drain(cs->sub) == NATS_OK)
+		natsSubscription_WaitForDrainCompletion(cs->sub, CBUS_OP_TIMEOUT_MS);
+	else
+		natsSubscription_Unsubscribe(cs->sub);
 	natsSubscription_Destroy(cs->sub);
 	free(cs->name);
 	free(cs);
@@ -509,31 +567,34 @@ static void run_session_subs(struct cluster_bus *cb, struct bmsg *m)
 	free(name);
 }
 
-/* Runs m; true when the loop is to hear of it.  Stopping, only what
- * lets go (acks, naks, unsubscribing) is still done. */
-static bool run_job(struct cluster_bus *cb, struct bmsg *m)
+enum after { FREE, POST, POSTED };
+
+/* Runs m; then the loop hears of it (POST), or not (FREE), or m went to
+ * it already (POSTED).  Stopping, only what lets go (acks, naks,
+ * unsubscribing) is still done. */
+static enum after run_job(struct cluster_bus *cb, struct bmsg *m)
 {
 	if (atomic_load(&cb->stop) && m->kind != BM_ACK && m->kind != BM_SESSION_CLOSE)
-		return false;
+		return FREE;
 	switch (m->kind) {
 	case BM_PUBLISH:
 		run_publish(cb, m);
-		return m->qos || m->failed;	/* a qos-0 one only when dropped */
+		return m->qos || m->flag || m->failed ? POST : FREE;	/* a qos-0 one only when dropped */
 	case BM_SESSION_OPEN:
-		run_session_open(cb, m);
-		return true;
+		run_session_open(cb, m);	/* it answers before it subscribes */
+		return POSTED;
 	case BM_SESSION_CLOSE:
 		run_session_close(cb, m);
-		return false;
+		return FREE;
 	case BM_SESSION_SUBS:
 		run_session_subs(cb, m);
-		return true;
+		return POST;
 	case BM_ACK:
 		if (cb->nc)	/* lost while away: the consumer sends it again */
 			natsConnection_PublishString(cb->nc, m->ack, m->flag ? "-NAK" : "+ACK");
-		return false;
+		return FREE;
 	default:
-		return false;
+		return FREE;
 	}
 }
 
@@ -575,9 +636,10 @@ static void *worker_main(void *arg)
 		if (!cb->jobs)
 			cb->jobs_tail = NULL;
 		pthread_mutex_unlock(&cb->mu);
-		if (run_job(cb, m))
+		enum after next = run_job(cb, m);
+		if (next == POST)
 			cbus_post(cb, m);
-		else
+		else if (next == FREE)
 			bmsg_free(m);
 		pthread_mutex_lock(&cb->mu);
 	}
@@ -585,15 +647,73 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* --- the watcher of the retained values ------------------------------------------------ */
+
+static void post_retained(struct cluster_bus *cb, kvEntry *e)
+{
+	struct bmsg *m = xcalloc(1, sizeof(*m));
+	bool put = kvEntry_Operation(e) == kvOp_Put;
+
+	m->kind = BM_RETAINED;
+	m->topic = retained_topic(kvEntry_Key(e));
+	m->len = put ? (size_t)kvEntry_ValueLen(e) : 4;
+	m->data = put ? xstrndup(kvEntry_Value(e) ? kvEntry_Value(e) : "", m->len) : xstrdup("null");
+	m->ts_ms = kvEntry_Created(e) / 1000000;
+	cbus_post(cb, m);
+}
+
+static void *watcher_main(void *arg)
+{
+	struct cluster_bus *cb = arg;
+	kvWatcher *w = NULL;
+
+	while (!atomic_load(&cb->stop)) {
+		if (atomic_exchange(&cb->rewatch, false) && w) {
+			kvWatcher_Destroy(w);
+			w = NULL;
+		}
+		if (!w) {
+			kvWatchOptions o;
+			kvWatchOptions_Init(&o);
+			if (!atomic_load(&cb->ready) || kvStore_WatchAll(&w, cb->rkv, &o) != NATS_OK) {
+				w = NULL;
+				nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+				continue;
+			}
+		}
+		kvEntry *e = NULL;
+		natsStatus s = kvWatcher_Next(&e, w, 250);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			kvWatcher_Destroy(w);
+			w = NULL;
+			continue;
+		}
+		if (e) {	/* NULL: the initial values are all in */
+			post_retained(cb, e);
+			kvEntry_Destroy(e);
+		}
+	}
+	if (w)
+		kvWatcher_Destroy(w);
+	return NULL;
+}
+
 int cbus_thread_start(struct cluster_bus *cb, char *err, size_t errlen)
 {
 	int rc = pthread_create(&cb->worker, NULL, worker_main, cb);
 
+	if (rc == 0) {
+		cb->thread = true;
+		rc = pthread_create(&cb->watcher, NULL, watcher_main, cb);
+		cb->watching = rc == 0;
+	}
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot start the cluster bus's thread: %s", strerror(rc));
+		snprintf(err, errlen, "cannot start the cluster bus's threads: %s", strerror(rc));
+		cbus_thread_stop(cb);
 		return -1;
 	}
-	cb->thread = true;
 	return 0;
 }
 
@@ -608,7 +728,9 @@ void cbus_thread_stop(struct cluster_bus *cb)
 	pthread_cond_signal(&cb->cv);
 	pthread_mutex_unlock(&cb->mu);
 	pthread_join(cb->worker, NULL);
-	cb->thread = false;
+	if (cb->watching)
+		pthread_join(cb->watcher, NULL);
+	cb->thread = cb->watching = false;
 	size_t it = 0;
 	void *v;
 	while (map_next(&cb->subs, &it, NULL, &v))
@@ -620,6 +742,8 @@ void cbus_thread_stop(struct cluster_bus *cb)
 	}
 	if (cb->kv)
 		kvStore_Destroy(cb->kv);
+	if (cb->rkv)
+		kvStore_Destroy(cb->rkv);
 	if (cb->js)
 		jsCtx_Destroy(cb->js);
 	if (cb->nc) {
@@ -633,5 +757,5 @@ void cbus_thread_stop(struct cluster_bus *cb)
 		pthread_mutex_unlock(&cb->mu);
 		natsConnection_Destroy(cb->nc);
 	}
-	cb->fanout = cb->kv = cb->js = cb->nc = NULL;
+	cb->fanout = cb->kv = cb->rkv = cb->js = cb->nc = NULL;
 }

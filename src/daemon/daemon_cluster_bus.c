@@ -20,10 +20,10 @@ static bool r_up(void *arg, char *why, size_t whylen)
 	return cluster_bus_up(arg, why, whylen);
 }
 
-static bool r_publish(void *arg, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms,
-		      const char *from, const char *msgid, uint64_t cookie)
+static bool r_publish(void *arg, const char *topic, const char *data, size_t len, int qos, bool retain,
+		      int64_t ts_ms, const char *from, const char *msgid, uint64_t cookie)
 {
-	return cluster_bus_publish(arg, topic, data, len, qos, ts_ms, from, msgid, cookie);
+	return cluster_bus_publish(arg, topic, data, len, qos, retain, ts_ms, from, msgid, cookie);
 }
 
 static void r_session_open(void *arg, const char *key, uint64_t cookie)
@@ -59,6 +59,11 @@ static const struct bus_remote_ops remote_ops = {
 static void h_deliver(void *arg, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms)
 {
 	bus_remote_deliver(arg, topic, data, len, qos, ts_ms);
+}
+
+static void h_retained(void *arg, const char *topic, const char *data, size_t len, int64_t ts_ms)
+{
+	bus_remote_retained(arg, topic, data, len, ts_ms);
 }
 
 static void h_published(void *arg, uint64_t cookie, uint64_t seq, bool duplicate, const char *err)
@@ -102,6 +107,7 @@ int daemon_cluster_bus_open(struct cohortd *d, char *err, size_t errlen)
 	};
 	struct cluster_bus_hooks h = {
 		.deliver = h_deliver,
+		.retained = h_retained,
 		.published = h_published,
 		.session_msg = h_session_msg,
 		.session_ready = h_session_ready,

@@ -166,6 +166,10 @@ class ClusterBus(CohortTest):
             self.assertEqual(r["op"], "ok", r)
             got = await collect(ws, lambda g: len(g) >= 1)
             self.assertEqual(got[0]["data"], 0)
+            # One it was sent and did not ack when it left: owed again.
+            self.assertEqual((await call(pub, op="pub", topic="work.unacked", data=-1, qos=1))["op"], "ok")
+            got = await collect(ws, lambda g: len(g) >= 1, ack=False)
+            self.assertEqual((got[0]["data"], got[0]["redelivered"]), (-1, False))
             await ws.close()
             # Away: 30 qos-1 messages, and some it does not subscribe to.
             for i in range(1, 31):
@@ -175,8 +179,9 @@ class ClusterBus(CohortTest):
             # Back on another host's cohortd: its queue is there.
             ws2, w = await connect(b, session="mover")
             self.assertEqual(w, {"op": "welcome", "session": "mover", "resumed": True})
-            got = await collect(ws2, lambda g: set(range(1, 31)) <= {m["data"] for m in g})
+            got = await collect(ws2, lambda g: set(range(-1, 31)) - {0} <= {m["data"] for m in g})
             self.assertTrue(all(m["topic"].startswith("work.") for m in got), got)
+            self.assertTrue([m["redelivered"] for m in got if m["data"] == -1][0])
             self.assertNotIn(0, [m["data"] for m in got])	# acked on a: not owed again
             # ... and what comes now, too; acked, nothing comes again.
             r = await call(pub, op="pub", topic="work.later", data=99, qos=1)
@@ -186,6 +191,56 @@ class ClusterBus(CohortTest):
             for x in (ws2, pub):
                 await x.close()
         run(go())
+
+    def test_retained_values_are_shared_and_reach_a_cohortd_started_later(self):
+        a, b = self.cohortd("a"), self.cohortd("b")
+
+        async def values(ws, pattern):
+            r = await call(ws, op="get", topic=pattern)
+            self.assertEqual(r["op"], "ok", r)
+            return {v["topic"]: v["data"] for v in r["messages"]}
+
+        async def until(ws, pattern, want):
+            deadline = time.monotonic() + 10 * FACTOR
+            while True:
+                got = await values(ws, pattern)
+                if got == want or time.monotonic() > deadline:
+                    return got
+                await asyncio.sleep(0.05)
+
+        async def go():
+            pa, _ = await connect(a)
+            pb, _ = await connect(b)
+            r = await call(pa, op="pub", topic="cfg.mode", data={"m": "fast"}, qos=1, retain=True)
+            self.assertEqual(r["op"], "ok", r)
+            # qos 0 and retained: stored all the same, no answer (a ping's comes next).
+            await pa.send(json.dumps({"op": "pub", "topic": "cfg.user@host", "data": 7, "retain": True}))
+            self.assertEqual((await call(pa, op="ping"))["op"], "pong")
+            want = {"cfg.mode": {"m": "fast"}, "cfg.user@host": 7}
+            self.assertEqual(await until(pb, "cfg.>", want), want)
+            # A new subscription on b gets them first, marked retained.
+            sb, _ = await connect(b)
+            self.assertEqual((await call(sb, op="sub", topic="cfg.>", qos=1))["op"], "ok")
+            got = await collect(sb, lambda g: len(g) >= 2)
+            self.assertEqual({m["topic"]: m["data"] for m in got}, want)
+            self.assertTrue(all(m["retained"] for m in got))
+            # Cleared with null, everywhere; the live copy still reaches b.
+            r = await call(pa, op="pub", topic="cfg.mode", data=None, qos=1, retain=True)
+            self.assertEqual(r["op"], "ok", r)
+            live = await collect(sb, lambda g: len(g) >= 1)
+            self.assertEqual((live[0]["topic"], live[0]["data"], live[0]["retained"]), ("cfg.mode", None, False))
+            self.assertEqual(await until(pb, "cfg.>", {"cfg.user@host": 7}), {"cfg.user@host": 7})
+            for x in (pa, pb, sb):
+                await x.close()
+        run(go())
+        # A cohortd started afterwards reads them from the cluster.
+        c = self.cohortd("c")
+
+        async def later():
+            pc, _ = await connect(c)
+            self.assertEqual(await until(pc, "cfg.>", {"cfg.user@host": 7}), {"cfg.user@host": 7})
+            await pc.close()
+        run(later())
 
     def test_the_whole_cluster_away_refuses_qos_1_drops_qos_0_then_recovers(self):
         a, b = self.cohortd("a"), self.cohortd("b")
@@ -206,6 +261,10 @@ class ClusterBus(CohortTest):
             self.assertEqual(r["op"], "error", r)
             self.assertIn("cluster unreachable", r["error"])
             self.assertLess(time.monotonic() - t0, 3 * FACTOR)
+            # A retained value too, whatever its qos.
+            r = await call(pub, op="pub", topic="x.state", data=5, retain=True)
+            self.assertEqual(r["op"], "error", r)
+            self.assertIn("cluster unreachable", r["error"])
             dropped = status(a)["bus"]["dropped_qos0"]
             await pub.send(json.dumps({"op": "pub", "topic": "x.q0", "data": 3}))
             # A ping's answer comes after the qos-0 publish was handled.
