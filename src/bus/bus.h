@@ -16,6 +16,7 @@
  *   bus_http.c    plain HTTP pages on the listeners, registered by the daemon
  *   bus_stats.c   counters and gauges for /metrics, read without changing anything
  *   bus_sys.c     cohortd's own topics ($sys.*): retained in memory, never journaled
+ *   bus_remote.c  cluster mode: publishes to the cluster, what comes back from it
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *

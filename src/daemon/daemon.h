@@ -7,6 +7,7 @@
  *   daemon.c            set-up, signals, the child watcher, shutdown, final reaping
  *   daemon_supervise.c  the supervision layer's hooks, and reading a reload
  *   daemon_cluster.c    the cluster mode wired into the lock table
+ *   daemon_cluster_bus.c  ... and into the bus
  *   hooks.c             what the bus and the control socket ask of the daemon
  *   instance.c          one cohortd per run_dir and state_dir, leftovers of a killed one
  *   lock_group.c        stopping the process group of a lost lock lease
