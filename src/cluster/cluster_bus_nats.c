@@ -526,9 +526,10 @@ out:
  * server had the unsubscribe still reaches on_session (which hands it
  * back: the session is not here), where an unsubscribe would drop it,
  * and the consumer would send it again only after its AckWait. */
-static void csub_free(struct csub *cs)
+static void csub_free(struct cluster_bus *cb, struct csub *cs)
 {
-	if (natsSubscription_Drain(cs->sub) == NATS_OK)
+	/* (Away, nothing more comes, and a drain would wait for nothing.) */
+	if (natsConnection_Status(cb->nc) == NATS_CONN_STATUS_CONNECTED && natsSubscription_Drain(cs->sub) == NATS_OK)
 		natsSubscription_WaitForDrainCompletion(cs->sub, CBUS_OP_TIMEOUT_MS);
 	else
 		natsSubscription_Unsubscribe(cs->sub);
@@ -544,7 +545,7 @@ static void run_session_close(struct cluster_bus *cb, struct bmsg *m)
 	jsErrCode jerr = 0;
 
 	if (cs)
-		csub_free(cs);
+		csub_free(cb, cs);
 	if (m->flag && connected(cb, m)) {
 		js_DeleteConsumer(cb->js, cb->stream, name, NULL, &jerr);
 		kvStore_Delete(cb->kv, name);
@@ -734,7 +735,7 @@ void cbus_thread_stop(struct cluster_bus *cb)
 	size_t it = 0;
 	void *v;
 	while (map_next(&cb->subs, &it, NULL, &v))
-		csub_free(v);
+		csub_free(cb, v);
 	map_free(&cb->subs);
 	if (cb->fanout) {
 		natsSubscription_Unsubscribe(cb->fanout);
