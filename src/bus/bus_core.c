@@ -327,8 +327,10 @@ void bus_session_detach(struct bus_session *s)
 	ev_timer_stop(b->loop, &s->ack_w);
 	/* Cluster mode: the consumer is read here no more, and what it gave
 	 * goes back to it (after the unsubscribe: the jobs run in order), for
-	 * whichever cohortd the client comes back to. */
-	if (s->key && b->remote && s->remote_ready)
+	 * whichever cohortd the client comes back to.  Even before the
+	 * hello's answer came: the open is on its way, and the close follows
+	 * it (else the consumer would go on pushing here, for nobody). */
+	if (s->key && b->remote)
 		b->remote->session_close(b->remote_arg, s->key, false);
 	s->remote_ready = false;
 	s->remote_nak = true;
