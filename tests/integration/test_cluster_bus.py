@@ -15,9 +15,14 @@ import sys
 import time
 import unittest
 
+import subprocess
+
 import websockets
 
 from harness import FACTOR, SRC, CohortTest, read_line
+
+sys.path.insert(0, os.path.join(SRC, "contrib", "python"))
+import cohort_client  # noqa: E402
 
 sys.path.insert(0, os.path.join(SRC, "tests", "cluster"))
 import natscluster  # noqa: E402
@@ -185,6 +190,48 @@ class ClusterBus(CohortTest):
             for ws in subs + [pub]:
                 await ws.close()
         run(go())
+
+    def test_the_clients_change_nothing(self):
+        """libcohort (cohortctl pub and sub) and the Python client, as on one
+        host: cohortctl sub on c and a Python durable session on b get what
+        the Python client and cohortctl publish on a."""
+        a, b, c = self.cohortd("a"), self.cohortd("b"), self.cohortd("c")
+        ctl_sub = subprocess.Popen([c.cohortctl, "-s", c.socket, "sub", "--qos", "1", "-n", "2", "cli.>"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            async def go():
+                got = []
+                sub = cohort_client.Client(bus="unix:" + bus_path(b), session="py")
+                await sub.connect()
+
+                def on_msg(m):
+                    got.append((m["topic"], m["data"]))
+                await sub.subscribe("cli.>", on_msg, qos=1)
+                # cohortctl sub is subscribed once cohortd c says so.
+                deadline = time.monotonic() + 15 * FACTOR
+                while status(c)["bus"]["subscriptions"] < 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                pub = cohort_client.Client(bus="unix:" + bus_path(a))
+                await pub.connect()
+                seq = await pub.publish("cli.py", {"from": "python"}, qos=1)
+                self.assertIsInstance(seq, int)
+                r = a.ctl("pub", "--qos", "1", "cli.ctl", '{"from":"cohortctl"}')
+                self.assertEqual(r.returncode, 0, r.stderr)
+                deadline = time.monotonic() + 15 * FACTOR
+                while len(got) < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                self.assertEqual(sorted(got), [("cli.ctl", {"from": "cohortctl"}), ("cli.py", {"from": "python"})])
+                await pub.close()
+                await sub.close()
+            run(go())
+            out, err = ctl_sub.communicate(timeout=15 * FACTOR)
+            self.assertEqual(ctl_sub.returncode, 0, err)
+            self.assertIn("python", out)
+            self.assertIn("cohortctl", out)
+        finally:
+            if ctl_sub.poll() is None:
+                ctl_sub.kill()
+                ctl_sub.wait()
 
     def test_a_durable_session_moves_from_a_to_b_and_gets_its_queue(self):
         a, b, c = self.cohortd("a"), self.cohortd("b"), self.cohortd("c")
