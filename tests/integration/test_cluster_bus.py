@@ -344,11 +344,16 @@ class ClusterBus(CohortTest):
             r = await call(pub, op="pub", topic="x.state", data=5, retain=True)
             self.assertEqual(r["op"], "error", r)
             self.assertIn("cluster unreachable", r["error"])
-            dropped = status(a)["bus"]["dropped_qos0"]
+            st = status(a)["bus"]
+            self.assertFalse(st["cluster"]["up"], st)
+            self.assertIn("disconnected", st["cluster"]["unreachable"])
+            dropped = st["dropped_qos0"]
             await pub.send(json.dumps({"op": "pub", "topic": "x.q0", "data": 3}))
             # A ping's answer comes after the qos-0 publish was handled.
             self.assertEqual((await call(pub, op="ping"))["op"], "pong")
-            self.assertEqual(status(a)["bus"]["dropped_qos0"], dropped + 1)
+            st = status(a)["bus"]
+            self.assertEqual(st["dropped_qos0"], dropped + 1)
+            self.assertEqual(st["cluster"]["dropped_qos0"], 1)
             # A durable session cannot open without the cluster: said why.
             ws, w = await connect(a, session="during")
             self.assertEqual(w["op"], "error", w)
@@ -362,6 +367,7 @@ class ClusterBus(CohortTest):
             for i in range(3):
                 self.nc.restart_node(i)
             a.proc.wait_log(r"cluster: bus connected to nats://", 30, start=mark)
+            self.assertTrue(status(a)["bus"]["cluster"]["up"])
             # The stream needs a leader again: until then, refused.
             deadline = time.monotonic() + 30 * FACTOR
             while True:
