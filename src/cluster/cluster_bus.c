@@ -138,6 +138,7 @@ struct cluster_bus *cluster_bus_open(struct ev_loop *loop, const struct cluster_
 	cb->ack_wait_ms = o->ack_wait_ms;
 	snprintf(cb->why, sizeof(cb->why), "not connected yet to %s", cb->urls);
 	pthread_mutex_init(&cb->mu, NULL);
+	pthread_mutex_init(&cb->pmu, NULL);
 	pthread_cond_init(&cb->cv, NULL);
 	ev_async_init(&cb->wake, wake_cb);
 	ev_async_start(loop, &cb->wake);
@@ -163,6 +164,7 @@ void cluster_bus_close(struct cluster_bus *cb)
 		bmsg_free(m);
 	}
 	pthread_mutex_destroy(&cb->mu);
+	pthread_mutex_destroy(&cb->pmu);
 	pthread_cond_destroy(&cb->cv);
 	free(cb->urls);
 	free(cb->name);

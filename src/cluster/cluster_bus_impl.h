@@ -71,6 +71,9 @@ struct cluster_bus {
 	void *rkv;		/* kvStore of the retained values: the worker's, read by the watcher once ready */
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
 	struct map subs;	/* the worker's: encoded session key -> natsSubscription */
+	/* qos-1 publishes sent, waiting for the stream's ack (natsMsg -> bmsg) */
+	pthread_mutex_t pmu;
+	struct intmap inflight;
 
 	/* the loop's */
 	bool up;

@@ -334,6 +334,8 @@ static natsStatus bucket_ensure(struct cluster_bus *cb, const char *bucket, cons
 	return s;
 }
 
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *arg);
+
 static void setup_try(struct cluster_bus *cb)
 {
 	static int64_t warned;
@@ -347,6 +349,10 @@ static void setup_try(struct cluster_bus *cb)
 		jsCtx *js = NULL;
 		jsOptions_Init(&jo);
 		jo.Wait = CBUS_OP_TIMEOUT_MS;
+		jo.PublishAsync.AckHandler = on_pub_ack;
+		jo.PublishAsync.AckHandlerClosure = cb;
+		jo.PublishAsync.MaxPending = 65536;
+		jo.PublishAsync.StallWait = CBUS_OP_TIMEOUT_MS;
 		if (natsConnection_JetStream(&js, cb->nc, &jo) != NATS_OK)
 			return;
 		cb->js = js;
@@ -396,14 +402,40 @@ static bool connected(struct cluster_bus *cb, struct bmsg *m)
 	return false;
 }
 
-static void run_publish(struct cluster_bus *cb, struct bmsg *m)
+/* The stream's answer to a qos-1 publish (libnats's thread), or the
+ * library's timeout after MaxWait. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *arg)
+{
+	struct cluster_bus *cb = arg;
+	(void)js;
+
+	pthread_mutex_lock(&cb->pmu);
+	struct bmsg *m = intmap_del(&cb->inflight, (int64_t)(uintptr_t)msg);
+	pthread_mutex_unlock(&cb->pmu);
+	if (m && pa) {
+		m->seq = pa->Sequence;
+		m->duplicate = pa->Duplicate;
+	} else if (m) {
+		m->failed = true;
+		snprintf(m->err, sizeof(m->err), "publish: %s%s%s",
+			 natsStatus_GetText(pae ? pae->Err : NATS_ERR), pae && pae->ErrText ? ": " : "",
+			 pae && pae->ErrText ? pae->ErrText : "");
+	}
+	if (m)
+		cbus_post(cb, m);
+	natsMsg_Destroy(msg);
+}
+
+/* true when m is answered later, by on_pub_ack: qos-1 publishes are
+ * pipelined (one round trip each, in turn, bounded the bus at about a
+ * thousand a second); the stream takes them in order. */
+static bool run_publish(struct cluster_bus *cb, struct bmsg *m)
 {
 	char *subj = xasprintf("%s.%s.%s", cb->prefix, m->qos ? "s" : "v", m->topic);
 	char ts[32];
 	natsMsg *msg = NULL;
-	jsPubAck *pa = NULL;
-	jsErrCode jerr = 0;
 	natsStatus s = NATS_OK;
+	bool later = false;
 
 	if (!connected(cb, m))
 		goto out;
@@ -427,20 +459,27 @@ static void run_publish(struct cluster_bus *cb, struct bmsg *m)
 		po.MaxWait = CBUS_OP_TIMEOUT_MS;
 		po.MsgId = m->msgid;
 		po.ExpectStream = cb->stream;
-		s = js_PublishMsg(&pa, cb->js, msg, &po, &jerr);
+		int64_t key = (int64_t)(uintptr_t)msg;
+		pthread_mutex_lock(&cb->pmu);	/* before: the ack may come at once */
+		intmap_put(&cb->inflight, key, m);
+		pthread_mutex_unlock(&cb->pmu);
+		s = js_PublishMsgAsync(cb->js, &msg, &po);
 		if (s == NATS_OK) {
-			m->seq = pa->Sequence;
-			m->duplicate = pa->Duplicate;
+			later = true;	/* m is on_pub_ack's now */
+			goto out;
 		}
+		pthread_mutex_lock(&cb->pmu);
+		intmap_del(&cb->inflight, key);
+		pthread_mutex_unlock(&cb->pmu);
 	}
 	if (s != NATS_OK) {
 		m->failed = true;
-		status_text(m->err, sizeof(m->err), "publish", s, jerr);
+		status_text(m->err, sizeof(m->err), "publish", s, 0);
 	}
 out:
-	jsPubAck_Destroy(pa);
 	natsMsg_Destroy(msg);
 	free(subj);
+	return later;
 }
 
 static natsStatus consumer_ensure(struct cluster_bus *cb, const char *name, const char *key, const char *deliver,
@@ -579,7 +618,8 @@ static enum after run_job(struct cluster_bus *cb, struct bmsg *m)
 		return FREE;
 	switch (m->kind) {
 	case BM_PUBLISH:
-		run_publish(cb, m);
+		if (run_publish(cb, m))
+			return POSTED;	/* on_pub_ack posts it */
 		return m->qos || m->flag || m->failed ? POST : FREE;	/* a qos-0 one only when dropped */
 	case BM_SESSION_OPEN:
 		run_session_open(cb, m);	/* it answers before it subscribes */
@@ -741,6 +781,12 @@ void cbus_thread_stop(struct cluster_bus *cb)
 		natsSubscription_Unsubscribe(cb->fanout);
 		natsSubscription_Destroy(cb->fanout);
 	}
+	if (cb->js) {	/* the answers still on their way, for a while */
+		jsPubOptions po;
+		jsPubOptions_Init(&po);
+		po.MaxWait = 1000;
+		js_PublishAsyncComplete(cb->js, &po);
+	}
 	if (cb->kv)
 		kvStore_Destroy(cb->kv);
 	if (cb->rkv)
@@ -759,4 +805,9 @@ void cbus_thread_stop(struct cluster_bus *cb)
 		natsConnection_Destroy(cb->nc);
 	}
 	cb->fanout = cb->kv = cb->rkv = cb->js = cb->nc = NULL;
+	/* Sent, never answered: nobody waits for them now. */
+	it = 0;
+	while (intmap_next(&cb->inflight, &it, NULL, &v))
+		bmsg_free(v);
+	intmap_free(&cb->inflight);
 }
