@@ -127,14 +127,8 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 	}
 	bool resumed = false;
 	struct bus_session *s = NULL;
-	char why[256];
-	if (name && b->remote && !b->remote->up(b->remote_arg, why, sizeof(why))) {
-		bus_conn_refuse(c, id, "cluster unreachable: %s; a durable session is kept in the cluster, "
-				"try again", why);
-		free(c->identity);
-		c->identity = NULL;
+	if (name && b->remote && bus_remote_hello_refused(c, id))
 		return;
-	}
 	if (name) {
 		char *key = xasprintf("%s/%s", c->identity, name);
 		s = map_get(&b->sessions, key);

@@ -151,6 +151,20 @@ void bus_remote_retained(struct bus *b, const char *topic, const char *data, siz
 
 /* --- durable sessions ----------------------------------------------------------------- */
 
+bool bus_remote_hello_refused(struct bus_conn *c, json_t *id)
+{
+	struct bus *b = c->bus;
+	char why[256];
+
+	if (b->remote->up(b->remote_arg, why, sizeof(why)))
+		return false;
+	bus_conn_refuse(c, id, "cluster unreachable: %s; a durable session is kept in the cluster, try again",
+			why);
+	free(c->identity);	/* no hello was said */
+	c->identity = NULL;
+	return true;
+}
+
 bool bus_remote_hello(struct bus_conn *c, struct bus_session *s, bool clean, bool resumed, json_t *id)
 {
 	struct bus *b = c->bus;

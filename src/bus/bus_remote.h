@@ -45,7 +45,10 @@ void bus_set_remote(struct bus *b, const struct bus_remote_ops *ops, void *arg);
 /* bus_ops.c's side: a publish checked for permission and fields. */
 void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data, size_t len, int qos, bool retain,
 			const char *mid, json_t *id);
-/* hello of a durable session: false when refused (said so to c). */
+/* Before a durable session's hello: refused (said so to c) while the
+ * cluster is away. */
+bool bus_remote_hello_refused(struct bus_conn *c, json_t *id);
+/* hello of a durable session: welcome once its consumer is read here. */
 bool bus_remote_hello(struct bus_conn *c, struct bus_session *s, bool clean, bool resumed, json_t *id);
 /* Before a sub or unsub of a durable session: false when refused. */
 bool bus_remote_can_sub(struct bus_conn *c, json_t *id);

@@ -84,6 +84,11 @@ struct cluster_bus {
 void cbus_post(struct cluster_bus *cb, struct bmsg *m);
 void bmsg_free(struct bmsg *m);
 
+/* cluster_bus_retained.c: a topic as a key of the retained values'
+ * bucket; the thread that watches the bucket. */
+char *cbus_retained_key(const char *topic);
+void *cbus_retained_watcher(void *arg);
+
 /* cluster_bus_nats.c */
 int cbus_thread_start(struct cluster_bus *cb, char *err, size_t errlen);
 void cbus_thread_stop(struct cluster_bus *cb);

@@ -75,35 +75,6 @@ static const char *topic_of(const struct cluster_bus *cb, const char *subj, int 
 	return subj + n + 3;
 }
 
-/* Topics are [A-Za-z0-9_@-] segments, KV keys [-/_=.A-Za-z0-9]. */
-static char *retained_key(const char *topic)
-{
-	struct sbuf b = {0};
-
-	for (const char *p = topic; *p; p++) {
-		if (*p == '@')
-			sbuf_addf(&b, "=40");
-		else
-			sbuf_addf(&b, "%c", *p);
-	}
-	return b.buf ? b.buf : xstrdup("");
-}
-
-static char *retained_topic(const char *key)
-{
-	struct sbuf b = {0};
-
-	for (const char *p = key; *p; p++) {
-		if (strncmp(p, "=40", 3) == 0) {
-			sbuf_addf(&b, "@");
-			p += 2;
-		} else {
-			sbuf_addf(&b, "%c", *p);
-		}
-	}
-	return b.buf ? b.buf : xstrdup("");
-}
-
 static struct bmsg *msg_news(struct cluster_bus *cb, natsMsg *msg, enum bmsg_kind kind)
 {
 	int qos = 0;
@@ -446,7 +417,7 @@ static bool run_publish(struct cluster_bus *cb, struct bmsg *m)
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(msg, H_FROM, m->from);
 	if (s == NATS_OK && m->flag) {	/* retained: the value first, kept */
-		char *key = retained_key(m->topic);
+		char *key = cbus_retained_key(m->topic);
 		uint64_t rev = 0;
 		s = kvStore_Put(&rev, cb->rkv, key, m->data, (int)m->len);
 		free(key);
@@ -688,66 +659,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* --- the watcher of the retained values ------------------------------------------------ */
-
-static void post_retained(struct cluster_bus *cb, kvEntry *e)
-{
-	struct bmsg *m = xcalloc(1, sizeof(*m));
-	bool put = kvEntry_Operation(e) == kvOp_Put;
-
-	m->kind = BM_RETAINED;
-	m->topic = retained_topic(kvEntry_Key(e));
-	m->len = put ? (size_t)kvEntry_ValueLen(e) : 4;
-	m->data = put ? xstrndup(kvEntry_Value(e) ? kvEntry_Value(e) : "", m->len) : xstrdup("null");
-	m->ts_ms = kvEntry_Created(e) / 1000000;
-	cbus_post(cb, m);
-}
-
-static void *watcher_main(void *arg)
-{
-	struct cluster_bus *cb = arg;
-	kvWatcher *w = NULL;
-
-	while (!atomic_load(&cb->stop)) {
-		if (atomic_exchange(&cb->rewatch, false) && w) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-		}
-		if (!w) {
-			kvWatchOptions o;
-			kvWatchOptions_Init(&o);
-			if (!atomic_load(&cb->ready) || kvStore_WatchAll(&w, cb->rkv, &o) != NATS_OK) {
-				w = NULL;
-				nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
-				continue;
-			}
-		}
-		kvEntry *e = NULL;
-		natsStatus s = kvWatcher_Next(&e, w, 250);
-		if (s == NATS_TIMEOUT)
-			continue;
-		if (s != NATS_OK) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-			continue;
-		}
-		if (e) {	/* NULL: the initial values are all in */
-			post_retained(cb, e);
-			kvEntry_Destroy(e);
-		}
-	}
-	if (w)
-		kvWatcher_Destroy(w);
-	return NULL;
-}
-
 int cbus_thread_start(struct cluster_bus *cb, char *err, size_t errlen)
 {
 	int rc = pthread_create(&cb->worker, NULL, worker_main, cb);
 
 	if (rc == 0) {
 		cb->thread = true;
-		rc = pthread_create(&cb->watcher, NULL, watcher_main, cb);
+		rc = pthread_create(&cb->watcher, NULL, cbus_retained_watcher, cb);
 		cb->watching = rc == 0;
 	}
 	if (rc != 0) {
