@@ -16,6 +16,7 @@
  *   bus_http.c    plain HTTP pages on the listeners, registered by the daemon
  *   bus_stats.c   counters and gauges for /metrics, read without changing anything
  *   bus_sys.c     cohortd's own topics ($sys.*): retained in memory, never journaled
+ *   bus_remote.c  cluster mode: publishes to the cluster, what comes back from it
  *   bus_trie.c    subscriptions by topic pattern
  *   journal.c     the crash-safe log under it all
  *
@@ -36,6 +37,7 @@
 #include <sys/types.h>
 
 #include "bus_mirror.h"
+#include "bus_remote.h"
 #include "bus_trie.h"
 #include "journal.h"
 #include "map.h"
@@ -155,6 +157,10 @@ struct bus_msg {
 	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
 	struct intmap *cache;	/* read back from the journal: bus->spill_cache, while alive */
+	/* cluster mode (bus_remote.c): it came from the cluster, which stored
+	 * it; ack: the consumer's message a durable session owes an ack for. */
+	bool remote;
+	char *ack;
 };
 
 struct bus_session;
@@ -222,6 +228,9 @@ struct bus_session {
 	uint64_t spill_resent;		/* recovered ones up to it may have been sent: redelivered */
 	struct jrnl_pos spill_pos;	/* where reading them back goes on */
 	struct intmap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
+	/* cluster mode: its consumer is read here (once the hello's answer came) */
+	bool remote_ready;
+	bool remote_nak;	/* what leaves its ring now is to be sent again, not acked */
 };
 
 struct bus_out {
@@ -396,6 +405,12 @@ struct bus {
 	uint64_t delivered_qos[2];	/* by the qos it was delivered with */
 	uint64_t redelivered;		/* qos-1 deliveries sent again (ack timeout, reconnect) */
 	uint64_t sys_published;		/* cohortd's own $sys messages (bus_sys.c) */
+	/* cluster mode (bus_remote.c): NULL on one host */
+	const struct bus_remote_ops *remote;
+	void *remote_arg;
+	struct intmap remote_pending;	/* cookie -> what waits for the cluster's answer */
+	uint64_t remote_cookie;
+	uint64_t remote_dropped;	/* qos-0 messages dropped, the cluster away */
 };
 
 /* bus_server.c */

@@ -44,6 +44,7 @@ void bus_msg_put(struct bus_msg *m)
 		intmap_del(m->cache, (int64_t)m->seq);
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
+	free(m->ack);
 	free(m->topic);
 	free(m->data);
 	free(m->mid);
@@ -234,6 +235,8 @@ static void delivery_remove(struct bus_session *s, struct bus_delivery *d)
 	}
 	if (s->key && !(d->flags & BUS_D_QOS0))
 		live_change(b, m, -1, -1);
+	if (m->ack)	/* its consumer hears of it */
+		bus_remote_done(s, m);
 	d->hole_seq = m->seq;
 	d->flags = BUS_D_HOLE;
 	if (--m->queued_refs == 0)
@@ -288,6 +291,7 @@ void bus_session_free(struct bus_session *s)
 	}
 	free(s->subs);
 	ev_timer_stop(b->loop, &s->ack_w);
+	s->remote_nak = true;	/* what its consumer gave it goes again */
 	for (size_t i = 0; i < s->qcount; i++)
 		if (!(bus_queue_at(s, i)->flags & BUS_D_HOLE))
 			delivery_remove(s, bus_queue_at(s, i));
@@ -315,17 +319,29 @@ void bus_session_attach(struct bus_session *s, struct bus_conn *c)
 /* Away: what was sent and not acked is owed again, marked redelivered. */
 void bus_session_detach(struct bus_session *s)
 {
+	struct bus *b = s->bus;
+
 	if (s->conn)
 		s->conn->session = NULL;
 	s->conn = NULL;
-	ev_timer_stop(s->bus->loop, &s->ack_w);
+	ev_timer_stop(b->loop, &s->ack_w);
+	/* Cluster mode: the consumer is read here no more, and what it gave
+	 * goes back to it (after the unsubscribe: the jobs run in order), for
+	 * whichever cohortd the client comes back to.  Even before the
+	 * hello's answer came: the open is on its way, and the close follows
+	 * it (else the consumer would go on pushing here, for nobody). */
+	if (s->key && b->remote)
+		b->remote->session_close(b->remote_arg, s->key, false);
+	s->remote_ready = false;
+	s->remote_nak = true;
 	for (size_t i = 0; i < s->qcount; i++) {
 		struct bus_delivery *d = bus_queue_at(s, i);
-		if (d->flags & BUS_D_QOS0)	/* qos 0 is for connected subscribers only */
-			delivery_remove(s, d);
+		if (d->flags & BUS_D_QOS0 || (!(d->flags & BUS_D_HOLE) && d->msg->ack))
+			delivery_remove(s, d);	/* qos 0 is for connected subscribers only */
 		else
 			d->flags &= (uint8_t)~BUS_D_INFLIGHT;
 	}
+	s->remote_nak = false;
 	s->inflight = 0;
 	s->inflight_bytes = 0;
 	s->cursor = 0;
@@ -529,7 +545,7 @@ int bus_ack(struct bus_session *s, uint64_t seq)
 
 	if (!d || !(d->flags & BUS_D_INFLIGHT))
 		return -1;
-	if (s->key)
+	if (s->key && !d->msg->ack)
 		bus_store_ack(s->bus, s, seq);
 	s->delivered++;
 	delivery_remove(s, d);
@@ -652,7 +668,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 	enum { QUEUE, SPILL, DROP } *how = xcalloc(f.n + 1, sizeof(*how));
 	for (size_t i = 0; i < f.n; i++) {
 		struct bus_session *s = f.hit[i];
-		if (!m->qos || !s->epoch_qos || !s->key)
+		if (!m->qos || !s->epoch_qos || !s->key || m->remote)
 			continue;
 		if (bus_spills(s)) {
 			/* A spilled queue at bus_queue_max takes no more: its
@@ -667,7 +683,7 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 		}
 		durable[ndurable++] = s;
 	}
-	if (m->qos || m->retain)
+	if ((m->qos || m->retain) && !m->remote)
 		ticket = bus_store_pub(b, m, durable, ndurable);
 	if (m->retain)
 		bus_retain(b, m);
@@ -678,6 +694,8 @@ uint64_t bus_publish(struct bus *b, struct bus_msg *m)
 			bus_spill_add(s, m);
 		if (how[i] != QUEUE)
 			continue;
+		if (q == 1 && m->remote && s->key)
+			continue;	/* its consumer in the cluster brings it (bus_remote.c) */
 		if (q == 1) {
 			bus_enqueue(s, m, 0, false);
 			bus_pump(s);

@@ -127,6 +127,8 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 	}
 	bool resumed = false;
 	struct bus_session *s = NULL;
+	if (name && b->remote && bus_remote_hello_refused(c, id))
+		return;
 	if (name) {
 		char *key = xasprintf("%s/%s", c->identity, name);
 		s = map_get(&b->sessions, key);
@@ -153,6 +155,10 @@ static void op_hello(struct bus_conn *c, json_t *req, json_t *id)
 		s = bus_session_new(b, c->identity, NULL);
 	}
 	bus_session_attach(s, c);
+	if (name && b->remote) {	/* welcome once its consumer is read here */
+		bus_remote_hello(c, s, json_is_true(clean_v), resumed, id);
+		return;
+	}
 	bus_conn_send_json(c, json_pack("{s:s,s:s?,s:b}", "op", "welcome", "session", name, "resumed", resumed));
 	bus_pump(s);	/* what it missed while away, in order */
 }
@@ -179,12 +185,19 @@ static void op_sub(struct bus_conn *c, json_t *req, json_t *id)
 		return;
 	}
 	struct bus_session *s = c->session;
+	bool remote = s->key && c->bus->remote;
+	if (remote && !bus_remote_can_sub(c, id))
+		return;
 	if (bus_subscribe(s, pat, (uint8_t)qos) < 0) {
 		bus_conn_refuse(c, id, "sub: a session has at most %d subscriptions", BUS_SUBS_MAX);
 		return;
 	}
 	if (s->key)
 		bus_store_sub(c->bus, s, pat, (uint8_t)qos);
+	if (remote) {	/* ok once the cluster keeps it */
+		bus_remote_subs_changed(c, pat, id);
+		return;
+	}
 	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
 	bus_send_retained(s, pat);	/* the state first, then what changes */
 }
@@ -197,12 +210,19 @@ static void op_unsub(struct bus_conn *c, json_t *req, json_t *id)
 		bus_conn_error(c, id, "unsub: \"topic\" is the pattern to drop");
 		return;
 	}
+	bool remote = c->session->key && c->bus->remote;
+	if (remote && !bus_remote_can_sub(c, id))
+		return;
 	if (!bus_unsubscribe(c->session, pat)) {
 		bus_conn_refuse(c, id, "not subscribed to %s", pat);
 		return;
 	}
 	if (c->session->key)
 		bus_store_unsub(c->bus, c->session, pat);
+	if (remote) {
+		bus_remote_subs_changed(c, NULL, id);
+		return;
+	}
 	bus_conn_send_json(c, json_pack("{s:s,s:O}", "op", "ok", "id", id));
 }
 
@@ -235,6 +255,10 @@ static void publish(struct bus_conn *c, const char *topic, const char *data, siz
 
 	if (c->service && !allowed(&c->service->publish, topic, false)) {
 		bus_conn_refuse(c, id, "not allowed: %s may not publish to %s", c->identity, topic);
+		return;
+	}
+	if (b->remote) {	/* cluster mode: the cluster stores and routes it */
+		bus_remote_publish(c, topic, data, data_len, qos, retain, mid, id);
 		return;
 	}
 	if (mid) {

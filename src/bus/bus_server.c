@@ -504,6 +504,7 @@ static void open_failed(struct bus *b)
 	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	bus_remote_free(b);
 	if (b->unix_path)
 		unlink(b->unix_path);	/* bound before a later step failed */
 	free(b->unix_path);
@@ -562,6 +563,7 @@ void bus_close(struct bus *b)
 	bus_mirror_close(b);
 	bus_store_close(b);
 	bus_free_all(b);
+	bus_remote_free(b);
 	intmap_free(&b->conns_by_id);
 	unlink(b->unix_path);
 	free(b->unix_path);
@@ -610,7 +612,7 @@ json_t *bus_status_json(struct bus *b)
 			"spilled", (json_int_t)s->spilled,
 			"dropped", (json_int_t)s->dropped, "dead", (json_int_t)s->dead));
 	}
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
 		"connections", (json_int_t)b->nconns, "subscriptions", (json_int_t)subs,
 		"durable_sessions", (json_int_t)b->sessions.len, "durable_away", (json_int_t)durable_away,
 		"queued", (json_int_t)queued, "inflight", (json_int_t)inflight,
@@ -620,5 +622,13 @@ json_t *bus_status_json(struct bus *b)
 		(json_int_t)(b->j ? jrnl_size(b->j) : 0), "live_bytes", (json_int_t)b->live_bytes,
 		"spilled", (json_int_t)spilled, "queued_memory", (json_int_t)b->queued_mem,
 		"conns", conns, "sessions", sessions);
+	if (b->remote) {	/* cluster mode: reachable, or why not; qos 0 dropped for it */
+		char why[256];
+		bool up = b->remote->up(b->remote_arg, why, sizeof(why));
+		json_object_set_new(o, "cluster", json_pack("{s:b,s:s?,s:I}", "up", up, "unreachable",
+							    up ? NULL : why, "dropped_qos0",
+							    (json_int_t)b->remote_dropped));
+	}
+	return o;
 }
 

@@ -552,8 +552,8 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 		}
 		for (size_t q = 0; q < s->qcount; q++) {
 			const struct bus_delivery *d = bus_queue_at(s, q);
-			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0))
-				continue;
+			if (d->flags & (BUS_D_HOLE | BUS_D_QOS0) || d->msg->ack)
+				continue;	/* (a consumer's in the cluster: it keeps it) */
 			struct strv *keys = intmap_get(&owners, (int64_t)d->msg->seq);
 			if (!keys) {
 				keys = xcalloc(1, sizeof(*keys));
@@ -568,8 +568,8 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 	it = 0;
 	while (map_next(&b->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
-		if (intmap_get(&owners, (int64_t)m->seq) || m->topic[0] == '$')
-			continue;	/* $sys values are cohortd's, in memory only (bus_sys.c) */
+		if (intmap_get(&owners, (int64_t)m->seq) || m->topic[0] == '$' || m->remote)
+			continue;	/* $sys values are cohortd's, in memory only (bus_sys.c); the cluster's, its */
 		intmap_put(&owners, (int64_t)m->seq, xcalloc(1, sizeof(struct strv)));
 		if (n == cap)
 			msgs = xrealloc(msgs, (cap = cap ? cap * 2 : 64) * sizeof(*msgs));

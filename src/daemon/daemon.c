@@ -456,6 +456,11 @@ static int open_layers(struct cohortd *d, const struct cohort_config *cfg)
 		log_error(NULL, "cannot start the bus: %s", err);
 		goto no_bus;
 	}
+	if (daemon_cluster_bus_open(d, err, sizeof(err)) < 0) {
+		log_error(NULL, "cannot start the bus: %s", err);
+		bus_close(&d->bus);
+		goto no_bus;
+	}
 	if (metrics_start(d, err, sizeof(err)) < 0)
 		log_warn(NULL, "no HTTP pages on the bus listeners: %s", err);
 	return 0;
@@ -532,6 +537,7 @@ static void close_layers(struct cohortd *d)
 	metrics_stop(d);
 	bus_close(&d->bus);
 	control_close(&d->ctl);
+	daemon_cluster_bus_close(d);	/* after the bus: its last acks go through it */
 	daemon_cluster_close(d);
 	lock_table_free(&d->locks);
 	notify_close(&d->notify, d->loop);

@@ -7,6 +7,7 @@
  *   daemon.c            set-up, signals, the child watcher, shutdown, final reaping
  *   daemon_supervise.c  the supervision layer's hooks, and reading a reload
  *   daemon_cluster.c    the cluster mode wired into the lock table
+ *   daemon_cluster_bus.c  ... and into the bus
  *   hooks.c             what the bus and the control socket ask of the daemon
  *   instance.c          one cohortd per run_dir and state_dir, leftovers of a killed one
  *   lock_group.c        stopping the process group of a lost lock lease
@@ -37,6 +38,9 @@
 #include "sdnotify.h"
 #include "supervise.h"
 
+struct cluster;
+struct cluster_bus;
+
 struct cohortd {
 	struct ev_loop *loop;
 	char *config_path;
@@ -58,6 +62,7 @@ struct cohortd {
 	struct lock_table locks;	/* the lock service */
 	LIST_HEAD(lock_stops, lock_stop) lock_stops;	/* process groups of lost leases being stopped */
 	struct cluster *cluster;	/* locks shared through NATS (src/cluster), or NULL */
+	struct cluster_bus *cluster_bus;	/* the bus's messages through NATS, or NULL */
 	struct bus bus;			/* the message bus */
 	struct sdnotify sd;		/* telling systemd, when it started us (sdnotify.c) */
 	struct logwriter *log_writer;
@@ -93,6 +98,9 @@ void daemon_cluster_close(struct cohortd *d);
 bool daemon_cluster_info(const struct cohortd *d, struct cluster_info *out);
 /* status's "cluster" object; NULL on one host. */
 json_t *daemon_cluster_json(const struct cohortd *d);
+/* daemon_cluster_bus.c: with `cluster` set, the bus's messages through it. */
+int daemon_cluster_bus_open(struct cohortd *d, char *err, size_t errlen);
+void daemon_cluster_bus_close(struct cohortd *d);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);
