@@ -148,6 +148,7 @@ struct bus_msg {
 	int64_t ts_ms;
 	bool retain;
 	uint8_t qos;
+	bool packed;		/* its strings are in its own block (bus_msg_put) */
 	char *mid;		/* NULL if none */
 	char *publisher;	/* identity */
 	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */

@@ -44,10 +44,12 @@ void bus_msg_put(struct bus_msg *m)
 		intmap_del(m->cache, (int64_t)m->seq);
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
-	free(m->topic);
-	free(m->data);
-	free(m->mid);
-	free(m->publisher);
+	if (!m->packed) {
+		free(m->topic);
+		free(m->data);
+		free(m->mid);
+		free(m->publisher);
+	}
 	free(m);
 }
 

@@ -217,40 +217,57 @@ static struct bus_session *session_of(struct bus *b, struct jreader *r)
 {
 	size_t n;
 	const char *k = jr_str(r, &n);
-	char *key = xstrndup(k, n);
+	char buf[256];
+	/* Once per PUB record and session it names: no allocation. */
+	char *key = n < sizeof(buf) ? buf : xmalloc(n + 1);
+	memcpy(key, k, n);
+	key[n] = 0;
 	struct bus_session *s = map_get(&b->sessions, key);
-	free(key);
+	if (key != buf)
+		free(key);
 	return s;
 }
 
+/* Copies a string of the record into the message's block at *at. */
+static char *pack_str(char **at, const char *s, size_t n)
+{
+	char *p = *at;
+	memcpy(p, s, n);
+	p[n] = 0;
+	*at += n + 1;
+	return p;
+}
+
 /* The message of a PUB record, past its type; r is left at its session
- * keys, *nkeys of them.  NULL if the record is malformed. */
+ * keys, *nkeys of them.  NULL if the record is malformed.  One block
+ * holds the message and its strings: a recovery of ten million queued
+ * messages made fifty million allocations, each with its malloc header
+ * and rounding. */
 static struct bus_msg *read_pub(struct jreader *r, uint64_t *nkeys)
 {
-	struct bus_msg *m = xcalloc(1, sizeof(*m));
+	uint64_t seq = jr_u64(r);
+	int64_t ts = (int64_t)jr_u64(r);
+	uint8_t flags = jr_u8(r);
+	size_t tn, dn, mn, pn;
+	const char *topic = jr_str(r, &tn), *data = jr_str(r, &dn), *mid = jr_str(r, &mn);
+	const char *publisher = jr_str(r, &pn);
+	*nkeys = jr_u64(r);
+	if (r->bad)
+		return NULL;
+	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + dn + mn + pn + 4);
+	char *at = (char *)(m + 1);
 
 	m->refs = 1;
-	m->seq = jr_u64(r);
-	m->ts_ms = (int64_t)jr_u64(r);
-	uint8_t flags = jr_u8(r);
+	m->packed = true;
+	m->seq = seq;
+	m->ts_ms = ts;
 	m->retain = flags & 1;
 	m->qos = flags & 2 ? 1 : 0;
-	m->topic = dup_str(r);
-	size_t n;
-	const char *data = jr_str(r, &n);
-	m->data = xstrndup(data, n);
-	m->data_len = n;
-	char *mid = dup_str(r);
-	m->publisher = dup_str(r);
-	if (*mid)
-		m->mid = mid;
-	else
-		free(mid);
-	*nkeys = jr_u64(r);
-	if (r->bad) {
-		bus_msg_put(m);
-		return NULL;
-	}
+	m->topic = pack_str(&at, topic, tn);
+	m->data = pack_str(&at, data, dn);
+	m->data_len = dn;
+	m->mid = mn ? pack_str(&at, mid, mn) : NULL;
+	m->publisher = pack_str(&at, publisher, pn);
 	return m;
 }
 
