@@ -342,6 +342,9 @@ struct bus {
 	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
 	size_t nmids;
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
+	uint64_t compact_from;		/* the journal's size when the last one started */
+	int64_t compact_t0;		/* ... when (monotonic ms) */
+	double compact_fork_ms;		/* ... and how long its fork held the loop */
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
 	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "histo.h"
 #include "log.h"
 
 enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID, R_SEQ };
@@ -612,6 +613,24 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 	}
 }
 
+static void snapshot_fn(void *arg, struct jrnl_snap *out)
+{
+	snapshot(arg, out);
+}
+
+/* A forked compaction is done (bytes 0: it failed, logged). */
+static void compacted(void *arg, uint64_t bytes)
+{
+	struct bus *b = arg;
+
+	if (!bytes)
+		return;
+	b->last_snapshot = bytes;
+	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (written by a "
+		 "child in %lld ms; the loop paused %.1f ms to fork it)", (unsigned long long)b->compact_from,
+		 (unsigned long long)bytes, (long long)(now_mono_ms() - b->compact_t0), b->compact_fork_ms);
+}
+
 /*
  * Runs once per loop iteration, after every handler of it: a snapshot taken
  * in the middle of a publish would miss the message whose record it drops.
@@ -627,20 +646,32 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 	uint64_t size = jrnl_size(b->j);
 	/* Worth it once the journal is 4x what a snapshot would keep; and never
 	 * again before it has doubled since the last one, whatever the
-	 * estimate says (a compaction takes the loop for a while). */
+	 * estimate says (a compaction takes a while). */
 	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes + b->spilled_bytes) ||
 	    size < 2 * b->last_snapshot ||
 	    !jrnl_may_compact(b->j))
 		return;
+	/* Written by a child from its copy of the state: the loop goes on. */
+	int64_t t0 = histo_now_us();
+	int rc = jrnl_fork_compact(b->j, snapshot_fn, compacted, b);
+	if (rc == 0)
+		return;		/* the writer is busy: the next iteration */
+	if (rc > 0) {
+		b->compact_from = size;
+		b->compact_t0 = now_mono_ms();
+		b->compact_fork_ms = (double)(histo_now_us() - t0) / 1e3;
+		return;
+	}
+	log_warn(NULL, "bus journal: cannot fork to compact: %s (compacting in the loop)", strerror(errno));
 	/* Written to a file as it is made: the spilled queues it copies
 	 * are not to be in memory, even for a while. */
 	struct jrnl_snap *snap = jrnl_snap_begin(b->j);
-	int64_t t0 = now_mono_ms();
+	int64_t t1 = now_mono_ms();
 	snapshot(b, snap);
 	uint64_t written = jrnl_snap_end(b->j, snap);
 	if (!written)
 		return;
 	b->last_snapshot = written;
 	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (%lld ms)",
-		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t0));
+		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t1));
 }

@@ -387,9 +387,9 @@ void jrnl_recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_
 
 /* --- reading back, while running ------------------------------------------------ */
 
-/* The records of one file from *off on, through fn; false when fn said
- * stop.  *off is left after the last record read. */
-static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *arg)
+/* The records of one file from *off on, and before end, through fn;
+ * false when fn said stop.  *off is left after the last record read. */
+static bool read_file(const char *path, uint64_t *off, uint64_t end, jrnl_read_fn fn, void *arg)
 {
 	FILE *f = fopen(path, "rbe");
 	unsigned char head[8], *buf = NULL;
@@ -404,7 +404,7 @@ static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *ar
 		*off = sizeof(jrnl_magic);
 	if (fseeko(f, (off_t)*off, SEEK_SET) < 0)
 		goto out;
-	while (go && fread(head, 1, 8, f) == 8) {
+	while (go && *off < end && fread(head, 1, 8, f) == 8) {
 		uint32_t l = jrnl_get_u32(head);
 		if (!l || l > JRNL_RECORD_MAX)
 			break;
@@ -417,7 +417,7 @@ static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *ar
 	}
 	/* The writer is idle: what does not read whole is damage, not a
 	 * write under way. */
-	if (go && !feof(f))
+	if (go && *off < end && !feof(f))
 		log_error(NULL, "bus journal %s: a damaged record at byte %llu: what follows it in "
 			  "this file is not read back", path, (unsigned long long)*off);
 out:
@@ -452,7 +452,7 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 		if (j->snapshot_file) {
 			char *path = xasprintf("%s/" SNAP_NEW, j->dir);
 			uint64_t from = 0;
-			go = read_file(path, &from, fn, arg);
+			go = read_file(path, &from, UINT64_MAX, fn, arg);
 			free(path);
 		} else {
 			go = read_buf(&j->snapshot, fn, arg);
@@ -477,9 +477,15 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 			i = 0;	/* compacted away: its records are in the snapshot */
 	}
 	bool go = true;
+	/* A forked compaction's child: the files as they were at the fork
+	 * (the writer appends to them meanwhile). */
+	if (j->read_limited)
+		while (n && segs[n - 1].id > j->limit_seg)
+			n--;
 	for (; go && i < n; i++, off = 0) {
 		char *path = jrnl_seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
-		go = read_file(path, &off, fn, arg);
+		uint64_t end = j->read_limited && segs[i].id == j->limit_seg ? j->limit_off : UINT64_MAX;
+		go = read_file(path, &off, end, fn, arg);
 		free(path);
 		*pos = (struct jrnl_pos){segs[i].id, off, true};
 	}
