@@ -359,7 +359,19 @@ struct jrnl_snap {
 	FILE *f;
 	uint64_t bytes;
 	int err;
+	uint64_t flushed;	/* bytes handed to the disk so far (jrnl_snap_trickle) */
+	bool trickle;
 };
+
+/* Every SNAP_TRICKLE bytes the snapshot's pages start going to the disk:
+ * a final fsync of hundreds of megabytes would stall the writer's writes
+ * behind it (one file system journal), and the publishes waiting on them. */
+#define SNAP_TRICKLE (4u << 20)
+
+void jrnl_snap_trickle(struct jrnl_snap *s)
+{
+	s->trickle = true;
+}
 
 struct jrnl_snap *jrnl_snap_begin(struct journal *j)
 {
@@ -386,6 +398,11 @@ void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len)
 	if (fwrite(head, 1, 8, s->f) != 8 || fwrite(payload, 1, len, s->f) != len)
 		s->err = errno ? errno : EIO;
 	s->bytes += 8 + len;
+	if (s->trickle && s->bytes - s->flushed >= SNAP_TRICKLE && fflush(s->f) == 0) {
+		(void)sync_file_range(fileno(s->f), (off_t)s->flushed, (off_t)(s->bytes - s->flushed),
+				      SYNC_FILE_RANGE_WRITE);
+		s->flushed = s->bytes;
+	}
 }
 
 uint64_t jrnl_snap_close(struct jrnl_snap *s, bool sync)

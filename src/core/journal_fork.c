@@ -39,19 +39,28 @@
 
 bool jrnl_fork_cut(struct journal *j)
 {
+	/* Empty, it holds the snapshot's place: the next write opens the
+	 * segment after it.  The directory is not synced for it: the next
+	 * segment's making does that, and without one nothing follows the
+	 * gap a lost placeholder would leave. */
+	char *path = jrnl_seg_path(j, j->next_id, "seg");
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int err = errno;
+
+	free(path);
+	if (fd < 0 || jrnl_write_all(fd, jrnl_magic, sizeof(jrnl_magic)) < 0) {
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		jrnl_write_failed(j, "opening a segment", err);
+		return false;
+	}
+	close(fd);
 	if (j->fd >= 0)
 		close(j->fd);
 	j->fd = -1;
-	if (jrnl_seg_new(j) < 0) {
-		jrnl_write_failed(j, "opening a segment", errno);
-		return false;
-	}
-	/* Empty, it holds the snapshot's place: the next write opens the
-	 * segment after it. */
-	j->snap_id = j->seg_id;
-	close(j->fd);
-	j->fd = -1;
 	j->seg_size = 0;
+	j->snap_id = j->next_id++;
 	return true;
 }
 
@@ -60,12 +69,10 @@ bool jrnl_fork_install(struct journal *j)
 	char *tmp = xasprintf("%s/" SNAP_NEW, j->dir);
 	char *final = jrnl_seg_path(j, j->snap_id, "snap");
 	char *holder = jrnl_seg_path(j, j->snap_id, "seg");
-	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
 	bool ok = false;
 
-	/* The child synced it: this one is quick, and covers a child that
-	 * could not. */
-	if (fd < 0 || fsync(fd) < 0 || rename(tmp, final) < 0) {
+	/* The child synced it (it reports a failed sync as a failure). */
+	if (rename(tmp, final) < 0) {
 		int err = errno;
 		unlink(tmp);
 		jrnl_write_failed(j, "installing a compacted snapshot", err);
@@ -90,8 +97,6 @@ bool jrnl_fork_install(struct journal *j)
 	pthread_mutex_unlock(&j->lock);
 	ok = true;
 out:
-	if (fd >= 0)
-		close(fd);
 	free(tmp);
 	free(final);
 	free(holder);
@@ -137,6 +142,7 @@ static void child_main(struct journal *j, int fd, pid_t parent, jrnl_snap_fn fn,
 	pthread_mutex_init(&j->lock, NULL);
 	j->read_limited = true;
 	struct jrnl_snap *s = jrnl_snap_begin(j);
+	jrnl_snap_trickle(s);
 	fn(arg, s);
 	uint64_t bytes = jrnl_snap_close(s, true);
 	ssize_t w = write(fd, &bytes, sizeof(bytes));

@@ -127,6 +127,8 @@ void jrnl_handover(struct journal *j);
 /* Closes a snapshot written with jrnl_snap_begin (fsynced if sync): its
  * size, or 0 with errno when it could not be written. */
 uint64_t jrnl_snap_close(struct jrnl_snap *s, bool sync);
+/* Its pages go to the disk as it is written, a few megabytes at a time. */
+void jrnl_snap_trickle(struct jrnl_snap *s);
 
 /* journal_fork.c */
 /* The writer: after `before` is written, the empty segment the forked

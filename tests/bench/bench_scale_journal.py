@@ -33,7 +33,7 @@ before/after), SCALE_JOURNAL_MB (1024: the size the message count is
 scaled to; 50 for a development run), SCALE_JOURNAL_SESSIONS (1000),
 SCALE_JOURNAL_DATA (40: bytes of each data), SCALE_JOURNAL_PEERS (1; 0:
 cohortd alone), SCALE_JOURNAL_DRAIN (1; 0: no compaction figure),
-SCALE_JOURNAL_DRAIN_S (600: the drain is stopped after this long),
+SCALE_JOURNAL_DRAIN_S (420: the drain is stopped after this long),
 SCALE_JOURNAL_COMPACT_WAIT (150: after the drain, how long the probe waits
 for a compaction; one waits for the mids of the last two minutes to age
 out, as a snapshot keeps them).
@@ -59,7 +59,7 @@ PEERS = os.environ.get("SCALE_JOURNAL_PEERS", "1") == "1"
 DRAIN = os.environ.get("SCALE_JOURNAL_DRAIN", "1") == "1"
 MSGS = int(10_000_000 * MB / 1024) // SESSIONS * SESSIONS
 RETAINED = int(100_000 * MB / 1024)
-DRAIN_MAX = float(os.environ.get("SCALE_JOURNAL_DRAIN_S", "600"))
+DRAIN_MAX = float(os.environ.get("SCALE_JOURNAL_DRAIN_S", "420"))
 COMPACT_WAIT = float(os.environ.get("SCALE_JOURNAL_COMPACT_WAIT", "150"))
 PROBE_RATE = 500
 procs = []
