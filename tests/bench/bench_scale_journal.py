@@ -7,8 +7,9 @@ topic, are away while M qos-1 messages (10 million at full size, a data of
 (100,000) are published through libcohort (tests/bench/journal_fill, at
 most 1,000 unacknowledged): the journal holds only live records, 1 GiB.
 Then cohortd is killed (SIGKILL) and started again: the recovery time
-(launch -> a hello answered on bus.sock), its RSS once recovered and its
-peak (VmHWM), beside the journal's size.  Then the sessions come back and
+(launch -> a hello answered on bus.sock) and the CPU time cohortd used
+until then (on a shared machine the steadier figure), its RSS once
+recovered and its peak (VmHWM), beside the journal's size.  Then the sessions come back and
 read (ack) everything while a probe publishes qos-1 messages at 500 a
 second: each publish's time to its ok, before the drain, during it, and
 after it, and while a compaction is being written (snapshot.new exists in
@@ -71,6 +72,14 @@ def rss_mb(pid, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s(pid):
+    """CPU time the process used so far (all its threads): on a shared
+    machine, steadier than the wall time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_bytes(d):
@@ -191,6 +200,7 @@ def cohortd_run():
         p = cohort_launch(w, log)
         wait_for(lambda: os.path.exists(sock) and hello("cohort", sock), "recovery", p, step=0.01)
         r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
         r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
         time.sleep(2)
         r["rss_settled"] = rss_mb(p.pid)
@@ -281,6 +291,7 @@ def redis_run():
                    "--appendfilename", "appendonly.aof", "--save", ""], log)
         wait_for(lambda: os.path.exists(sock) and redis_ping(sock), "redis loading its AOF", p, step=0.01)
         r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
         r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
         kill(p)
     finally:
@@ -321,6 +332,7 @@ def mosquitto_run():
         wait_for(lambda: os.path.exists(sock) and hello("mosquitto", sock),
                  "mosquitto loading its database", p, step=0.01)
         r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
         r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
         kill(p)
     finally:
@@ -341,13 +353,13 @@ def main():
         m = mosquitto_run()
         if m:
             res["mosquitto"] = m
-    print(f"  {'server':10} {'file MiB':>9} {'fill s':>7} {'recover s':>10} {'s/GiB':>7} {'us/entry':>9} "
-          f"{'RSS MiB':>8} {'peak MiB':>9} {'RSS/file':>9}")
+    print(f"  {'server':10} {'file MiB':>9} {'fill s':>7} {'recover s':>10} {'CPU s':>7} {'CPU s/GiB':>10} "
+          f"{'CPU us/entry':>13} {'RSS MiB':>8} {'peak MiB':>9} {'RSS/file':>9}")
     for name, r in res.items():
         f = r.get("journal", r.get("file"))
         gib = f / (1 << 30)
         print(f"  {name:10} {f / 1048576:9.1f} {r.get('fill_s') or 0:7.1f} {r['recovery_s']:10.2f} "
-              f"{r['recovery_s'] / gib:7.2f} {r['recovery_s'] * 1e6 / entries:9.2f} {r['rss']:8.1f} "
+              f"{r['cpu_s']:7.2f} {r['cpu_s'] / gib:10.2f} {r['cpu_s'] * 1e6 / entries:13.2f} {r['rss']:8.1f} "
               f"{r['hwm']:9.1f} {r['rss'] * 1048576 / f:9.2f}", flush=True)
     c = res["cohortd"]
     for line in c.get("log", []):
@@ -369,8 +381,10 @@ def main():
     for peer in ("redis", "mosquitto"):
         if peer in res:
             p = res[peer]
-            print(f"  cohortd / {peer}: recovery per GiB x{(c['recovery_s'] / c['journal']) / (p['recovery_s'] / p['file']):.2f}, "
-                  f"per entry x{c['recovery_s'] / p['recovery_s']:.2f}, RSS after x{c['rss'] / p['rss']:.2f}")
+            print(f"  cohortd / {peer}: recovery per GiB of its file x{(c['recovery_s'] / c['journal']) / (p['recovery_s'] / p['file']):.2f} "
+                  f"(CPU x{(c['cpu_s'] / c['journal']) / (p['cpu_s'] / p['file']):.2f}), "
+                  f"for the same entries x{c['recovery_s'] / p['recovery_s']:.2f} (CPU x{c['cpu_s'] / p['cpu_s']:.2f}), "
+                  f"RSS after x{c['rss'] / p['rss']:.2f}")
 
 
 def kill_all():
