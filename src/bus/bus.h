@@ -150,6 +150,7 @@ struct bus_msg {
 	int64_t ts_ms;
 	bool retain;
 	uint8_t qos;
+	bool packed;		/* its strings are in its own block (bus_msg_put) */
 	char *mid;		/* NULL if none */
 	char *publisher;	/* identity */
 	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
@@ -350,6 +351,9 @@ struct bus {
 	uint64_t mid_bytes;		/* of the remembered mids (a compaction keeps them) */
 	size_t nmids;
 	uint64_t last_snapshot;		/* bytes the last compaction wrote */
+	uint64_t compact_from;		/* the journal's size when the last one started */
+	int64_t compact_t0;		/* ... when (monotonic ms) */
+	double compact_fork_ms;		/* ... and how long its fork held the loop */
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
 	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */

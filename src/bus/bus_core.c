@@ -45,10 +45,12 @@ void bus_msg_put(struct bus_msg *m)
 	bus_frame_put(m->frame[0]);
 	bus_frame_put(m->frame[1]);
 	free(m->ack);
-	free(m->topic);
-	free(m->data);
-	free(m->mid);
-	free(m->publisher);
+	if (!m->packed) {
+		free(m->topic);
+		free(m->data);
+		free(m->mid);
+		free(m->publisher);
+	}
 	free(m);
 }
 

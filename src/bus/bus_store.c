@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "histo.h"
 #include "log.h"
 
 enum { R_PUB = 1, R_ACK, R_SESSION, R_SUB, R_UNSUB, R_MID, R_SEQ };
@@ -217,40 +218,57 @@ static struct bus_session *session_of(struct bus *b, struct jreader *r)
 {
 	size_t n;
 	const char *k = jr_str(r, &n);
-	char *key = xstrndup(k, n);
+	char buf[256];
+	/* Once per PUB record and session it names: no allocation. */
+	char *key = n < sizeof(buf) ? buf : xmalloc(n + 1);
+	memcpy(key, k, n);
+	key[n] = 0;
 	struct bus_session *s = map_get(&b->sessions, key);
-	free(key);
+	if (key != buf)
+		free(key);
 	return s;
 }
 
+/* Copies a string of the record into the message's block at *at. */
+static char *pack_str(char **at, const char *s, size_t n)
+{
+	char *p = *at;
+	memcpy(p, s, n);
+	p[n] = 0;
+	*at += n + 1;
+	return p;
+}
+
 /* The message of a PUB record, past its type; r is left at its session
- * keys, *nkeys of them.  NULL if the record is malformed. */
+ * keys, *nkeys of them.  NULL if the record is malformed.  One block
+ * holds the message and its strings: a recovery of ten million queued
+ * messages made fifty million allocations, each with its malloc header
+ * and rounding. */
 static struct bus_msg *read_pub(struct jreader *r, uint64_t *nkeys)
 {
-	struct bus_msg *m = xcalloc(1, sizeof(*m));
+	uint64_t seq = jr_u64(r);
+	int64_t ts = (int64_t)jr_u64(r);
+	uint8_t flags = jr_u8(r);
+	size_t tn, dn, mn, pn;
+	const char *topic = jr_str(r, &tn), *data = jr_str(r, &dn), *mid = jr_str(r, &mn);
+	const char *publisher = jr_str(r, &pn);
+	*nkeys = jr_u64(r);
+	if (r->bad)
+		return NULL;
+	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + dn + mn + pn + 4);
+	char *at = (char *)(m + 1);
 
 	m->refs = 1;
-	m->seq = jr_u64(r);
-	m->ts_ms = (int64_t)jr_u64(r);
-	uint8_t flags = jr_u8(r);
+	m->packed = true;
+	m->seq = seq;
+	m->ts_ms = ts;
 	m->retain = flags & 1;
 	m->qos = flags & 2 ? 1 : 0;
-	m->topic = dup_str(r);
-	size_t n;
-	const char *data = jr_str(r, &n);
-	m->data = xstrndup(data, n);
-	m->data_len = n;
-	char *mid = dup_str(r);
-	m->publisher = dup_str(r);
-	if (*mid)
-		m->mid = mid;
-	else
-		free(mid);
-	*nkeys = jr_u64(r);
-	if (r->bad) {
-		bus_msg_put(m);
-		return NULL;
-	}
+	m->topic = pack_str(&at, topic, tn);
+	m->data = pack_str(&at, data, dn);
+	m->data_len = dn;
+	m->mid = mn ? pack_str(&at, mid, mn) : NULL;
+	m->publisher = pack_str(&at, publisher, pn);
 	return m;
 }
 
@@ -595,6 +613,24 @@ static void snapshot(struct bus *b, struct jrnl_snap *out)
 	}
 }
 
+static void snapshot_fn(void *arg, struct jrnl_snap *out)
+{
+	snapshot(arg, out);
+}
+
+/* A forked compaction is done (bytes 0: it failed, logged). */
+static void compacted(void *arg, uint64_t bytes)
+{
+	struct bus *b = arg;
+
+	if (!bytes)
+		return;
+	b->last_snapshot = bytes;
+	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (written by a "
+		 "child in %lld ms; the loop paused %.1f ms to fork it)", (unsigned long long)b->compact_from,
+		 (unsigned long long)bytes, (long long)(now_mono_ms() - b->compact_t0), b->compact_fork_ms);
+}
+
 /*
  * Runs once per loop iteration, after every handler of it: a snapshot taken
  * in the middle of a publish would miss the message whose record it drops.
@@ -610,20 +646,32 @@ static void compact_cb(struct ev_loop *loop, ev_check *w, int revents)
 	uint64_t size = jrnl_size(b->j);
 	/* Worth it once the journal is 4x what a snapshot would keep; and never
 	 * again before it has doubled since the last one, whatever the
-	 * estimate says (a compaction takes the loop for a while). */
+	 * estimate says (a compaction takes a while). */
 	if (size < COMPACT_MIN || size < 4 * (b->live_bytes + b->mid_bytes + b->spilled_bytes) ||
 	    size < 2 * b->last_snapshot ||
 	    !jrnl_may_compact(b->j))
 		return;
+	/* Written by a child from its copy of the state: the loop goes on. */
+	int64_t t0 = histo_now_us();
+	int rc = jrnl_fork_compact(b->j, snapshot_fn, compacted, b);
+	if (rc == 0)
+		return;		/* the writer is busy: the next iteration */
+	if (rc > 0) {
+		b->compact_from = size;
+		b->compact_t0 = now_mono_ms();
+		b->compact_fork_ms = (double)(histo_now_us() - t0) / 1e3;
+		return;
+	}
+	log_warn(NULL, "bus journal: cannot fork to compact: %s (compacting in the loop)", strerror(errno));
 	/* Written to a file as it is made: the spilled queues it copies
 	 * are not to be in memory, even for a while. */
 	struct jrnl_snap *snap = jrnl_snap_begin(b->j);
-	int64_t t0 = now_mono_ms();
+	int64_t t1 = now_mono_ms();
 	snapshot(b, snap);
 	uint64_t written = jrnl_snap_end(b->j, snap);
 	if (!written)
 		return;
 	b->last_snapshot = written;
 	log_info(NULL, "bus journal: compacting %llu bytes to %llu bytes of live state (%lld ms)",
-		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t0));
+		 (unsigned long long)size, (unsigned long long)written, (long long)(now_mono_ms() - t1));
 }

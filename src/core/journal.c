@@ -29,7 +29,7 @@
  * last good record: whoever sees the failure (the bus refusing, a test
  * looking at the segment) must not see the part of a record that failed.
  */
-static void write_failed(struct journal *j, const char *what, int err)
+void jrnl_write_failed(struct journal *j, const char *what, int err)
 {
 	if (!err)
 		err = EIO;
@@ -72,7 +72,7 @@ static bool do_compact(struct journal *j, struct sbuf *snap, bool in_file)
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
-		write_failed(j, "writing a compacted snapshot", err);
+		jrnl_write_failed(j, "writing a compacted snapshot", err);
 		j->next_id = id;	/* ids stay consecutive: a gap means a lost file */
 		goto out;
 	}
@@ -80,7 +80,7 @@ static bool do_compact(struct journal *j, struct sbuf *snap, bool in_file)
 	if (rename(tmp, final) < 0) {
 		int err = errno;
 		unlink(tmp);
-		write_failed(j, "renaming a compacted snapshot", err);
+		jrnl_write_failed(j, "renaming a compacted snapshot", err);
 		j->next_id = id;
 		goto out;
 	}
@@ -117,14 +117,14 @@ static bool write_records(struct journal *j, const struct sbuf *data)
 		return true;
 	if ((j->fd < 0 || (j->seg_size + data->len > j->seg_max && j->seg_size > sizeof(jrnl_magic))) &&
 	    jrnl_seg_new(j) < 0) {
-		write_failed(j, "opening a segment", errno);
+		jrnl_write_failed(j, "opening a segment", errno);
 		return false;
 	}
 	/* The part written is cut before the failure is made visible. */
 	if (jrnl_write_all(j->fd, data->buf, data->len) < 0) {
 		int err = errno;
 		drop_tail(j);
-		write_failed(j, "write", err);
+		jrnl_write_failed(j, "write", err);
 		return false;
 	}
 	/* After a failed fdatasync the kernel may have dropped the pages it
@@ -133,7 +133,7 @@ static bool write_records(struct journal *j, const struct sbuf *data)
 	if (j->policy != FSYNC_NEVER && fdatasync(j->fd) < 0) {
 		int err = errno;
 		drop_tail(j);
-		write_failed(j, "fsync", err);
+		jrnl_write_failed(j, "fsync", err);
 		return false;
 	}
 	if (j->policy != FSYNC_NEVER)
@@ -155,7 +155,8 @@ static void put_back(struct sbuf *queue, struct sbuf *failed)
 
 static bool has_work(const struct journal *j)
 {
-	return j->pending.len || j->before.len || j->want_snapshot || (j->failed && j->fd < 0);
+	return j->pending.len || j->before.len || j->want_snapshot || j->cut || j->install ||
+	       (j->failed && j->fd < 0);
 }
 
 /* Sleeps until there is work, or until stop; after a failure, not before
@@ -195,22 +196,26 @@ static void *writer_main(void *arg)
 		last_try = j->stop;
 		struct sbuf data = j->pending, before = j->before, snap = j->snapshot;
 		uint64_t data_ticket = j->pending_ticket, before_ticket = j->before_ticket;
-		bool compact = j->want_snapshot, in_file = j->snapshot_file;
+		bool compact = j->want_snapshot, in_file = j->snapshot_file, cut = j->cut, install = j->install;
 		j->pending = j->before = j->snapshot = (struct sbuf){0};
-		j->want_snapshot = j->snapshot_file = false;
+		j->want_snapshot = j->snapshot_file = j->cut = j->install = false;
 		pthread_mutex_unlock(&j->lock);
 
 		/* Order: what came before a compaction, the snapshot, what came
 		 * after.  A snapshot holds the effect of every record before it,
-		 * so once it is written what failed before it is moot. */
+		 * so once it is written what failed before it is moot.  A forked
+		 * compaction's cut comes after `before` and ahead of the rest,
+		 * which waits for it. */
 		uint64_t grew = 0;
 		bool before_ok = write_records(j, &before);
 		if (before_ok)
 			grew += before.len;
+		bool cut_ok = !cut || (before_ok && jrnl_fork_cut(j));
+		bool installed = install && cut_ok && jrnl_fork_install(j);
 		bool compacted = compact && do_compact(j, &snap, in_file);
-		if (compacted)
-			grew = 0;	/* do_compact set the size afresh */
-		bool data_ok = write_records(j, &data);
+		if (compacted || installed)
+			grew = 0;	/* the size was set afresh */
+		bool data_ok = cut_ok && write_records(j, &data);
 		if (data_ok)
 			grew += data.len;
 		sbuf_free(&snap);
@@ -221,12 +226,26 @@ static void *writer_main(void *arg)
 			j->compacting = false;
 		if (compact && !compacted)	/* no new try before the journal doubles */
 			j->failed_compact_size = j->size;
+		if (cut && !cut_ok)
+			j->cut = true;		/* tried again, ahead of the rest */
+		if (install && !cut_ok)
+			j->install = true;	/* after the cut */
+		else if (install) {
+			j->compacting = false;
+			if (!installed)
+				j->failed_compact_size = j->size;
+		}
 		/* What failed is written again, in order, before anything newer;
 		 * a snapshot queued meanwhile supersedes it. */
+		if (cut && !before_ok) {	/* it stays ahead of the cut */
+			put_back(&j->before, &before);
+			if (j->before_ticket < before_ticket)
+				j->before_ticket = before_ticket;
+		}
 		if (!j->want_snapshot) {
 			if (!data_ok)
 				put_back(&j->pending, &data);
-			if (!before_ok && !compacted) {
+			if (!before_ok && !compacted && !cut) {
 				put_back(&j->pending, &before);
 				if (data_ticket < before_ticket)
 					data_ticket = before_ticket;
@@ -340,7 +359,19 @@ struct jrnl_snap {
 	FILE *f;
 	uint64_t bytes;
 	int err;
+	uint64_t flushed;	/* bytes handed to the disk so far (jrnl_snap_trickle) */
+	bool trickle;
 };
+
+/* Every SNAP_TRICKLE bytes the snapshot's pages start going to the disk:
+ * a final fsync of hundreds of megabytes would stall the writer's writes
+ * behind it (one file system journal), and the publishes waiting on them. */
+#define SNAP_TRICKLE (4u << 20)
+
+void jrnl_snap_trickle(struct jrnl_snap *s)
+{
+	s->trickle = true;
+}
 
 struct jrnl_snap *jrnl_snap_begin(struct journal *j)
 {
@@ -367,27 +398,43 @@ void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len)
 	if (fwrite(head, 1, 8, s->f) != 8 || fwrite(payload, 1, len, s->f) != len)
 		s->err = errno ? errno : EIO;
 	s->bytes += 8 + len;
+	if (s->trickle && s->bytes - s->flushed >= SNAP_TRICKLE && fflush(s->f) == 0) {
+		(void)sync_file_range(fileno(s->f), (off_t)s->flushed, (off_t)(s->bytes - s->flushed),
+				      SYNC_FILE_RANGE_WRITE);
+		s->flushed = s->bytes;
+	}
+}
+
+uint64_t jrnl_snap_close(struct jrnl_snap *s, bool sync)
+{
+	uint64_t bytes = s->bytes;
+
+	if (s->f && sync && !s->err && (fflush(s->f) != 0 || fsync(fileno(s->f)) != 0))
+		s->err = errno ? errno : EIO;
+	if (s->f && fclose(s->f) != 0 && !s->err)
+		s->err = errno ? errno : EIO;
+	int err = s->err;
+	free(s);
+	errno = err;
+	return err ? 0 : bytes;
 }
 
 uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s)
 {
-	uint64_t bytes = s->bytes;
+	uint64_t bytes = jrnl_snap_close(s, false);
 
-	if (s->f && fclose(s->f) != 0 && !s->err)
-		s->err = errno ? errno : EIO;
-	if (s->err) {
+	if (!bytes) {
+		int err = errno;
 		char *path = xasprintf("%s/" SNAP_NEW, j->dir);
 		log_error(NULL, "bus journal %s: cannot write a compacted snapshot: %s (not compacted)",
-			  path, strerror(s->err));
+			  path, strerror(err));
 		unlink(path);
 		free(path);
 		pthread_mutex_lock(&j->lock);
 		j->failed_compact_size = j->size;	/* no new try before the journal doubles */
 		pthread_mutex_unlock(&j->lock);
-		free(s);
 		return 0;
 	}
-	free(s);
 	queue_snapshot(j, NULL, true);
 	return bytes;
 }
@@ -447,6 +494,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	j->done = done;
 	j->arg = arg;
 	j->fd = -1;
+	j->child_fd = -1;
 	HISTO_INIT_FAST(&j->fsync_h);
 	/* A directory that cannot be made holds nothing to recover: the
 	 * journal starts failing (below), as on a full disk. */
@@ -473,9 +521,9 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	 * and the writer tries to open a segment every second, as after a
 	 * failed write at runtime. */
 	if (mkdir_errno)
-		write_failed(j, "making the journal directory", mkdir_errno);
+		jrnl_write_failed(j, "making the journal directory", mkdir_errno);
 	else if (j->fd < 0 && jrnl_seg_new(j) < 0)
-		write_failed(j, "opening a segment", errno);
+		jrnl_write_failed(j, "opening a segment", errno);
 	if (j->failed) {
 		clock_gettime(CLOCK_REALTIME, &j->retry_at);
 		j->retry_at.tv_sec += 1;
@@ -500,6 +548,7 @@ void jrnl_close(struct journal *j)
 {
 	if (!j)
 		return;
+	jrnl_fork_stop(j);
 	jrnl_handover(j);
 	pthread_mutex_lock(&j->lock);
 	j->stop = true;

@@ -71,6 +71,17 @@ struct jrnl_snap;
 struct jrnl_snap *jrnl_snap_begin(struct journal *j);
 void jrnl_snap_record(struct jrnl_snap *s, const void *payload, size_t len);
 uint64_t jrnl_snap_end(struct journal *j, struct jrnl_snap *s);
+/* The same, written by a child process (fork): the loop is held only for
+ * the fork, not while the live state (as large as the spilled queues it
+ * copies) is written.  fn runs in the child, on the state as it was at the
+ * fork, and writes the snapshot with jrnl_snap_record; what is appended
+ * from then on goes after it.  done(arg, bytes) is called in the loop once
+ * the child is done: the snapshot's size, handed to the writer, or 0 when
+ * it failed (logged).  1: started; 0: not now (the writer is writing:
+ * try again at the next loop iteration); -1: fork failed (errno). */
+typedef void (*jrnl_snap_fn)(void *arg, struct jrnl_snap *s);
+typedef void (*jrnl_forked_fn)(void *arg, uint64_t bytes);
+int jrnl_fork_compact(struct journal *j, jrnl_snap_fn fn, jrnl_forked_fn done, void *arg);
 /* Frames one payload into out (for jrnl_compact). */
 void jrnl_frame(struct sbuf *out, const void *payload, size_t len);
 /* Bytes in all segments (as last written). */

@@ -170,10 +170,13 @@ int jrnl_seg_new(struct journal *j)
 	return 0;
 }
 
+/* By id; a snapshot before a segment of the same id (see below). */
 static int seg_cmp(const void *a, const void *b)
 {
 	const struct seg *x = a, *y = b;
-	return (x->id > y->id) - (x->id < y->id);
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	return (int)y->snap - (int)x->snap;
 }
 
 /* Segments in id order, from the newest snapshot on; older ones deleted if
@@ -213,6 +216,21 @@ struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune)
 		return NULL;
 	}
 	qsort(v, cnt, sizeof(*v), seg_cmp);
+	/* A snapshot written by a forked compaction takes the id of an empty
+	 * segment, deleted once it is renamed: a crash between the two leaves
+	 * both, and the snapshot is the one. */
+	size_t kept = 0;
+	for (size_t i = 0; i < cnt; i++) {
+		if (kept && v[kept - 1].id == v[i].id) {
+			char *p = jrnl_seg_path(j, v[i].id, v[i].snap ? "snap" : "seg");
+			if (prune)
+				unlink(p);
+			free(p);
+			continue;
+		}
+		v[kept++] = v[i];
+	}
+	cnt = kept;
 	size_t first = 0;
 	for (size_t i = 0; i < cnt; i++)
 		if (v[i].snap)

@@ -8,6 +8,7 @@
  *                      and reading records back while the writer runs
  *   journal.c          the writer thread and its batches, compaction and
  *                      snapshots, opening and closing the journal
+ *   journal_fork.c     a compaction written by a child process
  */
 #ifndef COHORT_JOURNAL_IMPL_H
 #define COHORT_JOURNAL_IMPL_H
@@ -72,6 +73,24 @@ struct journal {
 	bool failed;			/* a write failed and was said; not mended yet */
 	struct timespec retry_at;	/* after a failure: no new try before this */
 	struct histo fsync_h;		/* the fdatasyncs' durations, for /metrics */
+	/* A compaction written by a child process (journal_fork.c).  At the
+	 * fork, what was appended so far goes to `before` and cut is set: the
+	 * writer writes it, then closes the segment and makes an empty one,
+	 * snap_id, whose id the snapshot takes once the child wrote SNAP_NEW
+	 * (install): the records appended since the fork are in the segments
+	 * after it, and recovery reads them after the snapshot. */
+	bool cut;			/* under lock */
+	bool install;			/* under lock */
+	uint64_t snap_id;		/* writer thread */
+	pid_t child;			/* loop thread: the child, or 0 */
+	int child_fd;			/* the pipe it reports through */
+	ev_io child_w;
+	jrnl_forked_fn forked;
+	void *forked_arg;
+	/* In the child: the files as they were at the fork (jrnl_read reads
+	 * no segment after limit_seg, nor past limit_off in it). */
+	bool read_limited;
+	uint64_t limit_seg, limit_off;
 };
 
 /* A segment file: <id>.seg, or <id>.snap for a snapshot. */
@@ -105,5 +124,22 @@ void jrnl_recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_
 /* journal.c */
 /* Hands the loop's records to the writer (batch: once per loop iteration). */
 void jrnl_handover(struct journal *j);
+/* Closes a snapshot written with jrnl_snap_begin (fsynced if sync): its
+ * size, or 0 with errno when it could not be written. */
+uint64_t jrnl_snap_close(struct jrnl_snap *s, bool sync);
+/* Its pages go to the disk as it is written, a few megabytes at a time. */
+void jrnl_snap_trickle(struct jrnl_snap *s);
+
+/* journal_fork.c */
+/* The writer: after `before` is written, the empty segment the forked
+ * snapshot's id is reserved with; false (said) if it cannot be made. */
+bool jrnl_fork_cut(struct journal *j);
+/* The writer: SNAP_NEW becomes snapshot snap_id, what it supersedes goes;
+ * false (said) if it could not. */
+bool jrnl_fork_install(struct journal *j);
+/* jrnl_close: a child still writing is killed. */
+void jrnl_fork_stop(struct journal *j);
+/* A write failed: made visible (journal.c). */
+void jrnl_write_failed(struct journal *j, const char *what, int err);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +61,8 @@ struct scan {
 	struct span { size_t from, to; } *good;	/* stretches of good records */
 	size_t ngood;
 	uint64_t budget;		/* bytes resync may still checksum */
+	bool mapped;			/* buf is the file, mapped */
+	size_t dropped;			/* its pages before this are dropped */
 };
 
 #define SCAN_LOG_MAX 5	/* damaged stretches logged one by one, per file */
@@ -145,6 +148,20 @@ static void scan_damaged(struct scan *sc, size_t from, size_t to)
 			  "reading resumes at byte %zu", sc->path, from, to - from, to);
 }
 
+#define SCAN_DROP (16u << 20)	/* pages behind the scan are dropped this much at a time */
+
+/* Drops the mapped pages before off (none if the file was read). */
+static void scan_drop(struct scan *sc, size_t off)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t upto = off / page * page;
+
+	if (!sc->mapped || upto < sc->dropped + SCAN_DROP)
+		return;
+	(void)madvise((void *)(sc->buf + sc->dropped), upto - sc->dropped, MADV_DONTNEED);
+	sc->dropped = upto;
+}
+
 /* Replays the records of sc->buf through fn, noting what is damaged.  In
  * a snapshot (written whole, then renamed) no tail is a torn write. */
 static void scan_file(struct scan *sc, bool snap, jrnl_record_fn fn, void *arg)
@@ -165,6 +182,7 @@ static void scan_file(struct scan *sc, bool snap, jrnl_record_fn fn, void *arg)
 			sc->records++;
 			scan_good(sc, off, off + n);
 			off += n;
+			scan_drop(sc, off);
 			continue;
 		}
 		size_t next = resync(sc, off);
@@ -177,6 +195,36 @@ static void scan_file(struct scan *sc, bool snap, jrnl_record_fn fn, void *arg)
 	sc->torn = sc->tail < sc->len && !snap && tail_is_torn(sc->buf, sc->len, sc->tail);
 	if (sc->tail < sc->len && !sc->torn)
 		scan_damaged(sc, sc->tail, sc->len);
+}
+
+/*
+ * A file to replay: mapped, not read into a buffer.  A snapshot holds the
+ * whole live state; read whole, it was in memory twice at the end of its
+ * replay (its records, and the state made of them), and every segment
+ * cost a 64 MB buffer, its pages cleared and copied into.  scan_file drops
+ * the pages behind it (MADV_DONTNEED: mending reads them from the file
+ * again).  NULL (errno set): slurp() reads it the old way.
+ */
+static char *map_file(const char *path, size_t *len, size_t *size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	*len = *size = 0;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || st.st_size == 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+	*len = *size = (size_t)st.st_size;
+	return p;
 }
 
 static char *slurp(const char *path, size_t *len, size_t *size)
@@ -306,9 +354,14 @@ static size_t recover_file(struct journal *j, const struct seg *sg, jrnl_record_
 	char *path = jrnl_seg_path(j, sg->id, sg->snap ? "snap" : "seg");
 	size_t len, size, after = 0;
 	errno = 0;
-	char *buf = slurp(path, &len, &size);
+	char *buf = map_file(path, &len, &size);
+	bool mapped = buf != NULL;
+	if (!mapped) {
+		errno = 0;
+		buf = slurp(path, &len, &size);
+	}
 	struct scan sc = {.path = path, .buf = (const unsigned char *)buf, .len = len,
-			  .budget = 16 * (uint64_t)len + (1u << 20)};
+			  .budget = 16 * (uint64_t)len + (1u << 20), .mapped = mapped};
 
 	if (!buf || len < size) {
 		log_error(NULL, "bus journal %s: cannot read %s: %s (%zu of %zu bytes read; what "
@@ -347,7 +400,10 @@ static size_t recover_file(struct journal *j, const struct seg *sg, jrnl_record_
 out:
 	rec->bytes += after ? after : len;
 	free(sc.good);
-	free(buf);
+	if (mapped)
+		munmap(buf, len);
+	else
+		free(buf);
 	free(path);
 	return after;
 }
@@ -387,9 +443,9 @@ void jrnl_recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_
 
 /* --- reading back, while running ------------------------------------------------ */
 
-/* The records of one file from *off on, through fn; false when fn said
- * stop.  *off is left after the last record read. */
-static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *arg)
+/* The records of one file from *off on, and before end, through fn;
+ * false when fn said stop.  *off is left after the last record read. */
+static bool read_file(const char *path, uint64_t *off, uint64_t end, jrnl_read_fn fn, void *arg)
 {
 	FILE *f = fopen(path, "rbe");
 	unsigned char head[8], *buf = NULL;
@@ -404,7 +460,7 @@ static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *ar
 		*off = sizeof(jrnl_magic);
 	if (fseeko(f, (off_t)*off, SEEK_SET) < 0)
 		goto out;
-	while (go && fread(head, 1, 8, f) == 8) {
+	while (go && *off < end && fread(head, 1, 8, f) == 8) {
 		uint32_t l = jrnl_get_u32(head);
 		if (!l || l > JRNL_RECORD_MAX)
 			break;
@@ -417,7 +473,7 @@ static bool read_file(const char *path, uint64_t *off, jrnl_read_fn fn, void *ar
 	}
 	/* The writer is idle: what does not read whole is damage, not a
 	 * write under way. */
-	if (go && !feof(f))
+	if (go && *off < end && !feof(f))
 		log_error(NULL, "bus journal %s: a damaged record at byte %llu: what follows it in "
 			  "this file is not read back", path, (unsigned long long)*off);
 out:
@@ -452,7 +508,7 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 		if (j->snapshot_file) {
 			char *path = xasprintf("%s/" SNAP_NEW, j->dir);
 			uint64_t from = 0;
-			go = read_file(path, &from, fn, arg);
+			go = read_file(path, &from, UINT64_MAX, fn, arg);
 			free(path);
 		} else {
 			go = read_buf(&j->snapshot, fn, arg);
@@ -477,9 +533,15 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 			i = 0;	/* compacted away: its records are in the snapshot */
 	}
 	bool go = true;
+	/* A forked compaction's child: the files as they were at the fork
+	 * (the writer appends to them meanwhile). */
+	if (j->read_limited)
+		while (n && segs[n - 1].id > j->limit_seg)
+			n--;
 	for (; go && i < n; i++, off = 0) {
 		char *path = jrnl_seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
-		go = read_file(path, &off, fn, arg);
+		uint64_t end = j->read_limited && segs[i].id == j->limit_seg ? j->limit_off : UINT64_MAX;
+		go = read_file(path, &off, end, fn, arg);
 		free(path);
 		*pos = (struct jrnl_pos){segs[i].id, off, true};
 	}

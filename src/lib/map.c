@@ -22,6 +22,17 @@ static uint32_t hash_str(const char *s)
 		h ^= (unsigned char)*s++;
 		h *= 16777619u;
 	}
+	/* FNV-1a's low bits, which pick the slot, depend only on the low bits
+	 * of each byte: keys that differ in a decimal counter (the bus's mids,
+	 * "publisher\n<prefix>-<n>") fall in long runs of neighbouring slots,
+	 * and linear probing walks them (recovering a million mids spent 40% of
+	 * its time in map_find and map_put).  The avalanche of murmur3's
+	 * finaliser spreads every bit over all of them. */
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
 	return h;
 }
 
@@ -49,11 +60,17 @@ static void map_grow(struct map *m)
 		cap = m->cap;
 	m->slots = xcalloc(cap, sizeof(*m->slots));
 	m->cap = cap;
-	m->len = m->used = 0;
+	m->len = m->used = old.len;
+	/* Every key is distinct and its hash kept: no string is read again
+	 * (a map of half a million mids was rehashed in 20% of a recovery). */
 	for (size_t i = 0; i < old.cap; i++) {
 		struct map_slot *s = &old.slots[i];
-		if (s->key && s->key != TOMBSTONE)
-			map_put(m, s->key, s->value);
+		if (!s->key || s->key == TOMBSTONE)
+			continue;
+		size_t j = s->hash & (cap - 1);
+		while (m->slots[j].key)
+			j = (j + 1) & (cap - 1);
+		m->slots[j] = *s;
 	}
 	free(old.slots);
 }

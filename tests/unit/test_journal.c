@@ -745,3 +745,117 @@ Test(journal, a_compaction_written_to_a_file_replaces_the_segments)
 	jrnl_close(j);
 	free(dir);
 }
+
+/* --- a compaction written by a child process (journal_fork.c) ------------------- */
+
+struct forked {
+	struct journal *j;
+	uint64_t bytes;
+	bool done;
+};
+
+/* In the child: waits for the parent's records after the fork to be on
+ * disk, then writes the live state and what it read of the journal. */
+static void fork_snap(void *arg, struct jrnl_snap *s)
+{
+	struct forked *f = arg;
+	struct jrnl_pos pos = {0};
+	struct readback rb = {0};
+
+	usleep(300 * 1000);
+	jrnl_read(f->j, &pos, read_one, &rb);
+	char *saw = xasprintf("saw %zu, the last %s", rb.got.n, rb.got.n ? rb.got.v[rb.got.n - 1] : "-");
+	jrnl_snap_record(s, "live one", 8);
+	jrnl_snap_record(s, saw, strlen(saw));
+	free(saw);
+	strv_free(&rb.got);
+}
+
+static void fork_done(void *arg, uint64_t bytes)
+{
+	struct forked *f = arg;
+	f->bytes = bytes;
+	f->done = true;
+}
+
+static struct journal *fork_setup(const char *dir, struct forked *f)
+{
+	struct jrnl_recovery rec;
+	struct journal *j = open_j(dir, FSYNC_ALWAYS, &rec);
+	uint64_t t = 0;
+
+	for (int i = 0; i < 50; i++)
+		t = jrnl_append(j, "dead record", 11);
+	wait_durable(t);
+	jrnl_append(j, "just before", 11);	/* maybe not written yet at the fork */
+	*f = (struct forked){.j = j};
+	int rc = 0;
+	for (int i = 0; i < 1000 && rc == 0; i++) {
+		rc = jrnl_fork_compact(j, fork_snap, fork_done, f);
+		if (rc == 0)
+			usleep(1000);	/* the writer was writing */
+	}
+	cr_assert_eq(rc, 1, "jrnl_fork_compact: %d (%s)", rc, strerror(errno));
+	cr_assert_not(jrnl_may_compact(j), "a compaction is under way");
+	/* the loop goes on: records after the fork, on disk before the child reads */
+	for (int i = 0; i < 3; i++)
+		t = jrnl_append(j, "after the fork", 14);
+	wait_durable(t);
+	return j;
+}
+
+Test(journal, a_compaction_by_a_child_keeps_what_came_after_the_fork)
+{
+	struct jrnl_recovery rec;
+	struct forked f;
+	char *dir = dir_of("forked");
+	struct journal *j = fork_setup(dir, &f);
+
+	for (int i = 0; i < 5000 && !f.done; i++)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert(f.done, "the child never reported");
+	cr_assert_gt(f.bytes, 8);
+	for (int i = 0; i < 5000 && !jrnl_may_compact(j); i++)
+		usleep(1000);
+	cr_assert(jrnl_may_compact(j), "the snapshot was not installed");
+	uint64_t t = jrnl_append(j, "later", 5);
+	wait_durable(t);
+	jrnl_close(j);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	/* the child read the files as they were at the fork: 51 records,
+	 * "just before" from memory or from the file, none after */
+	cr_assert_eq(replayed.n, 6, "%zu records", replayed.n);
+	cr_assert_str_eq(replayed.v[0], "live one");
+	cr_assert_str_eq(replayed.v[1], "saw 51, the last just before");
+	cr_assert_str_eq(replayed.v[2], "after the fork");
+	cr_assert_str_eq(replayed.v[4], "after the fork");
+	cr_assert_str_eq(replayed.v[5], "later");
+	cr_assert_eq(rec.missing, 0);
+	cr_assert_eq(rec.corrupt, 0);
+	cr_assert_eq(rec.segments, 2, "%zu segments: the snapshot, then the records since the fork", rec.segments);
+	char *left = xasprintf("%s/snapshot.new", dir);
+	cr_assert(access(left, F_OK) < 0, "snapshot.new left behind");
+	free(left);
+	jrnl_close(j);
+	free(dir);
+}
+
+Test(journal, a_compaction_by_a_child_cut_short_leaves_every_record)
+{
+	struct jrnl_recovery rec;
+	struct forked f;
+	char *dir = dir_of("forkstop");
+	struct journal *j = fork_setup(dir, &f);
+
+	jrnl_close(j);	/* kills the child, as a stop or a crash would */
+	cr_assert_not(f.done);
+	j = open_j(dir, FSYNC_NEVER, &rec);
+	cr_assert_eq(replayed.n, 54, "%zu records", replayed.n);
+	cr_assert_str_eq(replayed.v[50], "just before");
+	cr_assert_str_eq(replayed.v[53], "after the fork");
+	/* the empty segment that held the snapshot's place: no gap */
+	cr_assert_eq(rec.missing, 0);
+	cr_assert_eq(rec.corrupt, 0);
+	jrnl_close(j);
+	free(dir);
+}

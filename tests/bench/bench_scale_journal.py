@@ -1,0 +1,429 @@
+#!/usr/bin/python3
+"""A gigabyte of journal (issue 19, item 3): cohortd beside redis and mosquitto.
+
+cohortd: 1,000 durable sessions, each subscribed with qos 1 to its own
+topic, are away while M qos-1 messages (10 million at full size, a data of
+40 bytes each, round robin over the sessions) and R retained values
+(100,000) are published through libcohort (tests/bench/journal_fill, at
+most 1,000 unacknowledged): the journal holds only live records, 1 GiB.
+Then cohortd is killed (SIGKILL) and started again: the recovery time
+(launch -> a hello answered on bus.sock) and the CPU time cohortd used
+until then (on a shared machine the steadier figure), its RSS once
+recovered and its peak (VmHWM), beside the journal's size.  Then the sessions come back and
+read (ack) everything while a probe publishes qos-1 messages at 500 a
+second: each publish's time to its ok, before the drain, during it, and
+after it, and while a compaction is being written (snapshot.new exists in
+the journal directory, looked at every 2 ms): the p99 and the longest.
+
+redis: an AOF with the same entries (RPUSH sI <data> per message, SET rK
+<data> per retained value), loaded by redis-server (appendonly yes): launch
+-> PING answered (not -LOADING), RSS after.
+
+mosquitto: the same 1,000 sessions (clean_session false, qos 1), the same
+messages and retained values, persistence on; stopped (SIGTERM: it writes
+its database), started again: launch -> CONNACK, RSS after.  mosquitto
+writes its persistence file only at shutdown or autosave, so it is not
+killed.
+
+The page cache is not dropped (the machine is shared): every server reads
+its file warm, synced to disk first (a server's first fsync would
+otherwise wait for the writeback of the file it is reading).  The journal, the AOF and the database are removed after
+each run.
+
+Environment: COHORT_BUILDDIR, BENCH_COHORTD (another cohortd, for a
+before/after), SCALE_JOURNAL_MB (1024: the size the message count is
+scaled to; 50 for a development run), SCALE_JOURNAL_SESSIONS (1000),
+SCALE_JOURNAL_DATA (40: bytes of each data), SCALE_JOURNAL_PEERS (1; 0:
+cohortd alone), SCALE_JOURNAL_DRAIN (1; 0: no compaction figure),
+SCALE_JOURNAL_DRAIN_S (420: the drain is stopped after this long),
+SCALE_JOURNAL_COMPACT_WAIT (150: after the drain, how long the probe waits
+for a compaction; one waits for the mids of the last two minutes to age
+out, as a snapshot keeps them).
+"""
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("COHORT_BUILDDIR", ".")
+COHORTD = os.path.abspath(os.environ.get("BENCH_COHORTD") or os.path.join(BUILD, "cohortd"))
+FILL = os.path.abspath(os.path.join(BUILD, "tests", "bench", "journal_fill"))
+MB = float(os.environ.get("SCALE_JOURNAL_MB", "1024"))
+SESSIONS = int(os.environ.get("SCALE_JOURNAL_SESSIONS", "1000"))
+DATA = int(os.environ.get("SCALE_JOURNAL_DATA", "40"))
+PEERS = os.environ.get("SCALE_JOURNAL_PEERS", "1") == "1"
+DRAIN = os.environ.get("SCALE_JOURNAL_DRAIN", "1") == "1"
+MSGS = int(10_000_000 * MB / 1024) // SESSIONS * SESSIONS
+RETAINED = int(100_000 * MB / 1024)
+DRAIN_MAX = float(os.environ.get("SCALE_JOURNAL_DRAIN_S", "420"))
+COMPACT_WAIT = float(os.environ.get("SCALE_JOURNAL_COMPACT_WAIT", "150"))
+PROBE_RATE = 500
+procs = []
+
+
+def rss_mb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s(pid):
+    """CPU time the process used so far (all its threads): on a shared
+    machine, steadier than the wall time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dir_bytes(d):
+    total = 0
+    for root, _, files in os.walk(d):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def wait_for(check, what, proc, timeout=900, step=0.005):
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the server exited ({proc.returncode})")
+        if time.monotonic() > end:
+            raise RuntimeError(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+def sync_files(d):
+    """Every file under d on disk: a server's first fsync after a start
+    would otherwise wait for the writeback of what the last one left
+    dirty (seconds for a gigabyte), and that is not its recovery."""
+    for root, _, files in os.walk(d):
+        for f in files:
+            try:
+                fd = os.open(os.path.join(root, f), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def run_fill(*args, timeout=7200):
+    out = subprocess.run([FILL, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"journal_fill {' '.join(map(str, args))}: {out.stderr.strip()}")
+    last = out.stdout.strip().splitlines()[-1]
+    if last.startswith("unsupported"):
+        return None
+    return float(last.split()[1].split("=")[1])
+
+
+def spawn(argv, log):
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    procs.append(p)
+    return p
+
+
+def kill(p, sig=signal.SIGKILL):
+    if p.poll() is None:
+        p.send_signal(sig)
+        p.wait(600)
+
+
+# --- cohortd ---------------------------------------------------------------------------------
+
+def hello(kind, sock):
+    """A hello answered (cohortd: the bus is open, the journal read; mosquitto: a CONNACK)."""
+    fill = subprocess.run([FILL, kind, f"unix:{sock}", "hello"], capture_output=True, timeout=60)
+    return fill.returncode == 0
+
+
+def cohort_launch(w, log):
+    p = spawn([COHORTD, "-c", os.path.join(w, "cohort.ini")], log)
+    return p
+
+
+class Compactions:
+    """When snapshot.new exists in the journal's directory (a compaction
+    being written: by the loop, then synced and renamed by the writer)."""
+
+    def __init__(self, d):
+        self.path, self.spans, self.stop = os.path.join(d, "snapshot.new"), [], False
+        self.t = threading.Thread(target=self.watch, daemon=True)
+        self.t.start()
+
+    def watch(self):
+        since = None
+        while not self.stop:
+            there = os.path.exists(self.path)
+            now = time.monotonic()
+            if there and since is None:
+                since = now
+            elif not there and since is not None:
+                self.spans.append((since, now))
+                since = None
+            time.sleep(0.002)
+        if since is not None:
+            self.spans.append((since, time.monotonic()))
+
+    def during(self, t):
+        return any(a - 0.005 <= t <= b + 0.005 for a, b in self.spans)
+
+
+def pct(v, p):
+    if not v:
+        return float("nan")
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p / 100))]
+
+
+def cohortd_run():
+    w = tempfile.mkdtemp(prefix="cohort-sj-", dir="/tmp")
+    r = {}
+    try:
+        with open(os.path.join(w, "cohort.ini"), "w") as f:
+            f.write(f"[cohort]\nrun_dir = {w}/run\nstate_dir = {w}/state\nlog_dir = {w}/log\n"
+                    "bus_fsync = never\n"
+                    "[service:idle]\ncommand = /bin/sleep 100000\nready = delay:0\nstdout = null\n")
+        log = open(os.path.join(w, "cohortd.log"), "w")
+        sock, jdir = f"{w}/run/bus.sock", f"{w}/state/bus"
+        p = cohort_launch(w, log)
+        wait_for(lambda: os.path.exists(sock), "bus.sock", p)
+        run_fill("cohort", f"unix:{sock}", "sessions", SESSIONS)
+        t = run_fill("cohort", f"unix:{sock}", "fill", MSGS, SESSIONS, RETAINED, DATA)
+        r["fill_s"] = t
+        r["live_rss"] = rss_mb(p.pid)
+        time.sleep(1)
+        kill(p)
+        r["journal"] = dir_bytes(jdir)
+        sync_files(jdir)
+        t0 = time.monotonic()
+        p = cohort_launch(w, log)
+        wait_for(lambda: os.path.exists(sock) and hello("cohort", sock), "recovery", p, step=0.01)
+        r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
+        r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
+        time.sleep(2)
+        r["rss_settled"] = rss_mb(p.pid)
+        if DRAIN:
+            r.update(drain(w, p, sock, jdir))
+        kill(p, signal.SIGTERM)
+        log.close()
+        with open(os.path.join(w, "cohortd.log")) as f:
+            r["log"] = [ln.strip() for ln in f if "recovered" in ln or "compacting" in ln]
+    finally:
+        kill_all()
+        shutil.rmtree(w, ignore_errors=True)
+    return r
+
+
+def drain(w, p, sock, jdir):
+    """The sessions back, reading everything, under the probe."""
+    per = MSGS // SESSIONS
+    watch = Compactions(jdir)
+    before = 3.0
+    seconds = 3600
+    # To a file: a pipe nobody reads until the end would stop the probe once full.
+    out = open(os.path.join(w, "probe.txt"), "w+")
+    probe = subprocess.Popen([FILL, "cohort", f"unix:{sock}", "probe", str(PROBE_RATE), str(seconds)],
+                             stdout=out, text=True)
+    procs.append(probe)
+    time.sleep(before)
+    t_drain = time.monotonic()
+    dr = subprocess.Popen([FILL, "cohort", f"unix:{sock}", "drain", "0", str(SESSIONS), str(per)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(dr)
+    try:
+        _, err = dr.communicate(timeout=DRAIN_MAX)
+        drained = dr.returncode == 0
+    except subprocess.TimeoutExpired:
+        kill(dr)
+        err, drained = "", False
+    t_end = time.monotonic()
+    if dr.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"drain: {err.strip()}")
+    # A compaction waits for the mids of the last two minutes to age out
+    # (it keeps them): the probe goes on until one has been written.
+    end = time.monotonic() + COMPACT_WAIT
+    while not watch.spans and time.monotonic() < end:
+        time.sleep(0.1)
+    time.sleep(1)
+    t_stop = time.monotonic()
+    watch.stop = True
+    watch.t.join()
+    kill(probe, signal.SIGKILL)
+    out.seek(0)
+    samples = [tuple(map(float, ln.split())) for ln in out.read().splitlines() if ln and ln[0].isdigit()]
+    out.close()
+    idle = [lat for t, lat in samples if t / 1e3 < t_drain]
+    busy = [lat for t, lat in samples if t_drain <= t / 1e3 <= t_end and not watch.during(t / 1e3)]
+    quiet = [lat for t, lat in samples if t_end < t / 1e3 <= t_stop and not watch.during(t / 1e3)]
+    comp = [lat for t, lat in samples if watch.during(t / 1e3)]
+    return {"drain_s": t_end - t_drain, "drained": drained, "idle": idle, "busy": busy, "quiet": quiet,
+            "comp": comp,
+            "spans": [(a - t_drain, b - a) for a, b in watch.spans],
+            "max_all": max((lat for _, lat in samples), default=0), "after_drain": dir_bytes(jdir)}
+
+
+# --- redis -----------------------------------------------------------------------------------
+
+def redis_ping(sock):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(5)
+        s.connect(sock)
+        s.sendall(b"PING\r\n")
+        return s.recv(64).startswith(b"+PONG")
+    finally:
+        s.close()
+
+
+def redis_run():
+    w = tempfile.mkdtemp(prefix="cohort-sj-redis-", dir="/tmp")
+    r = {}
+    try:
+        aof = os.path.join(w, "appendonly.aof")
+        run_fill("redis-aof", aof, MSGS, SESSIONS, RETAINED, DATA)
+        r["file"] = os.path.getsize(aof)
+        sync_files(w)
+        sock = os.path.join(w, "redis.sock")
+        log = open(os.path.join(w, "redis.log"), "w")
+        t0 = time.monotonic()
+        p = spawn(["redis-server", "--port", "0", "--unixsocket", sock, "--dir", w, "--appendonly", "yes",
+                   "--appendfilename", "appendonly.aof", "--save", ""], log)
+        wait_for(lambda: os.path.exists(sock) and redis_ping(sock), "redis loading its AOF", p, step=0.01)
+        r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
+        r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
+        kill(p)
+    finally:
+        kill_all()
+        shutil.rmtree(w, ignore_errors=True)
+    return r
+
+
+# --- mosquitto ---------------------------------------------------------------------------------
+
+def mosquitto_run():
+    w = tempfile.mkdtemp(prefix="cohort-sj-mosq-", dir="/tmp")
+    r = {}
+    try:
+        sock = os.path.join(w, "mosquitto.sock")
+        conf = os.path.join(w, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener 0 {sock}\nallow_anonymous true\npersistence true\npersistence_location {w}/\n"
+                    "autosave_interval 0\nlog_dest stderr\nmax_inflight_messages 1000\n"
+                    "max_queued_messages 0\nmax_queued_bytes 0\n")
+            if os.geteuid() == 0:
+                f.write("user root\n")
+        log = open(os.path.join(w, "mosquitto.log"), "w")
+        p = spawn(["mosquitto", "-c", conf], log)
+        wait_for(lambda: os.path.exists(sock), "mosquitto's socket", p)
+        if run_fill("mosquitto", f"unix:{sock}", "sessions", SESSIONS) is None:
+            print("  journal_fill was built without libmosquitto: mosquitto skipped")
+            return None
+        r["fill_s"] = run_fill("mosquitto", f"unix:{sock}", "fill", MSGS, SESSIONS, RETAINED, DATA)
+        r["live_rss"] = rss_mb(p.pid)
+        t0 = time.monotonic()
+        kill(p, signal.SIGTERM)
+        r["save_s"] = time.monotonic() - t0
+        r["file"] = os.path.getsize(os.path.join(w, "mosquitto.db"))
+        os.unlink(sock) if os.path.exists(sock) else None
+        sync_files(w)
+        t0 = time.monotonic()
+        p = spawn(["mosquitto", "-c", conf], log)
+        wait_for(lambda: os.path.exists(sock) and hello("mosquitto", sock),
+                 "mosquitto loading its database", p, step=0.01)
+        r["recovery_s"] = time.monotonic() - t0
+        r["cpu_s"] = cpu_s(p.pid)
+        r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
+        kill(p)
+    finally:
+        kill_all()
+        shutil.rmtree(w, ignore_errors=True)
+    return r
+
+
+def main():
+    entries = MSGS + RETAINED
+    print(f"journal at scale: {SESSIONS} durable sessions away, {MSGS:,} queued qos-1 messages and "
+          f"{RETAINED:,} retained values (data {DATA} bytes), recovery after a restart")
+    print("  (a shared machine: the ratios to the peers, measured in the same run, are the figures)")
+    res = {"cohortd": cohortd_run()}
+    if PEERS and shutil.which("redis-server"):
+        res["redis"] = redis_run()
+    if PEERS and shutil.which("mosquitto"):
+        m = mosquitto_run()
+        if m:
+            res["mosquitto"] = m
+    print(f"  {'server':10} {'file MiB':>9} {'fill s':>7} {'recover s':>10} {'CPU s':>7} {'CPU s/GiB':>10} "
+          f"{'CPU us/entry':>13} {'RSS MiB':>8} {'peak MiB':>9} {'RSS/file':>9}")
+    for name, r in res.items():
+        f = r.get("journal", r.get("file"))
+        gib = f / (1 << 30)
+        print(f"  {name:10} {f / 1048576:9.1f} {r.get('fill_s') or 0:7.1f} {r['recovery_s']:10.2f} "
+              f"{r['cpu_s']:7.2f} {r['cpu_s'] / gib:10.2f} {r['cpu_s'] * 1e6 / entries:13.2f} {r['rss']:8.1f} "
+              f"{r['hwm']:9.1f} {r['rss'] * 1048576 / f:9.2f}", flush=True)
+    c = res["cohortd"]
+    for line in c.get("log", []):
+        print("  cohortd: " + line.split("] ", 1)[-1][:200])
+    if "idle" in c:
+        state = "all read" if c["drained"] else f"stopped after {DRAIN_MAX:.0f} s, not all read"
+        print(f"  qos-1 publish -> ok at {PROBE_RATE}/s while the sessions drain ({c['drain_s']:.1f} s, {state}); "
+              "p50 / p99 / max, ms:")
+        for label, v in (("idle, before", c["idle"]), ("draining, no compaction", c["busy"]),
+                         ("after, no compaction", c["quiet"]), ("while compacting", c["comp"])):
+            if v:
+                print(f"    {label:24} n={len(v):6d} {statistics.median(v) / 1e3:7.2f} {pct(v, 99) / 1e3:8.2f} "
+                      f"{max(v) / 1e3:8.2f}")
+            else:
+                print(f"    {label:24} n=     0")
+        print(f"    compactions (start after the drain began, s: length s): "
+              + ", ".join(f"{a:.1f}: {b:.2f}" for a, b in c["spans"]) + 
+              f"; longest publish of the run {c['max_all'] / 1e3:.1f} ms; journal after {c['after_drain'] / 1048576:.1f} MiB")
+    for peer in ("redis", "mosquitto"):
+        if peer in res:
+            p = res[peer]
+            print(f"  cohortd / {peer}: recovery per GiB of its file x{(c['recovery_s'] / c['journal']) / (p['recovery_s'] / p['file']):.2f} "
+                  f"(CPU x{(c['cpu_s'] / c['journal']) / (p['cpu_s'] / p['file']):.2f}), "
+                  f"for the same entries x{c['recovery_s'] / p['recovery_s']:.2f} (CPU x{c['cpu_s'] / p['cpu_s']:.2f}), "
+                  f"RSS after x{c['rss'] / p['rss']:.2f}")
+
+
+def kill_all():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def on_signal(signum, frame):
+    kill_all()
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        main()
+    except BaseException:
+        kill_all()
+        raise
