@@ -66,6 +66,7 @@ if [ "${SCALE:-0}" = 1 ]; then
 	/usr/bin/python3 "$S/tests/bench/bench_scale_services.py"
 	echo
 	/usr/bin/python3 "$S/tests/bench/bench_scale_locks.py"
+	echo
 	# a gigabyte of journal (SCALE_JOURNAL_MB=50 for a short run)
 	/usr/bin/python3 "$S/tests/bench/bench_scale_journal.py"
 fi
