@@ -124,8 +124,7 @@ class Cohortd:
         os.makedirs(work)
         w = work
         with open(os.path.join(w, "idle.sh"), "w") as f:
-            f.write(f'echo $$ > "{w}/idle.pid"\necho "$COHORT_TOKEN" > "{w}/token.tmp"\n'
-                    f'mv "{w}/token.tmp" "{w}/token"\nexec /bin/sleep 100000\n')
+            f.write(f'echo $$ > "{w}/idle.pid"\nexec /bin/sleep 100000\n')
         self.ini = os.path.join(w, "cohort.ini")
         with open(self.ini, "w") as f:
             f.write(f"[cohort]\nrun_dir = {w}/run\nstate_dir = {w}/state\nlog_dir = {w}/log\n"
@@ -135,9 +134,8 @@ class Cohortd:
 
     def launch(self):
         w = self.work
-        for p in ("token", "run/bus.sock"):
-            if os.path.exists(os.path.join(w, p)):
-                os.unlink(os.path.join(w, p))
+        if os.path.exists(f"{w}/run/bus.sock"):
+            os.unlink(f"{w}/run/bus.sock")
         self.starts += 1
         self.log_path = os.path.join(w, f"cohortd.{self.starts}.log")
         log = open(self.log_path, "w")
@@ -145,14 +143,15 @@ class Cohortd:
                                      stdin=subprocess.DEVNULL)
         procs.append(self.proc)
         wait_for(lambda: os.path.exists(f"{w}/run/bus.sock"), "cohortd's bus.sock", self.proc)
-        wait_for(lambda: os.path.exists(f"{w}/token"), "the idle service's token", self.proc)
         wait_for(port_open(self.port), "cohortd's bus_listen", self.proc)
-        self.token = open(f"{w}/token").read().strip()
+        # Over TCP the clients say hello with the admin token: a service's
+        # token is new at every start of cohortd, the admin's is kept.
+        self.token = open(f"{w}/state/admin.token").read().split()[0]
 
     def address(self, transport):
         if transport == "unix":
             return f"unix:{self.work}/run/bus.sock", {"COHORT_TOKEN": ""}   # root: an admin
-        return f"ws://127.0.0.1:{self.port}/", {"COHORT_TOKEN": self.token}
+        return f"ws://127.0.0.1:{self.port}/", {"COHORT_TOKEN": self.token}   # admin_token_file's
 
     def topic(self, name):
         return f"bench.{name}"
