@@ -72,10 +72,11 @@
 /* What lws sends at once (its tx_packet_size), and the pieces it hands a
  * received message over in (rx_buffer_size, reassembled in bus_conn.rx):
  * lws allocates a buffer of the latter for every connection when it opens,
- * so it is small (a typical message fits; 64 KiB was 4 KiB of touched
- * memory a connection, most of cohortd's memory with 10,000 clients). */
+ * so it is small (a publish of 100 bytes of data fits, as do control
+ * frames, at most 125; 64 KiB was 4 KiB of touched memory a connection,
+ * most of cohortd's memory with 10,000 clients). */
 #define BUS_TX_PACKET 65536
-#define BUS_RX_PIECE 1000
+#define BUS_RX_PIECE 256
 /* A buffer a large message needed is given back once it was handled. */
 #define BUS_RX_KEEP 4096
 /* A spilled queue is read back from the journal this much at a time, once

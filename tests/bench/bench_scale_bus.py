@@ -95,15 +95,14 @@ def port_open(port):
 
 
 def memory(pid):
-    """(PSS, RSS) of pid in bytes."""
-    pss = rss = 0
+    """(PSS, RSS, anonymous) of pid in bytes."""
+    got = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1]) * 1024
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1]) * 1024
-    return pss, rss
+            key = line.split(":")[0]
+            if key in ("Pss", "Rss", "Anonymous"):
+                got[key] = int(line.split()[1]) * 1024
+    return got["Pss"], got["Rss"], got["Anonymous"]
 
 
 def stop(p, sig=signal.SIGTERM, timeout=60):
@@ -380,9 +379,10 @@ def memory_and_fanout(transport, work):
             swarms.append(sw)
         time.sleep(2)
         for s in servers:
-            pss, rss = memory(s.proc.pid)
+            pss, rss, anon = memory(s.proc.pid)
             res[s.label].update(pss=pss, rss=rss, pss_base=base[s.label][0],
-                                pss_per_conn=(pss - base[s.label][0]) / N, rss_per_conn=(rss - base[s.label][1]) / N)
+                                pss_per_conn=(pss - base[s.label][0]) / N, rss_per_conn=(rss - base[s.label][1]) / N,
+                                anon_per_conn=(anon - base[s.label][2]) / N)
         pubs = [publisher(s, transport, work, "fan", 0) for s in servers]
         for _ in range(FANOUT):
             for p in pubs:
@@ -498,7 +498,7 @@ def main():
                   f"of {FANOUT} messages (qos 0, 100 bytes, {FANOUT_GAP} s apart)")
             for label, r in res.items():
                 print(f"    {label:10s} connect {r['connect_s']:.1f} s; PSS {mib(r['pss_base'])} -> {mib(r['pss'])}: "
-                      f"{r['pss_per_conn']:.0f} B/conn (RSS {r['rss_per_conn']:.0f} B/conn); "
+                      f"{r['pss_per_conn']:.0f} B/conn (RSS {r['rss_per_conn']:.0f}, anonymous {r['anon_per_conn']:.0f}); "
                       f"first receiver p50 {ms(r['first_p50'])} p99 {ms(r['first_p99'])} ms, last receiver "
                       f"p50 {ms(r['last_p50'])} p99 {ms(r['last_p99'])} ms, every delivery p50 {ms(r['p50'])} "
                       f"p99 {ms(r['p99'])} ms; lost {r['lost']}")
@@ -545,8 +545,9 @@ def summary(rows):
         if what == "fan":
             c, m = r["cohortd"], r["mosquitto"]
             line(f"{transport} PSS per connection B", c["pss_per_conn"], m["pss_per_conn"], "{:.0f}")
+            line(f"{transport} RSS per connection B", c["rss_per_conn"], m["rss_per_conn"], "{:.0f}")
             for key, name in (("first_p50", "first p50"), ("first_p99", "first p99"), ("last_p50", "last p50"),
-                              ("last_p99", "last p99")):
+                              ("last_p99", "last p99"), ("p99", "every delivery p99")):
                 line(f"{transport} fan-out {name} ms", c[key] and c[key] / 1e6, m[key] and m[key] / 1e6, "{:.1f}")
     storms = {(t, w[6:]): r for t, w, r in rows if w.startswith("storm-")}
     for transport in STORM_TRANSPORTS:
