@@ -61,6 +61,8 @@ echo
 if [ "${SCALE:-0}" = 1 ]; then
 	echo
 	/usr/bin/python3 "$S/tests/bench/bench_scale_services.py"
+	echo
+	/usr/bin/python3 "$S/tests/bench/bench_scale_bus.py"
 fi
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
