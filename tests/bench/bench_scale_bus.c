@@ -32,8 +32,7 @@
  * (the next indexes) INTERVAL_MS apart, qos-1 ones without waiting for the
  * oks (kept and re-sent after a reconnect by the client: libcohort's
  * cohort_publish_nowait, libmosquitto's queue), says "sent n=N" after the
- * last; "flush" says "flushed unacked=U" once every qos-1 one is acked (or
- * after 60 s); quit.
+ * last; quit.
  *
  * A payload is a 100-byte JSON string "t=<CLOCK_MONOTONIC ns> i=<index> xx..".
  */
@@ -586,9 +585,7 @@ struct publisher {
 	int64_t next_index;
 	int64_t to_send;	/* left of the current "send" */
 	int64_t interval_ns, next_send_ns;
-	uint64_t sent, acked;	/* qos 1 (mosquitto: on_publish) */
-	bool flushing;
-	int64_t flush_end;
+	uint64_t sent;
 };
 
 #ifdef HAVE_MOSQUITTO
@@ -597,14 +594,6 @@ static void pub_on_connect(struct mosquitto *m, void *arg, int rc)
 	struct publisher *p = arg;
 	(void)m;
 	p->mq_up = rc == 0;
-}
-
-static void pub_on_publish(struct mosquitto *m, void *arg, int mid)
-{
-	struct publisher *p = arg;
-	(void)m;
-	(void)mid;
-	p->acked++;
 }
 
 static void pub_mq_attempt(struct publisher *p, bool first)
@@ -627,7 +616,6 @@ static void pub_mq_attempt(struct publisher *p, bool first)
 static void pub_one(struct publisher *p)
 {
 	char payload[PAYLOAD_LEN + 1];
-	char mqtopic[256];
 
 	make_payload(payload, now_ns(), p->next_index++);
 	if (kind == K_COHORT) {
@@ -637,14 +625,11 @@ static void pub_one(struct publisher *p)
 		return;
 	}
 #ifdef HAVE_MOSQUITTO
-	snprintf(mqtopic, sizeof(mqtopic), "%s", topic);
 	/* Queued by libmosquitto while disconnected (qos 1), sent at its CONNACK. */
-	int rc = mosquitto_publish(p->m, NULL, mqtopic, PAYLOAD_LEN, payload, qos, false);
+	int rc = mosquitto_publish(p->m, NULL, topic, PAYLOAD_LEN, payload, qos, false);
 	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
 		die("mosquitto_publish: %s", mosquitto_strerror(rc));
 	p->sent++;
-#else
-	(void)mqtopic;
 #endif
 }
 
@@ -657,19 +642,9 @@ static void pub_command(struct publisher *p, char *line)
 		p->to_send = count;
 		p->interval_ns = interval * 1000000;
 		p->next_send_ns = now_ns();
-	} else if (strcmp(line, "flush") == 0) {
-		p->flushing = true;
-		p->flush_end = now_ns() + 60000000000LL;
 	} else if (strcmp(line, "quit") == 0) {
 		atomic_store(&stopping, 1);
 	}
-}
-
-static uint64_t pub_unacked(const struct publisher *p)
-{
-	if (kind == K_COHORT)
-		return cohort_unacked(p->c);
-	return qos == 1 ? p->sent - p->acked : 0;
 }
 
 /* One pass: stdin, the client's socket, the next send. */
@@ -734,11 +709,6 @@ static void pub_pass(struct publisher *p)
 			fflush(stdout);
 		}
 	}
-	if (p->flushing && (pub_unacked(p) == 0 || now_ns() > p->flush_end)) {
-		p->flushing = false;
-		printf("flushed unacked=%" PRIu64 "\n", pub_unacked(p));
-		fflush(stdout);
-	}
 }
 
 static int publish(void)
@@ -760,7 +730,6 @@ static int publish(void)
 		mosquitto_int_option(p.m, MOSQ_OPT_TCP_NODELAY, 1);
 		mosquitto_max_inflight_messages_set(p.m, 1000);
 		mosquitto_connect_callback_set(p.m, pub_on_connect);
-		mosquitto_publish_callback_set(p.m, pub_on_publish);
 		p.backoff_ms = BACKOFF_FIRST_MS;
 		pub_mq_attempt(&p, true);
 		for (int64_t end = now_ns() + 10000000000LL; !p.mq_up; mosquitto_loop(p.m, 100, 1))
