@@ -320,8 +320,11 @@ ready = delay:0
         self.assertNotEqual(d.last_pid("base"), base)
         self.assertNotEqual(d.last_pid("app"), app)
         self.assertFalse(pid_alive(base))
-        with open(f"/proc/{d.last_pid('base')}/cmdline") as f:
-            self.assertEqual(f.read(), "/bin/sleep\x002000\x00")
+        # "running" comes at the fork (ready = delay:0): the exec may still
+        # be under way, when /proc shows no command line at all
+        path = f"/proc/{d.last_pid('base')}/cmdline"
+        wait_until(self, lambda: open(path).read() == "/bin/sleep\x002000\x00",
+                   what=f"base's new command line in {path}")
         d.stop()
 
     def test_a_removed_service_stops_before_an_added_one_starts(self):
