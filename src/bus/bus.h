@@ -70,7 +70,19 @@
  * burst of frees is over: BUS_TRIM_DELAY later, so at most once a delay. */
 #define BUS_TRIM_MIN (1u << 20)
 #define BUS_TRIM_DELAY 1.0
-#define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under lws's rx_buffer_size */
+#define BUS_BATCH_MAX 32768		/* bytes of frames per send(); under BUS_TX_PACKET */
+/* What lws sends at once (its tx_packet_size), and the pieces it hands a
+ * received message over in (rx_buffer_size, reassembled in bus_conn.rx).
+ * lws allocates a buffer of the latter for every connection when it opens:
+ * 64 KiB was 4 KiB of touched memory a connection, most of cohortd's with
+ * 10,000 clients.  It also reads at most that much (with LWS_PRE, up to
+ * 4 KiB) from a socket per wake-up, so it is not smaller: with 256 bytes a
+ * publisher's qos-0 stream went a third slower and clients reconnecting
+ * over TCP after a restart took 2-3x as long; with 1000 neither moved. */
+#define BUS_TX_PACKET 65536
+#define BUS_RX_PIECE 1000
+/* A buffer a large message needed is given back once it was handled. */
+#define BUS_RX_KEEP 4096
 /* A spilled queue is read back from the journal this much at a time, once
  * the ring has sent what it holds. */
 #define BUS_SPILL_CHUNK 512

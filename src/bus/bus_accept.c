@@ -52,6 +52,12 @@
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
 #define FD_RESERVE 64		/* descriptors the bus leaves to cohortd itself */
 #define FD_PER_SERVICE 8	/* ... and to each service */
+/* Clients waiting to be accepted, at most (the kernel caps it at
+ * net.core.somaxconn, 4096 by default): when cohortd restarts under
+ * thousands of clients they come back together, and a full backlog
+ * refuses a unix client at once (EAGAIN) and drops a TCP one's SYN (a
+ * second's wait). */
+#define BACKLOG 65535
 
 struct bus_peer {
 	struct bus *bus;
@@ -322,7 +328,7 @@ static int listen_unix(struct bus *b, const char *path, mode_t mode, char *err, 
 	mode_t old = umask(0177);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc < 0 || listen(fd, 1024) < 0 || chmod(path, mode) < 0 ||
+	if (rc < 0 || listen(fd, BACKLOG) < 0 || chmod(path, mode) < 0 ||
 	    (b->auth->has_group && chown(path, (uid_t)-1, b->auth->group) < 0)) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
@@ -349,7 +355,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
 		if (a->ai_family == AF_INET6)
 			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, BACKLOG) < 0) {
 			snprintf(err, errlen, "bus_listen %s:%s: %s", host, port, strerror(errno));
 			close(fd);
 			fd = -1;

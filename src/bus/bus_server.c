@@ -246,7 +246,7 @@ static int upgrade_check(struct bus *b, struct lws *wsi, const char *upgrade)
 
 /*
  * A piece of a data message (lws hands a frame over in pieces of at most
- * the protocol's rx_buffer_size).  RFC 6455 8.1: a text message must be
+ * the protocol's rx_buffer_size, BUS_RX_PIECE).  RFC 6455 8.1: a text message must be
  * UTF-8 as a whole, so it is checked once complete (a character may
  * straddle two fragments); one that is not fails the connection (1007).
  * The protocol is text only: a binary message is data of a type we
@@ -277,6 +277,8 @@ static void receive(struct bus_conn *c, const void *in, size_t len)
 	}
 	bus_handle(c, c->rx.buf, c->rx.len);
 	c->rx.len = 0;
+	if (c->rx.cap > BUS_RX_KEEP)
+		sbuf_free(&c->rx);
 }
 
 /*
@@ -377,14 +379,21 @@ static int bus_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 static const struct lws_protocols protocols[] = {
-	{BUS_PROTOCOL, bus_cb, sizeof(struct bus_conn *), 65536, 0, NULL, 0},
+	{BUS_PROTOCOL, bus_cb, sizeof(struct bus_conn *), BUS_RX_PIECE, 0, NULL, BUS_TX_PACKET},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-/* lws's own idle policy, out of the way (see bus_live.c): 18 hours. */
+/*
+ * lws's own idle policy, off (bus_live.c does it): with a hang-up time of
+ * 0, lws arms no validity timer.  One of 18 hours, as before, was a timer
+ * per connection in lws's sorted list of timers, whose insert walks the
+ * list from its earliest: every connection's walked every other one's,
+ * O(n^2), 42 % of cohortd's CPU while 10,000 clients came back after a
+ * restart.
+ */
 static const lws_retry_bo_t idle_policy = {
-	.secs_since_valid_ping = 65000,
-	.secs_since_valid_hangup = 65535,
+	.secs_since_valid_ping = 0,
+	.secs_since_valid_hangup = 0,
 };
 
 void bus_policy_from_config(struct bus_policy *pol, const struct cohort_config *cfg)

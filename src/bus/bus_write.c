@@ -131,6 +131,7 @@ void bus_conn_error(struct bus_conn *c, json_t *id, const char *fmt, ...)
 /* The RFC 6455 header of an unmasked, final text frame of len bytes (a
  * batch is under 64 KiB: two sizes of header). */
 _Static_assert(BUS_BATCH_MAX < 65536, "a batched frame needs at most a 4-byte header");
+_Static_assert(BUS_BATCH_MAX + 4 <= BUS_TX_PACKET, "lws sends a batch in one piece");
 static size_t ws_header(unsigned char *h, size_t len)
 {
 	h[0] = 0x81;

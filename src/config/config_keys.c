@@ -58,7 +58,7 @@ const struct key_def config_keys[] = {
 	{D("bus_max_message", bus_max_message, K_SIZE, RESTART), "1M", BOUNDS(1024, 16 << 20)},
 	{D("bus_ack_timeout", bus_ack_timeout_ms, K_DURATION, LIVE), "30s"},
 	{D("bus_idle_timeout", bus_idle_timeout_ms, K_DURATION, RESTART), "60s"},
-	{D("bus_max_connections", bus_max_connections, K_UINT, LIVE), "1024", BOUNDS(1, 1000000)},
+	{D("bus_max_connections", bus_max_connections, K_UINT, LIVE), "65536", BOUNDS(1, 1000000)},
 	{D("bus_max_connections_per_uid", bus_max_connections_per_uid, K_UINT, LIVE), "128", BOUNDS(1, 1000000)},
 	{D("bus_queue_max", bus_queue_max, K_SIZE, LIVE), "64M"},
 	{D("bus_memory_max", bus_memory_max, K_SIZE, LIVE), "1G"},

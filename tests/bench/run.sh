@@ -69,6 +69,8 @@ if [ "${SCALE:-0}" = 1 ]; then
 	echo
 	# a gigabyte of journal (SCALE_JOURNAL_MB=50 for a short run)
 	/usr/bin/python3 "$S/tests/bench/bench_scale_journal.py"
+	echo
+	/usr/bin/python3 "$S/tests/bench/bench_scale_bus.py"
 fi
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue

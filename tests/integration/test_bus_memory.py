@@ -99,6 +99,29 @@ class BusMemory(CohortTest):
         d.stop()
 
     @unittest.skipIf(VALGRIND, "valgrind's allocator is not malloc's")
+    def test_two_thousand_clients_at_the_defaults_cost_under_5_kib_each(self):
+        # Issue 19: bus_max_connections' default (1024) refused the
+        # 1,025th client, and the 64 KiB that lws allocated for each
+        # connection's receiving cost 4 KiB of it in memory.
+        d = self.daemon()
+        pid = d.proc.pid
+        if sanitized(pid):
+            self.skipTest("AddressSanitizer's allocator keeps what is freed")
+        warm = [self.connect(d, "mem.c") for _ in range(50)]
+        before = rss_kb(pid)
+        n = 2000
+        conns = [self.connect(d, "mem.c") for _ in range(n)]
+        per = (rss_kb(pid) - before) * 1024 / n
+        self.assertLess(per, 5 * 1024, f"cohortd's memory per connection: {per:.0f} bytes")
+        # each of them is served
+        warm[0].send({"op": "pub", "id": 2, "topic": "mem.c", "qos": 0, "data": 1})
+        for ws in conns[::100] + conns[-1:]:
+            self.assertEqual(self.reply(ws, None, "msg")["data"], 1)
+        for ws in conns + warm:
+            ws.close()
+        d.stop()
+
+    @unittest.skipIf(VALGRIND, "valgrind's allocator is not malloc's")
     def test_memory_goes_back_once_a_backlog_drains(self):
         d = self.daemon()
         pid = d.proc.pid
