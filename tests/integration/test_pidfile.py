@@ -359,7 +359,11 @@ stop_timeout = 5s
         self.assertEqual(self.status_pid(d, "nginx"), (master, "running"))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5 * FACTOR).read()
         self.assertEqual(body, b"hello from nginx under cohort\n")
-        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and self._ppid(int(p)) == master]
+        # one worker answers the probe before the master may have forked the
+        # other: its two workers, once both are there (and no third)
+        workers = wait_until(self, lambda: (lambda w: w if len(w) >= 2 else None)(
+            [int(p) for p in os.listdir("/proc") if p.isdigit() and self._ppid(int(p)) == master]),
+            what="nginx's two workers")
         self.assertEqual(len(workers), 2, "nginx's two workers")
         mark = len(d.lines)
         t0 = time.monotonic()
