@@ -106,9 +106,13 @@ class Bus(CohortTest):
                 self.assertFalse(m["retained"])
                 self.assertAlmostEqual(m["ts_ms"], time.time() * 1000, delta=5000)
                 await pub.ping()
-            await asyncio.sleep(0.1)
+                # the client acked it: the ack goes after its callback, on
+                # sub's connection, so it is waited for while sub is still
+                # connected (its close would end what is in flight anyway)
+                await wait_until_async(self, lambda: d.request({"cmd": "status"})["bus"]["inflight"] == 0,
+                                       what="the qos-1 message acked")
             st = d.ctl_json("status")["bus"]
-            self.assertEqual(st["inflight"], 0)   # the client acked it
+            self.assertEqual(st["inflight"], 0)
             self.assertEqual(st["published"], 3)
         run(go())
         d.stop()

@@ -284,9 +284,11 @@ autostart = no
         _, out, _ = d.ctl("start", "all", expect=1)   # broken ends failed
         self.assertIn("broken: failed - cannot start: exec /nonexistent/binary: No such file", out)
         self.assertIn("a: running", out)
-        # --no-wait answers at once with the state then
+        # --no-wait answers at once with the state then (c stopped once
+        # already: its new line is waited for, not that one)
+        mark = len(d.lines)
         d.ctl("stop", "--no-wait", "c")
-        d.wait_state("c", "stopped")
+        d.wait_state("c", "stopped", start=mark)
         # a timeout while waiting
         _, out, err = d.ctl("stop", "--timeout", "1ms", "nosuch", expect=1)
         self.assertIn("no such service: nosuch", err)
@@ -972,7 +974,7 @@ backoff_jitter = 0
         def version():
             with open(ver) as f:
                 return f.read().strip()
-        # "echo V3 > file" empties the file before it writes
+        # the shell's > empties the file before echo writes to it
         wait_until(self, lambda: version() not in ("V1", ""), what="v started again")
         self.assertEqual(version(), "V3")
         open(go, "w").close()

@@ -123,9 +123,9 @@ class FdLimit(CohortTest):
         # The flood's own lines are counted, not repeated: a few a second.
         self.assertLess(during, 60 * seconds, "log lines during the flood; log:\n" + d.dump())
         self.assertEqual(d.count(r"cannot start"), 0, d.dump())
-        # Sockets that never make the upgrade do not hold the cap for long.
-        self.assertGreater(d.count(r"^bus: closing a connection from uid 65534: no WebSocket upgrade within 5 s$"),
-                           0, d.dump())
+        # Sockets that never make the upgrade do not hold the cap for long:
+        # closed during the flood, though the harness may read that later
+        d.wait_log(r"^bus: closing a connection from uid 65534: no WebSocket upgrade within 5 s$", start=mark)
 
         # After it: every descriptor of the flood is given back, a client
         # (root, then nobody) is served, and the service goes on restarting.

@@ -288,8 +288,15 @@ startsecs = 0
         d = self.running(p.stdout, "worker@2")
         for n in (5, 6, 7):
             wait_until(self, lambda: os.path.exists(self.path(f"worker-{n}")), what=f"worker-{n}")
-        _, out, _ = d.ctl("status")
-        self.assertEqual(len(re.findall(r"(?m)^worker@[012]\s+running\b", out)), 3, out)
+        # running() waited for worker@2 only: worker@0 and @1 are running
+        # once cohortd has seen their ready (delay:0), not when their file is
+        # there (the program ran before cohortd took its next look)
+        status = [""]
+
+        def three_running():
+            status[0] = d.ctl("status")[1]
+            return len(re.findall(r"(?m)^worker@[012]\s+running\b", status[0])) == 3
+        wait_until(self, three_running, what=lambda: f"worker@0..2 running; status:\n{status[0]}")
         d.stop()
 
     # --- systemd: the units Debian ships ------------------------------------------

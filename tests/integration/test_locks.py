@@ -362,9 +362,11 @@ ready = delay:0
                           "echo $COHORT_LOCK_NAME $COHORT_LOCK_TOKEN; exit 3", expect=3)
         self.assertRegex(out, r"^other \d+\n$")
         d.ctl("lock", "res", expect=2)   # no command
-        # cohortd goes away: the holder stops its command and exits 1
-        child = [int(x) for x in subprocess.run(["pgrep", "-s", str(holder.pid)], capture_output=True,
-                                                text=True).stdout.split() if int(x) != holder.pid]
+        # cohortd goes away: the holder stops its command and exits 1 (the
+        # command is forked once the lease is granted: looked for until there)
+        child = wait_until(self, lambda: [int(x) for x in subprocess.run(
+            ["pgrep", "-s", str(holder.pid)], capture_output=True, text=True).stdout.split()
+            if int(x) != holder.pid], what="the holder's command")
         d.stop()
         self.assertEqual(holder.wait(10 * FACTOR), 1)
         for p in child:

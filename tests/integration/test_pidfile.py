@@ -15,13 +15,14 @@ from harness import FACTOR, PY, CohortTest, free_port, pid_alive, wait_until
 
 # A daemon as the books make one: fork, setsid, fork, the first two exit.
 # argv: PIDFILE MODE DELAY.  The daemon forks a worker of its own (in its
-# group, as nginx's are), then after DELAY seconds writes its pid (MODE ok),
+# group, as nginx's are), then after DELAY seconds (or, for DELAY gate:PATH,
+# once PATH exists) writes its pid (MODE ok),
 # junk (junk) or nothing (never) to PIDFILE, through a temp file and a
 # rename.  MODE fail: the started process exits 3 without forking.  TERM
 # ends the daemon (and its worker) with 0; MODE stubborn: as ok, but the
 # daemon ignores TERM.
 DAEMON = """import os, signal, sys, time
-path, mode, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+path, mode, delay = sys.argv[1], sys.argv[2], sys.argv[3]
 if mode == "fail":
     sys.exit(3)
 if os.fork():
@@ -40,7 +41,11 @@ def term(*a):
 signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else term)
 with open(path + ".worker", "w") as f:
     f.write("%d\\n" % worker)
-time.sleep(delay)
+if delay.startswith("gate:"):
+    while not os.path.exists(delay[5:]):
+        time.sleep(0.02)
+else:
+    time.sleep(float(delay))
 text = {"junk": "not-a-pid\\n", "never": None}.get(mode, "%d\\n" % os.getpid())
 if text is not None:
     with open(path + ".tmp", "w") as f:
@@ -259,10 +264,12 @@ backoff_initial = 100ms
         self.assertFalse(pid_alive(worker))
 
     def test_a_stop_before_the_pid_is_read_stops_what_comes(self):
-        # The file comes 1s after the started process exits; the stop is
-        # asked for before: the daemon is adopted during the stop, and
-        # stopped.  A file that never comes ends the stop at stop_timeout.
-        pidfile, text = self.service("d", "ok", delay=1)
+        # The file comes once the stop is under way (a gate: a delay of 1 s
+        # was passed on a loaded machine before the stop came): the daemon
+        # is adopted during the stop, and stopped.  A file that never comes
+        # ends the stop at stop_timeout.
+        gate = self.path("gate")
+        pidfile, text = self.service("d", "ok", delay=f"gate:{gate}")
         never_file, never = self.service("n", "never", extra="stop_timeout = 500ms")
         d = self.cohortd(text + never.replace("stop_timeout = 5s\n", ""))
         for name in ("d", "n"):
@@ -270,6 +277,8 @@ backoff_initial = 100ms
             d.wait_log(r"^starting -> starting: the started process exited 0", who=name, start=first)
         mark = len(d.lines)
         d.ctl("stop", "--no-wait", "d", "n")
+        d.wait_state("d", "stopping", start=mark)
+        open(gate, "w").close()
         _, down = d.wait_state("d", "stopped", start=mark)
         daemon = read_pid(pidfile)
         self.assertEqual(down.reason, "stopped (exited with code 0)")
@@ -359,7 +368,11 @@ stop_timeout = 5s
         self.assertEqual(self.status_pid(d, "nginx"), (master, "running"))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5 * FACTOR).read()
         self.assertEqual(body, b"hello from nginx under cohort\n")
-        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and self._ppid(int(p)) == master]
+        # one worker answers the probe before the master may have forked the
+        # other: its two workers, once both are there (and no third)
+        workers = wait_until(self, lambda: (lambda w: w if len(w) >= 2 else None)(
+            [int(p) for p in os.listdir("/proc") if p.isdigit() and self._ppid(int(p)) == master]),
+            what="nginx's two workers")
         self.assertEqual(len(workers), 2, "nginx's two workers")
         mark = len(d.lines)
         t0 = time.monotonic()

@@ -219,8 +219,10 @@ backoff_initial = 100ms
 """)
         _, up = d.wait_state(name, "running")
         self.assertEqual(up.reason, "all good")
-        os.kill(d.last_pid(name), signal.SIGKILL)
+        # the mark before the kill: the restart's lines may be read before
+        # this thread runs again
         mark = len(d.lines)
+        os.kill(d.last_pid(name), signal.SIGKILL)
         d.wait_state(name, "running", start=mark)
         self.assertEqual(d.count(r"^no notify socket of its own \(.*path too long.*\): it uses the shared one$",
                                  name), 1)

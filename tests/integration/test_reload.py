@@ -285,7 +285,8 @@ stop_timeout = 1h
         d.write_config(text.replace("stop_signal = TERM", "stop_signal = INT"))
         reloaded = d.ctl("reload")[1]
         _, out, _ = d.ctl("stop", "s", timeout=20)
-        # The answer can come before the reader thread has the log line.
+        # cohortctl answers once s is stopped; cohortd's log line about it
+        # may not have been read by the harness yet
         d.wait_state("s", "stopped", start=mark)
         self.assertEqual([l.to for l in d.lines[mark:] if l.who == "s" and l.to], ["stopping", "stopped"])
         self.assertEqual(out, "s: stopped - stopped (exited with code 0)\n")

@@ -211,6 +211,8 @@ ready = delay:0
         self.assertEqual(stop.wait(10 * FACTOR), 0)
         self.assertRegex(stop.stdout.read(), r"^a: stopped")
         stop.stdout.close()
+        # cohortctl answered once a stopped: its log line may not be read yet
+        d.wait_state("a", "stopped", start=mark)
         stopped = [(l.who, l.ms) for l in d.lines[mark:] if l.to == "stopped" or
                    (l.to == "waiting" and l.frm == "stopping")]
         self.assertEqual([w for w, _ in stopped], ["c", "b", "a"], stopped)

@@ -77,9 +77,12 @@ stop_timeout = 5s
         got = d.ctl("get", "$sys.service.worker@1")[1]
         self.assertIn('"name":"worker@1"', got.replace(" ", ""))
         self.assertNotIn("worker@0", got)
-        # each has its own log file, and log worker@* interleaves them
+        # each has its own log file, and log worker@* interleaves them; an
+        # instance is ready once it listens, before its line is printed,
+        # and its log file is made with the first line written to it
         for i in range(3):
-            self.assertTrue(os.path.exists(os.path.join(d.log_dir, f"worker@{i}.log")))
+            wait_until(self, lambda: os.path.exists(os.path.join(d.log_dir, f"worker@{i}.log")),
+                       what=f"worker@{i}.log")
         wait_until(self, lambda: len(d.ctl("log", "worker@*")[1].splitlines()) == 3, what="3 log lines")
         lines = d.ctl("log", "worker@*")[1]
         for i in range(3):
