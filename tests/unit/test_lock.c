@@ -428,6 +428,10 @@ Test(lock, tokens_increase_across_restarts_with_the_counter_on_disk)
 		 * token given) */
 		map_free(&t2.locks);
 		lock_session_close(s);
+		ev_timer_stop(loop, &t2.expiry_w);
+		lock_heap_free(&t2.deadlines);
+		ev_timer_stop(loop, &t2.wait_w);
+		lock_heap_free(&t2.wait_deadlines);
 		if (t2.ahead_running)
 			pthread_join(t2.ahead_thread, NULL);
 		ev_ref(loop);
