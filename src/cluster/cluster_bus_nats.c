@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cluster_bus_impl.h"
+#include "cluster_nats.h"
 #include "log.h"
 #include "util.h"
 
@@ -189,60 +190,22 @@ static void on_reconnected(natsConnection *nc, void *arg)
 
 static natsStatus conn_start(struct cluster_bus *cb, char *err, size_t errlen)
 {
-	natsOptions *o = NULL;
-	struct strv urls = {0};
-	natsStatus s = natsOptions_Create(&o);
-	char *copy = xstrdup(cb->urls), *save = NULL;
+	/* As the locks' connection, and with no reconnect buffer: what is
+	 * published while away is refused or dropped here, not sent later
+	 * behind the publisher's back. */
+	const struct cluster_nats_conf k = {
+		.urls = cb->urls, .creds = cb->creds, .tls_ca = cb->tls_ca, .tls_cert = cb->tls_cert,
+		.tls_key = cb->tls_key, .timeout_ms = CBUS_OP_TIMEOUT_MS, .no_reconnect_buffer = true,
+		.on_reconnected = on_reconnected, .on_disconnected = on_disconnected, .on_closed = on_closed,
+		.arg = cb,
+	};
+	natsConnection *nc = NULL;
+	const char *step = NULL;
+	natsStatus s = cluster_nats_connect(&k, &nc, &step);
 
-	for (char *u = strtok_r(copy, ", \t", &save); u; u = strtok_r(NULL, ", \t", &save))
-		strv_push(&urls, u);
-	/* As cluster_conn.c's connection (see there), and with a reconnect
-	 * buffer of 0: what is published while away is refused or dropped
-	 * here, not sent later behind the publisher's back. */
-	if (s == NATS_OK)
-		s = natsOptions_SetServers(o, (const char **)urls.v, (int)urls.n);
-	if (s == NATS_OK)
-		s = natsOptions_SetTimeout(o, CBUS_OP_TIMEOUT_MS);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxReconnect(o, -1);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectWait(o, 250);
-	if (s == NATS_OK)
-		s = natsOptions_SetPingInterval(o, 1000);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxPingsOut(o, 2);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectBufSize(o, 0);
-	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, cb);
-	if (s == NATS_OK)
-		s = natsOptions_SetDisconnectedCB(o, on_disconnected, cb);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(o, on_reconnected, cb);
-	if (s == NATS_OK)
-		s = natsOptions_SetClosedCB(o, on_closed, cb);
-	if (s == NATS_OK && cb->creds)
-		s = natsOptions_SetUserCredentialsFromFiles(o, cb->creds, NULL);
-	if (s == NATS_OK && cb->tls_ca)
-		s = natsOptions_LoadCATrustedCertificates(o, cb->tls_ca);
-	if (s == NATS_OK && cb->tls_cert)
-		s = natsOptions_LoadCertificatesChain(o, cb->tls_cert, cb->tls_key);
-	if (s == NATS_OK && (cb->tls_ca || cb->tls_cert))
-		s = natsOptions_SetSecure(o, true);
-	if (s != NATS_OK) {
-		status_text(err, errlen, "NATS options", s, 0);
-	} else {
-		natsConnection *nc = NULL;
-		s = natsConnection_Connect(&nc, o);
-		if (s == NATS_NOT_YET_CONNECTED)
-			s = NATS_OK;
-		if (s != NATS_OK)
-			status_text(err, errlen, "connect", s, 0);
-		cb->nc = nc;
-	}
-	natsOptions_Destroy(o);
-	strv_free(&urls);
-	free(copy);
+	if (s != NATS_OK)
+		status_text(err, errlen, step, s, 0);
+	cb->nc = nc;
 	return s;
 }
 

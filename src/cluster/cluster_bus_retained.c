@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cluster_bus_impl.h"
+#include "cluster_nats.h"
 #include "util.h"
 
 /* Topics are [A-Za-z0-9_@-] segments, KV keys [-/_=.A-Za-z0-9]. */
@@ -57,41 +58,17 @@ static void post_retained(struct cluster_bus *cb, kvEntry *e)
 	cbus_post(cb, m);
 }
 
+static void retained_entry(void *arg, kvEntry *e)
+{
+	post_retained(arg, e);
+	kvEntry_Destroy(e);
+}
+
 void *cbus_retained_watcher(void *arg)
 {
 	struct cluster_bus *cb = arg;
-	kvWatcher *w = NULL;
 
-	while (!atomic_load(&cb->stop)) {
-		if (atomic_exchange(&cb->rewatch, false) && w) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-		}
-		if (!w) {
-			kvWatchOptions o;
-			kvWatchOptions_Init(&o);
-			if (!atomic_load(&cb->ready) || kvStore_WatchAll(&w, cb->rkv, &o) != NATS_OK) {
-				w = NULL;
-				nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
-				continue;
-			}
-		}
-		kvEntry *e = NULL;
-		natsStatus s = kvWatcher_Next(&e, w, 250);
-		if (s == NATS_TIMEOUT)
-			continue;
-		if (s != NATS_OK) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-			continue;
-		}
-		if (e) {	/* NULL: the initial values are all in */
-			post_retained(cb, e);
-			kvEntry_Destroy(e);
-		}
-	}
-	if (w)
-		kvWatcher_Destroy(w);
+	cluster_nats_watch(&cb->rkv, &cb->ready, &cb->rewatch, &cb->stop, retained_entry, cb);
 	return NULL;
 }
 

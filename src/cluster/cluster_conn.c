@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cluster_impl.h"
+#include "cluster_nats.h"
 #include "log.h"
 #include "util.h"
 
@@ -103,57 +104,18 @@ static void status_text(char *buf, size_t len, const char *what, natsStatus s)
 
 static natsStatus conn_start(struct cluster *c, char *err, size_t errlen)
 {
-	natsOptions *o = NULL;
-	struct strv urls = {0};
-	natsStatus s = natsOptions_Create(&o);
-	char *copy = xstrdup(c->urls), *save = NULL;
+	const struct cluster_nats_conf k = {
+		.urls = c->urls, .creds = c->o.creds, .tls_ca = c->o.tls_ca, .tls_cert = c->o.tls_cert,
+		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_OP_TIMEOUT_MS,
+		.on_reconnected = on_reconnected, .on_disconnected = on_disconnected, .arg = c,
+	};
+	natsConnection *nc = NULL;
+	const char *step = NULL;
+	natsStatus s = cluster_nats_connect(&k, &nc, &step);
 
-	for (char *u = strtok_r(copy, ", \t", &save); u; u = strtok_r(NULL, ", \t", &save))
-		strv_push(&urls, u);
-	if (s == NATS_OK)
-		s = natsOptions_SetServers(o, (const char **)urls.v, (int)urls.n);
-	if (s == NATS_OK)
-		s = natsOptions_SetTimeout(o, CLUSTER_OP_TIMEOUT_MS);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxReconnect(o, -1);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectWait(o, 250);
-	if (s == NATS_OK)	/* a dead server is noticed within about 3 s */
-		s = natsOptions_SetPingInterval(o, 1000);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxPingsOut(o, 2);
-	/* With a callback for the first connection, natsConnection_Connect
-	 * returns at once and goes on trying in the background; without one it
-	 * retries inside the call, MaxReconnect (forever) times, and the
-	 * worker could never be stopped while the cluster is away. */
-	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, c);
-	if (s == NATS_OK)
-		s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
-	if (s == NATS_OK && c->o.creds)
-		s = natsOptions_SetUserCredentialsFromFiles(o, c->o.creds, NULL);
-	if (s == NATS_OK && c->o.tls_ca)
-		s = natsOptions_LoadCATrustedCertificates(o, c->o.tls_ca);
-	if (s == NATS_OK && c->o.tls_cert)
-		s = natsOptions_LoadCertificatesChain(o, c->o.tls_cert, c->o.tls_key);
-	if (s == NATS_OK && (c->o.tls_ca || c->o.tls_cert))
-		s = natsOptions_SetSecure(o, true);
-	if (s != NATS_OK) {
-		status_text(err, errlen, "NATS options", s);
-	} else {
-		natsConnection *nc = NULL;
-		s = natsConnection_Connect(&nc, o);
-		if (s == NATS_NOT_YET_CONNECTED)
-			s = NATS_OK;	/* it keeps trying in the background */
-		if (s != NATS_OK)
-			status_text(err, errlen, "connect", s);
-		c->nc = nc;
-	}
-	natsOptions_Destroy(o);
-	strv_free(&urls);
-	free(copy);
+	if (s != NATS_OK)
+		status_text(err, errlen, step, s);
+	c->nc = nc;
 	return s;
 }
 
@@ -441,47 +403,24 @@ static void *worker_main(void *arg)
 
 /* --- the watcher ------------------------------------------------------- */
 
+static void post_entry(void *arg, kvEntry *e)
+{
+	struct cmsg *m = xcalloc(1, sizeof(*m));
+
+	m->kind = CM_ENTRY;
+	m->key = xstrdup(kvEntry_Key(e));
+	m->rev = kvEntry_Revision(e);
+	m->deleted = kvEntry_Operation(e) != kvOp_Put;
+	m->value = xstrdup(kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "");
+	kvEntry_Destroy(e);
+	cluster_post(arg, m);
+}
+
 static void *watcher_main(void *arg)
 {
 	struct cluster *c = arg;
-	kvWatcher *w = NULL;
 
-	while (!atomic_load(&c->stop)) {
-		if (atomic_exchange(&c->rewatch, false) && w) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-		}
-		if (!w) {
-			kvWatchOptions o;
-			kvWatchOptions_Init(&o);
-			if (!atomic_load(&c->kv_ready) || kvStore_WatchAll(&w, c->kv, &o) != NATS_OK) {
-				w = NULL;
-				nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
-				continue;
-			}
-		}
-		kvEntry *e = NULL;
-		natsStatus s = kvWatcher_Next(&e, w, 250);
-		if (s == NATS_TIMEOUT)
-			continue;
-		if (s != NATS_OK) {
-			kvWatcher_Destroy(w);
-			w = NULL;
-			continue;
-		}
-		if (!e)
-			continue;	/* the initial values are all in */
-		struct cmsg *m = xcalloc(1, sizeof(*m));
-		m->kind = CM_ENTRY;
-		m->key = xstrdup(kvEntry_Key(e));
-		m->rev = kvEntry_Revision(e);
-		m->deleted = kvEntry_Operation(e) != kvOp_Put;
-		m->value = xstrdup(kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "");
-		kvEntry_Destroy(e);
-		cluster_post(c, m);
-	}
-	if (w)
-		kvWatcher_Destroy(w);
+	cluster_nats_watch(&c->kv, &c->kv_ready, &c->rewatch, &c->stop, post_entry, c);
 	return NULL;
 }
 

@@ -91,6 +91,8 @@ void lock_group_init(struct cohortd *d);
 void lock_group_close(struct cohortd *d);
 
 /* daemon_cluster.c: with `cluster` set, the lock table's gate to it. */
+/* The [cohort] cluster keys as both NATS connections take them. */
+struct cluster_opts daemon_cluster_opts(const struct cohort_config *cfg);
 int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen);
 /* After the control socket and the bus have closed their sessions. */
 void daemon_cluster_close(struct cohortd *d);

@@ -13,11 +13,9 @@
 #include "log.h"
 #include "cluster.h"	/* its types; its functions only with libnats */
 
-int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen)
+struct cluster_opts daemon_cluster_opts(const struct cohort_config *cfg)
 {
-#ifdef HAVE_LIBNATS
-	const struct cohort_config *cfg = d->started_cfg;
-	struct cluster_opts o = {
+	return (struct cluster_opts){
 		.urls = cfg->cluster,
 		.name = cfg->cluster_name ? cfg->cluster_name : "cohort",
 		.creds = cfg->cluster_creds,
@@ -25,6 +23,13 @@ int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen)
 		.tls_cert = cfg->cluster_tls_cert,
 		.tls_key = cfg->cluster_tls_key,
 	};
+}
+
+int daemon_cluster_open(struct cohortd *d, char *err, size_t errlen)
+{
+#ifdef HAVE_LIBNATS
+	const struct cohort_config *cfg = d->started_cfg;
+	struct cluster_opts o = daemon_cluster_opts(cfg);
 
 	if (!cfg->cluster)
 		return 0;

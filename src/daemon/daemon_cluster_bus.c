@@ -92,14 +92,7 @@ int daemon_cluster_bus_open(struct cohortd *d, char *err, size_t errlen)
 {
 #ifdef HAVE_LIBNATS
 	const struct cohort_config *cfg = d->started_cfg;
-	struct cluster_opts co = {
-		.urls = cfg->cluster,
-		.name = cfg->cluster_name ? cfg->cluster_name : "cohort",
-		.creds = cfg->cluster_creds,
-		.tls_ca = cfg->cluster_tls_ca,
-		.tls_cert = cfg->cluster_tls_cert,
-		.tls_key = cfg->cluster_tls_key,
-	};
+	struct cluster_opts co = daemon_cluster_opts(cfg);
 	struct cluster_bus_opts o = {
 		.conn = &co,
 		.max_age_ms = cfg->bus_queue_age_ms,
