@@ -368,6 +368,19 @@ class ClusterBus(CohortTest):
                 self.nc.restart_node(i)
             a.proc.wait_log(r"cluster: bus connected to nats://", 30, start=mark)
             self.assertTrue(status(a)["bus"]["cluster"]["up"])
+            # The fan-out is a core subscription: until the restarted
+            # servers' routes carry b's interest to a's server, what a
+            # publishes does not reach b's non-durable subscriber (stored
+            # all the same: doc/CLUSTER.md). Wait for that path first.
+            deadline = time.monotonic() + 30 * FACTOR
+            seen = []
+            while not any(m["topic"] == "x.probe" for m in seen):
+                self.assertLess(time.monotonic(), deadline, f"no qos-0 probe from a reached b: {seen}")
+                await pub.send(json.dumps({"op": "pub", "topic": "x.probe", "data": 0}))
+                try:
+                    seen += await collect(sub, lambda g: len(g) >= 1, timeout=0.5)
+                except AssertionError:
+                    pass
             # The stream needs a leader again: until then, refused.
             deadline = time.monotonic() + 30 * FACTOR
             while True:
