@@ -110,10 +110,8 @@ void bus_remote_published(struct bus *b, uint64_t cookie, uint64_t seq, bool dup
 		pending_free(p);
 }
 
-/* A message from the cluster: to the local subscribers, as a publish here
- * would reach them, but for the durable sessions' qos-1 deliveries (their
- * consumers bring those) and the journal (the cluster stored it). */
-void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms)
+/* A message as the cluster brought it, one reference held. */
+static struct bus_msg *remote_msg(struct bus *b, const char *topic, const char *data, size_t len, int64_t ts_ms)
 {
 	struct bus_msg *m = xcalloc(1, sizeof(*m));
 
@@ -123,9 +121,19 @@ void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size
 	m->data = xstrndup(data, len);
 	m->data_len = len;
 	m->ts_ms = ts_ms;
-	m->qos = (uint8_t)(qos ? 1 : 0);
 	m->publisher = xstrdup("cluster");
 	m->remote = true;
+	return m;
+}
+
+/* A message from the cluster: to the local subscribers, as a publish here
+ * would reach them, but for the durable sessions' qos-1 deliveries (their
+ * consumers bring those) and the journal (the cluster stored it). */
+void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size_t len, int qos, int64_t ts_ms)
+{
+	struct bus_msg *m = remote_msg(b, topic, data, len, ts_ms);
+
+	m->qos = (uint8_t)(qos ? 1 : 0);
 	bus_publish(b, m);
 	bus_msg_put(m);
 }
@@ -134,32 +142,31 @@ void bus_remote_deliver(struct bus *b, const char *topic, const char *data, size
  * read (the live copy of the publish comes through bus_remote_deliver). */
 void bus_remote_retained(struct bus *b, const char *topic, const char *data, size_t len, int64_t ts_ms)
 {
-	struct bus_msg *m = xcalloc(1, sizeof(*m));
+	struct bus_msg *m = remote_msg(b, topic, data, len, ts_ms);
 
-	m->refs = 1;
-	m->seq = ++b->seq;
-	m->topic = xstrdup(topic);
-	m->data = xstrndup(data, len);
-	m->data_len = len;
-	m->ts_ms = ts_ms;
 	m->retain = true;
-	m->publisher = xstrdup("cluster");
-	m->remote = true;
 	bus_retain(b, m);
 	bus_msg_put(m);
 }
 
 /* --- durable sessions ----------------------------------------------------------------- */
 
-bool bus_remote_hello_refused(struct bus_conn *c, json_t *id)
+/* Refuses request id, saying why, when the cluster is away. */
+static bool refused_while_away(struct bus_conn *c, json_t *id, const char *what)
 {
 	struct bus *b = c->bus;
 	char why[256];
 
 	if (b->remote->up(b->remote_arg, why, sizeof(why)))
 		return false;
-	bus_conn_refuse(c, id, "cluster unreachable: %s; a durable session is kept in the cluster, try again",
-			why);
+	bus_conn_refuse(c, id, "cluster unreachable: %s; %s, try again", why, what);
+	return true;
+}
+
+bool bus_remote_hello_refused(struct bus_conn *c, json_t *id)
+{
+	if (!refused_while_away(c, id, "a durable session is kept in the cluster"))
+		return false;
 	free(c->identity);	/* no hello was said */
 	c->identity = NULL;
 	return true;
@@ -240,14 +247,7 @@ void bus_remote_session_ready(struct bus *b, uint64_t cookie, const char *subs, 
 
 bool bus_remote_can_sub(struct bus_conn *c, json_t *id)
 {
-	struct bus *b = c->bus;
-	char why[256];
-
-	if (b->remote->up(b->remote_arg, why, sizeof(why)))
-		return true;
-	bus_conn_refuse(c, id, "cluster unreachable: %s; a durable session's subscriptions are kept in the "
-			"cluster, try again", why);
-	return false;
+	return !refused_while_away(c, id, "a durable session's subscriptions are kept in the cluster");
 }
 
 void bus_remote_subs_changed(struct bus_conn *c, const char *pattern, json_t *id)
@@ -303,16 +303,8 @@ void bus_remote_session_msg(struct bus *b, const char *key, const char *topic, c
 		b->remote->ack(b->remote_arg, ack, false);
 		return;
 	}
-	struct bus_msg *m = xcalloc(1, sizeof(*m));
-	m->refs = 1;
-	m->seq = ++b->seq;
-	m->topic = xstrdup(topic);
-	m->data = xstrndup(data, len);
-	m->data_len = len;
-	m->ts_ms = ts_ms;
+	struct bus_msg *m = remote_msg(b, topic, data, len, ts_ms);
 	m->qos = 1;
-	m->publisher = xstrdup("cluster");
-	m->remote = true;
 	m->ack = xstrdup(ack);
 	/* Sent before (by this cohortd or another): marked redelivered. */
 	bus_enqueue(s, m, delivered > 1 ? 1 : 0, false);

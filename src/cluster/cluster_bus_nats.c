@@ -573,19 +573,6 @@ static enum after run_job(struct cluster_bus *cb, struct bmsg *m)
 	}
 }
 
-static void wait_a_while(struct cluster_bus *cb)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 500 * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&cb->cv, &cb->mu, &ts);
-}
-
 static void *worker_main(void *arg)
 {
 	struct cluster_bus *cb = arg;
@@ -603,7 +590,7 @@ static void *worker_main(void *arg)
 				if (atomic_load(&cb->ready) || cb->jobs || atomic_load(&cb->stop))
 					continue;
 			}
-			wait_a_while(cb);
+			cluster_nats_pause(&cb->cv, &cb->mu);
 			continue;
 		}
 		struct bmsg *m = cb->jobs;
@@ -681,7 +668,7 @@ void cbus_thread_stop(struct cluster_bus *cb)
 		int64_t until = now_mono_ms() + 2000;
 		pthread_mutex_lock(&cb->mu);
 		while (!cb->closed && now_mono_ms() < until)
-			wait_a_while(cb);
+			cluster_nats_pause(&cb->cv, &cb->mu);
 		pthread_mutex_unlock(&cb->mu);
 		natsConnection_Destroy(cb->nc);
 	}

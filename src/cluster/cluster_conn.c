@@ -360,6 +360,21 @@ static void run_job(struct cluster *c, struct cmsg *m)
 	}
 }
 
+/* Takes the first job off the queue and runs it, with c->mu released
+ * meanwhile; held on entry and on return. */
+static void run_next_job(struct cluster *c)
+{
+	struct cmsg *m = c->jobs;
+
+	c->jobs = m->next;
+	if (!c->jobs)
+		c->jobs_tail = NULL;
+	pthread_mutex_unlock(&c->mu);
+	run_job(c, m);
+	cluster_post(c, m);
+	pthread_mutex_lock(&c->mu);
+}
+
 static void *worker_main(void *arg)
 {
 	struct cluster *c = arg;
@@ -378,24 +393,10 @@ static void *worker_main(void *arg)
 				if (atomic_load(&c->kv_ready) || c->jobs || atomic_load(&c->stop))
 					continue;
 			}
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 500 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+			cluster_nats_pause(&c->cv, &c->mu);
 			continue;
 		}
-		struct cmsg *m = c->jobs;
-		c->jobs = m->next;
-		if (!c->jobs)
-			c->jobs_tail = NULL;
-		pthread_mutex_unlock(&c->mu);
-		run_job(c, m);
-		cluster_post(c, m);
-		pthread_mutex_lock(&c->mu);
+		run_next_job(c);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -440,14 +441,7 @@ static void *helper_main(void *arg)
 			pthread_cond_wait(&c->cv, &c->mu);
 			continue;
 		}
-		struct cmsg *m = c->jobs;
-		c->jobs = m->next;
-		if (!c->jobs)
-			c->jobs_tail = NULL;
-		pthread_mutex_unlock(&c->mu);
-		run_job(c, m);
-		cluster_post(c, m);
-		pthread_mutex_lock(&c->mu);
+		run_next_job(c);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;

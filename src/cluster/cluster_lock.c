@@ -142,18 +142,23 @@ static void send_release(struct ckey *k)
 		send_op(k, CM_DELETE, k->rev, NULL);
 }
 
-static void maybe_free(struct ckey *k)
+static void ckey_free(struct ckey *k)
 {
-	if (k->st != K_IDLE || k->held || k->wanted || k->inflight)
-		return;
-	ev_timer_stop(k->c->loop, &k->timer);
-	map_del(&k->c->keys, k->name);
 	free(k->name);
 	free(k->key);
 	free(k->value);
 	free(k->wval);
 	cseen_clear(&k->seen);
 	free(k);
+}
+
+static void maybe_free(struct ckey *k)
+{
+	if (k->st != K_IDLE || k->held || k->wanted || k->inflight)
+		return;
+	ev_timer_stop(k->c->loop, &k->timer);
+	map_del(&k->c->keys, k->name);
+	ckey_free(k);
 }
 
 static void timer_ms(struct ckey *k, int64_t ms)
@@ -587,14 +592,7 @@ void cluster_lock_free(struct cluster *c)
 	const char *name;
 	void *v;
 
-	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);) {
-		struct ckey *k = v;
-		free(k->name);
-		free(k->key);
-		free(k->value);
-		free(k->wval);
-		cseen_clear(&k->seen);
-		free(k);
-	}
+	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)
+		ckey_free(v);
 	map_free(&c->keys);
 }

@@ -112,3 +112,16 @@ void cluster_nats_watch(void *const *kv, atomic_bool *ready, atomic_bool *rewatc
 	if (w)
 		kvWatcher_Destroy(w);
 }
+
+void cluster_nats_pause(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 500 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cv, mu, &ts);
+}

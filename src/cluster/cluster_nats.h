@@ -7,6 +7,7 @@
 #define COHORT_CLUSTER_NATS_H
 
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -31,5 +32,9 @@ natsStatus cluster_nats_connect(const struct cluster_nats_conf *k, natsConnectio
  * *stop. */
 void cluster_nats_watch(void *const *kv, atomic_bool *ready, atomic_bool *rewatch, atomic_bool *stop,
 			void (*fn)(void *arg, kvEntry *e), void *arg);
+
+/* A worker's pause while the bucket or stream is not there yet: until cv
+ * is signalled (a job) or half a second has passed.  mu held. */
+void cluster_nats_pause(pthread_cond_t *cv, pthread_mutex_t *mu);
 
 #endif

@@ -18,6 +18,20 @@ static struct trie_node *node_new(struct trie_node *parent, const char *seg, siz
 	return x;
 }
 
+/* The literal child for segment s[0..n), which the map keys as a string
+ * (segments longer than a topic may be are cut, as the topic checks do). */
+static struct trie_node *child_get(const struct trie_node *x, const char *s, size_t n, size_t *cut)
+{
+	char key[1025];
+	size_t k = n < sizeof(key) - 1 ? n : sizeof(key) - 1;
+
+	memcpy(key, s, k);
+	key[k] = '\0';
+	if (cut)
+		*cut = k;
+	return map_get(&x->children, key);
+}
+
 void trie_add(struct trie *t, const char *pattern, void *sub)
 {
 	struct trie_node *x = &t->root;
@@ -34,11 +48,8 @@ void trie_add(struct trie *t, const char *pattern, void *sub)
 				*slot = node_new(x, s, n);
 			next = *slot;
 		} else {
-			char key[1025];
-			size_t k = n < sizeof(key) - 1 ? n : sizeof(key) - 1;
-			memcpy(key, s, k);
-			key[k] = '\0';
-			next = map_get(&x->children, key);
+			size_t k;
+			next = child_get(x, s, n, &k);
 			if (!next) {
 				next = node_new(x, s, k);
 				map_put(&x->children, next->seg, next);
@@ -105,11 +116,7 @@ bool trie_remove(struct trie *t, const char *pattern, void *sub)
 		} else if (n == 1 && *s == '>') {
 			x = x->rest;
 		} else {
-			char key[1025];
-			size_t k = n < sizeof(key) - 1 ? n : sizeof(key) - 1;
-			memcpy(key, s, k);
-			key[k] = '\0';
-			x = map_get(&x->children, key);
+			x = child_get(x, s, n, NULL);
 		}
 		if (!x)
 			return false;
@@ -139,14 +146,10 @@ static void match(const struct trie_node *x, const char *s, bool first,
 {
 	size_t n = strcspn(s, ".");
 	bool own = first && *s == '$';	/* wildcards skip the daemon's topics */
-	char key[1025];
-	size_t k = n < sizeof(key) - 1 ? n : sizeof(key) - 1;
 
 	if (x->rest && !own)
 		deliver(x->rest, fn, arg);	/* ">" takes this segment and the rest */
-	memcpy(key, s, k);
-	key[k] = '\0';
-	const struct trie_node *lit = map_get(&x->children, key);
+	const struct trie_node *lit = child_get(x, s, n, NULL);
 	const struct trie_node *star = own ? NULL : x->star;
 	if (!s[n]) {
 		if (lit)

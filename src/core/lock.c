@@ -264,39 +264,48 @@ static void deadline_clear(struct lock_table *t, struct lock_lease *le)
 }
 
 static void lease_expired(struct lock_table *t, struct lock_lease *le);
+static void wait_expired(struct lock_table *t, struct lock_wait *w);
 
-/* Ends what fell due, LOCK_EXPIRE_BATCH at most: when more are due the
- * timer fires again at once, after the loop has polled its descriptors,
- * so that 100,000 leases falling due together do not stop it. */
+/* Ends what fell due in h, LOCK_EXPIRE_BATCH at most: when more are due
+ * the timer fires again at once, after the loop has polled its
+ * descriptors, so that 100,000 leases falling due together do not stop
+ * it. */
+static void heap_run_due(struct lock_table *t, struct lock_heap *h, ev_timer *timer,
+			 void (*expire)(struct lock_table *, void *))
+{
+	int64_t now = histo_now_us(), due;
+
+	for (int n = 0; n < LOCK_EXPIRE_BATCH && lock_heap_first_due(h, &due) && due <= now; n++)
+		expire(t, lock_heap_top(h));
+	heap_arm(t, h, timer);
+}
+
+static void expire_lease(struct lock_table *t, void *item)
+{
+	lease_expired(t, item);
+}
+
+static void expire_wait(struct lock_table *t, void *item)
+{
+	wait_expired(t, item);	/* a waiting request that gives up (wait_ms) */
+}
+
 static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct lock_table *t = container_of(w, struct lock_table, expiry_w);
-	struct lock_lease *le;
-	int64_t now = histo_now_us();
 	(void)loop;
 	(void)revents;
 
-	for (int n = 0; n < LOCK_EXPIRE_BATCH && (le = lock_heap_top(&t->deadlines)) &&
-	     le->due_us <= now; n++)
-		lease_expired(t, le);
-	heap_arm(t, &t->deadlines, &t->expiry_w);
+	heap_run_due(t, &t->deadlines, &t->expiry_w, expire_lease);
 }
 
-static void wait_expired(struct lock_table *t, struct lock_wait *w);
-
-/* The same for the waiting requests that give up (wait_ms). */
 static void wait_due_cb(struct ev_loop *loop, ev_timer *tw, int revents)
 {
 	struct lock_table *t = container_of(tw, struct lock_table, wait_w);
-	struct lock_wait *w;
-	int64_t now = histo_now_us();
 	(void)loop;
 	(void)revents;
 
-	for (int n = 0; n < LOCK_EXPIRE_BATCH && (w = lock_heap_top(&t->wait_deadlines)) &&
-	     w->due_us <= now; n++)
-		wait_expired(t, w);
-	heap_arm(t, &t->wait_deadlines, &t->wait_w);
+	heap_run_due(t, &t->wait_deadlines, &t->wait_w, expire_wait);
 }
 
 
@@ -389,6 +398,20 @@ static void wait_unlink(struct lock_wait *w)
 		s->t->on_queue(s->t, w, false, s->t->event_arg);
 }
 
+/* Grants waiting request w (freed) with token and tells its session;
+ * true when it was exclusive, so that nothing after it can be granted. */
+static bool grant_waiter(struct lock *l, struct lock_wait *w, uint64_t token)
+{
+	wait_unlink(w);
+	struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
+	struct lock_session *s = w->session;
+	void *cookie = w->cookie;
+	bool exclusive = w->mode == LOCK_EXCLUSIVE;
+	free(w);
+	s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
+	return exclusive;
+}
+
 /* Grants the head of the queue while it fits: one exclusive, or every
  * consecutive shared request. */
 static void process_queue(struct lock_table *t, struct lock *l)
@@ -405,15 +428,8 @@ static void process_queue(struct lock_table *t, struct lock *l)
 			 * deadline; the next release tries again. */
 			return;
 		}
-		wait_unlink(w);
 		histo_observe_us(&t->wait_h, (uint64_t)(histo_now_us() - w->queued_us));
-		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
-		struct lock_session *s = w->session;
-		void *cookie = w->cookie;
-		bool exclusive = w->mode == LOCK_EXCLUSIVE;
-		free(w);
-		s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
-		if (exclusive)
+		if (grant_waiter(l, w, token))
 			break;
 	}
 }
@@ -552,14 +568,7 @@ bool lock_gate_grant(struct lock_table *t, const char *name, uint64_t token, enu
 		return false;
 	*ttl_ms = w->ttl_ms;
 	do {
-		wait_unlink(w);
-		struct lock_lease *le = grant(l, w->session, w->mode, w->ttl_ms, &w->work, token);
-		struct lock_session *s = w->session;
-		void *cookie = w->cookie;
-		bool exclusive = w->mode == LOCK_EXCLUSIVE;
-		free(w);
-		s->on_wait(s, cookie, true, le->token, le->expires_ms, NULL);
-		if (exclusive)
+		if (grant_waiter(l, w, token))
 			break;
 	} while ((w = TAILQ_FIRST(&l->waiters)) && w->mode == LOCK_SHARED);
 	return true;
