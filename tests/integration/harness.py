@@ -54,12 +54,55 @@ def _ephemeral_range():
         return 32768, 60999
 
 
+# Ports handed out, as files, to every test of this user on the machine:
+# tests run in parallel (make -j), and a port found free by one could be
+# chosen by another before either bound it (a demo service then failed on
+# "Address already in use" five times in a row and its stack never came
+# up).  A reservation lapses after PORT_HOLD_S: no test runs that long.
+PORT_DIR = os.path.join(tempfile.gettempdir(), f"cohort-test-ports-{os.getuid()}")
+PORT_HOLD_S = 1800
+_pruned = False
+
+
+def _reserve(ports):
+    """True when every one of ports was free to reserve, and now is ours."""
+    global _pruned
+    os.makedirs(PORT_DIR, exist_ok=True)
+    now = time.time()
+    if not _pruned:
+        _pruned = True
+        for name in os.listdir(PORT_DIR):
+            try:
+                if now - os.stat(os.path.join(PORT_DIR, name)).st_mtime > PORT_HOLD_S:
+                    os.unlink(os.path.join(PORT_DIR, name))
+            except OSError:
+                pass
+    taken = []
+    for p in ports:
+        path = os.path.join(PORT_DIR, str(p))
+        try:
+            if now - os.stat(path).st_mtime > PORT_HOLD_S:
+                os.unlink(path)
+        except OSError:
+            pass
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            taken.append(path)
+        except FileExistsError:
+            for t in taken:
+                os.unlink(t)
+            return False
+    return True
+
+
 def free_port_block(n=1):
-    """The first of n consecutive loopback ports, free now and outside the
-    kernel's ephemeral range.  A port bound to 0 comes from that range,
-    where any outgoing connection on the machine may take it before the
-    service under test binds it: on a loaded CI host with thousands of
-    connections, demo services died on "Address already in use"."""
+    """The first of n consecutive loopback ports, free now, reserved for
+    this test against every other test on the machine (_reserve), and
+    outside the kernel's ephemeral range.  A port bound to 0 comes from
+    that range, where any outgoing connection on the machine may take it
+    before the service under test binds it: on a loaded CI host with
+    thousands of connections, demo services died on "Address already in
+    use"."""
     lo, hi = _ephemeral_range()
     spans = [(a, b - n) for a, b in ((10000, lo - 1), (hi + 1, 65535)) if b - n > a]
     for _ in range(500):
@@ -71,12 +114,13 @@ def free_port_block(n=1):
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", p))
-            return base
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
+        if _reserve(range(base, base + n)):
+            return base
     raise RuntimeError(f"no {n} free consecutive ports outside {lo}-{hi}")
 
 
@@ -202,7 +246,22 @@ class Cohortd:
 
     def dump(self):
         with self.cond:
-            return "\n".join(l.raw for l in self.lines[-200:])
+            text = "\n".join(l.raw for l in self.lines[-200:])
+        # What the services said: a service that keeps failing says why
+        # in its own log, which the daemon's log does not hold.
+        try:
+            logs = sorted(f for f in os.listdir(self.log_dir) if f.endswith(".log"))
+        except OSError:
+            logs = []
+        for name in logs[:12]:
+            try:
+                with open(os.path.join(self.log_dir, name), errors="replace") as f:
+                    tail = f.read()[-1500:]
+            except OSError:
+                continue
+            if tail.strip():
+                text += f"\n--- {name} (its last 1,500 bytes) ---\n{tail}"
+        return text
 
     # --- control -----------------------------------------------------------
     def send(self, sig):
