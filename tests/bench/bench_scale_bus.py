@@ -45,6 +45,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale_summary  # noqa: E402
+
 BUILD = os.environ.get("COHORT_BUILDDIR", ".")
 COHORTD = os.path.abspath(os.path.join(BUILD, "cohortd"))
 SWARM = os.path.abspath(os.path.join(BUILD, "tests", "bench", "bench_scale_bus"))
@@ -557,6 +560,42 @@ def summary(rows):
         line(f"{transport} storm all back s", c["back_s"], m["back_s"], "{:.2f}")
         line(f"{transport} storm all delivered s", c["done_s"], m["done_s"], "{:.2f}")
         line(f"{transport} storm lost", c["lost"], m["lost"], "{:.0f}")
+    summarize(rows)
+
+
+def summarize(rows):
+    """The goals of item 2, for the one table of SCALE=1 (scale_summary.py)."""
+    for transport, what, r in rows:
+        if what != "fan":
+            continue
+        c, m = r["cohortd"], r["mosquitto"]
+        scale_summary.add("bus", f"memory (PSS) per connection, {N:,} clients, {transport}",
+                          f"{c['pss_per_conn']:.0f} B", f"mosquitto {m['pss_per_conn']:.0f} B",
+                          "less than mosquitto", c["pss_per_conn"] < m["pss_per_conn"])
+        for key, name in (("first_p99", "first receiver"), ("last_p99", "last receiver")):
+            if c[key] is None or m[key] is None:
+                continue
+            scale_summary.add("bus", f"1 -> {N:,} fan-out, {name} p99, {transport}", f"{c[key] / 1e6:.1f} ms",
+                              f"mosquitto {m[key] / 1e6:.1f} ms", "at most mosquitto's", c[key] <= m[key])
+        scale_summary.add("bus", f"fan-out deliveries lost, {transport}", f"{c['lost']}", f"mosquitto {m['lost']}",
+                          "none", c["lost"] == 0)
+    for transport, what, r in rows:
+        if what != "storm-cohortd":
+            continue
+        m = next((x for t, w, x in rows if t == transport and w == "storm-mosquitto"), None)
+
+        def back(x):
+            return "not all" if x["back_s"] is None else f"{x['back_s']:.2f} s"
+
+        def done(x):
+            return "not all" if x["done_s"] is None else f"{x['done_s']:.2f} s"
+        scale_summary.add("bus", f"restart under {N:,} durable clients, {transport}: all back / every queued message in",
+                          f"{back(r)} / {done(r)}", f"mosquitto {back(m)} / {done(m)}" if m else "")
+        scale_summary.add("bus", f"that storm, {transport}: messages lost, accept errors logged",
+                          f"{r['lost']}, {len(r['problems'])}",
+                          f"mosquitto {m['lost']}, {len(m['problems'])}" if m else "",
+                          "no message lost, no accept error",
+                          r["lost"] == 0 and not r["problems"] and r["done_s"] is not None)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale_summary  # noqa: E402
+
 BUILD = os.environ.get("COHORT_BUILDDIR", ".")
 COHORTD = os.path.join(BUILD, "cohortd")
 LEASES = int(os.environ.get("SCALE_LEASES", "100000"))
@@ -559,6 +562,32 @@ def main():
               f"per waiter (with its connection) x{(c['conn_bytes'] + c['wait_bytes']) / (p['conn_bytes'] + p['wait_bytes']):.2f}, "
               f"storm max stall x{c['probe_storm'][2] / p['probe_storm'][2]:.2f}, "
               f"hand-over p50 x{c['handover_us'][0] / p['handover_us'][0]:.2f}")
+    summarize(res)
+
+
+def summarize(res):
+    """The figures of item 4, for the one table of SCALE=1 (scale_summary.py)."""
+    c = res.get("cohortd")
+    if not c:
+        return
+    p = next((r for label, r in res.items() if label != "cohortd"), None)
+
+    def peer(text):
+        return f"redis {text(p)}" if p else ""
+    scale_summary.add("locks", f"memory per lease ({LEASES:,} held)", f"{c['lease_bytes']:.0f} B",
+                      peer(lambda r: f"{r['lease_bytes']:.0f} B"))
+    scale_summary.add("locks", f"memory per waiter with its connection ({WAITERS:,} on one name)",
+                      f"{c['conn_bytes'] + c['wait_bytes']:.0f} B",
+                      peer(lambda r: f"{r['conn_bytes'] + r['wait_bytes']:.0f} B"))
+    scale_summary.add("locks", f"hand-over at the head of {WAITERS:,} waiters, p50 / p99",
+                      f"{c['handover_us'][0]:.0f} / {c['handover_us'][1]:.0f} us",
+                      peer(lambda r: f"{r['handover_us'][0]:.0f} / {r['handover_us'][1]:.0f} us"))
+    scale_summary.add("locks", f"expiry of {LEASES:,} in one second: all gone after", f"{c['storm_ms']:.0f} ms",
+                      peer(lambda r: f"{r['storm_ms']:.0f} ms"))
+    stall = c["probe_storm"][2]
+    scale_summary.add("locks", "longest loop stall during that expiry (a probe's max)", f"{stall:.1f} ms",
+                      peer(lambda r: f"{r['probe_storm'][2]:.1f} ms"),
+                      "timers do not stall the loop (no probe above 10 ms)", stall <= 10)
 
 
 if __name__ == "__main__":

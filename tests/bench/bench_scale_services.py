@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_supervise as bs  # noqa: E402
+import scale_summary  # noqa: E402
 
 COUNTS = [int(x) for x in os.environ.get("SCALE_SERVICES", "1000,5000,10000").split(",")]
 SUPERVISORD_N = int(os.environ.get("SCALE_SUPERVISORD", "1000"))
@@ -339,6 +340,61 @@ def main():
                       f"shutdown x{coh[n]['shutdown'] / p['shutdown']:.2f}, "
                       f"status x{coh[n]['status'] / p['status']:.2f}, "
                       f"restart p50 x{coh[n]['restart'][0] / p['restart'][0]:.2f}")
+    summarize(rows)
+
+
+def summarize(rows):
+    """The goals of item 1, for the one table of SCALE=1 (scale_summary.py)."""
+    ok = {(label, n): r for label, n, r in rows if "error" not in r and "check" not in r}
+    coh = {n: r for (label, n), r in ok.items() if label == "cohortd"}
+    if not coh:
+        scale_summary.add("services", "cohortd runs", "failed", goal="all measured", met=False)
+        return
+    counts = sorted(coh)
+    hi = counts[-1]
+
+    def peers_at(n, key):
+        got = [(label, r[key]) for (label, m), r in ok.items() if m == n and label != "cohortd"]
+        return got
+
+    def text(pairs, unit="ms", nd=0):
+        return ", ".join(f"{label} {v:.{nd}f} {unit}" for label, v in pairs)
+
+    for key, what in (("startup", "start-up (launch -> all exec'd)"), ("shutdown", "shutdown (-> all gone)")):
+        for n in counts:
+            p = peers_at(n, key)
+            scale_summary.add("services", f"{what}, {n:,}", f"{coh[n][key]:.0f} ms", text(p),
+                              "faster than runit and s6", scale_summary.faster(coh[n][key], [v for _, v in p]))
+        per = [coh[n][key] / n * 1000 for n in counts]
+        scale_summary.add("services", f"{key} per 1,000 services at " + " / ".join(f"{n:,}" for n in counts),
+                          " / ".join(f"{v:.0f}" for v in per) + " ms", "",
+                          "linear or better (largest count within 1.5x of the smallest, per service)",
+                          per[-1] <= 1.5 * per[0] if len(per) > 1 else None)
+    st = [coh[n]["status"] / n * 1000 for n in counts]
+    scale_summary.add("services", "status of all, per 1,000 at " + " / ".join(f"{n:,}" for n in counts),
+                      " / ".join(f"{v:.1f}" for v in st) + " ms", text(peers_at(hi, "status"), "ms", 1) + f" (at {hi:,})",
+                      "linear or better", st[-1] <= 1.5 * st[0] if len(st) > 1 else None)
+    rl = [coh[n].get("reload") for n in counts]
+    if all(v is not None for v in rl):
+        scale_summary.add("services", "reload changing one, at " + " / ".join(f"{n:,}" for n in counts),
+                          " / ".join(f"{v:.0f}" for v in rl) + " ms", "", "only that one restarted", True)
+    r = coh[hi]["restart"]
+    pr = [(label, v[0]) for label, v in peers_at(hi, "restart")]
+    scale_summary.add("services", f"restart of one while {hi - 1:,} run, p50 / p99", f"{r[0]:.2f} / {r[1]:.2f} ms",
+                      ", ".join(f"{label} p50 {v:.2f} ms" for label, v in pr))
+    idle = max(coh[n]["idle_cpu"] for n in counts)
+    scale_summary.add("services", "idle CPU, largest of " + " / ".join(f"{n:,}" for n in counts),
+                      f"{idle:.3f} %", text(peers_at(hi, "idle_cpu"), "%", 3),
+                      "< 0.1 % of a core", idle < 0.1)
+    if len(counts) > 1:
+        lo = counts[0]
+        per = (coh[hi]["pss"] - coh[lo]["pss"]) / (hi - lo) * 1024
+        pp = []
+        for label in ("runit", "s6"):
+            if (label, lo) in ok and (label, hi) in ok:
+                pp.append((label, (ok[(label, hi)]["pss"] - ok[(label, lo)]["pss"]) / (hi - lo) * 1024))
+        scale_summary.add("services", f"memory (PSS) per extra service, {lo:,} -> {hi:,}", f"{per:.0f} B",
+                          text(pp, "B"), "< 2,048 B", per < 2048)
 
 
 if __name__ == "__main__":

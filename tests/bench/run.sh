@@ -62,6 +62,9 @@ echo
 # SCALE=1: thousands of services, connections, leases and a large journal
 # (issue 19; minutes, and heavy: not in the default run).
 if [ "${SCALE:-0}" = 1 ]; then
+	# Each adds the rows of its goals to one table, printed last.
+	SCALE_SUMMARY=$(mktemp /tmp/cohort-scale-summary.XXXXXX)
+	export SCALE_SUMMARY
 	echo
 	/usr/bin/python3 "$S/tests/bench/bench_scale_services.py"
 	echo
@@ -71,6 +74,9 @@ if [ "${SCALE:-0}" = 1 ]; then
 	/usr/bin/python3 "$S/tests/bench/bench_scale_journal.py"
 	echo
 	/usr/bin/python3 "$S/tests/bench/bench_scale_bus.py"
+	echo
+	/usr/bin/python3 "$S/tests/bench/scale_summary.py" "$SCALE_SUMMARY"
+	rm -f "$SCALE_SUMMARY"
 fi
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
