@@ -10,6 +10,9 @@
  *   MODE = latency QOS [RATE [COUNT]]     default 1000 msg/s, 5000 messages
  *        | throughput QOS SUBSCRIBERS COUNT
  *
+ *   $BENCH_SUB_ADDRESS (cohort): the subscribers' address, when not the
+ *   publisher's (another cohortd of a cluster).
+ *
  * Every payload is the same 100 bytes of text, a JSON string (cohortd's
  * data must be JSON): "t=<CLOCK_MONOTONIC ns> i=<index> <padding to 100 bytes>".  The
  * subscribers (a thread of their own, one poll() over every connection)
@@ -475,10 +478,13 @@ static void sub_open(struct subset *set, struct sub *s, const char *topic_c, con
 	switch (kind) {
 	case K_COHORT: {
 		const char *tok = getenv("COHORT_TOKEN");
-		struct cohort_options o = {.bus = address, .token = tok ? tok : ""};
+		/* $BENCH_SUB_ADDRESS: the subscribers on another cohortd of a
+		 * cluster (bench_cluster.py: published on a, delivered on b). */
+		const char *at = getenv("BENCH_SUB_ADDRESS") ? getenv("BENCH_SUB_ADDRESS") : address;
+		struct cohort_options o = {.bus = at, .token = tok ? tok : ""};
 		s->c = cohort_new(&o);
 		if (cohort_connect(s->c) < 0)
-			die("cohort_connect %s: %s", address, cohort_error(s->c));
+			die("cohort_connect %s: %s", at, cohort_error(s->c));
 		if (cohort_subscribe(s->c, topic_c, set->qos, cohort_on_msg, s) < 0)
 			die("cohort_subscribe %s: %s", topic_c, cohort_error(s->c));
 		break;

@@ -14,6 +14,12 @@ cohortds on 127.0.0.1 (tests/cluster/natscluster.py).
   HTTP/JSON gateway, which runs the mutex `etcdctl lock` runs), and the
   commands themselves (`cohortctl lock` beside `etcdctl lock`, one process
   per holder).  Goal: faster than etcd.
+- the bus across hosts: tests/bench/bench_bus publishing on cohortd c and
+  subscribed on cohortd d (each on a server of its own), qos 0 and 1:
+  latency p50/p99 at BENCH_CLUSTER_BUS_RATE msg/s, throughput 1 -> 1;
+  beside tests/bench/bench_nats_bus, the same messages made directly with
+  libnats (core publish; JetStream publish to a stream of 3, read by a
+  core subscription: what cohortd does).  Goal: at most 20 % over it.
 
 cohort and the floor take turns over BENCH_ROUNDS rounds (default 3) so
 that the load of a shared machine falls on both alike; medians."""
@@ -38,6 +44,11 @@ import natscluster  # noqa: E402
 
 BENCH_LOCK = os.path.join(BUILD, "tests", "bench", "bench_lock")
 BENCH_NATS = os.path.join(BUILD, "tests", "bench", "bench_nats_kv")
+BENCH_BUS = os.path.join(BUILD, "tests", "bench", "bench_bus")
+BENCH_NATS_BUS = os.path.join(BUILD, "tests", "bench", "bench_nats_bus")
+BUS_RATE = os.environ.get("BENCH_CLUSTER_BUS_RATE", "1000")
+BUS_COUNT = os.environ.get("BENCH_CLUSTER_BUS_COUNT", "5000")
+BUS_TP_COUNT = os.environ.get("BENCH_CLUSTER_BUS_TP_COUNT", "20000")
 COHORTCTL = os.path.join(BUILD, "cohortctl")
 SECONDS = os.environ.get("BENCH_SECONDS", "2")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -259,6 +270,71 @@ def line(label, lat):
     return f"    {label:44s} p50 {statistics.median(lat):8.0f} us   p99 {pct(lat, 0.99):8.0f} us   ({len(lat)} rounds)"
 
 
+def kv_line(out, what):
+    """{key: value} of bench_bus's (or bench_nats_bus's) one result line."""
+    for line in out.splitlines():
+        if line.startswith(("latency ", "throughput ")):
+            return {k: v for k, v in (f.split("=", 1) for f in line.split()[1:])}
+    raise RuntimeError(f"{what}: unexpected output:\n{out}")
+
+
+def bus_round(c, d, nc, mode, qos):
+    """One measurement of cohort's (publisher on c, subscriber on d) and of
+    the floor's, in turns; {"cohort": {...}, "nats": {...}}."""
+    args = [mode, str(qos)] + ([BUS_RATE, BUS_COUNT] if mode == "latency" else ["1", BUS_TP_COUNT])
+    env = dict(os.environ, BENCH_SUB_ADDRESS=f"unix:{d.bus}")
+    out = subprocess.run([BENCH_BUS, "cohort", f"unix:{c.bus}"] + args, capture_output=True, text=True,
+                         check=True, env=env, timeout=600).stdout
+    res = {"cohort": kv_line(out, "bench_bus")}
+    fargs = args if mode == "latency" else [mode, str(qos), BUS_TP_COUNT]
+    out = subprocess.run([BENCH_NATS_BUS, nc.nodes[0].url, nc.nodes[1].url] + fargs, capture_output=True,
+                         text=True, check=True, timeout=600).stdout
+    res["nats"] = kv_line(out, "bench_nats_bus")
+    return res
+
+
+def bus_bench(nc):
+    """The bus across hosts, cohort beside the floor: the lines of its table."""
+    out = []
+    c = nc.start_cohortd("c", IDLE, cluster_line=f"cluster = {nc.nodes[0].url}\ncluster_name = {nc.name}\n")
+    d = nc.start_cohortd("d", IDLE, cluster_line=f"cluster = {nc.nodes[1].url}\ncluster_name = {nc.name}\n")
+    for x in (c, d):
+        x.proc.wait_log(r"cluster: connected to nats://", 20)
+        x.bus = os.path.join(x.run_dir, "bus.sock")
+    rows = {}
+    for _ in range(ROUNDS):
+        for mode in ("latency", "throughput"):
+            for qos in (0, 1):
+                r = bus_round(c, d, nc, mode, qos)
+                for who, v in r.items():
+                    rows.setdefault((mode, qos, who), []).append(v)
+    out.append(f"\ncluster bus: published on cohortd c (server n1), subscribed on cohortd d (server n2), 100-byte "
+               f"messages;\nbeside the same messages made directly with libnats (bench_nats_bus); medians of {ROUNDS} rounds")
+    out.append(f"  {'':40s} {'p50 us':>9s} {'p99 us':>9s} {'msg/s':>9s}  lost")
+
+    def m(mode, qos, who, key):
+        return statistics.median(float(v[key]) for v in rows[(mode, qos, who)])
+
+    def lost(mode, qos, who):
+        return sum(int(v["lost"]) for v in rows[(mode, qos, who)])
+    for qos in (0, 1):
+        for who, label in (("cohort", "cohortd"), ("nats", "libnats (the floor)")):
+            out.append(f"  qos {qos}, {label:32s} {m('latency', qos, who, 'p50_us'):9.0f} {m('latency', qos, who, 'p99_us'):9.0f} "
+                       f"{m('throughput', qos, who, 'msgs_per_s'):9.0f}  {lost('latency', qos, who) + lost('throughput', qos, who)}")
+    out.append(f"  cohortd / the floor (latency at {BUS_RATE} msg/s: the goal at most 1.2; msg/s: at least 0.83):")
+    for qos in (0, 1):
+        p50 = m("latency", qos, "cohort", "p50_us") / m("latency", qos, "nats", "p50_us")
+        p99 = m("latency", qos, "cohort", "p99_us") / m("latency", qos, "nats", "p99_us")
+        tp = m("throughput", qos, "cohort", "msgs_per_s") / m("throughput", qos, "nats", "msgs_per_s")
+        met = "goal met" if p50 <= 1.2 and p99 <= 1.2 and tp >= 1 / 1.2 else "goal NOT met"
+        out.append(f"    qos {qos}: p50 x{p50:.2f}   p99 x{p99:.2f}   msg/s x{tp:.2f}   ({met})")
+        out.append(f"      rounds, p99 us: {'/'.join(v['p99_us'] for v in rows[('latency', qos, 'cohort')])} vs "
+                   f"{'/'.join(v['p99_us'] for v in rows[('latency', qos, 'nats')])}; msg/s: "
+                   f"{'/'.join(v['msgs_per_s'] for v in rows[('throughput', qos, 'cohort')])} vs "
+                   f"{'/'.join(v['msgs_per_s'] for v in rows[('throughput', qos, 'nats')])}")
+    return out
+
+
 def main():
     missing = [p for p in (BENCH_LOCK, BENCH_NATS) if not os.path.exists(p)]
     if not os.path.exists(natscluster.NATS_SERVER) or missing:
@@ -302,6 +378,10 @@ def main():
                                            lambda: etcd.waiters("bench.cli") >= 2, CLI_HANDOVERS)
             finally:
                 etcd.stop()
+        if os.path.exists(BENCH_BUS) and os.path.exists(BENCH_NATS_BUS):
+            bus_lines = bus_bench(nc)
+        else:
+            bus_lines = ["\ncluster bus: skipped (bench_bus or bench_nats_bus not built)"]
     finally:
         nc.stop()
 
@@ -340,6 +420,7 @@ def main():
             r = statistics.median(d["cohort"]) / statistics.median(d["etcd"])
             print(f"    cohort / etcd ({kind}): p50 x{r:.2f}   p99 x{pct(d['cohort'], .99) / pct(d['etcd'], .99):.2f}"
                   f"   ({'goal met' if r < 1 else 'goal NOT met'}: faster than etcd)")
+    print("\n".join(bus_lines))
     return 0
 
 
