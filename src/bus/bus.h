@@ -427,6 +427,7 @@ struct bus {
 	struct intmap remote_pending;	/* cookie -> what waits for the cluster's answer */
 	uint64_t remote_cookie;
 	uint64_t remote_dropped;	/* qos-0 messages dropped, the cluster away */
+	uint64_t remote_refused;	/* qos-1, retained, durable hello and sub refused, the cluster away */
 };
 
 /* bus_server.c */

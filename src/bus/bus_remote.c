@@ -68,9 +68,10 @@ void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data,
 	char why[256];
 
 	if (!b->remote->up(b->remote_arg, why, sizeof(why))) {
-		if (qos || retain)
+		if (qos || retain) {
+			b->remote_refused++;
 			bus_conn_refuse(c, id, "cluster unreachable: %s; not stored, try again", why);
-		else
+		} else
 			bus_remote_published(b, 0, 0, false, why);	/* dropped, counted */
 		return;
 	}
@@ -159,6 +160,7 @@ static bool refused_while_away(struct bus_conn *c, json_t *id, const char *what)
 
 	if (b->remote->up(b->remote_arg, why, sizeof(why)))
 		return false;
+	b->remote_refused++;
 	bus_conn_refuse(c, id, "cluster unreachable: %s; %s, try again", why, what);
 	return true;
 }

@@ -634,9 +634,10 @@ json_t *bus_status_json(struct bus *b)
 	if (b->remote) {	/* cluster mode: reachable, or why not; qos 0 dropped for it */
 		char why[256];
 		bool up = b->remote->up(b->remote_arg, why, sizeof(why));
-		json_object_set_new(o, "cluster", json_pack("{s:b,s:s?,s:I}", "up", up, "unreachable",
+		json_object_set_new(o, "cluster", json_pack("{s:b,s:s?,s:I,s:I}", "up", up, "unreachable",
 							    up ? NULL : why, "dropped_qos0",
-							    (json_int_t)b->remote_dropped));
+							    (json_int_t)b->remote_dropped, "refused",
+							    (json_int_t)b->remote_refused));
 	}
 	return o;
 }

@@ -76,13 +76,19 @@ static void handle(struct cluster_bus *cb, struct bmsg *m)
 		h->subs_stored(h->arg, m->cookie, m->failed ? m->err : NULL);
 		break;
 	case BM_UP:
-		if (!cb->up)
+		if (!cb->up) {
 			log_info(NULL, "cluster: bus connected to %s (stream %s)", m->err, cb->stream);
-		cb->up = true;
+			cb->reconnects += cb->ever_up;
+			cb->state_ms = now_wall_ms();
+		}
+		cb->up = cb->ever_up = true;
+		str_set(&cb->server, m->err);
 		break;
 	case BM_DOWN:
 		if (cb->up || strcmp(cb->why, m->err) != 0)
 			log_warn(NULL, "cluster: bus unreachable: %s", m->err);
+		if (cb->up)
+			cb->state_ms = now_wall_ms();
 		cb->up = false;
 		snprintf(cb->why, sizeof(cb->why), "%s", m->err);
 		break;
@@ -137,6 +143,7 @@ struct cluster_bus *cluster_bus_open(struct ev_loop *loop, const struct cluster_
 	cb->max_age_ms = o->max_age_ms;
 	cb->ack_wait_ms = o->ack_wait_ms;
 	snprintf(cb->why, sizeof(cb->why), "not connected yet to %s", cb->urls);
+	cb->state_ms = now_wall_ms();
 	pthread_mutex_init(&cb->mu, NULL);
 	pthread_mutex_init(&cb->pmu, NULL);
 	pthread_cond_init(&cb->cv, NULL);
@@ -167,6 +174,7 @@ void cluster_bus_close(struct cluster_bus *cb)
 	pthread_mutex_destroy(&cb->pmu);
 	pthread_cond_destroy(&cb->cv);
 	free(cb->urls);
+	free(cb->server);
 	free(cb->name);
 	free(cb->creds);
 	free(cb->tls_ca);
@@ -185,6 +193,18 @@ bool cluster_bus_up(const struct cluster_bus *cb, char *why, size_t whylen)
 		return true;
 	snprintf(why, whylen, "%s", cb->why);
 	return false;
+}
+
+void cluster_bus_info(const struct cluster_bus *cb, struct cluster_info *out)
+{
+	out->state = cb->up ? CLUSTER_CONNECTED : cb->ever_up ? CLUSTER_UNREACHABLE : CLUSTER_CONNECTING;
+	out->urls = cb->urls;
+	out->server = cb->server ? cb->server : "";
+	out->why = cb->up ? "" : cb->why;
+	out->since_ms = cb->state_ms;
+	out->rtt_us = -1;	/* the locks' connection measures it (cluster_stats.c) */
+	out->reconnects = cb->reconnects;
+	out->refused = 0;	/* the bus counts its refusals (remote_refused) */
 }
 
 bool cluster_bus_publish(struct cluster_bus *cb, const char *topic, const char *data, size_t len, int qos,

@@ -68,6 +68,9 @@ void cluster_bus_close(struct cluster_bus *cb);
 
 /* Connected, and the stream is there.  Else why fills why. */
 bool cluster_bus_up(const struct cluster_bus *cb, char *why, size_t whylen);
+/* For status and /metrics: the bus's own connection, as cluster_info
+ * says the locks' (no round trip: that is the locks' connection's). */
+void cluster_bus_info(const struct cluster_bus *cb, struct cluster_info *out);
 
 /* A publish, in order with the others.  qos 0: sent, not stored, no
  * answer (false: dropped, the cluster is away).  qos 1: stored by the

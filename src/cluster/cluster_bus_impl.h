@@ -76,8 +76,11 @@ struct cluster_bus {
 	struct intmap inflight;
 
 	/* the loop's */
-	bool up;
+	bool up, ever_up;
 	char why[256];		/* while not up */
+	char *server;		/* the last connected to */
+	int64_t state_ms;	/* wall clock: when up last changed */
+	uint64_t reconnects;	/* times it came back after being lost */
 };
 
 /* cluster_bus.c */

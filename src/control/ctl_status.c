@@ -181,8 +181,9 @@ static void render_table(struct sbuf *b, const struct ctl_env *env, const struct
 	free(rows);
 }
 
-/* Under the table, in cluster mode: one line of the cluster's state. */
-static void cluster_line(struct sbuf *b, json_t *cl)
+/* Under the table, in cluster mode: a line of the cluster's state (the
+ * locks' connection), and one of the bus's connection. */
+static void cluster_line(struct sbuf *b, json_t *cl, const char *who, const char *refusing)
 {
 	const char *state = json_string_value(json_object_get(cl, "state"));
 	json_t *rtt = json_object_get(cl, "rtt_ms");
@@ -191,14 +192,19 @@ static void cluster_line(struct sbuf *b, json_t *cl)
 
 	format_duration_ms(now_wall_ms() - since, ago, sizeof(ago));
 	if (!strcmp(state, "connected")) {
-		sbuf_addf(b, "cluster: connected to %s for %s", json_string_value(json_object_get(cl, "server")), ago);
+		sbuf_addf(b, "%s: connected to %s for %s", who, json_string_value(json_object_get(cl, "server")), ago);
 		if (json_is_real(rtt))
 			sbuf_addf(b, ", round trip %.2f ms", json_real_value(rtt));
 	} else {
-		sbuf_addf(b, "cluster: %s for %s (lock requests refused): %s", state, ago,
+		sbuf_addf(b, "%s: %s for %s (%s refused): %s", who, state, ago, refusing,
 			  json_string_value(json_object_get(cl, "error")));
 	}
 	sbuf_addf(b, ", %lld reconnections", (long long)json_integer_value(json_object_get(cl, "reconnects")));
+	json_t *bus = json_object_get(cl, "bus");
+	if (bus) {
+		sbuf_addf(b, "\n");
+		cluster_line(b, bus, "cluster bus", "qos-1 and retained publishes");
+	}
 }
 
 static const char *const formats[] = {"json", "table", NULL};
@@ -248,7 +254,7 @@ static enum ctl_result cmd_status(struct ctl_client *c, json_t *req, json_t *res
 		struct sbuf line = {0}, foot = {0};
 		json_t *cl = env->cluster_status ? env->cluster_status(env->arg) : NULL;
 		if (cl)
-			cluster_line(&foot, cl);
+			cluster_line(&foot, cl, "cluster", "lock requests");
 		render_table(&line, env, sel, n, json_is_true(color), foot.buf);
 		json_decref(cl);
 		sbuf_free(&foot);

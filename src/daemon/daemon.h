@@ -103,6 +103,8 @@ json_t *daemon_cluster_json(const struct cohortd *d);
 /* daemon_cluster_bus.c: with `cluster` set, the bus's messages through it. */
 int daemon_cluster_bus_open(struct cohortd *d, char *err, size_t errlen);
 void daemon_cluster_bus_close(struct cohortd *d);
+/* The bus's own NATS connection; false on one host. */
+bool daemon_cluster_bus_info(const struct cohortd *d, struct cluster_info *out);
 
 /* daemon.c */
 int daemon_run(const char *config_path, struct cohort_config *cfg, struct plan *plan);

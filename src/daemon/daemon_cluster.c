@@ -57,20 +57,39 @@ bool daemon_cluster_info(const struct cohortd *d, struct cluster_info *out)
 #endif
 }
 
-/* The "cluster" of status: absent on one host. */
+/* One connection's state: the locks', or (no round trip) the bus's. */
+static json_t *connection_json(const struct cluster_info *ci, bool rtt)
+{
+	json_t *o = json_pack("{s:s,s:I,s:I}", "state", cluster_state_name(ci->state), "since_ms",
+			      (json_int_t)ci->since_ms, "reconnects", (json_int_t)ci->reconnects);
+
+	json_object_set_new(o, "server", ci->state == CLUSTER_CONNECTED ? json_string(ci->server) : json_null());
+	if (rtt)
+		json_object_set_new(o, "rtt_ms", ci->rtt_us >= 0 ? json_real((double)ci->rtt_us / 1000.0)
+								: json_null());
+	if (ci->state != CLUSTER_CONNECTED)
+		json_object_set_new(o, "error", json_string(ci->why));
+	return o;
+}
+
+/* The "cluster" of status: absent on one host.  Its fields are the
+ * locks' connection's; "bus" is the bus's own connection, and what the
+ * bus refused or dropped while it was away. */
 json_t *daemon_cluster_json(const struct cohortd *d)
 {
 	struct cluster_info ci;
 
 	if (!daemon_cluster_info(d, &ci))
 		return NULL;
-	json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I}", "state", cluster_state_name(ci.state), "servers", ci.urls,
-			      "since_ms", (json_int_t)ci.since_ms, "reconnects", (json_int_t)ci.reconnects,
-			      "refused", (json_int_t)ci.refused);
-	json_object_set_new(o, "server", ci.state == CLUSTER_CONNECTED ? json_string(ci.server) : json_null());
-	json_object_set_new(o, "rtt_ms", ci.rtt_us >= 0 ? json_real((double)ci.rtt_us / 1000.0) : json_null());
-	if (ci.state != CLUSTER_CONNECTED)
-		json_object_set_new(o, "error", json_string(ci.why));
+	json_t *o = connection_json(&ci, true);
+	json_object_set_new(o, "servers", json_string(ci.urls));
+	json_object_set_new(o, "refused", json_integer((json_int_t)ci.refused));
+	if (daemon_cluster_bus_info(d, &ci)) {
+		json_t *bus = connection_json(&ci, false);
+		json_object_set_new(bus, "refused", json_integer((json_int_t)d->bus.remote_refused));
+		json_object_set_new(bus, "dropped_qos0", json_integer((json_int_t)d->bus.remote_dropped));
+		json_object_set_new(o, "bus", bus);
+	}
 	return o;
 }
 

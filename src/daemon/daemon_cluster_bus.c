@@ -132,3 +132,17 @@ void daemon_cluster_bus_close(struct cohortd *d)
 	(void)d;
 #endif
 }
+
+bool daemon_cluster_bus_info(const struct cohortd *d, struct cluster_info *out)
+{
+#ifdef HAVE_LIBNATS
+	if (!d->cluster_bus)
+		return false;
+	cluster_bus_info(d->cluster_bus, out);
+	return true;
+#else
+	(void)d;
+	(void)out;
+	return false;
+#endif
+}

@@ -368,6 +368,17 @@ static void render_locks(const struct cohortd *d, struct sbuf *b)
 	sample_histo(b, "cohort_lock_hold_seconds", "", &t->hold_h);
 }
 
+/* A connection's state: a sample per state, 1 for the current one. */
+static void state_family(struct sbuf *b, const char *name, const char *help, enum cluster_state now)
+{
+	family(b, name, "gauge", help);
+	for (int st = CLUSTER_CONNECTING; st <= CLUSTER_UNREACHABLE; st++) {
+		char lab[48];
+		*put(put(put(lab, "state=\""), cluster_state_name((enum cluster_state)st)), "\"") = '\0';
+		sample_u(b, name, lab, now == (enum cluster_state)st);
+	}
+}
+
 /* Only in cluster mode: one host shows none of these. */
 static void render_cluster(const struct cohortd *d, struct sbuf *b)
 {
@@ -375,13 +386,9 @@ static void render_cluster(const struct cohortd *d, struct sbuf *b)
 
 	if (!daemon_cluster_info(d, &ci))
 		return;
-	family(b, "cohort_cluster_state", "gauge",
-	       "1 for the NATS cluster's current state (connecting, connected, unreachable), 0 for the others");
-	for (int st = CLUSTER_CONNECTING; st <= CLUSTER_UNREACHABLE; st++) {
-		char lab[48];
-		*put(put(put(lab, "state=\""), cluster_state_name((enum cluster_state)st)), "\"") = '\0';
-		sample_u(b, "cohort_cluster_state", lab, ci.state == (enum cluster_state)st);
-	}
+	state_family(b, "cohort_cluster_state",
+		     "1 for the NATS cluster's current state (connecting, connected, unreachable), 0 for the others",
+		     ci.state);
 	if (ci.state == CLUSTER_CONNECTED && strlen(ci.server) < 200) {
 		/* A URL from the server's INFO: escaped as a label value must be. */
 		char lab[512], *w = put(lab, "server=\"");
@@ -401,6 +408,18 @@ static void render_cluster(const struct cohortd *d, struct sbuf *b)
 	         "times the cluster came back after it was lost", ci.reconnects);
 	single_u(b, "cohort_cluster_refused_total", "counter",
 	         "lock requests refused at once because the cluster was unreachable", ci.refused);
+	if (!daemon_cluster_bus_info(d, &ci))
+		return;
+	state_family(b, "cohort_cluster_bus_state",
+		     "1 for the state of the bus's own NATS connection (connecting, connected, unreachable), "
+		     "0 for the others", ci.state);
+	single_u(b, "cohort_cluster_bus_reconnects_total", "counter",
+	         "times the bus's connection came back after it was lost", ci.reconnects);
+	single_u(b, "cohort_cluster_bus_refused_total", "counter",
+	         "qos-1 and retained publishes, durable hellos and their subscribes refused: the cluster unreachable",
+	         d->bus.remote_refused);
+	single_u(b, "cohort_cluster_bus_dropped_qos0_total", "counter",
+	         "qos-0 publishes dropped because the cluster was unreachable", d->bus.remote_dropped);
 }
 
 static void render_control(const struct cohortd *d, struct sbuf *b)

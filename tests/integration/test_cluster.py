@@ -646,8 +646,10 @@ class Cluster(CohortTest):
     def test_status_and_metrics_show_the_cluster_state(self):
         """Item 3's visibility: connected (server, round trip), then every
         nats-server stopped: unreachable, requests refused; then back:
-        connected again, one reconnection counted."""
+        connected again, one reconnection counted.  The same of the bus's
+        own connection (cluster.bus)."""
         a = self.cohortd("a")
+        a.proc.wait_log(r"cluster: bus connected to nats://", 20)
         urls = [n.url for n in self.nc.nodes]
         # The round trip is measured every 2 s off the loop: the first one
         # comes within that of the connection.
@@ -660,20 +662,31 @@ class Cluster(CohortTest):
         self.assertEqual(st["reconnects"], 0)
         self.assertEqual(st["servers"], self.nc.urls())
         self.assertNotIn("error", st)
+        bus = st["bus"]
+        self.assertEqual(bus["state"], "connected")
+        self.assertIn(bus["server"], urls)
+        self.assertEqual((bus["reconnects"], bus["refused"], bus["dropped_qos0"]), (0, 0, 0))
+        self.assertNotIn("rtt_ms", bus)
         table = a.ctl("status").stdout
         self.assertRegex(table, r"\ncluster: connected to nats://127\.0\.0\.1:\d+ for \S+, round trip "
-                                r"[0-9.]+ ms, 0 reconnections\n$")
+                                r"[0-9.]+ ms, 0 reconnections\n"
+                                r"cluster bus: connected to nats://127\.0\.0\.1:\d+ for \S+, 0 reconnections\n$")
         m = metrics(a)
         self.assertEqual(m['cohort_cluster_state{state="connected"}'], 1)
         self.assertEqual(m['cohort_cluster_state{state="unreachable"}'], 0)
         self.assertEqual(m[f'cohort_cluster_server{{server="{st["server"]}"}}'], 1)
         self.assertGreater(m["cohort_cluster_rtt_seconds"], 0)
         self.assertEqual(m["cohort_cluster_reconnects_total"], 0)
+        self.assertEqual(m['cohort_cluster_bus_state{state="connected"}'], 1)
+        self.assertEqual(m['cohort_cluster_bus_state{state="unreachable"}'], 0)
+        self.assertEqual(m["cohort_cluster_bus_reconnects_total"], 0)
+        self.assertEqual(m["cohort_cluster_bus_refused_total"], 0)
 
         mark = len(a.proc.lines)
         for i in range(3):
             self.nc.kill_node(i, signal.SIGTERM)
         a.proc.wait_log(r"cluster: unreachable", 20, start=mark)
+        a.proc.wait_log(r"cluster: bus unreachable", 20, start=mark)
         # The servers go one after the other: cohortd may have moved to a
         # second one meanwhile (a reconnection too), but not after the last.
         wait_until(self, lambda: cluster_status(a)["state"] == "unreachable", timeout=10,
@@ -686,18 +699,34 @@ class Cluster(CohortTest):
         r = self.client(a).call(cmd="lock.acquire", name="x", ttl_ms=1000, wait_ms=int(5000 * FACTOR))
         self.assertFalse(r["ok"])
         self.assertRegex(r["error"], r"^cluster unreachable: ")
+        wait_until(self, lambda: cluster_status(a)["bus"]["state"] == "unreachable", timeout=10,
+                   what="the bus's state unreachable")
+        bus = cluster_status(a)["bus"]
+        bus_before = bus["reconnects"]
+        self.assertIsNone(bus["server"])
+        self.assertIn("disconnected", bus["error"])
         self.assertRegex(a.ctl("status").stdout, r"\ncluster: unreachable for \S+ \(lock requests refused\): "
-                                                 r"cluster unreachable: .*, \d+ reconnections\n$")
+                                                 r"cluster unreachable: .*, \d+ reconnections\n"
+                                                 r"cluster bus: unreachable for \S+ \(qos-1 and retained "
+                                                 r"publishes refused\): .*, \d+ reconnections\n$")
         m = metrics(a)
         self.assertEqual(m['cohort_cluster_state{state="unreachable"}'], 1)
         self.assertEqual(m['cohort_cluster_state{state="connected"}'], 0)
         self.assertNotIn("cohort_cluster_rtt_seconds", m)
         self.assertGreaterEqual(m["cohort_cluster_refused_total"], 1)
+        self.assertEqual(m['cohort_cluster_bus_state{state="unreachable"}'], 1)
+        self.assertEqual(m['cohort_cluster_bus_state{state="connected"}'], 0)
 
         mark = len(a.proc.lines)
         for i in range(3):
             self.nc.restart_node(i)
         a.proc.wait_log(r"cluster: connected to nats://", 30, start=mark)
+        a.proc.wait_log(r"cluster: bus connected to nats://", 30, start=mark)
+        bus = cluster_status(a)["bus"]
+        self.assertEqual(bus["state"], "connected")
+        self.assertIn(bus["server"], urls)
+        self.assertEqual(bus["reconnects"], bus_before + 1)
+        self.assertEqual(metrics(a)["cohort_cluster_bus_reconnects_total"], bus_before + 1)
         st = cluster_status(a)
         self.assertEqual(st["state"], "connected")
         self.assertIn(st["server"], urls)

@@ -359,6 +359,10 @@ class ClusterBus(CohortTest):
             self.assertEqual(w["op"], "error", w)
             self.assertIn("cluster unreachable", w["error"])
             await ws.close()
+            # Counted where status and /metrics show the bus's connection.
+            cl = json.loads(a.ctl("status", "--json").stdout)["cluster"]["bus"]
+            self.assertEqual((cl["state"], cl["refused"], cl["dropped_qos0"]), ("unreachable", 3, 1), cl)
+            self.assertEqual(status(a)["bus"]["cluster"]["refused"], 3)
             # Supervision goes on.
             t0 = time.monotonic()
             self.assertEqual(a.ctl("restart", "idle").returncode, 0)
