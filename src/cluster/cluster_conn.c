@@ -119,6 +119,20 @@ static natsStatus conn_start(struct cluster *c, char *err, size_t errlen)
 	return s;
 }
 
+static int last_of(struct cluster *c, struct cmsg *m, uint64_t *rev, bool *deleted, char **value);
+
+/* Tried every 500 ms while the bucket is not there: said every 10 s. */
+static void bucket_not_yet(struct cluster *c, const char *why)
+{
+	static int64_t warned;
+	int64_t now = now_mono_ms();
+
+	if (now - warned > 10000) {
+		post_kind(c, CM_DOWN, why);
+		warned = now;
+	}
+}
+
 /* Opens (or makes) the bucket once connected; then the loop hears "up". */
 static void bucket_try(struct cluster *c)
 {
@@ -136,28 +150,36 @@ static void bucket_try(struct cluster *c)
 			return;
 		c->js = js;
 	}
-	s = js_KeyValue(&kv, c->js, c->bucket);
-	if (s != NATS_OK) {
-		kvConfig kc;
-		kvConfig_Init(&kc);
-		kc.Bucket = c->bucket;
-		kc.Description = "cohort: the locks of the cohortds of one cluster_name";
-		kc.History = 1;
-		kc.Replicas = c->replicas;
-		s = js_CreateKeyValue(&kv, c->js, &kc);
-	}
-	if (s != NATS_OK) {
-		static int64_t warned;
-		int64_t now = now_mono_ms();
-		if (now - warned > 10000) {	/* tried every 500 ms: said every 10 s */
+	if (!c->kv) {
+		s = js_KeyValue(&kv, c->js, c->bucket);
+		if (s != NATS_OK) {
+			kvConfig kc;
+			kvConfig_Init(&kc);
+			kc.Bucket = c->bucket;
+			kc.Description = "cohort: the locks of the cohortds of one cluster_name";
+			kc.History = 1;
+			kc.Replicas = c->replicas;
+			s = js_CreateKeyValue(&kv, c->js, &kc);
+		}
+		if (s != NATS_OK) {
 			char why[200];
 			status_text(why, sizeof(why), "the lock bucket", s);
-			post_kind(c, CM_DOWN, why);
-			warned = now;
+			bucket_not_yet(c, why);
+			return;
 		}
+		c->kv = kv;
+	}
+	/* A bucket just made may not answer yet ("stream not found" until its
+	 * stream has a leader): requests that waited for the first connection
+	 * would fail on that.  One read as the requests make them ("=probe" is
+	 * no encoded name: '=' is always followed by two hex digits). */
+	struct cmsg probe = {.key = (char *)"=probe"};
+	uint64_t rev = 0;
+	bool deleted = false;
+	if (last_of(c, &probe, &rev, &deleted, NULL) < 0) {
+		bucket_not_yet(c, probe.err);
 		return;
 	}
-	c->kv = kv;
 	atomic_store(&c->kv_ready, true);
 	char url[128] = "";
 	natsConnection_GetConnectedUrl(c->nc, url, sizeof(url));
