@@ -179,9 +179,107 @@ static void wait_for_work(struct journal *j)
 	}
 }
 
+/* One turn of the writer: what it took from the queues (under j->lock),
+ * and how writing it went (with only j->io held). */
+struct batch {
+	struct sbuf data, before, snap;
+	uint64_t data_ticket, before_ticket;
+	bool compact, in_file, cut, install;
+	bool before_ok, cut_ok, installed, compacted, data_ok;
+	uint64_t grew;
+};
+
+static void batch_take(struct journal *j, struct batch *t)
+{
+	*t = (struct batch){
+		.data = j->pending, .before = j->before, .snap = j->snapshot,
+		.data_ticket = j->pending_ticket, .before_ticket = j->before_ticket,
+		.compact = j->want_snapshot, .in_file = j->snapshot_file, .cut = j->cut, .install = j->install,
+	};
+	j->pending = j->before = j->snapshot = (struct sbuf){0};
+	j->want_snapshot = j->snapshot_file = j->cut = j->install = false;
+}
+
+/* Order: what came before a compaction, the snapshot, what came after.
+ * A snapshot holds the effect of every record before it, so once it is
+ * written what failed before it is moot.  A forked compaction's cut comes
+ * after `before` and ahead of the rest, which waits for it. */
+static void batch_write(struct journal *j, struct batch *t)
+{
+	t->before_ok = write_records(j, &t->before);
+	if (t->before_ok)
+		t->grew += t->before.len;
+	t->cut_ok = !t->cut || (t->before_ok && jrnl_fork_cut(j));
+	t->installed = t->install && t->cut_ok && jrnl_fork_install(j);
+	t->compacted = t->compact && do_compact(j, &t->snap, t->in_file);
+	if (t->compacted || t->installed)
+		t->grew = 0;	/* the size was set afresh */
+	t->data_ok = t->cut_ok && write_records(j, &t->data);
+	if (t->data_ok)
+		t->grew += t->data.len;
+	sbuf_free(&t->snap);
+}
+
+/* What failed is written again, in order, before anything newer; a
+ * snapshot queued meanwhile supersedes it.  Under j->lock. */
+static void batch_put_back(struct journal *j, struct batch *t)
+{
+	if (t->cut && !t->before_ok) {	/* it stays ahead of the cut */
+		put_back(&j->before, &t->before);
+		if (j->before_ticket < t->before_ticket)
+			j->before_ticket = t->before_ticket;
+	}
+	if (j->want_snapshot)
+		return;
+	if (!t->data_ok)
+		put_back(&j->pending, &t->data);
+	if (!t->before_ok && !t->compacted && !t->cut) {
+		put_back(&j->pending, &t->before);
+		if (t->data_ticket < t->before_ticket)
+			t->data_ticket = t->before_ticket;
+	}
+	if ((!t->data_ok || (!t->before_ok && !t->compacted)) && j->pending_ticket < t->data_ticket)
+		j->pending_ticket = t->data_ticket;
+}
+
+/* The journal's state after a turn.  Under j->lock. */
+static void batch_settle(struct journal *j, struct batch *t)
+{
+	j->size += t->grew;
+	if (t->compact && !j->want_snapshot)
+		j->compacting = false;
+	if (t->compact && !t->compacted)	/* no new try before the journal doubles */
+		j->failed_compact_size = j->size;
+	if (t->cut && !t->cut_ok)
+		j->cut = true;		/* tried again, ahead of the rest */
+	if (t->install && !t->cut_ok)
+		j->install = true;	/* after the cut */
+	else if (t->install) {
+		j->compacting = false;
+		if (!t->installed)
+			j->failed_compact_size = j->size;
+	}
+	batch_put_back(j, t);
+	sbuf_free(&t->data);
+	sbuf_free(&t->before);
+	uint64_t upto = t->data_ticket > t->before_ticket ? t->data_ticket : t->before_ticket;
+	if (t->data_ok && (t->before_ok || t->compacted)) {
+		if (j->failed)
+			log_info(NULL, "bus journal %s: written again", j->dir);
+		j->failed = false;
+		j->failed_errno = 0;
+		if (upto > j->durable_ticket)
+			j->durable_ticket = upto;
+	} else {
+		clock_gettime(CLOCK_REALTIME, &j->retry_at);
+		j->retry_at.tv_sec += 1;
+	}
+}
+
 static void *writer_main(void *arg)
 {
 	struct journal *j = arg;
+	struct batch t;
 
 	pthread_mutex_lock(&j->lock);
 	for (bool last_try = false;;) {
@@ -194,79 +292,11 @@ static void *writer_main(void *arg)
 			break;	/* stopping, and nothing left, or it cannot be written */
 		}
 		last_try = j->stop;
-		struct sbuf data = j->pending, before = j->before, snap = j->snapshot;
-		uint64_t data_ticket = j->pending_ticket, before_ticket = j->before_ticket;
-		bool compact = j->want_snapshot, in_file = j->snapshot_file, cut = j->cut, install = j->install;
-		j->pending = j->before = j->snapshot = (struct sbuf){0};
-		j->want_snapshot = j->snapshot_file = j->cut = j->install = false;
+		batch_take(j, &t);
 		pthread_mutex_unlock(&j->lock);
-
-		/* Order: what came before a compaction, the snapshot, what came
-		 * after.  A snapshot holds the effect of every record before it,
-		 * so once it is written what failed before it is moot.  A forked
-		 * compaction's cut comes after `before` and ahead of the rest,
-		 * which waits for it. */
-		uint64_t grew = 0;
-		bool before_ok = write_records(j, &before);
-		if (before_ok)
-			grew += before.len;
-		bool cut_ok = !cut || (before_ok && jrnl_fork_cut(j));
-		bool installed = install && cut_ok && jrnl_fork_install(j);
-		bool compacted = compact && do_compact(j, &snap, in_file);
-		if (compacted || installed)
-			grew = 0;	/* the size was set afresh */
-		bool data_ok = cut_ok && write_records(j, &data);
-		if (data_ok)
-			grew += data.len;
-		sbuf_free(&snap);
-
+		batch_write(j, &t);
 		pthread_mutex_lock(&j->lock);
-		j->size += grew;
-		if (compact && !j->want_snapshot)
-			j->compacting = false;
-		if (compact && !compacted)	/* no new try before the journal doubles */
-			j->failed_compact_size = j->size;
-		if (cut && !cut_ok)
-			j->cut = true;		/* tried again, ahead of the rest */
-		if (install && !cut_ok)
-			j->install = true;	/* after the cut */
-		else if (install) {
-			j->compacting = false;
-			if (!installed)
-				j->failed_compact_size = j->size;
-		}
-		/* What failed is written again, in order, before anything newer;
-		 * a snapshot queued meanwhile supersedes it. */
-		if (cut && !before_ok) {	/* it stays ahead of the cut */
-			put_back(&j->before, &before);
-			if (j->before_ticket < before_ticket)
-				j->before_ticket = before_ticket;
-		}
-		if (!j->want_snapshot) {
-			if (!data_ok)
-				put_back(&j->pending, &data);
-			if (!before_ok && !compacted && !cut) {
-				put_back(&j->pending, &before);
-				if (data_ticket < before_ticket)
-					data_ticket = before_ticket;
-			}
-			if ((!data_ok || (!before_ok && !compacted)) && j->pending_ticket < data_ticket)
-				j->pending_ticket = data_ticket;
-		}
-		sbuf_free(&data);
-		sbuf_free(&before);
-		uint64_t upto = data_ticket > before_ticket ? data_ticket : before_ticket;
-		if (data_ok && (before_ok || compacted)) {
-			if (j->failed)
-				log_info(NULL, "bus journal %s: written again", j->dir);
-			j->failed = false;
-			j->failed_errno = 0;
-			if (upto > j->durable_ticket)
-				j->durable_ticket = upto;
-		} else {
-			clock_gettime(CLOCK_REALTIME, &j->retry_at);
-			j->retry_at.tv_sec += 1;
-		}
+		batch_settle(j, &t);
 		pthread_mutex_unlock(&j->io);
 		ev_async_send(j->loop, &j->done_w);
 	}
