@@ -67,14 +67,24 @@ class Cohort:
         self.dir = tempfile.mkdtemp(prefix="cohort-bctl.")
         ini = os.path.join(self.dir, "c.ini")
         with open(ini, "w") as f:
-            f.write(f"[cohort]\nrun_dir = {self.dir}/run\nlog_dir = {self.dir}/log\n")
+            # A state_dir of its own: two run at once, and one cohortd per
+            # state_dir may run (the default is /var/lib/cohort).
+            f.write(f"[cohort]\nrun_dir = {self.dir}/run\nlog_dir = {self.dir}/log\nstate_dir = {self.dir}/state\n")
             for i in range(n):
                 f.write(f"[service:s{i:03d}]\ncommand = /bin/sleep 100000\nready = delay:0\n"
                         "stdout = null\nbackoff_initial = 0\n")
         self.sock = f"{self.dir}/run/control.sock"
-        self.proc = subprocess.Popen([COHORTD, "-q", "-c", ini], stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run([COHORTCTL, "-s", self.sock, "--json", "status"],
-                                        capture_output=True, text=True).stdout.count('"running"') == n)
+        self.err = open(os.path.join(self.dir, "cohortd.err"), "w+")
+        self.proc = subprocess.Popen([COHORTD, "-q", "-c", ini], stderr=self.err)
+        try:
+            wait_for(lambda: self.proc.poll() is None and
+                     subprocess.run([COHORTCTL, "-s", self.sock, "--json", "status"],
+                                    capture_output=True, text=True).stdout.count('"running"') == n)
+        except RuntimeError:
+            self.proc.kill()
+            self.proc.wait()
+            self.err.seek(0)
+            raise RuntimeError(f"cohortd with {n} services did not come up: {self.err.read()[-500:]}")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
