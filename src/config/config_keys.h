@@ -55,6 +55,9 @@ struct parse_ctx {
  * as it was and writes what was expected into why. */
 int key_parse(const struct key_def *k, const struct parse_ctx *ctx,
 	      const char *value, void *p, struct sbuf *why);
+/* The same with the key's default: k is config_keys[i]. */
+int key_parse_default(const struct key_def *k, size_t i, const struct parse_ctx *ctx, void *p,
+		      struct sbuf *why);
 void key_free(const struct key_def *k, void *p);
 bool key_equal(const struct key_def *k, const void *a, const void *b);
 /* Index of a key of the section, or -1. */

@@ -54,7 +54,7 @@ void parse_section(struct loader *l, struct raw_section *r, void *base,
 		if (k->section != ks)
 			continue;
 		/* Defaults always parse first, so a bad value leaves a sane one. */
-		if (key_parse(k, &ctx, k->def, field, &why) < 0) {
+		if (key_parse_default(k, i, &ctx, field, &why) < 0) {
 			fprintf(stderr, "cohort: bug: default of %s: %s\n", k->name, why.buf);
 			abort();
 		}

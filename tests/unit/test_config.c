@@ -98,6 +98,28 @@ Test(config, defaults_of_every_key)
 	config_free(c);
 }
 
+/* A number's default is parsed once and copied (key_parse_default): a
+ * value one service sets must not become the next one's default, in the
+ * same load or the next. */
+Test(config, a_set_value_is_not_the_next_default)
+{
+	for (int load = 0; load < 2; load++) {
+		struct cohort_config *c = good("[service:a]\ncommand = /bin/true\nbackoff_factor = 3\n"
+					       "stop_timeout = 2s\nlimit_nofile = 64:128\nnice = 5\n"
+					       "[service:b]\ncommand = /bin/true\n");
+		struct svc_config *a = config_find(c, "a"), *b = config_find(c, "b");
+
+		cr_assert_float_eq(a->backoff_factor, 3.0, 1e-9);
+		cr_assert_eq(a->stop_timeout_ms, 2000);
+		cr_assert(a->limit_nofile.set);
+		cr_assert_eq(a->nice, 5);
+		cr_assert_float_eq(b->backoff_factor, 2.0, 1e-9);
+		cr_assert_eq(b->stop_timeout_ms, 10000);
+		cr_assert_not(b->limit_nofile.set);
+		cr_assert_eq(b->nice, SVC_INT_UNSET);
+	}
+}
+
 Test(config, every_key_set)
 {
 	struct cohort_config *c = good(
