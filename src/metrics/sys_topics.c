@@ -23,6 +23,7 @@
 
 #include "daemon.h"
 #include "metrics.h"
+#include "wire.h"
 
 #define BUS_EVERY_S 2.0
 
@@ -73,40 +74,44 @@ void sys_history_json(struct metrics *m, struct sbuf *out)
 	sbuf_addc(out, ']');
 }
 
-static json_t *service_json(const struct cohortd *d, const struct service *s)
+/* Publishes text (b's), and keeps it when asked: the history's. */
+static char *publish_text(struct cohortd *d, const char *topic, struct sbuf *b, bool retain, bool keep)
 {
-	json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:s,s:i,s:s,s:o}", "name", s->name, "state",
-			      svc_state_name(s->state), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
-			      "since_ms", (json_int_t)s->since_ms, "reason", svc_text(s->reason), "restarts", (int)s->restarts,
-			      "wanted", s->want != WANT_DOWN ? "up" : "down", "phase",
-			      s->index < d->sup.plan->n ? json_integer(d->sup.plan->phase[s->index]) : json_null());
-	json_t *req = json_array();
-	for (size_t i = 0; i < s->cfg->requires.n; i++)
-		json_array_append_new(req, json_string(s->cfg->requires.v[i]));
-	json_object_set_new(o, "requires", req);
-	/* is its output captured (and so on $sys.log.<name>)? */
-	bool captured = s->cfg->out.kind == OUT_LOG || s->cfg->out.kind == OUT_PATH || s->cfg->err.kind == OUT_LOG ||
-			s->cfg->err.kind == OUT_PATH;
-	json_object_set_new(o, "log", json_boolean(captured));
-	if (s->last_exit.valid)
-		json_object_set_new(o, "last_exit", s->last_exit.signal
-				    ? json_pack("{s:s}", "signal", signal_name(s->last_exit.signal))
-				    : json_pack("{s:i}", "code", s->last_exit.code));
-	return o;
+	bus_publish_sys(&d->bus, topic, b->buf, b->len, retain);
+	if (keep)
+		return b->buf;
+	sbuf_free(b);
+	return NULL;
 }
 
 static void publish_service(struct cohortd *d, const struct service *s)
 {
 	char topic[128];
+	struct sbuf b = {0};
+	/* is its output captured (and so on $sys.log.<name>)? */
+	bool captured = s->cfg->out.kind == OUT_LOG || s->cfg->out.kind == OUT_PATH || s->cfg->err.kind == OUT_LOG ||
+			s->cfg->err.kind == OUT_PATH;
+	const struct wire_svc_state st = {
+		.name = s->name, .state = svc_state_name(s->state), .reason = svc_text(s->reason),
+		.pid = s->pid > 0 ? s->pid : 0, .since_ms = s->since_ms, .restarts = (int)s->restarts,
+		.wanted_up = s->want != WANT_DOWN,
+		.phase = s->index < d->sup.plan->n ? (int64_t)d->sup.plan->phase[s->index] : -1,
+		.requires = (const char *const *)s->cfg->requires.v, .nrequires = s->cfg->requires.n,
+		.log = captured, .has_exit = s->last_exit.valid,
+		.exit_signal = s->last_exit.valid && s->last_exit.signal ? signal_name(s->last_exit.signal) : NULL,
+		.exit_code = s->last_exit.code,
+	};
 
 	snprintf(topic, sizeof(topic), "$sys.service.%s", s->name);
-	publish(d, topic, service_json(d, s), true, false);
+	wire_write_svc_state(&b, &st);
+	publish_text(d, topic, &b, true, false);
 }
 
 void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 			   const char *reason, void *arg)
 {
 	char topic[128];
+	struct sbuf b = {0};
 	(void)arg;
 
 	if (s->removed && to == SVC_STOPPED) {	/* reload dropped it: its value goes */
@@ -115,12 +120,11 @@ void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state 
 	} else {
 		publish_service(d, s);
 	}
-	char *text = publish(d, "$sys.event.service", json_pack("{s:s,s:s,s:s,s:s,s:o,s:i,s:I}", "name",
-		s->name, "from", svc_state_name(from), "to", svc_state_name(to), "reason", reason ? reason : "",
-		"pid", s->pid > 0 ? json_integer(s->pid) : json_null(), "restarts", (int)s->restarts,
-		"ts_ms", (json_int_t)now_wall_ms()), false, true);
-	if (text)
-		history_add(d->metrics, text);
+	wire_write_svc_event(&b, &(struct wire_svc_event){
+		.name = s->name, .from = svc_state_name(from), .to = svc_state_name(to),
+		.reason = reason ? reason : "", .pid = s->pid > 0 ? s->pid : 0, .restarts = (int)s->restarts,
+		.ts_ms = now_wall_ms()});
+	history_add(d->metrics, publish_text(d, "$sys.event.service", &b, false, true));
 }
 
 static void on_lock(struct lock_table *t, const struct lock_lease *le, const char *why, void *arg)

@@ -177,6 +177,34 @@ bool wire_read_ok_seq(const char *text, size_t len, uint64_t *id, uint64_t *seq)
 #define WIRE_LOCK_OK_MAX 80
 char *wire_write_lock_ok(char *w, const uint64_t *token, int64_t expires_ms);
 
+/* --- $sys documents (wire_sys.c) ---------------------------------------------------- */
+
+/* $sys.service.NAME: a service's state, as sys_topics.c fills it. */
+struct wire_svc_state {
+	const char *name, *state, *reason;
+	int pid;			/* 0: null */
+	int64_t since_ms;
+	int restarts;
+	bool wanted_up;
+	int64_t phase;			/* -1: null */
+	const char *const *requires;
+	size_t nrequires;
+	bool log;
+	bool has_exit;			/* last_exit: exit_signal's name, else exit_code */
+	const char *exit_signal;
+	int exit_code;
+};
+void wire_write_svc_state(struct sbuf *b, const struct wire_svc_state *s);
+
+/* $sys.event.service: one transition. */
+struct wire_svc_event {
+	const char *name, *from, *to, *reason;
+	int pid;			/* 0: null */
+	int restarts;
+	int64_t ts_ms;
+};
+void wire_write_svc_event(struct sbuf *b, const struct wire_svc_event *e);
+
 /* The control socket's {"ok":true,"table":"..."} (LINE, LEN bytes): 1 with
  * the table decoded in place at LINE up to *END; 0 for any other answer
  * (LINE untouched: an error, a cut line, for the parser); -1 when the
