@@ -65,6 +65,7 @@ if [ "${SCALE:-0}" = 1 ]; then
 	# Each adds the rows of its goals to one table, printed last.
 	SCALE_SUMMARY=$(mktemp /tmp/cohort-scale-summary.XXXXXX)
 	export SCALE_SUMMARY
+	trap 'rm -f "$SCALE_SUMMARY"' EXIT	# also when a scale run fails (set -e)
 	echo
 	/usr/bin/python3 "$S/tests/bench/bench_scale_services.py"
 	echo
@@ -76,7 +77,6 @@ if [ "${SCALE:-0}" = 1 ]; then
 	/usr/bin/python3 "$S/tests/bench/bench_scale_bus.py"
 	echo
 	/usr/bin/python3 "$S/tests/bench/scale_summary.py" "$SCALE_SUMMARY"
-	rm -f "$SCALE_SUMMARY"
 fi
 for extra in "$S"/tests/bench/bench_*.sh; do
 	[ -e "$extra" ] || continue
