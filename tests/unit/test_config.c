@@ -117,6 +117,7 @@ Test(config, a_set_value_is_not_the_next_default)
 		cr_assert_eq(b->stop_timeout_ms, 10000);
 		cr_assert_not(b->limit_nofile.set);
 		cr_assert_eq(b->nice, SVC_INT_UNSET);
+		config_free(c);
 	}
 }
 
