@@ -283,6 +283,7 @@ void svc_stop_watchers(struct service *s)
 	ev_timer_stop(loop, &s->probe_timer);
 	if (s->probe)
 		probe_cancel(s->probe);
+	ev_clear_pending(loop, &s->exec_io);	/* an exec status fed, not yet run */
 	if (ev_is_active(&s->exec_io) || s->exec_io.fd >= 0) {
 		ev_io_stop(loop, &s->exec_io);
 		if (s->exec_io.fd >= 0)

@@ -289,6 +289,7 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 }
 
 static void exec_status_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void exec_status_now(struct service *s);
 
 /* "cannot start: WHY; next trial in 2m" */
 static void exec_fail_reason(const struct service *s, const char *why, char *buf, size_t len)
@@ -410,7 +411,7 @@ void svc_act_spawn(struct service *s)
 	if (s->sup->hooks.process_started)	/* a cohortd after a crash of ours finds it */
 		s->sup->hooks.process_started(s->sup->hooks.arg, s);
 	ev_io_init(&s->exec_io, exec_status_cb, status_fd, EV_READ);
-	ev_io_start(s->sup->loop, &s->exec_io);
+	exec_status_now(s);
 	evtimer_start_ms(s->sup->loop, &s->ready_timer, c->ready_timeout_ms);
 	log_debug(s->name, "spawned pid %d: %s", pid, c->command);
 }
@@ -437,6 +438,29 @@ int svc_read_exec_status(struct service *s, char *reason, size_t len)
 		ev_io_set(&s->exec_io, -1, EV_READ);
 	}
 	return rc;
+}
+
+/*
+ * vfork has returned, so the child has exec'd or failed: its status is
+ * nearly always readable already.  Read now, rather than at the next loop
+ * pass, so that a phase of 10,000 starts does not keep 10,000 status pipes
+ * open meanwhile: every vfork copies cohortd's descriptor table and every
+ * child closes it, which made a start-up quadratic.  The rest of
+ * exec_status_cb (readiness) still runs from the loop, fed as an event;
+ * only a status not there yet (the exec between its point of no return and
+ * its close-on-exec) is waited for.
+ */
+static void exec_status_now(struct service *s)
+{
+	char reason[256];
+	int rc = svc_read_exec_status(s, reason, sizeof(reason));
+
+	if (rc < 0)
+		ev_io_start(s->sup->loop, &s->exec_io);
+	else if (rc == 1)
+		str_set(&s->exec_error, reason);	/* its exit 127 reports it */
+	else
+		ev_feed_event(s->sup->loop, &s->exec_io, EV_READ);
 }
 
 static void exec_status_cb(struct ev_loop *loop, ev_io *w, int revents)
