@@ -249,6 +249,8 @@ struct supervisor {
 	struct service **queue;
 	size_t nqueued, queue_cap;
 	bool settling;
+	ev_timer settle_more;	/* a settle cut short at SETTLE_ROUNDS goes on
+				 * at the loop's next pass */
 };
 
 /* --- service.c ----------------------------------------------------------- */

@@ -91,6 +91,25 @@ ready = delay:0
         self.assertGreaterEqual(started.ms, failed.ms)
         d.stop()
 
+    def test_many_services_after_many_all_start(self):
+        # 350 services each `after` 350 others make 122,500 looks in one
+        # start-up, more than one settle takes (its bound keeps the loop
+        # serving): the rest was dropped, and the stack stood with a
+        # phase never started (found by trying 1,000 services).
+        d = self.cohortd("""
+[service:a]
+command = /bin/sleep 100000
+[service:b]
+instances = 350
+command = /bin/sleep 100000
+after = a
+[service:c]
+instances = 350
+command = /bin/sleep 100000
+after = b
+""")
+        d.wait_log(r"^stack is up: 701 of 701 services running$", timeout=60 * FACTOR)
+
     def test_requires_cascade_stops_and_restarts_dependents(self):
         d = self.cohortd("""
 [service:base]
