@@ -321,6 +321,9 @@ static int make_dirs(const struct cohort_config *c)
 	return 0;
 }
 
+/* The names a phase's line lists before it says how many more. */
+#define PLAN_LINE_NAMES 1500
+
 static void log_plan(const struct cohortd *d)
 {
 	const struct plan *p = d->sup.plan;
@@ -329,8 +332,13 @@ static void log_plan(const struct cohortd *d)
 		if (p->phase_start[ph + 1] == p->phase_start[ph])
 			continue;
 		struct sbuf b = {0};
-		for (size_t k = p->phase_start[ph]; k < p->phase_start[ph + 1]; k++)
+		size_t k = p->phase_start[ph];
+		/* A log line is cut at about 2 KiB: a long phase says how many it
+		 * left out, rather than ending mid-name. */
+		for (; k < p->phase_start[ph + 1] && b.len < PLAN_LINE_NAMES; k++)
 			sbuf_addf(&b, "%s%s", k > p->phase_start[ph] ? ", " : "", d->sup.svcs[p->order[k]]->name);
+		if (k < p->phase_start[ph + 1])
+			sbuf_addf(&b, " and %zu more (cohortd --check lists them all)", p->phase_start[ph + 1] - k);
 		log_info(NULL, "phase %u: %s", ph, b.buf);
 		sbuf_free(&b);
 	}
