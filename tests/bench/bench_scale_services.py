@@ -106,7 +106,7 @@ class Cohortd(bs.Cohortd):
                 extra = " changed" if name == changed else ""
                 f.write(f"[service:{name}]\ncommand = {bs.MARKER} {name}{extra}\nready = delay:0\n"
                         "backoff_initial = 0\nbackoff_jitter = 0\nbreaker_failures = 0\n"
-                        "stdout = null\n" + os.environ.get("EXTRA_KEYS", ""))
+                        "stdout = null\n")
 
     def launch(self):
         self.write()
