@@ -75,12 +75,15 @@
  * received message over in (rx_buffer_size, reassembled in bus_conn.rx).
  * lws allocates a buffer of the latter for every connection when it opens:
  * 64 KiB was 4 KiB of touched memory a connection, most of cohortd's with
- * 10,000 clients.  It also reads at most that much (with LWS_PRE, up to
- * 4 KiB) from a socket per wake-up, so it is not smaller: with 256 bytes a
- * publisher's qos-0 stream went a third slower and clients reconnecting
- * over TCP after a restart took 2-3x as long; with 1000 neither moved. */
+ * 10,000 clients.  It also asks for at most that much (with LWS_PRE) of
+ * a socket per wake-up, so cohortd reads BUS_RX_READ instead (bus_rx.c):
+ * what lws did not take waits in the connection's read-ahead, handed to
+ * lws before the loop sleeps.  Read-aheads hold at most BUS_RX_AHEAD_MAX
+ * bytes in all; past that a socket is read as lws asks. */
 #define BUS_TX_PACKET 65536
 #define BUS_RX_PIECE 1000
+#define BUS_RX_READ 16384
+#define BUS_RX_AHEAD_MAX (1u << 20)
 /* A buffer a large message needed is given back once it was handled. */
 #define BUS_RX_KEEP 4096
 /* A spilled queue is read back from the journal this much at a time, once
@@ -274,6 +277,8 @@ struct bus_conn {
 	struct sbuf rx;		/* fragments of the message being received */
 	int rx_fd;		/* its socket, as bus_rx.c knows it */
 	struct ws_scan rx_scan;	/* the client's frame headers, followed (bus_rx.c) */
+	struct bus_ahead *ahead;	/* read from its socket, not yet by lws */
+	LIST_ENTRY(bus_conn) ahead_link;	/* on bus->aheads while it has one */
 	bool rx_failed;		/* a frame lws must not see came: lws reads no more */
 	enum ws_fault rx_fault;	/* ... and the close it calls for, due at flush_cb (bus_write.c) */
 	const char *frame;	/* the text bus_handle is handling, for its ops */
@@ -369,6 +374,9 @@ struct bus {
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
 	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */
+	LIST_HEAD(bus_aheads, bus_conn) aheads;	/* connections with a read-ahead (bus_rx.c) */
+	size_t ahead_bytes;		/* ... what they hold */
+	ev_idle ahead_w;		/* the loop does not sleep while lws may take one */
 	/* limits, from [cohort] */
 	int64_t ack_timeout_ms;
 	uint64_t queue_max;
@@ -560,6 +568,11 @@ void bus_rx_watch(struct bus_conn *c);
 void bus_rx_unwatch(struct bus_conn *c);
 /* Closes c for the fault its frames showed (from bus_write.c's flush_cb). */
 void bus_rx_fail(struct bus_conn *c);
+/* Hands lws what was read ahead of it (from flush_cb, before the writes). */
+void bus_rx_drain(struct bus *b);
+/* After the writes: keeps the loop from sleeping while lws may take a
+ * read-ahead (its connection was let read again meanwhile). */
+void bus_rx_keep_awake(struct bus *b);
 
 /* bus_ops.c */
 void bus_handle(struct bus_conn *c, const char *text, size_t len);

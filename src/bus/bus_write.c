@@ -277,6 +277,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)revents;
 
+	bus_rx_drain(b);
 	while (!SLIST_EMPTY(&b->flush)) {
 		struct bus_conn *c = SLIST_FIRST(&b->flush);
 		SLIST_REMOVE_HEAD(&b->flush, flush_link);
@@ -296,6 +297,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			lws_callback_on_writable(c->wsi);
 		}
 	}
+	bus_rx_keep_awake(b);
 }
 
 /*
