@@ -13,6 +13,7 @@
  *   bus_store.c   what goes to the journal, recovery, compaction
  *   bus_rx.c      the client's frame headers, followed as recv() reads them
  *   bus_spill.c   queues of absent durable sessions kept in the journal only
+ *   bus_spill_index.c  where each spilled delivery is in the journal
  *   bus_http.c    plain HTTP pages on the listeners, registered by the daemon
  *   bus_stats.c   counters and gauges for /metrics, read without changing anything
  *   bus_sys.c     cohortd's own topics ($sys.*): retained in memory, never journaled
@@ -84,12 +85,18 @@
 #define BUS_RX_PIECE 1000
 #define BUS_RX_READ 16384
 #define BUS_RX_AHEAD_MAX (1u << 20)
+#define BUS_RX_TURN (32u << 10)	/* read-ahead handed to lws a loop iteration, at most */
 /* A buffer a large message needed is given back once it was handled. */
 #define BUS_RX_KEEP 4096
 /* A spilled queue is read back from the journal this much at a time, once
  * the ring has sent what it holds. */
 #define BUS_SPILL_CHUNK 512
 #define BUS_SPILL_CHUNK_BYTES (4u << 20)
+/* The scan that finds where spilled records are reads this much of the
+ * journal a loop iteration (about 1 ms). */
+#define BUS_SPILL_SCAN (256u << 10)
+/* Records read back in one loop iteration, all sessions together. */
+#define BUS_SPILL_TURN 1024
 
 struct lws;
 struct lws_context;
@@ -244,6 +251,7 @@ struct bus_session {
 	uint64_t spill_resent;		/* recovered ones up to it may have been sent: redelivered */
 	struct jrnl_pos spill_pos;	/* where reading them back goes on */
 	struct intmap spill_acked;	/* recovery: spilled seqs acked since; skipped when read */
+	struct bus_spill_ix *ix;	/* the places of its spilled records (bus_spill_index.c) */
 	/* cluster mode: its consumer is read here (once the hello's answer came) */
 	bool remote_ready;
 	bool remote_nak;	/* what leaves its ring now is to be sent again, not acked */
@@ -374,6 +382,19 @@ struct bus {
 	ev_check compact_w;		/* once per loop iteration: compact? */
 	ev_prepare flush_w;		/* before the loop sleeps: write what is queued */
 	SLIST_HEAD(bus_flushq, bus_conn) flush;	/* connections with frames queued this iteration */
+	/* bus_spill_index.c: the scan that finds where spilled records are */
+	struct {
+		struct jrnl_pos pos;	/* where it goes on */
+		uint64_t gen;		/* the journal's generation the places are of */
+		bool done;		/* at the end of what is written */
+		bool off;		/* the journal does not read whole: no index */
+		ev_prepare step_w;	/* a step each loop iteration */
+		ev_idle awake_w;	/* ... without sleeping in between */
+		ev_timer busy_w;	/* ... or a little later: the writer was writing */
+		LIST_HEAD(bus_spill_waits, bus_spill_ix) waiting;
+		unsigned turn_iter;	/* the loop iteration turn_left is of */
+		size_t turn_left;	/* records it may still read back */
+	} sx;
 	LIST_HEAD(bus_aheads, bus_conn) aheads;	/* connections with a read-ahead (bus_rx.c) */
 	size_t ahead_bytes;		/* ... what they hold */
 	ev_idle ahead_w;		/* the loop does not sleep while lws may take one */
@@ -639,6 +660,8 @@ void bus_store_retdel(struct bus *b, const char *topic, uint64_t seq);
 /* A PUB record's seq (0: another record, or malformed), *keys left at
  * the session keys it names (*nkeys), its message not read. */
 uint64_t bus_store_pub_keys(const unsigned char *p, size_t len, struct jreader *keys, uint64_t *nkeys);
+/* The session the next key of a record names (r is moved past it), or NULL. */
+struct bus_session *bus_store_session_of(struct bus *b, struct jreader *r);
 /* The message of a PUB record (payload p, len), *keys left at the
  * session keys it names (*nkeys); NULL if it is another record, is
  * malformed, or its seq is under min_seq. */
@@ -661,6 +684,27 @@ bool bus_publish_takes_memory(struct bus *b, const char *topic);
 /* Reads the next of s's spilled deliveries back into its ring; returns
  * how many it read. */
 size_t bus_spill_load(struct bus_session *s);
+
+/* bus_spill_index.c */
+/* After recovery: the places of what is spilled are found. */
+void bus_spill_ix_start(struct bus *b);
+void bus_spill_ix_stop(struct bus *b);
+/* Something was spilled: the scan goes on to find its place. */
+void bus_spill_ix_more(struct bus *b);
+/* May s read back now?  Else it does at the next loop iteration. */
+bool bus_spill_ix_turn(struct bus_session *s);
+/* n records were read back in this iteration. */
+void bus_spill_ix_used(struct bus *b, size_t n);
+/* Is there an index (a journal, not damaged)? */
+bool bus_spill_ix_on(const struct bus *b);
+/* Reads the records at s's next places (a chunk) into fn. */
+void bus_spill_ix_take(struct bus_session *s, jrnl_read_fn fn, void *arg);
+/* s has no place left: true if it is to wait for the scan (it is pumped
+ * when the scan found more); else *from is where to scan on from. */
+bool bus_spill_ix_wait(struct bus_session *s, struct jrnl_pos *from);
+void bus_spill_ix_free(struct bus_session *s);
+/* How many of s's spilled deliveries have their place noted, not read yet. */
+size_t bus_spill_ix_places(const struct bus_session *s);
 /* Compacts when the journal has grown well past the live data. */
 /* mid de-duplication: the seq of an earlier publish, or 0. */
 const struct bus_mid *bus_mid_seen(struct bus *b, const char *publisher, const char *mid);

@@ -301,6 +301,7 @@ void bus_session_free(struct bus_session *s)
 	ring_resize(s, 0);
 	b->spilled_bytes -= s->spill_bytes;
 	intmap_free(&s->spill_acked);
+	bus_spill_ix_free(s);
 	if (s->key)
 		map_del(&b->sessions, s->key);
 	free(s->key);
@@ -387,6 +388,16 @@ bool bus_unsubscribe(struct bus_session *s, const char *pattern)
 	return false;
 }
 
+/* Retained values arrive as qos 0: they are state, not a stream to
+ * acknowledge. */
+static void send_retained(struct bus_session *s, struct bus_msg *m)
+{
+	struct bus_frame *f = msg_frame(m, 0, true, false);
+
+	bus_conn_send(s->conn, f);
+	bus_frame_put(f);
+}
+
 void bus_send_retained(struct bus_session *s, const char *pattern)
 {
 	size_t it = 0;
@@ -394,15 +405,19 @@ void bus_send_retained(struct bus_session *s, const char *pattern)
 
 	if (!s->conn)
 		return;
+	/* A pattern without wildcards names one topic: looked up, not matched
+	 * against every retained value (with 100,000 of them, each such
+	 * subscription held the loop 3 ms). */
+	if (topic_pattern_valid(pattern, false)) {
+		struct bus_msg *m = map_get(&s->bus->retained, pattern);
+		if (m)
+			send_retained(s, m);
+		return;
+	}
 	while (map_next(&s->bus->retained, &it, NULL, &v)) {
 		struct bus_msg *m = v;
-		if (!topic_matches(pattern, m->topic))
-			continue;
-		/* Retained values arrive as qos 0: they are state, not a stream
-		 * to acknowledge. */
-		struct bus_frame *f = msg_frame(m, 0, true, false);
-		bus_conn_send(s->conn, f);
-		bus_frame_put(f);
+		if (topic_matches(pattern, m->topic))
+			send_retained(s, m);
 	}
 }
 

@@ -615,10 +615,10 @@ json_t *bus_status_json(struct bus *b)
 	it = 0;
 	while (map_next(&b->sessions, &it, NULL, &v)) {
 		struct bus_session *s = v;
-		json_array_append_new(sessions, json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "session", s->key,
+		json_array_append_new(sessions, json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "session", s->key,
 			"connected", s->conn != NULL, "subscriptions", (json_int_t)s->nsubs,
 			"queued", (json_int_t)s->qlen, "queued_bytes", (json_int_t)s->qbytes,
-			"spilled", (json_int_t)s->spilled,
+			"spilled", (json_int_t)s->spilled, "spill_places", (json_int_t)bus_spill_ix_places(s),
 			"dropped", (json_int_t)s->dropped, "dead", (json_int_t)s->dead));
 	}
 	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",

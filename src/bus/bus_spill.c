@@ -12,7 +12,8 @@
  * so a restart does not bring a spilled backlog back into memory; an ack
  * replayed for a spilled delivery is noted in spill_acked, and its record
  * skipped when read.  A compaction copies the spilled records into its
- * snapshot (bus_store.c).
+ * snapshot (bus_store.c).  Where each spilled record is, is kept by
+ * bus_spill_index.c: they are read from there, not found by a scan.
  */
 #include "autoconfig.h"
 
@@ -38,6 +39,7 @@ void bus_spill_add(struct bus_session *s, const struct bus_msg *m)
 	s->spilled++;
 	s->spill_bytes += bus_msg_size(m);
 	s->bus->spilled_bytes += bus_msg_size(m);
+	bus_spill_ix_more(s->bus);	/* its place, once it is written */
 }
 
 /* Nothing spilled any more: what was counted for it goes. */
@@ -47,6 +49,7 @@ static void spill_done(struct bus_session *s)
 	s->spill_bytes = 0;
 	s->spilled = 0;
 	intmap_free(&s->spill_acked);
+	bus_spill_ix_free(s);
 }
 
 bool bus_spill_forget(struct bus_session *s, uint64_t seq)
@@ -146,13 +149,31 @@ static bool read_back(void *arg, const unsigned char *p, size_t len)
 size_t bus_spill_load(struct bus_session *s)
 {
 	struct bus *b = s->bus;
+
+	if (!bus_spill_ix_turn(s))
+		return 0;
 	struct spill_read *sr = xcalloc(1, sizeof(*sr));
 
 	sr->s = s;
-	if (b->j)
-		jrnl_read(b->j, &s->spill_pos, read_back, sr);
+	bool later = false;	/* the rest waits for the index's scan */
+	if (b->j) {
+		struct jrnl_pos from = s->spill_pos;
+		bool scan = true;
+		if (bus_spill_ix_on(b)) {
+			bus_spill_ix_take(s, read_back, sr);
+			if (sr->owed >= s->spilled || sr->full)
+				scan = false;
+			else
+				scan = !(later = bus_spill_ix_wait(s, &from));
+		}
+		if (scan) {
+			jrnl_read(b->j, &from, read_back, sr);
+			s->spill_pos = from;
+		}
+	}
 	size_t n = sr->n;
-	bool whole = sr->owed >= s->spilled || sr->full;
+	bool whole = sr->owed >= s->spilled || sr->full || later;
+	bus_spill_ix_used(b, n);
 	for (size_t i = 0; i < n; i++) {
 		struct bus_msg *m = sr->m[i];
 		unspill(s, m, intmap_del(&s->spill_acked, (int64_t)m->seq) != NULL);

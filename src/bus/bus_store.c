@@ -214,7 +214,7 @@ static char *dup_str(struct jreader *r)
 	return xstrndup(s, n);
 }
 
-static struct bus_session *session_of(struct bus *b, struct jreader *r)
+struct bus_session *bus_store_session_of(struct bus *b, struct jreader *r)
 {
 	size_t n;
 	const char *k = jr_str(r, &n);
@@ -286,7 +286,7 @@ static void replay_pub(struct bus *b, struct jreader *r)
 	if (m->retain)
 		bus_retain(b, m);
 	for (uint64_t i = 0; i < nkeys && !r->bad; i++) {
-		struct bus_session *s = session_of(b, r);
+		struct bus_session *s = bus_store_session_of(b, r);
 		if (s)
 			bus_session_restore(s, m);
 	}
@@ -306,14 +306,14 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 		replay_pub(b, &r);
 		break;
 	case R_ACK: {
-		s = session_of(b, &r);
+		s = bus_store_session_of(b, &r);
 		uint64_t acked = jr_u64(&r);
 		if (s && !r.bad)
 			bus_session_forget(s, acked);
 		break;
 	}
 	case R_SESSION: {
-		s = session_of(b, &r);
+		s = bus_store_session_of(b, &r);
 		char *identity = dup_str(&r), *name = dup_str(&r);
 		bool clean = jr_u8(&r);
 		if (!r.bad) {
@@ -329,7 +329,7 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 		break;
 	}
 	case R_SUB: {
-		s = session_of(b, &r);
+		s = bus_store_session_of(b, &r);
 		uint8_t qos = jr_u8(&r);
 		const char *pat = jr_str(&r, &n);
 		if (s && !r.bad) {
@@ -340,7 +340,7 @@ static void on_record(void *arg, const unsigned char *p, size_t len)
 		break;
 	}
 	case R_UNSUB: {
-		s = session_of(b, &r);
+		s = bus_store_session_of(b, &r);
 		const char *pat = jr_str(&r, &n);
 		if (s && !r.bad) {
 			char *p2 = xstrndup(pat, n);
@@ -402,6 +402,7 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 	b->j = j;
 	ev_check_init(&b->compact_w, compact_cb);
 	ev_check_start(b->loop, &b->compact_w);
+	bus_spill_ix_start(b);
 	size_t queued = 0, it = 0;
 	void *v;
 	while (map_next(&b->sessions, &it, NULL, &v))
@@ -426,6 +427,7 @@ int bus_store_open(struct bus *b, const char *dir, char *err, size_t errlen)
 void bus_store_close(struct bus *b)
 {
 	ev_check_stop(b->loop, &b->compact_w);
+	bus_spill_ix_stop(b);
 	jrnl_close(b->j);
 	b->j = NULL;
 }
@@ -518,7 +520,7 @@ static bool snap_spilled(void *arg, const unsigned char *p, size_t len)
 		return true;
 	uint64_t seq = m->seq;
 	for (uint64_t i = 0; i < nkeys && !at.bad; i++) {
-		struct bus_session *s = session_of(sp->b, &at);
+		struct bus_session *s = bus_store_session_of(sp->b, &at);
 		if (!s || !s->spilled || seq < s->spill_next || intmap_get(&s->spill_acked, (int64_t)seq))
 			continue;
 		if (!keys)

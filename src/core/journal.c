@@ -88,7 +88,7 @@ static bool do_compact(struct journal *j, struct sbuf *snap, bool in_file)
 	/* Everything before the snapshot is now redundant, the append segment
 	 * too: the next write opens a new one. */
 	size_t n;
-	struct seg *segs = jrnl_list_segments(j, &n, true);
+	struct seg *segs = jrnl_list_segments(j, &n, JRNL_PRUNE_LATER);
 	free(segs);
 	if (j->fd >= 0)
 		close(j->fd);
@@ -248,6 +248,8 @@ static void batch_settle(struct journal *j, struct batch *t)
 	j->size += t->grew;
 	if (t->compact && !j->want_snapshot)
 		j->compacting = false;
+	if (t->compacted || t->installed)
+		j->generation++;	/* the files before it are gone */
 	if (t->compact && !t->compacted)	/* no new try before the journal doubles */
 		j->failed_compact_size = j->size;
 	if (t->cut && !t->cut_ok)
@@ -531,7 +533,7 @@ struct journal *jrnl_open(const char *dir, enum fsync_policy policy, struct ev_l
 	int mkdir_errno = mkdir_p(dir, 0700) < 0 ? errno : 0;
 	/* Older segments are dropped only once their snapshot has been read
 	 * whole: at start nothing is destroyed that might be needed. */
-	struct seg *segs = jrnl_list_segments(j, &n, false);
+	struct seg *segs = jrnl_list_segments(j, &n, JRNL_PRUNE_NO);
 	if (!segs && errno && !mkdir_errno) {
 		/* What is there is unknown: starting afresh could overwrite it. */
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -585,6 +587,7 @@ void jrnl_close(struct journal *j)
 	pthread_cond_signal(&j->wake);
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->thread, NULL);
+	jrnl_prune_wait(j);
 	ev_async_stop(j->loop, &j->done_w);
 	ev_prepare_stop(j->loop, &j->batch_w);
 	if (j->fd >= 0)

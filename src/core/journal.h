@@ -117,6 +117,34 @@ typedef bool (*jrnl_read_fn)(void *arg, const unsigned char *payload, size_t len
  * record read from memory may be read again then).  A damaged record
  * ends the reading of its file (logged). */
 void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *arg);
+/* --- records by their place (journal_scan.c) ---------------------------- */
+
+/* Where a record is: its file and offset, packed; 0 is none.  Valid while
+ * the journal's generation stays what it was when the place was told. */
+typedef uint64_t jrnl_at;
+/* A compaction installed (files removed) moves it on. */
+uint64_t jrnl_generation(const struct journal *j);
+typedef void (*jrnl_scan_fn)(void *arg, jrnl_at at, const unsigned char *payload, size_t len);
+enum {
+	JRNL_SCAN_MORE = 1,	/* stopped at the budget: call again */
+	JRNL_SCAN_END = 0,	/* at the end of what is written */
+	JRNL_SCAN_BUSY = -1,	/* the writer is writing: try again later */
+	JRNL_SCAN_MOVED = -2,	/* not that generation any more: from the start of the new one */
+	JRNL_SCAN_DAMAGED = -3,	/* a record that does not read whole: no further */
+};
+#define JRNL_SCAN_CHUNK (256u << 10)	/* read from a file at a time */
+/* The records in the files (not those still in memory) from *pos on
+ * (unset: the first), about budget bytes of them, each with its place,
+ * for the journal's generation `generation`; *pos is left where the next
+ * call goes on.  Never waits for the writer. */
+int jrnl_scan(struct journal *j, struct jrnl_pos *pos, uint64_t generation, size_t budget, jrnl_scan_fn fn,
+	      void *arg);
+/* Reads the records at at[0..n) and gives each to fn until it returns
+ * false; returns how many were given, *after the place after the last.
+ * *ok false when one could not be read whole (its file gone, or damage). */
+size_t jrnl_read_at(struct journal *j, const jrnl_at *at, size_t n, jrnl_read_fn fn, void *arg,
+		    struct jrnl_pos *after, bool *ok);
+
 /* Writes and syncs what is pending, stops the writer, closes. */
 void jrnl_close(struct journal *j);
 

@@ -83,7 +83,7 @@ bool jrnl_fork_install(struct journal *j)
 	/* Before the snapshot: gone.  After it: the records since the fork. */
 	size_t n;
 	uint64_t size = 0;
-	struct seg *segs = jrnl_list_segments(j, &n, true);
+	struct seg *segs = jrnl_list_segments(j, &n, JRNL_PRUNE_LATER);
 	for (size_t i = 0; i < n; i++) {
 		char *p = jrnl_seg_path(j, segs[i].id, segs[i].snap ? "snap" : "seg");
 		struct stat st;

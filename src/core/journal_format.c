@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -181,8 +183,62 @@ static int seg_cmp(const void *a, const void *b)
 
 /* Segments in id order, from the newest snapshot on; older ones deleted if
  * prune.  NULL with *n 0 and errno set if the directory cannot be read. */
-struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune)
+/* A file is cut down a few megabytes at a time before it goes: freeing a
+ * 64 MiB segment at once is one large filesystem transaction, which the
+ * writer's next write waited 15 ms for. */
+#define PRUNE_STEP (4u << 20)
+
+static void *unlink_all(void *arg)
 {
+	char **paths = arg;
+
+	for (char **p = paths; *p; p++) {
+		int fd = open(*p, O_WRONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0) {
+			for (off_t size = st.st_size; size > (off_t)PRUNE_STEP;) {
+				size -= PRUNE_STEP;
+				if (ftruncate(fd, size) < 0)
+					break;
+				nanosleep(&(struct timespec){0, 1000000}, NULL);
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+		unlink(*p);
+		free(*p);
+	}
+	free(paths);
+	return NULL;
+}
+
+void jrnl_prune_wait(struct journal *j)
+{
+	if (j->pruning)
+		pthread_join(j->pruner, NULL);
+	j->pruning = false;
+}
+
+/* Superseded files go from a thread of their own: freeing a gigabyte of
+ * segments took the writer, which every ok waits for, 350 ms. */
+static void unlink_later(struct journal *j, char **paths, size_t n)
+{
+	if (!n) {
+		free(paths);
+		return;
+	}
+	jrnl_prune_wait(j);
+	paths[n] = NULL;
+	if (pthread_create(&j->pruner, NULL, unlink_all, paths) == 0)
+		j->pruning = true;
+	else
+		unlink_all(paths);
+}
+
+struct seg *jrnl_list_segments(struct journal *j, size_t *n, enum jrnl_prune prune)
+{
+	char **gone = prune == JRNL_PRUNE_LATER ? xcalloc(1, sizeof(*gone)) : NULL;
+	size_t ngone = 0;
 	DIR *dh = opendir(j->dir);
 	struct dirent *e;
 	struct seg *v = NULL;
@@ -223,7 +279,7 @@ struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune)
 	for (size_t i = 0; i < cnt; i++) {
 		if (kept && v[kept - 1].id == v[i].id) {
 			char *p = jrnl_seg_path(j, v[i].id, v[i].snap ? "snap" : "seg");
-			if (prune)
+			if (prune == JRNL_PRUNE_NOW)
 				unlink(p);
 			free(p);
 			continue;
@@ -235,11 +291,18 @@ struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune)
 	for (size_t i = 0; i < cnt; i++)
 		if (v[i].snap)
 			first = i;
-	for (size_t i = 0; prune && i < first; i++) {	/* superseded by the snapshot */
+	for (size_t i = 0; prune != JRNL_PRUNE_NO && i < first; i++) {	/* superseded by the snapshot */
 		char *p = jrnl_seg_path(j, v[i].id, v[i].snap ? "snap" : "seg");
+		if (prune == JRNL_PRUNE_LATER) {
+			gone = xrealloc(gone, (ngone + 2) * sizeof(*gone));
+			gone[ngone++] = p;
+			continue;
+		}
 		unlink(p);
 		free(p);
 	}
+	if (gone)
+		unlink_later(j, gone, ngone);
 	memmove(v, v + first, (cnt - first) * sizeof(*v));
 	*n = cnt - first;
 	if (cnt)

@@ -91,6 +91,9 @@ struct journal {
 	 * no segment after limit_seg, nor past limit_off in it). */
 	bool read_limited;
 	uint64_t limit_seg, limit_off;
+	uint64_t generation;		/* under lock: compactions installed */
+	pthread_t pruner;		/* writer thread: deleting superseded files */
+	bool pruning;
 };
 
 /* A segment file: <id>.seg, or <id>.snap for a snapshot. */
@@ -111,9 +114,13 @@ void jrnl_fsync_dir(const char *dir);
 int jrnl_write_all(int fd, const char *p, size_t n);
 /* Opens a new, empty append segment; -1 with errno. */
 int jrnl_seg_new(struct journal *j);
-/* Segments in id order, from the newest snapshot on; older ones deleted if
- * prune.  NULL with *n 0 and errno set if the directory cannot be read. */
-struct seg *jrnl_list_segments(struct journal *j, size_t *n, bool prune);
+/* Segments in id order, from the newest snapshot on; older ones deleted
+ * (now, or by a thread of their own: later).  NULL with *n 0 and errno set
+ * if the directory cannot be read. */
+enum jrnl_prune { JRNL_PRUNE_NO, JRNL_PRUNE_NOW, JRNL_PRUNE_LATER };
+struct seg *jrnl_list_segments(struct journal *j, size_t *n, enum jrnl_prune prune);
+/* The files a compaction superseded are gone (the thread is done). */
+void jrnl_prune_wait(struct journal *j);
 
 /* journal_recover.c */
 /* Replays segs (from the newest snapshot on) and opens the last one for

@@ -438,7 +438,7 @@ void jrnl_recover_all(struct journal *j, const struct seg *segs, size_t n, jrnl_
 	}
 	size_t left;
 	if (snap_whole)	/* what it supersedes can go now */
-		free(jrnl_list_segments(j, &left, true));
+		free(jrnl_list_segments(j, &left, JRNL_PRUNE_NOW));
 }
 
 /* --- reading back, while running ------------------------------------------------ */
@@ -521,7 +521,7 @@ void jrnl_read(struct journal *j, struct jrnl_pos *pos, jrnl_read_fn fn, void *a
 	}
 	uint64_t next_id = j->next_id;	/* jrnl_list_segments sets it: the writer's */
 	size_t n, i = 0;
-	struct seg *segs = jrnl_list_segments(j, &n, false);
+	struct seg *segs = jrnl_list_segments(j, &n, JRNL_PRUNE_NO);
 	j->next_id = next_id;
 	uint64_t off = 0;
 	if (pos->set) {

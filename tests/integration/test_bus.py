@@ -135,6 +135,18 @@ class Bus(CohortTest):
                 self.assertEqual(got[2]["data"], {"phase": 4})
                 values = {m["topic"]: m["data"] for m in await sub.get("stack.>")}
                 self.assertEqual(values, {"stack.state": {"phase": 4}, "stack.mode": "prod"})
+                # a pattern without wildcards gets its topic's value (looked
+                # up, not matched against every one), and none if it has none
+                async with self.client(d) as one:
+                    exact, none = [], []
+                    await one.subscribe("stack.state", exact.append)
+                    await one.subscribe("stack.absent", none.append)
+                    await pub.publish("stack.absent", "now", qos=1)
+                    await wait_until_async(self, lambda: exact and none,
+                                           what=lambda: f"a retained value and a new one ({exact}, {none})")
+                    self.assertEqual([(g["topic"], g["data"], g["retained"]) for g in exact],
+                                     [("stack.state", {"phase": 4}, True)])
+                    self.assertEqual([(g["data"], g["retained"]) for g in none], [("now", False)])
                 await pub.publish("stack.mode", None, qos=1, retain=True)   # null clears
                 self.assertEqual([m["topic"] for m in await sub.get(">")], ["stack.state"])
         run(go())

@@ -60,10 +60,10 @@ class BusSpill(CohortTest):
             ws._recv(0.2)
         self.fail(f"no answer to {id or op}")
 
-    def make_session(self, d, name="spiller"):
-        """A durable session subscribed to sp.> with qos 1, then away."""
+    def make_session(self, d, name="spiller", topic="sp.>"):
+        """A durable session subscribed to topic with qos 1, then away."""
         ws, _ = self.connect(d, name)
-        ws.send({"op": "sub", "id": 1, "topic": "sp.>", "qos": 1})
+        ws.send({"op": "sub", "id": 1, "topic": topic, "qos": 1})
         self.assertEqual(self.reply(ws, 1)["op"], "ok")
         ws.close()
         wait_until(self, lambda: self.session(d, name)["connected"] is False, what="the session away")
@@ -71,14 +71,16 @@ class BusSpill(CohortTest):
     def session(self, d, name="spiller"):
         return [s for s in d.ctl_json("status")["bus"]["sessions"] if s["session"] == "admin/" + name][0]
 
-    def publish(self, d, first, count, window=200, topic="sp.t"):
-        """Publishes data {"i": first...first+count-1} to topic with qos 1;
-        returns the answers that were not "ok"."""
+    def publish(self, d, first, count, window=200, topic="sp.t", topics=None):
+        """Publishes data {"i": first...first+count-1} to topic (or to
+        topics in turn) with qos 1; returns the answers that were not "ok"."""
         ws, _ = self.connect(d)
         answers, sent, bad = 0, first, []
         deadline = time.monotonic() + 120 * FACTOR
         while answers < count:
             while sent < first + count and sent - first - answers < window:
+                if topics:
+                    topic = topics[sent % len(topics)]
                 ws.send(f'{{"op":"pub","id":{sent},"topic":"{topic}","qos":1,'
                         f'"data":{{"i":{sent},"pad":"{PAD}"}}}}'.encode())
                 sent += 1
@@ -111,6 +113,27 @@ class BusSpill(CohortTest):
         ws.send({"op": "ping", "id": "acked"})
         self.reply(ws, "acked")
         ws.close()
+        return got
+
+    def read_together(self, d, names, count):
+        """The sessions back at once, read in turns, each acking what it
+        gets, until each has count messages: their "i", in the order
+        they came."""
+        conns = {n: self.connect(d, n)[0] for n in names}
+        got = {n: [] for n in names}
+        deadline = time.monotonic() + 120 * FACTOR
+        while any(len(v) < count for v in got.values()):
+            self.assertLess(time.monotonic(), deadline, {n: len(v) for n, v in got.items()})
+            for n, ws in conns.items():
+                ws._recv(0.01)
+                for f in self.frames(ws):
+                    if f.get("op") == "msg":
+                        got[n].append(f["data"]["i"])
+                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
+        for ws in conns.values():
+            ws.send({"op": "ping", "id": "acked"})
+            self.reply(ws, "acked")
+            ws.close()
         return got
 
     def spilled(self, d, count):
@@ -156,24 +179,43 @@ class BusSpill(CohortTest):
             self.assertGreater(s["spilled"], 2000, s)
         # all three back, read in turns: they read back the same messages
         # at the same time (one copy of each, shared)
-        conns = {n: self.connect(d, n)[0] for n in names}
-        got = {n: [] for n in names}
-        deadline = time.monotonic() + 120 * FACTOR
-        while any(len(v) < 3000 for v in got.values()):
-            self.assertLess(time.monotonic(), deadline, {n: len(v) for n, v in got.items()})
-            for n, ws in conns.items():
-                ws._recv(0.05)
-                for f in self.frames(ws):
-                    if f.get("op") == "msg":
-                        got[n].append(f["data"]["i"])
-                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
-        for n, ws in conns.items():
+        got = self.read_together(d, names, 3000)
+        for n in names:
             self.assertEqual(got[n], list(range(3000)), n)
-            ws.send({"op": "ping", "id": "acked"})
-            self.reply(ws, "acked")
-            ws.close()
             s = self.session(d, n)
             self.assertEqual((s["queued"], s["spilled"]), (0, 0), s)
+        d.stop()
+
+    def test_many_sessions_back_after_kill_9_read_their_backlogs_from_their_places(self):
+        """40 sessions whose spilled backlogs are interleaved in the journal
+        (message i to session i mod 40), after a kill -9: one scan notes
+        the place of every spilled message (spill_places), and all 40,
+        back at once, get theirs, each once and in order."""
+        state = self.path("state")
+        d = self.daemon(state=state)
+        n, per = 40, 150
+        topics = [f"sp.{k}" for k in range(n)]
+        for k in range(n):
+            self.make_session(d, f"s{k}", topics[k])
+        self.assertEqual(self.publish(d, 0, n * per, topics=topics), [])
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10 * FACTOR)
+        d.returncode = -9
+        d.cleanup()
+        d = self.daemon(state=state)
+        d.wait_log(rf"^bus: recovered \d+ records \({n} durable sessions, {n * per} queued messages")
+
+        def sessions():
+            return [self.session(d, f"s{k}") for k in range(n)]
+        wait_until(self, lambda: all(s["spill_places"] == s["spilled"] for s in sessions()),
+                   what="every spilled message's place noted")
+        spilled = sum(s["spilled"] for s in sessions())
+        self.assertGreater(spilled, n * per // 2)
+        got = self.read_together(d, [f"s{k}" for k in range(n)], per)
+        for k in range(n):
+            self.assertEqual(got[f"s{k}"], list(range(k, n * per, n)), k)
+        for s in sessions():
+            self.assertEqual((s["queued"], s["spilled"], s["spill_places"]), (0, 0, 0), s)
         d.stop()
 
     def test_over_bus_memory_max_what_only_away_sessions_take_is_accepted(self):
