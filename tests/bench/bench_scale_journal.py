@@ -9,11 +9,14 @@ most 1,000 unacknowledged): the journal holds only live records, 1 GiB.
 Then cohortd is killed (SIGKILL) and started again: the recovery time
 (launch -> a hello answered on bus.sock) and the CPU time cohortd used
 until then (on a shared machine the steadier figure), its RSS once
-recovered and its peak (VmHWM), beside the journal's size.  Then the sessions come back and
-read (ack) everything while a probe publishes qos-1 messages at 500 a
-second: each publish's time to its ok, before the drain, during it, and
-after it, and while a compaction is being written (snapshot.new exists in
-the journal directory, looked at every 2 ms): the p99 and the longest.
+recovered and its peak (VmHWM), beside the journal's size.  Then, while a
+probe publishes qos-1 messages at 500 a second (each publish's time to its
+ok is a sample), 80 % of the sessions come back with clean:true, which
+drops their queues: the journal is then over 4x its live data, and a
+compaction of it is written (snapshot.new exists in the journal directory,
+looked at every 2 ms); then the other sessions come back and read (ack)
+everything.  The samples before, while cleaning, while compacting, while
+draining and after: their p50, p99 and the longest.
 
 redis: an AOF with the same entries (RPUSH sI <data> per message, SET rK
 <data> per retained value), loaded by redis-server (appendonly yes): launch
@@ -35,11 +38,13 @@ before/after), SCALE_JOURNAL_MB (1024: the size the message count is
 scaled to; 50 for a development run), SCALE_JOURNAL_SESSIONS (1000),
 SCALE_JOURNAL_DATA (40: bytes of each data), SCALE_JOURNAL_PEERS (1; 0:
 cohortd alone), SCALE_JOURNAL_DRAIN (1; 0: no compaction figure),
-SCALE_JOURNAL_DRAIN_S (420: the drain is stopped after this long),
-SCALE_JOURNAL_COMPACT_WAIT (150: after the drain, how long the probe waits
-for a compaction; one waits for the mids of the last two minutes to age
-out, as a snapshot keeps them).
+SCALE_JOURNAL_CLEAN (0.8: the share of the sessions cleaned before the
+drain), SCALE_JOURNAL_DRAIN_S (420: the drain is stopped after this long),
+SCALE_JOURNAL_COMPACT_WAIT (150: after the cleaning, how long the probe
+waits for a compaction; one waits for the mids of the last two minutes to
+age out, as a snapshot keeps them).
 """
+import json
 import os
 import shutil
 import signal
@@ -65,6 +70,7 @@ DRAIN = os.environ.get("SCALE_JOURNAL_DRAIN", "1") == "1"
 MSGS = int(10_000_000 * MB / 1024) // SESSIONS * SESSIONS
 RETAINED = int(100_000 * MB / 1024)
 DRAIN_MAX = float(os.environ.get("SCALE_JOURNAL_DRAIN_S", "420"))
+CLEAN = float(os.environ.get("SCALE_JOURNAL_CLEAN", "0.8"))
 COMPACT_WAIT = float(os.environ.get("SCALE_JOURNAL_COMPACT_WAIT", "150"))
 PROBE_RATE = 500
 procs = []
@@ -168,23 +174,22 @@ class Compactions:
     being written: by the loop, then synced and renamed by the writer)."""
 
     def __init__(self, d):
-        self.path, self.spans, self.stop = os.path.join(d, "snapshot.new"), [], False
+        self.path, self.spans, self.stop, self.since = os.path.join(d, "snapshot.new"), [], False, None
         self.t = threading.Thread(target=self.watch, daemon=True)
         self.t.start()
 
     def watch(self):
-        since = None
         while not self.stop:
             there = os.path.exists(self.path)
             now = time.monotonic()
-            if there and since is None:
-                since = now
-            elif not there and since is not None:
-                self.spans.append((since, now))
-                since = None
+            if there and self.since is None:
+                self.since = now
+            elif not there and self.since is not None:
+                self.spans.append((self.since, now))
+                self.since = None
             time.sleep(0.002)
-        if since is not None:
-            self.spans.append((since, time.monotonic()))
+        if self.since is not None:
+            self.spans.append((self.since, time.monotonic()))
 
     def during(self, t):
         return any(a - 0.005 <= t <= b + 0.005 for a, b in self.spans)
@@ -195,6 +200,14 @@ def pct(v, p):
         return float("nan")
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p / 100))]
+
+
+def places_found(w):
+    """Has cohortd noted the place of every spilled delivery?"""
+    out = subprocess.run([os.path.join(BUILD, "cohortctl"), "-c", os.path.join(w, "cohort.ini"), "--json",
+                          "status"], capture_output=True, text=True, timeout=60)
+    sessions = json.loads(out.stdout.splitlines()[-1])["bus"]["sessions"]
+    return all(s["spill_places"] == s["spilled"] for s in sessions)
 
 
 def cohortd_run():
@@ -225,6 +238,11 @@ def cohortd_run():
         r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
         time.sleep(2)
         r["rss_settled"] = rss_mb(p.pid)
+        # the index of spilled deliveries (8 bytes each) is built after
+        # recovery, by a scan of the journal a little each loop iteration
+        t0 = time.monotonic()
+        wait_for(lambda: places_found(w), "the places of the spilled deliveries", p, timeout=300, step=0.2)
+        r["places_s"], r["rss_places"] = time.monotonic() - t0 + 2, rss_mb(p.pid)
         if DRAIN:
             r.update(drain(w, p, sock, jdir))
         kill(p, signal.SIGTERM)
@@ -238,8 +256,10 @@ def cohortd_run():
 
 
 def drain(w, p, sock, jdir):
-    """The sessions back, reading everything, under the probe."""
+    """Under the probe: most sessions cleaned, a compaction, the rest
+    back, reading everything."""
     per = MSGS // SESSIONS
+    keep = SESSIONS - int(SESSIONS * CLEAN)
     watch = Compactions(jdir)
     before = 3.0
     seconds = 3600
@@ -249,8 +269,18 @@ def drain(w, p, sock, jdir):
                              stdout=out, text=True)
     procs.append(probe)
     time.sleep(before)
+    t_clean = time.monotonic()
+    if keep < SESSIONS:
+        run_fill("cohort", f"unix:{sock}", "clean", keep, SESSIONS)
+    t_cleaned = time.monotonic()
+    # A compaction waits for the mids of the last two minutes to age out
+    # (it keeps them): the probe goes on until one has been written.
+    end = time.monotonic() + COMPACT_WAIT
+    while (not watch.spans or watch.since) and time.monotonic() < end:
+        time.sleep(0.1)
+    time.sleep(1)
     t_drain = time.monotonic()
-    dr = subprocess.Popen([FILL, "cohort", f"unix:{sock}", "drain", "0", str(SESSIONS), str(per)],
+    dr = subprocess.Popen([FILL, "cohort", f"unix:{sock}", "drain", "0", str(keep), str(per)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append(dr)
     try:
@@ -262,12 +292,7 @@ def drain(w, p, sock, jdir):
     t_end = time.monotonic()
     if dr.returncode not in (0, -signal.SIGKILL):
         raise RuntimeError(f"drain: {err.strip()}")
-    # A compaction waits for the mids of the last two minutes to age out
-    # (it keeps them): the probe goes on until one has been written.
-    end = time.monotonic() + COMPACT_WAIT
-    while not watch.spans and time.monotonic() < end:
-        time.sleep(0.1)
-    time.sleep(1)
+    time.sleep(3)
     t_stop = time.monotonic()
     watch.stop = True
     watch.t.join()
@@ -275,14 +300,20 @@ def drain(w, p, sock, jdir):
     out.seek(0)
     samples = [tuple(map(float, ln.split())) for ln in out.read().splitlines() if ln and ln[0].isdigit()]
     out.close()
-    idle = [lat for t, lat in samples if t / 1e3 < t_drain]
-    busy = [lat for t, lat in samples if t_drain <= t / 1e3 <= t_end and not watch.during(t / 1e3)]
-    quiet = [lat for t, lat in samples if t_end < t / 1e3 <= t_stop and not watch.during(t / 1e3)]
-    comp = [lat for t, lat in samples if watch.during(t / 1e3)]
-    return {"drain_s": t_end - t_drain, "drained": drained, "idle": idle, "busy": busy, "quiet": quiet,
-            "comp": comp,
-            "spans": [(a - t_drain, b - a) for a, b in watch.spans],
-            "max_all": max((lat for _, lat in samples), default=0), "after_drain": dir_bytes(jdir)}
+
+    def between(a, b):
+        return [lat for t, lat in samples if a <= t / 1e3 < b and not watch.during(t / 1e3)]
+    return {"drain_s": t_end - t_drain, "drained": drained, "clean_s": t_cleaned - t_clean, "kept": keep,
+            "idle": between(0, t_clean), "cleaning": between(t_clean, t_cleaned),
+            "waiting": between(t_cleaned, t_drain), "busy": between(t_drain, t_end),
+            "quiet": between(t_end, t_stop),
+            "comp": [lat for t, lat in samples if watch.during(t / 1e3)],
+            "spans": [(a - t_clean, b - a) for a, b in watch.spans],
+            "max_all": max((lat for _, lat in samples), default=0), "after_drain": dir_bytes(jdir),
+            "slowest": sorted(((lat, t / 1e3 - t_clean) for t, lat in samples), reverse=True)[:5],
+            "slowest_comp": sorted(((lat, t / 1e3 - t_clean) for t, lat in samples if watch.during(t / 1e3)),
+                                   reverse=True)[:5],
+            "t_drain": t_drain - t_clean}
 
 
 # --- redis -----------------------------------------------------------------------------------
@@ -296,6 +327,38 @@ def redis_ping(sock):
         return s.recv(64).startswith(b"+PONG")
     finally:
         s.close()
+
+
+def redis_cmd(sock, *words):
+    """One command over RESP; the reply's first line and body, as text."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(f"*{len(words)}\r\n".encode() +
+                  b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if not chunk or (head[:1] != b"$" and _) or (head[:1] == b"$" and len(rest) >= int(head[1:]) + 2):
+                return data.decode(errors="replace")
+    finally:
+        s.close()
+
+
+def redis_fork_ms(sock, p):
+    """redis rewriting its AOF (BGREWRITEAOF, a fork as cohortd's
+    compaction): how long its fork held it (INFO latest_fork_usec)."""
+    redis_cmd(sock, "BGREWRITEAOF")
+
+    def info():
+        return dict(ln.split(":", 1) for ln in redis_cmd(sock, "INFO", "persistence").splitlines()
+                    if ":" in ln)
+    wait_for(lambda: info().get("aof_rewrite_in_progress") == "0" and
+             info().get("aof_rewrite_scheduled") == "0", "redis's AOF rewrite", p, step=0.1)
+    return int(redis_cmd(sock, "INFO", "stats").split("latest_fork_usec:")[1].split()[0]) / 1e3
 
 
 def redis_run():
@@ -315,6 +378,7 @@ def redis_run():
         r["recovery_s"] = time.monotonic() - t0
         r["cpu_s"] = cpu_s(p.pid)
         r["rss"], r["hwm"] = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
+        r["fork_ms"] = redis_fork_ms(sock, p)
         kill(p)
     finally:
         kill_all()
@@ -385,22 +449,33 @@ def main():
               f"{r['cpu_s']:7.2f} {r['cpu_s'] / gib:10.2f} {r['cpu_s'] * 1e6 / entries:13.2f} {r['rss']:8.1f} "
               f"{r['hwm']:9.1f} {r['rss'] * 1048576 / f:9.2f}", flush=True)
     c = res["cohortd"]
+    if "rss_places" in c:
+        print(f"  cohortd: the places of its spilled deliveries noted {c['places_s']:.1f} s after recovery; "
+              f"RSS then {c['rss_places']:.1f} MiB ({c['rss_places'] * 1048576 / c['journal']:.2f} of the journal)")
     for line in c.get("log", []):
         print("  cohortd: " + line.split("] ", 1)[-1][:200])
     if "idle" in c:
         state = "all read" if c["drained"] else f"stopped after {DRAIN_MAX:.0f} s, not all read"
-        print(f"  qos-1 publish -> ok at {PROBE_RATE}/s while the sessions drain ({c['drain_s']:.1f} s, {state}); "
+        print(f"  qos-1 publish -> ok at {PROBE_RATE}/s: {SESSIONS - c['kept']} sessions cleaned "
+              f"({c['clean_s']:.1f} s), then {c['kept']} drain ({c['drain_s']:.1f} s, {state}); "
               "p50 / p99 / max, ms:")
-        for label, v in (("idle, before", c["idle"]), ("draining, no compaction", c["busy"]),
-                         ("after, no compaction", c["quiet"]), ("while compacting", c["comp"])):
+        for label, v in (("idle, before", c["idle"]), ("cleaning", c["cleaning"]),
+                         ("waiting for compaction", c["waiting"]), ("while compacting", c["comp"]),
+                         ("draining", c["busy"]), ("after", c["quiet"])):
             if v:
                 print(f"    {label:24} n={len(v):6d} {statistics.median(v) / 1e3:7.2f} {pct(v, 99) / 1e3:8.2f} "
                       f"{max(v) / 1e3:8.2f}")
             else:
                 print(f"    {label:24} n=     0")
-        print(f"    compactions (start after the drain began, s: length s): "
+        print("    the slowest publishes (ms at s after the cleaning began; the drain began at "
+              f"{c['t_drain']:.1f} s): " + ", ".join(f"{lat / 1e3:.1f} at {t:.2f}" for lat, t in c["slowest"]))
+        print("    ... while compacting: " + ", ".join(f"{lat / 1e3:.1f} at {t:.2f}" for lat, t in c["slowest_comp"]))
+        print("    compactions (start after the cleaning began, s: length s): "
               + ", ".join(f"{a:.1f}: {b:.2f}" for a, b in c["spans"]) + 
               f"; longest publish of the run {c['max_all'] / 1e3:.1f} ms; journal after {c['after_drain'] / 1048576:.1f} MiB")
+    if "fork_ms" in res.get("redis", {}):
+        print(f"  redis rewriting its AOF (BGREWRITEAOF): its fork held it {res['redis']['fork_ms']:.1f} ms "
+              f"(cohortd's compactions: {', '.join(f'{f:.1f}' for f in fork_ms(c)) or 'none'} ms)")
     for peer in ("redis", "mosquitto"):
         if peer in res:
             p = res[peer]
@@ -409,6 +484,11 @@ def main():
                   f"for the same entries x{c['recovery_s'] / p['recovery_s']:.2f} (CPU x{c['cpu_s'] / p['cpu_s']:.2f}), "
                   f"RSS after x{c['rss'] / p['rss']:.2f}")
     summarize(res)
+
+
+def fork_ms(c):
+    """How long each compaction's fork held cohortd's loop, from its log."""
+    return [float(ln.split("paused ")[1].split(" ms")[0]) for ln in c.get("log", []) if "ms to fork it" in ln]
 
 
 def summarize(res):
@@ -425,16 +505,21 @@ def summarize(res):
                                 for name, r in peers.items()),
                       "faster than redis and mosquitto per GiB",
                       scale_summary.faster(per_gib(c), [per_gib(r) for r in peers.values()]))
-    scale_summary.add("journal", "memory after recovery (RSS) / the journal's size", f"{c['rss'] * 1048576 / c['journal']:.2f}",
+    rss = c.get("rss_places", c["rss"])   # with the index of spilled deliveries, once built
+    scale_summary.add("journal", "memory after recovery (RSS, with the index once built) / the journal's size",
+                      f"{rss * 1048576 / c['journal']:.2f}",
                       ", ".join(f"{name} {r['rss'] * 1048576 / r.get('journal', r.get('file')):.2f}"
                                 for name, r in peers.items()),
-                      "not above the live data plus an index (<= 1.0)", c["rss"] * 1048576 <= c["journal"])
+                      "not above the live data plus an index (<= 1.0)", rss * 1048576 <= c["journal"])
     if c.get("comp"):
         comp = c["comp"]
         worst = max(comp) / 1e3
         idle = f"; idle p99 {pct(c['idle'], 99) / 1e3:.2f} ms" if c.get("idle") else ""
+        forks = fork_ms(c)
+        fork = f"; the fork {', '.join(f'{f:.1f}' for f in forks)} ms" if forks else ""
+        peer = f"redis's fork (BGREWRITEAOF) {res['redis']['fork_ms']:.1f} ms" if "fork_ms" in res.get("redis", {}) else ""
         scale_summary.add("journal", "qos-1 publish while compacting: p99 / max",
-                          f"{pct(comp, 99) / 1e3:.2f} / {worst:.2f} ms{idle}", "",
+                          f"{pct(comp, 99) / 1e3:.2f} / {worst:.2f} ms{idle}{fork}", peer,
                           "no publish pause above 10 ms", worst <= 10)
     elif "idle" in c:
         scale_summary.add("journal", "qos-1 publish while compacting", "no compaction ran while measured", "",

@@ -21,6 +21,9 @@
  *   journal_fill cohort unix:PATH drain FIRST LAST PER
  *       sessions FIRST..LAST-1 back, 50 at a time, each reading (and
  *       acking) PER messages.
+ *   journal_fill cohort unix:PATH clean FIRST LAST
+ *       sessions FIRST..LAST-1 back with clean:true (their queues are
+ *       dropped), then away again.
  *   journal_fill cohort unix:PATH probe RATE SECONDS
  *       qos-1 publishes at RATE a second to topic "probe" (a durable
  *       session "probe" of its own subscribes to it, so every publish is
@@ -78,13 +81,28 @@ static char *make_data(size_t len)
 
 /* --- cohortd ------------------------------------------------------------------------- */
 
-static cohort_t *c_open(const char *session)
+static cohort_t *c_open_as(const char *session, bool clean)
 {
-	struct cohort_options o = {.bus = address, .token = "", .session = session, .no_reconnect = true};
+	struct cohort_options o = {.bus = address, .token = "", .session = session, .no_reconnect = true,
+				   .clean = clean};
 	cohort_t *c = cohort_new(&o);
 	if (cohort_connect(c) < 0)
 		die("cohort_connect %s: %s", address, cohort_error(c));
 	return c;
+}
+
+static cohort_t *c_open(const char *session)
+{
+	return c_open_as(session, false);
+}
+
+static void c_clean(long first, long last)
+{
+	for (long i = first; i < last; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "s%ld", i);
+		cohort_free(c_open_as(name, true));
+	}
 }
 
 static void c_sessions(long n)
@@ -335,6 +353,7 @@ static void usage(void)
 		"       journal_fill cohort|mosquitto unix:PATH fill COUNT N RETAINED DATALEN\n"
 		"       journal_fill redis-aof FILE COUNT N RETAINED DATALEN\n"
 		"       journal_fill cohort unix:PATH drain FIRST LAST PER\n"
+		"       journal_fill cohort unix:PATH clean FIRST LAST\n"
 		"       journal_fill cohort unix:PATH probe RATE SECONDS\n");
 	exit(2);
 }
@@ -367,6 +386,9 @@ int main(int argc, char **argv)
 		} else if (strcmp(mode, "drain") == 0 && argc == 7) {
 			count = (atol(argv[5]) - atol(argv[4])) * atol(argv[6]);
 			c_drain(atol(argv[4]), atol(argv[5]), atol(argv[6]));
+		} else if (strcmp(mode, "clean") == 0 && argc == 6) {
+			count = atol(argv[5]) - atol(argv[4]);
+			c_clean(atol(argv[4]), atol(argv[5]));
 		} else if (strcmp(mode, "probe") == 0 && argc == 6) {
 			c_probe(atol(argv[4]), atof(argv[5]));
 		} else {
