@@ -392,6 +392,8 @@ struct bus {
 		ev_idle awake_w;	/* ... without sleeping in between */
 		ev_timer busy_w;	/* ... or a little later: the writer was writing */
 		LIST_HEAD(bus_spill_waits, bus_spill_ix) waiting;
+		uint64_t want;		/* the journal ticket of the last delivery spilled */
+		bool after_write;	/* at the end of the files, before that one was written */
 		unsigned turn_iter;	/* the loop iteration turn_left is of */
 		size_t turn_left;	/* records it may still read back */
 	} sx;
@@ -695,6 +697,8 @@ void bus_spill_ix_more(struct bus *b);
 bool bus_spill_ix_turn(struct bus_session *s);
 /* n records were read back in this iteration. */
 void bus_spill_ix_used(struct bus *b, size_t n);
+/* The journal wrote up to b->durable_ticket. */
+void bus_spill_ix_written(struct bus *b);
 /* Is there an index (a journal, not damaged)? */
 bool bus_spill_ix_on(const struct bus *b);
 /* Reads the records at s's next places (a chunk) into fn. */

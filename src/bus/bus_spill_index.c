@@ -107,13 +107,21 @@ static void forget_all(struct bus *b)
 	}
 }
 
+static void scan_on(struct bus *b)
+{
+	if (!b->j || b->sx.off)
+		return;
+	b->sx.done = false;
+	ev_prepare_start(b->loop, &b->sx.step_w);
+}
+
 /* A new generation of the journal: every place is found again. */
 static void restart(struct bus *b)
 {
 	forget_all(b);
 	b->sx.gen = jrnl_generation(b->j);
 	b->sx.pos = (struct jrnl_pos){0};
-	bus_spill_ix_more(b);
+	scan_on(b);
 }
 
 /* The sessions that waited for the scan: pumped (they wait again if it
@@ -167,6 +175,9 @@ static void step_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			b->sx.done = true;
 			break;
 		default:
+			/* At the end of the files: once the last spilled delivery is
+			 * written too, its place is found (bus_spill_ix_written). */
+			b->sx.after_write = b->durable_ticket < b->sx.want;
 			b->sx.done = true;
 			break;
 		}
@@ -215,10 +226,17 @@ void bus_spill_ix_stop(struct bus *b)
 
 void bus_spill_ix_more(struct bus *b)
 {
-	if (!b->j || b->sx.off)
-		return;
-	b->sx.done = false;
-	ev_prepare_start(b->loop, &b->sx.step_w);
+	if (b->j)
+		b->sx.want = jrnl_last_ticket(b->j);	/* what was spilled last is in it */
+	scan_on(b);
+}
+
+void bus_spill_ix_written(struct bus *b)
+{
+	if (b->sx.after_write && b->durable_ticket >= b->sx.want) {
+		b->sx.after_write = false;
+		scan_on(b);
+	}
 }
 
 /*

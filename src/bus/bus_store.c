@@ -378,6 +378,7 @@ static void on_durable(void *arg, uint64_t ticket)
 	struct bus_ok *o;
 
 	b->durable_ticket = ticket;
+	bus_spill_ix_written(b);
 	while ((o = STAILQ_FIRST(&b->oks)) && o->ticket <= ticket) {
 		STAILQ_REMOVE_HEAD(&b->oks, link);
 		struct bus_conn *c = bus_conn_by_id(b, o->conn_id);

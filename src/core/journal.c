@@ -410,10 +410,15 @@ struct jrnl_snap *jrnl_snap_begin(struct journal *j)
 	struct jrnl_snap *s = xcalloc(1, sizeof(*s));
 	char *path = xasprintf("%s/" SNAP_NEW, j->dir);
 
-	s->f = fopen(path, "wbe");
+	/* Private, as the segments are: it holds every message queued. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	free(path);
-	if (!s->f)
+	s->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (!s->f) {
 		s->err = errno;
+		if (fd >= 0)
+			close(fd);
+	}
 	else if (fwrite(jrnl_magic, 1, sizeof(jrnl_magic), s->f) != sizeof(jrnl_magic))
 		s->err = errno ? errno : EIO;
 	s->bytes = sizeof(jrnl_magic);

@@ -151,8 +151,12 @@ class BusSpill(CohortTest):
         self.assertEqual(self.publish(d, 0, 20), [])        # warm up: frames, journal buffers
         before = rss_kb(pid)
         # more than bus_memory_max could hold: all accepted, none refused for memory
-        self.assertEqual(self.publish(d, 20, COUNT - 20), [])
+        self.assertEqual(self.publish(d, 20, COUNT - 21), [])
+        self.assertEqual(self.publish(d, COUNT - 1, 1), [])     # alone: nothing follows it
         self.spilled(d, COUNT)
+        # the place of each spilled message is noted, the last one's too
+        wait_until(self, lambda: self.session(d)["spill_places"] == self.session(d)["spilled"],
+                   what=lambda: f"every place noted ({self.session(d)})")
         grown = rss_kb(pid) - before
         if not VALGRIND and not sanitized(pid):
             # 8,000 x 2 KB would be 16 MB in memory; 1 MB of it (half of
