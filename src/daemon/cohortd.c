@@ -75,7 +75,6 @@ int main(int argc, char **argv)
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
 			return 1;
-	hugepages_start(argv);
 
 	if (!path || !*path)
 		path = DEFAULT_CONFIG;

@@ -86,10 +86,6 @@ struct cohortd {
 
 /* lock_group.c: the process groups of `cohortctl lock` leases. */
 /* Lost leases with a group stop it before the next holder starts. */
-/* hugepages.c: first thing in main; may start cohortd again (execv), once,
- * with malloc's memory on transparent huge pages. */
-void hugepages_start(char **argv);
-
 void lock_group_init(struct cohortd *d);
 /* At exit: no more stopping; a group still stopping is killed now. */
 void lock_group_close(struct cohortd *d);
