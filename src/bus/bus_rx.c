@@ -182,7 +182,7 @@ static ssize_t read_socket(struct bus_conn *c, int fd, void *buf, size_t len, in
  */
 void bus_rx_drain(struct bus *b)
 {
-	struct bus_aheads todo = LIST_HEAD_INITIALIZER(todo);
+	struct bus_aheads round = LIST_HEAD_INITIALIZER(round);
 	struct bus_conn *c;
 	/* What the read-aheads hand lws in one loop iteration: 50 clients
 	 * acking a backlog sent 16 KiB each, 25,000 requests, all in one
@@ -192,9 +192,9 @@ void bus_rx_drain(struct bus *b)
 
 	while ((c = LIST_FIRST(&b->aheads))) {
 		LIST_REMOVE(c, ahead_link);
-		LIST_INSERT_HEAD(&todo, c, ahead_link);
+		LIST_INSERT_HEAD(&round, c, ahead_link);
 	}
-	while ((c = LIST_FIRST(&todo))) {
+	while ((c = LIST_FIRST(&round))) {
 		LIST_REMOVE(c, ahead_link);
 		LIST_INSERT_HEAD(&b->aheads, c, ahead_link);
 		uint64_t id = c->id;

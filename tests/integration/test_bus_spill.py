@@ -33,6 +33,14 @@ class BusSpill(CohortTest):
         d.wait_socket()
         return d
 
+    def killed_and_restarted(self, d, state):
+        """cohortd d killed with SIGKILL, and a new one on the same state_dir."""
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10 * FACTOR)
+        d.returncode = -9
+        d.cleanup()
+        return self.daemon(state=state)
+
     def connect(self, d, session=None):
         ws = RawWs.unix(os.path.join(d.run_dir, "bus.sock"))
         hello = {"op": "hello"}
@@ -202,11 +210,7 @@ class BusSpill(CohortTest):
         for k in range(n):
             self.make_session(d, f"s{k}", topics[k])
         self.assertEqual(self.publish(d, 0, n * per, topics=topics), [])
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait(10 * FACTOR)
-        d.returncode = -9
-        d.cleanup()
-        d = self.daemon(state=state)
+        d = self.killed_and_restarted(d, state)
         d.wait_log(rf"^bus: recovered \d+ records \({n} durable sessions, {n * per} queued messages")
 
         def sessions():
@@ -253,11 +257,7 @@ class BusSpill(CohortTest):
         base = rss_kb(d.proc.pid)
         self.assertEqual(self.publish(d, 0, COUNT), [])
         self.spilled(d, COUNT)
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait(10 * FACTOR)
-        d.returncode = -9
-        d.cleanup()
-        d = self.daemon(state=state)
+        d = self.killed_and_restarted(d, state)
         d.wait_log(rf"^bus: recovered \d+ records \(1 durable session, {COUNT} queued messages")
         # recovery spills too: the backlog does not come back into memory
         self.spilled(d, COUNT)
@@ -271,11 +271,7 @@ class BusSpill(CohortTest):
                    what="the acks counted")
         # an ok comes once its record is written: so are the acks before it
         self.assertEqual(self.publish(d, 0, 1, topic="other.t"), [])
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait(10 * FACTOR)
-        d.returncode = -9
-        d.cleanup()
-        d = self.daemon(state=state)
+        d = self.killed_and_restarted(d, state)
         self.assertEqual(self.drain(d, COUNT // 2), list(range(COUNT // 2, COUNT)))
         d.stop()
 
