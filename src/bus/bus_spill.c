@@ -113,6 +113,7 @@ struct spill_read {
 	size_t n;
 	size_t owed;		/* of them, not acked during recovery */
 	uint64_t bytes;
+	uint64_t budget;	/* bytes it may read (bus_msg_size) */
 	bool full;
 };
 
@@ -141,20 +142,44 @@ static bool read_back(void *arg, const unsigned char *p, size_t len)
 	}
 	sr->m[sr->n++] = m;
 	sr->owed += !intmap_get(&s->spill_acked, (int64_t)m->seq);
-	sr->bytes += m->data_len;
-	sr->full = sr->n == BUS_SPILL_CHUNK || sr->bytes >= BUS_SPILL_CHUNK_BYTES;
+	sr->bytes += bus_msg_size(m);
+	sr->full = sr->n == BUS_SPILL_CHUNK || sr->bytes >= sr->budget;
 	return sr->owed < s->spilled && !sr->full;
+}
+
+/*
+ * What is read back goes into memory, where bus_memory_max holds: all
+ * sessions together read back while the queues hold less than half of it
+ * (the half where away sessions start spilling), the other half staying
+ * for what is published meanwhile.  Beyond it a session reads one message
+ * when its ring is empty, so each goes on, an ack at a time, and is
+ * pumped again by its acks.  (Unbounded, twenty sessions back at once
+ * held 60 MB under bus_memory_max = 2M, and every qos-1 publish for a
+ * connected subscriber was refused.)
+ */
+static uint64_t read_budget(const struct bus_session *s)
+{
+	const struct bus *b = s->bus;
+	uint64_t half = b->memory_max / 2;
+
+	if (!b->memory_max)
+		return BUS_SPILL_CHUNK_BYTES;
+	if (b->queued_mem < half)
+		return half - b->queued_mem < BUS_SPILL_CHUNK_BYTES ? half - b->queued_mem : BUS_SPILL_CHUNK_BYTES;
+	return s->qlen ? 0 : 1;
 }
 
 size_t bus_spill_load(struct bus_session *s)
 {
 	struct bus *b = s->bus;
+	uint64_t budget = read_budget(s);
 
-	if (!bus_spill_ix_turn(s))
+	if (!budget || !bus_spill_ix_turn(s))
 		return 0;
 	struct spill_read *sr = xcalloc(1, sizeof(*sr));
 
 	sr->s = s;
+	sr->budget = budget;
 	bool later = false;	/* the rest waits for the index's scan */
 	if (b->j) {
 		struct jrnl_pos from = s->spill_pos;

@@ -226,6 +226,51 @@ class BusSpill(CohortTest):
             self.assertEqual((s["queued"], s["spilled"], s["spill_places"]), (0, 0, 0), s)
         d.stop()
 
+    def test_what_is_read_back_stays_within_bus_memory_max(self):
+        """20 sessions with spilled backlogs back at once, reading nothing:
+        what is read back into memory for them, together, stays under half
+        of bus_memory_max (one message each beyond it), so a qos-1 publish
+        for a connected subscriber is still taken; then each gets its
+        backlog, once and in order, an ack at a time."""
+        d = self.daemon()
+        n, per = 20, 300
+        topics = [f"sp.{k}" for k in range(n)]
+        for k in range(n):
+            self.make_session(d, f"s{k}", topics[k])
+        self.assertEqual(self.publish(d, 0, n * per, topics=topics), [])
+        conns = {}
+        for k in range(n):
+            conns[k], welcome = self.connect(d, f"s{k}")
+            self.assertTrue(welcome["resumed"], welcome)
+
+        def first_sent():
+            return all(self.session(d, f"s{k}")["queued"] for k in range(n))
+        wait_until(self, first_sent, what="messages read back for each session")
+        bus = d.ctl_json("status")["bus"]
+        self.assertLess(bus["queued_memory"], (1 << 20) + n * 4096, bus)
+        # the other half of bus_memory_max is there for what is published now
+        probe, _ = self.connect(d)
+        probe.send({"op": "sub", "id": 1, "topic": "probe.t", "qos": 1})
+        self.assertEqual(self.reply(probe, 1)["op"], "ok")
+        self.assertEqual(self.publish(d, 0, 20, topic="probe.t"), [])
+        probe.close()
+        got = {k: [] for k in range(n)}
+        deadline = time.monotonic() + 120 * FACTOR
+        while any(len(v) < per for v in got.values()):
+            self.assertLess(time.monotonic(), deadline, {k: len(v) for k, v in got.items()})
+            for k, ws in conns.items():
+                ws._recv(0.01)
+                for f in self.frames(ws):
+                    if f.get("op") == "msg":
+                        got[k].append(f["data"]["i"])
+                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
+        for k, ws in conns.items():
+            self.assertEqual(got[k], list(range(k, n * per, n)), k)
+            ws.send({"op": "ping", "id": "acked"})
+            self.reply(ws, "acked")
+            ws.close()
+        d.stop()
+
     def test_over_bus_memory_max_what_only_away_sessions_take_is_accepted(self):
         d = self.daemon("[cohort]\nbus_memory_max = 1M\n" + IDLE)
         self.make_session(d)
