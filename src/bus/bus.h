@@ -51,6 +51,8 @@
 #define BUS_MID_MAX 500000		/* ... or among this many latest: bounds memory */
 #define BUS_INFLIGHT_MAX 1000		/* qos-1 messages sent, unacked, per session */
 #define BUS_OUT_MAX (8u << 20)		/* bytes queued for a client before qos 0 is dropped */
+#define BUS_FANOUT_EARLY 1024		/* receivers of one message from which it is written as it goes */
+#define BUS_FANOUT_FIRST 64		/* ... the first of them written together */
 /* The close status of a connection whose session a new hello took: clients
  * do not reconnect after it (they would take it back, forever). */
 #define BUS_CLOSE_TAKEN_OVER 4000
@@ -589,6 +591,9 @@ void bus_rx_stop(struct bus *b);
 /* A connection upgraded (from its next byte), or going. */
 void bus_rx_watch(struct bus_conn *c);
 void bus_rx_unwatch(struct bus_conn *c);
+/* Writes now what the connections have queued (the rest of this
+ * iteration's frames still go before the loop sleeps). */
+void bus_flush_now(struct bus *b);
 /* Closes c for the fault its frames showed (from bus_write.c's flush_cb). */
 void bus_rx_fail(struct bus_conn *c);
 /* Hands lws what was read ahead of it (from flush_cb, before the writes). */

@@ -263,6 +263,23 @@ int bus_write_some(struct bus_conn *c)
 	return 0;
 }
 
+/* Writes what c has queued, or leaves it to the writeable callback. */
+static void flush_one(struct bus_conn *c)
+{
+	if (c->write_asked || STAILQ_EMPTY(&c->out))
+		return;
+	if (c->closing || lws_partial_buffered(c->wsi)) {
+		c->write_asked = true;
+		lws_callback_on_writable(c->wsi);
+	} else if (bus_write_some(c) < 0) {
+		/* The socket failed.  Not inside a callback, we cannot return
+		 * -1: the writeable callback does, at the next epoll round. */
+		c->closing = c->failed = true;
+		c->write_asked = true;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
 /*
  * Before the loop sleeps, writes what this iteration queued, from here
  * rather than from a writeable callback, which would cost every message an
@@ -284,20 +301,26 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		c->flush_queued = false;
 		if (c->rx_fault)
 			bus_rx_fail(c);
-		if (c->write_asked || STAILQ_EMPTY(&c->out))
-			continue;
-		if (c->closing || lws_partial_buffered(c->wsi)) {
-			c->write_asked = true;
-			lws_callback_on_writable(c->wsi);
-		} else if (bus_write_some(c) < 0) {
-			/* The socket failed.  Not inside a callback, we cannot return
-			 * -1: the writeable callback does, at the next epoll round. */
-			c->closing = c->failed = true;
-			c->write_asked = true;
-			lws_callback_on_writable(c->wsi);
-		}
+		flush_one(c);
 	}
 	bus_rx_keep_awake(b);
+}
+
+void bus_flush_now(struct bus *b)
+{
+	struct bus_flushq later = SLIST_HEAD_INITIALIZER(later);
+	struct bus_conn *c;
+
+	while ((c = SLIST_FIRST(&b->flush))) {
+		SLIST_REMOVE_HEAD(&b->flush, flush_link);
+		if (c->rx_fault) {	/* its close is flush_cb's, out of the caller's way */
+			SLIST_INSERT_HEAD(&later, c, flush_link);
+			continue;
+		}
+		c->flush_queued = false;
+		flush_one(c);
+	}
+	b->flush = later;
 }
 
 /*

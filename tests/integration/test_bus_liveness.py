@@ -282,6 +282,39 @@ class BusLiveness(CohortTest):
                     ws.close()
         d.stop()
 
+    def test_a_burst_to_1500_subscribers_reaches_each_whole_and_in_order(self):
+        """20 qos-0 publishes in one write to a topic 1,500 connections
+        subscribe to: a fan-out that large is written as it goes (the
+        first receivers before the last is queued), and every subscriber
+        still gets all 20, once, in order."""
+        d = self.started("[cohort]\nbus_max_connections = 2000\n" + IDLE)
+        n, count = 1500, 20
+        subs = []
+        for i in range(n):
+            ws = RawWs.unix(self.bus(d))
+            ws.send({"op": "hello"})
+            ws.send({"op": "sub", "id": i, "topic": "fan.t", "qos": 0})
+            subs.append(ws)
+        for i, ws in enumerate(subs):
+            wait_until(self, lambda: ws._recv(0.1) or b'"ok"' in ws.buf, what=f"subscriber {i}'s ok")
+            ws.frames()
+        pub = RawWs.unix(self.bus(d))
+        pub.send({"op": "hello"})
+        pub.s.sendall(b"".join(RawWs.frame({"op": "pub", "id": k, "topic": "fan.t", "qos": 0, "data": k})
+                               for k in range(count)))
+        deadline = time.monotonic() + 60 * FACTOR
+        for i, ws in enumerate(subs):
+            got = []
+            while len(got) < count:
+                self.assertLess(time.monotonic(), deadline, f"subscriber {i}: {got}")
+                ws._recv(0.2)
+                got += [json.loads(p)["data"] for op, p in ws.frames()
+                        if op == 1 and json.loads(p).get("op") == "msg"]
+            self.assertEqual(got, list(range(count)), f"subscriber {i}")
+            ws.close()
+        pub.close()
+        d.stop()
+
     def test_a_client_that_reads_its_answers_late_gets_them_all(self):
         """A client sends 12 MB of pings before it reads: cohortd stops
         reading it once 8 MB of answers wait (BUS_OUT_MAX), with some of
