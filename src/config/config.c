@@ -398,7 +398,7 @@ static int load_file(struct loader *l, const char *path, bool is_main, struct st
 		if (!l->daemon_seen)
 			raw_init(&l->daemon, SEC_DAEMON, 0);
 		l->sec = l->daemon;
-		parse_section(l, &l->daemon, l->cfg, KS_DAEMON, "[cohort]", l->cfg->key_line);
+		parse_section(l, &l->daemon, l->cfg, NULL, KS_DAEMON, "[cohort]", l->cfg->key_line);
 		raw_free(&l->daemon);
 		l->sec = (struct raw_section){.kind = SEC_NONE, .last_key = -1};
 	}
@@ -492,8 +492,9 @@ void config_free(struct cohort_config *c)
 	for (size_t i = 0; i < c->nservices; i++) {
 		struct svc_config *s = c->services[i];
 		for (size_t k = 0; k < config_nkeys; k++)
-			if (config_keys[k].section == KS_SERVICE)
+			if (config_keys[k].section == KS_SERVICE && !config_keys[k].rare)
 				key_free(&config_keys[k], (char *)s + config_keys[k].offset);
+		svc_rare_free(s->rare);
 		strv_free(&s->argv);
 		free(s->template_name);
 		free(s->name);

@@ -55,6 +55,32 @@ struct key_line {
 	int line;
 };
 
+/*
+ * The keys most services leave to their defaults.  They are ~400 bytes, and
+ * the default lists (locks, publish, subscribe) three allocations more, that
+ * 10,000 services would each carry: so a service reaches them through
+ * svc_config.rare, which is the one shared default (svc_rare_default, never
+ * freed) unless its section sets one of them; then it is the service's own.
+ */
+struct svc_rare {
+	struct svc_rlimit limit_nofile, limit_core, limit_nproc, limit_as;
+	int nice;		/* SVC_INT_UNSET, or -20..19 */
+	int oom_score_adjust;	/* SVC_INT_UNSET, or -1000..1000 */
+	struct strv environment_file;	/* paths; "-PATH": a missing file is fine */
+	char *pidfile;		/* the daemon the command forks writes its pid here
+				 * (systemd's Type=forking, PIDFile=), or NULL */
+	struct check health;
+	int64_t health_interval_ms;
+	int64_t health_timeout_ms;
+	uint64_t health_retries;
+	uint8_t success_exit[32];	/* bitmap of exit codes 0..255 */
+	uint64_t log_max_size;
+	uint64_t log_backups;
+	struct strv locks;
+	struct strv publish;
+	struct strv subscribe;
+};
+
 struct svc_config {
 	char *name;
 	size_t index;		/* position in cohort_config.services */
@@ -77,24 +103,13 @@ struct svc_config {
 	char *user;
 	char *group;
 	int umask;		/* set before exec; -1: cohortd's own */
-	struct svc_rlimit limit_nofile, limit_core, limit_nproc, limit_as;
-	int nice;		/* SVC_INT_UNSET, or -20..19 */
-	int oom_score_adjust;	/* SVC_INT_UNSET, or -1000..1000 */
-	struct strv environment_file;	/* paths; "-PATH": a missing file is fine */
-	char *pidfile;		/* the daemon the command forks writes its pid here
-				 * (systemd's Type=forking, PIDFile=), or NULL */
 	bool autostart;
 	struct strv requires;
 	struct strv after;
 	uint64_t phase;		/* 0: not set */
 	struct check ready;
 	int64_t ready_timeout_ms;
-	struct check health;
-	int64_t health_interval_ms;
-	int64_t health_timeout_ms;
-	uint64_t health_retries;
 	enum restart_policy restart;
-	uint8_t success_exit[32];	/* bitmap of exit codes 0..255 */
 	int64_t backoff_initial_ms;
 	double backoff_factor;
 	int64_t backoff_max_ms;
@@ -107,11 +122,7 @@ struct svc_config {
 	int64_t stop_timeout_ms;
 	struct output out;
 	struct output err;
-	uint64_t log_max_size;
-	uint64_t log_backups;
-	struct strv locks;
-	struct strv publish;
-	struct strv subscribe;
+	const struct svc_rare *rare;	/* the keys above, read-only */
 };
 
 struct cohort_config {
@@ -212,13 +223,18 @@ struct key_def {
 	enum key_section section;
 	const char *name;
 	int type;		/* enum key_type in config_keys.h */
-	size_t offset;		/* of the field in cohort_config or svc_config */
+	bool rare;		/* a service's key in struct svc_rare */
+	size_t offset;		/* of the field in cohort_config, svc_config or svc_rare */
 	enum key_apply apply;
 	const char *def;	/* default as written in the config, "" for empty */
 	int64_t min, max;	/* bounds of a number (see enum key_type) */
 };
 extern const struct key_def config_keys[];
 extern const size_t config_nkeys;
+/* The rare keys' defaults, shared by every service that sets none of them. */
+const struct svc_rare *svc_rare_default(void);
+/* Where service s keeps the value of key k: in s, or in s->rare. */
+const void *svc_key_field(const struct svc_config *s, const struct key_def *k);
 const char *signal_name(int sig);
 int signal_number(const char *name);
 

@@ -39,6 +39,10 @@
 	.section = KS_DAEMON, .name = k, .type = t, .offset = offsetof(struct cohort_config, f), .apply = KEY_##a
 #define S(k, f, t, a) \
 	.section = KS_SERVICE, .name = k, .type = t, .offset = offsetof(struct svc_config, f), .apply = KEY_##a
+/* A service key most sections leave to its default: in struct svc_rare. */
+#define R(k, f, t, a) \
+	.section = KS_SERVICE, .name = k, .type = t, .rare = true, .offset = offsetof(struct svc_rare, f), \
+	.apply = KEY_##a
 /* The least and the most a number may be (see enum key_type). */
 #define BOUNDS(lo, hi) .min = (lo), .max = (hi)
 
@@ -81,26 +85,26 @@ const struct key_def config_keys[] = {
 	{S("user", user, K_STR, RESTART), ""},
 	{S("group", group, K_STR, RESTART), ""},
 	{S("umask", umask, K_UMASK, RESTART), ""},
-	{S("environment_file", environment_file, K_ENVFILES, RESTART), ""},
-	{S("limit_nofile", limit_nofile, K_RLIMIT, RESTART), ""},
-	{S("limit_core", limit_core, K_RLIMIT, RESTART), ""},
-	{S("limit_nproc", limit_nproc, K_RLIMIT, RESTART), ""},
-	{S("limit_as", limit_as, K_RLIMIT, RESTART), ""},
-	{S("nice", nice, K_NICE, RESTART), ""},
-	{S("oom_score_adjust", oom_score_adjust, K_OOM, RESTART), ""},
-	{S("pidfile", pidfile, K_PATH, RESTART), ""},
+	{R("environment_file", environment_file, K_ENVFILES, RESTART), ""},
+	{R("limit_nofile", limit_nofile, K_RLIMIT, RESTART), ""},
+	{R("limit_core", limit_core, K_RLIMIT, RESTART), ""},
+	{R("limit_nproc", limit_nproc, K_RLIMIT, RESTART), ""},
+	{R("limit_as", limit_as, K_RLIMIT, RESTART), ""},
+	{R("nice", nice, K_NICE, RESTART), ""},
+	{R("oom_score_adjust", oom_score_adjust, K_OOM, RESTART), ""},
+	{R("pidfile", pidfile, K_PATH, RESTART), ""},
 	{S("autostart", autostart, K_BOOL, LIVE), "yes"},
 	{S("requires", requires, K_NAMES, LIVE), ""},
 	{S("after", after, K_NAMES, LIVE), ""},
 	{S("phase", phase, K_PHASE, LIVE), "", BOUNDS(1, 10000)},
 	{S("ready", ready, K_READY, LIVE), "delay:1s"},
 	{S("ready_timeout", ready_timeout_ms, K_DURATION, LIVE), "60s"},
-	{S("health", health, K_HEALTH, LIVE), ""},
-	{S("health_interval", health_interval_ms, K_DURATION, LIVE), "10s"},
-	{S("health_timeout", health_timeout_ms, K_DURATION, LIVE), "2s"},
-	{S("health_retries", health_retries, K_UINT, LIVE), "3", BOUNDS(1, 1000000)},
+	{R("health", health, K_HEALTH, LIVE), ""},
+	{R("health_interval", health_interval_ms, K_DURATION, LIVE), "10s"},
+	{R("health_timeout", health_timeout_ms, K_DURATION, LIVE), "2s"},
+	{R("health_retries", health_retries, K_UINT, LIVE), "3", BOUNDS(1, 1000000)},
 	{S("restart", restart, K_RESTART, LIVE), "always"},
-	{S("success_exit", success_exit, K_EXITCODES, LIVE), "0"},
+	{R("success_exit", success_exit, K_EXITCODES, LIVE), "0"},
 	{S("backoff_initial", backoff_initial_ms, K_DURATION, LIVE), "1s"},
 	{S("backoff_factor", backoff_factor, K_FACTOR, LIVE), "2", BOUNDS(1, 100)},
 	{S("backoff_max", backoff_max_ms, K_DURATION, LIVE), "60s"},
@@ -113,11 +117,11 @@ const struct key_def config_keys[] = {
 	{S("stop_timeout", stop_timeout_ms, K_DURATION, LIVE), "10s"},
 	{S("stdout", out, K_STDOUT, RESTART), "log"},
 	{S("stderr", err, K_STDERR, RESTART), "stdout"},
-	{S("log_max_size", log_max_size, K_SIZE, LIVE), "10M"},
-	{S("log_backups", log_backups, K_UINT, LIVE), "5", BOUNDS(0, 1000000)},
-	{S("locks", locks, K_LOCKPATS, RESTART), "*"},
-	{S("publish", publish, K_TOPICPATS, RESTART), ">"},
-	{S("subscribe", subscribe, K_TOPICPATS, RESTART), ">"},
+	{R("log_max_size", log_max_size, K_SIZE, LIVE), "10M"},
+	{R("log_backups", log_backups, K_UINT, LIVE), "5", BOUNDS(0, 1000000)},
+	{R("locks", locks, K_LOCKPATS, RESTART), "*"},
+	{R("publish", publish, K_TOPICPATS, RESTART), ">"},
+	{R("subscribe", subscribe, K_TOPICPATS, RESTART), ">"},
 };
 const size_t config_nkeys = ARRAY_LEN(config_keys);
 
@@ -335,8 +339,8 @@ size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, s
 		const struct key_def *kd = &config_keys[k];
 		/* instances is how many sections a template became: a reload
 		 * adds or removes those by name, and to each one it is no change. */
-		if (kd->section != KS_SERVICE || kd->offset == offsetof(struct svc_config, instances) ||
-		    key_equal(kd, (const char *)a + kd->offset, (const char *)b + kd->offset))
+		if (kd->section != KS_SERVICE || strcmp(kd->name, "instances") == 0 ||
+		    key_equal(kd, svc_key_field(a, kd), svc_key_field(b, kd)))
 			continue;
 		n++;
 		if (keys)
@@ -347,11 +351,16 @@ size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, s
 	return n;
 }
 
+const void *svc_key_field(const struct svc_config *s, const struct key_def *k)
+{
+	return (const char *)(k->rare ? (const void *)s->rare : (const void *)s) + k->offset;
+}
+
 bool exit_is_success(const struct svc_config *s, int code)
 {
 	if (code < 0 || code > 255)
 		return false;
-	return s->success_exit[code / 8] & (1u << (code % 8));
+	return s->rare->success_exit[code / 8] & (1u << (code % 8));
 }
 
 int svc_key_line(const struct svc_config *s, const char *key)

@@ -50,9 +50,12 @@ void lerr(struct loader *l, int line, const char *fmt, ...) PRINTF(3, 4);
 void raw_init(struct raw_section *r, enum sec_kind kind, int line);
 void raw_free(struct raw_section *r);
 
-/* Parses every key of r into base (a cohort_config or a svc_config). */
-void parse_section(struct loader *l, struct raw_section *r, void *base,
+/* Parses every key of r into base (a cohort_config or a svc_config) and
+ * a service's rare keys into rare (NULL: they keep the shared default). */
+void parse_section(struct loader *l, struct raw_section *r, void *base, struct svc_rare *rare,
 		   enum key_section ks, const char *label, int *key_line);
+/* Frees a service's own rare keys; the shared default stays. */
+void svc_rare_free(const struct svc_rare *rare);
 
 /* A new service named name, in the config's list and name map. */
 struct svc_config *add_service(struct loader *l, const char *name, int line);

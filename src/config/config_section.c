@@ -39,20 +39,21 @@ void raw_free(struct raw_section *r)
 }
 
 /* Parses every key of a finished section into base (a cohort_config or a
- * svc_config), with the default for keys not set; the line of each key set
- * into key_line when it is not NULL. */
-void parse_section(struct loader *l, struct raw_section *r, void *base,
-			  enum key_section ks, const char *label, int *key_line)
+ * svc_config) and a service's rare keys into rare, with the default for
+ * keys not set; rare NULL: they are left to the shared default.  The line
+ * of each key set into key_line when it is not NULL. */
+void parse_section(struct loader *l, struct raw_section *r, void *base, struct svc_rare *rare,
+		   enum key_section ks, const char *label, int *key_line)
 {
 	struct parse_ctx ctx = {.dir = l->dir};
 	struct sbuf why = {0};
 
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct key_def *k = &config_keys[i];
-		void *field = (char *)base + k->offset;
 
-		if (k->section != ks)
+		if (k->section != ks || (k->rare && !rare))
 			continue;
+		void *field = (char *)(k->rare ? (void *)rare : base) + k->offset;
 		/* Defaults always parse first, so a bad value leaves a sane one. */
 		if (key_parse_default(k, i, &ctx, field, &why) < 0) {
 			fprintf(stderr, "cohort: bug: default of %s: %s\n", k->name, why.buf);
@@ -70,6 +71,47 @@ void parse_section(struct loader *l, struct raw_section *r, void *base,
 	sbuf_free(&why);
 }
 
+/* Built at its first use, from the table's defaults, and never freed:
+ * services point to it, and configs come and go. */
+static struct svc_rare rare_default;
+static bool rare_default_made;
+
+const struct svc_rare *svc_rare_default(void)
+{
+	struct parse_ctx ctx = {.dir = "/"};	/* no rare key's default is a path */
+	struct sbuf why = {0};
+
+	for (size_t i = 0; i < config_nkeys && !rare_default_made; i++) {
+		const struct key_def *k = &config_keys[i];
+		if (k->rare && key_parse_default(k, i, &ctx, (char *)&rare_default + k->offset, &why) < 0) {
+			fprintf(stderr, "cohort: bug: default of %s: %s\n", k->name, why.buf);
+			abort();
+		}
+	}
+	rare_default_made = true;
+	sbuf_free(&why);
+	return &rare_default;
+}
+
+void svc_rare_free(const struct svc_rare *rare)
+{
+	if (!rare || rare == &rare_default)
+		return;
+	for (size_t k = 0; k < config_nkeys; k++)
+		if (config_keys[k].rare)
+			key_free(&config_keys[k], (char *)rare + config_keys[k].offset);
+	free((void *)rare);
+}
+
+/* Whether the section sets a rare key: then the service needs its own. */
+static bool sets_rare(const struct raw_section *r)
+{
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (r->set[i] && config_keys[i].rare)
+			return true;
+	return false;
+}
+
 /* The line of key in the section, else the section's own. */
 static int line_of(const struct raw_section *r, const char *key)
 {
@@ -83,8 +125,8 @@ static void check_timing(struct loader *l, const struct raw_section *r, const st
 {
 	char a[32], b[32];
 
-	if (s->health.kind != CHECK_NONE && s->health_interval_ms < HEALTH_INTERVAL_MIN_MS) {
-		format_duration_ms(s->health_interval_ms, a, sizeof(a));
+	if (s->rare->health.kind != CHECK_NONE && s->rare->health_interval_ms < HEALTH_INTERVAL_MIN_MS) {
+		format_duration_ms(s->rare->health_interval_ms, a, sizeof(a));
 		lerr(l, line_of(r, "health_interval"), "%s: health_interval = %s: probes would run without "
 		     "a pause; give at least %dms", label, a, HEALTH_INTERVAL_MIN_MS);
 	}
@@ -102,13 +144,14 @@ static void check_pidfile(struct loader *l, const struct raw_section *r, struct 
 			  const char *label)
 {
 	int ri = key_index(KS_SERVICE, "ready");
-	size_t n = s->pidfile ? strlen(s->pidfile) : 0;
+	const char *pidfile = s->rare->pidfile;
+	size_t n = pidfile ? strlen(pidfile) : 0;
 
-	if (!s->pidfile)
+	if (!pidfile)
 		return;
-	if (s->pidfile[n - 1] == '/')
+	if (pidfile[n - 1] == '/')
 		lerr(l, line_of(r, "pidfile"), "%s: pidfile = %s: expected a file, not a directory", label,
-		     s->pidfile);
+		     pidfile);
 	if (s->ready.kind == CHECK_NOTIFY)
 		lerr(l, line_of(r, "ready"), "%s: ready = notify cannot be used with pidfile: the process "
 		     "cohortd started exits; use a probe (tcp:, http://, exec:) or no ready", label);
@@ -141,7 +184,9 @@ static void finish_one(struct loader *l, struct raw_section *r, struct svc_confi
 	int ci = key_index(KS_SERVICE, "command");
 
 	sbuf_addf(&label, "[service:%s]", s->name);
-	parse_section(l, r, s, KS_SERVICE, label.buf, NULL);
+	struct svc_rare *own = sets_rare(r) ? xcalloc(1, sizeof(*own)) : NULL;
+	s->rare = own ? own : svc_rare_default();
+	parse_section(l, r, s, own, KS_SERVICE, label.buf, NULL);
 	keep_key_lines(r, s);
 	if (!s->directory)
 		s->directory = xstrdup(l->dir);

@@ -700,7 +700,7 @@ static const struct value_type {
 	[K_RESTART] = {.parse = parse_restart, .size = sizeof(enum restart_policy)},
 	[K_SIGNAL] = {.parse = parse_signal, .size = sizeof(int)},
 	[K_UMASK] = {.parse = parse_umask, .size = sizeof(int)},
-	[K_EXITCODES] = {.parse = parse_success_exit, .size = sizeof(((struct svc_config *)0)->success_exit)},
+	[K_EXITCODES] = {.parse = parse_success_exit, .size = sizeof(((struct svc_rare *)0)->success_exit)},
 	[K_ENV] = {.parse = parse_environment, .free = free_strv, .equal = equal_strv},
 	[K_NAMES] = {.parse = parse_items, .free = free_strv, .equal = equal_strv,
 		.item_valid = svc_name_valid, .item_what = "a service name ([A-Za-z0-9_.-], at most 64, or an instance's NAME@K)"},

@@ -71,7 +71,8 @@ static struct lock_session *session_of(struct ctl_client *c)
 			snprintf(owner, sizeof(owner), "service %s (pid %d)", s->name, (int)c->pid);
 		else
 			snprintf(owner, sizeof(owner), "uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
-		c->locks = lock_session_open(env->locks, owner, s ? &s->cfg->locks : NULL, s, lock_waited);
+		const struct strv *allowed = s ? &s->cfg->rare->locks : NULL;
+		c->locks = lock_session_open(env->locks, owner, allowed, s, lock_waited);
 	}
 	return c->locks;
 }

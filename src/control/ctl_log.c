@@ -289,8 +289,9 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 	for (size_t i = 0; i < names.n; i++) {
 		struct service *s = stack_find(env->sup, names.v[i]);
 		struct outpipe *p = s->out ? s->out : s->err;
-		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), (unsigned)s->cfg->log_backups,
-			     (unsigned)lines, tail_done, &r->parts[i], c->id);
+		unsigned backups = (unsigned)s->cfg->rare->log_backups;
+		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), backups, (unsigned)lines, tail_done,
+			     &r->parts[i], c->id);
 	}
 	strv_free(&names);
 	return CTL_LATER;

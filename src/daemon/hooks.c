@@ -19,7 +19,8 @@ static struct bus_identity *resolve_token(const char *token, void *arg)
 
 	if (!s || !svc_live(s))
 		return NULL;
-	return bus_identity_new(s->name, &s->cfg->locks, &s->cfg->publish, &s->cfg->subscribe, s);
+	const struct svc_rare *r = s->cfg->rare;
+	return bus_identity_new(s->name, &r->locks, &r->publish, &r->subscribe, s);
 }
 
 static size_t count_services(void *arg)

@@ -233,7 +233,7 @@ enum look { LOOK_ADOPTED, LOOK_NOT_YET, LOOK_BAD };
 /* pid, read from the file, checked and made the main process. */
 static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 {
-	const char *path = s->cfg->pidfile;
+	const char *path = s->cfg->rare->pidfile;
 	struct proc_info pi;
 	pid_t self = getpid();
 
@@ -280,7 +280,7 @@ static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 /* Reads the file; LOOK_ADOPTED: the pid is the main process now. */
 static enum look look(struct service *s, char *why, size_t len)
 {
-	const char *path = s->cfg->pidfile;
+	const char *path = s->cfg->rare->pidfile;
 	char buf[128], msg[200];
 	struct stat st;
 	pid_t pid;
@@ -315,10 +315,10 @@ static enum look look(struct service *s, char *why, size_t len)
 
 int svc_pidfile_clear(struct service *s, char *err, size_t len)
 {
-	if (unlink(s->cfg->pidfile) == 0 || errno == ENOENT)
+	if (unlink(s->cfg->rare->pidfile) == 0 || errno == ENOENT)
 		return 0;
 	int e = errno;
-	snprintf(err, len, "cannot remove the earlier PID file %s: %s", s->cfg->pidfile, strerror(e));
+	snprintf(err, len, "cannot remove the earlier PID file %s: %s", s->cfg->rare->pidfile, strerror(e));
 	errno = e;	/* the caller tells a lasting failure from a passing one by it */
 	return -1;
 }

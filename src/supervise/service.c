@@ -338,11 +338,13 @@ bool svc_text_same(const char *a, const char *b)
 void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_config *owner)
 {
 	struct svc_config *old = s->cfg;
+	const struct svc_rare *old_rare = old->rare, *rare = cfg->rare;
 	struct cohort_config *old_owner = s->cfg_owner;
 	bool outputs_changed = old->out.kind != cfg->out.kind || old->err.kind != cfg->err.kind ||
 			       (old->out.path && cfg->out.path && strcmp(old->out.path, cfg->out.path)) ||
 			       (old->err.path && cfg->err.path && strcmp(old->err.path, cfg->err.path)) ||
-			       old->log_max_size != cfg->log_max_size || old->log_backups != cfg->log_backups;
+			       old_rare->log_max_size != rare->log_max_size ||
+			       old_rare->log_backups != rare->log_backups;
 	bool probe_dropped = false;
 	struct probe *p = s->probe;
 
@@ -354,9 +356,9 @@ void svc_set_config(struct service *s, struct svc_config *cfg, struct cohort_con
 		/* never probed: nothing points into the old config */
 	} else if (p->check == &old->ready && svc_text_same(old->ready.text, cfg->ready.text)) {
 		p->check = &cfg->ready;
-	} else if (p->check == &old->health && svc_text_same(old->health.text, cfg->health.text)) {
-		p->check = &cfg->health;
-	} else if (p->check == &old->ready || p->check == &old->health) {
+	} else if (p->check == &old_rare->health && svc_text_same(old_rare->health.text, rare->health.text)) {
+		p->check = &rare->health;
+	} else if (p->check == &old->ready || p->check == &old_rare->health) {
 		probe_dropped = p->active;
 		probe_reset(p);
 	}
@@ -462,7 +464,7 @@ void svc_act_stop(struct service *s)
 
 static void act_kill(struct service *s)
 {
-	if (!svc_live(s) && s->cfg->pidfile) {	/* its daemon's pid never came */
+	if (!svc_live(s) && s->cfg->rare->pidfile) {	/* its daemon's pid never came */
 		svc_pidfile_stop_over(s);
 		return;
 	}

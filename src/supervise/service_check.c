@@ -25,7 +25,7 @@ static void restart_readiness(struct service *s)
 	int64_t at = 0;
 
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY || (s->cfg->pidfile && !s->adopted))
+	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY || (s->cfg->rare->pidfile && !s->adopted))
 		return;	/* the exec's news (or the adoption) begins readiness; READY=1 needs no timer */
 	if (r->kind == CHECK_DELAY)
 		at = r->delay_ms - (now_mono_ms() - s->spawned_at);
@@ -38,13 +38,14 @@ static void restart_readiness(struct service *s)
 void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_dropped)
 {
 	const struct svc_config *c = s->cfg;
-	bool health_changed = !svc_text_same(old->health.text, c->health.text);
+	const struct svc_rare *was = old->rare, *r = c->rare;
+	bool health_changed = !svc_text_same(was->health.text, r->health.text);
 
-	if (old->log_max_size != c->log_max_size || old->log_backups != c->log_backups) {
+	if (was->log_max_size != r->log_max_size || was->log_backups != r->log_backups) {
 		if (s->out)
-			logfile_sink_limits(s->out->sink, c->log_max_size, (unsigned)c->log_backups);
+			logfile_sink_limits(s->out->sink, r->log_max_size, (unsigned)r->log_backups);
 		if (s->err)
-			logfile_sink_limits(s->err->sink, c->log_max_size, (unsigned)c->log_backups);
+			logfile_sink_limits(s->err->sink, r->log_max_size, (unsigned)r->log_backups);
 	}
 	if (s->state == SVC_STARTING) {
 		if (!svc_text_same(old->ready.text, c->ready.text))
@@ -57,11 +58,11 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 	} else if (s->state == SVC_RUNNING) {
 		if (health_changed) {	/* earlier failures were of another check */
 			s->health_failures = 0;
-			str_set(&s->health, c->health.kind != CHECK_NONE ? "ok" : NULL);
+			str_set(&s->health, r->health.kind != CHECK_NONE ? "ok" : NULL);
 		}
 		/* The next probe at the new interval from now; one under way
 		 * (same check) schedules the next itself when it ends. */
-		if ((health_changed || probe_dropped || old->health_interval_ms != c->health_interval_ms) &&
+		if ((health_changed || probe_dropped || was->health_interval_ms != r->health_interval_ms) &&
 		    !(s->probe && s->probe->active)) {
 			ev_timer_stop(s->sup->loop, &s->probe_timer);
 			svc_start_health(s);
@@ -76,7 +77,7 @@ void svc_begin_readiness(struct service *s)
 	const struct check *r = &s->cfg->ready;
 
 	/* pidfile: what gets ready is the daemon, once adopted (pidfile.c). */
-	if (s->cfg->pidfile && !s->adopted)
+	if (s->cfg->rare->pidfile && !s->adopted)
 		return;
 
 	switch (r->kind) {
@@ -97,9 +98,9 @@ void svc_begin_readiness(struct service *s)
 
 void svc_start_health(struct service *s)
 {
-	if (s->cfg->health.kind == CHECK_NONE)
+	if (s->cfg->rare->health.kind == CHECK_NONE)
 		return;
-	evtimer_start_ms(s->sup->loop, &s->probe_timer, s->cfg->health_interval_ms);
+	evtimer_start_ms(s->sup->loop, &s->probe_timer, s->cfg->rare->health_interval_ms);
 }
 
 void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -123,7 +124,7 @@ void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			probe_start(svc_probe(s), &s->cfg->ready, READY_ATTEMPT_MAX_MS);
 		}
 	} else if (s->state == SVC_RUNNING) {
-		probe_start(svc_probe(s), &s->cfg->health, s->cfg->health_timeout_ms);
+		probe_start(svc_probe(s), &s->cfg->rare->health, s->cfg->rare->health_timeout_ms);
 	}
 }
 
@@ -158,11 +159,11 @@ void svc_probe_done(struct probe *p, bool ok, const char *why)
 	} else {
 		s->health_failures++;
 		snprintf(h, sizeof(h), "failing %u/%llu: %s", s->health_failures,
-			 (unsigned long long)s->cfg->health_retries, why);
+			 (unsigned long long)s->cfg->rare->health_retries, why);
 		str_set(&s->health, h);
 		log_warn(s->name, "health check failed (%u of %llu): %s", s->health_failures,
-			 (unsigned long long)s->cfg->health_retries, why);
-		if (s->health_failures >= s->cfg->health_retries) {
+			 (unsigned long long)s->cfg->rare->health_retries, why);
+		if (s->health_failures >= s->cfg->rare->health_retries) {
 			snprintf(r, sizeof(r), "health check failed %u times: %s", s->health_failures, why);
 			s->stop_cause = STOP_FAILURE;
 			svc_fire(s, SE_UNHEALTHY, r);
@@ -229,6 +230,6 @@ void svc_checks_ready(struct service *s)
 	ev_timer_stop(s->sup->loop, &s->probe_timer);
 	if (s->probe)
 		probe_cancel(s->probe);
-	str_set(&s->health, s->cfg->health.kind != CHECK_NONE ? "ok" : NULL);
+	str_set(&s->health, s->cfg->rare->health.kind != CHECK_NONE ? "ok" : NULL);
 	svc_start_health(s);
 }

@@ -121,14 +121,14 @@ static bool fork_done(struct service *s, const struct exit_info *e)
 {
 	char reason[256];
 
-	if (!s->cfg->pidfile || s->adopted || s->state != SVC_STARTING || e->signal || e->code != 0)
+	if (!s->cfg->rare->pidfile || s->adopted || s->state != SVC_STARTING || e->signal || e->code != 0)
 		return false;
 	s->pid = 0;
 	s->sup->nlive--;
 	s->paused_by = 0;
 	if (svc_read_exec_status(s, reason, sizeof(reason)) == 1)
 		return false;	/* cannot be: a failed exec exits 127 */
-	snprintf(reason, sizeof(reason), "the started process exited 0; reading %s", s->cfg->pidfile);
+	snprintf(reason, sizeof(reason), "the started process exited 0; reading %s", s->cfg->rare->pidfile);
 	svc_fire(s, SE_FORKED, reason);
 	return true;
 }
@@ -149,7 +149,7 @@ void svc_main_ended(struct service *s, const struct exit_info *e)
 	const struct supervise_hooks *h = &s->sup->hooks;
 	char reason[256];
 	pid_t pgid = svc_pgid(s);	/* (an adopted zombie still says) */
-	bool started = s->cfg->pidfile && !s->adopted;	/* what it ran, not its daemon */
+	bool started = s->cfg->rare->pidfile && !s->adopted;	/* what it ran, not its daemon */
 
 	s->last_exit = *e;
 	if (fork_done(s, e))

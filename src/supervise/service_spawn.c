@@ -55,7 +55,8 @@ int svc_open_outputs(struct service *s)
 	if (c->out.kind == OUT_LOG || c->out.kind == OUT_PATH) {
 		path = c->out.kind == OUT_LOG ? xasprintf("%s/%s.log", sup->log_dir, s->name)
 					      : xstrdup(c->out.path);
-		struct logsink *sink = logfile_sink(sup->log_writer, path, c->log_max_size, (unsigned)c->log_backups);
+		struct logsink *sink = logfile_sink(sup->log_writer, path, c->rare->log_max_size,
+						 (unsigned)c->rare->log_backups);
 		if (!(s->out = open_pipe(s, sink)))
 			goto fail;
 	}
@@ -66,8 +67,8 @@ int svc_open_outputs(struct service *s)
 						     : xstrdup(c->err.path);
 		bool same = path && strcmp(path, epath) == 0;
 		if (!same) {
-			struct logsink *sink = logfile_sink(sup->log_writer, epath, c->log_max_size,
-							 (unsigned)c->log_backups);
+			struct logsink *sink = logfile_sink(sup->log_writer, epath, c->rare->log_max_size,
+							 (unsigned)c->rare->log_backups);
 			if (!(s->err = open_pipe(s, sink))) {
 				free(epath);
 				goto fail;
@@ -259,7 +260,7 @@ static int prepare(struct service *s, bool own, char *const *argv, struct spawn_
 		log_debug(s->name, "user = %s ignored: cohortd is not root", c->user);
 	}
 	struct strv from_files = {0};
-	if (envfile_load(&c->environment_file, &from_files, err, errlen) < 0) {
+	if (envfile_load(&c->rare->environment_file, &from_files, err, errlen) < 0) {
 		int e = errno;
 		strv_free(&from_files);
 		if (use_ids)
@@ -384,7 +385,7 @@ void svc_act_spawn(struct service *s)
 	svc_forget_token(s);
 	new_token(s->token);
 	map_put(&s->sup->tokens, s->token, s);	/* the bus knows this start by it */
-	if (c->pidfile && svc_pidfile_clear(s, err, sizeof(err)) < 0) {
+	if (c->rare->pidfile && svc_pidfile_clear(s, err, sizeof(err)) < 0) {
 		svc_start_failed(s, err, errno, false);
 		return;
 	}

@@ -20,10 +20,10 @@ static const struct {
 	int resource;
 	size_t offset;
 } rlimit_keys[SPAWN_LIMITS_NRLIM] = {
-	{"limit_nofile", RLIMIT_NOFILE, offsetof(struct svc_config, limit_nofile)},
-	{"limit_core", RLIMIT_CORE, offsetof(struct svc_config, limit_core)},
-	{"limit_nproc", RLIMIT_NPROC, offsetof(struct svc_config, limit_nproc)},
-	{"limit_as", RLIMIT_AS, offsetof(struct svc_config, limit_as)},
+	{"limit_nofile", RLIMIT_NOFILE, offsetof(struct svc_rare, limit_nofile)},
+	{"limit_core", RLIMIT_CORE, offsetof(struct svc_rare, limit_core)},
+	{"limit_nproc", RLIMIT_NPROC, offsetof(struct svc_rare, limit_nproc)},
+	{"limit_as", RLIMIT_AS, offsetof(struct svc_rare, limit_as)},
 };
 
 static rlim_t to_rlim(uint64_t v)
@@ -35,20 +35,21 @@ void spawn_limits_from(struct spawn_limits *l, const struct svc_config *c)
 {
 	*l = (struct spawn_limits){0};
 	for (size_t i = 0; i < ARRAY_LEN(rlimit_keys); i++) {
-		const struct svc_rlimit *r = (const void *)((const char *)c + rlimit_keys[i].offset);
+		const struct svc_rlimit *r = (const void *)((const char *)c->rare + rlimit_keys[i].offset);
 		l->rlim[i].resource = rlimit_keys[i].resource;
 		if (!r->set)
 			continue;
 		l->rlim[i].set = true;
 		l->rlim[i].rl = (struct rlimit){to_rlim(r->cur), to_rlim(r->max)};
 	}
-	if (c->nice != SVC_INT_UNSET) {
+	if (c->rare->nice != SVC_INT_UNSET) {
 		l->set_nice = true;
-		l->nice = c->nice;
+		l->nice = c->rare->nice;
 	}
-	if (c->oom_score_adjust != SVC_INT_UNSET) {
+	if (c->rare->oom_score_adjust != SVC_INT_UNSET) {
 		l->set_oom = true;
-		l->oom_len = (size_t)snprintf(l->oom_text, sizeof(l->oom_text), "%d\n", c->oom_score_adjust);
+		l->oom_len = (size_t)snprintf(l->oom_text, sizeof(l->oom_text), "%d\n",
+					      c->rare->oom_score_adjust);
 	}
 }
 

@@ -137,7 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	const struct svc_config *svc = config_find(cfg, "svc");
-	struct bus_identity *held = bus_identity_new("svc", &svc->locks, &svc->publish, &svc->subscribe, NULL);
+	const struct svc_rare *r = svc->rare;
+	struct bus_identity *held = bus_identity_new("svc", &r->locks, &r->publish, &r->subscribe, NULL);
 	struct bus_conn *conns[2] = {conn_open(b, NULL), conn_open(b, held)};
 	bus_identity_unref(held);
 

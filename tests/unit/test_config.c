@@ -71,10 +71,10 @@ Test(config, defaults_of_every_key)
 	cr_assert_eq(s->ready.kind, CHECK_DELAY);
 	cr_assert_eq(s->ready.delay_ms, 1000);
 	cr_assert_eq(s->ready_timeout_ms, 60000);
-	cr_assert_eq(s->health.kind, CHECK_NONE);
-	cr_assert_eq(s->health_interval_ms, 10000);
-	cr_assert_eq(s->health_timeout_ms, 2000);
-	cr_assert_eq(s->health_retries, 3);
+	cr_assert_eq(s->rare->health.kind, CHECK_NONE);
+	cr_assert_eq(s->rare->health_interval_ms, 10000);
+	cr_assert_eq(s->rare->health_timeout_ms, 2000);
+	cr_assert_eq(s->rare->health_retries, 3);
 	cr_assert_eq(s->restart, RESTART_ALWAYS);
 	cr_assert(exit_is_success(s, 0));
 	cr_assert(!exit_is_success(s, 1));
@@ -90,11 +90,11 @@ Test(config, defaults_of_every_key)
 	cr_assert_eq(s->stop_timeout_ms, 10000);
 	cr_assert_eq(s->out.kind, OUT_LOG);
 	cr_assert_eq(s->err.kind, OUT_STDOUT);
-	cr_assert_eq(s->log_max_size, 10 << 20);
-	cr_assert_eq(s->log_backups, 5);
-	cr_assert_str_eq(s->locks.v[0], "*");
-	cr_assert_str_eq(s->publish.v[0], ">");
-	cr_assert_str_eq(s->subscribe.v[0], ">");
+	cr_assert_eq(s->rare->log_max_size, 10 << 20);
+	cr_assert_eq(s->rare->log_backups, 5);
+	cr_assert_str_eq(s->rare->locks.v[0], "*");
+	cr_assert_str_eq(s->rare->publish.v[0], ">");
+	cr_assert_str_eq(s->rare->subscribe.v[0], ">");
 	config_free(c);
 }
 
@@ -111,12 +111,12 @@ Test(config, a_set_value_is_not_the_next_default)
 
 		cr_assert_float_eq(a->backoff_factor, 3.0, 1e-9);
 		cr_assert_eq(a->stop_timeout_ms, 2000);
-		cr_assert(a->limit_nofile.set);
-		cr_assert_eq(a->nice, 5);
+		cr_assert(a->rare->limit_nofile.set);
+		cr_assert_eq(a->rare->nice, 5);
 		cr_assert_float_eq(b->backoff_factor, 2.0, 1e-9);
 		cr_assert_eq(b->stop_timeout_ms, 10000);
-		cr_assert_not(b->limit_nofile.set);
-		cr_assert_eq(b->nice, SVC_INT_UNSET);
+		cr_assert_not(b->rare->limit_nofile.set);
+		cr_assert_eq(b->rare->nice, SVC_INT_UNSET);
 		config_free(c);
 	}
 }
@@ -211,10 +211,10 @@ Test(config, every_key_set)
 	cr_assert_str_eq(s->ready.port, "8010");
 	cr_assert_str_eq(s->ready.path, "/health");
 	cr_assert_eq(s->ready_timeout_ms, 90000);
-	cr_assert_eq(s->health.kind, CHECK_TCP);
-	cr_assert_eq(s->health_interval_ms, 5000);
-	cr_assert_eq(s->health_timeout_ms, 500);
-	cr_assert_eq(s->health_retries, 2);
+	cr_assert_eq(s->rare->health.kind, CHECK_TCP);
+	cr_assert_eq(s->rare->health_interval_ms, 5000);
+	cr_assert_eq(s->rare->health_timeout_ms, 500);
+	cr_assert_eq(s->rare->health_retries, 2);
 	cr_assert_eq(s->restart, RESTART_ON_FAILURE);
 	cr_assert(exit_is_success(s, 0) && exit_is_success(s, 3) && exit_is_success(s, 255));
 	cr_assert(!exit_is_success(s, 1));
@@ -233,11 +233,11 @@ Test(config, every_key_set)
 	cr_assert_str_eq(s->out.path, expect);
 	free(expect);
 	cr_assert_eq(s->err.kind, OUT_NULL);
-	cr_assert_eq(s->log_max_size, 512 * 1024);
-	cr_assert_eq(s->log_backups, 0);
-	cr_assert_eq(s->locks.n, 2);
-	cr_assert_str_eq(s->publish.v[1], "stack.state");
-	cr_assert_str_eq(s->subscribe.v[1], "$dead.>");
+	cr_assert_eq(s->rare->log_max_size, 512 * 1024);
+	cr_assert_eq(s->rare->log_backups, 0);
+	cr_assert_eq(s->rare->locks.n, 2);
+	cr_assert_str_eq(s->rare->publish.v[1], "stack.state");
+	cr_assert_str_eq(s->rare->subscribe.v[1], "$dead.>");
 	config_free(c);
 }
 
@@ -252,10 +252,10 @@ Test(config, ready_and_health_kinds)
 	cr_assert_eq(config_find(c, "a")->ready.kind, CHECK_NOTIFY);
 	cr_assert_eq(config_find(c, "b")->ready.delay_ms, 250);
 	cr_assert_str_eq(config_find(c, "c")->ready.host, "::1");
-	cr_assert_str_eq(config_find(c, "c")->health.path, "/");
+	cr_assert_str_eq(config_find(c, "c")->rare->health.path, "/");
 	cr_assert_eq(config_find(c, "d")->ready.argv.n, 3);
 	cr_assert_str_eq(config_find(c, "d")->ready.argv.v[2], "/tmp/a b");
-	cr_assert_eq(config_find(c, "d")->health.kind, CHECK_EXEC);
+	cr_assert_eq(config_find(c, "d")->rare->health.kind, CHECK_EXEC);
 	config_free(c);
 }
 
@@ -934,4 +934,30 @@ Test(config, svc_config_diff_names_the_keys_and_what_they_need)
 	config_free(x);
 	config_free(y);
 	config_free(z);
+}
+
+/* A service that sets none of the rare keys (struct svc_rare) shares their
+ * defaults; one that sets one has its own.  The diff sees through both,
+ * and freeing either config leaves the shared defaults to the others. */
+Test(config, rare_keys_are_shared_until_set)
+{
+	struct cohort_config *x = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\n"
+				       "[service:b]\ndirectory = /\ncommand = /bin/sleep 1\n");
+	struct cohort_config *y = good("[service:a]\ndirectory = /\ncommand = /bin/sleep 1\nlog_backups = 5\n"
+				       "[service:b]\ndirectory = /\ncommand = /bin/sleep 1\nnice = 5\n");
+	struct strv keys = {0};
+	bool restart = false;
+
+	cr_assert_eq(x->services[0]->rare, svc_rare_default());
+	cr_assert_eq(x->services[1]->rare, svc_rare_default());
+	cr_assert_neq(y->services[0]->rare, svc_rare_default());
+	cr_assert(svc_config_equal(x->services[0], y->services[0]), "log_backups = 5 is the default");
+	cr_assert_eq(svc_config_diff(x->services[1], y->services[1], &keys, &restart), 1);
+	cr_assert_str_eq(keys.v[0], "nice");
+	cr_assert(restart);
+	strv_free(&keys);
+	config_free(y);
+	config_free(x);
+	cr_assert_str_eq(svc_rare_default()->locks.v[0], "*");
+	cr_assert_eq(svc_rare_default()->log_backups, 5);
 }

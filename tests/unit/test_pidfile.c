@@ -97,13 +97,13 @@ Test(pidfile_key, relative_to_the_config_and_ready_once_adopted)
 	cr_assert_eq(d.count, 0, "%s", th_diag_text(&d));
 	const struct svc_config *a = config_find(c, "a"), *b = config_find(c, "b"), *n = config_find(c, "c");
 	char *want = xasprintf("%s/run/a.pid", th_tmpdir());
-	cr_assert_str_eq(a->pidfile, want);
+	cr_assert_str_eq(a->rare->pidfile, want);
 	free(want);
 	cr_assert_eq(a->ready.kind, CHECK_DELAY);
 	cr_assert_eq(a->ready.delay_ms, 0, "no ready: ready once the pid is adopted");
-	cr_assert_str_eq(b->pidfile, "/run/b.pid");
+	cr_assert_str_eq(b->rare->pidfile, "/run/b.pid");
 	cr_assert_eq(b->ready.kind, CHECK_TCP, "a ready probe set is kept");
-	cr_assert_null(n->pidfile);
+	cr_assert_null(n->rare->pidfile);
 	cr_assert_eq(n->ready.delay_ms, 1000, "without pidfile the default stays delay:1s");
 	config_free(c);
 }

@@ -38,9 +38,10 @@ static void bad(const char *text, const char *needle)
 	th_bad(text, needle, &d);
 }
 
+/* s is the service's rare keys: these are all among them. */
 Test(proc_keys, defaults_change_nothing)
 {
-	struct svc_config *s = good("[service:a]\ncommand = /bin/true\n");
+	const struct svc_rare *s = good("[service:a]\ncommand = /bin/true\n")->rare;
 
 	cr_assert(!s->limit_nofile.set && !s->limit_core.set && !s->limit_nproc.set && !s->limit_as.set);
 	cr_assert_eq(s->nice, SVC_INT_UNSET);
@@ -50,10 +51,10 @@ Test(proc_keys, defaults_change_nothing)
 
 Test(proc_keys, values)
 {
-	struct svc_config *s = good("[service:a]\ncommand = /bin/true\nlimit_nofile = 4096\n"
-				    "limit_core = 0:infinity\nlimit_nproc = 100:unlimited\nlimit_as = 2G\n"
-				    "nice = -5\noom_score_adjust = 1000\n"
-				    "environment_file = app.env, -/etc/opt/x.env\n");
+	const struct svc_rare *s = good("[service:a]\ncommand = /bin/true\nlimit_nofile = 4096\n"
+					"limit_core = 0:infinity\nlimit_nproc = 100:unlimited\nlimit_as = 2G\n"
+					"nice = -5\noom_score_adjust = 1000\n"
+					"environment_file = app.env, -/etc/opt/x.env\n")->rare;
 
 	cr_assert(s->limit_nofile.set && s->limit_nofile.cur == 4096 && s->limit_nofile.max == 4096);
 	cr_assert(s->limit_core.set && s->limit_core.cur == 0 && s->limit_core.max == UINT64_MAX);

@@ -109,7 +109,7 @@ Test(template, instances_become_services_with_their_values_expanded)
 		cr_assert_str_eq(s->argv.v[2], buf);
 		cr_assert_str_eq(s->ready.port, buf);
 		snprintf(buf, sizeof(buf), "%u", 9000 + i);
-		cr_assert_str_eq(s->health.port, buf);
+		cr_assert_str_eq(s->rare->health.port, buf);
 		snprintf(buf, sizeof(buf), "%u", i);
 		cr_assert_str_eq(s->argv.v[4], buf);
 		snprintf(buf, sizeof(buf), "ID=%u", i);
