@@ -153,9 +153,40 @@ static bool descends_from_start(pid_t pid, const struct proc_info *pi, pid_t sta
 	return false;
 }
 
+/* Without pidfd_open (a kernel before 5.3, or valgrind, which does not
+ * know the call): a look at the process every PIDPOLL_S.  A zombie is
+ * gone too (its parent has not reaped it yet; a pidfd says so as well). */
+#define PIDPOLL_S 0.2
+
+/* What a service with a pidfile watches, apart from struct service: most
+ * services have none (see its pidw). */
+struct pidfile_watch {
+	struct service *svc;
+	int pidfd;		/* an adopted pid that is not our child: watched
+				 * through pidfd_open, -1 otherwise */
+	ev_io pidfd_io;
+	ev_timer pidpoll_w;	/* ... or by a look every 0.2 s, with no pidfd_open */
+	int64_t retry_ms;	/* the next look at a missing PID file */
+};
+
+static void pidpoll_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct pidfile_watch *watch_of(struct service *s)
+{
+	if (!s->pidw) {
+		struct pidfile_watch *pw = xcalloc(1, sizeof(*pw));
+		pw->svc = s;
+		pw->pidfd = -1;
+		ev_io_init(&pw->pidfd_io, NULL, -1, EV_READ);
+		ev_timer_init(&pw->pidpoll_w, pidpoll_cb, PIDPOLL_S, PIDPOLL_S);
+		s->pidw = pw;
+	}
+	return s->pidw;
+}
+
 static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct service *s = container_of(w, struct service, pidfd_io);
+	struct service *s = container_of(w, struct pidfile_watch, pidfd_io)->svc;
 	(void)loop;
 	(void)revents;
 
@@ -165,14 +196,9 @@ static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	stack_settle(s->sup);
 }
 
-/* Without pidfd_open (a kernel before 5.3, or valgrind, which does not
- * know the call): a look at the process every PIDPOLL_S.  A zombie is
- * gone too (its parent has not reaped it yet; a pidfd says so as well). */
-#define PIDPOLL_S 0.2
-
 static void pidpoll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct service *s = container_of(w, struct service, pidpoll_w);
+	struct service *s = container_of(w, struct pidfile_watch, pidpoll_w)->svc;
 	struct proc_info pi;
 	(void)loop;
 	(void)revents;
@@ -187,8 +213,7 @@ static void pidpoll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void watch_by_polling(struct service *s)
 {
-	ev_timer_init(&s->pidpoll_w, pidpoll_cb, PIDPOLL_S, PIDPOLL_S);
-	ev_timer_start(s->sup->loop, &s->pidpoll_w);
+	ev_timer_start(s->sup->loop, &watch_of(s)->pidpoll_w);
 }
 
 static int watch_pidfd(struct service *s, pid_t pid)
@@ -207,9 +232,10 @@ static int watch_pidfd(struct service *s, pid_t pid)
 		errno = e;
 		return -1;
 	}
-	s->pidfd = fd;
-	ev_io_init(&s->pidfd_io, pidfd_cb, fd, EV_READ);
-	ev_io_start(s->sup->loop, &s->pidfd_io);
+	struct pidfile_watch *pw = watch_of(s);
+	pw->pidfd = fd;
+	ev_io_init(&pw->pidfd_io, pidfd_cb, fd, EV_READ);
+	ev_io_start(s->sup->loop, &pw->pidfd_io);
 	return 0;
 #else
 	(void)pid;
@@ -220,12 +246,23 @@ static int watch_pidfd(struct service *s, pid_t pid)
 
 void svc_pidfd_close(struct service *s)
 {
-	ev_timer_stop(s->sup->loop, &s->pidpoll_w);
-	if (s->pidfd < 0)
+	struct pidfile_watch *pw = s->pidw;
+
+	if (!pw)
 		return;
-	ev_io_stop(s->sup->loop, &s->pidfd_io);
-	close(s->pidfd);
-	s->pidfd = -1;
+	ev_timer_stop(s->sup->loop, &pw->pidpoll_w);
+	if (pw->pidfd < 0)
+		return;
+	ev_io_stop(s->sup->loop, &pw->pidfd_io);
+	close(pw->pidfd);
+	pw->pidfd = -1;
+}
+
+void svc_pidfile_free(struct service *s)
+{
+	svc_pidfd_close(s);
+	free(s->pidw);
+	s->pidw = NULL;
 }
 
 enum look { LOOK_ADOPTED, LOOK_NOT_YET, LOOK_BAD };
@@ -273,7 +310,7 @@ static enum look adopt(struct service *s, pid_t pid, char *why, size_t len)
 	if (s->sup->hooks.process_started)
 		s->sup->hooks.process_started(s->sup->hooks.arg, s);
 	snprintf(why, len, "adopted pid %d from %s%s", (int)pid, path,
-		 child ? "" : s->pidfd >= 0 ? " (watched by pidfd)" : " (watched by a look every 0.2 s)");
+		 child ? "" : s->pidw->pidfd >= 0 ? " (watched by pidfd)" : " (watched by a look every 0.2 s)");
 	return LOOK_ADOPTED;
 }
 
@@ -348,6 +385,16 @@ static void note_not_yet(struct service *s, const char *why)
 	sbuf_free(&text);
 }
 
+/* The next look at a file not written yet, each later than the last. */
+static void look_later(struct service *s)
+{
+	struct pidfile_watch *pw = watch_of(s);
+
+	evtimer_start_ms(s->sup->loop, &s->probe_timer, pw->retry_ms);
+	if (pw->retry_ms < RETRY_MAX_MS)
+		pw->retry_ms *= 2;
+}
+
 /* One look at the file, and its event.  in_action: from a transition's
  * action (the event follows it), else fired now. */
 static void look_and_fire(struct service *s, bool in_action)
@@ -358,9 +405,7 @@ static void look_and_fire(struct service *s, bool in_action)
 	switch (look(s, why, sizeof(why))) {
 	case LOOK_NOT_YET:
 		note_not_yet(s, why);
-		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
-		if (s->pidfile_retry_ms < RETRY_MAX_MS)
-			s->pidfile_retry_ms *= 2;
+		look_later(s);
 		return;
 	case LOOK_ADOPTED:
 		str_set(&s->health, NULL);
@@ -380,7 +425,7 @@ static void look_and_fire(struct service *s, bool in_action)
 
 void svc_act_adopting(struct service *s)
 {
-	s->pidfile_retry_ms = RETRY_FIRST_MS;
+	watch_of(s)->retry_ms = RETRY_FIRST_MS;
 	look_and_fire(s, true);
 }
 
@@ -432,8 +477,8 @@ void svc_act_stop_adopting(struct service *s)
 		return;
 	case LOOK_NOT_YET:
 		note_not_yet(s, why);
-		s->pidfile_retry_ms = RETRY_FIRST_MS;
-		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
+		watch_of(s)->retry_ms = RETRY_FIRST_MS;
+		evtimer_start_ms(s->sup->loop, &s->probe_timer, RETRY_FIRST_MS);
 		evtimer_start_ms(s->sup->loop, &s->timer, s->cfg->stop_timeout_ms);
 		return;
 	default:
@@ -456,9 +501,7 @@ void svc_pidfile_stop_look(struct service *s)
 		return;
 	case LOOK_NOT_YET:
 		note_not_yet(s, why);
-		evtimer_start_ms(s->sup->loop, &s->probe_timer, s->pidfile_retry_ms);
-		if (s->pidfile_retry_ms < RETRY_MAX_MS)
-			s->pidfile_retry_ms *= 2;
+		look_later(s);
 		return;
 	default:
 		ev_timer_stop(s->sup->loop, &s->timer);

@@ -264,8 +264,6 @@ struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct c
 	s->state = SVC_STOPPED;
 	s->want = WANT_DOWN;
 	s->since_ms = now_wall_ms();
-	s->pidfd = -1;
-	ev_io_init(&s->pidfd_io, NULL, -1, EV_READ);
 	ev_init(&s->timer, timer_cb);
 	ev_init(&s->ready_timer, svc_ready_timer_cb);
 	ev_init(&s->probe_timer, svc_probe_timer_cb);
@@ -298,11 +296,11 @@ void svc_free(struct service *s)
 		return;
 	svc_forget_token(s);
 	svc_stop_watchers(s);
-	svc_pidfd_close(s);
+	svc_pidfile_free(s);
 	if (s->probe)
 		probe_reset(s->probe);
 	free(s->probe);
-	notify_close(&s->notify, s->sup->loop);
+	svc_notify_free(s);
 	svc_close_outputs(s);
 	breaker_free(&s->breaker);
 	config_unref(s->cfg_owner);

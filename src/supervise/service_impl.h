@@ -30,6 +30,8 @@ int svc_open_outputs(struct service *s);
 void svc_close_outputs(struct service *s);
 /* The token of the last start stops naming the service on the bus. */
 void svc_forget_token(struct service *s);
+/* Closes the service's own notify socket, if it has one, and frees it. */
+void svc_notify_free(struct service *s);
 /* A probe's process (probe.c's spawn callback). */
 pid_t svc_probe_spawn(struct probe *p, char *err, size_t errlen);
 /* 1: the exec failed (reason filled); 0: it succeeded; -1: not known yet. */
@@ -77,5 +79,7 @@ void svc_pidfile_retry(struct service *s);
 void svc_pidfile_timeout(struct service *s);
 /* Stops watching an adopted process that is not our child. */
 void svc_pidfd_close(struct service *s);
+/* The same, and frees the watchers (svc_free). */
+void svc_pidfile_free(struct service *s);
 
 #endif

@@ -19,6 +19,15 @@
 #include "service_impl.h"
 #include "spawn.h"
 
+/* A service's own notify socket (ready = notify), apart from struct
+ * service: most services have none (see its notify). */
+struct svc_notify {
+	struct notify sock;
+	struct service *svc;
+	uid_t uid;		/* the user it runs as */
+	bool failed;		/* the socket could not be made: the shared one */
+};
+
 /* Output for `log --follow`, to whoever hooked in. */
 static void output_lines(struct outpipe *p, const char *lines, size_t len)
 {
@@ -149,7 +158,7 @@ static void build_env(struct service *s, const struct spawn_ids *ids, const stru
 		xasprintf("COHORT_SOCKET=%s", sup->control_path),
 		xasprintf("COHORT_BUS=unix:%s", sup->bus_path),
 		xasprintf("COHORT_TOKEN=%s", s->token),
-		s->notify.path ? xasprintf("NOTIFY_SOCKET=%s", s->notify.path)
+		s->notify && s->notify->sock.path ? xasprintf("NOTIFY_SOCKET=%s", s->notify->sock.path)
 		: sup->notify_path ? xasprintf("NOTIFY_SOCKET=%s", sup->notify_path) : NULL,
 	};
 	for (size_t i = 0; i < ARRAY_LEN(ours); i++) {
@@ -202,13 +211,14 @@ static void new_token(char out[33])
  */
 static void own_notify_cb(struct notify *n, pid_t pid, uid_t uid, char *msg)
 {
-	struct service *s = container_of(n, struct service, notify);
+	struct svc_notify *sn = container_of(n, struct svc_notify, sock);
+	struct service *s = sn->svc;
 
 	if (!svc_live(s))
 		return;
 	pid_t pgid = getpgid(pid);
 	bool gone = pgid < 0 && errno == ESRCH;
-	if (pid != s->pid && pgid != s->pid && !(gone && (uid == s->notify_uid || uid == 0))) {
+	if (pid != s->pid && pgid != s->pid && !(gone && (uid == sn->uid || uid == 0))) {
 		log_debug(s->name, "notify message from pid %d (uid %u), which is not its: ignored", pid,
 			  (unsigned)uid);
 		return;
@@ -228,20 +238,35 @@ static void own_notify_socket(struct service *s, const struct spawn_ids *ids)
 	char err[300];
 
 	if (s->cfg->ready.kind != CHECK_NOTIFY) {
-		notify_close(&s->notify, s->sup->loop);	/* a reload changed ready */
+		if (s->notify)
+			notify_close(&s->notify->sock, s->sup->loop);	/* a reload changed ready */
 		return;
 	}
-	s->notify_uid = ids ? ids->uid : geteuid();
-	if (!s->notify.path && !s->notify_failed) {
+	if (!s->notify) {
+		s->notify = xcalloc(1, sizeof(*s->notify));
+		s->notify->svc = s;
+	}
+	struct svc_notify *sn = s->notify;
+	sn->uid = ids ? ids->uid : geteuid();
+	if (!sn->sock.path && !sn->failed) {
 		char *path = xasprintf("%s/notify.%s.sock", s->sup->run_dir, s->name);
-		if (notify_open(&s->notify, s->sup->loop, path, 0666, own_notify_cb, err, sizeof(err)) < 0) {
+		if (notify_open(&sn->sock, s->sup->loop, path, 0666, own_notify_cb, err, sizeof(err)) < 0) {
 			/* Out of descriptors: the next start tries again. */
-			s->notify_failed = !spawn_transient(errno);
+			sn->failed = !spawn_transient(errno);
 			log_warn(s->name, "no notify socket of its own (%s): it uses the shared one", err);
 		}
 		free(path);
 	}
-	notify_drain(&s->notify);	/* nothing of an earlier run counts for this one */
+	notify_drain(&sn->sock);	/* nothing of an earlier run counts for this one */
+}
+
+void svc_notify_free(struct service *s)
+{
+	if (!s->notify)
+		return;
+	notify_close(&s->notify->sock, s->sup->loop);
+	free(s->notify);
+	s->notify = NULL;
 }
 
 /* Fills sp for running argv in the service's world.  own: the service's

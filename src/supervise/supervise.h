@@ -124,9 +124,10 @@ struct service {
 	enum stop_cause stop_cause;
 	bool removed;		/* reload dropped it: free once stopped */
 	bool queued;		/* in the reconcile queue */
-	struct notify notify;	/* ready = notify: its own socket, which names it */
-	uid_t notify_uid;	/* the user it runs as */
-	bool notify_failed;	/* its own socket could not be made: the shared one */
+	/* ready = notify: its own socket, which names it (service_spawn.c);
+	 * made at its first start with ready = notify, freed with it: the
+	 * other services carry a pointer, not 72 bytes each */
+	struct svc_notify *notify;
 	struct svc_config *next_cfg;	/* reload changed it: use this once stopped */
 	struct cohort_config *next_owner;
 
@@ -134,23 +135,24 @@ struct service {
 	pid_t pgid;		/* the process group stop signals go to: pid's own
 				 * (spawned with setsid), or an adopted daemon's
 				 * (pidfile.c); 0: signal pid alone */
+	/* (The small fields side by side: no padding between them.) */
 	bool adopted;		/* pid was read from the PID file: its end is the
 				 * service's end, not the end of a start */
-	int pidfd;		/* an adopted pid that is not our child: watched
-				 * through pidfd_open, -1 otherwise */
-	ev_io pidfd_io;
-	ev_timer pidpoll_w;	/* ... or by a look every 0.2 s, with no pidfd_open */
-	int64_t pidfile_retry_ms;	/* the next look at a missing PID file */
+	bool started_once;	/* spawned since the last explicit start */
+	bool ever_ready;	/* ready at least once (decide.c: a new instance) */
+	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
+	/* pidfile = PATH: the watchers of an adopted pid that is not our
+	 * child, and the next look at the file (pidfile.c); made at the
+	 * service's first start with a pidfile, freed with it: 10,000
+	 * services without one carry a pointer, not 110 bytes each */
+	struct pidfile_watch *pidw;
 	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
 	unsigned long long recorded_start;	/* its start time, /proc ticks */
-	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
 	int64_t since_ms;	/* wall clock of the last state change */
 	int64_t running_since;	/* monotonic ms when it became ready */
 	int64_t spawned_at;	/* monotonic ms of the last spawn */
 	unsigned restarts;	/* automatic restarts, ever */
 	unsigned failures;	/* consecutive failures (backoff exponent) */
-	bool started_once;	/* spawned since the last explicit start */
-	bool ever_ready;	/* ready at least once (decide.c: a new instance) */
 	struct breaker breaker;
 	struct exit_info last_exit;
 	/* Texts are on the heap, NULL when empty (most are, most of the
