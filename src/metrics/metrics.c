@@ -128,33 +128,40 @@ static void single_us(struct sbuf *b, const char *name, const char *type, const 
 	sample_us(b, name, "", us);
 }
 
-/* The _bucket lines (cumulative, le in seconds, then +Inf), _sum, _count. */
-static void sample_histo(struct sbuf *b, const char *name, const char *labels, const struct histo *h)
+/* The _bucket lines (cumulative, le in seconds, then +Inf), _sum, _count
+ * of the nle + 1 buckets of a histogram with the bounds le_us. */
+static void sample_buckets(struct sbuf *b, const char *name, const char *labels, const uint64_t *le_us,
+			   size_t nle, const _Atomic uint64_t *bucket, const _Atomic uint64_t *sum_us)
 {
 	uint64_t cum = 0;
-	char *w = sbuf_reserve(b, (h->nle + 4) * (LINE_ROOM + strlen(labels)));
+	char *w = sbuf_reserve(b, (nle + 4) * (LINE_ROOM + strlen(labels)));
 
-	for (size_t i = 0; i <= h->nle; i++) {
-		cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+	for (size_t i = 0; i <= nle; i++) {
+		cum += atomic_load_explicit(&bucket[i], memory_order_relaxed);
 		w = put(put(w, name), "_bucket{");
 		if (*labels) {
 			w = put(w, labels);
 			*w++ = ',';
 		}
 		w = put(w, "le=\"");
-		w = i < h->nle ? put_seconds_us(w, h->le_us[i]) : put(w, "+Inf");
+		w = i < nle ? put_seconds_us(w, le_us[i]) : put(w, "+Inf");
 		w = put(w, "\"} ");
 		w = put_decimal(w, cum);
 		*w++ = '\n';
 	}
 	w = put_head(w, name, "_sum", labels, "");
-	w = put_seconds_us(w, atomic_load_explicit(&h->sum_us, memory_order_relaxed));
+	w = put_seconds_us(w, atomic_load_explicit(sum_us, memory_order_relaxed));
 	*w++ = '\n';
 	/* the count is the buckets' total: the +Inf bucket, as Prometheus checks */
 	w = put_head(w, name, "_count", labels, "");
 	w = put_decimal(w, cum);
 	*w++ = '\n';
 	sbuf_commit(b, w);
+}
+
+static void sample_histo(struct sbuf *b, const char *name, const char *labels, const struct histo *h)
+{
+	sample_buckets(b, name, labels, h->le_us, h->nle, h->bucket, &h->sum_us);
 }
 
 /* --- services ----------------------------------------------------------------------- */
@@ -195,13 +202,13 @@ void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from,
 	(void)reason;
 
 	if (!sm) {
-		sm = xcalloc(1, sizeof(*sm));
-		sm->name = xstrdup(s->name);
-		HISTO_INIT_READY(&sm->ready);
+		size_t n = strlen(s->name) + 1;
+		sm = xcalloc(1, sizeof(*sm) + n);
+		memcpy(sm->name, s->name, n);
 		map_put(&m->svcs, sm->name, sm);
 	}
 	if ((from == SVC_STARTING || from == SVC_ADOPTING) && to == SVC_RUNNING && s->spawned_at)
-		histo_observe_us(&sm->ready, (uint64_t)(now_mono_ms() - s->spawned_at) * 1000);
+		histo_ready_observe_us(&sm->ready, (uint64_t)(now_mono_ms() - s->spawned_at) * 1000);
 	if ((to == SVC_BACKOFF || to == SVC_FAILED) && from != SVC_FAILED)
 		sm->failures++;
 }
@@ -266,8 +273,9 @@ static void render_services(struct metrics *m, struct sbuf *b)
 	for (size_t i = 0; i < n; i++) {
 		const struct svc_metrics *sm = map_get(&m->svcs, metrics_svc_at(d, i)->name);
 		if (sm)
-			sample_histo(b, "cohort_service_ready_seconds", svc_label(lab, sizeof(lab), metrics_svc_at(d, i)),
-				     &sm->ready);
+			sample_buckets(b, "cohort_service_ready_seconds",
+				       svc_label(lab, sizeof(lab), metrics_svc_at(d, i)), histo_ready_us,
+				       HISTO_READY_N, sm->ready.bucket, &sm->ready.sum_us);
 	}
 	render_usage(m, b);
 }

@@ -41,11 +41,11 @@ struct proc_usage {
 };
 
 struct svc_metrics {
-	char *name;
 	uint64_t failures;	/* exits and start failures counted as such, ever */
-	struct histo ready;	/* from spawn to ready */
+	struct histo_ready ready;	/* from spawn to ready */
 	int usage_pid;		/* the process usage was read of, 0: none */
 	struct proc_usage usage;
+	char name[];		/* in the same block: one allocation per service */
 };
 
 struct metrics {

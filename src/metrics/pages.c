@@ -148,9 +148,7 @@ void metrics_stop(struct cohortd *d)
 	proc_refresh_stop(m);
 	sys_topics_stop(d);
 	while (map_next(&m->svcs, &it, NULL, &v)) {
-		struct svc_metrics *sm = v;
-		free(sm->name);
-		free(sm);
+		free(v);
 	}
 	map_free(&m->svcs);
 	sbuf_free(&m->scratch);
