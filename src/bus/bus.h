@@ -176,7 +176,7 @@ struct bus_msg {
 	uint8_t qos;
 	bool packed;		/* its strings are in its own block (bus_msg_put) */
 	char *mid;		/* NULL if none */
-	char *publisher;	/* identity */
+	const char *publisher;	/* identity; bus_sys_publisher is not freed */
 	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
 	bool retained;		/* it is its topic's retained value now */
 	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
@@ -619,6 +619,8 @@ void bus_identity_unref(struct bus_identity *id);
 struct bus_frame *bus_frame_new(const char *text, size_t len);
 void bus_frame_put(struct bus_frame *f);
 void bus_msg_put(struct bus_msg *m);
+/* The publisher of cohortd's own messages ($sys, $dead), one copy for them all. */
+extern const char bus_sys_publisher[];
 /* Stores (qos 1, retain) and routes a message to every matching
  * subscription; returns the journal ticket to wait for, or 0. */
 uint64_t bus_publish(struct bus *b, struct bus_msg *m);

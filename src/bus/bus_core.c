@@ -36,6 +36,8 @@ void bus_frame_put(struct bus_frame *f)
 		free(f);
 }
 
+const char bus_sys_publisher[] = "cohortd";
+
 void bus_msg_put(struct bus_msg *m)
 {
 	if (!m || --m->refs > 0)
@@ -49,7 +51,8 @@ void bus_msg_put(struct bus_msg *m)
 		free(m->topic);
 		free(m->data);
 		free(m->mid);
-		free(m->publisher);
+		if (m->publisher != bus_sys_publisher)
+			free((char *)m->publisher);
 	}
 	free(m);
 }
@@ -503,7 +506,7 @@ static void dead_letter(struct bus *b, struct bus_session *s, struct bus_deliver
 	dead->data_len = m->data_len;
 	dead->ts_ms = now_wall_ms();
 	dead->qos = 1;
-	dead->publisher = xstrdup("cohortd");
+	dead->publisher = bus_sys_publisher;
 	s->dead++;
 	b->dead_lettered++;
 	if (s->key)

@@ -27,7 +27,7 @@ void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t 
 	m->data_len = len;
 	m->ts_ms = now_wall_ms();
 	m->qos = 0;
-	m->publisher = xstrdup("cohortd");
+	m->publisher = bus_sys_publisher;	/* not a copy per message: one is retained per service */
 	if (retain)
 		bus_retain(b, m);	/* in memory only: m->retain stays false, nothing is stored */
 	bus_publish(b, m);
