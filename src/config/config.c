@@ -374,13 +374,15 @@ static int load_file(struct loader *l, const char *path, bool is_main, struct st
 	size_t len = 0;
 	char *data;
 
-	l->file = path;
+	strv_push(&l->cfg->files, path);
+	l->file = l->cfg->files.v[l->cfg->files.n - 1];
 	l->is_main = is_main;
 	l->errors_here = 0;
 	data = read_file(l, path, &len, st);
 	if (!data)
 		return -1;
-	l->dir = abs_dir_of(path);
+	strv_push_owned(&l->cfg->dirs, abs_dir_of(path));
+	l->dir = l->cfg->dirs.v[l->cfg->dirs.n - 1];
 	l->data = data;
 	l->len = len;
 	l->pos = 0;
@@ -403,7 +405,6 @@ static int load_file(struct loader *l, const char *path, bool is_main, struct st
 		l->sec = (struct raw_section){.kind = SEC_NONE, .last_key = -1};
 	}
 	free(data);
-	free(l->dir);
 	l->dir = NULL;
 	return 0;
 }
@@ -491,14 +492,15 @@ void config_free(struct cohort_config *c)
 		return;
 	for (size_t i = 0; i < c->nservices; i++) {
 		struct svc_config *s = c->services[i];
+		if (s->directory_of_file)
+			s->directory = NULL;	/* c->dirs' */
 		for (size_t k = 0; k < config_nkeys; k++)
 			if (config_keys[k].section == KS_SERVICE && !config_keys[k].rare)
 				key_free(&config_keys[k], (char *)s + config_keys[k].offset);
 		svc_rare_free(s->rare);
-		strv_free(&s->argv);
+		free(s->argv.v);	/* packed */
 		free(s->template_name);
 		free(s->name);
-		free(s->file);
 		free(s->key_lines);
 		free(s);
 	}
@@ -506,6 +508,8 @@ void config_free(struct cohort_config *c)
 		if (config_keys[k].section == KS_DAEMON)
 			key_free(&config_keys[k], (char *)c + config_keys[k].offset);
 	free(c->services);
+	strv_free(&c->files);
+	strv_free(&c->dirs);
 	map_free(&c->by_name);
 	map_free(&c->templates);
 	free(c->key_line);

@@ -84,7 +84,7 @@ struct svc_rare {
 struct svc_config {
 	char *name;
 	size_t index;		/* position in cohort_config.services */
-	char *file;		/* where the section is, for messages */
+	const char *file;	/* where the section is, for messages (in cohort_config.files) */
 	int line;
 	/* The keys the section sets, in table order: a section sets a few of
 	 * ~70 keys, and 10,000 services would keep 280 bytes each of zeros
@@ -96,8 +96,9 @@ struct svc_config {
 	uint64_t instance;	/* K of NAME@K */
 
 	char *command;		/* as written */
-	struct strv argv;	/* command split into words (or sh -c) */
+	struct strv argv;	/* command split into words (or sh -c); packed (strv_pack) */
 	bool shell;
+	bool directory_of_file;	/* directory is the file's (in cohort_config.dirs), not a copy */
 	char *directory;
 	struct strv environment;	/* "NAME=VALUE" */
 	char *user;
@@ -159,6 +160,13 @@ struct cohort_config {
 	int *key_line;
 
 	int refs;		/* config_ref/config_unref; config_load gives 1 */
+
+	/* The files read, and their absolute directories, in the order read:
+	 * each service points into them for its file, and for its directory
+	 * when its section sets none, rather than keep a copy of its own
+	 * (10,000 services from one file made 20,000 copies). */
+	struct strv files;
+	struct strv dirs;
 
 	struct svc_config **services;	/* in file order */
 	size_t nservices;

@@ -28,8 +28,8 @@ struct raw_section {
 struct loader {
 	struct cohort_config *cfg;
 	struct diag *d;
-	const char *file;	/* as shown in messages */
-	char *dir;		/* absolute directory for relative paths */
+	const char *file;	/* as shown in messages (in cfg->files) */
+	const char *dir;	/* absolute directory for relative paths (in cfg->dirs) */
 	bool is_main;
 	const char *data;	/* the file's bytes */
 	size_t len, pos;

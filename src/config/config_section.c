@@ -188,8 +188,10 @@ static void finish_one(struct loader *l, struct raw_section *r, struct svc_confi
 	s->rare = own ? own : svc_rare_default();
 	parse_section(l, r, s, own, KS_SERVICE, label.buf, NULL);
 	keep_key_lines(r, s);
-	if (!s->directory)
-		s->directory = xstrdup(l->dir);
+	if (!s->directory) {
+		s->directory = (char *)l->dir;
+		s->directory_of_file = true;
+	}
 	if (!r->set[ci]) {
 		lerr(l, r->line, "%s: missing \"command\" (what to run)", label.buf);
 	} else if (!s->command) {
@@ -204,6 +206,7 @@ static void finish_one(struct loader *l, struct raw_section *r, struct svc_confi
 		else if (s->argv.n == 0 || !s->argv.v[0][0])
 			lerr(l, r->key_line[ci], "%s: command: no program to run", label.buf);
 	}
+	strv_pack(&s->argv);	/* kept as long as the config */
 	check_pidfile(l, r, s, label.buf);
 	check_timing(l, r, s, label.buf);
 	sbuf_free(&label);
@@ -215,7 +218,7 @@ struct svc_config *add_service(struct loader *l, const char *name, int line)
 	struct cohort_config *c = l->cfg;
 
 	s->name = xstrdup(name);
-	s->file = xstrdup(l->file);
+	s->file = l->file;
 	s->line = line;
 	if ((c->nservices & (c->nservices - 1)) == 0)
 		c->services = xrealloc(c->services, (c->nservices ? c->nservices * 2 : 1) * sizeof(*c->services));

@@ -195,6 +195,27 @@ void strv_free(struct strv *sv)
 	sv->n = sv->cap = 0;
 }
 
+void strv_pack(struct strv *sv)
+{
+	size_t room = (sv->n + 1) * sizeof(char *);
+
+	if (!sv->v)
+		return;	/* empty, and nothing allocated */
+	for (size_t i = 0; i < sv->n; i++)
+		room += strlen(sv->v[i]) + 1;
+	char **v = xmalloc(room);
+	char *at = (char *)(v + sv->n + 1);
+	for (size_t i = 0; i < sv->n; i++) {
+		size_t len = strlen(sv->v[i]) + 1;
+		v[i] = memcpy(at, sv->v[i], len);
+		at += len;
+	}
+	v[sv->n] = NULL;
+	size_t n = sv->n;
+	strv_free(sv);
+	*sv = (struct strv){.v = v, .n = n, .cap = n + 1};
+}
+
 void strv_copy(struct strv *dst, const struct strv *src)
 {
 	*dst = (struct strv){0};

@@ -56,6 +56,10 @@ void strv_push(struct strv *sv, const char *s);
 void strv_push_owned(struct strv *sv, char *s);
 void strv_free(struct strv *sv);
 void strv_copy(struct strv *dst, const struct strv *src);
+/* Moves sv's array and strings into one block, for a list kept long and
+ * never changed again: one allocation, not one per string.  Free it with
+ * free(sv->v), not strv_free. */
+void strv_pack(struct strv *sv);
 bool strv_equal(const struct strv *a, const struct strv *b);
 bool strv_contains(const struct strv *sv, const char *s);
 /* Joins with sep into a new string. */
