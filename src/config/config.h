@@ -89,21 +89,22 @@ struct svc_config {
 	/* The keys the section sets, in table order: a section sets a few of
 	 * ~70 keys, and 10,000 services would keep 280 bytes each of zeros
 	 * in an array over them all. */
+	unsigned nkey_lines;
 	struct key_line *key_lines;
-	size_t nkey_lines;
 	uint64_t instances;	/* as written: 0, or this is one of a template's */
 	char *template_name;	/* NAME of NAME@K, or NULL: not an instance */
 	uint64_t instance;	/* K of NAME@K */
 
 	char *command;		/* as written */
 	struct strv argv;	/* command split into words (or sh -c); packed (strv_pack) */
-	bool shell;
-	bool directory_of_file;	/* directory is the file's (in cohort_config.dirs), not a copy */
 	char *directory;
 	struct strv environment;	/* "NAME=VALUE" */
 	char *user;
 	char *group;
+	/* (The small fields side by side, out of the keys' order: no padding.) */
 	int umask;		/* set before exec; -1: cohortd's own */
+	bool shell;
+	bool directory_of_file;	/* directory is the file's (in cohort_config.dirs), not a copy */
 	bool autostart;
 	struct strv requires;
 	struct strv after;
@@ -111,6 +112,7 @@ struct svc_config {
 	struct check ready;
 	int64_t ready_timeout_ms;
 	enum restart_policy restart;
+	int stop_signal;
 	int64_t backoff_initial_ms;
 	double backoff_factor;
 	int64_t backoff_max_ms;
@@ -119,7 +121,6 @@ struct svc_config {
 	uint64_t breaker_failures;
 	int64_t breaker_window_ms;
 	int64_t breaker_cooldown_ms;
-	int stop_signal;
 	int64_t stop_timeout_ms;
 	struct output out;
 	struct output err;

@@ -254,10 +254,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct cohort_config *owner,
 			size_t index)
 {
-	struct service *s = xcalloc(1, sizeof(*s));
+	size_t n = strlen(cfg->name) + 1;
+	struct service *s = xcalloc(1, sizeof(*s) + n);
 
 	s->sup = sup;
-	s->name = xstrdup(cfg->name);
+	memcpy(s->name, cfg->name, n);
 	s->cfg = cfg;
 	s->cfg_owner = config_ref(owner);
 	s->index = index;
@@ -310,7 +311,6 @@ void svc_free(struct service *s)
 	free(s->followup_reason);
 	free(s->status_text);
 	free(s->health);
-	free(s->name);
 	free(s);
 }
 

@@ -106,9 +106,9 @@ struct exit_info {
 
 struct supervisor;
 
+/* (Its small fields side by side, where they fit: no padding between them.) */
 struct service {
 	struct supervisor *sup;
-	char *name;		/* owned copy: the config may be swapped */
 	struct svc_config *cfg;
 	struct cohort_config *cfg_owner;	/* holds a reference while cfg is in use */
 	size_t index;		/* in sup->plan, or SIZE_MAX once removed by reload */
@@ -116,14 +116,13 @@ struct service {
 	/* Actual state, and what was asked for. */
 	enum svc_state state;
 	enum svc_want want;
+	enum stop_cause stop_cause;
 	bool delay_over;	/* backoff: the restart delay has passed */
 	bool breaker_trial;	/* failed: the cooldown passed, the next start (or
 				 * this one, until ready) is the breaker's trial */
 	bool going_down;	/* a service it requires went: it stops once its
 				 * dependents have, which see it going */
-	enum stop_cause stop_cause;
 	bool removed;		/* reload dropped it: free once stopped */
-	bool queued;		/* in the reconcile queue */
 	/* ready = notify: its own socket, which names it (service_spawn.c);
 	 * made at its first start with ready = notify, freed with it: the
 	 * other services carry a pointer, not 72 bytes each */
@@ -135,18 +134,19 @@ struct service {
 	pid_t pgid;		/* the process group stop signals go to: pid's own
 				 * (spawned with setsid), or an adopted daemon's
 				 * (pidfile.c); 0: signal pid alone */
-	/* (The small fields side by side: no padding between them.) */
+	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
 	bool adopted;		/* pid was read from the PID file: its end is the
 				 * service's end, not the end of a start */
 	bool started_once;	/* spawned since the last explicit start */
 	bool ever_ready;	/* ready at least once (decide.c: a new instance) */
-	int paused_by;		/* signal that stopped the main process (STOP, TSTP...), 0 when it runs */
+	bool queued;		/* in the reconcile queue */
 	/* pidfile = PATH: the watchers of an adopted pid that is not our
 	 * child, and the next look at the file (pidfile.c); made at the
 	 * service's first start with a pidfile, freed with it: 10,000
 	 * services without one carry a pointer, not 110 bytes each */
 	struct pidfile_watch *pidw;
 	pid_t recorded_pid;	/* the pid recorded_start is of (instance.c) */
+	unsigned health_failures;	/* failed health checks in a row */
 	unsigned long long recorded_start;	/* its start time, /proc ticks */
 	int64_t since_ms;	/* wall clock of the last state change */
 	int64_t running_since;	/* monotonic ms when it became ready */
@@ -163,11 +163,11 @@ struct service {
 	char *exec_error;	/* the current spawn could not exec: why */
 	int exec_errno;		/* and the errno of the step that failed */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
+	char *status_text;	/* last STATUS= from sd_notify */
+	char token[33];		/* COHORT_TOKEN of the current process */
 	bool has_followup;	/* an action asked for one more event: */
 	enum svc_event followup_ev;
 	char *followup_reason;
-	char *status_text;	/* last STATUS= from sd_notify */
-	char token[33];		/* COHORT_TOKEN of the current process */
 
 	ev_timer timer;		/* backoff, stop timeout, breaker cooldown */
 	ev_timer ready_timer;	/* ready_timeout, and delay: readiness */
@@ -178,13 +178,13 @@ struct service {
 	 * services never probe: delay: and notify need none), kept until
 	 * the service is freed; its watchers live in it */
 	struct probe *probe;
-	unsigned health_failures;
 	char *health;		/* "ok", "failing 2/3: ...", NULL when off */
 
 	/* Output pipes, made while the output is captured (NULL when it is
 	 * not: null, inherit, or could not be made). */
 	struct outpipe *out;	/* stdout (and stderr, when they share) */
 	struct outpipe *err;	/* stderr, when it goes elsewhere */
+	char name[];		/* its own copy, in the same block: the config may be swapped */
 };
 
 /*

@@ -25,10 +25,10 @@ static char last_reason[256];
 
 static struct service *make_service(struct svc_config *c, size_t index)
 {
-	struct service *s = calloc(1, sizeof(*s));
+	struct service *s = calloc(1, sizeof(*s) + strlen(c->name) + 1);
 
 	s->sup = &sup;
-	s->name = strdup(c->name);
+	strcpy(s->name, c->name);
 	s->cfg = c;
 	s->index = index;
 	s->want = c->autostart ? WANT_UP : WANT_DOWN;
@@ -57,7 +57,6 @@ static void free_stack(struct service **v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		breaker_free(&v[i]->breaker);
 		free(v[i]->reason);
-		free(v[i]->name);
 		free(v[i]);
 	}
 	free(v);
