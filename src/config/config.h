@@ -86,9 +86,10 @@ struct svc_config {
 	size_t index;		/* position in cohort_config.services */
 	const char *file;	/* where the section is, for messages (in cohort_config.files) */
 	int line;
-	/* The keys the section sets, in table order: a section sets a few of
-	 * ~70 keys, and 10,000 services would keep 280 bytes each of zeros
-	 * in an array over them all. */
+	/* The keys the section sets, in table order, of those whose line is
+	 * kept (svc_key_line): a section sets a few of ~70 keys, and 10,000
+	 * services would keep 280 bytes each of zeros in an array over them
+	 * all. */
 	unsigned nkey_lines;
 	struct key_line *key_lines;
 	uint64_t instances;	/* as written: 0, or this is one of a template's */
@@ -216,7 +217,9 @@ const struct svc_config *config_template(const struct cohort_config *c, const ch
  * Their number, or -1 with why ("no such service: ..."). */
 int config_match(const struct cohort_config *c, const char *pattern, struct strv *out, struct sbuf *why);
 bool exit_is_success(const struct svc_config *s, int code);
-/* Line of key in s, or the section's line when it was defaulted. */
+/* Line of key in s, or the section's line when it was defaulted.  Kept
+ * only for the keys the plan names in its messages: requires, after,
+ * phase (config_section.c, line_kept). */
 int svc_key_line(const struct svc_config *s, const char *key);
 
 /* The key table (config_keys.c): config.c reads every key through it,

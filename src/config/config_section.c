@@ -163,16 +163,30 @@ static void check_pidfile(struct loader *l, const struct raw_section *r, struct 
 	}
 }
 
-/* The lines of the keys r sets, kept in s for the plan's messages. */
+/* Whether the line of key i is kept after the load: only those the
+ * plan's messages name (plan.c).  The others are reported while the
+ * section is parsed, and 10,000 services kept ~50 bytes each of their
+ * lines that no one read again. */
+static bool line_kept(size_t i)
+{
+	static const char *const kept[] = {"requires", "after", "phase"};
+
+	for (size_t k = 0; k < ARRAY_LEN(kept); k++)
+		if (strcmp(config_keys[i].name, kept[k]) == 0)
+			return config_keys[i].section == KS_SERVICE;
+	return false;
+}
+
+/* The lines of those keys r sets, kept in s for the plan's messages. */
 static void keep_key_lines(const struct raw_section *r, struct svc_config *s)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < config_nkeys; i++)
-		n += r->set[i];
+		n += r->set[i] && line_kept(i);
 	s->key_lines = n ? xcalloc(n, sizeof(*s->key_lines)) : NULL;
 	for (size_t i = 0; i < config_nkeys; i++)
-		if (r->set[i])
+		if (r->set[i] && line_kept(i))
 			s->key_lines[s->nkey_lines++] = (struct key_line){(unsigned)i, r->key_line[i]};
 }
 
