@@ -38,6 +38,33 @@ void bus_frame_put(struct bus_frame *f)
 
 const char bus_sys_publisher[] = "cohortd";
 
+/* Copies n bytes of s and a NUL to *at, and moves *at past them. */
+static char *pack_str(char **at, const char *s, size_t n)
+{
+	char *p = *at;
+
+	memcpy(p, s, n);
+	p[n] = 0;
+	*at += n + 1;
+	return p;
+}
+
+struct bus_msg *bus_msg_new_packed(const char *topic, size_t tn, const char *data, size_t dn, const char *mid,
+				   size_t mn, const char *publisher, size_t pn)
+{
+	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + dn + mn + pn + 4);
+	char *at = (char *)(m + 1);
+
+	m->refs = 1;
+	m->packed = true;
+	m->topic = pack_str(&at, topic, tn);
+	m->data = pack_str(&at, data, dn);
+	m->data_len = dn;
+	m->mid = mn ? pack_str(&at, mid, mn) : NULL;
+	m->publisher = pack_str(&at, publisher, pn);
+	return m;
+}
+
 void bus_msg_put(struct bus_msg *m)
 {
 	if (!m || --m->refs > 0)

@@ -229,16 +229,6 @@ struct bus_session *bus_store_session_of(struct bus *b, struct jreader *r)
 	return s;
 }
 
-/* Copies a string of the record into the message's block at *at. */
-static char *pack_str(char **at, const char *s, size_t n)
-{
-	char *p = *at;
-	memcpy(p, s, n);
-	p[n] = 0;
-	*at += n + 1;
-	return p;
-}
-
 /* The message of a PUB record, past its type; r is left at its session
  * keys, *nkeys of them.  NULL if the record is malformed.  One block
  * holds the message and its strings: a recovery of ten million queued
@@ -255,20 +245,12 @@ static struct bus_msg *read_pub(struct jreader *r, uint64_t *nkeys)
 	*nkeys = jr_u64(r);
 	if (r->bad)
 		return NULL;
-	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + dn + mn + pn + 4);
-	char *at = (char *)(m + 1);
+	struct bus_msg *m = bus_msg_new_packed(topic, tn, data, dn, mid, mn, publisher, pn);
 
-	m->refs = 1;
-	m->packed = true;
 	m->seq = seq;
 	m->ts_ms = ts;
 	m->retain = flags & 1;
 	m->qos = flags & 2 ? 1 : 0;
-	m->topic = pack_str(&at, topic, tn);
-	m->data = pack_str(&at, data, dn);
-	m->data_len = dn;
-	m->mid = mn ? pack_str(&at, mid, mn) : NULL;
-	m->publisher = pack_str(&at, publisher, pn);
 	return m;
 }
 
