@@ -339,7 +339,8 @@ size_t svc_config_diff(const struct svc_config *a, const struct svc_config *b, s
 		const struct key_def *kd = &config_keys[k];
 		/* instances is how many sections a template became: a reload
 		 * adds or removes those by name, and to each one it is no change. */
-		if (kd->section != KS_SERVICE || strcmp(kd->name, "instances") == 0 ||
+		bool instances = !kd->rare && kd->offset == offsetof(struct svc_config, instances);
+		if (kd->section != KS_SERVICE || instances ||
 		    key_equal(kd, svc_key_field(a, kd), svc_key_field(b, kd)))
 			continue;
 		n++;

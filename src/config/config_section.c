@@ -2,7 +2,9 @@
  * config_section.c - turns one [service:NAME] section, its keys as
  * written, into a struct svc_config: every key parsed through the key
  * table, the values that cannot work together reported, and a template
- * (instances = N) made into NAME@0 ... NAME@N-1 with %i expanded.
+ * (instances = N) made into NAME@0 ... NAME@N-1 with %i expanded.  The
+ * rare keys (struct svc_rare) go to a copy of the service's own only when
+ * its section sets one; else it shares svc_rare_default, made here.
  */
 #include "autoconfig.h"
 
@@ -81,7 +83,9 @@ const struct svc_rare *svc_rare_default(void)
 	struct parse_ctx ctx = {.dir = "/"};	/* no rare key's default is a path */
 	struct sbuf why = {0};
 
-	for (size_t i = 0; i < config_nkeys && !rare_default_made; i++) {
+	if (rare_default_made)
+		return &rare_default;
+	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct key_def *k = &config_keys[i];
 		if (k->rare && key_parse_default(k, i, &ctx, (char *)&rare_default + k->offset, &why) < 0) {
 			fprintf(stderr, "cohort: bug: default of %s: %s\n", k->name, why.buf);

@@ -290,8 +290,8 @@ static enum ctl_result cmd_log(struct ctl_client *c, json_t *req, json_t *resp)
 		struct service *s = stack_find(env->sup, names.v[i]);
 		struct outpipe *p = s->out ? s->out : s->err;
 		unsigned backups = (unsigned)s->cfg->rare->log_backups;
-		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), backups, (unsigned)lines, tail_done,
-			     &r->parts[i], c->id);
+		logfile_tail(env->sup->log_writer, logfile_sink_path(p->sink), backups, (unsigned)lines,
+			     tail_done, &r->parts[i], c->id);
 	}
 	strv_free(&names);
 	return CTL_LATER;

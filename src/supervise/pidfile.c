@@ -178,7 +178,7 @@ static struct pidfile_watch *watch_of(struct service *s)
 		pw->svc = s;
 		pw->pidfd = -1;
 		ev_io_init(&pw->pidfd_io, NULL, -1, EV_READ);
-		ev_timer_init(&pw->pidpoll_w, pidpoll_cb, PIDPOLL_S, PIDPOLL_S);
+		ev_init(&pw->pidpoll_w, pidpoll_cb);
 		s->pidw = pw;
 	}
 	return s->pidw;
@@ -213,7 +213,10 @@ static void pidpoll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void watch_by_polling(struct service *s)
 {
-	ev_timer_start(s->sup->loop, &watch_of(s)->pidpoll_w);
+	struct pidfile_watch *pw = watch_of(s);
+
+	ev_timer_set(&pw->pidpoll_w, PIDPOLL_S, PIDPOLL_S);
+	ev_timer_start(s->sup->loop, &pw->pidpoll_w);
 }
 
 static int watch_pidfd(struct service *s, pid_t pid)
