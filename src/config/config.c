@@ -500,7 +500,6 @@ void config_free(struct cohort_config *c)
 		svc_rare_free(s->rare);
 		free(s->argv.v);	/* packed */
 		free(s->template_name);
-		free(s->name);
 		free(s->key_lines);
 		free(s);
 	}

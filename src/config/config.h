@@ -82,7 +82,6 @@ struct svc_rare {
 };
 
 struct svc_config {
-	char *name;
 	size_t index;		/* position in cohort_config.services */
 	const char *file;	/* where the section is, for messages (in cohort_config.files) */
 	int line;
@@ -126,6 +125,9 @@ struct svc_config {
 	struct output out;
 	struct output err;
 	const struct svc_rare *rare;	/* the keys above, read-only */
+	/* In the same block, with room for 2 more bytes: a template's section
+	 * becomes its first instance, NAME@0, in place (make_instances). */
+	char name[];
 };
 
 struct cohort_config {

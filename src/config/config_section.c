@@ -232,10 +232,11 @@ static void finish_one(struct loader *l, struct raw_section *r, struct svc_confi
 
 struct svc_config *add_service(struct loader *l, const char *name, int line)
 {
-	struct svc_config *s = xcalloc(1, sizeof(*s));
+	size_t n = strlen(name) + 1;
+	struct svc_config *s = xcalloc(1, sizeof(*s) + n + 2);
 	struct cohort_config *c = l->cfg;
 
-	s->name = xstrdup(name);
+	memcpy(s->name, name, n);
 	s->file = l->file;
 	s->line = line;
 	if ((c->nservices & (c->nservices - 1)) == 0)
@@ -306,17 +307,17 @@ static void make_instances(struct loader *l, struct raw_section *r, uint64_t n)
 {
 	struct cohort_config *c = l->cfg;
 	struct svc_config *first = r->svc;
-	char *base = first->name;
+	char *base = xstrdup(first->name);
 	bool was_mute = l->mute;
 
-	map_del(&c->by_name, base);
+	map_del(&c->by_name, first->name);
 	for (uint64_t k = 0; k < n; k++) {
 		char name[SVC_NAME_MAX + 32];
 		snprintf(name, sizeof(name), "%s@%llu", base, (unsigned long long)k);
 		struct svc_config *s = k == 0 ? first : add_service(l, name, r->line);
 		struct raw_section x;
 		if (k == 0) {
-			s->name = xstrdup(name);
+			strcpy(s->name, name);	/* NAME@0: add_service left room for it */
 			map_put(&c->by_name, s->name, s);
 		}
 		s->template_name = xstrdup(base);
