@@ -32,13 +32,18 @@ struct output {
 
 /* A readiness or health check. */
 enum check_kind { CHECK_NONE, CHECK_NOTIFY, CHECK_DELAY, CHECK_TCP, CHECK_HTTP, CHECK_EXEC };
-struct check {
-	enum check_kind kind;
-	int64_t delay_ms;	/* CHECK_DELAY */
+/* What a probe connects to or runs: only the checks that probe have one
+ * (10,000 services with ready = delay: carried 48 empty bytes each). */
+struct check_target {
 	char *host;		/* CHECK_TCP, CHECK_HTTP */
 	char *port;
 	char *path;		/* CHECK_HTTP: "/..." */
 	struct strv argv;	/* CHECK_EXEC */
+};
+struct check {
+	enum check_kind kind;
+	int64_t delay_ms;	/* CHECK_DELAY */
+	struct check_target *to;	/* CHECK_TCP, CHECK_HTTP, CHECK_EXEC; else NULL */
 	char *text;		/* as written, for messages */
 };
 

@@ -50,11 +50,14 @@ static void split_list(const char *value, struct strv *out)
 
 static void check_free(struct check *c)
 {
-	free(c->host);
-	free(c->port);
-	free(c->path);
+	if (c->to) {
+		free(c->to->host);
+		free(c->to->port);
+		free(c->to->path);
+		strv_free(&c->to->argv);
+		free(c->to);
+	}
 	free(c->text);
-	strv_free(&c->argv);
 	*c = (struct check){0};
 }
 
@@ -78,30 +81,33 @@ static int parse_check(const char *v, struct check *c, bool health, struct sbuf 
 		}
 	} else if (str_starts(v, "tcp:")) {
 		n.kind = CHECK_TCP;
-		if (hostport_split(v + 4, NULL, &n.host, &n.port) < 0)
+		n.to = xcalloc(1, sizeof(*n.to));
+		if (hostport_split(v + 4, NULL, &n.to->host, &n.to->port) < 0)
 			goto bad;
 	} else if (str_starts(v, "http://")) {
 		const char *hp = v + 7;
 		const char *slash = strchr(hp, '/');
 		char *hostport = slash ? xstrndup(hp, (size_t)(slash - hp)) : xstrdup(hp);
-		int rc = hostport_split(hostport, NULL, &n.host, &n.port);
+		n.to = xcalloc(1, sizeof(*n.to));
+		int rc = hostport_split(hostport, NULL, &n.to->host, &n.to->port);
 		free(hostport);
 		if (rc < 0)
 			goto bad;
 		n.kind = CHECK_HTTP;
-		n.path = xstrdup(slash ? slash : "/");
-		if (strpbrk(n.path, " \t\r\n")) {
-			check_free(&n);
+		n.to->path = xstrdup(slash ? slash : "/");
+		if (strpbrk(n.to->path, " \t\r\n"))
 			goto bad;
-		}
 	} else if (str_starts(v, "exec:")) {
 		n.kind = CHECK_EXEC;
-		if (words_split(v + 5, &n.argv, &w) < 0) {
+		n.to = xcalloc(1, sizeof(*n.to));
+		if (words_split(v + 5, &n.to->argv, &w) < 0) {
 			sbuf_addf(why, "exec: %s", w);
+			check_free(&n);
 			return -1;
 		}
-		if (n.argv.n == 0) {
+		if (n.to->argv.n == 0) {
 			sbuf_adds(why, "exec: expects a command");
+			check_free(&n);
 			return -1;
 		}
 	} else {
@@ -112,6 +118,7 @@ static int parse_check(const char *v, struct check *c, bool health, struct sbuf 
 	*c = n;
 	return 0;
 bad:
+	check_free(&n);
 	sbuf_addf(why, "expected %s", expected);
 	return -1;
 }

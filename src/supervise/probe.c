@@ -81,13 +81,13 @@ static int resolve(struct probe *p, char *why, size_t len)
 	if (p->addrs)
 		return 0;
 	hints.ai_flags |= AI_NUMERICHOST;
-	rc = getaddrinfo(p->check->host, p->check->port, &hints, &res);
+	rc = getaddrinfo(p->check->to->host, p->check->to->port, &hints, &res);
 	if (rc == EAI_NONAME) {
 		hints.ai_flags &= ~AI_NUMERICHOST;
-		rc = getaddrinfo(p->check->host, p->check->port, &hints, &res);
+		rc = getaddrinfo(p->check->to->host, p->check->to->port, &hints, &res);
 	}
 	if (rc != 0) {
-		snprintf(why, len, "cannot resolve %s: %s", p->check->host, gai_strerror(rc));
+		snprintf(why, len, "cannot resolve %s: %s", p->check->to->host, gai_strerror(rc));
 		return -1;
 	}
 	p->addrs = res;
@@ -116,7 +116,7 @@ static void http_read(struct probe *p)
 		probe_finish(p, false, "answer is not HTTP");
 		return;
 	}
-	snprintf(why, sizeof(why), "GET %s answered %d", p->check->path, status);
+	snprintf(why, sizeof(why), "GET %s answered %d", p->check->to->path, status);
 	probe_finish(p, status >= 200 && status < 300, why);
 }
 
@@ -132,7 +132,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 			err = errno;
 		if (err) {
 			char why[128];
-			snprintf(why, sizeof(why), "connect %s:%s: %s", p->check->host, p->check->port,
+			snprintf(why, sizeof(why), "connect %s:%s: %s", p->check->to->host, p->check->to->port,
 				 strerror(err));
 			probe_finish(p, false, why);
 			return;
@@ -176,7 +176,7 @@ static void start_connect(struct probe *p)
 			continue;
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
 			break;
-		snprintf(why, sizeof(why), "connect %s:%s: %s", p->check->host, p->check->port,
+		snprintf(why, sizeof(why), "connect %s:%s: %s", p->check->to->host, p->check->to->port,
 			 strerror(errno));
 		close(fd);
 		fd = -1;
@@ -186,9 +186,10 @@ static void start_connect(struct probe *p)
 		return;
 	}
 	p->fd = fd;
+	const struct check_target *to = p->check->to;
 	if (p->check->kind == CHECK_HTTP)
 		sbuf_addf(&p->io_buf, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: cohort-probe\r\n"
-			  "Connection: close\r\n\r\n", p->check->path, p->check->host, p->check->port);
+			  "Connection: close\r\n\r\n", to->path, to->host, to->port);
 	ev_io_init(&p->io, io_cb, fd, EV_WRITE);
 	ev_io_start(p->loop, &p->io);
 }
@@ -231,11 +232,11 @@ void probe_child_exited(struct probe *p, pid_t pid, int status)
 		return;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-		snprintf(why, sizeof(why), "%s exited 127 (could not be run?)", p->check->argv.v[0]);
+		snprintf(why, sizeof(why), "%s exited 127 (could not be run?)", p->check->to->argv.v[0]);
 	else if (WIFEXITED(status))
-		snprintf(why, sizeof(why), "%s exited %d", p->check->argv.v[0], WEXITSTATUS(status));
+		snprintf(why, sizeof(why), "%s exited %d", p->check->to->argv.v[0], WEXITSTATUS(status));
 	else
-		snprintf(why, sizeof(why), "%s killed by SIG%s", p->check->argv.v[0],
+		snprintf(why, sizeof(why), "%s killed by SIG%s", p->check->to->argv.v[0],
 			 signal_name(WTERMSIG(status)));
 	probe_finish(p, false, why);
 }

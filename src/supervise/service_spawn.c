@@ -515,7 +515,7 @@ pid_t svc_probe_spawn(struct probe *p, char *err, size_t errlen)
 	pid_t pid;
 	int status_fd;
 
-	if (prepare(s, false, p->check->argv.v, &sp, &ids, &env, err, errlen) < 0)
+	if (prepare(s, false, p->check->to->argv.v, &sp, &ids, &env, err, errlen) < 0)
 		return -1;
 	sp.fd_out = sp.fd_err = s->sup->devnull;
 	int rc = spawn_start(&sp, &pid, &status_fd, err, errlen);

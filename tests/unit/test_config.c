@@ -207,9 +207,9 @@ Test(config, every_key_set)
 	cr_assert_str_eq(s->after.v[0], "db");
 	cr_assert_eq(s->phase, 4);
 	cr_assert_eq(s->ready.kind, CHECK_HTTP);
-	cr_assert_str_eq(s->ready.host, "127.0.0.1");
-	cr_assert_str_eq(s->ready.port, "8010");
-	cr_assert_str_eq(s->ready.path, "/health");
+	cr_assert_str_eq(s->ready.to->host, "127.0.0.1");
+	cr_assert_str_eq(s->ready.to->port, "8010");
+	cr_assert_str_eq(s->ready.to->path, "/health");
 	cr_assert_eq(s->ready_timeout_ms, 90000);
 	cr_assert_eq(s->rare->health.kind, CHECK_TCP);
 	cr_assert_eq(s->rare->health_interval_ms, 5000);
@@ -251,10 +251,10 @@ Test(config, ready_and_health_kinds)
 
 	cr_assert_eq(config_find(c, "a")->ready.kind, CHECK_NOTIFY);
 	cr_assert_eq(config_find(c, "b")->ready.delay_ms, 250);
-	cr_assert_str_eq(config_find(c, "c")->ready.host, "::1");
-	cr_assert_str_eq(config_find(c, "c")->rare->health.path, "/");
-	cr_assert_eq(config_find(c, "d")->ready.argv.n, 3);
-	cr_assert_str_eq(config_find(c, "d")->ready.argv.v[2], "/tmp/a b");
+	cr_assert_str_eq(config_find(c, "c")->ready.to->host, "::1");
+	cr_assert_str_eq(config_find(c, "c")->rare->health.to->path, "/");
+	cr_assert_eq(config_find(c, "d")->ready.to->argv.n, 3);
+	cr_assert_str_eq(config_find(c, "d")->ready.to->argv.v[2], "/tmp/a b");
 	cr_assert_eq(config_find(c, "d")->rare->health.kind, CHECK_EXEC);
 	config_free(c);
 }

@@ -107,9 +107,9 @@ Test(template, instances_become_services_with_their_values_expanded)
 		cr_assert_eq(s->instances, 3);
 		snprintf(buf, sizeof(buf), "%u", 8000 + i);
 		cr_assert_str_eq(s->argv.v[2], buf);
-		cr_assert_str_eq(s->ready.port, buf);
+		cr_assert_str_eq(s->ready.to->port, buf);
 		snprintf(buf, sizeof(buf), "%u", 9000 + i);
-		cr_assert_str_eq(s->rare->health.port, buf);
+		cr_assert_str_eq(s->rare->health.to->port, buf);
 		snprintf(buf, sizeof(buf), "%u", i);
 		cr_assert_str_eq(s->argv.v[4], buf);
 		snprintf(buf, sizeof(buf), "ID=%u", i);
