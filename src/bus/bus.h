@@ -622,8 +622,9 @@ void bus_msg_put(struct bus_msg *m);
 /* The publisher of cohortd's own messages ($sys, $dead), one copy for them all. */
 extern const char bus_sys_publisher[];
 /* A message (one reference) in one block with copies of its strings
- * (packed): mid NULL when mn is 0.  For the many that never change: a
- * replayed journal's, and the retained $sys values of every service. */
+ * (packed; bus_sys_publisher is not copied): mid NULL when mn is 0.  For
+ * the many that never change: a replayed journal's, and the retained $sys
+ * values of every service. */
 struct bus_msg *bus_msg_new_packed(const char *topic, size_t tn, const char *data, size_t dn, const char *mid,
 				   size_t mn, const char *publisher, size_t pn);
 /* Stores (qos 1, retain) and routes a message to every matching

@@ -52,7 +52,9 @@ static char *pack_str(char **at, const char *s, size_t n)
 struct bus_msg *bus_msg_new_packed(const char *topic, size_t tn, const char *data, size_t dn, const char *mid,
 				   size_t mn, const char *publisher, size_t pn)
 {
-	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + dn + mn + pn + 4);
+	bool own_publisher = publisher != bus_sys_publisher;	/* the shared one is not copied */
+	struct bus_msg *m = xcalloc(1, sizeof(*m) + tn + 1 + dn + 1 + (mn ? mn + 1 : 0) +
+				       (own_publisher ? pn + 1 : 0));
 	char *at = (char *)(m + 1);
 
 	m->refs = 1;
@@ -61,7 +63,7 @@ struct bus_msg *bus_msg_new_packed(const char *topic, size_t tn, const char *dat
 	m->data = pack_str(&at, data, dn);
 	m->data_len = dn;
 	m->mid = mn ? pack_str(&at, mid, mn) : NULL;
-	m->publisher = pack_str(&at, publisher, pn);
+	m->publisher = own_publisher ? pack_str(&at, publisher, pn) : bus_sys_publisher;
 	return m;
 }
 
