@@ -36,7 +36,7 @@ bool breaker_record(struct breaker *b, const struct svc_config *c, int64_t now)
 	if (b->cap != want) {
 		breaker_free(b);
 		b->times = xcalloc(want, sizeof(int64_t));
-		b->cap = want;
+		b->cap = (uint32_t)want;
 	}
 	if (b->len == b->cap) {
 		b->head = (b->head + 1) % b->cap;

@@ -16,11 +16,12 @@
 int64_t backoff_delay_ms(const struct svc_config *c, unsigned n, double rnd);
 
 /* The times of the most recent failures, at most breaker_failures. */
+/* (Counts of at most breaker_failures, 1,000,000: 32 bits, in every service.) */
 struct breaker {
 	int64_t *times;		/* ring buffer, monotonic ms */
-	size_t cap;
-	size_t len;
-	size_t head;		/* index of the oldest */
+	uint32_t cap;
+	uint32_t len;
+	uint32_t head;		/* index of the oldest */
 };
 
 /* Records a failure at now; true when the breaker opens (breaker_failures

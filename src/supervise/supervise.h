@@ -93,9 +93,9 @@ enum stop_cause {
 
 /* The last exit of the main process. */
 struct exit_info {
-	bool valid;
 	int code;		/* exit code, when signal == 0 */
 	int signal;		/* killing signal, or 0 */
+	bool valid;
 	bool unknown;		/* an adopted process not our child: no status */
 };
 
@@ -155,13 +155,13 @@ struct service {
 	unsigned failures;	/* consecutive failures (backoff exponent) */
 	struct breaker breaker;
 	struct exit_info last_exit;
+	int exec_errno;		/* the errno of the step that failed, with exec_error */
 	/* Texts are on the heap, NULL when empty (most are, most of the
 	 * time: 10,000 services must not carry a kilobyte of empty arrays
 	 * each); str_set() sets them, svc_text() reads them.  Each is cut
 	 * as the fixed array it replaced was (SVC_*_MAX). */
 	char *reason;		/* why it is in its state */
-	char *exec_error;	/* the current spawn could not exec: why */
-	int exec_errno;		/* and the errno of the step that failed */
+	char *exec_error;	/* the current spawn could not exec: why (exec_errno) */
 	int64_t next_delay_ms;	/* restart delay chosen for the next backoff */
 	char *status_text;	/* last STATUS= from sd_notify */
 	char token[33];		/* COHORT_TOKEN of the current process */
