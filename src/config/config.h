@@ -61,7 +61,7 @@ struct key_line {
 };
 
 /*
- * The keys most services leave to their defaults.  They are ~400 bytes, and
+ * The keys most services leave to their defaults.  They are ~300 bytes, and
  * the default lists (locks, publish, subscribe) three allocations more, that
  * 10,000 services would each carry: so a service reaches them through
  * svc_config.rare, which is the one shared default (svc_rare_default, never
@@ -129,7 +129,7 @@ struct svc_config {
 	int64_t stop_timeout_ms;
 	struct output out;
 	struct output err;
-	const struct svc_rare *rare;	/* the keys above, read-only */
+	const struct svc_rare *rare;	/* its rare keys, read-only: maybe the shared default */
 	/* In the same block, with room for 2 more bytes: a template's section
 	 * becomes its first instance, NAME@0, in place (make_instances). */
 	char name[];
