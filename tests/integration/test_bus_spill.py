@@ -123,11 +123,11 @@ class BusSpill(CohortTest):
         ws.close()
         return got
 
-    def read_together(self, d, names, count):
-        """The sessions back at once, read in turns, each acking what it
-        gets, until each has count messages: their "i", in the order
-        they came."""
-        conns = {n: self.connect(d, n)[0] for n in names}
+    def read_together(self, d, names, count, conns=None):
+        """The sessions back at once (connected now, or conns: name ->
+        connection), read in turns, each acking what it gets, until each
+        has count messages: their "i", in the order they came."""
+        conns = conns or {n: self.connect(d, n)[0] for n in names}
         got = {n: [] for n in names}
         deadline = time.monotonic() + 120 * FACTOR
         while any(len(v) < count for v in got.values()):
@@ -254,21 +254,9 @@ class BusSpill(CohortTest):
         self.assertEqual(self.reply(probe, 1)["op"], "ok")
         self.assertEqual(self.publish(d, 0, 20, topic="probe.t"), [])
         probe.close()
-        got = {k: [] for k in range(n)}
-        deadline = time.monotonic() + 120 * FACTOR
-        while any(len(v) < per for v in got.values()):
-            self.assertLess(time.monotonic(), deadline, {k: len(v) for k, v in got.items()})
-            for k, ws in conns.items():
-                ws._recv(0.01)
-                for f in self.frames(ws):
-                    if f.get("op") == "msg":
-                        got[k].append(f["data"]["i"])
-                        ws.send(b'{"op":"ack","seq":%d}' % f["seq"])
-        for k, ws in conns.items():
+        got = self.read_together(d, list(range(n)), per, conns)
+        for k in range(n):
             self.assertEqual(got[k], list(range(k, n * per, n)), k)
-            ws.send({"op": "ping", "id": "acked"})
-            self.reply(ws, "acked")
-            ws.close()
         d.stop()
 
     def test_over_bus_memory_max_what_only_away_sessions_take_is_accepted(self):
