@@ -43,7 +43,10 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 				 char *reason, size_t len)
 {
 	const struct svc_config *c = s->cfg;
-	char what[80], dur[32];
+	/* A failure's own reason (a health check's, with what its probe said)
+	 * whole, with room left in reason for what follows it ("; restart in
+	 * ...", the breaker's words).  It was cut at 60 characters. */
+	char what[SVC_REASON_MAX - 80], dur[32];
 
 	describe_exit(&s->last_exit, what, sizeof(what));
 	if (s->want == WANT_DOWN && s->sup->shutting_down) {
@@ -64,7 +67,7 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 		       !exit_is_success(c, s->last_exit.code) ||
 		       (!was_ready && c->restart == RESTART_ALWAYS);
 	if (s->stop_cause == STOP_FAILURE)
-		str_copy(what, 61, svc_text(s->reason));
+		str_copy(what, sizeof(what), svc_text(s->reason));
 	else if (failure && !s->last_exit.signal && exit_is_success(c, s->last_exit.code))
 		strcat(what, " before it was ready");
 	if (!failure) {

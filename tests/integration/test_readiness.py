@@ -2,6 +2,7 @@
 """Readiness (delay, notify, tcp, http, exec, and ready_timeout) and
 health checks, with real listeners and real probes."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -231,11 +232,16 @@ backoff_initial = 100ms
 
     def test_health_failures_restart_the_service(self):
         flag = self.path("healthy")
+        # a long name: the reason of the backoff holds the failure whole
+        check = self.path("check-that-the-flag-file-is-still-there")
+        with open(check, "w") as f:
+            f.write(f"#!/bin/sh\ntest -f {flag}\n")
+        os.chmod(check, 0o755)
         d = self.cohortd(f"""
 [service:sick]
 command = /bin/sh -c "touch {flag}; exec sleep 1000"
 ready = delay:0
-health = exec:test -f {flag}
+health = exec:{check}
 health_interval = 200ms
 health_timeout = 1s
 health_retries = 2
@@ -247,11 +253,11 @@ backoff_initial = 100ms
         d.wait_log(r"^health ok: exited 0", who="sick", start=i)
         os.unlink(flag)
         i, l = d.wait_state("sick", "stopping", start=i)
-        self.assertEqual(l.reason, f"health check failed 2 times: test exited 1")
+        failed = f"health check failed 2 times: {check} exited 1"
+        self.assertEqual(l.reason, failed)
         self.assertEqual(d.count(r"health check failed \(1 of 2\)", "sick"), 1)
         i, l = d.wait_state("sick", "backoff", start=i)
-        self.assertIn("health check failed 2 times", l.reason)
-        self.assertIn("restart in", l.reason)
+        self.assertRegex(l.reason, "^" + re.escape(failed) + r"; restart in \S+ \(failure 1\)$")
         d.wait_state("sick", "running", start=i)
         self.assertNotEqual(d.last_pid("sick"), pid1)
         self.assertFalse(pid_alive(pid1))
