@@ -53,7 +53,11 @@ static void on_service_gone(void *arg, struct service *s)
 
 static void on_process_started(void *arg, struct service *s)
 {
-	instance_started(arg, s);
+	struct cohortd *d = arg;
+
+	instance_started(d, s);
+	if (d->metrics)
+		sys_topics_on_process(d, s);
 }
 
 static void on_process_ended(void *arg, struct service *s)

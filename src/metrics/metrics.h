@@ -85,6 +85,10 @@ void metrics_render(struct metrics *m, struct sbuf *out);
  * (called with metrics_on_event from the daemon's supervise hook). */
 void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 			   const char *reason, void *arg);
+/* s's main process started (or a daemon was adopted): $sys.service.<name>
+ * again with its pid, which the value made at the start of "starting" has
+ * not yet. */
+void sys_topics_on_process(struct cohortd *d, struct service *s);
 /* The state-change subscriber that keeps struct svc_metrics. */
 void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 		      const char *reason, void *arg);

@@ -107,6 +107,11 @@ static void publish_service(struct cohortd *d, const struct service *s)
 	publish_text(d, topic, &b, true, false);
 }
 
+void sys_topics_on_process(struct cohortd *d, struct service *s)
+{
+	publish_service(d, s);
+}
+
 void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,
 			   const char *reason, void *arg)
 {

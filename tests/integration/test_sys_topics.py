@@ -121,6 +121,9 @@ autostart = no
             self.assertEqual(events[0], ("running", "stopping"))
             self.assertEqual(events[-1], ("starting", "running"))
             values = [m for m in got if m["topic"] == "$sys.service.web"]
+            # its pid is there from the start of its process, not from running on
+            self.assertEqual([v["data"]["pid"] for v in values if v["data"]["state"] == "starting"][-1],
+                             got[-1]["data"]["pid"])
             self.assertEqual(values[-1]["data"]["state"], "running")
             self.assertFalse(values[-1]["retained"])
             self.assertEqual(values[-1]["data"]["pid"], got[-1]["data"]["pid"])
