@@ -166,26 +166,29 @@ struct bus_frame {
 };
 
 struct bus_msg {
-	int refs;
 	uint64_t seq;
 	char *topic;
 	char *data;		/* the JSON text of "data" */
 	size_t data_len;
 	int64_t ts_ms;
-	bool retain;
-	uint8_t qos;
-	bool packed;		/* its strings are in its own block (bus_msg_put) */
 	char *mid;		/* NULL if none */
 	const char *publisher;	/* identity; bus_sys_publisher is not freed */
-	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
-	bool retained;		/* it is its topic's retained value now */
-	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
 	struct bus_frame *frame[2];	/* by delivered qos; built on first use */
 	struct intmap *cache;	/* read back from the journal: bus->spill_cache, while alive */
-	/* cluster mode (bus_remote.c): it came from the cluster, which stored
-	 * it; ack: the consumer's message a durable session owes an ack for. */
-	bool remote;
+	/* cluster mode (bus_remote.c): ack: the consumer's message a durable
+	 * session owes an ack for; remote: it came from the cluster, which
+	 * stored it. */
 	char *ack;
+	/* (The small fields together, after the large ones: no padding; a
+	 * message is 112 bytes, not 128, and a host keeps one a service.) */
+	int refs;
+	unsigned durable_refs;	/* durable queues holding it (liveness for compaction) */
+	uint32_t queued_refs;	/* queue slots holding it (queued_mem counts it once) */
+	uint8_t qos;
+	bool retain;
+	bool packed;		/* its strings are in its own block (bus_msg_put) */
+	bool retained;		/* it is its topic's retained value now */
+	bool remote;
 };
 
 struct bus_session;
