@@ -149,33 +149,19 @@ static void child_main(struct journal *j, int fd, pid_t parent, jrnl_snap_fn fn,
 	_exit(w == (ssize_t)sizeof(bytes) ? 0 : 1);
 }
 
-static void gone_cb(struct ev_loop *loop, ev_child *w, int revents)
-{
-	(void)revents;
-	ev_child_stop(loop, w);
-}
-
 /*
  * The child has reported (or is killed): it is done with.  Its exit takes
  * a while: the kernel unmaps the copy of cohortd it had, ~20 ms for 500
- * MB, and waiting for it there held every publish.  On the default loop,
- * which reaps every child (SIGCHLD), it is left to end on its own, a
- * watcher marking when it has; elsewhere, or killed, it is waited for.
+ * MB, and waiting for it there held every publish.  The default loop reaps
+ * every child itself (its SIGCHLD handler), so there it is left to end on
+ * its own; elsewhere, or killed, it is waited for.
  */
 static void reap(struct journal *j, bool wait)
 {
 	ev_io_stop(j->loop, &j->child_w);
 	close(j->child_fd);
 	j->child_fd = -1;
-	if (ev_is_active(&j->gone_w))	/* the one before: long gone by now */
-		ev_child_stop(j->loop, &j->gone_w);
-	if (!wait && ev_is_default_loop(j->loop)) {
-		ev_child_init(&j->gone_w, gone_cb, j->child, 0);
-		ev_child_start(j->loop, &j->gone_w);
-		/* Reaped by the loop already: no status will come for it. */
-		if (waitpid(j->child, NULL, WNOHANG) != 0)
-			ev_child_stop(j->loop, &j->gone_w);
-	} else {
+	if (wait || !ev_is_default_loop(j->loop)) {
 		/* The default loop's SIGCHLD handler may have reaped it already. */
 		while (waitpid(j->child, NULL, 0) < 0 && errno == EINTR)
 			;
@@ -269,8 +255,6 @@ int jrnl_fork_compact(struct journal *j, jrnl_snap_fn fn, jrnl_forked_fn done, v
 
 void jrnl_fork_stop(struct journal *j)
 {
-	if (ev_is_active(&j->gone_w))	/* the loop reaps it: the journal goes */
-		ev_child_stop(j->loop, &j->gone_w);
 	if (!j->child)
 		return;
 	kill(j->child, SIGKILL);

@@ -85,7 +85,6 @@ struct journal {
 	pid_t child;			/* loop thread: the child, or 0 */
 	int child_fd;			/* the pipe it reports through */
 	ev_io child_w;
-	ev_child gone_w;		/* its exit, once it reported (the default loop) */
 	jrnl_forked_fn forked;
 	void *forked_arg;
 	/* In the child: the files as they were at the fork (jrnl_read reads

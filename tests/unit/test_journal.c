@@ -864,9 +864,7 @@ static bool pid_gone(pid_t pid)
 
 /* On the default loop (cohortd's), which reaps every child, the child's
  * exit is not waited for (unmapping a large copy of cohortd took 20 ms of
- * the loop): the loop reaps it, also after the journal closed.  The
- * watcher of its end goes with the journal: one left behind is read by
- * libev after the free (valgrind says so; ASan does not see into libev). */
+ * the loop): the loop reaps it, also after the journal closed. */
 Test(journal, a_compaction_by_a_child_on_the_default_loop_is_left_to_the_loop_to_reap)
 {
 	struct forked f;
