@@ -21,8 +21,9 @@ cohortds on 127.0.0.1 (tests/cluster/natscluster.py).
   libnats (core publish; JetStream publish to a stream of 3, read by a
   core subscription: what cohortd does).  Goal: at most 20 % over it.
 
-cohort and the floor take turns over BENCH_ROUNDS rounds (default 3) so
-that the load of a shared machine falls on both alike; medians."""
+BENCH_CLUSTER_BUS=0 leaves the bus out.  cohort and the floor take turns
+over BENCH_ROUNDS rounds (default 3) so that the load of a shared machine
+falls on both alike; medians."""
 import base64
 import http.client
 import json
@@ -378,7 +379,9 @@ def main():
                                            lambda: etcd.waiters("bench.cli") >= 2, CLI_HANDOVERS)
             finally:
                 etcd.stop()
-        if os.path.exists(BENCH_BUS) and os.path.exists(BENCH_NATS_BUS):
+        if os.environ.get("BENCH_CLUSTER_BUS", "1") == "0":
+            bus_lines = ["\ncluster bus: skipped (BENCH_CLUSTER_BUS=0)"]
+        elif os.path.exists(BENCH_BUS) and os.path.exists(BENCH_NATS_BUS):
             bus_lines = bus_bench(nc)
         else:
             bus_lines = ["\ncluster bus: skipped (bench_bus or bench_nats_bus not built)"]
