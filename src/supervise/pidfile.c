@@ -393,7 +393,7 @@ static void look_later(struct service *s)
 {
 	struct pidfile_watch *pw = watch_of(s);
 
-	evtimer_start_ms(s->sup->loop, &s->probe_timer, pw->retry_ms);
+	evtimer_start_ms(s->sup->loop, svc_probe_timer(s), pw->retry_ms);
 	if (pw->retry_ms < RETRY_MAX_MS)
 		pw->retry_ms *= 2;
 }
@@ -441,7 +441,7 @@ void svc_pidfile_timeout(struct service *s)
 {
 	char why[400], reason[512], dur[32];
 
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	svc_probe_timer_stop(s);
 	format_duration_ms(s->cfg->ready_timeout_ms, dur, sizeof(dur));
 	/* One last look: it may have come since the last. */
 	if (look(s, why, sizeof(why)) == LOOK_ADOPTED) {
@@ -469,8 +469,8 @@ void svc_act_stop_adopting(struct service *s)
 {
 	char why[400], reason[512];
 
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	ev_timer_stop(s->sup->loop, &s->ready_timer);
+	svc_probe_timer_stop(s);
+	svc_ready_timer_stop(s);
 	if (s->stop_cause == STOP_NONE)
 		s->stop_cause = STOP_WANTED;
 	switch (look(s, why, sizeof(why))) {
@@ -481,7 +481,7 @@ void svc_act_stop_adopting(struct service *s)
 	case LOOK_NOT_YET:
 		note_not_yet(s, why);
 		watch_of(s)->retry_ms = RETRY_FIRST_MS;
-		evtimer_start_ms(s->sup->loop, &s->probe_timer, RETRY_FIRST_MS);
+		evtimer_start_ms(s->sup->loop, svc_probe_timer(s), RETRY_FIRST_MS);
 		evtimer_start_ms(s->sup->loop, &s->timer, s->cfg->stop_timeout_ms);
 		return;
 	default:
@@ -520,7 +520,7 @@ void svc_pidfile_stop_over(struct service *s)
 {
 	char reason[512], dur[32];
 
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	svc_probe_timer_stop(s);
 	drop_start_group(s);
 	format_duration_ms(s->cfg->stop_timeout_ms, dur, sizeof(dur));
 	snprintf(reason, sizeof(reason), "stopped: no pid read within %s (%s)", dur, svc_text(s->health));

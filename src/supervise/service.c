@@ -266,9 +266,6 @@ struct service *svc_new(struct supervisor *sup, struct svc_config *cfg, struct c
 	s->want = WANT_DOWN;
 	s->since_ms = now_wall_ms();
 	ev_init(&s->timer, timer_cb);
-	ev_init(&s->ready_timer, svc_ready_timer_cb);
-	ev_init(&s->probe_timer, svc_probe_timer_cb);
-	ev_io_init(&s->exec_io, NULL, -1, EV_READ);
 	svc_open_outputs(s);
 	return s;
 }
@@ -278,17 +275,69 @@ void svc_stop_watchers(struct service *s)
 	struct ev_loop *loop = s->sup->loop;
 
 	ev_timer_stop(loop, &s->timer);
-	ev_timer_stop(loop, &s->ready_timer);
-	ev_timer_stop(loop, &s->probe_timer);
+	svc_ready_timer_stop(s);
+	svc_probe_timer_stop(s);
 	if (s->probe)
 		probe_cancel(s->probe);
-	ev_clear_pending(loop, &s->exec_io);	/* an exec status fed, not yet run */
-	if (ev_is_active(&s->exec_io) || s->exec_io.fd >= 0) {
-		ev_io_stop(loop, &s->exec_io);
-		if (s->exec_io.fd >= 0)
-			close(s->exec_io.fd);
-		ev_io_set(&s->exec_io, -1, EV_READ);
+	svc_exec_drop(s);
+}
+
+static ev_timer *timer_made(struct service *s, ev_timer **t, void (*cb)(struct ev_loop *, ev_timer *, int))
+{
+	if (!*t) {
+		*t = xmalloc(sizeof(**t));
+		ev_init(*t, cb);
+		(*t)->data = s;
 	}
+	return *t;
+}
+
+ev_timer *svc_ready_timer(struct service *s)
+{
+	return timer_made(s, &s->ready_timer, svc_ready_timer_cb);
+}
+
+void svc_ready_timer_stop(struct service *s)
+{
+	if (!s->ready_timer)
+		return;
+	ev_timer_stop(s->sup->loop, s->ready_timer);
+	free(s->ready_timer);
+	s->ready_timer = NULL;
+}
+
+ev_timer *svc_probe_timer(struct service *s)
+{
+	return timer_made(s, &s->probe_timer, svc_probe_timer_cb);
+}
+
+void svc_probe_timer_stop(struct service *s)
+{
+	if (s->probe_timer)
+		ev_timer_stop(s->sup->loop, s->probe_timer);
+}
+
+ev_io *svc_exec_watch(struct service *s, int fd, void (*cb)(struct ev_loop *, ev_io *, int))
+{
+	svc_exec_drop(s);
+	s->exec_io = xmalloc(sizeof(*s->exec_io));
+	ev_io_init(s->exec_io, cb, fd, EV_READ);
+	s->exec_io->data = s;
+	return s->exec_io;
+}
+
+void svc_exec_drop(struct service *s)
+{
+	ev_io *w = s->exec_io;
+
+	if (!w)
+		return;
+	ev_clear_pending(s->sup->loop, w);	/* an exec status fed, not yet run */
+	ev_io_stop(s->sup->loop, w);
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w);
+	s->exec_io = NULL;
 }
 
 void svc_free(struct service *s)
@@ -297,6 +346,7 @@ void svc_free(struct service *s)
 		return;
 	svc_forget_token(s);
 	svc_stop_watchers(s);
+	free(s->probe_timer);
 	svc_pidfile_free(s);
 	if (s->probe)
 		probe_reset(s->probe);
@@ -436,8 +486,8 @@ static void act_ready(struct service *s)
 
 void svc_act_stop(struct service *s)
 {
-	ev_timer_stop(s->sup->loop, &s->ready_timer);
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	svc_ready_timer_stop(s);
+	svc_probe_timer_stop(s);
 	if (s->probe)
 		probe_cancel(s->probe);
 	if (s->stop_cause == STOP_NONE)

@@ -24,12 +24,12 @@ static void restart_readiness(struct service *s)
 	const struct check *r = &s->cfg->ready;
 	int64_t at = 0;
 
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
-	if (s->exec_io.fd >= 0 || r->kind == CHECK_NOTIFY || (s->cfg->rare->pidfile && !s->adopted))
+	svc_probe_timer_stop(s);
+	if (svc_exec_pending(s) || r->kind == CHECK_NOTIFY || (s->cfg->rare->pidfile && !s->adopted))
 		return;	/* the exec's news (or the adoption) begins readiness; READY=1 needs no timer */
 	if (r->kind == CHECK_DELAY)
 		at = r->delay_ms - (now_mono_ms() - s->spawned_at);
-	evtimer_start_ms(s->sup->loop, &s->probe_timer, at > 0 ? at : 0);
+	evtimer_start_ms(s->sup->loop, svc_probe_timer(s), at > 0 ? at : 0);
 }
 
 /* A reload changed only what cohortd does around the running process:
@@ -52,8 +52,8 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 			restart_readiness(s);
 		if (old->ready_timeout_ms != c->ready_timeout_ms) {
 			int64_t left = c->ready_timeout_ms - (now_mono_ms() - s->spawned_at);
-			ev_timer_stop(s->sup->loop, &s->ready_timer);
-			evtimer_start_ms(s->sup->loop, &s->ready_timer, left > 0 ? left : 0);
+			svc_ready_timer_stop(s);
+			evtimer_start_ms(s->sup->loop, svc_ready_timer(s), left > 0 ? left : 0);
 		}
 	} else if (s->state == SVC_RUNNING) {
 		if (health_changed) {	/* earlier failures were of another check */
@@ -64,7 +64,7 @@ void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_
 		 * (same check) schedules the next itself when it ends. */
 		if ((health_changed || probe_dropped || was->health_interval_ms != r->health_interval_ms) &&
 		    !(s->probe && s->probe->active)) {
-			ev_timer_stop(s->sup->loop, &s->probe_timer);
+			svc_probe_timer_stop(s);
 			svc_start_health(s);
 		}
 	}
@@ -86,7 +86,7 @@ void svc_begin_readiness(struct service *s)
 			svc_fire(s, SE_READY, "started (ready = delay:0)");
 			return;
 		}
-		evtimer_start_ms(s->sup->loop, &s->probe_timer, r->delay_ms);
+		evtimer_start_ms(s->sup->loop, svc_probe_timer(s), r->delay_ms);
 		break;
 	case CHECK_NOTIFY:
 		break;	/* READY=1 will come through the notify socket */
@@ -100,12 +100,12 @@ void svc_start_health(struct service *s)
 {
 	if (s->cfg->rare->health.kind == CHECK_NONE)
 		return;
-	evtimer_start_ms(s->sup->loop, &s->probe_timer, s->cfg->rare->health_interval_ms);
+	evtimer_start_ms(s->sup->loop, svc_probe_timer(s), s->cfg->rare->health_interval_ms);
 }
 
 void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct service *s = container_of(w, struct service, probe_timer);
+	struct service *s = w->data;
 	(void)loop;
 	(void)revents;
 
@@ -143,8 +143,8 @@ void svc_probe_done(struct probe *p, bool ok, const char *why)
 		str_set(&s->health, h);
 		/* Next attempt 100 ms after this one began, or at once if it took longer. */
 		double next = PROBE_EVERY_MS / 1000.0;
-		ev_timer_set(&s->probe_timer, next, 0);
-		ev_timer_start(s->sup->loop, &s->probe_timer);
+		ev_timer_set(svc_probe_timer(s), next, 0);
+		ev_timer_start(s->sup->loop, s->probe_timer);
 		return;
 	}
 	if (s->state != SVC_RUNNING)
@@ -175,7 +175,7 @@ void svc_probe_done(struct probe *p, bool ok, const char *why)
 
 void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct service *s = container_of(w, struct service, ready_timer);
+	struct service *s = w->data;
 	char r[256], dur[32];
 	(void)loop;
 	(void)revents;
@@ -215,19 +215,15 @@ void svc_notify(struct service *s, const char *msg)
 			return;
 		}
 		/* READY=1 proves the exec worked, even if its EOF is still queued. */
-		if (s->exec_io.fd >= 0) {
-			ev_io_stop(s->sup->loop, &s->exec_io);
-			close(s->exec_io.fd);
-			ev_io_set(&s->exec_io, -1, EV_READ);
-		}
+		svc_exec_drop(s);
 		svc_fire(s, SE_READY, s->status_text ? s->status_text : "sent READY=1");
 	}
 }
 
 void svc_checks_ready(struct service *s)
 {
-	ev_timer_stop(s->sup->loop, &s->ready_timer);
-	ev_timer_stop(s->sup->loop, &s->probe_timer);
+	svc_ready_timer_stop(s);
+	svc_probe_timer_stop(s);
 	if (s->probe)
 		probe_cancel(s->probe);
 	str_set(&s->health, s->cfg->rare->health.kind != CHECK_NONE ? "ok" : NULL);

@@ -47,6 +47,23 @@ void svc_start_health(struct service *s);
 void svc_apply_live(struct service *s, const struct svc_config *old, bool probe_dropped);
 void svc_ready_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 void svc_probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* service.c: the watchers made when needed.  svc_*_timer() makes it (not
+ * started); a stop of one never made does nothing; the ready timer and the
+ * exec watcher are freed when stopped, the probe timer kept. */
+ev_timer *svc_ready_timer(struct service *s);
+void svc_ready_timer_stop(struct service *s);
+ev_timer *svc_probe_timer(struct service *s);
+void svc_probe_timer_stop(struct service *s);
+/* The exec-status watcher of a spawn's status pipe fd. */
+ev_io *svc_exec_watch(struct service *s, int fd, void (*cb)(struct ev_loop *, ev_io *, int));
+/* Stops and frees it, closing its pipe if still open. */
+void svc_exec_drop(struct service *s);
+/* Its pipe is still open: the exec's news has not been read. */
+static inline bool svc_exec_pending(const struct service *s)
+{
+	return s->exec_io && s->exec_io->fd >= 0;
+}
 void svc_probe_done(struct probe *p, bool ok, const char *why);
 /* The checks' share of the ready action: timers off, health on. */
 void svc_checks_ready(struct service *s);

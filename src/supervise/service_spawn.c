@@ -436,9 +436,9 @@ void svc_act_spawn(struct service *s)
 	children_track(s->sup, pid, CHILD_MAIN, s);
 	if (s->sup->hooks.process_started)	/* a cohortd after a crash of ours finds it */
 		s->sup->hooks.process_started(s->sup->hooks.arg, s);
-	ev_io_init(&s->exec_io, exec_status_cb, status_fd, EV_READ);
+	svc_exec_watch(s, status_fd, exec_status_cb);
 	exec_status_now(s);
-	evtimer_start_ms(s->sup->loop, &s->ready_timer, c->ready_timeout_ms);
+	evtimer_start_ms(s->sup->loop, svc_ready_timer(s), c->ready_timeout_ms);
 	log_debug(s->name, "spawned pid %d: %s", pid, c->command);
 }
 
@@ -454,14 +454,14 @@ int svc_read_exec_status(struct service *s, char *reason, size_t len)
 {
 	struct spawn_spec sp;
 
-	if (s->exec_io.fd < 0)
+	if (!svc_exec_pending(s))
 		return 0;
 	status_spec(s, &sp);
-	int rc = spawn_read_status(s->exec_io.fd, &sp, reason, len, &s->exec_errno);
-	if (rc >= 0) {
-		ev_io_stop(s->sup->loop, &s->exec_io);
-		close(s->exec_io.fd);
-		ev_io_set(&s->exec_io, -1, EV_READ);
+	int rc = spawn_read_status(s->exec_io->fd, &sp, reason, len, &s->exec_errno);
+	if (rc >= 0) {	/* the watcher stays for a fed event (exec_status_now) */
+		ev_io_stop(s->sup->loop, s->exec_io);
+		close(s->exec_io->fd);
+		ev_io_set(s->exec_io, -1, EV_READ);
 	}
 	return rc;
 }
@@ -481,28 +481,33 @@ static void exec_status_now(struct service *s)
 	char reason[256];
 	int rc = svc_read_exec_status(s, reason, sizeof(reason));
 
-	if (rc < 0)
-		ev_io_start(s->sup->loop, &s->exec_io);
-	else if (rc == 1)
+	if (rc < 0) {
+		ev_io_start(s->sup->loop, s->exec_io);
+	} else if (rc == 1) {
 		str_set(&s->exec_error, reason);	/* its exit 127 reports it */
-	else
-		ev_feed_event(s->sup->loop, &s->exec_io, EV_READ);
+		svc_exec_drop(s);
+	} else {
+		ev_feed_event(s->sup->loop, s->exec_io, EV_READ);
+	}
 }
 
 static void exec_status_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct service *s = container_of(w, struct service, exec_io);
+	struct service *s = w->data;
 	char reason[256];
 	(void)loop;
 	(void)revents;
 
 	int rc = svc_read_exec_status(s, reason, sizeof(reason));
+	if (rc < 0)
+		return;	/* not all of it yet */
+	svc_exec_drop(s);	/* read: the watcher's work is done */
 	if (rc == 1) {
 		/* The child exits 127 right after; its exit reports the failure. */
 		str_set(&s->exec_error, reason);
 		return;
 	}
-	if (rc == 0 && s->state == SVC_STARTING)
+	if (s->state == SVC_STARTING)
 		svc_begin_readiness(s);
 }
 
