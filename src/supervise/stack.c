@@ -66,9 +66,12 @@ void stack_recount(struct supervisor *sup)
 
 static void settle_more_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct supervisor *sup = container_of(w, struct supervisor, settle_more);
 	(void)loop;
 	(void)revents;
-	stack_settle(container_of(w, struct supervisor, settle_more));
+
+	sup->settle_yielding = false;
+	stack_settle(sup);
 }
 
 void stack_init(struct supervisor *sup, struct cohort_config *cfg, struct plan *plan)
@@ -106,6 +109,11 @@ void stack_free(struct supervisor *sup)
 /* Looks at queued services in one settle: a bound on one loop pass, not
  * on the work (the rest goes on at the next pass). */
 #define SETTLE_ROUNDS 100000
+/* ... and its time: each start is a vfork and an exec (about 0.5-1 ms),
+ * and a phase of 3,000 started in one pass held the control socket,
+ * exits and probes for 3 s (a new user's trial).  Past this, the rest
+ * goes on at the next pass, after what waits has been served. */
+#define SETTLE_BUDGET_MS 20
 
 void stack_queue(struct supervisor *sup, struct service *s)
 {
@@ -231,10 +239,18 @@ static void drop_leaving(struct supervisor *sup)
 
 void stack_settle(struct supervisor *sup)
 {
-	if (sup->settling)
+	/* Cut short, it goes on from settle_more only: the starts' own
+	 * callbacks (their exec status, fed at once) settle too, and would
+	 * carry on within the same loop pass, the control socket waiting
+	 * until the whole phase had started. */
+	if (sup->settling || sup->settle_yielding)
 		return;
 	sup->settling = true;
+	/* Without a loop (unit tests) nothing would take the rest up. */
+	int64_t until = sup->loop ? now_mono_ms() + SETTLE_BUDGET_MS : INT64_MAX;
 	for (unsigned rounds = 0; sup->nqueued && rounds < SETTLE_ROUNDS; rounds++) {
+		if (rounds && now_mono_ms() >= until)
+			break;
 		struct service *s = sup->queue[--sup->nqueued];
 		s->queued = false;
 		reconcile(sup, s);
@@ -246,8 +262,10 @@ void stack_settle(struct supervisor *sup)
 	 * served what waits (the control socket, exits).  It was dropped: 350
 	 * services `after` 350 others make 122,500 looks in one start-up, and
 	 * the stack stood still with the rest queued until some other event. */
-	if (sup->nqueued && sup->loop)
+	if (sup->nqueued && sup->loop) {
+		sup->settle_yielding = true;
 		ev_timer_start(sup->loop, &sup->settle_more);
+	}
 	if (sup->nleaving)
 		drop_leaving(sup);
 	if (sup->shutting_down && stack_all_down(sup))

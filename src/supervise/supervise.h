@@ -255,6 +255,7 @@ struct supervisor {
 	struct service **queue;
 	size_t nqueued, queue_cap;
 	bool settling;
+	bool settle_yielding;	/* a settle was cut short: only settle_more goes on */
 	ev_timer settle_more;	/* a settle cut short at SETTLE_ROUNDS goes on
 				 * at the loop's next pass */
 };

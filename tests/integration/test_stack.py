@@ -113,6 +113,29 @@ after = b
         # about 2 KiB, mid-name): it says how many it left out
         d.wait_log(r"^phase 2: b@0, b@1, .*, b@\d+ and \d+ more \(cohortd --check lists them all\)$")
 
+    def test_control_socket_answers_while_a_large_phase_starts(self):
+        # Each start is a vfork and an exec: a phase of 3,000 started in
+        # one loop pass, and a status asked meanwhile waited 3 s (a new
+        # user's trial).  A settle now yields to the loop after 20 ms, so
+        # a status asked once the first start is logged is answered with
+        # the phase partly started; before, after the whole phase.
+        n = 1500
+        d = self.cohortd(f"""
+[service:w]
+instances = {n}
+command = /bin/sleep 100000
+ready = delay:0
+stdout = null
+""")
+        d.wait_socket()
+        d.wait_for(lambda l: l.who and l.who.startswith("w@") and l.to == "starting", 30,
+                   what="the first start")
+        st = d.ctl_json("status")
+        spawned = sum(1 for s in st["services"] if s.get("pid"))
+        self.assertGreater(spawned, 0, "the status was answered before any start")
+        self.assertLess(spawned, n, "the status waited for the whole phase to start")
+        d.wait_log(rf"^stack is up: {n} of {n} services running$", timeout=120)
+
     def test_requires_cascade_stops_and_restarts_dependents(self):
         d = self.cohortd("""
 [service:base]
