@@ -3,8 +3,7 @@
  * published from the loop itself, and its ack comes back on libnats's
  * thread.  The worker connects and makes the bucket; it and its helpers
  * run the other requests (a create on a key not known, a read where a
- * write found the key moved); the watcher reads the bucket's watch, on a
- * connection of its own;
+ * write found the key moved); the watcher reads the bucket's watch;
  * libnats's own threads call back on connection changes.  None of the
  * threads touches anything but the two queues of struct cluster and the
  * writes awaiting their ack: results and news go to the loop through
@@ -90,8 +89,7 @@ static void on_reconnected(natsConnection *nc, void *arg)
 	char url[128] = "";
 
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-	/* A watch does not outlive every reconnection: start a new one (its
-	 * own connection most likely went too). */
+	/* A watch does not outlive every reconnection: start a new one. */
 	atomic_store(&c->rewatch, true);
 	if (atomic_load(&c->kv_ready)) {
 		post_kind(c, CM_UP, url);
@@ -574,66 +572,11 @@ static void post_entry(void *arg, kvEntry *e)
 	cluster_post(arg, m);
 }
 
-/* The watch has a connection of its own, without SendAsap.  libnats
- * 3.4.1 recreates the watch's ordered consumer on a thread that detaches
- * a NULL thread handle when the flush of its UNSUB/SUB fails; with
- * SendAsap that flush writes to the socket, and fails whenever the
- * connection is down (cohortd crashed in one of eight runs of
- * test_cluster_bus's whole cluster away, under ASan).  Without SendAsap
- * it only wakes libnats's flusher. */
-static void on_watch_reconnected(natsConnection *nc, void *arg)
-{
-	struct cluster *c = arg;
-	(void)nc;
-
-	atomic_store(&c->rewatch, true);
-}
-
-static void on_watch_disconnected(natsConnection *nc, void *arg)
-{
-	(void)nc;
-	(void)arg;	/* the locks' connection says "down" */
-}
-
-/* Opens the bucket on the watch's connection once the worker has it. */
-static bool watch_open(struct cluster *c)
-{
-	if (!atomic_load(&c->kv_ready) || !c->wnc || natsConnection_Status(c->wnc) != NATS_CONN_STATUS_CONNECTED)
-		return false;
-	if (!c->wjs) {
-		jsOptions jo;
-		jsCtx *js = NULL;
-		jsOptions_Init(&jo);
-		jo.Wait = CLUSTER_OP_TIMEOUT_MS;
-		if (natsConnection_JetStream(&js, c->wnc, &jo) != NATS_OK)
-			return false;
-		c->wjs = js;
-	}
-	kvStore *kv = NULL;
-	if (js_KeyValue(&kv, c->wjs, c->bucket) != NATS_OK)
-		return false;
-	c->wkv = kv;
-	atomic_store(&c->wready, true);
-	return true;
-}
-
 static void *watcher_main(void *arg)
 {
 	struct cluster *c = arg;
-	const struct cluster_nats_conf k = {
-		.urls = c->urls, .creds = c->o.creds, .tls_ca = c->o.tls_ca, .tls_cert = c->o.tls_cert,
-		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_OP_TIMEOUT_MS,
-		.on_reconnected = on_watch_reconnected, .on_disconnected = on_watch_disconnected, .arg = c,
-	};
-	natsConnection *nc = NULL;
-	const char *step = NULL;
 
-	if (cluster_nats_connect(&k, &nc, &step) != NATS_OK)
-		return NULL;	/* the same options as the locks' connection, which says why */
-	c->wnc = nc;
-	while (!atomic_load(&c->stop) && !watch_open(c))
-		nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
-	cluster_nats_watch(&c->wkv, &c->wready, &c->rewatch, &c->stop, post_entry, c);
+	cluster_nats_watch(&c->kv, &c->kv_ready, &c->rewatch, &c->stop, post_entry, c);
 	return NULL;
 }
 
@@ -704,15 +647,6 @@ void cluster_threads_stop(struct cluster *c)
 	pthread_join(c->worker, NULL);
 	pthread_join(c->watcher, NULL);
 	c->threads = false;
-	if (c->wkv)
-		kvStore_Destroy(c->wkv);
-	if (c->wjs)
-		jsCtx_Destroy(c->wjs);
-	if (c->wnc) {
-		natsConnection_Close(c->wnc);
-		natsConnection_Destroy(c->wnc);
-	}
-	c->wkv = c->wjs = c->wnc = NULL;
 	if (c->kv)
 		kvStore_Destroy(c->kv);
 	if (c->js)

@@ -74,10 +74,7 @@ struct cluster {
 	atomic_bool stop;
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
 	atomic_bool kv_ready;
-	void *nc, *js, *kv;	/* natsConnection, jsCtx, kvStore: the worker's and the loop's writes */
-	/* The watch's own connection (cluster_conn.c says why), the watcher's */
-	void *wnc, *wjs, *wkv;
-	atomic_bool wready;	/* wkv is open */
+	void *nc, *js, *kv;	/* natsConnection, jsCtx, kvStore: the worker's (kv read by the watcher once ready) */
 	/* Writes made from the loop (cluster_conn.c), by their natsMsg, until
 	 * libnats's thread has their ack. */
 	pthread_mutex_t amu;
