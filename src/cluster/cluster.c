@@ -75,7 +75,6 @@ struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const s
 	 * (requests are refused, not granted twice).  doc/CLUSTER.md. */
 	c->replicas = 1;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_mutex_init(&c->amu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	ev_async_init(&c->wake, wake_cb);
 	ev_async_start(loop, &c->wake);
@@ -108,7 +107,6 @@ void cluster_close(struct cluster *c)
 	}
 	cluster_lock_free(c);
 	pthread_mutex_destroy(&c->mu);
-	pthread_mutex_destroy(&c->amu);
 	pthread_cond_destroy(&c->cv);
 	free(c->urls);
 	free(c->bucket);

@@ -1,13 +1,10 @@
 /*
- * cluster_conn.c - talking to NATS.  A write that needs no read first is
- * published from the loop itself, and its ack comes back on libnats's
- * thread.  The worker connects and makes the bucket; it and its helpers
- * run the other requests (a create on a key not known, a read where a
- * write found the key moved); the watcher reads the bucket's watch;
- * libnats's own threads call back on connection changes.  None of the
- * threads touches anything but the two queues of struct cluster and the
- * writes awaiting their ack: results and news go to the loop through
- * cluster_post (an ev_async).
+ * cluster_conn.c - the threads that talk to NATS: the worker connects and
+ * makes the bucket, then it and its helpers run the loop's requests
+ * (create, update, delete), the watcher reads the bucket's watch; libnats's own
+ * threads call back on connection changes.  None of them touches
+ * anything but the two queues of struct cluster: results and news go to
+ * the loop through cluster_post (an ev_async).
  */
 #include "autoconfig.h"
 
@@ -42,20 +39,12 @@ static void push(struct cmsg **head, struct cmsg **tail, struct cmsg *m)
 	*tail = m;
 }
 
-static void queue_job(struct cluster *c, struct cmsg *m)
+void cluster_send(struct cluster *c, struct cmsg *m)
 {
 	pthread_mutex_lock(&c->mu);
 	push(&c->jobs, &c->jobs_tail, m);
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
-}
-
-static bool write_now(struct cluster *c, struct cmsg *m);
-
-void cluster_send(struct cluster *c, struct cmsg *m)
-{
-	if (!write_now(c, m))
-		queue_job(c, m);
 }
 
 void cluster_post(struct cluster *c, struct cmsg *m)
@@ -103,120 +92,6 @@ static void on_reconnected(natsConnection *nc, void *arg)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* --- writes from the loop ---------------------------------------------- */
-
-/* One write and its ack are all that an update, a delete, or a create on a
- * delete marker the loop knows take.  Made from the loop, they go without
- * the hop to a worker and back that the other requests take: two thread
- * wake-ups less per request (bench_cluster.py, doc/BENCHMARKS.md).  The
- * connection has SendAsap: libnats writes at once, in this call. */
-static bool one_write(const struct cmsg *m)
-{
-	return m->last && !m->moved && (m->kind == CM_UPDATE || m->kind == CM_DELETE || m->kind == CM_CREATE);
-}
-
-static void status_text(char *buf, size_t len, const char *what, natsStatus s);
-
-/* false: not written (not connected yet, or not one write), for a worker. */
-static bool write_now(struct cluster *c, struct cmsg *m)
-{
-	natsMsg *msg = NULL;
-	bool del = m->kind == CM_DELETE;
-	natsStatus s;
-
-	if (!one_write(m) || !atomic_load(&c->kv_ready) ||
-	    natsConnection_Status(c->nc) != NATS_CONN_STATUS_CONNECTED)
-		return false;
-	char *subj = xasprintf("$KV.%s.%s", c->bucket, m->key);
-	s = natsMsg_Create(&msg, subj, NULL, del ? NULL : m->value, del ? 0 : (int)strlen(m->value));
-	free(subj);
-	/* kvStore_Delete (3.4.1) checks no revision: a stale holder could
-	 * delete its successor's key.  Every write here expects the key's
-	 * last revision to be what the loop knows. */
-	if (s == NATS_OK && del)
-		s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
-	if (s == NATS_OK) {
-		jsPubOptions po;
-		int64_t id = (int64_t)(uintptr_t)msg;
-		jsPubOptions_Init(&po);
-		po.ExpectLastSubjectSeq = m->last;
-		po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
-		pthread_mutex_lock(&c->amu);	/* before: the ack may come at once */
-		intmap_put(&c->awaiting, id, m);
-		pthread_mutex_unlock(&c->amu);
-		s = js_PublishMsgAsync(c->js, &msg, &po);
-		if (s == NATS_OK)
-			return true;	/* m is on_write_ack's now */
-		pthread_mutex_lock(&c->amu);
-		intmap_del(&c->awaiting, id);
-		pthread_mutex_unlock(&c->amu);
-	}
-	natsMsg_Destroy(msg);
-	/* It may have gone out before the connection broke: not written again
-	 * by a worker (which would find it "moved"), but said to be unknown. */
-	m->res = CR_AWAY;
-	status_text(m->err, sizeof(m->err), del ? "delete" : m->kind == CM_CREATE ? "create" : "update", s);
-	cluster_post(c, m);
-	return true;
-}
-
-/* The stream's answer to a write from the loop (libnats's thread), or the
- * library's timeout after MaxWait. */
-static void on_write_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *arg)
-{
-	struct cluster *c = arg;
-	(void)js;
-
-	pthread_mutex_lock(&c->amu);
-	struct cmsg *m = intmap_del(&c->awaiting, (int64_t)(uintptr_t)msg);
-	pthread_mutex_unlock(&c->amu);
-	natsMsg_Destroy(msg);
-	if (!m)
-		return;
-	if (pa) {
-		m->res = CR_OK;
-		m->rev = pa->Sequence;
-	} else if (pae && pae->ErrCode) {
-		/* Not at the revision expected: what the key holds now takes a
-		 * read, which a worker makes (a create reads and writes again). */
-		m->moved = true;
-		if (m->kind == CM_CREATE)
-			m->last = 0;
-		queue_job(c, m);
-		return;
-	} else {
-		m->res = CR_AWAY;
-		snprintf(m->err, sizeof(m->err), "%s: %s%s%s",
-			 m->kind == CM_DELETE ? "delete" : m->kind == CM_CREATE ? "create" : "update",
-			 natsStatus_GetText(pae ? pae->Err : NATS_ERR), pae && pae->ErrText ? ": " : "",
-			 pae && pae->ErrText ? pae->ErrText : "");
-	}
-	cluster_post(c, m);
-}
-
-/* At exit: the releases written from the loop have their acks, or their
- * time is up; what is still awaited is freed once libnats is gone. */
-static void writes_drain(struct cluster *c)
-{
-	jsPubOptions po;
-
-	if (!c->js)
-		return;
-	jsPubOptions_Init(&po);
-	po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
-	js_PublishAsyncComplete(c->js, &po);
-}
-
-static void writes_free(struct cluster *c)
-{
-	int64_t id;
-	void *v;
-
-	for (size_t i = 0; intmap_next(&c->awaiting, &i, &id, &v);)
-		cmsg_free(v);
-	intmap_free(&c->awaiting);
-}
-
 /* --- the worker -------------------------------------------------------- */
 
 static void status_text(char *buf, size_t len, const char *what, natsStatus s)
@@ -231,7 +106,7 @@ static natsStatus conn_start(struct cluster *c, char *err, size_t errlen)
 {
 	const struct cluster_nats_conf k = {
 		.urls = c->urls, .creds = c->o.creds, .tls_ca = c->o.tls_ca, .tls_cert = c->o.tls_cert,
-		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_OP_TIMEOUT_MS, .send_asap = true, .from_loop = true,
+		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_OP_TIMEOUT_MS,
 		.on_reconnected = on_reconnected, .on_disconnected = on_disconnected, .arg = c,
 	};
 	natsConnection *nc = NULL;
@@ -271,10 +146,6 @@ static void bucket_try(struct cluster *c)
 		jsCtx *js = NULL;
 		jsOptions_Init(&jo);
 		jo.Wait = CLUSTER_OP_TIMEOUT_MS;
-		jo.PublishAsync.AckHandler = on_write_ack;
-		jo.PublishAsync.AckHandlerClosure = c;
-		/* The loop never waits for room: far more than a cohortd's locks. */
-		jo.PublishAsync.MaxPending = 1 << 20;
 		if (natsConnection_JetStream(&js, c->nc, &jo) != NATS_OK)
 			return;
 		c->js = js;
@@ -491,10 +362,6 @@ static void run_job(struct cluster *c, struct cmsg *m)
 		snprintf(m->err, sizeof(m->err), "not connected");
 		return;
 	}
-	if (m->moved && m->kind != CM_CREATE) {
-		read_back(c, m);	/* written from the loop, it found the key moved */
-		return;
-	}
 	if (m->kind == CM_DELETE) {
 		run_delete(c, m);
 		return;
@@ -642,7 +509,6 @@ void cluster_threads_stop(struct cluster *c)
 {
 	if (!c->threads)
 		return;
-	writes_drain(c);
 	helpers_stop(c);	/* they and the worker still run what was sent */
 	pthread_join(c->worker, NULL);
 	pthread_join(c->watcher, NULL);
@@ -659,5 +525,4 @@ void cluster_threads_stop(struct cluster *c)
 	/* The library's own threads and memory: nothing else in cohortd uses
 	 * it, and a valgrind run should see them gone. */
 	nats_CloseAndWait(2000);
-	writes_free(c);
 }

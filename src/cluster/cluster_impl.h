@@ -43,7 +43,6 @@ struct cmsg {
 	void *cookie;		/* the loop's, never touched by the worker */
 	int64_t sent_ms;	/* monotonic, when the loop sent it */
 	bool renewal;		/* CM_UPDATE of a key we own (not a take-over) */
-	bool moved;		/* written from the loop, it found the key moved: a worker reads it */
 	/* results */
 	enum cres res;
 	uint64_t rev;
@@ -75,10 +74,6 @@ struct cluster {
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
 	atomic_bool kv_ready;
 	void *nc, *js, *kv;	/* natsConnection, jsCtx, kvStore: the worker's (kv read by the watcher once ready) */
-	/* Writes made from the loop (cluster_conn.c), by their natsMsg, until
-	 * libnats's thread has their ack. */
-	pthread_mutex_t amu;
-	struct intmap awaiting;
 
 	/* the loop's */
 	bool up;
@@ -104,7 +99,7 @@ struct cluster {
 /* cluster_conn.c */
 int cluster_threads_start(struct cluster *c, char *err, size_t errlen);
 void cluster_threads_stop(struct cluster *c);
-/* Loop -> NATS: a write published from the loop, or a job for a worker. */
+/* Loop -> worker. */
 void cluster_send(struct cluster *c, struct cmsg *m);
 /* Any thread -> loop. */
 void cluster_post(struct cluster *c, struct cmsg *m);

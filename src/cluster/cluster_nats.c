@@ -27,12 +27,6 @@ static natsStatus options(const struct cluster_nats_conf *k, natsOptions *o, str
 		s = natsOptions_SetMaxPingsOut(o, 2);
 	if (s == NATS_OK && k->no_reconnect_buffer)
 		s = natsOptions_SetReconnectBufSize(o, 0);
-	if (s == NATS_OK && k->send_asap)
-		s = natsOptions_SetSendAsap(o, true);
-	/* A server that stopped reading costs cohortd's loop 200 ms at most
-	 * (and the connection), not a wait without end on a full socket. */
-	if (s == NATS_OK && k->from_loop)
-		s = natsOptions_SetWriteDeadline(o, 200);
 	/* With a callback for the first connection, natsConnection_Connect
 	 * returns at once and goes on trying in the background; without one it
 	 * retries inside the call, MaxReconnect (forever) times, and the

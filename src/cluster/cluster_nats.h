@@ -16,8 +16,6 @@ struct cluster_nats_conf {
 	const char *creds, *tls_ca, *tls_cert, *tls_key;	/* NULL: not used */
 	int64_t timeout_ms;
 	bool no_reconnect_buffer;	/* refuse what is published while away */
-	bool send_asap;		/* each publish written at once, not after libnats's 1 ms flusher */
-	bool from_loop;		/* cohortd's loop publishes on it: writes have a deadline */
 	natsConnectionHandler on_reconnected, on_disconnected, on_closed;	/* closed may be NULL */
 	void *arg;
 };
