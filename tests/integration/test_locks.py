@@ -788,7 +788,12 @@ class Terminal:
                     break
                 self.out.extend(chunk)
             return text in self.out
-        wait_until(self.test, has, what=what)
+
+        def seen():     # what a failed wait saw: the terminal's last output, the session's processes
+            ps = subprocess.run(["ps", "-o", "pid,pgid,tpgid,stat,wchan:20,args", "-s", str(self.pid)],
+                                capture_output=True, text=True).stdout
+            return f"{what}; the terminal's last output: {bytes(self.out[-300:])!r}; its session:\n{ps}"
+        wait_until(self.test, has, what=seen)
 
     def close(self):
         os.close(self.master)
