@@ -212,13 +212,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			/* The wait ends when every waiting client is in (as the
+			 * control socket's does). */
+			if (errno == EAGAIN && b->accept_paused) {
+				log_info(NULL, "bus: accepting clients again");
+				b->accept_paused = false;
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				log_warn(NULL, "bus: accept: %s", strerror(errno));
+			}
 			return;
-		}
-		if (b->accept_paused) {
-			log_info(NULL, "bus: accepting clients again");
-			b->accept_paused = false;
 		}
 		adopt(b, l, fd);
 	}

@@ -420,13 +420,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			/* The wait ends when every waiting client is in: while
+			 * they come in as descriptors free up, the limit may be
+			 * met again, and that is the same wait, not a new one.
+			 * (A burst that took the last of them says so at the
+			 * next wake-up.) */
+			if (errno == EAGAIN && ctl->fd_warned) {
+				log_info(NULL, "control socket: accepting clients again");
+				ctl->fd_warned = false;
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				log_warn(NULL, "control socket: accept: %s", strerror(errno));
+			}
 			return;
-		}
-		if (ctl->fd_warned) {
-			log_info(NULL, "control socket: accepting clients again");
-			ctl->fd_warned = false;
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
