@@ -418,7 +418,7 @@ char *put_decimal(char *w, uint64_t v)
 }
 
 /* Without printf: `cohortctl status` formats one per service. */
-void format_duration_ms(int64_t ms, char *buf, size_t len)
+static void format_duration(int64_t ms, bool to_the_ms, char *buf, size_t len)
 {
 	static const struct {
 		char name;
@@ -446,6 +446,10 @@ void format_duration_ms(int64_t ms, char *buf, size_t len)
 				w = put_decimal(w, (uint64_t)small);
 				*w++ = units[i + 1].name;
 			}
+		} else if (to_the_ms && ms % 1000) {
+			w = put_decimal(w, (uint64_t)(ms % 1000));
+			*w++ = 'm';
+			*w++ = 's';
 		}
 	}
 	size_t n = (size_t)(w - tmp);
@@ -455,6 +459,18 @@ void format_duration_ms(int64_t ms, char *buf, size_t len)
 		n = len - 1;
 	memcpy(buf, tmp, n);
 	buf[n] = '\0';
+}
+
+void format_duration_ms(int64_t ms, char *buf, size_t len)
+{
+	format_duration(ms, false, buf, len);
+}
+
+/* A backoff's delay of 1963 ms was said "1s": under a minute, the
+ * milliseconds are kept. */
+void format_delay_ms(int64_t ms, char *buf, size_t len)
+{
+	format_duration(ms, true, buf, len);
 }
 
 /* Optimal string alignment distance: Levenshtein plus adjacent

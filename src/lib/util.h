@@ -82,6 +82,8 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out, const char **why);
 char *put_decimal(char *w, uint64_t v);
 /* "2m10s", "3d4h", "250ms": the two largest units, for humans. */
 void format_duration_ms(int64_t ms, char *buf, size_t len);
+/* The same, with the milliseconds of a duration under a minute: "1s963ms". */
+void format_delay_ms(int64_t ms, char *buf, size_t len);
 
 /* Levenshtein distance, capped: returns cap+1 when larger (cheap reject). */
 size_t edit_distance(const char *a, const char *b, size_t cap);

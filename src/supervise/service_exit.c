@@ -76,7 +76,7 @@ enum svc_event svc_classify_exit(struct service *s, bool was_ready, int64_t now,
 			return SE_EXIT_DONE;
 		}
 		s->next_delay_ms = backoff_delay_ms(c, 1, jitter);
-		format_duration_ms(s->next_delay_ms, dur, sizeof(dur));
+		format_delay_ms(s->next_delay_ms, dur, sizeof(dur));
 		snprintf(reason, len, "%s; restart in %s", what, dur);
 		return SE_EXIT_RESTART;
 	}
@@ -112,7 +112,7 @@ enum svc_event svc_failure_event(struct service *s, const char *what, int64_t no
 		return SE_EXIT_FAILED;
 	}
 	s->next_delay_ms = backoff_delay_ms(c, s->failures, jitter);
-	format_duration_ms(s->next_delay_ms, dur, sizeof(dur));
+	format_delay_ms(s->next_delay_ms, dur, sizeof(dur));
 	snprintf(reason, len, "%s; restart in %s (failure %u)", what, dur, s->failures);
 	return SE_EXIT_RESTART;
 }

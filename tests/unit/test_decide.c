@@ -434,6 +434,27 @@ Test(decide, the_transition_table)
 	cr_assert_str_eq(svc_want_name(WANT_RESTART), "restart");
 }
 
+/* Spread by its jitter, a delay is said to the millisecond: "1s" was said
+ * of a delay of 1963 ms. */
+Test(decide, a_backoff_delay_is_said_to_the_millisecond)
+{
+	stack_of("[service:a]\ncommand = x\nbackoff_initial = 2s\nbackoff_jitter = 0.1\nbreaker_failures = 0\n");
+	char r[256];
+	struct service *a = svc("a");
+
+	a->state = SVC_RUNNING;
+	a->last_exit = (struct exit_info){.valid = true, .code = 0};
+	cr_assert_eq(svc_classify_exit(a, true, 1000, -0.37, r, sizeof(r)), SE_EXIT_RESTART);
+	cr_assert_eq(a->next_delay_ms, 1926);
+	cr_assert_str_eq(r, "exited with code 0; restart in 1s926ms");
+	a->last_exit = (struct exit_info){.valid = true, .signal = 9};
+	cr_assert_eq(svc_classify_exit(a, true, 1000, 0.5, r, sizeof(r)), SE_EXIT_RESTART);
+	cr_assert_eq(a->next_delay_ms, 2100);
+	cr_assert_str_eq(r, "killed by SIGKILL; restart in 2s100ms (failure 1)");
+	cr_assert_eq(svc_classify_exit(a, true, 1000, 0, r, sizeof(r)), SE_EXIT_RESTART);
+	cr_assert_str_eq(r, "killed by SIGKILL; restart in 4s (failure 2)", "a round delay stays round");
+}
+
 Test(decide, what_an_exit_means)
 {
 	stack_of("[service:always]\ncommand = x\nbackoff_initial = 1s\nbreaker_failures = 2\n"

@@ -87,7 +87,7 @@ Test(format, durations_for_humans)
 		const char *s;
 	} cases[] = {
 		{250, "250ms"}, {1000, "1s"}, {130000, "2m10s"}, {3 * 86400000LL + 4 * 3600000LL, "3d4h"},
-		{3600000, "1h"}, {59999, "59s"}, {-5, "0ms"}, {0, "0ms"}, {999, "999ms"},
+		{3600000, "1h"}, {59999, "59s"}, {1963, "1s"}, {-5, "0ms"}, {0, "0ms"}, {999, "999ms"},
 		{86399999, "23h59m"}, {90061000, "1d1h"}, {400 * 86400000LL, "400d"},
 		{INT64_MAX, "106751991167d7h"},
 	};
@@ -95,6 +95,14 @@ Test(format, durations_for_humans)
 		format_duration_ms(cases[i].ms, buf, sizeof(buf));
 		cr_assert_str_eq(buf, cases[i].s);
 	}
+	format_delay_ms(1963, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "1s963ms", "a delay under a minute keeps its milliseconds");
+	format_delay_ms(10050, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "10s50ms");
+	format_delay_ms(3000, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "3s");
+	format_delay_ms(130500, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "2m10s");
 	char small[4];
 	format_duration_ms(130000, small, sizeof(small));
 	cr_assert_str_eq(small, "2m1", "cut to the buffer, still terminated");
