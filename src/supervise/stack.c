@@ -120,11 +120,30 @@ void stack_queue(struct supervisor *sup, struct service *s)
 	if (s->queued)
 		return;
 	s->queued = true;
+	if (sup->qhead && sup->nqueued == sup->queue_cap && sup->qhead >= sup->queue_cap / 2) {
+		/* Half of it looked at already: moved down, not grown. */
+		sup->nqueued -= sup->qhead;
+		memmove(sup->queue, sup->queue + sup->qhead, sup->nqueued * sizeof(*sup->queue));
+		sup->qhead = 0;
+	}
 	if (sup->nqueued == sup->queue_cap) {
 		sup->queue_cap = sup->queue_cap ? sup->queue_cap * 2 : 64;
 		sup->queue = xrealloc(sup->queue, sup->queue_cap * sizeof(*sup->queue));
 	}
 	sup->queue[sup->nqueued++] = s;
+}
+
+/* The next service to look at, first queued first: a phase starts in
+ * the order of its file (a stack popped from the end started it last
+ * to first, which a new user's trial found in the log). */
+static struct service *unqueue(struct supervisor *sup)
+{
+	struct service *s = sup->queue[sup->qhead++];
+
+	if (sup->qhead == sup->nqueued)
+		sup->qhead = sup->nqueued = 0;
+	s->queued = false;
+	return s;
 }
 
 void stack_touch(struct supervisor *sup, struct service *s)
@@ -251,9 +270,7 @@ void stack_settle(struct supervisor *sup)
 	for (unsigned rounds = 0; sup->nqueued && rounds < SETTLE_ROUNDS; rounds++) {
 		if (rounds && now_mono_ms() >= until)
 			break;
-		struct service *s = sup->queue[--sup->nqueued];
-		s->queued = false;
-		reconcile(sup, s);
+		reconcile(sup, unqueue(sup));
 		if (!sup->nqueued)
 			advance_phases(sup);
 	}

@@ -251,9 +251,10 @@ struct supervisor {
 	size_t settle_hint;		/* start-up: where the last look at the open phase
 					 * found a service not settled (plan->order index) */
 
-	/* Reconcile work: services to look at again (stack.c). */
+	/* Reconcile work: services to look at again, first queued first
+	 * (stack.c): queue[qhead..nqueued). */
 	struct service **queue;
-	size_t nqueued, queue_cap;
+	size_t qhead, nqueued, queue_cap;
 	bool settling;
 	bool settle_yielding;	/* a settle was cut short: only settle_more goes on */
 	ev_timer settle_more;	/* a settle cut short at SETTLE_ROUNDS goes on

@@ -100,6 +100,27 @@ Test(stack, a_stack_of_nothing_wanted_is_up_at_once)
 	cr_assert_eq(heard.n, 0, "no state changed");
 }
 
+/* A phase's services are looked at in the order of the file, so that they
+ * start in that order (they were started last to first). */
+Test(stack, a_phase_is_looked_at_in_the_order_of_its_file)
+{
+	setup_stack("[service:base]\ncommand = x\nautostart = no\nstdout = null\n"
+		    "[service:zulu]\ncommand = x\nrequires = base\nstdout = null\n"
+		    "[service:mike]\ncommand = x\nrequires = base\nstdout = null\n"
+		    "[service:alpha]\ncommand = x\nrequires = base\nstdout = null\n");
+	stack_start(&sup);
+	const char *want[] = {"zulu", "mike", "alpha"};
+	size_t k = 0;
+	for (size_t i = 0; i < heard.n; i++)
+		if (strstr(heard.v[i], "stopped->waiting")) {
+			cr_assert_lt(k, ARRAY_LEN(want), "%s", heard.v[i]);
+			cr_assert(strncmp(heard.v[i], want[k], strlen(want[k])) == 0, "heard %s, wanted %s first",
+				  heard.v[i], want[k]);
+			k++;
+		}
+	cr_assert_eq(k, ARRAY_LEN(want), "%zu of 3 waiting", k);
+}
+
 Test(stack, a_command_to_a_held_service_is_a_want_event_then_a_decision)
 {
 	setup_stack(idle);
