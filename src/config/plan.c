@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "plan.h"
+#include "util.h"
 
 enum color { WHITE, GRAY, BLACK };
 
@@ -305,6 +306,11 @@ void plan_print(const struct plan *p, FILE *f)
 			print_names(f, "requires", &s->requires, &first);
 			print_names(f, "after", &s->after, &first);
 			fprintf(f, "%sready %s", first ? "" : "; ", s->ready.text);
+			if (s->rare->health.kind != CHECK_NONE) {
+				char every[32];
+				format_duration_ms(s->rare->health_interval_ms, every, sizeof(every));
+				fprintf(f, "; health %s every %s", s->rare->health.text, every);
+			}
 			if (!s->autostart)
 				fprintf(f, "; autostart no");
 			fprintf(f, "\n");
