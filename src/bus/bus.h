@@ -553,6 +553,8 @@ void bus_set_service_fn(struct bus *b, int (*fn)(void *arg, const char *action, 
  * retained one is kept in memory only.  json is the data (LEN bytes). */
 void bus_publish_sys(struct bus *b, const char *topic, const char *json, size_t len, bool retain);
 bool bus_has_retained(const struct bus *b, const char *topic);
+/* Is json (LEN bytes) topic's retained value already? */
+bool bus_retained_is(const struct bus *b, const char *topic, const char *json, size_t len);
 /* Does any subscription match topic?  (What is costly to make is made
  * only for someone.) */
 bool bus_has_subscribers(const struct bus *b, const char *topic);

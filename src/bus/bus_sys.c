@@ -41,6 +41,13 @@ bool bus_has_retained(const struct bus *b, const char *topic)
 	return map_get(&b->retained, topic) != NULL;
 }
 
+bool bus_retained_is(const struct bus *b, const char *topic, const char *json, size_t len)
+{
+	const struct bus_msg *m = map_get(&b->retained, topic);
+
+	return m && m->data_len == len && memcmp(m->data, json, len) == 0;
+}
+
 void bus_set_admin_token(struct bus *b, const char *token)
 {
 	free(b->admin_token);

@@ -68,10 +68,14 @@ static void on_process_ended(void *arg, struct service *s)
 	lock_drop_service(&d->locks, s, false);	/* a crash never holds a lock */
 }
 
-/* A start waiting for a service the reload removed is over. */
+/* A start waiting for a service the reload removed is over; a value of
+ * $sys.service the reload changed is published. */
 static void on_reloaded(void *arg)
 {
 	struct cohortd *d = arg;
+
+	if (d->metrics)
+		sys_topics_on_reload(d);
 
 	for (struct ctl_client *c = LIST_FIRST(&d->ctl.clients), *next; c; c = next) {
 		next = LIST_NEXT(c, link);

@@ -84,7 +84,8 @@ static char *publish_text(struct cohortd *d, const char *topic, struct sbuf *b, 
 	return NULL;
 }
 
-static void publish_service(struct cohortd *d, const struct service *s)
+/* only_if_changed: not when the retained value is this one already. */
+static void publish_service_if(struct cohortd *d, const struct service *s, bool only_if_changed)
 {
 	char topic[128];
 	struct sbuf b = {0};
@@ -104,12 +105,26 @@ static void publish_service(struct cohortd *d, const struct service *s)
 
 	snprintf(topic, sizeof(topic), "$sys.service.%s", s->name);
 	wire_write_svc_state(&b, &st);
-	publish_text(d, topic, &b, true, false);
+	if (only_if_changed && bus_retained_is(&d->bus, topic, b.buf, b.len))
+		sbuf_free(&b);
+	else
+		publish_text(d, topic, &b, true, false);
+}
+
+static void publish_service(struct cohortd *d, const struct service *s)
+{
+	publish_service_if(d, s, false);
 }
 
 void sys_topics_on_process(struct cohortd *d, struct service *s)
 {
 	publish_service(d, s);
+}
+
+void sys_topics_on_reload(struct cohortd *d)
+{
+	for (size_t i = 0; i < d->sup.plan->n; i++)
+		publish_service_if(d, d->sup.svcs[i], true);
 }
 
 void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,

@@ -173,6 +173,42 @@ autostart = no
         self.assertEqual(st["published"], 0)
         d.stop()
 
+    def test_a_reload_that_moves_a_service_publishes_its_value_again(self):
+        """A reload that gives b a requirement moves it to phase 2 without a
+        restart (requires is applied live): its $sys.service value changes
+        with no state change, and is published again; a's, unchanged, is
+        not."""
+        base = "[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n\n" \
+               "[service:b]\ncommand = /bin/sleep 1000\nready = delay:0\n"
+        d = self.cohortd(base)
+        d.wait_log(r"^stack is up")
+        d.wait_socket()
+        bus = os.path.join(d.run_dir, "bus.sock")
+
+        async def go():
+            admin = await connect(bus)
+            _, before = await sub(admin, "$sys.service.>", 1)
+            retained = {m["topic"]: m["data"] for m in before}
+            while len(retained) < 2:
+                m = await recv(admin)
+                retained[m["topic"]] = m["data"]
+            self.assertEqual((retained["$sys.service.b"]["phase"], retained["$sys.service.b"]["requires"]),
+                             (1, []))
+            pid = d.last_pid("b")
+            await asyncio.to_thread(d.reload, base + "requires = a\n")
+            got = await until(admin, lambda m: m["topic"] == "$sys.service.b", "b's new value")
+            self.assertEqual([m["topic"] for m in got], ["$sys.service.b"], "a's value did not change")
+            b = got[-1]["data"]
+            self.assertEqual((b["phase"], b["requires"], b["state"], b["pid"]), (2, ["a"], "running", pid))
+            late = await connect(bus)
+            _, before = await sub(late, "$sys.service.b", 1)
+            first = before[0] if before else await recv(late)
+            self.assertEqual((first["data"]["phase"], first["retained"]), (2, True))
+            for ws in (admin, late):
+                await ws.close()
+        run(go())
+        d.stop()
+
     def test_lock_waiters_on_sys_event_lock(self):
         """A request that queues is on $sys.event.lock as "waiting", with
         an id that `locks` shows too, and "done waiting" when it is
