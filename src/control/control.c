@@ -8,6 +8,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 
 #define ACCEPT_BURST 64		/* clients accepted per wake-up */
 #define ACCEPT_PAUSE_MS 100	/* out of descriptors: try again after this */
+#define CTL_OUT_KEEP 65536	/* a client's output buffer kept once written */
 #define READ_CHUNK 16384
 
 static const struct ctl_command *const families[] = {
@@ -98,6 +100,13 @@ static int client_flush(struct ctl_client *c)
 		if (n <= 0)
 			return -1;
 		sbuf_consume(&c->out, (size_t)n);
+	}
+	if (!c->out.len && c->out.cap > CTL_OUT_KEEP) {
+		/* A big answer (status --json of 5,000 services: 2 MB, and
+		 * 7 MB of objects to make it) left that much heap behind,
+		 * kept by free() for good: given back. */
+		sbuf_free(&c->out);
+		malloc_trim(0);
 	}
 	if (!c->out.len && c->closing)
 		return -1;

@@ -677,6 +677,28 @@ ready = delay:0
         self.assertEqual(len([l for l in d.lines if "accepting clients again" in l.msg]), 1)
         d.stop()
 
+    @unittest.skipIf(VALGRIND, "valgrind's allocator is not malloc's")
+    def test_a_big_answer_leaves_no_heap_behind(self):
+        """status --json of 2,000 services is a 0.8 MB answer made of 3 MB
+        of JSON objects: once written, cohortd gives that memory back
+        (free() kept it for good: 1.5 KB a service, for as long as cohortd
+        ran)."""
+        from test_bus_memory import rss_kb, sanitized
+        n = 2000
+        d = self.cohortd("".join(f"[service:s{i}]\ncommand = /bin/sleep 1000\nready = delay:0\n"
+                                 "stdout = null\nstderr = null\n\n" for i in range(n)))
+        d.wait_log(r"^stack is up", timeout=60)
+        d.wait_socket()
+        if sanitized(d.proc.pid):
+            self.skipTest("AddressSanitizer's allocator keeps what is freed")
+        self.assertEqual(len(d.ctl_json("status", "s1")["services"]), 1)    # the client's own first costs
+        before = rss_kb(d.proc.pid)
+        for _ in range(3):
+            self.assertEqual(len(d.ctl_json("status")["services"]), n)
+        grown = rss_kb(d.proc.pid) - before
+        self.assertLess(grown, 1024, f"cohortd's RSS grew by {grown} KiB after status --json of {n} services")
+        d.stop()
+
     def test_answers_nobody_reads_do_not_pile_up(self):
         """A client that sends requests and reads no answer: cohortd stops
         reading it while a megabyte of answers waits, instead of growing
