@@ -27,6 +27,9 @@ json_t *ctl_service_json(const struct ctl_env *env, const struct service *s)
 	json_object_set_new(o, "restarts", json_integer(s->restarts));
 	json_object_set_new(o, "last_exit", exit_info);
 	json_object_set_new(o, "reason", json_string(svc_text(s->reason)));
+	int64_t next = svc_next_start_in_ms(s);
+	if (next >= 0)
+		json_object_set_new(o, "next_start_in_ms", json_integer(next));
 	if (s->paused_by)
 		json_object_set_new(o, "paused", json_string(signal_name(s->paused_by)));
 	json_object_set_new(o, "health", s->health ? json_string(s->health) : json_null());
@@ -52,6 +55,7 @@ struct table_row {
 	char pid[24], phase[24], up[32], restarts[24];
 	const char *paused; /* signal name, "paused (SIGSTOP); " before the reason while stopped */
 	const char *health; /* appended to the reason when failing */
+	char due[48];	    /* " (due in 1s200ms)": the reason said the delay when it began */
 };
 
 /* The escape codes are written as JSON escapes: this text goes straight
@@ -104,7 +108,15 @@ static void fill_row(struct table_row *r, const struct ctl_env *env, const struc
 	r->cell[5] = r->restarts;
 	r->cell[6] = svc_text(s->reason);
 	r->paused = s->paused_by ? signal_name(s->paused_by) : NULL;
-	r->health = str_starts(svc_text(s->health), "failing") ? s->health : NULL;
+	/* Of the process that runs: in backoff it was the last one's, and the
+	 * reason says it already. */
+	r->health = st == SVC_RUNNING && str_starts(svc_text(s->health), "failing") ? s->health : NULL;
+	int64_t next = svc_next_start_in_ms(s);
+	if (next >= 0) {
+		char dur[32];
+		format_delay_ms(next, dur, sizeof(dur));
+		snprintf(r->due, sizeof(r->due), " (due in %s)", dur);
+	}
 	for (int k = 0; k < TABLE_COLS; k++)
 		r->len[k] = strlen(r->cell[k]);
 }
@@ -134,7 +146,7 @@ static void render_table(struct sbuf *b, const struct ctl_env *env, const struct
 	 * so are the other cells but the reason and health, escaped here. */
 	room = sizeof(open) + line + strlen(head[TABLE_COLS - 1]) + 2 + sizeof(close);
 	for (size_t i = 0; i < n; i++)
-		room += line + 32 + (rows[i].paused ? 32 : 0) + JSTR_ESCAPED_MAX(rows[i].len[6]) +
+		room += line + 32 + sizeof(rows[i].due) + (rows[i].paused ? 32 : 0) + JSTR_ESCAPED_MAX(rows[i].len[6]) +
 			(rows[i].health ? 10 + JSTR_ESCAPED_MAX(strlen(rows[i].health)) : 0);
 	if (footer)
 		room += JSTR_ESCAPED_MAX(strlen(footer)) + 4;
@@ -170,6 +182,7 @@ static void render_table(struct sbuf *b, const struct ctl_env *env, const struct
 			w = jstr_escape(w, r->health, strlen(r->health));
 			*w++ = ')';
 		}
+		w = stpcpy(w, r->due);	/* plain ASCII */
 		w = stpcpy(w, "\\n");
 	}
 	if (footer) {

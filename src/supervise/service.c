@@ -185,6 +185,14 @@ bool svc_restarting(const struct service *s)
 					   s->state == SVC_RUNNING || s->state == SVC_STOPPING);
 }
 
+int64_t svc_next_start_in_ms(const struct service *s)
+{
+	if ((s->state != SVC_BACKOFF && s->state != SVC_FAILED) || !s->sup->loop || !ev_is_active(&s->timer))
+		return -1;
+	double left = ev_timer_remaining(s->sup->loop, (ev_timer *)&s->timer);
+	return left > 0 ? (int64_t)(left * 1000.0 + 0.5) : 0;
+}
+
 void svc_followup(struct service *s, enum svc_event ev, const char *reason)
 {
 	char r[SVC_REASON_MAX];

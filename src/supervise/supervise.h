@@ -295,6 +295,9 @@ const char *svc_want_name(enum svc_want w);
 bool svc_live(const struct service *s);
 /* A restart asked of a live process, not yet through its stop. */
 bool svc_restarting(const struct service *s);
+/* In backoff, or failed with the breaker open: how long until the restart
+ * or the trial start, in ms; -1 when none is due. */
+int64_t svc_next_start_in_ms(const struct service *s);
 /* Kills the whole process group at once (second TERM, shutdown timeout). */
 void svc_kill_now(struct service *s);
 

@@ -81,6 +81,33 @@ class Control(CohortTest):
         self.assertIn("no such service: nosuch", err)
         d.stop()
 
+    def test_a_wait_for_a_restart_counts_down_and_says_nothing_of_the_last_health(self):
+        """In backoff the reason says the delay drawn when it began ("restart
+        in 5s"): status adds what is left of it, which counts down, and says
+        nothing more of the health checks of the process that ended."""
+        d = self.stack("""
+[service:flappy]
+command = /bin/sleep 1000
+ready = delay:0
+health = exec:/bin/false
+health_interval = 50ms
+health_retries = 2
+backoff_initial = 5s
+backoff_jitter = 0
+""")
+        wait_until(self, lambda: d.ctl_json("status", "flappy")["services"][0]["state"] == "backoff",
+                   what="flappy in backoff after its health checks failed")
+        first = d.ctl_json("status", "flappy")["services"][0]
+        self.assertRegex(first["reason"], r"^health check failed 2 times: .*; restart in 5s \(failure 1\)$")
+        self.assertLessEqual(first["next_start_in_ms"], 5000)
+        wait_until(self, lambda: d.ctl_json("status", "flappy")["services"][0].get("next_start_in_ms", 0)
+                   < first["next_start_in_ms"], what="the time left to go down")
+        _, out, _ = d.ctl("status", "flappy")
+        row = out.splitlines()[1]
+        self.assertRegex(row, r"; restart in 5s \(failure 1\) \(due in \d\S*\)$")
+        self.assertNotIn("(health", row)
+        d.stop()
+
     def test_status_table_is_rendered_by_cohortd(self):
         d = self.stack(STACK + """
 [service:sick]
@@ -105,7 +132,10 @@ command = /nonexistent/caf\u00e9
         self.assertEqual([l.split()[0] for l in lines[1:]], ["a", "c", "sick", "accent", "b"])
         rows = {l.split()[0]: l for l in lines[1:]}
         self.assertIn("caf\u00e9", services["accent"]["reason"])
-        self.assertTrue(rows["accent"].endswith(services["accent"]["reason"]), rows["accent"])
+        # the reason says the delay when it began; the row says what is left
+        self.assertRegex(rows["accent"], re.escape(services["accent"]["reason"]) + r" \(due in \S+\)$")
+        self.assertLessEqual(services["accent"]["next_start_in_ms"], 120000)
+        self.assertNotIn("next_start_in_ms", services["sick"])
         self.assertRegex(rows["sick"], r"\(health failing \d+/100000")
         self.assertNotIn("health", rows["a"])
         # what cohortctl prints is that table, unescaped (numbers and
