@@ -74,7 +74,10 @@ static const char *dep_state(const struct service *t)
 		return "restarting";
 	if (t->going_down && svc_ready_for_dependents(t))
 		return "going down";
-	return t->want != WANT_DOWN ? svc_state_name(t->state) : "not wanted up";
+	if (t->want == WANT_DOWN)
+		return "not wanted up";
+	/* "which is backoff" read badly (a new user's trial) */
+	return t->state == SVC_BACKOFF ? "in backoff" : svc_state_name(t->state);
 }
 
 /* A service waiting on a failed dependency will not move on its own: for
@@ -281,7 +284,8 @@ void stack_decide(const struct supervisor *sup, const struct service *s, struct 
 	else if (dep)
 		fire(out, SE_BLOCK, "requires %s, which is %s", dep->name, dep_state(dep));
 	else if (before)
-		fire(out, SE_BLOCK, "after %s, which is %s", before->name, svc_state_name(before->state));
+		fire(out, SE_BLOCK, "after %s, which is %s", before->name,
+		     before->state == SVC_BACKOFF ? "in backoff" : svc_state_name(before->state));
 	else if (gone)	/* as supervisorctl update: what a reload removed stops first (its port, its files) */
 		fire(out, SE_BLOCK, "%s, removed by the reload, is still stopping", gone->name);
 	else if (s->state == SVC_FAILED && s->breaker_trial && s->want != WANT_RESTART)

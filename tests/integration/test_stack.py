@@ -159,7 +159,7 @@ ready = delay:0
         mark = len(d.lines)
         os.kill(d.last_pid("base"), signal.SIGKILL)
         i, l = d.wait_state("dep", "stopping", start=mark)
-        self.assertEqual(l.reason, "requires base, which is backoff")
+        self.assertEqual(l.reason, "requires base, which is in backoff")
         i, l = d.wait_state("dep", "waiting", start=i)
         self.assertIn("requires base", l.reason)
         _, base_up = d.wait_state("base", "running", start=mark)

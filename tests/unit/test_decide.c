@@ -222,7 +222,7 @@ Test(decide, a_required_service_failing_holds_and_stops_its_dependents)
 	cr_assert_eq(svc("web")->stop_cause, STOP_DEPENDENCY);
 	becomes("web", SVC_STOPPED);
 	cr_assert_eq(step(svc("app")), SE_STOP);
-	cr_assert_str_eq(last_reason, "requires db, which is backoff");
+	cr_assert_str_eq(last_reason, "requires db, which is in backoff");
 	becomes("app", SVC_STOPPED);
 	run();
 	assert_state("app", SVC_WAITING);
@@ -611,5 +611,5 @@ Test(decide, new_instances_do_not_stop_what_requires_the_template)
 	/* w@1 ends: api, which requires every instance, goes */
 	becomes("w@1", SVC_BACKOFF);
 	cr_assert_eq(step(svc("api")), SE_STOP);
-	cr_assert_str_eq(last_reason, "requires w@1, which is backoff");
+	cr_assert_str_eq(last_reason, "requires w@1, which is in backoff");
 }
