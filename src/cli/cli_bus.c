@@ -226,6 +226,20 @@ static int run_sub(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+struct get_line {
+	const char *topic, *data;
+	size_t tn, dn;
+};
+
+static int by_topic(const void *a, const void *b)
+{
+	const struct get_line *x = a, *y = b;
+	size_t n = x->tn < y->tn ? x->tn : y->tn;
+	int c = memcmp(x->topic, y->topic, n);
+
+	return c ? c : (x->tn > y->tn) - (x->tn < y->tn);
+}
+
 static int run_get(struct ctl *c, int argc, char **argv)
 {
 	if (argc != 2)
@@ -241,14 +255,23 @@ static int run_get(struct ctl *c, int argc, char **argv)
 		printf("%s\n", text);
 	} else {
 		/* each value as it was published: taken from the text, not parsed
-		 * and printed again (1.50 stays 1.50, a 30-digit number whole) */
-		size_t len = strlen(text), at = 0, n, tn, dn;
+		 * and printed again (1.50 stays 1.50, a 30-digit number whole);
+		 * in topic order, not the daemon's hash order */
+		size_t len = strlen(text), at = 0, n, tn, dn, nl = 0, cap = 0;
+		struct get_line *lines = NULL;
 		const char *m;
 		while ((m = jscan_item(text, len, &at, &n))) {
 			const char *t = jscan_member(m, n, "topic", &tn), *d = jscan_member(m, n, "data", &dn);
-			if (t && d && tn >= 2)	/* topics need no unescaping: [A-Za-z0-9_.-] */
-				printf("%.*s %.*s\n", (int)tn - 2, t + 1, (int)dn, d);
+			if (!t || !d || tn < 2)	/* topics need no unescaping: [A-Za-z0-9_.$@-] */
+				continue;
+			if (nl == cap)
+				lines = xrealloc(lines, (cap = cap ? cap * 2 : 64) * sizeof(*lines));
+			lines[nl++] = (struct get_line){t + 1, d, tn - 2, dn};
 		}
+		qsort(lines, nl, sizeof(*lines), by_topic);
+		for (size_t i = 0; i < nl; i++)
+			printf("%.*s %.*s\n", (int)lines[i].tn, lines[i].topic, (int)lines[i].dn, lines[i].data);
+		free(lines);
 	}
 	free(text);
 	cohort_free(b);

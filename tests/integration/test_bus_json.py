@@ -219,10 +219,14 @@ class BusJson(CohortTest):
         d.ctl("pub", "--qos", "1", "--retain", "c.obj", '{ "b": 2,  "a": 1.50, "n": [-%s] }' % BIG)
         _, _, err = d.ctl("pub", "c.bad", '{"n":01}', expect=2)
         self.assertIn("DATA is not JSON", err)
-        # get prints each value as published (libcohort's cohort_get), and --json too
+        # get prints each value as published (libcohort's cohort_get), in
+        # topic order (the daemon's is its hash's), and --json too
+        for k in (7, 3, 5, 0, 6, 1, 4, 2):
+            d.ctl("pub", "--retain", f"c.k{k}", str(k))
         _, out, _ = d.ctl("get", "c.>")
-        self.assertEqual(sorted(out.splitlines()),
-                         ["c.big " + BIG, 'c.obj { "b": 2,  "a": 1.50, "n": [-%s] }' % BIG])
+        self.assertEqual(out.splitlines(),
+                         ["c.big " + BIG] + [f"c.k{k} {k}" for k in range(8)]
+                         + ['c.obj { "b": 2,  "a": 1.50, "n": [-%s] }' % BIG])
         _, out, _ = d.ctl("--json", "get", "c.obj")
         self.assertIn('"data":{ "b": 2,  "a": 1.50, "n": [-%s] }' % BIG, out)
         self.assertEqual(json.loads(out)[0]["data"]["n"], [-int(BIG)])
