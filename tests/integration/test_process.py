@@ -31,6 +31,24 @@ def read_pid(path):
 
 
 class Processes(CohortTest):
+    def test_a_term_sent_over_and_over_never_kills_cohortd_itself(self):
+        """A supervisor told to stop by a manager that insists (TERM over
+        and over until it exits) must end by its own exit, never by the
+        signal's default action: between ev_signal_stop and SIG_IGN at the
+        end, a TERM killed cohortd after a clean shutdown (-15, 11 runs of
+        20).  A second TERM while services stop is 'kill them now' (exit
+        1); either way cohortd exits by itself."""
+        for _ in range(10):
+            d = self.cohortd("[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n")
+            d.wait_log(r"^stack is up")
+            while d.proc.poll() is None:
+                try:
+                    os.kill(d.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+            rc = d.stop(sig=None, expect=None)
+            self.assertIn(rc, (0, 1), "cohortd ended by a signal; log:\n" + d.dump())
+
     def test_stop_timeout_kills_the_group_grandchildren_included(self):
         gc = self.path("gc.pid")
         d = self.cohortd(f"""
