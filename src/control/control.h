@@ -92,6 +92,8 @@ struct control {
 	struct ev_loop *loop;
 	ev_io listen_io;
 	ev_timer accept_pause;	/* out of file descriptors: accept again later */
+	ev_timer trim_w;	/* running: a malloc_trim was made less than CTL_TRIM_EVERY_S ago */
+	bool trim_wanted;	/* another big answer since: trimmed when trim_w ends */
 	bool fd_warned;		/* said so, this time */
 	bool draining;		/* the loop has ended: write what waits, run nothing more */
 	char *path;
