@@ -90,8 +90,9 @@ void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state 
  * not yet. */
 void sys_topics_on_process(struct cohortd *d, struct service *s);
 /* A reload may change a service's value with no change of its state (its
- * phase, what it requires, whether its output is logged): each one that
- * changed is published again. */
+ * phase, what it requires, whether its output is logged; a service added
+ * that does not start has none yet): each one the reload touched is
+ * published again if its value changed. */
 void sys_topics_on_reload(struct cohortd *d);
 /* The state-change subscriber that keeps struct svc_metrics. */
 void metrics_on_event(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,

@@ -123,8 +123,14 @@ void sys_topics_on_process(struct cohortd *d, struct service *s)
 
 void sys_topics_on_reload(struct cohortd *d)
 {
-	for (size_t i = 0; i < d->sup.plan->n; i++)
-		publish_service_if(d, d->sup.svcs[i], true);
+	/* Only those the reload touched: making every value again cost 10-15
+	 * ms of a reload of 10,000 services. */
+	for (size_t i = 0; i < d->sup.plan->n; i++) {
+		struct service *s = d->sup.svcs[i];
+		if (s->reload_touched)
+			publish_service_if(d, s, true);
+		s->reload_touched = false;
+	}
 }
 
 void sys_topics_on_service(struct cohortd *d, struct service *s, enum svc_state from, enum svc_state to,

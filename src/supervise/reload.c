@@ -247,6 +247,8 @@ void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan 
 			unleave(sup, s);
 			s->want = c->autostart ? WANT_UP : WANT_DOWN;
 		}
+		bool touched = !s || s->removed || s->index >= sup->plan->n ||
+			       sup->plan->phase[s->index] != np->phase[i];
 		if (!s) {
 			s = svc_new(sup, c, nc, i);
 			s->want = c->autostart ? WANT_UP : WANT_DOWN;
@@ -256,9 +258,11 @@ void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan 
 		} else {
 			enum outcome how = change_service(s, e, c, nc, r);
 			nchanged += how != KEPT;
+			touched |= how != KEPT;
 			if (how == RESTARTED)
 				restart[nrestart++] = s;
 		}
+		s->reload_touched = touched;
 		s->index = i;
 		svcs[i] = s;
 	}

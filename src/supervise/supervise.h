@@ -166,6 +166,8 @@ struct service {
 	char *status_text;	/* last STATUS= from sd_notify */
 	char token[33];		/* COHORT_TOKEN of the current process */
 	bool has_followup;	/* an action asked for one more event: */
+	bool reload_touched;	/* the last reload added it, changed it or moved it to
+				 * another phase (its $sys.service value, daemon) */
 	enum svc_event followup_ev;
 	char *followup_reason;
 

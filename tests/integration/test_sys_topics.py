@@ -177,7 +177,8 @@ autostart = no
         """A reload that gives b a requirement moves it to phase 2 without a
         restart (requires is applied live): its $sys.service value changes
         with no state change, and is published again; a's, unchanged, is
-        not."""
+        not; c, added with autostart = no, gets one though it never
+        changes state."""
         base = "[service:a]\ncommand = /bin/sleep 1000\nready = delay:0\n\n" \
                "[service:b]\ncommand = /bin/sleep 1000\nready = delay:0\n"
         d = self.cohortd(base)
@@ -195,11 +196,15 @@ autostart = no
             self.assertEqual((retained["$sys.service.b"]["phase"], retained["$sys.service.b"]["requires"]),
                              (1, []))
             pid = d.last_pid("b")
-            await asyncio.to_thread(d.reload, base + "requires = a\n")
+            await asyncio.to_thread(d.reload, base + "requires = a\n\n"
+                                    "[service:c]\ncommand = /bin/sleep 1000\nautostart = no\n")
             got = await until(admin, lambda m: m["topic"] == "$sys.service.b", "b's new value")
             self.assertEqual([m["topic"] for m in got], ["$sys.service.b"], "a's value did not change")
             b = got[-1]["data"]
             self.assertEqual((b["phase"], b["requires"], b["state"], b["pid"]), (2, ["a"], "running", pid))
+            # a service added that does not start has a value all the same
+            got = await until(admin, lambda m: m["topic"] == "$sys.service.c", "c's value")
+            self.assertEqual(got[-1]["data"]["state"], "stopped")
             late = await connect(bus)
             _, before = await sub(late, "$sys.service.b", 1)
             first = before[0] if before else await recv(late)
