@@ -792,7 +792,22 @@ class Terminal:
         def seen():     # what a failed wait saw: the terminal's last output, the session's processes
             ps = subprocess.run(["ps", "-o", "pid,pgid,tpgid,stat,wchan:20,args", "-s", str(self.pid)],
                                 capture_output=True, text=True).stdout
-            return f"{what}; the terminal's last output: {bytes(self.out[-300:])!r}; its session:\n{ps}"
+            sigs = ""
+            for line in ps.splitlines()[1:]:
+                try:
+                    with open(f"/proc/{line.split()[0]}/status") as f:
+                        sigs += line.split()[0] + " " + " ".join(
+                            x.strip() for x in f if x.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))) + "\n"
+                except OSError:
+                    pass
+            try:
+                import termios
+                lflag = termios.tcgetattr(self.master)[3]
+                tty = f"ISIG {bool(lflag & termios.ISIG)} ICANON {bool(lflag & termios.ICANON)}"
+            except (OSError, termios.error) as e:
+                tty = str(e)
+            return (f"{what}; the terminal's last output: {bytes(self.out[-300:])!r}; the terminal: {tty}; "
+                    f"its session:\n{ps}{sigs}")
         wait_until(self.test, has, what=seen)
 
     def close(self):
