@@ -39,7 +39,7 @@ const look = () => {
   const b = document.querySelector('#svc-' + name + ' .state');
   if (!b) return;
   const c = getComputedStyle(b).backgroundColor, s = window.seen[name];
-  if (!s.length || s[s.length - 1][0] !== c) s.push([c, b.textContent]);
+  if (!s.length || s[s.length - 1][0] !== c || s[s.length - 1][1] !== b.textContent) s.push([c, b.textContent]);
 };
 new MutationObserver(look).observe(document.querySelector('#services tbody'), {childList: true, subtree: true});
 look();
@@ -163,10 +163,13 @@ class Dashboard(CohortTest):
         self.wait(lambda b: "restart reactor: done" in b.find_element(By.ID, "result").text, "the result")
         self.wait(lambda b: self.row("reactor")[0] == "running" and self.row("reactor")[1] not in ("", str(old)),
                   "reactor running again with a new pid")
-        states = [s for _, s in self.browser.execute_script("return window.seen.reactor")]
-        self.assertIn("starting", states)
-        self.assertLess(states.index("starting"), len(states) - 1)
-        self.assertEqual(states[-1], "running")
+        seen = self.browser.execute_script("return window.seen.reactor")
+        states = [s for _, s in seen]
+        self.assertIn("starting", states, seen)
+        self.assertLess(states.index("starting"), len(states) - 1, seen)
+        self.assertEqual(states[-1], "running", seen)
+        starting, running = (c for c, s in seen if s == "starting"), (c for c, s in seen if s == "running")
+        self.assertNotEqual(next(starting), next(running), "starting and running shown in one colour")
         events = self.browser.execute_script(
             "return transitions.filter(e => e.name === 'reactor').map(e => e.from + '>' + e.to)")
         # in order: down, then up through starting

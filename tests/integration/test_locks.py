@@ -699,6 +699,7 @@ ready = delay:0
         pid, master = pty.fork()
         if pid == 0:
             try:
+                login_signals()
                 os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"],
                           dict(os.environ, PS1="$ ", TERM="dumb"))
             finally:
@@ -757,6 +758,20 @@ ready = delay:0
         d.stop()
 
 
+def login_signals():
+    """A terminal's session starts as a login's does: every signal at its
+    default and none blocked.  Inherited, an INT ignored by whatever ran the
+    tests (nohup, a shell's background job) stays ignored in bash's
+    commands, and Ctrl-C does nothing (CI saw that as a random failure)."""
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 class Terminal:
     """cohortctl lock tty -- python3 -c SETUP... under a pty of its own (it
     leads the session and the terminal's foreground group); the command
@@ -768,6 +783,7 @@ class Terminal:
         self.pid, self.master = pty.fork()
         if self.pid == 0:
             try:
+                login_signals()
                 os.execv(COHORTCTL, [COHORTCTL, "-s", d.socket, "lock", "tty", "--", "/usr/bin/python3",
                                      "-c", script])
             finally:
