@@ -80,12 +80,18 @@ void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data,
 	uint64_t cookie = qos || retain ? pend(b, P_PUB, c, id) : 0;
 	if (cookie && !qos)
 		((struct pending *)intmap_get(&b->remote_pending, (int64_t)cookie))->qos0 = true;
-	if (!b->remote->publish(b->remote_arg, topic, data, len, qos, retain, now_wall_ms(), c->identity, msgid,
-				cookie)) {
+	int64_t ts_ms = now_wall_ms();
+	if (!b->remote->publish(b->remote_arg, topic, data, len, qos, retain, ts_ms, c->identity, msgid, cookie)) {
 		if (cookie)
 			bus_remote_published(b, cookie, 0, false, "the cluster went away");
 		else
 			bus_remote_published(b, 0, 0, false, "the cluster went away");
+	} else {
+		/* This host's subscribers get it now, as the fan-out would bring
+		 * it from another host: NATS does not send it back here (the
+		 * bus's connection is NoEcho), and a round trip through the
+		 * servers for a subscriber next door cost a millisecond. */
+		bus_remote_deliver(b, topic, data, len, qos, ts_ms);
 	}
 	free(msgid);
 }

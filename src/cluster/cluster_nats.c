@@ -27,6 +27,8 @@ static natsStatus options(const struct cluster_nats_conf *k, natsOptions *o, str
 		s = natsOptions_SetMaxPingsOut(o, 2);
 	if (s == NATS_OK && k->no_reconnect_buffer)
 		s = natsOptions_SetReconnectBufSize(o, 0);
+	if (s == NATS_OK && k->no_echo)
+		s = natsOptions_SetNoEcho(o, true);
 	/* With a callback for the first connection, natsConnection_Connect
 	 * returns at once and goes on trying in the background; without one it
 	 * retries inside the call, MaxReconnect (forever) times, and the

@@ -16,6 +16,7 @@ struct cluster_nats_conf {
 	const char *creds, *tls_ca, *tls_cert, *tls_key;	/* NULL: not used */
 	int64_t timeout_ms;
 	bool no_reconnect_buffer;	/* refuse what is published while away */
+	bool no_echo;		/* what it publishes is not sent back to its own subscriptions */
 	natsConnectionHandler on_reconnected, on_disconnected, on_closed;	/* closed may be NULL */
 	void *arg;
 };

@@ -159,11 +159,13 @@ class ClusterBus(CohortTest):
         return d
 
     def test_qos_0_and_1_published_on_a_reach_subscribers_on_b_and_c(self):
+        """... and a's own subscriber, once each: a hands them to it itself,
+        and NATS does not send them back (NoEcho)."""
         a, b, c = self.cohortd("a"), self.cohortd("b"), self.cohortd("c")
 
         async def go():
             subs = []
-            for d in (b, c):
+            for d in (b, c, a):
                 ws, w = await connect(d)
                 self.assertEqual(w["op"], "welcome", w)
                 self.assertEqual((await call(ws, op="sub", topic="fan.>", qos=1))["op"], "ok")
@@ -187,7 +189,15 @@ class ClusterBus(CohortTest):
                 self.assertTrue(all(m["qos"] == 1 for m in q1))
                 self.assertEqual([m["data"]["i"] for m in q0], list(range(20)))
                 self.assertTrue(all(m["qos"] == 0 for m in q0))
-            for ws in subs + [pub]:
+            # Nothing comes twice to a's subscriber: a message published
+            # on b once every subscriber had all of a's went through a's
+            # server after any copy of a's messages it sent back to a, so
+            # it comes after them.
+            other, _ = await connect(b)
+            self.assertEqual((await call(other, op="pub", topic="fan.end", data=1, qos=1))["op"], "ok")
+            late = await collect(subs[2], lambda g: any(m["topic"] == "fan.end" for m in g))
+            self.assertEqual([m["topic"] for m in late], ["fan.end"])
+            for ws in subs + [pub, other]:
                 await ws.close()
         run(go())
 
@@ -265,6 +275,14 @@ class ClusterBus(CohortTest):
             # ... and what comes now, too; acked, nothing comes again.
             r = await call(pub, op="pub", topic="work.later", data=99, qos=1)
             got = await collect(ws2, lambda g: 99 in [m["data"] for m in g])
+            # Published on b, its own host: qos 1 from its consumer, qos 0
+            # handed over by b itself; each once.
+            here, _ = await connect(b)
+            self.assertEqual((await call(here, op="pub", topic="work.here", data=100, qos=1))["op"], "ok")
+            await here.send(json.dumps({"op": "pub", "topic": "work.here0", "data": 101}))
+            got = await collect(ws2, lambda g: {100, 101} <= {m["data"] for m in g})
+            self.assertEqual(sorted(m["data"] for m in got if m["data"] in (100, 101)), [100, 101], got)
+            await here.close()
             with self.assertRaises(AssertionError):
                 await collect(ws2, lambda g: False, timeout=1.5)
             for x in (ws2, pub):
