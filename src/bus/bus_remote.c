@@ -117,18 +117,15 @@ void bus_remote_published(struct bus *b, uint64_t cookie, uint64_t seq, bool dup
 		pending_free(p);
 }
 
-/* A message as the cluster brought it, one reference held. */
+/* A message as the cluster brought it, one reference held: in one block
+ * (a quarter of the allocations, each message of the fan-out). */
 static struct bus_msg *remote_msg(struct bus *b, const char *topic, const char *data, size_t len, int64_t ts_ms)
 {
-	struct bus_msg *m = xcalloc(1, sizeof(*m));
+	static const char from[] = "cluster";
+	struct bus_msg *m = bus_msg_new_packed(topic, strlen(topic), data, len, NULL, 0, from, sizeof(from) - 1);
 
-	m->refs = 1;
 	m->seq = ++b->seq;
-	m->topic = xstrdup(topic);
-	m->data = xstrndup(data, len);
-	m->data_len = len;
 	m->ts_ms = ts_ms;
-	m->publisher = xstrdup("cluster");
 	m->remote = true;
 	return m;
 }

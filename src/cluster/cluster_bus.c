@@ -17,13 +17,42 @@ void bmsg_free(struct bmsg *m)
 {
 	if (!m)
 		return;
-	free(m->topic);
-	free(m->data);
-	free(m->from);
-	free(m->msgid);
+	if (!m->packed) {
+		free(m->topic);
+		free(m->data);
+		free(m->from);
+		free(m->msgid);
+	}
 	free(m->key);
 	free(m->ack);
 	free(m);
+}
+
+static char *put_str(char **at, const char *s, size_t n)
+{
+	char *p = *at;
+
+	memcpy(p, s, n);
+	p[n] = 0;
+	*at += n + 1;
+	return p;
+}
+
+struct bmsg *bmsg_new_msg(enum bmsg_kind kind, const char *topic, size_t tn, const char *data, size_t len,
+			  const char *from, const char *msgid)
+{
+	size_t fn = from ? strlen(from) : 0, mn = msgid ? strlen(msgid) : 0;
+	struct bmsg *m = xcalloc(1, sizeof(*m) + tn + 1 + len + 1 + (from ? fn + 1 : 0) + (msgid ? mn + 1 : 0));
+	char *at = (char *)(m + 1);
+
+	m->kind = kind;
+	m->packed = true;
+	m->topic = put_str(&at, topic, tn);
+	m->data = put_str(&at, data ? data : "", len);
+	m->len = len;
+	m->from = from ? put_str(&at, from, fn) : NULL;
+	m->msgid = msgid ? put_str(&at, msgid, mn) : NULL;
+	return m;
 }
 
 static void push(struct bmsg **head, struct bmsg **tail, struct bmsg *m)
@@ -212,16 +241,10 @@ bool cluster_bus_publish(struct cluster_bus *cb, const char *topic, const char *
 {
 	if (!cb->up)
 		return false;
-	struct bmsg *m = xcalloc(1, sizeof(*m));
-	m->kind = BM_PUBLISH;
-	m->topic = xstrdup(topic);
-	m->data = xstrndup(data, len);
-	m->len = len;
+	struct bmsg *m = bmsg_new_msg(BM_PUBLISH, topic, strlen(topic), data, len, from, msgid);
 	m->qos = qos;
 	m->flag = retain;
 	m->ts_ms = ts_ms;
-	m->from = xstrdup(from);
-	m->msgid = msgid ? xstrdup(msgid) : NULL;
 	m->cookie = cookie;
 	send_job(cb, m);
 	return true;

@@ -43,6 +43,7 @@ struct bmsg {
 	bool duplicate;
 	unsigned delivered;
 	bool failed;
+	bool packed;		/* topic, data, from and msgid are in its own block */
 	char err[256];
 };
 
@@ -86,6 +87,10 @@ struct cluster_bus {
 /* cluster_bus.c */
 void cbus_post(struct cluster_bus *cb, struct bmsg *m);
 void bmsg_free(struct bmsg *m);
+/* A message (PUBLISH, DELIVER, SESSION_MSG) in one block with copies of its
+ * strings: one allocation where there were four, each message. */
+struct bmsg *bmsg_new_msg(enum bmsg_kind kind, const char *topic, size_t tn, const char *data, size_t len,
+			  const char *from, const char *msgid);
 
 /* cluster_bus_retained.c: a topic as a key of the retained values'
  * bucket; the thread that watches the bucket. */

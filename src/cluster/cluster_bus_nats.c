@@ -83,11 +83,8 @@ static struct bmsg *msg_news(struct cluster_bus *cb, natsMsg *msg, enum bmsg_kin
 
 	if (!topic || !*topic)
 		return NULL;
-	struct bmsg *m = xcalloc(1, sizeof(*m));
-	m->kind = kind;
-	m->topic = xstrdup(topic);
-	m->len = (size_t)natsMsg_GetDataLength(msg);
-	m->data = xstrndup(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "", m->len);
+	struct bmsg *m = bmsg_new_msg(kind, topic, strlen(topic), natsMsg_GetData(msg),
+				      (size_t)natsMsg_GetDataLength(msg), NULL, NULL);
 	m->qos = qos;
 	m->ts_ms = header_ts(msg);
 	return m;

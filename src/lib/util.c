@@ -594,6 +594,13 @@ bool utf8_valid(const void *s, size_t n)
 	const unsigned char *p = s;
 
 	for (size_t i = 0; i < n;) {
+		/* ASCII eight bytes at a time: every frame a client sends is
+		 * checked, and this was 7 % of a publishing cohortd's time. */
+		uint64_t w;
+		while (n - i >= sizeof(w) && (memcpy(&w, p + i, sizeof(w)), (w & 0x8080808080808080ULL) == 0))
+			i += sizeof(w);
+		if (i == n)
+			break;
 		size_t k = p[i] ? utf8_seq(p + i, n - i) : 1;
 		if (k == 0)
 			return false;

@@ -208,6 +208,30 @@ Test(utf8, whole_texts)
 	cr_assert_not(utf8_valid("ok\xFE", 3));
 }
 
+/* The ASCII runs are read eight bytes at a time: a bad or a good sequence
+ * anywhere in or across those words is found all the same. */
+Test(utf8, every_position_in_long_texts)
+{
+	char buf[41];
+
+	for (size_t k = 0; k < sizeof(buf); k++) {
+		memset(buf, 'a', sizeof(buf));
+		buf[k] = '\xFF';
+		cr_assert_not(utf8_valid(buf, sizeof(buf)), "0xFF at %zu", k);
+		memset(buf, 'a', sizeof(buf));
+		buf[k] = '\0';
+		cr_assert(utf8_valid(buf, sizeof(buf)), "NUL at %zu", k);
+		if (k + 1 < sizeof(buf)) {
+			buf[k] = '\xC3';
+			buf[k + 1] = '\xA9';
+			cr_assert(utf8_valid(buf, sizeof(buf)), "e acute at %zu", k);
+			cr_assert_not(utf8_valid(buf, k + 1), "cut after its first byte at %zu", k);
+			buf[k + 1] = 'a';
+			cr_assert_not(utf8_valid(buf, sizeof(buf)), "a lone lead byte at %zu", k);
+		}
+	}
+}
+
 Test(utf8, sequences_and_cleaning)
 {
 	const unsigned char ok[] = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
