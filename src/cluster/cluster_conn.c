@@ -94,6 +94,14 @@ static void on_reconnected(natsConnection *nc, void *arg)
 
 /* --- the worker -------------------------------------------------------- */
 
+/* What JetStream answers, for a moment, while the stream of the bucket has
+ * no leader (just made, or between two): the request was not carried out,
+ * and may be tried again. */
+static bool between_leaders(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_NO_RESPONDERS || jerr == JSStreamNotFoundErr || jerr == JSClusterNotAvailErr;
+}
+
 static void status_text(char *buf, size_t len, const char *what, natsStatus s)
 {
 	const char *last = nats_GetLastError(NULL);
@@ -205,6 +213,7 @@ static int last_of(struct cluster *c, struct cmsg *m, uint64_t *rev, bool *delet
 		return 0;
 	if (s != NATS_OK) {
 		status_text(m->err, sizeof(m->err), "read", s);
+		m->again = between_leaders(s, jerr);
 		return -1;
 	}
 	const char *op = NULL;
@@ -233,6 +242,7 @@ static void read_back(struct cluster *c, struct cmsg *m)
 	m->value = NULL;
 	if (rc < 0) {
 		m->res = CR_AWAY;
+		m->again = false;	/* its value is gone: not the same request again */
 	} else if (rc == 0 || deleted) {
 		m->res = CR_GONE;
 		free(value);
@@ -260,7 +270,8 @@ static natsStatus put_expecting(struct cluster *c, struct cmsg *m, uint64_t last
 		po.ExpectNoMessage = true;
 	po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
 	s = js_Publish(&pa, c->js, subj, m->value, (int)strlen(m->value), &po, &jerr);
-	*conflict = s == NATS_ERR && jerr != 0;
+	m->again = between_leaders(s, jerr);
+	*conflict = s == NATS_ERR && jerr != 0 && !m->again;
 	if (s == NATS_OK)
 		m->rev = pa->Sequence;
 	jsPubAck_Destroy(pa);
@@ -337,11 +348,12 @@ static void run_delete(struct cluster *c, struct cmsg *m)
 		po.ExpectLastSubjectSeq = m->last;
 		po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
 		s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
+		m->again = between_leaders(s, jerr);
 	}
 	if (s == NATS_OK) {
 		m->res = CR_OK;
 		m->rev = pa->Sequence;
-	} else if (s == NATS_ERR && jerr) {
+	} else if (s == NATS_ERR && jerr && !m->again) {
 		read_back(c, m);	/* a shared release computes again from it */
 	} else {
 		m->res = CR_AWAY;
@@ -352,7 +364,7 @@ static void run_delete(struct cluster *c, struct cmsg *m)
 	free(subj);
 }
 
-static void run_job(struct cluster *c, struct cmsg *m)
+static void run_once(struct cluster *c, struct cmsg *m)
 {
 	natsStatus s;
 	uint64_t rev = 0;
@@ -379,6 +391,25 @@ static void run_job(struct cluster *c, struct cmsg *m)
 	} else {
 		m->res = CR_AWAY;
 		status_text(m->err, sizeof(m->err), m->kind == CM_CREATE ? "create" : "update", s);
+	}
+}
+
+/* A request the stream refused without carrying it out because it had no
+ * leader for a moment is tried again, 20 ms later, then 40, ... (at most
+ * 250 ms apart), for CLUSTER_OP_TIMEOUT_MS in all: a loaded cluster elects leaders now and
+ * then (a lock asked for just after the bucket was made was refused so,
+ * "stream not found", in a test run beside a busy machine's other work). */
+static void run_job(struct cluster *c, struct cmsg *m)
+{
+	int64_t until = now_mono_ms() + CLUSTER_OP_TIMEOUT_MS;
+
+	for (int64_t pause = 20;; pause = pause * 2 > 250 ? 250 : pause * 2) {
+		m->again = false;
+		run_once(c, m);
+		if (m->res != CR_AWAY || !m->again || atomic_load(&c->stop) || now_mono_ms() + pause > until)
+			return;
+		struct timespec ts = {.tv_sec = pause / 1000, .tv_nsec = (pause % 1000) * 1000000};
+		nanosleep(&ts, NULL);
 	}
 }
 

@@ -48,6 +48,7 @@ struct cmsg {
 	uint64_t rev;
 	bool deleted;		/* CM_ENTRY: a delete or purge */
 	char err[256];		/* CR_AWAY: why */
+	bool again;		/* CR_AWAY, and the cluster did nothing of it: worth a second try */
 };
 
 struct cluster {

@@ -21,6 +21,7 @@ log says it has a metadata leader; a cohortd when its control socket
 exists and its log says "stack is up".
 """
 import argparse
+import json
 import os
 import random
 import re
@@ -209,6 +210,26 @@ class CohortdProc:
 
     def stop(self, sig=signal.SIGTERM):
         return self.proc.stop(sig, timeout=30.0)
+
+
+def nats_request(url, subject, payload=b"", timeout=5.0):
+    """One request over the NATS text protocol (no NATS client library is
+    needed for the tests): the reply's payload, as JSON."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout * FACTOR) as s:
+        f = s.makefile("rb")
+        f.readline()  # INFO
+        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.t 1\r\n'
+                  + b"PUB %s _INBOX.t %d\r\n%s\r\nPING\r\n" % (subject.encode(), len(payload), payload))
+        while True:
+            line = f.readline()
+            if not line:
+                raise ConnectionError(f"{url}: closed")
+            if line.startswith(b"MSG "):
+                data = f.read(int(line.split()[-1]) + 2)[:-2]
+                return json.loads(data)
+            if line.startswith(b"-ERR"):
+                raise ConnectionError(f"{url}: {line!r}")
 
 
 class NatsCluster:

@@ -98,32 +98,12 @@ def status(d):
     return r
 
 
-def nats_request(url, subject, payload=b"", timeout=5.0):
-    """One request over the NATS text protocol (no NATS client library is
-    needed for the tests): the reply's payload, as JSON."""
-    host, port = url.rsplit("/", 1)[1].split(":")
-    with socket.create_connection((host, int(port)), timeout * FACTOR) as s:
-        f = s.makefile("rb")
-        f.readline()  # INFO
-        s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.t 1\r\n'
-                  + b"PUB %s _INBOX.t %d\r\n%s\r\nPING\r\n" % (subject.encode(), len(payload), payload))
-        while True:
-            line = f.readline()
-            if not line:
-                raise ConnectionError(f"{url}: closed")
-            if line.startswith(b"MSG "):
-                data = f.read(int(line.split()[-1]) + 2)[:-2]
-                return json.loads(data)
-            if line.startswith(b"-ERR"):
-                raise ConnectionError(f"{url}: {line!r}")
-
-
 def stream_leader(nc, stream):
     """The name of the server leading the stream (n1, n2, n3)."""
     for n in nc.nodes:
         if not (n.proc and n.proc.alive()):
             continue
-        info = nats_request(n.url, f"$JS.API.STREAM.INFO.{stream}")
+        info = natscluster.nats_request(n.url, f"$JS.API.STREAM.INFO.{stream}")
         leader = info.get("cluster", {}).get("leader")
         if leader:
             return leader
@@ -480,7 +460,7 @@ class ClusterBus(CohortTest):
                   f"({len([m for m in dups if m['redelivered']])} marked redelivered)", file=sys.stderr)
             self.assertEqual(lost, [])
             live = [n for n in self.nc.nodes if n.proc.alive()][0]
-            state = nats_request(live.url, "$JS.API.STREAM.INFO.COHORT_BUS_cohorttest")["state"]
+            state = natscluster.nats_request(live.url, "$JS.API.STREAM.INFO.COHORT_BUS_cohorttest")["state"]
             self.assertEqual(state["messages"], total, state)
             for x in (sub, pub):
                 await x.close()
