@@ -20,6 +20,8 @@ cohortds on 127.0.0.1 (tests/cluster/natscluster.py).
   beside tests/bench/bench_nats_bus, the same messages made directly with
   libnats (core publish; JetStream publish to a stream of 3, read by a
   core subscription: what cohortd does).  Goal: at most 20 % over it.
+  And the latency with publisher and subscriber both on cohortd c: a
+  publisher's cohortd hands its own messages over itself.
 
 BENCH_CLUSTER_BUS=0 leaves the bus out.  cohort and the floor take turns
 over BENCH_ROUNDS rounds (default 3) so that the load of a shared machine
@@ -280,13 +282,16 @@ def kv_line(out, what):
 
 
 def bus_round(c, d, nc, mode, qos):
-    """One measurement of cohort's (publisher on c, subscriber on d) and of
-    the floor's, in turns; {"cohort": {...}, "nats": {...}}."""
+    """One measurement of cohort's (publisher on c, subscriber on d), of
+    the floor's, and of cohort's with both on c (latency only), in turns;
+    {"cohort": {...}, "nats": {...}, "same": {...}}."""
     args = [mode, str(qos)] + ([BUS_RATE, BUS_COUNT] if mode == "latency" else ["1", BUS_TP_COUNT])
-    env = dict(os.environ, BENCH_SUB_ADDRESS=f"unix:{d.bus}")
-    out = subprocess.run([BENCH_BUS, "cohort", f"unix:{c.bus}"] + args, capture_output=True, text=True,
-                         check=True, env=env, timeout=600).stdout
-    res = {"cohort": kv_line(out, "bench_bus")}
+    res = {}
+    for who, sub in (("cohort", d), ("same", c)) if mode == "latency" else (("cohort", d),):
+        env = dict(os.environ, BENCH_SUB_ADDRESS=f"unix:{sub.bus}")
+        out = subprocess.run([BENCH_BUS, "cohort", f"unix:{c.bus}"] + args, capture_output=True, text=True,
+                             check=True, env=env, timeout=600).stdout
+        res[who] = kv_line(out, "bench_bus")
     fargs = args if mode == "latency" else [mode, str(qos), BUS_TP_COUNT]
     out = subprocess.run([BENCH_NATS_BUS, nc.nodes[0].url, nc.nodes[1].url] + fargs, capture_output=True,
                          text=True, check=True, timeout=600).stdout
@@ -322,6 +327,9 @@ def bus_bench(nc):
         for who, label in (("cohort", "cohortd"), ("nats", "libnats (the floor)")):
             out.append(f"  qos {qos}, {label:32s} {m('latency', qos, who, 'p50_us'):9.0f} {m('latency', qos, who, 'p99_us'):9.0f} "
                        f"{m('throughput', qos, who, 'msgs_per_s'):9.0f}  {lost('latency', qos, who) + lost('throughput', qos, who)}")
+    for qos in (0, 1):
+        out.append(f"  qos {qos}, {'both on cohortd c (one host)':32s} {m('latency', qos, 'same', 'p50_us'):9.0f} "
+                   f"{m('latency', qos, 'same', 'p99_us'):9.0f} {'':>9s}  {lost('latency', qos, 'same')}")
     out.append(f"  cohortd / the floor (latency at {BUS_RATE} msg/s: the goal at most 1.2; msg/s: at least 0.83):")
     for qos in (0, 1):
         p50 = m("latency", qos, "cohort", "p50_us") / m("latency", qos, "nats", "p50_us")
