@@ -46,12 +46,12 @@ missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-# node and npm run test_bus_rfc.py's client, Node's ws (the test installs it
-# from the npm registry into the build tree).  Looked for as commands: a
-# node from elsewhere (NodeSource) brings its own npm, which Debian's npm
-# package would conflict with.
-if [ "$tests" = yes ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
-	missing="$missing nodejs npm"
+# node runs test_bus_rfc.py's client with Node's ws, Debian's node-ws (no
+# registry at test time).  node is looked for as a command: one from
+# elsewhere (NodeSource) does as well, and node-ws installs beside it.
+if [ "$tests" = yes ]; then
+	command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+	dpkg-query -W -f='${Status}' node-ws 2>/dev/null | grep -q "ok installed" || missing="$missing node-ws"
 fi
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" != 0 ]; then
