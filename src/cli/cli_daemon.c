@@ -78,6 +78,7 @@ static int run_reload(struct ctl *c, int argc, char **argv)
 		print_names("added", json_object_get(resp, "added"));
 		print_names("removed", json_object_get(resp, "removed"));
 		print_changes(resp, "restarted", CHANGES_RESTARTED);
+		print_names("restarted with them (they require one of them)", json_object_get(resp, "dependents"));
 		print_changes(resp, "updated", CHANGES_UPDATED);
 		print_changes(resp, "changed", CHANGES_OTHER);
 		print_names("applied", json_object_get(resp, "applied"));

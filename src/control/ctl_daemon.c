@@ -47,6 +47,7 @@ static enum ctl_result cmd_reload(struct ctl_client *c, json_t *req, json_t *res
 	json_object_set_new(resp, "removed", strv_json(&r.removed));
 	json_object_set_new(resp, "changed", strv_json(&r.changed));
 	json_object_set_new(resp, "restarted", strv_json(&r.restarted));
+	json_object_set_new(resp, "dependents", strv_json(&r.dependents));
 	json_object_set_new(resp, "updated", strv_json(&r.updated));
 	json_object_set_new(resp, "keys", keys_json(&r));
 	json_object_set_new(resp, "applied", strv_json(&r.applied));

@@ -105,6 +105,7 @@ void reload_report_free(struct reload_report *r)
 	strv_free(&r->updated);
 	strv_free(&r->applied);
 	strv_free(&r->restart);
+	strv_free(&r->dependents);
 }
 
 /* --- applying it ------------------------------------------------------------ */
@@ -224,6 +225,37 @@ static void push(struct strv *list, const char *name)
 		strv_push(list, name);
 }
 
+/* The live services that require one of restart[], directly or not, and
+ * are not restarted for a change of their own: they stop first and start
+ * again after it, which the reload's answer says too (the log did alone,
+ * and a user trial took them for untouched).  sup->plan is the new one. */
+static void note_dependents(struct supervisor *sup, struct service **restart, size_t n, struct strv *out)
+{
+	const struct plan *p = sup->plan;
+	bool *seen = xcalloc(p->n + 1, sizeof(*seen)), *own = xcalloc(p->n + 1, sizeof(*own));
+	size_t *todo = xcalloc(p->n + 1, sizeof(*todo)), ntodo = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		seen[restart[i]->index] = own[restart[i]->index] = true;
+		todo[ntodo++] = restart[i]->index;
+	}
+	while (ntodo) {
+		size_t i = todo[--ntodo];
+		PLAN_EACH_EDGE(&p->required_by, i, j) {
+			if (seen[j] || !svc_live(sup->svcs[j]))
+				continue;
+			seen[j] = true;
+			todo[ntodo++] = j;
+		}
+	}
+	for (size_t i = 0; i < p->n; i++)
+		if (seen[i] && !own[i])
+			strv_push(out, sup->svcs[i]->name);
+	free(seen);
+	free(own);
+	free(todo);
+}
+
 void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan *np,
 		  struct reload_report *r)
 {
@@ -277,6 +309,8 @@ void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan 
 		sup->phase_open = np->nphases;
 	log_info(NULL, "reload: %zu added, %zu removed, %zu changed, %zu unchanged", nadded, nremoved,
 		 nchanged, np->n - nadded - nchanged);
+	if (r)
+		note_dependents(sup, restart, nrestart, &r->dependents);
 	/* Changed and running: restarted, what requires them stopping first. */
 	for (size_t i = 0; i < nrestart; i++)
 		svc_fire(restart[i], SE_WANT_RESTART, "");

@@ -409,6 +409,7 @@ void children_free(struct supervisor *sup);
  * with, until it restarts. */
 struct reload_report {
 	struct strv errors, added, removed, changed, keys, restarted, updated, applied, restart;
+	struct strv dependents;	/* live, unchanged, and requiring one of restarted: restarted too */
 };
 void reload_report_free(struct reload_report *r);
 

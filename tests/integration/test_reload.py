@@ -305,9 +305,18 @@ log_backups = 5
 command = /bin/sleep 1000
 requires = base
 ready = delay:0
+
+[service:ui]
+command = /bin/sleep 1000
+requires = app
+ready = delay:0
+
+[service:other]
+command = /bin/sleep 1000
+ready = delay:0
 """
         d = self.cohortd(text)
-        d.wait_state("app", "running")
+        d.wait_state("ui", "running")
         d.wait_socket()
         base, app = d.last_pid("base"), d.last_pid("app")
         mark = len(d.lines)
@@ -316,6 +325,8 @@ ready = delay:0
         j = d.ctl_json("reload")
         self.assertEqual((j["changed"], j["restarted"], j["updated"]), (["base"], ["base"], []))
         self.assertEqual(j["keys"], {"base": ["command", "log_backups"]})
+        # What requires base, directly or not, restarts with it, and says so.
+        self.assertEqual(j["dependents"], ["app", "ui"])
         i, l = d.wait_state("base", "stopping", start=mark)
         self.assertEqual(l.reason, "definition changed by reload")
         d.wait_state("base", "running", start=i)
@@ -328,6 +339,15 @@ ready = delay:0
         pid = d.last_pid("base")
         wait_until(self, lambda: cmdline(pid) == "/bin/sleep\x002000\x00",
                    what="the new command line of base")
+        d.wait_state("ui", "running", start=i)
+        # cohortctl's words for it; app changed itself is restarted, not a
+        # dependent, and ui is (through app)
+        d.write_config(text.replace("sleep 1000\nready = delay:0\nlog_backups = 5",
+                                    "sleep 2000\nready = delay:0\nlog_backups = 2")
+                       .replace("sleep 1000\nrequires = base", "sleep 3000\nrequires = base"))
+        rc, out, err = d.ctl("reload")
+        self.assertEqual(out, "restarted: app (command)\n"
+                              "restarted with them (they require one of them): ui\n", err)
         d.stop()
 
     def test_a_removed_service_stops_before_an_added_one_starts(self):
