@@ -98,6 +98,7 @@ static void publish_service_if(struct cohortd *d, const struct service *s, bool 
 		.wanted_up = s->want != WANT_DOWN,
 		.phase = s->index < d->sup.plan->n ? (int64_t)d->sup.plan->phase[s->index] : -1,
 		.requires = (const char *const *)s->cfg->requires.v, .nrequires = s->cfg->requires.n,
+		.after = (const char *const *)s->cfg->after.v, .nafter = s->cfg->after.n,
 		.log = captured, .has_exit = s->last_exit.valid,
 		.exit_signal = s->last_exit.valid && s->last_exit.signal ? signal_name(s->last_exit.signal) : NULL,
 		.exit_code = s->last_exit.code,

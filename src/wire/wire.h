@@ -187,8 +187,8 @@ struct wire_svc_state {
 	int restarts;
 	bool wanted_up;
 	int64_t phase;			/* -1: null */
-	const char *const *requires;
-	size_t nrequires;
+	const char *const *requires, *const *after;
+	size_t nrequires, nafter;
 	bool log;
 	bool has_exit;			/* last_exit: exit_signal's name, else exit_code */
 	const char *exit_signal;

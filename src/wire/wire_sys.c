@@ -54,6 +54,18 @@ static void add_int_or_null(struct sbuf *b, int64_t v, bool present)
 		sbuf_adds(b, "null");
 }
 
+/* ["a","b"] */
+static void add_names(struct sbuf *b, const char *const *v, size_t n)
+{
+	sbuf_addc(b, '[');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sbuf_addc(b, ',');
+		add_str(b, v[i]);
+	}
+	sbuf_addc(b, ']');
+}
+
 void wire_write_svc_state(struct sbuf *b, const struct wire_svc_state *s)
 {
 	sbuf_adds(b, "{\"name\":");
@@ -71,13 +83,11 @@ void wire_write_svc_state(struct sbuf *b, const struct wire_svc_state *s)
 	sbuf_adds(b, s->wanted_up ? ",\"wanted\":\"up\"" : ",\"wanted\":\"down\"");
 	add_key(b, "phase");
 	add_int_or_null(b, s->phase, s->phase >= 0);
-	sbuf_adds(b, ",\"requires\":[");
-	for (size_t i = 0; i < s->nrequires; i++) {
-		if (i)
-			sbuf_addc(b, ',');
-		add_str(b, s->requires[i]);
-	}
-	sbuf_adds(b, s->log ? "],\"log\":true" : "],\"log\":false");
+	add_key(b, "requires");
+	add_names(b, s->requires, s->nrequires);
+	add_key(b, "after");
+	add_names(b, s->after, s->nafter);
+	sbuf_adds(b, s->log ? ",\"log\":true" : ",\"log\":false");
 	if (s->exit_signal) {
 		sbuf_adds(b, ",\"last_exit\":{\"signal\":");
 		add_str(b, s->exit_signal);

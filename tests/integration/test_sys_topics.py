@@ -193,15 +193,16 @@ autostart = no
             while len(retained) < 2:
                 m = await recv(admin)
                 retained[m["topic"]] = m["data"]
-            self.assertEqual((retained["$sys.service.b"]["phase"], retained["$sys.service.b"]["requires"]),
-                             (1, []))
+            self.assertEqual((retained["$sys.service.b"]["phase"], retained["$sys.service.b"]["requires"],
+                              retained["$sys.service.b"]["after"]), (1, [], []))
             pid = d.last_pid("b")
-            await asyncio.to_thread(d.reload, base + "requires = a\n\n"
+            await asyncio.to_thread(d.reload, base + "requires = a\nafter = a\n\n"
                                     "[service:c]\ncommand = /bin/sleep 1000\nautostart = no\n")
             got = await until(admin, lambda m: m["topic"] == "$sys.service.b", "b's new value")
             self.assertEqual([m["topic"] for m in got], ["$sys.service.b"], "a's value did not change")
             b = got[-1]["data"]
-            self.assertEqual((b["phase"], b["requires"], b["state"], b["pid"]), (2, ["a"], "running", pid))
+            self.assertEqual((b["phase"], b["requires"], b["after"], b["state"], b["pid"]),
+                             (2, ["a"], ["a"], "running", pid))
             # a service added that does not start has a value all the same
             got = await until(admin, lambda m: m["topic"] == "$sys.service.c", "c's value")
             self.assertEqual(got[-1]["data"]["state"], "stopped")

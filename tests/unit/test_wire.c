@@ -661,6 +661,7 @@ Test(wire, sys_service_documents_agree_with_jansson)
 	static const char *const reasons[] = {"", "exited with code 1; restart in 2s (failure 3)",
 					      "said \"no\" \\ then\ttab\nnewline \x01", "caf\xc3\xa9 \xe2\x82\xac"};
 	const char *const reqs[] = {"db", "cache@2"};
+	const char *const afters[] = {"migrate"};
 
 	for (size_t i = 0; i < LEN(reasons); i++) {
 		for (int variant = 0; variant < 3; variant++) {
@@ -668,6 +669,7 @@ Test(wire, sys_service_documents_agree_with_jansson)
 				.name = "web@1", .state = "running", .reason = reasons[i], .pid = variant ? 4242 : 0,
 				.since_ms = 1796375101336, .restarts = (int)i, .wanted_up = variant != 1,
 				.phase = variant == 2 ? -1 : 3, .requires = reqs, .nrequires = variant == 1 ? 0 : 2,
+				.after = afters, .nafter = variant == 2 ? 1 : 0,
 				.log = variant == 0, .has_exit = variant != 0,
 				.exit_signal = variant == 2 ? "KILL" : NULL, .exit_code = 7,
 			};
@@ -675,15 +677,17 @@ Test(wire, sys_service_documents_agree_with_jansson)
 			wire_write_svc_state(&b, &st);
 			json_t *got = jansson(b.buf, b.len, JSON_REJECT_DUPLICATES);
 			cr_assert(got, "%s", b.buf);
-			json_t *req = json_array();
+			json_t *req = json_array(), *aft = json_array();
 			for (size_t k = 0; k < st.nrequires; k++)
 				json_array_append_new(req, json_string(reqs[k]));
-			json_t *want = json_pack("{s:s,s:s,s:o,s:I,s:s,s:i,s:s,s:o,s:o,s:b}", "name", st.name, "state",
+			for (size_t k = 0; k < st.nafter; k++)
+				json_array_append_new(aft, json_string(afters[k]));
+			json_t *want = json_pack("{s:s,s:s,s:o,s:I,s:s,s:i,s:s,s:o,s:o,s:o,s:b}", "name", st.name, "state",
 						 st.state, "pid", st.pid ? json_integer(st.pid) : json_null(),
 						 "since_ms", (json_int_t)st.since_ms, "reason", st.reason, "restarts", st.restarts,
 						 "wanted", st.wanted_up ? "up" : "down", "phase",
 						 st.phase >= 0 ? json_integer(st.phase) : json_null(), "requires", req,
-						 "log", st.log);
+						 "after", aft, "log", st.log);
 			cr_assert(want);
 			if (st.has_exit)
 				json_object_set_new(want, "last_exit", st.exit_signal
