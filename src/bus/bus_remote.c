@@ -86,13 +86,11 @@ void bus_remote_publish(struct bus_conn *c, const char *topic, const char *data,
 			bus_remote_published(b, cookie, 0, false, "the cluster went away");
 		else
 			bus_remote_published(b, 0, 0, false, "the cluster went away");
-	} else {
-		/* This host's subscribers get it now, as the fan-out would bring
-		 * it from another host: NATS does not send it back here (the
-		 * bus's connection is NoEcho), and a round trip through the
-		 * servers for a subscriber next door cost a millisecond. */
-		bus_remote_deliver(b, topic, data, len, qos, ts_ms);
 	}
+	/* This host's subscribers get it from the cluster's worker once it
+	 * has gone to NATS (cluster_bus_nats.c, local_copy): NATS does not
+	 * send it back here (NoEcho), and a round trip through the servers
+	 * for a subscriber next door cost a millisecond. */
 	free(msgid);
 }
 

@@ -361,6 +361,18 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 	natsMsg_Destroy(msg);
 }
 
+/* This host's copy of m, for its own subscribers: NATS does not send it
+ * back (NoEcho).  Posted once m has gone to NATS, never for one refused
+ * or dropped here, which no other host sees either. */
+static struct bmsg *local_copy(const struct bmsg *m)
+{
+	struct bmsg *c = bmsg_new_msg(BM_DELIVER, m->topic, strlen(m->topic), m->data, m->len, NULL, NULL);
+
+	c->qos = m->qos;
+	c->ts_ms = m->ts_ms;
+	return c;
+}
+
 /* true when m is answered later, by on_pub_ack: qos-1 publishes are
  * pipelined (one round trip each, in turn, bounded the bus at about a
  * thousand a second); the stream takes them in order. */
@@ -371,6 +383,7 @@ static bool run_publish(struct cluster_bus *cb, struct bmsg *m)
 	natsMsg *msg = NULL;
 	natsStatus s = NATS_OK;
 	bool later = false;
+	struct bmsg *local = NULL;
 
 	if (!connected(cb, m))
 		goto out;
@@ -386,6 +399,8 @@ static bool run_publish(struct cluster_bus *cb, struct bmsg *m)
 		s = kvStore_Put(&rev, cb->rkv, key, m->data, (int)m->len);
 		free(key);
 	}
+	if (s == NATS_OK)
+		local = local_copy(m);	/* m may be on_pub_ack's, and freed, once sent */
 	if (s == NATS_OK && !m->qos) {
 		s = natsConnection_PublishMsg(cb->nc, msg);
 	} else if (s == NATS_OK) {
@@ -412,6 +427,10 @@ static bool run_publish(struct cluster_bus *cb, struct bmsg *m)
 		status_text(m->err, sizeof(m->err), "publish", s, 0);
 	}
 out:
+	if (local && s == NATS_OK)
+		cbus_post(cb, local);
+	else
+		bmsg_free(local);
 	natsMsg_Destroy(msg);
 	free(subj);
 	return later;

@@ -96,10 +96,11 @@ static void on_reconnected(natsConnection *nc, void *arg)
 
 /* What JetStream answers, for a moment, while the stream of the bucket has
  * no leader (just made, or between two): the request was not carried out,
- * and may be tried again. */
-static bool between_leaders(natsStatus s, jsErrCode jerr)
+ * and may be tried again.  A write answered "temporarily unavailable" may
+ * have been proposed all the same: only a read is tried again on that. */
+static bool between_leaders(natsStatus s, jsErrCode jerr, bool write)
 {
-	return s == NATS_NO_RESPONDERS || jerr == JSStreamNotFoundErr || jerr == JSClusterNotAvailErr;
+	return s == NATS_NO_RESPONDERS || jerr == JSStreamNotFoundErr || (!write && jerr == JSClusterNotAvailErr);
 }
 
 static void status_text(char *buf, size_t len, const char *what, natsStatus s)
@@ -213,7 +214,7 @@ static int last_of(struct cluster *c, struct cmsg *m, uint64_t *rev, bool *delet
 		return 0;
 	if (s != NATS_OK) {
 		status_text(m->err, sizeof(m->err), "read", s);
-		m->again = between_leaders(s, jerr);
+		m->again = between_leaders(s, jerr, false);
 		return -1;
 	}
 	const char *op = NULL;
@@ -270,7 +271,7 @@ static natsStatus put_expecting(struct cluster *c, struct cmsg *m, uint64_t last
 		po.ExpectNoMessage = true;
 	po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
 	s = js_Publish(&pa, c->js, subj, m->value, (int)strlen(m->value), &po, &jerr);
-	m->again = between_leaders(s, jerr);
+	m->again = between_leaders(s, jerr, true);
 	*conflict = s == NATS_ERR && jerr != 0 && !m->again;
 	if (s == NATS_OK)
 		m->rev = pa->Sequence;
@@ -348,7 +349,7 @@ static void run_delete(struct cluster *c, struct cmsg *m)
 		po.ExpectLastSubjectSeq = m->last;
 		po.MaxWait = CLUSTER_OP_TIMEOUT_MS;
 		s = js_PublishMsg(&pa, c->js, msg, &po, &jerr);
-		m->again = between_leaders(s, jerr);
+		m->again = between_leaders(s, jerr, true);
 	}
 	if (s == NATS_OK) {
 		m->res = CR_OK;
@@ -396,7 +397,8 @@ static void run_once(struct cluster *c, struct cmsg *m)
 
 /* A request the stream refused without carrying it out because it had no
  * leader for a moment is tried again, 20 ms later, then 40, ... (at most
- * 250 ms apart), for CLUSTER_OP_TIMEOUT_MS in all: a loaded cluster elects leaders now and
+ * 250 ms apart), while CLUSTER_OP_TIMEOUT_MS have not passed (a try
+ * itself may wait that long for its answer): a loaded cluster elects leaders now and
  * then (a lock asked for just after the bucket was made was refused so,
  * "stream not found", in a test run beside a busy machine's other work). */
 static void run_job(struct cluster *c, struct cmsg *m)

@@ -181,6 +181,31 @@ class ClusterBus(CohortTest):
                 await ws.close()
         run(go())
 
+    def test_a_publish_the_cluster_refuses_reaches_no_subscriber_here_either(self):
+        """A retained publish whose value the bucket cannot take is refused,
+        and this host's own subscriber does not get it: its copy is handed
+        over only once the message has gone to NATS."""
+        a = self.cohortd("a")
+
+        async def go():
+            sub_ws, _ = await connect(a)
+            self.assertEqual((await call(sub_ws, op="sub", topic="ret.>", qos=1))["op"], "ok")
+            pub, _ = await connect(a)
+            url, stream = self.nc.nodes[0].url, f"KV_COHORT_RETAINED_{self.nc.name}"
+            r = await asyncio.to_thread(natscluster.nats_request, url, f"$JS.API.STREAM.DELETE.{stream}")
+            self.assertTrue(r.get("success"), r)
+            r = await call(pub, op="pub", topic="ret.value", data=1, qos=1, retain=True)
+            self.assertEqual(r["op"], "error", r)
+            self.assertIn("cluster unreachable", r["error"])
+            # Handed over in publish order: the next one's copy comes after
+            # any copy of the refused one would have.
+            self.assertEqual((await call(pub, op="pub", topic="ret.marker", data=2, qos=1))["op"], "ok")
+            got = await collect(sub_ws, lambda g: any(m["topic"] == "ret.marker" for m in g))
+            self.assertEqual([m["topic"] for m in got], ["ret.marker"])
+            for ws in (sub_ws, pub):
+                await ws.close()
+        run(go())
+
     def test_the_clients_change_nothing(self):
         """libcohort (cohortctl pub and sub) and the Python client, as on one
         host: cohortctl sub on c and a Python durable session on b get what
