@@ -233,19 +233,19 @@ static void note_dependents(struct supervisor *sup, struct service **restart, si
 {
 	const struct plan *p = sup->plan;
 	bool *seen = xcalloc(p->n + 1, sizeof(*seen)), *own = xcalloc(p->n + 1, sizeof(*own));
-	size_t *todo = xcalloc(p->n + 1, sizeof(*todo)), ntodo = 0;
+	size_t *pending = xcalloc(p->n + 1, sizeof(*pending)), npending = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		seen[restart[i]->index] = own[restart[i]->index] = true;
-		todo[ntodo++] = restart[i]->index;
+		pending[npending++] = restart[i]->index;
 	}
-	while (ntodo) {
-		size_t i = todo[--ntodo];
+	while (npending) {
+		size_t i = pending[--npending];
 		PLAN_EACH_EDGE(&p->required_by, i, j) {
 			if (seen[j] || !svc_live(sup->svcs[j]))
 				continue;
 			seen[j] = true;
-			todo[ntodo++] = j;
+			pending[npending++] = j;
 		}
 	}
 	for (size_t i = 0; i < p->n; i++)
@@ -253,7 +253,7 @@ static void note_dependents(struct supervisor *sup, struct service **restart, si
 			strv_push(out, sup->svcs[i]->name);
 	free(seen);
 	free(own);
-	free(todo);
+	free(pending);
 }
 
 void stack_reload(struct supervisor *sup, struct cohort_config *nc, struct plan *np,
