@@ -30,8 +30,13 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 		struct cmsg *next = m->next;
 		if (m->kind == CM_RTT)
 			c->rtt_us = m->rev ? (int64_t)m->rev - 1 : -1;
-		else
+		else if (m->kind == CM_WATCH)
+			cluster_fast_watching(c, m);
+		else {
+			if (m->kind == CM_CREATE || m->kind == CM_UPDATE || m->kind == CM_DELETE)
+				c->worker_done++;
 			cluster_lock_handle(c, m);
+		}
 		cmsg_free(m);
 		m = next;
 	}
@@ -78,6 +83,7 @@ struct cluster *cluster_open(struct ev_loop *loop, struct lock_table *t, const s
 	pthread_cond_init(&c->cv, NULL);
 	ev_async_init(&c->wake, wake_cb);
 	ev_async_start(loop, &c->wake);
+	cluster_fast_init(c);
 	cluster_lock_init(c);
 	cluster_stats_start(c);
 	if (cluster_threads_start(c, err, errlen) < 0) {
@@ -92,9 +98,11 @@ void cluster_close(struct cluster *c)
 {
 	if (!c)
 		return;
+	cluster_fast_hand_over(c);	/* the releases too go to the worker */
 	cluster_lock_close(c);
 	cluster_stats_stop(c);
 	cluster_threads_stop(c);
+	cluster_fast_free(c);
 	ev_async_stop(c->loop, &c->wake);
 	/* Results not read: their keys go with the map. */
 	for (struct cmsg *m = c->done, *next; m; m = next) {

@@ -65,6 +65,8 @@ struct cluster_info {
 	int64_t rtt_us;		/* the last round trip measured, -1 none (not connected) */
 	uint64_t reconnects;	/* times the cluster came back after being lost */
 	uint64_t refused;	/* lock requests refused as unreachable */
+	uint64_t on_loop;	/* requests sent and answered on the loop's own connection */
+	uint64_t by_worker;	/* requests the worker ran and answered (a first create, a conflict, no leader, ...) */
 };
 void cluster_info(const struct cluster *c, struct cluster_info *out);
 

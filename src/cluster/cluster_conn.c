@@ -41,6 +41,12 @@ static void push(struct cmsg **head, struct cmsg **tail, struct cmsg *m)
 
 void cluster_send(struct cluster *c, struct cmsg *m)
 {
+	if (!cluster_fast_send(c, m))
+		cluster_enqueue(c, m);
+}
+
+void cluster_enqueue(struct cluster *c, struct cmsg *m)
+{
 	pthread_mutex_lock(&c->mu);
 	push(&c->jobs, &c->jobs_tail, m);
 	pthread_cond_signal(&c->cv);
@@ -192,6 +198,12 @@ static void bucket_try(struct cluster *c)
 	atomic_store(&c->kv_ready, true);
 	char url[128] = "";
 	natsConnection_GetConnectedUrl(c->nc, url, sizeof(url));
+	if (!c->fast_tried) {	/* on the same server as this one */
+		c->fast_tried = true;
+		cluster_fast_connect(c, url);
+		atomic_store(&c->fast.rewatch, false);
+		atomic_store(&c->slow_watch, !cluster_fast_watch(c));
+	}
 	post_kind(c, CM_UP, url);
 }
 
@@ -447,6 +459,13 @@ static void *worker_main(void *arg)
 				pthread_mutex_lock(&c->mu);
 				if (atomic_load(&c->kv_ready) || c->jobs || atomic_load(&c->stop))
 					continue;
+			} else if (atomic_exchange(&c->fast.rewatch, false)) {
+				/* the loop's connection is back: a new watch on it, or
+				 * the watcher thread's meanwhile */
+				pthread_mutex_unlock(&c->mu);
+				atomic_store(&c->slow_watch, !cluster_fast_watch(c));
+				pthread_mutex_lock(&c->mu);
+				continue;
 			}
 			cluster_nats_pause(&c->cv, &c->mu);
 			continue;
@@ -476,7 +495,7 @@ static void *watcher_main(void *arg)
 {
 	struct cluster *c = arg;
 
-	cluster_nats_watch(&c->kv, &c->kv_ready, &c->rewatch, &c->stop, post_entry, c);
+	cluster_nats_watch(&c->kv, &c->slow_watch, &c->rewatch, &c->stop, post_entry, c);
 	return NULL;
 }
 
@@ -555,6 +574,7 @@ void cluster_threads_stop(struct cluster *c)
 		natsConnection_Destroy(c->nc);
 	}
 	c->kv = c->js = c->nc = NULL;
+	cluster_fast_close(c);
 	/* The library's own threads and memory: nothing else in cohortd uses
 	 * it, and a valgrind run should see them gone. */
 	nats_CloseAndWait(2000);

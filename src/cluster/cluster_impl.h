@@ -25,6 +25,7 @@ enum cmsg_kind {
 	CM_ENTRY,			/* the watch saw a key change */
 	CM_UP, CM_DOWN,			/* the connection (and bucket) came, went */
 	CM_RTT,				/* cluster_stats.c: a round trip measured (rev: us, 0 none) */
+	CM_WATCH,			/* cluster_fast.c: a new watch of the bucket (sub) */
 };
 
 enum cres {
@@ -49,6 +50,41 @@ struct cmsg {
 	bool deleted;		/* CM_ENTRY: a delete or purge */
 	char err[256];		/* CR_AWAY: why */
 	bool again;		/* CR_AWAY, and the cluster did nothing of it: worth a second try */
+	/* cluster_fast.c: sent on the loop's own connection */
+	uint64_t fseq;		/* its reply subject's number */
+	void *sub;		/* CM_WATCH: the natsSubscription */
+	int64_t fast_ms;	/* monotonic, when it was sent there */
+};
+
+/* cluster_fast.c: the loop's own NATS connection, for the hot path's
+ * requests.  libnats calls the adapter from any of its threads: what it
+ * asks for is kept under mu and applied on the loop (kick). */
+struct cluster_fast {
+	pthread_t loop_thread;
+	pthread_mutex_t mu;
+	void *conn;		/* natsConnection, as given to the adapter (under mu) */
+	int fd;			/* -1: detached (under mu) */
+	bool rd, wr;		/* the events libnats wants (under mu) */
+	unsigned gen;		/* a new attach or a detach (under mu) */
+	ev_async kick;
+	ev_io rio, wio;
+	int applied_fd;
+	unsigned applied_gen;
+
+	_Atomic(void *) nc;	/* natsConnection, once its reply subscription is made */
+	_Atomic(void *) sub;	/* natsSubscription: <inbox>.* (sync, read on the loop) */
+	void *js;		/* the worker's jsCtx on it, for the watch */
+	void *wsub;		/* the loop's: the bucket's watch (sync, ordered consumer) */
+	atomic_bool rewatch;	/* reconnected: the worker makes a new watch */
+	char inbox[96];		/* "_INBOX.<nuid>." */
+	uint64_t seq;
+	struct cmsg *head, *tail;	/* sent, not answered: oldest first */
+	ev_timer timer;		/* the oldest one's deadline */
+	bool closing;		/* everything goes to the worker now */
+	void **trash;		/* natsMsg to destroy, a few ms from now */
+	size_t ntrash, trash_cap;
+	ev_timer sweep;
+	uint64_t sent, handed;	/* requests sent here; handed on to the worker */
 };
 
 struct cluster {
@@ -74,6 +110,8 @@ struct cluster {
 	atomic_bool stop;
 	atomic_bool rewatch;	/* the watcher starts a new watch (after a reconnection) */
 	atomic_bool kv_ready;
+	atomic_bool slow_watch;	/* the watcher thread watches: the loop's connection cannot */
+	bool fast_tried;	/* the worker's: cluster_fast_connect was called */
 	void *nc, *js, *kv;	/* natsConnection, jsCtx, kvStore: the worker's (kv read by the watcher once ready) */
 
 	/* the loop's */
@@ -81,11 +119,15 @@ struct cluster {
 	bool ever_up;		/* up once: before that, waiters wait for the first connection */
 	char server[256];	/* the one connected to, for messages */
 	struct map keys;	/* lock name -> struct ckey */
+	struct map markers;	/* lock name -> struct marker (cluster_lock.c), no ckey */
 	char refusal[640];
 	int64_t state_ms;	/* wall clock: when up last changed */
 	int64_t rtt_us;		/* the last round trip measured, -1: none */
 	uint64_t reconnects;	/* up again after being down */
 	uint64_t refused;	/* requests refused as unreachable */
+	uint64_t worker_done;	/* requests the worker ran, their results handled */
+
+	struct cluster_fast fast;
 
 	/* cluster_stats.c: a thread that measures the round trip every
 	 * CLUSTER_RTT_EVERY_MS, so no request waits behind it */
@@ -100,11 +142,34 @@ struct cluster {
 /* cluster_conn.c */
 int cluster_threads_start(struct cluster *c, char *err, size_t errlen);
 void cluster_threads_stop(struct cluster *c);
-/* Loop -> worker. */
+/* Loop -> the cluster: on the loop's own connection (cluster_fast.c) when
+ * it can, else on the worker's. */
 void cluster_send(struct cluster *c, struct cmsg *m);
+/* Loop -> worker. */
+void cluster_enqueue(struct cluster *c, struct cmsg *m);
 /* Any thread -> loop. */
 void cluster_post(struct cluster *c, struct cmsg *m);
 void cmsg_free(struct cmsg *m);
+
+/* cluster_fast.c */
+void cluster_fast_init(struct cluster *c);
+/* The worker's, once its own connection is up: connects the loop's, to
+ * the server `first` (the worker's) if it can. */
+void cluster_fast_connect(struct cluster *c, const char *first);
+/* Loop: sends m on the loop's connection; false: not sent (the worker's then). */
+bool cluster_fast_send(struct cluster *c, struct cmsg *m);
+/* Worker, once the bucket is there (and after the loop's connection came
+ * back): a watch of the bucket on that connection, read on the loop.
+ * false: none made (the watcher thread's watch is needed). */
+bool cluster_fast_watch(struct cluster *c);
+/* Loop: a CM_WATCH came. */
+void cluster_fast_watching(struct cluster *c, struct cmsg *m);
+/* Loop, at close: what waits for an answer goes to the worker. */
+void cluster_fast_hand_over(struct cluster *c);
+/* Loop, once the worker is joined: the connection goes (before nats_CloseAndWait). */
+void cluster_fast_close(struct cluster *c);
+/* Loop, after nats_CloseAndWait: the watchers. */
+void cluster_fast_free(struct cluster *c);
 
 /* cluster_stats.c */
 void cluster_stats_start(struct cluster *c);

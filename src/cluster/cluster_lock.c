@@ -152,10 +152,62 @@ static void ckey_free(struct ckey *k)
 	free(k);
 }
 
+/* The delete marker last known to be a key's last message, kept once its
+ * ckey is gone: the next acquire of the name writes on it at once, one
+ * round trip, where reading the key first made two.  A stale one costs a
+ * conflict, then that read.  At most CLUSTER_MARKERS names are kept. */
+#define CLUSTER_MARKERS 4096
+struct marker {
+	char *name;
+	uint64_t rev;
+};
+
+static void markers_clear(struct cluster *c)
+{
+	const char *name;
+	void *v;
+
+	for (size_t i = 0; map_next(&c->markers, &i, &name, &v);) {
+		free(((struct marker *)v)->name);
+		free(v);
+	}
+	map_free(&c->markers);
+	memset(&c->markers, 0, sizeof(c->markers));
+}
+
+static void marker_drop(struct cluster *c, const char *name)
+{
+	struct marker *mk = map_del(&c->markers, name);
+
+	if (mk) {
+		free(mk->name);
+		free(mk);
+	}
+}
+
+static void marker_set(struct cluster *c, const char *name, uint64_t rev)
+{
+	struct marker *mk = map_get(&c->markers, name);
+
+	if (mk) {
+		if (rev > mk->rev)
+			mk->rev = rev;
+		return;
+	}
+	if (c->markers.len >= CLUSTER_MARKERS)
+		markers_clear(c);
+	mk = xmalloc(sizeof(*mk));
+	mk->name = xstrdup(name);
+	mk->rev = rev;
+	map_put(&c->markers, mk->name, mk);
+}
+
 static void maybe_free(struct ckey *k)
 {
 	if (k->st != K_IDLE || k->held || k->wanted || k->inflight)
 		return;
+	if (k->wdel)
+		marker_set(k->c, k->name, k->wrev);
 	ev_timer_stop(k->c->loop, &k->timer);
 	map_del(&k->c->keys, k->name);
 	ckey_free(k);
@@ -249,6 +301,12 @@ static void gate_update(void *arg, const char *name, bool held, bool wanted, enu
 		k->key = cluster_key_encode(name);
 		ev_init(&k->timer, on_timer);
 		map_put(&c->keys, k->name, k);
+		struct marker *mk = map_get(&c->markers, name);
+		if (mk) {
+			k->wrev = mk->rev;
+			k->wdel = true;
+			marker_drop(c, name);
+		}
 	}
 	k->held = held;
 	k->wanted = wanted;
@@ -448,6 +506,13 @@ static void watched(struct cluster *c, struct cmsg *m)
 	char *name = cluster_key_decode(m->key);
 	struct ckey *k = name ? map_get(&c->keys, name) : NULL;
 
+	if (!k && name) {
+		struct marker *mk = map_get(&c->markers, name);
+		if (m->deleted)
+			marker_set(c, name, m->rev);
+		else if (mk && m->rev > mk->rev)
+			marker_drop(c, name);	/* held again: a create would only conflict */
+	}
 	free(name);
 	if (!k)
 		return;
@@ -547,6 +612,7 @@ void cluster_lock_handle(struct cluster *c, struct cmsg *m)
 		watched(c, m);
 		return;
 	case CM_RTT:		/* cluster.c's */
+	case CM_WATCH:
 		return;
 	case CM_CREATE:
 	case CM_UPDATE:
@@ -595,4 +661,5 @@ void cluster_lock_free(struct cluster *c)
 	for (size_t i = 0; map_next(&c->keys, &i, &name, &v);)
 		ckey_free(v);
 	map_free(&c->keys);
+	markers_clear(c);
 }

@@ -29,6 +29,12 @@ static natsStatus options(const struct cluster_nats_conf *k, natsOptions *o, str
 		s = natsOptions_SetReconnectBufSize(o, 0);
 	if (s == NATS_OK && k->no_echo)
 		s = natsOptions_SetNoEcho(o, true);
+	if (s == NATS_OK && k->in_order)
+		s = natsOptions_SetNoRandomize(o, true);
+	if (s == NATS_OK && k->send_asap)
+		s = natsOptions_SetSendAsap(o, true);
+	if (s == NATS_OK && k->ev_loop)
+		s = natsOptions_SetEventLoop(o, k->ev_loop, k->ev_attach, k->ev_read, k->ev_write, k->ev_detach);
 	/* With a callback for the first connection, natsConnection_Connect
 	 * returns at once and goes on trying in the background; without one it
 	 * retries inside the call, MaxReconnect (forever) times, and the
@@ -86,7 +92,7 @@ void cluster_nats_watch(void *const *kv, atomic_bool *ready, atomic_bool *rewatc
 	kvWatcher *w = NULL;
 
 	while (!atomic_load(stop)) {
-		if (atomic_exchange(rewatch, false) && w) {
+		if ((atomic_exchange(rewatch, false) || !atomic_load(ready)) && w) {
 			kvWatcher_Destroy(w);
 			w = NULL;
 		}

@@ -17,6 +17,15 @@ struct cluster_nats_conf {
 	int64_t timeout_ms;
 	bool no_reconnect_buffer;	/* refuse what is published while away */
 	bool no_echo;		/* what it publishes is not sent back to its own subscriptions */
+	bool in_order;		/* the servers in the order given, not shuffled */
+	bool send_asap;		/* a publish is written at once, not by libnats's flusher thread */
+	/* Read and written on an event loop through these (natsOptions_SetEventLoop):
+	 * no read thread of libnats's.  ev_loop NULL: libnats's threads. */
+	void *ev_loop;
+	natsEvLoop_Attach ev_attach;
+	natsEvLoop_ReadAddRemove ev_read;
+	natsEvLoop_WriteAddRemove ev_write;
+	natsEvLoop_Detach ev_detach;
 	natsConnectionHandler on_reconnected, on_disconnected, on_closed;	/* closed may be NULL */
 	void *arg;
 };
@@ -27,7 +36,7 @@ struct cluster_nats_conf {
 natsStatus cluster_nats_connect(const struct cluster_nats_conf *k, natsConnection **nc,
 				const char **step);
 
-/* A watcher thread's loop: watches the bucket *kv once *ready, again after
+/* A watcher thread's loop: watches the bucket *kv while *ready, again after
  * *rewatch is set (a reconnection) or the watch failed, hands each entry
  * to fn (which owns it; none for the end of the initial values), until
  * *stop. */

@@ -95,4 +95,6 @@ void cluster_info(const struct cluster *c, struct cluster_info *out)
 	out->rtt_us = c->up ? c->rtt_us : -1;
 	out->reconnects = c->reconnects;
 	out->refused = c->refused;
+	out->on_loop = c->fast.sent - c->fast.handed;
+	out->by_worker = c->worker_done;
 }

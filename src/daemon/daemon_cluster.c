@@ -84,6 +84,8 @@ json_t *daemon_cluster_json(const struct cohortd *d)
 	json_t *o = connection_json(&ci, true);
 	json_object_set_new(o, "servers", json_string(ci.urls));
 	json_object_set_new(o, "refused", json_integer((json_int_t)ci.refused));
+	json_object_set_new(o, "requests", json_pack("{s:I,s:I}", "on_loop", (json_int_t)ci.on_loop,
+						      "by_worker", (json_int_t)ci.by_worker));
 	if (daemon_cluster_bus_info(d, &ci)) {
 		json_t *bus = connection_json(&ci, false);
 		json_object_set_new(bus, "refused", json_integer((json_int_t)d->bus.remote_refused));

@@ -7,7 +7,12 @@ cohortds on 127.0.0.1 (tests/cluster/natscluster.py).
   release pairs/s and p50/p99 with 1 and 16 clients, hand-over p50/p99.
 - the floor: tests/bench/bench_nats_kv, the same KV requests made directly
   with libnats (raw: cohortd's exact requests; kv: kvStore_Create), so the
-  ratio is what cohort adds above NATS.  Goal: at most 20 % more.
+  ratio is what cohort adds above NATS.  Goal: at most 20 % more.  Both
+  travel alike: cohortd a and the floor's A connect to the first server,
+  cohortd b and the floor's B (the hand-over's waiter) to the second, and
+  the floor's bucket is placed on the server of cohortd's (a random one:
+  JetStream places a stream where it likes, and a request that crosses a
+  route costs more).
 - the hand-over beside etcd 3.4's lock (three etcd members on 127.0.0.1,
   data in /dev/shm when it exists): the same Python client pattern for
   both (cohortd's control socket; etcd's lock service through its
@@ -89,9 +94,12 @@ def run_cohort(a, b):
 
 
 def run_floor(nc, mode):
-    env = dict(os.environ, BENCH_HANDOVER_ROUNDS=str(HANDOVERS))
-    out = subprocess.run([BENCH_NATS, mode, nc.urls(), SECONDS], capture_output=True, text=True, check=True,
-                         env=env, timeout=600).stdout
+    # A on cohortd a's server, B on b's, the bucket's stream on the server
+    # of cohortd's: the floor's requests travel as cohortd's do.
+    env = dict(os.environ, BENCH_HANDOVER_ROUNDS=str(HANDOVERS), BENCH_NATS_B_URLS=nc.nodes[1].url,
+               BENCH_FLOOR_BESIDE=f"KV_COHORT_LOCKS_{nc.name}")
+    out = subprocess.run([BENCH_NATS, mode, nc.nodes[0].url, SECONDS], capture_output=True, text=True,
+                         check=True, env=env, timeout=600).stdout
     return parse(out, f"bench_nats_kv {mode}")
 
 
@@ -357,8 +365,9 @@ def main():
     rounds = {"cohort": [], "raw": [], "kv": []}
     try:
         nc.start()
-        a = nc.start_cohortd("a", IDLE)
-        b = nc.start_cohortd("b", IDLE)
+        # Each cohortd on a server of its own, as the floor's A and B are.
+        a = nc.start_cohortd("a", IDLE, cluster_line=f"cluster = {nc.nodes[0].url}\ncluster_name = {nc.name}\n")
+        b = nc.start_cohortd("b", IDLE, cluster_line=f"cluster = {nc.nodes[1].url}\ncluster_name = {nc.name}\n")
         for d in (a, b):
             d.proc.wait_log(r"cluster: connected to nats://", 20)
         order = ["cohort", "raw", "kv"]

@@ -6,6 +6,12 @@
  *
  *   bench_nats_kv raw|kv URLS [SECONDS]
  *
+ * BENCH_NATS_B_URLS: the hand-over's B connects there (its own
+ * connection; else it shares A's).  BENCH_FLOOR_BESIDE=STREAM: the floor's
+ * bucket is placed on the server that leads STREAM (cohortd's bucket), by
+ * that server's tag (tests/cluster/natscluster.py tags each with its
+ * name): the requests of both then travel the same way.
+ *
  * raw: exactly cohortd's requests (cluster_conn.c): acquire = a publish
  *      expecting the delete marker known to be the key's last message (its
  *      own delete's, or the watch's), else the key's last message read
@@ -32,9 +38,11 @@
 
 #define BUCKET "COHORT_BENCH_FLOOR"
 
-static natsConnection *nc;
-static jsCtx *js;
-static kvStore *kv;
+static natsConnection *nc, *nc_b;
+static jsCtx *js_a, *js_b;
+static kvStore *kv_a, *kv_b;
+static __thread jsCtx *js;	/* this thread's side: A's, or the hand-over's B's */
+static __thread kvStore *kv;
 static bool raw;
 static double seconds = 2.0;
 
@@ -144,6 +152,8 @@ static void *worker_main(void *arg)
 
 	uint64_t marker = 0;
 
+	js = js_a;
+	kv = kv_a;
 	snprintf(key, sizeof(key), "bench=2Eclient%d", w->id);
 	while (now_ns() < w->end_ns) {
 		int64_t t0 = now_ns();
@@ -234,6 +244,8 @@ static void *b_main(void *arg)
 	natsStatus s;
 	(void)arg;
 
+	js = js_b;
+	kv = kv_b;
 	kvWatchOptions_Init(&o);
 	if ((s = kvStore_Watch(&w, kv, HO_KEY, &o)) != NATS_OK)
 		die("watch", s);
@@ -312,15 +324,94 @@ static void contended(int rounds)
 	free(lat);
 }
 
-int main(int argc, char **argv)
+static natsConnection *connect_to(const char *urls)
 {
 	natsOptions *opts = NULL;
-	jsOptions jo;
-	kvConfig kc;
-	natsStatus s;
+	natsConnection *c = NULL;
 	const char *servers[8];
 	int nservers = 0;
-	char *copy, *save = NULL;
+	char *copy = strdup(urls), *save = NULL;
+	natsStatus s;
+
+	for (char *u = strtok_r(copy, ", ", &save); u && nservers < 8; u = strtok_r(NULL, ", ", &save))
+		servers[nservers++] = u;
+	if ((s = natsOptions_Create(&opts)) != NATS_OK ||
+	    (s = natsOptions_SetServers(opts, servers, nservers)) != NATS_OK ||
+	    (s = natsOptions_SetTimeout(opts, 2000)) != NATS_OK ||
+	    (s = natsConnection_Connect(&c, opts)) != NATS_OK)
+		die("connect", s);
+	natsOptions_Destroy(opts);
+	free(copy);
+	return c;
+}
+
+static jsCtx *jetstream(natsConnection *c)
+{
+	jsOptions jo;
+	jsCtx *j = NULL;
+	natsStatus s;
+
+	jsOptions_Init(&jo);
+	jo.Wait = 2000;
+	if ((s = natsConnection_JetStream(&j, c, &jo)) != NATS_OK)
+		die("jetstream", s);
+	return j;
+}
+
+/* The server leading stream, and its cluster; "" if none is known. */
+static void leader_of(const char *stream, char *out, size_t len, char *cluster, size_t clen)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+
+	out[0] = cluster[0] = '\0';
+	if (js_GetStreamInfo(&si, js, stream, NULL, &jerr) == NATS_OK && si->Cluster && si->Cluster->Leader) {
+		snprintf(out, len, "%s", si->Cluster->Leader);
+		snprintf(cluster, clen, "%s", si->Cluster->Name ? si->Cluster->Name : "");
+	}
+	jsStreamInfo_Destroy(si);
+}
+
+/* The bucket as js_CreateKeyValue makes it (libnats 3.4.1, kv.c), its
+ * stream placed on the server tagged `tag`. */
+static void bucket_on(const char *cluster, const char *tag)
+{
+	jsStreamConfig sc;
+	jsPlacement pl;
+	const char *subjects[] = {"$KV." BUCKET ".>"};
+	const char *tags[] = {tag};
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	js_DeleteStream(js, "KV_" BUCKET, NULL, &jerr);
+	jsStreamConfig_Init(&sc);
+	jsPlacement_Init(&pl);
+	pl.Cluster = cluster;
+	pl.Tags = tags;
+	pl.TagsLen = 1;
+	sc.Name = "KV_" BUCKET;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.MaxMsgsPerSubject = 1;
+	sc.MaxBytes = -1;
+	sc.MaxMsgSize = -1;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = 1;	/* as cohortd's bucket (cluster.c says why) */
+	sc.AllowRollup = true;
+	sc.DenyDelete = true;
+	sc.AllowDirect = true;
+	sc.Discard = js_DiscardNew;
+	sc.Duplicates = 120LL * 1000000000;
+	sc.Placement = &pl;
+	if ((s = js_AddStream(NULL, js, &sc, NULL, &jerr)) != NATS_OK)
+		die("bucket placed", s);
+}
+
+int main(int argc, char **argv)
+{
+	kvConfig kc;
+	natsStatus s;
+	const char *beside = getenv("BENCH_FLOOR_BESIDE"), *b_urls = getenv("BENCH_NATS_B_URLS");
 
 	if (argc < 3 || (strcmp(argv[1], "raw") && strcmp(argv[1], "kv"))) {
 		fprintf(stderr, "usage: bench_nats_kv raw|kv URLS [SECONDS]\n");
@@ -329,32 +420,41 @@ int main(int argc, char **argv)
 	raw = strcmp(argv[1], "raw") == 0;
 	if (argc > 3)
 		seconds = atof(argv[3]);
-	copy = strdup(argv[2]);
-	for (char *u = strtok_r(copy, ", ", &save); u && nservers < 8; u = strtok_r(NULL, ", ", &save))
-		servers[nservers++] = u;
-	if ((s = natsOptions_Create(&opts)) != NATS_OK ||
-	    (s = natsOptions_SetServers(opts, servers, nservers)) != NATS_OK ||
-	    (s = natsOptions_SetTimeout(opts, 2000)) != NATS_OK ||
-	    (s = natsConnection_Connect(&nc, opts)) != NATS_OK)
-		die("connect", s);
-	jsOptions_Init(&jo);
-	jo.Wait = 2000;
-	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
-		die("jetstream", s);
+	nc = connect_to(argv[2]);
+	js = js_a = jetstream(nc);
+	if (beside && *beside) {
+		char want[128], have[128], cluster[128], other[128];
+		leader_of(beside, want, sizeof(want), cluster, sizeof(cluster));
+		leader_of("KV_" BUCKET, have, sizeof(have), other, sizeof(other));
+		if (!*want)
+			die("no leader for BENCH_FLOOR_BESIDE's stream", NATS_NOT_FOUND);
+		if (strcmp(want, have) != 0)
+			bucket_on(cluster, want);
+	}
 	kvConfig_Init(&kc);
 	kc.Bucket = BUCKET;
 	kc.History = 1;
 	kc.Replicas = 1;	/* as cohortd's bucket (cluster.c says why) */
-	if ((s = js_KeyValue(&kv, js, BUCKET)) != NATS_OK && (s = js_CreateKeyValue(&kv, js, &kc)) != NATS_OK)
+	if ((s = js_KeyValue(&kv_a, js, BUCKET)) != NATS_OK && (s = js_CreateKeyValue(&kv_a, js, &kc)) != NATS_OK)
 		die("bucket", s);
+	kv = kv_a;
+	nc_b = b_urls && *b_urls ? connect_to(b_urls) : NULL;
+	js_b = nc_b ? jetstream(nc_b) : js_a;
+	if (nc_b && (s = js_KeyValue(&kv_b, js_b, BUCKET)) != NATS_OK)
+		die("bucket (B)", s);
+	if (!nc_b)
+		kv_b = kv_a;
 	uncontended(1);
 	uncontended(16);
 	contended(getenv("BENCH_HANDOVER_ROUNDS") ? atoi(getenv("BENCH_HANDOVER_ROUNDS")) : 300);
-	kvStore_Destroy(kv);
-	jsCtx_Destroy(js);
+	if (nc_b) {
+		kvStore_Destroy(kv_b);
+		jsCtx_Destroy(js_b);
+		natsConnection_Destroy(nc_b);
+	}
+	kvStore_Destroy(kv_a);
+	jsCtx_Destroy(js_a);
 	natsConnection_Destroy(nc);
-	natsOptions_Destroy(opts);
-	free(copy);
 	nats_Close();
 	return 0;
 }

@@ -153,6 +153,7 @@ class NatsNode:
         routes = ", ".join(f"nats://127.0.0.1:{n.route_port}" for n in self.cluster.nodes if n is not self)
         with open(self.conf, "w") as f:
             f.write(f"""server_name: {self.name}
+server_tags: ["{self.name}"]
 listen: 127.0.0.1:{self.port}
 jetstream {{
   store_dir: "{os.path.join(self.dir, 'js')}"

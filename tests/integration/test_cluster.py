@@ -488,6 +488,36 @@ class Cluster(CohortTest):
             self.assertTrue(c.call(cmd="lock.release", name="pp", token=g["token"])["ok"])
         self.assertTrue(all(x < y for x, y in zip(tokens, tokens[1:])))
 
+    def test_the_hot_path_is_sent_and_answered_on_the_loop(self):
+        """A create over a delete marker the cohortd knows (its own
+        release's, or the watch's) and a release go on the loop's own NATS
+        connection; only a key never seen is read first, by the worker.
+        Status counts both; a waiter on b, told of a's release by the watch
+        the loop reads, creates the key from the loop too."""
+        a, b = self.cohortd("a"), self.cohortd("b")
+        ca, cb = self.client(a), self.client(b)
+        for i in range(20):
+            g = ca.call(cmd="lock.acquire", name="hot", ttl_ms=30000, wait_ms=5000)
+            self.assertTrue(g["ok"], (i, g))
+            self.assertTrue(ca.call(cmd="lock.release", name="hot", token=g["token"])["ok"])
+        req = cluster_status(a)["requests"]
+        self.assertEqual(req["by_worker"], 1, req)      # the first create: the key unknown
+        self.assertGreaterEqual(req["on_loop"], 39, req)
+        g = ca.call(cmd="lock.acquire", name="hot", ttl_ms=30000, wait_ms=5000)
+        self.assertTrue(g["ok"], g)
+        before = cluster_status(b)["requests"]
+        cb.send(cmd="lock.acquire", name="hot", ttl_ms=30000, wait_ms=int(20000 * FACTOR))
+        # b's first create: the key unknown to b, read by its worker, found
+        # held: b waits for the watch to tell of its delete.
+        wait_until(self, lambda: cluster_status(b)["requests"]["by_worker"] > before["by_worker"],
+                   what="b's worker to answer its first create")
+        self.assertTrue(ca.call(cmd="lock.release", name="hot", token=g["token"])["ok"])
+        got = cb.recv()
+        self.assertTrue(got["ok"], got)
+        self.assertGreater(got["token"], g["token"])
+        after = cluster_status(b)["requests"]
+        self.assertGreater(after["on_loop"], before["on_loop"], (before, after))
+
     def test_a_killed_holder_hands_over_to_another_host_at_once(self):
         out, script = self.path("holder.json"), self.path("holder.py")
         with open(script, "w") as f:
