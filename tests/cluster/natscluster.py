@@ -327,7 +327,10 @@ def main():
         for i in range(a.cohortds):
             d = nc.start_cohortd("abc"[i], "[service:idle]\ncommand = /bin/sleep 1000\nready = delay:0\n")
             print(f"cohortd {d.name}: socket {d.socket} (log {d.dir}/cohortd.log)")
-        print(f"everything is in {nc.dir}; Ctrl-C stops it all")
+        print(f"everything is in {nc.dir}; Ctrl-C stops it all", flush=True)
+        # Blocked, so that sigwait takes them: a TERM left to its default
+        # action ended this script and left the servers and cohortds running.
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM])
         signal.sigwait([signal.SIGINT, signal.SIGTERM])
     except KeyboardInterrupt:
         pass
