@@ -459,7 +459,7 @@ static void *worker_main(void *arg)
 				pthread_mutex_lock(&c->mu);
 				if (atomic_load(&c->kv_ready) || c->jobs || atomic_load(&c->stop))
 					continue;
-			} else if (atomic_exchange(&c->fast.rewatch, false)) {
+			} else if (!atomic_load(&c->stop) && atomic_exchange(&c->fast.rewatch, false)) {
 				/* the loop's connection is back: a new watch on it, or
 				 * the watcher thread's meanwhile */
 				pthread_mutex_unlock(&c->mu);

@@ -89,6 +89,7 @@ static natsStatus ev_attach(void **user, void *loop, natsConnection *nc, natsSoc
 	c->fast.wr = false;
 	c->fast.gen++;
 	pthread_mutex_unlock(&c->fast.mu);
+	atomic_store(&c->fast.up, true);
 	asked(c);
 	return NATS_OK;
 }
@@ -119,12 +120,20 @@ static natsStatus ev_detach(void *user)
 {
 	struct cluster *c = user;
 
+	/* Before anything else: the loop sends nothing more here.  libnats
+	 * holds the connection's lock through each reconnection attempt, and
+	 * a publish from the loop would wait for it.  The watch is the
+	 * watcher thread's until this connection is back (came_back). */
+	atomic_store(&c->fast.up, false);
+	atomic_store(&c->slow_watch, true);
+	atomic_store(&c->fast.lost, true);
 	pthread_mutex_lock(&c->fast.mu);
+	c->fast.conn = NULL;
 	c->fast.fd = -1;
 	c->fast.rd = c->fast.wr = false;
 	c->fast.gen++;
 	pthread_mutex_unlock(&c->fast.mu);
-	asked(c);
+	ev_async_send(c->loop, &c->fast.kick);	/* never from inside libnats's call */
 	return NATS_OK;
 }
 
@@ -193,22 +202,48 @@ static void hand(struct cluster *c, struct cmsg *m)
 	cluster_enqueue(c, m);
 }
 
-/* The stream's sequence of a stored write, 0 for any other answer. */
-static uint64_t stored_at(natsMsg *msg)
+#define JS_WRONG_LAST_SEQUENCE 10071	/* the key moved: a conflict */
+#define JS_STREAM_NOT_FOUND 10059	/* the stream has no leader for a moment */
+
+static const char *what_of(const struct cmsg *m)
 {
-	json_t *root, *seq;
-	uint64_t rev = 0;
+	return m->kind == CM_DELETE ? "delete" : m->kind == CM_CREATE ? "create" : "update";
+}
+
+/* What the stream answered: stored (1, m->rev set), to be done again by
+ * the worker (0: a conflict, which it reads; no leader, which it tries
+ * again), or refused (-1, m->err set), as the worker's own write would be:
+ * any other error may come after the write was proposed, so it is not
+ * written twice. */
+static int stored(natsMsg *msg, struct cmsg *m)
+{
+	json_t *root, *err, *seq;
+	int rc = -1;
 
 	if (natsMsg_IsNoResponders(msg))
 		return 0;
 	root = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
-	if (!root)
-		return 0;
+	if (!root) {
+		snprintf(m->err, sizeof(m->err), "%s: an answer that is not JSON", what_of(m));
+		return -1;
+	}
+	err = json_object_get(root, "error");
 	seq = json_object_get(root, "seq");
-	if (!json_object_get(root, "error") && json_is_integer(seq) && json_integer_value(seq) > 0)
-		rev = (uint64_t)json_integer_value(seq);
+	if (err) {
+		json_int_t code = json_integer_value(json_object_get(err, "err_code"));
+		const char *text = json_string_value(json_object_get(err, "description"));
+		if (code == JS_WRONG_LAST_SEQUENCE || code == JS_STREAM_NOT_FOUND)
+			rc = 0;
+		else
+			snprintf(m->err, sizeof(m->err), "%s: %s", what_of(m), text ? text : "refused");
+	} else if (json_is_integer(seq) && json_integer_value(seq) > 0) {
+		m->rev = (uint64_t)json_integer_value(seq);
+		rc = 1;
+	} else {
+		snprintf(m->err, sizeof(m->err), "%s: an answer without a sequence", what_of(m));
+	}
 	json_decref(root);
-	return rev;
+	return rc;
 }
 
 static void answered(struct cluster *c, natsMsg *msg)
@@ -227,12 +262,17 @@ static void answered(struct cluster *c, natsMsg *msg)
 	if (!m)
 		return;	/* timed out before: already answered "unreachable" */
 	unlink_sent(f, m, prev);
-	m->rev = stored_at(msg);
-	if (m->rev) {
+	switch (stored(msg, m)) {
+	case 1:
 		m->res = CR_OK;
 		finish(c, m);
-	} else {
+		break;
+	case 0:
 		hand(c, m);
+		break;
+	default:
+		m->res = CR_AWAY;
+		finish(c, m);
 	}
 }
 
@@ -327,11 +367,37 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 		natsConnection_ProcessWriteEvent(nc);
 }
 
+/* The connection went while requests waited for their answer.  A
+ * release is done again by the worker (it can only conflict with itself);
+ * a create or renewal may have been stored, and is not written twice:
+ * unreachable, as the worker's would be. */
+static void lost(struct cluster *c)
+{
+	struct cluster_fast *f = &c->fast;
+
+	while (f->head) {
+		struct cmsg *m = f->head;
+		unlink_sent(f, m, NULL);
+		if (m->kind == CM_DELETE) {
+			hand(c, m);
+			continue;
+		}
+		m->res = CR_AWAY;
+		snprintf(m->err, sizeof(m->err), "%s: the connection to NATS was lost", what_of(m));
+		finish(c, m);
+	}
+	arm(c);
+}
+
 static void on_kick(struct ev_loop *loop, ev_async *w, int revents)
 {
+	struct cluster *c = container_of(w, struct cluster, fast.kick);
 	(void)loop;
 	(void)revents;
-	apply(container_of(w, struct cluster, fast.kick));
+
+	apply(c);
+	if (atomic_exchange(&c->fast.lost, false) && !atomic_load(&c->fast.up))
+		lost(c);
 }
 
 /* A request unanswered after CLUSTER_OP_TIMEOUT_MS: unreachable, as the
@@ -348,9 +414,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		struct cmsg *m = f->head;
 		unlink_sent(f, m, NULL);
 		m->res = CR_AWAY;
-		snprintf(m->err, sizeof(m->err), "%s: no answer in %d ms",
-			 m->kind == CM_DELETE ? "delete" : m->kind == CM_CREATE ? "create" : "update",
-			 CLUSTER_OP_TIMEOUT_MS);
+		snprintf(m->err, sizeof(m->err), "%s: no answer in %d ms", what_of(m), CLUSTER_OP_TIMEOUT_MS);
 		finish(c, m);
 	}
 	arm(c);
@@ -382,8 +446,7 @@ bool cluster_fast_send(struct cluster *c, struct cmsg *m)
 	natsStatus s;
 
 	/* A create over no known marker reads the key first: the worker's. */
-	if (f->closing || !nc || !m->last || !atomic_load(&c->kv_ready) ||
-	    natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
+	if (f->closing || !nc || !m->last || !atomic_load(&c->kv_ready) || !atomic_load(&f->up))
 		return false;
 	if ((size_t)snprintf(subj, sizeof(subj), "$KV.%s.%s", c->bucket, m->key) >= sizeof(subj))
 		return false;
@@ -427,6 +490,9 @@ void cluster_fast_init(struct cluster *c)
 	ev_async_init(&f->kick, on_kick);
 	ev_async_start(c->loop, &f->kick);
 	ev_io_init(&f->rio, on_read, -1, EV_READ);
+	/* Before the timer in the same turn: an answer already read is not
+	 * expired as unanswered. */
+	ev_set_priority(&f->rio, EV_MAXPRI);
 	ev_io_init(&f->wio, on_write, -1, EV_WRITE);
 	ev_init(&f->timer, on_timer);
 	ev_init(&f->sweep, on_sweep);
@@ -451,17 +517,23 @@ static void came_back(natsConnection *nc, void *arg)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Each attempt to connect holds libnats's connection lock, which a publish
+ * from the loop would wait for in the moment before libnats detaches:
+ * short.  (A server that cannot be reached in it is tried again, every
+ * 250 ms, as the worker's connection's.) */
+#define CLUSTER_FAST_CONNECT_MS 500
+
 /* Without it, the hot path's requests go to the worker: slower, not wrong. */
 void cluster_fast_connect(struct cluster *c, const char *first)
 {
 	char *urls = *first ? xasprintf("%s,%s", first, c->urls) : xstrdup(c->urls);
 	const struct cluster_nats_conf k = {
 		.urls = urls, .in_order = *first != '\0', .creds = c->o.creds, .tls_ca = c->o.tls_ca, .tls_cert = c->o.tls_cert,
-		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_OP_TIMEOUT_MS,
+		.tls_key = c->o.tls_key, .timeout_ms = CLUSTER_FAST_CONNECT_MS,
 		.send_asap = true,
 		.ev_loop = c, .ev_attach = ev_attach, .ev_read = ev_read, .ev_write = ev_write,
 		.ev_detach = ev_detach,
-		.on_reconnected = came_back, .on_disconnected = nothing, .arg = c,
+		.on_reconnected = came_back, .on_disconnected = nothing, .on_closed = nothing, .arg = c,
 	};
 	natsConnection *nc = NULL;
 	natsSubscription *sub = NULL;
@@ -486,10 +558,7 @@ void cluster_fast_connect(struct cluster *c, const char *first)
 		log_warn(NULL, "cluster: the loop's own connection: %s: %s (lock requests go through the worker)",
 			 step, natsStatus_GetText(s));
 		natsSubscription_Destroy(sub);
-		if (nc) {
-			natsConnection_Close(nc);
-			natsConnection_Destroy(nc);
-		}
+		c->fast.stray = nc;	/* the loop may still read it: closed at close */
 		return;
 	}
 	atomic_store(&c->fast.sub, sub);
@@ -506,7 +575,7 @@ bool cluster_fast_watch(struct cluster *c)
 	char subj[256], stream[256];
 	natsStatus s;
 
-	if (!nc)
+	if (!nc || !atomic_load(&f->up))
 		return false;
 	if (!f->js) {
 		jsOptions jo;
@@ -573,6 +642,18 @@ void cluster_fast_close(struct cluster *c)
 	natsSubscription *sub = atomic_exchange(&f->sub, NULL);
 
 	on_sweep(c->loop, &f->sweep, 0);	/* while the library is there */
+	if (!nc)
+		nc = f->stray;
+	f->stray = NULL;
+	atomic_store(&f->up, false);
+	/* Closed first, then its subscriptions (closed ones write no UNSUB):
+	 * with anything left unwritten, Close waits half a second for a PONG
+	 * only the loop, stopped now, would read.  What libnats wrote last is
+	 * written now. */
+	if (nc) {
+		natsConnection_ProcessWriteEvent(nc);
+		natsConnection_Close(nc);
+	}
 	pthread_mutex_lock(&c->mu);	/* a watch made, not yet handed to the loop */
 	for (struct cmsg *m = c->done; m; m = m->next)
 		if (m->kind == CM_WATCH) {
@@ -586,10 +667,7 @@ void cluster_fast_close(struct cluster *c)
 	if (f->js)
 		jsCtx_Destroy(f->js);
 	f->js = NULL;
-	if (nc) {
-		natsConnection_Close(nc);
-		natsConnection_Destroy(nc);
-	}
+	natsConnection_Destroy(nc);
 }
 
 void cluster_fast_free(struct cluster *c)

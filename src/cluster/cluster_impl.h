@@ -72,6 +72,9 @@ struct cluster_fast {
 	unsigned applied_gen;
 
 	_Atomic(void *) nc;	/* natsConnection, once its reply subscription is made */
+	atomic_bool up;		/* attached to the loop: between libnats's attach and detach */
+	atomic_bool lost;	/* detached: what waits for an answer is ended on the loop */
+	void *stray;		/* a connection made whose subscription failed: closed at close */
 	_Atomic(void *) sub;	/* natsSubscription: <inbox>.* (sync, read on the loop) */
 	void *js;		/* the worker's jsCtx on it, for the watch */
 	void *wsub;		/* the loop's: the bucket's watch (sync, ordered consumer) */

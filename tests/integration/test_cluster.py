@@ -648,6 +648,18 @@ class Cluster(CohortTest):
             time.sleep(0.2)
         self.assertTrue(r3["ok"], r3)
         self.assertGreater(r3["token"], r["token"])
+        # The loop's own connection is back too: a release and the next
+        # create over its marker go on it again (it reconnects by itself,
+        # maybe a moment after the worker's).
+        self.assertTrue(c.call(cmd="lock.release", name="after", token=r3["token"])["ok"])
+        before = cluster_status(a)["requests"]["on_loop"]
+
+        def on_loop_again():
+            g = c.call(cmd="lock.acquire", name="after", ttl_ms=1000)
+            self.assertTrue(g["ok"], g)
+            self.assertTrue(c.call(cmd="lock.release", name="after", token=g["token"])["ok"])
+            return cluster_status(a)["requests"]["on_loop"] > before
+        wait_until(self, on_loop_again, what="a request on the loop's connection after the cluster came back")
 
     def test_a_cohortd_stopped_for_10s_keeps_the_lock_exclusive(self):
         """Item 5's SIGSTOP: contenders on a and b take one lock in turns;
