@@ -94,26 +94,28 @@ static natsStatus ev_attach(void **user, void *loop, natsConnection *nc, natsSoc
 	return NATS_OK;
 }
 
+/* libnats wants (add) or no longer wants the socket's read or write events. */
+static natsStatus want(struct cluster *c, bool *which, bool add)
+{
+	pthread_mutex_lock(&c->fast.mu);
+	*which = add;
+	pthread_mutex_unlock(&c->fast.mu);
+	asked(c);
+	return NATS_OK;
+}
+
 static natsStatus ev_read(void *user, bool add)
 {
 	struct cluster *c = user;
 
-	pthread_mutex_lock(&c->fast.mu);
-	c->fast.rd = add;
-	pthread_mutex_unlock(&c->fast.mu);
-	asked(c);
-	return NATS_OK;
+	return want(c, &c->fast.rd, add);
 }
 
 static natsStatus ev_write(void *user, bool add)
 {
 	struct cluster *c = user;
 
-	pthread_mutex_lock(&c->fast.mu);
-	c->fast.wr = add;
-	pthread_mutex_unlock(&c->fast.mu);
-	asked(c);
-	return NATS_OK;
+	return want(c, &c->fast.wr, add);
 }
 
 static natsStatus ev_detach(void *user)
@@ -276,11 +278,10 @@ static void answered(struct cluster *c, natsMsg *msg)
 	}
 }
 
-/* Loop: the answers libnats has read.  Not from inside a libnats call:
- * finishing one may send the next request. */
-static void drain(struct cluster *c)
+/* Loop: the messages libnats has read for sub, each to fn.  Not from
+ * inside a libnats call: handling one may send the next request. */
+static void drain(struct cluster *c, natsSubscription *sub, void (*fn)(struct cluster *c, natsMsg *msg))
 {
-	natsSubscription *sub = atomic_load(&c->fast.sub);
 	int msgs = 0, bytes = 0;
 
 	if (!sub || natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK)
@@ -289,10 +290,9 @@ static void drain(struct cluster *c)
 		natsMsg *msg = NULL;
 		if (natsSubscription_NextMsg(&msg, sub, 0) != NATS_OK)
 			break;
-		answered(c, msg);
+		fn(c, msg);
 		discard(c, msg);
 	}
-	arm(c);
 }
 
 /* A change of a key, from the bucket's watch: as the watcher thread's
@@ -319,22 +319,6 @@ static void entry(struct cluster *c, natsMsg *msg)
 	cluster_lock_handle(c, &m);
 }
 
-static void drain_watch(struct cluster *c)
-{
-	natsSubscription *sub = c->fast.wsub;
-	int msgs = 0, bytes = 0;
-
-	if (!sub || natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK)
-		return;
-	while (msgs-- > 0) {
-		natsMsg *msg = NULL;
-		if (natsSubscription_NextMsg(&msg, sub, 0) != NATS_OK)
-			break;
-		entry(c, msg);
-		discard(c, msg);
-	}
-}
-
 static natsConnection *conn_of(struct cluster *c)
 {
 	pthread_mutex_lock(&c->fast.mu);
@@ -352,8 +336,9 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (nc)
 		natsConnection_ProcessReadEvent(nc);
-	drain(c);
-	drain_watch(c);
+	drain(c, atomic_load(&c->fast.sub), answered);
+	drain(c, c->fast.wsub, entry);
+	arm(c);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -619,7 +604,7 @@ void cluster_fast_watching(struct cluster *c, struct cmsg *m)
 	f->wsub = m->sub;
 	m->sub = NULL;
 	natsSubscription_Destroy(old);	/* an UNSUB written, nothing waited for */
-	drain_watch(c);	/* what came before the loop heard of it */
+	drain(c, f->wsub, entry);	/* what came before the loop heard of it */
 }
 
 void cluster_fast_hand_over(struct cluster *c)
