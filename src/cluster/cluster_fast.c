@@ -177,15 +177,20 @@ static void discard(struct cluster *c, natsMsg *msg)
 
 static void arm(struct cluster *c);
 
-static void unlink_sent(struct cluster_fast *f, struct cmsg *m, struct cmsg *prev)
+/* Out of the requests waiting for an answer: the list (oldest first, for
+ * the timer) and the map by reply number (for the answer). */
+static void unlink_sent(struct cluster_fast *f, struct cmsg *m)
 {
-	if (prev)
-		prev->next = m->next;
+	if (m->prev)
+		m->prev->next = m->next;
 	else
 		f->head = m->next;
-	if (f->tail == m)
-		f->tail = prev;
-	m->next = NULL;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		f->tail = m->prev;
+	m->next = m->prev = NULL;
+	intmap_del(&f->sent_by_seq, (int64_t)m->fseq);
 }
 
 static void finish(struct cluster *c, struct cmsg *m)
@@ -203,9 +208,6 @@ static void hand(struct cluster *c, struct cmsg *m)
 	c->fast.handed++;
 	cluster_enqueue(c, m);
 }
-
-#define JS_WRONG_LAST_SEQUENCE 10071	/* the key moved: a conflict */
-#define JS_STREAM_NOT_FOUND 10059	/* the stream has no leader for a moment */
 
 static const char *what_of(const struct cmsg *m)
 {
@@ -234,7 +236,8 @@ static int stored(natsMsg *msg, struct cmsg *m)
 	if (err) {
 		json_int_t code = json_integer_value(json_object_get(err, "err_code"));
 		const char *text = json_string_value(json_object_get(err, "description"));
-		if (code == JS_WRONG_LAST_SEQUENCE || code == JS_STREAM_NOT_FOUND)
+		/* the key moved (a conflict); the stream has no leader for a moment */
+		if (code == JSStreamWrongLastSequenceErr || code == JSStreamNotFoundErr)
 			rc = 0;
 		else
 			snprintf(m->err, sizeof(m->err), "%s: %s", what_of(m), text ? text : "refused");
@@ -253,17 +256,14 @@ static void answered(struct cluster *c, natsMsg *msg)
 	struct cluster_fast *f = &c->fast;
 	const char *subj = natsMsg_GetSubject(msg);
 	size_t n = strlen(f->inbox);
-	uint64_t seq;
-	struct cmsg *m, *prev = NULL;
+	struct cmsg *m;
 
 	if (strncmp(subj, f->inbox, n) != 0)
 		return;
-	seq = strtoull(subj + n, NULL, 10);
-	for (m = f->head; m && m->fseq != seq; m = m->next)
-		prev = m;
+	m = intmap_get(&f->sent_by_seq, (int64_t)strtoull(subj + n, NULL, 10));
 	if (!m)
 		return;	/* timed out before: already answered "unreachable" */
-	unlink_sent(f, m, prev);
+	unlink_sent(f, m);
 	switch (stored(msg, m)) {
 	case 1:
 		m->res = CR_OK;
@@ -362,7 +362,7 @@ static void lost(struct cluster *c)
 
 	while (f->head) {
 		struct cmsg *m = f->head;
-		unlink_sent(f, m, NULL);
+		unlink_sent(f, m);
 		if (m->kind == CM_DELETE) {
 			hand(c, m);
 			continue;
@@ -397,7 +397,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	while (f->head && now - f->head->fast_ms >= CLUSTER_OP_TIMEOUT_MS) {
 		struct cmsg *m = f->head;
-		unlink_sent(f, m, NULL);
+		unlink_sent(f, m);
 		m->res = CR_AWAY;
 		snprintf(m->err, sizeof(m->err), "%s: no answer in %d ms", what_of(m), CLUSTER_OP_TIMEOUT_MS);
 		finish(c, m);
@@ -453,11 +453,13 @@ bool cluster_fast_send(struct cluster *c, struct cmsg *m)
 	m->fseq = ++f->seq;
 	m->fast_ms = now_mono_ms();
 	m->next = NULL;
+	m->prev = f->tail;
 	if (f->tail)
 		f->tail->next = m;
 	else
 		f->head = m;
 	f->tail = m;
+	intmap_put(&f->sent_by_seq, (int64_t)m->fseq, m);
 	f->sent++;
 	arm(c);
 	return true;
@@ -614,7 +616,7 @@ void cluster_fast_hand_over(struct cluster *c)
 	f->closing = true;
 	while (f->head) {
 		struct cmsg *m = f->head;
-		unlink_sent(f, m, NULL);
+		unlink_sent(f, m);
 		hand(c, m);
 	}
 	ev_timer_stop(c->loop, &f->timer);
@@ -664,5 +666,6 @@ void cluster_fast_free(struct cluster *c)
 	ev_timer_stop(c->loop, &f->timer);
 	ev_async_stop(c->loop, &f->kick);
 	free(f->trash);
+	intmap_free(&f->sent_by_seq);	/* empty: cluster_fast_hand_over took what was in it */
 	pthread_mutex_destroy(&f->mu);
 }

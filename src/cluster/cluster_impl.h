@@ -37,6 +37,7 @@ enum cres {
 
 struct cmsg {
 	struct cmsg *next;
+	struct cmsg *prev;	/* cluster_fast.c's list only */
 	enum cmsg_kind kind;
 	char *key;		/* encoded lock name */
 	char *value;		/* to write; or what the key holds */
@@ -82,6 +83,7 @@ struct cluster_fast {
 	char inbox[96];		/* "_INBOX.<nuid>." */
 	uint64_t seq;
 	struct cmsg *head, *tail;	/* sent, not answered: oldest first */
+	struct intmap sent_by_seq;	/* the same, by reply number */
 	ev_timer timer;		/* the oldest one's deadline */
 	bool closing;		/* everything goes to the worker now */
 	void **trash;		/* natsMsg to destroy, a few ms from now */
